@@ -1,0 +1,42 @@
+# fairwatch: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: install test demo bench stack-up stack-down stack-status clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[embedded,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+# Tests start the local stack themselves (scripts/stack up is idempotent) unless FAIRWATCH_KAFKA,
+# FAIRWATCH_CLICKHOUSE and FAIRWATCH_ALERTMANAGER point at running services; the local stack is
+# stopped afterwards (KEEP_STACK=1 keeps it).
+test: $(STAMP)
+	scripts/stack install
+	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ -z "$(KEEP_STACK)" ]; then scripts/stack down; fi; exit $$status
+
+demo: $(STAMP)
+	scripts/demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_core.py
+
+stack-up:
+	scripts/stack up
+stack-down:
+	scripts/stack down
+stack-status:
+	scripts/stack status
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info streams/*.egg-info

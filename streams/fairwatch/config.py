@@ -1,0 +1,69 @@
+"""Settings of the statistics core. Plain data; the CLI, the worker and tests build it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_SECONDS = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """How outcomes are joined, grouped and judged.
+
+    Parameters
+    ----------
+    bucket_seconds
+        Width of the event-time buckets counts are kept in (any window is a sum of buckets).
+    ttl_seconds
+        An unpaired event or outcome is dropped (and counted as expired) after this long.
+    intersections
+        Attribute sets counted as intersections beside every single attribute, e.g.
+        ``(("sex", "race"),)`` gives groups such as ``sex&race = F&Black``. Order is kept.
+    confidence
+        Level of the per-group intervals.
+    target_fmr
+        Intended false match rate of the deployment, if it declares one: used for the
+        ``insufficient`` rule and for realized-vs-intended comparisons.
+    target_fnmr
+        The same for the false non-match rate.
+    min_comparisons
+        Fewer comparisons than this in a population gives status ``insufficient`` whatever
+        the target (a floor for groups of a deployment without a declared target).
+    fdr_alpha, garbe_alpha
+        Weights of the FMR term in FDR and GARBE (ISO/IEC 19795-10 drafts; 0.5 by default).
+    bootstrap_draws
+        Parametric bootstrap draws for the intervals of the differentials.
+    seed
+        Seed of the bootstrap, so that a report can be reproduced exactly.
+    """
+
+    bucket_seconds: int = 60
+    ttl_seconds: int = 30 * DAY_SECONDS
+    intersections: tuple[tuple[str, ...], ...] = field(default=())
+    confidence: float = 0.95
+    target_fmr: float | None = None
+    target_fnmr: float | None = None
+    min_comparisons: int = 30
+    fdr_alpha: float = 0.5
+    garbe_alpha: float = 0.5
+    bootstrap_draws: int = 2000
+    seed: int = 20261126
+
+    def __post_init__(self) -> None:
+        if self.bucket_seconds <= 0 or DAY_SECONDS % self.bucket_seconds:
+            raise ValueError(f"bucket_seconds must divide a day, got {self.bucket_seconds}")
+        if self.ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive, got {self.ttl_seconds}")
+        if not 0.5 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0.5, 1), got {self.confidence}")
+        for name in ("target_fmr", "target_fnmr"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise ValueError(f"{name} must be in (0, 1), got {value}")
+        for name in ("fdr_alpha", "garbe_alpha"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for combo in self.intersections:
+            if len(combo) < 2 or len(set(combo)) != len(combo):
+                raise ValueError(f"an intersection needs two or more distinct attributes, got {combo}")

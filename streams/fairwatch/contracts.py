@@ -1,0 +1,410 @@
+"""Typed input records and their decoder: bytes in, a record or a precise rejection out.
+
+The models mirror ``schemas/*.schema.json`` field for field (a test holds them together, with
+the ``jsonschema`` library as the oracle). Decoding is hand-written rather than delegated to a
+generic validator because it sits on the hot path and must name *one* reason per kind of fault,
+which becomes the dead-letter ``reason_code``.
+
+Examples
+--------
+>>> ev = decode_match_event(b'{"event_id": "e1", "occurred_at": "2026-01-02T03:04:05Z",'
+...     b' "deployment": "gate-a", "algorithm": "algo-1", "mode": "verification", "score": 0.91,'
+...     b' "threshold": 0.8, "decision": "match", "subject": {"sex": "F", "race": "Black"}}')
+>>> ev.event_id, ev.decision, ev.subject["race"]
+('e1', 'match', 'Black')
+>>> bad = decode_match_event(b'{"event_id": ""}')
+>>> isinstance(bad, Rejection), bad.code.value
+(True, 'missing_field')
+>>> print(decode_verified_outcome(b'{"event_id": "e1", "verified_at": "2026-01-03T00:00:00+01:00",'
+...     b' "truth": "impostor", "reviewer": "r7", "revision": 0, "inclusion_prob": 0}'))
+out_of_range (inclusion_prob): inclusion_prob must be > 0 and <= 1, got 0
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any, Mapping
+
+MAX_MESSAGE_BYTES = 1 << 20
+MAX_ID_LENGTH = 128
+MAX_LABELS = 16
+MAX_LABEL_LENGTH = 64
+MAX_REVISION = 2**31 - 1
+
+# The same patterns as schemas/common.schema.json (a test compares them). ECMA-262 semantics:
+# `$` is the end of input, so Python needs fullmatch, not search (which lets "\n" trail).
+ID_PATTERN = "^[!-~]+$"
+ATTRIBUTE_PATTERN = "^[A-Za-z][A-Za-z0-9_]{0,63}$"
+LABEL_PATTERN = "^[^&]+$"
+TIMESTAMP_PATTERN = (
+    "^([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    "[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
+
+def _ecma(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern.removeprefix("^").removesuffix("$"))
+
+
+_ID_RE = _ecma(ID_PATTERN)
+_ATTRIBUTE_RE = _ecma(ATTRIBUTE_PATTERN)
+_LABEL_RE = _ecma(LABEL_PATTERN)
+_TIMESTAMP_RE = re.compile(
+    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[Tt](?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
+    r"(?:\.(?P<frac>\d{1,9}))?(?P<tz>[Zz]|(?P<sign>[+-])(?P<oh>\d{2}):(?P<om>\d{2}))?"
+)
+_STRICT_TIMESTAMP_RE = _ecma(TIMESTAMP_PATTERN)
+
+MODES = ("verification", "identification")
+DECISIONS = ("match", "non_match")
+TRUTHS = ("genuine", "impostor")
+
+
+class RejectCode(StrEnum):
+    """One code per kind of fault; the dead-letter record's ``reason_code``."""
+
+    TOO_LARGE = "too_large"
+    INVALID_ENCODING = "invalid_encoding"
+    INVALID_JSON = "invalid_json"
+    DUPLICATE_KEY = "duplicate_key"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    UNKNOWN_FIELD = "unknown_field"
+    WRONG_TYPE = "wrong_type"
+    NON_FINITE_NUMBER = "non_finite_number"
+    UNKNOWN_ENUM_VALUE = "unknown_enum_value"
+    EMPTY_STRING = "empty_string"
+    STRING_TOO_LONG = "string_too_long"
+    INVALID_CHARACTERS = "invalid_characters"
+    BAD_TIMESTAMP = "bad_timestamp"
+    TIMESTAMP_WITHOUT_OFFSET = "timestamp_without_offset"
+    OUT_OF_RANGE = "out_of_range"
+    NOT_AN_INTEGER = "not_an_integer"
+    EMPTY_LABELS = "empty_labels"
+    TOO_MANY_LABELS = "too_many_labels"
+    BAD_ATTRIBUTE_NAME = "bad_attribute_name"
+    BAD_LABEL = "bad_label"
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message was refused: a code, the offending field (if any) and a readable sentence."""
+
+    code: RejectCode
+    message: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = f" ({self.field})" if self.field else ""
+        return f"{self.code.value}{where}: {self.message}"
+
+
+class ContractError(ValueError):
+    """Raised by the ``parse_*`` functions; carries the :class:`Rejection`."""
+
+    def __init__(self, rejection: Rejection):
+        super().__init__(str(rejection))
+        self.rejection = rejection
+
+
+def _reject(code: RejectCode, field: str | None, message: str) -> ContractError:
+    return ContractError(Rejection(code, message, field))
+
+
+@dataclass(frozen=True, slots=True)
+class MatchEvent:
+    """One comparison made by a face-recognition system (schemas/match_event.schema.json)."""
+
+    event_id: str
+    occurred_at: datetime
+    deployment: str
+    algorithm: str
+    mode: str
+    score: float
+    threshold: float
+    decision: str
+    subject: Mapping[str, str]
+    reference: Mapping[str, str] | None = None
+    context: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "occurred_at": format_timestamp(self.occurred_at),
+            "deployment": self.deployment,
+            "algorithm": self.algorithm,
+            "mode": self.mode,
+            "score": self.score,
+            "threshold": self.threshold,
+            "decision": self.decision,
+            "subject": dict(self.subject),
+        }
+        if self.reference is not None:
+            out["reference"] = dict(self.reference)
+        if self.context is not None:
+            out["context"] = dict(self.context)
+        return out
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedOutcome:
+    """Human-verified truth for one match event (schemas/verified_outcome.schema.json)."""
+
+    event_id: str
+    verified_at: datetime
+    truth: str
+    reviewer: str
+    revision: int
+    inclusion_prob: float = field(default=1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "verified_at": format_timestamp(self.verified_at),
+            "truth": self.truth,
+            "reviewer": self.reviewer,
+            "revision": self.revision,
+            "inclusion_prob": self.inclusion_prob,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+
+
+MATCH_EVENT_REQUIRED = (
+    "event_id", "occurred_at", "deployment", "algorithm", "mode", "score", "threshold", "decision", "subject",
+)
+MATCH_EVENT_OPTIONAL = ("reference", "context")
+VERIFIED_OUTCOME_REQUIRED = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob")
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 with offset ('Z' for UTC)."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def parse_timestamp(value: Any, name: str) -> datetime:
+    """Parse an RFC 3339 date-time that carries an offset into an aware datetime."""
+    if not isinstance(value, str):
+        raise _reject(RejectCode.WRONG_TYPE, name, f"{name} must be an RFC 3339 string, got {_type_name(value)}")
+    m = _TIMESTAMP_RE.fullmatch(value)
+    if m is None or not _STRICT_TIMESTAMP_RE.fullmatch(value):
+        if m is not None and m.group("tz") is None:
+            raise _reject(
+                RejectCode.TIMESTAMP_WITHOUT_OFFSET, name,
+                f"{name} {value!r} has no UTC offset; add 'Z' or '+hh:mm'",
+            )
+        raise _reject(RejectCode.BAD_TIMESTAMP, name, f"{name} {value!r} is not an RFC 3339 date-time")
+    if m.group("sign"):
+        delta = timedelta(hours=int(m.group("oh")), minutes=int(m.group("om")))
+        tz = timezone(-delta if m.group("sign") == "-" else delta)
+    else:
+        tz = timezone.utc
+    frac = (m.group("frac") or "").ljust(6, "0")[:6]
+    try:
+        return datetime(
+            int(m.group("y")), int(m.group("mo")), int(m.group("d")),
+            int(m.group("h")), int(m.group("mi")), int(m.group("s")), int(frac), tzinfo=tz,
+        )
+    except ValueError as exc:
+        raise _reject(RejectCode.BAD_TIMESTAMP, name, f"{name} {value!r} is not a calendar date-time ({exc})") from None
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _identifier(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise _reject(RejectCode.WRONG_TYPE, name, f"{name} must be a string, got {_type_name(value)}")
+    if not value:
+        raise _reject(RejectCode.EMPTY_STRING, name, f"{name} must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise _reject(
+            RejectCode.STRING_TOO_LONG, name, f"{name} has {len(value)} characters; at most {MAX_ID_LENGTH} allowed"
+        )
+    if not _ID_RE.fullmatch(value):
+        raise _reject(
+            RejectCode.INVALID_CHARACTERS, name, f"{name} may hold printable ASCII without spaces only, got {value!r}"
+        )
+    return value
+
+
+def _enum(value: Any, name: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise _reject(RejectCode.WRONG_TYPE, name, f"{name} must be one of {', '.join(allowed)}; got {_type_name(value)}")
+    if value not in allowed:
+        raise _reject(RejectCode.UNKNOWN_ENUM_VALUE, name, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _finite(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _reject(RejectCode.WRONG_TYPE, name, f"{name} must be a number, got {_type_name(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise _reject(RejectCode.NON_FINITE_NUMBER, name, f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _labels(value: Any, name: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _reject(RejectCode.WRONG_TYPE, name, f"{name} must be an object of attribute -> label, got {_type_name(value)}")
+    if not value:
+        raise _reject(RejectCode.EMPTY_LABELS, name, f"{name} must name at least one demographic attribute")
+    if len(value) > MAX_LABELS:
+        raise _reject(RejectCode.TOO_MANY_LABELS, name, f"{name} has {len(value)} attributes; at most {MAX_LABELS}")
+    for attribute, label in value.items():
+        if not _ATTRIBUTE_RE.fullmatch(attribute):
+            raise _reject(
+                RejectCode.BAD_ATTRIBUTE_NAME, name,
+                f"{name} attribute {attribute!r} must start with a letter and hold letters, digits or '_' (max 64)",
+            )
+        where = f"{name}.{attribute}"
+        if not isinstance(label, str):
+            raise _reject(RejectCode.WRONG_TYPE, where, f"{where} must be a string label, got {_type_name(label)}")
+        if not label or len(label) > MAX_LABEL_LENGTH or not _LABEL_RE.fullmatch(label):
+            raise _reject(
+                RejectCode.BAD_LABEL, where, f"{where} must be 1-{MAX_LABEL_LENGTH} characters without '&', got {label!r}"
+            )
+    return value
+
+
+def _check_fields(obj: Any, required: tuple[str, ...], optional: tuple[str, ...], kind: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise _reject(RejectCode.NOT_AN_OBJECT, None, f"a {kind} must be a JSON object, got {_type_name(obj)}")
+    unknown = obj.keys() - set(required) - set(optional)
+    if unknown:
+        raise _reject(
+            RejectCode.UNKNOWN_FIELD, sorted(unknown)[0], f"unknown field(s) {sorted(unknown)} in a {kind}",
+        )
+    missing = [name for name in required if name not in obj]
+    if missing:
+        raise _reject(RejectCode.MISSING_FIELD, missing[0], f"a {kind} needs {', '.join(missing)}")
+    return obj
+
+
+def parse_match_event(obj: Any) -> MatchEvent:
+    """Build a :class:`MatchEvent` from a decoded JSON value, or raise :class:`ContractError`."""
+    obj = _check_fields(obj, MATCH_EVENT_REQUIRED, MATCH_EVENT_OPTIONAL, "match event")
+    reference = obj.get("reference")
+    context = obj.get("context")
+    if context is not None or "context" in obj:
+        if not isinstance(context, dict):
+            raise _reject(RejectCode.WRONG_TYPE, "context", f"context must be an object, got {_type_name(context)}")
+    return MatchEvent(
+        event_id=_identifier(obj["event_id"], "event_id"),
+        occurred_at=parse_timestamp(obj["occurred_at"], "occurred_at"),
+        deployment=_identifier(obj["deployment"], "deployment"),
+        algorithm=_identifier(obj["algorithm"], "algorithm"),
+        mode=_enum(obj["mode"], "mode", MODES),
+        score=_finite(obj["score"], "score"),
+        threshold=_finite(obj["threshold"], "threshold"),
+        decision=_enum(obj["decision"], "decision", DECISIONS),
+        subject=_labels(obj["subject"], "subject"),
+        reference=_labels(reference, "reference") if "reference" in obj else None,
+        context=context,
+    )
+
+
+def parse_verified_outcome(obj: Any) -> VerifiedOutcome:
+    """Build a :class:`VerifiedOutcome` from a decoded JSON value, or raise :class:`ContractError`."""
+    obj = _check_fields(obj, VERIFIED_OUTCOME_REQUIRED, (), "verified outcome")
+    revision = obj["revision"]
+    if isinstance(revision, bool) or not isinstance(revision, (int, float)):
+        raise _reject(RejectCode.WRONG_TYPE, "revision", f"revision must be an integer, got {_type_name(revision)}")
+    if isinstance(revision, float):
+        if not math.isfinite(revision):
+            raise _reject(RejectCode.NON_FINITE_NUMBER, "revision", f"revision must be finite, got {revision!r}")
+        if not revision.is_integer():
+            raise _reject(RejectCode.NOT_AN_INTEGER, "revision", f"revision must be a whole number, got {revision!r}")
+    if not 0 <= revision <= MAX_REVISION:
+        raise _reject(RejectCode.OUT_OF_RANGE, "revision", f"revision must be between 0 and {MAX_REVISION}, got {revision!r}")
+    prob = _finite(obj["inclusion_prob"], "inclusion_prob")
+    if not 0.0 < prob <= 1.0:
+        raise _reject(
+            RejectCode.OUT_OF_RANGE, "inclusion_prob", f"inclusion_prob must be > 0 and <= 1, got {obj['inclusion_prob']!r}"
+        )
+    return VerifiedOutcome(
+        event_id=_identifier(obj["event_id"], "event_id"),
+        verified_at=parse_timestamp(obj["verified_at"], "verified_at"),
+        truth=_enum(obj["truth"], "truth", TRUTHS),
+        reviewer=_identifier(obj["reviewer"], "reviewer"),
+        revision=int(revision),
+        inclusion_prob=prob,
+    )
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _reject(RejectCode.DUPLICATE_KEY, key, f"key {key!r} appears twice in one JSON object")
+            seen.add(key)
+    return out
+
+
+def _no_constants(token: str) -> Any:
+    raise _reject(RejectCode.NON_FINITE_NUMBER, None, f"{token} is not a JSON number; numbers must be finite")
+
+
+def load_json(raw: bytes | str) -> Any:
+    """Decode one JSON document strictly (UTF-8, no duplicate keys, no NaN/Infinity) or raise."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise _reject(RejectCode.TOO_LARGE, None, f"message is {len(raw)} bytes; at most {MAX_MESSAGE_BYTES}")
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _reject(RejectCode.INVALID_ENCODING, None, f"message is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    else:
+        text = raw
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise _reject(RejectCode.INVALID_JSON, None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise _reject(RejectCode.INVALID_JSON, None, "JSON nested too deeply") from None
+
+
+def decode_match_event(raw: bytes | str) -> MatchEvent | Rejection:
+    """Bytes of one ``match-events`` message -> :class:`MatchEvent` or :class:`Rejection`."""
+    try:
+        return parse_match_event(load_json(raw))
+    except ContractError as exc:
+        return exc.rejection
+
+
+def decode_verified_outcome(raw: bytes | str) -> VerifiedOutcome | Rejection:
+    """Bytes of one ``verified-outcomes`` message -> :class:`VerifiedOutcome` or :class:`Rejection`."""
+    try:
+        return parse_verified_outcome(load_json(raw))
+    except ContractError as exc:
+        return exc.rejection

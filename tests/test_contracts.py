@@ -1,0 +1,275 @@
+"""The Python models and the JSON Schemas agree, with the `jsonschema` library as the oracle."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
+from referencing import Registry, Resource
+
+from fairwatch import contracts
+from fairwatch.contracts import (
+    MatchEvent,
+    Rejection,
+    RejectCode,
+    VerifiedOutcome,
+    decode_match_event,
+    decode_verified_outcome,
+)
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+EXAMPLES = SCHEMAS / "examples"
+
+
+def load_schema(name: str) -> dict:
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+
+
+COMMON = load_schema("common")
+REGISTRY = Registry().with_resources(
+    (load_schema(n)["$id"], Resource.from_contents(load_schema(n)))
+    for n in ("common", "match_event", "verified_outcome", "alert", "dead_letter")
+)
+
+
+def _ecma_pattern(validator, pattern, instance, schema):
+    """`pattern` with ECMA-262 semantics, which JSON Schema specifies: `$` is the end of input.
+
+    Python's `re.search` also lets `$` match before a trailing newline; the stock keyword would
+    accept "id\\n" as an event_id, which no conforming validator does.
+    """
+    if validator.is_type(instance, "string") and not re.search(re.sub(r"\$$", r"\\Z", pattern), instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+EcmaValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _ecma_pattern})
+
+
+def oracle(name: str) -> jsonschema.protocols.Validator:
+    schema = load_schema(name)
+    EcmaValidator.check_schema(schema)
+    return EcmaValidator(schema, registry=REGISTRY, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+ORACLES = {"match_event": oracle("match_event"), "verified_outcome": oracle("verified_outcome")}
+DECODERS = {"match_event": decode_match_event, "verified_outcome": decode_verified_outcome}
+MODELS = {"match_event": MatchEvent, "verified_outcome": VerifiedOutcome}
+
+
+def inline_refs(node):
+    """The schema with references to common.schema.json inlined, for hypothesis-jsonschema."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = COMMON["$defs"][node["$ref"].rsplit("/", 1)[1]]
+            return inline_refs({**target, **{k: v for k, v in node.items() if k != "$ref"}})
+        return {k: inline_refs(v) for k, v in node.items() if k not in ("$schema", "$id")}
+    if isinstance(node, list):
+        return [inline_refs(v) for v in node]
+    return node
+
+
+# ---------------------------------------------------------------- the field lists agree
+
+
+@pytest.mark.parametrize("name", ["match_event", "verified_outcome"])
+def test_model_fields_are_the_schema_properties(name):
+    schema = load_schema(name)
+    model_fields = [f.name for f in dataclasses.fields(MODELS[name])]
+    assert set(model_fields) == set(schema["properties"])
+    required_in_model = {
+        f.name for f in dataclasses.fields(MODELS[name])
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    assert set(schema["required"]) >= required_in_model
+    declared = contracts.MATCH_EVENT_REQUIRED if name == "match_event" else contracts.VERIFIED_OUTCOME_REQUIRED
+    assert list(declared) == schema["required"]
+    assert schema["additionalProperties"] is False
+
+
+def test_patterns_are_the_schema_patterns():
+    defs = COMMON["$defs"]
+    assert contracts.ID_PATTERN == defs["event_id"]["pattern"] == defs["name"]["pattern"]
+    assert contracts.TIMESTAMP_PATTERN == defs["timestamp"]["pattern"]
+    assert contracts.ATTRIBUTE_PATTERN == defs["labels"]["propertyNames"]["pattern"]
+    assert contracts.LABEL_PATTERN == defs["labels"]["additionalProperties"]["pattern"]
+    assert contracts.MAX_ID_LENGTH == defs["event_id"]["maxLength"]
+    assert contracts.MAX_LABELS == defs["labels"]["maxProperties"]
+    assert contracts.MAX_LABEL_LENGTH == defs["labels"]["additionalProperties"]["maxLength"]
+    enums = load_schema("match_event")["properties"]
+    assert list(contracts.MODES) == enums["mode"]["enum"]
+    assert list(contracts.DECISIONS) == enums["decision"]["enum"]
+    assert list(contracts.TRUTHS) == load_schema("verified_outcome")["properties"]["truth"]["enum"]
+    dead_letter_codes = load_schema("dead_letter")["properties"]["reason_code"]["enum"]
+    assert sorted(dead_letter_codes) == sorted(c.value for c in RejectCode)
+
+
+# ---------------------------------------------------------------- examples
+
+
+VALID = sorted((EXAMPLES / "valid").glob("*.json"))
+INVALID = json.loads((EXAMPLES / "invalid" / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_valid_examples_pass_schema_and_model(path):
+    kind = path.stem.split(".")[0]
+    document = json.loads(path.read_bytes())
+    oracle(kind).validate(document)
+    if kind in DECODERS:
+        record = DECODERS[kind](path.read_bytes())
+        assert not isinstance(record, Rejection), record
+        assert isinstance(record, MODELS[kind])
+        # encoding back gives a document the schema accepts and that decodes to the same record
+        ORACLES[kind].validate(json.loads(record.to_json()))
+        assert DECODERS[kind](record.to_json()) == record
+
+
+# Faults below the level JSON Schema sees: a JSON parser keeps the last duplicate key and turns
+# NaN / Infinity / 1e400 into floats the `number` type accepts. The model rejects them all.
+JSON_LEVEL = {"invalid_json", "invalid_encoding", "duplicate_key", "non_finite_number", "too_large"}
+
+
+@pytest.mark.parametrize("case", INVALID, ids=lambda c: c["file"])
+def test_invalid_examples_are_rejected_with_their_reason(case):
+    raw = (EXAMPLES / "invalid" / case["file"]).read_bytes()
+    result = DECODERS[case["kind"]](raw)
+    assert isinstance(result, Rejection), f"{case['file']} was accepted"
+    assert result.code == case["reason_code"]
+    assert result.field == case["field"]
+    if case["reason_code"] not in JSON_LEVEL:
+        assert not ORACLES[case["kind"]].is_valid(json.loads(raw)), "the schema should refuse it too"
+
+
+def test_fifteen_kinds_of_bad_input_give_distinct_readable_reasons():
+    reasons = {}
+    for case in INVALID:
+        result = DECODERS[case["kind"]]((EXAMPLES / "invalid" / case["file"]).read_bytes())
+        reasons[case["file"]] = str(result)
+    too_large = decode_match_event(b'{"event_id": "' + b"x" * contracts.MAX_MESSAGE_BYTES + b'"}')
+    assert too_large.code == RejectCode.TOO_LARGE
+    reasons["too_large"] = str(too_large)
+    assert len(set(reasons.values())) == len(reasons), "two faults share one reason"
+    assert len({c["reason_code"] for c in INVALID} | {"too_large"}) >= 15
+    for text in reasons.values():
+        code, _, sentence = text.partition(": ")
+        assert code.split(" ")[0] in {c.value for c in RejectCode}
+        assert len(sentence.split()) >= 3, text
+
+
+def test_rejections_name_the_value():
+    ev = json.loads((EXAMPLES / "valid" / "match_event.verification.json").read_text())
+    ev["event_id"] = "x" * 129
+    assert "129 characters" in str(decode_match_event(json.dumps(ev)))
+    ev["event_id"] = "ok"
+    ev["score"] = 1e400
+    assert decode_match_event(json.dumps(ev)).code == RejectCode.NON_FINITE_NUMBER
+
+
+def test_timestamps_keep_their_instant():
+    ev = decode_match_event((EXAMPLES / "valid" / "match_event.identification.json").read_bytes())
+    assert ev.occurred_at.utcoffset().total_seconds() == 3600
+    assert ev.occurred_at == datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
+    assert contracts.format_timestamp(ev.occurred_at) == "2026-11-26T09:00:00+01:00"
+    nano = contracts.parse_timestamp("2026-01-01T00:00:00.123456789Z", "t")
+    assert nano.microsecond == 123456 and contracts.format_timestamp(nano) == "2026-01-01T00:00:00.123456Z"
+
+
+# ---------------------------------------------------------------- generated cases
+
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+TRICKY_STRINGS = st.sampled_from(
+    ["", "x" * 128, "x" * 129, "a b", "id\n", "F&M", "2026-11-26T08:15:02Z", "2026-11-26T08:15:02",
+     "2026-02-29T00:00:00Z", "2024-02-29T23:59:59.5+14:00", "2026-11-26t08:15:02z", "2026-11-26 08:15:02Z",
+     "match", "non_match", "genuine", "impostor", "verification", "identification", "Black", "skin tone"]
+)
+
+
+def mutations(kind: str):
+    schema = load_schema(kind)
+    names = sorted(schema["properties"]) + ["extra", "face"]
+    replacement = JSON_VALUES | TRICKY_STRINGS | st.dictionaries(
+        st.sampled_from(["sex", "race", "1x", "age", "a b"]), JSON_SCALARS | TRICKY_STRINGS, max_size=3
+    ) | st.sampled_from([0, 1, -1, 0.5, 1.0, 1.5, 2.0, 1e-300, 2**31 - 1, 2**31, 1e300, True, False])
+    return st.lists(
+        st.tuples(st.sampled_from(["drop", "set"]), st.sampled_from(names), replacement), min_size=0, max_size=3
+    )
+
+
+def apply(document: dict, changes) -> dict:
+    document = copy.deepcopy(document)
+    for action, name, value in changes:
+        if action == "drop":
+            document.pop(name, None)
+        else:
+            document[name] = value
+    return document
+
+
+def assert_agree(kind: str, document) -> None:
+    expected = ORACLES[kind].is_valid(document)
+    result = DECODERS[kind](json.dumps(document, allow_nan=False))
+    accepted = not isinstance(result, Rejection)
+    assert accepted == expected, (
+        f"schema says {'valid' if expected else 'invalid'}, model says {result}: {json.dumps(document)[:300]}"
+    )
+
+
+GENERATED = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+def test_generated_valid_documents_agree(kind):
+    @GENERATED
+    @given(from_schema(inline_refs(load_schema(kind))))
+    def check(document):
+        assert_agree(kind, document)
+
+    check()
+
+
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+def test_mutated_documents_agree(kind):
+    @GENERATED
+    @given(from_schema(inline_refs(load_schema(kind))), mutations(kind))
+    def check(document, changes):
+        assert_agree(kind, apply(document, changes))
+
+    check()
+
+
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+def test_arbitrary_json_agrees(kind):
+    @GENERATED
+    @given(JSON_VALUES)
+    def check(document):
+        assert_agree(kind, document)
+
+    check()
+
+
+def test_large_integers_that_are_not_finite_doubles_are_refused():
+    ev = json.loads((EXAMPLES / "valid" / "match_event.verification.json").read_text())
+    raw = json.dumps(ev).replace("0.873", "1" + "0" * 400)
+    assert decode_match_event(raw).code == RejectCode.NON_FINITE_NUMBER
+    assert math.isfinite(decode_match_event(json.dumps(ev)).score)
