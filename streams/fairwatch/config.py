@@ -30,8 +30,8 @@ class CoreConfig:
     min_comparisons
         Fewer comparisons than this in a population gives status ``insufficient`` whatever
         the target (a floor for groups of a deployment without a declared target).
-    fdr_alpha, garbe_alpha
-        Weights of the FMR term in FDR and GARBE (ISO/IEC 19795-10 drafts; 0.5 by default).
+    fdr_alpha, ir_alpha, garbe_alpha
+        Weights of the FMR term in FDR, IR and GARBE (ISO/IEC 19795-10 drafts; 0.5 by default).
     bootstrap_draws
         Parametric bootstrap draws for the intervals of the differentials.
     seed
@@ -46,6 +46,7 @@ class CoreConfig:
     target_fnmr: float | None = None
     min_comparisons: int = 30
     fdr_alpha: float = 0.5
+    ir_alpha: float = 0.5
     garbe_alpha: float = 0.5
     bootstrap_draws: int = 2000
     seed: int = 20261126
@@ -61,7 +62,7 @@ class CoreConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise ValueError(f"{name} must be in (0, 1), got {value}")
-        for name in ("fdr_alpha", "garbe_alpha"):
+        for name in ("fdr_alpha", "ir_alpha", "garbe_alpha"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for combo in self.intersections:
