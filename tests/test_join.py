@@ -1,0 +1,334 @@
+"""The label-delay join: any arrival order, duplicates and revisions give the brute-force counts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fairwatch.config import CoreConfig
+from fairwatch.contracts import MatchEvent, RejectCode, VerifiedOutcome
+from fairwatch.counts import BucketCounts
+from fairwatch.join import EventState, HeldEvent, HeldOutcome, LabelJoin, Profile, _SlotIndex
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+CONFIG = CoreConfig(intersections=(("sex", "race"),))
+ATTRIBUTES = {"sex": ["F", "M"], "race": ["A", "B", "C"], "age": ["18-29", "70+"]}
+
+
+# ---- brute force, written without the package's code ---------------------------------------
+
+def expected_groups(event: MatchEvent) -> list[tuple]:
+    where = (event.deployment, event.algorithm, event.mode)
+    groups = [where + ("*", "*")]
+    for attribute, label in event.subject.items():
+        groups.append(where + (attribute, label))
+    if "sex" in event.subject and "race" in event.subject:
+        groups.append(where + ("sex&race", event.subject["sex"] + "&" + event.subject["race"]))
+    return groups
+
+
+def brute_force_counts(pairs: list[tuple[MatchEvent, VerifiedOutcome]]) -> dict[tuple, list[float]]:
+    """(group key fields, bucket start) -> the 12 sums, from the final (event, outcome) pairs."""
+    cells: dict[tuple, list[float]] = defaultdict(lambda: [0.0] * 12)
+    for event, outcome in pairs:
+        bucket = int(event.occurred_at.timestamp()) // 60 * 60
+        base = 6 if outcome.truth == "genuine" else 0
+        if outcome.truth == "impostor":
+            error = 1.0 if event.decision == "match" else 0.0
+        else:
+            error = 1.0 if event.decision == "non_match" else 0.0
+        w = 1.0 / outcome.inclusion_prob
+        for group in expected_groups(event):
+            row = cells[(group, bucket)]
+            row[base + 0] += 1
+            row[base + 1] += error
+            row[base + 2] += w
+            row[base + 3] += w * error
+            row[base + 4] += w * w
+            row[base + 5] += w * w * error
+    return cells
+
+
+def assert_counts_equal(counts: BucketCounts, expected: dict[tuple, list[float]]) -> None:
+    got = {(tuple(r.key), r.bucket_start): r.row for r in counts.rows()}
+    nonzero = {cell: row for cell, row in got.items() if np.any(np.abs(row) > 1e-9)}
+    assert nonzero.keys() == expected.keys()
+    for cell, row in nonzero.items():
+        np.testing.assert_allclose(row, expected[cell], rtol=1e-12, atol=1e-9, err_msg=str(cell))
+
+
+# ---- random streams ---------------------------------------------------------------------------
+
+subjects = st.fixed_dictionaries(
+    {"sex": st.sampled_from(ATTRIBUTES["sex"])},
+    optional={"race": st.sampled_from(ATTRIBUTES["race"]), "age": st.sampled_from(ATTRIBUTES["age"])},
+)
+
+
+@st.composite
+def match_events(draw, event_id: str) -> MatchEvent:
+    return MatchEvent(
+        event_id=event_id,
+        occurred_at=T0 + timedelta(seconds=draw(st.integers(0, 3 * 3600))),
+        deployment=draw(st.sampled_from(["gate-a", "gate-b"])),
+        algorithm=draw(st.sampled_from(["algo-1", "algo-2"])),
+        mode=draw(st.sampled_from(["verification", "identification"])),
+        score=draw(st.floats(0, 1)),
+        threshold=0.5,
+        decision=draw(st.sampled_from(["match", "non_match"])),
+        subject=draw(subjects),
+    )
+
+
+@st.composite
+def outcomes(draw, event_id: str) -> VerifiedOutcome:
+    return VerifiedOutcome(
+        event_id=event_id,
+        verified_at=T0 + timedelta(hours=draw(st.integers(1, 24 * 20))),
+        truth=draw(st.sampled_from(["genuine", "impostor"])),
+        reviewer=draw(st.sampled_from(["r1", "r2"])),
+        revision=draw(st.integers(0, 3)),
+        inclusion_prob=draw(st.sampled_from([1.0, 0.5, 0.25, 0.1, 0.3])),
+    )
+
+
+@st.composite
+def streams(draw):
+    """Deliveries (with duplicates, conflicting versions and revisions) in a random order, in batches."""
+    deliveries = []
+    for i in range(draw(st.integers(1, 20))):
+        event_id = f"e{i}"
+        versions = draw(st.lists(match_events(event_id), min_size=1, max_size=2))  # a second one conflicts
+        for version in versions:
+            deliveries += [version] * draw(st.integers(0, 3))
+        for outcome in draw(st.lists(outcomes(event_id), max_size=4)):
+            deliveries += [outcome] * draw(st.integers(1, 2))
+    order = draw(st.permutations(deliveries))
+    cuts = sorted(draw(st.lists(st.integers(0, len(order)), max_size=4)))
+    batches = [order[a:b] for a, b in zip([0] + cuts, cuts + [len(order)])]
+    return order, batches
+
+
+def final_pairs(order: list) -> tuple[dict, dict]:
+    """Per event_id: the first event version delivered; the first delivered outcome of the top revision."""
+    events: dict[str, MatchEvent] = {}
+    latest: dict[str, VerifiedOutcome] = {}
+    for record in order:
+        if isinstance(record, MatchEvent):
+            events.setdefault(record.event_id, record)
+        else:
+            held = latest.get(record.event_id)
+            if held is None or record.revision > held.revision:
+                latest[record.event_id] = record
+    return events, latest
+
+
+@settings(max_examples=150, deadline=None)
+@given(streams(), st.data())
+def test_counts_equal_brute_force_whatever_the_order_duplicates_and_revisions(stream, data):
+    order, batches = stream
+    events, latest = final_pairs(order)
+    restart = data.draw(st.integers(0, len(batches)), label="restore into a fresh join before batch")
+    join, counts = LabelJoin(CONFIG), BucketCounts(CONFIG)
+    net = defaultdict(int)
+    rejected = []
+    for k, batch in enumerate(batches):
+        if k == restart:  # as after a crash: the state comes back from the changelog, bytes and all
+            states = {f"e{i}": join.state_of(f"e{i}") for i in range(len(order))}
+            join = LabelJoin(CONFIG)
+            for event_id, state in states.items():
+                join.restore(event_id, None if state is None else EventState.from_bytes(state.to_bytes()))
+        out = join.update(batch)
+        counts.update(out.deltas)
+        rejected += out.rejected
+        for event_id, sign in zip(out.deltas.event_id, out.deltas.sign.tolist()):
+            net[event_id] += sign
+
+    paired = [(events[i], latest[i]) for i in events.keys() & latest.keys()]
+    assert_counts_equal(counts, brute_force_counts(paired))
+    assert {i for i, s in net.items() if s} == events.keys() & latest.keys()
+    assert set(net.values()) <= {0, 1}
+    assert join.counters.pending == len(events.keys() - latest.keys())
+    assert join.counters.orphans == len(latest.keys() - events.keys())
+    assert len(join) == len(events.keys() | latest.keys())
+    assert all(r.rejection.code is RejectCode.CONFLICTING_DUPLICATE for r in rejected)
+    conflicting = [r for r in order if isinstance(r, MatchEvent) and r != events[r.event_id]]
+    assert [r.record for r in rejected if isinstance(r.record, MatchEvent)] == conflicting
+    if restart == len(batches):  # running totals start afresh in a restored join
+        assert join.counters.rejected == len(rejected)
+        assert join.counters.paired == len(paired)
+
+
+# ---- the rules, one by one -------------------------------------------------------------------
+
+def event(event_id="e1", minutes=0, decision="match", score=0.9, **subject) -> MatchEvent:
+    return MatchEvent(event_id, T0 + timedelta(minutes=minutes), "gate-a", "algo-1", "verification", score, 0.5,
+                      decision, subject or {"sex": "F", "race": "B"})
+
+
+def outcome(event_id="e1", truth="impostor", revision=0, days=1, prob=1.0, reviewer="r1") -> VerifiedOutcome:
+    return VerifiedOutcome(event_id, T0 + timedelta(days=days), truth, reviewer, revision, prob)
+
+
+def test_a_conflicting_duplicate_event_is_rejected_with_a_reason_and_the_first_stays():
+    join = LabelJoin(CONFIG)
+    first = join.update([event(score=0.9), outcome()])
+    out = join.update([event(score=0.8), event(score=0.9)])
+    (rejected,) = out.rejected
+    assert rejected.record == event(score=0.8)
+    assert rejected.rejection.code is RejectCode.CONFLICTING_DUPLICATE
+    assert rejected.rejection.field == "event_id"
+    assert "e1" in rejected.rejection.message and "different content" in rejected.rejection.message
+    assert len(first.deltas) == 1 and len(out.deltas) == 0
+    assert (join.counters.rejected, join.counters.duplicates) == (1, 1)
+
+
+def test_the_same_event_with_another_key_order_or_offset_is_a_duplicate():
+    join = LabelJoin(CONFIG)
+    a = event(sex="F", race="B")
+    b = MatchEvent("e1", a.occurred_at.astimezone(timezone(timedelta(hours=2))), "gate-a", "algo-1",
+                   "verification", 0.9, 0.5, "match", {"race": "B", "sex": "F"})
+    assert not join.update([a, b]).rejected
+    assert join.counters.duplicates == 1
+
+
+def test_an_outcome_revision_conflict_is_rejected_and_a_lower_revision_is_stale():
+    join = LabelJoin(CONFIG)
+    join.update([event(), outcome(revision=2)])
+    out = join.update([outcome(revision=2, truth="genuine"), outcome(revision=1, truth="genuine"), outcome(revision=2)])
+    (rejected,) = out.rejected
+    assert rejected.rejection.code is RejectCode.CONFLICTING_DUPLICATE
+    assert rejected.rejection.field == "revision"
+    assert len(out.deltas) == 0
+    c = join.counters
+    assert (c.rejected, c.stale, c.duplicates, c.retractions) == (1, 1, 1, 0)
+
+
+def test_a_higher_revision_retracts_the_old_contribution_then_applies_the_new():
+    join = LabelJoin(CONFIG)
+    join.update([event(decision="match"), outcome(truth="impostor", prob=0.5)])
+    d = join.update([outcome(truth="genuine", revision=1, prob=0.25)]).deltas
+    assert d.sign.tolist() == [-1, 1]
+    assert d.genuine.tolist() == [False, True]
+    assert d.weight.tolist() == [2.0, 4.0]
+    assert d.revision.tolist() == [0, 1]
+    assert d.error.tolist() == [True, False]
+    assert d.event_id == ["e1", "e1"]
+    assert join.counters.retractions == 1
+
+
+def test_revisions_of_an_orphan_replace_it_silently_and_only_the_latest_pairs():
+    join = LabelJoin(CONFIG)
+    out = join.update([outcome(revision=0), outcome(revision=3, truth="genuine"), outcome(revision=1)])
+    assert len(out.deltas) == 0 and join.counters.orphans == 1
+    d = join.update([event()]).deltas
+    assert (d.sign.tolist(), d.genuine.tolist(), d.revision.tolist()) == ([1], [True], [3])
+    assert (join.counters.orphans, join.counters.pending, join.counters.paired) == (0, 0, 1)
+
+
+def test_deltas_carry_the_event_time_bucket_not_the_verification_time():
+    join = LabelJoin(CoreConfig(bucket_seconds=300))
+    first = MatchEvent("e1", T0 + timedelta(minutes=7, microseconds=123457), "gate-a", "algo-1", "verification",
+                       0.9, 0.5, "match", {"sex": "F", "race": "B"})
+    d = join.update([first, outcome(days=9)]).deltas
+    start = int((T0 + timedelta(minutes=5)).timestamp())
+    assert d.bucket.tolist() == [start]
+    assert d.occurred_at_us.tolist() == [(start + 120) * 1_000_000 + 123457]
+    assert d.profiles[d.profile[0]] == Profile("gate-a", "algo-1", "verification", (("race", "B"), ("sex", "F")))
+
+
+def test_unpaired_records_expire_after_the_ttl_and_are_counted():
+    join = LabelJoin(CoreConfig(ttl_seconds=3600))
+    join.update([event("pending", minutes=0), outcome("orphan", days=0), event("paired", minutes=30),
+                 outcome("paired", days=0)])
+    assert join.expire(T0 + timedelta(minutes=59)) == []
+    assert sorted(join.expire(T0 + timedelta(minutes=60))) == ["orphan", "pending"]
+    c = join.counters
+    assert (c.pending, c.orphans, c.expired_pending, c.expired_orphans, c.expired) == (0, 0, 1, 1, 2)
+    assert "paired" in join and "pending" not in join
+    assert join.expire((T0 + timedelta(minutes=90)).timestamp()) == ["paired"]
+    assert (c.retired, len(join)) == (1, 0)
+    # a late outcome of an expired event is an orphan: no contribution without its event
+    assert len(join.update([outcome("pending", days=2)]).deltas) == 0
+    assert join.counters.orphans == 1
+
+
+def test_activity_extends_the_life_of_a_paired_record():
+    join = LabelJoin(CoreConfig(ttl_seconds=86_400))
+    join.update([event(), outcome(days=0)])
+    join.update([outcome(revision=1, days=3)])
+    assert join.expire(T0 + timedelta(days=3, hours=23)) == []
+    assert join.expire(T0 + timedelta(days=4)) == ["e1"]
+
+
+def test_slots_freed_by_expiry_are_reused_and_state_stays_consistent():
+    join = LabelJoin(CoreConfig(ttl_seconds=60), capacity=4)
+    for round_ in range(5):
+        ids = [f"r{round_}-{i}" for i in range(50)]
+        join.update([event(i, minutes=round_ * 10) for i in ids])
+        assert join.counters.pending == 50 and all(i in join for i in ids)
+        assert len(join.expire(T0 + timedelta(minutes=round_ * 10 + 1))) == 50
+    assert len(join) == 0 and join.counters.expired_pending == 250
+    assert len(join._flags) < 100  # the slots of expired events were reused
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 60)), max_size=300))
+def test_the_slot_index_agrees_with_a_dict(operations):
+    index, model = _SlotIndex(), {}
+    for add, n in operations:
+        event_id = f"id-{n}"
+        if add and event_id not in model:
+            model[event_id] = index.add(event_id)
+        elif not add and event_id in model:
+            assert index.remove(event_id) == model.pop(event_id)
+        assert len(index) == len(model)
+    assert all(index.find(f"id-{n}") == model.get(f"id-{n}", -1) for n in range(61))
+    assert len(set(model.values())) == len(model)
+
+
+held_events = st.builds(HeldEvent, st.integers(0, 2**32 - 1), st.integers(-(2**60), 2**60),
+                        st.builds(Profile, st.text(min_size=1), st.text(min_size=1), st.sampled_from(["verification"]),
+                                  st.lists(st.tuples(st.text(min_size=1), st.text(min_size=1))).map(tuple)),
+                        st.booleans())
+held_outcomes = st.builds(HeldOutcome, st.integers(0, 2**32 - 1), st.integers(0, 2**31 - 1), st.booleans(),
+                          st.floats(1e-9, 1.0))
+
+
+@given(st.builds(EventState, st.integers(-(2**40), 2**40), st.none() | held_events, st.none() | held_outcomes))
+def test_event_state_survives_bytes(state):
+    assert EventState.from_bytes(state.to_bytes()) == state
+
+
+def test_state_of_and_restore_move_an_event_between_joins():
+    source = LabelJoin(CONFIG)
+    source.update([event(), outcome(revision=2, prob=0.5)])
+    state = source.state_of("e1")
+    assert state.outcome.revision == 2 and state.event.match
+    target = LabelJoin(CONFIG)
+    target.restore("e1", state)
+    assert target.state_of("e1") == state
+    assert len(target.update([outcome(revision=2, prob=0.5)]).deltas) == 0  # still a duplicate
+    assert target.update([outcome(revision=3, truth="genuine")]).deltas.sign.tolist() == [-1, 1]
+    target.restore("e1", None)
+    assert "e1" not in target and target.state_of("e1") is None
+    assert source.state_of("nope") is None
+
+
+@pytest.mark.parametrize("records, gauges", [
+    ([event()], (1, 0)),
+    ([outcome()], (0, 1)),
+    ([event(), outcome()], (0, 0)),
+])
+def test_restore_keeps_the_gauges(records, gauges):
+    source = LabelJoin(CONFIG)
+    source.update(records)
+    target = LabelJoin(CONFIG)
+    target.restore("e1", source.state_of("e1"))
+    assert (target.counters.pending, target.counters.orphans) == gauges
+    target.restore("e1", source.state_of("e1"))  # restoring twice replaces, it does not add
+    assert (target.counters.pending, target.counters.orphans) == gauges
