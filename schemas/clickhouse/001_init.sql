@@ -41,6 +41,7 @@ PARTITION BY toYYYYMM(verified_at)
 ORDER BY (event_id, revision);
 
 -- One row per joined (event, outcome); a higher revision replaces the lower (version = revision).
+-- This is the source of truth for counts: group_counts is recomputed from it.
 CREATE TABLE IF NOT EXISTS labeled_outcomes
 (
     event_id        String,
@@ -55,18 +56,17 @@ CREATE TABLE IF NOT EXISTS labeled_outcomes
     decision        Enum8('match' = 1, 'non_match' = 2),
     truth           Enum8('genuine' = 1, 'impostor' = 2),
     revision        UInt32,
-    inclusion_prob  Float64,
     weight          Float64,
-    verified_at     DateTime('UTC')
+    kafka_partition UInt16
 )
 ENGINE = ReplacingMergeTree(revision)
-PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (deployment, algorithm, event_id);
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (deployment, algorithm, bucket, event_id);
 
 -- Per-group event-time bucket counts, in the layout of fairwatch.counts_layout. Each Kafka
--- partition's counts are owned by one worker at a time and written as absolute values with a
--- growing version, so a rewrite after a crash or a late outcome replaces the row. Totals are
--- sum() over partitions of the FINAL rows.
+-- partition's rows are owned by one worker at a time and recomputed from labeled_outcomes as
+-- absolute values with a growing version, so a rewrite after a crash or a late outcome replaces
+-- the row. Totals are sum() over partitions of the FINAL rows.
 CREATE TABLE IF NOT EXISTS group_counts
 (
     deployment      String,

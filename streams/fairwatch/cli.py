@@ -102,6 +102,123 @@ def smoke(
         print(f"  ok  {step}")
 
 
+@app.command()
+def topics(
+    kafka: str = typer.Option(..., "--kafka", envvar="FAIRWATCH_KAFKA", help="Kafka bootstrap servers."),
+    prefix: str = typer.Option("fairwatch.", "--prefix", envvar="FAIRWATCH_TOPIC_PREFIX"),
+    partitions: int = typer.Option(8, "--partitions", envvar="FAIRWATCH_PARTITIONS", min=1),
+    replication: int = typer.Option(1, "--replication", envvar="FAIRWATCH_REPLICATION", min=1),
+) -> None:
+    """Create the topics with explicit partition counts (idempotent); print name and partitions."""
+    from fairwatch.topics import TopicError, ensure_topics
+
+    try:
+        layout = ensure_topics(kafka, prefix, partitions, replication)
+    except TopicError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for name, count in sorted(layout.items()):
+        print(f"{name}\t{count}")
+
+
+@app.command()
+def worker(
+    loglevel: str = typer.Option("info", "--loglevel", help="crit, error, warn, info or debug"),
+) -> None:
+    """Run a live worker (faust) over Kafka into ClickHouse; settings from FAIRWATCH_* variables."""
+    from faust import Worker
+
+    from fairwatch.app import create_app
+    from fairwatch.settings import SettingsError, WorkerSettings
+    from fairwatch.topics import TopicError, ensure_topics
+
+    try:
+        settings = WorkerSettings.from_env()
+        ensure_topics(settings.kafka, settings.topic_prefix, settings.partitions, settings.replication)
+    except (SettingsError, TopicError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    Worker(create_app(settings), loglevel=loglevel).execute_from_commandline()
+
+
+@app.command()
+def metrics(
+    window: Optional[str] = typer.Option(None, "--window", help="Back from now: 15m, 1h, 24h, 7d (default 1h)."),
+    start: Optional[str] = typer.Option(None, "--from", help="Window start, RFC 3339."),
+    end: Optional[str] = typer.Option(None, "--to", help="Window end, RFC 3339."),
+    deployment: Optional[str] = typer.Option(None, "--deployment"),
+    algorithm: Optional[str] = typer.Option(None, "--algorithm"),
+    store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
+    target_fmr: Optional[float] = typer.Option(None, "--target-fmr", help="Declared FMR target: sets status."),
+    target_fnmr: Optional[float] = typer.Option(None, "--target-fnmr", help="Declared FNMR target."),
+    min_comparisons: int = typer.Option(30, "--min-comparisons", help="Fewer comparisons: insufficient."),
+    bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON document instead of tables."),
+) -> None:
+    """Per-group error rates with intervals, and the differentials, for a window of event time."""
+    from fairwatch.config import CoreConfig
+    from fairwatch.metrics import WindowError, resolve_window, window_metrics
+    from fairwatch.store import StoreError, open_store
+
+    try:
+        config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
+                            min_comparisons=min_comparisons)
+        span = resolve_window(window, start, end, bucket_seconds)
+        frame, document = window_metrics(open_store(store), span, config, deployment, algorithm)
+    except (WindowError, StoreError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(document, allow_nan=False))
+        return
+    render_metrics(document)
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def render_metrics(document: dict) -> None:
+    out = Console()
+    window = document["window"]
+    if not document["groups"]:
+        out.print(f"no verified outcomes in [{window['from']}, {window['to']})")
+        return
+    table = Table(title=f"per-group error rates, event time [{window['from']}, {window['to']})")
+    for column in ("deployment", "algorithm", "attribute", "group", "impostor", "FM", "FMR [95% CI]", "genuine",
+                   "FNM", "FNMR [95% CI]", "status"):
+        table.add_column(column, justify="right" if column not in ("deployment", "algorithm", "attribute", "group",
+                                                                    "status") else "left")
+    for g in document["groups"]:
+        style = {"insufficient": "yellow", "above_target": "red"}.get(g["status"], "")
+        table.add_row(
+            g["deployment"], g["algorithm"], g["attribute"], g["group"], _fmt(g["impostor"]), _fmt(g["false_match"]),
+            f"{_fmt(g['fmr'])} [{_fmt(g['fmr_low'])}, {_fmt(g['fmr_high'])}]", _fmt(g["genuine"]),
+            _fmt(g["false_non_match"]), f"{_fmt(g['fnmr'])} [{_fmt(g['fnmr_low'])}, {_fmt(g['fnmr_high'])}]",
+            f"[{style}]{g['status']}[/{style}]" if style else g["status"],
+        )
+    out.print(table)
+    diffs = Table(title="differentials across the groups of each attribute set")
+    for column in ("deployment", "algorithm", "attribute", "metric", "rate", "value [95% CI]", "status"):
+        diffs.add_column(column)
+    for d in document["differentials"]:
+        diffs.add_row(d["deployment"], d["algorithm"], d["attribute"], d["metric"], d["rate"],
+                      f"{_fmt(d['value'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]", d["status"])
+    out.print(diffs)
+
+
+def _register_simulate() -> None:
+    from fairwatch.simulate import simulate_command
+
+    app.command("simulate")(simulate_command)
+
+
+_register_simulate()
+
+
 def main() -> None:
     app(prog_name="fairwatch")
 

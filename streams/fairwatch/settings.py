@@ -1,0 +1,110 @@
+"""Every setting the worker reads from the environment, in one place.
+
+The Helm chart, docker-compose and README document these names; a test checks that they agree
+with :data:`WORKER_ENVIRONMENT`, so a setting cannot be read here without being settable there.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fairwatch.config import DAY_SECONDS, CoreConfig
+
+# name -> (default, meaning); None as default means required
+WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
+    "FAIRWATCH_KAFKA": (None, "Kafka bootstrap servers, host:port[,host:port]"),
+    "FAIRWATCH_CLICKHOUSE": (None, "store: clickhouse://user:pass@host:9000/db or chdb:///path"),
+    "FAIRWATCH_TOPIC_PREFIX": ("fairwatch.", "prefix of every topic"),
+    "FAIRWATCH_PARTITIONS": ("8", "partitions of the input topics (fixed once created)"),
+    "FAIRWATCH_REPLICATION": ("1", "replication factor of the topics the worker creates"),
+    "FAIRWATCH_APP_ID": ("fairwatch", "faust application id = Kafka consumer group"),
+    "FAIRWATCH_TABLE_STORE": ("rocksdb://", "faust table store for the join state: rocksdb:// or memory://"),
+    "FAIRWATCH_DATA_DIR": ("./fairwatch-data", "where the worker keeps its on-disk table state"),
+    "FAIRWATCH_WEB_HOST": ("127.0.0.1", "address of the worker's web endpoint (/metrics, /healthz)"),
+    "FAIRWATCH_WEB_PORT": ("6066", "port of the worker's web endpoint"),
+    "FAIRWATCH_BATCH_SIZE": ("5000", "messages per processing batch at most"),
+    "FAIRWATCH_BATCH_WITHIN": ("0.5", "seconds to wait for a batch to fill"),
+    "FAIRWATCH_BUCKET_SECONDS": ("60", "width of the event-time count buckets"),
+    "FAIRWATCH_TTL_DAYS": ("30", "days an unpaired event or outcome waits before it expires"),
+    "FAIRWATCH_INTERSECTIONS": ("", "intersections to count, e.g. sex&race,sex&age"),
+    "FAIRWATCH_SESSION_TIMEOUT": ("30", "seconds before Kafka reassigns a dead worker's partitions"),
+}
+
+
+def _env(name: str) -> str:
+    default, meaning = WORKER_ENVIRONMENT[name]
+    value = os.environ.get(name, default)
+    if value is None or value == "":
+        if default is None:
+            raise SettingsError(f"{name} is not set ({meaning})")
+    return value or ""
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def parse_intersections(text: str) -> tuple[tuple[str, ...], ...]:
+    """``"sex&race, sex&age"`` -> ``(("sex", "race"), ("sex", "age"))``."""
+    combos = tuple(tuple(a.strip() for a in part.split("&")) for part in text.split(",") if part.strip())
+    for combo in combos:
+        if len(combo) < 2 or not all(combo):
+            raise SettingsError(f"FAIRWATCH_INTERSECTIONS: {'&'.join(combo)!r} must name two or more attributes")
+    return combos
+
+
+def _number(name: str, kind: type) -> float | int:
+    text = _env(name)
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {text!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    kafka: str
+    clickhouse: str
+    topic_prefix: str = "fairwatch."
+    partitions: int = 8
+    replication: int = 1
+    app_id: str = "fairwatch"
+    table_store: str = "rocksdb://"
+    data_dir: Path = Path("./fairwatch-data")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    batch_size: int = 5000
+    batch_within: float = 0.5
+    session_timeout: float = 30.0
+    core: CoreConfig = field(default_factory=CoreConfig)
+
+    @classmethod
+    def from_env(cls) -> WorkerSettings:
+        return cls(
+            kafka=_env("FAIRWATCH_KAFKA"),
+            clickhouse=_env("FAIRWATCH_CLICKHOUSE"),
+            topic_prefix=_env("FAIRWATCH_TOPIC_PREFIX"),
+            partitions=int(_number("FAIRWATCH_PARTITIONS", int)),
+            replication=int(_number("FAIRWATCH_REPLICATION", int)),
+            app_id=_env("FAIRWATCH_APP_ID"),
+            table_store=_env("FAIRWATCH_TABLE_STORE"),
+            data_dir=Path(_env("FAIRWATCH_DATA_DIR")),
+            web_host=_env("FAIRWATCH_WEB_HOST"),
+            web_port=int(_number("FAIRWATCH_WEB_PORT", int)),
+            batch_size=int(_number("FAIRWATCH_BATCH_SIZE", int)),
+            batch_within=float(_number("FAIRWATCH_BATCH_WITHIN", float)),
+            session_timeout=float(_number("FAIRWATCH_SESSION_TIMEOUT", float)),
+            core=CoreConfig(
+                bucket_seconds=int(_number("FAIRWATCH_BUCKET_SECONDS", int)),
+                ttl_seconds=int(float(_number("FAIRWATCH_TTL_DAYS", float)) * DAY_SECONDS),
+                intersections=parse_intersections(_env("FAIRWATCH_INTERSECTIONS")),
+            ),
+        )
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"

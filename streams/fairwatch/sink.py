@@ -1,0 +1,185 @@
+"""The ClickHouse sink: what a processed batch leaves behind, written idempotently.
+
+Every table is a ReplacingMergeTree, so writing the same batch twice (a retry, or a replay after a
+crash) leaves the same rows. Counts are never incremented: ``labeled_outcomes`` holds one row per
+event (its latest revision wins) and the touched ``group_counts`` buckets are recomputed from it as
+absolute values with a version taken before the recompute starts, so the newest recompute, which
+saw every row written before it, is the one that stays.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Sequence
+
+from fairwatch.config import CoreConfig
+from fairwatch.contracts import MatchEvent, VerifiedOutcome
+from fairwatch.counts_layout import COLUMNS, INTERSECTION_SEP, OVERALL
+from fairwatch.join import LabeledDeltas
+from fairwatch.store import Store
+
+log = logging.getLogger(__name__)
+
+EVENT_COLUMNS = (
+    "event_id", "occurred_at", "occurred_at_us", "deployment", "algorithm", "mode", "score", "threshold", "decision",
+    "subject_keys", "subject_values", "reference_keys", "reference_values", "context", "ingested_at",
+)
+OUTCOME_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob", "ingested_at")
+LABELED_COLUMNS = (
+    "event_id", "occurred_at", "occurred_at_us", "bucket", "deployment", "algorithm", "mode", "subject_keys",
+    "subject_values", "decision", "truth", "revision", "weight", "kafka_partition",
+)
+DEAD_LETTER_COLUMNS = (
+    "source_topic", "kafka_partition", "kafka_offset", "key_b64", "value_b64", "reason_code", "field", "reason",
+    "rejected_at",
+)
+GROUP_KEY_COLUMNS = ("deployment", "algorithm", "mode", "attribute", "group_label", "bucket", "kafka_partition")
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def event_row(event: MatchEvent, ingested_at: datetime) -> tuple:
+    reference = event.reference or {}
+    return (
+        event.event_id, event.occurred_at, event.occurred_at.microsecond, event.deployment, event.algorithm,
+        event.mode, event.score, event.threshold, event.decision, list(event.subject), list(event.subject.values()),
+        list(reference), list(reference.values()), json.dumps(event.context or {}, sort_keys=True), ingested_at,
+    )
+
+
+def outcome_row(outcome: VerifiedOutcome, ingested_at: datetime) -> tuple:
+    return (
+        outcome.event_id, outcome.verified_at, outcome.truth, outcome.reviewer, outcome.revision,
+        outcome.inclusion_prob, ingested_at,
+    )
+
+
+def labeled_rows(deltas: LabeledDeltas, partition: int) -> list[tuple]:
+    """Rows entering the labeled set (sign +1); a retraction is implied by the higher revision."""
+    rows = []
+    for i in (deltas.sign > 0).nonzero()[0]:
+        profile = deltas.profiles[deltas.profile[i]]
+        occurred_us = int(deltas.occurred_at_us[i])
+        rows.append((
+            deltas.event_id[i], _utc(occurred_us // 1_000_000), occurred_us % 1_000_000, _utc(int(deltas.bucket[i])),
+            profile.deployment, profile.algorithm, profile.mode, [a for a, _ in profile.subject],
+            [g for _, g in profile.subject], "match" if deltas.match[i] else "non_match",
+            "genuine" if deltas.genuine[i] else "impostor", int(deltas.revision[i]), float(deltas.weight[i]),
+            partition,
+        ))
+    return rows
+
+
+def group_expansion_sql(intersections: Sequence[Sequence[str]]) -> str:
+    """An array of (attribute, group) pairs per labeled row: overall, each attribute, intersections.
+
+    Written with functions ClickHouse 18.16 has; an intersection whose attributes the subject
+    lacks gets an empty label and is filtered out (labels are never empty by contract).
+    """
+    parts = [f"('{OVERALL}', '{OVERALL}')"]
+    for combo in intersections:
+        present = " AND ".join(f"has(subject_keys, '{a}')" for a in combo)
+        labels = f", '{INTERSECTION_SEP}', ".join(f"subject_values[indexOf(subject_keys, '{a}')]" for a in combo)
+        parts.append(f"('{INTERSECTION_SEP.join(combo)}', if({present}, concat({labels}), ''))")
+    pairs = f"arrayConcat([{', '.join(parts)}], arrayMap((k, v) -> (k, v), subject_keys, subject_values))"
+    return f"arrayFilter(p -> tupleElement(p, 2) != '', {pairs})"
+
+
+def _population_sums(truth: str, error_decision: str) -> list[str]:
+    population = f"truth = '{truth}'"
+    error = f"{population} AND decision = '{error_decision}'"
+    return [
+        f"toFloat64(sum({population}))",
+        f"toFloat64(sum({error}))",
+        f"sum(if({population}, weight, 0.))",
+        f"sum(if({error}, weight, 0.))",
+        f"sum(if({population}, weight * weight, 0.))",
+        f"sum(if({error}, weight * weight, 0.))",
+    ]
+
+
+def recompute_counts_sql(intersections: Sequence[Sequence[str]]) -> str:
+    """INSERT ... SELECT that rewrites the group_counts rows of some buckets of one partition."""
+    sums = _population_sums("impostor", "match") + _population_sums("genuine", "non_match")
+    return (
+        f"INSERT INTO group_counts ({', '.join(GROUP_KEY_COLUMNS + COLUMNS)}, version) "
+        f"SELECT deployment, algorithm, mode, tupleElement(pair, 1) AS attribute, tupleElement(pair, 2) AS group_label,"
+        f" bucket, kafka_partition, {', '.join(sums)}, toUInt64(%(version)s) "
+        f"FROM labeled_outcomes FINAL ARRAY JOIN {group_expansion_sql(intersections)} AS pair "
+        f"WHERE kafka_partition = %(partition)s AND bucket IN %(buckets)s "
+        f"GROUP BY deployment, algorithm, mode, attribute, group_label, bucket, kafka_partition"
+    )
+
+
+@dataclass
+class SinkBatch:
+    """What one processed batch must leave in ClickHouse."""
+
+    events: list[tuple] = field(default_factory=list)
+    outcomes: list[tuple] = field(default_factory=list)
+    labeled: list[tuple] = field(default_factory=list)
+    dead_letters: list[tuple] = field(default_factory=list)
+    touched: dict[int, set[int]] = field(default_factory=dict)  # partition -> bucket starts (epoch s)
+
+    def touch(self, partition: int, buckets: Iterable[int]) -> None:
+        self.touched.setdefault(partition, set()).update(int(b) for b in buckets)
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.outcomes) + len(self.labeled) + len(self.dead_letters)
+
+
+class ClickHouseSink:
+    """Writes :class:`SinkBatch` es; :meth:`write_until_done` retries through outages."""
+
+    # bucket lists longer than this are recomputed in chunks to keep the statement small
+    MAX_BUCKETS_PER_STATEMENT = 500
+
+    def __init__(self, store: Store, config: CoreConfig = CoreConfig()):
+        self.store = store
+        self._recompute_sql = recompute_counts_sql(config.intersections)
+
+    def write(self, batch: SinkBatch) -> None:
+        self.store.insert("match_events", EVENT_COLUMNS, batch.events)
+        self.store.insert("verified_outcomes", OUTCOME_COLUMNS, batch.outcomes)
+        self.store.insert("labeled_outcomes", LABELED_COLUMNS, batch.labeled)
+        self.store.insert("dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letters)
+        for partition, buckets in sorted(batch.touched.items()):
+            ordered = sorted(buckets)
+            for start in range(0, len(ordered), self.MAX_BUCKETS_PER_STATEMENT):
+                chunk = tuple(_utc(b) for b in ordered[start : start + self.MAX_BUCKETS_PER_STATEMENT])
+                # the version is taken before the recompute reads: a later recompute saw more
+                self.store.execute(self._recompute_sql, {"version": time.time_ns(), "partition": partition,
+                                                         "buckets": chunk})
+
+    def write_until_done(
+        self,
+        batch: SinkBatch,
+        *,
+        on_error: Callable[[Exception, int], None] = lambda exc, attempt: None,
+        should_stop: Callable[[], bool] = lambda: False,
+        max_backoff: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> bool:
+        """Retry with exponential backoff until written (True) or asked to stop (False).
+
+        Offsets of the batch must not be committed before this returns True: a crash meanwhile
+        replays the batch, and the replay writes the same rows.
+        """
+        attempt = 0
+        while True:
+            try:
+                self.write(batch)
+                return True
+            except Exception as exc:  # the driver raises socket, timeout and server errors alike
+                attempt += 1
+                on_error(exc, attempt)
+                log.warning("ClickHouse write failed (attempt %d): %s", attempt, exc)
+                if should_stop():
+                    return False
+                sleep(min(max_backoff, 0.2 * 2 ** min(attempt, 10)))
