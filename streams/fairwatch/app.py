@@ -28,6 +28,7 @@ from prometheus_client import generate_latest
 from fairwatch.pipeline import MATCH_EVENTS, VERIFIED_OUTCOMES, BatchProcessor, RawMessage
 from fairwatch.settings import WorkerSettings
 from fairwatch.sink import ClickHouseSink
+from fairwatch.metrics import write_snapshots
 from fairwatch.store import migrate, open_store
 
 log = logging.getLogger("fairwatch.worker")
@@ -147,6 +148,42 @@ def create_app(settings: WorkerSettings) -> faust.App:
             metrics.phase_seconds.labels("state_and_dead_letters").inc(finished - stored)
             record_batch(metrics, result, events, app)
 
+    @app.timer(settings.snapshot_seconds)
+    async def snapshot_estimates():
+        # one writer is enough: the worker that owns partition 0 of match-events
+        assigned = app.consumer.assignment() if app.consumer else set()
+        if not any(tp.topic == settings.topic(MATCH_EVENTS) and tp.partition == 0 for tp in assigned):
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, write_snapshots_now)
+        except Exception as exc:  # a missed snapshot is retried at the next tick
+            log.warning("estimate snapshot failed: %s", exc)
+
+    snapshot_store: dict[str, object] = {}
+
+    def write_snapshots_now() -> None:
+        if "store" not in snapshot_store:  # its own connection: the sink's runs in another thread
+            snapshot_store["store"] = open_store(settings.clickhouse)
+        try:
+            write_snapshots(snapshot_store["store"], settings.core)
+        except Exception:
+            snapshot_store.pop("store", None)
+            raise
+
+    @app.timer(60.0)
+    async def recount_join_gauges():
+        # the gauges move with every batch; a recount keeps them true across restarts and rebalances
+        pending = orphans = 0
+        for value in join_state.values():
+            if value is None:
+                continue
+            raw = bytes(value)
+            no_event, no_outcome = b",null," in raw[:24], raw.endswith(b",null]")
+            pending += no_outcome and not no_event
+            orphans += no_event and not no_outcome
+        metrics.pending.set(pending)
+        metrics.orphans.set(orphans)
+
     @app.page("/metrics")
     async def prometheus(web, request):
         # aiohttp refuses a charset inside content_type; Prometheus text format 0.0.4 is UTF-8 anyway
@@ -157,6 +194,21 @@ def create_app(settings: WorkerSettings) -> faust.App:
         assigned = app.consumer.assignment() if app.consumer else set()
         owned = sorted([kinds[tp.topic], tp.partition] for tp in assigned if tp.topic in kinds)
         return web.json({"status": "ok", "input_partitions": owned})
+
+    @app.page("/debug/offsets")
+    async def debug_offsets(web, request):
+        c = app.consumer
+        out = {}
+        for tp in sorted(c.assignment()):
+            if tp.topic not in kinds:
+                continue
+            acked = c._acked.get(tp) or []
+            out[f"{tp.topic}:{tp.partition}"] = {
+                "committed": c._committed_offset.get(tp), "read": c._read_offset.get(tp),
+                "acked": len(acked), "acked_min": min(acked) if acked else None,
+                "gap": len(c._gap.get(tp) or []), "highwater": c.highwater(tp),
+            }
+        return web.json(out)
 
     app.fairwatch_metrics = metrics  # for tests and the CLI
     return app

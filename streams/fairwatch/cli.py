@@ -210,6 +210,51 @@ def render_metrics(document: dict) -> None:
     out.print(diffs)
 
 
+@app.command()
+def replay(
+    events: Path = typer.Argument(..., exists=True, dir_okay=False, help="Match events, JSONL."),
+    outcomes: Path = typer.Argument(..., exists=True, dir_okay=False, help="Verified outcomes, JSONL."),
+    store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE",
+                                        help=STORE_HELP + "; default chdb://fairwatch-store (embedded)"),
+    intersections: str = typer.Option("", "--intersections", envvar="FAIRWATCH_INTERSECTIONS",
+                                      help="e.g. sex&race,sex&age"),
+    bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Replay JSONL files through the worker's batch step into a store, without Kafka."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from fairwatch.config import CoreConfig
+    from fairwatch.replay import replay as run_replay
+    from fairwatch.settings import SettingsError, parse_intersections
+    from fairwatch.store import StoreError, open_store
+
+    try:
+        config = CoreConfig(bucket_seconds=bucket_seconds, intersections=parse_intersections(intersections))
+        opened = open_store(store or "chdb://fairwatch-store")
+        total = sum(1 for path in (events, outcomes) for line in path.open("rb") if line.strip())
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=as_json) as bar:
+            task = bar.add_task("replaying", total=total)
+            report = run_replay(
+                opened, events, outcomes, config, progress=lambda n: bar.advance(task, n),
+                on_reject=lambda letter: None if as_json else console.print(
+                    f"{letter.message.topic}:{letter.message.offset}: {letter.rejection}"),
+            )
+    except (SettingsError, StoreError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    summary = {"store": opened.url, "events_lines": report.lines["match-events"],
+               "outcomes_lines": report.lines["verified-outcomes"], "labeled": report.labeled,
+               "rejected": [{"file": f, "line": n, "reason": r} for f, n, r in report.rejected]}
+    opened.close()
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        print(f"replayed {summary['events_lines']} event lines and {summary['outcomes_lines']} outcome lines into "
+              f"{summary['store']}: {report.labeled} labeled outcomes, {len(report.rejected)} lines rejected")
+
+
 def _register_simulate() -> None:
     from fairwatch.simulate import simulate_command
 

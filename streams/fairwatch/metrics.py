@@ -125,3 +125,26 @@ def window_metrics(
     keys, rows = read_counts(store, window, deployment, algorithm)
     frame = GroupFrame.from_counts(keys, rows, config)
     return frame, metrics_document(frame, window)
+
+
+SNAPSHOT_WINDOWS = (3600, 86400)
+SNAPSHOT_COLUMNS = (
+    "snapshot_at", "window_seconds", "deployment", "algorithm", "mode", "attribute", "group_label", "impostor",
+    "false_match", "genuine", "false_non_match", "fmr", "fmr_low", "fmr_high", "fnmr", "fnmr_low", "fnmr_high",
+    "status",
+)
+
+
+def write_snapshots(store: Store, config: CoreConfig, now: datetime | None = None,
+                    windows: tuple[int, ...] = SNAPSHOT_WINDOWS) -> int:
+    """Write the per-group estimates of the trailing windows as seen now; return rows written."""
+    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    rows = []
+    for seconds in windows:
+        window = resolve_window(f"{seconds}s", None, None, config.bucket_seconds, now)
+        _, document = window_metrics(store, window, config)
+        for g in document["groups"]:
+            rows.append((now, seconds, g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["group"],
+                         *(float(g[f]) for f in ("impostor", "false_match", "genuine", "false_non_match")),
+                         *(g[f] for f in ("fmr", "fmr_low", "fmr_high", "fnmr", "fnmr_low", "fnmr_high")), g["status"]))
+    return store.insert("estimate_snapshots", SNAPSHOT_COLUMNS, rows)
