@@ -86,6 +86,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     join_state = app.Table("join-state", default=None, partitions=settings.partitions, key_type=str,
                            value_type=bytes)
     processor = BatchProcessor(settings.core)
+    healer = CommitHealer(app, set(kinds))
     sink_holder: dict[str, ClickHouseSink] = {}
 
     def sink() -> ClickHouseSink:
@@ -142,6 +143,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
             for letter in result.dead_letters:
                 await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
                                        partition=letter.message.partition)
+            await healer.check()
             finished = time.perf_counter()
             metrics.phase_seconds.labels("process").inc(processed - started)
             metrics.phase_seconds.labels("clickhouse").inc(stored - processed)
@@ -169,6 +171,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
         except Exception:
             snapshot_store.pop("store", None)
             raise
+
+    @app.timer(5.0)
+    async def heal_commits():
+        await healer.check()
 
     @app.timer(60.0)
     async def recount_join_gauges():
@@ -212,6 +218,43 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     app.fairwatch_metrics = metrics  # for tests and the CLI
     return app
+
+
+class CommitHealer:
+    """Re-reads partitions whose committed offset is stuck behind a hole of unacknowledged messages.
+
+    faust commits only a contiguous run of acked offsets. A batch that was in flight during a
+    rebalance can lose its acks, or be dropped unprocessed while the fetch position moves on
+    (seen here after a worker was killed and its partitions moved). The committed offset then
+    never advances, and the dropped messages would wait for the next restart. When a hole
+    persists past ``patience`` seconds, the partition is sought back to its committed offset:
+    the messages come again, are processed (replays are harmless) and acked, and commits resume.
+    """
+
+    def __init__(self, app: faust.App, topics: set[str], patience: float = 10.0):
+        self.app, self.topics, self.patience = app, topics, patience
+        self._since: dict = {}
+
+    def holes(self) -> dict:
+        consumer = self.app.consumer
+        found = {}
+        for tp in consumer.assignment():
+            acked = consumer._acked.get(tp) if tp.topic in self.topics else None
+            if acked:
+                committed = consumer._committed_offset.get(tp) or 0
+                if min(acked) > committed:
+                    found[tp] = committed
+        return found
+
+    async def check(self) -> None:
+        now = time.monotonic()
+        holes = self.holes()
+        self._since = {tp: self._since.get(tp, now) for tp in holes}
+        for tp, committed in holes.items():
+            if now - self._since[tp] >= self.patience:
+                log.warning("re-reading %s from offset %d: acknowledgements stuck behind a hole", tp, committed)
+                await self.app.consumer.seek(tp, committed)
+                self._since.pop(tp)
 
 
 def record_batch(metrics: WorkerMetrics, result, events, app: faust.App) -> None:

@@ -1,0 +1,421 @@
+"""End-to-end throughput of one ``fairwatch worker`` against two bare baselines on the same messages.
+
+Run by ``make bench`` (not a test) against the local stack (``scripts/stack up``) or the services
+named by FAIRWATCH_KAFKA / FAIRWATCH_CLICKHOUSE. Steps:
+
+1. A workload of N match events and their verified outcomes (``tests.workload.make_workload``,
+   no duplicates, no malformed messages; one JSON record per Kafka message) is produced once,
+   with kafka-python, to fresh input topics (8 partitions).
+2. Each consumer below reads all of it in its own consumer group, in its own process, alone on
+   the machine (one after the other):
+
+   - ``aiokafka``: a bare AIOKafkaConsumer, ``getmany`` + ``json.loads`` + count, commit at the end;
+   - ``faust``: a minimal faust app (raw serializers, ``take_events``, ``json.loads`` + count);
+   - ``fairwatch[memory]`` / ``fairwatch[rocksdb]``: one ``fairwatch worker`` with that table
+     store and its own ClickHouse database (decode, join, ClickHouse sink, table writes).
+
+Times are wall clock from the process spawn. ``startup`` ends when the consumer is ready (first
+message for the baselines; for the worker, when /healthz lists assigned input partitions).
+``processed`` is when the last message was handled (the baselines count them; the worker's
+``fairwatch_consumed_messages`` reaches the total), ``drained`` when the group's committed offsets
+reach the end of every input partition (faust commits every ~2.8 s, so this is up to that much
+later). Rates: *records/s* = input messages (one record each: match events + outcomes) per
+second of steady state (ready -> processed / drained); *match events/s* counts only the events.
+The worker's ``fairwatch_batch_phase_seconds_total`` shows where its time goes.
+
+Everything the run creates (topics, consumer groups, ClickHouse databases, table data) is
+deleted at the end. Prints a table and writes ``benchmarks/results/pipeline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlparse, urlunparse
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # tests.* helpers (workload, worker processes)
+    sys.path.insert(0, str(REPO))
+
+RESULTS = Path(__file__).parent / "results" / "pipeline.json"
+INPUTS = ("match-events", "verified-outcomes")
+MARK = "BENCH "  # stdout lines of the baseline subprocesses that carry measurements
+POLL = 0.2
+
+
+# ---------------------------------------------------------------- baseline processes (children)
+
+def emit(**fields) -> None:
+    print(MARK + json.dumps(fields), flush=True)
+
+
+def run_aiokafka_child() -> None:
+    """A bare aiokafka consumer: one process, one consumer group, getmany, json-decode, count."""
+    from aiokafka import AIOKafkaConsumer
+
+    kafka, group, total = os.environ["BENCH_KAFKA"], os.environ["BENCH_GROUP"], int(os.environ["BENCH_TOTAL"])
+    topics = os.environ["BENCH_TOPICS"].split(",")
+
+    async def main() -> None:
+        consumer = AIOKafkaConsumer(*topics, bootstrap_servers=kafka, group_id=group, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        counts = dict.fromkeys(topics, 0)
+        n, first = 0, None
+        try:
+            while n < total:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                if batch and first is None:
+                    first = time.time()
+                    emit(first=first)
+                for tp, messages in batch.items():
+                    for m in messages:
+                        json.loads(m.value)
+                    counts[tp.topic] += len(messages)
+                    n += len(messages)
+            emit(done=time.time(), count=n, by_topic=counts)
+            await consumer.commit()
+            emit(committed=time.time())
+        finally:
+            await consumer.stop()
+
+    asyncio.run(main())
+
+
+def run_faust_child() -> None:
+    """A bare faust agent: raw serializers, take_events batches, json-decode, count."""
+    import faust
+
+    kafka, group, total = os.environ["BENCH_KAFKA"], os.environ["BENCH_GROUP"], int(os.environ["BENCH_TOTAL"])
+    topics = os.environ["BENCH_TOPICS"].split(",")
+    app = faust.App(group, broker=f"kafka://{kafka}", store="memory://", web_enabled=False,
+                    datadir=os.environ["BENCH_DATADIR"],
+                    topic_partitions=int(os.environ["BENCH_PARTITIONS"]), consumer_auto_offset_reset="earliest")
+    source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    state = {"n": 0, "by_topic": dict.fromkeys(topics, 0)}
+
+    @app.agent(source, concurrency=1)
+    async def count(stream):
+        async for events in stream.take_events(5000, within=0.5):
+            if state["n"] == 0:
+                emit(first=time.time())
+            for e in events:
+                json.loads(e.message.value)
+                state["by_topic"][e.message.topic] += 1
+            state["n"] += len(events)
+            if state["n"] >= total:
+                emit(done=time.time(), count=state["n"], by_topic=state["by_topic"])
+
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
+    app.main()
+
+
+# ---------------------------------------------------------------- the benchmark (parent)
+
+def kafka_admin(kafka: str):
+    from kafka.admin import KafkaAdminClient
+    return KafkaAdminClient(bootstrap_servers=kafka, client_id="fairwatch-bench-pipeline")
+
+
+class Lag:
+    """Committed-offset lag of a consumer group over the input topics (end offsets fixed after produce)."""
+
+    def __init__(self, kafka: str, topics: list[str], partitions: int):
+        from kafka import KafkaConsumer, TopicPartition
+        self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        consumer = KafkaConsumer(bootstrap_servers=kafka)
+        self.ends = consumer.end_offsets(self.tps)
+        consumer.close()
+        self.admin = kafka_admin(kafka)
+
+    def __call__(self, group: str) -> int:
+        committed = self.admin.list_group_offsets({group: self.tps}).get(group, {})
+        return sum(self.ends[tp] - max(committed[tp].offset, 0) if tp in committed else self.ends[tp]
+                   for tp in self.tps)
+
+
+def produce(kafka: str, prefix: str, messages) -> float:
+    from kafka import KafkaProducer
+    started = time.perf_counter()
+    producer = KafkaProducer(bootstrap_servers=kafka, linger_ms=20, batch_size=512 * 1024, acks=1)
+    for kind, key, value in messages:
+        producer.send(prefix + kind, key=key, value=value)
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - started
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def rates(total: int, events: int, ready: float, processed: float, drained: float) -> dict:
+    steady, to_drain = processed - ready, drained - ready
+    return {
+        "records_per_s": total / steady, "match_events_per_s": events / steady,
+        "records_per_s_drained": total / to_drain, "match_events_per_s_drained": events / to_drain,
+    }
+
+
+def run_baseline(kind: str, ctx, group: str, timeout: float) -> dict:
+    log_path = ctx.tmp / f"{kind}.log"
+    env = {**os.environ, "BENCH_KAFKA": ctx.kafka, "BENCH_GROUP": group, "BENCH_TOTAL": str(ctx.total),
+           "BENCH_TOPICS": ",".join(ctx.topics), "BENCH_PARTITIONS": str(ctx.partitions), "BENCH_DATADIR": str(ctx.tmp / f"{kind}-data")}
+    spawned = time.time()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, __file__, f"--child={kind}"], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+    ctx.groups.append(group)
+    marks: dict = {}
+    drained = None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for line in log_path.read_text(errors="replace").splitlines():
+                if MARK in line:  # faust routes print() through its logging: the mark is mid-line
+                    marks.update(json.loads(line[line.index(MARK) + len(MARK):]))
+            if "committed" in marks or "done" in marks and ctx.lag(group) == 0:
+                drained = time.time()
+                break
+            if process.poll() is not None and "committed" not in marks:
+                raise RuntimeError(f"{kind} baseline exited with {process.returncode}:\n{tail(log_path)}")
+            time.sleep(POLL)
+        else:
+            raise RuntimeError(f"{kind} baseline not drained after {timeout:.0f}s:\n{tail(log_path)}")
+    finally:
+        stop_process(process)
+    if marks["count"] != ctx.total or marks["by_topic"] != ctx.by_topic:
+        raise RuntimeError(f"{kind} counted {marks['by_topic']}, expected {ctx.by_topic}")
+    drained = marks.get("committed", drained)  # aiokafka commits once, synchronously, at the end
+    ready, processed = marks["first"], marks["done"]
+    return {"startup_s": ready - spawned, "process_s": processed - ready, "drain_s": drained - ready,
+            "total_s": drained - spawned, **rates(ctx.total, ctx.events, ready, processed, drained)}
+
+
+def run_worker(store: str, ctx, timeout: float) -> dict:
+    from tests.live import WorkerProcess
+
+    tag = f"{ctx.tag}_{store}"
+    group = f"bench-fairwatch-{ctx.tag}-{store}"
+    database = f"bench_pipeline_{tag}"
+    base = urlparse(ctx.clickhouse)
+    setup = SimpleNamespace(tmp_path=ctx.tmp, env={
+        **os.environ,
+        "FAIRWATCH_KAFKA": ctx.kafka,
+        "FAIRWATCH_CLICKHOUSE": urlunparse(base._replace(path=f"/{database}")),
+        "FAIRWATCH_TOPIC_PREFIX": ctx.prefix,
+        "FAIRWATCH_PARTITIONS": str(ctx.partitions),
+        "FAIRWATCH_APP_ID": group,
+        "FAIRWATCH_TABLE_STORE": f"{store}://",
+        "FAIRWATCH_INTERSECTIONS": "sex&race",
+        "FAIRWATCH_SESSION_TIMEOUT": "10",
+    })  # batch size / within: the worker's defaults
+    ctx.groups.append(group)
+    ctx.databases.append(database)
+    spawned = time.time()
+    worker = WorkerProcess(setup, store)
+    ready = processed = drained = None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not worker.alive():
+                raise RuntimeError(f"worker died:\n{worker.log_tail()}")
+            now = time.time()
+            if ready is None:
+                health = worker.health()
+                if health and len(health["input_partitions"]) == len(ctx.topics) * ctx.partitions:
+                    ready = now
+            elif processed is None:
+                if consumed(worker.metrics_text()) >= ctx.total:
+                    processed = now
+            elif ctx.lag(group) == 0:
+                drained = now
+                break
+            time.sleep(POLL)
+        else:
+            raise RuntimeError(f"worker[{store}] not drained after {timeout:.0f}s:\n{worker.log_tail()}")
+        text = worker.metrics_text()
+    finally:
+        worker.stop()
+    by_topic = metric_values(text, "fairwatch_consumed_messages_total", "topic")
+    if by_topic != {kind: float(ctx.by_topic[ctx.prefix + kind]) for kind in INPUTS}:
+        raise RuntimeError(f"worker[{store}] consumed {by_topic}, expected {ctx.by_topic}")
+    rejected = sum(metric_values(text, "fairwatch_rejected_messages_total", "reason").values())
+    phases = metric_values(text, "fairwatch_batch_phase_seconds_total", "phase")
+    batches = metric_values(text, "fairwatch_batch_messages_count", None).get("", 0.0)
+    return {"startup_s": ready - spawned, "process_s": processed - ready, "drain_s": drained - ready,
+            "total_s": drained - spawned, **rates(ctx.total, ctx.events, ready, processed, drained),
+            "phase_seconds": phases, "batches": int(batches), "rejected": int(rejected)}
+
+
+def consumed(text: str) -> float:
+    return sum(metric_values(text, "fairwatch_consumed_messages_total", "topic").values())
+
+
+def metric_values(text: str, name: str, label: str | None) -> dict[str, float]:
+    """Samples of one metric from Prometheus text: label value -> number."""
+    pattern = re.compile(rf"^{re.escape(name)}(?:\{{([^}}]*)\}})?\s+(\S+)$")
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = pattern.match(line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
+            out[labels.get(label, "") if label else ""] = float(m.group(2))
+    return out
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def cleanup(ctx) -> None:
+    """Delete the benchmark's topics (inputs, outputs, changelogs, assignor), groups and databases."""
+    errors = []
+    try:
+        admin = kafka_admin(ctx.kafka)
+        try:
+            names = [t for t in admin.list_topics()
+                     if t.startswith(ctx.prefix) or any(t.startswith(g + "-") for g in ctx.groups)]
+            if names:
+                admin.delete_topics(names)
+            if ctx.groups:
+                admin.delete_groups(ctx.groups)
+        finally:
+            admin.close()
+    except Exception as exc:
+        errors.append(f"Kafka: {exc}")
+    if ctx.databases:
+        try:
+            from clickhouse_driver import Client
+            url = urlparse(ctx.clickhouse)
+            client = Client(host=url.hostname, port=url.port or 9000, user=url.username or "default",
+                            password=url.password or "")
+            for database in ctx.databases:
+                client.execute(f"DROP DATABASE IF EXISTS {database}")
+            client.disconnect()
+        except Exception as exc:
+            errors.append(f"ClickHouse: {exc}")
+    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    if errors:
+        print("cleanup incomplete: " + "; ".join(errors), file=sys.stderr)
+
+
+def services() -> tuple[str, str]:
+    if os.environ.get("FAIRWATCH_KAFKA") and os.environ.get("FAIRWATCH_CLICKHOUSE"):
+        return os.environ["FAIRWATCH_KAFKA"], os.environ["FAIRWATCH_CLICKHOUSE"]
+    from tests.stack import ensure_stack
+    stack = ensure_stack()
+    return stack["FAIRWATCH_KAFKA"], stack["FAIRWATCH_CLICKHOUSE"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="match events in the workload")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--stores", default="memory,rocksdb", help="table stores of the worker runs")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run at most")
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--child", choices=("aiokafka", "faust"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "aiokafka":
+        return run_aiokafka_child()
+    if args.child == "faust":
+        return run_faust_child()
+
+    from fairwatch.topics import ensure_topics
+    from tests.workload import make_workload
+
+    kafka, clickhouse = services()
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"bench-{tag}."
+    ctx = SimpleNamespace(kafka=kafka, clickhouse=clickhouse, tag=tag, prefix=prefix, partitions=args.partitions,
+                          topics=[prefix + k for k in INPUTS], groups=[], databases=[],
+                          tmp=Path(tempfile.mkdtemp(prefix="fairwatch-bench-pipeline-")))
+    started = time.perf_counter()
+    try:
+        workload = make_workload(args.events, seed=7, duplicate_share=0.0, malformed_share=0.0)
+        ctx.by_topic = {t: 0 for t in ctx.topics}
+        for kind, _, _ in workload.messages:
+            ctx.by_topic[prefix + kind] += 1
+        ctx.total, ctx.events = len(workload.messages), ctx.by_topic[prefix + "match-events"]
+        sizes = [len(v) for _, _, v in workload.messages]
+        ensure_topics(kafka, prefix, args.partitions)
+        produce_s = produce(kafka, prefix, workload.messages)
+        del workload
+        ctx.lag = Lag(kafka, ctx.topics, args.partitions)
+        print(f"produced {ctx.total:,} messages ({ctx.events:,} match events + "
+              f"{ctx.total - ctx.events:,} outcomes, mean {sum(sizes) / len(sizes):.0f} B) "
+              f"to {args.partitions} partitions in {produce_s:.1f}s", flush=True)
+
+        runs: dict[str, dict] = {}
+        runs["aiokafka"] = run_baseline("aiokafka", ctx, f"bench-aiokafka-{tag}", args.timeout)
+        print(f"  aiokafka done ({runs['aiokafka']['total_s']:.1f}s)", flush=True)
+        runs["faust"] = run_baseline("faust", ctx, f"bench-faust-{tag}", args.timeout)
+        print(f"  faust done ({runs['faust']['total_s']:.1f}s)", flush=True)
+        for store in [s.strip() for s in args.stores.split(",") if s.strip()]:
+            runs[f"fairwatch[{store}]"] = run_worker(store, ctx, args.timeout)
+            print(f"  fairwatch[{store}] done ({runs[f'fairwatch[{store}]']['total_s']:.1f}s)", flush=True)
+    finally:
+        cleanup(ctx)
+
+    for name, run in runs.items():
+        if name.startswith("fairwatch"):
+            for basis in ("aiokafka", "faust"):
+                run[f"ratio_vs_{basis}"] = run["records_per_s"] / runs[basis]["records_per_s"]
+                run[f"ratio_vs_{basis}_drained"] = run["records_per_s_drained"] / runs[basis]["records_per_s_drained"]
+    report(runs, ctx)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "workload": {"match_events": ctx.events, "outcomes": ctx.total - ctx.events, "messages": ctx.total,
+                     "records_per_message": 1, "partitions": args.partitions, "produce_s": produce_s,
+                     "mean_message_bytes": sum(sizes) / len(sizes)},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_at_end": os.getloadavg()},
+        "runs": runs, "wall_s": time.perf_counter() - started,
+    }, indent=2) + "\n")
+    print(f"wrote {args.json}  (whole run {time.perf_counter() - started:.0f}s)")
+
+
+def report(runs: dict[str, dict], ctx) -> None:
+    print(f"\n{ctx.total:,} input messages = {ctx.events:,} match events + {ctx.total - ctx.events:,} outcomes, "
+          "one record per message; steady state = ready -> last message processed (-> offsets committed)")
+    header = (f"{'consumer (1 process)':<20} {'startup s':>9} {'steady s':>15} {'records/s':>17} "
+              f"{'match events/s':>15} {'vs aiokafka':>12} {'vs faust':>9}")
+    print(header)
+    print("-" * len(header))
+    for name, r in runs.items():
+        ratio_a = f"{r['ratio_vs_aiokafka']:.3f}" if "ratio_vs_aiokafka" in r else "-"
+        ratio_f = f"{r['ratio_vs_faust']:.2f}" if "ratio_vs_faust" in r else "-"
+        print(f"{name:<20} {r['startup_s']:>9.1f} {r['process_s']:>6.1f} ({r['drain_s']:>6.1f}) "
+              f"{r['records_per_s']:>8,.0f} ({r['records_per_s_drained']:>6,.0f}) {r['match_events_per_s']:>15,.0f} "
+              f"{ratio_a:>12} {ratio_f:>9}")
+    for name, r in runs.items():
+        if "phase_seconds" in r:
+            phases = ", ".join(f"{p} {s:.1f}s" for p, s in sorted(r["phase_seconds"].items(), key=lambda x: -x[1]))
+            rest = r["process_s"] - sum(r["phase_seconds"].values())
+            print(f"{name} batch phases: {phases}; outside the batch phases (faust, fetch, waits) {rest:.1f}s; "
+                  f"{r['batches']} batches")
+
+
+if __name__ == "__main__":
+    main()
