@@ -10,19 +10,16 @@ saw every row written before it, is the one that stays.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import MatchEvent, VerifiedOutcome
 from fairwatch.counts_layout import COLUMNS, INTERSECTION_SEP, OVERALL
 from fairwatch.join import LabeledDeltas
 from fairwatch.store import Store
-
-log = logging.getLogger(__name__)
 
 EVENT_COLUMNS = (
     "event_id", "occurred_at", "occurred_at_us", "deployment", "algorithm", "mode", "score", "threshold", "decision",
@@ -135,7 +132,7 @@ class SinkBatch:
 
 
 class ClickHouseSink:
-    """Writes :class:`SinkBatch` es; :meth:`write_until_done` retries through outages."""
+    """Writes :class:`SinkBatch` es; the worker retries a failed write (``fairwatch.app``)."""
 
     # bucket lists longer than this are recomputed in chunks to keep the statement small
     MAX_BUCKETS_PER_STATEMENT = 500
@@ -156,30 +153,3 @@ class ClickHouseSink:
                 # the version is taken before the recompute reads: a later recompute saw more
                 self.store.execute(self._recompute_sql, {"version": time.time_ns(), "partition": partition,
                                                          "buckets": chunk})
-
-    def write_until_done(
-        self,
-        batch: SinkBatch,
-        *,
-        on_error: Callable[[Exception, int], None] = lambda exc, attempt: None,
-        should_stop: Callable[[], bool] = lambda: False,
-        max_backoff: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> bool:
-        """Retry with exponential backoff until written (True) or asked to stop (False).
-
-        Offsets of the batch must not be committed before this returns True: a crash meanwhile
-        replays the batch, and the replay writes the same rows.
-        """
-        attempt = 0
-        while True:
-            try:
-                self.write(batch)
-                return True
-            except Exception as exc:  # the driver raises socket, timeout and server errors alike
-                attempt += 1
-                on_error(exc, attempt)
-                log.warning("ClickHouse write failed (attempt %d): %s", attempt, exc)
-                if should_stop():
-                    return False
-                sleep(min(max_backoff, 0.2 * 2 ** min(attempt, 10)))
