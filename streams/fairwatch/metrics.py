@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from fairwatch.auditlog import append_records
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import ContractError, format_timestamp, parse_timestamp
 from fairwatch.counts_layout import COLUMNS, GroupKey
@@ -147,4 +148,8 @@ def write_snapshots(store: Store, config: CoreConfig, now: datetime | None = Non
             rows.append((now, seconds, g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["group"],
                          *(float(g[f]) for f in ("impostor", "false_match", "genuine", "false_non_match")),
                          *(g[f] for f in ("fmr", "fmr_low", "fmr_high", "fnmr", "fnmr_low", "fnmr_high")), g["status"]))
-    return store.insert("estimate_snapshots", SNAPSHOT_COLUMNS, rows)
+    written = store.insert("estimate_snapshots", SNAPSHOT_COLUMNS, rows)
+    # The same rows go to the tamper-evident log (after the table: a crash in between leaves a
+    # snapshot without its audit record, never an audit record of a snapshot that was not stored).
+    append_records(store, "snapshot", [dict(zip(SNAPSHOT_COLUMNS, row)) for row in rows], now=now)
+    return written
