@@ -264,6 +264,15 @@ def _register_simulate() -> None:
 _register_simulate()
 
 
+def _register_audit() -> None:
+    from fairwatch.audit_cli import register
+
+    register(app)
+
+
+_register_audit()
+
+
 def main() -> None:
     app(prog_name="fairwatch")
 
