@@ -35,7 +35,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Iterable
 
-from fairwatch.store import Store
+from fairwatch.store import SCHEMAS_DIR, MigrationResult, ServerStore, Store, load_migrations, migrate
 
 TABLE = "audit_log"
 COLUMNS = ("chain", "seq", "kind", "recorded_at", "content", "prev_hash", "hash", "mac")
@@ -303,3 +303,19 @@ def verify(
         elif rows:
             result.chains[name] = (int(rows[-1][1]), rows[-1][6])
     return result
+
+
+# ------------------------------------------------------------------------------ least privilege
+
+ACCESS_DIR = SCHEMAS_DIR / "clickhouse" / "access"
+
+
+def migrate_access(store: Store) -> list[MigrationResult]:
+    """Apply the access-control migrations (the ``fairwatch_auditor`` role) where they can run.
+
+    They live apart from the table migrations because chDB has no access control at all (it
+    refuses ``CREATE ROLE``), and servers before 20.4 have no SQL RBAC (the version gate).
+    """
+    if not isinstance(store, ServerStore):
+        return [MigrationResult(m.version, m.name, "skipped_no_access_control") for m in load_migrations(ACCESS_DIR)]
+    return migrate(store, ACCESS_DIR)

@@ -39,6 +39,9 @@ def migrate(
     try:
         opened = open_store(store)
         results = run_migrations(opened)
+        from fairwatch.auditlog import migrate_access
+
+        results += migrate_access(opened)  # the auditor role, where the server has SQL RBAC
         server = ".".join(map(str, opened.server_version()))
     except StoreError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -271,6 +274,15 @@ def _register_audit() -> None:
 
 
 _register_audit()
+
+
+def _register_dashboards() -> None:
+    from fairwatch.dashboards import register
+
+    register(app)
+
+
+_register_dashboards()
 
 
 def main() -> None:
