@@ -276,15 +276,6 @@ def _register_audit() -> None:
 _register_audit()
 
 
-def _register_dashboards() -> None:
-    from fairwatch.dashboards import register
-
-    register(app)
-
-
-_register_dashboards()
-
-
 def main() -> None:
     app(prog_name="fairwatch")
 
