@@ -222,18 +222,22 @@ def replay(
     intersections: str = typer.Option("", "--intersections", envvar="FAIRWATCH_INTERSECTIONS",
                                       help="e.g. sex&race,sex&age"),
     bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
+    policy: Optional[Path] = typer.Option(None, "--policy", exists=True,
+                                          help="Policy file or directory: run drift detection after loading."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Replay JSONL files through the worker's batch step into a store, without Kafka."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from fairwatch.config import CoreConfig
+    from fairwatch.policy import load_policies
     from fairwatch.replay import replay as run_replay
     from fairwatch.settings import SettingsError, parse_intersections
     from fairwatch.store import StoreError, open_store
 
     try:
         config = CoreConfig(bucket_seconds=bucket_seconds, intersections=parse_intersections(intersections))
+        policies = load_policies(policy) if policy else None
         opened = open_store(store or "chdb://fairwatch-store")
         total = sum(1 for path in (events, outcomes) for line in path.open("rb") if line.strip())
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -243,19 +247,23 @@ def replay(
                 opened, events, outcomes, config, progress=lambda n: bar.advance(task, n),
                 on_reject=lambda letter: None if as_json else console.print(
                     f"{letter.message.topic}:{letter.message.offset}: {letter.rejection}"),
+                policies=policies,
             )
     except (SettingsError, StoreError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     summary = {"store": opened.url, "events_lines": report.lines["match-events"],
                "outcomes_lines": report.lines["verified-outcomes"], "labeled": report.labeled,
-               "rejected": [{"file": f, "line": n, "reason": r} for f, n, r in report.rejected]}
+               "rejected": [{"file": f, "line": n, "reason": r} for f, n, r in report.rejected],
+               "alerts": [a.to_record() for a in report.alerts]}
     opened.close()
     if as_json:
         print(json.dumps(summary))
     else:
         print(f"replayed {summary['events_lines']} event lines and {summary['outcomes_lines']} outcome lines into "
               f"{summary['store']}: {report.labeled} labeled outcomes, {len(report.rejected)} lines rejected")
+        if policy:
+            print(f"detection: {len(report.alerts)} incidents opened or resolved (fairwatch alerts --store ... lists them)")
 
 
 def _register_simulate() -> None:
@@ -274,6 +282,24 @@ def _register_audit() -> None:
 
 
 _register_audit()
+
+
+def _register_alerts() -> None:
+    from fairwatch.alerts_cli import alerts_command
+
+    app.command("alerts")(alerts_command)
+
+
+_register_alerts()
+
+
+def _register_dashboards() -> None:
+    from fairwatch.dashboards import register
+
+    register(app)
+
+
+_register_dashboards()
 
 
 def main() -> None:
