@@ -17,7 +17,7 @@ Rules every panel follows:
 * template variables are interpolated with Grafana's ``${name:singlequote}`` format.
 
 :func:`expand_macros` and :func:`interpolate` reproduce what the plugin and Grafana do to a query
-before ClickHouse sees it, so tests (and ``fairwatch dashboards check``) run every panel's SQL.
+before ClickHouse sees it, so the tests run every panel's SQL.
 
 References
 ----------
@@ -928,10 +928,10 @@ def push(url: str, token: str | None = None, with_datasource: bool = True,
 
 
 def register(app) -> None:
-    """Add ``fairwatch dashboards export|push|check`` to the CLI."""
+    """Add ``fairwatch dashboards export|push`` to the CLI."""
     import typer
 
-    group = typer.Typer(help="Grafana dashboards: export JSON, push to Grafana, check every query.",
+    group = typer.Typer(help="Grafana dashboards: export the JSON, push to a Grafana.",
                         no_args_is_help=True)
 
     @group.command("export")
