@@ -293,15 +293,6 @@ def _register_alerts() -> None:
 _register_alerts()
 
 
-def _register_dashboards() -> None:
-    from fairwatch.dashboards import register
-
-    register(app)
-
-
-_register_dashboards()
-
-
 def main() -> None:
     app(prog_name="fairwatch")
 

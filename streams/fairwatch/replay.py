@@ -9,6 +9,7 @@ number and reason (and stored in ``dead_letters``) and the replay goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator
@@ -26,6 +27,7 @@ class ReplayReport:
     lines: Counter = field(default_factory=Counter)  # kind -> lines read
     rejected: list[tuple[str, int, str]] = field(default_factory=list)  # (file, line, reason)
     labeled: int = 0
+    alerts: list = field(default_factory=list)  # incidents opened or resolved by the detection pass
 
 
 def _lines(path: Path, kind: str) -> Iterator[RawMessage]:
@@ -44,8 +46,14 @@ def replay(
     batch_size: int = 10_000,
     progress: Callable[[int], None] = lambda lines: None,
     on_reject: Callable[[DeadLetter], None] = lambda letter: None,
+    policies: dict | None = None,
+    delivery=None,
 ) -> ReplayReport:
-    """Replay two JSONL files into ``store``; events first, then outcomes (order does not matter)."""
+    """Replay two JSONL files into ``store``; events first, then outcomes (order does not matter).
+
+    With ``policies`` (deployment -> :class:`~fairwatch.policy.Policy`), the detection cycle then
+    runs once over the loaded history, as of the end of its event time, like the live worker's.
+    """
     migrate(store)
     processor = BatchProcessor(config)
     sink = ClickHouseSink(store, config)
@@ -79,4 +87,13 @@ def replay(
                 batch = []
         if batch:
             flush(batch)
+    if policies:
+        from fairwatch.detection import run_detection
+
+        rows = store.query("SELECT count(), max(occurred_at) FROM match_events")
+        if rows and rows[0][0]:
+            # as of the end of the replayed event time, plus the longest resolve spell so that
+            # incidents whose condition cleared at the end can resolve
+            now = rows[0][1] + timedelta(seconds=config.bucket_seconds + max(p.resolve_after for p in policies.values()))
+            report.alerts = run_detection(store, config, policies, delivery, now)
     return report
