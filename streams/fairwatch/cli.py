@@ -293,6 +293,15 @@ def _register_alerts() -> None:
 _register_alerts()
 
 
+def _register_dashboards() -> None:
+    from fairwatch.dashboards import register
+
+    register(app)
+
+
+_register_dashboards()
+
+
 def main() -> None:
     app(prog_name="fairwatch")
 
