@@ -1,0 +1,139 @@
+{{- define "fairwatch.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "fairwatch.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fairwatch.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "fairwatch.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "fairwatch.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fairwatch.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "fairwatch.workerSelectorLabels" -}}
+{{ include "fairwatch.selectorLabels" . }}
+app.kubernetes.io/component: worker
+{{- end -}}
+
+{{- define "fairwatch.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "fairwatch.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fairwatch.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "fairwatch.secretName" -}}
+{{- default (include "fairwatch.fullname" .) .Values.clickhouse.existingSecret -}}
+{{- end -}}
+
+{{/* Refuse values the workers cannot honour, at render time rather than in a crash loop. */}}
+{{- define "fairwatch.validate" -}}
+{{- $partitions := int .Values.kafka.partitions -}}
+{{- if lt $partitions 1 -}}
+{{- fail "kafka.partitions must be at least 1" -}}
+{{- end -}}
+{{- if gt (int .Values.worker.replicas) $partitions -}}
+{{- fail (printf "worker.replicas (%d) exceeds kafka.partitions (%d): a worker beyond the partition count owns no partition and only adds rebalances" (int .Values.worker.replicas) $partitions) -}}
+{{- end -}}
+{{- if and .Values.keda.enabled (gt (int .Values.keda.maxReplicas) $partitions) -}}
+{{- fail (printf "keda.maxReplicas (%d) exceeds kafka.partitions (%d)" (int .Values.keda.maxReplicas) $partitions) -}}
+{{- end -}}
+{{- if or .Values.kafka.sasl.enabled .Values.kafka.tls.enabled -}}
+{{- fail "kafka.sasl / kafka.tls: the fairwatch worker does not read Kafka SASL or TLS settings yet; refusing to deploy a worker that would connect in plain text" -}}
+{{- end -}}
+{{- if and (not .Values.clickhouse.existingSecret) (not .Values.clickhouse.url) -}}
+{{- fail "set clickhouse.url or clickhouse.existingSecret (FAIRWATCH_CLICKHOUSE is required)" -}}
+{{- end -}}
+{{- if not .Values.kafka.bootstrapServers -}}
+{{- fail "kafka.bootstrapServers is required (FAIRWATCH_KAFKA)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Settings shared by the workers and the migrations job (topics + migrate). */}}
+{{- define "fairwatch.connectionEnv" -}}
+- name: FAIRWATCH_KAFKA
+  value: {{ .Values.kafka.bootstrapServers | quote }}
+- name: FAIRWATCH_CLICKHOUSE
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fairwatch.secretName" . }}
+      key: {{ .Values.clickhouse.existingSecretKey }}
+- name: FAIRWATCH_TOPIC_PREFIX
+  value: {{ .Values.kafka.topicPrefix | quote }}
+- name: FAIRWATCH_PARTITIONS
+  value: {{ .Values.kafka.partitions | quote }}
+- name: FAIRWATCH_REPLICATION
+  value: {{ .Values.kafka.replication | quote }}
+{{- end -}}
+
+{{/* Every setting of streams/fairwatch/settings.py WORKER_ENVIRONMENT, plus the alerting URLs. */}}
+{{- define "fairwatch.workerEnv" -}}
+{{ include "fairwatch.connectionEnv" . }}
+- name: FAIRWATCH_APP_ID
+  value: {{ .Values.worker.appId | quote }}
+- name: FAIRWATCH_TABLE_STORE
+  value: {{ .Values.worker.tableStore | quote }}
+- name: FAIRWATCH_DATA_DIR
+  value: /var/lib/fairwatch
+- name: FAIRWATCH_WEB_HOST
+  value: "0.0.0.0"
+- name: FAIRWATCH_WEB_PORT
+  value: {{ .Values.worker.webPort | quote }}
+- name: FAIRWATCH_BATCH_SIZE
+  value: {{ .Values.worker.batchSize | quote }}
+- name: FAIRWATCH_BATCH_WITHIN
+  value: {{ .Values.worker.batchWithin | quote }}
+- name: FAIRWATCH_BUCKET_SECONDS
+  value: {{ .Values.worker.bucketSeconds | quote }}
+- name: FAIRWATCH_TTL_DAYS
+  value: {{ .Values.worker.ttlDays | quote }}
+- name: FAIRWATCH_INTERSECTIONS
+  value: {{ .Values.worker.intersections | quote }}
+- name: FAIRWATCH_SESSION_TIMEOUT
+  value: {{ .Values.worker.sessionTimeout | quote }}
+- name: FAIRWATCH_COMMIT_SECONDS
+  value: {{ .Values.worker.commitSeconds | quote }}
+- name: FAIRWATCH_SNAPSHOT_SECONDS
+  value: {{ .Values.worker.snapshotSeconds | quote }}
+- name: FAIRWATCH_ALERTMANAGER
+  value: {{ .Values.alertmanager.url | quote }}
+- name: FAIRWATCH_GRAFANA
+  value: {{ .Values.grafana.url | quote }}
+- name: FAIRWATCH_GRAFANA_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fairwatch.secretName" . }}
+      key: {{ .Values.secrets.grafanaTokenKey }}
+      optional: true
+- name: FAIRWATCH_AUDIT_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fairwatch.secretName" . }}
+      key: {{ .Values.secrets.auditKeyKey }}
+      optional: true
+{{- with .Values.worker.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
