@@ -38,6 +38,7 @@ SUPPRESSED = "suppressed"
 DEFAULT_MIN_GROUP_SIZE = 10
 MAX_STEPS = 24  # points of the over-time plots
 MAX_FIGURES = 24
+PNG_DPI = 120  # 7.2 in wide: about 110 dpi across an A4 page, legible at 8 pt
 PLOT_BOOTSTRAP_DRAWS = 400  # differentials over time are for the eye; the tables use the config's draws
 DELAY_EDGES_H = (0, 1, 6, 24, 72, 168, 720)
 NUMBER_FIELDS = tuple(f for f in GROUP_FIELDS if f not in ("deployment", "algorithm", "mode", "attribute", "group",
@@ -334,11 +335,20 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store) -> dict[str,
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _time_axis(ax) -> None:
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(maxticks=7)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.grid(alpha=0.3)
 
 
 def _figures(store, window, config, deployment, algorithm, attribute, frame, groups, min_group_size,
@@ -378,9 +388,8 @@ def _figures(store, window, config, deployment, algorithm, attribute, frame, gro
         for ax, rate in zip(axes, ("FMR", "FNMR")):
             ax.set_title(f"{rate} by {scope[3]}")
             ax.set_ylabel(rate)
-            ax.tick_params(axis="x", labelrotation=30)
-            ax.grid(alpha=0.3)
-        axes[1].legend(loc="best", frameon=False)
+            _time_axis(ax)
+        axes[1].legend(loc="upper right", frameon=False)
         fig.suptitle(f"{scope[0]} / {scope[1]} / {scope[2]}", fontsize=9)
         figures.append((_png(fig), f"Per-group FMR and FNMR over the window ({scope[0]}, {scope[1]}, {scope[2]},"
                                    f" {scope[3]}), {config.confidence:.0%} interval bands; points of a step with"
@@ -415,6 +424,7 @@ def _figures(store, window, config, deployment, algorithm, attribute, frame, gro
     for key in sorted({s[:3] for s in scopes})[:MAX_FIGURES]:
         fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharex=True)
         attributes = sorted({s[3] for s in scopes if s[:3] == key})
+        drawn = [False, False]
         for attr in attributes:
             if (*key, attr) in hidden_sets:
                 continue
@@ -427,13 +437,17 @@ def _figures(store, window, config, deployment, algorithm, attribute, frame, gro
                             xs.append(mid), ys.append(d["value"]), lo.append(d["low"]), hi.append(d["high"])
                 line, = ax.plot(xs, ys, marker=".", label=attr)
                 ax.fill_between(xs, lo, hi, alpha=0.15, color=line.get_color())
+                drawn[ax is axes[1]] |= bool(xs)
+        if not any(drawn):  # every attribute set suppressed or without a value
+            plt.close(fig)
+            continue
         axes[0].set_title("FDR (1 = fair)")
         axes[1].set_title("max/min FMR ratio (1 = equal)")
-        axes[1].set_yscale("log")
+        if drawn[1]:
+            axes[1].set_yscale("log")
         for ax in axes:
-            ax.tick_params(axis="x", labelrotation=30)
-            ax.grid(alpha=0.3)
-        axes[1].legend(loc="best", frameon=False)
+            _time_axis(ax)
+        axes[1].legend(loc="upper right", frameon=False)
         fig.suptitle(f"Differentials over time: {key[0]} / {key[1]} / {key[2]}", fontsize=9)
         figures.append((_png(fig), "Differentials across the groups of each attribute over the window, with"
                                    " bootstrap interval bands; suppressed attribute sets are not drawn."))
@@ -632,7 +646,7 @@ def to_pdf(report: Report) -> bytes:
             from PIL import Image
 
             image = Image.open(io.BytesIO(block[1]))
-            w_mm = min(width, image.width / 150 * 25.4)
+            w_mm = min(width, image.width / PNG_DPI * 25.4)
             h_mm = w_mm * image.height / image.width
             if pdf.get_y() + h_mm + 10 > pdf.h - pdf.b_margin:
                 pdf.add_page()
