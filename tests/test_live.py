@@ -49,9 +49,6 @@ def test_shuffled_stream_with_duplicates_and_malformed_gives_exact_counts(stack,
         worker.stop()
 
 
-@pytest.mark.xfail(strict=False, reason="known open bug (issue 4 not resolved): after kill -9 and the rebalance that "
-                   "follows, faust can stop committing offsets entirely; seen in 1 of 2 clean CI runs (lag stayed at "
-                   "the whole workload for 300 s). CommitHealer does not cover this case yet.")
 def test_kill_9_halfway_then_restart_keeps_counts_exact(stack, tmp_path):
     workload = make_workload(30_000, seed=2)
     setup = LiveSetup(stack, tmp_path, table_store="rocksdb://")

@@ -117,3 +117,60 @@ def oracle_counts(w: Workload, bucket_seconds: int = 60, intersections=(("sex", 
             row[base + 4] += weight * weight
             row[base + 5] += weight * weight * error
     return dict(counts)
+
+
+BAD_RECORDS = [  # records inside a valid batch envelope that the contract refuses
+    {"event_id": ""},
+    {"event_id": "bad-record", "truth": "maybe"},
+    {"event_id": "bad-record", "occurred_at": "yesterday"},
+    {"event_id": "bad-record", "score": "high", "subject": {}},
+]
+
+
+def compact(doc: dict) -> bytes:
+    """How the worker re-encodes one record of a batch for dead-letter."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def mixed_batches(w: Workload, partitions: int, seed: int, *, batch_share: float = 0.7, max_records: int = 100,
+                  bad_record_share: float = 0.003, misrouted_batches: int = 3):
+    """The workload's messages as Kafka messages with explicit partitions, most in batch envelopes.
+
+    Returns (messages, bad_records): messages are (kind, partition, key, value) in delivery order
+    (single records, batches, whole-message garbage, a few batches sent to the wrong partition);
+    bad_records are the (kind, compact bytes) of the refused records placed inside batches.
+    Partitions come from Kafka's murmur2 as implemented by kafka-python (not by fairwatch).
+    """
+    from kafka.partitioner.default import murmur2
+
+    def home(event_id: str) -> int:
+        return (murmur2(event_id.encode()) & 0x7FFFFFFF) % partitions
+
+    rng = random.Random(seed)
+    out, bad_records, open_batches = [], [], {}
+
+    def close(kind: str, partition: int, target: int | None = None) -> None:
+        records = open_batches.pop((kind, partition))
+        envelope = {"batch_version": 1, "bucket": partition, "partitions": partitions, "records": records}
+        out.append((kind, partition if target is None else target, b"bucket-%d" % partition, json.dumps(envelope).encode()))
+
+    for kind, key, value in w.messages:
+        if (kind, key, value) in w.malformed or rng.random() >= batch_share:
+            out.append((kind, home(key.decode()) if key else 0, key, value))
+            continue
+        doc = json.loads(value)
+        partition = home(doc["event_id"])
+        batch = open_batches.setdefault((kind, partition), [])
+        batch.append(doc)
+        if rng.random() < bad_record_share * 10 and len(bad_records) < len(w.messages) * bad_record_share + 1:
+            bad = {**BAD_RECORDS[len(bad_records) % len(BAD_RECORDS)], "n": len(bad_records)}
+            batch.insert(rng.randrange(len(batch) + 1), bad)
+            bad_records.append((kind, compact(bad)))
+        if len(batch) >= rng.randint(max_records // 2, max_records):
+            # a few batches go to a partition that is not theirs: the worker must forward them
+            target = (partition + 1) % partitions if misrouted_batches > 0 and rng.random() < 0.01 else None
+            misrouted_batches -= target is not None
+            close(kind, partition, target)
+    for kind, partition in list(open_batches):
+        close(kind, partition)
+    return out, bad_records

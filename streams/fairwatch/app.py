@@ -4,7 +4,8 @@
     its outcomes are never joined concurrently)
       -> take_events batch -> BatchProcessor (decode, join against the `join-state` table)
       -> ClickHouse sink (retried until written; offsets wait)
-      -> join-state table writes (changelog topic) -> dead-letter topic -> ack (offsets commit)
+      -> join-state table writes (changelog topic) -> dead-letter topic
+      -> offset ledger (the worker commits, after a producer flush, only offsets fully processed)
 
 State that must survive a crash is the join table (a Kafka changelog; rocksdb:// on disk in
 production) and ClickHouse; counts are recomputed in ClickHouse from the labeled outcomes, so a
@@ -21,6 +22,8 @@ import weakref
 from collections import Counter
 
 import faust
+from aiokafka import TopicPartition as AIOKafkaTP
+from aiokafka.structs import OffsetAndMetadata
 from faust.streams import _current_event
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge, Histogram
 from prometheus_client import generate_latest
@@ -29,6 +32,7 @@ from fairwatch.pipeline import MATCH_EVENTS, VERIFIED_OUTCOMES, BatchProcessor, 
 from fairwatch.settings import WorkerSettings
 from fairwatch.sink import ClickHouseSink
 from fairwatch.metrics import write_snapshots
+from fairwatch.offsets import OffsetLedger
 from fairwatch.store import migrate, open_store
 
 log = logging.getLogger("fairwatch.worker")
@@ -41,6 +45,11 @@ class WorkerMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.consumed = PromCounter("fairwatch_consumed_messages", "Input messages consumed", ["topic"], registry=r)
+        self.records = PromCounter("fairwatch_consumed_records", "Input records consumed (a batch message holds many)",
+                                   ["topic"], registry=r)
+        self.rerouted = PromCounter("fairwatch_rerouted_records",
+                                    "Records that arrived on another partition than their event_id's and were sent on",
+                                    registry=r)
         self.rejected = PromCounter("fairwatch_rejected_messages", "Messages sent to dead-letter", ["reason"],
                                     registry=r)
         self.labeled = PromCounter("fairwatch_labeled_outcomes", "Event-outcome pairs made (net of retractions)",
@@ -53,6 +62,8 @@ class WorkerMetrics:
         self.sink_errors = PromCounter("fairwatch_sink_errors", "Failed ClickHouse write attempts", registry=r)
         self.phase_seconds = PromCounter("fairwatch_batch_phase_seconds", "Time spent per batch phase", ["phase"],
                                          registry=r)
+        self.skipped_offsets = PromCounter("fairwatch_skipped_offsets", "Input offsets that never arrived on re-read",
+                                           registry=r)
         self.batch_size = Histogram("fairwatch_batch_messages", "Messages per processed batch", registry=r,
                                     buckets=(1, 10, 100, 1000, 5000, 10000, 50000))
 
@@ -78,15 +89,16 @@ def create_app(settings: WorkerSettings) -> faust.App:
     )
     metrics = WorkerMetrics()
     kinds = {settings.topic(MATCH_EVENTS): MATCH_EVENTS, settings.topic(VERIFIED_OUTCOMES): VERIFIED_OUTCOMES}
+    # acks=False: faust's own ack bookkeeping never commits these topics; the OffsetLedger does
     inputs = app.topic(*kinds, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                       partitions=settings.partitions)
+                       partitions=settings.partitions, acks=False)
     dead_letter = app.topic(settings.topic("dead-letter"), key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     app.topic(settings.topic("alerts"), partitions=1)
     join_state = app.Table("join-state", default=None, partitions=settings.partitions, key_type=str,
                            value_type=bytes)
-    processor = BatchProcessor(settings.core)
-    healer = CommitHealer(app, set(kinds))
+    processor = BatchProcessor(settings.core, partitions=settings.partitions)
+    committer = LedgerCommitter(app, metrics)
     sink_holder: dict[str, ClickHouseSink] = {}
 
     def sink() -> ClickHouseSink:
@@ -128,22 +140,28 @@ def create_app(settings: WorkerSettings) -> faust.App:
                 _current_event.set(weakref.ref(carrier[partition]))
                 return join_state.get(event_id)
 
-            started = time.perf_counter()
-            result = processor.process(messages, load_state)
-            processed = time.perf_counter()
-            # ClickHouse first: if we crash after this, the replay rewrites the same rows.
-            await loop.run_in_executor(None, write_to_clickhouse, result.sink)
-            stored = time.perf_counter()
-            for event_id, (partition, state) in result.state_changes.items():
-                _current_event.set(weakref.ref(carrier[partition]))
-                if state is None:
-                    join_state.pop(event_id, None)
-                else:
-                    join_state[event_id] = state
-            for letter in result.dead_letters:
-                await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
-                                       partition=letter.message.partition)
-            await healer.check()
+            committer.busy = True
+            try:
+                started = time.perf_counter()
+                result = processor.process(messages, load_state)
+                processed = time.perf_counter()
+                # ClickHouse first: if we crash after this, the replay rewrites the same rows.
+                await loop.run_in_executor(None, write_to_clickhouse, result.sink)
+                stored = time.perf_counter()
+                for event_id, (partition, state) in result.state_changes.items():
+                    _current_event.set(weakref.ref(carrier[partition]))
+                    if state is None:
+                        join_state.pop(event_id, None)
+                    else:
+                        join_state[event_id] = state
+                for letter in result.dead_letters:
+                    await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
+                                           partition=letter.message.partition)
+                for reroute in result.reroutes:  # committed only after the producer flushed them
+                    await app.producer.send(reroute.topic, reroute.key, reroute.value, reroute.partition, None, None)
+                await committer.processed(events)
+            finally:
+                committer.busy = False
             finished = time.perf_counter()
             metrics.phase_seconds.labels("process").inc(processed - started)
             metrics.phase_seconds.labels("clickhouse").inc(stored - processed)
@@ -172,9 +190,22 @@ def create_app(settings: WorkerSettings) -> faust.App:
             snapshot_store.pop("store", None)
             raise
 
+    @app.timer(settings.commit_seconds)
+    async def commit_offsets():
+        await committer.commit()
+
     @app.timer(5.0)
-    async def heal_commits():
-        await healer.check()
+    async def reread_holes():
+        await committer.reread_holes()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender, revoked, **kwargs):
+        committer.ledger.forget(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def forget_assigned(sender, assigned, **kwargs):
+        # faust seeks assigned partitions to the committed offsets: the ledger starts there again
+        committer.ledger.forget(assigned)
 
     @app.timer(60.0)
     async def recount_join_gauges():
@@ -203,63 +234,130 @@ def create_app(settings: WorkerSettings) -> faust.App:
 
     @app.page("/debug/offsets")
     async def debug_offsets(web, request):
-        c = app.consumer
-        out = {}
-        for tp in sorted(c.assignment()):
-            if tp.topic not in kinds:
-                continue
-            acked = c._acked.get(tp) or []
-            out[f"{tp.topic}:{tp.partition}"] = {
-                "committed": c._committed_offset.get(tp), "read": c._read_offset.get(tp),
-                "acked": len(acked), "acked_min": min(acked) if acked else None,
-                "gap": len(c._gap.get(tp) or []), "highwater": c.highwater(tp),
-            }
+        ledger = committer.ledger.describe()
+        return web.json({
+            f"{tp.topic}:{tp.partition}": {**state, "highwater": app.consumer.highwater(tp)}
+            for tp, state in sorted(ledger.items())
+        })
+
+    @app.page("/debug/tasks")
+    async def debug_tasks(web, request):
+        # where every coroutine of the worker's loops waits: for diagnosing stalls in production
+        loops = {"main": asyncio.get_running_loop()}
+        thread = getattr(app.consumer, "_thread", None)
+        if thread is not None and getattr(thread, "thread_loop", None) is not None:
+            loops["consumer_thread"] = thread.thread_loop
+        out = {"commit_in_progress": app.consumer._commit_fut is not None, "rebalancing": app.rebalancing}
+        for name, loop in loops.items():
+            out[name] = sorted(await_chain(task) for task in asyncio.all_tasks(loop))
         return web.json(out)
 
     app.fairwatch_metrics = metrics  # for tests and the CLI
     return app
 
 
-class CommitHealer:
-    """Re-reads partitions whose committed offset is stuck behind a hole of unacknowledged messages.
+def await_chain(task: asyncio.Task) -> str:
+    """`outer:line -> inner:line ...`: the coroutines a task is suspended in (get_stack shows one)."""
+    links, coro = [], task.get_coro()
+    while coro is not None and len(links) < 30:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            links.append(type(coro).__name__)
+            break
+        links.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " -> ".join(links)
 
-    faust commits only a contiguous run of acked offsets. A batch that was in flight during a
-    rebalance can lose its acks, or be dropped unprocessed while the fetch position moves on
-    (seen here after a worker was killed and its partitions moved). The committed offset then
-    never advances, and the dropped messages would wait for the next restart. When a hole
-    persists past ``patience`` seconds, the partition is sought back to its committed offset:
-    the messages come again, are processed (replays are harmless) and acked, and commits resume.
+
+class LedgerCommitter:
+    """Commits what the :class:`~fairwatch.offsets.OffsetLedger` says is fully processed.
+
+    Commits go straight to the aiokafka consumer in faust's consumer thread (faust's own commit
+    path only knows its ack bookkeeping, and crashes the app on a commit refused in a rebalance;
+    here a refused commit is simply retried at the next tick).
     """
 
-    def __init__(self, app: faust.App, topics: set[str], patience: float = 10.0):
-        self.app, self.topics, self.patience = app, topics, patience
-        self._since: dict = {}
+    def __init__(self, app: faust.App, metrics: WorkerMetrics):
+        self.app, self.metrics = app, metrics
+        self.ledger = OffsetLedger(patience=10.0, max_rereads=3)
+        self._lock = asyncio.Lock()
+        self.busy = False  # a batch is being processed: its partitions are not idle, only slow
 
-    def holes(self) -> dict:
-        consumer = self.app.consumer
-        found = {}
-        for tp in consumer.assignment():
-            acked = consumer._acked.get(tp) if tp.topic in self.topics else None
-            if acked:
-                committed = consumer._committed_offset.get(tp) or 0
-                if min(acked) > committed:
-                    found[tp] = committed
-        return found
+    def _thread(self):
+        return self.app.consumer._thread
 
-    async def check(self) -> None:
+    async def _start(self, tps) -> None:
+        """Start the ledger of newly seen partitions at the group's committed offset (or the log start)."""
+        thread = self._thread()
+        consumer = thread._ensure_consumer()
+
+        async def read_committed():
+            return {tp: await consumer.committed(AIOKafkaTP(tp.topic, tp.partition)) for tp in tps}
+
+        committed = await thread.call_thread(read_committed)
+        never = [tp for tp, offset in committed.items() if offset is None]
+        if never:
+            committed.update(await self.app.consumer.earliest_offsets(*never))
         now = time.monotonic()
-        holes = self.holes()
-        self._since = {tp: self._since.get(tp, now) for tp in holes}
-        for tp, committed in holes.items():
-            if now - self._since[tp] >= self.patience:
-                log.warning("re-reading %s from offset %d: acknowledgements stuck behind a hole", tp, committed)
-                await self.app.consumer.seek(tp, committed)
-                self._since.pop(tp)
+        for tp, offset in committed.items():
+            if tp not in self.ledger:
+                self.ledger.start(tp, offset, now)
+
+    async def processed(self, events) -> None:
+        """Record a batch whose ClickHouse rows, table writes and dead letters are all handed over."""
+        offsets: dict = {}
+        for e in events:
+            offsets.setdefault(e.message.tp, []).append(e.message.offset)
+        new = [tp for tp in offsets if tp not in self.ledger]
+        if new:
+            await self._start(new)
+        now = time.monotonic()
+        for tp, found in offsets.items():
+            if tp in self.ledger:  # a rebalance during _start may have dropped it again
+                self.ledger.processed(tp, found, now)
+
+    async def commit(self) -> None:
+        async with self._lock:
+            offsets = {tp: offset for tp, offset in self.ledger.committable().items()
+                       if tp in self.app.consumer.assignment()}
+            if not offsets:
+                return
+            # the changelog and dead-letter records of those offsets must be in Kafka first
+            await self.app.producer.flush()
+            thread = self._thread()
+            consumer = thread._ensure_consumer()
+            try:
+                await thread.call_thread(consumer.commit, {
+                    AIOKafkaTP(tp.topic, tp.partition): OffsetAndMetadata(offset, "") for tp, offset in offsets.items()
+                })
+            except Exception as exc:  # refused during a rebalance: the next tick retries what is still ours
+                log.info("offset commit not accepted (%s); retrying at the next tick", exc)
+                return
+            self.ledger.mark_committed(offsets)
+            now = time.monotonic()
+            thread.tp_last_committed_at.update({tp: now for tp in offsets})  # faust's livelock warnings
+
+    async def reread_holes(self) -> None:
+        if self.busy:
+            return
+        consumer = self.app.consumer
+        highwaters = {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp in self.ledger}
+        highwaters = {tp: end for tp, end in highwaters.items() if end is not None}
+        for tp, offset in self.ledger.stuck(time.monotonic(), highwaters).items():
+            log.warning("re-reading %s from offset %d: offsets after it were processed, it was not", tp, offset)
+            await self.app.consumer.seek(tp, offset)
+        for gap in self.ledger.take_skipped():
+            log.error("offsets %d..%d of %s never arrived after repeated re-reads (transaction markers or "
+                      "retention); stepping over them", gap.first, gap.end - 1, gap.partition)
+            self.metrics.skipped_offsets.inc(gap.end - gap.first)
 
 
 def record_batch(metrics: WorkerMetrics, result, events, app: faust.App) -> None:
     for kind, n in result.consumed.items():
         metrics.consumed.labels(kind).inc(n)
+    for kind, n in result.records.items():
+        metrics.records.labels(kind).inc(n)
+    metrics.rerouted.inc(len(result.reroutes))
     for reason, n in result.rejected.items():
         metrics.rejected.labels(reason).inc(n)
     metrics.labeled.inc(max(result.paired, 0))

@@ -90,6 +90,7 @@ class RejectCode(StrEnum):
     BAD_ATTRIBUTE_NAME = "bad_attribute_name"
     BAD_LABEL = "bad_label"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
+    BAD_BATCH = "bad_batch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,3 +409,83 @@ def decode_verified_outcome(raw: bytes | str) -> VerifiedOutcome | Rejection:
         return parse_verified_outcome(load_json(raw))
     except ContractError as exc:
         return exc.rejection
+
+
+# ---------------------------------------------------------------- batch envelopes
+
+BATCH_VERSION = 1
+MAX_BATCH_RECORDS = 10_000
+BATCH_FIELDS = ("batch_version", "bucket", "partitions", "records")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """What a batch envelope says about itself (schemas/batch.schema.json)."""
+
+    bucket: int  # the partition its producer built it for
+    partitions: int  # the partition count the producer assumed
+
+
+@dataclass(frozen=True, slots=True)
+class InputItem:
+    """One record of an input message: decoded, or why not, with the bytes dead-letter keeps."""
+
+    index: int | None  # position inside a batch envelope; None for a single-record message
+    record: MatchEvent | VerifiedOutcome | Rejection
+    raw: bytes  # the message's bytes; for a batch record, its compact JSON re-encoding
+
+
+PARSERS = {"match_event": parse_match_event, "verified_outcome": parse_verified_outcome}
+
+
+def _batch_header(obj: dict) -> BatchHeader:
+    for name in obj:
+        if name not in BATCH_FIELDS:
+            raise _reject(RejectCode.BAD_BATCH, name, f"batch envelope has no field {name!r}")
+    for name in BATCH_FIELDS:
+        if name not in obj:
+            raise _reject(RejectCode.BAD_BATCH, name, f"batch envelope lacks {name!r}")
+    version, bucket, partitions, records = (obj[n] for n in BATCH_FIELDS)
+    # JSON Schema's integer is mathematical: 3.0 is one, true is not
+    bucket, partitions = (int(v) if isinstance(v, float) and v.is_integer() else v for v in (bucket, partitions))
+    if version != BATCH_VERSION or isinstance(version, bool):
+        raise _reject(RejectCode.BAD_BATCH, "batch_version", f"batch_version {version!r} is not supported (only 1)")
+    if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
+        raise _reject(RejectCode.BAD_BATCH, "partitions", f"partitions must be an integer >= 1, got {partitions!r}")
+    if not isinstance(bucket, int) or isinstance(bucket, bool) or not 0 <= bucket < partitions:
+        raise _reject(RejectCode.BAD_BATCH, "bucket", f"bucket must be an integer in [0, {partitions}), got {bucket!r}")
+    if not isinstance(records, list) or not 1 <= len(records) <= MAX_BATCH_RECORDS:
+        what = f"{len(records)} records" if isinstance(records, list) else _type_name(records)
+        raise _reject(RejectCode.BAD_BATCH, "records", f"records must be an array of 1 to {MAX_BATCH_RECORDS} records, got {what}")
+    return BatchHeader(bucket, partitions)
+
+
+def decode_message(raw: bytes | str, kind: str) -> tuple[BatchHeader | None, list[InputItem]]:
+    """One input message -> its records: a single record, or every record of a batch envelope.
+
+    ``kind`` is ``match_event`` or ``verified_outcome``. A fault in the message as a whole (not
+    JSON, a malformed envelope) gives one rejected item with index None; a bad record inside a
+    valid envelope gives a rejected item for that record alone.
+
+    >>> header, items = decode_message(b'{"batch_version": 1, "bucket": 0, "partitions": 1, "records": '
+    ...     b'[{"event_id": "e1", "verified_at": "2026-01-01T00:00:00Z", "truth": "genuine",'
+    ...     b' "reviewer": "r1", "revision": 0, "inclusion_prob": 1}, {"event_id": ""}]}', "verified_outcome")
+    >>> header, [(i.index, type(i.record).__name__) for i in items]
+    (BatchHeader(bucket=0, partitions=1), [(0, 'VerifiedOutcome'), (1, 'Rejection')])
+    """
+    parse = PARSERS[kind]
+    try:
+        obj = load_json(raw)
+        if not (isinstance(obj, dict) and "batch_version" in obj):
+            return None, [InputItem(None, parse(obj), raw if isinstance(raw, bytes) else raw.encode())]
+        header = _batch_header(obj)
+    except ContractError as exc:
+        return None, [InputItem(None, exc.rejection, raw if isinstance(raw, bytes) else raw.encode())]
+    items = []
+    for index, record in enumerate(obj["records"]):
+        encoded = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            items.append(InputItem(index, parse(record), encoded))
+        except ContractError as exc:
+            items.append(InputItem(index, exc.rejection, encoded))
+    return header, items

@@ -17,19 +17,20 @@ from typing import Callable, Iterable, NamedTuple
 
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import (
+    InputItem,
     MatchEvent,
     Rejection,
     VerifiedOutcome,
-    decode_match_event,
-    decode_verified_outcome,
+    decode_message,
     format_timestamp,
 )
 from fairwatch.join import EventState, LabelJoin
+from fairwatch.partitioning import partition_for
 from fairwatch.sink import SinkBatch, event_row, labeled_rows, outcome_row
 
 MATCH_EVENTS = "match-events"
 VERIFIED_OUTCOMES = "verified-outcomes"
-DECODERS = {MATCH_EVENTS: decode_match_event, VERIFIED_OUTCOMES: decode_verified_outcome}
+RECORD_KINDS = {MATCH_EVENTS: "match_event", VERIFIED_OUTCOMES: "verified_outcome"}
 
 
 class RawMessage(NamedTuple):
@@ -46,6 +47,8 @@ class DeadLetter:
     message: RawMessage
     rejection: Rejection
     rejected_at: datetime
+    record_index: int | None = None  # the record's position in a batch envelope
+    record_bytes: bytes | None = None  # that record alone (None: the whole message is rejected)
 
     def to_record(self) -> dict:
         """The record of schemas/dead_letter.schema.json."""
@@ -55,7 +58,9 @@ class DeadLetter:
             "partition": self.message.partition if self.message.partition >= 0 else None,
             "offset": self.message.offset if self.message.offset >= 0 else None,
             "key_b64": None if key is None else base64.b64encode(key).decode(),
-            "value_b64": base64.b64encode(self.message.value).decode(),
+            "value_b64": base64.b64encode(self.message.value if self.record_bytes is None
+                                          else self.record_bytes).decode(),
+            "record_index": self.record_index,
             "reason_code": self.rejection.code.value,
             "field": self.rejection.field,
             "reason": self.rejection.message,
@@ -67,7 +72,17 @@ class DeadLetter:
         return (
             record["source_topic"], self.message.partition, self.message.offset, record["key_b64"],
             record["value_b64"], record["reason_code"], record["field"], record["reason"], self.rejected_at,
+            -1 if self.record_index is None else self.record_index,
         )
+
+
+class Reroute(NamedTuple):
+    """A record that arrived on a partition that is not its event_id's: sent on to the right one."""
+
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes
 
 
 @dataclass
@@ -76,7 +91,9 @@ class ProcessedBatch:
     # event_id -> (partition, new state bytes or None to delete); only keys whose state changed
     state_changes: dict[str, tuple[int, bytes | None]]
     dead_letters: list[DeadLetter]
+    reroutes: list[Reroute] = field(default_factory=list)
     consumed: Counter = field(default_factory=Counter)  # kind -> messages
+    records: Counter = field(default_factory=Counter)  # kind -> records (a batch envelope holds many)
     rejected: Counter = field(default_factory=Counter)  # reason code -> messages
     pending_change: int = 0  # change of the number of events waiting for an outcome
     orphan_change: int = 0  # change of the number of outcomes waiting for their event
@@ -98,11 +115,17 @@ class BatchProcessor:
         Bucket width, TTL and intersections of the statistics core.
     clock
         Wall clock for ``ingested_at`` / ``rejected_at`` columns (a test may pin it).
+    partitions
+        Partition count of the input topics. When given, a record that arrived on a partition
+        other than ``partition_for(event_id)`` is not joined here (its event or outcomes live on
+        the other partition) but returned in ``reroutes`` to be sent there. None for file replay.
     """
 
-    def __init__(self, config: CoreConfig = CoreConfig(), clock: Callable[[], datetime] | None = None):
+    def __init__(self, config: CoreConfig = CoreConfig(), clock: Callable[[], datetime] | None = None,
+                 partitions: int | None = None):
         self.config = config
         self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.partitions = partitions
 
     def process(
         self, messages: Iterable[RawMessage], load_state: Callable[[str, int], bytes | None]
@@ -110,20 +133,32 @@ class BatchProcessor:
         """``load_state(event_id, partition)`` reads the stored join state of one event id."""
         now = self.clock().replace(microsecond=0)
         batch = ProcessedBatch(SinkBatch(), {}, [])
-        by_partition: dict[int, list[tuple[RawMessage, MatchEvent | VerifiedOutcome]]] = {}
+        by_partition: dict[int, list[tuple[RawMessage, InputItem]]] = {}
+        partitions = self.partitions
         for message in messages:
             batch.consumed[message.kind] += 1
-            record = DECODERS[message.kind](message.value)
-            if isinstance(record, Rejection):
-                self._reject(batch, message, record, now)
-            else:
-                by_partition.setdefault(message.partition, []).append((message, record))
+            _, items = decode_message(message.value, RECORD_KINDS[message.kind])
+            batch.records[message.kind] += len(items)
+            for item in items:
+                if isinstance(item.record, Rejection):
+                    self._reject(batch, message, item.record, now, item)
+                    continue
+                if partitions is not None:
+                    home = partition_for(item.record.event_id, partitions)
+                    if home != message.partition:
+                        key = item.record.event_id.encode()
+                        batch.reroutes.append(Reroute(message.topic, home, key, item.raw))
+                        continue
+                by_partition.setdefault(message.partition, []).append((message, item))
         for partition, items in by_partition.items():
             self._join_partition(batch, partition, items, load_state, now)
         return batch
 
-    def _reject(self, batch: ProcessedBatch, message: RawMessage, rejection: Rejection, now: datetime) -> None:
-        letter = DeadLetter(message, rejection, now)
+    def _reject(self, batch: ProcessedBatch, message: RawMessage, rejection: Rejection, now: datetime,
+                item: InputItem | None = None) -> None:
+        in_batch = item is not None and item.index is not None
+        letter = DeadLetter(message, rejection, now, item.index if in_batch else None,
+                            item.raw if in_batch else None)
         batch.dead_letters.append(letter)
         batch.sink.dead_letters.append(letter.to_row())
         batch.rejected[rejection.code.value] += 1
@@ -132,17 +167,19 @@ class BatchProcessor:
         # A join that lives for this batch only: the durable state is the caller's table.
         join = LabelJoin(self.config, capacity=len(items))
         before: dict[str, EventState | None] = {}
-        for _, record in items:
+        for _, item in items:
+            record = item.record
             if record.event_id not in before:
                 raw = load_state(record.event_id, partition)
                 before[record.event_id] = EventState.from_bytes(raw) if raw is not None else None
                 join.restore(record.event_id, before[record.event_id])
-        output = join.update(record for _, record in items)
+        output = join.update(item.record for _, item in items)
         refused = {id(r.record): r.rejection for r in output.rejected}
-        for message, record in items:
+        for message, item in items:
+            record = item.record
             rejection = refused.get(id(record))
             if rejection is not None:
-                self._reject(batch, message, rejection, now)
+                self._reject(batch, message, rejection, now, item)
             elif isinstance(record, MatchEvent):
                 batch.sink.events.append(event_row(record, now))
             else:

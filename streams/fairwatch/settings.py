@@ -30,6 +30,7 @@ WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
     "FAIRWATCH_TTL_DAYS": ("30", "days an unpaired event or outcome waits before it expires"),
     "FAIRWATCH_INTERSECTIONS": ("", "intersections to count, e.g. sex&race,sex&age"),
     "FAIRWATCH_SESSION_TIMEOUT": ("30", "seconds before Kafka reassigns a dead worker's partitions"),
+    "FAIRWATCH_COMMIT_SECONDS": ("2", "how often fully processed input offsets are committed"),
     "FAIRWATCH_SNAPSHOT_SECONDS": ("60", "how often estimate snapshots (last 1h and 24h) are written"),
 }
 
@@ -82,6 +83,7 @@ class WorkerSettings:
     batch_size: int = 5000
     batch_within: float = 0.5
     session_timeout: float = 30.0
+    commit_seconds: float = 2.0
     snapshot_seconds: float = 60.0
     core: CoreConfig = field(default_factory=CoreConfig)
 
@@ -101,6 +103,7 @@ class WorkerSettings:
             batch_size=int(_number("FAIRWATCH_BATCH_SIZE", int)),
             batch_within=float(_number("FAIRWATCH_BATCH_WITHIN", float)),
             session_timeout=float(_number("FAIRWATCH_SESSION_TIMEOUT", float)),
+            commit_seconds=float(_number("FAIRWATCH_COMMIT_SECONDS", float)),
             snapshot_seconds=float(_number("FAIRWATCH_SNAPSHOT_SECONDS", float)),
             core=CoreConfig(
                 bucket_seconds=int(_number("FAIRWATCH_BUCKET_SECONDS", int)),

@@ -32,7 +32,7 @@ LABELED_COLUMNS = (
 )
 DEAD_LETTER_COLUMNS = (
     "source_topic", "kafka_partition", "kafka_offset", "key_b64", "value_b64", "reason_code", "field", "reason",
-    "rejected_at",
+    "rejected_at", "record_index",
 )
 GROUP_KEY_COLUMNS = ("deployment", "algorithm", "mode", "attribute", "group_label", "bucket", "kafka_partition")
 

@@ -1,0 +1,337 @@
+"""Producer SDK: how a face-recognition system sends match events and outcomes to fairwatch.
+
+A worker pays about the same per Kafka message whether it holds one record or a hundred, so
+records travel in batch envelopes (schemas/batch.schema.json). A batch must only hold records of
+one partition, because the join needs an event and its outcomes on the same one: the producer
+picks each record's partition with :func:`fairwatch.partitioning.partition_for` (the Kafka
+default partitioner's function, so single records keyed by event_id land there too), groups
+records per (topic, partition), and sends a batch when it holds ``max_records`` records or
+``max_bytes`` bytes, or ``linger`` seconds after its first record. Delivery uses an idempotent
+Kafka producer (acks=all, retries without duplicates) and :meth:`close` flushes everything.
+
+Use it as::
+
+    with FairwatchProducer("kafka-1:9092") as producer:
+        producer.send_event(match_event)        # a MatchEvent, or a dict shaped by the schema
+        producer.send_outcome(verified_outcome)
+
+or, in asyncio code, ``async with AsyncFairwatchProducer(...) as producer: await producer.send_event(...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from fairwatch.contracts import (
+    BATCH_VERSION,
+    MAX_BATCH_RECORDS,
+    MAX_MESSAGE_BYTES,
+    MatchEvent,
+    VerifiedOutcome,
+    parse_match_event,
+    parse_verified_outcome,
+)
+from fairwatch.partitioning import partition_for
+
+MATCH_EVENTS = "match-events"
+VERIFIED_OUTCOMES = "verified-outcomes"
+_ENVELOPE_OVERHEAD = 96  # bytes of the envelope around its records, generously
+
+
+class Envelope(NamedTuple):
+    """One Kafka message ready to send."""
+
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes
+    records: int
+
+
+def encode_record(record: MatchEvent | VerifiedOutcome | dict[str, Any], validate: bool = True) -> tuple[str, bytes]:
+    """(event_id, compact JSON) of a record; dicts are checked against the contract unless told not to."""
+    if isinstance(record, (MatchEvent, VerifiedOutcome)):
+        return record.event_id, json.dumps(record.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+    if not isinstance(record, dict):
+        raise TypeError(f"a record is a MatchEvent, a VerifiedOutcome or a dict, not {type(record).__name__}")
+    if validate:
+        parser = parse_verified_outcome if "truth" in record else parse_match_event
+        parser(record)  # raises ContractError naming the field
+    event_id = record.get("event_id")
+    if not isinstance(event_id, str) or not event_id:
+        raise ValueError(f"a record needs a non-empty string event_id, got {event_id!r}")
+    return event_id, json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass
+class _Open:
+    records: list[bytes] = field(default_factory=list)
+    size: int = _ENVELOPE_OVERHEAD
+    opened_at: float = 0.0
+
+
+class BatchBuilder:
+    """Groups encoded records per (topic, partition) into envelopes; no I/O, no clock of its own.
+
+    Parameters
+    ----------
+    partitions
+        Partition count of the input topics (both have the same; they are co-partitioned).
+    max_records, max_bytes
+        An envelope is closed when it reaches either bound.
+    linger
+        Seconds an envelope may wait for more records after its first one.
+
+    Examples
+    --------
+    >>> builder = BatchBuilder(partitions=4, max_records=2, linger=1.0)
+    >>> builder.add("t", "e-1", b'{"event_id":"e-1"}', now=0.0)
+    []
+    >>> [env] = builder.add("t", "e-4", b'{"event_id":"e-4"}', now=0.1)  # same partition: full
+    >>> env.partition, env.records, json.loads(env.value)["bucket"]
+    (3, 2, 3)
+    >>> builder.add("t", "e-2", b'{"event_id":"e-2"}', now=0.2), builder.due(now=1.0)
+    ([], [])
+    >>> [(env.partition, env.records) for env in builder.due(now=1.3)]
+    [(2, 1)]
+    """
+
+    def __init__(self, partitions: int, max_records: int = 100, max_bytes: int = 512 * 1024, linger: float = 0.05):
+        if not 1 <= max_records <= MAX_BATCH_RECORDS:
+            raise ValueError(f"max_records must be in [1, {MAX_BATCH_RECORDS}], got {max_records}")
+        if not 1024 <= max_bytes <= MAX_MESSAGE_BYTES:
+            raise ValueError(f"max_bytes must be in [1024, {MAX_MESSAGE_BYTES}], got {max_bytes}")
+        self.partitions, self.max_records, self.max_bytes, self.linger = partitions, max_records, max_bytes, linger
+        self._open: dict[tuple[str, int], _Open] = {}
+
+    def add(self, topic: str, event_id: str, record: bytes, now: float) -> list[Envelope]:
+        """Add one encoded record; returns the envelopes this closed (zero, one or two)."""
+        if len(record) + _ENVELOPE_OVERHEAD > self.max_bytes:
+            raise ValueError(f"record of {event_id!r} is {len(record)} bytes; an envelope holds at most {self.max_bytes}")
+        key = (topic, partition_for(event_id, self.partitions))
+        ready = []
+        batch = self._open.get(key)
+        if batch is not None and batch.size + len(record) + 1 > self.max_bytes:
+            ready.append(self._close(key))
+            batch = None
+        if batch is None:
+            batch = self._open[key] = _Open(opened_at=now)
+        batch.records.append(record)
+        batch.size += len(record) + 1
+        if len(batch.records) >= self.max_records:
+            ready.append(self._close(key))
+        return ready
+
+    def due(self, now: float) -> list[Envelope]:
+        """Envelopes whose linger has expired."""
+        return [self._close(key) for key, batch in list(self._open.items()) if now - batch.opened_at >= self.linger]
+
+    def drain(self) -> list[Envelope]:
+        return [self._close(key) for key in list(self._open)]
+
+    def next_deadline(self) -> float | None:
+        return min((b.opened_at + self.linger for b in self._open.values()), default=None)
+
+    def _close(self, key: tuple[str, int]) -> Envelope:
+        topic, partition = key
+        batch = self._open.pop(key)
+        head = b'{"batch_version":%d,"bucket":%d,"partitions":%d,"records":[' % (BATCH_VERSION, partition, self.partitions)
+        value = head + b",".join(batch.records) + b"]}"
+        return Envelope(topic, partition, b"bucket-%d" % partition, value, len(batch.records))
+
+
+def _partition_count(counts: dict[str, int | None]) -> int:
+    missing = [t for t, n in counts.items() if not n]
+    if missing:
+        raise RuntimeError(f"topics {missing} do not exist (run `fairwatch topics` first)")
+    if len(set(counts.values())) != 1:
+        raise RuntimeError(f"input topics must be co-partitioned, found partition counts {counts}")
+    return next(iter(counts.values()))  # type: ignore[return-value]
+
+
+class FairwatchProducer:
+    """Synchronous producer (kafka-python), thread-safe; a background thread enforces the linger.
+
+    Parameters
+    ----------
+    bootstrap_servers
+        Kafka bootstrap servers, ``host:port[,host:port]``.
+    topic_prefix
+        Prefix of the fairwatch topics (``FAIRWATCH_TOPIC_PREFIX``).
+    partitions
+        Partition count of the input topics; read from the cluster when None.
+    max_records, max_bytes, linger
+        Batch bounds (see :class:`BatchBuilder`).
+    validate
+        Check dict records against the contract before sending (raises ``ContractError``).
+    kafka_options
+        Extra ``KafkaProducer`` settings (security, compression, ...).
+    """
+
+    def __init__(self, bootstrap_servers: str, *, topic_prefix: str = "fairwatch.", partitions: int | None = None,
+                 max_records: int = 100, max_bytes: int = 512 * 1024, linger: float = 0.05, validate: bool = True,
+                 **kafka_options: Any):
+        from kafka import KafkaProducer
+
+        self.events_topic, self.outcomes_topic = topic_prefix + MATCH_EVENTS, topic_prefix + VERIFIED_OUTCOMES
+        self.validate = validate
+        self._kafka = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
+                                    linger_ms=5, max_request_size=MAX_MESSAGE_BYTES + 4096, **kafka_options)
+        if partitions is None:
+            partitions = _partition_count({t: len(self._kafka.partitions_for(t) or ()) or None
+                                           for t in (self.events_topic, self.outcomes_topic)})
+        self._builder = BatchBuilder(partitions, max_records, max_bytes, linger)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._futures: list = []
+        self.sent_records = self.sent_messages = 0
+        self._linger_thread = threading.Thread(target=self._linger_loop, name="fairwatch-producer-linger", daemon=True)
+        self._linger_thread.start()
+
+    def send_event(self, event: MatchEvent | dict[str, Any]) -> None:
+        self._add(self.events_topic, event)
+
+    def send_outcome(self, outcome: VerifiedOutcome | dict[str, Any]) -> None:
+        self._add(self.outcomes_topic, outcome)
+
+    def _add(self, topic: str, record) -> None:
+        if self._closed.is_set():
+            raise RuntimeError("the producer is closed")
+        event_id, encoded = encode_record(record, self.validate)
+        with self._lock:
+            self._send(self._builder.add(topic, event_id, encoded, time.monotonic()))
+
+    def _send(self, envelopes: list[Envelope]) -> None:
+        for env in envelopes:
+            self._futures.append(self._kafka.send(env.topic, key=env.key, value=env.value, partition=env.partition))
+            self.sent_records += env.records
+            self.sent_messages += 1
+        if len(self._futures) > 10_000:
+            self._check_delivered(wait=False)
+
+    def _check_delivered(self, wait: bool) -> None:
+        pending = []
+        for future in self._futures:
+            if wait or future.is_done:
+                future.get(timeout=120)  # raises the delivery error, if any
+            else:
+                pending.append(future)
+        self._futures = pending
+
+    def _linger_loop(self) -> None:
+        while not self._closed.wait(self._builder.linger / 2):
+            with self._lock:
+                self._send(self._builder.due(time.monotonic()))
+
+    def flush(self) -> None:
+        """Send every open batch and wait until Kafka acknowledged all of them."""
+        with self._lock:
+            self._send(self._builder.drain())
+        self._kafka.flush()
+        with self._lock:
+            self._check_delivered(wait=True)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed.set()
+            self._kafka.close()
+
+    def __enter__(self) -> FairwatchProducer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncFairwatchProducer:
+    """The asyncio twin of :class:`FairwatchProducer` (aiokafka); same parameters."""
+
+    def __init__(self, bootstrap_servers: str, *, topic_prefix: str = "fairwatch.", partitions: int | None = None,
+                 max_records: int = 100, max_bytes: int = 512 * 1024, linger: float = 0.05, validate: bool = True,
+                 **kafka_options: Any):
+        self._options = dict(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5,
+                             max_request_size=MAX_MESSAGE_BYTES + 4096, **kafka_options)
+        self.events_topic, self.outcomes_topic = topic_prefix + MATCH_EVENTS, topic_prefix + VERIFIED_OUTCOMES
+        self._limits = (max_records, max_bytes, linger)
+        self._partitions, self.validate = partitions, validate
+        self._kafka = None
+        self._builder: BatchBuilder | None = None
+        self._pending: set[asyncio.Future] = set()
+        self._linger_task: asyncio.Task | None = None
+        self.sent_records = self.sent_messages = 0
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self._kafka = AIOKafkaProducer(**self._options)
+        await self._kafka.start()
+        partitions = self._partitions
+        if partitions is None:
+            counts = {}
+            for topic in (self.events_topic, self.outcomes_topic):
+                found = await self._kafka.partitions_for(topic)
+                counts[topic] = len(found) if found else None
+            partitions = _partition_count(counts)
+        self._builder = BatchBuilder(partitions, *self._limits)
+        self._linger_task = asyncio.create_task(self._linger_loop())
+
+    async def send_event(self, event: MatchEvent | dict[str, Any]) -> None:
+        await self._add(self.events_topic, event)
+
+    async def send_outcome(self, outcome: VerifiedOutcome | dict[str, Any]) -> None:
+        await self._add(self.outcomes_topic, outcome)
+
+    async def _add(self, topic: str, record) -> None:
+        if self._builder is None:
+            raise RuntimeError("call start() (or use `async with`) before sending")
+        event_id, encoded = encode_record(record, self.validate)
+        await self._send(self._builder.add(topic, event_id, encoded, time.monotonic()))
+
+    async def _send(self, envelopes: list[Envelope]) -> None:
+        for env in envelopes:
+            self._pending.add(await self._kafka.send(env.topic, env.value, key=env.key, partition=env.partition))
+            self.sent_records += env.records
+            self.sent_messages += 1
+        done = {f for f in self._pending if f.done()}
+        for future in done:
+            future.result()  # raises the delivery error, if any
+        self._pending -= done
+
+    async def _linger_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._builder.linger / 2)
+            await self._send(self._builder.due(time.monotonic()))
+
+    async def flush(self) -> None:
+        await self._send(self._builder.drain())
+        await self._kafka.flush()
+        for future in self._pending:
+            await future
+        self._pending.clear()
+
+    async def stop(self) -> None:
+        if self._kafka is None:
+            return
+        try:
+            if self._linger_task is not None:
+                self._linger_task.cancel()
+            await self.flush()
+        finally:
+            await self._kafka.stop()
+            self._kafka = None
+
+    async def __aenter__(self) -> AsyncFairwatchProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
