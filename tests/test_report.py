@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 
 import numpy as np
@@ -311,3 +311,33 @@ def test_html_and_pdf_carry_the_same_blocks_and_render(tmp_path, workload):
             assert block[1] in text
     for g in report.document["groups"]:
         assert g["group"] in text
+
+
+@pytest.mark.services
+def test_alert_history_without_ids_and_small_groups_hidden(seeded):
+    store, _ = seeded
+    full = report_document(store)
+    small = next(g for g in full["groups"] if g["attribute"] == "sex&race"
+                 and g["impostor"] + g["genuine"] < 40)
+    columns = ["id", "type", "severity", "deployment", "algorithm", "group_label", "metric", "value_estimate",
+               "value_low", "value_high", "baseline", "detector", "evidence_n", "state", "opened_at", "resolved_at",
+               "runbook_url", "dashboard_url", "version"]
+    at = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
+    before = datetime(2026, 11, 25, 5, 0, tzinfo=timezone.utc)
+    rows = [  # open in the window; open before and resolved inside; resolved before the window starts
+        ("alert-secret-1", "disparity_breach", "critical", "site-0", "algo-1", "race=Black", "fmr", 0.03, 0.02,
+         0.04, 0.01, "sr", 500.0, "firing", at, None, "http://runbook", "http://dash", 1),
+        ("alert-secret-2", "error_rate_drift", "warning", small["deployment"], "algo-1", small["group"], "fmr", 0.2,
+         0.1, 0.3, 0.01, "sr", 9.0, "resolved", before, at, "", "", 1),
+        ("alert-secret-3", "label_backlog", "info", "site-1", "algo-1", "*", "backlog", 1.0, None, None, None, "n",
+         1.0, "resolved", before, before + timedelta(minutes=30), "", "", 1),
+    ]
+    store.insert("alerts", columns, rows)
+    alerts = report_document(store, min_group_size=40)["alerts"]
+    assert [(a["type"], a["group"]) for a in alerts] == [("error_rate_drift", small["group"]),
+                                                         ("disparity_breach", "race=Black")]
+    assert alerts[0]["value"] is None and alerts[0]["state"] == "resolved (suppressed)"
+    assert (alerts[1]["value"], alerts[1]["low"], alerts[1]["high"]) == (0.03, 0.02, 0.04)
+    assert alerts[1]["opened_at"] == "2026-11-25T07:00:00Z" and alerts[1]["resolved_at"] is None
+    text = json.dumps(alerts)
+    assert "alert-secret" not in text and "http://" not in text
