@@ -162,13 +162,36 @@ def append_records(
         HMAC key; default ``FAIRWATCH_AUDIT_KEY`` (no MAC when neither is set).
     now
         The records' ``recorded_at`` (default: the current time, to the second).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from fairwatch.store import migrate, open_store
+    >>> store = open_store(f"chdb://{tempfile.mkdtemp()}")
+    >>> _ = migrate(store)
+    >>> t = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)
+    >>> append_records(store, "alert", [{"group": "F&Black", "fmr": 0.03}, {"group": "M&White", "fmr": 0.004}], now=t)
+    >>> window = (t, t.replace(hour=7))
+    >>> result = verify(store, *window, key=b"")
+    >>> result.ok, result.checked, result.chains["alert"][0]
+    (True, 2, 2)
+
+    A row slipped in beside record 2 (same sequence number, a hash that fits record 1):
+
+    >>> first_hash = store.query("SELECT hash FROM audit_log WHERE seq = 1")[0][0]
+    >>> forged = '{"fmr":0.0,"group":"F&Black"}'
+    >>> digest = record_hash(first_hash, "alert", 2, "alert", t, forged)
+    >>> _ = store.insert(TABLE, COLUMNS, [("alert", 2, "alert", t, forged, first_hash, digest, "")])
+    >>> print(verify(store, *window, key=b"").first_break)
+    chain 'alert' seq 2 recorded 2026-11-25 06:00:00: two records with this sequence number (inserted row or forked chain)
+    >>> store.close()
     """
     kind = _check_name(kind, "audit kind")
     chain = _check_name(chain or os.environ.get(CHAIN_ENV) or kind, "audit chain")
     contents = [canonical_json(r) for r in records]
     if not contents:
         return
-    key = key if key is not None else key_from_env()
+    key = (key if key is not None else key_from_env()) or None  # b"": explicitly no key
     recorded_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     with _lock(store, chain):
         seq, prev = chain_head(store, chain)
@@ -277,7 +300,7 @@ def verify(
         raise AuditError("verify needs aware datetimes (UTC)")
     if from_ >= to:
         raise AuditError(f"--from {_stamp(from_)} is not before --to {_stamp(to)}")
-    key = key if key is not None else key_from_env()
+    key = (key if key is not None else key_from_env()) or None  # b"": explicitly no key
     result = VerifyResult(macs_checked=key is not None)
     params: dict[str, Any] = {"start": from_, "end": to}
     chains = [chain] if chain else [
