@@ -217,6 +217,10 @@ def test_the_validators_reject_a_broken_manifest(production_docs):
     (["--set", "keda.enabled=true", "--set", "keda.maxReplicas=12"], "keda.maxReplicas (12) exceeds kafka.partitions (8)"),
     (["--set", "kafka.sasl.enabled=true"], "does not read Kafka SASL or TLS settings"),
     (["--set", "clickhouse.url="], "set clickhouse.url or clickhouse.existingSecret"),
+    # values.schema.json: a misspelt setting or a wrong type is refused, not silently ignored
+    (["--set", "worker.batchsize=100"], "additional properties 'batchsize' not allowed"),
+    (["--set", "worker.tableStore=redis://"], "tableStore"),
+    (["--set", "kafka.partitions=0"], "partitions"),
 ])
 def test_chart_refuses_values_the_workers_cannot_honour(helm, values, message):
     result = run_helm(helm, "template", "fw", str(CHART), *values)
@@ -404,6 +408,14 @@ def test_compose_sets_every_worker_setting_with_the_workers_defaults(compose_raw
     assert volumes[0] != volumes[1]
     assert all(v[0].split(":")[1] == defaults["services"]["worker"]["environment"]["FAIRWATCH_DATA_DIR"]
                for v in volumes)
+
+
+def test_env_example_gives_the_workers_defaults():
+    example = env_example()
+    shared = set(example) & set(WORKER_ENVIRONMENT)
+    assert len(shared) >= 10, shared
+    for name in shared:
+        assert example[name] == WORKER_ENVIRONMENT[name][0], f"{name}: {example[name]!r} in the env example"
 
 
 def test_compose_bind_mounts_exist_in_the_repository(compose):
