@@ -371,7 +371,7 @@ def _figures(store, window, config, deployment, algorithm, attribute, frame, gro
                      if g["attribute"] != "*"})
     figures: list[tuple[bytes, str]] = []
     for scope in scopes[:MAX_FIGURES]:
-        fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharex=True)
+        fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharex=True, layout="constrained")
         labels = sorted({g["group"] for g in groups if (g["deployment"], g["algorithm"], g["mode"],
                                                         g["attribute"]) == scope})
         for label in labels:
@@ -400,8 +400,8 @@ def _figures(store, window, config, deployment, algorithm, attribute, frame, gro
                  and g["status"] != SUPPRESSED and g["fmr"] is not None]
         if not shown:
             continue
-        fig, ax = plt.subplots(figsize=(7.2, 0.5 + 0.22 * len(shown)))
-        names = [f"{g['attribute']}={g['group']}" for g in shown]
+        fig, ax = plt.subplots(figsize=(7.2, 0.8 + 0.22 * len(shown)), layout="constrained")
+        names = ["all" if g["attribute"] == "*" else f"{g['attribute']}={g['group']}" for g in shown]
         ys = range(len(shown))
         ax.errorbar([g["fmr"] for g in shown], ys,
                     xerr=[[g["fmr"] - g["fmr_low"] for g in shown], [g["fmr_high"] - g["fmr"] for g in shown]],
@@ -422,7 +422,7 @@ def _figures(store, window, config, deployment, algorithm, attribute, frame, gro
     hidden_sets = {(d["deployment"], d["algorithm"], d["mode"], d["attribute"])
                    for d in groups if d["status"] == SUPPRESSED}
     for key in sorted({s[:3] for s in scopes})[:MAX_FIGURES]:
-        fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharex=True)
+        fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharex=True, layout="constrained")
         attributes = sorted({s[3] for s in scopes if s[:3] == key})
         drawn = [False, False]
         for attr in attributes:
