@@ -302,6 +302,15 @@ def _register_dashboards() -> None:
 _register_dashboards()
 
 
+def _register_demo() -> None:
+    from fairwatch.demo import demo_command
+
+    app.command("demo")(demo_command)
+
+
+_register_demo()
+
+
 def main() -> None:
     app(prog_name="fairwatch")
 
