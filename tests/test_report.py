@@ -341,3 +341,23 @@ def test_alert_history_without_ids_and_small_groups_hidden(seeded):
     assert alerts[1]["opened_at"] == "2026-11-25T07:00:00Z" and alerts[1]["resolved_at"] is None
     text = json.dumps(alerts)
     assert "alert-secret" not in text and "http://" not in text
+
+
+def test_policy_file_sets_targets_and_is_hashed(tmp_path, workload):
+    from pathlib import Path
+
+    policy = Path(__file__).resolve().parents[1] / "schemas" / "examples" / "policy" / "gate-a.yaml"
+    url = f"chdb://{tmp_path}/chdb"
+    store = open_store(url)
+    seed_with_late_outcomes(store, workload)
+    store.close()
+    result = CliRunner().invoke(app, ["report", "--store", url, "--from", FROM, "--to", TO, "--format", "json",
+                                      "--min-group-size", "0", "--policy", str(policy)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["methods"]["policy"]["sha256"] == hashlib.sha256(policy.read_bytes()).hexdigest()
+    assert "target_fmr: 1.0e-3" in policy.read_text() and report["methods"]["thresholds"]["target_fmr"] == 0.001
+    metrics = CliRunner().invoke(app, ["metrics", "--store", url, "--from", FROM, "--to", TO, "--json",
+                                       "--target-fmr", "0.001", "--target-fnmr", "0.02"])
+    assert report["groups"] == json.loads(metrics.stdout)["groups"]
+    assert "--target-fmr 0.001 --target-fnmr 0.02" in report["reproducibility"]["command"]

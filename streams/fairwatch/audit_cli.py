@@ -30,7 +30,7 @@ def report_command(
     out: Optional[Path] = typer.Option(None, "--out", help="Write here (default: stdout; pdf needs --out)."),
     store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
     policy: Optional[Path] = typer.Option(None, "--policy", exists=True, dir_okay=False,
-                                          help="Policy file: its path and sha256 go in the methods section."),
+                                          help="Policy file (fairwatch.policy): its targets, path and sha256 go in the report."),
     target_fmr: Optional[float] = typer.Option(None, "--target-fmr", help="Intended FMR: sets status."),
     target_fnmr: Optional[float] = typer.Option(None, "--target-fnmr", help="Intended FNMR."),
     min_comparisons: int = typer.Option(30, "--min-comparisons", help="Fewer comparisons: insufficient."),
@@ -51,6 +51,12 @@ def report_command(
     if fmt == "pdf" and out is None and sys.stdout.isatty():
         raise _fail("a PDF goes to a file: add --out report.pdf")
     try:
+        if policy is not None:  # its targets unless given on the command line
+            from fairwatch.policy import load_policy
+
+            loaded = load_policy(policy)
+            target_fmr = loaded.target_fmr if target_fmr is None else target_fmr
+            target_fnmr = loaded.target_fnmr if target_fnmr is None else target_fnmr
         config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
                             min_comparisons=min_comparisons)
         window = resolve_window(None, start, end, bucket_seconds)

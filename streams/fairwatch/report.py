@@ -45,6 +45,10 @@ NUMBER_FIELDS = tuple(f for f in GROUP_FIELDS if f not in ("deployment", "algori
                                                            "status"))
 
 
+POLICY_THRESHOLDS = ("target_fmr", "target_fnmr", "policy_ratio", "reference", "band", "baseline_confidence",
+                     "min_evidence", "false_alarms_per_day")
+
+
 class EmptyWindow(ValueError):
     """The window holds no verified outcome for the scope asked: there is nothing to report."""
 
@@ -262,8 +266,12 @@ def build_report(
     alerts = _alerts(store, window, deployment, algorithm, hidden)
     policy_info = None
     if policy is not None:
+        from fairwatch.policy import load_policy
+
         raw = Path(policy).read_bytes()
-        policy_info = {"path": str(policy), "sha256": _sha256(raw)}
+        loaded = load_policy(policy)  # a PolicyError (a ValueError) says which line is wrong
+        policy_info = {"path": str(policy), "sha256": _sha256(raw), "deployment": loaded.deployment,
+                       **{name: getattr(loaded, name) for name in POLICY_THRESHOLDS}}
     stdout = metrics_stdout(metrics_doc)
     command = ["fairwatch", "metrics", "--from", window.to_dict()["from"], "--to", window.to_dict()["to"]]
     for name, value in (("--deployment", deployment), ("--algorithm", algorithm),
@@ -528,8 +536,13 @@ def _blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     b.append(("table", ["threshold", "value"], [[k, _num(v)] for k, v in methods["thresholds"].items()]))
     b.append(("p", "Status: " + methods["status"] + "."))
     policy = methods["policy"]
-    b.append(("p", f"Policy file: {policy['path']} (sha256 {policy['sha256']})." if policy else
-              "Policy file: none given; thresholds as listed."))
+    if policy:
+        b.append(("p", f"Policy file: {policy['path']} (sha256 {policy['sha256']}), deployment {policy['deployment']}:"))
+        b.append(("table", ["policy", "value"], [[k, _num(policy[k]) if not isinstance(policy[k], dict) else
+                                                  ", ".join(f"{a}={g}" for a, g in policy[k].items()) or "-"]
+                                                 for k in POLICY_THRESHOLDS]))
+    else:
+        b.append(("p", "Policy file: none given; thresholds as listed."))
     b.append(("p", f"fairwatch {methods['fairwatch_version']}, ClickHouse {methods['server_version']}."))
     b.append(("h2", "7. Reproducibility"))
     b.append(("p", "Rerun the numbers with:"))
