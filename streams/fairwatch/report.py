@@ -234,9 +234,27 @@ def build_report(
 ) -> Report:
     """Read everything a report of ``window`` needs and build it (see the module docstring).
 
-    ``progress(what, done, total)`` is called as the long parts go; ``plots=False`` skips the
-    figures (JSON and CSV do not carry them). Raises :class:`EmptyWindow`
-    when the window holds no verified outcome for the scope.
+    Parameters
+    ----------
+    store
+        Any store; only SELECTs are run, so a read-only user will do (:func:`open_for_reading`).
+    window
+        Whole buckets, as :func:`fairwatch.metrics.resolve_window` gives them.
+    config
+        Targets, ``min_comparisons``, confidence, bootstrap: as for ``fairwatch metrics``.
+    deployment, algorithm, attribute
+        Narrow the scope; ``attribute`` keeps that attribute's groups and the overall rows.
+    min_group_size
+        Groups with fewer verified outcomes are exported as ``suppressed`` (0: no suppression).
+    policy
+        A policy file (:mod:`fairwatch.policy`): its path, SHA-256 and thresholds are reported.
+    progress
+        ``progress(what, done, total)``, called as the long parts go.
+    plots
+        False skips the figures (JSON and CSV do not carry them).
+
+    Raises :class:`EmptyWindow` when the window holds no verified outcome for the scope. The
+    tests (``tests/test_report.py``) check the numbers against ``fairwatch metrics`` and a recount.
     """
     if min_group_size < 0:
         raise ValueError(f"min_group_size must be >= 0, got {min_group_size}")
