@@ -4,23 +4,29 @@ Run by ``make bench`` (not a test) against the local stack (``scripts/stack up``
 named by FAIRWATCH_KAFKA / FAIRWATCH_CLICKHOUSE. Steps:
 
 1. A workload of N match events and their verified outcomes (``tests.workload.make_workload``,
-   no duplicates, no malformed messages; one JSON record per Kafka message) is produced once,
-   with kafka-python, to fresh input topics (8 partitions).
-2. Each consumer below reads all of it in its own consumer group, in its own process, alone on
-   the machine (one after the other):
+   no duplicates, no malformed messages) is produced twice to fresh input topics (8 partitions):
+   ``single``, one JSON record per Kafka message (kafka-python, keyed by event_id), and
+   ``batch100``, batch envelopes of up to 100 records built by the producer SDK
+   (``fairwatch.producer.FairwatchProducer``).
+2. Each consumer below reads all of one input set in its own consumer group, in its own process,
+   alone on the machine (one after the other):
 
-   - ``aiokafka``: a bare AIOKafkaConsumer, ``getmany`` + ``json.loads`` + count, commit at the end;
-   - ``faust``: a minimal faust app (raw serializers, ``take_events``, ``json.loads`` + count);
-   - ``fairwatch[memory]`` / ``fairwatch[rocksdb]``: one ``fairwatch worker`` with that table
-     store and its own ClickHouse database (decode, join, ClickHouse sink, table writes).
+   - ``aiokafka[...]``: a bare AIOKafkaConsumer, ``getmany`` + ``json.loads`` + count of the
+     records (an envelope's records are decoded by the same ``json.loads``), commit at the end;
+   - ``faust[single]``: a minimal faust app (raw serializers, ``take_events``, ``json.loads`` + count);
+   - ``fairwatch[single]`` / ``fairwatch[batch100]``: one ``fairwatch worker`` (table store
+     ``--store``, default rocksdb as in production) with its own ClickHouse database (decode,
+     join, ClickHouse sink, table writes, offset commits).
 
 Times are wall clock from the process spawn. ``startup`` ends when the consumer is ready (first
 message for the baselines; for the worker, when /healthz lists assigned input partitions).
 ``processed`` is when the last message was handled (the baselines count them; the worker's
 ``fairwatch_consumed_messages`` reaches the total), ``drained`` when the group's committed offsets
 reach the end of every input partition (faust commits every ~2.8 s, so this is up to that much
-later). Rates: *records/s* = input messages (one record each: match events + outcomes) per
-second of steady state (ready -> processed / drained); *match events/s* counts only the events.
+later). Rates: *records/s* = input records (match events + outcomes) per second of steady state
+(ready -> processed / drained); *match events/s* counts only the events. The targets of issue 10:
+``fairwatch[batch100]`` >= 100k records/s or >= 1.0x ``aiokafka[batch100]``; ``fairwatch[single]``
+>= 4k records/s.
 The worker's ``fairwatch_batch_phase_seconds_total`` shows where its time goes.
 
 Everything the run creates (topics, consumer groups, ClickHouse databases, table data) is
@@ -83,10 +89,12 @@ def run_aiokafka_child() -> None:
                     first = time.time()
                     emit(first=first)
                 for tp, messages in batch.items():
+                    records = 0
                     for m in messages:
-                        json.loads(m.value)
-                    counts[tp.topic] += len(messages)
-                    n += len(messages)
+                        doc = json.loads(m.value)
+                        records += len(doc["records"]) if "batch_version" in doc else 1
+                    counts[tp.topic] += records
+                    n += records
             emit(done=time.time(), count=n, by_topic=counts)
             await consumer.commit()
             emit(committed=time.time())
@@ -177,10 +185,11 @@ def rates(total: int, events: int, ready: float, processed: float, drained: floa
     }
 
 
-def run_baseline(kind: str, ctx, group: str, timeout: float) -> dict:
-    log_path = ctx.tmp / f"{kind}.log"
-    env = {**os.environ, "BENCH_KAFKA": ctx.kafka, "BENCH_GROUP": group, "BENCH_TOTAL": str(ctx.total),
-           "BENCH_TOPICS": ",".join(ctx.topics), "BENCH_PARTITIONS": str(ctx.partitions), "BENCH_DATADIR": str(ctx.tmp / f"{kind}-data")}
+def run_baseline(kind: str, ctx, inp, group: str, timeout: float) -> dict:
+    log_path = ctx.tmp / f"{kind}-{inp.name}.log"
+    env = {**os.environ, "BENCH_KAFKA": ctx.kafka, "BENCH_GROUP": group, "BENCH_TOTAL": str(inp.total),
+           "BENCH_TOPICS": ",".join(inp.topics), "BENCH_PARTITIONS": str(ctx.partitions),
+           "BENCH_DATADIR": str(ctx.tmp / f"{kind}-{inp.name}-data")}
     spawned = time.time()
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, __file__, f"--child={kind}"], env=env, stdout=log,
@@ -194,7 +203,7 @@ def run_baseline(kind: str, ctx, group: str, timeout: float) -> dict:
             for line in log_path.read_text(errors="replace").splitlines():
                 if MARK in line:  # faust routes print() through its logging: the mark is mid-line
                     marks.update(json.loads(line[line.index(MARK) + len(MARK):]))
-            if "committed" in marks or "done" in marks and ctx.lag(group) == 0:
+            if "committed" in marks or "done" in marks and inp.lag(group) == 0:
                 drained = time.time()
                 break
             if process.poll() is not None and "committed" not in marks:
@@ -204,26 +213,26 @@ def run_baseline(kind: str, ctx, group: str, timeout: float) -> dict:
             raise RuntimeError(f"{kind} baseline not drained after {timeout:.0f}s:\n{tail(log_path)}")
     finally:
         stop_process(process)
-    if marks["count"] != ctx.total or marks["by_topic"] != ctx.by_topic:
-        raise RuntimeError(f"{kind} counted {marks['by_topic']}, expected {ctx.by_topic}")
+    if marks["count"] != inp.total or marks["by_topic"] != inp.by_topic:
+        raise RuntimeError(f"{kind} counted {marks['by_topic']}, expected {inp.by_topic}")
     drained = marks.get("committed", drained)  # aiokafka commits once, synchronously, at the end
     ready, processed = marks["first"], marks["done"]
     return {"startup_s": ready - spawned, "process_s": processed - ready, "drain_s": drained - ready,
-            "total_s": drained - spawned, **rates(ctx.total, ctx.events, ready, processed, drained)}
+            "total_s": drained - spawned, **rates(inp.total, inp.events, ready, processed, drained)}
 
 
-def run_worker(store: str, ctx, timeout: float) -> dict:
+def run_worker(store: str, ctx, inp, timeout: float) -> dict:
     from tests.live import WorkerProcess
 
-    tag = f"{ctx.tag}_{store}"
-    group = f"bench-fairwatch-{ctx.tag}-{store}"
+    tag = f"{ctx.tag}_{inp.name}"
+    group = f"bench-fairwatch-{ctx.tag}-{inp.name}"
     database = f"bench_pipeline_{tag}"
     base = urlparse(ctx.clickhouse)
     setup = SimpleNamespace(tmp_path=ctx.tmp, env={
         **os.environ,
         "FAIRWATCH_KAFKA": ctx.kafka,
         "FAIRWATCH_CLICKHOUSE": urlunparse(base._replace(path=f"/{database}")),
-        "FAIRWATCH_TOPIC_PREFIX": ctx.prefix,
+        "FAIRWATCH_TOPIC_PREFIX": inp.prefix,
         "FAIRWATCH_PARTITIONS": str(ctx.partitions),
         "FAIRWATCH_APP_ID": group,
         "FAIRWATCH_TABLE_STORE": f"{store}://",
@@ -233,7 +242,7 @@ def run_worker(store: str, ctx, timeout: float) -> dict:
     ctx.groups.append(group)
     ctx.databases.append(database)
     spawned = time.time()
-    worker = WorkerProcess(setup, store)
+    worker = WorkerProcess(setup, inp.name)
     ready = processed = drained = None
     deadline = time.monotonic() + timeout
     try:
@@ -243,33 +252,33 @@ def run_worker(store: str, ctx, timeout: float) -> dict:
             now = time.time()
             if ready is None:
                 health = worker.health()
-                if health and len(health["input_partitions"]) == len(ctx.topics) * ctx.partitions:
+                if health and len(health["input_partitions"]) == len(inp.topics) * ctx.partitions:
                     ready = now
             elif processed is None:
-                if consumed(worker.metrics_text()) >= ctx.total:
+                if consumed(worker.metrics_text()) >= inp.total:
                     processed = now
-            elif ctx.lag(group) == 0:
+            elif inp.lag(group) == 0:
                 drained = now
                 break
             time.sleep(POLL)
         else:
-            raise RuntimeError(f"worker[{store}] not drained after {timeout:.0f}s:\n{worker.log_tail()}")
+            raise RuntimeError(f"worker[{inp.name}] not drained after {timeout:.0f}s:\n{worker.log_tail()}")
         text = worker.metrics_text()
     finally:
         worker.stop()
-    by_topic = metric_values(text, "fairwatch_consumed_messages_total", "topic")
-    if by_topic != {kind: float(ctx.by_topic[ctx.prefix + kind]) for kind in INPUTS}:
-        raise RuntimeError(f"worker[{store}] consumed {by_topic}, expected {ctx.by_topic}")
+    by_topic = metric_values(text, "fairwatch_consumed_records_total", "topic")
+    if by_topic != {kind: float(inp.by_topic[inp.prefix + kind]) for kind in INPUTS}:
+        raise RuntimeError(f"worker[{inp.name}] consumed {by_topic}, expected {inp.by_topic}")
     rejected = sum(metric_values(text, "fairwatch_rejected_messages_total", "reason").values())
     phases = metric_values(text, "fairwatch_batch_phase_seconds_total", "phase")
     batches = metric_values(text, "fairwatch_batch_messages_count", None).get("", 0.0)
     return {"startup_s": ready - spawned, "process_s": processed - ready, "drain_s": drained - ready,
-            "total_s": drained - spawned, **rates(ctx.total, ctx.events, ready, processed, drained),
+            "total_s": drained - spawned, **rates(inp.total, inp.events, ready, processed, drained),
             "phase_seconds": phases, "batches": int(batches), "rejected": int(rejected)}
 
 
 def consumed(text: str) -> float:
-    return sum(metric_values(text, "fairwatch_consumed_messages_total", "topic").values())
+    return sum(metric_values(text, "fairwatch_consumed_records_total", "topic").values())
 
 
 def metric_values(text: str, name: str, label: str | None) -> dict[str, float]:
@@ -295,7 +304,7 @@ def cleanup(ctx) -> None:
         admin = kafka_admin(ctx.kafka)
         try:
             names = [t for t in admin.list_topics()
-                     if t.startswith(ctx.prefix) or any(t.startswith(g + "-") for g in ctx.groups)]
+                     if any(t.startswith(i.prefix) for i in ctx.inputs) or any(t.startswith(g + "-") for g in ctx.groups)]
             if names:
                 admin.delete_topics(names)
             if ctx.groups:
@@ -328,11 +337,34 @@ def services() -> tuple[str, str]:
     return stack["FAIRWATCH_KAFKA"], stack["FAIRWATCH_CLICKHOUSE"]
 
 
+def produce_batched(kafka: str, prefix: str, workload, partitions: int) -> tuple[float, int]:
+    from fairwatch.producer import FairwatchProducer
+    started = time.perf_counter()
+    with FairwatchProducer(kafka, topic_prefix=prefix, partitions=partitions, max_records=100, linger=0.2,
+                           validate=False) as producer:
+        for kind, _, value in workload.messages:
+            doc = json.loads(value)
+            (producer.send_event if kind == "match-events" else producer.send_outcome)(doc)
+        messages = producer.sent_messages
+    return time.perf_counter() - started, messages
+
+
+def input_set(ctx, name: str, workload) -> SimpleNamespace:
+    prefix = f"bench-{ctx.tag}-{name}."
+    inp = SimpleNamespace(name=name, prefix=prefix, topics=[prefix + k for k in INPUTS])
+    inp.by_topic = {t: 0 for t in inp.topics}
+    for kind, _, _ in workload.messages:
+        inp.by_topic[prefix + kind] += 1
+    inp.total, inp.events = len(workload.messages), inp.by_topic[prefix + "match-events"]
+    ctx.inputs.append(inp)
+    return inp
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="match events in the workload")
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--stores", default="memory,rocksdb", help="table stores of the worker runs")
+    parser.add_argument("--store", default="rocksdb", help="table store of the worker runs (rocksdb or memory)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run at most")
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--child", choices=("aiokafka", "faust"), help=argparse.SUPPRESS)
@@ -347,74 +379,89 @@ def main() -> None:
 
     kafka, clickhouse = services()
     tag = uuid.uuid4().hex[:8]
-    prefix = f"bench-{tag}."
-    ctx = SimpleNamespace(kafka=kafka, clickhouse=clickhouse, tag=tag, prefix=prefix, partitions=args.partitions,
-                          topics=[prefix + k for k in INPUTS], groups=[], databases=[],
-                          tmp=Path(tempfile.mkdtemp(prefix="fairwatch-bench-pipeline-")))
+    ctx = SimpleNamespace(kafka=kafka, clickhouse=clickhouse, tag=tag, partitions=args.partitions, inputs=[],
+                          groups=[], databases=[], tmp=Path(tempfile.mkdtemp(prefix="fairwatch-bench-pipeline-")))
     started = time.perf_counter()
+    runs: dict[str, dict] = {}
     try:
         workload = make_workload(args.events, seed=7, duplicate_share=0.0, malformed_share=0.0)
-        ctx.by_topic = {t: 0 for t in ctx.topics}
-        for kind, _, _ in workload.messages:
-            ctx.by_topic[prefix + kind] += 1
-        ctx.total, ctx.events = len(workload.messages), ctx.by_topic[prefix + "match-events"]
+        single, batched = input_set(ctx, "single", workload), input_set(ctx, "batch100", workload)
         sizes = [len(v) for _, _, v in workload.messages]
-        ensure_topics(kafka, prefix, args.partitions)
-        produce_s = produce(kafka, prefix, workload.messages)
+        for inp in (single, batched):
+            ensure_topics(kafka, inp.prefix, args.partitions)
+        single.produce_s, single.messages = produce(kafka, single.prefix, workload.messages), single.total
+        batched.produce_s, batched.messages = produce_batched(kafka, batched.prefix, workload, args.partitions)
         del workload
-        ctx.lag = Lag(kafka, ctx.topics, args.partitions)
-        print(f"produced {ctx.total:,} messages ({ctx.events:,} match events + "
-              f"{ctx.total - ctx.events:,} outcomes, mean {sum(sizes) / len(sizes):.0f} B) "
-              f"to {args.partitions} partitions in {produce_s:.1f}s", flush=True)
+        for inp in (single, batched):
+            inp.lag = Lag(kafka, inp.topics, args.partitions)
+            print(f"{inp.name}: produced {inp.total:,} records ({inp.events:,} match events + "
+                  f"{inp.total - inp.events:,} outcomes, mean {sum(sizes) / len(sizes):.0f} B) in "
+                  f"{inp.messages:,} messages to {args.partitions} partitions in {inp.produce_s:.1f}s", flush=True)
 
-        runs: dict[str, dict] = {}
-        runs["aiokafka"] = run_baseline("aiokafka", ctx, f"bench-aiokafka-{tag}", args.timeout)
-        print(f"  aiokafka done ({runs['aiokafka']['total_s']:.1f}s)", flush=True)
-        runs["faust"] = run_baseline("faust", ctx, f"bench-faust-{tag}", args.timeout)
-        print(f"  faust done ({runs['faust']['total_s']:.1f}s)", flush=True)
-        for store in [s.strip() for s in args.stores.split(",") if s.strip()]:
-            runs[f"fairwatch[{store}]"] = run_worker(store, ctx, args.timeout)
-            print(f"  fairwatch[{store}] done ({runs[f'fairwatch[{store}]']['total_s']:.1f}s)", flush=True)
+        plan = [("aiokafka[single]", lambda: run_baseline("aiokafka", ctx, single, f"bench-aiokafka-s-{tag}", args.timeout)),
+                ("aiokafka[batch100]", lambda: run_baseline("aiokafka", ctx, batched, f"bench-aiokafka-b-{tag}", args.timeout)),
+                ("faust[single]", lambda: run_baseline("faust", ctx, single, f"bench-faust-{tag}", args.timeout)),
+                ("fairwatch[single]", lambda: run_worker(args.store, ctx, single, args.timeout)),
+                ("fairwatch[batch100]", lambda: run_worker(args.store, ctx, batched, args.timeout))]
+        for name, run in plan:
+            runs[name] = run()
+            print(f"  {name} done ({runs[name]['total_s']:.1f}s)", flush=True)
     finally:
         cleanup(ctx)
 
     for name, run in runs.items():
         if name.startswith("fairwatch"):
-            for basis in ("aiokafka", "faust"):
+            kind = name[name.index("["):]
+            for basis in (f"aiokafka{kind}", "aiokafka[batch100]", "faust[single]"):
                 run[f"ratio_vs_{basis}"] = run["records_per_s"] / runs[basis]["records_per_s"]
                 run[f"ratio_vs_{basis}_drained"] = run["records_per_s_drained"] / runs[basis]["records_per_s_drained"]
-    report(runs, ctx)
+    targets = {
+        "batched_records_per_s": runs["fairwatch[batch100]"]["records_per_s_drained"],
+        "batched_vs_aiokafka_batch100": runs["fairwatch[batch100]"]["ratio_vs_aiokafka[batch100]_drained"],
+        "batched_target_met": runs["fairwatch[batch100]"]["records_per_s_drained"] >= 100_000
+        or runs["fairwatch[batch100]"]["ratio_vs_aiokafka[batch100]_drained"] >= 1.0,
+        "single_records_per_s": runs["fairwatch[single]"]["records_per_s_drained"],
+        "single_target_met": runs["fairwatch[single]"]["records_per_s_drained"] >= 4_000,
+    }
+    report(runs, ctx, targets)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "workload": {"match_events": ctx.events, "outcomes": ctx.total - ctx.events, "messages": ctx.total,
-                     "records_per_message": 1, "partitions": args.partitions, "produce_s": produce_s,
-                     "mean_message_bytes": sum(sizes) / len(sizes)},
+        "workload": {"match_events": single.events, "outcomes": single.total - single.events, "records": single.total,
+                     "messages": {i.name: i.messages for i in ctx.inputs}, "partitions": args.partitions,
+                     "produce_s": {i.name: i.produce_s for i in ctx.inputs},
+                     "mean_record_bytes": sum(sizes) / len(sizes), "table_store": args.store},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_at_end": os.getloadavg()},
-        "runs": runs, "wall_s": time.perf_counter() - started,
+        "runs": runs, "targets": targets, "wall_s": time.perf_counter() - started,
     }, indent=2) + "\n")
     print(f"wrote {args.json}  (whole run {time.perf_counter() - started:.0f}s)")
 
 
-def report(runs: dict[str, dict], ctx) -> None:
-    print(f"\n{ctx.total:,} input messages = {ctx.events:,} match events + {ctx.total - ctx.events:,} outcomes, "
-          "one record per message; steady state = ready -> last message processed (-> offsets committed)")
+def report(runs: dict[str, dict], ctx, targets: dict) -> None:
+    single = ctx.inputs[0]
+    print(f"\n{single.total:,} input records = {single.events:,} match events + {single.total - single.events:,} "
+          "outcomes; steady state = ready -> last record processed (-> offsets committed)")
     header = (f"{'consumer (1 process)':<20} {'startup s':>9} {'steady s':>15} {'records/s':>17} "
-              f"{'match events/s':>15} {'vs aiokafka':>12} {'vs faust':>9}")
+              f"{'match events/s':>15} {'vs aiokafka[same]':>18} {'vs aiokafka[batch100]':>22}")
     print(header)
     print("-" * len(header))
     for name, r in runs.items():
-        ratio_a = f"{r['ratio_vs_aiokafka']:.3f}" if "ratio_vs_aiokafka" in r else "-"
-        ratio_f = f"{r['ratio_vs_faust']:.2f}" if "ratio_vs_faust" in r else "-"
+        same = next((v for k, v in r.items() if k.startswith("ratio_vs_aiokafka") and k.endswith("_drained")
+                     and name[name.index("["):] in k), None)
+        batch = r.get("ratio_vs_aiokafka[batch100]_drained")
         print(f"{name:<20} {r['startup_s']:>9.1f} {r['process_s']:>6.1f} ({r['drain_s']:>6.1f}) "
               f"{r['records_per_s']:>8,.0f} ({r['records_per_s_drained']:>6,.0f}) {r['match_events_per_s']:>15,.0f} "
-              f"{ratio_a:>12} {ratio_f:>9}")
+              f"{'-' if same is None else f'{same:.3f}':>18} {'-' if batch is None else f'{batch:.3f}':>22}")
     for name, r in runs.items():
         if "phase_seconds" in r:
             phases = ", ".join(f"{p} {s:.1f}s" for p, s in sorted(r["phase_seconds"].items(), key=lambda x: -x[1]))
             rest = r["process_s"] - sum(r["phase_seconds"].values())
             print(f"{name} batch phases: {phases}; outside the batch phases (faust, fetch, waits) {rest:.1f}s; "
                   f"{r['batches']} batches")
+    print(f"targets (drained rates): batched {targets['batched_records_per_s']:,.0f} records/s, "
+          f"{targets['batched_vs_aiokafka_batch100']:.3f}x aiokafka[batch100] -> "
+          f"{'met' if targets['batched_target_met'] else 'NOT met'} (>= 100k/s or >= 1.0x); single "
+          f"{targets['single_records_per_s']:,.0f} records/s -> {'met' if targets['single_target_met'] else 'NOT met'} (>= 4k/s)")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,15 @@ class LiveSetup:
         producer.flush()
         producer.close()
 
+    def produce_to_partitions(self, messages) -> None:
+        """(kind, partition, key, value) messages, each to the partition given."""
+        producer = KafkaProducer(bootstrap_servers=self.kafka, linger_ms=20, batch_size=512 * 1024, acks=1,
+                                 max_request_size=2 << 20)
+        for kind, partition, key, value in messages:
+            producer.send(self.topic(kind), key=key, value=value, partition=partition)
+        producer.flush()
+        producer.close()
+
     def start_worker(self, name: str = "w1") -> WorkerProcess:
         return WorkerProcess(self, name)
 
@@ -92,13 +101,13 @@ class LiveSetup:
         raise AssertionError(f"not drained after {timeout}s (lag {self.lag()}):\n" + "\n".join(w.log_tail() for w in workers))
 
     def dead_letters(self) -> dict[tuple[int, int], dict]:
-        """(source partition, offset) -> dead-letter record, redeliveries collapsed."""
+        """(topic, partition, offset, record index) -> dead-letter record, redeliveries collapsed."""
         consumer = KafkaConsumer(self.topic("dead-letter"), bootstrap_servers=self.kafka, auto_offset_reset="earliest",
                                  consumer_timeout_ms=3000, enable_auto_commit=False)
         found = {}
         for message in consumer:
             record = json.loads(message.value)
-            found[(record["source_topic"], record["partition"], record["offset"])] = record
+            found[(record["source_topic"], record["partition"], record["offset"], record.get("record_index"))] = record
         consumer.close()
         return found
 

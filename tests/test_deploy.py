@@ -41,6 +41,7 @@ DEPLOYED_OVERRIDES = {
     "FAIRWATCH_CLICKHOUSE": "no default: the store's URL, from a Secret",
     "FAIRWATCH_DATA_DIR": "the mounted state volume instead of the working directory",
     "FAIRWATCH_WEB_HOST": "probes and Prometheus reach the pod from outside its loopback",
+    "FAIRWATCH_INSTANCE_ID": "each worker's stable name (pod name, compose service) for static membership",
 }
 
 
@@ -255,6 +256,8 @@ def test_chart_defaults_are_the_settings_defaults(default_docs):
         if name not in DEPLOYED_OVERRIDES:
             assert values[name] == default, f"chart default of {name} is {values[name]!r}, the worker's {default!r}"
     assert values["FAIRWATCH_WEB_HOST"] == "0.0.0.0"
+    instance = next(e for e in worker["env"] if e["name"] == "FAIRWATCH_INSTANCE_ID")
+    assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # static membership per pod
     assert worker["env"][1]["valueFrom"]["secretKeyRef"]["key"] == "clickhouse-url"
 
 

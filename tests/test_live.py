@@ -18,7 +18,7 @@ import pytest
 
 from fairwatch.store import open_store
 from tests.live import REPO, LiveSetup, assert_counts_equal, stored_counts
-from tests.workload import make_workload, oracle_counts
+from tests.workload import make_workload, mixed_batches, oracle_counts
 
 pytestmark = pytest.mark.services
 
@@ -130,3 +130,54 @@ def test_embedded_chdb_store_gets_the_same_counts(stack, tmp_path):
     finally:
         worker.stop()  # chDB allows one process per directory: read after the worker is gone
     assert_counts_equal(stored_counts(open_store(setup.store_url)), oracle_counts(workload))
+
+
+def check_batched_dead_letters(setup: LiveSetup, workload, bad_records) -> None:
+    letters = setup.dead_letters()
+    whole = {base64.b64decode(r["value_b64"]) for r in letters.values() if r["record_index"] is None}
+    single = {base64.b64decode(r["value_b64"]) for r in letters.values() if r["record_index"] is not None}
+    assert whole == {value for _, _, value in workload.malformed}
+    assert sorted(single) == sorted(raw for _, raw in bad_records), "each bad record of a batch, alone, once"
+    assert len(letters) == len(workload.malformed) + len(bad_records)
+
+
+def test_mixed_single_and_batched_messages_give_exact_counts(stack, tmp_path):
+    workload = make_workload(40_000, seed=7)
+    setup = LiveSetup(stack, tmp_path)
+    messages, bad_records = mixed_batches(workload, setup.partitions, seed=7)
+    assert sum(1 for m in messages if m[3].startswith(b'{"batch_version"')) > 100 and bad_records
+    setup.produce_to_partitions(messages)
+    worker = setup.start_worker()
+    try:
+        setup.wait_drained([worker], timeout=300)
+        assert_counts_equal(stored_counts(open_store(setup.store_url)), oracle_counts(workload))
+        check_batched_dead_letters(setup, workload, bad_records)
+        text = worker.metrics_text()
+        assert "fairwatch_rerouted_records_total" in text
+        rerouted = float(text.split("fairwatch_rerouted_records_total ")[1].split()[0])
+        assert rerouted > 0, "the misrouted batches must have been forwarded"
+    finally:
+        worker.stop()
+
+
+def test_kill_9_during_batched_ingestion_then_restart_keeps_counts_exact(stack, tmp_path):
+    workload = make_workload(60_000, seed=8)
+    setup = LiveSetup(stack, tmp_path, table_store="rocksdb://")
+    messages, bad_records = mixed_batches(workload, setup.partitions, seed=8, batch_share=1.0)
+    setup.produce_to_partitions(messages)
+    worker = setup.start_worker()
+    store = open_store(setup.store_url)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # kill it while it is working
+        if store.query("EXISTS TABLE labeled_outcomes")[0][0] and \
+                store.query("SELECT count() FROM labeled_outcomes")[0][0] > 5000:
+            break
+        time.sleep(0.2)
+    worker.kill9()
+    restarted = setup.start_worker("w1")
+    try:
+        setup.wait_drained([restarted], timeout=300)
+        assert_counts_equal(stored_counts(store), oracle_counts(workload))
+        check_batched_dead_letters(setup, workload, bad_records)
+    finally:
+        restarted.stop()

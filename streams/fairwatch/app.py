@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 import weakref
 from collections import Counter
+from datetime import datetime, timezone
 
 import faust
 from aiokafka import TopicPartition as AIOKafkaTP
@@ -31,6 +33,7 @@ from prometheus_client import generate_latest
 from fairwatch.pipeline import MATCH_EVENTS, VERIFIED_OUTCOMES, BatchProcessor, RawMessage
 from fairwatch.settings import WorkerSettings
 from fairwatch.sink import ClickHouseSink
+from fairwatch.dashboards import health_rows, write_differential_snapshots, write_health
 from fairwatch.metrics import write_snapshots
 from fairwatch.offsets import OffsetLedger
 from fairwatch.store import migrate, open_store
@@ -86,6 +89,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         table_standby_replicas=0,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        consumer_group_instance_id=settings.instance_id or None,
     )
     metrics = WorkerMetrics()
     kinds = {settings.topic(MATCH_EVENTS): MATCH_EVENTS, settings.topic(VERIFIED_OUTCOMES): VERIFIED_OUTCOMES}
@@ -185,9 +189,33 @@ def create_app(settings: WorkerSettings) -> faust.App:
         if "store" not in snapshot_store:  # its own connection: the sink's runs in another thread
             snapshot_store["store"] = open_store(settings.clickhouse)
         try:
-            write_snapshots(snapshot_store["store"], settings.core)
+            now = datetime.now(timezone.utc).replace(microsecond=0)  # one instant for both tables
+            write_snapshots(snapshot_store["store"], settings.core, now=now)
+            write_differential_snapshots(snapshot_store["store"], settings.core, now=now)
         except Exception:
             snapshot_store.pop("store", None)
+            raise
+
+    health: dict[str, object] = {"previous": None}
+    worker_name = f"{socket.gethostname()}:{settings.web_port}"
+
+    @app.timer(15.0)
+    async def record_health():
+        # every worker writes its own pipeline-health samples (lag, joins, sink) for the dashboards
+        rows = health_rows(metrics.registry, worker_name, previous=health["previous"])
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, write_health_now, rows)
+            health["previous"] = rows
+        except Exception as exc:  # a missed sample is only a gap on a dashboard
+            log.info("health sample not written: %s", exc)
+
+    def write_health_now(rows) -> None:
+        if "store" not in health:
+            health["store"] = open_store(settings.clickhouse)
+        try:
+            write_health(health["store"], rows)
+        except Exception:
+            health.pop("store", None)
             raise
 
     @app.timer(settings.commit_seconds)

@@ -30,6 +30,7 @@ WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
     "FAIRWATCH_TTL_DAYS": ("30", "days an unpaired event or outcome waits before it expires"),
     "FAIRWATCH_INTERSECTIONS": ("", "intersections to count, e.g. sex&race,sex&age"),
     "FAIRWATCH_SESSION_TIMEOUT": ("30", "seconds before Kafka reassigns a dead worker's partitions"),
+    "FAIRWATCH_INSTANCE_ID": ("", "static group membership id, e.g. the pod name (a restart keeps its partitions)"),
     "FAIRWATCH_COMMIT_SECONDS": ("2", "how often fully processed input offsets are committed"),
     "FAIRWATCH_SNAPSHOT_SECONDS": ("60", "how often estimate snapshots (last 1h and 24h) are written"),
 }
@@ -84,6 +85,7 @@ class WorkerSettings:
     batch_within: float = 0.5
     session_timeout: float = 30.0
     commit_seconds: float = 2.0
+    instance_id: str = ""
     snapshot_seconds: float = 60.0
     core: CoreConfig = field(default_factory=CoreConfig)
 
@@ -104,6 +106,7 @@ class WorkerSettings:
             batch_within=float(_number("FAIRWATCH_BATCH_WITHIN", float)),
             session_timeout=float(_number("FAIRWATCH_SESSION_TIMEOUT", float)),
             commit_seconds=float(_number("FAIRWATCH_COMMIT_SECONDS", float)),
+            instance_id=_env("FAIRWATCH_INSTANCE_ID"),
             snapshot_seconds=float(_number("FAIRWATCH_SNAPSHOT_SECONDS", float)),
             core=CoreConfig(
                 bucket_seconds=int(_number("FAIRWATCH_BUCKET_SECONDS", int)),

@@ -115,6 +115,11 @@ app.kubernetes.io/component: worker
   value: {{ .Values.worker.sessionTimeout | quote }}
 - name: FAIRWATCH_COMMIT_SECONDS
   value: {{ .Values.worker.commitSeconds | quote }}
+# static group membership: a pod restarted under its stable name gets its partitions back
+- name: FAIRWATCH_INSTANCE_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
 - name: FAIRWATCH_SNAPSHOT_SECONDS
   value: {{ .Values.worker.snapshotSeconds | quote }}
 - name: FAIRWATCH_ALERTMANAGER
