@@ -202,6 +202,58 @@ def test_inclusion_weights_recover_fnmr(long_run):
         assert errors / n < 0.2 * p  # ~ p * 0.1: a naive count is off by an order of magnitude
 
 
+
+# Identification mode has its own rates (FPIR / FNIR), at another threshold and with verification
+# probabilities of its own; the long run above is verification only. A simulator that used the
+# verification rates here, or calibrated at the wrong threshold, is far off these targets.
+IDENT = copy.deepcopy(LONG) | {
+    "name": "ident-run", "seed": 13, "events": 300_000, "drifts": [],
+    "algorithms": {"algo-1": {
+        "fmr": 1.0e-4, "fnmr": 0.005,  # must not be used: every search is in identification mode
+        "fpir": {"base": 2.0e-3, "factors": {"race": {"Black": 4.0, "Indigenous": 6.0}, "age": {"50+": 1.5}}},
+        "fnir": {"base": 0.03, "factors": {"sex": {"F": 1.5}, "race": {"Asian": 1.4}}},
+    }},
+    "deployments": [{"name": "watch-c", "algorithm": "algo-1", "threshold": 0.7, "identification_share": 1.0,
+                     "impostor_share": 0.7}],
+    "verification": {"match_prob": 1.0, "non_match_prob": 0.2, "delay_hours": {"median": 1, "sigma": 1}},
+}
+
+
+def test_identification_rates_match_their_own_targets(tmp_path):
+    write_jsonl(simulate(parse_scenario(IDENT)), tmp_path)
+    latest: dict[str, dict] = {}
+    for line in read_lines(tmp_path / "outcomes.jsonl"):
+        o = json.loads(line)
+        if o["event_id"] not in latest or o["revision"] > latest[o["event_id"]]["revision"]:
+            latest[o["event_id"]] = o
+    acc: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    for line in read_lines(tmp_path / "events.jsonl"):
+        ev = json.loads(line)
+        assert ev["mode"] == "identification" and ev["threshold"] == 0.7
+        o = latest.get(ev["event_id"])
+        if o is None:
+            continue
+        genuine, match = o["truth"] == "genuine", ev["decision"] == "match"
+        metric, error = ("fnir", not match) if genuine else ("fpir", match)
+        for g in [("*", "*"), *ev["subject"].items()]:
+            a = acc[(metric, *g)]
+            a[0] += 1.0 / o["inclusion_prob"]
+            a[1] += error / o["inclusion_prob"]
+            a[2] += error
+    groups = [("*", "*")] + [(a, l) for a, labels in IDENT["attributes"].items() for l in labels]
+    z_max = norm.isf(1e-3 / 2 / (2 * len(groups)))
+    failures = []
+    for metric in ("fpir", "fnir"):
+        pi_error, pi_correct = (1.0, 0.2) if metric == "fpir" else (0.2, 1.0)
+        for group in groups:
+            total_w, error_w, errors = acc[(metric, *group)]
+            p = expected_rate(IDENT["algorithms"]["algo-1"][metric], IDENT["attributes"], group, {})
+            z = (error_w / total_w - p) / math.sqrt(ht_variance(p, total_w, pi_error, pi_correct))
+            assert errors >= 30, (metric, group, errors)
+            if abs(z) > z_max:
+                failures.append((metric, group, error_w / total_w, p, round(z, 2)))
+    assert not failures, f"|z| > {z_max:.2f}: {failures}"
+
 # ---- records -------------------------------------------------------------------------------------
 
 RICH = copy.deepcopy(LONG) | {

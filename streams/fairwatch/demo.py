@@ -711,7 +711,7 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     env = {**environ, "FAIRWATCH_KAFKA": kafka, "FAIRWATCH_CLICKHOUSE": store_url, "FAIRWATCH_ALERTMANAGER": alertmanager,
            "FAIRWATCH_TOPIC_PREFIX": prefix, "FAIRWATCH_APP_ID": run, "FAIRWATCH_PARTITIONS": str(options.partitions),
            "FAIRWATCH_TABLE_STORE": "memory://", "FAIRWATCH_INTERSECTIONS": "", "FAIRWATCH_BATCH_WITHIN": "0.3",
-           "FAIRWATCH_SESSION_TIMEOUT": "10", "FAIRWATCH_POLICIES": str(out / "policies")}
+           "FAIRWATCH_SESSION_TIMEOUT": "10", "FAIRWATCH_INSTANCE_ID": "", "FAIRWATCH_POLICIES": str(out / "policies")}
     for i in range(options.workers):
         workers.append(WorkerProcess(f"w{i + 1}", env, out))
     (out / "pids.json").write_text(json.dumps({"workers": [w.pid for w in workers],
