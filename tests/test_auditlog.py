@@ -43,6 +43,14 @@ def store(request, tmp_path):
     opened.close()
 
 
+@pytest.fixture
+def embedded(tmp_path):
+    """chDB allows one data directory per process at a time: close it after the test."""
+    opened = open_store(f"chdb://{tmp_path}/chdb")
+    yield opened
+    opened.close()
+
+
 def oracle_hash(prev: str, chain: str, seq: int, kind: str, recorded_at: datetime, record: dict) -> str:
     content = json.dumps(record, sort_keys=True, separators=(",", ":"))
     text = "\x1f".join((prev, chain, str(seq), kind, recorded_at.strftime("%Y-%m-%d %H:%M:%S"), content))
@@ -197,8 +205,8 @@ def test_snapshots_are_logged_as_written(store):
     assert verify(store, now - timedelta(minutes=1), now + timedelta(minutes=1)).ok
 
 
-def test_threads_of_one_process_do_not_fork_a_chain(tmp_path):
-    store = open_store(f"chdb://{tmp_path}/chdb")
+def test_threads_of_one_process_do_not_fork_a_chain(embedded):
+    store = embedded
     migrate(store)
 
     def writer(n: int) -> None:
@@ -215,8 +223,8 @@ def test_threads_of_one_process_do_not_fork_a_chain(tmp_path):
     assert verify(store, *ONE_DAY).ok
 
 
-def test_bad_input_is_refused_with_a_reason(tmp_path):
-    store = open_store(f"chdb://{tmp_path}/chdb")
+def test_bad_input_is_refused_with_a_reason(embedded):
+    store = embedded
     migrate(store)
     with pytest.raises(AuditError, match="naive datetime"):
         append_records(store, "alert", [{"at": datetime(2026, 1, 1)}])
@@ -228,11 +236,11 @@ def test_bad_input_is_refused_with_a_reason(tmp_path):
     assert store.query("SELECT count() FROM audit_log") == [(0,)]
 
 
-def test_access_migration_parses_and_is_skipped_where_it_cannot_run(tmp_path):
+def test_access_migration_parses_and_is_skipped_where_it_cannot_run(embedded):
     from fairwatch.auditlog import ACCESS_DIR
     from fairwatch.store import load_migrations
 
-    store = open_store(f"chdb://{tmp_path}/chdb")
+    store = embedded
     [role] = load_migrations(ACCESS_DIR)
     assert role.min_server_version == (20, 4)
     for statement in role.statements:  # chDB's parser is current ClickHouse's: the SQL is valid there

@@ -289,10 +289,13 @@ def test_html_and_pdf_carry_the_same_blocks_and_render(tmp_path, workload):
     import pypdfium2
 
     store = open_store(f"chdb://{tmp_path}/chdb")
-    seed_with_late_outcomes(store, workload)
-    window = resolve_window(None, FROM, TO, 60)
-    report = build_report(store, window, CoreConfig(intersections=CONFIG.intersections, target_fmr=0.01),
-                          deployment="site-0", attribute="race")
+    try:
+        seed_with_late_outcomes(store, workload)
+        window = resolve_window(None, FROM, TO, 60)
+        report = build_report(store, window, CoreConfig(intersections=CONFIG.intersections, target_fmr=0.01),
+                              deployment="site-0", attribute="race")
+    finally:
+        store.close()
     assert {g["attribute"] for g in report.document["groups"]} == {"*", "race"}
     images = [b for b in report.blocks if b[0] == "img"]
     assert len(images) == 2 + 2 + 2  # per mode: rates over time (race), realized vs intended, differentials
@@ -306,6 +309,7 @@ def test_html_and_pdf_carry_the_same_blocks_and_render(tmp_path, workload):
         pixels = np.asarray(page.render(scale=0.5).to_pil().convert("L"))
         assert (pixels < 200).mean() > 0.005  # ink on every page
     text = "".join(page.get_textpage().get_text_range() for page in pdf)
+    pdf.close()
     for block in report.blocks:  # every heading and table cell of the HTML is in the PDF too
         if block[0] in ("h1", "h2"):
             assert block[1] in text
