@@ -185,6 +185,20 @@ def test_replay_over_the_files_gives_the_live_counts(demo, oracle, tmp_path):
             assert (g[n_field], g[e_field]) == (n, errors), key
 
 
+def test_the_query_to_try_runs_and_agrees_with_the_files(demo, oracle):
+    summary = demo["summary"]
+    assert summary["clickhouse"]["database"] in demo["stdout"] and "clickhouse-client" in demo["stdout"]
+    store = open_store(summary["clickhouse"]["url"])
+    try:
+        rows = store.query(summary["clickhouse"]["query"])  # runs on the 18.16 server as printed
+    finally:
+        store.close()
+    false_matches = defaultdict(int)
+    for _, race, _, errors in rows:
+        false_matches[race] += errors
+    assert dict(false_matches) == {label: sum(oracle[(s, "fmr", "race", label)][1] for s in (0, 1))
+                                   for label in SCENARIO["attributes"]["race"]}
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium, installed with apt when missing (the test never skips)."""
@@ -268,11 +282,11 @@ def test_ctrl_c_stops_the_workers_and_the_stack_it_started(tmp_path):
     process = subprocess.Popen(_demo_command(out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 240
-        while not (out / "pids.json").exists():
+        while not (out / "sim" / "truth.json").exists():  # written just before the traffic starts
             assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "the demo never started its workers"
+            assert time.monotonic() < deadline, "the demo never started its traffic"
             time.sleep(0.5)
-        time.sleep(4)  # workers starting, traffic flowing
+        time.sleep(3)  # traffic flowing
         stack_pids = [int(p.read_text()) for p in (stack_dir / "run").glob("*.pid")]
         pids = json.loads((out / "pids.json").read_text())
         assert pids["stack_started"] is True and len(stack_pids) == 3

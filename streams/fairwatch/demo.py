@@ -282,9 +282,35 @@ class WorkerProcess:
                 return sum(s.value for s in family.samples if s.name.endswith("_total"))
         return 0.0
 
+    def owned_partitions(self) -> set[tuple[str, int]] | None:
+        """Input partitions assigned to this worker (/healthz), None while it is not serving."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/healthz", timeout=1) as response:
+                return {(kind, int(p)) for kind, p in json.loads(response.read())["input_partitions"]}
+        except (OSError, ValueError, KeyError):
+            return None
+
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
         return f"--- worker {self.name} ({self.log_path}) ---\n" + "\n".join(text[-lines:])
+
+
+def wait_assigned(workers: list[WorkerProcess], partitions: int, timeout: float = 180.0) -> float:
+    """Wait until the workers split every input partition between them (the group is stable), so
+    that no rebalance happens while the traffic flows; return the seconds it took."""
+    began = time.monotonic()
+    wanted = {(kind, p) for kind in ("match-events", "verified-outcomes") for p in range(partitions)}
+    while True:
+        for w in workers:
+            if not w.alive():
+                raise DemoError(f"worker {w.name} exited with status {w.process.returncode}:\n{w.log_tail()}")
+        owned = [w.owned_partitions() for w in workers]
+        if all(owned) and set().union(*owned) == wanted and sum(map(len, owned)) == len(wanted):
+            return time.monotonic() - began
+        if time.monotonic() - began > timeout:
+            raise DemoError(f"the workers did not get their partitions within {timeout:.0f} s (owned: {owned})\n"
+                            + "\n".join(w.log_tail() for w in workers))
+        time.sleep(0.5)
 
 
 def stop_workers(workers: list[WorkerProcess], timeout: float = 45.0) -> None:
@@ -718,6 +744,10 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
                                                "stack_started": services.started_stack}))
     say(f"started {len(workers)} fairwatch worker(s): pids {', '.join(str(w.pid) for w in workers)}; logs in {out}")
 
+    with console.status("waiting for the workers to join the consumer group and split the partitions"):
+        waited = wait_assigned(workers, options.partitions)
+    say(f"the workers own all {2 * options.partitions} input partitions ({waited:.0f} s)")
+
     # the scenario, moved so that its event time ends now, to files (with the truth) and to Kafka
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     scenario = shift_scenario(scenario, now)
@@ -871,7 +901,7 @@ def _detect(store, policy_paths: list[Path], env: dict[str, str]) -> str:
 def _clickhouse_hints(store_url: str, database: str, scenario: Scenario, deployment: str) -> dict[str, str]:
     url = urlparse(store_url)
     redacted = urlunparse(url._replace(netloc=f"{url.username or 'default'}@{url.hostname}:{url.port or 9000}"))
-    query = ("SELECT toStartOfTenMinutes(bucket) AS t, group_label AS race,"
+    query = ("SELECT toDateTime(intDiv(toUInt32(bucket), 600) * 600, 'UTC') AS t, group_label AS race,"
              " round(sum(impostor_w_err) / sum(impostor_w), 4) AS fmr, sum(impostor_errors) AS false_matches"
              " FROM group_counts FINAL WHERE attribute = 'race' GROUP BY t, race ORDER BY t, race")
     client = (f"clickhouse-client --host {url.hostname} --port {url.port or 9000} --user {url.username or 'default'}"
