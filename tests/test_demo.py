@@ -282,7 +282,7 @@ def test_ctrl_c_stops_the_workers_and_the_stack_it_started(tmp_path):
     process = subprocess.Popen(_demo_command(out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 240
-        while not (out / "sim" / "truth.json").exists():  # written just before the traffic starts
+        while not (out / "pids.json").exists():  # written once the workers own their partitions, before the traffic
             assert process.poll() is None, process.stdout.read()
             assert time.monotonic() < deadline, "the demo never started its traffic"
             time.sleep(0.5)

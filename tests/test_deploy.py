@@ -42,6 +42,10 @@ DEPLOYED_OVERRIDES = {
     "FAIRWATCH_DATA_DIR": "the mounted state volume instead of the working directory",
     "FAIRWATCH_WEB_HOST": "probes and Prometheus reach the pod from outside its loopback",
     "FAIRWATCH_INSTANCE_ID": "each worker's stable name (pod name, compose service) for static membership",
+    "FAIRWATCH_ALERTMANAGER": "the deployment's Alertmanager (the compose service, the chart's value)",
+    "FAIRWATCH_GRAFANA": "the deployment's Grafana (the compose service, the chart's value)",
+    "FAIRWATCH_GRAFANA_TOKEN": "a secret: from a Secret / the env file, never a value in the manifest",
+    "FAIRWATCH_AUDIT_KEY": "a secret: from a Secret / the env file, never a value in the manifest",
 }
 
 

@@ -20,7 +20,7 @@ from fairwatch.store import open_store
 from tests.live import REPO, LiveSetup, assert_counts_equal, stored_counts
 from tests.workload import make_workload, mixed_batches, oracle_counts
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.timeout(1500)]  # wait_drained fails first, with the log
 
 
 def check_dead_letters(setup: LiveSetup, workload) -> None:

@@ -34,6 +34,8 @@ from fairwatch.pipeline import MATCH_EVENTS, VERIFIED_OUTCOMES, BatchProcessor, 
 from fairwatch.settings import WorkerSettings
 from fairwatch.sink import ClickHouseSink
 from fairwatch.dashboards import health_rows, write_differential_snapshots, write_health
+from fairwatch.delivery import delivery_from_env
+from fairwatch.detection import run_detection
 from fairwatch.metrics import write_snapshots
 from fairwatch.offsets import OffsetLedger
 from fairwatch.store import migrate, open_store
@@ -67,6 +69,8 @@ class WorkerMetrics:
                                          registry=r)
         self.skipped_offsets = PromCounter("fairwatch_skipped_offsets", "Input offsets that never arrived on re-read",
                                            registry=r)
+        self.alerts_changed = PromCounter("fairwatch_alert_changes", "Incidents opened or resolved by detection",
+                                          registry=r)
         self.batch_size = Histogram("fairwatch_batch_messages", "Messages per processed batch", registry=r,
                                     buckets=(1, 10, 100, 1000, 5000, 10000, 50000))
 
@@ -74,7 +78,9 @@ class WorkerMetrics:
         return generate_latest(self.registry)
 
 
-def create_app(settings: WorkerSettings) -> faust.App:
+def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.App:
+    """The worker. ``policies`` (deployment -> :class:`~fairwatch.policy.Policy`) switch on drift
+    detection and alerting: every ``detect_seconds`` the owner of partition 0 runs one cycle."""
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka}",
@@ -172,11 +178,14 @@ def create_app(settings: WorkerSettings) -> faust.App:
             metrics.phase_seconds.labels("state_and_dead_letters").inc(finished - stored)
             record_batch(metrics, result, events, app)
 
+    def owns_partition_0() -> bool:
+        # one writer of snapshots and alerts is enough: the worker that owns partition 0 of match-events
+        assigned = app.consumer.assignment() if app.consumer else set()
+        return any(tp.topic == settings.topic(MATCH_EVENTS) and tp.partition == 0 for tp in assigned)
+
     @app.timer(settings.snapshot_seconds)
     async def snapshot_estimates():
-        # one writer is enough: the worker that owns partition 0 of match-events
-        assigned = app.consumer.assignment() if app.consumer else set()
-        if not any(tp.topic == settings.topic(MATCH_EVENTS) and tp.partition == 0 for tp in assigned):
+        if not owns_partition_0():
             return
         try:
             await asyncio.get_running_loop().run_in_executor(None, write_snapshots_now)
@@ -196,26 +205,50 @@ def create_app(settings: WorkerSettings) -> faust.App:
             snapshot_store.pop("store", None)
             raise
 
-    health: dict[str, object] = {"previous": None}
+    detection: dict[str, object] = {}
+
+    if policies:
+        @app.timer(settings.detect_seconds)
+        async def detect_drift():
+            if not owns_partition_0():
+                return
+            try:
+                changed = await asyncio.get_running_loop().run_in_executor(None, detect_now)
+                metrics.alerts_changed.inc(len(changed))
+            except Exception as exc:  # the next cycle rebuilds everything from the store
+                log.warning("detection cycle failed: %s", exc)
+
+    def detect_now():
+        if "delivery" not in detection:  # Kafka alerts topic, Alertmanager, Grafana: background threads
+            detection["delivery"] = delivery_from_env()
+        if "store" not in detection:
+            detection["store"] = open_store(settings.clickhouse)
+        try:
+            return run_detection(detection["store"], settings.core, policies, detection["delivery"])
+        except Exception:
+            detection.pop("store", None)
+            raise
+
+    health_samples: dict[str, object] = {"previous": None}
     worker_name = f"{socket.gethostname()}:{settings.web_port}"
 
     @app.timer(15.0)
     async def record_health():
         # every worker writes its own pipeline-health samples (lag, joins, sink) for the dashboards
-        rows = health_rows(metrics.registry, worker_name, previous=health["previous"])
+        rows = health_rows(metrics.registry, worker_name, previous=health_samples["previous"])
         try:
             await asyncio.get_running_loop().run_in_executor(None, write_health_now, rows)
-            health["previous"] = rows
+            health_samples["previous"] = rows
         except Exception as exc:  # a missed sample is only a gap on a dashboard
             log.info("health sample not written: %s", exc)
 
     def write_health_now(rows) -> None:
-        if "store" not in health:
-            health["store"] = open_store(settings.clickhouse)
+        if "store" not in health_samples:
+            health_samples["store"] = open_store(settings.clickhouse)
         try:
-            write_health(health["store"], rows)
+            write_health(health_samples["store"], rows)
         except Exception:
-            health.pop("store", None)
+            health_samples.pop("store", None)
             raise
 
     @app.timer(settings.commit_seconds)

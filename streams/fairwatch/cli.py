@@ -135,14 +135,17 @@ def worker(
     from fairwatch.settings import SettingsError, WorkerSettings
     from fairwatch.topics import TopicError, ensure_topics
 
+    from fairwatch.policy import PolicyError, load_policies
+
     try:
         settings = WorkerSettings.from_env()
+        policies = load_policies(settings.policies) if settings.policies else {}  # refuse a bad file at start
         ensure_topics(settings.kafka, settings.topic_prefix, settings.partitions, settings.replication)
-    except (SettingsError, TopicError) as exc:
+    except (SettingsError, TopicError, PolicyError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    Worker(create_app(settings), loglevel=loglevel).execute_from_commandline()
+    Worker(create_app(settings, policies), loglevel=loglevel).execute_from_commandline()
 
 
 @app.command()

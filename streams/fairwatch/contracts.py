@@ -426,13 +426,24 @@ class BatchHeader:
     partitions: int  # the partition count the producer assumed
 
 
+_RECORD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 @dataclass(frozen=True, slots=True)
 class InputItem:
     """One record of an input message: decoded, or why not, with the bytes dead-letter keeps."""
 
     index: int | None  # position inside a batch envelope; None for a single-record message
     record: MatchEvent | VerifiedOutcome | Rejection
-    raw: bytes  # the message's bytes; for a batch record, its compact JSON re-encoding
+    source: bytes | Any  # the message's bytes, or for a batch record its parsed JSON
+
+    @property
+    def raw(self) -> bytes:
+        """The message's bytes; for a batch record, its compact JSON re-encoding (made on demand:
+        only dead letters and forwarded records need it)."""
+        if isinstance(self.source, bytes):
+            return self.source
+        return _RECORD_ENCODER.encode(self.source).encode()
 
 
 PARSERS = {"match_event": parse_match_event, "verified_outcome": parse_verified_outcome}
@@ -483,9 +494,8 @@ def decode_message(raw: bytes | str, kind: str) -> tuple[BatchHeader | None, lis
         return None, [InputItem(None, exc.rejection, raw if isinstance(raw, bytes) else raw.encode())]
     items = []
     for index, record in enumerate(obj["records"]):
-        encoded = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
         try:
-            items.append(InputItem(index, parse(record), encoded))
+            items.append(InputItem(index, parse(record), record))
         except ContractError as exc:
-            items.append(InputItem(index, exc.rejection, encoded))
+            items.append(InputItem(index, exc.rejection, record))
     return header, items

@@ -13,9 +13,11 @@ One command runs the whole story against real services:
    ground truth (``truth.json``), and published to Kafka paced so that the hours of event time
    take ``seconds`` of wall time, with a progress display (produced, committed, labeled);
 4. **drained**: waits until the workers' consumer group has committed every input offset;
-5. **detection**: one detection cycle (:func:`fairwatch.detection.run_detection`, the same
-   cycle the live worker runs on a timer) with a policy written next to the outputs; incidents
-   go to the ``alerts`` table, the alerts topic and Alertmanager;
+5. **detection**: the workers get the demo's policy (``FAIRWATCH_POLICIES``) and run the
+   detection cycle (:func:`fairwatch.detection.run_detection`) every ``DETECT_SECONDS`` while the
+   traffic flows (the progress display shows what they raise); after draining the demo runs one
+   more cycle itself, so the final state covers every bucket; incidents go to the ``alerts``
+   table, the alerts topic and Alertmanager;
 6. **the story**: per-group FMR / FNMR with 95% intervals before and after the drift next to the
    true rates, the differentials, the alerts with their detection delay after the injected
    drift time, where the data sits in ClickHouse and a query to try; the same, with plots, in
@@ -86,6 +88,7 @@ RUN_PREFIX = "fairwatch-demo-"  # topic prefix, consumer group and (with _) data
 KEEP_RUNS = 3  # earlier runs' topics and databases beyond this many are removed
 PLOT_STEP_SECONDS = 900  # the over-time plot: one point per 15 minutes of event time
 SHOWN_DIFFERENTIALS = ("max_min_ratio", "max_geomean")
+DETECT_SECONDS = 10  # the workers' detection timer during the demo (production default 60)
 
 # The demo's alerting policy (schemas/policy.schema.json); the baseline is the scenario's time
 # before its first drift. band 1.2 instead of the default 1.5 because the demo's baseline hour
@@ -625,13 +628,14 @@ def render_html(result: dict[str, Any], figures: list[tuple[str, str]]) -> str:
     parts.append("</table><h2>Alerts</h2>")
     if result["alerts"]:
         parts.append("<table><tr><th>opened (event time)</th><th>after the drift</th><th>type</th><th>metric</th>"
-                     "<th>group</th><th>estimate [CI]</th><th>baseline</th><th>state</th><th>truth</th></tr>")
+                     "<th>group</th><th>estimate [CI]</th><th>baseline</th><th>state</th><th>raised by</th>"
+                     "<th>truth</th></tr>")
         for a in result["alerts"]:
             mark = "ok" if a["verdict"] != "unaffected" else "bad"
             parts.append(f"<tr><td>{e(a['opened_at'])}</td><td>{_delay_text(a['delay_seconds'])}</td><td>{e(a['type'])}"
                          f"</td><td>{e(a['metric'])}</td><td>{e(a['group'])}</td><td>{_num(a['estimate'])} "
                          f"[{_num(a['low'])}, {_num(a['high'])}]</td><td>{_num(a['baseline'])}</td><td>{e(a['state'])}"
-                         f"</td><td class='{mark}'>{e(a['verdict'])}</td></tr>")
+                         f"</td><td>{e(a.get('raised_by', 'demo'))}</td><td class='{mark}'>{e(a['verdict'])}</td></tr>")
         parts.append("</table>")
     else:
         parts.append(f"<p>{e(result['detection'])}</p>")
@@ -706,6 +710,10 @@ def _raise_interrupted(signum, frame) -> None:
 def _run(options: DemoOptions, console, environ, say, services: Services, workers: list[WorkerProcess],
          stop: threading.Event) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
     from fairwatch.simulate import open_kafka_writer, publish, write_jsonl
     from fairwatch.store import migrate, open_store
     from fairwatch.topics import ensure_topics
@@ -737,18 +745,10 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     env = {**environ, "FAIRWATCH_KAFKA": kafka, "FAIRWATCH_CLICKHOUSE": store_url, "FAIRWATCH_ALERTMANAGER": alertmanager,
            "FAIRWATCH_TOPIC_PREFIX": prefix, "FAIRWATCH_APP_ID": run, "FAIRWATCH_PARTITIONS": str(options.partitions),
            "FAIRWATCH_TABLE_STORE": "memory://", "FAIRWATCH_INTERSECTIONS": "", "FAIRWATCH_BATCH_WITHIN": "0.3",
-           "FAIRWATCH_SESSION_TIMEOUT": "10", "FAIRWATCH_INSTANCE_ID": "", "FAIRWATCH_POLICIES": str(out / "policies")}
-    for i in range(options.workers):
-        workers.append(WorkerProcess(f"w{i + 1}", env, out))
-    (out / "pids.json").write_text(json.dumps({"workers": [w.pid for w in workers],
-                                               "stack_started": services.started_stack}))
-    say(f"started {len(workers)} fairwatch worker(s): pids {', '.join(str(w.pid) for w in workers)}; logs in {out}")
-
-    with console.status("waiting for the workers to join the consumer group and split the partitions"):
-        waited = wait_assigned(workers, options.partitions)
-    say(f"the workers own all {2 * options.partitions} input partitions ({waited:.0f} s)")
-
-    # the scenario, moved so that its event time ends now, to files (with the truth) and to Kafka
+           "FAIRWATCH_SESSION_TIMEOUT": "10", "FAIRWATCH_INSTANCE_ID": "",
+           # workers that run the detection cycle on a timer do it every few seconds of the demo
+           "FAIRWATCH_POLICIES": str(out / "policies"), "FAIRWATCH_DETECT_SECONDS": str(DETECT_SECONDS)}
+    # the scenario, moved so that its event time ends now, to files (with the truth) and its policy
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     scenario = shift_scenario(scenario, now)
     sim: Simulation = simulate(scenario, seed=options.seed, events=options.events)
@@ -757,6 +757,15 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     policies = _write_policies(scenario, out / "policies")
     total = sim.n_events + sim.n_outcomes
     expected_labeled = len(np.unique(sim.o_event))
+
+    for i in range(options.workers):
+        workers.append(WorkerProcess(f"w{i + 1}", env, out))
+    say(f"started {len(workers)} fairwatch worker(s): pids {', '.join(str(w.pid) for w in workers)}; logs in {out}")
+    with console.status("waiting for the workers to join the consumer group and split the partitions"):
+        waited = wait_assigned(workers, options.partitions)
+    say(f"the workers own all {2 * options.partitions} input partitions ({waited:.0f} s)")
+    (out / "pids.json").write_text(json.dumps({"workers": [w.pid for w in workers],
+                                               "stack_started": services.started_stack}))
     timings["setup"] = time.monotonic() - began - timings["services"]
 
     writer = CountingWriter(open_kafka_writer(kafka), stop)
@@ -779,13 +788,22 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     thread = threading.Thread(target=produce, name="fairwatch-demo-publish", daemon=True)
     thread.start()
     columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    bar = Progress(*columns, console=console)
+    alerts_line = Text("alerts raised by the workers: none yet", style="dim")
+    last_alert_check = 0.0
     try:
-        with Progress(*columns, console=console) as bar:
+        with Live(Group(bar, alerts_line), console=console, refresh_per_second=4):
             produced_task = bar.add_task("produced to Kafka", total=total)
             committed_task = bar.add_task("committed by the workers", total=total)
             labeled_task = bar.add_task("labeled outcomes (joined)", total=expected_labeled)
             deadline = None
             while True:
+                if time.monotonic() - last_alert_check > 2.0:
+                    last_alert_check = time.monotonic()
+                    raised = _raised_so_far(store)
+                    if raised:
+                        alerts_line.plain = "alerts raised by the workers: " + ", ".join(raised)
+                        alerts_line.stylize("bold red")
                 for w in workers:
                     if not w.alive():
                         raise DemoError(f"worker {w.name} exited with status {w.process.returncode}:\n{w.log_tail()}")
@@ -814,13 +832,17 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     console.print(f"drained: {total} messages committed by the consumer group {run} "
                   f"({timings['publish']:.0f} s publishing, {timings['drain']:.0f} s more to drain)")
 
-    # detection: the same cycle the worker runs on a timer
+    # detection: the workers run the cycle on a timer (when they have that wiring); one more cycle
+    # now covers every bucket, so the final state does not depend on the timer's phase
+    live = _incidents(store)
     detected_at = time.monotonic()
     detection = _detect(store, policies, env)
     timings["detection"] = time.monotonic() - detected_at
+    if live:
+        detection = f"{detection}; {len(live)} incident(s) had already been raised by the workers' own detection timer"
 
     result = summarize(store, store_url, run, scenario, truth, paths, policies, detection, out,
-                       [w.pid for w in workers], timings, began)
+                       [w.pid for w in workers], timings, began, live)
     _print_story(console, result)
     store.close()
     return result
@@ -828,12 +850,14 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
 
 def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[str, Any], paths: dict[str, Path],
               policies: list[Path], detection: str, out: Path, worker_pids: list[int], timings: dict[str, float],
-              began: float) -> dict[str, Any]:
+              began: float, live: set[tuple[str, str]] = frozenset()) -> dict[str, Any]:
     """Everything shown at the end, from the store and the truth; writes summary.html and summary.json."""
     database = run.replace("-", "_")
     config = CoreConfig(bucket_seconds=60)
     groups, differentials = per_group_results(store, truth, config)
     alerts = alert_results(store, truth) if detection.startswith("ran") else []
+    for a in alerts:
+        a["raised_by"] = "worker" if (a["id"], a["opened_at"]) in live else "demo"
     deployment = scenario.deployments[0].name
     algorithm = scenario.deployments[0].algorithm
     over_time = step_series(store, deployment, ("*", *scenario.attributes), scenario.start, scenario.end, config)
@@ -857,6 +881,24 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
     result["figures"] = len(figures)
     (out / "summary.json").write_text(json.dumps(result, indent=1, default=str, allow_nan=False) + "\n")
     return result
+
+
+def _raised_so_far(store) -> list[str]:
+    """Groups with an open drift incident in the run's alerts table (the progress display)."""
+    try:
+        rows = store.query("SELECT DISTINCT group_label, metric FROM alerts FINAL"
+                           " WHERE type != 'insufficient_evidence' ORDER BY group_label, metric")
+    except Exception:  # noqa: BLE001 - a display nicety; the table is read properly at the end
+        return []
+    return [f"{group} {metric}" for group, metric in rows]
+
+
+def _incidents(store) -> set[tuple[str, str]]:
+    try:
+        from fairwatch.detection import read_alerts
+    except ImportError:
+        return set()
+    return {(a.id, format_timestamp(a.opened_at)) for a in read_alerts(store)}
 
 
 def _write_policies(scenario: Scenario, directory: Path) -> list[Path]:
@@ -981,14 +1023,14 @@ def _print_story(console, result: dict[str, Any]) -> None:
     if result["alerts"]:
         alerts = Table(title=f"Alerts ({result['detection']})")
         for column in ("opened (event time)", "after drift", "type", "metric", "group", "estimate [CI]", "baseline",
-                       "state", "truth"):
+                       "state", "raised by", "truth"):
             alerts.add_column(column)
         for a in result["alerts"]:
             verdict = {"injected": "[green]injected drift[/green]", "affected": "[green]drift-affected[/green]",
                        "unaffected": "[red]not drifted[/red]"}[a["verdict"]]
             alerts.add_row(a["opened_at"][11:19], _delay_text(a["delay_seconds"]), a["type"], a["metric"], a["group"],
                            f"{_num(a['estimate'])} [{_num(a['low'])}, {_num(a['high'])}]", _num(a["baseline"]),
-                           a["state"], verdict)
+                           a["state"], a.get("raised_by", "demo"), verdict)
         console.print(alerts)
     else:
         console.print(f"Alerts: none ({result['detection']}).")

@@ -160,11 +160,11 @@ class EventState:
 
     def to_bytes(self) -> bytes:
         ev, oc = self.event, self.outcome
-        return json.dumps([
+        return _COMPACT.encode([
             self.last_seen,
             None if ev is None else [ev.fingerprint, ev.occurred_at_us, list(ev.profile), ev.match],
             None if oc is None else [oc.fingerprint, oc.revision, oc.genuine, oc.inclusion_prob],
-        ], separators=(",", ":")).encode()
+        ]).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> EventState:
@@ -176,6 +176,7 @@ class EventState:
         return cls(last_seen, ev, None if oc is None else HeldOutcome(*oc))
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps(**kwargs) builds one per call
 _pack_event = struct.Struct("<qdd?").pack  # occurred_at_us, score, threshold, match
 _pack_outcome = struct.Struct("<dd?").pack  # verified_at, inclusion_prob, genuine
 

@@ -37,6 +37,7 @@ from fairwatch.contracts import (
     parse_verified_outcome,
 )
 from fairwatch.partitioning import partition_for
+from fairwatch.topics import input_partitions
 
 MATCH_EVENTS = "match-events"
 VERIFIED_OUTCOMES = "verified-outcomes"
@@ -145,15 +146,6 @@ class BatchBuilder:
         return Envelope(topic, partition, b"bucket-%d" % partition, value, len(batch.records))
 
 
-def _partition_count(counts: dict[str, int | None]) -> int:
-    missing = [t for t, n in counts.items() if not n]
-    if missing:
-        raise RuntimeError(f"topics {missing} do not exist (run `fairwatch topics` first)")
-    if len(set(counts.values())) != 1:
-        raise RuntimeError(f"input topics must be co-partitioned, found partition counts {counts}")
-    return next(iter(counts.values()))  # type: ignore[return-value]
-
-
 class FairwatchProducer:
     """Synchronous producer (kafka-python), thread-safe; a background thread enforces the linger.
 
@@ -180,11 +172,10 @@ class FairwatchProducer:
 
         self.events_topic, self.outcomes_topic = topic_prefix + MATCH_EVENTS, topic_prefix + VERIFIED_OUTCOMES
         self.validate = validate
+        if partitions is None:
+            partitions = input_partitions(bootstrap_servers, topic_prefix)
         self._kafka = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
                                     linger_ms=5, max_request_size=MAX_MESSAGE_BYTES + 4096, **kafka_options)
-        if partitions is None:
-            partitions = _partition_count({t: len(self._kafka.partitions_for(t) or ()) or None
-                                           for t in (self.events_topic, self.outcomes_topic)})
         self._builder = BatchBuilder(partitions, max_records, max_bytes, linger)
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -198,6 +189,13 @@ class FairwatchProducer:
 
     def send_outcome(self, outcome: VerifiedOutcome | dict[str, Any]) -> None:
         self._add(self.outcomes_topic, outcome)
+
+    def send_encoded(self, topic: str, event_id: str, encoded: bytes) -> None:
+        """Send one record that is already compact JSON (no check): for generators that know it is valid."""
+        if self._closed.is_set():
+            raise RuntimeError("the producer is closed")
+        with self._lock:
+            self._send(self._builder.add(topic, event_id, encoded, time.monotonic()))
 
     def _add(self, topic: str, record) -> None:
         if self._closed.is_set():
@@ -272,15 +270,12 @@ class AsyncFairwatchProducer:
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
-        self._kafka = AIOKafkaProducer(**self._options)
-        await self._kafka.start()
         partitions = self._partitions
         if partitions is None:
-            counts = {}
-            for topic in (self.events_topic, self.outcomes_topic):
-                found = await self._kafka.partitions_for(topic)
-                counts[topic] = len(found) if found else None
-            partitions = _partition_count(counts)
+            prefix = self.events_topic[: -len(MATCH_EVENTS)]
+            partitions = await asyncio.to_thread(input_partitions, self._options["bootstrap_servers"], prefix)
+        self._kafka = AIOKafkaProducer(**self._options)
+        await self._kafka.start()
         self._builder = BatchBuilder(partitions, *self._limits)
         self._linger_task = asyncio.create_task(self._linger_loop())
 

@@ -33,6 +33,30 @@ WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
     "FAIRWATCH_INSTANCE_ID": ("", "static group membership id, e.g. the pod name (a restart keeps its partitions)"),
     "FAIRWATCH_COMMIT_SECONDS": ("2", "how often fully processed input offsets are committed"),
     "FAIRWATCH_SNAPSHOT_SECONDS": ("60", "how often estimate snapshots (last 1h and 24h) are written"),
+    "FAIRWATCH_POLICIES": ("", "policy YAML file or directory; drift detection and alerting run only when set"),
+    "FAIRWATCH_DETECT_SECONDS": ("60", "how often the detection cycle runs (on the owner of partition 0)"),
+    "FAIRWATCH_ALERTMANAGER": ("", "Prometheus Alertmanager URL that receives alerts (optional)"),
+    "FAIRWATCH_GRAFANA": ("", "Grafana URL that receives alert annotations (optional)"),
+    "FAIRWATCH_GRAFANA_TOKEN": ("", "Grafana API token or service-account token (optional)"),
+    "FAIRWATCH_AUDIT_KEY": ("", "HMAC key of the tamper-evident audit log (optional; keep it secret)"),
+    "FAIRWATCH_AUDIT_CHAIN": ("", "audit log chain this process appends to (default: one per record kind)"),
+}
+
+# Read by other commands, or set by the image: name -> who reads it and what it means.
+OTHER_ENVIRONMENT: dict[str, str] = {
+    "FAIRWATCH_SCHEMAS": "every command that migrates: where schemas/clickhouse is (the image sets it)",
+    "FAIRWATCH_CLICKHOUSE_HOST": "dashboards push and Grafana provisioning: ClickHouse host of the datasource",
+    "FAIRWATCH_CLICKHOUSE_PORT": "dashboards push and Grafana provisioning: its native port",
+    "FAIRWATCH_CLICKHOUSE_PROTOCOL": "dashboards push: native or http",
+    "FAIRWATCH_CLICKHOUSE_DATABASE": "dashboards push and Grafana provisioning: its database",
+    "FAIRWATCH_CLICKHOUSE_USER": "dashboards push and Grafana provisioning: a read-only user",
+    "FAIRWATCH_CLICKHOUSE_PASSWORD": "dashboards push and Grafana provisioning: that user's password",
+    "FAIRWATCH_REPORT_MIN_GROUP": "fairwatch report: groups with fewer verified comparisons are suppressed",
+    "FAIRWATCH_DEMO_EVENTS": "make demo / fairwatch demo: match events to simulate",
+    "FAIRWATCH_DEMO_SEED": "make demo: simulator seed",
+    "FAIRWATCH_DEMO_SECONDS": "make demo: wall time the event time is compressed into",
+    "FAIRWATCH_DEMO_WORKERS": "make demo: workers to start",
+    "FAIRWATCH_DEMO_OUT": "make demo: output folder (HTML summary, files)",
 }
 
 
@@ -87,6 +111,8 @@ class WorkerSettings:
     commit_seconds: float = 2.0
     instance_id: str = ""
     snapshot_seconds: float = 60.0
+    policies: str = ""
+    detect_seconds: float = 60.0
     core: CoreConfig = field(default_factory=CoreConfig)
 
     @classmethod
@@ -108,6 +134,8 @@ class WorkerSettings:
             commit_seconds=float(_number("FAIRWATCH_COMMIT_SECONDS", float)),
             instance_id=_env("FAIRWATCH_INSTANCE_ID"),
             snapshot_seconds=float(_number("FAIRWATCH_SNAPSHOT_SECONDS", float)),
+            policies=_env("FAIRWATCH_POLICIES"),
+            detect_seconds=float(_number("FAIRWATCH_DETECT_SECONDS", float)),
             core=CoreConfig(
                 bucket_seconds=int(_number("FAIRWATCH_BUCKET_SECONDS", int)),
                 ttl_seconds=int(float(_number("FAIRWATCH_TTL_DAYS", float)) * DAY_SECONDS),

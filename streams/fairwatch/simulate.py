@@ -1092,8 +1092,26 @@ class KafkaWriter:
             raise RuntimeError(f"Kafka delivery failed: {self._error}")
 
 
-def open_kafka_writer(bootstrap: str) -> Writer:
-    return KafkaWriter(bootstrap)
+class BatchingKafkaWriter:
+    """Records in batch envelopes through the producer SDK (:mod:`fairwatch.producer`), as a real
+    face-recognition system should send them; the key of each record is its event_id."""
+
+    def __init__(self, bootstrap: str, prefix: str, max_records: int):
+        from fairwatch.producer import FairwatchProducer
+
+        self._producer = FairwatchProducer(bootstrap, topic_prefix=prefix, max_records=max_records, validate=False,
+                                           client_id="fairwatch-simulate")
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self._producer.send_encoded(topic, key.decode(), value)
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+def open_kafka_writer(bootstrap: str, prefix: str = "fairwatch.", batch: int = 1) -> Writer:
+    """Single-record messages (``batch`` = 1) or batch envelopes of up to ``batch`` records."""
+    return KafkaWriter(bootstrap) if batch <= 1 else BatchingKafkaWriter(bootstrap, prefix, batch)
 
 
 def publish(sim: Simulation, writer: Writer, *, prefix: str = "fairwatch.", rate: float = 0.0,
@@ -1150,6 +1168,8 @@ def simulate_command(
                                         help="Kafka bootstrap servers to publish to (when --out is not given)."),
     topic_prefix: str = typer.Option("fairwatch.", "--topic-prefix", envvar="FAIRWATCH_TOPIC_PREFIX"),
     rate: float = typer.Option(0.0, "--rate", min=0.0, help="Kafka: match events per second of wall time; 0 = as fast as possible."),
+    batch: int = typer.Option(100, "--batch", min=1, max=10_000,
+                              help="Kafka: records per batch envelope (producer SDK); 1 = one record per message."),
     truth: Optional[Path] = typer.Option(None, "--truth", dir_okay=False,
                                          help="Kafka: also write the ground truth here (with --out: DIR/truth.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
@@ -1184,7 +1204,8 @@ def simulate_command(
 
             try:
                 ensure_topics(kafka, topic_prefix)
-                publish(sim, open_kafka_writer(kafka), prefix=topic_prefix, rate=rate, progress=advance)
+                publish(sim, open_kafka_writer(kafka, topic_prefix, batch), prefix=topic_prefix, rate=rate,
+                        progress=advance)
             except (KafkaError, RuntimeError) as exc:
                 err.print(f"[red]error:[/red] Kafka at {kafka}: {exc!r}")
                 raise typer.Exit(1) from None

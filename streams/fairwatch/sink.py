@@ -37,6 +37,9 @@ DEAD_LETTER_COLUMNS = (
 GROUP_KEY_COLUMNS = ("deployment", "algorithm", "mode", "attribute", "group_label", "bucket", "kafka_partition")
 
 
+_SORTED = json.JSONEncoder(sort_keys=True)
+
+
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
@@ -46,7 +49,7 @@ def event_row(event: MatchEvent, ingested_at: datetime) -> tuple:
     return (
         event.event_id, event.occurred_at, event.occurred_at.microsecond, event.deployment, event.algorithm,
         event.mode, event.score, event.threshold, event.decision, list(event.subject), list(event.subject.values()),
-        list(reference), list(reference.values()), json.dumps(event.context or {}, sort_keys=True), ingested_at,
+        list(reference), list(reference.values()), _SORTED.encode(event.context) if event.context else "{}", ingested_at,
     )
 
 

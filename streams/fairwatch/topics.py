@@ -36,3 +36,20 @@ def ensure_topics(bootstrap: str, prefix: str = "fairwatch.", partitions: int = 
     if len(inputs) != 1:
         raise TopicError(f"input topics are not co-partitioned: {[(prefix + t, layout[prefix + t]) for t in INPUT_TOPICS]}")
     return layout
+
+
+def input_partitions(bootstrap: str, prefix: str = "fairwatch.", **admin_options) -> int:
+    """The partition count of the existing, co-partitioned input topics (never creates a topic:
+    a metadata request from a producer would let a broker auto-create them with 1 partition)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fairwatch-producer", **admin_options)
+    try:
+        names = [prefix + t for t in INPUT_TOPICS]
+        missing = [n for n in names if n not in set(admin.list_topics())]
+        if missing:
+            raise TopicError(f"topics {missing} do not exist (run `fairwatch topics` first)")
+        layout = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
+    finally:
+        admin.close()
+    if len(set(layout.values())) != 1:
+        raise TopicError(f"input topics are not co-partitioned: {layout}")
+    return next(iter(layout.values()))

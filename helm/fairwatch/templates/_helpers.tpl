@@ -122,6 +122,13 @@ app.kubernetes.io/component: worker
       fieldPath: metadata.name
 - name: FAIRWATCH_SNAPSHOT_SECONDS
   value: {{ .Values.worker.snapshotSeconds | quote }}
+# detection and alerting run when policy files are given (mounted from the policies ConfigMap)
+- name: FAIRWATCH_POLICIES
+  value: {{ if .Values.policies }}"/etc/fairwatch/policies"{{ else }}""{{ end }}
+- name: FAIRWATCH_DETECT_SECONDS
+  value: {{ .Values.worker.detectSeconds | quote }}
+- name: FAIRWATCH_AUDIT_CHAIN
+  value: {{ .Values.worker.auditChain | quote }}
 - name: FAIRWATCH_ALERTMANAGER
   value: {{ .Values.alertmanager.url | quote }}
 - name: FAIRWATCH_GRAFANA

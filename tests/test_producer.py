@@ -1,0 +1,104 @@
+"""The producer SDK against the real Kafka of the local stack: every record once, on its partition.
+
+Oracle: the records sent, and Kafka's default partitioner as kafka-python implements it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.partitioner.default import murmur2
+
+from fairwatch.contracts import ContractError
+from fairwatch.producer import AsyncFairwatchProducer, FairwatchProducer
+from fairwatch.topics import TopicError, ensure_topics
+from tests.workload import make_workload
+
+pytestmark = pytest.mark.services
+PARTITIONS = 4
+
+
+def read_back(kafka: str, prefix: str) -> dict[str, list]:
+    consumer = KafkaConsumer(bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=4000,
+                             enable_auto_commit=False)
+    consumer.subscribe([prefix + "match-events", prefix + "verified-outcomes"])
+    found: dict[str, list] = {"match-events": [], "verified-outcomes": []}
+    for message in consumer:
+        envelope = json.loads(message.value)
+        assert envelope["batch_version"] == 1 and envelope["partitions"] == PARTITIONS
+        assert envelope["bucket"] == message.partition and message.key == b"bucket-%d" % message.partition
+        for record in envelope["records"]:
+            home = (murmur2(record["event_id"].encode()) & 0x7FFFFFFF) % PARTITIONS
+            assert home == message.partition, "a record must travel on its event_id's partition"
+            found[message.topic[len(prefix):]].append(record)
+    consumer.close()
+    return found
+
+
+def expected(workload) -> dict[str, list]:
+    return {"match-events": list(workload.events.values()),
+            "verified-outcomes": [d for docs in workload.outcomes.values() for d in docs]}
+
+
+def same(found: dict[str, list], wanted: dict[str, list]) -> None:
+    for kind in wanted:
+        key = lambda d: json.dumps(d, sort_keys=True)  # noqa: E731
+        assert sorted(map(key, found[kind])) == sorted(map(key, wanted[kind])), kind
+
+
+def test_sync_producer_sends_every_record_once_in_envelopes_on_its_partition(stack):
+    kafka, prefix = stack["FAIRWATCH_KAFKA"], f"p{uuid.uuid4().hex[:8]}."
+    ensure_topics(kafka, prefix, PARTITIONS)
+    workload = make_workload(3000, seed=31, malformed_share=0.0, duplicate_share=0.0)
+    with FairwatchProducer(kafka, topic_prefix=prefix, max_records=50, linger=0.05) as producer:
+        for doc in workload.events.values():
+            producer.send_event(doc)
+        for docs in workload.outcomes.values():
+            for doc in docs:
+                producer.send_outcome(doc)
+        with pytest.raises(ContractError, match="truth"):
+            producer.send_outcome({**docs[0], "truth": "maybe"})
+    assert producer.sent_records == sum(len(v) for v in expected(workload).values())
+    assert producer.sent_messages < producer.sent_records / 10  # batched, not one per record
+    same(read_back(kafka, prefix), expected(workload))
+    with pytest.raises(RuntimeError, match="closed"):
+        producer.send_event(next(iter(workload.events.values())))
+
+
+def test_async_producer_sends_the_same(stack):
+    kafka, prefix = stack["FAIRWATCH_KAFKA"], f"p{uuid.uuid4().hex[:8]}."
+    ensure_topics(kafka, prefix, PARTITIONS)
+    workload = make_workload(1500, seed=32, malformed_share=0.0, duplicate_share=0.0)
+
+    async def main():
+        async with AsyncFairwatchProducer(kafka, topic_prefix=prefix, max_records=40, linger=0.02) as producer:
+            for doc in workload.events.values():
+                await producer.send_event(doc)
+            await asyncio.sleep(0.1)  # the linger task sends partial batches meanwhile
+            for docs in workload.outcomes.values():
+                for doc in docs:
+                    await producer.send_outcome(doc)
+        return producer
+
+    producer = asyncio.run(main())
+    assert producer.sent_records == sum(len(v) for v in expected(workload).values())
+    same(read_back(kafka, prefix), expected(workload))
+
+
+def test_producer_refuses_missing_or_not_co_partitioned_topics_and_creates_none(stack):
+    kafka, prefix = stack["FAIRWATCH_KAFKA"], f"p{uuid.uuid4().hex[:8]}."
+    with pytest.raises(TopicError, match="do not exist"):
+        FairwatchProducer(kafka, topic_prefix=prefix)
+    admin = KafkaAdminClient(bootstrap_servers=kafka)
+    try:
+        assert not [t for t in admin.list_topics() if t.startswith(prefix)], "the check must not auto-create topics"
+        admin.create_topics([NewTopic(prefix + "match-events", 4, 1), NewTopic(prefix + "verified-outcomes", 2, 1)])
+    finally:
+        admin.close()
+    with pytest.raises(TopicError, match="co-partitioned"):
+        FairwatchProducer(kafka, topic_prefix=prefix)
