@@ -402,7 +402,10 @@ class LedgerCommitter:
         if self.busy:
             return
         consumer = self.app.consumer
-        highwaters = {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp in self.ledger}
+        try:
+            highwaters = {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp in self.ledger}
+        except Exception:  # the assignment changed under us: look again at the next tick
+            return
         highwaters = {tp: end for tp, end in highwaters.items() if end is not None}
         for tp, offset in self.ledger.stuck(time.monotonic(), highwaters).items():
             log.warning("re-reading %s from offset %d: offsets after it were processed, it was not", tp, offset)
@@ -429,7 +432,10 @@ def record_batch(metrics: WorkerMetrics, result, events, app: faust.App) -> None
     for e in events:
         tp = e.message.tp
         last[tp] = max(last[tp], e.message.offset)
+    assigned = app.consumer.assignment() if app.consumer else set()
     for tp, offset in last.items():
-        highwater = app.consumer.highwater(tp) if app.consumer else None
+        if tp not in assigned:  # revoked while this batch ran: aiokafka refuses its highwater
+            continue
+        highwater = app.consumer.highwater(tp)
         if highwater is not None:
             metrics.lag.labels(tp.topic, str(tp.partition)).set(max(highwater - offset - 1, 0))
