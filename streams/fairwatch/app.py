@@ -371,7 +371,10 @@ class LedgerCommitter:
             offsets.setdefault(e.message.tp, []).append(e.message.offset)
         new = [tp for tp in offsets if tp not in self.ledger]
         if new:
-            await self._start(new)
+            try:
+                await self._start(new)
+            except Exception as exc:  # e.g. revoked meanwhile: unrecorded offsets are re-read, never skipped
+                log.info("could not read committed offsets of %s: %s", new, exc)
         now = time.monotonic()
         for tp, found in offsets.items():
             if tp in self.ledger:  # a rebalance during _start may have dropped it again
