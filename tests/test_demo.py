@@ -146,8 +146,10 @@ def test_injected_drift_is_alerted_and_untouched_groups_are_not(demo):
     untouched = {f"{a}={l}" for a, labels in SCENARIO["attributes"].items() for l in labels
                  if true_rate("fmr", 1, (a, l)) == pytest.approx(true_rate("fmr", 0, (a, l)), rel=1e-12)}
     assert untouched == {"race=White", "race=Asian", "race=Indigenous"}
-    assert not [a for a in stored if a[1] in untouched], stored
-    assert not [a for a in stored if a[2] in ("fnmr", "fnir")], stored  # FNMR did not drift
+    # insufficient_evidence (info: "not tested") is no claim of drift; every other type is one
+    claims = [a for a in stored if a[0] != "insufficient_evidence"]
+    assert not [a for a in claims if a[1] in untouched], stored
+    assert not [a for a in claims if a[2] in ("fnmr", "fnir")], stored  # FNMR did not drift
     shown = {(a["type"], a["group"], a["metric"]) for a in summary["alerts"]}
     assert shown == {(a[0], a[1], a[2]) for a in stored}
     delay = min(a["delay_seconds"] for a in summary["alerts"] if a["verdict"] == "injected")

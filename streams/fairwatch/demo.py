@@ -437,6 +437,8 @@ def alert_results(store, truth: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for a in read_alerts(store):
         verdict, drift = classify_alert(a.deployment, a.algorithm, a.group, a.metric, truth["drifts"])
+        if a.type == "insufficient_evidence":  # "this group was not tested", not a claim that it drifted
+            verdict = "notice"
         delay = None
         if drift is not None:
             delay = (a.opened_at - _ts(drift["at"])).total_seconds()
@@ -631,7 +633,7 @@ def render_html(result: dict[str, Any], figures: list[tuple[str, str]]) -> str:
                      "<th>group</th><th>estimate [CI]</th><th>baseline</th><th>state</th><th>raised by</th>"
                      "<th>truth</th></tr>")
         for a in result["alerts"]:
-            mark = "ok" if a["verdict"] != "unaffected" else "bad"
+            mark = {"unaffected": "bad", "notice": ""}.get(a["verdict"], "ok")
             parts.append(f"<tr><td>{e(a['opened_at'])}</td><td>{_delay_text(a['delay_seconds'])}</td><td>{e(a['type'])}"
                          f"</td><td>{e(a['metric'])}</td><td>{e(a['group'])}</td><td>{_num(a['estimate'])} "
                          f"[{_num(a['low'])}, {_num(a['high'])}]</td><td>{_num(a['baseline'])}</td><td>{e(a['state'])}"
@@ -962,6 +964,7 @@ def _verdict(result: dict[str, Any]) -> str:
     injected = [a for a in result["alerts"] if a["verdict"] == "injected" and a["type"] != "insufficient_evidence"]
     false_alarms = [a for a in result["alerts"] if a["verdict"] == "unaffected" and a["type"] != "insufficient_evidence"]
     affected = [a for a in result["alerts"] if a["verdict"] == "affected"]
+    notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
     parts = []
     for d in drifts:
         mine = [a for a in injected if a["drift"] == d["name"]]
@@ -975,6 +978,10 @@ def _verdict(result: dict[str, Any]) -> str:
     if affected:
         names = sorted({a["group"] for a in affected})
         parts.append(f"Also alerted: {', '.join(names)}, whose true rate the drift raised too (they contain drifted subjects).")
+    if notices:
+        parts.append(f"Info notices (insufficient_evidence: a cycle found fewer than min_evidence baseline comparisons, "
+                     f"e.g. before all of the baseline's outcomes had arrived) for "
+                     f"{', '.join(sorted({a['group'] for a in notices}))}: not claims of drift.")
     parts.append("No alert on a group the drift did not touch." if not false_alarms else
                  f"False alarms on groups the drift did not touch: {', '.join(sorted({a['group'] for a in false_alarms}))}.")
     return " ".join(parts)
@@ -1027,7 +1034,7 @@ def _print_story(console, result: dict[str, Any]) -> None:
             alerts.add_column(column)
         for a in result["alerts"]:
             verdict = {"injected": "[green]injected drift[/green]", "affected": "[green]drift-affected[/green]",
-                       "unaffected": "[red]not drifted[/red]"}[a["verdict"]]
+                       "unaffected": "[red]not drifted[/red]", "notice": "[dim]not tested (info)[/dim]"}[a["verdict"]]
             alerts.add_row(a["opened_at"][11:19], _delay_text(a["delay_seconds"]), a["type"], a["metric"], a["group"],
                            f"{_num(a['estimate'])} [{_num(a['low'])}, {_num(a['high'])}]", _num(a["baseline"]),
                            a["state"], a.get("raised_by", "demo"), verdict)
