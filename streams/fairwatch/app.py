@@ -15,6 +15,7 @@ replayed batch rewrites the same rows and nothing is counted twice.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import socket
@@ -220,7 +221,9 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
 
     def detect_now():
         if "delivery" not in detection:  # Kafka alerts topic, Alertmanager, Grafana: background threads
-            detection["delivery"] = delivery_from_env()
+            detection["delivery"] = delivery = delivery_from_env()
+            if delivery is not None:  # on shutdown, give queued deliveries a last chance
+                atexit.register(delivery.close)
         if "store" not in detection:
             detection["store"] = open_store(settings.clickhouse)
         try:
