@@ -31,6 +31,17 @@ def check_dead_letters(setup: LiveSetup, workload) -> None:
     assert all(r["reason_code"] and r["reason"] for r in letters.values())
 
 
+def wait_until_labeled(store, rows: int, timeout: float = 120.0) -> None:
+    """Until the worker has stored more than ``rows`` labeled outcomes (it is busy, not done)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.query("EXISTS TABLE labeled_outcomes")[0][0] and \
+                store.query("SELECT count() FROM labeled_outcomes")[0][0] > rows:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the worker stored no more than {rows} labeled outcomes in {timeout:.0f}s")
+
+
 def test_shuffled_stream_with_duplicates_and_malformed_gives_exact_counts(stack, tmp_path):
     workload = make_workload(200_000, seed=1)
     setup = LiveSetup(stack, tmp_path)
@@ -56,12 +67,7 @@ def test_kill_9_halfway_then_restart_keeps_counts_exact(stack, tmp_path):
     setup.produce(workload.messages[:half])
     worker = setup.start_worker()
     store = open_store(setup.store_url)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # kill it while it is working
-        if store.query("EXISTS TABLE labeled_outcomes")[0][0] and \
-                store.query("SELECT count() FROM labeled_outcomes")[0][0] > 2000:
-            break
-        time.sleep(0.2)
+    wait_until_labeled(store, 2000)  # kill it while it is working
     worker.kill9()
     setup.produce(workload.messages[half:])
     restarted = setup.start_worker("w1")  # same data dir: the on-disk state survives, the changelog fills gaps
@@ -167,12 +173,7 @@ def test_kill_9_during_batched_ingestion_then_restart_keeps_counts_exact(stack, 
     setup.produce_to_partitions(messages)
     worker = setup.start_worker()
     store = open_store(setup.store_url)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # kill it while it is working
-        if store.query("EXISTS TABLE labeled_outcomes")[0][0] and \
-                store.query("SELECT count() FROM labeled_outcomes")[0][0] > 5000:
-            break
-        time.sleep(0.2)
+    wait_until_labeled(store, 5000)  # kill it while it is working
     worker.kill9()
     restarted = setup.start_worker("w1")
     try:
