@@ -28,7 +28,6 @@ import yaml
 from PIL import Image
 from scipy.stats import binom
 
-from fairwatch.simulate import packaged_scenarios  # noqa: F401 - the demo scenario ships with the package
 from fairwatch.store import open_store
 from tests.live import free_port
 from tests.test_simulate import expected_rate

@@ -66,7 +66,6 @@ import threading
 import time
 import urllib.request
 import uuid
-from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -668,6 +667,9 @@ def _differential_rows(result: dict[str, Any]) -> list[list[str]]:
 
 @dataclass
 class DemoOptions:
+    """What ``fairwatch demo`` runs: the scenario (name or file), overrides of its size and seed,
+    the wall time its event time is compressed into, workers, partitions and the output directory."""
+
     scenario: str = "demo"
     events: int | None = None
     seed: int | None = None
