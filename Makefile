@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_drift.py
+	$(PY) benchmarks/bench_auditlog.py
 
 stack-up:
 	scripts/stack up
