@@ -832,6 +832,8 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
         stop.set()
         thread.join(timeout=10)
         offsets.close()
+        if not console.is_terminal:
+            console.print()  # Live leaves its last frame without a line end when the output is a file
     timings["drain"] = time.monotonic() - started - timings["publish"]
     console.print(f"drained: {total} messages committed by the consumer group {run} "
                   f"({timings['publish']:.0f} s publishing, {timings['drain']:.0f} s more to drain)")
