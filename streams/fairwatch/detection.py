@@ -21,6 +21,8 @@ error_rate_drift       fmr / fnmr of the group leaves its baseline band (verifie
 disparity_breach       the group's rate exceeds policy_ratio x the reference group's
 score_drift            share of non-match scores above the baseline quantile rises (no labels)
 insufficient_evidence  the baseline period has fewer than min_evidence comparisons: not tested
+label_backlog          (per algorithm, group ``*``) too many returned matches still unverified
+                       ``label_backlog.after`` after they occurred (a policy limit, no detector)
 =====================  =====================================================================
 
 The tests run on the *verified* comparisons unweighted: with a verification design that does not
@@ -47,13 +49,14 @@ from fairwatch.drift import (
     DEFAULT_GRID, Baseline, MixtureShiryaevRoberts, disparity_log_lr, rate_log_lr, threshold_for_budget,
 )
 from fairwatch.estimate import RateEstimator
+from fairwatch.intervals import clopper_pearson
 from fairwatch.policy import Policy
 from fairwatch.sink import group_expansion_sql
 from fairwatch.store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_detection", "read_alerts", "Delivery"]
+__all__ = ["run_detection", "read_alerts", "read_backlog", "Delivery"]
 
 _METRIC_NAMES = {("verification", "fmr"): "fmr", ("verification", "fnmr"): "fnmr",
                  ("identification", "fmr"): "fpir", ("identification", "fnmr"): "fnir"}
@@ -90,7 +93,9 @@ class _Stream:
 
     @property
     def alert_metric(self) -> str:
-        return "score" if self.metric == "score" else _METRIC_NAMES[self.mode, self.metric]
+        if self.metric in ("score", "label_backlog"):
+            return self.metric
+        return _METRIC_NAMES[self.mode, self.metric]
 
 
 def _bucket_of(seconds: float, bucket: int) -> int:
@@ -106,6 +111,10 @@ def _baseline_period(store: Store, policy: Policy) -> tuple[datetime, datetime] 
         return policy.baseline_from, policy.baseline_to
     rows = store.query("SELECT count(), min(bucket) FROM group_counts WHERE deployment = %(d)s",
                        {"d": policy.deployment})
+    if (not rows or not rows[0][0]) and policy.label_backlog is not None:
+        # no outcome counted yet: the worst backlog of all, so the data starts with the first match
+        rows = store.query("SELECT count(), min(occurred_at) FROM match_events WHERE deployment = %(d)s",
+                           {"d": policy.deployment})
     if not rows or not rows[0][0]:
         return None
     start = rows[0][1]
@@ -149,6 +158,60 @@ def _read_scores(store: Store, policy: Policy, config: CoreConfig, start: dateti
             " GROUP BY attribute, group_label, b",
             {**params, "a": algorithm, "m": mode, "cutoff": float(cutoff), "sets": policy.attribute_sets})]
     return rows
+
+
+def read_backlog(store: Store, policy: Policy, mon_start: int, horizon: int, bucket: int) -> dict[str, np.ndarray]:
+    """Label backlog at each monitored bucket end ``t = mon_start + (k + 1) * bucket`` (``k < T``),
+    per algorithm: ``int[2, T]`` of (matches unverified at ``t``, matches counted), where a match
+    (decision ``match``) is counted when ``t - lookback <= occurred_at <= t - after`` and is
+    unverified when none of its outcomes has ``verified_at <= t`` (event times: a replay agrees).
+
+    One query: each match gives the first and last ``k`` at which it is counted and the first at
+    which it is verified; the store sums +1/-1 steps at those indexes (clamped to ``[0, T]``) and
+    the running sums here are the per-bucket counts, so the cost is one pass over the window's
+    matches and their outcomes, whatever ``after`` and ``lookback`` are."""
+    spec = policy.label_backlog
+    T = max(0, (horizon - mon_start) // bucket)
+    if spec is None or T == 0:
+        return {}
+    params: dict[str, Any] = {
+        "d": policy.deployment, "m0": mon_start, "b": bucket, "T": T, "after": spec.after,
+        "lookback": policy.lookback, "o_from": _utc(mon_start + bucket - policy.lookback),
+        "o_to": _utc(horizon - spec.after), "v_to": _utc(horizon)}
+    matches = ["deployment = %(d)s", "decision = 'match'", "occurred_at >= %(o_from)s", "occurred_at <= %(o_to)s"]
+    if policy.algorithms:
+        matches.append("algorithm IN %(algorithms)s")
+        params["algorithms"] = policy.algorithms
+    where = " AND ".join(matches)
+    clamp = "greatest(toInt64(0), least(toInt64(%(T)s), {}))"
+    # index of the first bucket end at or after x seconds: ceil((x - m0) / b) - 1 (exact in Float64)
+    first_at = "toInt64(ceil((toInt64(toUInt32({})) + {} - %(m0)s) / %(b)s)) - 1"
+    rows = store.query(
+        "SELECT algorithm, tupleElement(step, 1) AS k, sum(tupleElement(step, 2)), sum(tupleElement(step, 3))"
+        " FROM (SELECT algorithm, arrayJoin(["
+        f"  ({clamp.format('first_in')}, toInt64(1), toInt64(1)),"
+        f"  ({clamp.format('last_in + 1')}, toInt64(-1), toInt64(0)),"
+        f"  ({clamp.format('greatest(first_in, least(last_in + 1, verified_in))')}, toInt64(0), toInt64(-1))]) AS step"
+        f" FROM (SELECT algorithm, {first_at.format('occurred_at', '%(after)s')} AS first_in,"
+        "  toInt64(floor((toInt64(toUInt32(occurred_at)) + %(lookback)s - %(m0)s) / %(b)s)) - 1 AS last_in,"
+        f"  if(verified = 1, {first_at.format('first_verified', '0')}, toInt64(%(T)s)) AS verified_in"
+        f"  FROM match_events FINAL ANY LEFT JOIN"
+        "   (SELECT event_id, min(verified_at) AS first_verified, toUInt8(1) AS verified FROM verified_outcomes"
+        f"    WHERE verified_at <= %(v_to)s AND event_id IN (SELECT event_id FROM match_events WHERE {where})"
+        "    GROUP BY event_id) AS outcomes USING event_id"
+        f"  WHERE {where}))"
+        " GROUP BY algorithm, k", params)
+    steps: dict[str, np.ndarray] = {}
+    for algorithm, k, d_counted, d_unverified in rows:
+        steps.setdefault(algorithm, np.zeros((2, T + 1), np.int64))[:, int(k)] += (int(d_unverified), int(d_counted))
+    return {algorithm: np.cumsum(step, axis=1)[:, :T] for algorithm, step in steps.items()}
+
+
+def backlog_streams(policy: Policy, backlog: dict[str, np.ndarray]) -> list[_Stream]:
+    """One ``label_backlog`` stream per algorithm; ``baseline`` holds the policy's ``max_share``."""
+    return [_Stream("label_backlog", algorithm, "", "*", "*", "label_backlog", "backlog_share",
+                    policy.label_backlog.max_share, None, x=counts[0].astype(float), n=counts[1].astype(float))
+            for algorithm, counts in sorted(backlog.items())]
 
 
 def _trailing(values: np.ndarray, width: int) -> np.ndarray:
@@ -275,7 +338,7 @@ def detect(policy: Policy, config: CoreConfig, streams: list[_Stream], mon_start
 
     Returns ``(incidents, threshold)``: every incident seen (latest state per ``(id, opened_at)``)."""
     bucket = config.bucket_seconds
-    tested = [s for s in streams if s.type != "insufficient_evidence"]
+    tested = [s for s in streams if s.type not in ("insufficient_evidence", "label_backlog")]
     threshold = threshold_for_budget(max(1, len(tested)), DAY_SECONDS / bucket, policy.false_alarms_per_day)
     T = len(streams[0].x) if streams else 0
     width = max(1, math.ceil(policy.resolve_after / bucket)) if policy.resolve_after else 1
@@ -305,12 +368,22 @@ def detect(policy: Policy, config: CoreConfig, streams: list[_Stream], mon_start
         for stream, template in zip(streams, templates):
             if stream.type == "insufficient_evidence":
                 alarm, is_clear, stat = (t == 0), False, None
+            elif stream.type == "label_backlog":  # a policy limit on the share: no detector statistic
+                spec = policy.label_backlog
+                unverified, counted = stream.x[t], stream.n[t]
+                is_clear = unverified <= spec.max_share * counted
+                alarm, stat = counted >= spec.min_matches and not is_clear, None
             else:
                 i = index[id(stream)]
                 alarm, is_clear, stat = bool(alarms[t, i]), bool(clear[t, i]), float(log_stats[t, i])
             if not alarm and template.id not in tracker.open:
                 continue
-            if alarm:
+            if alarm and stream.type == "label_backlog":
+                unverified, counted = stream.x[t], stream.n[t]
+                low, high = clopper_pearson(unverified, counted, config.confidence)
+                template = replace(template, estimate=float(unverified / counted), low=float(low), high=float(high),
+                                   evidence={"n": float(counted), "e_value": None, "statistic": None})
+            elif alarm:
                 estimate, low, high, n = _value(stream, t, width, estimator)
                 evidence = {"n": float(n), "e_value": None,
                             "statistic": None if stat is None else round(stat / math.log(10), 6),
@@ -383,6 +456,7 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
         scores = (_read_scores(store, policy, config, _utc(base_start), _utc(base_end), _utc(horizon))
                   if policy.score_quantile else [])
         streams = build_streams(policy, config, counts, scores, base_start, base_end, mon_start, horizon)
+        streams += backlog_streams(policy, read_backlog(store, policy, mon_start, horizon, bucket))
         stored = read_alerts(store, deployment=policy.deployment)
         stored_open = [a for a in stored if a.state == "firing"]
         computed, threshold = detect(policy, config, streams, mon_start, stored_open)

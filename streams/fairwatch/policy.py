@@ -38,7 +38,7 @@ from fairwatch.contracts import ContractError, parse_timestamp
 from fairwatch.counts_layout import INTERSECTION_SEP
 from fairwatch.store import SCHEMAS_DIR
 
-__all__ = ["Policy", "PolicyError", "parse_policy", "load_policy", "load_policies", "parse_seconds"]
+__all__ = ["Policy", "LabelBacklog", "PolicyError", "parse_policy", "load_policy", "load_policies", "parse_seconds"]
 
 ALERT_TYPES = ("error_rate_drift", "disparity_breach", "score_drift", "insufficient_evidence", "label_backlog")
 DEFAULT_SEVERITY = {"error_rate_drift": "critical", "disparity_breach": "critical", "score_drift": "warning",
@@ -68,6 +68,32 @@ def parse_seconds(text: str) -> int:
 
 
 @dataclass(frozen=True)
+class LabelBacklog:
+    """The ``label_backlog`` key: too many returned matches still unverified after a while.
+
+    Parameters
+    ----------
+    after
+        Seconds after ``occurred_at`` from which a match without a verified outcome is backlog.
+    max_share
+        The alert fires when the backlog is more than this share of the matches of
+        ``[t - lookback, t - after]``.
+    min_matches
+        Matches the window needs before it can fire.
+
+    Examples
+    --------
+    >>> parse_policy('deployment: gate-a\nattributes: [sex]\nbaseline: {duration: 1h}\n'
+    ...              'label_backlog: {after: 6h, max_share: 0.05}\n').label_backlog
+    LabelBacklog(after=21600, max_share=0.05, min_matches=50)
+    """
+
+    after: int
+    max_share: float
+    min_matches: int = 50
+
+
+@dataclass(frozen=True)
 class Policy:
     """One deployment's alerting policy (keys documented in ``schemas/policy.schema.json``)."""
 
@@ -91,6 +117,7 @@ class Policy:
     lookback: int = 86400
     label_delay: int = 0
     score_quantile: float | None = 0.99
+    label_backlog: LabelBacklog | None = None
     severity: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
     routing: dict[str, str] = field(default_factory=dict)
     runbook_url: str = "https://fairwatch.example/runbooks/drift"
@@ -192,6 +219,14 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     if "reference" in document and "policy_ratio" not in document:
         fail(["reference"], "a reference group needs policy_ratio")
     score = document.get("score_drift", {})
+    lookback = max(parse_seconds(document.get("lookback", "1d")), 1)
+    backlog = None
+    if "label_backlog" in document:
+        spec = document["label_backlog"]
+        backlog = LabelBacklog(parse_seconds(spec["after"]), float(spec["max_share"]), int(spec.get("min_matches", 50)))
+        if backlog.after >= lookback:  # the window [t - lookback, t - after] would hold no match
+            fail(["label_backlog", "after"], f"{spec['after']} is not shorter than lookback "
+                                              f"({document.get('lookback', '1d')})")
     return Policy(
         deployment=document["deployment"],
         attributes=attributes,
@@ -210,9 +245,10 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         min_evidence=int(document.get("min_evidence", 1000)),
         false_alarms_per_day=float(document.get("false_alarms_per_day", 0.1)),
         resolve_after=parse_seconds(document.get("resolve_after", "1h")),
-        lookback=max(parse_seconds(document.get("lookback", "1d")), 1),
+        lookback=lookback,
         label_delay=parse_seconds(document.get("label_delay", "0s")),
         score_quantile=None if score is False else float(score.get("quantile", 0.99)),
+        label_backlog=backlog,
         severity={**DEFAULT_SEVERITY, **document.get("severity", {})},
         routing=dict(document.get("routing", {})),
         runbook_url=document.get("runbook_url", Policy.runbook_url),
