@@ -83,8 +83,8 @@ class LabelBacklog:
 
     Examples
     --------
-    >>> parse_policy('deployment: gate-a\nattributes: [sex]\nbaseline: {duration: 1h}\n'
-    ...              'label_backlog: {after: 6h, max_share: 0.05}\n').label_backlog
+    >>> parse_policy('deployment: gate-a\\nattributes: [sex]\\nbaseline: {duration: 1h}\\n'
+    ...              'label_backlog: {after: 6h, max_share: 0.05}\\n').label_backlog
     LabelBacklog(after=21600, max_share=0.05, min_matches=50)
     """
 
