@@ -159,8 +159,8 @@ def test_mixed_single_and_batched_messages_give_exact_counts(stack, tmp_path):
         assert_counts_equal(stored_counts(open_store(setup.store_url)), oracle_counts(workload))
         check_batched_dead_letters(setup, workload, bad_records)
         text = worker.metrics_text()
-        assert "fairwatch_rerouted_records_total" in text
-        rerouted = float(text.split("fairwatch_rerouted_records_total ")[1].split()[0])
+        [rerouted] = [float(line.split()[1]) for line in text.splitlines()
+                      if line.startswith("fairwatch_rerouted_records_total ")]
         assert rerouted > 0, "the misrouted batches must have been forwarded"
     finally:
         worker.stop()
