@@ -365,3 +365,39 @@ def test_policy_file_sets_targets_and_is_hashed(tmp_path, workload):
                                        "--target-fmr", "0.001", "--target-fnmr", "0.02"])
     assert report["groups"] == json.loads(metrics.stdout)["groups"]
     assert "--target-fmr 0.001 --target-fnmr 0.02" in report["reproducibility"]["command"]
+
+
+def test_html_renders_in_headless_chromium_and_the_pdf_in_pdftoppm(tmp_path, workload):
+    import json
+    import subprocess
+
+    from PIL import Image
+
+    from tests.tools import RENDER_CHECK, debian_tool, headless
+
+    store = open_store(f"chdb://{tmp_path}/chdb")
+    try:
+        seed_with_late_outcomes(store, workload)
+        report = build_report(store, resolve_window(None, FROM, TO, 60), CONFIG, deployment="site-0",
+                              attribute="race")
+    finally:
+        store.close()
+    figures = sum(1 for b in report.blocks if b[0] == "img")
+    page = tmp_path / "report.html"
+    page.write_text(to_html(report).replace("<head>", "<head>" + RENDER_CHECK, 1))
+    dom = headless(debian_tool("chromium", "chromium"), "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    marker = dom.stdout.split('<pre id="render-check">', 1)[1].split("</pre>", 1)[0]
+    assert json.loads(marker.replace("&quot;", '"')) == {"images": figures, "broken": [], "errors": []}
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(to_pdf(report))
+    done = subprocess.run([debian_tool("pdftoppm", "poppler-utils"), "-png", "-r", "60", str(pdf),
+                           str(tmp_path / "page")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert len(pages) >= 3
+    for path in pages:  # A4 portrait, and not blank
+        pixels = np.asarray(Image.open(path).convert("L"), dtype=float)
+        height, width = pixels.shape
+        assert abs(height / width - 297 / 210) < 0.02
+        assert (pixels < 200).mean() > 0.005 and pixels.std() > 5
