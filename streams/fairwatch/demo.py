@@ -437,7 +437,7 @@ def alert_results(store, truth: dict[str, Any]) -> list[dict[str, Any]]:
     for a in read_alerts(store):
         verdict, drift = classify_alert(a.deployment, a.algorithm, a.group, a.metric, truth["drifts"])
         if a.type == "insufficient_evidence":  # "this group was not tested", not a claim that it drifted
-            verdict = "notice"
+            verdict, drift = "notice", None
         delay = None
         if drift is not None:
             delay = (a.opened_at - _ts(drift["at"])).total_seconds()
@@ -627,19 +627,24 @@ def render_html(result: dict[str, Any], figures: list[tuple[str, str]]) -> str:
         parts.append(f"<tr><td>{e(row[0])}</td><td>{e(row[1])}</td><td>{e(row[2])}</td>"
                      + "".join(f"<td>{e(c)}</td>" for c in row[3:]) + "</tr>")
     parts.append("</table><h2>Alerts</h2>")
-    if result["alerts"]:
+    claims = [a for a in result["alerts"] if a["verdict"] != "notice"]
+    notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
+    if claims:
         parts.append("<table><tr><th>opened (event time)</th><th>after the drift</th><th>type</th><th>metric</th>"
                      "<th>group</th><th>estimate [CI]</th><th>baseline</th><th>state</th><th>raised by</th>"
                      "<th>truth</th></tr>")
-        for a in result["alerts"]:
-            mark = {"unaffected": "bad", "notice": ""}.get(a["verdict"], "ok")
+        for a in claims:
+            mark = "bad" if a["verdict"] == "unaffected" else "ok"
             parts.append(f"<tr><td>{e(a['opened_at'])}</td><td>{_delay_text(a['delay_seconds'])}</td><td>{e(a['type'])}"
                          f"</td><td>{e(a['metric'])}</td><td>{e(a['group'])}</td><td>{_num(a['estimate'])} "
                          f"[{_num(a['low'])}, {_num(a['high'])}]</td><td>{_num(a['baseline'])}</td><td>{e(a['state'])}"
                          f"</td><td>{e(a.get('raised_by', 'demo'))}</td><td class='{mark}'>{e(a['verdict'])}</td></tr>")
         parts.append("</table>")
     else:
-        parts.append(f"<p>{e(result['detection'])}</p>")
+        parts.append(f"<p>No alert. {e(result['detection'])}</p>")
+    if notices:
+        parts.append(f"<p>{len(notices)} info notice(s) (insufficient_evidence, not claims of drift): "
+                     + e(", ".join(f"{a['group']} {a['metric']}" for a in notices)) + "</p>")
     ch = result["clickhouse"]
     parts.append(f"<h2>Where the data is</h2><p>ClickHouse database <code>{e(ch['database'])}</code> at "
                  f"<code>{e(ch['url_redacted'])}</code>; files in <code>{e(result['out'])}</code>.</p>"
@@ -1031,12 +1036,14 @@ def _print_story(console, result: dict[str, Any]) -> None:
     for row in _differential_rows(result):
         diffs.add_row(*row)
     console.print(diffs)
-    if result["alerts"]:
+    claims = [a for a in result["alerts"] if a["verdict"] != "notice"]
+    notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
+    if claims:
         alerts = Table(title=f"Alerts ({result['detection']})")
         for column in ("opened (event time)", "after drift", "type", "metric", "group", "estimate [CI]", "baseline",
                        "state", "raised by", "truth"):
             alerts.add_column(column)
-        for a in result["alerts"]:
+        for a in claims:
             verdict = {"injected": "[green]injected drift[/green]", "affected": "[green]drift-affected[/green]",
                        "unaffected": "[red]not drifted[/red]", "notice": "[dim]not tested (info)[/dim]"}[a["verdict"]]
             alerts.add_row(a["opened_at"][11:19], _delay_text(a["delay_seconds"]), a["type"], a["metric"], a["group"],
@@ -1045,6 +1052,9 @@ def _print_story(console, result: dict[str, Any]) -> None:
         console.print(alerts)
     else:
         console.print(f"Alerts: none ({result['detection']}).")
+    if notices:
+        console.print(f"[dim]{len(notices)} info notice(s) (insufficient_evidence): "
+                      + ", ".join(f"{a['group']} {a['metric']}" for a in notices) + "[/dim]")
     console.print(f"[bold]{result['verdict']}[/bold]")
     ch = result["clickhouse"]
     console.print(f"\nThe data is in ClickHouse database [bold]{ch['database']}[/bold] ({ch['url_redacted']}): "
