@@ -496,6 +496,7 @@ def make_figures(result: dict[str, Any], over_time: dict[str, Any]) -> list[tupl
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     truth = result["truth"]
     drift = truth["drifts"][0] if truth["drifts"] else None
@@ -554,11 +555,14 @@ def make_figures(result: dict[str, Any], over_time: dict[str, Any]) -> list[tupl
                 ax.errorbar(xs, ys, xerr=err, fmt="o", color=color, markersize=4, capsize=2, label=f"{name} (95% CI)")
                 ax.plot([g["truth"] for g in pts], ys, "k|", markersize=9, label="true rate" if seg == 0 else None)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a narrow decade
             ax.set_title(metric.upper())
             ax.grid(alpha=0.3, axis="x")
         axes[0].set_yticks(range(len(labels)), ["all" if a == "*" else f"{a}={g}" for a, g in labels])
         axes[0].invert_yaxis()
-        axes[1].legend(fontsize=8, loc="lower right")
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, fontsize=8, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.02))
+        fig.subplots_adjust(bottom=0.9 / (0.36 * len(labels) + 1.4))
         figures.append(("Every group's error rates before and after the drift, with the simulator's true rates",
                         _png(fig)))
     return figures
