@@ -17,19 +17,26 @@ from tests.stack import EXPORT_LINE, SCRIPT, parse_exports
 
 pytestmark = pytest.mark.services
 
-PORTS = {
-    "FAIRWATCH_KAFKA_PORT": 29092,
-    "FAIRWATCH_KAFKA_CONTROLLER_PORT": 29093,
-    "FAIRWATCH_CLICKHOUSE_PORT": 29000,
-    "FAIRWATCH_CLICKHOUSE_HTTP_PORT": 28123,
-    "FAIRWATCH_ALERTMANAGER_PORT": 29094,
-}
+def _free_ports(n: int) -> list[int]:
+    """Ports free right now (another stack, e.g. a second CI checkout, may hold any fixed ones)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+PORTS = dict(zip(("FAIRWATCH_KAFKA_PORT", "FAIRWATCH_KAFKA_CONTROLLER_PORT", "FAIRWATCH_CLICKHOUSE_PORT",
+                  "FAIRWATCH_CLICKHOUSE_HTTP_PORT", "FAIRWATCH_ALERTMANAGER_PORT"), _free_ports(5)))
 SERVICES = ("kafka", "clickhouse", "alertmanager")
 EXPECTED = {
-    "FAIRWATCH_KAFKA": "127.0.0.1:29092",
-    "FAIRWATCH_CLICKHOUSE": "clickhouse://default:@127.0.0.1:29000/default",
-    "FAIRWATCH_CLICKHOUSE_HTTP": "http://127.0.0.1:28123",
-    "FAIRWATCH_ALERTMANAGER": "http://127.0.0.1:29094",
+    "FAIRWATCH_KAFKA": f"127.0.0.1:{PORTS['FAIRWATCH_KAFKA_PORT']}",
+    "FAIRWATCH_CLICKHOUSE": f"clickhouse://default:@127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_PORT']}/default",
+    "FAIRWATCH_CLICKHOUSE_HTTP": f"http://127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_HTTP_PORT']}",
+    "FAIRWATCH_ALERTMANAGER": f"http://127.0.0.1:{PORTS['FAIRWATCH_ALERTMANAGER_PORT']}",
 }
 
 
