@@ -190,3 +190,70 @@ def test_alerts_cli_lists_the_stored_incidents_and_a_rerun_changes_nothing(repla
     audit = opened.query("SELECT count() FROM audit_log WHERE kind = 'alert'")[0][0]
     assert audit >= len(listed)
     opened.close()
+
+
+def test_an_insufficient_evidence_notice_resolves_once_late_outcomes_fill_the_baseline(tmp_path):
+    """Found by the demo: a cycle before the baseline's outcomes arrived opened the notice, and it
+    stayed firing after the stream became a tested one. Oracle: the baseline's impostor
+    comparisons counted from the workload documents."""
+    from fairwatch.config import CoreConfig
+    from fairwatch.detection import read_alerts, run_detection
+    from fairwatch.pipeline import BatchProcessor, RawMessage
+    from fairwatch.policy import parse_policy
+    from fairwatch.sink import ClickHouseSink
+    from fairwatch.store import migrate, open_store
+    from tests.workload import make_workload
+
+    config = CoreConfig()
+    workload = make_workload(4000, seed=41, hours=2, deployments=1, malformed_share=0.0, duplicate_share=0.0)
+    is_early = lambda key: sum(key) % 2 == 0  # noqa: E731  (outcomes of these event ids come first)
+    early = [m for m in workload.messages if m[0] == "match-events" or is_early(m[1])]
+    late = [m for m in workload.messages if m[0] == "verified-outcomes" and not is_early(m[1])]
+
+    def baseline_impostors(keys) -> int:  # race=Black's FMR comparisons in the baseline hour
+        count = 0
+        for event_id, doc in workload.events.items():
+            if event_id.encode() in keys and doc["mode"] == "verification" and doc["occurred_at"] < "2026-11-25T07" \
+                    and doc["subject"]["race"] == "Black":
+                latest = max(workload.outcomes[event_id], key=lambda o: o["revision"])
+                count += latest["truth"] == "impostor"
+        return count
+
+    with_outcomes = {k for k in (e.encode() for e in workload.outcomes)}
+    before = baseline_impostors({k for k in with_outcomes if is_early(k)})
+    after = baseline_impostors(with_outcomes)
+    assert 0 < before < after
+    policy = parse_policy(f"""
+deployment: site-0
+attributes: [race]
+metrics: [fmr]
+baseline: {{from: "2026-11-25T06:00:00Z", to: "2026-11-25T07:00:00Z"}}
+min_evidence: {after}
+""")
+    store = open_store(f"chdb://{tmp_path}/chdb")
+    migrate(store)
+    processor, sink, state = BatchProcessor(config), ClickHouseSink(store, config), {}
+
+    def load(batch, first_offset):
+        result = processor.process([RawMessage(k, k, 0, first_offset + i, key, value)
+                                    for i, (k, key, value) in enumerate(batch)], lambda e, p: state.get(e))
+        sink.write(result.sink)
+        for event_id, (_, value) in result.state_changes.items():
+            state.pop(event_id, None) if value is None else state.__setitem__(event_id, value)
+
+    def overall(alerts):
+        return [a for a in alerts if a.type == "insufficient_evidence" and a.group == "race=Black" and a.metric == "fmr"]
+
+    try:
+        load(early, 0)
+        now = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+        [opened] = overall(run_detection(store, config, [policy], now=now))
+        assert opened.state == "firing"  # the baseline has `before` < min_evidence comparisons
+        load(late, len(early))  # the late outcomes arrive: the baseline now has `after` comparisons
+        [resolved] = overall(run_detection(store, config, [policy], now=now + timedelta(minutes=5)))
+        assert (resolved.id, resolved.opened_at) == (opened.id, opened.opened_at)
+        assert resolved.state == "resolved" and resolved.resolved_at == now + timedelta(minutes=5)
+        assert not overall(read_alerts(store, state="firing"))
+        assert not overall(run_detection(store, config, [policy], now=now + timedelta(minutes=10)))  # settled
+    finally:
+        store.close()

@@ -459,6 +459,12 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
         streams += backlog_streams(policy, read_backlog(store, policy, mon_start, horizon, bucket))
         stored = read_alerts(store, deployment=policy.deployment)
         stored_open = [a for a in stored if a.state == "firing"]
+        # an insufficient-evidence notice on record whose baseline now has enough (its stream is a
+        # tested one): that condition has cleared, so the notice resolves now
+        thin = {_template(s, policy).id for s in streams if s.type == "insufficient_evidence"}
+        cleared = [a for a in stored_open if a.type == "insufficient_evidence" and a.id not in thin]
+        stored_open = [a for a in stored_open if a not in cleared]
+        changed += [replace(a, state="resolved", resolved_at=max(now, a.opened_at)) for a in cleared]
         computed, threshold = detect(policy, config, streams, mon_start, stored_open)
         by_id: dict[str, list[Alert]] = {}
         for a in stored:
