@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from PIL import Image
 from scipy.stats import binom
 
 from fairwatch.store import open_store
+from tests.tools import RENDER_CHECK, debian_tool, headless
 from tests.live import free_port
 from tests.test_simulate import expected_rate
 
@@ -203,49 +203,21 @@ def test_the_query_to_try_runs_and_agrees_with_the_files(demo, oracle):
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium, installed with apt when missing (the test never skips)."""
-    found = shutil.which("chromium")
-    if found is None:
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, env=env, capture_output=True)
-        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"], check=True,
-                       env=env, capture_output=True)
-        found = shutil.which("chromium")
-    assert found, "chromium is not installed and apt-get did not install it"
-    return found
-
-
-CHECKER = """<script>
-window.__errors = [];
-window.addEventListener('error', e => window.__errors.push(String(e.message || e.target && e.target.src)), true);
-window.addEventListener('load', () => {
-  const imgs = Array.from(document.images);
-  const out = document.createElement('pre');
-  out.id = 'render-check';
-  out.textContent = JSON.stringify({images: imgs.length,
-    broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt), errors: window.__errors});
-  document.body.appendChild(out);
-});
-</script>"""
-
-
-def _headless(chromium: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--virtual-time-budget=5000", *args], capture_output=True, text=True, timeout=120)
+    return debian_tool("chromium", "chromium")
 
 
 def test_html_summary_renders_in_headless_chromium(demo, chromium, tmp_path):
     page = Path(demo["summary"]["html"]).read_text()
     assert page.count("data:image/png;base64,") == demo["summary"]["figures"] >= 2
     checked = tmp_path / "checked.html"
-    checked.write_text(page.replace("<head>", "<head>" + CHECKER, 1))
-    dom = _headless(chromium, "--dump-dom", checked.as_uri())
+    checked.write_text(page.replace("<head>", "<head>" + RENDER_CHECK, 1))
+    dom = headless(chromium, "--dump-dom", checked.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     marker = dom.stdout.split('<pre id="render-check">', 1)[1].split("</pre>", 1)[0]
     report = json.loads(marker.replace("&quot;", '"'))
     assert report == {"images": demo["summary"]["figures"], "broken": [], "errors": []}
     shot = tmp_path / "summary.png"
-    done = _headless(chromium, "--window-size=1200,1600", f"--screenshot={shot}", Path(demo["summary"]["html"]).as_uri())
+    done = headless(chromium, "--window-size=1200,1600", f"--screenshot={shot}", Path(demo["summary"]["html"]).as_uri())
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (1600, 1200)

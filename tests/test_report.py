@@ -20,11 +20,11 @@ from fairwatch.cli import app
 from fairwatch.config import CoreConfig
 from fairwatch.counts_layout import GroupKey
 from fairwatch.frame import GroupFrame
-from fairwatch.metrics import GROUP_FIELDS, metrics_document, resolve_window
+from fairwatch.metrics import metrics_document, resolve_window
 from fairwatch.pipeline import BatchProcessor, RawMessage
 from fairwatch.report import SUPPRESSED, build_report, to_html, to_pdf
 from fairwatch.sink import ClickHouseSink
-from fairwatch.store import StoreError, migrate, open_store
+from fairwatch.store import migrate, open_store
 from tests.test_store import server_url
 from tests.workload import make_workload
 

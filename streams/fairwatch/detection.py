@@ -44,7 +44,7 @@ import numpy as np
 
 from fairwatch.alerts import ALERT_COLUMNS, Alert, IncidentTracker, alert_id
 from fairwatch.config import DAY_SECONDS, CoreConfig
-from fairwatch.counts_layout import COLUMNS, GENUINE, IMPOSTOR, INTERSECTION_SEP
+from fairwatch.counts_layout import COLUMNS, GENUINE, IMPOSTOR
 from fairwatch.drift import (
     DEFAULT_GRID, Baseline, MixtureShiryaevRoberts, disparity_log_lr, rate_log_lr, threshold_for_budget,
 )

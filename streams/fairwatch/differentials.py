@@ -70,7 +70,7 @@ __all__ = [
     "Differential",
     "DifferentialStatus",
     "max_min_ratio",
-    "max_geomean",
+    "max_geomean_ratio",
     "max_min_difference",
     "gini",
     "fdr",

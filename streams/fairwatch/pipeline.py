@@ -20,7 +20,6 @@ from fairwatch.contracts import (
     InputItem,
     MatchEvent,
     Rejection,
-    VerifiedOutcome,
     decode_message,
     format_timestamp,
 )

@@ -10,7 +10,6 @@ import asyncio
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Callable
 
 import httpx
