@@ -105,14 +105,19 @@ def _population_sums(truth: str, error_decision: str) -> list[str]:
 
 
 def recompute_counts_sql(intersections: Sequence[Sequence[str]]) -> str:
-    """INSERT ... SELECT that rewrites the group_counts rows of some buckets of one partition."""
+    """INSERT ... SELECT that rewrites the group_counts rows of some buckets of some partitions.
+
+    One statement scans labeled_outcomes once for all the partitions of a batch (one statement per
+    partition scanned it once each). It also rewrites (partition, bucket) pairs the batch did not
+    touch when another partition touched that bucket: harmless, the rows are absolute.
+    """
     sums = _population_sums("impostor", "match") + _population_sums("genuine", "non_match")
     return (
         f"INSERT INTO group_counts ({', '.join(GROUP_KEY_COLUMNS + COLUMNS)}, version) "
         f"SELECT deployment, algorithm, mode, tupleElement(pair, 1) AS attribute, tupleElement(pair, 2) AS group_label,"
         f" bucket, kafka_partition, {', '.join(sums)}, toUInt64(%(version)s) "
         f"FROM labeled_outcomes FINAL ARRAY JOIN {group_expansion_sql(intersections)} AS pair "
-        f"WHERE kafka_partition = %(partition)s AND bucket IN %(buckets)s "
+        f"WHERE kafka_partition IN %(partitions)s AND bucket IN %(buckets)s "
         f"GROUP BY deployment, algorithm, mode, attribute, group_label, bucket, kafka_partition"
     )
 
@@ -149,10 +154,10 @@ class ClickHouseSink:
         self.store.insert("verified_outcomes", OUTCOME_COLUMNS, batch.outcomes)
         self.store.insert("labeled_outcomes", LABELED_COLUMNS, batch.labeled)
         self.store.insert("dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letters)
-        for partition, buckets in sorted(batch.touched.items()):
-            ordered = sorted(buckets)
-            for start in range(0, len(ordered), self.MAX_BUCKETS_PER_STATEMENT):
-                chunk = tuple(_utc(b) for b in ordered[start : start + self.MAX_BUCKETS_PER_STATEMENT])
-                # the version is taken before the recompute reads: a later recompute saw more
-                self.store.execute(self._recompute_sql, {"version": time.time_ns(), "partition": partition,
-                                                         "buckets": chunk})
+        partitions = tuple(sorted(p for p, buckets in batch.touched.items() if buckets))
+        ordered = sorted(set().union(*batch.touched.values())) if partitions else []
+        for start in range(0, len(ordered), self.MAX_BUCKETS_PER_STATEMENT):
+            chunk = tuple(_utc(b) for b in ordered[start : start + self.MAX_BUCKETS_PER_STATEMENT])
+            # the version is taken before the recompute reads: a later recompute saw more
+            self.store.execute(self._recompute_sql, {"version": time.time_ns(), "partitions": partitions,
+                                                     "buckets": chunk})
