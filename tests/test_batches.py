@@ -228,3 +228,18 @@ def test_envelope_of_the_builder_decodes_back_to_the_records():
             assert not isinstance(item.record, Rejection)
             decoded[item.record.event_id] = json.loads(item.raw)
     assert decoded == workload.events
+
+
+def test_sub_batches_keep_order_and_bound_the_bytes():
+    from types import SimpleNamespace
+
+    from fairwatch.app import sub_batches
+
+    rng = random.Random(3)
+    events = [SimpleNamespace(message=SimpleNamespace(value=b"x" * rng.randrange(1, 400))) for _ in range(500)]
+    chunks = list(sub_batches(events, limit=2000))
+    assert [e for chunk in chunks for e in chunk] == events  # nothing lost, nothing reordered
+    for chunk in chunks:
+        sizes = [len(e.message.value) for e in chunk]
+        assert sum(sizes[:-1]) < 2000  # closed at the first message that reaches the limit
+    assert list(sub_batches([], limit=10)) == []

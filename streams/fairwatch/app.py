@@ -135,49 +135,55 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 log.warning("ClickHouse write failed (attempt %d), retrying: %s", attempt, exc)
                 time.sleep(min(10.0, 0.2 * 2 ** min(attempt, 6)))
 
+    async def handle(events) -> None:
+        """One sub-batch: decode and join, ClickHouse, table, dead letters and forwards, ledger."""
+        loop = asyncio.get_running_loop()
+        messages = [
+            RawMessage(kinds[e.message.topic], e.message.topic, e.message.partition, e.message.offset,
+                       e.message.key, e.message.value)
+            for e in events
+        ]
+        # the rocksdb store reads and writes the partition of the current event: set it per key
+        carrier = {e.message.partition: e for e in events}
+
+        def load_state(event_id: str, partition: int) -> bytes | None:
+            _current_event.set(weakref.ref(carrier[partition]))
+            return join_state.get(event_id)
+
+        committer.busy = True
+        try:
+            started = time.perf_counter()
+            result = processor.process(messages, load_state)
+            processed = time.perf_counter()
+            # ClickHouse first: if we crash after this, the replay rewrites the same rows.
+            await loop.run_in_executor(None, write_to_clickhouse, result.sink)
+            stored = time.perf_counter()
+            for event_id, (partition, state) in result.state_changes.items():
+                _current_event.set(weakref.ref(carrier[partition]))
+                if state is None:
+                    join_state.pop(event_id, None)
+                else:
+                    join_state[event_id] = state
+            for letter in result.dead_letters:
+                await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
+                                       partition=letter.message.partition)
+            for reroute in result.reroutes:  # committed only after the producer flushed them
+                await app.producer.send(reroute.topic, reroute.key, reroute.value, reroute.partition, None, None)
+            await committer.processed(events)
+        finally:
+            committer.busy = False
+        finished = time.perf_counter()
+        metrics.phase_seconds.labels("process").inc(processed - started)
+        metrics.phase_seconds.labels("clickhouse").inc(stored - processed)
+        metrics.phase_seconds.labels("state_and_dead_letters").inc(finished - stored)
+        record_batch(metrics, result, events, app)
+
     @app.agent(inputs, concurrency=1)
     async def process(stream):
-        loop = asyncio.get_running_loop()
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            messages = [
-                RawMessage(kinds[e.message.topic], e.message.topic, e.message.partition, e.message.offset,
-                           e.message.key, e.message.value)
-                for e in events
-            ]
-            # the rocksdb store reads and writes the partition of the current event: set it per key
-            carrier = {e.message.partition: e for e in events}
-
-            def load_state(event_id: str, partition: int) -> bytes | None:
-                _current_event.set(weakref.ref(carrier[partition]))
-                return join_state.get(event_id)
-
-            committer.busy = True
-            try:
-                started = time.perf_counter()
-                result = processor.process(messages, load_state)
-                processed = time.perf_counter()
-                # ClickHouse first: if we crash after this, the replay rewrites the same rows.
-                await loop.run_in_executor(None, write_to_clickhouse, result.sink)
-                stored = time.perf_counter()
-                for event_id, (partition, state) in result.state_changes.items():
-                    _current_event.set(weakref.ref(carrier[partition]))
-                    if state is None:
-                        join_state.pop(event_id, None)
-                    else:
-                        join_state[event_id] = state
-                for letter in result.dead_letters:
-                    await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
-                                           partition=letter.message.partition)
-                for reroute in result.reroutes:  # committed only after the producer flushed them
-                    await app.producer.send(reroute.topic, reroute.key, reroute.value, reroute.partition, None, None)
-                await committer.processed(events)
-            finally:
-                committer.busy = False
-            finished = time.perf_counter()
-            metrics.phase_seconds.labels("process").inc(processed - started)
-            metrics.phase_seconds.labels("clickhouse").inc(stored - processed)
-            metrics.phase_seconds.labels("state_and_dead_letters").inc(finished - stored)
-            record_batch(metrics, result, events, app)
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
+            for events in sub_batches(batch):
+                await handle(events)
+                await asyncio.sleep(0)  # let the web page, timers and the fetcher run in between
 
     def owns_partition_0() -> bool:
         # one writer of snapshots and alerts is enough: the worker that owns partition 0 of match-events
@@ -331,6 +337,22 @@ def await_chain(task: asyncio.Task) -> str:
         links.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
     return " -> ".join(links)
+
+
+MAX_SUB_BATCH_BYTES = 4 << 20  # ~16k records: batch envelopes would otherwise block the loop for seconds
+
+
+def sub_batches(events, limit: int = MAX_SUB_BATCH_BYTES):
+    """Split a take_events batch into runs of at most ``limit`` message bytes (at least one message)."""
+    chunk, size = [], 0
+    for event in events:
+        chunk.append(event)
+        size += len(event.message.value or b"")
+        if size >= limit:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 class LedgerCommitter:
