@@ -79,22 +79,29 @@ def resolve_window(
     return Window(datetime.fromtimestamp(lo_s, timezone.utc), datetime.fromtimestamp(hi_s, timezone.utc))
 
 
-def read_counts(
-    store: Store, window: Window, deployment: str | None = None, algorithm: str | None = None
-) -> tuple[list[GroupKey], np.ndarray]:
-    """Summed counts per group over the window's buckets (FINAL: the newest recompute of each)."""
-    conditions = ["bucket >= %(start)s", "bucket < %(end)s"]
-    params: dict[str, Any] = {"start": window.start, "end": window.end}
+def scope_filter(deployment: str | None, algorithm: str | None) -> tuple[str, dict[str, Any]]:
+    """`` AND deployment = ... AND algorithm = ...`` for the scopes given, and its parameters."""
+    conditions, params = [], {}
     if deployment:
         conditions.append("deployment = %(deployment)s")
         params["deployment"] = deployment
     if algorithm:
         conditions.append("algorithm = %(algorithm)s")
         params["algorithm"] = algorithm
+    return "".join(f" AND {c}" for c in conditions), params
+
+
+def read_counts(
+    store: Store, window: Window, deployment: str | None = None, algorithm: str | None = None
+) -> tuple[list[GroupKey], np.ndarray]:
+    """Summed counts per group over the window's buckets (FINAL: the newest recompute of each)."""
+    scope, params = scope_filter(deployment, algorithm)
+    params.update(start=window.start, end=window.end)
     sums = ", ".join(f"sum({c})" for c in COLUMNS)
     rows = store.query(
         f"SELECT deployment, algorithm, toString(mode), attribute, group_label, {sums} FROM group_counts FINAL"
-        f" WHERE {' AND '.join(conditions)} GROUP BY deployment, algorithm, mode, attribute, group_label"
+        f" WHERE bucket >= %(start)s AND bucket < %(end)s{scope}"
+        " GROUP BY deployment, algorithm, mode, attribute, group_label"
         " ORDER BY deployment, algorithm, mode, attribute, group_label",
         params,
     )

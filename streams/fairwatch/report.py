@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 from fairwatch import __version__
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import format_timestamp
-from fairwatch.metrics import DIFFERENTIAL_FIELDS, GROUP_FIELDS, Window, window_metrics
+from fairwatch.metrics import DIFFERENTIAL_FIELDS, GROUP_FIELDS, Window, scope_filter, window_metrics
 from fairwatch.store import Store, bind, open_store
 
 FORMATS = ("html", "pdf", "json", "csv")
@@ -91,17 +91,6 @@ class Report:
     blocks: list[tuple] = field(default_factory=list)  # ("h1"|"h2"|"p", text) | ("table", head, rows) | ("img", png, caption)
 
 
-def _scope_filter(deployment: str | None, algorithm: str | None) -> tuple[str, dict[str, Any]]:
-    conditions, params = [], {}
-    if deployment:
-        conditions.append("deployment = %(deployment)s")
-        params["deployment"] = deployment
-    if algorithm:
-        conditions.append("algorithm = %(algorithm)s")
-        params["algorithm"] = algorithm
-    return "".join(f" AND {c}" for c in conditions), params
-
-
 def _suppress(groups: list[dict], min_group_size: int) -> tuple[list[dict], set[tuple]]:
     """Rows with fewer than ``min_group_size`` verified outcomes lose their numbers; returns their keys."""
     out, hidden = [], set()
@@ -115,7 +104,7 @@ def _suppress(groups: list[dict], min_group_size: int) -> tuple[list[dict], set[
 
 def _provenance(store: Store, window: Window, deployment: str | None, algorithm: str | None,
                 attribute: str | None, min_group_size: int) -> dict[str, Any]:
-    where, params = _scope_filter(deployment, algorithm)
+    where, params = scope_filter(deployment, algorithm)
     params.update(start=window.start, end=window.end)
     (events,), = store.query(
         f"SELECT count() FROM match_events FINAL WHERE occurred_at >= %(start)s AND occurred_at < %(end)s{where}",
@@ -187,7 +176,7 @@ ALERT_FIELDS = ("type", "severity", "deployment", "algorithm", "group", "metric"
 def _alerts(store: Store, window: Window, deployment: str | None, algorithm: str | None,
             hidden: set[tuple]) -> list[dict]:
     """Alerts open at any time in the window; no alert ids or links leave the system."""
-    where, params = _scope_filter(deployment, algorithm)
+    where, params = scope_filter(deployment, algorithm)
     rows = store.query(
         "SELECT toString(type), toString(severity), deployment, algorithm, group_label, metric, value_estimate,"
         " value_low, value_high, baseline, detector, toString(state), opened_at, resolved_at FROM alerts FINAL"
