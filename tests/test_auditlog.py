@@ -23,24 +23,14 @@ from fairwatch.cli import app
 from fairwatch.config import CoreConfig
 from fairwatch.metrics import write_snapshots
 from fairwatch.store import open_store, migrate
-from tests.test_store import server_url
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)
 ONE_DAY = (T0, T0 + timedelta(days=1))
 
 
-@pytest.fixture(params=["server", "embedded"])
-def store(request, tmp_path):
-    if request.param == "embedded":
-        opened = open_store(f"chdb://{tmp_path}/chdb")
-    else:
-        stack = request.getfixturevalue("stack")
-        opened = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], f"fw_audit_{tmp_path.name[-12:].replace('-', '_')}"))
-    migrate(opened)
-    yield opened
-    if request.param == "server":
-        opened.execute(f"DROP DATABASE IF EXISTS {opened.database}")
-    opened.close()
+@pytest.fixture
+def store(migrated_store):
+    return migrated_store
 
 
 @pytest.fixture

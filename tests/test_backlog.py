@@ -6,7 +6,6 @@ nothing."""
 from __future__ import annotations
 
 import random
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -18,7 +17,6 @@ from fairwatch.detection import read_alerts, read_backlog, run_detection
 from fairwatch.policy import PolicyError, parse_policy
 from fairwatch.store import migrate, open_store
 from tests.test_alerts import alert_validator
-from tests.test_store import server_url
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
 EVENT_COLUMNS = ("event_id", "occurred_at", "occurred_at_us", "deployment", "algorithm", "mode", "score", "threshold",
@@ -27,18 +25,9 @@ EVENT_COLUMNS = ("event_id", "occurred_at", "occurred_at_us", "deployment", "alg
 OUTCOME_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob", "ingested_at")
 
 
-@pytest.fixture(params=["embedded", "server"])
-def store(request, tmp_path):
-    if request.param == "embedded":
-        opened = open_store(f"chdb://{tmp_path}/chdb")
-    else:
-        stack = request.getfixturevalue("stack")
-        opened = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], f"fw_backlog_{uuid.uuid4().hex[:10]}"))
-    migrate(opened)
-    yield opened
-    if request.param == "server":
-        opened.execute(f"DROP DATABASE IF EXISTS {opened.database}")
-    opened.close()
+@pytest.fixture
+def store(migrated_store):
+    return migrated_store
 
 
 def event(event_id: str, at: datetime, deployment: str = "gate-a", algorithm: str = "algo-1",
