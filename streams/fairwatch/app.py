@@ -199,20 +199,16 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         except Exception as exc:  # a missed snapshot is retried at the next tick
             log.warning("estimate snapshot failed: %s", exc)
 
-    snapshot_store: dict[str, object] = {}
+    snapshot_store = LazyStore(settings.clickhouse)  # its own connection: the sink's runs in another thread
 
     def write_snapshots_now() -> None:
-        if "store" not in snapshot_store:  # its own connection: the sink's runs in another thread
-            snapshot_store["store"] = open_store(settings.clickhouse)
-        try:
+        def write(store) -> None:
             now = datetime.now(timezone.utc).replace(microsecond=0)  # one instant for both tables
-            write_snapshots(snapshot_store["store"], settings.core, now=now)
-            write_differential_snapshots(snapshot_store["store"], settings.core, now=now)
-        except Exception:
-            snapshot_store.pop("store", None)
-            raise
+            write_snapshots(store, settings.core, now=now)
+            write_differential_snapshots(store, settings.core, now=now)
+        snapshot_store.run(write)
 
-    detection: dict[str, object] = {}
+    detection: dict[str, object] = {"store": LazyStore(settings.clickhouse)}
 
     if policies:
         @app.timer(settings.detect_seconds)
@@ -230,15 +226,11 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             detection["delivery"] = delivery = delivery_from_env()
             if delivery is not None:  # on shutdown, give queued deliveries a last chance
                 atexit.register(delivery.close)
-        if "store" not in detection:
-            detection["store"] = open_store(settings.clickhouse)
-        try:
-            return run_detection(detection["store"], settings.core, policies, detection["delivery"])
-        except Exception:
-            detection.pop("store", None)
-            raise
+        return detection["store"].run(
+            lambda store: run_detection(store, settings.core, policies, detection["delivery"]))
 
     health_samples: dict[str, object] = {"previous": None}
+    health_store = LazyStore(settings.clickhouse)
     worker_name = f"{socket.gethostname()}:{settings.web_port}"
 
     @app.timer(15.0)
@@ -252,13 +244,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             log.info("health sample not written: %s", exc)
 
     def write_health_now(rows) -> None:
-        if "store" not in health_samples:
-            health_samples["store"] = open_store(settings.clickhouse)
-        try:
-            write_health(health_samples["store"], rows)
-        except Exception:
-            health_samples.pop("store", None)
-            raise
+        health_store.run(lambda store: write_health(store, rows))
 
     @app.timer(settings.commit_seconds)
     async def commit_offsets():
@@ -340,6 +326,23 @@ def await_chain(task: asyncio.Task) -> str:
 
 
 MAX_SUB_BATCH_BYTES = 4 << 20  # ~16k records: batch envelopes would otherwise block the loop for seconds
+
+
+class LazyStore:
+    """A store opened on first use, in the executor thread that uses it, and reopened after a failure."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._store = None
+
+    def run(self, work):
+        if self._store is None:
+            self._store = open_store(self.url)
+        try:
+            return work(self._store)
+        except Exception:  # the connection may be the broken part: the next call opens a new one
+            self._store = None
+            raise
 
 
 def sub_batches(events, limit: int = MAX_SUB_BATCH_BYTES):
