@@ -176,7 +176,12 @@ class EventState:
         return cls(last_seen, ev, None if oc is None else HeldOutcome(*oc))
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps(**kwargs) builds one per call
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_STATE_MAGIC = b"FWJS1"
+_STATE_COLUMNS = (  # the per-slot columns a state blob carries, in order
+    ("_flags", np.uint8), ("_last_seen", np.int64), ("_event_fp", np.uint32), ("_occurred_us", np.int64),
+    ("_profile", np.int32), ("_outcome_fp", np.uint32), ("_revision", np.int32), ("_inclusion_prob", np.float64),
+)  # one encoder: json.dumps(**kwargs) builds one per call
 _pack_event = struct.Struct("<qdd?").pack  # occurred_at_us, score, threshold, match
 _pack_outcome = struct.Struct("<dd?").pack  # verified_at, inclusion_prob, genuine
 
@@ -457,6 +462,90 @@ class LabelJoin:
             oc = state.outcome
             self._hold_outcome(slot, oc.fingerprint, oc.revision, oc.genuine, oc.inclusion_prob)
         self._count_gauges(int(self._flags[slot]), +1)
+
+    def export_states(self, event_ids: Iterable[str] | None = None) -> bytes:
+        """The held states of ``event_ids`` (all held when None) as one compact blob.
+
+        Ids the join does not hold are exported as "forget this id", so applying the blobs of a
+        join's batches in order to another join with :meth:`import_states` reproduces its state.
+        The columns are copied with numpy; this is how the live worker persists its join once per
+        batch (one changelog record per partition and batch, not one per event id).
+        """
+        if event_ids is None:
+            n = len(self._index.ids)
+            slots = np.flatnonzero(self._flags[:n] != 0)
+            ids = [self._index.ids[slot] for slot in slots.tolist()]
+        else:
+            ids = list(dict.fromkeys(event_ids))
+            find = self._index.find
+            slots = np.fromiter((find(event_id) for event_id in ids), np.int64, len(ids))
+        held = slots >= 0
+        safe = np.where(held, slots, 0)
+
+        def column(name: str) -> np.ndarray:
+            values = getattr(self, name)[safe]
+            values[~held] = 0
+            return values
+
+        flags = column("_flags")
+        profiles = column("_profile")
+        has_event = (flags & _HAS_EVENT) != 0
+        used, local = np.unique(profiles[has_event], return_inverse=True)
+        profiles[has_event] = local
+        profiles[~has_event] = -1
+        header = _COMPACT.encode({"n": len(ids), "profiles": [list(self._profiles[p]) for p in used.tolist()]}).encode()
+        id_blob = "\n".join(ids).encode()  # ids are printable ASCII without spaces (contract)
+        parts = [header, id_blob] + [column(name).tobytes() if name != "_profile" else profiles.tobytes()
+                                     for name, _ in _STATE_COLUMNS]
+        return _STATE_MAGIC + b"".join(struct.pack("<I", len(part)) + part for part in parts)
+
+    def import_states(self, blob: bytes) -> int:
+        """Apply a blob of :meth:`export_states`: hold each id's state as exported (or forget it).
+
+        Gauges follow; running totals and the counts downstream are not touched (no deltas).
+        Returns the number of ids in the blob.
+        """
+        if not blob.startswith(_STATE_MAGIC):
+            raise ValueError("not a join state blob (wrong magic)")
+        parts, pos = [], len(_STATE_MAGIC)
+        while pos < len(blob):
+            (size,) = struct.unpack_from("<I", blob, pos)
+            parts.append(blob[pos + 4 : pos + 4 + size])
+            pos += 4 + size
+        if len(parts) != 2 + len(_STATE_COLUMNS):
+            raise ValueError(f"join state blob has {len(parts)} parts, expected {2 + len(_STATE_COLUMNS)}")
+        header = json.loads(parts[0])
+        n = header["n"]
+        ids = parts[1].decode().split("\n") if n else []
+        columns = {name: np.frombuffer(part, dtype) for (name, dtype), part in zip(_STATE_COLUMNS, parts[2:])}
+        if len(ids) != n or any(len(values) != n for values in columns.values()):
+            raise ValueError("join state blob is truncated")
+        local = [self._profile_id.get(Profile(d, a, m, tuple((k, g) for k, g in s)))
+                 for d, a, m, s in header["profiles"]]
+        for i, (d, a, m, s) in enumerate(header["profiles"]):
+            if local[i] is None:
+                local[i] = self._intern((d, a, m, tuple((k, g) for k, g in s)))
+        flags = columns["_flags"]
+        slots = np.empty(n, np.int64)
+        find, remove, count = self._index.find, self._index.remove, self._count_gauges
+        for i, event_id in enumerate(ids):
+            slot = find(event_id)
+            if slot >= 0:
+                count(int(self._flags[slot]), -1)
+                self._flags[slot] = 0
+                remove(event_id)
+            slots[i] = self._allocate(event_id) if flags[i] else -1
+        keep = slots >= 0
+        target = slots[keep]
+        for name, _ in _STATE_COLUMNS:
+            values = columns[name][keep]
+            if name == "_profile":
+                mapping = np.array(local + [0], np.int32)  # -1 (no event) maps to the last entry
+                values = mapping[values]
+            getattr(self, name)[target] = values
+        for value in flags[keep].tolist():
+            count(int(value), +1)
+        return n
 
     # ---- records --------------------------------------------------------------------------
 
