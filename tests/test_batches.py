@@ -17,7 +17,7 @@ from kafka.partitioner.default import DefaultPartitioner, murmur2 as kafka_pytho
 
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import MAX_BATCH_RECORDS, Rejection, RejectCode, decode_message
-from fairwatch.partitioning import murmur2, partition_for
+from fairwatch.partitioning import murmur2, partition_for, partitions_for
 from fairwatch.pipeline import BatchProcessor, RawMessage
 from fairwatch.producer import BatchBuilder, encode_record
 from tests.workload import compact, make_workload
@@ -53,6 +53,18 @@ def test_partition_for_is_kafka_pythons_default_partitioner(key, partitions):
         return
     expected = DefaultPartitioner().partition("t", event_id, event_id.encode(), None, None, _Cluster(partitions))
     assert partition_for(event_id, partitions) == expected
+
+
+@given(st.lists(st.text(min_size=1, max_size=40), max_size=60), st.integers(1, 64))
+@settings(max_examples=300, deadline=None)
+def test_partitions_for_many_ids_is_kafka_pythons_partitioner_of_each(event_ids, partitions):
+    expected = [(kafka_python_murmur2(event_id.encode()) & 0x7FFFFFFF) % partitions for event_id in event_ids]
+    assert partitions_for(event_ids, partitions).tolist() == expected
+
+
+def test_partitions_for_kafkas_vectors_at_once():
+    keys = [key.decode() for key in KAFKA_VECTORS]
+    assert partitions_for(keys, 2**31 - 1).tolist() == [(v & 0x7FFFFFFF) % (2**31 - 1) for v in KAFKA_VECTORS.values()]
 
 
 class _Cluster:

@@ -273,3 +273,91 @@ def test_large_integers_that_are_not_finite_doubles_are_refused():
     raw = json.dumps(ev).replace("0.873", "1" + "0" * 400)
     assert decode_match_event(raw).code == RejectCode.NON_FINITE_NUMBER
     assert math.isfinite(decode_match_event(json.dumps(ev)).score)
+
+
+def assert_fast_path_agrees(kind: str, document) -> None:
+    """The fast path accepts only what the full parser accepts, and gives the same record."""
+    from fairwatch import contracts
+
+    fast = {"match_event": contracts._fast_match_event, "verified_outcome": contracts._fast_verified_outcome}[kind]
+    full = {"match_event": contracts._parse_match_event_fully,
+            "verified_outcome": contracts._parse_verified_outcome_fully}[kind]
+    document = json.loads(json.dumps(document, allow_nan=False))  # what the decoder hands over
+    quick = fast(document)
+    if quick is None:
+        return
+    try:
+        expected = full(document)
+    except contracts.ContractError as exc:
+        raise AssertionError(f"fast path accepted what the parser refuses ({exc}): {document}") from None
+    assert quick == expected and quick.to_dict() == expected.to_dict()
+    stamp = "occurred_at" if kind == "match_event" else "verified_at"
+    assert getattr(quick, stamp).utcoffset() == getattr(expected, stamp).utcoffset()
+
+
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+def test_the_fast_path_agrees_with_the_full_parser(kind):
+    @GENERATED
+    @given(from_schema(inline_refs(load_schema(kind))), mutations(kind))
+    def check(document, changes):
+        assert_fast_path_agrees(kind, document)
+        assert_fast_path_agrees(kind, apply(document, changes))
+
+    check()
+
+
+def common_documents(kind: str) -> list[dict]:
+    from tests.workload import make_workload
+
+    topic = "match-events" if kind == "match_event" else "verified-outcomes"
+    workload = make_workload(200, seed=3, malformed_share=0.0)
+    return [json.loads(value) for k, _, value in workload.messages if k == topic]
+
+
+FIELD_VALUES = st.sampled_from([
+    "a b", "F&M", "", "x" * 129, "é", "id\n", "2026-11-26T08:15:02.123456+14:00", "2026-11-26T08:15:02.1234567Z",
+    "2026-11-26T08:15:02.12345Z", "2026-11-26T24:00:00Z", "2026-11-26T08:15:60Z", "2026-02-30T00:00:00Z",
+    "0000-01-01T00:00:00Z", "2026-11-26T08:15:02-24:00", "2026-11-26T08:15:02+05:60", "2026-11-26T08:15:02",
+    "2026-11-26 08:15:02Z", "2026-11-26t08:15:02z", 0, 1, 2, -1, 0.0, 1.0, 1.5, 2**31, 2**31 - 1, 3.0, True, None,
+    [], {}, "match", "non_match", "genuine", "impostor", "identification",
+])
+LABEL_VALUES = st.sampled_from([
+    {}, {"sex": "F"}, {"sex": "F&M"}, {"1x": "F"}, {"_x": "F"}, {"sex": 1}, {"sex": ""}, {"sex": "x" * 65},
+    {"sex": "x" * 64}, {"sex": None}, {"sex": ["F"]}, {"sex": "F", "race": "a&b"}, {"a" * 65: "F"},
+    {f"a{i}": "x" for i in range(17)}, {f"a{i}": "x" for i in range(16)}, {"skin tone": "V"}, {"sex": "F\n"}, [],
+])
+
+
+def field_changes(names: list[str]):
+    def value_for(action_name):
+        action, name = action_name
+        values = LABEL_VALUES if name in ("subject", "reference") else FIELD_VALUES
+        return values.map(lambda value: (action, name, value))
+
+    return st.lists(st.tuples(st.sampled_from(["set", "set", "drop"]), st.sampled_from(names)).flatmap(value_for),
+                    min_size=1, max_size=2)
+
+
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+def test_the_fast_path_agrees_on_common_records_with_one_field_changed(kind):
+    """Records the fast path takes, each with a field or two set to an edge value: it must still
+    agree with the full parser (accept the same value, or leave the record to it)."""
+    base = common_documents(kind)
+    names = sorted(load_schema(kind)["properties"]) + ["extra"]
+
+    @GENERATED
+    @given(st.sampled_from(base), field_changes(names))
+    def check(document, changes):
+        assert_fast_path_agrees(kind, apply(document, changes))
+
+    check()
+
+
+def test_the_fast_path_takes_the_common_records():
+    from fairwatch import contracts
+    from tests.workload import make_workload
+
+    workload = make_workload(300, seed=3, malformed_share=0.0)
+    taken = [(contracts._fast_match_event if kind == "match-events" else contracts._fast_verified_outcome)(
+        json.loads(value)) for kind, _, value in workload.messages]
+    assert all(record is not None for record in taken)

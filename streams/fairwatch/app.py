@@ -2,20 +2,24 @@
 
     match-events + verified-outcomes (co-partitioned by event_id, one agent so that an event and
     its outcomes are never joined concurrently)
-      -> take_events batch -> BatchProcessor (decode, join against the `join-state` table)
-      -> ClickHouse sink (retried until written; offsets wait)
-      -> join-state table writes (changelog topic) -> dead-letter topic
+      -> take_events batch -> BatchProcessor (decode, join in the partition's in-memory join)
+      -> ClickHouse rows (retried until written) -> dead-letter topic, forwards
+    and every FAIRWATCH_COMMIT_SECONDS, for all batches since the last time ("flush"):
+      -> ClickHouse counts of the buckets they touched, recomputed once
+      -> the join state they changed, one `join-log` table record per partition (changelog topic)
       -> offset ledger (the worker commits, after a producer flush, only offsets fully processed)
 
-State that must survive a crash is the join table (a Kafka changelog; rocksdb:// on disk in
-production) and ClickHouse; counts are recomputed in ClickHouse from the labeled outcomes, so a
-replayed batch rewrites the same rows and nothing is counted twice.
+State that must survive a crash is the join log (a Kafka changelog; rocksdb:// on disk in
+production) and ClickHouse. Nothing of a batch is persisted but its idempotent rows until the
+flush, and the join state only after the counts: a crash anywhere replays the batches since the
+last flush against the join as the log last held it, which rewrites the same rows and counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import json
 import logging
 import socket
@@ -31,7 +35,7 @@ from faust.streams import _current_event
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge, Histogram
 from prometheus_client import generate_latest
 
-from fairwatch.pipeline import MATCH_EVENTS, VERIFIED_OUTCOMES, BatchProcessor, RawMessage
+from fairwatch.pipeline import MATCH_EVENTS, VERIFIED_OUTCOMES, BatchProcessor, RawMessage, ResidentJoins
 from fairwatch.settings import WorkerSettings
 from fairwatch.sink import ClickHouseSink
 from fairwatch.dashboards import health_rows, write_differential_snapshots, write_health
@@ -106,11 +110,24 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     dead_letter = app.topic(settings.topic("dead-letter"), key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     app.topic(settings.topic("alerts"), partitions=1)
-    join_state = app.Table("join-state", default=None, partitions=settings.partitions, key_type=str,
-                           value_type=bytes)
+    # partition p's join state: keys b"p:seq" -> LabelJoin.export_states blobs (see ResidentJoins)
+    join_log = app.Table("join-log", default=None, partitions=settings.partitions, key_type=bytes,
+                         value_type=bytes)  # bytes: faust's raw serializer for keys and values
+
+    def read_log(partition: int):
+        prefix = f"{partition}:".encode()
+        return [(bytes(key).decode(), bytes(value)) for key, value in join_log.items()
+                if value is not None and bytes(key).startswith(prefix)]
+
+    resident = ResidentJoins(settings.core, read_log)
     processor = BatchProcessor(settings.core, partitions=settings.partitions)
     committer = LedgerCommitter(app, metrics)
     sink_holder: dict[str, ClickHouseSink] = {}
+    # one thread for every ClickHouse write of the sink: rows of a batch land before a later
+    # recompute of their buckets, and the connection is never used by two threads
+    sink_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fairwatch-sink")
+    pending = Pending()
+    batch_lock = asyncio.Lock()  # a batch and a flush never interleave
 
     def sink() -> ClickHouseSink:
         # opened lazily in the executor thread that uses it, retried like any other write
@@ -120,12 +137,12 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             sink_holder["sink"] = ClickHouseSink(store, settings.core)
         return sink_holder["sink"]
 
-    def write_to_clickhouse(batch) -> None:
+    def write_to_clickhouse(work) -> None:
         attempt = 0
         while True:
             try:
                 started = time.perf_counter()
-                sink().write(batch)
+                work(sink())
                 metrics.sink_seconds.observe(time.perf_counter() - started)
                 return
             except Exception as exc:  # socket, timeout and server errors alike: wait and retry
@@ -136,47 +153,64 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 time.sleep(min(10.0, 0.2 * 2 ** min(attempt, 6)))
 
     async def handle(events) -> None:
-        """One sub-batch: decode and join, ClickHouse, table, dead letters and forwards, ledger."""
+        """One sub-batch: decode and join, ClickHouse rows, dead letters and forwards; then it waits
+        in ``pending`` for the next flush."""
         loop = asyncio.get_running_loop()
         messages = [
             RawMessage(kinds[e.message.topic], e.message.topic, e.message.partition, e.message.offset,
                        e.message.key, e.message.value)
             for e in events
         ]
-        # the rocksdb store reads and writes the partition of the current event: set it per key
-        carrier = {e.message.partition: e for e in events}
-
-        def load_state(event_id: str, partition: int) -> bytes | None:
-            _current_event.set(weakref.ref(carrier[partition]))
-            return join_state.get(event_id)
-
-        committer.busy = True
-        try:
+        async with batch_lock:
+            committer.busy = True
             started = time.perf_counter()
-            result = processor.process(messages, load_state)
+            result = processor.process(messages, resident=resident)
             processed = time.perf_counter()
-            # ClickHouse first: if we crash after this, the replay rewrites the same rows.
-            await loop.run_in_executor(None, write_to_clickhouse, result.sink)
+            await loop.run_in_executor(sink_thread, write_to_clickhouse, lambda s: s.write_rows(result.sink))
             stored = time.perf_counter()
-            for event_id, (partition, state) in result.state_changes.items():
-                _current_event.set(weakref.ref(carrier[partition]))
-                if state is None:
-                    join_state.pop(event_id, None)
-                else:
-                    join_state[event_id] = state
             for letter in result.dead_letters:
                 await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
                                        partition=letter.message.partition)
             for reroute in result.reroutes:  # committed only after the producer flushed them
                 await app.producer.send(reroute.topic, reroute.key, reroute.value, reroute.partition, None, None)
-            await committer.processed(events)
-        finally:
-            committer.busy = False
-        finished = time.perf_counter()
+            pending.add(events, result.sink.touched, resident, records=sum(result.records.values()))
+            finished = time.perf_counter()
+            if pending.records >= MAX_PENDING_RECORDS:
+                await flush_locked()
         metrics.phase_seconds.labels("process").inc(processed - started)
         metrics.phase_seconds.labels("clickhouse").inc(stored - processed)
-        metrics.phase_seconds.labels("state_and_dead_letters").inc(finished - stored)
-        record_batch(metrics, result, events, app)
+        metrics.phase_seconds.labels("dead_letters").inc(finished - stored)
+        record_batch(metrics, result, events, app, resident)
+
+    async def flush() -> None:
+        async with batch_lock:
+            await flush_locked()
+
+    async def flush_locked() -> None:
+        """Counts of the pending batches' buckets, then their join state, then their offsets."""
+        if not pending.events:
+            committer.busy = False
+            return
+        started = time.perf_counter()
+        events, touched, joins, carriers = pending.take()
+        await asyncio.get_running_loop().run_in_executor(
+            sink_thread, write_to_clickhouse, lambda s: s.recompute(touched))
+        counted = time.perf_counter()
+        current = resident.joins()
+        for partition, join in joins.items():
+            if current.get(partition) is not join:
+                continue  # revoked (or reassigned) since: its batches are read again from the log's state
+            _current_event.set(weakref.ref(carriers[partition]))  # the changelog partition
+            for key, value in resident.persist(partition):
+                if value is None:
+                    join_log.pop(key.encode(), None)
+                else:
+                    join_log[key.encode()] = value
+        await committer.processed([e for e in events if e.message.partition not in joins
+                                   or current.get(e.message.partition) is joins[e.message.partition]])
+        committer.busy = False
+        metrics.phase_seconds.labels("counts").inc(counted - started)
+        metrics.phase_seconds.labels("join_log").inc(time.perf_counter() - counted)
 
     @app.agent(inputs, concurrency=1)
     async def process(stream):
@@ -248,6 +282,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
 
     @app.timer(settings.commit_seconds)
     async def commit_offsets():
+        await flush()
         await committer.commit()
 
     @app.timer(5.0)
@@ -257,25 +292,14 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender, revoked, **kwargs):
         committer.ledger.forget(revoked)
+        resident.forget({tp.partition for tp in revoked if tp.topic in kinds})
 
     @app.on_partitions_assigned.connect
     async def forget_assigned(sender, assigned, **kwargs):
-        # faust seeks assigned partitions to the committed offsets: the ledger starts there again
+        # faust seeks assigned partitions to the committed offsets: the ledger starts there again,
+        # and the join is rebuilt from the log (recovered by faust before the partition resumes)
         committer.ledger.forget(assigned)
-
-    @app.timer(60.0)
-    async def recount_join_gauges():
-        # the gauges move with every batch; a recount keeps them true across restarts and rebalances
-        pending = orphans = 0
-        for value in join_state.values():
-            if value is None:
-                continue
-            raw = bytes(value)
-            no_event, no_outcome = b",null," in raw[:24], raw.endswith(b",null]")
-            pending += no_outcome and not no_event
-            orphans += no_event and not no_outcome
-        metrics.pending.set(pending)
-        metrics.orphans.set(orphans)
+        resident.forget({tp.partition for tp in assigned if tp.topic in kinds})
 
     @app.page("/metrics")
     async def prometheus(web, request):
@@ -326,6 +350,34 @@ def await_chain(task: asyncio.Task) -> str:
 
 
 MAX_SUB_BATCH_BYTES = 4 << 20  # ~16k records: batch envelopes would otherwise block the loop for seconds
+MAX_PENDING_RECORDS = 200_000  # flush before the commit timer when this many records wait (memory, replay)
+
+
+class Pending:
+    """Batches processed since the last flush: their events, the buckets they touched, and for
+    each partition the join they used and one of its events (faust writes the changelog of a
+    table to the partition of the current event)."""
+
+    def __init__(self) -> None:
+        self.take()
+
+    def add(self, events, touched: dict[int, set[int]], resident: ResidentJoins, records: int) -> None:
+        self.events.extend(events)
+        for partition, buckets in touched.items():
+            self.touched.setdefault(partition, set()).update(buckets)
+        current = resident.joins()
+        for event in events:
+            partition = event.message.partition
+            if partition in current and partition not in self.joins:
+                self.joins[partition] = current[partition]
+                self.carriers[partition] = event
+        self.records += records
+
+    def take(self):
+        taken = (getattr(self, "events", []), getattr(self, "touched", {}), getattr(self, "joins", {}),
+                 getattr(self, "carriers", {}))
+        self.events, self.touched, self.joins, self.carriers, self.records = [], {}, {}, {}, 0
+        return taken
 
 
 class LazyStore:
@@ -430,7 +482,7 @@ class LedgerCommitter:
             thread.tp_last_committed_at.update({tp: now for tp in offsets})  # faust's livelock warnings
 
     async def reread_holes(self) -> None:
-        if self.busy:
+        if self.busy:  # a batch runs or waits for its flush: its offsets are not in the ledger yet
             return
         consumer = self.app.consumer
         try:
@@ -447,7 +499,7 @@ class LedgerCommitter:
             self.metrics.skipped_offsets.inc(gap.end - gap.first)
 
 
-def record_batch(metrics: WorkerMetrics, result, events, app: faust.App) -> None:
+def record_batch(metrics: WorkerMetrics, result, events, app: faust.App, resident: ResidentJoins) -> None:
     for kind, n in result.consumed.items():
         metrics.consumed.labels(kind).inc(n)
     for kind, n in result.records.items():
@@ -456,8 +508,9 @@ def record_batch(metrics: WorkerMetrics, result, events, app: faust.App) -> None
     for reason, n in result.rejected.items():
         metrics.rejected.labels(reason).inc(n)
     metrics.labeled.inc(max(result.paired, 0))
-    metrics.pending.inc(result.pending_change)
-    metrics.orphans.inc(result.orphan_change)
+    joins = resident.joins().values()
+    metrics.pending.set(sum(join.counters.pending for join in joins))
+    metrics.orphans.set(sum(join.counters.orphans for join in joins))
     metrics.batch_size.observe(len(events))
     last: Counter = Counter()
     for e in events:

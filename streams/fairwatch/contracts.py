@@ -312,6 +312,10 @@ def _check_fields(obj: Any, required: tuple[str, ...], optional: tuple[str, ...]
 
 def parse_match_event(obj: Any) -> MatchEvent:
     """Build a :class:`MatchEvent` from a decoded JSON value, or raise :class:`ContractError`."""
+    return _fast_match_event(obj) or _parse_match_event_fully(obj)
+
+
+def _parse_match_event_fully(obj: Any) -> MatchEvent:
     obj = _check_fields(obj, MATCH_EVENT_REQUIRED, MATCH_EVENT_OPTIONAL, "match event")
     reference = obj.get("reference")
     context = obj.get("context")
@@ -335,6 +339,10 @@ def parse_match_event(obj: Any) -> MatchEvent:
 
 def parse_verified_outcome(obj: Any) -> VerifiedOutcome:
     """Build a :class:`VerifiedOutcome` from a decoded JSON value, or raise :class:`ContractError`."""
+    return _fast_verified_outcome(obj) or _parse_verified_outcome_fully(obj)
+
+
+def _parse_verified_outcome_fully(obj: Any) -> VerifiedOutcome:
     obj = _check_fields(obj, VERIFIED_OUTCOME_REQUIRED, (), "verified outcome")
     revision = obj["revision"]
     if isinstance(revision, bool) or not isinstance(revision, (int, float)):
@@ -499,3 +507,112 @@ def decode_message(raw: bytes | str, kind: str) -> tuple[BatchHeader | None, lis
         except ContractError as exc:
             items.append(InputItem(index, exc.rejection, record))
     return header, items
+
+
+# ---------------------------------------------------------------- the fast path for valid records
+# Most records are valid and their strings repeat (deployments, algorithms, reviewers, labels):
+# the checks below accept a record only when it is certainly valid, giving the same value the
+# full parser gives; anything else (including every fault) goes to the full parser, which names
+# the reason. tests/test_contracts.py holds the two together on generated and mutated documents.
+
+_FAST_TIMESTAMP_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
+_KNOWN_GOOD: dict[str, None] = {}  # strings already found to be valid identifiers
+_KNOWN_LABELS: dict[tuple[str, str], None] = {}  # (attribute, label) pairs already found valid
+_KNOWN_LIMIT = 100_000
+_EVENT_KEYS = frozenset(MATCH_EVENT_REQUIRED)
+_EVENT_KEYS_ALL = frozenset(MATCH_EVENT_REQUIRED + MATCH_EVENT_OPTIONAL)
+_OUTCOME_KEYS = frozenset(VERIFIED_OUTCOME_REQUIRED)
+_fromisoformat = datetime.fromisoformat
+_isfinite = math.isfinite
+
+
+def _fast_id(value: Any) -> bool:
+    """A valid identifier: 1-128 printable ASCII characters without spaces (the ID_PATTERN)."""
+    if type(value) is not str:
+        return False
+    if value in _KNOWN_GOOD:
+        return True
+    return 0 < len(value) <= MAX_ID_LENGTH and value.isascii() and value.isprintable() and " " not in value
+
+
+def _remember(value: str) -> None:
+    if len(_KNOWN_GOOD) >= _KNOWN_LIMIT:
+        _KNOWN_GOOD.clear()
+    _KNOWN_GOOD[value] = None
+
+
+def _fast_labels(value: Any) -> bool:
+    if type(value) is not dict or not 0 < len(value) <= MAX_LABELS:
+        return False
+    for pair in value.items():
+        attribute, label = pair
+        if type(label) is not str:
+            return False
+        if pair not in _KNOWN_LABELS:
+            if not (_ATTRIBUTE_RE.fullmatch(attribute) and 0 < len(label) <= MAX_LABEL_LENGTH and "&" not in label):
+                return False
+            if len(_KNOWN_LABELS) >= _KNOWN_LIMIT:
+                _KNOWN_LABELS.clear()
+            _KNOWN_LABELS[pair] = None
+    return True
+
+
+def _fast_timestamp(value: Any) -> datetime | None:
+    if type(value) is not str or not _FAST_TIMESTAMP_RE.fullmatch(value):
+        return None
+    try:
+        parsed = _fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.year >= 1 else None
+
+
+def _fast_number(value: Any) -> bool:
+    return type(value) is float and _isfinite(value)
+
+
+def _fast_match_event(obj: Any) -> MatchEvent | None:
+    if type(obj) is not dict:
+        return None
+    keys = obj.keys()
+    if keys != _EVENT_KEYS and not (_EVENT_KEYS <= keys <= _EVENT_KEYS_ALL):
+        return None
+    event_id, deployment, algorithm = obj["event_id"], obj["deployment"], obj["algorithm"]
+    mode, decision, score, threshold = obj["mode"], obj["decision"], obj["score"], obj["threshold"]
+    subject = obj["subject"]
+    if not (_fast_id(event_id) and _fast_id(deployment) and _fast_id(algorithm) and type(mode) is str
+            and mode in MODES and type(decision) is str and decision in DECISIONS and _fast_number(score)
+            and _fast_number(threshold) and _fast_labels(subject)):
+        return None
+    occurred_at = _fast_timestamp(obj["occurred_at"])
+    if occurred_at is None:
+        return None
+    reference = obj.get("reference")
+    if "reference" in obj and not _fast_labels(reference):
+        return None
+    context = obj.get("context")
+    if "context" in obj and type(context) is not dict:
+        return None
+    _remember(deployment)
+    _remember(algorithm)
+    return MatchEvent(event_id, occurred_at, deployment, algorithm, mode, score, threshold, decision, subject,
+                      reference, context)
+
+
+def _fast_verified_outcome(obj: Any) -> VerifiedOutcome | None:
+    if type(obj) is not dict or obj.keys() != _OUTCOME_KEYS:
+        return None
+    event_id, truth, reviewer, revision, prob = (
+        obj["event_id"], obj["truth"], obj["reviewer"], obj["revision"], obj["inclusion_prob"])
+    if not (_fast_id(event_id) and _fast_id(reviewer) and type(truth) is str and truth in TRUTHS
+            and type(revision) is int and 0 <= revision <= MAX_REVISION):
+        return None
+    if type(prob) is int and prob == 1:
+        prob = 1.0
+    elif not (type(prob) is float and 0.0 < prob <= 1.0):
+        return None
+    verified_at = _fast_timestamp(obj["verified_at"])
+    if verified_at is None:
+        return None
+    _remember(reviewer)
+    return VerifiedOutcome(event_id, verified_at, truth, reviewer, revision, prob)

@@ -463,6 +463,10 @@ class LabelJoin:
             self._hold_outcome(slot, oc.fingerprint, oc.revision, oc.genuine, oc.inclusion_prob)
         self._count_gauges(int(self._flags[slot]), +1)
 
+    def held_ids(self) -> list[str]:
+        """Every event id the join holds, in slot order."""
+        return [event_id for event_id in self._index.ids if event_id is not None]
+
     def export_states(self, event_ids: Iterable[str] | None = None) -> bytes:
         """The held states of ``event_ids`` (all held when None) as one compact blob.
 

@@ -24,7 +24,7 @@ from fairwatch.contracts import (
     format_timestamp,
 )
 from fairwatch.join import EventState, LabelJoin
-from fairwatch.partitioning import partition_for
+from fairwatch.partitioning import partitions_for
 from fairwatch.sink import SinkBatch, event_row, labeled_rows, outcome_row
 
 MATCH_EVENTS = "match-events"
@@ -127,13 +127,18 @@ class BatchProcessor:
         self.partitions = partitions
 
     def process(
-        self, messages: Iterable[RawMessage], load_state: Callable[[str, int], bytes | None]
+        self, messages: Iterable[RawMessage], load_state: Callable[[str, int], bytes | None] | None = None,
+        resident: ResidentJoins | None = None,
     ) -> ProcessedBatch:
-        """``load_state(event_id, partition)`` reads the stored join state of one event id."""
+        """Join against ``resident`` joins (the live worker: state in memory, persisted by the caller
+        through :meth:`ResidentJoins.persist`), or against per-event states read with
+        ``load_state(event_id, partition)`` and returned in ``state_changes`` (replay, tests)."""
+        if (resident is None) == (load_state is None):
+            raise TypeError("give exactly one of load_state and resident")
         now = self.clock().replace(microsecond=0)
         batch = ProcessedBatch(SinkBatch(), {}, [])
         by_partition: dict[int, list[tuple[RawMessage, InputItem]]] = {}
-        partitions = self.partitions
+        valid: list[tuple[RawMessage, InputItem]] = []
         for message in messages:
             batch.consumed[message.kind] += 1
             _, items = decode_message(message.value, RECORD_KINDS[message.kind])
@@ -141,16 +146,23 @@ class BatchProcessor:
             for item in items:
                 if isinstance(item.record, Rejection):
                     self._reject(batch, message, item.record, now, item)
-                    continue
-                if partitions is not None:
-                    home = partition_for(item.record.event_id, partitions)
-                    if home != message.partition:
-                        key = item.record.event_id.encode()
-                        batch.reroutes.append(Reroute(message.topic, home, key, item.raw))
-                        continue
-                by_partition.setdefault(message.partition, []).append((message, item))
+                else:
+                    valid.append((message, item))
+        if self.partitions is not None:
+            homes = partitions_for([item.record.event_id for _, item in valid], self.partitions).tolist()
+        else:
+            homes = [message.partition for message, _ in valid]
+        for (message, item), home in zip(valid, homes):
+            if home != message.partition:
+                key = item.record.event_id.encode()
+                batch.reroutes.append(Reroute(message.topic, home, key, item.raw))
+            else:
+                by_partition.setdefault(home, []).append((message, item))
         for partition, items in by_partition.items():
-            self._join_partition(batch, partition, items, load_state, now)
+            if resident is not None:
+                self._join_resident(batch, partition, items, resident, now)
+            else:
+                self._join_partition(batch, partition, items, load_state, now)
         return batch
 
     def _reject(self, batch: ProcessedBatch, message: RawMessage, rejection: Rejection, now: datetime,
@@ -173,6 +185,25 @@ class BatchProcessor:
                 before[record.event_id] = EventState.from_bytes(raw) if raw is not None else None
                 join.restore(record.event_id, before[record.event_id])
         output = join.update(item.record for _, item in items)
+        self._rows(batch, partition, items, output, now)
+        for event_id, old in before.items():
+            new = join.state_of(event_id)
+            if new != old:
+                batch.state_changes[event_id] = (partition, None if new is None else new.to_bytes())
+                (old_pending, old_orphan), (new_pending, new_orphan) = _gauge(old), _gauge(new)
+                batch.pending_change += new_pending - old_pending
+                batch.orphan_change += new_orphan - old_orphan
+
+    def _join_resident(self, batch, partition, items, resident: ResidentJoins, now) -> None:
+        join = resident.join(partition)
+        pending, orphans = join.counters.pending, join.counters.orphans
+        output = join.update(item.record for _, item in items)
+        resident.touch(partition, [item.record.event_id for _, item in items])
+        self._rows(batch, partition, items, output, now)
+        batch.pending_change += join.counters.pending - pending
+        batch.orphan_change += join.counters.orphans - orphans
+
+    def _rows(self, batch, partition, items, output, now) -> None:
         refused = {id(r.record): r.rejection for r in output.rejected}
         for message, item in items:
             record = item.record
@@ -186,10 +217,100 @@ class BatchProcessor:
         batch.sink.labeled.extend(labeled_rows(output.deltas, partition))
         batch.sink.touch(partition, output.deltas.bucket.tolist())
         batch.paired += int((output.deltas.sign > 0).sum() - (output.deltas.sign < 0).sum())
-        for event_id, old in before.items():
-            new = join.state_of(event_id)
-            if new != old:
-                batch.state_changes[event_id] = (partition, None if new is None else new.to_bytes())
-                (old_pending, old_orphan), (new_pending, new_orphan) = _gauge(old), _gauge(new)
-                batch.pending_change += new_pending - old_pending
-                batch.orphan_change += new_orphan - old_orphan
+
+
+class ResidentJoins:
+    """The join state of the partitions a worker owns: in memory, persisted as a log of blobs.
+
+    The durable form is a key-value table (the worker's changelog-backed faust table): for each
+    partition, keys ``"{partition}:{seq}"`` holding :meth:`LabelJoin.export_states` blobs, applied
+    in ``seq`` order to rebuild the join. :meth:`persist` turns the ids touched since the last call
+    into one new blob (a few if large), so the changelog gets one record per partition and flush
+    instead of one per event id; when the blobs hold more than ``compact_factor`` times the ids
+    the join holds, it writes everything held afresh and deletes the older keys (the new blobs come
+    first in the changelog, so a crash in between leaves a log that rebuilds the same join).
+
+    Parameters
+    ----------
+    read_log
+        ``read_log(partition)`` -> the (key, blob) pairs stored for that partition, any order.
+    """
+
+    MAX_BLOB_BYTES = 512 * 1024  # well under Kafka's default 1 MB message size
+
+    def __init__(self, config: CoreConfig, read_log: Callable[[int], Iterable[tuple[str, bytes]]],
+                 compact_factor: float = 2.0, compact_min_ids: int = 100_000):
+        self.config, self.read_log = config, read_log
+        self.compact_factor, self.compact_min_ids = compact_factor, compact_min_ids
+        self._joins: dict[int, LabelJoin] = {}
+        self._keys: dict[int, list[str]] = {}  # live log keys, oldest first
+        self._next_seq: dict[int, int] = {}
+        self._logged_ids: dict[int, int] = {}
+        self._touched: dict[int, dict[str, None]] = {}
+
+    def __contains__(self, partition: int) -> bool:
+        return partition in self._joins
+
+    def joins(self) -> dict[int, LabelJoin]:
+        return dict(self._joins)
+
+    def join(self, partition: int) -> LabelJoin:
+        """The partition's join, rebuilt from its log on first use."""
+        join = self._joins.get(partition)
+        if join is None:
+            join = LabelJoin(self.config)
+            entries = sorted(((int(key.rsplit(":", 1)[1]), key, blob) for key, blob in self.read_log(partition)))
+            logged = 0
+            for _, _, blob in entries:
+                logged += join.import_states(bytes(blob))
+            self._joins[partition] = join
+            self._keys[partition] = [key for _, key, _ in entries]
+            self._next_seq[partition] = entries[-1][0] + 1 if entries else 0
+            self._logged_ids[partition] = logged
+            self._touched[partition] = {}
+        return join
+
+    def touch(self, partition: int, event_ids: Iterable[str]) -> None:
+        self._touched[partition].update(dict.fromkeys(event_ids))
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop the in-memory state (revoked, or reassigned: the log is the truth again)."""
+        for partition in partitions:
+            for holder in (self._joins, self._keys, self._next_seq, self._logged_ids, self._touched):
+                holder.pop(partition, None)
+
+    def persist(self, partition: int) -> list[tuple[str, bytes | None]]:
+        """The table writes, in order, that make the log hold the join's current state (None deletes)."""
+        if partition not in self._joins:
+            return []
+        join, touched = self._joins[partition], self._touched[partition]
+        writes: list[tuple[str, bytes | None]] = []
+        if touched:
+            writes += self._append(partition, list(touched))
+            self._logged_ids[partition] += len(touched)
+            touched.clear()
+        if self._logged_ids[partition] > max(self.compact_factor * len(join), self.compact_min_ids):
+            old = self._keys[partition]
+            self._keys[partition] = []
+            writes += self._append(partition, None)
+            writes += [(key, None) for key in old]
+            self._logged_ids[partition] = len(join)
+        return writes
+
+    def _append(self, partition: int, event_ids: list[str] | None) -> list[tuple[str, bytes]]:
+        join = self._joins[partition]
+        if event_ids is None:
+            event_ids = join.held_ids()
+        writes, chunk, size = [], [], 0
+        for event_id in event_ids + [None]:
+            if event_id is None or size + len(event_id) + 48 > self.MAX_BLOB_BYTES:
+                if chunk or (event_id is None and not writes):
+                    key = f"{partition}:{self._next_seq[partition]:012d}"
+                    self._next_seq[partition] += 1
+                    self._keys[partition].append(key)
+                    writes.append((key, join.export_states(chunk)))
+                chunk, size = [], 0
+            if event_id is not None:
+                chunk.append(event_id)
+                size += len(event_id) + 48  # the id, its newline and the state columns
+        return writes

@@ -150,12 +150,24 @@ class ClickHouseSink:
         self._recompute_sql = recompute_counts_sql(config.intersections)
 
     def write(self, batch: SinkBatch) -> None:
+        """The batch's rows, then the counts of the buckets it touched."""
+        self.write_rows(batch)
+        self.recompute(batch.touched)
+
+    def write_rows(self, batch: SinkBatch) -> None:
         self.store.insert("match_events", EVENT_COLUMNS, batch.events)
         self.store.insert("verified_outcomes", OUTCOME_COLUMNS, batch.outcomes)
         self.store.insert("labeled_outcomes", LABELED_COLUMNS, batch.labeled)
         self.store.insert("dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letters)
-        partitions = tuple(sorted(p for p, buckets in batch.touched.items() if buckets))
-        ordered = sorted(set().union(*batch.touched.values())) if partitions else []
+
+    def recompute(self, touched: dict[int, set[int]]) -> None:
+        """Rewrite the group_counts of the (partition -> bucket starts) from labeled_outcomes.
+
+        The live worker calls this once per flush for every batch since the last one (the
+        buckets of many batches coalesce), before it persists the join state of those batches.
+        """
+        partitions = tuple(sorted(p for p, buckets in touched.items() if buckets))
+        ordered = sorted(set().union(*touched.values())) if partitions else []
         for start in range(0, len(ordered), self.MAX_BUCKETS_PER_STATEMENT):
             chunk = tuple(_utc(b) for b in ordered[start : start + self.MAX_BUCKETS_PER_STATEMENT])
             # the version is taken before the recompute reads: a later recompute saw more

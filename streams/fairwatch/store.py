@@ -76,6 +76,13 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def _epoch_seconds(value: Any) -> Any:
+    """What a DateTime column stores: whole seconds since the epoch (naive datetimes are UTC)."""
+    if isinstance(value, datetime):
+        return int((value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)).timestamp())
+    return value
+
+
 def _to_utc(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
@@ -117,10 +124,16 @@ class ServerStore:
         return [tuple(_to_utc(v) for v in row) for row in rows]
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        rows = [tuple(_to_utc(v) for v in row) for row in rows]
+        rows = rows if isinstance(rows, list) else list(rows)
         if rows:
             cols = ", ".join(_identifier(c) for c in columns)
-            self._client.execute(f"INSERT INTO {_identifier(table)} ({cols}) VALUES", rows)
+            # columnar, datetimes as epoch seconds: the driver converts each datetime through pytz
+            # otherwise, which cost more than the rest of the insert
+            data = [list(column) for column in zip(*rows)]
+            for i, column in enumerate(data):
+                if isinstance(next((v for v in column if v is not None), None), datetime):
+                    data[i] = [_epoch_seconds(v) for v in column]
+            self._client.execute(f"INSERT INTO {_identifier(table)} ({cols}) VALUES", data, columnar=True)
         return len(rows)
 
     def server_version(self) -> tuple[int, ...]:
