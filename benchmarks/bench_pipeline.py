@@ -16,14 +16,16 @@ named by FAIRWATCH_KAFKA / FAIRWATCH_CLICKHOUSE. Steps:
    - ``faust[single]``: a minimal faust app (raw serializers, ``take_events``, ``json.loads`` + count);
    - ``fairwatch[single]`` / ``fairwatch[batch100]``: one ``fairwatch worker`` (table store
      ``--store``, default rocksdb as in production) with its own ClickHouse database (decode,
-     join, ClickHouse sink, table writes, offset commits).
+     join, ClickHouse rows, the flush that recomputes the touched counts and persists the join
+     state, offset commits). Its own process runs with the garbage-collector tuning of
+     ``fairwatch worker`` (frozen start-up objects, fewer collections).
 
 Times are wall clock from the process spawn. ``startup`` ends when the consumer is ready (first
 message for the baselines; for the worker, when /healthz lists assigned input partitions).
 ``processed`` is when the last message was handled (the baselines count them; the worker's
 ``fairwatch_consumed_messages`` reaches the total), ``drained`` when the group's committed offsets
-reach the end of every input partition (faust commits every ~2.8 s, so this is up to that much
-later). Rates: *records/s* = input records (match events + outcomes) per second of steady state
+reach the end of every input partition (the worker flushes and commits every
+``FAIRWATCH_COMMIT_SECONDS``, 2 s by default, so this is up to that much later). Rates: *records/s* = input records (match events + outcomes) per second of steady state
 (ready -> processed / drained); *match events/s* counts only the events. The targets of issue 10:
 ``fairwatch[batch100]`` >= 100k records/s or >= 1.0x ``aiokafka[batch100]``; ``fairwatch[single]``
 >= 4k records/s.

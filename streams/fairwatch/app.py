@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import json
 import logging
@@ -127,7 +128,9 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     # recompute of their buckets, and the connection is never used by two threads
     sink_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fairwatch-sink")
     pending = Pending()
-    batch_lock = asyncio.Lock()  # a batch and a flush never interleave
+    row_writes: collections.deque = collections.deque()  # ClickHouse row writes not yet awaited
+    batch_lock = asyncio.Lock()  # a batch, and a flush taking the pending batches, never interleave
+    flush_lock = asyncio.Lock()  # one flush at a time: the join log is written in order
 
     def sink() -> ClickHouseSink:
         # opened lazily in the executor thread that uses it, retried like any other write
@@ -153,8 +156,8 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 time.sleep(min(10.0, 0.2 * 2 ** min(attempt, 6)))
 
     async def handle(events) -> None:
-        """One sub-batch: decode and join, ClickHouse rows, dead letters and forwards; then it waits
-        in ``pending`` for the next flush."""
+        """One sub-batch: decode and join, ClickHouse rows (in the sink thread, while the next batch
+        is processed), dead letters and forwards; then it waits in ``pending`` for the next flush."""
         loop = asyncio.get_running_loop()
         messages = [
             RawMessage(kinds[e.message.topic], e.message.topic, e.message.partition, e.message.offset,
@@ -166,7 +169,10 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             started = time.perf_counter()
             result = processor.process(messages, resident=resident)
             processed = time.perf_counter()
-            await loop.run_in_executor(sink_thread, write_to_clickhouse, lambda s: s.write_rows(result.sink))
+            rows = result.sink
+            row_writes.append(loop.run_in_executor(sink_thread, write_to_clickhouse, lambda s: s.write_rows(rows)))
+            while row_writes and (row_writes[0].done() or len(row_writes) > MAX_ROW_WRITES_IN_FLIGHT):
+                await row_writes.popleft()  # back-pressure: ClickHouse slower than Kafka (or down)
             stored = time.perf_counter()
             for letter in result.dead_letters:
                 await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
@@ -175,42 +181,48 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 await app.producer.send(reroute.topic, reroute.key, reroute.value, reroute.partition, None, None)
             pending.add(events, result.sink.touched, resident, records=sum(result.records.values()))
             finished = time.perf_counter()
-            if pending.records >= MAX_PENDING_RECORDS:
-                await flush_locked()
+            due = pending.records >= MAX_PENDING_RECORDS
         metrics.phase_seconds.labels("process").inc(processed - started)
-        metrics.phase_seconds.labels("clickhouse").inc(stored - processed)
+        metrics.phase_seconds.labels("clickhouse_wait").inc(stored - processed)
         metrics.phase_seconds.labels("dead_letters").inc(finished - stored)
         record_batch(metrics, result, events, app, resident)
+        if due:
+            await flush()
 
     async def flush() -> None:
-        async with batch_lock:
-            await flush_locked()
+        """Counts of the pending batches' buckets, then their join state, then their offsets.
 
-    async def flush_locked() -> None:
-        """Counts of the pending batches' buckets, then their join state, then their offsets."""
-        if not pending.events:
-            committer.busy = False
-            return
-        started = time.perf_counter()
-        events, touched, joins, carriers = pending.take()
-        await asyncio.get_running_loop().run_in_executor(
-            sink_thread, write_to_clickhouse, lambda s: s.recompute(touched))
-        counted = time.perf_counter()
-        current = resident.joins()
-        for partition, join in joins.items():
-            if current.get(partition) is not join:
-                continue  # revoked (or reassigned) since: its batches are read again from the log's state
-            _current_event.set(weakref.ref(carriers[partition]))  # the changelog partition
-            for key, value in resident.persist(partition):
-                if value is None:
-                    join_log.pop(key.encode(), None)
-                else:
-                    join_log[key.encode()] = value
-        await committer.processed([e for e in events if e.message.partition not in joins
-                                   or current.get(e.message.partition) is joins[e.message.partition]])
-        committer.busy = False
-        metrics.phase_seconds.labels("counts").inc(counted - started)
-        metrics.phase_seconds.labels("join_log").inc(time.perf_counter() - counted)
+        The join state is exported when the batches are taken (so it holds exactly those
+        batches); the recompute runs in the sink thread after their rows while later batches go on.
+        """
+        async with flush_lock:
+            async with batch_lock:
+                if not pending.events:
+                    committer.busy = False
+                    return
+                started = time.perf_counter()
+                events, touched, joins, carriers = pending.take()
+                current = resident.joins()
+                log_writes = {partition: resident.persist(partition) for partition, join in joins.items()
+                              if current.get(partition) is join}
+            await asyncio.get_running_loop().run_in_executor(
+                sink_thread, write_to_clickhouse, lambda s: s.recompute(touched))
+            counted = time.perf_counter()
+            current = resident.joins()
+            for partition, writes in log_writes.items():
+                if current.get(partition) is not joins[partition]:
+                    continue  # revoked (or reassigned) since: its batches are read again from the log's state
+                _current_event.set(weakref.ref(carriers[partition]))  # the changelog partition
+                for key, value in writes:
+                    if value is None:
+                        join_log.pop(key.encode(), None)
+                    else:
+                        join_log[key.encode()] = value
+            await committer.processed([e for e in events if e.message.partition not in joins
+                                       or current.get(e.message.partition) is joins[e.message.partition]])
+            committer.busy = bool(pending.events)
+            metrics.phase_seconds.labels("counts").inc(counted - started)
+            metrics.phase_seconds.labels("join_log").inc(time.perf_counter() - counted)
 
     @app.agent(inputs, concurrency=1)
     async def process(stream):
@@ -351,6 +363,7 @@ def await_chain(task: asyncio.Task) -> str:
 
 MAX_SUB_BATCH_BYTES = 4 << 20  # ~16k records: batch envelopes would otherwise block the loop for seconds
 MAX_PENDING_RECORDS = 200_000  # flush before the commit timer when this many records wait (memory, replay)
+MAX_ROW_WRITES_IN_FLIGHT = 2  # batches whose ClickHouse rows may be on their way while the next is processed
 
 
 class Pending:
