@@ -224,12 +224,28 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             metrics.phase_seconds.labels("counts").inc(counted - started)
             metrics.phase_seconds.labels("join_log").inc(time.perf_counter() - counted)
 
+    read_up_to: dict = {}  # input partition -> next offset to read, as far as handled batches go
+
+    def caught_up() -> bool:
+        """Every assigned input partition read to its end: nothing more is coming right now."""
+        consumer = app.consumer
+        try:
+            ends = {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp.topic in kinds}
+        except Exception:  # the assignment changed under us
+            return False
+        return all(end is not None and read_up_to.get(tp, 0) >= end for tp, end in ends.items())
+
     @app.agent(inputs, concurrency=1)
     async def process(stream):
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
             for events in sub_batches(batch):
                 await handle(events)
+                for e in events:
+                    read_up_to[e.message.tp] = max(read_up_to.get(e.message.tp, 0), e.message.offset + 1)
                 await asyncio.sleep(0)  # let the web page, timers and the fetcher run in between
+            if caught_up():  # counts and commits now rather than at the next tick: no one waits for them
+                await flush()
+                await committer.commit()
 
     def owns_partition_0() -> bool:
         # one writer of snapshots and alerts is enough: the worker that owns partition 0 of match-events

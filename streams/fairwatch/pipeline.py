@@ -1,10 +1,13 @@
 """One processing step of the live worker, without Kafka: raw messages in, everything to write out.
 
-The faust agent (``fairwatch.app``) only moves bytes: it hands a batch of raw messages and a way
-to read the join state to :class:`BatchProcessor`, writes the returned :class:`SinkBatch` to
-ClickHouse, then the returned state changes to its changelog-backed table, then the dead
-letters, and only then lets the batch's offsets be committed. Replaying a batch is harmless: the
-join recognises redeliveries and the sink writes absolute, replacing rows.
+The faust agent (``fairwatch.app``) only moves bytes: it hands a batch of raw messages to
+:class:`BatchProcessor`, which decodes them and joins them in the partitions' in-memory joins
+(:class:`ResidentJoins`), and writes the returned :class:`SinkBatch` rows to ClickHouse and the
+dead letters to Kafka. Later, at a flush, it recomputes the counts of the buckets those batches
+touched, then persists their join state (:meth:`ResidentJoins.persist`), and only then lets their
+offsets be committed. Replaying a batch is harmless: the join recognises redeliveries and the
+sink writes absolute, replacing rows. File replay and tests may instead keep one state per event
+id themselves (``load_state`` / ``state_changes``).
 """
 
 from __future__ import annotations
