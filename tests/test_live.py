@@ -182,3 +182,59 @@ def test_kill_9_during_batched_ingestion_then_restart_keeps_counts_exact(stack, 
         check_batched_dead_letters(setup, workload, bad_records)
     finally:
         restarted.stop()
+
+
+def test_records_idle_for_the_ttl_leave_the_join_and_stay_gone_after_kill_9(stack, tmp_path):
+    """TTL 20 s of stream time: of 200 events one second apart, those within 20 s of the latest
+    event of their partition stay waiting (each partition's join keeps its own stream time). After
+    a kill -9 and a restart (joins rebuilt from their log), outcomes for all 200 pair only those."""
+    import json
+    import re
+    from datetime import timedelta
+
+    from tests.workload import T0
+
+    setup = LiveSetup(stack, tmp_path, table_store="rocksdb://")
+    setup.env["FAIRWATCH_TTL_DAYS"] = str(20 / 86400)
+    setup.env["FAIRWATCH_COMMIT_SECONDS"] = "1"
+
+    def at(seconds: float) -> str:
+        return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    events = [("match-events", f"ttl-{i}".encode(), json.dumps({
+        "event_id": f"ttl-{i}", "occurred_at": at(i), "deployment": "d", "algorithm": "a", "mode": "verification",
+        "score": 0.9, "threshold": 0.5, "decision": "match", "subject": {"sex": "F"}}).encode()) for i in range(200)]
+    outcomes = [("verified-outcomes", f"ttl-{i}".encode(), json.dumps({
+        "event_id": f"ttl-{i}", "verified_at": at(200), "truth": "genuine", "reviewer": "r", "revision": 0,
+        "inclusion_prob": 1.0}).encode()) for i in range(200)]
+    from kafka.partitioner.default import murmur2  # kafka-python's, not fairwatch's
+
+    home = {i: (murmur2(f"ttl-{i}".encode()) & 0x7FFFFFFF) % setup.partitions for i in range(200)}
+    latest = {p: max(i for i in range(200) if home[i] == p) for p in set(home.values())}
+    kept = sorted(f"ttl-{i}" for i in range(200) if i > latest[home[i]] - 20)
+    setup.produce(events)
+    worker = setup.start_worker()
+    try:
+        deadline = time.monotonic() + 120
+        expired = 0.0
+        while time.monotonic() < deadline:
+            try:
+                text = worker.metrics_text()
+            except OSError:  # not serving yet
+                text = ""
+            found = re.search(r"^fairwatch_expired_joins_total (\S+)$", text, re.M)
+            expired = float(found.group(1)) if found else 0.0
+            if expired >= 200 - len(kept):
+                break
+            time.sleep(0.5)
+        assert expired == 200 - len(kept)
+        time.sleep(3)  # a flush writes them out of the join log
+        worker.kill9()
+        setup.produce(outcomes)
+        worker = setup.start_worker("w1")
+        setup.wait_drained([worker], timeout=120)
+        store = open_store(setup.store_url)
+        labeled = sorted(e for (e,) in store.query("SELECT event_id FROM labeled_outcomes FINAL"))
+        assert labeled == kept
+    finally:
+        worker.stop()

@@ -116,3 +116,40 @@ def test_resident_joins_rebuild_from_their_log_after_any_crash_and_compaction():
         held = {event_id: join.state_of(event_id) for event_id in join.held_ids()}
         expected = {e: EventState.from_bytes(v) for e, v in state.items() if partition_of(e.encode()) == partition}
         assert held == expected
+
+
+def test_expired_records_leave_the_resident_join_and_its_log():
+    """Records idle for the TTL (as of the earlier of the wall clock and the join's stream time)
+    are dropped and written away; a join rebuilt from the log holds exactly the rest."""
+    from datetime import datetime, timedelta, timezone
+
+    from fairwatch.pipeline import ResidentJoins
+    from tests.workload import T0
+
+    config = CoreConfig(ttl_seconds=3600)
+    table: dict[str, bytes] = {}
+    resident = ResidentJoins(config, lambda p: [(k, v) for k, v in table.items() if k.startswith(f"{p}:")])
+
+    def event(event_id: str, at: datetime) -> bytes:
+        return (b'{"event_id": "%s", "occurred_at": "%s", "deployment": "d", "algorithm": "a", "mode": "verification",'
+                b' "score": 0.5, "threshold": 0.4, "decision": "match", "subject": {"sex": "F"}}'
+                % (event_id.encode(), at.strftime("%Y-%m-%dT%H:%M:%SZ").encode()))
+
+    times = {"old": T0, "edge": T0 + timedelta(minutes=30), "new": T0 + timedelta(hours=2)}
+    messages = [RawMessage("match-events", "t", 0, i, None, event(name, at)) for i, (name, at) in enumerate(times.items())]
+    BatchProcessor(config).process(messages, resident=resident)
+
+    def persist():
+        for key, value in resident.persist(0):
+            table.pop(key, None) if value is None else table.__setitem__(key, value)
+
+    persist()
+    wall = datetime.now(timezone.utc).timestamp()
+    assert T0.timestamp() + 3600 < wall  # so the wall clock alone would expire everything
+    # stream time = "new" (T0 + 2 h): "old" and "edge" are idle for 1 h or more as of then
+    assert sorted(resident.expire(0, wall)) == ["edge", "old"]
+    assert resident.join(0).counters.pending == 1
+    persist()
+    resident.forget([0])
+    assert resident.join(0).held_ids() == ["new"]
+    assert resident.expire(0, times["new"].timestamp() + 1800) == []  # idle 30 min only

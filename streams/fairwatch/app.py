@@ -73,6 +73,8 @@ class WorkerMetrics:
         self.sink_errors = PromCounter("fairwatch_sink_errors", "Failed ClickHouse write attempts", registry=r)
         self.phase_seconds = PromCounter("fairwatch_batch_phase_seconds", "Time spent per batch phase", ["phase"],
                                          registry=r)
+        self.expired = PromCounter("fairwatch_expired_joins", "Join records dropped after idling for the TTL",
+                                   registry=r)
         self.skipped_offsets = PromCounter("fairwatch_skipped_offsets", "Input offsets that never arrived on re-read",
                                            registry=r)
         self.alerts_changed = PromCounter("fairwatch_alert_changes", "Incidents opened or resolved by detection",
@@ -180,6 +182,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             for reroute in result.reroutes:  # committed only after the producer flushed them
                 await app.producer.send(reroute.topic, reroute.key, reroute.value, reroute.partition, None, None)
             pending.add(events, result.sink.touched, resident, records=sum(result.records.values()))
+            latest_event.update({e.message.partition: e for e in events})
             finished = time.perf_counter()
             due = pending.records >= MAX_PENDING_RECORDS
         metrics.phase_seconds.labels("process").inc(processed - started)
@@ -197,7 +200,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         """
         async with flush_lock:
             async with batch_lock:
-                if not pending.events:
+                if not pending.events and not pending.joins:
                     committer.busy = False
                     return
                 started = time.perf_counter()
@@ -225,6 +228,17 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             metrics.phase_seconds.labels("join_log").inc(time.perf_counter() - counted)
 
     read_up_to: dict = {}  # input partition -> next offset to read, as far as handled batches go
+    latest_event: dict = {}  # input partition -> its latest event (faust writes a table's changelog by event)
+
+    @app.timer(min(EXPIRE_SECONDS, max(1.0, settings.core.ttl_seconds / 4)))
+    async def expire_joins():
+        # records idle for the TTL leave the joins; the next flush writes them out of the join log
+        async with batch_lock:
+            for partition in resident.joins():
+                gone = resident.expire(partition, time.time())
+                if gone and partition in latest_event:
+                    pending.keep(partition, resident, latest_event[partition])
+                    metrics.expired.inc(len(gone))
 
     def caught_up() -> bool:
         """Every assigned input partition read to its end: nothing more is coming right now."""
@@ -379,6 +393,7 @@ def await_chain(task: asyncio.Task) -> str:
 
 MAX_SUB_BATCH_BYTES = 4 << 20  # ~16k records: batch envelopes would otherwise block the loop for seconds
 MAX_PENDING_RECORDS = 200_000  # flush before the commit timer when this many records wait (memory, replay)
+EXPIRE_SECONDS = 3600.0  # how often (at most) the joins drop records idle for the TTL (FAIRWATCH_TTL_DAYS)
 MAX_ROW_WRITES_IN_FLIGHT = 2  # batches whose ClickHouse rows may be on their way while the next is processed
 
 
@@ -401,6 +416,11 @@ class Pending:
                 self.joins[partition] = current[partition]
                 self.carriers[partition] = event
         self.records += records
+
+    def keep(self, partition: int, resident: ResidentJoins, carrier) -> None:
+        """Have the next flush persist this partition's join even without a batch (expiry)."""
+        self.joins.setdefault(partition, resident.joins()[partition])
+        self.carriers.setdefault(partition, carrier)
 
     def take(self):
         taken = (getattr(self, "events", []), getattr(self, "touched", {}), getattr(self, "joins", {}),

@@ -463,6 +463,12 @@ class LabelJoin:
             self._hold_outcome(slot, oc.fingerprint, oc.revision, oc.genuine, oc.inclusion_prob)
         self._count_gauges(int(self._flags[slot]), +1)
 
+    def latest_activity(self) -> int | None:
+        """The latest last-activity time (epoch seconds) of any held record: the join's stream time."""
+        n = len(self._index.ids)
+        held = self._flags[:n] != 0
+        return int(self._last_seen[:n][held].max()) if held.any() else None
+
     def held_ids(self) -> list[str]:
         """Every event id the join holds, in slot order."""
         return [event_id for event_id in self._index.ids if event_id is not None]

@@ -276,6 +276,19 @@ class ResidentJoins:
     def touch(self, partition: int, event_ids: Iterable[str]) -> None:
         self._touched[partition].update(dict.fromkeys(event_ids))
 
+    def expire(self, partition: int, now: float) -> list[str]:
+        """Drop the partition's records idle for the TTL (see :meth:`LabelJoin.expire`), as of the
+        earlier of ``now`` and the join's stream time (a replay of old data expires nothing it
+        still needs, one record dated in the future expires nothing early); the next
+        :meth:`persist` writes them away. Returns the expired ids."""
+        join = self._joins.get(partition)
+        latest = join.latest_activity() if join is not None else None
+        if latest is None:
+            return []
+        gone = join.expire(min(now, latest))
+        self.touch(partition, gone)
+        return gone
+
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop the in-memory state (revoked, or reassigned: the log is the truth again)."""
         for partition in partitions:
