@@ -223,7 +223,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                         join_log[key.encode()] = value
             await committer.processed([e for e in events if e.message.partition not in joins
                                        or current.get(e.message.partition) is joins[e.message.partition]])
-            committer.busy = bool(pending.events)
+            committer.busy = bool(pending.events) or batch_lock.locked()  # a batch may be under way
             metrics.phase_seconds.labels("counts").inc(counted - started)
             metrics.phase_seconds.labels("join_log").inc(time.perf_counter() - counted)
 
