@@ -21,7 +21,8 @@ named by FAIRWATCH_KAFKA / FAIRWATCH_CLICKHOUSE. Steps:
      ``fairwatch worker`` (frozen start-up objects, fewer collections).
 
 Times are wall clock from the process spawn. ``startup`` ends when the consumer is ready (first
-message for the baselines; for the worker, when /healthz lists assigned input partitions).
+message for the baselines; for the worker, when /healthz lists assigned input partitions or,
+if earlier, when it began its first batch: ``fairwatch_first_batch_timestamp_seconds``).
 ``processed`` is when the last message was handled (the baselines count them; the worker's
 ``fairwatch_consumed_messages`` reaches the total), ``drained`` when the group's committed offsets
 reach the end of every input partition (the worker flushes and commits every
@@ -267,6 +268,11 @@ def run_worker(store: str, ctx, inp, timeout: float) -> dict:
         text = worker.metrics_text()
     finally:
         worker.stop()
+    # /healthz answers late while a batch blocks the loop: if the first batch began before we saw
+    # the worker ready, the steady state starts there (as for the baselines: their first message)
+    first_batch = metric_values(text, "fairwatch_first_batch_timestamp_seconds", None).get("", 0.0)
+    if 0 < first_batch < ready:
+        ready = first_batch
     by_topic = metric_values(text, "fairwatch_consumed_records_total", "topic")
     if by_topic != {kind: float(inp.by_topic[inp.prefix + kind]) for kind in INPUTS}:
         raise RuntimeError(f"worker[{inp.name}] consumed {by_topic}, expected {inp.by_topic}")

@@ -79,6 +79,8 @@ class WorkerMetrics:
                                            registry=r)
         self.alerts_changed = PromCounter("fairwatch_alert_changes", "Incidents opened or resolved by detection",
                                           registry=r)
+        self.first_batch = Gauge("fairwatch_first_batch_timestamp_seconds",
+                                 "Unix time this worker began its first input batch (0 before)", registry=r)
         self.batch_size = Histogram("fairwatch_batch_messages", "Messages per processed batch", registry=r,
                                     buckets=(1, 10, 100, 1000, 5000, 10000, 50000))
 
@@ -130,6 +132,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     # recompute of their buckets, and the connection is never used by two threads
     sink_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fairwatch-sink")
     pending = Pending()
+    first_batch_seen: list[float] = []
     row_writes: collections.deque = collections.deque()  # ClickHouse row writes not yet awaited
     batch_lock = asyncio.Lock()  # a batch, and a flush taking the pending batches, never interleave
     flush_lock = asyncio.Lock()  # one flush at a time: the join log is written in order
@@ -166,6 +169,9 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                        e.message.key, e.message.value)
             for e in events
         ]
+        if not first_batch_seen:
+            first_batch_seen.append(time.time())
+            metrics.first_batch.set(first_batch_seen[0])
         async with batch_lock:
             committer.busy = True
             started = time.perf_counter()
