@@ -153,3 +153,20 @@ def test_expired_records_leave_the_resident_join_and_its_log():
     resident.forget([0])
     assert resident.join(0).held_ids() == ["new"]
     assert resident.expire(0, times["new"].timestamp() + 1800) == []  # idle 30 min only
+
+
+def test_join_log_records_stay_under_kafkas_message_size_whatever_the_subjects():
+    """Every event with its own subject labels: the blobs' headers grow, records still fit in 1 MB."""
+    from fairwatch.pipeline import ResidentJoins
+
+    resident = ResidentJoins(CoreConfig(), lambda p: [])
+    messages = [RawMessage("match-events", "t", 0, i, None, (
+        b'{"event_id": "e-%d", "occurred_at": "2026-11-25T00:00:00Z", "deployment": "d", "algorithm": "a",'
+        b' "mode": "verification", "score": 0.5, "threshold": 0.4, "decision": "match",'
+        b' "subject": {"sex": "F", "badge": "%s"}}' % (i, (b"b%d-" % i) + b"x" * 50))) for i in range(30_000)]
+    BatchProcessor(CoreConfig()).process(messages, resident=resident)
+    writes = resident.persist(0)
+    assert len(writes) > 1 and all(len(blob) < 1_000_000 for _, blob in writes)
+    table = dict(writes)
+    rebuilt = ResidentJoins(CoreConfig(), lambda p: list(table.items())).join(0)
+    assert sorted(rebuilt.held_ids()) == sorted(f"e-{i}" for i in range(30_000))

@@ -321,12 +321,21 @@ class ResidentJoins:
         for event_id in event_ids + [None]:
             if event_id is None or size + len(event_id) + 48 > self.MAX_BLOB_BYTES:
                 if chunk or (event_id is None and not writes):
-                    key = f"{partition}:{self._next_seq[partition]:012d}"
-                    self._next_seq[partition] += 1
-                    self._keys[partition].append(key)
-                    writes.append((key, join.export_states(chunk)))
+                    for blob in self._blobs(join, chunk):
+                        key = f"{partition}:{self._next_seq[partition]:012d}"
+                        self._next_seq[partition] += 1
+                        self._keys[partition].append(key)
+                        writes.append((key, blob))
                 chunk, size = [], 0
             if event_id is not None:
                 chunk.append(event_id)
                 size += len(event_id) + 48  # the id, its newline and the state columns
         return writes
+
+    def _blobs(self, join: LabelJoin, event_ids: list[str]) -> list[bytes]:
+        """One blob, or halves until each fits (many distinct subjects make the header grow)."""
+        blob = join.export_states(event_ids)
+        if len(blob) <= self.MAX_BLOB_BYTES * 1.5 or len(event_ids) < 2:
+            return [blob]
+        middle = len(event_ids) // 2
+        return self._blobs(join, event_ids[:middle]) + self._blobs(join, event_ids[middle:])
