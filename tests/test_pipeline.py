@@ -17,7 +17,7 @@ from fairwatch.sink import ClickHouseSink, group_expansion_sql
 from fairwatch.store import migrate
 from tests.live import assert_counts_equal, stored_counts
 from tests.test_store import store  # noqa: F401  (the fixture: server and embedded)
-from tests.workload import make_workload, oracle_counts
+from tests.workload import T0, make_workload, oracle_counts
 
 CONFIG = CoreConfig(intersections=(("sex", "race"),))
 
@@ -84,8 +84,9 @@ def test_resident_joins_rebuild_from_their_log_after_any_crash_and_compaction():
         return [(k, v) for k, v in table.items() if k.startswith(f"{partition}:")]
 
     resident = ResidentJoins(CONFIG, read_log, compact_factor=1.2, compact_min_ids=200)
-    oracle, state = BatchProcessor(CONFIG), {}
-    processor = BatchProcessor(CONFIG)
+    clock = lambda: T0  # noqa: E731  (ingested_at: one instant for both, rows compare whole)
+    oracle, state = BatchProcessor(CONFIG, clock=clock), {}
+    processor = BatchProcessor(CONFIG, clock=clock)
     rng = random.Random(5)
     i, compactions, rebuilds = 0, 0, 0
     while i < len(messages):
@@ -124,7 +125,6 @@ def test_expired_records_leave_the_resident_join_and_its_log():
     from datetime import datetime, timedelta, timezone
 
     from fairwatch.pipeline import ResidentJoins
-    from tests.workload import T0
 
     config = CoreConfig(ttl_seconds=3600)
     table: dict[str, bytes] = {}
