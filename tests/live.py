@@ -29,7 +29,13 @@ def free_port() -> int:
 
 
 class LiveSetup:
-    """One isolated deployment: its own topic prefix, consumer group and ClickHouse database."""
+    """One isolated deployment: its own topic prefix, consumer group and ClickHouse database.
+
+    Every setup made is listed in ``created``; :meth:`cleanup` (run after each live test by a
+    fixture) deletes its topics, group and server database.
+    """
+
+    created: list[LiveSetup] = []
 
     def __init__(self, stack: dict[str, str], tmp_path: Path, *, partitions: int = 8, store: str | None = None,
                  table_store: str = "memory://", intersections: str = "sex&race"):
@@ -54,7 +60,38 @@ class LiveSetup:
             "FAIRWATCH_BATCH_WITHIN": "0.3",
             "FAIRWATCH_SESSION_TIMEOUT": "10",
         }
+        self.own_database = store is None
         ensure_topics(self.kafka, self.prefix, partitions)
+        LiveSetup.created.append(self)
+
+    def cleanup(self) -> list[str]:
+        """Delete what this setup made in Kafka and ClickHouse; returns what could not be deleted."""
+        from kafka.admin import KafkaAdminClient
+
+        problems = []
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.kafka)
+            try:
+                names = [t for t in admin.list_topics() if t.startswith((self.prefix, self.app_id + "-"))]
+                if names:
+                    admin.delete_topics(names)
+                admin.delete_groups([self.app_id])
+            finally:
+                admin.close()
+        except Exception as exc:  # a group that never formed cannot be deleted, for example
+            problems.append(f"Kafka: {exc}")
+        if self.own_database:
+            try:
+                from clickhouse_driver import Client
+
+                url = urlparse(self.store_url)
+                client = Client(host=url.hostname, port=url.port or 9000, user=url.username or "default",
+                                password=url.password or "")
+                client.execute(f"DROP DATABASE IF EXISTS {url.path.lstrip('/')}")
+                client.disconnect()
+            except Exception as exc:
+                problems.append(f"ClickHouse: {exc}")
+        return problems
 
     def topic(self, kind: str) -> str:
         return self.prefix + kind
