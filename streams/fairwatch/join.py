@@ -176,12 +176,12 @@ class EventState:
         return cls(last_seen, ev, None if oc is None else HeldOutcome(*oc))
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps(**kwargs) builds one per call
 _STATE_MAGIC = b"FWJS1"
 _STATE_COLUMNS = (  # the per-slot columns a state blob carries, in order
     ("_flags", np.uint8), ("_last_seen", np.int64), ("_event_fp", np.uint32), ("_occurred_us", np.int64),
     ("_profile", np.int32), ("_outcome_fp", np.uint32), ("_revision", np.int32), ("_inclusion_prob", np.float64),
-)  # one encoder: json.dumps(**kwargs) builds one per call
+)
 _pack_event = struct.Struct("<qdd?").pack  # occurred_at_us, score, threshold, match
 _pack_outcome = struct.Struct("<dd?").pack  # verified_at, inclusion_prob, genuine
 
@@ -454,10 +454,7 @@ class LabelJoin:
         self._last_seen[slot] = state.last_seen
         if state.event is not None:
             ev = state.event
-            profile = self._profile_id.get(ev.profile)
-            if profile is None:
-                profile = self._intern(tuple(ev.profile))
-            self._hold_event(slot, ev.fingerprint, ev.occurred_at_us, profile, ev.match)
+            self._hold_event(slot, ev.fingerprint, ev.occurred_at_us, self._intern(tuple(ev.profile)), ev.match)
         if state.outcome is not None:
             oc = state.outcome
             self._hold_outcome(slot, oc.fingerprint, oc.revision, oc.genuine, oc.inclusion_prob)
@@ -530,11 +527,7 @@ class LabelJoin:
         columns = {name: np.frombuffer(part, dtype) for (name, dtype), part in zip(_STATE_COLUMNS, parts[2:])}
         if len(ids) != n or any(len(values) != n for values in columns.values()):
             raise ValueError("join state blob is truncated")
-        local = [self._profile_id.get(Profile(d, a, m, tuple((k, g) for k, g in s)))
-                 for d, a, m, s in header["profiles"]]
-        for i, (d, a, m, s) in enumerate(header["profiles"]):
-            if local[i] is None:
-                local[i] = self._intern((d, a, m, tuple((k, g) for k, g in s)))
+        local = [self._intern((d, a, m, tuple((k, g) for k, g in s))) for d, a, m, s in header["profiles"]]
         flags = columns["_flags"]
         slots = np.empty(n, np.int64)
         find, remove, count = self._index.find, self._index.remove, self._count_gauges
@@ -563,9 +556,7 @@ class LabelJoin:
         occurred_us = (ev.occurred_at - _EPOCH) // _MICROSECOND  # exact, unlike timestamp()
         match = ev.decision == "match"
         key = (ev.deployment, ev.algorithm, ev.mode, tuple(sorted(ev.subject.items())))
-        profile = self._profile_id.get(key)
-        if profile is None:
-            profile = self._intern(key)
+        profile = self._intern(key)
         fingerprint = self._event_fingerprint(ev, occurred_us, match, profile)
         c = self.counters
         slot = self._index.find(ev.event_id)
@@ -639,6 +630,10 @@ class LabelJoin:
     # ---- slots ----------------------------------------------------------------------------
 
     def _intern(self, key: tuple) -> int:
+        """The id of profile ``key`` (a plain tuple: its repr goes into event fingerprints), new on first sight."""
+        known = self._profile_id.get(key)
+        if known is not None:
+            return known
         profile = Profile(*key)
         pid = self._profile_id[profile] = len(self._profiles)
         self._profiles.append(profile)
