@@ -36,6 +36,7 @@ from faust.streams import _current_event
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Gauge, Histogram
 from prometheus_client import generate_latest
 
+from fairwatch.join import LabelJoin
 from fairwatch.pipeline import MATCH_EVENTS, VERIFIED_OUTCOMES, BatchProcessor, RawMessage, ResidentJoins
 from fairwatch.settings import WorkerSettings
 from fairwatch.sink import ClickHouseSink
@@ -132,6 +133,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     # recompute of their buckets, and the connection is never used by two threads
     sink_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fairwatch-sink")
     pending = Pending()
+    latest_event: dict = {}  # input partition -> its latest event (the carrier of its join-log writes)
     first_batch_seen: list[float] = []
     row_writes: collections.deque = collections.deque()  # ClickHouse row writes not yet awaited
     batch_lock = asyncio.Lock()  # a batch, and a flush taking the pending batches, never interleave
@@ -210,7 +212,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                     committer.busy = False
                     return
                 started = time.perf_counter()
-                events, touched, joins, carriers = pending.take()
+                events, touched, joins = pending.take()
                 current = resident.joins()
                 log_writes = {partition: resident.persist(partition) for partition, join in joins.items()
                               if current.get(partition) is join}
@@ -221,7 +223,8 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             for partition, writes in log_writes.items():
                 if current.get(partition) is not joins[partition]:
                     continue  # revoked (or reassigned) since: its batches are read again from the log's state
-                _current_event.set(weakref.ref(carriers[partition]))  # the changelog partition
+                # faust writes a table's changelog to the partition of the current event
+                _current_event.set(weakref.ref(latest_event[partition]))
                 for key, value in writes:
                     if value is None:
                         join_log.pop(key.encode(), None)
@@ -234,7 +237,6 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             metrics.phase_seconds.labels("join_log").inc(time.perf_counter() - counted)
 
     read_up_to: dict = {}  # input partition -> next offset to read, as far as handled batches go
-    latest_event: dict = {}  # input partition -> its latest event (faust writes a table's changelog by event)
 
     @app.timer(min(EXPIRE_SECONDS, max(1.0, settings.core.ttl_seconds / 4)))
     async def expire_joins():
@@ -243,7 +245,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             for partition in resident.joins():
                 gone = resident.expire(partition, time.time())
                 if gone and partition in latest_event:
-                    pending.keep(partition, resident, latest_event[partition])
+                    pending.keep(partition, resident)
                     metrics.expired.inc(len(gone))
 
     def caught_up() -> bool:
@@ -405,11 +407,16 @@ MAX_ROW_WRITES_IN_FLIGHT = 2  # batches whose ClickHouse rows may be on their wa
 
 class Pending:
     """Batches processed since the last flush: their events, the buckets they touched, and for
-    each partition the join they used and one of its events (faust writes the changelog of a
-    table to the partition of the current event)."""
+    each partition the join they used."""
 
     def __init__(self) -> None:
-        self.take()
+        self._clear()
+
+    def _clear(self) -> None:
+        self.events: list = []
+        self.touched: dict[int, set[int]] = {}
+        self.joins: dict[int, LabelJoin] = {}
+        self.records = 0
 
     def add(self, events, touched: dict[int, set[int]], resident: ResidentJoins, records: int) -> None:
         self.events.extend(events)
@@ -418,20 +425,18 @@ class Pending:
         current = resident.joins()
         for event in events:
             partition = event.message.partition
-            if partition in current and partition not in self.joins:
-                self.joins[partition] = current[partition]
-                self.carriers[partition] = event
+            if partition in current:
+                self.joins.setdefault(partition, current[partition])
         self.records += records
 
-    def keep(self, partition: int, resident: ResidentJoins, carrier) -> None:
+    def keep(self, partition: int, resident: ResidentJoins) -> None:
         """Have the next flush persist this partition's join even without a batch (expiry)."""
         self.joins.setdefault(partition, resident.joins()[partition])
-        self.carriers.setdefault(partition, carrier)
 
     def take(self):
-        taken = (getattr(self, "events", []), getattr(self, "touched", {}), getattr(self, "joins", {}),
-                 getattr(self, "carriers", {}))
-        self.events, self.touched, self.joins, self.carriers, self.records = [], {}, {}, {}, 0
+        """(events, touched, joins) gathered so far; empty again afterwards."""
+        taken = self.events, self.touched, self.joins
+        self._clear()
         return taken
 
 

@@ -251,9 +251,6 @@ class ResidentJoins:
         self._logged_ids: dict[int, int] = {}
         self._touched: dict[int, dict[str, None]] = {}
 
-    def __contains__(self, partition: int) -> bool:
-        return partition in self._joins
-
     def joins(self) -> dict[int, LabelJoin]:
         return dict(self._joins)
 
