@@ -306,31 +306,10 @@ def tail(path: Path, lines: int = 30) -> str:
 
 def cleanup(ctx) -> None:
     """Delete the benchmark's topics (inputs, outputs, changelogs, assignor), groups and databases."""
-    errors = []
-    try:
-        admin = kafka_admin(ctx.kafka)
-        try:
-            names = [t for t in admin.list_topics()
-                     if any(t.startswith(i.prefix) for i in ctx.inputs) or any(t.startswith(g + "-") for g in ctx.groups)]
-            if names:
-                admin.delete_topics(names)
-            if ctx.groups:
-                admin.delete_groups(ctx.groups)
-        finally:
-            admin.close()
-    except Exception as exc:
-        errors.append(f"Kafka: {exc}")
-    if ctx.databases:
-        try:
-            from clickhouse_driver import Client
-            url = urlparse(ctx.clickhouse)
-            client = Client(host=url.hostname, port=url.port or 9000, user=url.username or "default",
-                            password=url.password or "")
-            for database in ctx.databases:
-                client.execute(f"DROP DATABASE IF EXISTS {database}")
-            client.disconnect()
-        except Exception as exc:
-            errors.append(f"ClickHouse: {exc}")
+    from tests.live import delete_resources
+
+    errors = delete_resources(ctx.kafka, tuple(i.prefix for i in ctx.inputs) + tuple(g + "-" for g in ctx.groups),
+                              ctx.groups, ctx.clickhouse, ctx.databases)
     shutil.rmtree(ctx.tmp, ignore_errors=True)
     if errors:
         print("cleanup incomplete: " + "; ".join(errors), file=sys.stderr)

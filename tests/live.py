@@ -28,6 +28,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def delete_resources(kafka: str, topic_prefixes: tuple[str, ...], groups: list[str], clickhouse: str,
+                     databases: list[str]) -> list[str]:
+    """Delete topics starting with ``topic_prefixes``, consumer ``groups`` and ClickHouse ``databases``
+    (on the server of the ``clickhouse`` URL); returns what could not be deleted."""
+    from clickhouse_driver import Client
+    from kafka.admin import KafkaAdminClient
+
+    problems = []
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=kafka)
+        try:
+            names = [t for t in admin.list_topics() if t.startswith(topic_prefixes)]
+            if names:
+                admin.delete_topics(names)
+            if groups:
+                admin.delete_groups(groups)
+        finally:
+            admin.close()
+    except Exception as exc:  # a group that never formed cannot be deleted, for example
+        problems.append(f"Kafka: {exc}")
+    if databases:
+        try:
+            url = urlparse(clickhouse)
+            client = Client(host=url.hostname, port=url.port or 9000, user=url.username or "default",
+                            password=url.password or "")
+            for database in databases:
+                client.execute(f"DROP DATABASE IF EXISTS {database}")
+            client.disconnect()
+        except Exception as exc:
+            problems.append(f"ClickHouse: {exc}")
+    return problems
+
+
 class LiveSetup:
     """One isolated deployment: its own topic prefix, consumer group and ClickHouse database.
 
@@ -66,32 +99,8 @@ class LiveSetup:
 
     def cleanup(self) -> list[str]:
         """Delete what this setup made in Kafka and ClickHouse; returns what could not be deleted."""
-        from kafka.admin import KafkaAdminClient
-
-        problems = []
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=self.kafka)
-            try:
-                names = [t for t in admin.list_topics() if t.startswith((self.prefix, self.app_id + "-"))]
-                if names:
-                    admin.delete_topics(names)
-                admin.delete_groups([self.app_id])
-            finally:
-                admin.close()
-        except Exception as exc:  # a group that never formed cannot be deleted, for example
-            problems.append(f"Kafka: {exc}")
-        if self.own_database:
-            try:
-                from clickhouse_driver import Client
-
-                url = urlparse(self.store_url)
-                client = Client(host=url.hostname, port=url.port or 9000, user=url.username or "default",
-                                password=url.password or "")
-                client.execute(f"DROP DATABASE IF EXISTS {url.path.lstrip('/')}")
-                client.disconnect()
-            except Exception as exc:
-                problems.append(f"ClickHouse: {exc}")
-        return problems
+        return delete_resources(self.kafka, (self.prefix, self.app_id + "-"), [self.app_id],
+                                self.store_url, [urlparse(self.store_url).path.lstrip("/")] if self.own_database else [])
 
     def topic(self, kind: str) -> str:
         return self.prefix + kind
