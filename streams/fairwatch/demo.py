@@ -52,6 +52,7 @@ An alert is judged against the simulator's truth about which groups the drift to
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -78,6 +79,7 @@ import typer
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import format_timestamp, parse_timestamp
 from fairwatch.counts_layout import COLUMNS, GENUINE, IMPOSTOR
+from fairwatch.report import format_number
 from fairwatch.simulate import RateDrift, Scenario, ScenarioError, Simulation, load_scenario, simulate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -578,12 +580,7 @@ figure{margin:1em 0}img{max-width:100%}code,pre{background:#f4f4f4;padding:2px 4
 """
 
 
-def _num(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
+_num = functools.partial(format_number, digits=3)  # the summary's tables are narrower than the report's
 
 
 def _delay_text(seconds: float | None) -> str:

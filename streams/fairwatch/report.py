@@ -472,7 +472,8 @@ def _figures(store, window, config, deployment, algorithm, attribute, frame, gro
 # ------------------------------------------------------------------------------------ blocks
 
 
-def _num(value: Any, digits: int = 4) -> str:
+def format_number(value: Any, digits: int = 4) -> str:
+    """A number for a table: ``digits`` significant digits for floats, "-" for a missing one."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -483,8 +484,8 @@ def _num(value: Any, digits: int = 4) -> str:
 def _interval(row: dict, name: str) -> str:
     if row.get(name) is None:
         return SUPPRESSED if row.get("status") == SUPPRESSED else "-"
-    return f"{_num(row[name])} [{_num(row[name + '_low'] if name + '_low' in row else row['low'])}, " \
-           f"{_num(row[name + '_high'] if name + '_high' in row else row['high'])}]"
+    return f"{format_number(row[name])} [{format_number(row[name + '_low'] if name + '_low' in row else row['low'])}, " \
+           f"{format_number(row[name + '_high'] if name + '_high' in row else row['high'])}]"
 
 
 def _blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
@@ -500,17 +501,17 @@ def _blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     ]))
     b.append(("h2", "1. Scope and data provenance"))
     b.append(("table", ["match events", "verified outcomes", "weighted outcomes", "dead letters"], [[
-        str(prov["events"]), str(prov["verified_outcomes"]), _num(prov["weighted_outcomes"]),
+        str(prov["events"]), str(prov["verified_outcomes"]), format_number(prov["weighted_outcomes"]),
         str(sum(d["messages"] for d in prov["dead_letters_by_reason"]))]]))
     b.append(("p", "Verification coverage by group (events of the window with a verified outcome):"))
     b.append(("table", ["deployment", "mode", "attribute", "group", "events", "verified", "coverage"], [
-        [c["deployment"], c["mode"], c["attribute"], c["group"], _num(c["events"]),
-         _num(c["verified"]), SUPPRESSED if c["status"] == SUPPRESSED else f"{c['coverage']:.1%}"]
+        [c["deployment"], c["mode"], c["attribute"], c["group"], format_number(c["events"]),
+         format_number(c["verified"]), SUPPRESSED if c["status"] == SUPPRESSED else f"{c['coverage']:.1%}"]
         for c in prov["coverage_by_group"]]))
     delay = prov["label_delay"]
     b.append(("p", f"Label delay (verified_at - occurred_at) of {delay['outcomes']} outcomes: median "
-                   f"{_num(delay['p50_hours'], 3)} h, 90th percentile {_num(delay['p90_hours'], 3)} h, 99th "
-                   f"{_num(delay['p99_hours'], 3)} h, longest {_num(delay['max_hours'], 3)} h."))
+                   f"{format_number(delay['p50_hours'], 3)} h, 90th percentile {format_number(delay['p90_hours'], 3)} h, 99th "
+                   f"{format_number(delay['p99_hours'], 3)} h, longest {format_number(delay['max_hours'], 3)} h."))
     b.append(("table", [h["bin"] for h in delay["histogram"]], [[str(h["outcomes"]) for h in delay["histogram"]]]))
     dead = prov["dead_letters_by_reason"]
     b.append(("p", "Dead letters by reason (by rejection time): " + (
@@ -518,8 +519,8 @@ def _blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     b.append(("h2", "2. Error rates by group"))
     b.append(("table", ["deployment", "algorithm", "mode", "attribute", "group", "impostor", "FM", "FMR [CI]",
                         "genuine", "FNM", "FNMR [CI]", "status"], [
-        [g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["group"], _num(g["impostor"]),
-         _num(g["false_match"]), _interval(g, "fmr"), _num(g["genuine"]), _num(g["false_non_match"]),
+        [g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["group"], format_number(g["impostor"]),
+         format_number(g["false_match"]), _interval(g, "fmr"), format_number(g["genuine"]), format_number(g["false_non_match"]),
          _interval(g, "fnmr"), g["status"]] for g in doc["groups"]]))
     b.append(("p", doc["privacy"]["rule"].capitalize() + f"; {doc['privacy']['suppressed_groups']} suppressed."))
     b.append(("h2", "3. Differentials"))
@@ -540,12 +541,12 @@ def _blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     b.append(("h2", "6. Methods"))
     b.append(("table", ["term", "definition"], [[k, v] for k, v in methods["definitions"].items()]))
     b.append(("table", ["intervals", "method"], [[k, v] for k, v in methods["intervals"].items()]))
-    b.append(("table", ["threshold", "value"], [[k, _num(v)] for k, v in methods["thresholds"].items()]))
+    b.append(("table", ["threshold", "value"], [[k, format_number(v)] for k, v in methods["thresholds"].items()]))
     b.append(("p", "Status: " + methods["status"] + "."))
     policy = methods["policy"]
     if policy:
         b.append(("p", f"Policy file: {policy['path']} (sha256 {policy['sha256']}), deployment {policy['deployment']}:"))
-        b.append(("table", ["policy", "value"], [[k, _num(policy[k]) if not isinstance(policy[k], dict) else
+        b.append(("table", ["policy", "value"], [[k, format_number(policy[k]) if not isinstance(policy[k], dict) else
                                                   ", ".join(f"{a}={g}" for a, g in policy[k].items()) or "-"]
                                                  for k in POLICY_THRESHOLDS]))
     else:
