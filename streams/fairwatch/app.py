@@ -134,6 +134,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     sink_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fairwatch-sink")
     pending = Pending()
     latest_event: dict = {}  # input partition -> its latest event (the carrier of its join-log writes)
+    read_up_to: dict = {}  # input partition -> next offset to read, as far as handled batches go
     first_batch_seen: list[float] = []
     row_writes: collections.deque = collections.deque()  # ClickHouse row writes not yet awaited
     batch_lock = asyncio.Lock()  # a batch, and a flush taking the pending batches, never interleave
@@ -196,7 +197,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         metrics.phase_seconds.labels("process").inc(processed - started)
         metrics.phase_seconds.labels("clickhouse_wait").inc(stored - processed)
         metrics.phase_seconds.labels("dead_letters").inc(finished - stored)
-        record_batch(metrics, result, events, app, resident)
+        record_batch(metrics, result, events, app, resident, read_up_to)
         if due:
             await flush()
 
@@ -236,7 +237,6 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             metrics.phase_seconds.labels("counts").inc(counted - started)
             metrics.phase_seconds.labels("join_log").inc(time.perf_counter() - counted)
 
-    read_up_to: dict = {}  # input partition -> next offset to read, as far as handled batches go
 
     @app.timer(min(EXPIRE_SECONDS, max(1.0, settings.core.ttl_seconds / 4)))
     async def expire_joins():
@@ -262,8 +262,6 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
             for events in sub_batches(batch):
                 await handle(events)
-                for e in events:
-                    read_up_to[e.message.tp] = max(read_up_to.get(e.message.tp, 0), e.message.offset + 1)
                 await asyncio.sleep(0)  # let the web page, timers and the fetcher run in between
             if caught_up():  # counts and commits now rather than at the next tick: no one waits for them
                 await flush()
@@ -559,7 +557,9 @@ class LedgerCommitter:
             self.metrics.skipped_offsets.inc(gap.end - gap.first)
 
 
-def record_batch(metrics: WorkerMetrics, result, events, app: faust.App, resident: ResidentJoins) -> None:
+def record_batch(metrics: WorkerMetrics, result, events, app: faust.App, resident: ResidentJoins,
+                 read_up_to: dict) -> None:
+    """Metrics of a handled batch; ``read_up_to`` (partition -> next offset) moves past it."""
     for kind, n in result.consumed.items():
         metrics.consumed.labels(kind).inc(n)
     for kind, n in result.records.items():
@@ -578,6 +578,7 @@ def record_batch(metrics: WorkerMetrics, result, events, app: faust.App, residen
         last[tp] = max(last[tp], e.message.offset)
     assigned = app.consumer.assignment() if app.consumer else set()
     for tp, offset in last.items():
+        read_up_to[tp] = max(read_up_to.get(tp, 0), offset + 1)
         if tp not in assigned:  # revoked while this batch ran: aiokafka refuses its highwater
             continue
         highwater = app.consumer.highwater(tp)
