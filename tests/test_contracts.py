@@ -361,3 +361,136 @@ def test_the_fast_path_takes_the_common_records():
     taken = [(contracts._fast_match_event if kind == "match-events" else contracts._fast_verified_outcome)(
         json.loads(value)) for kind, _, value in workload.messages]
     assert all(record is not None for record in taken)
+
+
+# ---------------------------------------------------------------- the fast path for valid batches
+
+def envelope(records: list, bucket: int = 0, partitions: int = 1, compact: bool = True) -> bytes:
+    doc = {"batch_version": 1, "bucket": bucket, "partitions": partitions, "records": records}
+    separators = (",", ":") if compact else (", ", ": ")
+    return json.dumps(doc, allow_nan=False, ensure_ascii=False, separators=separators).encode()
+
+
+def assert_batch_fast_path_agrees(kind: str, raw: bytes) -> bool:
+    """decode_valid_batch takes an envelope only when the full path finds every record valid, and
+    then gives the same header and records (same floats to the bit, same offsets). True if taken."""
+    fast = contracts.decode_valid_batch(raw, kind)
+    if fast is None:
+        return False
+    full = {"match_event": contracts._parse_match_event_fully,
+            "verified_outcome": contracts._parse_verified_outcome_fully}[kind]  # no caches shared with the fast paths
+    try:
+        obj = contracts.load_json(raw)
+        header = contracts._batch_header(obj)
+        expected_records = [full(record) for record in obj["records"]]
+    except contracts.ContractError as exc:
+        raise AssertionError(f"fast path took what the full path refuses: {exc} {raw[:300]!r}") from None
+    assert fast.header == header and len(fast.records) == len(expected_records)
+    stamp = "occurred_at" if kind == "match_event" else "verified_at"
+    for quick, expected in zip(fast.records, expected_records):
+        assert type(quick) is type(expected) and quick == expected and quick.to_dict() == expected.to_dict()
+        assert getattr(quick, stamp).utcoffset() == getattr(expected, stamp).utcoffset()
+        for name in ("score", "threshold", "inclusion_prob"):
+            if hasattr(expected, name):
+                assert math.copysign(1, getattr(quick, name)) == math.copysign(1, getattr(expected, name))
+    _, items = contracts._decode_message_fully(raw, kind)
+    for index, item in enumerate(items):  # what dead letters and re-routing carry
+        assert contracts.InputItem(index, fast.records[index], fast).raw == item.raw
+    return True
+
+
+def with_duplicate_key(raw: bytes, index: int, name: str, value) -> bytes:
+    """The envelope with ``"name": value`` written again at the start of record ``index``."""
+    doc = json.loads(raw)
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    first = json.dumps(doc["records"][index], ensure_ascii=False, separators=(",", ":"))
+    start = text.index(first)
+    extra = json.dumps({name: value}, ensure_ascii=False, separators=(",", ":"))[1:-1]
+    return (text[: start + 1] + extra + "," + text[start + 1 :]).encode()
+
+
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+def test_the_batch_fast_path_agrees_with_the_full_path_on_changed_records(kind):
+    base = common_documents(kind)
+    names = sorted(load_schema(kind)["properties"]) + ["extra"]
+
+    @GENERATED
+    @given(st.lists(st.tuples(st.sampled_from(base), field_changes(names) | st.just([])), min_size=1, max_size=4),
+           st.booleans())
+    def check(records, compact):
+        assert_batch_fast_path_agrees(kind, envelope([apply(doc, changes) for doc, changes in records],
+                                                     compact=compact))
+
+    check()
+
+
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+def test_the_batch_fast_path_agrees_on_every_edge_value_of_every_field(kind):
+    """Each field of one record of a valid envelope set to each edge value (or dropped), in turn."""
+    first, second = common_documents(kind)[:2]
+    values = list(FIELD_VALUES.elements)
+    labels = list(LABEL_VALUES.elements)
+    taken = 0
+    for name in sorted(load_schema(kind)["properties"]) + ["extra"]:
+        for value in (labels if name in ("subject", "reference") else values) + [None]:
+            changes = [("drop", name, None)] if value is None else [("set", name, value)]
+            taken += assert_batch_fast_path_agrees(kind, envelope([first, apply(second, changes)]))
+    assert taken > 0  # some edge values are valid: the fast path was exercised too
+
+
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+def test_the_batch_fast_path_agrees_on_generated_records(kind):
+    @settings(GENERATED, max_examples=100)
+    @given(st.lists(from_schema(inline_refs(load_schema(kind))), min_size=1, max_size=2), mutations(kind))
+    def check(records, changes):
+        assert_batch_fast_path_agrees(kind, envelope(records))
+        assert_batch_fast_path_agrees(kind, envelope(records[:-1] + [apply(records[-1], changes)]))
+
+    check()
+
+
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+def test_the_batch_fast_path_leaves_duplicate_keys_to_the_full_path(kind):
+    base = common_documents(kind)
+
+    @GENERATED
+    @given(st.lists(st.sampled_from(base), min_size=1, max_size=4), st.data())
+    def check(records, data):
+        raw = envelope(records)
+        assert assert_batch_fast_path_agrees(kind, raw)
+        index = data.draw(st.integers(0, len(records) - 1))
+        name = data.draw(st.sampled_from(sorted(records[index])))
+        value = data.draw(st.sampled_from([records[index].get(name, "x"), records[0].get(name, "y"), "z", 1.0]))
+        doubled = with_duplicate_key(raw, index, name, value)
+        assert contracts.decode_valid_batch(doubled, kind) is None
+        header, items = contracts.decode_message(doubled, kind)
+        assert [item.record.code for item in items if isinstance(item.record, Rejection)] == [RejectCode.DUPLICATE_KEY]
+
+    check()
+
+
+def test_the_batch_fast_path_leaves_envelope_faults_to_the_full_path():
+    records = common_documents("match_event")[:3]
+    raw = envelope(records, bucket=2, partitions=4)
+    assert contracts.decode_valid_batch(raw, "match_event").header == contracts.BatchHeader(2, 4)
+    for bad in [envelope(records, bucket=4, partitions=4), envelope(records, bucket=-1, partitions=4),
+                envelope([], 0, 1), raw.replace(b'"bucket":2', b'"bucket":2,"bucket":3'),
+                raw.replace(b'"batch_version":1', b'"batch_version":2'), raw.replace(b'"F"', b'"\\u0046"'),
+                b"\xef\xbb\xbf" + raw, raw.replace(b"}]}", b"}],}"), raw[:-1]]:
+        assert contracts.decode_valid_batch(bad, "match_event") is None, bad[:120]
+        header, items = contracts.decode_message(bad, "match_event")
+        assert header is None or any(isinstance(item.record, Rejection) for item in items) or b"\\u0046" in bad
+
+
+def test_the_batch_fast_path_takes_the_common_envelopes():
+    from fairwatch.producer import BatchBuilder
+    from tests.workload import make_workload
+
+    workload = make_workload(2000, seed=5, duplicate_share=0.0, malformed_share=0.0)
+    builder = BatchBuilder(4, max_records=100)
+    envelopes = [e for kind, key, value in workload.messages for e in builder.add(kind, key.decode(), value, now=0.0)]
+    envelopes += builder.drain()
+    kinds = {"match-events": "match_event", "verified-outcomes": "verified_outcome"}
+    assert len(envelopes) > 20
+    for e in envelopes:
+        assert assert_batch_fast_path_agrees(kinds[e.topic], e.value)
