@@ -393,7 +393,7 @@ def assert_batch_fast_path_agrees(kind: str, raw: bytes) -> bool:
         for name in ("score", "threshold", "inclusion_prob"):
             if hasattr(expected, name):
                 assert math.copysign(1, getattr(quick, name)) == math.copysign(1, getattr(expected, name))
-    _, items = contracts._decode_message_fully(raw, kind)
+    _, items = contracts.decode_message_fully(raw, kind)
     for index, item in enumerate(items):  # what dead letters and re-routing carry
         assert contracts.InputItem(index, fast.records[index], fast).raw == item.raw
     return True

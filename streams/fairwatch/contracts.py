@@ -502,10 +502,11 @@ def decode_message(raw: bytes | str, kind: str) -> tuple[BatchHeader | None, lis
         fast = decode_valid_batch(raw, kind)
         if fast is not None:
             return fast.header, [InputItem(i, record, fast) for i, record in enumerate(fast.records)]
-    return _decode_message_fully(raw, kind)
+    return decode_message_fully(raw, kind)
 
 
-def _decode_message_fully(raw: bytes | str, kind: str) -> tuple[BatchHeader | None, list[InputItem]]:
+def decode_message_fully(raw: bytes | str, kind: str) -> tuple[BatchHeader | None, list[InputItem]]:
+    """:func:`decode_message` without its fast route (for a caller that tried :func:`decode_valid_batch`)."""
     parse = PARSERS[kind]
     try:
         obj = load_json(raw)

@@ -23,7 +23,9 @@ from fairwatch.contracts import (
     InputItem,
     MatchEvent,
     Rejection,
-    decode_message,
+    ValidBatch,
+    decode_message_fully,
+    decode_valid_batch,
     format_timestamp,
 )
 from fairwatch.join import EventState, LabelJoin
@@ -140,31 +142,59 @@ class BatchProcessor:
             raise TypeError("give exactly one of load_state and resident")
         now = self.clock().replace(microsecond=0)
         batch = ProcessedBatch(SinkBatch(), {}, [])
-        by_partition: dict[int, list[tuple[RawMessage, InputItem]]] = {}
-        valid: list[tuple[RawMessage, InputItem]] = []
+        # each message: a batch envelope of valid records (the common case, kept whole), or its items
+        decoded: list[tuple[RawMessage, ValidBatch | list[InputItem]]] = []
+        ids: list[str] = []
         for message in messages:
+            kind = RECORD_KINDS[message.kind]
             batch.consumed[message.kind] += 1
-            _, items = decode_message(message.value, RECORD_KINDS[message.kind])
+            fast = decode_valid_batch(message.value, kind) if isinstance(message.value, bytes) else None
+            if fast is not None:
+                batch.records[message.kind] += len(fast.records)
+                ids += [record.event_id for record in fast.records]
+                decoded.append((message, fast))
+                continue
+            _, items = decode_message_fully(message.value, kind)
             batch.records[message.kind] += len(items)
+            valid = []
             for item in items:
                 if isinstance(item.record, Rejection):
                     self._reject(batch, message, item.record, now, item)
                 else:
-                    valid.append((message, item))
+                    valid.append(item)
+            ids += [item.record.event_id for item in valid]
+            decoded.append((message, valid))
         if self.partitions is not None:
-            homes = partitions_for([item.record.event_id for _, item in valid], self.partitions).tolist()
+            homes = partitions_for(ids, self.partitions).tolist()
         else:
-            homes = [message.partition for message, _ in valid]
-        for (message, item), home in zip(valid, homes):
-            if home != message.partition:
-                key = item.record.event_id.encode()
-                batch.reroutes.append(Reroute(message.topic, home, key, item.raw))
-            else:
-                by_partition.setdefault(home, []).append((message, item))
-        for partition, items in by_partition.items():
+            homes = [message.partition for message, entry in decoded
+                     for _ in (entry.records if isinstance(entry, ValidBatch) else entry)]
+        # per partition, its segments in arrival order: a whole envelope, or items of one message
+        by_partition: dict[int, list[tuple[RawMessage, ValidBatch | list[InputItem]]]] = {}
+        position = 0
+        for message, entry in decoded:
+            records = entry.records if isinstance(entry, ValidBatch) else [item.record for item in entry]
+            here = homes[position : position + len(records)]
+            position += len(records)
+            if isinstance(entry, ValidBatch):
+                if here.count(message.partition) == len(here):
+                    by_partition.setdefault(message.partition, []).append((message, entry))
+                    continue
+                entry = [InputItem(index, record, entry) for index, record in enumerate(records)]
+            staying = []
+            for item, home in zip(entry, here):
+                if home != message.partition:
+                    key = item.record.event_id.encode()
+                    batch.reroutes.append(Reroute(message.topic, home, key, item.raw))
+                else:
+                    staying.append(item)
+            if staying:
+                by_partition.setdefault(message.partition, []).append((message, staying))
+        for partition, segments in by_partition.items():
             if resident is not None:
-                self._join_resident(batch, partition, items, resident, now)
+                self._join_resident(batch, partition, segments, resident, now)
             else:
+                items = [(message, item) for message, entry in segments for item in _items(entry)]
                 self._join_partition(batch, partition, items, load_state, now)
         return batch
 
@@ -197,12 +227,24 @@ class BatchProcessor:
                 batch.pending_change += new_pending - old_pending
                 batch.orphan_change += new_orphan - old_orphan
 
-    def _join_resident(self, batch, partition, items, resident: ResidentJoins, now) -> None:
+    def _join_resident(self, batch, partition, segments, resident: ResidentJoins, now) -> None:
         join = resident.join(partition)
         pending, orphans = join.counters.pending, join.counters.orphans
-        output = join.update(item.record for _, item in items)
-        resident.touch(partition, [item.record.event_id for _, item in items])
-        self._rows(batch, partition, items, output, now)
+        records = [record for _, entry in segments
+                   for record in (entry.records if isinstance(entry, ValidBatch) else [item.record for item in entry])]
+        output = join.update(records)
+        resident.touch(partition, [record.event_id for record in records])
+        if output.rejected:  # rare (conflicting redeliveries): record by record
+            self._rows(batch, partition, [(message, item) for message, entry in segments for item in _items(entry)],
+                       output, now)
+        else:
+            events, outcomes = batch.sink.events, batch.sink.outcomes
+            for record in records:
+                if type(record) is MatchEvent:
+                    events.append(event_row(record, now))
+                else:
+                    outcomes.append(outcome_row(record, now))
+            self._delta_rows(batch, partition, output)
         batch.pending_change += join.counters.pending - pending
         batch.orphan_change += join.counters.orphans - orphans
 
@@ -217,9 +259,18 @@ class BatchProcessor:
                 batch.sink.events.append(event_row(record, now))
             else:
                 batch.sink.outcomes.append(outcome_row(record, now))
+        self._delta_rows(batch, partition, output)
+
+    def _delta_rows(self, batch, partition, output) -> None:
         batch.sink.labeled.extend(labeled_rows(output.deltas, partition))
         batch.sink.touch(partition, output.deltas.bucket.tolist())
         batch.paired += int((output.deltas.sign > 0).sum() - (output.deltas.sign < 0).sum())
+
+
+def _items(entry: ValidBatch | list[InputItem]) -> list[InputItem]:
+    if isinstance(entry, ValidBatch):
+        return [InputItem(index, record, entry) for index, record in enumerate(entry.records)]
+    return entry
 
 
 class ResidentJoins:

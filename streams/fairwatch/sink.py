@@ -61,19 +61,29 @@ def outcome_row(outcome: VerifiedOutcome, ingested_at: datetime) -> tuple:
 
 
 def labeled_rows(deltas: LabeledDeltas, partition: int) -> list[tuple]:
-    """Rows entering the labeled set (sign +1); a retraction is implied by the higher revision."""
-    rows = []
-    for i in (deltas.sign > 0).nonzero()[0]:
-        profile = deltas.profiles[deltas.profile[i]]
-        occurred_us = int(deltas.occurred_at_us[i])
-        rows.append((
-            deltas.event_id[i], _utc(occurred_us // 1_000_000), occurred_us % 1_000_000, _utc(int(deltas.bucket[i])),
-            profile.deployment, profile.algorithm, profile.mode, [a for a, _ in profile.subject],
-            [g for _, g in profile.subject], "match" if deltas.match[i] else "non_match",
-            "genuine" if deltas.genuine[i] else "impostor", int(deltas.revision[i]), float(deltas.weight[i]),
-            partition,
-        ))
-    return rows
+    """Rows entering the labeled set (sign +1); a retraction is implied by the higher revision.
+
+    DateTime columns are given as epoch seconds (both stores take them), built column by column.
+    """
+    entering = (deltas.sign > 0).nonzero()[0]
+    if not len(entering):
+        return []
+    occurred_us = deltas.occurred_at_us[entering]
+    profiles = deltas.profiles
+    # one (deployment, algorithm, mode, keys, labels) per distinct profile, shared by its rows
+    shapes = {p: (profile.deployment, profile.algorithm, profile.mode, [a for a, _ in profile.subject],
+                  [g for _, g in profile.subject])
+              for p in set(deltas.profile[entering].tolist()) for profile in (profiles[p],)}
+    by_row = [shapes[p] for p in deltas.profile[entering].tolist()]
+    event_ids = deltas.event_id
+    return [
+        (event_ids[i], seconds, micros, bucket, shape[0], shape[1], shape[2], shape[3], shape[4],
+         "match" if match else "non_match", "genuine" if genuine else "impostor", revision, weight, partition)
+        for i, seconds, micros, bucket, shape, match, genuine, revision, weight in zip(
+            entering.tolist(), (occurred_us // 1_000_000).tolist(), (occurred_us % 1_000_000).tolist(),
+            deltas.bucket[entering].tolist(), by_row, deltas.match[entering].tolist(),
+            deltas.genuine[entering].tolist(), deltas.revision[entering].tolist(), deltas.weight[entering].tolist())
+    ]
 
 
 def group_expansion_sql(intersections: Sequence[Sequence[str]]) -> str:
