@@ -17,7 +17,7 @@ from fairwatch.sink import ClickHouseSink, group_expansion_sql
 from fairwatch.store import migrate
 from tests.live import assert_counts_equal, stored_counts
 from tests.test_store import store  # noqa: F401  (the fixture: server and embedded)
-from tests.workload import T0, make_workload, oracle_counts
+from tests.workload import T0, make_workload, mixed_batches, oracle_counts
 
 CONFIG = CoreConfig(intersections=(("sex", "race"),))
 
@@ -74,10 +74,14 @@ def test_resident_joins_rebuild_from_their_log_after_any_crash_and_compaction():
     """ResidentJoins (the live worker's state) against the per-event-state path as the oracle:
     same sink rows and labeled deltas batch by batch, while its log (a dict standing for the
     changelog table) is persisted at random points, compacted, and the joins rebuilt from it."""
+    from fairwatch.partitioning import partition_for
     from fairwatch.pipeline import ResidentJoins
 
     workload = make_workload(3_000, seed=5)
-    messages = raw_messages(workload)
+    # most in batch envelopes (some with bad records, a few on the wrong partition), some single
+    mixed, _ = mixed_batches(workload, 4, seed=5, batch_share=0.6, max_records=40, bad_record_share=0.01)
+    messages = [RawMessage(kind, f"t.{kind}", partition, offset, key, value)
+                for offset, (kind, partition, key, value) in enumerate(mixed)]
     table: dict[str, bytes] = {}
 
     def read_log(partition):
@@ -85,17 +89,22 @@ def test_resident_joins_rebuild_from_their_log_after_any_crash_and_compaction():
 
     resident = ResidentJoins(CONFIG, read_log, compact_factor=1.2, compact_min_ids=200)
     clock = lambda: T0  # noqa: E731  (ingested_at: one instant for both, rows compare whole)
-    oracle, state = BatchProcessor(CONFIG, clock=clock), {}
-    processor = BatchProcessor(CONFIG, clock=clock)
+    oracle, state = BatchProcessor(CONFIG, clock=clock, partitions=4), {}
+    processor = BatchProcessor(CONFIG, clock=clock, partitions=4)
     rng = random.Random(5)
-    i, compactions, rebuilds = 0, 0, 0
+    i, compactions, rebuilds, deferred = 0, 0, 0, 0
     while i < len(messages):
         batch = messages[i : i + rng.choice((20, 200, 700))]
         got = processor.process(batch, resident=resident)
         want = oracle.process(batch, lambda event_id, partition: state.get(event_id))
-        assert sorted(got.sink.labeled) == sorted(want.sink.labeled)
-        assert sorted(got.sink.events) == sorted(want.sink.events)
-        assert sorted(got.sink.outcomes) == sorted(want.sink.outcomes)
+        built = got.sink.built()  # the resident path leaves rows of whole envelopes to the sink
+        assert sorted(built.labeled) == sorted(want.sink.labeled)
+        assert sorted(built.events) == sorted(want.sink.events)
+        assert sorted(built.outcomes) == sorted(want.sink.outcomes)
+        assert len(got.sink) == len(built) == len(want.sink)
+        assert sorted(got.sink.dead_letters) == sorted(want.sink.dead_letters)
+        assert got.reroutes == want.reroutes
+        deferred += len(got.sink.envelopes)
         assert [d.rejection for d in got.dead_letters] == [d.rejection for d in want.dead_letters]
         assert (got.pending_change, got.orphan_change) == (want.pending_change, want.orphan_change)
         if rng.random() < 0.2:  # a crash before the flush: in-memory state lost, the batch comes again
@@ -110,12 +119,12 @@ def test_resident_joins_rebuild_from_their_log_after_any_crash_and_compaction():
             for key, value in writes:
                 table.pop(key, None) if value is None else table.__setitem__(key, value)
         i += len(batch)
-    assert compactions > 0 and rebuilds > 0
+    assert compactions > 0 and rebuilds > 0 and deferred > 0
     resident.forget(range(4))
     for partition in range(4):  # the log alone holds every state the oracle holds
         join = resident.join(partition)
         held = {event_id: join.state_of(event_id) for event_id in join.held_ids()}
-        expected = {e: EventState.from_bytes(v) for e, v in state.items() if partition_of(e.encode()) == partition}
+        expected = {e: EventState.from_bytes(v) for e, v in state.items() if partition_for(e, 4) == partition}
         assert held == expected
 
 

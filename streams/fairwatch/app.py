@@ -39,13 +39,13 @@ from prometheus_client import generate_latest
 from fairwatch.join import LabelJoin
 from fairwatch.pipeline import MATCH_EVENTS, VERIFIED_OUTCOMES, BatchProcessor, RawMessage, ResidentJoins
 from fairwatch.settings import WorkerSettings
-from fairwatch.sink import ClickHouseSink
+from fairwatch.sinkprocess import SinkExecutor
 from fairwatch.dashboards import health_rows, write_differential_snapshots, write_health
 from fairwatch.delivery import delivery_from_env
 from fairwatch.detection import run_detection
 from fairwatch.metrics import write_snapshots
 from fairwatch.offsets import OffsetLedger
-from fairwatch.store import migrate, open_store
+from fairwatch.store import open_store
 
 log = logging.getLogger("fairwatch.worker")
 
@@ -128,10 +128,10 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     resident = ResidentJoins(settings.core, read_log)
     processor = BatchProcessor(settings.core, partitions=settings.partitions)
     committer = LedgerCommitter(app, metrics)
-    sink_holder: dict[str, ClickHouseSink] = {}
-    # one thread for every ClickHouse write of the sink: rows of a batch land before a later
-    # recompute of their buckets, and the connection is never used by two threads
-    sink_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fairwatch-sink")
+    # every ClickHouse write, in order, retried in place: rows of a batch land before a later
+    # recompute of their buckets (a child process for a server store: see fairwatch.sinkprocess)
+    sink = SinkExecutor(settings.clickhouse, settings.core)
+    sink_failures_seen = [0]
     pending = Pending()
     latest_event: dict = {}  # input partition -> its latest event (the carrier of its join-log writes)
     read_up_to: dict = {}  # input partition -> next offset to read, as far as handled batches go
@@ -140,33 +140,23 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     batch_lock = asyncio.Lock()  # a batch, and a flush taking the pending batches, never interleave
     flush_lock = asyncio.Lock()  # one flush at a time: the join log is written in order
 
-    def sink() -> ClickHouseSink:
-        # opened lazily in the executor thread that uses it, retried like any other write
-        if "sink" not in sink_holder:
-            store = open_store(settings.clickhouse)
-            migrate(store)
-            sink_holder["sink"] = ClickHouseSink(store, settings.core)
-        return sink_holder["sink"]
+    def count_sink_failures() -> None:
+        failures = sink.failures.value
+        metrics.sink_errors.inc(failures - sink_failures_seen[0])
+        sink_failures_seen[0] = failures
 
-    def write_to_clickhouse(work) -> None:
-        attempt = 0
-        while True:
-            try:
-                started = time.perf_counter()
-                work(sink())
-                metrics.sink_seconds.observe(time.perf_counter() - started)
-                return
-            except Exception as exc:  # socket, timeout and server errors alike: wait and retry
-                attempt += 1
-                metrics.sink_errors.inc()
-                sink_holder.pop("sink", None) if attempt % 5 == 0 else None
-                log.warning("ClickHouse write failed (attempt %d), retrying: %s", attempt, exc)
-                time.sleep(min(10.0, 0.2 * 2 ** min(attempt, 6)))
+    async def to_clickhouse(future: concurrent.futures.Future) -> None:
+        metrics.sink_seconds.observe(await asyncio.wrap_future(future))
+        count_sink_failures()
+
+    @app.task
+    async def start_sink():
+        await asyncio.wrap_future(sink.start())
+        atexit.register(sink.close)
 
     async def handle(events) -> None:
         """One sub-batch: decode and join, ClickHouse rows (in the sink thread, while the next batch
         is processed), dead letters and forwards; then it waits in ``pending`` for the next flush."""
-        loop = asyncio.get_running_loop()
         messages = [
             RawMessage(kinds[e.message.topic], e.message.topic, e.message.partition, e.message.offset,
                        e.message.key, e.message.value)
@@ -180,8 +170,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             started = time.perf_counter()
             result = processor.process(messages, resident=resident)
             processed = time.perf_counter()
-            rows = result.sink
-            row_writes.append(loop.run_in_executor(sink_thread, write_to_clickhouse, lambda s: s.write_rows(rows)))
+            row_writes.append(asyncio.ensure_future(to_clickhouse(sink.write_rows(result.sink))))
             while row_writes and (row_writes[0].done() or len(row_writes) > MAX_ROW_WRITES_IN_FLIGHT):
                 await row_writes.popleft()  # back-pressure: ClickHouse slower than Kafka (or down)
             stored = time.perf_counter()
@@ -217,8 +206,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 current = resident.joins()
                 log_writes = {partition: resident.persist(partition) for partition, join in joins.items()
                               if current.get(partition) is join}
-            await asyncio.get_running_loop().run_in_executor(
-                sink_thread, write_to_clickhouse, lambda s: s.recompute(touched))
+            await to_clickhouse(sink.recompute(touched))
             counted = time.perf_counter()
             current = resident.joins()
             for partition, writes in log_writes.items():
@@ -318,6 +306,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     @app.timer(15.0)
     async def record_health():
         # every worker writes its own pipeline-health samples (lag, joins, sink) for the dashboards
+        count_sink_failures()  # attempts still failing (a write being retried) count already
         rows = health_rows(metrics.registry, worker_name, previous=health_samples["previous"])
         try:
             await asyncio.get_running_loop().run_in_executor(None, write_health_now, rows)

@@ -237,14 +237,23 @@ class BatchProcessor:
         if output.rejected:  # rare (conflicting redeliveries): record by record
             self._rows(batch, partition, [(message, item) for message, entry in segments for item in _items(entry)],
                        output, now)
-        else:
-            events, outcomes = batch.sink.events, batch.sink.outcomes
-            for record in records:
-                if type(record) is MatchEvent:
-                    events.append(event_row(record, now))
+        else:  # rows of whole envelopes are built where they are written (SinkBatch.built)
+            sink = batch.sink
+            sink.ingested_at = now
+            for message, entry in segments:
+                if isinstance(entry, ValidBatch):
+                    sink.envelopes.append((RECORD_KINDS[message.kind], entry.raw, len(entry.records)))
                 else:
-                    outcomes.append(outcome_row(record, now))
-            self._delta_rows(batch, partition, output)
+                    for item in entry:
+                        record = item.record
+                        if isinstance(record, MatchEvent):
+                            sink.events.append(event_row(record, now))
+                        else:
+                            sink.outcomes.append(outcome_row(record, now))
+            if len(output.deltas):
+                sink.deltas.append((output.deltas, partition))
+            sink.touch(partition, output.deltas.bucket.tolist())
+            batch.paired += int((output.deltas.sign > 0).sum() - (output.deltas.sign < 0).sum())
         batch.pending_change += join.counters.pending - pending
         batch.orphan_change += join.counters.orphans - orphans
 

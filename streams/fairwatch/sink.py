@@ -13,10 +13,10 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from fairwatch.config import CoreConfig
-from fairwatch.contracts import MatchEvent, VerifiedOutcome
+from fairwatch.contracts import MatchEvent, VerifiedOutcome, decode_valid_batch
 from fairwatch.counts_layout import COLUMNS, INTERSECTION_SEP, OVERALL
 from fairwatch.join import LabeledDeltas
 from fairwatch.store import Store
@@ -134,19 +134,54 @@ def recompute_counts_sql(intersections: Sequence[Sequence[str]]) -> str:
 
 @dataclass
 class SinkBatch:
-    """What one processed batch must leave in ClickHouse."""
+    """What one processed batch must leave in ClickHouse.
+
+    Rows of whole batch envelopes and of join deltas may be left unbuilt (``envelopes``,
+    ``deltas``): the live worker's sink process builds them (:meth:`built`), so the worker's
+    event loop spends nothing on them and sends bytes and arrays rather than row tuples.
+    """
 
     events: list[tuple] = field(default_factory=list)
     outcomes: list[tuple] = field(default_factory=list)
     labeled: list[tuple] = field(default_factory=list)
     dead_letters: list[tuple] = field(default_factory=list)
     touched: dict[int, set[int]] = field(default_factory=dict)  # partition -> bucket starts (epoch s)
+    # (record kind, envelope bytes, records): envelopes all of whose records are stored as they are
+    envelopes: list[tuple[str, bytes, int]] = field(default_factory=list)
+    deltas: list[tuple[LabeledDeltas, int]] = field(default_factory=list)  # (join deltas, partition)
+    ingested_at: datetime | None = None  # of the envelopes' rows
 
     def touch(self, partition: int, buckets: Iterable[int]) -> None:
         self.touched.setdefault(partition, set()).update(int(b) for b in buckets)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.outcomes) + len(self.labeled) + len(self.dead_letters)
+        return (len(self.events) + len(self.outcomes) + len(self.labeled) + len(self.dead_letters)
+                + sum(n for _, _, n in self.envelopes) + sum(int((d.sign > 0).sum()) for d, _ in self.deltas))
+
+    def built(self) -> SinkBatch:
+        """This batch with every row built: envelopes decoded again, deltas turned into rows."""
+        if not self.envelopes and not self.deltas:
+            return self
+        return SinkBatch(self.event_rows(), self.outcome_rows(), self.labeled_outcome_rows(), list(self.dead_letters),
+                         self.touched)
+
+    def _envelope_records(self, kind: str) -> Iterable:
+        for envelope_kind, raw, count in self.envelopes:
+            if envelope_kind == kind:
+                decoded = decode_valid_batch(raw, kind)
+                if decoded is None or len(decoded.records) != count:  # the same bytes decoded before: never
+                    raise RuntimeError(f"a {kind} envelope decoded differently in the sink")
+                yield from decoded.records
+
+    def event_rows(self) -> list[tuple]:
+        return self.events + [event_row(record, self.ingested_at) for record in self._envelope_records("match_event")]
+
+    def outcome_rows(self) -> list[tuple]:
+        return self.outcomes + [outcome_row(record, self.ingested_at)
+                                for record in self._envelope_records("verified_outcome")]
+
+    def labeled_outcome_rows(self) -> list[tuple]:
+        return self.labeled + [row for deltas, partition in self.deltas for row in labeled_rows(deltas, partition)]
 
 
 class ClickHouseSink:
@@ -165,10 +200,8 @@ class ClickHouseSink:
         self.recompute(batch.touched)
 
     def write_rows(self, batch: SinkBatch) -> None:
-        self.store.insert("match_events", EVENT_COLUMNS, batch.events)
-        self.store.insert("verified_outcomes", OUTCOME_COLUMNS, batch.outcomes)
-        self.store.insert("labeled_outcomes", LABELED_COLUMNS, batch.labeled)
-        self.store.insert("dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letters)
+        for table, columns, rows in row_inserts(batch):
+            self.store.insert(table, columns, rows())
 
     def recompute(self, touched: dict[int, set[int]]) -> None:
         """Rewrite the group_counts of the (partition -> bucket starts) from labeled_outcomes.
@@ -183,3 +216,14 @@ class ClickHouseSink:
             # the version is taken before the recompute reads: a later recompute saw more
             self.store.execute(self._recompute_sql, {"version": time.time_ns(), "partitions": partitions,
                                                      "buckets": chunk})
+
+
+def row_inserts(batch: SinkBatch) -> list[tuple[str, Sequence[str], Callable[[], list[tuple]]]]:
+    """The inserts of a batch's rows: (table, columns, a function building the rows). They may run
+    in any order or at once; only a recompute of their buckets must come after all of them."""
+    return [
+        ("match_events", EVENT_COLUMNS, batch.event_rows),
+        ("verified_outcomes", OUTCOME_COLUMNS, batch.outcome_rows),
+        ("labeled_outcomes", LABELED_COLUMNS, batch.labeled_outcome_rows),
+        ("dead_letters", DEAD_LETTER_COLUMNS, lambda: batch.dead_letters),
+    ]

@@ -132,7 +132,10 @@ class ServerStore:
             data = [list(column) for column in zip(*rows)]
             for i, column in enumerate(data):
                 if isinstance(next((v for v in column if v is not None), None), datetime):
-                    data[i] = [_epoch_seconds(v) for v in column]
+                    if column.count(column[0]) == len(column):  # one instant (ingested_at): convert once
+                        data[i] = [_epoch_seconds(column[0])] * len(column)
+                    else:
+                        data[i] = [_epoch_seconds(v) for v in column]
             self._client.execute(f"INSERT INTO {_identifier(table)} ({cols}) VALUES", data, columnar=True)
         return len(rows)
 

@@ -1,0 +1,134 @@
+"""The live worker's ClickHouse writes, run one after another in a thread or in a child process.
+
+Encoding rows for the ClickHouse driver costs about as much Python time as decoding and joining
+them; in a thread it holds the worker's GIL for that long. With a server store the writes run in
+one child process instead (the worker sends envelope bytes and join deltas, not row tuples: see
+:meth:`fairwatch.sink.SinkBatch.built`). Either way there is one executor with one worker, so
+writes run in the order they were submitted and a failed write is retried, in place, until it
+succeeds: a later recompute never runs before the rows it must count.
+
+An embedded chDB store stays in a thread: chDB allows one process per data directory.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+import threading
+import time
+from typing import Callable
+
+from fairwatch.config import CoreConfig
+from fairwatch.sink import ClickHouseSink, SinkBatch, row_inserts
+from fairwatch.store import migrate, open_store
+
+log = logging.getLogger("fairwatch.sink")
+
+# what the executor's worker keeps between calls (per thread: a process may hold several executors)
+_local = threading.local()
+
+
+class SinkClosed(RuntimeError):
+    """The executor was closed while a write was still being retried."""
+
+
+def _start(url: str, config: CoreConfig, failures, stop, concurrent_inserts: bool) -> None:
+    _local.state = dict(url=url, config=config, failures=failures, stop=stop, concurrent=concurrent_inserts)
+
+
+def _sink() -> ClickHouseSink:
+    _state = _local.state
+    if "sink" not in _state:  # opened lazily where it is used, retried like any other write
+        store = open_store(_state["url"])
+        migrate(store)
+        _state["sink"] = ClickHouseSink(store, _state["config"])
+    return _state["sink"]
+
+
+def _retrying(work: Callable[[ClickHouseSink], None]) -> float:
+    """Run ``work`` until it succeeds; the seconds of the attempt that did."""
+    _state = _local.state
+    attempt = 0
+    while True:
+        try:
+            started = time.perf_counter()
+            work(_sink())
+            return time.perf_counter() - started
+        except Exception as exc:  # socket, timeout and server errors alike: wait and retry
+            attempt += 1
+            with _state["failures"].get_lock():
+                _state["failures"].value += 1
+            if attempt % 5 == 0:
+                _state.pop("sink", None)  # reconnect
+            log.warning("ClickHouse write failed (attempt %d), retrying: %s", attempt, exc)
+            if _state["stop"].wait(min(10.0, 0.2 * 2 ** min(attempt, 6))):
+                raise SinkClosed("the sink was closed while a ClickHouse write was failing") from exc
+
+
+def _write_rows(batch: SinkBatch) -> float:
+    if not _local.state["concurrent"]:
+        return _retrying(lambda sink: sink.write_rows(batch))
+    return _retrying(lambda sink: _insert_concurrently(batch))
+
+
+def _insert_concurrently(batch: SinkBatch) -> None:
+    """Each table's rows built and inserted on its own connection, at once: while the server
+    stores one table's block, this process encodes the next (the driver waits without the GIL)."""
+    state = _local.state
+    if "pool" not in state:
+        state["pool"] = concurrent.futures.ThreadPoolExecutor(len(row_inserts(batch)), "fairwatch-insert")
+        state["stores"] = {}
+    stores = state["stores"]
+
+    def insert(table: str, columns, rows) -> None:
+        if table not in stores:
+            stores[table] = open_store(state["url"])
+        stores[table].insert(table, columns, rows())
+
+    futures = [state["pool"].submit(insert, *job) for job in row_inserts(batch)]
+    failed = [f.exception() for f in futures if f.exception() is not None]  # waits for every insert
+    if failed:
+        stores.clear()  # reconnect: a failed connection may be left mid-protocol
+        raise failed[0]
+
+
+def _recompute(touched: dict[int, set[int]]) -> float:
+    return _retrying(lambda sink: sink.recompute(touched))
+
+
+def _ready() -> bool:
+    return True
+
+
+class SinkExecutor:
+    """Ordered, retried ClickHouse writes: :meth:`write_rows` and :meth:`recompute` return futures
+    of the seconds the successful attempt took; :attr:`failures` counts failed attempts."""
+
+    def __init__(self, url: str, config: CoreConfig, in_process: bool | None = None):
+        self.in_process = not url.startswith("chdb") if in_process is None else in_process
+        if self.in_process:
+            context = multiprocessing.get_context("spawn")  # no copy of the worker's threads and sockets
+            self.failures, self._stop = context.Value("q", 0), context.Event()
+            self._executor: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=context, initializer=_start, initargs=(url, config, self.failures, self._stop, True))
+        else:
+            self.failures, self._stop = multiprocessing.Value("q", 0), threading.Event()
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="fairwatch-sink", initializer=_start,
+                initargs=(url, config, self.failures, self._stop, False))
+
+    def start(self) -> concurrent.futures.Future:
+        """Start the worker now (a child process takes a second to import) rather than at the first write."""
+        return self._executor.submit(_ready)
+
+    def write_rows(self, batch: SinkBatch) -> concurrent.futures.Future:
+        return self._executor.submit(_write_rows, batch)
+
+    def recompute(self, touched: dict[int, set[int]]) -> concurrent.futures.Future:
+        return self._executor.submit(_recompute, touched)
+
+    def close(self) -> None:
+        """Finish the writes under way; one still failing stops retrying (nothing after it was committed)."""
+        self._stop.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
