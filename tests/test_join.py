@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import os
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -13,6 +17,7 @@ from hypothesis import strategies as st
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import MatchEvent, RejectCode, VerifiedOutcome
 from fairwatch.counts import BucketCounts
+from fairwatch import join as join_module
 from fairwatch.join import EventState, HeldEvent, HeldOutcome, LabelJoin, Profile, _SlotIndex
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -291,6 +296,29 @@ def test_the_slot_index_agrees_with_a_dict(operations):
     assert len(set(model.values())) == len(model)
 
 
+@given(st.lists(st.tuples(st.sampled_from(["add", "remove", "find"]), st.lists(st.integers(0, 80), max_size=40)),
+                max_size=40))
+def test_the_slot_index_bulk_operations_agree_with_a_dict_and_with_one_by_one(operations):
+    bulk, single, model = _SlotIndex(), _SlotIndex(), {}
+    for operation, numbers in operations:
+        event_ids = list(dict.fromkeys(f"id-{n}" for n in numbers))
+        if operation == "add":
+            fresh = [event_id for event_id in event_ids if event_id not in model]
+            slots = bulk.add_many(fresh, list(map(hash, fresh)))
+            assert slots == [single.add(event_id) for event_id in fresh]  # freed slots reused in the same order
+            model.update(zip(fresh, slots))
+        elif operation == "remove":
+            for event_id in event_ids:
+                if event_id in model:
+                    assert bulk.remove(event_id) == single.remove(event_id) == model.pop(event_id)
+        else:
+            assert bulk.find_many(event_ids, map(hash, event_ids)) == [model.get(i, -1) for i in event_ids]
+        assert len(bulk) == len(model)
+    everything = [f"id-{n}" for n in range(81)]
+    assert bulk.find_many(everything, map(hash, everything)) == [model.get(i, -1) for i in everything]
+    assert [bulk.find(i) for i in everything] == [model.get(i, -1) for i in everything]
+
+
 held_events = st.builds(HeldEvent, st.integers(0, 2**32 - 1), st.integers(-(2**60), 2**60),
                         st.builds(Profile, st.text(min_size=1), st.text(min_size=1), st.sampled_from(["verification"]),
                                   st.lists(st.tuples(st.text(min_size=1), st.text(min_size=1))).map(tuple)),
@@ -374,3 +402,206 @@ def test_a_state_blob_refuses_foreign_or_truncated_bytes():
     with pytest.raises(ValueError):
         LabelJoin(CONFIG).import_states(blob[:-3])
     assert LabelJoin(CONFIG).import_states(join.export_states([])) == 0
+
+
+# ---- the columnar update against the one-by-one reference -----------------------------------
+
+def replace(record, **changes):
+    """A copy of an event or outcome with ``changes`` (dataclass or msgspec Struct alike)."""
+    names = getattr(type(record), "__struct_fields__", None) or [f.name for f in fields(record)]
+    return type(record)(**{name: getattr(record, name) for name in names} | changes)
+
+
+PLACES = [("gate-a", "algo-1", "verification"), ("gate-b", "algo-2", "identification")]
+
+
+@st.composite
+def event_versions(draw, event_id: str) -> list[MatchEvent]:
+    """An event, copies of it that are the same content (subject key order, UTC offset) and
+    conflicting versions (one field changed)."""
+    subject = draw(subjects)
+    first = MatchEvent(
+        event_id=event_id,
+        occurred_at=T0 + timedelta(seconds=draw(st.integers(0, 3 * 3600)), microseconds=draw(st.integers(0, 2))),
+        deployment=(place := draw(st.sampled_from(PLACES)))[0], algorithm=place[1], mode=place[2],
+        score=draw(st.floats(0, 1)), threshold=0.5, decision=draw(st.sampled_from(["match", "non_match"])),
+        subject=subject,
+        reference=draw(st.none() | st.just({"gallery": "g1", "template": "t9"})),
+        context=draw(st.none() | st.just({"camera": 3, "lighting": "dim"})),
+    )
+    same = [
+        replace(first, subject=dict(reversed(list(subject.items())))),
+        replace(first, occurred_at=first.occurred_at.astimezone(timezone(timedelta(hours=-5)))),
+    ]
+    conflicting = [
+        replace(first, score=first.score / 2 + 0.25 if first.score != 0.5 else 0.1),
+        replace(first, occurred_at=first.occurred_at + timedelta(microseconds=1)),
+        replace(first, subject={**subject, "sex": "M" if subject["sex"] == "F" else "F"}),
+        replace(first, context={"camera": 4}),
+    ]
+    return [first, first, *same, *draw(st.lists(st.sampled_from(conflicting), max_size=2))]
+
+
+@st.composite
+def outcome_versions(draw, event_id: str) -> list[VerifiedOutcome]:
+    versions = []
+    for revision in draw(st.lists(st.integers(0, 3), max_size=4)):
+        versions.append(VerifiedOutcome(
+            event_id, T0 + timedelta(hours=draw(st.integers(1, 24 * 20)), microseconds=draw(st.integers(0, 1))),
+            draw(st.sampled_from(["genuine", "impostor"])), draw(st.sampled_from(["r1", "r2"])), revision,
+            draw(st.sampled_from([1.0, 0.5, 0.25, 0.1]))))
+    return versions
+
+
+@st.composite
+def mixed_streams(draw):
+    """Runs of events and runs of outcomes of a few ids (so ids repeat within runs), in chunks."""
+    n_ids = draw(st.integers(1, 30))
+    events = {i: draw(event_versions(f"x{i}")) for i in range(n_ids)}
+    outcomes = {i: draw(outcome_versions(f"x{i}")) for i in range(n_ids)}
+    outcomes = {i: versions for i, versions in outcomes.items() if versions}
+    order = []
+    for kind in draw(st.lists(st.sampled_from(["events", "outcomes"]), max_size=8)):
+        pool = events if kind == "events" or not outcomes else outcomes
+        length = draw(st.integers(1, 40))
+        keys = draw(st.lists(st.sampled_from(sorted(pool)), min_size=length, max_size=length))
+        order += [draw(st.sampled_from(pool[key])) for key in keys]
+    cuts = sorted(draw(st.lists(st.integers(0, len(order)), max_size=4)))
+    return [order[a:b] for a, b in zip([0] + cuts, cuts + [len(order)])]
+
+
+def rows_by_id(out) -> dict[str, list[tuple]]:
+    d = out.deltas
+    rows = defaultdict(list)
+    for k, event_id in enumerate(d.event_id):
+        rows[event_id].append((int(d.sign[k]), bool(d.genuine[k]), float(d.weight[k]), int(d.revision[k]),
+                               int(d.bucket[k]), int(d.occurred_at_us[k]), d.profiles[d.profile[k]], bool(d.match[k])))
+    return dict(rows)
+
+
+def rejections(out) -> Counter:
+    return Counter((id(r.record), r.rejection) for r in out.rejected)
+
+
+def assert_same_join(tested: LabelJoin, reference: LabelJoin, event_ids: set[str]) -> None:
+    assert {i: tested.state_of(i) for i in event_ids} == {i: reference.state_of(i) for i in event_ids}
+    assert asdict(tested.counters) == asdict(reference.counters)
+    assert set(tested.held_ids()) == set(reference.held_ids())
+    assert tested.latest_activity() == reference.latest_activity()
+    copies = LabelJoin(CONFIG), LabelJoin(CONFIG)
+    copies[0].import_states(tested.export_states())
+    copies[1].import_states(reference.export_states())
+    assert {i: copies[0].state_of(i) for i in event_ids} == {i: copies[1].state_of(i) for i in event_ids}
+
+
+@settings(max_examples=200, deadline=None)
+@given(mixed_streams(), st.data())
+def test_update_gives_what_applying_the_records_one_by_one_gives(chunks, data):
+    """Same states, counters, rows (per event id, in order) and rejected records, whatever the
+    chunking, the shortest run handled in columns, and the path each chunk takes in the join."""
+    min_bulk = data.draw(st.sampled_from([1, 2, 8]), label="shortest run handled in columns")
+    saved, join_module._MIN_BULK = join_module._MIN_BULK, min_bulk
+    try:
+        tested, reference = LabelJoin(CONFIG, capacity=4), LabelJoin(CONFIG, capacity=4)
+        event_ids = {r.event_id for chunk in chunks for r in chunk}
+        for chunk in chunks:
+            one_by_one = data.draw(st.booleans(), label="this chunk one by one in the tested join too")
+            got = (tested._update_one_by_one if one_by_one else tested.update)(chunk)
+            expected = reference._update_one_by_one(chunk)
+            assert rows_by_id(got) == rows_by_id(expected)
+            assert rejections(got) == rejections(expected)
+            assert_same_join(tested, reference, event_ids)
+            if data.draw(st.booleans(), label="expire after this chunk"):  # frees slots for reuse
+                now = T0 + timedelta(days=data.draw(st.integers(0, 25), label="expiry day"))
+                assert sorted(tested.expire(now)) == sorted(reference.expire(now))
+    finally:
+        join_module._MIN_BULK = saved
+
+
+def test_a_long_stream_in_columns_matches_the_one_by_one_reference():
+    """Thousands of ids in runs of 100, as the worker sees them: mostly new slots and pairs."""
+    rng = np.random.default_rng(3)
+    events = [MatchEvent(f"ev{i}", T0 + timedelta(microseconds=int(rng.integers(0, 10**10))), PLACES[i % 2][0],
+                         PLACES[i % 2][1], PLACES[i % 2][2], float(rng.random()), 0.5,
+                         "match" if rng.random() < 0.5 else "non_match",
+                         {"race": "A", "sex": "F"} if i % 3 else {"sex": "F", "race": "A"}) for i in range(3000)]
+    outcomes = [VerifiedOutcome(f"ev{i}", T0 + timedelta(days=1, seconds=i), "genuine" if i % 5 else "impostor",
+                                f"r{i % 7}", int(rng.integers(0, 3)), 0.5) for i in rng.permutation(3300).tolist()]
+    outcomes += [replace(outcomes[k], revision=int(rng.integers(0, 4)), truth="impostor") for k in range(0, 3300, 3)]
+    batches = [events[k:k + 100] for k in range(0, 3000, 100)] + [outcomes[k:k + 100] for k in range(0, 4400, 100)]
+    order = [batches[k] for k in rng.permutation(len(batches)).tolist()]
+    tested, reference = LabelJoin(CONFIG), LabelJoin(CONFIG)
+    for batch in order:
+        got, expected = tested.update(batch), reference._update_one_by_one(batch)
+        assert rows_by_id(got) == rows_by_id(expected)
+        assert rejections(got) == rejections(expected)
+    assert_same_join(tested, reference, {f"ev{i}" for i in range(3300)})
+    c = tested.counters
+    assert c.paired > 1000 and c.stale > 0 and c.retractions > 0 and c.rejected > 0 and c.duplicates > 0
+
+
+def fingerprints(records: list, columns: bool) -> list[int]:
+    """The fingerprint each record leaves in a fresh join (each under its own event id)."""
+    saved, join_module._MIN_BULK = join_module._MIN_BULK, 1
+    try:
+        join = LabelJoin(CONFIG)
+        records = [replace(r, event_id=f"f{k}") for k, r in enumerate(records)]
+        (join.update if columns else join._update_one_by_one)(records)
+        states = [join.state_of(r.event_id) for r in records]
+        return [s.event.fingerprint if s.event is not None else s.outcome.fingerprint for s in states]
+    finally:
+        join_module._MIN_BULK = saved
+
+
+def test_fingerprints_tell_every_field_apart_and_ignore_key_order_and_utc_offset():
+    base = MatchEvent("e", T0 + timedelta(microseconds=7), "gate-a", "algo-1", "verification", 0.75, 0.5, "match",
+                      {"sex": "F", "race": "B"}, {"gallery": "g1", "template": "t9"}, {"camera": 3, "lit": [1, 2]})
+    changed = [
+        replace(base, score=0.7500000000000001), replace(base, threshold=0.6), replace(base, decision="non_match"),
+        replace(base, occurred_at=base.occurred_at + timedelta(microseconds=1)), replace(base, deployment="gate-b"),
+        replace(base, algorithm="algo-2"), replace(base, mode="identification"),
+        replace(base, subject={"sex": "F", "race": "C"}), replace(base, subject={"sex": "F", "race": "B", "age": "70+"}),
+        replace(base, reference=None), replace(base, reference={"gallery": "g2", "template": "t9"}),
+        replace(base, context=None), replace(base, context={"camera": 3, "lit": [2, 1]}),
+        replace(base, reference=None, context=None), replace(base, score=0.5, threshold=0.75),
+    ]
+    same = [
+        replace(base, subject={"race": "B", "sex": "F"}), replace(base, reference={"template": "t9", "gallery": "g1"}),
+        replace(base, context={"lit": [1, 2], "camera": 3}),
+        replace(base, occurred_at=base.occurred_at.astimezone(timezone(timedelta(hours=5, minutes=30)))),
+    ]
+    outcome_base = VerifiedOutcome("e", T0 + timedelta(days=1, microseconds=3), "genuine", "r1", 2, 0.25)
+    outcome_changed = [
+        replace(outcome_base, verified_at=outcome_base.verified_at + timedelta(microseconds=1)),
+        replace(outcome_base, truth="impostor"), replace(outcome_base, reviewer="r2"),
+        replace(outcome_base, inclusion_prob=0.5),
+    ]
+    records = [base, *changed, *same, outcome_base, *outcome_changed, replace(outcome_base, revision=3)]
+    for columns in (False, True):
+        values = fingerprints(records, columns)
+        assert values == fingerprints(records, not columns)  # the bulk and one-by-one paths agree
+        events, outcomes = values[:1 + len(changed) + len(same)], values[1 + len(changed) + len(same):]
+        assert len(set(events[: 1 + len(changed)])) == 1 + len(changed)
+        assert set(events[1 + len(changed):]) == {events[0]}
+        assert len(set(outcomes[:-1])) == len(outcomes) - 1 and outcomes[-1] == outcomes[0]  # revision aside
+
+
+def test_fingerprints_are_the_same_in_another_process():
+    code = (
+        "from datetime import datetime, timezone\n"
+        "from fairwatch.contracts import MatchEvent, VerifiedOutcome\n"
+        "from fairwatch.join import LabelJoin\n"
+        "t = datetime(2026, 3, 1, 12, 0, 0, 5, tzinfo=timezone.utc)\n"
+        "ev = MatchEvent('e', t, 'gate-a', 'algo-1', 'verification', 0.75, 0.5, 'match', {'sex': 'F', 'race': 'B'},"
+        " {'gallery': 'g1'}, {'camera': 3})\n"
+        "oc = VerifiedOutcome('e', t, 'genuine', 'r1', 0, 0.5)\n"
+        "s = LabelJoin()._update_one_by_one([ev, oc]) and None\n"
+        "j = LabelJoin(); j._update_one_by_one([ev, oc]); state = j.state_of('e')\n"
+        "print(state.event.fingerprint, state.outcome.fingerprint)\n"
+    )
+    values = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        values.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                  check=True).stdout)
+    assert len(values) == 1

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import struct
 from array import array
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, NamedTuple, Sequence
+from itertools import repeat
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -147,7 +149,7 @@ class EventState:
 
     This is the value of the future changelog table (key = event_id): ``LabelJoin.state_of``
     exports it, ``LabelJoin.restore`` puts it back, ``to_bytes`` / ``from_bytes`` give a compact
-    JSON encoding. Fingerprints are stable hashes (BLAKE2b), valid in any process.
+    JSON encoding. Fingerprints are stable hashes (see ``_fingerprint``), valid in any process.
 
     >>> state = EventState(1767323045, None, HeldOutcome(4242, 3, True, 0.25))
     >>> EventState.from_bytes(state.to_bytes()) == state
@@ -182,26 +184,89 @@ _STATE_COLUMNS = (  # the per-slot columns a state blob carries, in order
     ("_flags", np.uint8), ("_last_seen", np.int64), ("_event_fp", np.uint32), ("_occurred_us", np.int64),
     ("_profile", np.int32), ("_outcome_fp", np.uint32), ("_revision", np.int32), ("_inclusion_prob", np.float64),
 )
-_pack_event = struct.Struct("<qdd?").pack  # occurred_at_us, score, threshold, match
-_pack_outcome = struct.Struct("<dd?").pack  # verified_at, inclusion_prob, genuine
+_float_pair_bits = struct.Struct("<QQ").unpack
+_pack_float_pair = struct.Struct("<dd").pack
+_M64 = (1 << 64) - 1
+_MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB  # splitmix64's finalizer
+# one salt per field, so that swapping two fields' values changes the fingerprint
+_EVENT_SALTS = (0x243F6A8885A308D3, 0x13198A2E03707344, 0xA4093822299F31D0, 0x082EFA98EC4E6C89,
+                0x452821E638D01377, 0xBE5466CF34E90C6C)  # occurred_us, score, threshold, match, profile, extras
+_OUTCOME_SALTS = (0xC0AC29B7C97C50DD, 0x3F84D5B5B5470917, 0x9216D5D98979FB1B, 0xD1310BA698DFB5AC)
+# verified_at, inclusion_prob, genuine, reviewer
+_EVENT_SALTS_ARRAY = np.array(_EVENT_SALTS, np.uint64)
+_OUTCOME_SALTS_ARRAY = np.array(_OUTCOME_SALTS, np.uint64)
 
 
-def _fingerprint(content: bytes) -> int:
-    """A 32-bit hash that is the same in every process (``hash()`` of a str is not).
+def _mix64(x: int) -> int:
+    x ^= x >> 30
+    x = (x * _MIX1) & _M64
+    x ^= x >> 27
+    x = (x * _MIX2) & _M64
+    return x ^ (x >> 31)
+
+
+def _mix64_array(x: np.ndarray) -> np.ndarray:
+    """:func:`_mix64` of every element of a uint64 array, in place."""
+    x ^= x >> 30
+    x *= _MIX1
+    x ^= x >> 27
+    x *= _MIX2
+    x ^= x >> 31
+    return x
+
+
+def _fingerprint(fields: Sequence[int], salts: Sequence[int]) -> int:
+    """A 32-bit hash of 64-bit ``fields``, the same in every process (``hash()`` of a str is not).
 
     It only tells a conflicting redelivery from an identical one: a collision (odds 2**-32 per
     conflict) makes a conflict pass as a duplicate, which keeps the first version either way.
+    Each field goes through a bijection (odd multiplier, xorshift) before the sum, so a change
+    in one field always changes the sum, which is then fully mixed. :func:`_fingerprints` is the
+    same function over columns; both must agree.
     """
-    return int.from_bytes(hashlib.blake2b(content, digest_size=4).digest(), "little")
+    total = 0
+    for value, salt in zip(fields, salts):
+        lane = ((value ^ salt) * _MIX1) & _M64
+        total += lane ^ (lane >> 32)
+    return _mix64(total & _M64) >> 32
+
+
+def _fingerprints(fields: np.ndarray, salts: np.ndarray) -> np.ndarray:
+    """:func:`_fingerprint` of each row of a (records, fields) uint64 array (overwritten), as uint32."""
+    fields ^= salts
+    fields *= _MIX1
+    fields ^= fields >> 32
+    total = fields.sum(axis=1, dtype=np.uint64)
+    return (_mix64_array(total) >> 32).astype(np.uint32)
+
+
+def _text_hash(content: bytes) -> int:
+    """64 bits of BLAKE2b: a string field's contribution to a fingerprint."""
+    return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "little")
+
+
+def _extras_hash(reference: Mapping[str, str] | None, context: Mapping[str, Any] | None) -> int:
+    """The event fingerprint's field for the optional reference and context (0 when both absent)."""
+    if reference is None and context is None:
+        return 0
+    return _text_hash(
+        (b"-" if reference is None else b"R" + repr(sorted(reference.items())).encode())
+        + b"\0"  # a repr has no raw NUL, so the two parts cannot run into each other
+        + (b"-" if context is None else b"C" + json.dumps(context, sort_keys=True, separators=(",", ":")).encode())
+    )
 
 
 class _SlotIndex:
-    """event_id <-> slot number, for about 16 bytes a slot beside the id string itself.
+    """event_id <-> slot number, for about 24 bytes a slot beside the id string itself.
 
     A ``dict[str, int]`` costs ~63 bytes an entry at a million (its table, its entries and one
     int object per value), a third of the budget; this open-addressing table of int32 over
-    Python's cached ``hash(str)`` costs ~8, plus 8 for the slot -> id list. Freed entries become
-    tombstones until the next rebuild.
+    Python's cached ``hash(str)`` costs ~8, plus 8 for the slot -> id list and 8 for the slot's
+    hash, which lets a probe skip other ids and :meth:`_rebuild` place the slots without reading
+    their id strings (a cache miss each). Freed entries become tombstones until the next rebuild.
+
+    :meth:`find_many` and :meth:`add_many` are plain loops: at ~100 ids a call, numpy's cost
+    per operation makes vectorized probing slower than this.
     """
 
     _EMPTY = -1
@@ -209,6 +274,7 @@ class _SlotIndex:
 
     def __init__(self) -> None:
         self.ids: list[str | None] = []  # slot -> event_id, None when the slot is free
+        self._hashes = array("q")  # slot -> hash(event_id)
         self._free: list[int] = []
         self._live = self._deleted = 0
         self._rebuild(16)
@@ -218,28 +284,46 @@ class _SlotIndex:
 
     def find(self, event_id: str) -> int:
         """The slot of ``event_id``, or -1."""
-        table, ids = self._table, self.ids
+        table, ids, slot_hashes = self._table, self.ids, self._hashes
         mask = len(table) - 1
-        pos = hash(event_id) & mask
+        hashed = hash(event_id)
+        pos = hashed & mask
         while (slot := table[pos]) != self._EMPTY:
-            if slot >= 0 and ids[slot] == event_id:
+            if slot >= 0 and slot_hashes[slot] == hashed and ids[slot] == event_id:
                 return slot
             pos = (pos + 1) & mask
         return -1
+
+    def find_many(self, event_ids: Iterable[str], hashes: Iterable[int]) -> list[int]:
+        """The slot of each of ``event_ids`` (-1 when absent), given their ``hash()``."""
+        table, ids, slot_hashes = self._table, self.ids, self._hashes
+        mask = len(table) - 1
+        slots = []
+        for event_id, hashed in zip(event_ids, hashes):
+            pos = hashed & mask
+            while (slot := table[pos]) != -1:  # _EMPTY
+                if slot >= 0 and slot_hashes[slot] == hashed and ids[slot] == event_id:
+                    break
+                pos = (pos + 1) & mask
+            slots.append(slot)
+        return slots
 
     def add(self, event_id: str) -> int:
         """Give an absent ``event_id`` a slot."""
         if 2 * (self._live + self._deleted + 1) > len(self._table):
             self._rebuild(3 * (self._live + 1))
+        hashed = hash(event_id)
         if self._free:
             slot = self._free.pop()
             self.ids[slot] = event_id
+            self._hashes[slot] = hashed
         else:
             slot = len(self.ids)
             self.ids.append(event_id)
+            self._hashes.append(hashed)
         table = self._table
         mask = len(table) - 1
-        pos = hash(event_id) & mask
+        pos = hashed & mask
         while table[pos] >= 0:
             pos = (pos + 1) & mask
         if table[pos] == self._DELETED:
@@ -247,6 +331,35 @@ class _SlotIndex:
         table[pos] = slot
         self._live += 1
         return slot
+
+    def add_many(self, event_ids: list[str], hashes: list[int]) -> list[int]:
+        """Give distinct absent ``event_ids`` slots (freed slots first, last freed first), given their ``hash()``."""
+        n = len(event_ids)
+        if 2 * (self._live + self._deleted + n) > len(self._table):
+            self._rebuild(3 * (self._live + n))
+        ids, slot_hashes, free = self.ids, self._hashes, self._free
+        reused = free[len(free) - min(n, len(free)):][::-1]  # pop() order
+        if reused:
+            del free[-len(reused):]
+            for slot, event_id, hashed in zip(reused, event_ids, hashes):
+                ids[slot] = event_id
+                slot_hashes[slot] = hashed
+        slots = reused + list(range(len(ids), len(ids) + n - len(reused)))
+        ids.extend(event_ids[len(reused):])
+        slot_hashes.extend(hashes[len(reused):])
+        table = self._table
+        mask = len(table) - 1
+        reused_tombstones = 0
+        for slot, hashed in zip(slots, hashes):
+            pos = hashed & mask
+            while (entry := table[pos]) >= 0:
+                pos = (pos + 1) & mask
+            if entry == -2:  # _DELETED
+                reused_tombstones += 1
+            table[pos] = slot
+        self._deleted -= reused_tombstones
+        self._live += n
+        return slots
 
     def remove(self, event_id: str) -> int:
         """Free the slot of a present ``event_id``; return it."""
@@ -265,8 +378,10 @@ class _SlotIndex:
     def _rebuild(self, size: int) -> None:
         """A fresh table of at least ``size`` entries (a power of two) holding the live slots."""
         table = np.full(1 << max(size - 1, 15).bit_length(), self._EMPTY, np.int32)
-        slots = np.array([slot for slot, event_id in enumerate(self.ids) if event_id is not None], np.int64)
-        pos = np.array([hash(self.ids[slot]) for slot in slots.tolist()], np.int64) & (len(table) - 1)
+        live = np.ones(len(self.ids), bool)
+        live[self._free] = False
+        slots = np.flatnonzero(live)
+        pos = np.frombuffer(self._hashes, np.int64)[slots] & (len(table) - 1)  # a copy: _hashes stays resizable
         while len(slots):  # vectorized linear probing; of several slots aiming at one entry, the last stays
             free = table[pos] == self._EMPTY
             table[pos[free]] = slots[free]
@@ -277,9 +392,13 @@ class _SlotIndex:
 
 
 class _DeltaRows:
-    """Rows of one update's deltas; event fields are gathered from the slots at the end."""
+    """Rows of one update's deltas; event fields are gathered from the slots at the end.
 
-    __slots__ = ("slot", "sign", "genuine", "weight", "revision")
+    Rows come one by one (the lists) or in columns from the bulk path; ``segments`` keeps them
+    in the order they came, so that an event's retraction stays after its pairing.
+    """
+
+    __slots__ = ("slot", "sign", "genuine", "weight", "revision", "segments")
 
     def __init__(self) -> None:
         self.slot: list[int] = []
@@ -287,6 +406,7 @@ class _DeltaRows:
         self.genuine: list[bool] = []
         self.weight: list[float] = []
         self.revision: list[int] = []
+        self.segments: list[tuple[np.ndarray, ...]] = []  # (slot, sign, genuine, weight, revision)
 
     def add(self, slot: int, sign: int, genuine: bool, inclusion_prob: float, revision: int) -> None:
         self.slot.append(slot)
@@ -294,6 +414,55 @@ class _DeltaRows:
         self.genuine.append(genuine)
         self.weight.append(1.0 / inclusion_prob)
         self.revision.append(revision)
+
+    def add_pairs(self, slots: np.ndarray, genuine: np.ndarray, inclusion_prob: np.ndarray,
+                  revision: np.ndarray) -> None:
+        """+1 rows of newly paired slots."""
+        self._close_segment()
+        self.segments.append((slots.astype(np.intp, copy=False), np.ones(len(slots), np.int8),
+                              genuine.astype(bool, copy=False), 1.0 / inclusion_prob,
+                              revision.astype(np.int32, copy=False)))
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(slot, sign, genuine, weight, revision) of every row, in order."""
+        self._close_segment()
+        if len(self.segments) == 1:
+            return self.segments[0]
+        if not self.segments:
+            return (np.zeros(0, np.intp), np.zeros(0, np.int8), np.zeros(0, bool), np.zeros(0, np.float64),
+                    np.zeros(0, np.int32))
+        return tuple(np.concatenate(column) for column in zip(*self.segments))
+
+    def _close_segment(self) -> None:
+        if self.slot:
+            self.segments.append((np.array(self.slot, dtype=np.intp), np.array(self.sign, dtype=np.int8),
+                                  np.array(self.genuine, dtype=bool), np.array(self.weight, dtype=np.float64),
+                                  np.array(self.revision, dtype=np.int32)))
+            self.slot, self.sign, self.genuine, self.weight, self.revision = [], [], [], [], []
+
+
+_EVENT_FIELDS = operator.attrgetter("event_id", "occurred_at", "deployment", "algorithm", "mode", "score", "threshold",
+                                    "decision", "subject", "reference", "context")
+_OUTCOME_FIELDS = operator.attrgetter("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob")
+_timestamp = operator.methodcaller("timestamp")
+_is_outcome = VerifiedOutcome.__instancecheck__
+_NOTHING = np.zeros(0, np.intp)
+_MIN_BULK = 8  # shorter runs go record by record: there numpy's cost per call outweighs its speed
+_CACHE_LIMIT = 100_000  # entries of the profile and reviewer caches before they start afresh
+
+
+def _distinct_spans(event_ids: list[str]) -> list[tuple[int, int]]:
+    """Cut ``event_ids`` into consecutive spans without a repeated id (greedily, longest first)."""
+    if len(set(event_ids)) == len(event_ids):
+        return [(0, len(event_ids))]
+    spans, seen, start = [], set(), 0
+    for i, event_id in enumerate(event_ids):
+        if event_id in seen:
+            spans.append((start, i))
+            seen, start = set(), i
+        seen.add(event_id)
+    spans.append((start, len(event_ids)))
+    return spans
 
 
 class LabelJoin:
@@ -361,7 +530,12 @@ class LabelJoin:
         self._index = _SlotIndex()
         self._profiles: list[Profile] = []
         self._profile_id: dict[tuple, int] = {}
-        self._profile_bytes: list[bytes] = []  # repr of each profile, hashed into event fingerprints
+        self._profile_hashes: list[int] = []  # of each profile's repr, a field of event fingerprints
+        self._profile_hash_array = np.zeros(0, np.uint64)  # the same, for the bulk path
+        # (deployment, algorithm, mode, subject items in the record's key order) -> profile id,
+        # to skip the sort; the same subject in another key order is another entry, same id
+        self._profile_of_raw_key: dict[tuple, int] = {}
+        self._reviewer_hashes: dict[str, int] = {}
         self._allocate_columns(max(capacity, 1))
 
     def _allocate_columns(self, capacity: int) -> None:
@@ -389,9 +563,40 @@ class LabelJoin:
         return self._profiles
 
     def update(self, records: Iterable[MatchEvent | VerifiedOutcome]) -> JoinOutput:
-        """Apply records in arrival order; return the labeled deltas and the rejected records."""
+        """Apply records in arrival order; return the labeled deltas and the rejected records.
+
+        The result is the one of applying them one by one (:meth:`_update_one_by_one`), up to the
+        order of rows of different event ids. Runs of consecutive records of one kind go through
+        a columnar path: within a run of distinct event ids the records commute.
+        """
+        records = records if isinstance(records, list) else list(records)
         rows = _DeltaRows()
         rejected: list[Rejected] = []
+        is_outcome = list(map(_is_outcome, records))
+        if not any(is_outcome) or all(is_outcome):
+            bounds = [0, len(records)]
+        else:
+            kinds = np.array(is_outcome, bool)
+            bounds = [0, *(np.flatnonzero(kinds[1:] != kinds[:-1]) + 1).tolist(), len(records)]
+        for start, stop in zip(bounds, bounds[1:]):
+            run = records[start:stop]
+            if len(run) < _MIN_BULK:
+                self._apply_one_by_one(run, rows, rejected)
+            elif is_outcome[start]:
+                self._add_outcomes(run, rows, rejected)
+            else:
+                self._add_events(run, rows, rejected)
+        return JoinOutput(self._deltas(rows), rejected)
+
+    def _update_one_by_one(self, records: Iterable[MatchEvent | VerifiedOutcome]) -> JoinOutput:
+        """:meth:`update` record by record: the reference semantics, which the tests compare it to."""
+        rows = _DeltaRows()
+        rejected: list[Rejected] = []
+        self._apply_one_by_one(records, rows, rejected)
+        return JoinOutput(self._deltas(rows), rejected)
+
+    def _apply_one_by_one(self, records: Iterable[MatchEvent | VerifiedOutcome], rows: _DeltaRows,
+                          rejected: list[Rejected]) -> None:
         for record in records:
             if isinstance(record, VerifiedOutcome):
                 rejection = self._add_outcome(record, rows)
@@ -399,7 +604,6 @@ class LabelJoin:
                 rejection = self._add_event(record, rows)
             if rejection is not None:
                 rejected.append(Rejected(record, rejection))
-        return JoinOutput(self._deltas(rows), rejected)
 
     def expire(self, now: datetime | float) -> list[str]:
         """Drop the slots idle for ``ttl_seconds`` or more before ``now``; return their event ids."""
@@ -550,14 +754,17 @@ class LabelJoin:
             count(int(value), +1)
         return n
 
-    # ---- records --------------------------------------------------------------------------
+    # ---- records, one by one: the reference semantics ------------------------------------
 
-    def _add_event(self, ev: MatchEvent, rows: _DeltaRows) -> Rejection | None:
-        occurred_us = (ev.occurred_at - _EPOCH) // _MICROSECOND  # exact, unlike timestamp()
-        match = ev.decision == "match"
-        key = (ev.deployment, ev.algorithm, ev.mode, tuple(sorted(ev.subject.items())))
-        profile = self._intern(key)
-        fingerprint = self._event_fingerprint(ev, occurred_us, match, profile)
+    def _add_event(self, ev: MatchEvent, rows: _DeltaRows, prepared: tuple | None = None) -> Rejection | None:
+        """``prepared``: (occurred_us, match, profile, fingerprint) when the bulk path computed them."""
+        if prepared is None:
+            occurred_us = (ev.occurred_at - _EPOCH) // _MICROSECOND  # exact, unlike timestamp()
+            match = ev.decision == "match"
+            profile = self._intern((ev.deployment, ev.algorithm, ev.mode, tuple(sorted(ev.subject.items()))))
+            fingerprint = self._event_fingerprint(ev, occurred_us, match, profile)
+        else:
+            occurred_us, match, profile, fingerprint = prepared
         c = self.counters
         slot = self._index.find(ev.event_id)
         if slot < 0:
@@ -580,10 +787,14 @@ class LabelJoin:
         self._hold_event(slot, fingerprint, occurred_us, profile, match)
         return None
 
-    def _add_outcome(self, oc: VerifiedOutcome, rows: _DeltaRows) -> Rejection | None:
-        ts = oc.verified_at.timestamp()
-        genuine = oc.truth == "genuine"
-        fingerprint = _fingerprint(_pack_outcome(ts, oc.inclusion_prob, genuine) + oc.reviewer.encode())
+    def _add_outcome(self, oc: VerifiedOutcome, rows: _DeltaRows, prepared: tuple | None = None) -> Rejection | None:
+        """``prepared``: (verified_at timestamp, genuine, fingerprint) when the bulk path computed them."""
+        if prepared is None:
+            ts = oc.verified_at.timestamp()
+            genuine = oc.truth == "genuine"
+            fingerprint = self._outcome_fingerprint(oc, ts, genuine)
+        else:
+            ts, genuine, fingerprint = prepared
         c = self.counters
         slot = self._index.find(oc.event_id)
         if slot < 0:
@@ -620,12 +831,178 @@ class LabelJoin:
         return None
 
     def _event_fingerprint(self, ev: MatchEvent, occurred_us: int, match: bool, profile: int) -> int:
-        content = _pack_event(occurred_us, ev.score, ev.threshold, match) + self._profile_bytes[profile]
-        if ev.reference is not None:
-            content += repr(sorted(ev.reference.items())).encode()
-        if ev.context is not None:
-            content += json.dumps(ev.context, sort_keys=True, separators=(",", ":")).encode()
-        return _fingerprint(content)
+        """Of the event's whole content; equal to the bulk path's (:meth:`_prepare_events`)."""
+        score_bits, threshold_bits = _float_pair_bits(_pack_float_pair(ev.score, ev.threshold))
+        fields = (occurred_us & _M64, score_bits, threshold_bits, int(match), self._profile_hashes[profile],
+                  _extras_hash(ev.reference, ev.context))
+        return _fingerprint(fields, _EVENT_SALTS)
+
+    def _outcome_fingerprint(self, oc: VerifiedOutcome, ts: float, genuine: bool) -> int:
+        """Of the outcome's content but its revision; equal to the bulk path's (:meth:`_add_outcomes`)."""
+        ts_bits, prob_bits = _float_pair_bits(_pack_float_pair(ts, oc.inclusion_prob))
+        return _fingerprint((ts_bits, prob_bits, int(genuine), self._reviewer_hash(oc.reviewer)), _OUTCOME_SALTS)
+
+    def _reviewer_hash(self, reviewer: str) -> int:
+        known = self._reviewer_hashes.get(reviewer)
+        if known is None:
+            if len(self._reviewer_hashes) >= _CACHE_LIMIT:
+                self._reviewer_hashes.clear()
+            known = self._reviewer_hashes[reviewer] = _text_hash(reviewer.encode())
+        return known
+
+    # ---- records, in columns -------------------------------------------------------------
+
+    def _add_events(self, events: list[MatchEvent], rows: _DeltaRows, rejected: list[Rejected]) -> None:
+        """Apply a run of events as :meth:`_add_event` one by one would."""
+        (ids, occurred_at, deployments, algorithms, modes, scores, thresholds, decisions, subjects, references,
+         contexts) = zip(*map(_EVENT_FIELDS, events))
+        ids = list(ids)
+        n = len(ids)
+        occurred_us = np.fromiter(map(operator.floordiv, map(operator.sub, occurred_at, repeat(_EPOCH)),
+                                      repeat(_MICROSECOND)), np.int64, n)
+        match = np.fromiter(map(operator.eq, decisions, repeat("match")), bool, n)
+        profile = np.array(self._intern_many(deployments, algorithms, modes, subjects), np.int32)
+        fields = np.empty((n, len(_EVENT_SALTS)), np.uint64)
+        fields[:, 0] = occurred_us.view(np.uint64)
+        fields[:, 1] = np.array(scores, np.float64).view(np.uint64)
+        fields[:, 2] = np.array(thresholds, np.float64).view(np.uint64)
+        fields[:, 3] = match
+        fields[:, 4] = self._profile_hash_array[profile]
+        if references.count(None) == n and contexts.count(None) == n:
+            fields[:, 5] = 0
+        else:
+            fields[:, 5] = np.fromiter(map(_extras_hash, references, contexts), np.uint64, n)
+        fingerprint = _fingerprints(fields, _EVENT_SALTS_ARRAY)
+        hashes = list(map(hash, ids))
+        for start, stop in _distinct_spans(ids):
+            span = slice(start, stop)
+            if stop - start < _MIN_BULK:
+                self._add_events_one_by_one(events[span], occurred_us[span], match[span], profile[span],
+                                            fingerprint[span], rows, rejected)
+            else:
+                rest = self._add_distinct_events(ids[span], hashes[span], occurred_us[span], match[span],
+                                                 profile[span], fingerprint[span], rows)
+                if len(rest):  # redeliveries and conflicts
+                    rest += start
+                    self._add_events_one_by_one([events[i] for i in rest.tolist()], occurred_us[rest], match[rest],
+                                                profile[rest], fingerprint[rest], rows, rejected)
+
+    def _add_distinct_events(self, ids: list[str], hashes: list[int], occurred_us: np.ndarray, match: np.ndarray,
+                             profile: np.ndarray, fingerprint: np.ndarray, rows: _DeltaRows) -> np.ndarray:
+        """Apply the events of distinct ids that start a slot or pair with an orphan; return the
+        positions of the others (the event id already holds an event), left untouched."""
+        slots = np.array(self._index.find_many(ids, hashes), np.intp)
+        new = slots < 0
+        flags = self._flags[slots]
+        flags[new] = 0
+        pairing = (flags & (_HAS_EVENT | _HAS_OUTCOME)) == _HAS_OUTCOME
+        seen = occurred_us // 1_000_000
+        c = self.counters
+        added = int(np.count_nonzero(new))
+        if added:
+            fresh = self._allocate_many(ids, hashes, new, added)
+            self._last_seen[fresh] = seen[new]
+            slots[new] = fresh
+            c.pending += added
+        paired = int(np.count_nonzero(pairing))
+        if paired:
+            pairs = slots[pairing]
+            self._last_seen[pairs] = np.maximum(self._last_seen[pairs], seen[pairing])
+            rows.add_pairs(pairs, (flags[pairing] & _GENUINE) != 0, self._inclusion_prob[pairs], self._revision[pairs])
+            c.orphans -= paired
+            c.paired += paired
+        if added + paired < len(ids):
+            hold = new | pairing
+            slots, flags, occurred_us, match = slots[hold], flags[hold], occurred_us[hold], match[hold]
+            profile, fingerprint = profile[hold], fingerprint[hold]
+        self._event_fp[slots] = fingerprint
+        self._occurred_us[slots] = occurred_us
+        self._profile[slots] = profile
+        self._flags[slots] = flags | _HAS_EVENT | match.view(np.uint8) * np.uint8(_MATCH)
+        return np.flatnonzero(~(new | pairing)) if added + paired < len(ids) else _NOTHING
+
+    def _add_events_one_by_one(self, events: Sequence[MatchEvent], occurred_us: np.ndarray, match: np.ndarray,
+                               profile: np.ndarray, fingerprint: np.ndarray, rows: _DeltaRows,
+                               rejected: list[Rejected]) -> None:
+        for ev, prepared in zip(events, zip(occurred_us.tolist(), match.tolist(), profile.tolist(),
+                                            fingerprint.tolist())):
+            rejection = self._add_event(ev, rows, prepared)
+            if rejection is not None:
+                rejected.append(Rejected(ev, rejection))
+
+    def _add_outcomes(self, outcomes: list[VerifiedOutcome], rows: _DeltaRows, rejected: list[Rejected]) -> None:
+        """Apply a run of outcomes as :meth:`_add_outcome` one by one would."""
+        ids, verified_at, truths, reviewers, revisions, probs = zip(*map(_OUTCOME_FIELDS, outcomes))
+        ids = list(ids)
+        n = len(ids)
+        ts = np.fromiter(map(_timestamp, verified_at), np.float64, n)
+        genuine = np.fromiter(map(operator.eq, truths, repeat("genuine")), bool, n)
+        inclusion_prob = np.array(probs, np.float64)
+        revision = np.array(revisions, np.int32)
+        fields = np.empty((n, len(_OUTCOME_SALTS)), np.uint64)
+        fields[:, 0] = ts.view(np.uint64)
+        fields[:, 1] = inclusion_prob.view(np.uint64)
+        fields[:, 2] = genuine
+        reviewer_hashes = list(map(self._reviewer_hashes.get, reviewers))
+        if None in reviewer_hashes:
+            reviewer_hashes = list(map(self._reviewer_hash, reviewers))
+        fields[:, 3] = reviewer_hashes
+        fingerprint = _fingerprints(fields, _OUTCOME_SALTS_ARRAY)
+        hashes = list(map(hash, ids))
+        for start, stop in _distinct_spans(ids):
+            span = slice(start, stop)
+            if stop - start < _MIN_BULK:
+                self._add_outcomes_one_by_one(outcomes[span], ts[span], genuine[span], fingerprint[span], rows,
+                                              rejected)
+            else:
+                rest = self._add_distinct_outcomes(ids[span], hashes[span], ts[span], genuine[span],
+                                                   inclusion_prob[span], revision[span], fingerprint[span], rows)
+                if len(rest):  # redeliveries, revisions, stale and conflicting outcomes
+                    rest += start
+                    self._add_outcomes_one_by_one([outcomes[i] for i in rest.tolist()], ts[rest], genuine[rest],
+                                                  fingerprint[rest], rows, rejected)
+
+    def _add_distinct_outcomes(self, ids: list[str], hashes: list[int], ts: np.ndarray, genuine: np.ndarray,
+                               inclusion_prob: np.ndarray, revision: np.ndarray, fingerprint: np.ndarray,
+                               rows: _DeltaRows) -> np.ndarray:
+        """Apply the outcomes of distinct ids that start a slot or pair with a pending event; return
+        the positions of the others (the event id already holds an outcome), left untouched."""
+        slots = np.array(self._index.find_many(ids, hashes), np.intp)
+        new = slots < 0
+        flags = self._flags[slots]
+        flags[new] = 0
+        pairing = (flags & (_HAS_EVENT | _HAS_OUTCOME)) == _HAS_EVENT
+        seen = np.floor(ts).astype(np.int64)  # int(ts // 1) of each
+        c = self.counters
+        added = int(np.count_nonzero(new))
+        if added:
+            fresh = self._allocate_many(ids, hashes, new, added)
+            self._last_seen[fresh] = seen[new]
+            slots[new] = fresh
+            c.orphans += added
+        paired = int(np.count_nonzero(pairing))
+        if paired:
+            pairs = slots[pairing]
+            self._last_seen[pairs] = np.maximum(self._last_seen[pairs], seen[pairing])
+            rows.add_pairs(pairs, genuine[pairing], inclusion_prob[pairing], revision[pairing])
+            c.pending -= paired
+            c.paired += paired
+        if added + paired < len(ids):
+            hold = new | pairing
+            slots, flags, genuine, inclusion_prob = slots[hold], flags[hold], genuine[hold], inclusion_prob[hold]
+            revision, fingerprint = revision[hold], fingerprint[hold]
+        self._outcome_fp[slots] = fingerprint
+        self._revision[slots] = revision
+        self._inclusion_prob[slots] = inclusion_prob
+        self._flags[slots] = (flags & (0xFF ^ _GENUINE)) | _HAS_OUTCOME | genuine.view(np.uint8) * np.uint8(_GENUINE)
+        return np.flatnonzero(~(new | pairing)) if added + paired < len(ids) else _NOTHING
+
+    def _add_outcomes_one_by_one(self, outcomes: Sequence[VerifiedOutcome], ts: np.ndarray, genuine: np.ndarray,
+                                 fingerprint: np.ndarray, rows: _DeltaRows, rejected: list[Rejected]) -> None:
+        for oc, prepared in zip(outcomes, zip(ts.tolist(), genuine.tolist(), fingerprint.tolist())):
+            rejection = self._add_outcome(oc, rows, prepared)
+            if rejection is not None:
+                rejected.append(Rejected(oc, rejection))
 
     # ---- slots ----------------------------------------------------------------------------
 
@@ -637,8 +1014,41 @@ class LabelJoin:
         profile = Profile(*key)
         pid = self._profile_id[profile] = len(self._profiles)
         self._profiles.append(profile)
-        self._profile_bytes.append(repr(key).encode())
+        self._profile_hashes.append(_text_hash(repr(key).encode()))
+        if pid >= len(self._profile_hash_array):
+            self._profile_hash_array = np.resize(self._profile_hash_array, 2 * pid + 8)
+        self._profile_hash_array[pid] = self._profile_hashes[pid]
         return pid
+
+    def _intern_many(self, deployments: Sequence[str], algorithms: Sequence[str], modes: Sequence[str],
+                     subjects: Sequence[Mapping[str, str]]) -> list[int]:
+        """The profile id of each event, as :meth:`_intern` one by one (new ids in order of first sight)."""
+        try:
+            items = list(map(tuple, map(dict.items, subjects)))
+        except TypeError:  # a Mapping that is not a dict
+            items = [tuple(subject.items()) for subject in subjects]
+        raw_keys = list(zip(deployments, algorithms, modes, items))
+        profiles = list(map(self._profile_of_raw_key.get, raw_keys))
+        if None in profiles:
+            if len(self._profile_of_raw_key) >= _CACHE_LIMIT:
+                self._profile_of_raw_key.clear()
+            for i, raw_key in enumerate(raw_keys):
+                if profiles[i] is None:
+                    deployment, algorithm, mode, subject = raw_key
+                    profiles[i] = self._profile_of_raw_key[raw_key] = self._intern(
+                        (deployment, algorithm, mode, tuple(sorted(subject))))
+        return profiles
+
+    def _allocate_many(self, event_ids: list[str], hashes: list[int], chosen: np.ndarray, count: int) -> np.ndarray:
+        """Slots for the ``chosen`` (a mask, ``count`` set) of ``event_ids``, in order."""
+        if count < len(event_ids):
+            where = np.flatnonzero(chosen).tolist()
+            event_ids, hashes = [event_ids[i] for i in where], [hashes[i] for i in where]
+        slots = self._index.add_many(event_ids, hashes)
+        top = max(slots)
+        if top >= len(self._flags):
+            self._allocate_columns(top + top // 2 + 1)
+        return np.array(slots, np.intp)
 
     def _allocate(self, event_id: str) -> int:
         slot = self._index.add(event_id)
@@ -669,18 +1079,17 @@ class LabelJoin:
         self._flags[slot] = (int(self._flags[slot]) & ~_GENUINE) | _HAS_OUTCOME | (_GENUINE if genuine else 0)
 
     def _deltas(self, rows: _DeltaRows) -> LabeledDeltas:
-        slots = np.array(rows.slot, dtype=np.intp)
-        ids = self._index.ids
+        slots, sign, genuine, weight, revision = rows.columns()
         occurred_us = self._occurred_us[slots]
         return LabeledDeltas(
             profiles=self._profiles,
-            event_id=[ids[slot] for slot in rows.slot],
+            event_id=list(map(self._index.ids.__getitem__, slots.tolist())),
             profile=self._profile[slots],
             occurred_at_us=occurred_us,
             bucket=occurred_us // (1_000_000 * self.bucket_seconds) * self.bucket_seconds,
             match=(self._flags[slots] & _MATCH) != 0,
-            genuine=np.array(rows.genuine, dtype=bool),
-            weight=np.array(rows.weight, dtype=np.float64),
-            sign=np.array(rows.sign, dtype=np.int8),
-            revision=np.array(rows.revision, dtype=np.int32),
+            genuine=genuine,
+            weight=weight,
+            sign=sign,
+            revision=revision,
         )
