@@ -94,3 +94,52 @@ def test_failed_attempts_are_counted_while_the_write_is_retried():
     executor.close()  # stops retrying
     with pytest.raises(SinkClosed):
         future.result(timeout=10)
+
+
+@pytest.mark.services
+def test_a_new_sink_process_takes_over_when_the_old_one_dies(stack):
+    """What the worker does when the sink's child process dies (killed, out of memory): its writes
+    fail as BrokenProcessPool, one restart makes a new child, and the writes submitted again land."""
+    import concurrent.futures
+    import os
+    import signal
+
+    batches = processed_batches()
+    store = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], f"fw_sinkdie_{uuid.uuid4().hex[:8]}"))
+    executor = SinkExecutor(store.url, CONFIG, in_process=True)
+    try:
+        assert executor.start().result(timeout=60)
+        first = executor.write_rows(batches[0]).result(timeout=60)
+        assert first >= 0
+        (pid,) = executor._executor._processes  # the one child
+        os.kill(pid, signal.SIGKILL)
+        broken = [executor.write_rows(batch) for batch in batches[1:]]
+        for future in broken:
+            with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+                future.result(timeout=60)
+        for future in broken:  # every caller restarts; only the first replaces the pool
+            executor.restart(broken=future)
+        (new_pid,) = executor._executor._processes if executor._executor._processes else (None,)
+        for batch in batches[1:]:
+            executor.write_rows(batch).result(timeout=120)
+        assert executor._executor._processes and pid not in executor._executor._processes
+        assert new_pid is None or list(executor._executor._processes) == [new_pid]
+        touched = {p: set().union(*(b.touched.get(p, set()) for b in batches)) for p in range(4)}
+        executor.recompute(touched).result(timeout=120)
+
+        reference = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], f"fw_sinkref2_{uuid.uuid4().hex[:8]}"))
+        try:
+            migrate(reference)
+            sink = ClickHouseSink(reference, CONFIG)
+            for batch in batches:
+                sink.write_rows(batch)
+            sink.recompute(touched)
+            assert table_contents(store) == table_contents(reference)
+            assert stored_counts(store) == stored_counts(reference)
+        finally:
+            reference.execute(f"DROP DATABASE IF EXISTS {reference.database}")
+            reference.close()
+    finally:
+        executor.close()
+        store.execute(f"DROP DATABASE IF EXISTS {store.database}")
+        store.close()

@@ -145,8 +145,18 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         metrics.sink_errors.inc(failures - sink_failures_seen[0])
         sink_failures_seen[0] = failures
 
-    async def to_clickhouse(future: concurrent.futures.Future) -> None:
-        metrics.sink_seconds.observe(await asyncio.wrap_future(future))
+    async def to_clickhouse(submit) -> None:
+        """``submit()`` a write to the sink and wait for it (it retries until it succeeds); if the
+        sink's process died under it (killed, out of memory), start another and submit again."""
+        while True:
+            future = submit()
+            try:
+                seconds = await asyncio.wrap_future(future)
+                break
+            except concurrent.futures.process.BrokenProcessPool as exc:
+                log.warning("the ClickHouse sink process died (%s); starting another", exc)
+                sink.restart(broken=future)
+        metrics.sink_seconds.observe(seconds)
         count_sink_failures()
 
     @app.task
@@ -170,7 +180,8 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             started = time.perf_counter()
             result = processor.process(messages, resident=resident)
             processed = time.perf_counter()
-            row_writes.append(asyncio.ensure_future(to_clickhouse(sink.write_rows(result.sink))))
+            rows = result.sink
+            row_writes.append(asyncio.ensure_future(to_clickhouse(lambda: sink.write_rows(rows))))
             while row_writes and (row_writes[0].done() or len(row_writes) > MAX_ROW_WRITES_IN_FLIGHT):
                 await row_writes.popleft()  # back-pressure: ClickHouse slower than Kafka (or down)
             stored = time.perf_counter()
@@ -194,7 +205,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         """Counts of the pending batches' buckets, then their join state, then their offsets.
 
         The join state is exported when the batches are taken (so it holds exactly those
-        batches); the recompute runs in the sink thread after their rows while later batches go on.
+        batches); the recompute runs in the sink after their rows while later batches go on.
         """
         async with flush_lock:
             async with batch_lock:
@@ -206,7 +217,11 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 current = resident.joins()
                 log_writes = {partition: resident.persist(partition) for partition, join in joins.items()
                               if current.get(partition) is join}
-            await to_clickhouse(sink.recompute(touched))
+                rows_taken = list(row_writes)  # the taken batches' rows are among these (later ones too)
+            # the rows first: the sink runs writes in order, but one resubmitted after its process
+            # died would come after this recompute
+            await asyncio.gather(*rows_taken)
+            await to_clickhouse(lambda: sink.recompute(touched))
             counted = time.perf_counter()
             current = resident.joins()
             for partition, writes in log_writes.items():

@@ -688,8 +688,7 @@ class LabelJoin:
             ids = [self._index.ids[slot] for slot in slots.tolist()]
         else:
             ids = list(dict.fromkeys(event_ids))
-            find = self._index.find
-            slots = np.fromiter((find(event_id) for event_id in ids), np.int64, len(ids))
+            slots = np.array(self._index.find_many(ids, map(hash, ids)), np.int64)
         held = slots >= 0
         safe = np.where(held, slots, 0)
 

@@ -106,27 +106,49 @@ class SinkExecutor:
     of the seconds the successful attempt took; :attr:`failures` counts failed attempts."""
 
     def __init__(self, url: str, config: CoreConfig, in_process: bool | None = None):
+        self.url, self.config = url, config
         self.in_process = not url.startswith("chdb") if in_process is None else in_process
         if self.in_process:
-            context = multiprocessing.get_context("spawn")  # no copy of the worker's threads and sockets
-            self.failures, self._stop = context.Value("q", 0), context.Event()
-            self._executor: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=context, initializer=_start, initargs=(url, config, self.failures, self._stop, True))
+            self._context = multiprocessing.get_context("spawn")  # no copy of the worker's threads and sockets
+            self.failures, self._stop = self._context.Value("q", 0), self._context.Event()
+            self._executor: concurrent.futures.Executor = self._new_process_pool()
         else:
             self.failures, self._stop = multiprocessing.Value("q", 0), threading.Event()
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="fairwatch-sink", initializer=_start,
-                initargs=(url, config, self.failures, self._stop, False))
+                initargs=(url, self.config, self.failures, self._stop, False))
+
+    def _new_process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        return concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=self._context, initializer=_start,
+            initargs=(self.url, self.config, self.failures, self._stop, True))
+
+    def restart(self, broken: concurrent.futures.Future) -> None:
+        """A new child process after the one that ran ``broken`` died (once, however many writes
+        saw it die); the writes it had are submitted again by their callers."""
+        if self.in_process and not self._stop.is_set() and getattr(broken, "_executor", None) is self._executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._new_process_pool()
 
     def start(self) -> concurrent.futures.Future:
         """Start the worker now (a child process takes a second to import) rather than at the first write."""
         return self._executor.submit(_ready)
 
     def write_rows(self, batch: SinkBatch) -> concurrent.futures.Future:
-        return self._executor.submit(_write_rows, batch)
+        return self._submit(_write_rows, batch)
 
     def recompute(self, touched: dict[int, set[int]]) -> concurrent.futures.Future:
-        return self._executor.submit(_recompute, touched)
+        return self._submit(_recompute, touched)
+
+    def _submit(self, function, *args) -> concurrent.futures.Future:
+        executor = self._executor
+        try:
+            future = executor.submit(function, *args)
+        except concurrent.futures.process.BrokenProcessPool:  # died since: its writes come again
+            future = concurrent.futures.Future()
+            future.set_exception(concurrent.futures.process.BrokenProcessPool("the sink process died"))
+        future._executor = executor  # which pool ran it: restart() replaces that one only
+        return future
 
     def close(self) -> None:
         """Finish the writes under way; one still failing stops retrying (nothing after it was committed)."""
