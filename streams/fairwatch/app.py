@@ -131,6 +131,8 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     # every ClickHouse write, in order, retried in place: rows of a batch land before a later
     # recompute of their buckets (a child process for a server store: see fairwatch.sinkprocess)
     sink = SinkExecutor(settings.clickhouse, settings.core)
+    sink.start()  # a child process imports while faust starts, not during the first batches
+    atexit.register(sink.close)
     sink_failures_seen = [0]
     pending = Pending()
     latest_event: dict = {}  # input partition -> its latest event (the carrier of its join-log writes)
@@ -158,11 +160,6 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 sink.restart(broken=future)
         metrics.sink_seconds.observe(seconds)
         count_sink_failures()
-
-    @app.task
-    async def start_sink():
-        await asyncio.wrap_future(sink.start())
-        atexit.register(sink.close)
 
     async def handle(events) -> None:
         """One sub-batch: decode and join, ClickHouse rows (in the sink thread, while the next batch

@@ -132,6 +132,7 @@ def worker(
     from faust import Worker
 
     from fairwatch.app import create_app
+    from fairwatch.gctuning import tune_garbage_collector
     from fairwatch.settings import SettingsError, WorkerSettings
     from fairwatch.topics import TopicError, ensure_topics
 
@@ -148,21 +149,6 @@ def worker(
     app = create_app(settings, policies)
     tune_garbage_collector()
     Worker(app, loglevel=loglevel).execute_from_commandline()
-
-
-def tune_garbage_collector() -> None:
-    """Fewer cyclic collections for a process that allocates millions of short-lived objects.
-
-    With CPython's default thresholds the worker's batches trigger full collections that walk
-    every long-lived object (faust, aiokafka, the joins) again and again: measured, half of the
-    batch time (benchmarks/bench_pipeline.py). Objects alive at start are frozen out of the
-    collector's walk; cycles are still collected, less often.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
 
 
 @app.command()

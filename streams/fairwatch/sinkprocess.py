@@ -20,6 +20,7 @@ import time
 from typing import Callable
 
 from fairwatch.config import CoreConfig
+from fairwatch.gctuning import tune_garbage_collector
 from fairwatch.sink import ClickHouseSink, SinkBatch, row_inserts
 from fairwatch.store import migrate, open_store
 
@@ -33,8 +34,10 @@ class SinkClosed(RuntimeError):
     """The executor was closed while a write was still being retried."""
 
 
-def _start(url: str, config: CoreConfig, failures, stop, concurrent_inserts: bool) -> None:
-    _local.state = dict(url=url, config=config, failures=failures, stop=stop, concurrent=concurrent_inserts)
+def _start(url: str, config: CoreConfig, failures, stop, own_process: bool) -> None:
+    _local.state = dict(url=url, config=config, failures=failures, stop=stop, concurrent=own_process)
+    if own_process:  # it builds millions of row tuples, as the worker builds records
+        tune_garbage_collector()
 
 
 def _sink() -> ClickHouseSink:
