@@ -25,7 +25,7 @@ WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
     "FAIRWATCH_WEB_HOST": ("127.0.0.1", "address of the worker's web endpoint (/metrics, /healthz)"),
     "FAIRWATCH_WEB_PORT": ("6066", "port of the worker's web endpoint"),
     "FAIRWATCH_BATCH_SIZE": ("5000", "messages per processing batch at most"),
-    "FAIRWATCH_BATCH_WITHIN": ("0.5", "seconds to wait for a batch to fill"),
+    "FAIRWATCH_BATCH_WITHIN": ("0.2", "seconds to wait for a batch to fill"),
     "FAIRWATCH_BUCKET_SECONDS": ("60", "width of the event-time count buckets"),
     "FAIRWATCH_TTL_DAYS": ("30", "days an unpaired event or outcome waits before it expires"),
     "FAIRWATCH_INTERSECTIONS": ("", "intersections to count, e.g. sex&race,sex&age"),
@@ -106,7 +106,7 @@ class WorkerSettings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_size: int = 5000
-    batch_within: float = 0.5
+    batch_within: float = 0.2  # batch envelopes rarely fill a batch: it is taken after this long
     session_timeout: float = 30.0
     commit_seconds: float = 2.0
     instance_id: str = ""
