@@ -3,7 +3,7 @@
     match-events + verified-outcomes (co-partitioned by event_id, one agent so that an event and
     its outcomes are never joined concurrently)
       -> take_events batch -> BatchProcessor (decode, join in the partition's in-memory join)
-      -> ClickHouse rows (retried until written) -> dead-letter topic, forwards
+      -> ClickHouse rows (a sink process, retried until written) -> dead-letter topic, forwards
     and every FAIRWATCH_COMMIT_SECONDS, for all batches since the last time ("flush"):
       -> ClickHouse counts of the buckets they touched, recomputed once
       -> the join state they changed, one `join-log` table record per partition (changelog topic)
@@ -162,7 +162,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         count_sink_failures()
 
     async def handle(events) -> None:
-        """One sub-batch: decode and join, ClickHouse rows (in the sink thread, while the next batch
+        """One sub-batch: decode and join, ClickHouse rows (in the sink process, while the next batch
         is processed), dead letters and forwards; then it waits in ``pending`` for the next flush."""
         messages = [
             RawMessage(kinds[e.message.topic], e.message.topic, e.message.partition, e.message.offset,
