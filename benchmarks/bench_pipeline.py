@@ -17,16 +17,17 @@ named by FAIRWATCH_KAFKA / FAIRWATCH_CLICKHOUSE. Steps:
    - ``fairwatch[single]`` / ``fairwatch[batch100]``: one ``fairwatch worker`` (table store
      ``--store``, default rocksdb as in production) with its own ClickHouse database (decode,
      join, ClickHouse rows, the flush that recomputes the touched counts and persists the join
-     state, offset commits). Its own process runs with the garbage-collector tuning of
-     ``fairwatch worker`` (frozen start-up objects, fewer collections).
+     state, offset commits). It runs as in production: its ClickHouse writes in its sink process
+     (``fairwatch.sinkprocess``), both processes with the garbage-collector tuning of
+     ``fairwatch.gctuning`` (frozen start-up objects, fewer collections).
 
 Times are wall clock from the process spawn. ``startup`` ends when the consumer is ready (first
 message for the baselines; for the worker, when /healthz lists assigned input partitions or,
 if earlier, when it began its first batch: ``fairwatch_first_batch_timestamp_seconds``).
 ``processed`` is when the last message was handled (the baselines count them; the worker's
 ``fairwatch_consumed_messages`` reaches the total), ``drained`` when the group's committed offsets
-reach the end of every input partition (the worker flushes and commits every
-``FAIRWATCH_COMMIT_SECONDS``, 2 s by default, so this is up to that much later). Rates: *records/s* = input records (match events + outcomes) per second of steady state
+reach the end of every input partition (the worker flushes and commits as soon as it has read
+every input partition to its end, else every ``FAIRWATCH_COMMIT_SECONDS``). Rates: *records/s* = input records (match events + outcomes) per second of steady state
 (ready -> processed / drained); *match events/s* counts only the events. The targets of issue 10:
 ``fairwatch[batch100]`` >= 100k records/s or >= 1.0x ``aiokafka[batch100]``; ``fairwatch[single]``
 >= 4k records/s.
