@@ -562,15 +562,21 @@ def _fast_labels(value: Any) -> bool:
     if type(value) is not dict or not 0 < len(value) <= MAX_LABELS:
         return False
     for pair in value.items():
-        attribute, label = pair
-        if type(label) is not str:
+        if type(pair[1]) is not str:
             return False
-        if pair not in _KNOWN_LABELS:
-            if not (_ATTRIBUTE_RE.fullmatch(attribute) and 0 < len(label) <= MAX_LABEL_LENGTH and "&" not in label):
-                return False
-            if len(_KNOWN_LABELS) >= _KNOWN_LIMIT:
-                _KNOWN_LABELS.clear()
-            _KNOWN_LABELS[pair] = None
+        if pair not in _KNOWN_LABELS and not _new_label_valid(pair):
+            return False
+    return True
+
+
+def _new_label_valid(pair: tuple[str, str]) -> bool:
+    """An (attribute, string label) pair not yet known is valid: remember it if so."""
+    attribute, label = pair
+    if not (_ATTRIBUTE_RE.fullmatch(attribute) and 0 < len(label) <= MAX_LABEL_LENGTH and "&" not in label):
+        return False
+    if len(_KNOWN_LABELS) >= _KNOWN_LIMIT:
+        _KNOWN_LABELS.clear()
+    _KNOWN_LABELS[pair] = None
     return True
 
 
@@ -725,14 +731,7 @@ def _ids_valid(*columns: list[str]) -> bool:
 
 def _label_maps_valid(maps: list[dict[str, str]]) -> bool:
     pairs = set().union(*[m.items() for m in maps])
-    for pair in pairs - _KNOWN_LABELS.keys():
-        attribute, label = pair
-        if not _ATTRIBUTE_RE.fullmatch(attribute) or "&" in label:
-            return False
-        if len(_KNOWN_LABELS) >= _KNOWN_LIMIT:
-            _KNOWN_LABELS.clear()
-        _KNOWN_LABELS[pair] = None
-    return True
+    return all(map(_new_label_valid, pairs - _KNOWN_LABELS.keys()))
 
 
 def _timestamps(texts: list[str]) -> list[datetime] | None:

@@ -873,40 +873,21 @@ class LabelJoin:
             fields[:, 5] = np.fromiter(map(_extras_hash, references, contexts), np.uint64, n)
         fingerprint = _fingerprints(fields, _EVENT_SALTS_ARRAY)
         hashes = list(map(hash, ids))
-        for start, stop in _distinct_spans(ids):
-            span = slice(start, stop)
-            if stop - start < _MIN_BULK:
-                self._add_events_one_by_one(events[span], occurred_us[span], match[span], profile[span],
-                                            fingerprint[span], rows, rejected)
-            else:
-                rest = self._add_distinct_events(ids[span], hashes[span], occurred_us[span], match[span],
-                                                 profile[span], fingerprint[span], rows)
-                if len(rest):  # redeliveries and conflicts
-                    rest += start
-                    self._add_events_one_by_one([events[i] for i in rest.tolist()], occurred_us[rest], match[rest],
-                                                profile[rest], fingerprint[rest], rows, rejected)
+        self._apply_in_spans(
+            ids, events, (occurred_us, match, profile, fingerprint), self._add_event, rows, rejected,
+            lambda span: self._add_distinct_events(ids[span], hashes[span], occurred_us[span], match[span],
+                                                   profile[span], fingerprint[span], rows))
 
     def _add_distinct_events(self, ids: list[str], hashes: list[int], occurred_us: np.ndarray, match: np.ndarray,
                              profile: np.ndarray, fingerprint: np.ndarray, rows: _DeltaRows) -> np.ndarray:
         """Apply the events of distinct ids that start a slot or pair with an orphan; return the
         positions of the others (the event id already holds an event), left untouched."""
-        slots = np.array(self._index.find_many(ids, hashes), np.intp)
-        new = slots < 0
-        flags = self._flags[slots]
-        flags[new] = 0
-        pairing = (flags & (_HAS_EVENT | _HAS_OUTCOME)) == _HAS_OUTCOME
-        seen = occurred_us // 1_000_000
+        slots, flags, new, pairing = self._place_distinct(ids, hashes, occurred_us // 1_000_000, _HAS_OUTCOME)
         c = self.counters
-        added = int(np.count_nonzero(new))
-        if added:
-            fresh = self._allocate_many(ids, hashes, new, added)
-            self._last_seen[fresh] = seen[new]
-            slots[new] = fresh
-            c.pending += added
-        paired = int(np.count_nonzero(pairing))
+        added, paired = int(np.count_nonzero(new)), int(np.count_nonzero(pairing))
+        c.pending += added
         if paired:
             pairs = slots[pairing]
-            self._last_seen[pairs] = np.maximum(self._last_seen[pairs], seen[pairing])
             rows.add_pairs(pairs, (flags[pairing] & _GENUINE) != 0, self._inclusion_prob[pairs], self._revision[pairs])
             c.orphans -= paired
             c.paired += paired
@@ -919,15 +900,6 @@ class LabelJoin:
         self._profile[slots] = profile
         self._flags[slots] = flags | _HAS_EVENT | match.view(np.uint8) * np.uint8(_MATCH)
         return np.flatnonzero(~(new | pairing)) if added + paired < len(ids) else _NOTHING
-
-    def _add_events_one_by_one(self, events: Sequence[MatchEvent], occurred_us: np.ndarray, match: np.ndarray,
-                               profile: np.ndarray, fingerprint: np.ndarray, rows: _DeltaRows,
-                               rejected: list[Rejected]) -> None:
-        for ev, prepared in zip(events, zip(occurred_us.tolist(), match.tolist(), profile.tolist(),
-                                            fingerprint.tolist())):
-            rejection = self._add_event(ev, rows, prepared)
-            if rejection is not None:
-                rejected.append(Rejected(ev, rejection))
 
     def _add_outcomes(self, outcomes: list[VerifiedOutcome], rows: _DeltaRows, rejected: list[Rejected]) -> None:
         """Apply a run of outcomes as :meth:`_add_outcome` one by one would."""
@@ -948,42 +920,23 @@ class LabelJoin:
         fields[:, 3] = reviewer_hashes
         fingerprint = _fingerprints(fields, _OUTCOME_SALTS_ARRAY)
         hashes = list(map(hash, ids))
-        for start, stop in _distinct_spans(ids):
-            span = slice(start, stop)
-            if stop - start < _MIN_BULK:
-                self._add_outcomes_one_by_one(outcomes[span], ts[span], genuine[span], fingerprint[span], rows,
-                                              rejected)
-            else:
-                rest = self._add_distinct_outcomes(ids[span], hashes[span], ts[span], genuine[span],
-                                                   inclusion_prob[span], revision[span], fingerprint[span], rows)
-                if len(rest):  # redeliveries, revisions, stale and conflicting outcomes
-                    rest += start
-                    self._add_outcomes_one_by_one([outcomes[i] for i in rest.tolist()], ts[rest], genuine[rest],
-                                                  fingerprint[rest], rows, rejected)
+        self._apply_in_spans(
+            ids, outcomes, (ts, genuine, fingerprint), self._add_outcome, rows, rejected,
+            lambda span: self._add_distinct_outcomes(ids[span], hashes[span], ts[span], genuine[span],
+                                                     inclusion_prob[span], revision[span], fingerprint[span], rows))
 
     def _add_distinct_outcomes(self, ids: list[str], hashes: list[int], ts: np.ndarray, genuine: np.ndarray,
                                inclusion_prob: np.ndarray, revision: np.ndarray, fingerprint: np.ndarray,
                                rows: _DeltaRows) -> np.ndarray:
         """Apply the outcomes of distinct ids that start a slot or pair with a pending event; return
         the positions of the others (the event id already holds an outcome), left untouched."""
-        slots = np.array(self._index.find_many(ids, hashes), np.intp)
-        new = slots < 0
-        flags = self._flags[slots]
-        flags[new] = 0
-        pairing = (flags & (_HAS_EVENT | _HAS_OUTCOME)) == _HAS_EVENT
         seen = np.floor(ts).astype(np.int64)  # int(ts // 1) of each
+        slots, flags, new, pairing = self._place_distinct(ids, hashes, seen, _HAS_EVENT)
         c = self.counters
-        added = int(np.count_nonzero(new))
-        if added:
-            fresh = self._allocate_many(ids, hashes, new, added)
-            self._last_seen[fresh] = seen[new]
-            slots[new] = fresh
-            c.orphans += added
-        paired = int(np.count_nonzero(pairing))
+        added, paired = int(np.count_nonzero(new)), int(np.count_nonzero(pairing))
+        c.orphans += added
         if paired:
-            pairs = slots[pairing]
-            self._last_seen[pairs] = np.maximum(self._last_seen[pairs], seen[pairing])
-            rows.add_pairs(pairs, genuine[pairing], inclusion_prob[pairing], revision[pairing])
+            rows.add_pairs(slots[pairing], genuine[pairing], inclusion_prob[pairing], revision[pairing])
             c.pending -= paired
             c.paired += paired
         if added + paired < len(ids):
@@ -996,12 +949,48 @@ class LabelJoin:
         self._flags[slots] = (flags & (0xFF ^ _GENUINE)) | _HAS_OUTCOME | genuine.view(np.uint8) * np.uint8(_GENUINE)
         return np.flatnonzero(~(new | pairing)) if added + paired < len(ids) else _NOTHING
 
-    def _add_outcomes_one_by_one(self, outcomes: Sequence[VerifiedOutcome], ts: np.ndarray, genuine: np.ndarray,
-                                 fingerprint: np.ndarray, rows: _DeltaRows, rejected: list[Rejected]) -> None:
-        for oc, prepared in zip(outcomes, zip(ts.tolist(), genuine.tolist(), fingerprint.tolist())):
-            rejection = self._add_outcome(oc, rows, prepared)
+    def _apply_in_spans(self, ids: list[str], records: list, prepared: tuple[np.ndarray, ...], add_one,
+                        rows: _DeltaRows, rejected: list[Rejected], add_distinct) -> None:
+        """A run of one kind: spans of distinct ids through ``add_distinct`` (which returns the
+        positions it left: redeliveries, revisions, conflicts), the rest and short spans through
+        ``add_one`` (:meth:`_add_event` / :meth:`_add_outcome`) with their ``prepared`` columns."""
+        for start, stop in _distinct_spans(ids):
+            span = slice(start, stop)
+            if stop - start < _MIN_BULK:
+                self._apply_prepared(records[span], [column[span] for column in prepared], add_one, rows, rejected)
+            else:
+                rest = add_distinct(span)
+                if len(rest):
+                    rest += start
+                    self._apply_prepared([records[i] for i in rest.tolist()], [column[rest] for column in prepared],
+                                         add_one, rows, rejected)
+
+    @staticmethod
+    def _apply_prepared(records: Sequence, prepared: list[np.ndarray], add_one, rows: _DeltaRows,
+                        rejected: list[Rejected]) -> None:
+        for record, values in zip(records, zip(*(column.tolist() for column in prepared))):
+            rejection = add_one(record, rows, values)
             if rejection is not None:
-                rejected.append(Rejected(oc, rejection))
+                rejected.append(Rejected(record, rejection))
+
+    def _place_distinct(self, ids: list[str], hashes: list[int], seen: np.ndarray, waiting: int):
+        """Slots of records of distinct ids that bring the half the flag ``waiting`` lacks: a new
+        slot for an absent id (its ``seen`` as last activity), the held slot when it pairs with
+        ``waiting`` (activity extended). Returns (slots, their flags before, new, pairing)."""
+        slots = np.array(self._index.find_many(ids, hashes), np.intp)
+        new = slots < 0
+        flags = self._flags[slots]
+        flags[new] = 0
+        pairing = (flags & (_HAS_EVENT | _HAS_OUTCOME)) == waiting
+        added = int(np.count_nonzero(new))
+        if added:
+            fresh = self._allocate_many(ids, hashes, new, added)
+            self._last_seen[fresh] = seen[new]
+            slots[new] = fresh
+        if pairing.any():
+            pairs = slots[pairing]
+            self._last_seen[pairs] = np.maximum(self._last_seen[pairs], seen[pairing])
+        return slots, flags, new, pairing
 
     # ---- slots ----------------------------------------------------------------------------
 

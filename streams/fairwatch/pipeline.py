@@ -238,42 +238,44 @@ class BatchProcessor:
             self._rows(batch, partition, [(message, item) for message, entry in segments for item in _items(entry)],
                        output, now)
         else:  # rows of whole envelopes are built where they are written (SinkBatch.built)
-            sink = batch.sink
-            sink.ingested_at = now
+            batch.sink.ingested_at = now
             for message, entry in segments:
                 if isinstance(entry, ValidBatch):
-                    sink.envelopes.append((RECORD_KINDS[message.kind], entry.raw, len(entry.records)))
+                    batch.sink.envelopes.append((RECORD_KINDS[message.kind], entry.raw, len(entry.records)))
                 else:
                     for item in entry:
-                        record = item.record
-                        if isinstance(record, MatchEvent):
-                            sink.events.append(event_row(record, now))
-                        else:
-                            sink.outcomes.append(outcome_row(record, now))
-            if len(output.deltas):
-                sink.deltas.append((output.deltas, partition))
-            sink.touch(partition, output.deltas.bucket.tolist())
-            batch.paired += int((output.deltas.sign > 0).sum() - (output.deltas.sign < 0).sum())
+                        self._record_row(batch, item.record, now)
+            self._delta_rows(batch, partition, output, deferred=True)
         batch.pending_change += join.counters.pending - pending
         batch.orphan_change += join.counters.orphans - orphans
 
     def _rows(self, batch, partition, items, output, now) -> None:
         refused = {id(r.record): r.rejection for r in output.rejected}
         for message, item in items:
-            record = item.record
-            rejection = refused.get(id(record))
+            rejection = refused.get(id(item.record))
             if rejection is not None:
                 self._reject(batch, message, rejection, now, item)
-            elif isinstance(record, MatchEvent):
-                batch.sink.events.append(event_row(record, now))
             else:
-                batch.sink.outcomes.append(outcome_row(record, now))
+                self._record_row(batch, item.record, now)
         self._delta_rows(batch, partition, output)
 
-    def _delta_rows(self, batch, partition, output) -> None:
-        batch.sink.labeled.extend(labeled_rows(output.deltas, partition))
-        batch.sink.touch(partition, output.deltas.bucket.tolist())
-        batch.paired += int((output.deltas.sign > 0).sum() - (output.deltas.sign < 0).sum())
+    @staticmethod
+    def _record_row(batch, record, now) -> None:
+        if isinstance(record, MatchEvent):
+            batch.sink.events.append(event_row(record, now))
+        else:
+            batch.sink.outcomes.append(outcome_row(record, now))
+
+    @staticmethod
+    def _delta_rows(batch, partition, output, deferred: bool = False) -> None:
+        """The labeled rows of the join's deltas (built now, or by the sink when ``deferred``)."""
+        deltas = output.deltas
+        if not deferred:
+            batch.sink.labeled.extend(labeled_rows(deltas, partition))
+        elif len(deltas):
+            batch.sink.deltas.append((deltas, partition))
+        batch.sink.touch(partition, deltas.bucket.tolist())
+        batch.paired += int((deltas.sign > 0).sum() - (deltas.sign < 0).sum())
 
 
 def _items(entry: ValidBatch | list[InputItem]) -> list[InputItem]:
