@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import time
@@ -55,9 +56,11 @@ def test_shuffled_stream_with_duplicates_and_malformed_gives_exact_counts(stack,
     workload = make_workload(200_000, seed=1)
     setup = LiveSetup(stack, tmp_path)
     setup.produce(workload.messages)
+    started = time.time()
     worker = setup.start_worker()
     try:
         setup.wait_drained([worker], timeout=600)
+        drained = time.time()
         store = open_store(setup.store_url)
         assert_counts_equal(stored_counts(store), oracle_counts(workload))
         check_dead_letters(setup, workload)
@@ -65,6 +68,8 @@ def test_shuffled_stream_with_duplicates_and_malformed_gives_exact_counts(stack,
         text = worker.metrics_text()
         assert 'fairwatch_rejected_messages_total{reason="invalid_json"}' in text
         assert "fairwatch_pending_joins" in text and "fairwatch_sink_seconds_count" in text
+        committed_at = float(re.search(r"^fairwatch_offsets_committed_timestamp_seconds (\S+)$", text, re.M)[1])
+        assert started < committed_at <= drained  # the commit that drained the group
     finally:
         worker.stop()
 

@@ -3,6 +3,7 @@ leave exactly what the plain sequential sink leaves, and count failed attempts."
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 import uuid
@@ -17,6 +18,7 @@ from fairwatch.sink import (
     LABELED_COLUMNS,
     OUTCOME_COLUMNS,
     ClickHouseSink,
+    split_by_partition,
 )
 from fairwatch.sinkprocess import SinkClosed, SinkExecutor
 from fairwatch.store import migrate, open_store
@@ -79,6 +81,21 @@ def test_the_sink_executor_writes_what_the_sequential_sink_writes(stack, in_proc
         for opened in (oracle_store, store):
             opened.execute(f"DROP DATABASE IF EXISTS {opened.database}")
             opened.close()
+
+
+@pytest.mark.parametrize("shares", [1, 2, 3, 8])
+def test_split_by_partition_deals_whole_partitions_into_balanced_disjoint_parts(shares):
+    rng = random.Random(shares)
+    for _ in range(200):
+        touched = {p: set(rng.sample(range(1000), rng.randint(0, 40))) for p in rng.sample(range(16), rng.randint(0, 12))}
+        parts = split_by_partition(touched, shares)
+        nonempty = {p: b for p, b in touched.items() if b}
+        assert len(parts) == min(shares, len(nonempty))
+        assert all(parts) and sorted(p for part in parts for p in part) == sorted(nonempty)  # each once
+        assert all(part[p] is touched[p] for part in parts for p in part)
+        loads = [sum(map(len, part.values())) for part in parts]
+        if loads:  # greedy on the largest first: no part exceeds another by more than one partition
+            assert max(loads) - min(loads) <= max(map(len, nonempty.values()))
 
 
 def test_failed_attempts_are_counted_while_the_write_is_retried():

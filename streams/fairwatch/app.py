@@ -82,6 +82,9 @@ class WorkerMetrics:
                                           registry=r)
         self.first_batch = Gauge("fairwatch_first_batch_timestamp_seconds",
                                  "Unix time this worker began its first input batch (0 before)", registry=r)
+        self.committed_at = Gauge("fairwatch_offsets_committed_timestamp_seconds",
+                                  "Unix time of this worker's last accepted input offset commit (0 before)",
+                                  registry=r)
         self.batch_size = Histogram("fairwatch_batch_messages", "Messages per processed batch", registry=r,
                                     buckets=(1, 10, 100, 1000, 5000, 10000, 50000))
 
@@ -537,6 +540,7 @@ class LedgerCommitter:
                 log.info("offset commit not accepted (%s); retrying at the next tick", exc)
                 return
             self.ledger.mark_committed(offsets)
+            self.metrics.committed_at.set(time.time())
             now = time.monotonic()
             thread.tp_last_committed_at.update({tp: now for tp in offsets})  # faust's livelock warnings
 

@@ -218,6 +218,19 @@ class ClickHouseSink:
                                                      "buckets": chunk})
 
 
+def split_by_partition(touched: dict[int, set[int]], shares: int) -> list[dict[int, set[int]]]:
+    """``touched`` (partition -> buckets) dealt into at most ``shares`` non-empty parts of about
+    equal work (buckets), whole partitions each; the parts' recomputes together rewrite the same rows."""
+    parts: list[dict[int, set[int]]] = [{} for _ in range(max(1, shares))]
+    load = [0] * len(parts)
+    for partition, buckets in sorted(touched.items(), key=lambda item: (-len(item[1]), item[0])):
+        if buckets:
+            lightest = load.index(min(load))
+            parts[lightest][partition] = buckets
+            load[lightest] += len(buckets)
+    return [part for part in parts if part]
+
+
 def row_inserts(batch: SinkBatch) -> list[tuple[str, Sequence[str], Callable[[], list[tuple]]]]:
     """The inserts of a batch's rows: (table, columns, a function building the rows). They may run
     in any order or at once; only a recompute of their buckets must come after all of them."""

@@ -21,7 +21,7 @@ from typing import Callable
 
 from fairwatch.config import CoreConfig
 from fairwatch.gctuning import tune_garbage_collector
-from fairwatch.sink import ClickHouseSink, SinkBatch, row_inserts
+from fairwatch.sink import ClickHouseSink, SinkBatch, row_inserts, split_by_partition
 from fairwatch.store import migrate, open_store
 
 log = logging.getLogger("fairwatch.sink")
@@ -97,7 +97,36 @@ def _insert_concurrently(batch: SinkBatch) -> None:
 
 
 def _recompute(touched: dict[int, set[int]]) -> float:
-    return _retrying(lambda sink: sink.recompute(touched))
+    if not _local.state["concurrent"]:
+        return _retrying(lambda sink: sink.recompute(touched))
+    return _retrying(lambda sink: _recompute_concurrently(sink, touched))
+
+
+RECOMPUTE_STATEMENTS = 2  # a recompute reads with FINAL (one stream) and sorts one insert: two use two cores
+
+
+def _recompute_concurrently(sink: ClickHouseSink, touched: dict[int, set[int]]) -> None:
+    """The partitions' recomputes split into statements run at once on their own connections
+    (their rows never overlap: kafka_partition is in group_counts' key)."""
+    state = _local.state
+    shares = split_by_partition(touched, RECOMPUTE_STATEMENTS)
+    if len(shares) < 2:
+        return sink.recompute(touched)
+    if "recompute_pool" not in state:
+        state["recompute_pool"] = concurrent.futures.ThreadPoolExecutor(RECOMPUTE_STATEMENTS, "fairwatch-recompute")
+        state["recompute_sinks"] = {}
+    sinks = state["recompute_sinks"]
+
+    def recompute(index: int, share: dict[int, set[int]]) -> None:
+        if index not in sinks:
+            sinks[index] = ClickHouseSink(open_store(state["url"]), state["config"])
+        sinks[index].recompute(share)
+
+    futures = [state["recompute_pool"].submit(recompute, i, share) for i, share in enumerate(shares)]
+    failed = [f.exception() for f in futures if f.exception() is not None]  # waits for every statement
+    if failed:
+        sinks.clear()
+        raise failed[0]
 
 
 def _ready() -> bool:
