@@ -29,14 +29,20 @@ if earlier, when it began its first batch: ``fairwatch_first_batch_timestamp_sec
 reach the end of every input partition (the worker flushes and commits as soon as it has read
 every input partition to its end, else every ``FAIRWATCH_COMMIT_SECONDS``); as the aiokafka
 baseline reports the time of its one commit, the worker's drain ends at the time of its commit
-that got there (``fairwatch_offsets_committed_timestamp_seconds``), not at this script's next poll. Rates: *records/s* = input records (match events + outcomes) per second of steady state
+that got there (``fairwatch_offsets_committed_timestamp_seconds``), not at this script's next
+poll. Rates: *records/s* = input records (match events + outcomes) per second of steady state
 (ready -> processed / drained); *match events/s* counts only the events. The targets of issue 10:
 ``fairwatch[batch100]`` >= 100k records/s or >= 1.0x ``aiokafka[batch100]``; ``fairwatch[single]``
 >= 4k records/s.
-The worker's ``fairwatch_batch_phase_seconds_total`` shows where its time goes.
+
+Where the worker's time goes: its ``fairwatch_batch_phase_seconds_total``, and the CPU seconds
+used from ready to drained by the worker, its sink process, Kafka and ClickHouse (sampled from
+/proc every 50 ms; the services only when they are the local stack's).
 
 Everything the run creates (topics, consumer groups, ClickHouse databases, table data) is
 deleted at the end. Prints a table and writes ``benchmarks/results/pipeline.json``.
+``--only NAME`` (repeatable) runs some consumers, for a quick look: without the three the targets
+need, nothing is judged and nothing is written.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -183,6 +190,88 @@ def stop_process(process: subprocess.Popen) -> None:
             process.wait(timeout=30)
 
 
+class CpuSampler:
+    """CPU seconds used by the worker's main process, its sink process, Kafka and ClickHouse,
+    sampled every 50 ms from /proc (Linux only; the services only when they are the local stack's,
+    whose pid files say which processes they are)."""
+
+    TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, worker_pid: int, service_pids: dict[str, int]):
+        self.worker_pid, self.service_pids = worker_pid, service_pids
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._members: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _seconds(self, pid: int | str) -> tuple[float, int] | None:
+        """(user + system CPU seconds, process group) of one process, None once it is gone."""
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / self.TICK, int(fields[2])
+
+    def _sample(self) -> None:
+        now, sample = time.time(), {}
+        for name, pid in self.service_pids.items():
+            found = self._seconds(pid)
+            if found:
+                sample[name] = found[0]
+        if len(self.samples) % 10 == 0:  # the worker runs in its own session: its group is its processes
+            self._members = [int(e.name) for e in os.scandir("/proc")
+                             if e.name.isdigit() and (self._seconds(e.name) or (0, 0))[1] == self.worker_pid]
+        for pid in self._members:
+            found = self._seconds(pid)
+            if found:  # gone: no longer counted (a sink process replaced mid-run would undercount)
+                role = "worker" if pid == self.worker_pid else "sink process"
+                sample[role] = sample.get(role, 0.0) + found[0]
+        self.samples.append((now, sample))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> CpuSampler:
+        if Path("/proc/self/stat").exists():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+            self._sample()  # one after everything measured (the worker is still running)
+
+    def between(self, start: float, end: float) -> dict | None:
+        """CPU seconds per process from the last sample at or before ``start`` to the first at or
+        after ``end``; None if the samples do not cover that span."""
+        before = [s for t, s in self.samples if t <= start]
+        after = [(t, s) for t, s in self.samples if t >= end]
+        if not before or not after:
+            return None
+        first, (last_time, last) = before[-1], after[0]
+        start_time = max(t for t, _ in self.samples if t <= start)
+        used = {name: max(0.0, last.get(name, 0.0) - first.get(name, 0.0)) for name in sorted(set(first) | set(last))}
+        return {"seconds": used, "total": sum(used.values()), "wall": last_time - start_time}
+
+
+def service_pids() -> dict[str, int]:
+    """Kafka's and ClickHouse's pids when the benchmark uses the local stack (none for external services)."""
+    from tests.stack import local_stack_dir
+    if os.environ.get("FAIRWATCH_KAFKA") and os.environ.get("FAIRWATCH_CLICKHOUSE"):
+        return {}
+    state = local_stack_dir()
+    found = {}
+    for name, label in (("kafka", "Kafka"), ("clickhouse", "ClickHouse")):
+        try:
+            found[label] = int((state / "run" / f"{name}.pid").read_text().strip())
+        except (OSError, ValueError, TypeError):
+            pass
+    return found
+
+
 def rates(total: int, events: int, ready: float, processed: float, drained: float) -> dict:
     steady, to_drain = processed - ready, drained - ready
     return {
@@ -251,28 +340,30 @@ def run_worker(store: str, ctx, inp, timeout: float) -> dict:
     worker = WorkerProcess(setup, inp.name)
     ready = processed = drained = None
     deadline = time.monotonic() + timeout
+    cpu = CpuSampler(worker.process.pid, ctx.service_pids)
     try:
-        while time.monotonic() < deadline:
-            if not worker.alive():
-                raise RuntimeError(f"worker died:\n{worker.log_tail()}")
-            now = time.time()
-            if ready is None:
-                health = worker.health()
-                if health and len(health["input_partitions"]) == len(inp.topics) * ctx.partitions:
-                    ready = now
-            elif processed is None:
-                if consumed(worker.metrics_text()) >= inp.total:
-                    processed = now
-            elif inp.lag(group) == 0:
-                # the worker's own time of its last commit, as the aiokafka baseline reports its one
-                # commit: not this loop's polling interval (a later, empty commit only moves it later)
-                text = worker.metrics_text()
-                committed_at = metric_values(text, "fairwatch_offsets_committed_timestamp_seconds", None).get("", 0.0)
-                drained = min(now, committed_at) if committed_at > 0 else now
-                break
-            time.sleep(POLL)
-        else:
-            raise RuntimeError(f"worker[{inp.name}] not drained after {timeout:.0f}s:\n{worker.log_tail()}")
+        with cpu:
+            while time.monotonic() < deadline:
+                if not worker.alive():
+                    raise RuntimeError(f"worker died:\n{worker.log_tail()}")
+                now = time.time()
+                if ready is None:
+                    health = worker.health()
+                    if health and len(health["input_partitions"]) == len(inp.topics) * ctx.partitions:
+                        ready = now
+                elif processed is None:
+                    if consumed(worker.metrics_text()) >= inp.total:
+                        processed = now
+                elif inp.lag(group) == 0:
+                    # the worker's own time of its last commit, as the aiokafka baseline reports its one
+                    # commit: not this loop's polling interval (a later, empty commit only moves it later)
+                    text = worker.metrics_text()
+                    committed_at = metric_values(text, "fairwatch_offsets_committed_timestamp_seconds", None).get("", 0.0)
+                    drained = min(now, committed_at) if committed_at > 0 else now
+                    break
+                time.sleep(POLL)
+            else:
+                raise RuntimeError(f"worker[{inp.name}] not drained after {timeout:.0f}s:\n{worker.log_tail()}")
     finally:
         worker.stop()
 
@@ -289,7 +380,8 @@ def run_worker(store: str, ctx, inp, timeout: float) -> dict:
     batches = metric_values(text, "fairwatch_batch_messages_count", None).get("", 0.0)
     return {"startup_s": ready - spawned, "process_s": processed - ready, "drain_s": drained - ready,
             "total_s": drained - spawned, **rates(inp.total, inp.events, ready, processed, drained),
-            "phase_seconds": phases, "batches": int(batches), "rejected": int(rejected)}
+            "phase_seconds": phases, "batches": int(batches), "rejected": int(rejected),
+            "cpu": cpu.between(ready, drained)}
 
 
 def consumed(text: str) -> float:
@@ -380,7 +472,8 @@ def main() -> None:
 
     kafka, clickhouse = services()
     tag = uuid.uuid4().hex[:8]
-    ctx = SimpleNamespace(kafka=kafka, clickhouse=clickhouse, tag=tag, partitions=args.partitions, inputs=[],
+    ctx = SimpleNamespace(kafka=kafka, clickhouse=clickhouse, service_pids=service_pids(), tag=tag,
+                          partitions=args.partitions, inputs=[],
                           groups=[], databases=[], tmp=Path(tempfile.mkdtemp(prefix="fairwatch-bench-pipeline-")))
     started = time.perf_counter()
     runs: dict[str, dict] = {}
@@ -469,6 +562,10 @@ def report(runs: dict[str, dict], ctx, targets: dict | None) -> None:
             rest = r["process_s"] - sum(r["phase_seconds"].values())
             print(f"{name} batch phases: {phases}; outside the batch phases (faust, fetch, waits) {rest:.1f}s; "
                   f"{r['batches']} batches")
+        if r.get("cpu"):
+            used = ", ".join(f"{p} {s:.2f}" for p, s in r["cpu"]["seconds"].items())
+            print(f"{name} CPU seconds from ready to drained: {used}; total {r['cpu']['total']:.2f} in "
+                  f"{r['cpu']['wall']:.2f}s = {r['cpu']['total'] / r['cpu']['wall']:.2f} of {os.cpu_count()} cores")
     if targets is None:
         return
     print(f"targets (drained rates): batched {targets['batched_records_per_s']:,.0f} records/s, "
