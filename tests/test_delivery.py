@@ -126,6 +126,15 @@ def test_alerts_table_round_trip(stack, backend, tmp_path):
     else:
         url = f"chdb://{tmp_path / 'store'}"
     store = open_store(url)
+    try:
+        check_alerts_round_trip(store)
+    finally:
+        if backend == "clickhouse":
+            store.execute(f"DROP DATABASE IF EXISTS {store.database}")
+        store.close()
+
+
+def check_alerts_round_trip(store) -> None:
     migrate(store)
     test_id = uuid.uuid4().hex
     evidence = {"n": 1200.0, "e_value": 41.5, "statistic": 6.2}  # the columns the table keeps
@@ -143,7 +152,6 @@ def test_alerts_table_round_trip(stack, backend, tmp_path):
     # a window after the resolution sees only the incident still firing
     assert [a.id for a in read_alerts(store, NOW, NOW + timedelta(hours=1))] == [other.id]
     assert [a.id for a in read_alerts(store, NOW - timedelta(days=4), NOW - timedelta(days=2))] == [other.id]
-    store.close()
 
 
 class _FakeGrafana(BaseHTTPRequestHandler):
