@@ -74,6 +74,7 @@ def _seed(store, tmp: Path) -> dict:
         metrics.orphans.set(k % 3)
         metrics.sink_seconds.observe(0.1 * (k + 1))
         metrics.sink_seconds.observe(0.2)
+        metrics.committed_at.set(at.timestamp() - 10 * (k + 1))  # commits fall behind: 10 s more each time
         rows = fd.health_rows(metrics.registry, "worker-1", at, previous)
         fd.write_health(store, rows)
         previous = rows
@@ -367,6 +368,14 @@ def test_worker_health_panels_follow_the_registry(backend):
                 for k, at in enumerate(SNAPSHOTS) if k > 0}
     found = {int(_ts(r[0])): float(r[1]) for r in backend.typed(sql)[2]}
     assert found == pytest.approx(expected)
+    _, sql, _ = _panel(runs, "fairwatch-pipeline", "Seconds since each worker's last offset commit")
+    # the newest sample per bucket: at snapshot k the last commit was 10 (k + 1) s before it
+    expected = {}
+    for k, at in enumerate(SNAPSHOTS):
+        expected[int(at.timestamp()) // interval * interval] = 10.0 * (k + 1)
+    rows = backend.typed(sql)[2]
+    assert {r[1] for r in rows} == {"worker-1"}
+    assert {int(_ts(r[0])): float(r[2]) for r in rows} == expected
 
 
 def test_alert_tables_and_annotations(backend):

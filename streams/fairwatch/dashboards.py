@@ -607,6 +607,14 @@ FROM (
 )
 GROUP BY time
 ORDER BY time"""
+    # the newest sample per worker and bucket: its time minus the time of the worker's last commit
+    commit_age_sql = f"""
+SELECT {BUCKET.format(col='at')} AS time, worker, argMax(toFloat64(toUInt32(at)) - value, at) AS `seconds since commit`
+FROM worker_health FINAL
+WHERE $__timeFilter(at) AND metric = 'fairwatch_offsets_committed_timestamp_seconds' AND value > 0
+    AND worker IN (${{worker:singlequote}})
+GROUP BY time, worker
+ORDER BY time, worker"""
     dead_sql = f"""
 SELECT {BUCKET.format(col='rejected_at')} AS time, reason_code, toFloat64(count()) AS rejected
 FROM dead_letters FINAL
@@ -628,6 +636,9 @@ LIMIT 200"""
     board = board.with_panel(grid.place(
         timeseries.Panel().title("Consumer lag (messages behind, by topic)").unit("short")
         .with_target(query(gauge("fairwatch_consumer_lag", "lag", by="topic"))), 12, 8))
+    board = board.with_panel(grid.place(
+        timeseries.Panel().title("Seconds since each worker's last offset commit (stuck if it grows while lag does)")
+        .unit("s").with_target(query(commit_age_sql)), 24, 6))
     board = board.with_row(grid.row("Join and sink"))
     board = board.with_panel(grid.place(
         timeseries.Panel().title("Pending joins and orphan outcomes").unit("short")
@@ -766,7 +777,8 @@ def write_differential_snapshots(store: Store, config: CoreConfig, now: datetime
 HEALTH_COLUMNS = ("at", "worker", "metric", "label_keys", "label_values", "value")
 HEALTH_METRICS = ("fairwatch_consumer_lag", "fairwatch_pending_joins", "fairwatch_orphan_outcomes",
                   "fairwatch_sink_seconds_sum", "fairwatch_sink_seconds_count", "fairwatch_sink_errors_total",
-                  "fairwatch_consumed_messages_total", "fairwatch_rejected_messages_total")
+                  "fairwatch_consumed_messages_total", "fairwatch_rejected_messages_total",
+                  "fairwatch_offsets_committed_timestamp_seconds")
 
 
 def health_rows(registry, worker: str, now: datetime | None = None, previous: list[tuple] | None = None,
