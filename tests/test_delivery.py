@@ -18,6 +18,7 @@ from fairwatch.alerts import ALERT_COLUMNS, Alert
 from fairwatch.delivery import AlertDelivery, AlertmanagerSink, GrafanaAnnotationSink, KafkaAlertSink
 from fairwatch.detection import read_alerts
 from fairwatch.store import migrate, open_store
+from tests.live import delete_resources
 from tests.test_alerts import alert_validator
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -88,28 +89,37 @@ def test_alertmanager_receives_the_firing_alert_then_the_resolution(stack):
     assert delivery.stats["alertmanager_sent"] == 2 and delivery.stats["alertmanager_failed"] == 0
 
 
-@pytest.mark.services
-def test_kafka_alerts_topic_carries_schema_shaped_records(stack):
+def deliver_and_read_back(kafka: str, topic: str):
+    """Two alerts (firing, then resolved) through the Kafka sink; the messages read back."""
     from kafka import KafkaConsumer
-    from kafka.admin import KafkaAdminClient, NewTopic
 
-    topic = f"fairwatch-test.alerts-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=stack["FAIRWATCH_KAFKA"])
-    admin.create_topics([NewTopic(topic, 1, 1)])
-    admin.close()
     test_id = uuid.uuid4().hex
     alerts = [make_alert(test_id), make_alert(test_id, state="resolved")]
-    delivery = AlertDelivery([KafkaAlertSink(stack["FAIRWATCH_KAFKA"], topic)])
+    delivery = AlertDelivery([KafkaAlertSink(kafka, topic)])
     delivery.submit(alerts, [alerts[0]])
     delivery.close(timeout=30)
-    consumer = KafkaConsumer(topic, bootstrap_servers=stack["FAIRWATCH_KAFKA"], auto_offset_reset="earliest",
-                             consumer_timeout_ms=10_000)
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=10_000)
     got = []
     for message in consumer:
         got.append(message)
         if len(got) == 2:
             break
     consumer.close()
+    return got, alerts
+
+
+@pytest.mark.services
+def test_kafka_alerts_topic_carries_schema_shaped_records(stack):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = f"fairwatch-test.alerts-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=stack["FAIRWATCH_KAFKA"])
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    try:
+        got, alerts = deliver_and_read_back(stack["FAIRWATCH_KAFKA"], topic)
+    finally:
+        delete_resources(stack["FAIRWATCH_KAFKA"], (topic,), [], "", [])
     validator = alert_validator()
     assert [m.key.decode() for m in got] == [a.id for a in alerts]
     for message, alert in zip(got, alerts):

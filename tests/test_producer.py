@@ -17,10 +17,19 @@ from kafka.partitioner.default import murmur2
 from fairwatch.contracts import ContractError
 from fairwatch.producer import AsyncFairwatchProducer, FairwatchProducer
 from fairwatch.topics import TopicError, ensure_topics
+from tests.live import delete_resources
 from tests.workload import make_workload
 
 pytestmark = pytest.mark.services
 PARTITIONS = 4
+
+
+@pytest.fixture
+def prefix(stack):
+    """A fresh topic prefix; its topics are deleted afterwards."""
+    name = f"p{uuid.uuid4().hex[:8]}."
+    yield name
+    delete_resources(stack["FAIRWATCH_KAFKA"], (name,), [], "", [])
 
 
 def read_back(kafka: str, prefix: str) -> dict[str, list]:
@@ -51,8 +60,8 @@ def same(found: dict[str, list], wanted: dict[str, list]) -> None:
         assert sorted(map(key, found[kind])) == sorted(map(key, wanted[kind])), kind
 
 
-def test_sync_producer_sends_every_record_once_in_envelopes_on_its_partition(stack):
-    kafka, prefix = stack["FAIRWATCH_KAFKA"], f"p{uuid.uuid4().hex[:8]}."
+def test_sync_producer_sends_every_record_once_in_envelopes_on_its_partition(stack, prefix):
+    kafka = stack["FAIRWATCH_KAFKA"]
     ensure_topics(kafka, prefix, PARTITIONS)
     workload = make_workload(3000, seed=31, malformed_share=0.0, duplicate_share=0.0)
     with FairwatchProducer(kafka, topic_prefix=prefix, max_records=50, linger=0.05) as producer:
@@ -70,8 +79,8 @@ def test_sync_producer_sends_every_record_once_in_envelopes_on_its_partition(sta
         producer.send_event(next(iter(workload.events.values())))
 
 
-def test_async_producer_sends_the_same(stack):
-    kafka, prefix = stack["FAIRWATCH_KAFKA"], f"p{uuid.uuid4().hex[:8]}."
+def test_async_producer_sends_the_same(stack, prefix):
+    kafka = stack["FAIRWATCH_KAFKA"]
     ensure_topics(kafka, prefix, PARTITIONS)
     workload = make_workload(1500, seed=32, malformed_share=0.0, duplicate_share=0.0)
 
@@ -90,8 +99,8 @@ def test_async_producer_sends_the_same(stack):
     same(read_back(kafka, prefix), expected(workload))
 
 
-def test_producer_refuses_missing_or_not_co_partitioned_topics_and_creates_none(stack):
-    kafka, prefix = stack["FAIRWATCH_KAFKA"], f"p{uuid.uuid4().hex[:8]}."
+def test_producer_refuses_missing_or_not_co_partitioned_topics_and_creates_none(stack, prefix):
+    kafka = stack["FAIRWATCH_KAFKA"]
     with pytest.raises(TopicError, match="do not exist"):
         FairwatchProducer(kafka, topic_prefix=prefix)
     admin = KafkaAdminClient(bootstrap_servers=kafka)
