@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from kafka import KafkaAdminClient
 
+from tests.live import delete_resources
 from tests.stack import local_stack_dir
 
 pytestmark = pytest.mark.services
@@ -96,6 +97,8 @@ async def _roundtrip(bootstrap: str) -> None:
     finally:
         try:
             await admin.delete_topics([topic])
+            # empty by now (both consumers stopped); aiokafka's admin cannot delete groups
+            await asyncio.to_thread(delete_resources, bootstrap, (), [group], "", [])
         finally:
             await admin.close()
 
