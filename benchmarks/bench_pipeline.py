@@ -340,8 +340,8 @@ def run_worker(store: str, ctx, inp, timeout: float) -> dict:
     worker = WorkerProcess(setup, inp.name)
     ready = processed = drained = None
     deadline = time.monotonic() + timeout
-    cpu = CpuSampler(worker.process.pid, ctx.service_pids)
     try:
+        cpu = CpuSampler(worker.process.pid, ctx.service_pids)
         with cpu:
             while time.monotonic() < deadline:
                 if not worker.alive():
