@@ -247,27 +247,26 @@ class CpuSampler:
     def between(self, start: float, end: float) -> dict | None:
         """CPU seconds per process from the last sample at or before ``start`` to the first at or
         after ``end``; None if the samples do not cover that span."""
-        before = [s for t, s in self.samples if t <= start]
+        before = [(t, s) for t, s in self.samples if t <= start]
         after = [(t, s) for t, s in self.samples if t >= end]
         if not before or not after:
             return None
-        first, (last_time, last) = before[-1], after[0]
-        start_time = max(t for t, _ in self.samples if t <= start)
+        (first_time, first), (last_time, last) = before[-1], after[0]
         used = {name: max(0.0, last.get(name, 0.0) - first.get(name, 0.0)) for name in sorted(set(first) | set(last))}
-        return {"seconds": used, "total": sum(used.values()), "wall": last_time - start_time}
+        return {"seconds": used, "total": sum(used.values()), "wall": last_time - first_time}
 
 
 def service_pids() -> dict[str, int]:
     """Kafka's and ClickHouse's pids when the benchmark uses the local stack (none for external services)."""
     from tests.stack import local_stack_dir
     if os.environ.get("FAIRWATCH_KAFKA") and os.environ.get("FAIRWATCH_CLICKHOUSE"):
-        return {}
+        return {}  # services() uses them (local_stack_dir() would start the stack if Alertmanager is unset)
     state = local_stack_dir()
     found = {}
     for name, label in (("kafka", "Kafka"), ("clickhouse", "ClickHouse")):
         try:
             found[label] = int((state / "run" / f"{name}.pid").read_text().strip())
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError):
             pass
     return found
 

@@ -78,22 +78,8 @@ def _write_rows(batch: SinkBatch) -> float:
 def _insert_concurrently(batch: SinkBatch) -> None:
     """Each table's rows built and inserted on its own connection, at once: while the server
     stores one table's block, this process encodes the next (the driver waits without the GIL)."""
-    state = _local.state
-    if "pool" not in state:
-        state["pool"] = concurrent.futures.ThreadPoolExecutor(len(row_inserts(batch)), "fairwatch-insert")
-        state["stores"] = {}
-    stores = state["stores"]
-
-    def insert(table: str, columns, rows) -> None:
-        if table not in stores:
-            stores[table] = open_store(state["url"])
-        stores[table].insert(table, columns, rows())
-
-    futures = [state["pool"].submit(insert, *job) for job in row_inserts(batch)]
-    failed = [f.exception() for f in futures if f.exception() is not None]  # waits for every insert
-    if failed:
-        stores.clear()  # reconnect: a failed connection may be left mid-protocol
-        raise failed[0]
+    _at_once([(table, lambda store, table=table, columns=columns, rows=rows: store.insert(table, columns, rows()))
+              for table, columns, rows in row_inserts(batch)])
 
 
 def _recompute(touched: dict[int, set[int]]) -> float:
@@ -108,24 +94,35 @@ RECOMPUTE_STATEMENTS = 2  # a recompute reads with FINAL (one stream) and sorts 
 def _recompute_concurrently(sink: ClickHouseSink, touched: dict[int, set[int]]) -> None:
     """The partitions' recomputes split into statements run at once on their own connections
     (their rows never overlap: kafka_partition is in group_counts' key)."""
-    state = _local.state
     shares = split_by_partition(touched, RECOMPUTE_STATEMENTS)
     if len(shares) < 2:
         return sink.recompute(touched)
-    if "recompute_pool" not in state:
-        state["recompute_pool"] = concurrent.futures.ThreadPoolExecutor(RECOMPUTE_STATEMENTS, "fairwatch-recompute")
-        state["recompute_sinks"] = {}
-    sinks = state["recompute_sinks"]
+    config = _local.state["config"]
+    _at_once([(f"recompute-{i}", lambda store, share=share: ClickHouseSink(store, config).recompute(share))
+              for i, share in enumerate(shares)])
 
-    def recompute(index: int, share: dict[int, set[int]]) -> None:
-        if index not in sinks:
-            sinks[index] = ClickHouseSink(open_store(state["url"]), state["config"])
-        sinks[index].recompute(share)
 
-    futures = [state["recompute_pool"].submit(recompute, i, share) for i, share in enumerate(shares)]
-    failed = [f.exception() for f in futures if f.exception() is not None]  # waits for every statement
+_AT_ONCE_THREADS = max(len(row_inserts(SinkBatch())), RECOMPUTE_STATEMENTS)  # one per table, or per statement
+
+
+def _at_once(jobs: list[tuple[str, Callable]]) -> None:
+    """Run ``(connection name, work(store))`` jobs at once, each on the connection of its name
+    (opened on first use, kept between calls); wait for every one, then raise the first failure."""
+    state = _local.state
+    if "pool" not in state:
+        state["pool"] = concurrent.futures.ThreadPoolExecutor(_AT_ONCE_THREADS, "fairwatch-sink")
+        state["stores"] = {}
+    stores = state["stores"]
+
+    def run(name: str, work: Callable) -> None:
+        if name not in stores:
+            stores[name] = open_store(state["url"])
+        work(stores[name])
+
+    futures = [state["pool"].submit(run, name, work) for name, work in jobs]
+    failed = [f.exception() for f in futures if f.exception() is not None]  # waits for every job
     if failed:
-        sinks.clear()
+        stores.clear()  # reconnect: a failed connection may be left mid-protocol
         raise failed[0]
 
 
