@@ -409,7 +409,10 @@ def cleanup(ctx) -> None:
 
     errors = delete_resources(ctx.kafka, tuple(i.prefix for i in ctx.inputs) + tuple(g + "-" for g in ctx.groups),
                               ctx.groups, ctx.clickhouse, ctx.databases)
-    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    if ctx.keep_logs:
+        print(f"worker logs and data kept in {ctx.tmp}")
+    else:
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
     if errors:
         print("cleanup incomplete: " + "; ".join(errors), file=sys.stderr)
 
@@ -455,6 +458,7 @@ def main() -> None:
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="run only this consumer (repeatable), e.g. 'fairwatch[batch100]'; "
                              "ratios and targets need the baselines they compare with")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the runs' logs and data directories")
     parser.add_argument("--child", choices=("aiokafka", "faust"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "aiokafka":
@@ -472,7 +476,7 @@ def main() -> None:
     kafka, clickhouse = services()
     tag = uuid.uuid4().hex[:8]
     ctx = SimpleNamespace(kafka=kafka, clickhouse=clickhouse, service_pids=service_pids(), tag=tag,
-                          partitions=args.partitions, inputs=[],
+                          partitions=args.partitions, inputs=[], keep_logs=args.keep_logs,
                           groups=[], databases=[], tmp=Path(tempfile.mkdtemp(prefix="fairwatch-bench-pipeline-")))
     started = time.perf_counter()
     runs: dict[str, dict] = {}

@@ -383,6 +383,7 @@ def assert_batch_fast_path_agrees(kind: str, raw: bytes) -> bool:
     except contracts.ContractError as exc:
         raise AssertionError(f"fast path took what the full path refuses: {exc} {raw[:300]!r}") from None
     assert fast.header == header and len(fast.records) == len(expected_records)
+    assert contracts.records_of_valid_batch(raw, kind) == fast.records  # the sink's decode, unchecked
     stamp = "occurred_at" if kind == "match_event" else "verified_at"
     for quick, expected in zip(fast.records, expected_records):
         assert type(quick) is type(expected) and quick == expected and quick.to_dict() == expected.to_dict()

@@ -70,10 +70,36 @@ def test_group_expansion_names_intersections_in_configured_order():
     assert "('race&sex', if(has(subject_keys, 'race') AND has(subject_keys, 'sex'), concat(subject_values[indexOf(subject_keys, 'race')], '&'," in sql
 
 
+def forwarded(messages: list[RawMessage], reroutes) -> list[RawMessage]:
+    """Records sent on to their partition, as they come back from Kafka (after the rest)."""
+    return [RawMessage(r.topic.split(".", 1)[1], r.topic, r.partition, len(messages) + n, r.key, r.value)
+            for n, r in enumerate(reroutes)]
+
+
+def counts_from_blobs(table: dict) -> dict[tuple, list[float]]:
+    """group_counts as the oracle shapes it, from (partition, group key, bucket) -> totals."""
+    summed: dict[tuple, list[float]] = {}
+    for (_, key, bucket), row in table.items():
+        into = summed.setdefault((*key, bucket), [0.0] * 12)
+        summed[(*key, bucket)] = [a + b for a, b in zip(into, row)]
+    return summed
+
+
+def store_counts(table: dict, partition: int, blobs: list[bytes]) -> None:
+    from fairwatch.counts import decode_cells
+
+    for blob in blobs:
+        groups, group_of, buckets, rows = decode_cells(blob)
+        for g, bucket, row in zip(group_of.tolist(), buckets.tolist(), rows.tolist()):
+            table[(partition, tuple(groups[g]), bucket)] = row
+
+
 def test_resident_joins_rebuild_from_their_log_after_any_crash_and_compaction():
     """ResidentJoins (the live worker's state) against the per-event-state path as the oracle:
     same sink rows and labeled deltas batch by batch, while its log (a dict standing for the
-    changelog table) is persisted at random points, compacted, and the joins rebuilt from it."""
+    changelog table) is persisted at random points, cut short by crashes part-way through a
+    flush or before the flush's counts reached ClickHouse, compacted, and the joins rebuilt from it. The counts written at each flush (a dict
+    standing for group_counts) end equal to the brute-force oracle, and so do the rebuilt ones."""
     from fairwatch.partitioning import partition_for
     from fairwatch.pipeline import ResidentJoins
 
@@ -83,6 +109,7 @@ def test_resident_joins_rebuild_from_their_log_after_any_crash_and_compaction():
     messages = [RawMessage(kind, f"t.{kind}", partition, offset, key, value)
                 for offset, (kind, partition, key, value) in enumerate(mixed)]
     table: dict[str, bytes] = {}
+    group_counts: dict[tuple, list[float]] = {}
 
     def read_log(partition):
         return [(k, v) for k, v in table.items() if k.startswith(f"{partition}:")]
@@ -92,7 +119,7 @@ def test_resident_joins_rebuild_from_their_log_after_any_crash_and_compaction():
     oracle, state = BatchProcessor(CONFIG, clock=clock, partitions=4), {}
     processor = BatchProcessor(CONFIG, clock=clock, partitions=4)
     rng = random.Random(5)
-    i, compactions, rebuilds, deferred = 0, 0, 0, 0
+    i, compactions, rebuilds, torn, lost, deferred = 0, 0, 0, 0, 0, 0
     while i < len(messages):
         batch = messages[i : i + rng.choice((20, 200, 700))]
         got = processor.process(batch, resident=resident)
@@ -104,28 +131,99 @@ def test_resident_joins_rebuild_from_their_log_after_any_crash_and_compaction():
         assert len(got.sink) == len(built) == len(want.sink)
         assert sorted(got.sink.dead_letters) == sorted(want.sink.dead_letters)
         assert got.reroutes == want.reroutes
+        assert not any(got.sink.touched.values())  # every bucket is resident: nothing to recompute
         deferred += len(got.sink.envelopes)
         assert [d.rejection for d in got.dead_letters] == [d.rejection for d in want.dead_letters]
         assert (got.pending_change, got.orphan_change) == (want.pending_change, want.orphan_change)
-        if rng.random() < 0.2:  # a crash before the flush: in-memory state lost, the batch comes again
+        if rng.random() < 0.15:  # a crash before the flush: in-memory state lost, the batch comes again
             resident.forget(range(4))
             rebuilds += 1
             continue
-        for event_id, (_, value) in want.state_changes.items():
-            state.pop(event_id, None) if value is None else state.__setitem__(event_id, value)
-        for partition in range(4):
-            writes = resident.persist(partition)
-            compactions += any(v is None for _, v in writes)
+        flushes = [(partition, resident.persist(partition)) for partition in range(4)]
+        fate = rng.random()
+        counts_lost = fate < 0.1  # a crash after the log, before the counts reached ClickHouse
+        if not counts_lost:
+            for partition, persisted in flushes:
+                store_counts(group_counts, partition, persisted.counts)
+        # the log, partition after partition; a crash may cut it anywhere
+        cut = (rng.randrange(4), rng.random()) if 0.1 <= fate < 0.25 else (4, 0.0)
+        written = set()  # partitions whose flush marker is in the log
+        for partition, persisted in flushes:
+            writes = persisted.writes
+            if partition == cut[0]:
+                writes = writes[: int(cut[1] * len(writes))]
+            elif partition > cut[0]:
+                break
             for key, value in writes:
+                compactions += value is None
                 table.pop(key, None) if value is None else table.__setitem__(key, value)
+            if writes == persisted.writes or any(v is not None and v.startswith(b"FWFL") for _, v in writes):
+                written.add(partition)
+        for event_id, (partition, value) in want.state_changes.items():
+            if partition in written:
+                state.pop(event_id, None) if value is None else state.__setitem__(event_id, value)
+        if cut[0] < 4 or counts_lost:  # the batch comes again: partitions whose flush is in the log see duplicates
+            resident.forget(range(4))
+            torn += cut[0] < 4
+            lost += counts_lost
+            continue
+        messages += forwarded(messages, got.reroutes)
         i += len(batch)
-    assert compactions > 0 and rebuilds > 0 and deferred > 0
+    assert compactions > 0 and rebuilds > 0 and torn > 0 and lost > 0 and deferred > 0
+    expected = oracle_counts(workload)
+    assert_counts_equal(counts_from_blobs(group_counts), expected)
     resident.forget(range(4))
-    for partition in range(4):  # the log alone holds every state the oracle holds
+    rebuilt: dict[tuple, list[float]] = {}
+    for partition in range(4):  # the log alone holds every state the oracle holds, and the counts
         join = resident.join(partition)
         held = {event_id: join.state_of(event_id) for event_id in join.held_ids()}
-        expected = {e: EventState.from_bytes(v) for e, v in state.items() if partition_for(e, 4) == partition}
-        assert held == expected
+        expected_states = {e: EventState.from_bytes(v) for e, v in state.items() if partition_for(e, 4) == partition}
+        assert held == expected_states
+        counts = resident.counts(partition)
+        store_counts(rebuilt, partition, [counts.export_cells(counts.cells_from(resident.floor(partition)))])
+    assert_counts_equal(counts_from_blobs(rebuilt), expected)
+
+
+@pytest.mark.services
+def test_buckets_behind_the_resident_window_are_recomputed_and_counts_stay_exact(store):  # noqa: F811
+    """With a 30-minute resident window over 6 hours of shuffled events, many late outcomes fall
+    behind the floor: those buckets are recomputed from the stored rows, the rest written from
+    memory, and group_counts on the real store ends equal to the brute-force oracle."""
+    from fairwatch.pipeline import ResidentJoins
+
+    migrate(store)
+    workload = make_workload(4_000, seed=8)
+    mixed, _ = mixed_batches(workload, 4, seed=8, batch_share=0.7, max_records=40, bad_record_share=0.01)
+    messages = [RawMessage(kind, f"t.{kind}", partition, offset, key, value)
+                for offset, (kind, partition, key, value) in enumerate(mixed)]
+    table: dict[str, bytes] = {}
+    resident = ResidentJoins(CONFIG, lambda p: [(k, v) for k, v in table.items() if k.startswith(f"{p}:")],
+                             resident_seconds=1800, compact_min_ids=500)
+    processor = BatchProcessor(CONFIG, partitions=4)
+    sink = ClickHouseSink(store, CONFIG)
+    rng = random.Random(8)
+    i, recomputed, rebuilds = 0, 0, 0
+    while i < len(messages):
+        batch = messages[i : i + rng.choice((50, 300))]
+        result = processor.process(batch, resident=resident)
+        sink.write_rows(result.sink.built())
+        recomputed += sum(map(len, result.sink.touched.values()))
+        flushes = {partition: resident.persist(partition) for partition in range(4)}
+        sink.write_counts({p: f.counts for p, f in flushes.items()})
+        sink.recompute(result.sink.touched)
+        for persisted in flushes.values():
+            for key, value in persisted.writes:
+                table.pop(key, None) if value is None else table.__setitem__(key, value)
+        if rng.random() < 0.2:  # a restart: the joins, counts and floors come back from the log
+            resident.forget(range(4))
+            rebuilds += 1
+        messages += forwarded(messages, result.reroutes)
+        i += len(batch)
+    assert recomputed > 100 and rebuilds > 0
+    expected = oracle_counts(workload)
+    # old buckets left memory: a fraction of the cells is resident (each partition has most groups)
+    assert sum(len(resident.counts(p)) for p in range(4)) < len(expected) / 2
+    assert_counts_equal(stored_counts(store), expected)
 
 
 def test_expired_records_leave_the_resident_join_and_its_log():
@@ -149,7 +247,7 @@ def test_expired_records_leave_the_resident_join_and_its_log():
     BatchProcessor(config).process(messages, resident=resident)
 
     def persist():
-        for key, value in resident.persist(0):
+        for key, value in resident.persist(0).writes:
             table.pop(key, None) if value is None else table.__setitem__(key, value)
 
     persist()
@@ -174,7 +272,7 @@ def test_join_log_records_stay_under_kafkas_message_size_whatever_the_subjects()
         b' "mode": "verification", "score": 0.5, "threshold": 0.4, "decision": "match",'
         b' "subject": {"sex": "F", "badge": "%s"}}' % (i, (b"b%d-" % i) + b"x" * 50))) for i in range(30_000)]
     BatchProcessor(CoreConfig()).process(messages, resident=resident)
-    writes = resident.persist(0)
+    writes = resident.persist(0).writes
     assert len(writes) > 1 and all(len(blob) < 1_000_000 for _, blob in writes)
     table = dict(writes)
     rebuilt = ResidentJoins(CoreConfig(), lambda p: list(table.items())).join(0)

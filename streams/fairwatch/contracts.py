@@ -777,15 +777,29 @@ def decode_valid_batch(raw: bytes, kind: str) -> ValidBatch | None:
         if (raw.count(b'"') != expected + _QUOTES_PER_ENVELOPE or times is None
                 or not _ids_valid(ids, deployments, algorithms) or not _label_maps_valid(maps)):
             return None
-        out = [MatchEvent(r.event_id, t, r.deployment, r.algorithm, r.mode, r.score, r.threshold, r.decision,
-                          r.subject, None if r.reference is unset else r.reference,
-                          None if r.context is unset else r.context) for r, t in zip(records, times)]
     else:
         times = _timestamps([r.verified_at for r in records])
         reviewers = [r.reviewer for r in records]
         if (raw.count(b'"') != _QUOTES_PER_OUTCOME * len(records) + _QUOTES_PER_ENVELOPE or times is None
                 or not _ids_valid(ids, reviewers)):
             return None
-        out = [VerifiedOutcome(r.event_id, t, r.truth, r.reviewer, r.revision, r.inclusion_prob)
-               for r, t in zip(records, times)]
-    return ValidBatch(BatchHeader(shape.bucket, shape.partitions), out, raw)
+    return ValidBatch(BatchHeader(shape.bucket, shape.partitions), _records(kind, records, times), raw)
+
+
+def records_of_valid_batch(raw: bytes, kind: str) -> list:
+    """The records of an envelope :func:`decode_valid_batch` accepted (the very bytes), without
+    checking them again: for the live worker's sink process, which writes what the worker decoded."""
+    records = _BATCH_DECODERS[kind].decode(raw).records
+    texts = [r.occurred_at for r in records] if kind == "match_event" else [r.verified_at for r in records]
+    return _records(kind, records, list(map(_fromisoformat, texts)))
+
+
+def _records(kind: str, shapes: list, times: list[datetime]) -> list:
+    """MatchEvent / VerifiedOutcome records of decoded shapes and their parsed timestamps."""
+    if kind == "match_event":
+        unset = msgspec.UNSET
+        return [MatchEvent(r.event_id, t, r.deployment, r.algorithm, r.mode, r.score, r.threshold, r.decision,
+                           r.subject, None if r.reference is unset else r.reference,
+                           None if r.context is unset else r.context) for r, t in zip(shapes, times)]
+    return [VerifiedOutcome(r.event_id, t, r.truth, r.reviewer, r.revision, r.inclusion_prob)
+            for r, t in zip(shapes, times)]

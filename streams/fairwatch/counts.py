@@ -11,15 +11,20 @@ are added with one ``np.add.at``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from fairwatch import blobs
 from fairwatch.config import CoreConfig
 from fairwatch.counts_layout import INTERSECTION_SEP, N_COLUMNS, OVERALL, GroupKey
 from fairwatch.join import LabeledDeltas, Profile, epoch_seconds
+
+CELLS_MAGIC = b"FWBC1"
+_CELLS_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 # a cell's index key packs (group id < 2**23, bucket start): starts from year 1 to 9999 fit in 39 bits
 _BUCKET_BITS = 40
@@ -250,6 +255,59 @@ class BucketCounts:
         self._changed[cells] = False
         return list(self._bucket_rows(cells))
 
+    def take_changed(self) -> np.ndarray:
+        """The cells updated since the last call (cell numbers, for :meth:`export_cells`)."""
+        cells = np.flatnonzero(self._changed[: self._n_cells])
+        self._changed[cells] = False
+        return cells
+
+    def mark_all_changed(self) -> None:
+        self._changed[: self._n_cells] = True
+
+    def cells_from(self, floor: int) -> np.ndarray:
+        """Every cell whose bucket starts at ``floor`` or later."""
+        return np.flatnonzero(self._cell_bucket[: self._n_cells] >= floor)
+
+    def newest_bucket(self) -> int | None:
+        return int(self._cell_bucket[: self._n_cells].max()) if self._n_cells else None
+
+    def export_cells(self, cells: np.ndarray) -> bytes:
+        """The cells' keys and current totals as one blob (see :func:`decode_cells`)."""
+        groups, local = np.unique(self._cell_group[cells], return_inverse=True)
+        header = _CELLS_COMPACT.encode({"n": len(cells), "groups": [list(self._groups[g]) for g in groups.tolist()]})
+        parts = [header.encode(), local.astype(np.int32).tobytes(), self._cell_bucket[cells].tobytes(),
+                 np.ascontiguousarray(self._rows[cells]).tobytes()]
+        return blobs.pack(CELLS_MAGIC, parts)
+
+    def import_cells(self, blob: bytes) -> int:
+        """Set the cells of an :meth:`export_cells` blob to its totals (absolute, not added);
+        they are not marked changed. Returns the number of cells."""
+        groups, group_of, buckets, rows = decode_cells(blob)
+        if not len(rows):
+            return 0
+        ours = np.array([self._group(key) for key in groups], np.int64)
+        cells = self._cells(ours[group_of], buckets)
+        self._rows[cells] = rows
+        return len(rows)
+
+    def evict_before(self, floor: int) -> int:
+        """Drop the cells of buckets starting before ``floor`` (a table rebuilt without them);
+        returns how many went."""
+        n = self._n_cells
+        keep = np.flatnonzero(self._cell_bucket[:n] >= floor)
+        if len(keep) == n:
+            return 0
+        capacity = max(1024, 2 * len(keep))
+        kept = {name: getattr(self, name)[keep] for name in ("_rows", "_cell_group", "_cell_bucket", "_changed")}
+        self._n_cells = 0
+        self._rows = np.zeros((capacity, N_COLUMNS))
+        self._cell_group, self._cell_bucket = np.zeros(capacity, np.int64), np.zeros(capacity, np.int64)
+        self._changed = np.zeros(capacity, bool)
+        self._index = _CellIndex(2 * capacity)
+        cells = self._cells(kept["_cell_group"], kept["_cell_bucket"])
+        self._rows[cells], self._changed[cells] = kept["_rows"], kept["_changed"]
+        return n - len(keep)
+
     def _bucket_rows(self, cells: np.ndarray) -> Iterator[BucketRow]:
         groups = self._cell_group[cells].tolist()
         buckets = self._cell_bucket[cells].tolist()
@@ -314,3 +372,16 @@ class BucketCounts:
             fresh = np.zeros((capacity, *old.shape[1:]), old.dtype)
             fresh[:n] = old[:n]
             setattr(self, name, fresh)
+
+
+def decode_cells(blob: bytes) -> tuple[list[GroupKey], np.ndarray, np.ndarray, np.ndarray]:
+    """(groups, group index of each cell, bucket starts, float64[n, 12] totals) of a cells blob."""
+    parts = blobs.unpack(blob, CELLS_MAGIC, 4, "bucket counts")
+    header = json.loads(parts[0])
+    n = header["n"]
+    group_of = np.frombuffer(parts[1], np.int32)
+    buckets = np.frombuffer(parts[2], np.int64)
+    rows = np.frombuffer(parts[3], np.float64).reshape(-1, N_COLUMNS)
+    if not len(group_of) == len(buckets) == len(rows) == n:
+        raise ValueError("bucket counts blob is truncated")
+    return [GroupKey(*key) for key in header["groups"]], group_of, buckets, rows

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from fairwatch import blobs
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import MatchEvent, RejectCode, Rejection, VerifiedOutcome
 
@@ -707,7 +708,7 @@ class LabelJoin:
         id_blob = "\n".join(ids).encode()  # ids are printable ASCII without spaces (contract)
         parts = [header, id_blob] + [column(name).tobytes() if name != "_profile" else profiles.tobytes()
                                      for name, _ in _STATE_COLUMNS]
-        return _STATE_MAGIC + b"".join(struct.pack("<I", len(part)) + part for part in parts)
+        return blobs.pack(_STATE_MAGIC, parts)
 
     def import_states(self, blob: bytes) -> int:
         """Apply a blob of :meth:`export_states`: hold each id's state as exported (or forget it).
@@ -715,15 +716,7 @@ class LabelJoin:
         Gauges follow; running totals and the counts downstream are not touched (no deltas).
         Returns the number of ids in the blob.
         """
-        if not blob.startswith(_STATE_MAGIC):
-            raise ValueError("not a join state blob (wrong magic)")
-        parts, pos = [], len(_STATE_MAGIC)
-        while pos < len(blob):
-            (size,) = struct.unpack_from("<I", blob, pos)
-            parts.append(blob[pos + 4 : pos + 4 + size])
-            pos += 4 + size
-        if len(parts) != 2 + len(_STATE_COLUMNS):
-            raise ValueError(f"join state blob has {len(parts)} parts, expected {2 + len(_STATE_COLUMNS)}")
+        parts = blobs.unpack(blob, _STATE_MAGIC, 2 + len(_STATE_COLUMNS), "join state")
         header = json.loads(parts[0])
         n = header["n"]
         ids = parts[1].decode().split("\n") if n else []

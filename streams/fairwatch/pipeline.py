@@ -3,8 +3,9 @@
 The faust agent (``fairwatch.app``) only moves bytes: it hands a batch of raw messages to
 :class:`BatchProcessor`, which decodes them and joins them in the partitions' in-memory joins
 (:class:`ResidentJoins`), and writes the returned :class:`SinkBatch` rows to ClickHouse and the
-dead letters to Kafka. Later, at a flush, it recomputes the counts of the buckets those batches
-touched, then persists their join state (:meth:`ResidentJoins.persist`), and only then lets their
+dead letters to Kafka. Later, at a flush, it takes the join state and bucket counts those batches
+changed (:meth:`ResidentJoins.persist`), writes the counts to ClickHouse (recomputing from the rows
+the few buckets too old to be counted in memory), then the join log, and only then lets their
 offsets be committed. Replaying a batch is harmless: the join recognises redeliveries and the
 sink writes absolute, replacing rows. File replay and tests may instead keep one state per event
 id themselves (``load_state`` / ``state_changes``).
@@ -13,6 +14,8 @@ id themselves (``load_state`` / ``state_changes``).
 from __future__ import annotations
 
 import base64
+import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,7 +31,8 @@ from fairwatch.contracts import (
     decode_valid_batch,
     format_timestamp,
 )
-from fairwatch.join import EventState, LabelJoin
+from fairwatch.counts import CELLS_MAGIC, BucketCounts
+from fairwatch.join import EventState, LabeledDeltas, LabelJoin
 from fairwatch.partitioning import partitions_for
 from fairwatch.sink import SinkBatch, event_row, labeled_rows, outcome_row
 
@@ -75,7 +79,7 @@ class DeadLetter:
         record = self.to_record()
         return (
             record["source_topic"], self.message.partition, self.message.offset, record["key_b64"],
-            record["value_b64"], record["reason_code"], record["field"], record["reason"], self.rejected_at,
+            record["value_b64"], record["reason_code"], record["field"], record["reason"], int(self.rejected_at.timestamp()),
             -1 if self.record_index is None else self.record_index,
         )
 
@@ -234,9 +238,10 @@ class BatchProcessor:
                    for record in (entry.records if isinstance(entry, ValidBatch) else [item.record for item in entry])]
         output = join.update(records)
         resident.touch(partition, [record.event_id for record in records])
+        cold = resident.count(partition, output.deltas)  # buckets behind the floor: recomputed
         if output.rejected:  # rare (conflicting redeliveries): record by record
             self._rows(batch, partition, [(message, item) for message, entry in segments for item in _items(entry)],
-                       output, now)
+                       output, now, cold)
         else:  # rows of whole envelopes are built where they are written (SinkBatch.built)
             batch.sink.ingested_at = now
             for message, entry in segments:
@@ -245,11 +250,11 @@ class BatchProcessor:
                 else:
                     for item in entry:
                         self._record_row(batch, item.record, now)
-            self._delta_rows(batch, partition, output, deferred=True)
+            self._delta_rows(batch, partition, output, cold, deferred=True)
         batch.pending_change += join.counters.pending - pending
         batch.orphan_change += join.counters.orphans - orphans
 
-    def _rows(self, batch, partition, items, output, now) -> None:
+    def _rows(self, batch, partition, items, output, now, recompute: set[int] | None = None) -> None:
         refused = {id(r.record): r.rejection for r in output.rejected}
         for message, item in items:
             rejection = refused.get(id(item.record))
@@ -257,7 +262,7 @@ class BatchProcessor:
                 self._reject(batch, message, rejection, now, item)
             else:
                 self._record_row(batch, item.record, now)
-        self._delta_rows(batch, partition, output)
+        self._delta_rows(batch, partition, output, recompute)
 
     @staticmethod
     def _record_row(batch, record, now) -> None:
@@ -267,14 +272,15 @@ class BatchProcessor:
             batch.sink.outcomes.append(outcome_row(record, now))
 
     @staticmethod
-    def _delta_rows(batch, partition, output, deferred: bool = False) -> None:
-        """The labeled rows of the join's deltas (built now, or by the sink when ``deferred``)."""
+    def _delta_rows(batch, partition, output, recompute: set[int] | None = None, deferred: bool = False) -> None:
+        """The labeled rows of the join's deltas (built now, or by the sink when ``deferred``); the
+        buckets whose counts are recomputed from those rows: ``recompute``, or all (no resident counts)."""
         deltas = output.deltas
         if not deferred:
             batch.sink.labeled.extend(labeled_rows(deltas, partition))
         elif len(deltas):
             batch.sink.deltas.append((deltas, partition))
-        batch.sink.touch(partition, deltas.bucket.tolist())
+        batch.sink.touch(partition, deltas.bucket.tolist() if recompute is None else recompute)
         batch.paired += int((deltas.sign > 0).sum() - (deltas.sign < 0).sum())
 
 
@@ -284,33 +290,65 @@ def _items(entry: ValidBatch | list[InputItem]) -> list[InputItem]:
     return entry
 
 
+COUNTS_RESIDENT_SECONDS = 2 * 86_400  # buckets this far behind a partition's newest stay counted in memory
+_NO_FLOOR = -(1 << 62)
+_FLUSH_MAGIC = b"FWFL1"  # a flush's last log record: it names the flush's blobs and the counts floor
+
+
+@dataclass
+class Persisted:
+    """What :meth:`ResidentJoins.persist` gives: the join-log table writes in order (None
+    deletes), and the counts cells changed since the last call (:meth:`BucketCounts.export_cells`
+    blobs, absolute totals for ``group_counts``)."""
+
+    writes: list[tuple[str, bytes | None]] = field(default_factory=list)
+    counts: list[bytes] = field(default_factory=list)
+
+
 class ResidentJoins:
-    """The join state of the partitions a worker owns: in memory, persisted as a log of blobs.
+    """The join state and bucket counts of the partitions a worker owns: in memory, persisted as a log.
+
+    Counts are kept here, not recomputed from ClickHouse: each partition's :class:`BucketCounts`
+    takes the deltas of its join, and a flush writes the changed cells' totals. Buckets more than
+    ``resident_seconds`` behind the partition's newest are dropped from memory; a late outcome
+    that lands in one (behind the partition's *floor*) is counted by recomputing that bucket from
+    the stored labeled rows instead (:meth:`count` returns those buckets).
 
     The durable form is a key-value table (the worker's changelog-backed faust table): for each
-    partition, keys ``"{partition}:{seq}"`` holding :meth:`LabelJoin.export_states` blobs, applied
-    in ``seq`` order to rebuild the join. :meth:`persist` turns the ids touched since the last call
-    into one new blob (a few if large), so the changelog gets one record per partition and flush
-    instead of one per event id; when the blobs hold more than ``compact_factor`` times the ids
-    the join holds, it writes everything held afresh and deletes the older keys (the new blobs come
-    first in the changelog, so a crash in between leaves a log that rebuilds the same join).
+    partition, keys ``"{partition}:{seq}"``. :meth:`persist` writes one *flush*: blobs of the
+    join states touched since the last call (:meth:`LabelJoin.export_states`), blobs of the
+    changed counts cells (:meth:`BucketCounts.export_cells`), then a marker record naming the
+    first seq of the flush and the floor. Only flushes whose marker is in the log are rebuilt: a
+    crash part-way through a flush leaves blobs no marker names, which are ignored (their
+    batches are read again), so the join state and the counts always come back together. The
+    counts need not reach ClickHouse before the log: a rebuilt partition writes all its resident
+    cells again at its first flush. When
+    the log holds more than ``compact_factor`` times what is resident, a flush writes everything
+    afresh, marked as a base (the rebuild starts at the last base), and then deletes older keys.
 
     Parameters
     ----------
     read_log
         ``read_log(partition)`` -> the (key, blob) pairs stored for that partition, any order.
+    clock
+        Wall clock (epoch seconds): the floor never moves past it, whatever a record's date says.
     """
 
     MAX_BLOB_BYTES = 512 * 1024  # well under Kafka's default 1 MB message size
+    CELLS_PER_BLOB = MAX_BLOB_BYTES // 160  # 108 bytes a cell, and its group's name in the header
 
     def __init__(self, config: CoreConfig, read_log: Callable[[int], Iterable[tuple[str, bytes]]],
-                 compact_factor: float = 2.0, compact_min_ids: int = 100_000):
+                 compact_factor: float = 2.0, compact_min_ids: int = 100_000,
+                 resident_seconds: float = COUNTS_RESIDENT_SECONDS, clock: Callable[[], float] = time.time):
         self.config, self.read_log = config, read_log
         self.compact_factor, self.compact_min_ids = compact_factor, compact_min_ids
+        self.resident_seconds, self.clock = resident_seconds, clock
         self._joins: dict[int, LabelJoin] = {}
+        self._counts: dict[int, BucketCounts] = {}
+        self._floor: dict[int, int] = {}
         self._keys: dict[int, list[str]] = {}  # live log keys, oldest first
         self._next_seq: dict[int, int] = {}
-        self._logged_ids: dict[int, int] = {}
+        self._logged: dict[int, list[int]] = {}  # [ids, cells] in the log since its base
         self._touched: dict[int, dict[str, None]] = {}
 
     def joins(self) -> dict[int, LabelJoin]:
@@ -318,22 +356,61 @@ class ResidentJoins:
 
     def join(self, partition: int) -> LabelJoin:
         """The partition's join, rebuilt from its log on first use."""
-        join = self._joins.get(partition)
-        if join is None:
-            join = LabelJoin(self.config)
-            entries = sorted(((int(key.rsplit(":", 1)[1]), key, blob) for key, blob in self.read_log(partition)))
-            logged = 0
-            for _, _, blob in entries:
-                logged += join.import_states(bytes(blob))
-            self._joins[partition] = join
-            self._keys[partition] = [key for _, key, _ in entries]
-            self._next_seq[partition] = entries[-1][0] + 1 if entries else 0
-            self._logged_ids[partition] = logged
-            self._touched[partition] = {}
-        return join
+        if partition not in self._joins:
+            self._restore(partition)
+        return self._joins[partition]
+
+    def counts(self, partition: int) -> BucketCounts:
+        """The partition's resident bucket counts (those of buckets at or after its floor)."""
+        self.join(partition)
+        return self._counts[partition]
+
+    def floor(self, partition: int) -> int:
+        """Buckets starting before this are not resident (see :meth:`count`)."""
+        self.join(partition)
+        return self._floor[partition]
+
+    def _restore(self, partition: int) -> None:
+        join, counts = LabelJoin(self.config), BucketCounts(self.config)
+        entries = sorted((int(key.rsplit(":", 1)[1]), key, bytes(blob)) for key, blob in self.read_log(partition))
+        blobs = {seq: blob for seq, _, blob in entries}
+        flushes = [(seq, json.loads(blob[len(_FLUSH_MAGIC):])) for seq, _, blob in entries
+                   if blob.startswith(_FLUSH_MAGIC)]
+        bases = [i for i, (_, flush) in enumerate(flushes) if flush["base"]]
+        floor, logged = _NO_FLOOR, [0, 0]
+        for seq, flush in flushes[bases[-1] if bases else 0 :]:
+            for part in range(flush["first"], seq):
+                if part not in blobs:
+                    raise ValueError(f"join log of partition {partition}: record {part} of the flush marked at "
+                                     f"{seq} is missing (the log was edited or compacted by something else)")
+                if blobs[part].startswith(CELLS_MAGIC):
+                    logged[1] += counts.import_cells(blobs[part])
+                else:
+                    logged[0] += join.import_states(blobs[part])
+            floor = flush["floor"]
+        counts.evict_before(floor)
+        counts.mark_all_changed()  # the log may be ahead of group_counts (see persist): write them all again
+        self._joins[partition], self._counts[partition], self._floor[partition] = join, counts, floor
+        self._keys[partition] = [key for _, key, _ in entries]  # unmarked ones go at the next compaction
+        self._next_seq[partition] = entries[-1][0] + 1 if entries else 0
+        self._logged[partition] = logged
+        self._touched[partition] = {}
 
     def touch(self, partition: int, event_ids: Iterable[str]) -> None:
         self._touched[partition].update(dict.fromkeys(event_ids))
+
+    def count(self, partition: int, deltas: LabeledDeltas) -> set[int]:
+        """Add the join's deltas to the partition's counts. Returns the buckets of the deltas
+        behind the floor, which are not resident: those must be recomputed from the stored rows."""
+        counts, floor = self.counts(partition), self._floor[partition]
+        if not len(deltas):
+            return set()
+        resident = deltas.bucket >= floor
+        if resident.all():
+            counts.update(deltas)
+            return set()
+        counts.update(_select(deltas, resident))
+        return set(deltas.bucket[~resident].tolist())
 
     def expire(self, partition: int, now: float) -> list[str]:
         """Drop the partition's records idle for the TTL (see :meth:`LabelJoin.expire`), as of the
@@ -351,50 +428,91 @@ class ResidentJoins:
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop the in-memory state (revoked, or reassigned: the log is the truth again)."""
         for partition in partitions:
-            for holder in (self._joins, self._keys, self._next_seq, self._logged_ids, self._touched):
+            for holder in (self._joins, self._counts, self._floor, self._keys, self._next_seq, self._logged,
+                           self._touched):
                 holder.pop(partition, None)
 
-    def persist(self, partition: int) -> list[tuple[str, bytes | None]]:
-        """The table writes, in order, that make the log hold the join's current state (None deletes)."""
+    def persist(self, partition: int) -> Persisted:
+        """One flush of the partition: what changed since the last call, for the log and for ClickHouse."""
         if partition not in self._joins:
-            return []
-        join, touched = self._joins[partition], self._touched[partition]
-        writes: list[tuple[str, bytes | None]] = []
-        if touched:
-            writes += self._append(partition, list(touched))
-            self._logged_ids[partition] += len(touched)
-            touched.clear()
-        if self._logged_ids[partition] > max(self.compact_factor * len(join), self.compact_min_ids):
-            old = self._keys[partition]
-            self._keys[partition] = []
-            writes += self._append(partition, None)
+            return Persisted()
+        join, counts, touched = self._joins[partition], self._counts[partition], self._touched[partition]
+        changed_cells = counts.take_changed()
+        changed = self._cell_blobs(counts, changed_cells)
+        floor = self._move_floor(partition)
+        if not touched and not len(changed_cells):
+            return Persisted()
+        first, logged = self._next_seq[partition], self._logged[partition]
+        base = (logged[0] + len(touched) > max(self.compact_factor * len(join), self.compact_min_ids)
+                or logged[1] + len(changed_cells) > max(self.compact_factor * len(counts), self.compact_min_ids))
+        if base:
+            old, self._keys[partition] = self._keys[partition], []
+            writes = self._append(partition, self._state_blobs(join, join.held_ids())
+                                  + self._cell_blobs(counts, counts.cells_from(floor)))
+            logged[:] = [len(join), len(counts)]
+        else:
+            writes = self._append(partition, self._state_blobs(join, list(touched)) + changed)
+            logged[0] += len(touched)
+            logged[1] += len(changed_cells)
+        touched.clear()
+        marker = _FLUSH_MAGIC + json.dumps({"first": first, "base": base, "floor": floor}).encode()
+        writes += self._append(partition, [marker])
+        if base:
             writes += [(key, None) for key in old]
-            self._logged_ids[partition] = len(join)
+        return Persisted(writes, changed)
+
+    def _move_floor(self, partition: int) -> int:
+        """The floor follows the newest bucket (but never the wall clock's future) at
+        ``resident_seconds``; cells behind it leave memory once they are a quarter of them."""
+        counts, floor = self._counts[partition], self._floor[partition]
+        newest = counts.newest_bucket()
+        if newest is None:
+            return floor
+        floor = max(floor, int(min(newest, self.clock()) - self.resident_seconds))
+        self._floor[partition] = floor
+        behind = len(counts) - len(counts.cells_from(floor))
+        if behind >= max(1024, len(counts) // 4):
+            counts.evict_before(floor)
+        return floor
+
+    def _append(self, partition: int, blobs: list[bytes]) -> list[tuple[str, bytes]]:
+        writes = []
+        for blob in blobs:
+            key = f"{partition}:{self._next_seq[partition]:012d}"
+            self._next_seq[partition] += 1
+            self._keys[partition].append(key)
+            writes.append((key, blob))
         return writes
 
-    def _append(self, partition: int, event_ids: list[str] | None) -> list[tuple[str, bytes]]:
-        join = self._joins[partition]
-        if event_ids is None:
-            event_ids = join.held_ids()
-        writes, chunk, size = [], [], 0
-        for event_id in event_ids + [None]:
-            if event_id is None or size + len(event_id) + 48 > self.MAX_BLOB_BYTES:
-                if chunk or (event_id is None and not writes):
-                    for blob in self._blobs(join, chunk):
-                        key = f"{partition}:{self._next_seq[partition]:012d}"
-                        self._next_seq[partition] += 1
-                        self._keys[partition].append(key)
-                        writes.append((key, blob))
+    def _state_blobs(self, join: LabelJoin, event_ids: list[str]) -> list[bytes]:
+        """The states of ``event_ids`` in blobs of at most about MAX_BLOB_BYTES."""
+        out, chunk, size = [], [], 0
+        for event_id in event_ids:
+            if chunk and size + len(event_id) + 48 > self.MAX_BLOB_BYTES:
+                out += self._fitted(join.export_states, chunk)
                 chunk, size = [], 0
-            if event_id is not None:
-                chunk.append(event_id)
-                size += len(event_id) + 48  # the id, its newline and the state columns
-        return writes
+            chunk.append(event_id)
+            size += len(event_id) + 48  # the id, its newline and the state columns
+        if chunk:
+            out += self._fitted(join.export_states, chunk)
+        return out
 
-    def _blobs(self, join: LabelJoin, event_ids: list[str]) -> list[bytes]:
+    def _cell_blobs(self, counts: BucketCounts, cells) -> list[bytes]:
+        return [blob for start in range(0, len(cells), self.CELLS_PER_BLOB)
+                for blob in self._fitted(counts.export_cells, cells[start : start + self.CELLS_PER_BLOB])]
+
+    def _fitted(self, export: Callable, items) -> list[bytes]:
         """One blob, or halves until each fits (many distinct subjects make the header grow)."""
-        blob = join.export_states(event_ids)
-        if len(blob) <= self.MAX_BLOB_BYTES * 1.5 or len(event_ids) < 2:
+        blob = export(items)
+        if len(blob) <= self.MAX_BLOB_BYTES * 1.5 or len(items) < 2:
             return [blob]
-        middle = len(event_ids) // 2
-        return self._blobs(join, event_ids[:middle]) + self._blobs(join, event_ids[middle:])
+        middle = len(items) // 2
+        return self._fitted(export, items[:middle]) + self._fitted(export, items[middle:])
+
+
+def _select(deltas: LabeledDeltas, keep) -> LabeledDeltas:
+    """The deltas where ``keep`` (a bool mask) holds."""
+    ids = deltas.event_id
+    return LabeledDeltas(deltas.profiles, [ids[i] for i in keep.nonzero()[0].tolist()], deltas.profile[keep],
+                         deltas.occurred_at_us[keep], deltas.bucket[keep], deltas.match[keep], deltas.genuine[keep],
+                         deltas.weight[keep], deltas.sign[keep], deltas.revision[keep])

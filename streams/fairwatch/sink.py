@@ -1,10 +1,11 @@
 """The ClickHouse sink: what a processed batch leaves behind, written idempotently.
 
 Every table is a ReplacingMergeTree, so writing the same batch twice (a retry, or a replay after a
-crash) leaves the same rows. Counts are never incremented: ``labeled_outcomes`` holds one row per
-event (its latest revision wins) and the touched ``group_counts`` buckets are recomputed from it as
-absolute values with a version taken before the recompute starts, so the newest recompute, which
-saw every row written before it, is the one that stays.
+crash) leaves the same rows. Counts are never incremented in ClickHouse: ``group_counts`` rows are
+absolute totals, either the live worker's resident counts (:meth:`ClickHouseSink.write_counts`) or
+recomputed from ``labeled_outcomes`` (one row per event, its latest revision wins), with a version
+taken before the write or the recompute's read starts, so the newest, which saw every row written
+before it, is the one that stays.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable, Sequence
 
 from fairwatch.config import CoreConfig
-from fairwatch.contracts import MatchEvent, VerifiedOutcome, decode_valid_batch
+from fairwatch.contracts import MatchEvent, VerifiedOutcome, records_of_valid_batch
+from fairwatch.counts import decode_cells
 from fairwatch.counts_layout import COLUMNS, INTERSECTION_SEP, OVERALL
 from fairwatch.join import LabeledDeltas
 from fairwatch.store import Store
@@ -38,52 +40,87 @@ GROUP_KEY_COLUMNS = ("deployment", "algorithm", "mode", "attribute", "group_labe
 
 
 _SORTED = json.JSONEncoder(sort_keys=True)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # ingested_at of a batch with no envelopes (never stored)
 
 
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
-def event_row(event: MatchEvent, ingested_at: datetime) -> tuple:
-    reference = event.reference or {}
-    return (
-        event.event_id, event.occurred_at, event.occurred_at.microsecond, event.deployment, event.algorithm,
-        event.mode, event.score, event.threshold, event.decision, list(event.subject), list(event.subject.values()),
-        list(reference), list(reference.values()), _SORTED.encode(event.context) if event.context else "{}", ingested_at,
-    )
+def _epoch(t: datetime) -> int:
+    return int(t.timestamp())
 
 
-def outcome_row(outcome: VerifiedOutcome, ingested_at: datetime) -> tuple:
-    return (
-        outcome.event_id, outcome.verified_at, outcome.truth, outcome.reviewer, outcome.revision,
-        outcome.inclusion_prob, ingested_at,
-    )
+def event_columns(events: Sequence[MatchEvent], ingested_at: datetime) -> list[list]:
+    """The EVENT_COLUMNS of match events, a column at a time (DateTime columns as epoch seconds)."""
+    occurred = [e.occurred_at for e in events]
+    references = [e.reference or {} for e in events]
+    encode = _SORTED.encode
+    return [
+        [e.event_id for e in events], [_epoch(t) for t in occurred], [t.microsecond for t in occurred],
+        [e.deployment for e in events], [e.algorithm for e in events], [e.mode for e in events],
+        [e.score for e in events], [e.threshold for e in events], [e.decision for e in events],
+        [list(e.subject) for e in events], [list(e.subject.values()) for e in events],
+        [list(r) for r in references], [list(r.values()) for r in references],
+        [encode(e.context) if e.context else "{}" for e in events], [_epoch(ingested_at)] * len(events),
+    ]
 
 
-def labeled_rows(deltas: LabeledDeltas, partition: int) -> list[tuple]:
-    """Rows entering the labeled set (sign +1); a retraction is implied by the higher revision.
+def outcome_columns(outcomes: Sequence[VerifiedOutcome], ingested_at: datetime) -> list[list]:
+    """The OUTCOME_COLUMNS of verified outcomes, a column at a time."""
+    return [
+        [o.event_id for o in outcomes], [_epoch(o.verified_at) for o in outcomes], [o.truth for o in outcomes],
+        [o.reviewer for o in outcomes], [o.revision for o in outcomes], [o.inclusion_prob for o in outcomes],
+        [_epoch(ingested_at)] * len(outcomes),
+    ]
 
-    DateTime columns are given as epoch seconds (both stores take them), built column by column.
-    """
+
+def labeled_columns(deltas: LabeledDeltas, partition: int) -> list[list]:
+    """The LABELED_COLUMNS of the rows entering the labeled set (sign +1); a retraction is implied
+    by the higher revision. Built from the deltas' arrays a column at a time."""
     entering = (deltas.sign > 0).nonzero()[0]
-    if not len(entering):
-        return []
     occurred_us = deltas.occurred_at_us[entering]
     profiles = deltas.profiles
+    shape_of = deltas.profile[entering].tolist()
     # one (deployment, algorithm, mode, keys, labels) per distinct profile, shared by its rows
     shapes = {p: (profile.deployment, profile.algorithm, profile.mode, [a for a, _ in profile.subject],
                   [g for _, g in profile.subject])
-              for p in set(deltas.profile[entering].tolist()) for profile in (profiles[p],)}
-    by_row = [shapes[p] for p in deltas.profile[entering].tolist()]
+              for p in set(shape_of) for profile in (profiles[p],)}
+    by_row = [shapes[p] for p in shape_of]
     event_ids = deltas.event_id
     return [
-        (event_ids[i], seconds, micros, bucket, shape[0], shape[1], shape[2], shape[3], shape[4],
-         "match" if match else "non_match", "genuine" if genuine else "impostor", revision, weight, partition)
-        for i, seconds, micros, bucket, shape, match, genuine, revision, weight in zip(
-            entering.tolist(), (occurred_us // 1_000_000).tolist(), (occurred_us % 1_000_000).tolist(),
-            deltas.bucket[entering].tolist(), by_row, deltas.match[entering].tolist(),
-            deltas.genuine[entering].tolist(), deltas.revision[entering].tolist(), deltas.weight[entering].tolist())
+        [event_ids[i] for i in entering.tolist()], (occurred_us // 1_000_000).tolist(),
+        (occurred_us % 1_000_000).tolist(), deltas.bucket[entering].tolist(),
+        *([shape[field] for shape in by_row] for field in range(5)),
+        ["match" if m else "non_match" for m in deltas.match[entering].tolist()],
+        ["genuine" if g else "impostor" for g in deltas.genuine[entering].tolist()],
+        deltas.revision[entering].tolist(), deltas.weight[entering].tolist(), [partition] * len(entering),
     ]
+
+
+def event_row(event: MatchEvent, ingested_at: datetime) -> tuple:
+    return tuple(column[0] for column in event_columns([event], ingested_at))
+
+
+def outcome_row(outcome: VerifiedOutcome, ingested_at: datetime) -> tuple:
+    return tuple(column[0] for column in outcome_columns([outcome], ingested_at))
+
+
+def labeled_rows(deltas: LabeledDeltas, partition: int) -> list[tuple]:
+    return list(zip(*labeled_columns(deltas, partition)))
+
+
+def _columns_of(rows: list[tuple], width: int) -> list[list]:
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]
+
+
+def _joined(parts: list[list[list]]) -> list[list]:
+    """Column lists of several parts, concatenated column by column."""
+    out = [list(column) for column in parts[0]]
+    for part in parts[1:]:
+        for column, more in zip(out, part):
+            column += more
+    return out
 
 
 def group_expansion_sql(intersections: Sequence[Sequence[str]]) -> str:
@@ -165,23 +202,39 @@ class SinkBatch:
         return SinkBatch(self.event_rows(), self.outcome_rows(), self.labeled_outcome_rows(), list(self.dead_letters),
                          self.touched)
 
-    def _envelope_records(self, kind: str) -> Iterable:
+    def _envelope_records(self, kind: str) -> list:
+        records: list = []
         for envelope_kind, raw, count in self.envelopes:
             if envelope_kind == kind:
-                decoded = decode_valid_batch(raw, kind)
-                if decoded is None or len(decoded.records) != count:  # the same bytes decoded before: never
+                decoded = records_of_valid_batch(raw, kind)  # the bytes the worker checked
+                if len(decoded) != count:  # never: the same bytes were decoded before
                     raise RuntimeError(f"a {kind} envelope decoded differently in the sink")
-                yield from decoded.records
+                records += decoded
+        return records
+
+    def event_columns(self) -> list[list]:
+        return _joined([_columns_of(self.events, len(EVENT_COLUMNS)),
+                        event_columns(self._envelope_records("match_event"), self.ingested_at or _EPOCH)])
+
+    def outcome_columns(self) -> list[list]:
+        return _joined([_columns_of(self.outcomes, len(OUTCOME_COLUMNS)),
+                        outcome_columns(self._envelope_records("verified_outcome"), self.ingested_at or _EPOCH)])
+
+    def labeled_columns(self) -> list[list]:
+        return _joined([_columns_of(self.labeled, len(LABELED_COLUMNS))]
+                       + [labeled_columns(deltas, partition) for deltas, partition in self.deltas])
+
+    def dead_letter_columns(self) -> list[list]:
+        return _columns_of(self.dead_letters, len(DEAD_LETTER_COLUMNS))
 
     def event_rows(self) -> list[tuple]:
-        return self.events + [event_row(record, self.ingested_at) for record in self._envelope_records("match_event")]
+        return list(zip(*self.event_columns()))
 
     def outcome_rows(self) -> list[tuple]:
-        return self.outcomes + [outcome_row(record, self.ingested_at)
-                                for record in self._envelope_records("verified_outcome")]
+        return list(zip(*self.outcome_columns()))
 
     def labeled_outcome_rows(self) -> list[tuple]:
-        return self.labeled + [row for deltas, partition in self.deltas for row in labeled_rows(deltas, partition)]
+        return list(zip(*self.labeled_columns()))
 
 
 class ClickHouseSink:
@@ -200,8 +253,14 @@ class ClickHouseSink:
         self.recompute(batch.touched)
 
     def write_rows(self, batch: SinkBatch) -> None:
-        for table, columns, rows in row_inserts(batch):
-            self.store.insert(table, columns, rows())
+        for table, columns, data in row_inserts(batch):
+            self.store.insert_columns(table, columns, data())
+
+    def write_counts(self, counts: dict[int, list[bytes]]) -> None:
+        """Resident counts as they are: partition -> :meth:`BucketCounts.export_cells` blobs of totals."""
+        version = time.time_ns()  # flushes run one after another: a later one writes a higher version
+        self.store.insert_columns("group_counts", GROUP_KEY_COLUMNS + COLUMNS + ("version",),
+                                  counts_columns(counts, version))
 
     def recompute(self, touched: dict[int, set[int]]) -> None:
         """Rewrite the group_counts of the (partition -> bucket starts) from labeled_outcomes.
@@ -218,6 +277,25 @@ class ClickHouseSink:
                                                      "buckets": chunk})
 
 
+def counts_columns(counts: dict[int, list[bytes]], version: int) -> list[list]:
+    """group_counts columns (GROUP_KEY_COLUMNS, COLUMNS, version) of partitions' counts blobs,
+    built a column at a time from the blobs' arrays (a flush may carry a hundred thousand cells)."""
+    columns: list[list] = [[] for _ in range(len(GROUP_KEY_COLUMNS) + len(COLUMNS) + 1)]
+    for partition, blobs in counts.items():
+        for blob in blobs:
+            groups, group_of, buckets, rows = decode_cells(blob)
+            cells = group_of.tolist()
+            for field in range(5):  # deployment, algorithm, mode, attribute, group_label
+                names = [group[field] for group in groups]
+                columns[field] += [names[g] for g in cells]
+            columns[5] += buckets.tolist()
+            columns[6] += [partition] * len(cells)
+            for j in range(len(COLUMNS)):
+                columns[7 + j] += rows[:, j].tolist()
+            columns[-1] += [version] * len(cells)
+    return columns
+
+
 def split_by_partition(touched: dict[int, set[int]], shares: int) -> list[dict[int, set[int]]]:
     """``touched`` (partition -> buckets) dealt into at most ``shares`` non-empty parts of about
     equal work (buckets), whole partitions each; the parts' recomputes together rewrite the same rows."""
@@ -231,12 +309,12 @@ def split_by_partition(touched: dict[int, set[int]], shares: int) -> list[dict[i
     return [part for part in parts if part]
 
 
-def row_inserts(batch: SinkBatch) -> list[tuple[str, Sequence[str], Callable[[], list[tuple]]]]:
-    """The inserts of a batch's rows: (table, columns, a function building the rows). They may run
-    in any order or at once; only a recompute of their buckets must come after all of them."""
+def row_inserts(batch: SinkBatch) -> list[tuple[str, Sequence[str], Callable[[], list[list]]]]:
+    """The inserts of a batch's rows: (table, columns, a function building the column lists). They
+    may run in any order or at once; only a recompute of their buckets must come after all of them."""
     return [
-        ("match_events", EVENT_COLUMNS, batch.event_rows),
-        ("verified_outcomes", OUTCOME_COLUMNS, batch.outcome_rows),
-        ("labeled_outcomes", LABELED_COLUMNS, batch.labeled_outcome_rows),
-        ("dead_letters", DEAD_LETTER_COLUMNS, lambda: batch.dead_letters),
+        ("match_events", EVENT_COLUMNS, batch.event_columns),
+        ("verified_outcomes", OUTCOME_COLUMNS, batch.outcome_columns),
+        ("labeled_outcomes", LABELED_COLUMNS, batch.labeled_columns),
+        ("dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letter_columns),
     ]

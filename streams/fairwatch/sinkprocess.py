@@ -5,7 +5,8 @@ them; in a thread it holds the worker's GIL for that long. With a server store t
 one child process instead (the worker sends envelope bytes and join deltas, not row tuples: see
 :meth:`fairwatch.sink.SinkBatch.built`). Either way there is one executor with one worker, so
 writes run in the order they were submitted and a failed write is retried, in place, until it
-succeeds: a later recompute never runs before the rows it must count.
+succeeds: a later recompute never runs before the rows it must count, a later flush's counts never
+before an earlier one's.
 
 An embedded chDB store stays in a thread: chDB allows one process per data directory.
 """
@@ -78,14 +79,24 @@ def _write_rows(batch: SinkBatch) -> float:
 def _insert_concurrently(batch: SinkBatch) -> None:
     """Each table's rows built and inserted on its own connection, at once: while the server
     stores one table's block, this process encodes the next (the driver waits without the GIL)."""
-    _at_once([(table, lambda store, table=table, columns=columns, rows=rows: store.insert(table, columns, rows()))
-              for table, columns, rows in row_inserts(batch)])
+    _at_once([(table, lambda store, table=table, columns=columns, data=data: store.insert_columns(table, columns, data()))
+              for table, columns, data in row_inserts(batch)])
 
 
 def _recompute(touched: dict[int, set[int]]) -> float:
     if not _local.state["concurrent"]:
         return _retrying(lambda sink: sink.recompute(touched))
     return _retrying(lambda sink: _recompute_concurrently(sink, touched))
+
+
+def _write_counts(counts: dict[int, list[bytes]], recompute: dict[int, set[int]]) -> float:
+    def work(sink: ClickHouseSink) -> None:
+        sink.write_counts(counts)
+        if _local.state["concurrent"]:
+            _recompute_concurrently(sink, recompute)
+        else:
+            sink.recompute(recompute)
+    return _retrying(work)
 
 
 RECOMPUTE_STATEMENTS = 2  # a recompute reads with FINAL (one stream) and sorts one insert: two use two cores
@@ -131,8 +142,9 @@ def _ready() -> bool:
 
 
 class SinkExecutor:
-    """Ordered, retried ClickHouse writes: :meth:`write_rows` and :meth:`recompute` return futures
-    of the seconds the successful attempt took; :attr:`failures` counts failed attempts."""
+    """Ordered, retried ClickHouse writes: :meth:`write_rows`, :meth:`write_counts` and
+    :meth:`recompute` return futures of the seconds the successful attempt took; :attr:`failures`
+    counts failed attempts."""
 
     def __init__(self, url: str, config: CoreConfig, in_process: bool | None = None):
         self.url, self.config = url, config
@@ -168,6 +180,11 @@ class SinkExecutor:
 
     def recompute(self, touched: dict[int, set[int]]) -> concurrent.futures.Future:
         return self._submit(_recompute, touched)
+
+    def write_counts(self, counts: dict[int, list[bytes]], recompute: dict[int, set[int]]) -> concurrent.futures.Future:
+        """A flush's counts: resident cells' totals (partition -> counts blobs), then the recompute
+        of buckets that are not resident (partition -> bucket starts)."""
+        return self._submit(_write_counts, counts, recompute)
 
     def _submit(self, function, *args) -> concurrent.futures.Future:
         executor = self._executor

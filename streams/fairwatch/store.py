@@ -71,6 +71,10 @@ class Store(Protocol):
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int: ...
 
+    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
+        """Rows given column by column (``data[i]`` holds ``columns[i]``); DateTime as epoch seconds."""
+        ...
+
     def server_version(self) -> tuple[int, ...]: ...
 
     def close(self) -> None: ...
@@ -126,7 +130,6 @@ class ServerStore:
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         rows = rows if isinstance(rows, list) else list(rows)
         if rows:
-            cols = ", ".join(_identifier(c) for c in columns)
             # columnar, datetimes as epoch seconds: the driver converts each datetime through pytz
             # otherwise, which cost more than the rest of the insert
             data = [list(column) for column in zip(*rows)]
@@ -136,8 +139,14 @@ class ServerStore:
                         data[i] = [_epoch_seconds(column[0])] * len(column)
                     else:
                         data[i] = [_epoch_seconds(v) for v in column]
-            self._client.execute(f"INSERT INTO {_identifier(table)} ({cols}) VALUES", data, columnar=True)
+            self.insert_columns(table, columns, data)
         return len(rows)
+
+    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
+        if data and len(data[0]):
+            cols = ", ".join(_identifier(c) for c in columns)
+            self._client.execute(f"INSERT INTO {_identifier(table)} ({cols}) VALUES", data, columnar=True)
+        return len(data[0]) if data else 0
 
     def server_version(self) -> tuple[int, ...]:
         return _parse_version(self._client.execute("SELECT version()")[0][0])
@@ -224,6 +233,9 @@ class EmbeddedStore:
         if lines:
             self._run(f"INSERT INTO {_identifier(table)} ({', '.join(names)}) FORMAT JSONEachRow\n" + "\n".join(lines))
         return len(lines)
+
+    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
+        return self.insert(table, columns, zip(*data))
 
     def server_version(self) -> tuple[int, ...]:
         return _parse_version(self.query("SELECT version()")[0][0])
