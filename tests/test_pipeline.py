@@ -262,6 +262,49 @@ def test_expired_records_leave_the_resident_join_and_its_log():
     assert resident.expire(0, times["new"].timestamp() + 1800) == []  # idle 30 min only
 
 
+def test_counts_rebuilt_after_expiry_hold_only_buckets_no_pair_expired_from():
+    """A pair idle for the TTL leaves the join; the floor moves past its bucket, so a rebuilt
+    partition (counts derived from what its join holds) never writes that bucket's counts from a
+    join that lost part of it, and a late pair there is recomputed from the stored rows."""
+    from datetime import timedelta
+
+    from fairwatch.pipeline import ResidentJoins
+
+    config = CoreConfig(ttl_seconds=3600)
+    table: dict[str, bytes] = {}
+    resident = ResidentJoins(config, lambda p: [(k, v) for k, v in table.items() if k.startswith(f"{p}:")])
+
+    def pair(event_id: str, at, offset: int) -> list[RawMessage]:
+        stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+        event = (b'{"event_id": "%s", "occurred_at": "%s", "deployment": "d", "algorithm": "a", "mode": "verification",'
+                 b' "score": 0.5, "threshold": 0.4, "decision": "match", "subject": {"sex": "F"}}' % (event_id.encode(), stamp))
+        outcome = (b'{"event_id": "%s", "verified_at": "%s", "truth": "impostor", "reviewer": "r", "revision": 0,'
+                   b' "inclusion_prob": 1.0}' % (event_id.encode(), stamp))
+        return [RawMessage("match-events", "t", 0, offset, None, event),
+                RawMessage("verified-outcomes", "t", 0, offset + 1, None, outcome)]
+
+    def persist():
+        for key, value in resident.persist(0).writes:
+            table.pop(key, None) if value is None else table.__setitem__(key, value)
+
+    old_bucket = int(T0.timestamp()) // 60 * 60
+    processor = BatchProcessor(config)
+    processor.process(pair("old", T0, 0) + pair("new", T0 + timedelta(hours=2), 2), resident=resident)
+    persist()
+    assert {row.bucket_start for row in resident.counts(0).rows()} == {old_bucket, old_bucket + 7200}
+    assert resident.expire(0, T0.timestamp() + 10 * 3600) == ["old"]  # stream time is "new": old is idle 2 h
+    persist()
+    assert resident.floor(0) > old_bucket
+    resident.forget([0])
+    rebuilt = resident.counts(0)
+    # "new" alone, in the overall group and in sex=F: one impostor comparison, a false match
+    assert sorted((row.key.attribute, row.bucket_start, row.row[:2].tolist()) for row in rebuilt.rows()) == [
+        ("*", old_bucket + 7200, [1.0, 1.0]), ("sex", old_bucket + 7200, [1.0, 1.0])]
+    late = processor.process(pair("late", T0 + timedelta(seconds=5), 4), resident=resident)
+    assert late.sink.touched == {0: {old_bucket}}  # behind the floor: recomputed from the rows
+    assert all(row.bucket_start != old_bucket for row in resident.counts(0).rows())
+
+
 def test_join_log_records_stay_under_kafkas_message_size_whatever_the_subjects():
     """Every event with its own subject labels: the blobs' headers grow, records still fit in 1 MB."""
     from fairwatch.pipeline import ResidentJoins

@@ -352,14 +352,15 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender, revoked, **kwargs):
-        committer.ledger.forget(revoked)
+        committer.forget(revoked)
         resident.forget({tp.partition for tp in revoked if tp.topic in kinds})
 
     @app.on_partitions_assigned.connect
     async def forget_assigned(sender, assigned, **kwargs):
         # faust seeks assigned partitions to the committed offsets: the ledger starts there again,
         # and the join is rebuilt from the log (recovered by faust before the partition resumes)
-        committer.ledger.forget(assigned)
+        committer.forget(assigned)
+        committer.prestart([tp for tp in assigned if tp.topic in kinds])
         resident.forget({tp.partition for tp in assigned if tp.topic in kinds})
 
     @app.page("/metrics")
@@ -494,12 +495,29 @@ class LedgerCommitter:
         self.ledger = OffsetLedger(patience=10.0, max_rereads=3)
         self._lock = asyncio.Lock()
         self.busy = False  # a batch is being processed: its partitions are not idle, only slow
+        self._generation = 0  # moves at every rebalance
+        self._starting: asyncio.Future | None = None
+
+    def forget(self, tps) -> None:
+        self._generation += 1
+        self.ledger.forget(tps)
+
+    def prestart(self, tps) -> None:
+        """Read where newly assigned partitions start in the background, not at the first flush:
+        listing log start offsets waits behind the consumer's fetches (over a second here)."""
+        async def start() -> None:
+            try:
+                await self._start(tps)
+            except Exception as exc:  # the first batch of each partition tries again
+                log.info("could not read where %s start: %s", tps, exc)
+        self._starting = asyncio.ensure_future(start())
 
     def _thread(self):
         return self.app.consumer._thread
 
     async def _start(self, tps) -> None:
         """Start the ledger of newly seen partitions at the group's committed offset (or the log start)."""
+        generation = self._generation
         thread = self._thread()
         consumer = thread._ensure_consumer()
 
@@ -515,6 +533,8 @@ class LedgerCommitter:
         never = [tp for tp, offset in committed.items() if offset is None]
         if never:
             committed.update(await self.app.consumer.earliest_offsets(*never))
+        if self._generation != generation:
+            return  # the assignment changed meanwhile: these may be stale, the next batch starts them again
         now = time.monotonic()
         for tp, offset in committed.items():
             if tp not in self.ledger:
@@ -525,6 +545,8 @@ class LedgerCommitter:
         offsets: dict = {}
         for e in events:
             offsets.setdefault(e.message.tp, []).append(e.message.offset)
+        if self._starting is not None and not self._starting.done():
+            await asyncio.wait([self._starting])
         new = [tp for tp in offsets if tp not in self.ledger]
         if new:
             try:

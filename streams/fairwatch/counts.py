@@ -23,7 +23,7 @@ from fairwatch.config import CoreConfig
 from fairwatch.counts_layout import INTERSECTION_SEP, N_COLUMNS, OVERALL, GroupKey
 from fairwatch.join import LabeledDeltas, Profile, epoch_seconds
 
-CELLS_MAGIC = b"FWBC1"
+_CELLS_MAGIC = b"FWBC1"
 _CELLS_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 # a cell's index key packs (group id < 2**23, bucket start): starts from year 1 to 9999 fit in 39 bits
@@ -251,18 +251,13 @@ class BucketCounts:
 
     def drain_changed(self) -> list[BucketRow]:
         """The cells updated since the last call, with their current totals (for an upserting sink)."""
-        cells = np.flatnonzero(self._changed[: self._n_cells])
-        self._changed[cells] = False
-        return list(self._bucket_rows(cells))
+        return list(self._bucket_rows(self.take_changed()))
 
     def take_changed(self) -> np.ndarray:
         """The cells updated since the last call (cell numbers, for :meth:`export_cells`)."""
         cells = np.flatnonzero(self._changed[: self._n_cells])
         self._changed[cells] = False
         return cells
-
-    def mark_all_changed(self) -> None:
-        self._changed[: self._n_cells] = True
 
     def cells_from(self, floor: int) -> np.ndarray:
         """Every cell whose bucket starts at ``floor`` or later."""
@@ -277,18 +272,7 @@ class BucketCounts:
         header = _CELLS_COMPACT.encode({"n": len(cells), "groups": [list(self._groups[g]) for g in groups.tolist()]})
         parts = [header.encode(), local.astype(np.int32).tobytes(), self._cell_bucket[cells].tobytes(),
                  np.ascontiguousarray(self._rows[cells]).tobytes()]
-        return blobs.pack(CELLS_MAGIC, parts)
-
-    def import_cells(self, blob: bytes) -> int:
-        """Set the cells of an :meth:`export_cells` blob to its totals (absolute, not added);
-        they are not marked changed. Returns the number of cells."""
-        groups, group_of, buckets, rows = decode_cells(blob)
-        if not len(rows):
-            return 0
-        ours = np.array([self._group(key) for key in groups], np.int64)
-        cells = self._cells(ours[group_of], buckets)
-        self._rows[cells] = rows
-        return len(rows)
+        return blobs.pack(_CELLS_MAGIC, parts)
 
     def evict_before(self, floor: int) -> int:
         """Drop the cells of buckets starting before ``floor`` (a table rebuilt without them);
@@ -376,7 +360,7 @@ class BucketCounts:
 
 def decode_cells(blob: bytes) -> tuple[list[GroupKey], np.ndarray, np.ndarray, np.ndarray]:
     """(groups, group index of each cell, bucket starts, float64[n, 12] totals) of a cells blob."""
-    parts = blobs.unpack(blob, CELLS_MAGIC, 4, "bucket counts")
+    parts = blobs.unpack(blob, _CELLS_MAGIC, 4, "bucket counts")
     header = json.loads(parts[0])
     n = header["n"]
     group_of = np.frombuffer(parts[1], np.int32)

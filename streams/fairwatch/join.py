@@ -671,6 +671,20 @@ class LabelJoin:
         held = self._flags[:n] != 0
         return int(self._last_seen[:n][held].max()) if held.any() else None
 
+    def labeled(self, from_bucket: int | None = None) -> LabeledDeltas:
+        """The labeled set as the join holds it: one +1 delta per held (event, outcome) pair, its
+        latest revision, in buckets starting at ``from_bucket`` or later (all when None). Summed,
+        these are the counts of every pair that has not expired."""
+        n = len(self._index.ids)
+        paired = (self._flags[:n] & (_HAS_EVENT | _HAS_OUTCOME)) == (_HAS_EVENT | _HAS_OUTCOME)
+        slots = np.flatnonzero(paired)
+        if from_bucket is not None:
+            bucket = self._occurred_us[slots] // (1_000_000 * self.bucket_seconds) * self.bucket_seconds
+            slots = slots[bucket >= from_bucket]
+        rows = _DeltaRows()
+        rows.add_pairs(slots, (self._flags[slots] & _GENUINE) != 0, self._inclusion_prob[slots], self._revision[slots])
+        return self._deltas(rows)
+
     def held_ids(self) -> list[str]:
         """Every event id the join holds, in slot order."""
         return [event_id for event_id in self._index.ids if event_id is not None]

@@ -31,7 +31,7 @@ from fairwatch.contracts import (
     decode_valid_batch,
     format_timestamp,
 )
-from fairwatch.counts import CELLS_MAGIC, BucketCounts
+from fairwatch.counts import BucketCounts
 from fairwatch.join import EventState, LabeledDeltas, LabelJoin
 from fairwatch.partitioning import partitions_for
 from fairwatch.sink import SinkBatch, event_row, labeled_rows, outcome_row
@@ -299,32 +299,33 @@ _FLUSH_MAGIC = b"FWFL1"  # a flush's last log record: it names the flush's blobs
 class Persisted:
     """What :meth:`ResidentJoins.persist` gives: the join-log table writes in order (None
     deletes), and the counts cells changed since the last call (:meth:`BucketCounts.export_cells`
-    blobs, absolute totals for ``group_counts``)."""
+    blobs of absolute totals, for ``group_counts``)."""
 
     writes: list[tuple[str, bytes | None]] = field(default_factory=list)
     counts: list[bytes] = field(default_factory=list)
 
 
 class ResidentJoins:
-    """The join state and bucket counts of the partitions a worker owns: in memory, persisted as a log.
+    """The join state and bucket counts of the partitions a worker owns: in memory, the join
+    persisted as a log.
 
     Counts are kept here, not recomputed from ClickHouse: each partition's :class:`BucketCounts`
-    takes the deltas of its join, and a flush writes the changed cells' totals. Buckets more than
-    ``resident_seconds`` behind the partition's newest are dropped from memory; a late outcome
-    that lands in one (behind the partition's *floor*) is counted by recomputing that bucket from
-    the stored labeled rows instead (:meth:`count` returns those buckets).
+    takes the deltas of its join, and a flush writes the changed cells' totals. Buckets behind the
+    partition's *floor* are not resident: a late delta there is counted by recomputing that bucket
+    from the stored labeled rows instead (:meth:`count` returns those buckets). The floor follows
+    the newest bucket at ``resident_seconds`` (memory), and stays above every bucket a pair may
+    have expired from (the TTL), so the counts of resident buckets are exactly what the join
+    holds: a rebuilt partition derives them from its join (:meth:`LabelJoin.labeled`) and writes
+    them all again at its first flush, so the counts need not reach ClickHouse before the log.
 
     The durable form is a key-value table (the worker's changelog-backed faust table): for each
-    partition, keys ``"{partition}:{seq}"``. :meth:`persist` writes one *flush*: blobs of the
-    join states touched since the last call (:meth:`LabelJoin.export_states`), blobs of the
-    changed counts cells (:meth:`BucketCounts.export_cells`), then a marker record naming the
-    first seq of the flush and the floor. Only flushes whose marker is in the log are rebuilt: a
-    crash part-way through a flush leaves blobs no marker names, which are ignored (their
-    batches are read again), so the join state and the counts always come back together. The
-    counts need not reach ClickHouse before the log: a rebuilt partition writes all its resident
-    cells again at its first flush. When
-    the log holds more than ``compact_factor`` times what is resident, a flush writes everything
-    afresh, marked as a base (the rebuild starts at the last base), and then deletes older keys.
+    partition, keys ``"{partition}:{seq}"``. :meth:`persist` writes one *flush*: blobs of the join
+    states touched since the last call (:meth:`LabelJoin.export_states`), then a marker record
+    naming the first seq of the flush and the floor. Only flushes whose marker is in the log are
+    rebuilt: a crash part-way through a flush leaves blobs no marker names, which are ignored
+    (their batches are read again). When the log holds more than ``compact_factor`` times the ids
+    the join holds, a flush writes everything afresh, marked as a base (the rebuild starts at the
+    last base), and then deletes the older keys.
 
     Parameters
     ----------
@@ -348,7 +349,7 @@ class ResidentJoins:
         self._floor: dict[int, int] = {}
         self._keys: dict[int, list[str]] = {}  # live log keys, oldest first
         self._next_seq: dict[int, int] = {}
-        self._logged: dict[int, list[int]] = {}  # [ids, cells] in the log since its base
+        self._logged_ids: dict[int, int] = {}  # ids in the log since its base
         self._touched: dict[int, dict[str, None]] = {}
 
     def joins(self) -> dict[int, LabelJoin]:
@@ -371,29 +372,26 @@ class ResidentJoins:
         return self._floor[partition]
 
     def _restore(self, partition: int) -> None:
-        join, counts = LabelJoin(self.config), BucketCounts(self.config)
+        join = LabelJoin(self.config)
         entries = sorted((int(key.rsplit(":", 1)[1]), key, bytes(blob)) for key, blob in self.read_log(partition))
         blobs = {seq: blob for seq, _, blob in entries}
         flushes = [(seq, json.loads(blob[len(_FLUSH_MAGIC):])) for seq, _, blob in entries
                    if blob.startswith(_FLUSH_MAGIC)]
         bases = [i for i, (_, flush) in enumerate(flushes) if flush["base"]]
-        floor, logged = _NO_FLOOR, [0, 0]
+        floor, logged = _NO_FLOOR, 0
         for seq, flush in flushes[bases[-1] if bases else 0 :]:
             for part in range(flush["first"], seq):
                 if part not in blobs:
                     raise ValueError(f"join log of partition {partition}: record {part} of the flush marked at "
                                      f"{seq} is missing (the log was edited or compacted by something else)")
-                if blobs[part].startswith(CELLS_MAGIC):
-                    logged[1] += counts.import_cells(blobs[part])
-                else:
-                    logged[0] += join.import_states(blobs[part])
+                logged += join.import_states(blobs[part])
             floor = flush["floor"]
-        counts.evict_before(floor)
-        counts.mark_all_changed()  # the log may be ahead of group_counts (see persist): write them all again
+        counts = BucketCounts(self.config)
+        counts.update(join.labeled(floor))  # marked changed: the log may be ahead of group_counts
         self._joins[partition], self._counts[partition], self._floor[partition] = join, counts, floor
         self._keys[partition] = [key for _, key, _ in entries]  # unmarked ones go at the next compaction
         self._next_seq[partition] = entries[-1][0] + 1 if entries else 0
-        self._logged[partition] = logged
+        self._logged_ids[partition] = logged
         self._touched[partition] = {}
 
     def touch(self, partition: int, event_ids: Iterable[str]) -> None:
@@ -428,7 +426,7 @@ class ResidentJoins:
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop the in-memory state (revoked, or reassigned: the log is the truth again)."""
         for partition in partitions:
-            for holder in (self._joins, self._counts, self._floor, self._keys, self._next_seq, self._logged,
+            for holder in (self._joins, self._counts, self._floor, self._keys, self._next_seq, self._logged_ids,
                            self._touched):
                 holder.pop(partition, None)
 
@@ -437,23 +435,20 @@ class ResidentJoins:
         if partition not in self._joins:
             return Persisted()
         join, counts, touched = self._joins[partition], self._counts[partition], self._touched[partition]
-        changed_cells = counts.take_changed()
-        changed = self._cell_blobs(counts, changed_cells)
+        changed = self._cell_blobs(counts, counts.take_changed())
+        if not touched:
+            return Persisted([], changed)
         floor = self._move_floor(partition)
-        if not touched and not len(changed_cells):
-            return Persisted()
-        first, logged = self._next_seq[partition], self._logged[partition]
-        base = (logged[0] + len(touched) > max(self.compact_factor * len(join), self.compact_min_ids)
-                or logged[1] + len(changed_cells) > max(self.compact_factor * len(counts), self.compact_min_ids))
+        first = self._next_seq[partition]
+        base = self._logged_ids[partition] + len(touched) > max(self.compact_factor * len(join), self.compact_min_ids)
+        old = self._keys[partition]
         if base:
-            old, self._keys[partition] = self._keys[partition], []
-            writes = self._append(partition, self._state_blobs(join, join.held_ids())
-                                  + self._cell_blobs(counts, counts.cells_from(floor)))
-            logged[:] = [len(join), len(counts)]
+            self._keys[partition] = []
+            writes = self._append(partition, self._state_blobs(join, join.held_ids()))
+            self._logged_ids[partition] = len(join)
         else:
-            writes = self._append(partition, self._state_blobs(join, list(touched)) + changed)
-            logged[0] += len(touched)
-            logged[1] += len(changed_cells)
+            writes = self._append(partition, self._state_blobs(join, list(touched)))
+            self._logged_ids[partition] += len(touched)
         touched.clear()
         marker = _FLUSH_MAGIC + json.dumps({"first": first, "base": base, "floor": floor}).encode()
         writes += self._append(partition, [marker])
@@ -462,13 +457,15 @@ class ResidentJoins:
         return Persisted(writes, changed)
 
     def _move_floor(self, partition: int) -> int:
-        """The floor follows the newest bucket (but never the wall clock's future) at
-        ``resident_seconds``; cells behind it leave memory once they are a quarter of them."""
-        counts, floor = self._counts[partition], self._floor[partition]
-        newest = counts.newest_bucket()
-        if newest is None:
-            return floor
-        floor = max(floor, int(min(newest, self.clock()) - self.resident_seconds))
+        """The floor (see the class) moves up to the newest bucket minus ``resident_seconds``, and
+        to just after the last bucket the TTL may have expired pairs from, never past the wall
+        clock; cells behind it leave memory once they are a quarter of them."""
+        join, counts, floor = self._joins[partition], self._counts[partition], self._floor[partition]
+        now = self.clock()
+        newest, latest = counts.newest_bucket(), join.latest_activity()
+        if newest is not None:
+            floor = max(floor, int(min(newest, now) - self.resident_seconds))
+        floor = max(floor, int(min(now if latest is None else latest, now)) - self.config.ttl_seconds + 1)
         self._floor[partition] = floor
         behind = len(counts) - len(counts.cells_from(floor))
         if behind >= max(1024, len(counts) // 4):
