@@ -145,6 +145,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     row_writes: collections.deque = collections.deque()  # ClickHouse row writes not yet awaited
     batch_lock = asyncio.Lock()  # a batch, and a flush taking the pending batches, never interleave
     flush_lock = asyncio.Lock()  # one flush at a time: the join log is written in order
+    background_flushes: set = set()  # flushes started by a batch and not awaited by it (kept referenced)
 
     def count_sink_failures() -> None:
         failures = sink.failures.value
@@ -200,7 +201,16 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         metrics.phase_seconds.labels("dead_letters").inc(finished - stored)
         record_batch(metrics, result, events, app, resident, read_up_to)
         if due:
-            await flush()
+            if flush_lock.locked():  # the last flush is still writing: wait for it (back-pressure)
+                await flush()
+            else:  # this flush takes the pending batches now; its writes go on while the next batch runs
+                background_flushes.add(task := asyncio.ensure_future(flush()))
+                task.add_done_callback(flush_done)
+
+    def flush_done(task: asyncio.Task) -> None:
+        background_flushes.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # its offsets stay uncommitted: re-read
+            log.error("a flush failed: %r", task.exception())
 
     async def flush() -> None:
         """Counts of the pending batches' buckets and their join state, then their offsets.

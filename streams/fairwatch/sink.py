@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
+
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import MatchEvent, VerifiedOutcome, records_of_valid_batch
 from fairwatch.counts import decode_cells
@@ -257,10 +259,19 @@ class ClickHouseSink:
             self.store.insert_columns(table, columns, data())
 
     def write_counts(self, counts: dict[int, list[bytes]]) -> None:
-        """Resident counts as they are: partition -> :meth:`BucketCounts.export_cells` blobs of totals."""
+        """Resident counts as they are: partition -> :meth:`BucketCounts.export_cells` blobs of totals.
+
+        A server gets one row per (partition, group) with its buckets and sums as arrays, which it
+        spreads into cells itself (ARRAY JOIN): the driver then encodes a few hundred group names
+        rather than five strings for each of a hundred thousand cells.
+        """
         version = time.time_ns()  # flushes run one after another: a later one writes a higher version
-        self.store.insert_columns("group_counts", GROUP_KEY_COLUMNS + COLUMNS + ("version",),
-                                  counts_columns(counts, version))
+        insert_select = getattr(self.store, "insert_select", None)
+        if insert_select is None:  # an embedded store takes no external tables: cell by cell
+            self.store.insert_columns("group_counts", GROUP_KEY_COLUMNS + COLUMNS + ("version",),
+                                      counts_columns(counts, version))
+        else:
+            insert_select(_SPREAD_COUNTS_SQL, {"version": version}, "cells", _CELLS_STRUCTURE, counts_by_group(counts))
 
     def recompute(self, touched: dict[int, set[int]]) -> None:
         """Rewrite the group_counts of the (partition -> bucket starts) from labeled_outcomes.
@@ -294,6 +305,34 @@ def counts_columns(counts: dict[int, list[bytes]], version: int) -> list[list]:
                 columns[7 + j] += rows[:, j].tolist()
             columns[-1] += [version] * len(cells)
     return columns
+
+
+_CELLS_STRUCTURE = [(name, "String") for name in GROUP_KEY_COLUMNS[:5]] + [
+    ("kafka_partition", "UInt16"), ("buckets", "Array(UInt32)")] + [(name, "Array(Float64)") for name in COLUMNS]
+_SPREAD_COUNTS_SQL = (
+    f"INSERT INTO group_counts ({', '.join(GROUP_KEY_COLUMNS + COLUMNS)}, version) "
+    f"SELECT {', '.join(GROUP_KEY_COLUMNS[:5])}, toDateTime(cell_bucket), kafka_partition, "
+    f"{', '.join(f'cell_{name}' for name in COLUMNS)}, toUInt64(%(version)s) FROM cells "
+    f"ARRAY JOIN buckets AS cell_bucket, {', '.join(f'{name} AS cell_{name}' for name in COLUMNS)}"
+)
+
+
+def counts_by_group(counts: dict[int, list[bytes]]) -> list[dict]:
+    """One row per (partition, group) of counts blobs: its key, and its cells' buckets and sums as
+    arrays (the external table of the counts insert)."""
+    out = []
+    for partition, blobs in counts.items():
+        for blob in blobs:
+            groups, group_of, buckets, rows = decode_cells(blob)
+            order = np.argsort(group_of, kind="stable")
+            bounds = np.flatnonzero(np.diff(group_of[order])) + 1
+            for cells in np.split(order, bounds) if len(order) else []:
+                key = groups[int(group_of[cells[0]])]
+                row = dict(zip(GROUP_KEY_COLUMNS[:5], key), kafka_partition=partition, buckets=buckets[cells].tolist())
+                values = rows[cells]
+                row.update((name, values[:, j].tolist()) for j, name in enumerate(COLUMNS))
+                out.append(row)
+    return out
 
 
 def split_by_partition(touched: dict[int, set[int]], shares: int) -> list[dict[int, set[int]]]:

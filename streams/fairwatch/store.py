@@ -142,6 +142,13 @@ class ServerStore:
             self.insert_columns(table, columns, data)
         return len(rows)
 
+    def insert_select(self, sql: str, params: dict[str, Any] | None, name: str, structure: list[tuple[str, str]],
+                      rows: list[dict]) -> None:
+        """Run ``sql`` (an INSERT ... SELECT) with ``rows`` sent along as the external table ``name``
+        of ``structure`` [(column, type)]: the server expands them, the driver encodes little."""
+        if rows:
+            self._client.execute(sql, params, external_tables=[{"name": name, "structure": structure, "data": rows}])
+
     def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
         if data and len(data[0]):
             cols = ", ".join(_identifier(c) for c in columns)
