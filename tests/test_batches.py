@@ -153,7 +153,7 @@ def test_bad_records_in_a_batch_go_to_dead_letter_alone_and_the_rest_is_joined()
     records = [_event(home[1]), bad[0], _event(home[2]), bad[1], _event(home[3])]
     message = RawMessage("match-events", "t.match-events", 3, 41, b"bucket-3", _envelope(records, 3))
     result = BatchProcessor(CONFIG, partitions=8).process([message], lambda event_id, partition: None)
-    assert sorted(row[0] for row in result.sink.events) == sorted([home[1], home[2], home[3]])
+    assert sorted(row[0] for row in result.sink.event_rows()) == sorted([home[1], home[2], home[3]])
     letters = sorted(result.dead_letters, key=lambda d: d.record_index)
     assert [d.record_index for d in letters] == [1, 3]
     assert [d.record_bytes for d in letters] == [compact(bad[0]), compact(bad[1])]
@@ -171,7 +171,7 @@ def test_records_on_a_partition_not_theirs_are_forwarded_not_joined():
     message = RawMessage("match-events", "t.match-events", 2, 7, b"bucket-2", _envelope(records, 2))
     single = RawMessage("match-events", "t.match-events", 2, 8, b"m-100", json.dumps(_event("m-100")).encode())
     result = BatchProcessor(CONFIG, partitions=8).process([message, single], lambda event_id, partition: None)
-    joined = {row[0] for row in result.sink.events}
+    joined = {row[0] for row in result.sink.event_rows()}
     expected_here = {i for i in ids[:40] + ["m-100"] if partition_for(i, 8) == 2}
     assert joined == expected_here
     forwarded = {r.key.decode(): r for r in result.reroutes}
@@ -182,7 +182,7 @@ def test_records_on_a_partition_not_theirs_are_forwarded_not_joined():
         assert json.loads(reroute.value) == _event(event_id)
     # without a partition count (file replay) nothing is forwarded
     plain = BatchProcessor(CONFIG).process([message], lambda event_id, partition: None)
-    assert len(plain.sink.events) == 40 and not plain.reroutes
+    assert len(plain.sink.event_rows()) == 40 and not plain.reroutes
 
 
 # ---------------------------------------------------------------- the producer's batching

@@ -24,7 +24,6 @@ from typing import Callable, Iterable, NamedTuple
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import (
     InputItem,
-    MatchEvent,
     Rejection,
     ValidBatch,
     decode_message_fully,
@@ -34,7 +33,7 @@ from fairwatch.contracts import (
 from fairwatch.counts import BucketCounts
 from fairwatch.join import EventState, LabeledDeltas, LabelJoin
 from fairwatch.partitioning import partitions_for
-from fairwatch.sink import SinkBatch, event_row, labeled_rows, outcome_row
+from fairwatch.sink import SinkBatch
 
 MATCH_EVENTS = "match-events"
 VERIFIED_OUTCOMES = "verified-outcomes"
@@ -145,7 +144,7 @@ class BatchProcessor:
         if (resident is None) == (load_state is None):
             raise TypeError("give exactly one of load_state and resident")
         now = self.clock().replace(microsecond=0)
-        batch = ProcessedBatch(SinkBatch(), {}, [])
+        batch = ProcessedBatch(SinkBatch(ingested_at=now), {}, [])
         # each message: a batch envelope of valid records (the common case, kept whole), or its items
         decoded: list[tuple[RawMessage, ValidBatch | list[InputItem]]] = []
         ids: list[str] = []
@@ -243,14 +242,12 @@ class BatchProcessor:
             self._rows(batch, partition, [(message, item) for message, entry in segments for item in _items(entry)],
                        output, now, cold)
         else:  # rows of whole envelopes are built where they are written (SinkBatch.built)
-            batch.sink.ingested_at = now
             for message, entry in segments:
                 if isinstance(entry, ValidBatch):
                     batch.sink.envelopes.append((RECORD_KINDS[message.kind], entry.raw, len(entry.records)))
                 else:
-                    for item in entry:
-                        self._record_row(batch, item.record, now)
-            self._delta_rows(batch, partition, output, cold, deferred=True)
+                    batch.sink.records += [item.record for item in entry]
+            self._delta_rows(batch, partition, output, cold)
         batch.pending_change += join.counters.pending - pending
         batch.orphan_change += join.counters.orphans - orphans
 
@@ -261,24 +258,15 @@ class BatchProcessor:
             if rejection is not None:
                 self._reject(batch, message, rejection, now, item)
             else:
-                self._record_row(batch, item.record, now)
+                batch.sink.records.append(item.record)
         self._delta_rows(batch, partition, output, recompute)
 
     @staticmethod
-    def _record_row(batch, record, now) -> None:
-        if isinstance(record, MatchEvent):
-            batch.sink.events.append(event_row(record, now))
-        else:
-            batch.sink.outcomes.append(outcome_row(record, now))
-
-    @staticmethod
-    def _delta_rows(batch, partition, output, recompute: set[int] | None = None, deferred: bool = False) -> None:
-        """The labeled rows of the join's deltas (built now, or by the sink when ``deferred``); the
-        buckets whose counts are recomputed from those rows: ``recompute``, or all (no resident counts)."""
+    def _delta_rows(batch, partition, output, recompute: set[int] | None = None) -> None:
+        """The join's deltas, whose labeled rows the sink builds; the buckets whose counts are
+        recomputed from those rows: ``recompute``, or all of them (no resident counts)."""
         deltas = output.deltas
-        if not deferred:
-            batch.sink.labeled.extend(labeled_rows(deltas, partition))
-        elif len(deltas):
+        if len(deltas):
             batch.sink.deltas.append((deltas, partition))
         batch.sink.touch(partition, deltas.bucket.tolist() if recompute is None else recompute)
         batch.paired += int((deltas.sign > 0).sum() - (deltas.sign < 0).sum())

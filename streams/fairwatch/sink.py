@@ -100,18 +100,6 @@ def labeled_columns(deltas: LabeledDeltas, partition: int) -> list[list]:
     ]
 
 
-def event_row(event: MatchEvent, ingested_at: datetime) -> tuple:
-    return tuple(column[0] for column in event_columns([event], ingested_at))
-
-
-def outcome_row(outcome: VerifiedOutcome, ingested_at: datetime) -> tuple:
-    return tuple(column[0] for column in outcome_columns([outcome], ingested_at))
-
-
-def labeled_rows(deltas: LabeledDeltas, partition: int) -> list[tuple]:
-    return list(zip(*labeled_columns(deltas, partition)))
-
-
 def _columns_of(rows: list[tuple], width: int) -> list[list]:
     return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]
 
@@ -175,9 +163,10 @@ def recompute_counts_sql(intersections: Sequence[Sequence[str]]) -> str:
 class SinkBatch:
     """What one processed batch must leave in ClickHouse.
 
-    Rows of whole batch envelopes and of join deltas may be left unbuilt (``envelopes``,
-    ``deltas``): the live worker's sink process builds them (:meth:`built`), so the worker's
-    event loop spends nothing on them and sends bytes and arrays rather than row tuples.
+    The batch processor leaves its rows unbuilt (``records``, ``envelopes``, ``deltas``): they are
+    built column by column where they are inserted (:func:`row_inserts`; :meth:`built` gives them
+    as rows), in the live worker's sink process, so the worker's event loop spends nothing on
+    them and sends records, bytes and arrays rather than row tuples.
     """
 
     events: list[tuple] = field(default_factory=list)
@@ -188,24 +177,27 @@ class SinkBatch:
     # (record kind, envelope bytes, records): envelopes all of whose records are stored as they are
     envelopes: list[tuple[str, bytes, int]] = field(default_factory=list)
     deltas: list[tuple[LabeledDeltas, int]] = field(default_factory=list)  # (join deltas, partition)
-    ingested_at: datetime | None = None  # of the envelopes' rows
+    records: list = field(default_factory=list)  # single MatchEvent / VerifiedOutcome records, in order
+    ingested_at: datetime | None = None  # of the rows of ``records`` and ``envelopes``
 
     def touch(self, partition: int, buckets: Iterable[int]) -> None:
         self.touched.setdefault(partition, set()).update(int(b) for b in buckets)
 
     def __len__(self) -> int:
-        return (len(self.events) + len(self.outcomes) + len(self.labeled) + len(self.dead_letters)
+        return (len(self.events) + len(self.outcomes) + len(self.labeled) + len(self.dead_letters) + len(self.records)
                 + sum(n for _, _, n in self.envelopes) + sum(int((d.sign > 0).sum()) for d, _ in self.deltas))
 
     def built(self) -> SinkBatch:
         """This batch with every row built: envelopes decoded again, deltas turned into rows."""
-        if not self.envelopes and not self.deltas:
+        if not self.envelopes and not self.deltas and not self.records:
             return self
         return SinkBatch(self.event_rows(), self.outcome_rows(), self.labeled_outcome_rows(), list(self.dead_letters),
                          self.touched)
 
-    def _envelope_records(self, kind: str) -> list:
-        records: list = []
+    def _records(self, kind: str) -> list:
+        """The batch's records of ``kind``: single ones, then those of its envelopes."""
+        record_type = MatchEvent if kind == "match_event" else VerifiedOutcome
+        records: list = [record for record in self.records if isinstance(record, record_type)]
         for envelope_kind, raw, count in self.envelopes:
             if envelope_kind == kind:
                 decoded = records_of_valid_batch(raw, kind)  # the bytes the worker checked
@@ -216,11 +208,11 @@ class SinkBatch:
 
     def event_columns(self) -> list[list]:
         return _joined([_columns_of(self.events, len(EVENT_COLUMNS)),
-                        event_columns(self._envelope_records("match_event"), self.ingested_at or _EPOCH)])
+                        event_columns(self._records("match_event"), self.ingested_at or _EPOCH)])
 
     def outcome_columns(self) -> list[list]:
         return _joined([_columns_of(self.outcomes, len(OUTCOME_COLUMNS)),
-                        outcome_columns(self._envelope_records("verified_outcome"), self.ingested_at or _EPOCH)])
+                        outcome_columns(self._records("verified_outcome"), self.ingested_at or _EPOCH)])
 
     def labeled_columns(self) -> list[list]:
         return _joined([_columns_of(self.labeled, len(LABELED_COLUMNS))]
@@ -296,9 +288,9 @@ def counts_columns(counts: dict[int, list[bytes]], version: int) -> list[list]:
         for blob in blobs:
             groups, group_of, buckets, rows = decode_cells(blob)
             cells = group_of.tolist()
-            for field in range(5):  # deployment, algorithm, mode, attribute, group_label
-                names = [group[field] for group in groups]
-                columns[field] += [names[g] for g in cells]
+            for position in range(5):  # deployment, algorithm, mode, attribute, group_label
+                names = [group[position] for group in groups]
+                columns[position] += [names[g] for g in cells]
             columns[5] += buckets.tolist()
             columns[6] += [partition] * len(cells)
             for j in range(len(COLUMNS)):
