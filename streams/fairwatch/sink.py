@@ -250,14 +250,16 @@ class ClickHouseSink:
         for table, columns, data in row_inserts(batch):
             self.store.insert_columns(table, columns, data())
 
-    def write_counts(self, counts: dict[int, list[bytes]]) -> None:
-        """Resident counts as they are: partition -> :meth:`BucketCounts.export_cells` blobs of totals.
+    def write_counts(self, counts: dict[int, list[bytes]], version: int | None = None) -> None:
+        """Resident counts as they are: partition -> :meth:`BucketCounts.export_cells` blobs of totals,
+        with ``version`` the time (ns) they were taken at (default: now). Taken later, counted more:
+        of two owners of a partition across a rebalance, the newer totals win whatever lands last.
 
         A server gets one row per (partition, group) with its buckets and sums as arrays, which it
         spreads into cells itself (ARRAY JOIN): the driver then encodes a few hundred group names
         rather than five strings for each of a hundred thousand cells.
         """
-        version = time.time_ns()  # flushes run one after another: a later one writes a higher version
+        version = time.time_ns() if version is None else version
         insert_select = getattr(self.store, "insert_select", None)
         if insert_select is None:  # an embedded store takes no external tables: cell by cell
             self.store.insert_columns("group_counts", GROUP_KEY_COLUMNS + COLUMNS + ("version",),

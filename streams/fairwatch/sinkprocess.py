@@ -89,9 +89,9 @@ def _recompute(touched: dict[int, set[int]]) -> float:
     return _retrying(lambda sink: _recompute_concurrently(sink, touched))
 
 
-def _write_counts(counts: dict[int, list[bytes]], recompute: dict[int, set[int]]) -> float:
+def _write_counts(counts: dict[int, list[bytes]], recompute: dict[int, set[int]], version: int | None) -> float:
     def work(sink: ClickHouseSink) -> None:
-        sink.write_counts(counts)
+        sink.write_counts(counts, version)
         if _local.state["concurrent"]:
             _recompute_concurrently(sink, recompute)
         else:
@@ -181,10 +181,11 @@ class SinkExecutor:
     def recompute(self, touched: dict[int, set[int]]) -> concurrent.futures.Future:
         return self._submit(_recompute, touched)
 
-    def write_counts(self, counts: dict[int, list[bytes]], recompute: dict[int, set[int]]) -> concurrent.futures.Future:
-        """A flush's counts: resident cells' totals (partition -> counts blobs), then the recompute
-        of buckets that are not resident (partition -> bucket starts)."""
-        return self._submit(_write_counts, counts, recompute)
+    def write_counts(self, counts: dict[int, list[bytes]], recompute: dict[int, set[int]],
+                     version: int | None = None) -> concurrent.futures.Future:
+        """A flush's counts: resident cells' totals (partition -> counts blobs) taken at ``version``
+        (ns), then the recompute of buckets that are not resident (partition -> bucket starts)."""
+        return self._submit(_write_counts, counts, recompute, version)
 
     def _submit(self, function, *args) -> concurrent.futures.Future:
         executor = self._executor
