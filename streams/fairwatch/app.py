@@ -6,14 +6,13 @@
       -> ClickHouse rows (a sink process, retried until written) -> dead-letter topic, forwards
     and every FAIRWATCH_COMMIT_SECONDS, for all batches since the last time ("flush"):
       -> ClickHouse counts of the buckets they changed, from the partitions' resident counts
-      -> the join state and counts they changed, a few `join-log` table records per partition
+      -> the join state they changed, a few `join-log` table records and a marker per partition
       -> offset ledger (the worker commits, after a producer flush, only offsets fully processed)
 
 State that must survive a crash is the join log (a Kafka changelog; rocksdb:// on disk in
 production) and ClickHouse. Nothing of a batch is persisted but its idempotent rows until the
-flush, and the join state only after the counts: a crash anywhere replays the batches since the
-last flush against the join and counts as the log last held them, which rewrites the same rows
-and counts.
+flush: a crash anywhere replays the batches since the last flush against the join as the log last
+held it (the resident counts are derived from it), which rewrites the same rows and counts.
 """
 
 from __future__ import annotations
@@ -120,7 +119,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     dead_letter = app.topic(settings.topic("dead-letter"), key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     app.topic(settings.topic("alerts"), partitions=1)
-    # partition p's join state and counts: keys b"p:seq" -> blobs, flushes marked (see ResidentJoins)
+    # partition p's join state: keys b"p:seq" -> state blobs and flush markers (see ResidentJoins)
     join_log = app.Table("join-log", default=None, partitions=settings.partitions, key_type=bytes,
                          value_type=bytes)  # bytes: faust's raw serializer for keys and values
 
