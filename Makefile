@@ -31,6 +31,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_counts.py
 	$(PY) benchmarks/bench_drift.py
 	$(PY) benchmarks/bench_auditlog.py
 
