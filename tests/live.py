@@ -214,6 +214,12 @@ def stored_counts(store) -> dict[tuple, list[float]]:
     return {tuple(row[:5]) + (int(row[5]),): list(row[6:]) for row in rows}
 
 
+def changed_counts(resident, partitions) -> dict[int, bytes]:
+    """partition -> counts blob of the partitions whose resident counts changed since the last
+    persist: what a flush writes to group_counts."""
+    return {p: blob for p in partitions if (blob := resident.persist(p).counts) is not None}
+
+
 def assert_counts_equal(found: dict, expected: dict) -> None:
     missing = expected.keys() - found.keys()
     extra = found.keys() - expected.keys()

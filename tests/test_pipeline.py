@@ -15,7 +15,7 @@ from fairwatch.join import EventState
 from fairwatch.pipeline import BatchProcessor, RawMessage
 from fairwatch.sink import ClickHouseSink, group_expansion_sql
 from fairwatch.store import migrate
-from tests.live import assert_counts_equal, stored_counts
+from tests.live import assert_counts_equal, changed_counts, stored_counts
 from tests.test_store import store  # noqa: F401  (the fixture: server and embedded)
 from tests.workload import T0, make_workload, mixed_batches, oracle_counts
 
@@ -85,10 +85,10 @@ def counts_from_blobs(table: dict) -> dict[tuple, list[float]]:
     return summed
 
 
-def store_counts(table: dict, partition: int, blobs: list[bytes]) -> None:
+def store_counts(table: dict, partition: int, blob: bytes | None) -> None:
     from fairwatch.counts import decode_cells
 
-    for blob in blobs:
+    if blob is not None:
         groups, group_of, buckets, rows = decode_cells(blob)
         for g, bucket, row in zip(group_of.tolist(), buckets.tolist(), rows.tolist()):
             table[(partition, tuple(groups[g]), bucket)] = row
@@ -180,7 +180,7 @@ def test_resident_joins_rebuild_from_their_log_after_any_crash_and_compaction():
         expected_states = {e: EventState.from_bytes(v) for e, v in state.items() if partition_for(e, 4) == partition}
         assert held == expected_states
         counts = resident.counts(partition)
-        store_counts(rebuilt, partition, [counts.export_cells(counts.cells_from(resident.floor(partition)))])
+        store_counts(rebuilt, partition, counts.export_cells(counts.cells_from(resident.floor(partition))))
     assert_counts_equal(counts_from_blobs(rebuilt), expected)
 
 
@@ -209,7 +209,7 @@ def test_buckets_behind_the_resident_window_are_recomputed_and_counts_stay_exact
         sink.write_rows(result.sink.built())
         recomputed += sum(map(len, result.sink.touched.values()))
         flushes = {partition: resident.persist(partition) for partition in range(4)}
-        sink.write_counts({p: f.counts for p, f in flushes.items()})
+        sink.write_counts({p: f.counts for p, f in flushes.items() if f.counts is not None})
         sink.recompute(result.sink.touched)
         for persisted in flushes.values():
             for key, value in persisted.writes:
@@ -334,9 +334,9 @@ def test_counts_taken_earlier_lose_to_counts_taken_later_whatever_lands_last(sto
     resident = ResidentJoins(CONFIG, lambda p: [])
     processor = BatchProcessor(CONFIG)
     processor.process(messages[:150], resident=resident)
-    older = {p: resident.persist(p).counts for p in range(4)}
+    older = changed_counts(resident, range(4))
     processor.process(messages[150:], resident=resident)
-    newer = {p: resident.persist(p).counts for p in range(4)}
+    newer = changed_counts(resident, range(4))
     sink = ClickHouseSink(store, CONFIG)
     sink.write_counts(newer, version=2_000)
     sink.write_counts(older, version=1_000)  # lands last, taken first

@@ -22,7 +22,7 @@ from fairwatch.sink import (
 )
 from fairwatch.sinkprocess import SinkClosed, SinkExecutor
 from fairwatch.store import migrate, open_store
-from tests.live import assert_counts_equal, stored_counts
+from tests.live import assert_counts_equal, changed_counts, stored_counts
 from tests.test_store import server_url
 from tests.workload import make_workload, mixed_batches
 
@@ -37,7 +37,7 @@ def processed_batches():
     processor = BatchProcessor(CONFIG, partitions=4)
     resident = ResidentJoins(CONFIG, lambda partition: [])
     batches = [processor.process(messages[i : i + 150], resident=resident).sink for i in range(0, len(messages), 150)]
-    return batches, {partition: resident.persist(partition).counts for partition in range(4)}
+    return batches, changed_counts(resident, range(4))
 
 
 def table_contents(store) -> dict[str, list]:
@@ -76,7 +76,8 @@ def test_the_sink_executor_writes_what_the_sequential_sink_writes(stack, in_proc
         try:
             assert executor.start().result(timeout=60)
             futures = [executor.write_rows(batch) for batch in batches]
-            futures.append(executor.write_counts({p: counts[p] for p in (0, 1)}, {p: buckets[p] for p in (2, 3)}))
+            futures.append(executor.write_counts({p: counts[p] for p in (0, 1)}))
+            futures.append(executor.recompute({p: buckets[p] for p in (2, 3)}))
             assert all(f.result(timeout=120) >= 0 for f in futures)
             assert executor.failures.value == 0
         finally:
@@ -148,7 +149,7 @@ def test_a_new_sink_process_takes_over_when_the_old_one_dies(stack):
             executor.write_rows(batch).result(timeout=120)
         assert executor._executor._processes and pid not in executor._executor._processes
         assert new_pid is None or list(executor._executor._processes) == [new_pid]
-        executor.write_counts(counts, {}).result(timeout=120)
+        executor.write_counts(counts).result(timeout=120)
 
         reference = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], f"fw_sinkref2_{uuid.uuid4().hex[:8]}"))
         try:

@@ -231,11 +231,11 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                               if current.get(partition) is join}
                 rows_taken = list(row_writes)  # the taken batches' rows are among these (later ones too)
                 counts = {partition: persisted.counts for partition, persisted in log_writes.items()
-                          if persisted.counts}
+                          if persisted.counts is not None}
                 # resident counts need no rows: written while the rest of the flush goes on, versioned
                 # by when they were taken (a late write of a revoked partition's older totals loses)
                 taken_at = time.time_ns()
-                counts_written = asyncio.ensure_future(to_clickhouse(lambda: sink.write_counts(counts, {}, taken_at)))
+                counts_written = asyncio.ensure_future(to_clickhouse(lambda: sink.write_counts(counts, taken_at)))
             # the rows first: the sink runs writes in order, but one resubmitted after its process
             # died would come after this recompute
             await asyncio.gather(*rows_taken)

@@ -286,11 +286,11 @@ _FLUSH_MAGIC = b"FWFL1"  # a flush's last log record: it names the flush's blobs
 @dataclass
 class Persisted:
     """What :meth:`ResidentJoins.persist` gives: the join-log table writes in order (None
-    deletes), and the counts cells changed since the last call (:meth:`BucketCounts.export_cells`
-    blobs of absolute totals, for ``group_counts``)."""
+    deletes), and the counts cells changed since the last call (a :meth:`BucketCounts.export_cells`
+    blob of absolute totals, for ``group_counts``; None when none changed)."""
 
     writes: list[tuple[str, bytes | None]] = field(default_factory=list)
-    counts: list[bytes] = field(default_factory=list)
+    counts: bytes | None = None
 
 
 class ResidentJoins:
@@ -324,7 +324,6 @@ class ResidentJoins:
     """
 
     MAX_BLOB_BYTES = 512 * 1024  # well under Kafka's default 1 MB message size
-    CELLS_PER_BLOB = MAX_BLOB_BYTES // 160  # 108 bytes a cell, and its group's name in the header
 
     def __init__(self, config: CoreConfig, read_log: Callable[[int], Iterable[tuple[str, bytes]]],
                  compact_factor: float = 2.0, compact_min_ids: int = 100_000,
@@ -423,7 +422,8 @@ class ResidentJoins:
         if partition not in self._joins:
             return Persisted()
         join, counts, touched = self._joins[partition], self._counts[partition], self._touched[partition]
-        changed = self._cell_blobs(counts, counts.take_changed())
+        cells = counts.take_changed()
+        changed = counts.export_cells(cells) if len(cells) else None  # to the sink process, not Kafka
         if not touched:
             return Persisted([], changed)
         floor = self._move_floor(partition)
@@ -474,25 +474,21 @@ class ResidentJoins:
         out, chunk, size = [], [], 0
         for event_id in event_ids:
             if chunk and size + len(event_id) + 48 > self.MAX_BLOB_BYTES:
-                out += self._fitted(join.export_states, chunk)
+                out += self._fitted(join, chunk)
                 chunk, size = [], 0
             chunk.append(event_id)
             size += len(event_id) + 48  # the id, its newline and the state columns
         if chunk:
-            out += self._fitted(join.export_states, chunk)
+            out += self._fitted(join, chunk)
         return out
 
-    def _cell_blobs(self, counts: BucketCounts, cells) -> list[bytes]:
-        return [blob for start in range(0, len(cells), self.CELLS_PER_BLOB)
-                for blob in self._fitted(counts.export_cells, cells[start : start + self.CELLS_PER_BLOB])]
-
-    def _fitted(self, export: Callable, items) -> list[bytes]:
+    def _fitted(self, join: LabelJoin, event_ids: list[str]) -> list[bytes]:
         """One blob, or halves until each fits (many distinct subjects make the header grow)."""
-        blob = export(items)
-        if len(blob) <= self.MAX_BLOB_BYTES * 1.5 or len(items) < 2:
+        blob = join.export_states(event_ids)
+        if len(blob) <= self.MAX_BLOB_BYTES * 1.5 or len(event_ids) < 2:
             return [blob]
-        middle = len(items) // 2
-        return self._fitted(export, items[:middle]) + self._fitted(export, items[middle:])
+        middle = len(event_ids) // 2
+        return self._fitted(join, event_ids[:middle]) + self._fitted(join, event_ids[middle:])
 
 
 def _select(deltas: LabeledDeltas, keep) -> LabeledDeltas:

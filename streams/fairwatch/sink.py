@@ -250,8 +250,8 @@ class ClickHouseSink:
         for table, columns, data in row_inserts(batch):
             self.store.insert_columns(table, columns, data())
 
-    def write_counts(self, counts: dict[int, list[bytes]], version: int | None = None) -> None:
-        """Resident counts as they are: partition -> :meth:`BucketCounts.export_cells` blobs of totals,
+    def write_counts(self, counts: dict[int, bytes], version: int | None = None) -> None:
+        """Resident counts as they are: partition -> a :meth:`BucketCounts.export_cells` blob of totals,
         with ``version`` the time (ns) they were taken at (default: now). Taken later, counted more:
         of two owners of a partition across a rebalance, the newer totals win whatever lands last.
 
@@ -260,12 +260,13 @@ class ClickHouseSink:
         rather than five strings for each of a hundred thousand cells.
         """
         version = time.time_ns() if version is None else version
+        groups = counts_by_group(counts)
         insert_select = getattr(self.store, "insert_select", None)
         if insert_select is None:  # an embedded store takes no external tables: cell by cell
             self.store.insert_columns("group_counts", GROUP_KEY_COLUMNS + COLUMNS + ("version",),
-                                      counts_columns(counts, version))
+                                      _spread(groups, version))
         else:
-            insert_select(_SPREAD_COUNTS_SQL, {"version": version}, "cells", _CELLS_STRUCTURE, counts_by_group(counts))
+            insert_select(_SPREAD_COUNTS_SQL, {"version": version}, "cells", _CELLS_STRUCTURE, groups)
 
     def recompute(self, touched: dict[int, set[int]]) -> None:
         """Rewrite the group_counts of the (partition -> bucket starts) from labeled_outcomes.
@@ -282,25 +283,6 @@ class ClickHouseSink:
                                                      "buckets": chunk})
 
 
-def counts_columns(counts: dict[int, list[bytes]], version: int) -> list[list]:
-    """group_counts columns (GROUP_KEY_COLUMNS, COLUMNS, version) of partitions' counts blobs,
-    built a column at a time from the blobs' arrays (a flush may carry a hundred thousand cells)."""
-    columns: list[list] = [[] for _ in range(len(GROUP_KEY_COLUMNS) + len(COLUMNS) + 1)]
-    for partition, blobs in counts.items():
-        for blob in blobs:
-            groups, group_of, buckets, rows = decode_cells(blob)
-            cells = group_of.tolist()
-            for position in range(5):  # deployment, algorithm, mode, attribute, group_label
-                names = [group[position] for group in groups]
-                columns[position] += [names[g] for g in cells]
-            columns[5] += buckets.tolist()
-            columns[6] += [partition] * len(cells)
-            for j in range(len(COLUMNS)):
-                columns[7 + j] += rows[:, j].tolist()
-            columns[-1] += [version] * len(cells)
-    return columns
-
-
 _CELLS_STRUCTURE = [(name, "String") for name in GROUP_KEY_COLUMNS[:5]] + [
     ("kafka_partition", "UInt16"), ("buckets", "Array(UInt32)")] + [(name, "Array(Float64)") for name in COLUMNS]
 _SPREAD_COUNTS_SQL = (
@@ -311,22 +293,37 @@ _SPREAD_COUNTS_SQL = (
 )
 
 
-def counts_by_group(counts: dict[int, list[bytes]]) -> list[dict]:
+def counts_by_group(counts: dict[int, bytes]) -> list[dict]:
     """One row per (partition, group) of counts blobs: its key, and its cells' buckets and sums as
     arrays (the external table of the counts insert)."""
     out = []
-    for partition, blobs in counts.items():
-        for blob in blobs:
-            groups, group_of, buckets, rows = decode_cells(blob)
-            order = np.argsort(group_of, kind="stable")
-            bounds = np.flatnonzero(np.diff(group_of[order])) + 1
-            for cells in np.split(order, bounds) if len(order) else []:
-                key = groups[int(group_of[cells[0]])]
-                row = dict(zip(GROUP_KEY_COLUMNS[:5], key), kafka_partition=partition, buckets=buckets[cells].tolist())
-                values = rows[cells]
-                row.update((name, values[:, j].tolist()) for j, name in enumerate(COLUMNS))
-                out.append(row)
+    for partition, blob in counts.items():
+        groups, group_of, buckets, rows = decode_cells(blob)
+        order = np.argsort(group_of, kind="stable")
+        bounds = np.flatnonzero(np.diff(group_of[order])) + 1
+        for cells in np.split(order, bounds) if len(order) else []:
+            key = groups[int(group_of[cells[0]])]
+            row = dict(zip(GROUP_KEY_COLUMNS[:5], key), kafka_partition=partition, buckets=buckets[cells].tolist())
+            values = rows[cells]
+            row.update((name, values[:, j].tolist()) for j, name in enumerate(COLUMNS))
+            out.append(row)
     return out
+
+
+def _spread(groups: list[dict], version: int) -> list[list]:
+    """The group_counts columns (GROUP_KEY_COLUMNS, COLUMNS, version) of :func:`counts_by_group`
+    rows, one row per cell: what the server's ARRAY JOIN makes of them."""
+    columns: list[list] = [[] for _ in range(len(GROUP_KEY_COLUMNS) + len(COLUMNS) + 1)]
+    for group in groups:
+        cells = len(group["buckets"])
+        for position, name in enumerate(GROUP_KEY_COLUMNS[:5]):
+            columns[position] += [group[name]] * cells
+        columns[5] += group["buckets"]
+        columns[6] += [group["kafka_partition"]] * cells
+        for j, name in enumerate(COLUMNS):
+            columns[7 + j] += group[name]
+        columns[-1] += [version] * cells
+    return columns
 
 
 def split_by_partition(touched: dict[int, set[int]], shares: int) -> list[dict[int, set[int]]]:

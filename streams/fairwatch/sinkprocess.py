@@ -89,14 +89,8 @@ def _recompute(touched: dict[int, set[int]]) -> float:
     return _retrying(lambda sink: _recompute_concurrently(sink, touched))
 
 
-def _write_counts(counts: dict[int, list[bytes]], recompute: dict[int, set[int]], version: int | None) -> float:
-    def work(sink: ClickHouseSink) -> None:
-        sink.write_counts(counts, version)
-        if _local.state["concurrent"]:
-            _recompute_concurrently(sink, recompute)
-        else:
-            sink.recompute(recompute)
-    return _retrying(work)
+def _write_counts(counts: dict[int, bytes], version: int | None) -> float:
+    return _retrying(lambda sink: sink.write_counts(counts, version))
 
 
 RECOMPUTE_STATEMENTS = 2  # a recompute reads with FINAL (one stream) and sorts one insert: two use two cores
@@ -181,11 +175,9 @@ class SinkExecutor:
     def recompute(self, touched: dict[int, set[int]]) -> concurrent.futures.Future:
         return self._submit(_recompute, touched)
 
-    def write_counts(self, counts: dict[int, list[bytes]], recompute: dict[int, set[int]],
-                     version: int | None = None) -> concurrent.futures.Future:
-        """A flush's counts: resident cells' totals (partition -> counts blobs) taken at ``version``
-        (ns), then the recompute of buckets that are not resident (partition -> bucket starts)."""
-        return self._submit(_write_counts, counts, recompute, version)
+    def write_counts(self, counts: dict[int, bytes], version: int | None = None) -> concurrent.futures.Future:
+        """A flush's resident cells' totals (partition -> counts blob) taken at ``version`` (ns)."""
+        return self._submit(_write_counts, counts, version)
 
     def _submit(self, function, *args) -> concurrent.futures.Future:
         executor = self._executor
