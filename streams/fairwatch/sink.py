@@ -42,6 +42,7 @@ GROUP_KEY_COLUMNS = ("deployment", "algorithm", "mode", "attribute", "group_labe
 
 
 _SORTED = json.JSONEncoder(sort_keys=True)
+_UINT32_END = 1 << 32  # UInt32 and DateTime columns hold [0, 2**32)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # ingested_at of a batch with no envelopes (never stored)
 
 
@@ -218,6 +219,20 @@ class SinkBatch:
         return _joined([_columns_of(self.labeled, len(LABELED_COLUMNS))]
                        + [labeled_columns(deltas, partition) for deltas, partition in self.deltas])
 
+    def write_labeled(self, store: Store) -> None:
+        """The labeled rows into ``store``: the join's deltas as numpy columns where the store takes
+        external tables (:func:`labeled_frames`), else (and the rows of ``labeled``) as column lists."""
+        frames = labeled_frames(self.deltas) if store.external_tables and self.deltas else None
+        if frames is None:
+            store.insert_columns("labeled_outcomes", LABELED_COLUMNS, self.labeled_columns())
+            return
+        if self.labeled:
+            store.insert_columns("labeled_outcomes", LABELED_COLUMNS, _columns_of(self.labeled, len(LABELED_COLUMNS)))
+        rows, profiles = frames
+        if rows:
+            store.insert_frames(_LABELED_FRAMES_SQL, [("labeled", _LABELED_STRUCTURE, rows),
+                                                      ("profiles", _PROFILES_STRUCTURE, profiles)])
+
     def dead_letter_columns(self) -> list[list]:
         return _columns_of(self.dead_letters, len(DEAD_LETTER_COLUMNS))
 
@@ -247,26 +262,30 @@ class ClickHouseSink:
         self.recompute(batch.touched)
 
     def write_rows(self, batch: SinkBatch) -> None:
-        for table, columns, data in row_inserts(batch):
-            self.store.insert_columns(table, columns, data())
+        for _, write in row_inserts(batch):
+            write(self.store)
 
     def write_counts(self, counts: dict[int, bytes], version: int | None = None) -> None:
         """Resident counts as they are: partition -> a :meth:`BucketCounts.export_cells` blob of totals,
         with ``version`` the time (ns) they were taken at (default: now). Taken later, counted more:
         of two owners of a partition across a rebalance, the newer totals win whatever lands last.
 
-        A server gets one row per (partition, group) with its buckets and sums as arrays, which it
-        spreads into cells itself (ARRAY JOIN): the driver then encodes a few hundred group names
-        rather than five strings for each of a hundred thousand cells.
+        A server gets the cells as numpy columns with a group number each, and the groups' names
+        in a second external table it joins them with (:func:`counts_frames`).
         """
         version = time.time_ns() if version is None else version
-        groups = counts_by_group(counts)
-        insert_select = getattr(self.store, "insert_select", None)
-        if insert_select is None:  # an embedded store takes no external tables: cell by cell
-            self.store.insert_columns("group_counts", GROUP_KEY_COLUMNS + COLUMNS + ("version",),
-                                      _spread(groups, version))
-        else:
-            insert_select(_SPREAD_COUNTS_SQL, {"version": version}, "cells", _CELLS_STRUCTURE, groups)
+        cells, groups = counts_frames(counts)
+        if not len(cells["group_number"]):
+            return
+        if self.store.external_tables:
+            self.store.insert_frames(_COUNTS_FRAMES_SQL, [("cells", _CELLS_STRUCTURE, cells),
+                                                          ("groups", _GROUPS_STRUCTURE, groups)], {"version": version})
+        else:  # cell by cell
+            number = cells["group_number"].tolist()
+            columns = [[groups[name][g] for g in number] for name in GROUP_KEY_COLUMNS[:5]]
+            columns += [cells["bucket_s"].tolist(), cells["kafka_partition"].tolist()]
+            columns += [cells[name].tolist() for name in COLUMNS] + [[version] * len(number)]
+            self.store.insert_columns("group_counts", GROUP_KEY_COLUMNS + COLUMNS + ("version",), columns)
 
     def recompute(self, touched: dict[int, set[int]]) -> None:
         """Rewrite the group_counts of the (partition -> bucket starts) from labeled_outcomes.
@@ -283,47 +302,41 @@ class ClickHouseSink:
                                                      "buckets": chunk})
 
 
-_CELLS_STRUCTURE = [(name, "String") for name in GROUP_KEY_COLUMNS[:5]] + [
-    ("kafka_partition", "UInt16"), ("buckets", "Array(UInt32)")] + [(name, "Array(Float64)") for name in COLUMNS]
-_SPREAD_COUNTS_SQL = (
+_GROUPS_STRUCTURE = [("group_number", "UInt32")] + [(name, "String") for name in GROUP_KEY_COLUMNS[:5]]
+_CELLS_STRUCTURE = [("group_number", "UInt32"), ("bucket_s", "UInt32"), ("kafka_partition", "UInt16")] + [
+    (name, "Float64") for name in COLUMNS]
+_COUNTS_FRAMES_SQL = (
     f"INSERT INTO group_counts ({', '.join(GROUP_KEY_COLUMNS + COLUMNS)}, version) "
-    f"SELECT {', '.join(GROUP_KEY_COLUMNS[:5])}, toDateTime(cell_bucket), kafka_partition, "
-    f"{', '.join(f'cell_{name}' for name in COLUMNS)}, toUInt64(%(version)s) FROM cells "
-    f"ARRAY JOIN buckets AS cell_bucket, {', '.join(f'{name} AS cell_{name}' for name in COLUMNS)}"
+    f"SELECT {', '.join(GROUP_KEY_COLUMNS[:5])}, toDateTime(bucket_s), kafka_partition, {', '.join(COLUMNS)}, "
+    f"toUInt64(%(version)s) FROM cells ANY LEFT JOIN groups USING group_number"
 )
 
 
-def counts_by_group(counts: dict[int, bytes]) -> list[dict]:
-    """One row per (partition, group) of counts blobs: its key, and its cells' buckets and sums as
-    arrays (the external table of the counts insert)."""
-    out = []
+def counts_frames(counts: dict[int, bytes]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Cells of counts blobs (partition -> blob) as columns: (cells: group_number, bucket_s,
+    kafka_partition and the sums, as numpy arrays; groups: group_number and the five key names)."""
+    cells: dict[str, list] = {name: [] for name, _ in _CELLS_STRUCTURE}
+    groups: dict[str, list] = {name: [] for name, _ in _GROUPS_STRUCTURE}
     for partition, blob in counts.items():
-        groups, group_of, buckets, rows = decode_cells(blob)
-        order = np.argsort(group_of, kind="stable")
-        bounds = np.flatnonzero(np.diff(group_of[order])) + 1
-        for cells in np.split(order, bounds) if len(order) else []:
-            key = groups[int(group_of[cells[0]])]
-            row = dict(zip(GROUP_KEY_COLUMNS[:5], key), kafka_partition=partition, buckets=buckets[cells].tolist())
-            values = rows[cells]
-            row.update((name, values[:, j].tolist()) for j, name in enumerate(COLUMNS))
-            out.append(row)
-    return out
-
-
-def _spread(groups: list[dict], version: int) -> list[list]:
-    """The group_counts columns (GROUP_KEY_COLUMNS, COLUMNS, version) of :func:`counts_by_group`
-    rows, one row per cell: what the server's ARRAY JOIN makes of them."""
-    columns: list[list] = [[] for _ in range(len(GROUP_KEY_COLUMNS) + len(COLUMNS) + 1)]
-    for group in groups:
-        cells = len(group["buckets"])
+        keys, group_of, buckets, rows = decode_cells(blob)
+        if len(buckets) and (buckets.min() < 0 or buckets.max() >= _UINT32_END):
+            raise ValueError(f"partition {partition} has counts of buckets outside ClickHouse's DateTime range "
+                             f"(1970-2106): {int(buckets.min())}..{int(buckets.max())}")
+        first = len(groups["group_number"])
+        groups["group_number"] += range(first, first + len(keys))
         for position, name in enumerate(GROUP_KEY_COLUMNS[:5]):
-            columns[position] += [group[name]] * cells
-        columns[5] += group["buckets"]
-        columns[6] += [group["kafka_partition"]] * cells
+            groups[name] += [key[position] for key in keys]
+        cells["group_number"].append(group_of.astype(np.int64) + first)
+        cells["bucket_s"].append(buckets)
+        cells["kafka_partition"].append(np.full(len(buckets), partition))
         for j, name in enumerate(COLUMNS):
-            columns[7 + j] += group[name]
-        columns[-1] += [version] * cells
-    return columns
+            cells[name].append(rows[:, j])
+    types = {"UInt32": np.uint32, "UInt16": np.uint16, "Float64": np.float64}
+    cell_frame = {name: (np.concatenate(cells[name]) if cells[name] else np.zeros(0)).astype(types[kind])
+                  for name, kind in _CELLS_STRUCTURE}
+    group_frame = {name: np.array(groups[name], object if kind == "String" else np.uint32)
+                   for name, kind in _GROUPS_STRUCTURE}
+    return cell_frame, group_frame
 
 
 def split_by_partition(touched: dict[int, set[int]], shares: int) -> list[dict[int, set[int]]]:
@@ -339,12 +352,86 @@ def split_by_partition(touched: dict[int, set[int]], shares: int) -> list[dict[i
     return [part for part in parts if part]
 
 
-def row_inserts(batch: SinkBatch) -> list[tuple[str, Sequence[str], Callable[[], list[list]]]]:
-    """The inserts of a batch's rows: (table, columns, a function building the column lists). They
-    may run in any order or at once; only a recompute of their buckets must come after all of them."""
+def row_inserts(batch: SinkBatch) -> list[tuple[str, Callable[[Store], None]]]:
+    """The inserts of a batch's rows: (table, a function writing them to a store). They may run in
+    any order or at once; only a recompute of their buckets must come after all of them."""
     return [
-        ("match_events", EVENT_COLUMNS, batch.event_columns),
-        ("verified_outcomes", OUTCOME_COLUMNS, batch.outcome_columns),
-        ("labeled_outcomes", LABELED_COLUMNS, batch.labeled_columns),
-        ("dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letter_columns),
+        ("match_events", lambda store: store.insert_columns("match_events", EVENT_COLUMNS, batch.event_columns())),
+        ("verified_outcomes",
+         lambda store: store.insert_columns("verified_outcomes", OUTCOME_COLUMNS, batch.outcome_columns())),
+        ("labeled_outcomes", batch.write_labeled),
+        ("dead_letters",
+         lambda store: store.insert_columns("dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letter_columns())),
     ]
+
+
+# ---- rows as numpy columns of external tables, expanded by the server -----------------------------
+
+LABEL_JOINER = "&"  # never in a label (the contract keeps it for intersections) nor in an attribute name
+
+
+def _split_sql(column: str) -> str:
+    """The array a LABEL_JOINER-joined string column was made of."""
+    return f"if({column} = '', emptyArrayString(), splitByChar('{LABEL_JOINER}', {column}))"
+
+
+_PROFILES_STRUCTURE = [("profile", "UInt32"), ("deployment", "String"), ("algorithm", "String"), ("mode", "String"),
+                       ("keys", "String"), ("labels", "String")]
+_LABELED_STRUCTURE = [("event_id", "String"), ("occurred_s", "UInt32"), ("occurred_at_us", "UInt32"),
+                      ("bucket_s", "UInt32"), ("profile", "UInt32"), ("decision", "String"), ("truth", "String"),
+                      ("revision", "UInt32"), ("weight", "Float64"), ("kafka_partition", "UInt16")]
+_LABELED_FRAMES_SQL = (
+    f"INSERT INTO labeled_outcomes ({', '.join(LABELED_COLUMNS)}) "
+    f"SELECT event_id, toDateTime(occurred_s), occurred_at_us, toDateTime(bucket_s), deployment, algorithm, mode, "
+    f"{_split_sql('keys')}, {_split_sql('labels')}, decision, truth, revision, weight, kafka_partition "
+    f"FROM labeled ANY LEFT JOIN profiles USING profile"
+)
+_DECISIONS = np.array(["non_match", "match"], object)
+_TRUTHS = np.array(["impostor", "genuine"], object)
+
+
+def labeled_frames(parts: list[tuple[LabeledDeltas, int]]) -> tuple[dict, dict] | None:
+    """The rows entering the labeled set (as :func:`labeled_columns`) of several (deltas, partition),
+    as numpy columns of two external tables: the rows, with a profile number each, and the profiles
+    (labels joined by LABEL_JOINER). None when a value does not fit them (a time outside DateTime,
+    a label with the joiner): such rows take the column-list path."""
+    rows: dict[str, list[np.ndarray]] = {name: [] for name, _ in _LABELED_STRUCTURE}
+    profiles: dict[str, list] = {name: [] for name, _ in _PROFILES_STRUCTURE}
+    for deltas, partition in parts:
+        entering = (deltas.sign > 0).nonzero()[0]
+        if not len(entering):
+            continue
+        used, local = np.unique(deltas.profile[entering], return_inverse=True)
+        first = len(profiles["profile"])
+        for number, p in enumerate(used.tolist(), start=first):
+            profile = deltas.profiles[p]
+            keys, labels = [a for a, _ in profile.subject], [g for _, g in profile.subject]
+            if any(LABEL_JOINER in text for text in labels):
+                return None
+            profiles["profile"].append(number)
+            profiles["deployment"].append(profile.deployment)
+            profiles["algorithm"].append(profile.algorithm)
+            profiles["mode"].append(profile.mode)
+            profiles["keys"].append(LABEL_JOINER.join(keys))
+            profiles["labels"].append(LABEL_JOINER.join(labels))
+        occurred_us = deltas.occurred_at_us[entering]
+        seconds, bucket = occurred_us // 1_000_000, deltas.bucket[entering]
+        if min(seconds.min(), bucket.min()) < 0 or max(seconds.max(), bucket.max()) >= _UINT32_END:
+            return None
+        event_ids = deltas.event_id
+        rows["event_id"].append(np.array([event_ids[i] for i in entering.tolist()], object))
+        rows["occurred_s"].append(seconds)
+        rows["occurred_at_us"].append(occurred_us % 1_000_000)
+        rows["bucket_s"].append(bucket)
+        rows["profile"].append(local + first)
+        rows["decision"].append(_DECISIONS[deltas.match[entering].view(np.uint8)])
+        rows["truth"].append(_TRUTHS[deltas.genuine[entering].view(np.uint8)])
+        rows["revision"].append(deltas.revision[entering])
+        rows["weight"].append(deltas.weight[entering])
+        rows["kafka_partition"].append(np.full(len(entering), partition))
+    if not profiles["profile"]:
+        return {}, {}
+    types = {"String": object, "UInt32": np.uint32, "UInt16": np.uint16, "Float64": np.float64}
+    row_frame = {name: np.concatenate(rows[name]).astype(types[kind]) for name, kind in _LABELED_STRUCTURE}
+    profile_frame = {name: np.array(profiles[name], types[kind]) for name, kind in _PROFILES_STRUCTURE}
+    return row_frame, profile_frame

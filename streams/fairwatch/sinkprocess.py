@@ -79,8 +79,7 @@ def _write_rows(batch: SinkBatch) -> float:
 def _insert_concurrently(batch: SinkBatch) -> None:
     """Each table's rows built and inserted on its own connection, at once: while the server
     stores one table's block, this process encodes the next (the driver waits without the GIL)."""
-    _at_once([(table, lambda store, table=table, columns=columns, data=data: store.insert_columns(table, columns, data()))
-              for table, columns, data in row_inserts(batch)])
+    _at_once(row_inserts(batch))
 
 
 def _recompute(touched: dict[int, set[int]]) -> float:

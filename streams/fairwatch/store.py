@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable, Protocol, Sequence
 from urllib.parse import unquote, urlparse
 
@@ -64,6 +65,8 @@ def _identifier(name: str) -> str:
 class Store(Protocol):
     url: str
     database: str
+    # a server takes INSERT ... SELECT with external tables (insert_frames); chDB does not
+    external_tables: bool
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None: ...
 
@@ -93,14 +96,25 @@ def _to_utc(value: Any) -> Any:
     return value
 
 
+class _Frame(dict):
+    """Numpy columns by name, read the way the driver reads a data frame (``frame[name].values``),
+    without a pandas frame (which turns string columns into Arrow arrays and back)."""
+
+    def __getitem__(self, name: str) -> SimpleNamespace:
+        return SimpleNamespace(values=dict.__getitem__(self, name))
+
+
 class ServerStore:
     """A ClickHouse server over the native protocol (clickhouse-driver)."""
+
+    external_tables = True
 
     def __init__(self, url: str, *, create_database: bool = True, connect_timeout: float = 5.0):
         from clickhouse_driver import Client
 
         parsed = urlparse(url)
         self.url = url
+        self._numpy_client = None  # opened by the first insert_frames
         self.database = _identifier((parsed.path or "/default").lstrip("/") or "default")
         options = dict(
             host=parsed.hostname or "127.0.0.1",
@@ -117,6 +131,7 @@ class ServerStore:
                 bootstrap.disconnect()
             self._client = Client(database=self.database, **options)
             self._client.execute("SELECT 1")
+            self._options = options
         except Exception as exc:  # the driver raises socket, auth and server errors alike
             raise StoreError(f"cannot reach ClickHouse at {parsed.hostname}:{parsed.port}: {exc}") from exc
 
@@ -142,12 +157,18 @@ class ServerStore:
             self.insert_columns(table, columns, data)
         return len(rows)
 
-    def insert_select(self, sql: str, params: dict[str, Any] | None, name: str, structure: list[tuple[str, str]],
-                      rows: list[dict]) -> None:
-        """Run ``sql`` (an INSERT ... SELECT) with ``rows`` sent along as the external table ``name``
-        of ``structure`` [(column, type)]: the server expands them, the driver encodes little."""
-        if rows:
-            self._client.execute(sql, params, external_tables=[{"name": name, "structure": structure, "data": rows}])
+    def insert_frames(self, sql: str, tables: Sequence[tuple[str, list[tuple[str, str]], dict[str, Any]]],
+                      params: dict[str, Any] | None = None) -> None:
+        """Run ``sql`` (an INSERT ... SELECT) with external tables (name, structure [(column, type)],
+        column -> numpy array) on a connection in the driver's numpy mode: it writes a numeric
+        column's buffer as it is and a string column in one C loop, not value by value (the
+        SELECT turns strings into Enum values, seconds into DateTime, joined labels into arrays)."""
+        if self._numpy_client is None:
+            from clickhouse_driver import Client
+            options = dict(self._options, settings={**self._options["settings"], "use_numpy": True})
+            self._numpy_client = Client(database=self.database, **options)
+        external = [{"name": name, "structure": structure, "data": _Frame(columns)} for name, structure, columns in tables]
+        self._numpy_client.execute(sql, params, external_tables=external)
 
     def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
         if data and len(data[0]):
@@ -160,6 +181,8 @@ class ServerStore:
 
     def close(self) -> None:
         self._client.disconnect()
+        if self._numpy_client is not None:
+            self._numpy_client.disconnect()
 
 
 def _parse_version(text: str) -> tuple[int, ...]:
@@ -195,6 +218,8 @@ def _from_json(value: Any, type_name: str) -> Any:
 
 class EmbeddedStore:
     """chDB: ClickHouse in this process, its data in a directory (one process per directory)."""
+
+    external_tables = False
 
     def __init__(self, url: str):
         try:
