@@ -537,6 +537,8 @@ class LabelJoin:
         # to skip the sort; the same subject in another key order is another entry, same id
         self._profile_of_raw_key: dict[tuple, int] = {}
         self._reviewer_hashes: dict[str, int] = {}
+        # what changed since the last take_changes(): slots whose state was written, ids let go
+        self._forgotten: dict[str, None] = {}
         self._allocate_columns(max(capacity, 1))
 
     def _allocate_columns(self, capacity: int) -> None:
@@ -544,7 +546,7 @@ class LabelJoin:
         columns = {
             "_flags": np.uint8, "_last_seen": np.int64, "_event_fp": np.uint32,
             "_occurred_us": np.int64, "_profile": np.int32, "_outcome_fp": np.uint32,
-            "_revision": np.int32, "_inclusion_prob": np.float64,
+            "_revision": np.int32, "_inclusion_prob": np.float64, "_dirty": bool,
         }
         for name, dtype in columns.items():
             fresh = np.zeros(capacity, dtype=dtype)
@@ -626,6 +628,8 @@ class LabelJoin:
         for event_id in event_ids:
             self._index.remove(event_id)
         self._flags[slots] = 0
+        self._dirty[slots] = False
+        self._forgotten.update(dict.fromkeys(event_ids))
         return event_ids
 
     def state_of(self, event_id: str) -> EventState | None:
@@ -652,7 +656,9 @@ class LabelJoin:
         if slot >= 0:
             self._count_gauges(int(self._flags[slot]), -1)
             self._flags[slot] = 0
+            self._dirty[slot] = False
             self._index.remove(event_id)
+            self._forgotten[event_id] = None
         if state is None or (state.event is None and state.outcome is None):
             return
         slot = self._allocate(event_id)
@@ -698,12 +704,35 @@ class LabelJoin:
         batch (one changelog record per partition and batch, not one per event id).
         """
         if event_ids is None:
-            n = len(self._index.ids)
-            slots = np.flatnonzero(self._flags[:n] != 0)
-            ids = [self._index.ids[slot] for slot in slots.tolist()]
-        else:
-            ids = list(dict.fromkeys(event_ids))
-            slots = np.array(self._index.find_many(ids, map(hash, ids)), np.int64)
+            return self.export_slots(self.held_slots())
+        ids = list(dict.fromkeys(event_ids))
+        return self._export(ids, np.array(self._index.find_many(ids, map(hash, ids)), np.int64))
+
+    def held_slots(self) -> np.ndarray:
+        """The slot of every event id the join holds, in slot order."""
+        return np.flatnonzero(self._flags[: len(self._index.ids)] != 0)
+
+    def take_changes(self) -> tuple[np.ndarray, list[str]]:
+        """What changed since the last call: (slots whose state was written and are still held,
+        ids let go: expired or replaced), for :meth:`export_slots`. Marks nothing changed."""
+        n = len(self._index.ids)
+        slots = np.flatnonzero(self._dirty[:n] & (self._flags[:n] != 0))
+        self._dirty[:n] = False
+        forgotten, self._forgotten = list(self._forgotten), {}
+        return slots, forgotten
+
+    def slot_id_lengths(self, slots: np.ndarray) -> np.ndarray:
+        ids = self._index.ids
+        return np.fromiter((len(ids[slot]) for slot in slots.tolist()), np.int64, len(slots))
+
+    def export_slots(self, slots: np.ndarray, forgotten: Sequence[str] = ()) -> bytes:
+        """A blob of :meth:`export_states`: "forget" for each of ``forgotten``, then the states of
+        the held ``slots`` (an id both let go and held again ends up held)."""
+        ids = list(forgotten) + [self._index.ids[slot] for slot in slots.tolist()]
+        return self._export(ids, np.concatenate([np.full(len(forgotten), -1, np.int64), slots.astype(np.int64)]))
+
+    def _export(self, ids: list[str], slots: np.ndarray) -> bytes:
+        """Blob of ``ids`` with their ``slots`` (-1: not held, exported as "forget")."""
         held = slots >= 0
         safe = np.where(held, slots, 0)
 
@@ -746,7 +775,9 @@ class LabelJoin:
             if slot >= 0:
                 count(int(self._flags[slot]), -1)
                 self._flags[slot] = 0
+                self._dirty[slot] = False
                 remove(event_id)
+                self._forgotten[event_id] = None
             slots[i] = self._allocate(event_id) if flags[i] else -1
         keep = slots >= 0
         target = slots[keep]
@@ -756,6 +787,7 @@ class LabelJoin:
                 mapping = np.array(local + [0], np.int32)  # -1 (no event) maps to the last entry
                 values = mapping[values]
             getattr(self, name)[target] = values
+        self._dirty[target] = True
         for value in flags[keep].tolist():
             count(int(value), +1)
         return n
@@ -902,6 +934,7 @@ class LabelJoin:
             hold = new | pairing
             slots, flags, occurred_us, match = slots[hold], flags[hold], occurred_us[hold], match[hold]
             profile, fingerprint = profile[hold], fingerprint[hold]
+        self._dirty[slots] = True
         self._event_fp[slots] = fingerprint
         self._occurred_us[slots] = occurred_us
         self._profile[slots] = profile
@@ -950,6 +983,7 @@ class LabelJoin:
             hold = new | pairing
             slots, flags, genuine, inclusion_prob = slots[hold], flags[hold], genuine[hold], inclusion_prob[hold]
             revision, fingerprint = revision[hold], fingerprint[hold]
+        self._dirty[slots] = True
         self._outcome_fp[slots] = fingerprint
         self._revision[slots] = revision
         self._inclusion_prob[slots] = inclusion_prob
@@ -1062,12 +1096,14 @@ class LabelJoin:
             self._last_seen[slot] = seen
 
     def _hold_event(self, slot: int, fingerprint: int, occurred_us: int, profile: int, match: bool) -> None:
+        self._dirty[slot] = True
         self._event_fp[slot] = fingerprint
         self._occurred_us[slot] = occurred_us
         self._profile[slot] = profile
         self._flags[slot] |= _HAS_EVENT | (_MATCH if match else 0)
 
     def _hold_outcome(self, slot: int, fingerprint: int, revision: int, genuine: bool, inclusion_prob: float) -> None:
+        self._dirty[slot] = True
         self._outcome_fp[slot] = fingerprint
         self._revision[slot] = revision
         self._inclusion_prob[slot] = inclusion_prob

@@ -66,17 +66,24 @@ def partitions_for(event_ids: Iterable[str], partitions: int) -> np.ndarray:
     """:func:`partition_for` of many ids at once (numpy; uint32 arithmetic wraps like the C original)."""
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
-    encoded = [event_id.encode("utf-8") for event_id in event_ids]
-    n = len(encoded)
+    ids = event_ids if isinstance(event_ids, list) else list(event_ids)
+    n = len(ids)
     if n == 0:
         return np.zeros(0, np.int64)
-    lengths = np.fromiter(map(len, encoded), np.int64, n)
-    width = (int(lengths.max()) + 3) & ~3
-    padded = np.zeros((n, width), np.uint8)
-    flat = np.frombuffer(b"".join(encoded), np.uint8)
-    rows = np.repeat(np.arange(n), lengths)
-    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    padded[rows, cols] = flat
+    text = "".join(ids)
+    if text.isascii():  # one encode for all (the contract's ids are ASCII): bytes = characters
+        lengths = np.fromiter(map(len, ids), np.int64, n)
+        flat = np.frombuffer(text.encode("ascii"), np.uint8)
+    else:
+        encoded = [event_id.encode("utf-8") for event_id in ids]
+        lengths = np.fromiter(map(len, encoded), np.int64, n)
+        flat = np.frombuffer(b"".join(encoded), np.uint8)
+    width = max(4, (int(lengths.max()) + 3) & ~3)  # one block at least: an empty id has one too
+    # each id's bytes as one row, zero padded: gather from the joined bytes, blank what is past its end
+    starts = np.cumsum(lengths) - lengths
+    within = np.arange(width)
+    gathered = np.concatenate([flat, np.zeros(width, np.uint8)])[starts[:, None] + within]
+    padded = np.where(within < lengths[:, None], gathered, np.uint8(0))
     words = padded.view("<u4").astype(np.uint32)  # (n, width / 4) little-endian blocks
     m = _M
     with np.errstate(over="ignore"):

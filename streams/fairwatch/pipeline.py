@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, NamedTuple
 
+import numpy as np
+
 from fairwatch.config import CoreConfig
 from fairwatch.contracts import (
     InputItem,
@@ -235,8 +237,7 @@ class BatchProcessor:
         pending, orphans = join.counters.pending, join.counters.orphans
         records = [record for _, entry in segments
                    for record in (entry.records if isinstance(entry, ValidBatch) else [item.record for item in entry])]
-        output = join.update(records)
-        resident.touch(partition, [record.event_id for record in records])
+        output = join.update(records)  # the join notes the states it changes, for the next persist
         cold = resident.count(partition, output.deltas)  # buckets behind the floor: recomputed
         if output.rejected:  # rare (conflicting redeliveries): record by record
             self._rows(batch, partition, [(message, item) for message, entry in segments for item in _items(entry)],
@@ -308,7 +309,8 @@ class ResidentJoins:
 
     The durable form is a key-value table (the worker's changelog-backed faust table): for each
     partition, keys ``"{partition}:{seq}"``. :meth:`persist` writes one *flush*: blobs of the join
-    states touched since the last call (:meth:`LabelJoin.export_states`), then a marker record
+    states changed since the last call (the join notes them: :meth:`LabelJoin.take_changes`,
+    :meth:`LabelJoin.export_slots`), then a marker record
     naming the first seq of the flush and the floor. Only flushes whose marker is in the log are
     rebuilt: a crash part-way through a flush leaves blobs no marker names, which are ignored
     (their batches are read again). When the log holds more than ``compact_factor`` times the ids
@@ -337,7 +339,6 @@ class ResidentJoins:
         self._keys: dict[int, list[str]] = {}  # live log keys, oldest first
         self._next_seq: dict[int, int] = {}
         self._logged_ids: dict[int, int] = {}  # ids in the log since its base
-        self._touched: dict[int, dict[str, None]] = {}
 
     def joins(self) -> dict[int, LabelJoin]:
         return dict(self._joins)
@@ -379,10 +380,7 @@ class ResidentJoins:
         self._keys[partition] = [key for _, key, _ in entries]  # unmarked ones go at the next compaction
         self._next_seq[partition] = entries[-1][0] + 1 if entries else 0
         self._logged_ids[partition] = logged
-        self._touched[partition] = {}
-
-    def touch(self, partition: int, event_ids: Iterable[str]) -> None:
-        self._touched[partition].update(dict.fromkeys(event_ids))
+        join.take_changes()  # what the log holds already
 
     def count(self, partition: int, deltas: LabeledDeltas) -> set[int]:
         """Add the join's deltas to the partition's counts. Returns the buckets of the deltas
@@ -406,38 +404,36 @@ class ResidentJoins:
         latest = join.latest_activity() if join is not None else None
         if latest is None:
             return []
-        gone = join.expire(min(now, latest))
-        self.touch(partition, gone)
-        return gone
+        return join.expire(min(now, latest))  # the join notes them for the next persist
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop the in-memory state (revoked, or reassigned: the log is the truth again)."""
         for partition in partitions:
-            for holder in (self._joins, self._counts, self._floor, self._keys, self._next_seq, self._logged_ids,
-                           self._touched):
+            for holder in (self._joins, self._counts, self._floor, self._keys, self._next_seq, self._logged_ids):
                 holder.pop(partition, None)
 
     def persist(self, partition: int) -> Persisted:
         """One flush of the partition: what changed since the last call, for the log and for ClickHouse."""
         if partition not in self._joins:
             return Persisted()
-        join, counts, touched = self._joins[partition], self._counts[partition], self._touched[partition]
+        join, counts = self._joins[partition], self._counts[partition]
         cells = counts.take_changed()
         changed = counts.export_cells(cells) if len(cells) else None  # to the sink process, not Kafka
+        slots, forgotten = join.take_changes()
+        touched = len(slots) + len(forgotten)
         if not touched:
             return Persisted([], changed)
         floor = self._move_floor(partition)
         first = self._next_seq[partition]
-        base = self._logged_ids[partition] + len(touched) > max(self.compact_factor * len(join), self.compact_min_ids)
+        base = self._logged_ids[partition] + touched > max(self.compact_factor * len(join), self.compact_min_ids)
         old = self._keys[partition]
         if base:
             self._keys[partition] = []
-            writes = self._append(partition, self._state_blobs(join, join.held_ids()))
+            writes = self._append(partition, self._state_blobs(join, join.held_slots(), []))
             self._logged_ids[partition] = len(join)
         else:
-            writes = self._append(partition, self._state_blobs(join, list(touched)))
-            self._logged_ids[partition] += len(touched)
-        touched.clear()
+            writes = self._append(partition, self._state_blobs(join, slots, forgotten))
+            self._logged_ids[partition] += touched
         marker = _FLUSH_MAGIC + json.dumps({"first": first, "base": base, "floor": floor}).encode()
         writes += self._append(partition, [marker])
         if base:
@@ -469,26 +465,33 @@ class ResidentJoins:
             writes.append((key, blob))
         return writes
 
-    def _state_blobs(self, join: LabelJoin, event_ids: list[str]) -> list[bytes]:
-        """The states of ``event_ids`` in blobs of at most about MAX_BLOB_BYTES."""
-        out, chunk, size = [], [], 0
-        for event_id in event_ids:
-            if chunk and size + len(event_id) + 48 > self.MAX_BLOB_BYTES:
-                out += self._fitted(join, chunk)
-                chunk, size = [], 0
-            chunk.append(event_id)
-            size += len(event_id) + 48  # the id, its newline and the state columns
-        if chunk:
-            out += self._fitted(join, chunk)
+    def _state_blobs(self, join: LabelJoin, slots: np.ndarray, forgotten: list[str]) -> list[bytes]:
+        """The ids let go (``forgotten``) and the states of ``slots``, in blobs of at most about
+        MAX_BLOB_BYTES (an id, its newline and the state columns take about its length + 48)."""
+        sizes = np.concatenate([np.fromiter(map(len, forgotten), np.int64, len(forgotten)),
+                                join.slot_id_lengths(slots)]) + 48
+        chunk_of = (np.cumsum(sizes) - 1) // self.MAX_BLOB_BYTES
+        bounds = [0, *(np.flatnonzero(np.diff(chunk_of)) + 1).tolist(), len(sizes)]
+        out = []
+        for start, stop in zip(bounds, bounds[1:]):
+            gone = forgotten[start:stop]
+            held = slots[max(start - len(forgotten), 0) : max(stop - len(forgotten), 0)]
+            out += self._fitted(join, held, gone)
         return out
 
-    def _fitted(self, join: LabelJoin, event_ids: list[str]) -> list[bytes]:
-        """One blob, or halves until each fits (many distinct subjects make the header grow)."""
-        blob = join.export_states(event_ids)
-        if len(blob) <= self.MAX_BLOB_BYTES * 1.5 or len(event_ids) < 2:
+    def _fitted(self, join: LabelJoin, slots: np.ndarray, forgotten: list[str]) -> list[bytes]:
+        """One blob, or halves (in order: the ids let go first) until each fits (many distinct
+        subjects make the header grow)."""
+        blob = join.export_slots(slots, forgotten)
+        if len(blob) <= self.MAX_BLOB_BYTES * 1.5 or len(slots) + len(forgotten) < 2:
             return [blob]
-        middle = len(event_ids) // 2
-        return self._fitted(join, event_ids[:middle]) + self._fitted(join, event_ids[middle:])
+        if forgotten and len(slots):
+            return self._fitted(join, slots[:0], forgotten) + self._fitted(join, slots, [])
+        if forgotten:
+            middle = len(forgotten) // 2
+            return self._fitted(join, slots, forgotten[:middle]) + self._fitted(join, slots, forgotten[middle:])
+        middle = len(slots) // 2
+        return self._fitted(join, slots[:middle], []) + self._fitted(join, slots[middle:], [])
 
 
 def _select(deltas: LabeledDeltas, keep) -> LabeledDeltas:
