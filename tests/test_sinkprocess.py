@@ -3,6 +3,7 @@ leave exactly what the plain sequential sink leaves, and count failed attempts."
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import time
@@ -192,3 +193,53 @@ def test_labeled_frames_refuse_what_their_joined_labels_cannot_carry_and_carry_t
     assert labeled_frames([(deltas("F&M", 1_700_000_000), 3)]) is None
     assert labeled_frames([(deltas("F", -60), 3)]) is None
     assert labeled_frames([(deltas("F", 1 << 32), 3)]) is None
+
+
+@pytest.mark.services
+def test_envelope_frames_store_references_contexts_and_odd_times_as_the_column_lists_do(stack):
+    """The numpy-column path of events and outcomes against the column-list path, on records the
+    workload lacks: references, nested and empty contexts, fractions of a second, UTC offsets."""
+    from fairwatch.producer import BatchBuilder
+
+    builder = BatchBuilder(2, max_records=50, linger=1e9)
+    envelopes = []
+    for i in range(120):
+        event = {"event_id": f"fx-{i}", "occurred_at": f"2026-11-2{i % 3}T0{i % 10}:1{i % 6}:0{i % 10}"
+                 + (".123456Z" if i % 4 == 0 else ".250000+02:00" if i % 4 == 1 else "Z" if i % 4 == 2 else "-05:30"),
+                 "deployment": "gate-a", "algorithm": "algo-1", "mode": "verification" if i % 2 else "identification",
+                 "score": i / 120, "threshold": 0.5, "decision": "match" if i % 3 else "non_match",
+                 "subject": {"sex": "F" if i % 2 else "M", "race": ["Black", "White", "Asian"][i % 3]}}
+        if i % 5 == 0:
+            event["reference"] = {"sex": "M", "race": "White"}
+        if i % 7 == 0:
+            event["context"] = {"camera": i, "site": {"name": "north", "floors": [1, 2]}}
+        elif i % 7 == 1:
+            event["context"] = {}
+        outcome = {"event_id": f"fx-{i}", "verified_at": "2026-11-26T10:00:00.250000+01:00", "truth": "genuine"
+                   if i % 2 else "impostor", "reviewer": f"r{i % 3}", "revision": i % 2, "inclusion_prob": 0.5}
+        envelopes += builder.add("match-events", event["event_id"], json.dumps(event).encode(), 0.0)
+        envelopes += builder.add("verified-outcomes", outcome["event_id"], json.dumps(outcome).encode(), 0.0)
+    envelopes += builder.drain()
+    messages = [RawMessage(e.topic, f"t.{e.topic}", e.partition, offset, e.key, e.value)
+                for offset, e in enumerate(envelopes)]
+    batch = BatchProcessor(CONFIG, partitions=2).process(messages, resident=ResidentJoins(CONFIG, lambda p: [])).sink
+    assert len(batch.envelopes) == len(envelopes) and not batch.records  # every envelope on the fast path
+
+    base = stack["FAIRWATCH_CLICKHOUSE"]
+    tag = uuid.uuid4().hex[:8]
+    oracle_store, store = (open_store(server_url(base, f"fw_{name}_{tag}")) for name in ("framesref", "frames"))
+    try:
+        for opened in (oracle_store, store):
+            migrate(opened)
+        ClickHouseSink(oracle_store, CONFIG).write_rows(batch.built())  # rows built in Python, the driver's way
+        ClickHouseSink(store, CONFIG).write_rows(batch)
+        expected, got = table_contents(oracle_store), table_contents(store)
+        assert len(got["match_events"]) == 120 and len(got["verified_outcomes"]) == 120
+        assert got == expected
+        contexts = {row[0]: row[-1] for row in got["match_events"]}
+        assert json.loads(contexts["fx-7"]) == {"camera": 7, "site": {"floors": [1, 2], "name": "north"}}
+        assert contexts["fx-8"] == contexts["fx-1"] == "{}"
+    finally:
+        for opened in (oracle_store, store):
+            opened.execute(f"DROP DATABASE IF EXISTS {opened.database}")
+            opened.close()

@@ -794,6 +794,12 @@ def records_of_valid_batch(raw: bytes, kind: str) -> list:
     return _records(kind, records, list(map(_fromisoformat, texts)))
 
 
+def shapes_of_valid_batch(raw: bytes, kind: str) -> list:
+    """The records of an envelope :func:`decode_valid_batch` accepted, as decoded (timestamps still
+    text, optional maps UNSET), without checking them again: for the sink process's columns."""
+    return _BATCH_DECODERS[kind].decode(raw).records
+
+
 def _records(kind: str, shapes: list, times: list[datetime]) -> list:
     """MatchEvent / VerifiedOutcome records of decoded shapes and their parsed timestamps."""
     if kind == "match_event":

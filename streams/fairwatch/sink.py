@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Sequence
 
+import msgspec
 import numpy as np
 
 from fairwatch.config import CoreConfig
-from fairwatch.contracts import MatchEvent, VerifiedOutcome, records_of_valid_batch
+from fairwatch.contracts import MatchEvent, VerifiedOutcome, records_of_valid_batch, shapes_of_valid_batch
 from fairwatch.counts import decode_cells
 from fairwatch.counts_layout import COLUMNS, INTERSECTION_SEP, OVERALL
 from fairwatch.join import LabeledDeltas
@@ -42,6 +43,7 @@ GROUP_KEY_COLUMNS = ("deployment", "algorithm", "mode", "attribute", "group_labe
 
 
 _SORTED = json.JSONEncoder(sort_keys=True)
+_fromisoformat = datetime.fromisoformat  # as the contracts' decoders parse timestamps
 _UINT32_END = 1 << 32  # UInt32 and DateTime columns hold [0, 2**32)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # ingested_at of a batch with no envelopes (never stored)
 
@@ -207,6 +209,46 @@ class SinkBatch:
                 records += decoded
         return records
 
+    def write_events(self, store: Store) -> None:
+        """The match events into ``store``: those of envelopes as numpy columns where the store takes
+        external tables (:func:`event_frames`), else (and single records and rows) as column lists."""
+        frames = self._envelope_frames("match_event", event_frames) if store.external_tables else None
+        if frames is None:
+            store.insert_columns("match_events", EVENT_COLUMNS, self.event_columns())
+            return
+        if self.events or any(isinstance(r, MatchEvent) for r in self.records):
+            store.insert_columns("match_events", EVENT_COLUMNS, _joined([
+                _columns_of(self.events, len(EVENT_COLUMNS)),
+                event_columns([r for r in self.records if isinstance(r, MatchEvent)], self.ingested_at or _EPOCH)]))
+        store.insert_frames(_EVENT_FRAMES_SQL, [("events", _EVENT_STRUCTURE, frames)],
+                            {"ingested": _epoch(self.ingested_at or _EPOCH)})
+
+    def write_outcomes(self, store: Store) -> None:
+        """The verified outcomes into ``store``, as :meth:`write_events` writes events."""
+        frames = self._envelope_frames("verified_outcome", outcome_frames) if store.external_tables else None
+        if frames is None:
+            store.insert_columns("verified_outcomes", OUTCOME_COLUMNS, self.outcome_columns())
+            return
+        if self.outcomes or any(isinstance(r, VerifiedOutcome) for r in self.records):
+            store.insert_columns("verified_outcomes", OUTCOME_COLUMNS, _joined([
+                _columns_of(self.outcomes, len(OUTCOME_COLUMNS)),
+                outcome_columns([r for r in self.records if isinstance(r, VerifiedOutcome)],
+                                self.ingested_at or _EPOCH)]))
+        store.insert_frames(_OUTCOME_FRAMES_SQL, [("outcomes", _OUTCOME_STRUCTURE, frames)],
+                            {"ingested": _epoch(self.ingested_at or _EPOCH)})
+
+    def _envelope_frames(self, kind: str, build) -> dict | None:
+        """``build`` over the decoded records of this batch's envelopes of ``kind``; None when there
+        are none or they do not fit the frames."""
+        shapes = []
+        for envelope_kind, raw, count in self.envelopes:
+            if envelope_kind == kind:
+                decoded = shapes_of_valid_batch(raw, kind)  # the bytes the worker checked
+                if len(decoded) != count:  # never: the same bytes were decoded before
+                    raise RuntimeError(f"a {kind} envelope decoded differently in the sink")
+                shapes += decoded
+        return build(shapes) if shapes else None
+
     def event_columns(self) -> list[list]:
         return _joined([_columns_of(self.events, len(EVENT_COLUMNS)),
                         event_columns(self._records("match_event"), self.ingested_at or _EPOCH)])
@@ -356,9 +398,8 @@ def row_inserts(batch: SinkBatch) -> list[tuple[str, Callable[[Store], None]]]:
     """The inserts of a batch's rows: (table, a function writing them to a store). They may run in
     any order or at once; only a recompute of their buckets must come after all of them."""
     return [
-        ("match_events", lambda store: store.insert_columns("match_events", EVENT_COLUMNS, batch.event_columns())),
-        ("verified_outcomes",
-         lambda store: store.insert_columns("verified_outcomes", OUTCOME_COLUMNS, batch.outcome_columns())),
+        ("match_events", batch.write_events),
+        ("verified_outcomes", batch.write_outcomes),
         ("labeled_outcomes", batch.write_labeled),
         ("dead_letters",
          lambda store: store.insert_columns("dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letter_columns())),
@@ -435,3 +476,71 @@ def labeled_frames(parts: list[tuple[LabeledDeltas, int]]) -> tuple[dict, dict] 
     row_frame = {name: np.concatenate(rows[name]).astype(types[kind]) for name, kind in _LABELED_STRUCTURE}
     profile_frame = {name: np.array(profiles[name], types[kind]) for name, kind in _PROFILES_STRUCTURE}
     return row_frame, profile_frame
+
+
+_EVENT_STRUCTURE = [("event_id", "String"), ("occurred_s", "UInt32"), ("occurred_at_us", "UInt32"),
+                    ("deployment", "String"), ("algorithm", "String"), ("mode", "String"), ("score", "Float64"),
+                    ("threshold", "Float64"), ("decision", "String"), ("subject_keys", "String"),
+                    ("subject_values", "String"), ("reference_keys", "String"), ("reference_values", "String"),
+                    ("context", "String")]
+_EVENT_FRAMES_SQL = (
+    f"INSERT INTO match_events ({', '.join(EVENT_COLUMNS)}) "
+    f"SELECT event_id, toDateTime(occurred_s), occurred_at_us, deployment, algorithm, mode, score, threshold, "
+    f"decision, {_split_sql('subject_keys')}, {_split_sql('subject_values')}, {_split_sql('reference_keys')}, "
+    f"{_split_sql('reference_values')}, context, toDateTime(%(ingested)s) FROM events"
+)
+_OUTCOME_STRUCTURE = [("event_id", "String"), ("verified_s", "UInt32"), ("truth", "String"), ("reviewer", "String"),
+                      ("revision", "UInt32"), ("inclusion_prob", "Float64")]
+_OUTCOME_FRAMES_SQL = (
+    f"INSERT INTO verified_outcomes ({', '.join(OUTCOME_COLUMNS)}) "
+    f"SELECT event_id, toDateTime(verified_s), truth, reviewer, revision, inclusion_prob, toDateTime(%(ingested)s) "
+    f"FROM outcomes"
+)
+
+
+def _in_datetime_range(seconds: list[int]) -> bool:
+    return not seconds or (min(seconds) >= 0 and max(seconds) < _UINT32_END)
+
+
+def event_frames(shapes: list) -> dict[str, np.ndarray] | None:
+    """The columns of :func:`event_columns` (but ``ingested_at``) of decoded envelope records, as
+    numpy columns of an external table: times as seconds, labels joined by LABEL_JOINER. None when
+    they do not fit (a time outside DateTime, a label with the joiner)."""
+    unset, encode, join = msgspec.UNSET, _SORTED.encode, LABEL_JOINER.join
+    times = [_fromisoformat(r.occurred_at) for r in shapes]
+    seconds = [_epoch(t) for t in times]
+    subjects = [r.subject for r in shapes]
+    references = [{} if r.reference is unset else r.reference for r in shapes]
+    subject_values = [join(s.values()) for s in subjects]
+    reference_values = [join(r.values()) for r in references]
+    joiners = "".join(subject_values).count(LABEL_JOINER) + "".join(reference_values).count(LABEL_JOINER)
+    if not _in_datetime_range(seconds) or joiners != sum(len(m) - 1 for m in subjects + references if m):
+        return None  # a label holds the joiner
+    return {
+        "event_id": np.array([r.event_id for r in shapes], object),
+        "occurred_s": np.array(seconds, np.uint32), "occurred_at_us": np.array([t.microsecond for t in times], np.uint32),
+        "deployment": np.array([r.deployment for r in shapes], object),
+        "algorithm": np.array([r.algorithm for r in shapes], object), "mode": np.array([r.mode for r in shapes], object),
+        "score": np.array([r.score for r in shapes], np.float64),
+        "threshold": np.array([r.threshold for r in shapes], np.float64),
+        "decision": np.array([r.decision for r in shapes], object),
+        "subject_keys": np.array([join(s) for s in subjects], object), "subject_values": np.array(subject_values, object),
+        "reference_keys": np.array([join(r) for r in references], object),
+        "reference_values": np.array(reference_values, object),
+        "context": np.array([encode(r.context) if r.context is not unset and r.context else "{}" for r in shapes],
+                            object),
+    }
+
+
+def outcome_frames(shapes: list) -> dict[str, np.ndarray] | None:
+    """The columns of :func:`outcome_columns` (but ``ingested_at``) of decoded envelope records, as
+    numpy columns of an external table; None when a time is outside DateTime."""
+    seconds = [_epoch(_fromisoformat(r.verified_at)) for r in shapes]
+    if not _in_datetime_range(seconds):
+        return None
+    return {
+        "event_id": np.array([r.event_id for r in shapes], object), "verified_s": np.array(seconds, np.uint32),
+        "truth": np.array([r.truth for r in shapes], object), "reviewer": np.array([r.reviewer for r in shapes], object),
+        "revision": np.array([r.revision for r in shapes], np.uint32),
+        "inclusion_prob": np.array([r.inclusion_prob for r in shapes], np.float64),
+    }
