@@ -131,6 +131,15 @@ def _at_once(jobs: list[tuple[str, Callable]]) -> None:
 
 
 def _ready() -> bool:
+    """Connect before the first batch (its write would otherwise wait for the connections and for
+    the driver's numpy modules to import); a failure here is only logged: every write retries."""
+    state = _local.state
+    try:
+        _sink().store.prepare()
+        if state["concurrent"]:
+            _at_once([(table, lambda store: store.prepare()) for table, _ in row_inserts(SinkBatch())])
+    except Exception as exc:  # e.g. ClickHouse not up yet
+        log.info("the ClickHouse sink could not connect yet (%s); its first write will", exc)
     return True
 
 

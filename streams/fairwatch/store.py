@@ -80,6 +80,10 @@ class Store(Protocol):
 
     def server_version(self) -> tuple[int, ...]: ...
 
+    def prepare(self) -> None:
+        """Open what the first insert would open (connections, modules), now."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -163,12 +167,17 @@ class ServerStore:
         column -> numpy array) on a connection in the driver's numpy mode: it writes a numeric
         column's buffer as it is and a string column in one C loop, not value by value (the
         SELECT turns strings into Enum values, seconds into DateTime, joined labels into arrays)."""
+        self.prepare()
+        external = [{"name": name, "structure": structure, "data": _Frame(columns)} for name, structure, columns in tables]
+        self._numpy_client.execute(sql, params, external_tables=external)
+
+    def prepare(self) -> None:
         if self._numpy_client is None:
             from clickhouse_driver import Client
             options = dict(self._options, settings={**self._options["settings"], "use_numpy": True})
-            self._numpy_client = Client(database=self.database, **options)
-        external = [{"name": name, "structure": structure, "data": _Frame(columns)} for name, structure, columns in tables]
-        self._numpy_client.execute(sql, params, external_tables=external)
+            client = Client(database=self.database, **options)
+            client.execute("SELECT 1")  # connects, and imports the driver's numpy columns (pandas)
+            self._numpy_client = client
 
     def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
         if data and len(data[0]):
@@ -268,6 +277,9 @@ class EmbeddedStore:
 
     def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
         return self.insert(table, columns, zip(*data))
+
+    def prepare(self) -> None:
+        pass  # in this process, opened already
 
     def server_version(self) -> tuple[int, ...]:
         return _parse_version(self.query("SELECT version()")[0][0])
