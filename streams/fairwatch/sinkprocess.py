@@ -89,7 +89,27 @@ def _recompute(touched: dict[int, set[int]]) -> float:
 
 
 def _write_counts(counts: dict[int, bytes], version: int | None) -> float:
-    return _retrying(lambda sink: sink.write_counts(counts, version))
+    version = time.time_ns() if version is None else version  # one version for every part
+    if not _local.state["concurrent"] or len(counts) < 2:
+        return _retrying(lambda sink: sink.write_counts(counts, version))
+    return _retrying(lambda sink: _write_counts_concurrently(counts, version))
+
+
+COUNTS_STATEMENTS = 2  # the server stores each insert in one thread: halves of the partitions use two cores
+
+
+def _write_counts_concurrently(counts: dict[int, bytes], version: int) -> None:
+    """The partitions' counts in inserts run at once on their own connections (their rows never
+    overlap: kafka_partition is in group_counts' key), the larger blobs dealt first."""
+    shares: list[dict[int, bytes]] = [{} for _ in range(COUNTS_STATEMENTS)]
+    load = [0] * COUNTS_STATEMENTS
+    for partition, blob in sorted(counts.items(), key=lambda item: -len(item[1])):
+        lightest = load.index(min(load))
+        shares[lightest][partition] = blob
+        load[lightest] += len(blob)
+    config = _local.state["config"]
+    _at_once([(f"counts-{i}", lambda store, share=share: ClickHouseSink(store, config).write_counts(share, version))
+              for i, share in enumerate(shares) if share])
 
 
 RECOMPUTE_STATEMENTS = 2  # a recompute reads with FINAL (one stream) and sorts one insert: two use two cores
@@ -106,7 +126,7 @@ def _recompute_concurrently(sink: ClickHouseSink, touched: dict[int, set[int]]) 
               for i, share in enumerate(shares)])
 
 
-_AT_ONCE_THREADS = max(len(row_inserts(SinkBatch())), RECOMPUTE_STATEMENTS)  # one per table, or per statement
+_AT_ONCE_THREADS = max(len(row_inserts(SinkBatch())), RECOMPUTE_STATEMENTS, COUNTS_STATEMENTS)  # one per job
 
 
 def _at_once(jobs: list[tuple[str, Callable]]) -> None:
@@ -137,7 +157,8 @@ def _ready() -> bool:
     try:
         _sink().store.prepare()
         if state["concurrent"]:
-            _at_once([(table, lambda store: store.prepare()) for table, _ in row_inserts(SinkBatch())])
+            names = [table for table, _ in row_inserts(SinkBatch())] + [f"counts-{i}" for i in range(COUNTS_STATEMENTS)]
+            _at_once([(name, lambda store: store.prepare()) for name in names])
     except Exception as exc:  # e.g. ClickHouse not up yet
         log.info("the ClickHouse sink could not connect yet (%s); its first write will", exc)
     return True
