@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import datetime, timezone
 import socket
 import time
 import uuid
@@ -79,7 +80,7 @@ def test_the_sink_executor_writes_what_the_sequential_sink_writes(stack, in_proc
         executor = SinkExecutor(store.url, CONFIG, in_process=in_process)
         try:
             assert executor.start().result(timeout=60)
-            futures = [executor.write_rows(batch) for batch in batches]
+            futures = [executor.write_rows(batches[i : i + 2]) for i in range(0, len(batches), 2)]  # in pairs
             futures.append(executor.write_counts({p: counts[p] for p in (0, 1)}))
             futures.append(executor.recompute({p: buckets[p] for p in (2, 3)}))
             assert all(f.result(timeout=120) >= 0 for f in futures)
@@ -222,8 +223,13 @@ def test_envelope_frames_store_references_contexts_and_odd_times_as_the_column_l
     envelopes += builder.drain()
     messages = [RawMessage(e.topic, f"t.{e.topic}", e.partition, offset, e.key, e.value)
                 for offset, e in enumerate(envelopes)]
-    batch = BatchProcessor(CONFIG, partitions=2).process(messages, resident=ResidentJoins(CONFIG, lambda p: [])).sink
-    assert len(batch.envelopes) == len(envelopes) and not batch.records  # every envelope on the fast path
+    processor, resident = BatchProcessor(CONFIG, partitions=2), ResidentJoins(CONFIG, lambda p: [])
+    half = len(messages) // 2
+    batches = [processor.process(part, resident=resident).sink for part in (messages[:half], messages[half:])]
+    batches[0].ingested_at = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)  # told apart in one insert
+    batches[1].ingested_at = datetime(2026, 11, 26, 12, 0, 7, tzinfo=timezone.utc)
+    assert sum(len(b.envelopes) for b in batches) == len(envelopes)  # every envelope on the fast path
+    assert not any(b.records for b in batches)
 
     base = stack["FAIRWATCH_CLICKHOUSE"]
     tag = uuid.uuid4().hex[:8]
@@ -231,9 +237,14 @@ def test_envelope_frames_store_references_contexts_and_odd_times_as_the_column_l
     try:
         for opened in (oracle_store, store):
             migrate(opened)
-        ClickHouseSink(oracle_store, CONFIG).write_rows(batch.built())  # rows built in Python, the driver's way
-        ClickHouseSink(store, CONFIG).write_rows(batch)
+        for batch in batches:  # rows built in Python, the driver's way, a batch at a time
+            ClickHouseSink(oracle_store, CONFIG).write_rows(batch.built())
+        ClickHouseSink(store, CONFIG).write_rows(batches)  # both at once: one insert per table
         expected, got = table_contents(oracle_store), table_contents(store)
+        ingested = "SELECT event_id, toUnixTimestamp(ingested_at) FROM {} ORDER BY event_id"
+        for table in ("match_events", "verified_outcomes"):
+            assert store.query(ingested.format(table)) == oracle_store.query(ingested.format(table))
+            assert len({seconds for _, seconds in store.query(ingested.format(table))}) == 2
         assert len(got["match_events"]) == 120 and len(got["verified_outcomes"]) == 120
         assert got == expected
         contexts = {row[0]: row[-1] for row in got["match_events"]}

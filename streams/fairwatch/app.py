@@ -142,6 +142,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     read_up_to: dict = {}  # input partition -> next offset to read, as far as handled batches go
     first_batch_seen: list[float] = []
     row_writes: collections.deque = collections.deque()  # ClickHouse row writes not yet awaited
+    rows_waiting: list = []  # processed batches' rows not yet sent: sent together (a server pays per insert)
     batch_lock = asyncio.Lock()  # a batch, and a flush taking the pending batches, never interleave
     flush_lock = asyncio.Lock()  # one flush at a time: the join log is written in order
     background_flushes: set = set()  # flushes started by a batch and not awaited by it (kept referenced)
@@ -165,6 +166,13 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         metrics.sink_seconds.observe(seconds)
         count_sink_failures()
 
+    def send_rows() -> None:
+        """Hand the waiting batches' rows to the sink, as one write (one insert per table)."""
+        if rows_waiting:
+            batches = list(rows_waiting)
+            rows_waiting.clear()
+            row_writes.append(asyncio.ensure_future(to_clickhouse(lambda: sink.write_rows(batches))))
+
     async def handle(events) -> None:
         """One sub-batch: decode and join, ClickHouse rows (in the sink process, while the next batch
         is processed), dead letters and forwards; then it waits in ``pending`` for the next flush."""
@@ -181,8 +189,9 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             started = time.perf_counter()
             result = processor.process(messages, resident=resident)
             processed = time.perf_counter()
-            rows = result.sink
-            row_writes.append(asyncio.ensure_future(to_clickhouse(lambda: sink.write_rows(rows))))
+            rows_waiting.append(result.sink)
+            if sum(map(len, rows_waiting)) >= ROW_WRITE_ROWS:
+                send_rows()
             while row_writes and (row_writes[0].done() or len(row_writes) > MAX_ROW_WRITES_IN_FLIGHT):
                 await row_writes.popleft()  # back-pressure: ClickHouse slower than Kafka (or down)
             stored = time.perf_counter()
@@ -229,6 +238,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 current = resident.joins()
                 log_writes = {partition: resident.persist(partition) for partition, join in joins.items()
                               if current.get(partition) is join}
+                send_rows()
                 rows_taken = list(row_writes)  # the taken batches' rows are among these (later ones too)
                 counts = {partition: persisted.counts for partition, persisted in log_writes.items()
                           if persisted.counts is not None}
@@ -425,7 +435,8 @@ def await_chain(task: asyncio.Task) -> str:
 MAX_SUB_BATCH_BYTES = 4 << 20  # ~16k records: batch envelopes would otherwise block the loop for seconds
 MAX_PENDING_RECORDS = 200_000  # flush before the commit timer when this many records wait (memory, replay)
 EXPIRE_SECONDS = 3600.0  # how often (at most) the joins drop records idle for the TTL (FAIRWATCH_TTL_DAYS)
-MAX_ROW_WRITES_IN_FLIGHT = 2  # batches whose ClickHouse rows may be on their way while the next is processed
+MAX_ROW_WRITES_IN_FLIGHT = 2  # row writes that may be on their way while the next batch is processed
+ROW_WRITE_ROWS = 60_000  # rows (about two 4 MB batches) sent as one write: fewer, larger inserts cost the server less
 
 
 class Pending:

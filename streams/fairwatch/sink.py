@@ -108,7 +108,7 @@ def _columns_of(rows: list[tuple], width: int) -> list[list]:
 
 
 def _joined(parts: list[list[list]]) -> list[list]:
-    """Column lists of several parts, concatenated column by column."""
+    """Column lists of several parts (at least one), concatenated column by column."""
     out = [list(column) for column in parts[0]]
     for part in parts[1:]:
         for column, more in zip(out, part):
@@ -209,37 +209,9 @@ class SinkBatch:
                 records += decoded
         return records
 
-    def write_events(self, store: Store) -> None:
-        """The match events into ``store``: those of envelopes as numpy columns where the store takes
-        external tables (:func:`event_frames`), else (and single records and rows) as column lists."""
-        frames = self._envelope_frames("match_event", event_frames) if store.external_tables else None
-        if frames is None:
-            store.insert_columns("match_events", EVENT_COLUMNS, self.event_columns())
-            return
-        if self.events or any(isinstance(r, MatchEvent) for r in self.records):
-            store.insert_columns("match_events", EVENT_COLUMNS, _joined([
-                _columns_of(self.events, len(EVENT_COLUMNS)),
-                event_columns([r for r in self.records if isinstance(r, MatchEvent)], self.ingested_at or _EPOCH)]))
-        store.insert_frames(_EVENT_FRAMES_SQL, [("events", _EVENT_STRUCTURE, frames)],
-                            {"ingested": _epoch(self.ingested_at or _EPOCH)})
-
-    def write_outcomes(self, store: Store) -> None:
-        """The verified outcomes into ``store``, as :meth:`write_events` writes events."""
-        frames = self._envelope_frames("verified_outcome", outcome_frames) if store.external_tables else None
-        if frames is None:
-            store.insert_columns("verified_outcomes", OUTCOME_COLUMNS, self.outcome_columns())
-            return
-        if self.outcomes or any(isinstance(r, VerifiedOutcome) for r in self.records):
-            store.insert_columns("verified_outcomes", OUTCOME_COLUMNS, _joined([
-                _columns_of(self.outcomes, len(OUTCOME_COLUMNS)),
-                outcome_columns([r for r in self.records if isinstance(r, VerifiedOutcome)],
-                                self.ingested_at or _EPOCH)]))
-        store.insert_frames(_OUTCOME_FRAMES_SQL, [("outcomes", _OUTCOME_STRUCTURE, frames)],
-                            {"ingested": _epoch(self.ingested_at or _EPOCH)})
-
-    def _envelope_frames(self, kind: str, build) -> dict | None:
-        """``build`` over the decoded records of this batch's envelopes of ``kind``; None when there
-        are none or they do not fit the frames."""
+    def envelope_frames(self, kind: str, build) -> dict | None:
+        """``build`` over the decoded records of this batch's envelopes of ``kind``, with this batch's
+        ``ingested_s``; None when there are none or they do not fit the frames."""
         shapes = []
         for envelope_kind, raw, count in self.envelopes:
             if envelope_kind == kind:
@@ -247,7 +219,18 @@ class SinkBatch:
                 if len(decoded) != count:  # never: the same bytes were decoded before
                     raise RuntimeError(f"a {kind} envelope decoded differently in the sink")
                 shapes += decoded
-        return build(shapes) if shapes else None
+        frames = build(shapes) if shapes else None
+        if frames is not None:
+            frames["ingested_s"] = np.full(len(shapes), _epoch(self.ingested_at or _EPOCH), np.uint32)
+        return frames
+
+    def single_columns(self, kind: str) -> list[list]:
+        """The columns of this batch's rows and single records of ``kind`` (not its envelopes')."""
+        if kind == "match_event":
+            return _joined([_columns_of(self.events, len(EVENT_COLUMNS)), event_columns(
+                [r for r in self.records if isinstance(r, MatchEvent)], self.ingested_at or _EPOCH)])
+        return _joined([_columns_of(self.outcomes, len(OUTCOME_COLUMNS)), outcome_columns(
+            [r for r in self.records if isinstance(r, VerifiedOutcome)], self.ingested_at or _EPOCH)])
 
     def event_columns(self) -> list[list]:
         return _joined([_columns_of(self.events, len(EVENT_COLUMNS)),
@@ -260,20 +243,6 @@ class SinkBatch:
     def labeled_columns(self) -> list[list]:
         return _joined([_columns_of(self.labeled, len(LABELED_COLUMNS))]
                        + [labeled_columns(deltas, partition) for deltas, partition in self.deltas])
-
-    def write_labeled(self, store: Store) -> None:
-        """The labeled rows into ``store``: the join's deltas as numpy columns where the store takes
-        external tables (:func:`labeled_frames`), else (and the rows of ``labeled``) as column lists."""
-        frames = labeled_frames(self.deltas) if store.external_tables and self.deltas else None
-        if frames is None:
-            store.insert_columns("labeled_outcomes", LABELED_COLUMNS, self.labeled_columns())
-            return
-        if self.labeled:
-            store.insert_columns("labeled_outcomes", LABELED_COLUMNS, _columns_of(self.labeled, len(LABELED_COLUMNS)))
-        rows, profiles = frames
-        if rows:
-            store.insert_frames(_LABELED_FRAMES_SQL, [("labeled", _LABELED_STRUCTURE, rows),
-                                                      ("profiles", _PROFILES_STRUCTURE, profiles)])
 
     def dead_letter_columns(self) -> list[list]:
         return _columns_of(self.dead_letters, len(DEAD_LETTER_COLUMNS))
@@ -303,8 +272,9 @@ class ClickHouseSink:
         self.write_rows(batch)
         self.recompute(batch.touched)
 
-    def write_rows(self, batch: SinkBatch) -> None:
-        for _, write in row_inserts(batch):
+    def write_rows(self, batches: SinkBatch | Sequence[SinkBatch]) -> None:
+        """The rows of one batch or several (one insert per table for all of them)."""
+        for _, write in row_inserts(batches):
             write(self.store)
 
     def write_counts(self, counts: dict[int, bytes], version: int | None = None) -> None:
@@ -394,16 +364,57 @@ def split_by_partition(touched: dict[int, set[int]], shares: int) -> list[dict[i
     return [part for part in parts if part]
 
 
-def row_inserts(batch: SinkBatch) -> list[tuple[str, Callable[[Store], None]]]:
-    """The inserts of a batch's rows: (table, a function writing them to a store). They may run in
-    any order or at once; only a recompute of their buckets must come after all of them."""
+def row_inserts(batches: SinkBatch | Sequence[SinkBatch]) -> list[tuple[str, Callable[[Store], None]]]:
+    """The inserts of the rows of one batch or several (one insert per table for all of them: a
+    server pays for each insert): (table, a function writing them to a store). They may run in any
+    order or at once; only a recompute of their buckets must come after all of them."""
+    batches = [batches] if isinstance(batches, SinkBatch) else list(batches)
     return [
-        ("match_events", batch.write_events),
-        ("verified_outcomes", batch.write_outcomes),
-        ("labeled_outcomes", batch.write_labeled),
-        ("dead_letters",
-         lambda store: store.insert_columns("dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letter_columns())),
+        ("match_events", lambda store: _write_records(batches, store, "match_event")),
+        ("verified_outcomes", lambda store: _write_records(batches, store, "verified_outcome")),
+        ("labeled_outcomes", lambda store: _write_labeled(batches, store)),
+        ("dead_letters", lambda store: store.insert_columns(
+            "dead_letters", DEAD_LETTER_COLUMNS, _joined([b.dead_letter_columns() for b in batches]))),
     ]
+
+
+def _write_records(batches: list[SinkBatch], store: Store, kind: str) -> None:
+    """The events (or outcomes) of ``batches``: those of envelopes as numpy columns where the store
+    takes external tables (:func:`event_frames`, :func:`outcome_frames`), the rest as column lists."""
+    if kind == "match_event":
+        table, columns, build, sql, structure = ("match_events", EVENT_COLUMNS, event_frames, _EVENT_FRAMES_SQL,
+                                                 _EVENT_STRUCTURE)
+    else:
+        table, columns, build, sql, structure = ("verified_outcomes", OUTCOME_COLUMNS, outcome_frames,
+                                                 _OUTCOME_FRAMES_SQL, _OUTCOME_STRUCTURE)
+    frames, lists = [], []
+    for batch in batches:
+        built = batch.envelope_frames(kind, build) if store.external_tables else None
+        if built is None:
+            lists.append(batch.event_columns() if kind == "match_event" else batch.outcome_columns())
+        else:
+            frames.append(built)
+            lists.append(batch.single_columns(kind))
+    store.insert_columns(table, columns, _joined(lists))
+    if frames:
+        store.insert_frames(sql, [("records", structure, {name: np.concatenate([f[name] for f in frames])
+                                                          for name, _ in structure})])
+
+
+def _write_labeled(batches: list[SinkBatch], store: Store) -> None:
+    """The labeled rows of ``batches``: the join's deltas as numpy columns where the store takes
+    external tables (:func:`labeled_frames`), else (and the rows of ``labeled``) as column lists."""
+    deltas = [part for batch in batches for part in batch.deltas]
+    frames = labeled_frames(deltas) if store.external_tables and deltas else None
+    if frames is None:
+        store.insert_columns("labeled_outcomes", LABELED_COLUMNS, _joined([b.labeled_columns() for b in batches]))
+        return
+    rows = [row for batch in batches for row in batch.labeled]
+    store.insert_columns("labeled_outcomes", LABELED_COLUMNS, _columns_of(rows, len(LABELED_COLUMNS)))
+    labeled, profiles = frames
+    if labeled:
+        store.insert_frames(_LABELED_FRAMES_SQL, [("labeled", _LABELED_STRUCTURE, labeled),
+                                                  ("profiles", _PROFILES_STRUCTURE, profiles)])
 
 
 # ---- rows as numpy columns of external tables, expanded by the server -----------------------------
@@ -482,19 +493,19 @@ _EVENT_STRUCTURE = [("event_id", "String"), ("occurred_s", "UInt32"), ("occurred
                     ("deployment", "String"), ("algorithm", "String"), ("mode", "String"), ("score", "Float64"),
                     ("threshold", "Float64"), ("decision", "String"), ("subject_keys", "String"),
                     ("subject_values", "String"), ("reference_keys", "String"), ("reference_values", "String"),
-                    ("context", "String")]
+                    ("context", "String"), ("ingested_s", "UInt32")]
 _EVENT_FRAMES_SQL = (
     f"INSERT INTO match_events ({', '.join(EVENT_COLUMNS)}) "
     f"SELECT event_id, toDateTime(occurred_s), occurred_at_us, deployment, algorithm, mode, score, threshold, "
     f"decision, {_split_sql('subject_keys')}, {_split_sql('subject_values')}, {_split_sql('reference_keys')}, "
-    f"{_split_sql('reference_values')}, context, toDateTime(%(ingested)s) FROM events"
+    f"{_split_sql('reference_values')}, context, toDateTime(ingested_s) FROM records"
 )
 _OUTCOME_STRUCTURE = [("event_id", "String"), ("verified_s", "UInt32"), ("truth", "String"), ("reviewer", "String"),
-                      ("revision", "UInt32"), ("inclusion_prob", "Float64")]
+                      ("revision", "UInt32"), ("inclusion_prob", "Float64"), ("ingested_s", "UInt32")]
 _OUTCOME_FRAMES_SQL = (
     f"INSERT INTO verified_outcomes ({', '.join(OUTCOME_COLUMNS)}) "
-    f"SELECT event_id, toDateTime(verified_s), truth, reviewer, revision, inclusion_prob, toDateTime(%(ingested)s) "
-    f"FROM outcomes"
+    f"SELECT event_id, toDateTime(verified_s), truth, reviewer, revision, inclusion_prob, toDateTime(ingested_s) "
+    f"FROM records"
 )
 
 

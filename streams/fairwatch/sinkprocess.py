@@ -70,16 +70,16 @@ def _retrying(work: Callable[[ClickHouseSink], None]) -> float:
                 raise SinkClosed("the sink was closed while a ClickHouse write was failing") from exc
 
 
-def _write_rows(batch: SinkBatch) -> float:
+def _write_rows(batches: SinkBatch | list[SinkBatch]) -> float:
     if not _local.state["concurrent"]:
-        return _retrying(lambda sink: sink.write_rows(batch))
-    return _retrying(lambda sink: _insert_concurrently(batch))
+        return _retrying(lambda sink: sink.write_rows(batches))
+    return _retrying(lambda sink: _insert_concurrently(batches))
 
 
-def _insert_concurrently(batch: SinkBatch) -> None:
+def _insert_concurrently(batches: SinkBatch | list[SinkBatch]) -> None:
     """Each table's rows built and inserted on its own connection, at once: while the server
     stores one table's block, this process encodes the next (the driver waits without the GIL)."""
-    _at_once(row_inserts(batch))
+    _at_once(row_inserts(batches))
 
 
 def _recompute(touched: dict[int, set[int]]) -> float:
@@ -198,8 +198,9 @@ class SinkExecutor:
         """Start the worker now (a child process takes a second to import) rather than at the first write."""
         return self._executor.submit(_ready)
 
-    def write_rows(self, batch: SinkBatch) -> concurrent.futures.Future:
-        return self._submit(_write_rows, batch)
+    def write_rows(self, batches: SinkBatch | list[SinkBatch]) -> concurrent.futures.Future:
+        """The rows of one batch or several, one insert per table for all (:func:`row_inserts`)."""
+        return self._submit(_write_rows, batches)
 
     def recompute(self, touched: dict[int, set[int]]) -> concurrent.futures.Future:
         return self._submit(_recompute, touched)
