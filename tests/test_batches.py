@@ -6,6 +6,8 @@ DefaultPartitioner, the JSON Schema of the envelope (jsonschema), and brute-forc
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import random
 from pathlib import Path
@@ -255,3 +257,39 @@ def test_sub_batches_keep_order_and_bound_the_bytes():
         sizes = [len(e.message.value) for e in chunk]
         assert sum(sizes[:-1]) < 2000  # closed at the first message that reaches the limit
     assert list(sub_batches([], limit=10)) == []
+
+
+def _gather(script, max_events: int, within: float, complete) -> list[tuple[float, list]]:
+    """(seconds since start, batch) of gathered_batches over takes arriving as ``script`` says:
+    (seconds to wait, take) pairs."""
+    async def takes():
+        for pause, take in script:
+            await asyncio.sleep(pause)
+            yield take
+
+    from fairwatch.app import gathered_batches  # imports faust: only where needed, as above
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        return [(loop.time() - start, batch)
+                async for batch in gathered_batches(takes(), max_events, within, complete)]
+
+    return asyncio.run(main())
+
+
+def test_gathered_batches_end_when_complete_full_or_due_and_lose_nothing():
+    script = [(0.0, [1, 2]), (0.01, [3]), (1.0, [4]), (0.01, [5, 6, 7]), (0.01, [8, 9])]
+    # nothing more to read once 3 is in: the batch goes at once, not after `within`
+    got = _gather(script, 100, 0.5, lambda batch: batch[-1] in (3, 9))
+    assert [batch for _, batch in got] == [[1, 2, 3], [4, 5, 6, 7, 8, 9]]
+    assert got[0][0] < 0.25 and 1.0 <= got[1][0] < 1.3
+    # never complete: a batch waits `within` from its first event (the next take is 1 s away); the
+    # last goes when the takes end
+    got = _gather(script, 100, 0.3, lambda batch: False)
+    assert [batch for _, batch in got] == [[1, 2, 3], [4, 5, 6, 7, 8, 9]]
+    assert 0.28 <= got[0][0] < 0.9 and 1.0 <= got[1][0] < 1.3
+    # full: a batch goes as soon as it holds max_events
+    got = _gather(script, 4, 5.0, lambda batch: False)
+    assert [batch for _, batch in got] == [[1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert 1.0 <= got[0][0] < 1.3

@@ -290,9 +290,23 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             return False
         return all(end is not None and read_up_to.get(tp, 0) >= end for tp, end in ends.items())
 
+    def gathered_all(batch) -> bool:
+        """``batch`` (with what was handled before) holds every assigned input partition to its end."""
+        consumer = app.consumer
+        try:
+            ends = {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp.topic in kinds}
+        except Exception:  # the assignment changed under us
+            return False
+        gathered: dict = {}
+        for e in batch:
+            gathered[e.message.tp] = max(gathered.get(e.message.tp, 0), e.message.offset + 1)
+        return all(end is not None and max(read_up_to.get(tp, 0), gathered.get(tp, 0)) >= end
+                   for tp, end in ends.items())
+
     @app.agent(inputs, concurrency=1)
     async def process(stream):
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
+        takes = stream.take_events(settings.batch_size, within=TAKE_SECONDS)
+        async for batch in gathered_batches(takes, settings.batch_size, settings.batch_within, gathered_all):
             for events in sub_batches(batch):
                 await handle(events)
                 await asyncio.sleep(0)  # let the web page, timers and the fetcher run in between
@@ -437,6 +451,45 @@ MAX_PENDING_RECORDS = 200_000  # flush before the commit timer when this many re
 EXPIRE_SECONDS = 3600.0  # how often (at most) the joins drop records idle for the TTL (FAIRWATCH_TTL_DAYS)
 MAX_ROW_WRITES_IN_FLIGHT = 2  # row writes that may be on their way while the next batch is processed
 ROW_WRITE_ROWS = 60_000  # rows (about two 4 MB batches) sent as one write: fewer, larger inserts cost the server less
+
+
+TAKE_SECONDS = 0.02  # the stream's takes are short; gathered_batches makes batches of them
+
+
+async def gathered_batches(takes, max_events: int, within: float, complete):
+    """Batches of the stream's events from ``takes`` (its short takes): a batch ends when it holds
+    ``max_events``, ``within`` seconds after its first event, or as soon as ``complete(batch)``
+    says nothing more is there to read. A single take_events(max_events, within) would wait out
+    ``within`` even then: at the end of a backlog, a batch idled that long for nothing."""
+    takes = takes.__aiter__()
+    loop = asyncio.get_running_loop()
+    waiting = None  # the next take, under way
+    batch: list = []
+    deadline = 0.0
+    try:
+        while True:
+            if waiting is None:
+                waiting = asyncio.ensure_future(takes.__anext__())
+            timeout = max(0.0, deadline - loop.time()) if batch else None
+            done, _ = await asyncio.wait([waiting], timeout=timeout)
+            if done:
+                try:
+                    taken = waiting.result()
+                except StopAsyncIteration:
+                    if batch:
+                        yield batch
+                    return
+                waiting = None
+                if not batch:
+                    deadline = loop.time() + within
+                batch.extend(taken)
+                if len(batch) < max_events and loop.time() < deadline and not complete(batch):
+                    continue
+            out, batch = batch, []
+            yield out
+    finally:
+        if waiting is not None:
+            waiting.cancel()
 
 
 class Pending:
