@@ -281,32 +281,23 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                     pending.keep(partition, resident)
                     metrics.expired.inc(len(gone))
 
-    def caught_up() -> bool:
-        """Every assigned input partition read to its end: nothing more is coming right now."""
+    def caught_up(batch=()) -> bool:
+        """Every assigned input partition read to its end by the handled batches and ``batch``
+        (events not yet handled): nothing more is coming right now."""
         consumer = app.consumer
         try:
             ends = {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp.topic in kinds}
         except Exception:  # the assignment changed under us
             return False
-        return all(end is not None and read_up_to.get(tp, 0) >= end for tp, end in ends.items())
-
-    def gathered_all(batch) -> bool:
-        """``batch`` (with what was handled before) holds every assigned input partition to its end."""
-        consumer = app.consumer
-        try:
-            ends = {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp.topic in kinds}
-        except Exception:  # the assignment changed under us
-            return False
-        gathered: dict = {}
+        read = dict(read_up_to)
         for e in batch:
-            gathered[e.message.tp] = max(gathered.get(e.message.tp, 0), e.message.offset + 1)
-        return all(end is not None and max(read_up_to.get(tp, 0), gathered.get(tp, 0)) >= end
-                   for tp, end in ends.items())
+            read[e.message.tp] = max(read.get(e.message.tp, 0), e.message.offset + 1)
+        return all(end is not None and read.get(tp, 0) >= end for tp, end in ends.items())
 
     @app.agent(inputs, concurrency=1)
     async def process(stream):
         takes = stream.take_events(settings.batch_size, within=TAKE_SECONDS)
-        async for batch in gathered_batches(takes, settings.batch_size, settings.batch_within, gathered_all):
+        async for batch in gathered_batches(takes, settings.batch_size, settings.batch_within, caught_up):
             for events in sub_batches(batch):
                 await handle(events)
                 await asyncio.sleep(0)  # let the web page, timers and the fetcher run in between
@@ -457,8 +448,9 @@ TAKE_SECONDS = 0.02  # the stream's takes are short; gathered_batches makes batc
 
 
 async def gathered_batches(takes, max_events: int, within: float, complete):
-    """Batches of the stream's events from ``takes`` (its short takes): a batch ends when it holds
-    ``max_events``, ``within`` seconds after its first event, or as soon as ``complete(batch)``
+    """Batches of the stream's events from ``takes`` (its short takes, each of ``max_events`` at
+    most): a batch ends when it holds ``max_events`` (or the next take would not fit), ``within``
+    seconds after its first event, or as soon as ``complete(batch)``
     says nothing more is there to read. A single take_events(max_events, within) would wait out
     ``within`` even then: at the end of a backlog, a batch idled that long for nothing."""
     takes = takes.__aiter__()
@@ -480,6 +472,9 @@ async def gathered_batches(takes, max_events: int, within: float, complete):
                         yield batch
                     return
                 waiting = None
+                if batch and len(batch) + len(taken) > max_events:  # a batch holds max_events at most
+                    out, batch = batch, []
+                    yield out
                 if not batch:
                     deadline = loop.time() + within
                 batch.extend(taken)
