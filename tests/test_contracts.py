@@ -172,6 +172,25 @@ def test_rejections_name_the_value():
     assert decode_match_event(json.dumps(ev)).code == RejectCode.NON_FINITE_NUMBER
 
 
+def test_timestamps_outside_the_years_clickhouse_stores_are_refused_by_both_paths():
+    """A record whose time ClickHouse's DateTime cannot hold would stall the sink: refused with a
+    reason, by the full parser and (by declining) the envelope fast path; the edge years fit
+    whatever the offset."""
+    event = json.loads((EXAMPLES / "valid" / "match_event.identification.json").read_text())
+    for text, ok in [("1970-12-31T23:59:59Z", False), ("1971-01-01T00:00:00+23:59", True),
+                     ("2105-12-31T23:59:59-23:59", True), ("2106-01-01T00:00:00Z", False),
+                     ("0001-01-01T00:00:00Z", False)]:
+        doc = dict(event, occurred_at=text)
+        result = contracts.decode_match_event(json.dumps(doc).encode())
+        if ok:
+            assert 0 < result.occurred_at.timestamp() < 2**32
+        else:
+            assert isinstance(result, Rejection) and result.code == RejectCode.BAD_TIMESTAMP
+            assert "1971-2105" in result.message
+        envelope = json.dumps({"batch_version": 1, "bucket": 0, "partitions": 1, "records": [doc]}).encode()
+        assert (contracts.decode_valid_batch(envelope, "match_event") is not None) == ok
+
+
 def test_timestamps_keep_their_instant():
     ev = decode_match_event((EXAMPLES / "valid" / "match_event.identification.json").read_bytes())
     assert ev.occurred_at.utcoffset().total_seconds() == 3600

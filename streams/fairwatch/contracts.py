@@ -44,8 +44,9 @@ MAX_REVISION = 2**31 - 1
 ID_PATTERN = "^[!-~]+$"
 ATTRIBUTE_PATTERN = "^[A-Za-z][A-Za-z0-9_]{0,63}$"
 LABEL_PATTERN = "^[^&]+$"
+MIN_YEAR, MAX_YEAR = 1971, 2105  # as written: whatever the UTC offset, the instant fits ClickHouse's DateTime
 TIMESTAMP_PATTERN = (
-    "^([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    "^(197[1-9]|19[89][0-9]|20[0-9][0-9]|210[0-5])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     "[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
 
@@ -209,6 +210,12 @@ def parse_timestamp(value: Any, name: str) -> datetime:
             raise _reject(
                 RejectCode.TIMESTAMP_WITHOUT_OFFSET, name,
                 f"{name} {value!r} has no UTC offset; add 'Z' or '+hh:mm'",
+            )
+        if m is not None and not MIN_YEAR <= int(m.group("y")) <= MAX_YEAR:
+            raise _reject(
+                RejectCode.BAD_TIMESTAMP, name,
+                f"{name} {value!r} is outside the years {MIN_YEAR}-{MAX_YEAR} (ClickHouse stores times from "
+                f"1970 to 2106; with any UTC offset these fit)",
             )
         raise _reject(RejectCode.BAD_TIMESTAMP, name, f"{name} {value!r} is not an RFC 3339 date-time")
     if m.group("sign"):
@@ -532,7 +539,7 @@ def decode_message_fully(raw: bytes | str, kind: str) -> tuple[BatchHeader | Non
 # full parser gives; anything else (including every fault) goes to the full parser, which names
 # the reason. tests/test_contracts.py holds the two together on generated and mutated documents.
 
-_FAST_TIMESTAMP_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
+_FAST_TIMESTAMP_RE = re.compile(r"(?:197[1-9]|19[89]\d|20\d\d|210[0-5])-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
 _KNOWN_GOOD: dict[str, None] = {}  # strings already found to be valid identifiers
 _KNOWN_LABELS: dict[tuple[str, str], None] = {}  # (attribute, label) pairs already found valid
 _KNOWN_LIMIT = 100_000
