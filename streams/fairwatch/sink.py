@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, Sized
 
 import msgspec
 import numpy as np
@@ -197,13 +197,18 @@ class SinkBatch:
         return SinkBatch(self.event_rows(), self.outcome_rows(), self.labeled_outcome_rows(), list(self.dead_letters),
                          self.touched)
 
-    def _records(self, kind: str) -> list:
-        """The batch's records of ``kind``: single ones, then those of its envelopes."""
+    def _singles(self, kind: str) -> list:
+        """The batch's single records of ``kind``, in order."""
         record_type = MatchEvent if kind == "match_event" else VerifiedOutcome
-        records: list = [record for record in self.records if isinstance(record, record_type)]
+        return [record for record in self.records if isinstance(record, record_type)]
+
+    def _envelope_records(self, kind: str, decode) -> list:
+        """The records of the batch's envelopes of ``kind``, decoded again by ``decode(raw, kind)``
+        (:func:`records_of_valid_batch` or :func:`shapes_of_valid_batch`: the bytes the worker checked)."""
+        records: list = []
         for envelope_kind, raw, count in self.envelopes:
             if envelope_kind == kind:
-                decoded = records_of_valid_batch(raw, kind)  # the bytes the worker checked
+                decoded = decode(raw, kind)
                 if len(decoded) != count:  # never: the same bytes were decoded before
                     raise RuntimeError(f"a {kind} envelope decoded differently in the sink")
                 records += decoded
@@ -212,33 +217,33 @@ class SinkBatch:
     def envelope_frames(self, kind: str, build) -> dict | None:
         """``build`` over the decoded records of this batch's envelopes of ``kind``, with this batch's
         ``ingested_s``; None when there are none or they do not fit the frames."""
-        shapes = []
-        for envelope_kind, raw, count in self.envelopes:
-            if envelope_kind == kind:
-                decoded = shapes_of_valid_batch(raw, kind)  # the bytes the worker checked
-                if len(decoded) != count:  # never: the same bytes were decoded before
-                    raise RuntimeError(f"a {kind} envelope decoded differently in the sink")
-                shapes += decoded
+        shapes = self._envelope_records(kind, shapes_of_valid_batch)
         frames = build(shapes) if shapes else None
         if frames is not None:
             frames["ingested_s"] = np.full(len(shapes), _epoch(self.ingested_at or _EPOCH), np.uint32)
         return frames
 
+    def _columns(self, kind: str, records: list) -> list[list]:
+        """The columns of the batch's rows of ``kind`` followed by ``records``'."""
+        if kind == "match_event":
+            return _joined([_columns_of(self.events, len(EVENT_COLUMNS)),
+                            event_columns(records, self.ingested_at or _EPOCH)])
+        return _joined([_columns_of(self.outcomes, len(OUTCOME_COLUMNS)),
+                        outcome_columns(records, self.ingested_at or _EPOCH)])
+
     def single_columns(self, kind: str) -> list[list]:
         """The columns of this batch's rows and single records of ``kind`` (not its envelopes')."""
-        if kind == "match_event":
-            return _joined([_columns_of(self.events, len(EVENT_COLUMNS)), event_columns(
-                [r for r in self.records if isinstance(r, MatchEvent)], self.ingested_at or _EPOCH)])
-        return _joined([_columns_of(self.outcomes, len(OUTCOME_COLUMNS)), outcome_columns(
-            [r for r in self.records if isinstance(r, VerifiedOutcome)], self.ingested_at or _EPOCH)])
+        return self._columns(kind, self._singles(kind))
+
+    def record_columns(self, kind: str) -> list[list]:
+        """The columns of this batch's rows, single records and envelopes' records of ``kind``."""
+        return self._columns(kind, self._singles(kind) + self._envelope_records(kind, records_of_valid_batch))
 
     def event_columns(self) -> list[list]:
-        return _joined([_columns_of(self.events, len(EVENT_COLUMNS)),
-                        event_columns(self._records("match_event"), self.ingested_at or _EPOCH)])
+        return self.record_columns("match_event")
 
     def outcome_columns(self) -> list[list]:
-        return _joined([_columns_of(self.outcomes, len(OUTCOME_COLUMNS)),
-                        outcome_columns(self._records("verified_outcome"), self.ingested_at or _EPOCH)])
+        return self.record_columns("verified_outcome")
 
     def labeled_columns(self) -> list[list]:
         return _joined([_columns_of(self.labeled, len(LABELED_COLUMNS))]
@@ -351,16 +356,17 @@ def counts_frames(counts: dict[int, bytes]) -> tuple[dict[str, np.ndarray], dict
     return cell_frame, group_frame
 
 
-def split_by_partition(touched: dict[int, set[int]], shares: int) -> list[dict[int, set[int]]]:
-    """``touched`` (partition -> buckets) dealt into at most ``shares`` non-empty parts of about
-    equal work (buckets), whole partitions each; the parts' recomputes together rewrite the same rows."""
-    parts: list[dict[int, set[int]]] = [{} for _ in range(max(1, shares))]
+def split_by_partition(work: dict[int, Sized], shares: int) -> list[dict[int, Sized]]:
+    """``work`` (partition -> its buckets to recompute, or its counts blob) dealt into at most
+    ``shares`` non-empty parts of about equal size (``len``), whole partitions each, the largest
+    first: the parts' writes together rewrite the same rows as one would."""
+    parts: list[dict[int, Sized]] = [{} for _ in range(max(1, shares))]
     load = [0] * len(parts)
-    for partition, buckets in sorted(touched.items(), key=lambda item: (-len(item[1]), item[0])):
-        if buckets:
+    for partition, items in sorted(work.items(), key=lambda item: (-len(item[1]), item[0])):
+        if items:
             lightest = load.index(min(load))
-            parts[lightest][partition] = buckets
-            load[lightest] += len(buckets)
+            parts[lightest][partition] = items
+            load[lightest] += len(items)
     return [part for part in parts if part]
 
 
@@ -391,7 +397,7 @@ def _write_records(batches: list[SinkBatch], store: Store, kind: str) -> None:
     for batch in batches:
         built = batch.envelope_frames(kind, build) if store.external_tables else None
         if built is None:
-            lists.append(batch.event_columns() if kind == "match_event" else batch.outcome_columns())
+            lists.append(batch.record_columns(kind))
         else:
             frames.append(built)
             lists.append(batch.single_columns(kind))

@@ -100,16 +100,10 @@ COUNTS_STATEMENTS = 2  # the server stores each insert in one thread: halves of 
 
 def _write_counts_concurrently(counts: dict[int, bytes], version: int) -> None:
     """The partitions' counts in inserts run at once on their own connections (their rows never
-    overlap: kafka_partition is in group_counts' key), the larger blobs dealt first."""
-    shares: list[dict[int, bytes]] = [{} for _ in range(COUNTS_STATEMENTS)]
-    load = [0] * COUNTS_STATEMENTS
-    for partition, blob in sorted(counts.items(), key=lambda item: -len(item[1])):
-        lightest = load.index(min(load))
-        shares[lightest][partition] = blob
-        load[lightest] += len(blob)
+    overlap: kafka_partition is in group_counts' key), dealt by blob size."""
     config = _local.state["config"]
     _at_once([(f"counts-{i}", lambda store, share=share: ClickHouseSink(store, config).write_counts(share, version))
-              for i, share in enumerate(shares) if share])
+              for i, share in enumerate(split_by_partition(counts, COUNTS_STATEMENTS))])
 
 
 RECOMPUTE_STATEMENTS = 2  # a recompute reads with FINAL (one stream) and sorts one insert: two use two cores
