@@ -18,8 +18,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from fairwatch.auditlog import COLUMNS, append_records, verify
-from fairwatch.store import migrate, open_store
+from fairwatch.store.auditlog import COLUMNS, append_records, verify
+from fairwatch.store.clickhouse import migrate, open_store
 
 RESULTS = Path(__file__).parent / "results" / "auditlog.json"
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)

@@ -28,17 +28,16 @@ import tracemalloc
 import uuid
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from msgspec.structs import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-
-from fairwatch.config import CoreConfig
-from fairwatch.contracts import MatchEvent, VerifiedOutcome
-from fairwatch.counts import BucketCounts
-from fairwatch.counts_layout import INTERSECTION_SEP, N_COLUMNS, OVERALL, GroupKey
-from fairwatch.join import LabelJoin
+from fairwatch.contracts.records import MatchEvent, VerifiedOutcome
+from fairwatch.core.config import CoreConfig
+from fairwatch.core.counts import BucketCounts
+from fairwatch.core.join import LabelJoin
+from fairwatch.core.layout import INTERSECTION_SEP, N_COLUMNS, OVERALL, GroupKey
+from msgspec.structs import replace
 
 CONFIG = CoreConfig(intersections=(("sex", "race"),))
 DAY0 = datetime(2026, 1, 5, tzinfo=timezone.utc)

@@ -26,11 +26,11 @@ from urllib.parse import urlparse, urlunparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.workload: the workload and its oracle
 
-from fairwatch.config import CoreConfig  # noqa: E402
-from fairwatch.partitioning import partitions_for  # noqa: E402
-from fairwatch.pipeline import BatchProcessor, RawMessage, ResidentJoins  # noqa: E402
-from fairwatch.sink import ClickHouseSink  # noqa: E402
-from fairwatch.store import migrate, open_store  # noqa: E402
+from fairwatch.contracts.partitioning import partitions_for  # noqa: E402
+from fairwatch.core.config import CoreConfig  # noqa: E402
+from fairwatch.store.clickhouse import migrate, open_store  # noqa: E402
+from fairwatch.store.sink import ClickHouseSink  # noqa: E402
+from fairwatch.stream.processor import BatchProcessor, RawMessage, ResidentJoins  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "counts.json"
 PARTITIONS = 8
@@ -40,7 +40,9 @@ CONFIG = CoreConfig(intersections=(("sex", "race"),))
 def server_url() -> str:
     if os.environ.get("FAIRWATCH_CLICKHOUSE"):
         return os.environ["FAIRWATCH_CLICKHOUSE"]
-    from tests.stack import ensure_stack  # the local stack, started if needed
+    from fairwatch.testing.stack import (
+        ensure_stack,  # the local stack, started if needed
+    )
     return ensure_stack()["FAIRWATCH_CLICKHOUSE"]
 
 
@@ -64,8 +66,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    from tests.live import assert_counts_equal, changed_counts, stored_counts
-    from tests.workload import make_workload, oracle_counts
+    from fairwatch.testing.live import (
+        assert_counts_equal,
+        changed_counts,
+        stored_counts,
+    )
+    from fairwatch.testing.workload import make_workload, oracle_counts
 
     base = urlparse(args.store or server_url())
     database = f"bench_counts_{uuid.uuid4().hex[:8]}"

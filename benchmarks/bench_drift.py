@@ -24,12 +24,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-
-from fairwatch.alerts import Alert, IncidentTracker
-from fairwatch.drift import (
-    DEFAULT_GRID, AdwinErrorDetector, MixtureShiryaevRoberts, cusum_information_bound, rate_log_lr,
+from fairwatch.detect.detectors import (
+    DEFAULT_GRID,
+    AdwinErrorDetector,
+    MixtureShiryaevRoberts,
+    cusum_information_bound,
+    rate_log_lr,
     threshold_for_budget,
 )
+from fairwatch.detect.incidents import Alert, IncidentTracker
 
 RESULTS = Path(__file__).parent / "results" / "drift.json"
 BUCKETS_PER_DAY = 1440

@@ -18,8 +18,8 @@ named by FAIRWATCH_KAFKA / FAIRWATCH_CLICKHOUSE. Steps:
      ``--store``, default rocksdb as in production) with its own ClickHouse database (decode,
      join, ClickHouse rows, the flush that recomputes the touched counts and persists the join
      state, offset commits). It runs as in production: its ClickHouse writes in its sink process
-     (``fairwatch.sinkprocess``), both processes with the garbage-collector tuning of
-     ``fairwatch.gctuning`` (frozen start-up objects, fewer collections).
+     (``fairwatch.stream.write_executor``), both processes with the garbage-collector tuning of
+     ``fairwatch.stream.gctuning`` (frozen start-up objects, fewer collections).
 
 Times are wall clock from the process spawn. ``startup`` ends when the consumer is ready (first
 message for the baselines; for the worker, when /healthz lists assigned input partitions or,
@@ -258,7 +258,7 @@ class CpuSampler:
 
 def service_pids() -> dict[str, int]:
     """Kafka's and ClickHouse's pids when the benchmark uses the local stack (none for external services)."""
-    from tests.stack import local_stack_dir
+    from fairwatch.testing.stack import local_stack_dir
     if os.environ.get("FAIRWATCH_KAFKA") and os.environ.get("FAIRWATCH_CLICKHOUSE"):
         return {}  # services() uses them (local_stack_dir() would start the stack if Alertmanager is unset)
     state = local_stack_dir()
@@ -316,7 +316,7 @@ def run_baseline(kind: str, ctx, inp, group: str, timeout: float) -> dict:
 
 
 def run_worker(store: str, ctx, inp, timeout: float) -> dict:
-    from tests.live import WorkerProcess
+    from fairwatch.testing.live import WorkerProcess
 
     tag = f"{ctx.tag}_{inp.name}"
     group = f"bench-fairwatch-{ctx.tag}-{inp.name}"
@@ -405,7 +405,7 @@ def tail(path: Path, lines: int = 30) -> str:
 
 def cleanup(ctx) -> None:
     """Delete the benchmark's topics (inputs, outputs, changelogs, assignor), groups and databases."""
-    from tests.live import delete_resources
+    from fairwatch.testing.live import delete_resources
 
     errors = delete_resources(ctx.kafka, tuple(i.prefix for i in ctx.inputs) + tuple(g + "-" for g in ctx.groups),
                               ctx.groups, ctx.clickhouse, ctx.databases)
@@ -420,7 +420,7 @@ def cleanup(ctx) -> None:
 def services() -> tuple[str, str]:
     if os.environ.get("FAIRWATCH_KAFKA") and os.environ.get("FAIRWATCH_CLICKHOUSE"):
         return os.environ["FAIRWATCH_KAFKA"], os.environ["FAIRWATCH_CLICKHOUSE"]
-    from tests.stack import ensure_stack
+    from fairwatch.testing.stack import ensure_stack
     stack = ensure_stack()
     return stack["FAIRWATCH_KAFKA"], stack["FAIRWATCH_CLICKHOUSE"]
 
@@ -470,8 +470,8 @@ def main() -> None:
     if unknown:
         parser.error(f"--only: no consumer named {', '.join(sorted(unknown))}; choose from {', '.join(CONSUMERS)}")
 
-    from fairwatch.topics import ensure_topics
-    from tests.workload import make_workload
+    from fairwatch.stream.topics import ensure_topics
+    from fairwatch.testing.workload import make_workload
 
     kafka, clickhouse = services()
     tag = uuid.uuid4().hex[:8]

@@ -1,9 +1,21 @@
+"""Fixtures shared by the tests. A test that uses the local stack (``stack``, or the server side
+of ``store`` / ``migrated_store``) carries the ``services`` marker, so ``-m "not services"``
+starts nothing."""
+
+import os
 import uuid
 
 import pytest
+from fairwatch.store.clickhouse import EmbeddedStore, ServerStore, migrate, open_store
+from fairwatch.testing.stack import ensure_stack, server_url
 
-from fairwatch.store import migrate, open_store
-from tests.stack import ensure_stack
+SERVER = pytest.param("server", marks=pytest.mark.services)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture(scope="session")
@@ -16,15 +28,31 @@ def stack() -> dict[str, str]:
     return ensure_stack()
 
 
-@pytest.fixture(params=["server", "embedded"])
+@pytest.fixture(params=[SERVER, "embedded"])
+def store(request, tmp_path):
+    """An unmigrated store of each kind: a database on the ClickHouse server (dropped after) and
+    an embedded chDB directory."""
+    if request.param == "server":
+        stack = request.getfixturevalue("stack")
+        database = f"fairwatch_test_{os.getpid()}"
+        opened = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], database))
+        assert isinstance(opened, ServerStore)
+        yield opened
+        opened.execute(f"DROP DATABASE IF EXISTS {database}")
+    else:
+        opened = open_store(f"chdb://{tmp_path}/chdb")
+        assert isinstance(opened, EmbeddedStore)
+        yield opened
+    opened.close()
+
+
+@pytest.fixture(params=[SERVER, "embedded"])
 def migrated_store(request, tmp_path):
     """A migrated store of each kind: a fresh database on the ClickHouse server (dropped after),
     and an embedded chDB directory."""
     if request.param == "embedded":
         opened = open_store(f"chdb://{tmp_path}/chdb")
     else:
-        from tests.test_store import server_url
-
         url = request.getfixturevalue("stack")["FAIRWATCH_CLICKHOUSE"]
         opened = open_store(server_url(url, f"fw_test_{uuid.uuid4().hex[:10]}"))
     migrate(opened)

@@ -10,15 +10,14 @@ import json
 import uuid
 
 import pytest
+from fairwatch.contracts.records import ContractError
+from fairwatch.producer import AsyncFairwatchProducer, FairwatchProducer
+from fairwatch.stream.topics import TopicError, ensure_topics
+from fairwatch.testing.live import delete_resources
+from fairwatch.testing.workload import make_workload
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.partitioner.default import murmur2
-
-from fairwatch.contracts import ContractError
-from fairwatch.producer import AsyncFairwatchProducer, FairwatchProducer
-from fairwatch.topics import TopicError, ensure_topics
-from tests.live import delete_resources
-from tests.workload import make_workload
 
 pytestmark = pytest.mark.services
 PARTITIONS = 4

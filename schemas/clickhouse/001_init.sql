@@ -63,7 +63,7 @@ ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(bucket)
 ORDER BY (deployment, algorithm, bucket, event_id);
 
--- Per-group event-time bucket counts, in the layout of fairwatch.counts_layout. Each Kafka
+-- Per-group event-time bucket counts, in the layout of fairwatch.core.layout. Each Kafka
 -- partition's rows are owned by one worker at a time and recomputed from labeled_outcomes as
 -- absolute values with a growing version, so a rewrite after a crash or a late outcome replaces
 -- the row. Totals are sum() over partitions of the FINAL rows.

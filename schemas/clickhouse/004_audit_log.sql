@@ -1,5 +1,5 @@
 -- The tamper-evident audit log: every estimate snapshot and alert is also appended here as a
--- record of a hash chain (fairwatch.auditlog). A record's hash covers its chain, sequence number,
+-- record of a hash chain (fairwatch.store.auditlog). A record's hash covers its chain, sequence number,
 -- kind, time, canonical JSON content and the previous record's hash; `mac` is an HMAC-SHA256 of
 -- the hash with an operator-held key (empty when no key is configured).
 -- Plain MergeTree, not Replacing: a row inserted twice must stay visible to `fairwatch audit

@@ -1,9 +1,9 @@
--- Tables the Grafana boards read besides the core's own (dashboards/, fairwatch.dashboards).
+-- Tables the Grafana boards read besides the core's own (dashboards/, fairwatch.audit.boards).
 -- Same rules as 001: ReplacingMergeTree, no DateTime64/Map/Bool/LowCardinality/TTL, so that
 -- ClickHouse 18.16 and current ClickHouse accept it.
 
 -- The differentials of every attribute set as the worker saw them at snapshot_at over a trailing
--- window, with their bootstrap intervals and status (fairwatch.differentials): the Disparity board
+-- window, with their bootstrap intervals and status (fairwatch.core.differentials): the Disparity board
 -- plots them over time; written beside estimate_snapshots by write_differential_snapshots().
 CREATE TABLE IF NOT EXISTS differential_snapshots
 (

@@ -3,7 +3,7 @@
 A worker pays about the same per Kafka message whether it holds one record or a hundred, so
 records travel in batch envelopes (schemas/batch.schema.json). A batch must only hold records of
 one partition, because the join needs an event and its outcomes on the same one: the producer
-picks each record's partition with :func:`fairwatch.partitioning.partition_for` (the Kafka
+picks each record's partition with :func:`fairwatch.contracts.partitioning.partition_for` (the Kafka
 default partitioner's function, so single records keyed by event_id land there too), groups
 records per (topic, partition), and sends a batch when it holds ``max_records`` records or
 ``max_bytes`` bytes, or ``linger`` seconds after its first record. Delivery uses an idempotent
@@ -27,7 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from fairwatch.contracts import (
+from fairwatch.contracts.partitioning import partition_for
+from fairwatch.contracts.records import (
     BATCH_VERSION,
     MAX_BATCH_RECORDS,
     MAX_MESSAGE_BYTES,
@@ -36,11 +37,9 @@ from fairwatch.contracts import (
     parse_match_event,
     parse_verified_outcome,
 )
-from fairwatch.partitioning import partition_for
-from fairwatch.topics import input_partitions
+from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
+from fairwatch.stream.topics import input_partitions
 
-MATCH_EVENTS = "match-events"
-VERIFIED_OUTCOMES = "verified-outcomes"
 _ENVELOPE_OVERHEAD = 96  # bytes of the envelope around its records, generously
 
 

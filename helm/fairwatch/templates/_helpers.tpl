@@ -88,7 +88,7 @@ app.kubernetes.io/component: worker
   value: {{ .Values.kafka.replication | quote }}
 {{- end -}}
 
-{{/* Every setting of streams/fairwatch/settings.py WORKER_ENVIRONMENT, plus the alerting URLs. */}}
+{{/* Every setting of streams/fairwatch/stream/worker_settings.py WORKER_ENVIRONMENT, plus the alerting URLs. */}}
 {{- define "fairwatch.workerEnv" -}}
 {{ include "fairwatch.connectionEnv" . }}
 - name: FAIRWATCH_APP_ID

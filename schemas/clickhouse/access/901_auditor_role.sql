@@ -3,7 +3,7 @@
 -- a role that reads every table of this database and writes nothing. Give it to a person with
 -- GRANT fairwatch_auditor TO alice. Older servers (Debian's 18.16) skip this file and use a
 -- readonly profile in users.xml instead (the local stack's `auditor` user); chDB has no access
--- control and skips it too. Applied by `fairwatch migrate` (fairwatch.auditlog.migrate_access);
+-- control and skips it too. Applied by `fairwatch migrate` (fairwatch.store.auditlog.migrate_access);
 -- the migrating user needs the access_management right.
 CREATE ROLE IF NOT EXISTS fairwatch_auditor;
 GRANT SELECT ON * TO fairwatch_auditor;

@@ -1,0 +1,979 @@
+"""Grafana boards for operators, as code: generated here, committed to ``dashboards/json``.
+
+Four boards read ClickHouse through the official plugin (``grafana-clickhouse-datasource``, uid
+:data:`DATASOURCE_UID`): **Overview** (per-group FMR / FNMR with interval bands, status over time,
+current differentials coloured by policy), **Disparity** (GARBE, FDR, IR, max/geomean with
+intervals over time, realized vs intended FMR, group x time heatmap), **Alerts** (firing and
+resolved incidents, alerts as annotations) and **Pipeline health** (ingest rate, consumer lag,
+pending joins, orphans, dead letters by reason, sink latency).
+
+Rules every panel follows:
+
+* a rate is drawn with its interval; while a group is ``insufficient`` its point estimate is
+  NULL (no line, no green zero) and the status panels say ``insufficient`` in grey;
+* SQL that ClickHouse 18.16 and current ClickHouse both accept: no ``toStartOfInterval`` (so no
+  ``$__timeInterval``); time buckets are ``toDateTime(intDiv(toUInt32(t), $__interval_s) *
+  $__interval_s)``; no window functions, CTEs, DateTime64 or JSONExtract;
+* template variables are interpolated with Grafana's ``${name:singlequote}`` format.
+
+:func:`expand_macros` and :func:`interpolate` reproduce what the plugin and Grafana do to a query
+before ClickHouse sees it, so the tests run every panel's SQL.
+
+References
+----------
+Macro expansions: grafana/clickhouse-datasource ``pkg/macros/macros.go`` (``timeFilter`` ->
+``col >= toDateTime(from) AND col <= toDateTime(to)``, ``fromTime`` / ``toTime`` ->
+``toDateTime(unix seconds)``, ``interval_s`` -> ``max(interval seconds, 1)`` as an integer,
+``timeInterval`` -> ``toStartOfInterval(...)``); macro matching: grafana/sqlds ``macros.go``
+(``\\$__name(?:\\((.*?)\\))?``, arguments split on ``,`` and trimmed). Variable format
+``singlequote``: Grafana docs, *Variable syntax* (quote each value with ``'``, escape ``'`` as
+``\\'``, join with ``,``). Annotation columns ``time``, ``timeEnd``, ``title``, ``text``, ``tags``:
+grafana/clickhouse-datasource ``src/data/CHAnnotationSupport.tsx``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import unquote, urlparse
+
+from grafana_foundation_sdk.builders import dashboard as gdb
+from grafana_foundation_sdk.builders import (
+    heatmap,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as gc
+from grafana_foundation_sdk.models import dashboard as gm
+
+from fairwatch.core.config import CoreConfig
+from fairwatch.store.clickhouse import Store
+
+DATASOURCE_UID = "fairwatch-clickhouse"
+DATASOURCE_TYPE = "grafana-clickhouse-datasource"
+DATASOURCE = gm.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
+FOLDER_UID = "fairwatch"
+FOLDER_TITLE = "fairwatch"
+JSON_DIR = Path(__file__).resolve().parents[3] / "dashboards" / "json"
+FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1  # sqlutil.FormatQueryOption, as the plugin's backend reads `format`
+
+
+@dataclass(frozen=True)
+class BoardPolicy:
+    """Where the differential stat panels turn yellow and red (until per-deployment policy files).
+
+    Parameters
+    ----------
+    max_geomean_warn, max_geomean_breach
+        Max / geometric-mean ratio of the FMRs (1 is fair).
+    ir_warn, ir_breach
+        Inequity rate (1 is fair).
+    garbe_warn, garbe_breach
+        GARBE (0 is fair).
+    fdr_warn, fdr_breach
+        FDR (1 is fair): warn and breach *below* these.
+    target_fmr
+        Default of the board's intended-FMR variable.
+
+    Examples
+    --------
+    >>> BoardPolicy().ir_breach
+    3.0
+    """
+
+    max_geomean_warn: float = 2.0
+    max_geomean_breach: float = 4.0
+    ir_warn: float = 1.5
+    ir_breach: float = 3.0
+    garbe_warn: float = 0.1
+    garbe_breach: float = 0.25
+    fdr_warn: float = 0.99
+    fdr_breach: float = 0.95
+    target_fmr: float = 0.001
+
+
+# ------------------------------------------------------------------ macros and template variables
+
+_MACROS = ("timeFilter", "fromTime", "toTime", "interval_s", "timeInterval")
+
+
+def expand_macros(sql: str, start: datetime, end: datetime, interval_seconds: float) -> str:
+    """Expand the plugin's macros as its backend does (pkg/macros/macros.go via grafana/sqlds).
+
+    Examples
+    --------
+    >>> t0 = datetime(2026, 11, 25, 6, tzinfo=timezone.utc)
+    >>> t1 = datetime(2026, 11, 25, 7, tzinfo=timezone.utc)
+    >>> expand_macros("SELECT $__interval_s WHERE $__timeFilter( at ) AND x < $__toTime", t0, t1, 0.2)
+    'SELECT 1 WHERE at >= toDateTime(1795586400) AND at <= toDateTime(1795590000) AND x < toDateTime(1795590000)'
+    """
+    frm, to = int(start.timestamp()), int(end.timestamp())
+    seconds = int(max(interval_seconds, 1))
+
+    def expand(name: str, args: list[str]) -> str:
+        if name == "timeFilter":
+            if len(args) != 1:
+                raise ValueError(f"$__timeFilter takes one column, got {args}")
+            return f"{args[0]} >= toDateTime({frm}) AND {args[0]} <= toDateTime({to})"
+        if name == "fromTime":
+            return f"toDateTime({frm})"
+        if name == "toTime":
+            return f"toDateTime({to})"
+        if name == "interval_s":
+            return str(seconds)
+        # expanded faithfully, so that a test catches it: 18.16 has no toStartOfInterval
+        return f"toStartOfInterval(toDateTime({args[0]}), INTERVAL {seconds} second)"
+
+    for name in _MACROS:
+        pattern = re.compile(r"\$__%s(?:\((.*?)\))?" % name)
+        for match in list(pattern.finditer(sql)):
+            args = [a.strip() for a in match.group(1).split(",")] if match.group(1) is not None else []
+            sql = sql.replace(match.group(0), expand(name, args))
+    return sql
+
+
+def singlequote(value: str | list[str]) -> str:
+    """Grafana's ``singlequote`` format: each value quoted, ``'`` escaped as ``\\'``, joined by ``,``.
+
+    >>> singlequote("gate-a"), singlequote(["F", "it's"])
+    ("'gate-a'", "'F','it\\\\'s'")
+    """
+    values = value if isinstance(value, list) else [value]
+    return ",".join("'%s'" % v.replace("'", "\\'") for v in values)
+
+
+_VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
+
+
+def interpolate(sql: str, values: dict[str, str | list[str]]) -> str:
+    """Replace ``${name:singlequote}``, ``${name}`` and ``$name`` as Grafana's template service does.
+
+    Names Grafana does not know (the plugin's ``$__`` macros) are left for :func:`expand_macros`.
+    Without a format the plugin joins a list as ``'a','b'`` and leaves a single value raw.
+
+    >>> interpolate("d = ${d:singlequote} AND w = $w AND $__timeFilter(t)", {"d": "gate-a", "w": "3600"})
+    "d = 'gate-a' AND w = 3600 AND $__timeFilter(t)"
+    """
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(3)
+        if name not in values:
+            return match.group(0)
+        value, fmt = values[name], match.group(2)
+        if fmt == "singlequote":
+            return singlequote(value)
+        if fmt is not None:
+            raise ValueError(f"format {fmt!r} of ${{{name}}} is not one fairwatch boards use")
+        return "'%s'" % "','".join(value) if isinstance(value, list) else value
+
+    return _VARIABLE.sub(replace, sql)
+
+
+def variables_used(sql: str) -> set[str]:
+    """Template variables a query refers to (macros excluded).
+
+    >>> sorted(variables_used("a = ${a:singlequote} AND b = $b AND $__timeFilter(t)"))
+    ['a', 'b']
+    """
+    names = {m.group(1) or m.group(3) for m in _VARIABLE.finditer(sql)}
+    return {name for name in names if not name.startswith("__")}
+
+
+# ------------------------------------------------------------------------- SDK glue for the plugin
+
+
+class ClickHouseQuery(cogvariants.Dataquery):
+    """A raw-SQL target of grafana-clickhouse-datasource (src/types/sql.ts: CHSqlQuery)."""
+
+    def __init__(self, ref_id: str, sql: str, fmt: int) -> None:
+        self.ref_id, self.sql, self.fmt = ref_id, sql.strip(), fmt
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "datasource": {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID},
+            "editorType": "sql",
+            "format": self.fmt,
+            "queryType": "timeSeries" if self.fmt == FORMAT_TIMESERIES else "table",
+            "rawSql": self.sql,
+            "refId": self.ref_id,
+        }
+
+
+class _Built(cogbuilder.Builder[Any]):
+    def __init__(self, value: Any) -> None:
+        self._internal = value
+
+    def build(self) -> Any:
+        return self._internal
+
+
+def query(sql: str, ref_id: str = "A", fmt: int = FORMAT_TIMESERIES) -> _Built:
+    return _Built(ClickHouseQuery(ref_id, sql, fmt))
+
+
+class _Json:
+    """A plain JSON object for parts of the model the SDK types narrower than Grafana accepts."""
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+
+    def to_json(self) -> dict:
+        return self.data
+
+
+def annotation(name: str, sql: str, color: str = "red") -> gdb.AnnotationQuery:
+    target = _Json({"editorType": "sql", "format": FORMAT_TABLE, "rawSql": sql.strip(), "refId": "annotation"})
+    return gdb.AnnotationQuery().name(name).datasource(DATASOURCE).enable(True).icon_color(color).target(_Built(target))
+
+
+def query_variable(name: str, label: str, sql: str, multi: bool = False) -> gdb.QueryVariable:
+    variable = (
+        gdb.QueryVariable(name).label(label).datasource(DATASOURCE)
+        .query({"refId": "var", "queryType": "sql", "editorType": "sql", "rawSql": sql.strip()})
+        .refresh(gm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(gm.VariableSort.ALPHABETICAL_ASC)
+    )
+    if multi:
+        variable = variable.multi(True).include_all(True).current(gm.VariableOption(text="All", value="$__all"))
+    return variable
+
+
+class Grid:
+    """Lays panels left to right, top to bottom, on Grafana's 24-column grid."""
+
+    def __init__(self) -> None:
+        self.x = self.y = self.row_height = 0
+        self.next_id = 1
+
+    def place(self, panel, w: int, h: int):
+        if self.x + w > 24:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        panel = panel.id(self.next_id).grid_pos(gm.GridPos(h=h, w=w, x=self.x, y=self.y)).datasource(DATASOURCE)
+        self.next_id += 1
+        self.x += w
+        self.row_height = max(self.row_height, h)
+        return panel
+
+    def row(self, title: str) -> gdb.Row:
+        if self.x:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        row = gdb.Row(title).id(self.next_id).grid_pos(gm.GridPos(h=1, w=24, x=0, y=self.y))
+        self.next_id += 1
+        self.y += 1
+        return row
+
+
+# --------------------------------------------------------------------------------- SQL fragments
+
+BUCKET = "toDateTime(intDiv(toUInt32({col}), $__interval_s) * $__interval_s)"
+SCOPE = ("deployment = ${deployment:singlequote} AND algorithm = ${algorithm:singlequote}"
+         " AND mode = ${mode:singlequote}")
+SET_SCOPE = SCOPE + " AND attribute = ${attribute:singlequote}"
+
+
+def latest_snapshot(table_name: str) -> str:
+    """The newest snapshot time in the range: the boards' "now"."""
+    return (f"(SELECT max(snapshot_at) FROM {table_name} WHERE $__timeFilter(snapshot_at)"
+            " AND window_seconds = ${window} AND " + SCOPE + ")")
+
+STATUS_MAPPINGS = [
+    {"type": "value", "options": {
+        "ok": {"text": "ok", "color": "green", "index": 0},
+        "insufficient": {"text": "insufficient", "color": "text", "index": 1},
+        "above_target": {"text": "above target", "color": "red", "index": 2},
+        "undefined": {"text": "undefined", "color": "text", "index": 3},
+    }},
+]
+STATUS_CODE_MAPPINGS = [
+    {"type": "value", "options": {
+        "0": {"text": "ok", "color": "green", "index": 0},
+        "1": {"text": "insufficient", "color": "text", "index": 1},
+        "2": {"text": "above target", "color": "red", "index": 2},
+        "3": {"text": "unknown", "color": "purple", "index": 3},
+    }},
+]
+NOT_RESOLVED_MAPPINGS = [
+    {"type": "special", "options": {"match": "null", "result": {"text": "insufficient", "color": "text", "index": 0}}},
+    {"type": "special", "options": {"match": "nan", "result": {"text": "undefined (a rate is 0)", "color": "text",
+                                                                "index": 1}}},
+]
+
+
+def _band(panel, value: str, unit: str):
+    """Draw ``value low``..``value high`` as a shaded band around the ``value`` line."""
+    low, high = f"{value} low", f"{value} high"
+    return (
+        panel.unit(unit).line_width(2).span_nulls(False)
+        .override_by_name(high, [gm.DynamicConfigValue(id_val="custom.fillBelowTo", value=low),
+                                 gm.DynamicConfigValue(id_val="custom.lineWidth", value=0),
+                                 gm.DynamicConfigValue(id_val="custom.fillOpacity", value=25)])
+        .override_by_name(low, [gm.DynamicConfigValue(id_val="custom.lineWidth", value=0)])
+    )
+
+
+def _rate_series_sql(rate: str, label: str) -> str:
+    # one snapshot per bucket, the newest; the tuple keeps NULLs (argMax would skip a Nullable NULL)
+    return f"""
+SELECT time, if(s.4 = 'insufficient', NULL, s.1) AS `{label}`, s.2 AS `{label} low`, s.3 AS `{label} high`
+FROM (
+    SELECT {BUCKET.format(col='snapshot_at')} AS time,
+           argMax(tuple({rate}, {rate}_low, {rate}_high, status), snapshot_at) AS s
+    FROM estimate_snapshots FINAL
+    WHERE $__timeFilter(snapshot_at) AND window_seconds = ${{window}} AND {SET_SCOPE}
+      AND group_label = ${{group:singlequote}}
+    GROUP BY time
+)
+ORDER BY time"""
+
+
+def _differential_series_sql(metric: str, rate: str, label: str) -> str:
+    return f"""
+SELECT time, if(s.4 = 'insufficient', NULL, s.1) AS `{label}`, s.2 AS `{label} low`, s.3 AS `{label} high`
+FROM (
+    SELECT {BUCKET.format(col='snapshot_at')} AS time,
+           argMax(tuple(value, low, high, status), snapshot_at) AS s
+    FROM differential_snapshots FINAL
+    WHERE $__timeFilter(snapshot_at) AND window_seconds = ${{window}} AND {SET_SCOPE}
+      AND metric = '{metric}' AND rate = '{rate}'
+    GROUP BY time
+)
+ORDER BY time"""
+
+
+def _per_group_sql(rate: str, column: str) -> str:
+    """Long format (time, group_label, value): the plugin turns each group into a series."""
+    return f"""
+SELECT time, group_label, if(s.2 = 'insufficient', NULL, s.1) AS `{column}`
+FROM (
+    SELECT {BUCKET.format(col='snapshot_at')} AS time, group_label,
+           argMax(tuple({rate}, status), snapshot_at) AS s
+    FROM estimate_snapshots FINAL
+    WHERE $__timeFilter(snapshot_at) AND window_seconds = ${{window}} AND {SET_SCOPE}
+    GROUP BY time, group_label
+)
+ORDER BY time, group_label"""
+
+
+def _scope_variables(with_group: bool = True) -> list:
+    source = "FROM estimate_snapshots WHERE $__timeFilter(snapshot_at)"
+    variables = [
+        query_variable("deployment", "deployment", f"SELECT DISTINCT deployment {source} ORDER BY deployment"),
+        query_variable("algorithm", "algorithm", f"SELECT DISTINCT algorithm {source}"
+                       " AND deployment = ${deployment:singlequote} ORDER BY algorithm"),
+        query_variable("mode", "mode", f"SELECT DISTINCT toString(mode) AS mode {source}"
+                       " AND deployment = ${deployment:singlequote} AND algorithm = ${algorithm:singlequote}"
+                       " ORDER BY mode"),
+        query_variable("attribute", "attribute", f"SELECT DISTINCT attribute {source} AND {SCOPE}"
+                       " AND attribute != '*' ORDER BY attribute"),
+        gdb.CustomVariable("window").label("trailing window").values("1h : 3600,24h : 86400")
+        .current(gm.VariableOption(text="1h", value="3600")),
+    ]
+    if with_group:
+        variables.append(query_variable(
+            "group", "group", f"SELECT DISTINCT group_label {source} AND {SET_SCOPE} ORDER BY group_label",
+            multi=True))
+    return variables
+
+
+ALERT_ANNOTATION_SQL = """
+SELECT opened_at AS time,
+       if(isNull(resolved_at), toDateTime(now(), 'UTC'), assumeNotNull(resolved_at)) AS timeEnd,
+       concat(toString(severity), ' ', toString(type), ': ', metric, ' ', group_label) AS title,
+       concat(detector, ' - ', toString(state), ', evidence n = ', toString(evidence_n)) AS text,
+       concat(toString(type), ',', toString(severity), ',', deployment) AS tags
+FROM alerts FINAL
+WHERE opened_at <= $__toTime AND (isNull(resolved_at) OR resolved_at >= $__fromTime)
+  AND deployment IN (${deployment:singlequote})
+ORDER BY time"""
+
+
+def _links() -> list:
+    return [gdb.DashboardLink("fairwatch boards").type(gm.DashboardLinkType.DASHBOARDS).tags(["fairwatch"])
+            .as_dropdown(True).include_vars(True).keep_time(True)]
+
+
+def _dashboard(uid: str, title: str, description: str) -> gdb.Dashboard:
+    board = (gdb.Dashboard(title).uid(uid).description(description).tags(["fairwatch"]).timezone("utc")
+             .time("now-24h", "now").refresh("1m").tooltip(gm.DashboardCursorSync.CROSSHAIR).editable())
+    for link in _links():
+        board = board.link(link)
+    return board
+
+
+# ------------------------------------------------------------------------------------ the boards
+
+
+def overview(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
+    grid = Grid()
+    board = _dashboard("fairwatch-overview", "fairwatch / Overview",
+                       "Per-group error rates with their intervals, status and current differentials.")
+    for variable in _scope_variables():
+        board = board.with_variable(variable)
+    board = board.annotation(annotation("fairwatch alerts", ALERT_ANNOTATION_SQL))
+
+    board = board.with_row(grid.row("Differentials now (latest snapshot, coloured by policy)"))
+    stats = [
+        ("Max / geomean FMR", "max_geomean", "fmr", [policy.max_geomean_warn, policy.max_geomean_breach], False),
+        ("Inequity rate (IR)", "ir", "combined", [policy.ir_warn, policy.ir_breach], False),
+        ("GARBE", "garbe", "combined", [policy.garbe_warn, policy.garbe_breach], False),
+        ("FDR", "fdr", "combined", [policy.fdr_breach, policy.fdr_warn], True),
+    ]
+    for title, metric, rate, (first, second), lower_is_worse in stats:
+        steps = ([gm.Threshold(value=None, color="red"), gm.Threshold(value=first, color="yellow"),
+                  gm.Threshold(value=second, color="green")] if lower_is_worse else
+                 [gm.Threshold(value=None, color="green"), gm.Threshold(value=first, color="yellow"),
+                  gm.Threshold(value=second, color="red")])
+        sql = f"""
+SELECT multiIf(status = 'ok', value, status = 'undefined', nan, NULL) AS `{title}`
+FROM differential_snapshots FINAL
+WHERE window_seconds = ${{window}} AND {SET_SCOPE} AND metric = '{metric}' AND rate = '{rate}'
+  AND snapshot_at = {latest_snapshot('differential_snapshots')}"""
+        panel = (stat.Panel().title(title).with_target(query(sql, fmt=FORMAT_TABLE)).decimals(3)
+                 .description(f"{metric} ({rate}) over the trailing $window of the latest snapshot in range. "
+                              "Grey 'insufficient': a group lacks evidence; never shown as a fair value.")
+                 .thresholds(gdb.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE).steps(steps))
+                 .mappings(NOT_RESOLVED_MAPPINGS).color_mode(gc.BigValueColorMode.BACKGROUND)
+                 .reduce_options(_Built(_Json({"calcs": ["last"], "fields": "", "values": False}))))
+        board = board.with_panel(grid.place(panel, 6, 4))
+
+    board = board.with_row(grid.row("Error rates over time (snapshots over the trailing $window)"))
+    for rate, label, title in (("fmr", "FMR", "False match rate"), ("fnmr", "FNMR", "False non-match rate")):
+        panel = (timeseries.Panel().title(f"{title} · $group").repeat("group").repeat_direction("h")
+                 .max_per_row(3).with_target(query(_rate_series_sql(rate, label)))
+                 .description(f"{label} (FPIR / FNIR in identification mode) with its 95% interval band. "
+                              "No line while the group is insufficient: only the band of what the data allow."))
+        board = board.with_panel(grid.place(_band(panel, label, "percentunit"), 8, 8))
+
+    board = board.with_row(grid.row("Status and current estimates"))
+    status_sql = f"""
+SELECT time, group_label, multiIf(st = 'ok', 0, st = 'insufficient', 1, st = 'above_target', 2, 3) AS status
+FROM (
+    SELECT {BUCKET.format(col='snapshot_at')} AS time, group_label, argMax(status, snapshot_at) AS st
+    FROM estimate_snapshots FINAL
+    WHERE $__timeFilter(snapshot_at) AND window_seconds = ${{window}} AND {SET_SCOPE}
+    GROUP BY time, group_label
+)
+ORDER BY time, group_label"""
+    board = board.with_panel(grid.place(
+        statetimeline.Panel().title("Status by group").with_target(query(status_sql))
+        .mappings(STATUS_CODE_MAPPINGS).show_value(gc.VisibilityMode.NEVER)
+        .color_scheme(gdb.FieldColor().mode(gm.FieldColorModeId.THRESHOLDS))
+        .thresholds(gdb.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE)
+                    .steps([gm.Threshold(value=None, color="text")])), 24, 7))
+    table_sql = f"""
+SELECT group_label AS group, impostor, false_match, fmr, fmr_low, fmr_high,
+       genuine, false_non_match, fnmr, fnmr_low, fnmr_high, status
+FROM estimate_snapshots FINAL
+WHERE window_seconds = ${{window}} AND {SET_SCOPE}
+  AND snapshot_at = {latest_snapshot('estimate_snapshots')}
+ORDER BY group"""
+    board = board.with_panel(grid.place(
+        table.Panel().title("Current estimates (latest snapshot)").with_target(query(table_sql, fmt=FORMAT_TABLE))
+        .override_by_regexp("/^f.*mr.*/", [gm.DynamicConfigValue(id_val="unit", value="percentunit"),
+                                           gm.DynamicConfigValue(id_val="decimals", value=3)])
+        .override_by_name("status", [gm.DynamicConfigValue(id_val="mappings", value=STATUS_MAPPINGS),
+                                     gm.DynamicConfigValue(id_val="custom.cellOptions",
+                                                           value={"type": "color-background"})]), 24, 9))
+    return board
+
+
+def disparity(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
+    grid = Grid()
+    board = _dashboard("fairwatch-disparity", "fairwatch / Disparity",
+                       "Demographic differentials with bootstrap intervals, realized vs intended FMR, heatmap.")
+    for variable in _scope_variables(with_group=False):
+        board = board.with_variable(variable)
+    board = board.with_variable(gdb.TextBoxVariable("target_fmr").label("intended FMR")
+                                .default_value(repr(policy.target_fmr)))
+    board = board.annotation(annotation("fairwatch alerts", ALERT_ANNOTATION_SQL))
+
+    board = board.with_row(grid.row("Differentials over time (95% bootstrap intervals)"))
+    for metric, rate, label, unit in (("garbe", "combined", "GARBE", "none"), ("fdr", "combined", "FDR", "none"),
+                                      ("ir", "combined", "IR", "none"),
+                                      ("max_geomean", "fmr", "Max/GeoMean FMR", "none"),
+                                      ("max_geomean", "fnmr", "Max/GeoMean FNMR", "none")):
+        panel = (timeseries.Panel().title(label).with_target(query(_differential_series_sql(metric, rate, label)))
+                 .description("No line while the attribute set is insufficient (a group lacks evidence)."))
+        board = board.with_panel(grid.place(_band(panel, label, unit), 12 if metric != "max_geomean" else 12, 8))
+
+    board = board.with_row(grid.row("Realized vs intended FMR, per group"))
+    intended_sql = f"""
+SELECT {BUCKET.format(col='snapshot_at')} AS time, toFloat64(${{target_fmr:singlequote}}) AS intended
+FROM estimate_snapshots
+WHERE $__timeFilter(snapshot_at) AND window_seconds = ${{window}} AND {SET_SCOPE}
+GROUP BY time
+ORDER BY time"""
+    board = board.with_panel(grid.place(
+        timeseries.Panel().title("Realized FMR by group vs intended ($target_fmr)")
+        .with_target(query(_per_group_sql("fmr", "FMR")))
+        .with_target(query(intended_sql, ref_id="B")).unit("percentunit").span_nulls(False)
+        .override_by_name("intended", [gm.DynamicConfigValue(id_val="custom.lineStyle",
+                                                             value={"fill": "dash", "dash": [10, 10]}),
+                                       gm.DynamicConfigValue(id_val="color",
+                                                             value={"mode": "fixed", "fixedColor": "red"})]),
+        24, 9))
+
+    board = board.with_row(grid.row("Group x time"))
+    board = board.with_panel(grid.place(
+        heatmap.Panel().title("FMR heatmap, group x time (blank: insufficient)")
+        .with_target(query(_per_group_sql("fmr", "FMR"))).calculate(False)
+        .unit("percentunit").show_value(gc.VisibilityMode.NEVER), 24, 10))
+    return board
+
+
+def alerts_board() -> gdb.Dashboard:
+    grid = Grid()
+    board = _dashboard("fairwatch-alerts", "fairwatch / Alerts", "Firing and resolved incidents.")
+    board = board.with_variable(query_variable(
+        "deployment", "deployment", "SELECT DISTINCT deployment FROM group_counts ORDER BY deployment", multi=True))
+    board = board.annotation(annotation("fairwatch alerts", ALERT_ANNOTATION_SQL))
+    columns = ("opened_at, toString(severity) AS severity, toString(type) AS type, deployment, algorithm,"
+               " group_label, metric, value_estimate, value_low, value_high, baseline, detector, evidence_n,"
+               " evidence_e_value, runbook_url, dashboard_url, id")
+    firing_sql = f"""
+SELECT {columns}
+FROM alerts FINAL
+WHERE state = 'firing' AND deployment IN (${{deployment:singlequote}})
+ORDER BY severity DESC, opened_at DESC"""
+    resolved_sql = f"""
+SELECT {columns.replace('opened_at,', 'opened_at, resolved_at,')}
+FROM alerts FINAL
+WHERE state = 'resolved' AND $__timeFilter(resolved_at) AND deployment IN (${{deployment:singlequote}})
+ORDER BY resolved_at DESC
+LIMIT 500"""
+    over_time_sql = f"""
+SELECT {BUCKET.format(col='opened_at')} AS time, toString(severity) AS severity, toFloat64(count()) AS opened
+FROM alerts FINAL
+WHERE $__timeFilter(opened_at) AND deployment IN (${{deployment:singlequote}})
+GROUP BY time, severity
+ORDER BY time, severity"""
+    board = board.with_row(grid.row("Incidents"))
+    board = board.with_panel(grid.place(
+        table.Panel().title("Firing now").with_target(query(firing_sql, fmt=FORMAT_TABLE))
+        .override_by_name("severity", [gm.DynamicConfigValue(id_val="mappings", value=[{"type": "value", "options": {
+            "critical": {"color": "red", "index": 0}, "warning": {"color": "orange", "index": 1},
+            "info": {"color": "blue", "index": 2}}}]), gm.DynamicConfigValue(
+                id_val="custom.cellOptions", value={"type": "color-background"})]), 24, 8))
+    board = board.with_panel(grid.place(
+        timeseries.Panel().title("Alerts opened per interval, by severity")
+        .with_target(query(over_time_sql)).draw_style(gc.GraphDrawStyle.BARS), 24, 7))
+    board = board.with_panel(grid.place(
+        table.Panel().title("Resolved in range").with_target(query(resolved_sql, fmt=FORMAT_TABLE)), 24, 8))
+    return board
+
+
+def pipeline() -> gdb.Dashboard:
+    grid = Grid()
+    board = _dashboard("fairwatch-pipeline", "fairwatch / Pipeline health",
+                       "Ingest, joins, dead letters and the workers' own metrics (worker_health).")
+    board = board.with_variable(query_variable(
+        "worker", "worker", "SELECT DISTINCT worker FROM worker_health WHERE $__timeFilter(at) ORDER BY worker",
+        multi=True))
+
+    def ingest(table_name: str, label: str) -> str:
+        return f"""
+SELECT {BUCKET.format(col='ingested_at')} AS time, count() / $__interval_s AS `{label}`
+FROM {table_name} FINAL
+WHERE $__timeFilter(ingested_at)
+GROUP BY time
+ORDER BY time"""
+
+    def gauge(metric: str, label: str, by: str | None = None) -> str:
+        # newest sample per worker and label set in each bucket, summed over workers (and labels but `by`)
+        outer = f"{by}, " if by else ""
+        inner = f"label_values[indexOf(label_keys, '{by}')] AS {by}, " if by else ""
+        return f"""
+SELECT time, {outer}sum(v) AS `{label}`
+FROM (
+    SELECT {BUCKET.format(col='at')} AS time, worker, label_keys, label_values, {inner}argMax(value, at) AS v
+    FROM worker_health FINAL
+    WHERE $__timeFilter(at) AND metric = '{metric}' AND worker IN (${{worker:singlequote}})
+    GROUP BY time, worker, label_keys, label_values
+)
+GROUP BY time{', ' + by if by else ''}
+ORDER BY time"""
+
+    sink_sql = f"""
+SELECT time, avg(v) AS `mean sink seconds per batch`
+FROM (
+    SELECT {BUCKET.format(col='at')} AS time, worker, argMax(value, at) AS v
+    FROM worker_health FINAL
+    WHERE $__timeFilter(at) AND metric = 'fairwatch_sink_seconds_mean' AND worker IN (${{worker:singlequote}})
+    GROUP BY time, worker
+)
+GROUP BY time
+ORDER BY time"""
+    # the newest sample per worker and bucket: its time minus the time of the worker's last commit
+    commit_age_sql = f"""
+SELECT {BUCKET.format(col='at')} AS time, worker, argMax(toFloat64(toUInt32(at)) - value, at) AS `seconds since commit`
+FROM worker_health FINAL
+WHERE $__timeFilter(at) AND metric = 'fairwatch_offsets_committed_timestamp_seconds' AND value > 0
+    AND worker IN (${{worker:singlequote}})
+GROUP BY time, worker
+ORDER BY time, worker"""
+    dead_sql = f"""
+SELECT {BUCKET.format(col='rejected_at')} AS time, reason_code, toFloat64(count()) AS rejected
+FROM dead_letters FINAL
+WHERE $__timeFilter(rejected_at)
+GROUP BY time, reason_code
+ORDER BY time, reason_code"""
+    dead_table_sql = """
+SELECT rejected_at, source_topic, kafka_partition, kafka_offset, reason_code, field, reason
+FROM dead_letters FINAL
+WHERE $__timeFilter(rejected_at)
+ORDER BY rejected_at DESC
+LIMIT 200"""
+
+    board = board.with_row(grid.row("Ingest"))
+    board = board.with_panel(grid.place(
+        timeseries.Panel().title("Ingest rate (messages/s, by ingestion time)").unit("short")
+        .with_target(query(ingest("match_events", "match events/s")))
+        .with_target(query(ingest("verified_outcomes", "verified outcomes/s"), ref_id="B")), 12, 8))
+    board = board.with_panel(grid.place(
+        timeseries.Panel().title("Consumer lag (messages behind, by topic)").unit("short")
+        .with_target(query(gauge("fairwatch_consumer_lag", "lag", by="topic"))), 12, 8))
+    board = board.with_panel(grid.place(
+        timeseries.Panel().title("Seconds since each worker's last offset commit (stuck if it grows while lag does)")
+        .unit("s").with_target(query(commit_age_sql)), 24, 6))
+    board = board.with_row(grid.row("Join and sink"))
+    board = board.with_panel(grid.place(
+        timeseries.Panel().title("Pending joins and orphan outcomes").unit("short")
+        .with_target(query(gauge("fairwatch_pending_joins", "pending joins")))
+        .with_target(query(gauge("fairwatch_orphan_outcomes", "orphan outcomes"), ref_id="B")), 12, 8))
+    board = board.with_panel(grid.place(
+        timeseries.Panel().title("Sink latency (mean seconds per ClickHouse batch write)").unit("s")
+        .with_target(query(sink_sql)), 12, 8))
+    board = board.with_row(grid.row("Dead letters"))
+    board = board.with_panel(grid.place(
+        timeseries.Panel().title("Dead letters by reason").unit("short")
+        .with_target(query(dead_sql)).draw_style(gc.GraphDrawStyle.BARS), 12, 8))
+    board = board.with_panel(grid.place(
+        table.Panel().title("Latest dead letters").with_target(query(dead_table_sql, fmt=FORMAT_TABLE)), 12, 8))
+    return board
+
+
+BOARDS: dict[str, Callable[[], gdb.Dashboard]] = {
+    "fairwatch-overview.json": overview,
+    "fairwatch-disparity.json": disparity,
+    "fairwatch-alerts.json": alerts_board,
+    "fairwatch-pipeline.json": pipeline,
+}
+
+
+def generate() -> dict[str, dict]:
+    """File name -> dashboard JSON (plain dicts), exactly what ``dashboards/json`` holds."""
+    boards = {name: json.loads(json.dumps(build().build(), cls=JSONEncoder)) for name, build in BOARDS.items()}
+    for board in boards.values():
+        board["annotations"].setdefault("list", [])  # the SDK leaves {} when a board has none
+    return boards
+
+
+def render(board: dict) -> str:
+    return json.dumps(board, indent=2, sort_keys=True) + "\n"
+
+
+def export(out: Path = JSON_DIR) -> list[Path]:
+    """Write every board as JSON into ``out`` (created); return the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, board in generate().items():
+        path = out / name
+        path.write_text(render(board))
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------- panels and queries
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    """One SQL query of a board: a panel target, an annotation or a variable."""
+
+    board: str
+    panel_id: int | None
+    panel_type: str  # timeseries, stat, table, heatmap, state-timeline, annotation, variable
+    title: str
+    ref_id: str
+    sql: str
+    fmt: int
+
+
+def panel_queries(board: dict) -> list[PanelQuery]:
+    """Every query of a board, panels first, then annotations and variables."""
+    found = []
+    uid = board["uid"]
+    for panel in board.get("panels", []):
+        for target in panel.get("targets", []) or []:
+            found.append(PanelQuery(uid, panel["id"], panel["type"], panel.get("title", ""), target["refId"],
+                                    target["rawSql"], target.get("format", FORMAT_TABLE)))
+    for item in board.get("annotations", {}).get("list", []):
+        target = item.get("target") or {}
+        if "rawSql" in target:
+            found.append(PanelQuery(uid, None, "annotation", item["name"], target["refId"], target["rawSql"],
+                                    FORMAT_TABLE))
+    for variable in board.get("templating", {}).get("list", []):
+        if variable.get("type") == "query":
+            found.append(PanelQuery(uid, None, "variable", variable["name"], "var", variable["query"]["rawSql"],
+                                    FORMAT_TABLE))
+    return found
+
+
+def resolve_variables(board: dict, run: Callable[[str], list[tuple]], expand: Callable[[str], str],
+                      choose: Callable[[str, list[str]], str] = lambda name, options: options[0]) -> dict[str, str]:
+    """Current values of a board's variables, resolved in order the way Grafana does on load.
+
+    A query variable runs its SQL (after the variables before it) and takes ``choose(name,
+    options)``; a custom variable its current value; a textbox its default.
+    """
+    values: dict[str, str] = {}
+    for variable in board.get("templating", {}).get("list", []):
+        name = variable["name"]
+        if variable["type"] == "query":
+            rows = run(expand(interpolate(variable["query"]["rawSql"], values)))
+            options = [str(row[0]) for row in rows]
+            if not options:
+                raise LookupError(f"variable {name!r} of {board['uid']} has no values")
+            values[name] = choose(name, options)
+        elif variable["type"] == "custom":
+            values[name] = variable["current"]["value"]
+        elif variable["type"] == "textbox":
+            values[name] = variable["query"]
+        else:
+            raise ValueError(f"variable type {variable['type']!r} is not one fairwatch boards use")
+    return values
+
+
+# ------------------------------------------------------------------------- snapshots for the boards
+
+DIFFERENTIAL_COLUMNS = ("snapshot_at", "window_seconds", "deployment", "algorithm", "mode", "attribute", "metric",
+                        "rate", "value", "low", "high", "status", "groups", "max_group", "min_group")
+
+
+def write_differential_snapshots(store: Store, config: CoreConfig, now: datetime | None = None,
+                                 windows: tuple[int, ...] = (3600, 86400)) -> int:
+    """Write the differentials of the trailing windows as seen now (beside ``write_snapshots``).
+
+    Same windows, same ``now`` rounding and same core as
+    :func:`fairwatch.audit.window.write_snapshots`, so both tables describe one snapshot.
+    """
+    from fairwatch.audit.window import resolve_window, window_metrics
+
+    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    rows = []
+    for seconds in windows:
+        window = resolve_window(f"{seconds}s", None, None, config.bucket_seconds, now)
+        frame, _ = window_metrics(store, window, config)
+        for d in frame.differentials:
+            rows.append((now, seconds, *d.scope, d.metric, d.rate, d.value, d.low, d.high, str(d.status), d.groups,
+                         d.max_group, d.min_group))
+    return store.insert("differential_snapshots", DIFFERENTIAL_COLUMNS, rows)
+
+
+HEALTH_COLUMNS = ("at", "worker", "metric", "label_keys", "label_values", "value")
+HEALTH_METRICS = ("fairwatch_consumer_lag", "fairwatch_pending_joins", "fairwatch_orphan_outcomes",
+                  "fairwatch_sink_seconds_sum", "fairwatch_sink_seconds_count", "fairwatch_sink_errors_total",
+                  "fairwatch_consumed_messages_total", "fairwatch_rejected_messages_total",
+                  "fairwatch_offsets_committed_timestamp_seconds")
+
+
+def health_rows(registry, worker: str, now: datetime | None = None, previous: list[tuple] | None = None,
+                metrics: Iterable[str] = HEALTH_METRICS) -> list[tuple]:
+    """Rows of ``worker_health`` from a Prometheus registry (the worker's ``WorkerMetrics.registry``).
+
+    One row per sample of the named metrics, labels kept as sorted key / value arrays. Given the
+    rows of the previous call (``previous``), adds ``fairwatch_sink_seconds_mean``: the mean time
+    per ClickHouse write since then (counters only grow, so the difference is what happened).
+
+    Examples
+    --------
+    >>> from prometheus_client import CollectorRegistry, Gauge, Histogram
+    >>> registry = CollectorRegistry()
+    >>> Gauge("fairwatch_consumer_lag", "lag", ["topic", "partition"], registry=registry).labels("t", "0").set(7)
+    >>> sink = Histogram("fairwatch_sink_seconds", "sink", registry=registry)
+    >>> t0 = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    >>> first = health_rows(registry, "w1", t0)
+    >>> first[0][1:]
+    ('w1', 'fairwatch_consumer_lag', ['partition', 'topic'], ['0', 't'], 7.0)
+    >>> sink.observe(0.5); sink.observe(1.5)
+    >>> [r[5] for r in health_rows(registry, "w1", t0, previous=first) if r[2] == "fairwatch_sink_seconds_mean"]
+    [1.0]
+    """
+    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    wanted = set(metrics)
+    rows = []
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name in wanted and math.isfinite(sample.value):
+                keys = sorted(sample.labels)
+                rows.append((now, worker, sample.name, keys, [str(sample.labels[k]) for k in keys],
+                             float(sample.value)))
+    if previous is not None:
+        def total(batch, name):
+            return sum(r[5] for r in batch if r[2] == name)
+
+        seconds = total(rows, "fairwatch_sink_seconds_sum") - total(previous, "fairwatch_sink_seconds_sum")
+        writes = total(rows, "fairwatch_sink_seconds_count") - total(previous, "fairwatch_sink_seconds_count")
+        if writes > 0 and seconds >= 0:  # a restarted worker's counters start again: skip that sample
+            rows.append((now, worker, "fairwatch_sink_seconds_mean", [], [], seconds / writes))
+    return rows
+
+
+def write_health(store: Store, rows: list[tuple]) -> int:
+    """Insert :func:`health_rows` into ``worker_health``."""
+    return store.insert("worker_health", HEALTH_COLUMNS, rows)
+
+
+# ------------------------------------------------------------------------------ push to Grafana
+
+
+class PushError(RuntimeError):
+    """Grafana refused or could not be reached; the message says which request and why."""
+
+
+def datasource_settings(env: dict[str, str] | None = None) -> dict:
+    """The datasource as POST /api/datasources takes it, from FAIRWATCH_CLICKHOUSE_* variables.
+
+    Falls back to the parts of ``FAIRWATCH_CLICKHOUSE`` (clickhouse://user:pass@host:port/db).
+
+    >>> s = datasource_settings({"FAIRWATCH_CLICKHOUSE": "clickhouse://auditor:pw@ch:9000/fw"})
+    >>> s["jsonData"]["host"], s["jsonData"]["port"], s["jsonData"]["username"], s["secureJsonData"]
+    ('ch', 9000, 'auditor', {'password': 'pw'})
+    """
+    env = dict(os.environ if env is None else env)
+    parsed = urlparse(env.get("FAIRWATCH_CLICKHOUSE", ""))
+    url_parts = {}
+    if parsed.scheme == "clickhouse":
+        url_parts = {"host": parsed.hostname, "port": parsed.port, "database": (parsed.path or "/").lstrip("/"),
+                     "user": unquote(parsed.username or ""), "password": unquote(parsed.password or "")}
+    host = env.get("FAIRWATCH_CLICKHOUSE_HOST") or url_parts.get("host")
+    if not host:
+        raise PushError("no ClickHouse for the datasource: set FAIRWATCH_CLICKHOUSE_HOST (and _PORT, _DATABASE, "
+                        "_USER, _PASSWORD) or FAIRWATCH_CLICKHOUSE=clickhouse://user:pass@host:port/db")
+    port = env.get("FAIRWATCH_CLICKHOUSE_PORT") or url_parts.get("port") or 9000
+    try:
+        port = int(port)
+    except ValueError:
+        raise PushError(f"FAIRWATCH_CLICKHOUSE_PORT must be a port number, got {port!r}") from None
+    return {
+        "uid": DATASOURCE_UID,
+        "name": "fairwatch ClickHouse",
+        "type": DATASOURCE_TYPE,
+        "access": "proxy",
+        "isDefault": False,
+        "jsonData": {
+            "host": host,
+            "port": port,
+            "protocol": env.get("FAIRWATCH_CLICKHOUSE_PROTOCOL", "native"),
+            "defaultDatabase": env.get("FAIRWATCH_CLICKHOUSE_DATABASE") or url_parts.get("database") or "default",
+            "username": env.get("FAIRWATCH_CLICKHOUSE_USER") or url_parts.get("user") or "default",
+        },
+        "secureJsonData": {"password": env.get("FAIRWATCH_CLICKHOUSE_PASSWORD", url_parts.get("password", ""))},
+    }
+
+
+def grafana_api(url: str, token: str | None = None):
+    """A grafana-client ``GrafanaApi`` for ``url``; credentials from ``token`` or user:pass in the URL."""
+    from grafana_client import GrafanaApi
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise PushError(f"--grafana must be an http(s) URL such as http://grafana:3000, got {url!r}")
+    if not token and not (parsed.username and parsed.password):
+        raise PushError("no Grafana credentials: set FAIRWATCH_GRAFANA_TOKEN or put user:password in the URL")
+    return GrafanaApi.from_url(url, credential=token or None)
+
+
+def push(url: str, token: str | None = None, with_datasource: bool = True,
+         env: dict[str, str] | None = None) -> list[str]:
+    """Upload the datasource, the ``fairwatch`` folder and every board; return what was done.
+
+    Idempotent: an existing datasource (by uid) is updated, an existing folder kept, boards are
+    saved with ``overwrite``.
+    """
+    from grafana_client.client import GrafanaException
+
+    api = grafana_api(url, token)
+    done = []
+
+    def status(exc: GrafanaException) -> int | None:
+        return getattr(exc, "status_code", None)
+
+    try:
+        if with_datasource:
+            settings = datasource_settings(env)
+            try:
+                api.datasource.get_datasource_by_uid(DATASOURCE_UID)
+                exists = True
+            except GrafanaException as exc:
+                if status(exc) != 404:
+                    raise
+                exists = False
+            if exists:
+                api.datasource.update_datasource_by_uid(DATASOURCE_UID, settings)
+                done.append(f"datasource {DATASOURCE_UID} updated")
+            else:
+                api.datasource.create_datasource(settings)
+                done.append(f"datasource {DATASOURCE_UID} created")
+        try:
+            api.folder.get_folder(FOLDER_UID)
+            done.append(f"folder {FOLDER_UID} exists")
+        except GrafanaException as exc:
+            if status(exc) != 404:
+                raise
+            api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
+            done.append(f"folder {FOLDER_UID} created")
+        for name, board in generate().items():
+            result = api.dashboard.update_dashboard({"dashboard": board, "folderUid": FOLDER_UID, "overwrite": True,
+                                                     "message": "fairwatch dashboards push"})
+            done.append(f"dashboard {board['uid']} saved (version {result.get('version')})")
+    except GrafanaException as exc:
+        raise PushError(f"Grafana at {urlparse(url).hostname} refused: {exc}") from exc
+    return done
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def register(app) -> None:
+    """Add ``fairwatch dashboards export|push`` to the CLI."""
+    import typer
+
+    group = typer.Typer(help="Grafana dashboards: export the JSON, push to a Grafana.",
+                        no_args_is_help=True)
+
+    @group.command("export")
+    def export_command(out: Path = typer.Option(JSON_DIR, "--out", help="Folder to write the board JSON into.")):
+        """Write the generated boards as JSON files (what file provisioning mounts)."""
+        for path in export(out):
+            print(path)
+
+    @group.command("push")
+    def push_command(
+        grafana: str = typer.Option(None, "--grafana", envvar="FAIRWATCH_GRAFANA", help="Grafana base URL."),
+        token: str = typer.Option(None, "--token", envvar="FAIRWATCH_GRAFANA_TOKEN",
+                                  help="Service account token (or user:pass in the URL)."),
+        no_datasource: bool = typer.Option(False, "--no-datasource", help="Upload the boards only."),
+    ):
+        """Upload the datasource, folder and boards through Grafana's HTTP API."""
+        if not grafana:
+            typer.echo("error: pass --grafana URL or set FAIRWATCH_GRAFANA", err=True)
+            raise typer.Exit(2)
+        try:
+            for line in push(grafana, token, with_datasource=not no_datasource):
+                print(line)
+        except PushError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    app.add_typer(group, name="dashboards")

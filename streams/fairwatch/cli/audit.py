@@ -1,0 +1,144 @@
+"""CLI verbs for auditors: ``fairwatch report`` and ``fairwatch audit verify``; cli.py registers them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+STORE_HELP = "clickhouse://user:pass@host:9000/db or chdb:///path (default: FAIRWATCH_CLICKHOUSE)"
+console = Console(stderr=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def report_command(
+    start: str = typer.Option(..., "--from", help="Window start, RFC 3339 (event time)."),
+    end: str = typer.Option(..., "--to", help="Window end, RFC 3339."),
+    deployment: Optional[str] = typer.Option(None, "--deployment"),
+    algorithm: Optional[str] = typer.Option(None, "--algorithm"),
+    attribute: Optional[str] = typer.Option(None, "--attribute", help="Only this attribute, e.g. race or sex&race."),
+    fmt: str = typer.Option("html", "--format", help="html, pdf, json or csv"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write here (default: stdout; pdf needs --out)."),
+    store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
+    policy: Optional[Path] = typer.Option(None, "--policy", exists=True, dir_okay=False,
+                                          help="Policy file (fairwatch.detect.policy): its targets, path and sha256 go in the report."),
+    target_fmr: Optional[float] = typer.Option(None, "--target-fmr", help="Intended FMR: sets status."),
+    target_fnmr: Optional[float] = typer.Option(None, "--target-fnmr", help="Intended FNMR."),
+    min_comparisons: int = typer.Option(30, "--min-comparisons", help="Fewer comparisons: insufficient."),
+    min_group_size: int = typer.Option(10, "--min-group-size", envvar="FAIRWATCH_REPORT_MIN_GROUP", min=0,
+                                       help="Groups with fewer verified outcomes are suppressed in the export."),
+    bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
+) -> None:
+    """An audit report of a past window: the numbers of `fairwatch metrics`, provenance, plots, methods."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from fairwatch.audit.report import (
+        FORMATS,
+        EmptyWindow,
+        build_report,
+        open_for_reading,
+        render,
+    )
+    from fairwatch.audit.window import WindowError, resolve_window
+    from fairwatch.core.config import CoreConfig
+    from fairwatch.store.clickhouse import StoreError
+
+    if fmt not in FORMATS:
+        raise _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "pdf" and out is None and sys.stdout.isatty():
+        raise _fail("a PDF goes to a file: add --out report.pdf")
+    try:
+        if policy is not None:  # its targets unless given on the command line
+            from fairwatch.detect.policy import load_policy
+
+            loaded = load_policy(policy)
+            target_fmr = loaded.target_fmr if target_fmr is None else target_fmr
+            target_fnmr = loaded.target_fnmr if target_fnmr is None else target_fnmr
+        config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
+                            min_comparisons=min_comparisons)
+        window = resolve_window(None, start, end, bucket_seconds)
+        opened = open_for_reading(store)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(what: str, done: int, total: int) -> None:
+                if what not in tasks:
+                    tasks[what] = bar.add_task(what, total=total)
+                bar.update(tasks[what], completed=done, total=total)
+
+            report = build_report(opened, window, config, deployment=deployment, algorithm=algorithm,
+                                  attribute=attribute, min_group_size=min_group_size, policy=policy,
+                                  requested={"from": start, "to": end}, progress=progress,
+                                  plots=fmt in ("html", "pdf"))
+            data = render(report, fmt)
+    except EmptyWindow as exc:
+        raise _fail(str(exc), 1) from None
+    except (WindowError, StoreError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        out.write_bytes(data)
+        doc = report.document
+        console.print(f"wrote {out} ({len(data)} bytes): {len(doc['groups'])} groups, "
+                      f"{doc['privacy']['suppressed_groups']} suppressed, {len(doc['alerts'])} alerts")
+
+
+@audit_app.command("verify")
+def verify_command(
+    start: str = typer.Option(..., "--from", help="Records recorded from this time, RFC 3339."),
+    end: str = typer.Option(..., "--to", help="... up to this time (exclusive)."),
+    chain: Optional[str] = typer.Option(None, "--chain", help="Only this chain (default: every chain)."),
+    store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Recompute the audit log's hash chains and report the first broken link (exit 1 when broken).
+
+    MACs are checked when FAIRWATCH_AUDIT_KEY is set.
+    """
+    from fairwatch.audit.report import open_for_reading
+    from fairwatch.audit.window import WindowError, resolve_window
+    from fairwatch.store.auditlog import AuditError, verify
+    from fairwatch.store.clickhouse import StoreError
+
+    try:
+        window = resolve_window(None, start, end, 1)
+        result = verify(open_for_reading(store), window.start, window.end, chain=chain)
+    except (WindowError, StoreError, AuditError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(result.to_dict()))
+    else:
+        macs = "with MACs" if result.macs_checked else "without MACs (set FAIRWATCH_AUDIT_KEY to check them)"
+        for name, (seq, digest) in sorted(result.chains.items()):
+            print(f"chain {name}: intact up to seq {seq}, head {digest}")
+        for broken in result.breaks:
+            print(f"BROKEN {broken}")
+        print(f"{result.checked} records checked {macs}: {'ok' if result.ok else 'TAMPERED'}")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` and the ``audit`` group to the main CLI."""
+    app.command("report")(report_command)
+    app.add_typer(audit_app, name="audit")
+
+
+__all__ = ["register", "audit_app", "report_command"]

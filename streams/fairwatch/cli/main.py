@@ -1,0 +1,330 @@
+"""The `fairwatch` command line. Thin: each verb parses options and calls the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fairwatch import __version__
+from fairwatch.contracts.records import (
+    Rejection,
+    decode_match_event,
+    decode_verified_outcome,
+)
+from fairwatch.contracts.topics import DEFAULT_PREFIX, MATCH_EVENTS, VERIFIED_OUTCOMES
+
+app = typer.Typer(help="fairwatch: live audit of face-recognition systems for demographic bias.", no_args_is_help=True)
+console = Console(stderr=True)
+
+STORE_HELP = "clickhouse://user:pass@host:9000/db or chdb:///path (default: FAIRWATCH_CLICKHOUSE)"
+DECODERS = {MATCH_EVENTS: decode_match_event, VERIFIED_OUTCOMES: decode_verified_outcome}
+
+
+@app.command()
+def version() -> None:
+    """Print the fairwatch version."""
+    print(__version__)
+
+
+@app.command()
+def migrate(
+    store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Create or upgrade the ClickHouse tables (idempotent, version-aware)."""
+    from fairwatch.store.clickhouse import StoreError, open_store
+    from fairwatch.store.clickhouse import migrate as run_migrations
+
+    try:
+        opened = open_store(store)
+        results = run_migrations(opened)
+        from fairwatch.store.auditlog import migrate_access
+
+        results += migrate_access(opened)  # the auditor role, where the server has SQL RBAC
+        server = ".".join(map(str, opened.server_version()))
+    except StoreError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps({"server_version": server, "migrations": [asdict(r) for r in results]}))
+        return
+    table = Table(title=f"migrations on {opened.url} (server {server})")
+    for column in ("version", "name", "status"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(f"{r.version:03d}", r.name, r.status)
+    Console().print(table)
+
+
+@app.command()
+def validate(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A JSONL file, one record per line."),
+    kind: str = typer.Option(..., "--kind", help="match-events or verified-outcomes"),
+    as_json: bool = typer.Option(False, "--json", help="Print rejections as JSON lines."),
+) -> None:
+    """Check a JSONL file against the contracts; report every bad line with its number and reason."""
+    if kind not in DECODERS:
+        console.print(f"[red]error:[/red] --kind must be one of {', '.join(DECODERS)}, got {kind!r}")
+        raise typer.Exit(2)
+    decode = DECODERS[kind]
+    good = bad = 0
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            result = decode(line.rstrip(b"\r\n"))
+            if isinstance(result, Rejection):
+                bad += 1
+                if as_json:
+                    print(json.dumps({"line": number, "reason_code": result.code.value, "field": result.field,
+                                      "reason": result.message}))
+                else:
+                    console.print(f"{path}:{number}: {result}")
+            else:
+                good += 1
+    console.print(f"{good} valid, {bad} rejected")
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def smoke(
+    store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
+    kafka: Optional[str] = typer.Option(None, "--kafka", envvar="FAIRWATCH_KAFKA", help="Kafka bootstrap servers."),
+    alertmanager: Optional[str] = typer.Option(None, "--alertmanager", envvar="FAIRWATCH_ALERTMANAGER"),
+) -> None:
+    """Touch every service once with the contract examples and say what happened."""
+    from fairwatch.sim.smoke import run_smoke
+
+    try:
+        steps = run_smoke(store=store, kafka=kafka, alertmanager=alertmanager, log=console.print)
+    except Exception as exc:  # each step names itself in the message
+        console.print(f"[red]smoke path failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    for step in steps:
+        print(f"  ok  {step}")
+
+
+@app.command()
+def topics(
+    kafka: str = typer.Option(..., "--kafka", envvar="FAIRWATCH_KAFKA", help="Kafka bootstrap servers."),
+    prefix: str = typer.Option(DEFAULT_PREFIX, "--prefix", envvar="FAIRWATCH_TOPIC_PREFIX"),
+    partitions: int = typer.Option(8, "--partitions", envvar="FAIRWATCH_PARTITIONS", min=1),
+    replication: int = typer.Option(1, "--replication", envvar="FAIRWATCH_REPLICATION", min=1),
+) -> None:
+    """Create the topics with explicit partition counts (idempotent); print name and partitions."""
+    from fairwatch.stream.topics import TopicError, ensure_topics
+
+    try:
+        layout = ensure_topics(kafka, prefix, partitions, replication)
+    except TopicError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for name, count in sorted(layout.items()):
+        print(f"{name}\t{count}")
+
+
+@app.command()
+def worker(
+    loglevel: str = typer.Option("info", "--loglevel", help="crit, error, warn, info or debug"),
+) -> None:
+    """Run a live worker (faust) over Kafka into ClickHouse; settings from FAIRWATCH_* variables."""
+    from faust import Worker
+
+    from fairwatch.detect.policy import PolicyError, load_policies
+    from fairwatch.stream.app import create_app
+    from fairwatch.stream.gctuning import tune_garbage_collector
+    from fairwatch.stream.topics import TopicError, ensure_topics
+    from fairwatch.stream.worker_settings import SettingsError, WorkerSettings
+
+    try:
+        settings = WorkerSettings.from_env()
+        policies = load_policies(settings.policies) if settings.policies else {}  # refuse a bad file at start
+        ensure_topics(settings.kafka, settings.topic_prefix, settings.partitions, settings.replication)
+    except (SettingsError, TopicError, PolicyError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings, policies)
+    tune_garbage_collector()
+    Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+@app.command()
+def metrics(
+    window: Optional[str] = typer.Option(None, "--window", help="Back from now: 15m, 1h, 24h, 7d (default 1h)."),
+    start: Optional[str] = typer.Option(None, "--from", help="Window start, RFC 3339."),
+    end: Optional[str] = typer.Option(None, "--to", help="Window end, RFC 3339."),
+    deployment: Optional[str] = typer.Option(None, "--deployment"),
+    algorithm: Optional[str] = typer.Option(None, "--algorithm"),
+    store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
+    target_fmr: Optional[float] = typer.Option(None, "--target-fmr", help="Declared FMR target: sets status."),
+    target_fnmr: Optional[float] = typer.Option(None, "--target-fnmr", help="Declared FNMR target."),
+    min_comparisons: int = typer.Option(30, "--min-comparisons", help="Fewer comparisons: insufficient."),
+    bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON document instead of tables."),
+) -> None:
+    """Per-group error rates with intervals, and the differentials, for a window of event time."""
+    from fairwatch.audit.window import WindowError, resolve_window, window_metrics
+    from fairwatch.core.config import CoreConfig
+    from fairwatch.store.clickhouse import StoreError, open_store
+
+    try:
+        config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
+                            min_comparisons=min_comparisons)
+        span = resolve_window(window, start, end, bucket_seconds)
+        frame, document = window_metrics(open_store(store), span, config, deployment, algorithm)
+    except (WindowError, StoreError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(document, allow_nan=False))
+        return
+    render_metrics(document)
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def render_metrics(document: dict) -> None:
+    out = Console()
+    window = document["window"]
+    if not document["groups"]:
+        out.print(f"no verified outcomes in [{window['from']}, {window['to']})")
+        return
+    table = Table(title=f"per-group error rates, event time [{window['from']}, {window['to']})")
+    for column in ("deployment", "algorithm", "attribute", "group", "impostor", "FM", "FMR [95% CI]", "genuine",
+                   "FNM", "FNMR [95% CI]", "status"):
+        table.add_column(column, justify="right" if column not in ("deployment", "algorithm", "attribute", "group",
+                                                                    "status") else "left")
+    for g in document["groups"]:
+        style = {"insufficient": "yellow", "above_target": "red"}.get(g["status"], "")
+        table.add_row(
+            g["deployment"], g["algorithm"], g["attribute"], g["group"], _fmt(g["impostor"]), _fmt(g["false_match"]),
+            f"{_fmt(g['fmr'])} [{_fmt(g['fmr_low'])}, {_fmt(g['fmr_high'])}]", _fmt(g["genuine"]),
+            _fmt(g["false_non_match"]), f"{_fmt(g['fnmr'])} [{_fmt(g['fnmr_low'])}, {_fmt(g['fnmr_high'])}]",
+            f"[{style}]{g['status']}[/{style}]" if style else g["status"],
+        )
+    out.print(table)
+    diffs = Table(title="differentials across the groups of each attribute set")
+    for column in ("deployment", "algorithm", "attribute", "metric", "rate", "value [95% CI]", "status"):
+        diffs.add_column(column)
+    for d in document["differentials"]:
+        diffs.add_row(d["deployment"], d["algorithm"], d["attribute"], d["metric"], d["rate"],
+                      f"{_fmt(d['value'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]", d["status"])
+    out.print(diffs)
+
+
+@app.command()
+def replay(
+    events: Path = typer.Argument(..., exists=True, dir_okay=False, help="Match events, JSONL."),
+    outcomes: Path = typer.Argument(..., exists=True, dir_okay=False, help="Verified outcomes, JSONL."),
+    store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE",
+                                        help=STORE_HELP + "; default chdb://fairwatch-store (embedded)"),
+    intersections: str = typer.Option("", "--intersections", envvar="FAIRWATCH_INTERSECTIONS",
+                                      help="e.g. sex&race,sex&age"),
+    bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
+    policy: Optional[Path] = typer.Option(None, "--policy", exists=True,
+                                          help="Policy file or directory: run drift detection after loading."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Replay JSONL files through the worker's batch step into a store, without Kafka."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from fairwatch.core.config import CoreConfig
+    from fairwatch.detect.policy import load_policies
+    from fairwatch.store.clickhouse import StoreError, open_store
+    from fairwatch.stream.replay import replay as run_replay
+    from fairwatch.stream.worker_settings import SettingsError, parse_intersections
+
+    try:
+        config = CoreConfig(bucket_seconds=bucket_seconds, intersections=parse_intersections(intersections))
+        policies = load_policies(policy) if policy else None
+        opened = open_store(store or "chdb://fairwatch-store")
+        total = sum(1 for path in (events, outcomes) for line in path.open("rb") if line.strip())
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=as_json) as bar:
+            task = bar.add_task("replaying", total=total)
+            report = run_replay(
+                opened, events, outcomes, config, progress=lambda n: bar.advance(task, n),
+                on_reject=lambda letter: None if as_json else console.print(
+                    f"{letter.message.topic}:{letter.message.offset}: {letter.rejection}"),
+                policies=policies,
+            )
+    except (SettingsError, StoreError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    summary = {"store": opened.url, "events_lines": report.lines[MATCH_EVENTS],
+               "outcomes_lines": report.lines[VERIFIED_OUTCOMES], "labeled": report.labeled,
+               "rejected": [{"file": f, "line": n, "reason": r} for f, n, r in report.rejected],
+               "alerts": [a.to_record() for a in report.alerts]}
+    opened.close()
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        print(f"replayed {summary['events_lines']} event lines and {summary['outcomes_lines']} outcome lines into "
+              f"{summary['store']}: {report.labeled} labeled outcomes, {len(report.rejected)} lines rejected")
+        if policy:
+            print(f"detection: {len(report.alerts)} incidents opened or resolved (fairwatch alerts --store ... lists them)")
+
+
+def _register_simulate() -> None:
+    from fairwatch.sim.simulator import simulate_command
+
+    app.command("simulate")(simulate_command)
+
+
+_register_simulate()
+
+
+def _register_audit() -> None:
+    from fairwatch.cli.audit import register
+
+    register(app)
+
+
+_register_audit()
+
+
+def _register_alerts() -> None:
+    from fairwatch.cli.alerts import alerts_command
+
+    app.command("alerts")(alerts_command)
+
+
+_register_alerts()
+
+
+def _register_dashboards() -> None:
+    from fairwatch.audit.boards import register
+
+    register(app)
+
+
+_register_dashboards()
+
+
+def _register_demo() -> None:
+    from fairwatch.sim.demo import demo_command
+
+    app.command("demo")(demo_command)
+
+
+_register_demo()
+
+
+def main() -> None:
+    app(prog_name="fairwatch")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The Kafka topic names of the contract, each written once (the prefix comes from the settings)."""
+
+from __future__ import annotations
+
+DEFAULT_PREFIX = "fairwatch."
+
+MATCH_EVENTS = "match-events"
+VERIFIED_OUTCOMES = "verified-outcomes"
+DEAD_LETTER = "dead-letter"
+ALERTS = "alerts"
+
+INPUT_TOPICS = (MATCH_EVENTS, VERIFIED_OUTCOMES)
+OUTPUT_TOPICS = (DEAD_LETTER, ALERTS)

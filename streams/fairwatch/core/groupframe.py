@@ -1,0 +1,140 @@
+"""Error rates by group and their differentials as one object, read like fairlearn's ``MetricFrame``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from fairwatch.core.config import CoreConfig
+from fairwatch.core.differentials import AttributeSet, Differential, differentials
+from fairwatch.core.estimates import GroupEstimate, RateEstimator
+from fairwatch.core.layout import GENUINE, IMPOSTOR, N_COLUMNS, OVERALL, GroupKey
+
+__all__ = ["GroupFrame"]
+
+_RATE_CHOICES = ("fmr", "fnmr")
+
+
+class GroupFrame:
+    """FMR / FNMR (FPIR / FNIR) by group with intervals and statuses, plus the differentials.
+
+    Attributes
+    ----------
+    by_group
+        ``GroupKey -> GroupEstimate`` for every group of every attribute set, in key order.
+    overall
+        ``(deployment, algorithm, mode) -> GroupEstimate`` of the all-comparisons rows (attribute
+        and group ``"*"``), when the counts have them.
+    differentials
+        Every :class:`~fairwatch.core.differentials.Differential` of every attribute set.
+
+    Examples
+    --------
+    A window of one deployment: 600 impostor and 500 genuine comparisons per group, one group
+    without false match; the deployment declares a target FMR of 1e-3.
+
+    >>> from fairwatch.core.layout import GroupKey
+    >>> def row(impostor, fm, genuine, fnm):  # unweighted: every weight 1
+    ...     return [impostor, fm, impostor, fm, impostor, fm, genuine, fnm, genuine, fnm, genuine, fnm]
+    >>> keys = [GroupKey("gate-3", "algo-2", "verification", "*", "*"),
+    ...         GroupKey("gate-3", "algo-2", "verification", "sex", "F"),
+    ...         GroupKey("gate-3", "algo-2", "verification", "sex", "M")]
+    >>> rows = np.array([row(1200, 6, 1000, 30), row(600, 6, 500, 20), row(600, 0, 500, 10)], dtype=float)
+    >>> frame = GroupFrame.from_counts(keys, rows, CoreConfig(target_fmr=1e-3))
+    >>> for key, g in frame.by_group.items():
+    ...     print(key.group, g.fmr.rate, str(g.fmr.status), g.fnmr.rate, str(g.status))
+    F 0.01 above_target 0.04 above_target
+    M 0.0 insufficient 0.02 insufficient
+    >>> frame.overall["gate-3", "algo-2", "verification"].fmr.rate
+    0.005
+
+    Differences and ratios between the groups of each attribute set, with intervals:
+
+    >>> [d] = frame.difference("fnmr").values()
+    >>> d.value, d.max_group, d.min_group, str(d.status)
+    (0.02, 'F', 'M', 'ok')
+    >>> [d] = frame.ratio("fmr").values()  # M has no false match: the ratio does not exist
+    >>> d.value, str(d.status), d.low > 1
+    (None, 'insufficient', True)
+
+    JSON-ready rows, where numbers that do not exist are None:
+
+    >>> record = frame.to_records()[2]
+    >>> {k: record[k] for k in ("group", "impostor", "false_match", "fmr", "fmr_vs_target", "status")}
+    {'group': 'M', 'impostor': 600, 'false_match': 0, 'fmr': 0.0, 'fmr_vs_target': 0.0, 'status': 'insufficient'}
+    """
+
+    def __init__(
+        self,
+        by_group: dict[GroupKey, GroupEstimate],
+        overall: dict[tuple[str, str, str], GroupEstimate],
+        differentials: list[Differential],
+    ) -> None:
+        self.by_group = by_group
+        self.overall = overall
+        self.differentials = differentials
+
+    @classmethod
+    def from_counts(
+        cls,
+        keys: Sequence[GroupKey],
+        rows: np.ndarray,
+        config: CoreConfig | None = None,
+        method: str = "clopper-pearson",
+    ) -> GroupFrame:
+        """Build the frame from counts rows (float64[k, 12], :mod:`fairwatch.core.layout`).
+
+        Rows of the same key are summed, so the rows of a window's buckets may be passed as
+        they are. ``method`` is the fixed-sample interval (:class:`~fairwatch.core.estimates.RateEstimator`).
+        """
+        config = config or CoreConfig()
+        keys, rows = _sum_by_key(keys, rows)
+        estimator = RateEstimator(config, method)
+        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr)
+        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr)
+
+        by_group, overall = {}, {}
+        attribute_sets: dict[AttributeSet, list[GroupEstimate]] = defaultdict(list)
+        for key, fmr, fnmr in zip(keys, fmrs, fnmrs):
+            estimate = GroupEstimate(key, fmr, fnmr)
+            if key.attribute == OVERALL:
+                overall[key.deployment, key.algorithm, key.mode] = estimate
+            else:
+                by_group[key] = estimate
+                attribute_sets[AttributeSet(*key[:4])].append(estimate)
+        found = [d for scope, groups in attribute_sets.items() for d in differentials(scope, groups, config)]
+        return cls(by_group, overall, found)
+
+    def _select(self, metric: str, rate: str) -> dict[AttributeSet, Differential]:
+        if rate not in _RATE_CHOICES:
+            raise ValueError(f"rate must be one of {_RATE_CHOICES}, got {rate!r}")
+        return {d.scope: d for d in self.differentials if d.metric == metric and d.rate == rate}
+
+    def difference(self, rate: str = "fmr") -> dict[AttributeSet, Differential]:
+        """Largest minus smallest rate between the groups of each attribute set."""
+        return self._select("max_min_difference", rate)
+
+    def ratio(self, rate: str = "fmr") -> dict[AttributeSet, Differential]:
+        """Largest over smallest rate of each attribute set (>= 1: the biometric convention, where
+        fairlearn's ``ratio()`` gives smallest over largest)."""
+        return self._select("max_min_ratio", rate)
+
+    def to_records(self) -> list[dict]:
+        """One JSON-ready dict per group, overall rows first (:meth:`GroupEstimate.to_dict`)."""
+        return [g.to_dict() for g in (*self.overall.values(), *self.by_group.values())]
+
+    def to_dict(self) -> dict:
+        """``{"groups": to_records(), "differentials": [...]}``, ready for ``json.dumps``."""
+        return {"groups": self.to_records(), "differentials": [d.to_dict() for d in self.differentials]}
+
+
+def _sum_by_key(keys: Iterable[GroupKey], rows: np.ndarray) -> tuple[list[GroupKey], np.ndarray]:
+    keys = [GroupKey(*key) for key in keys]
+    rows = np.asarray(rows, dtype=float).reshape(len(keys), N_COLUMNS)
+    unique = sorted(set(keys))
+    index = {key: i for i, key in enumerate(unique)}
+    summed = np.zeros((len(unique), N_COLUMNS))
+    np.add.at(summed, [index[key] for key in keys], rows)
+    return unique, summed

@@ -1,0 +1,275 @@
+"""Delivery of incidents: the alerts topic, Alertmanager (API v2) and Grafana annotations.
+
+The ``alerts`` table is written by the detection cycle itself (it is the record the next cycle
+reconciles with); everything else goes through :class:`AlertDelivery`: one bounded queue and one
+background thread per destination, retries with exponential backoff, and ``submit`` never waits.
+When a queue is full the oldest message is dropped and counted (``dropped``): a slow or dead
+destination can lose messages but never stall the pipeline. Alertmanager is sent every firing
+incident at every cycle anyway, so what it misses is repaired at the next one.
+
+Alertmanager conventions: ``alertname`` (``FairwatchErrorRateDrift``, ...), identifying labels
+``deployment``, ``algorithm``, ``group``, ``metric``, ``type``, ``severity`` plus the policy's
+routing labels; ``summary``, ``description``, ``runbook_url`` and ``dashboard_url`` as
+annotations; ``startsAt`` is when the incident opened, ``endsAt`` is in the future while it fires
+(``resend_horizon`` ahead, so an incident whose sender died resolves by itself) and is the
+resolution time once resolved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Protocol, Sequence
+
+import httpx
+
+from fairwatch.contracts.topics import ALERTS, DEFAULT_PREFIX
+from fairwatch.detect.incidents import Alert
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AlertDelivery", "KafkaAlertSink", "AlertmanagerSink", "GrafanaAnnotationSink", "alertmanager_payload",
+           "delivery_from_env"]
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def alertname(alert: Alert) -> str:
+    """``error_rate_drift`` -> ``FairwatchErrorRateDrift``."""
+    return "Fairwatch" + "".join(part.capitalize() for part in alert.type.split("_"))
+
+
+def _summary(alert: Alert) -> str:
+    value = "n/a" if alert.estimate is None else f"{alert.estimate:.4g} [{alert.low:.4g}, {alert.high:.4g}]"
+    baseline = "n/a" if alert.baseline is None else f"{alert.baseline:.4g}"
+    return (f"{alert.metric.upper()} {alert.type.replace('_', ' ')} for {alert.group} on "
+            f"{alert.deployment}/{alert.algorithm}: {value}, baseline {baseline}")
+
+
+def alertmanager_payload(alert: Alert, now: datetime, resend_horizon: timedelta = timedelta(hours=1)) -> dict:
+    """One alert of Alertmanager's ``POST /api/v2/alerts`` body."""
+    labels = {**alert.routing, "alertname": alertname(alert), "deployment": alert.deployment,
+              "algorithm": alert.algorithm, "group": alert.group, "metric": alert.metric, "type": alert.type,
+              "severity": alert.severity}
+    ends = alert.resolved_at if alert.state == "resolved" else max(now, alert.opened_at) + resend_horizon
+    evidence = ", ".join(f"{k}={v}" for k, v in alert.evidence.items() if v is not None)
+    return {
+        "labels": labels,
+        "annotations": {"summary": _summary(alert), "description": f"detector {alert.detector}; {evidence}",
+                        "runbook_url": alert.runbook_url, "dashboard_url": alert.dashboard_url,
+                        "incident_id": alert.id, "opened_at": _iso(alert.opened_at)},
+        "startsAt": _iso(alert.opened_at),
+        "endsAt": _iso(ends),
+        "generatorURL": alert.dashboard_url,
+    }
+
+
+class Sink(Protocol):
+    name: str
+
+    def send(self, alerts: Sequence[Alert]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class KafkaAlertSink:
+    """Alert records (JSON, schema-shaped) on the alerts topic, keyed by incident id."""
+
+    name = "kafka"
+
+    def __init__(self, bootstrap: str, topic: str = "fairwatch.alerts", timeout: float = 10.0):
+        from kafka import KafkaProducer
+
+        self.topic, self.timeout = topic, timeout
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                       client_id="fairwatch-alerts")
+
+    def send(self, alerts: Sequence[Alert]) -> None:
+        futures = [self._producer.send(self.topic, key=a.id.encode(), value=json.dumps(a.to_record()).encode())
+                   for a in alerts]
+        for future in futures:
+            future.get(timeout=self.timeout)  # raises: the delivery thread retries
+
+    def close(self) -> None:
+        self._producer.close(timeout=self.timeout)
+
+
+class AlertmanagerSink:
+    """``POST /api/v2/alerts`` of a Prometheus Alertmanager."""
+
+    name = "alertmanager"
+
+    def __init__(self, url: str, timeout: float = 10.0, resend_horizon: timedelta = timedelta(hours=1),
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self._client = httpx.Client(base_url=url, timeout=timeout)
+        self.resend_horizon, self.clock = resend_horizon, clock
+
+    def send(self, alerts: Sequence[Alert]) -> None:
+        now = self.clock()
+        response = self._client.post("/api/v2/alerts",
+                                     json=[alertmanager_payload(a, now, self.resend_horizon) for a in alerts])
+        response.raise_for_status()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class GrafanaAnnotationSink:
+    """Grafana annotations through grafana-client: a point when an incident opens, turned into a
+    region (``timeEnd``) when it resolves. Tags: ``fairwatch``, type, deployment, group, metric."""
+
+    name = "grafana"
+
+    def __init__(self, url: str, credential: Any = None, dashboard_uid: str | None = None, timeout: float = 10.0):
+        from grafana_client import GrafanaApi
+
+        self._api = GrafanaApi.from_url(url, credential=credential, timeout=timeout)
+        self.dashboard_uid = dashboard_uid
+        self._ids: dict[tuple[str, datetime], int] = {}  # incident -> annotation id (this process)
+
+    def send(self, alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            tags = ["fairwatch", alert.type, alert.deployment, alert.group, alert.metric, alert.severity]
+            text = f"{alert.state}: {_summary(alert)}"
+            end = _ms(alert.resolved_at) if alert.resolved_at else None
+            known = self._ids.get(alert.incident)
+            if known is not None:
+                self._api.annotations.update_annotation(known, time_from=_ms(alert.opened_at), time_to=end,
+                                                        tags=tags, text=text)
+                continue
+            result = self._api.annotations.add_annotation(dashboard_uid=self.dashboard_uid,
+                                                          time_from=_ms(alert.opened_at), time_to=end, tags=tags,
+                                                          text=text)
+            if alert.state == "firing":
+                self._ids[alert.incident] = int(result["id"])
+            else:
+                self._ids.pop(alert.incident, None)
+
+    def close(self) -> None:
+        pass
+
+
+class _Lane:
+    """One destination: a bounded queue drained by a thread that retries with backoff."""
+
+    def __init__(self, sink: Sink, capacity: int, attempts: int, backoff: float, max_backoff: float,
+                 stats: Counter, lock: threading.Lock):
+        self.sink, self.attempts, self.backoff, self.max_backoff = sink, attempts, backoff, max_backoff
+        self.queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self.stats, self.lock = stats, lock
+        self.thread = threading.Thread(target=self._drain, name=f"fairwatch-delivery-{sink.name}", daemon=True)
+        self.thread.start()
+
+    def put(self, item: Any) -> None:
+        while True:
+            try:
+                self.queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self.queue.get_nowait()
+                    self.queue.task_done()
+                    self._count("dropped")
+                except queue.Empty:
+                    pass
+
+    def _count(self, what: str) -> None:
+        with self.lock:
+            self.stats[f"{self.sink.name}_{what}"] += 1
+
+    def _drain(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                delay = self.backoff
+                for attempt in range(1, self.attempts + 1):
+                    try:
+                        self.sink.send(item)
+                        self._count("sent")
+                        break
+                    except Exception as exc:  # any failure of the destination: retry, then give up
+                        self._count("errors")
+                        log.warning("delivery to %s failed (attempt %d/%d): %s", self.sink.name, attempt,
+                                    self.attempts, exc)
+                        if attempt == self.attempts:
+                            self._count("failed")
+                        else:
+                            time.sleep(delay)
+                            delay = min(delay * 2, self.max_backoff)
+            finally:
+                self.queue.task_done()
+
+
+class AlertDelivery:
+    """Hands changed and firing incidents to the destinations without ever blocking the caller.
+
+    Parameters
+    ----------
+    sinks
+        Destinations (:class:`KafkaAlertSink`, :class:`AlertmanagerSink`, :class:`GrafanaAnnotationSink`).
+    capacity
+        Messages each destination may have waiting; beyond it the oldest is dropped.
+    attempts, backoff, max_backoff
+        Tries per message and the doubling wait between them (seconds).
+    """
+
+    def __init__(self, sinks: Sequence[Sink], capacity: int = 1000, attempts: int = 6, backoff: float = 0.5,
+                 max_backoff: float = 30.0):
+        self.stats: Counter = Counter()
+        self._lock = threading.Lock()
+        self._lanes = [_Lane(s, capacity, attempts, backoff, max_backoff, self.stats, self._lock) for s in sinks]
+
+    def submit(self, changed: Sequence[Alert], firing: Sequence[Alert]) -> None:
+        """Changes go everywhere; Alertmanager also gets every firing incident again."""
+        for lane in self._lanes:
+            batch = list(changed)
+            if isinstance(lane.sink, AlertmanagerSink):
+                batch += [a for a in firing if a.incident not in {c.incident for c in changed}]
+            if batch:
+                lane.put(batch)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queue is empty (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        for lane in self._lanes:
+            while lane.queue.unfinished_tasks:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.02)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.flush(timeout)
+        for lane in self._lanes:
+            lane.put(None)
+            lane.thread.join(timeout)
+            lane.sink.close()
+
+
+def delivery_from_env(environ: dict[str, str] | None = None) -> AlertDelivery | None:
+    """Destinations named by ``FAIRWATCH_KAFKA`` (+ ``FAIRWATCH_TOPIC_PREFIX``), ``FAIRWATCH_ALERTMANAGER``
+    and ``FAIRWATCH_GRAFANA`` (+ ``FAIRWATCH_GRAFANA_TOKEN``); None when none is set."""
+    import os
+
+    env = os.environ if environ is None else environ
+    sinks: list[Sink] = []
+    if env.get("FAIRWATCH_KAFKA"):
+        sinks.append(KafkaAlertSink(env["FAIRWATCH_KAFKA"], env.get("FAIRWATCH_TOPIC_PREFIX", DEFAULT_PREFIX) + ALERTS))
+    if env.get("FAIRWATCH_ALERTMANAGER"):
+        sinks.append(AlertmanagerSink(env["FAIRWATCH_ALERTMANAGER"]))
+    if env.get("FAIRWATCH_GRAFANA"):
+        sinks.append(GrafanaAnnotationSink(env["FAIRWATCH_GRAFANA"], credential=env.get("FAIRWATCH_GRAFANA_TOKEN")))
+    return AlertDelivery(sinks) if sinks else None

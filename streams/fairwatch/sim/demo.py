@@ -1,0 +1,1110 @@
+"""``fairwatch demo`` (``make demo``): fairwatch catching an injected bias drift, end to end.
+
+One command runs the whole story against real services:
+
+1. **services**: uses ``FAIRWATCH_KAFKA`` / ``FAIRWATCH_CLICKHOUSE`` / ``FAIRWATCH_ALERTMANAGER``
+   when all three are set, else the local stack (``scripts/stack up``, started here only if it
+   was not running, and then stopped again at the end);
+2. **a fresh deployment**: its own topic prefix, consumer group (``FAIRWATCH_APP_ID``) and
+   ClickHouse database per run, so a rerun never sees an earlier run's data; topics and
+   migrations are created, then ``workers`` ``fairwatch worker`` processes are started;
+3. **traffic**: the scenario (packaged ``demo``: one gate, one injected drift, race=Black's FMR
+   x3 after one hour) is simulated with its event time ending now, written to JSONL with its
+   ground truth (``truth.json``), and published to Kafka paced so that the hours of event time
+   take ``seconds`` of wall time, with a progress display (produced, committed, labeled);
+4. **drained**: waits until the workers' consumer group has committed every input offset;
+5. **detection**: the workers get the demo's policy (``FAIRWATCH_POLICIES``) and run the
+   detection cycle (:func:`fairwatch.detect.cycle.run_detection`) every ``DETECT_SECONDS`` while the
+   traffic flows (the progress display shows what they raise); after draining the demo runs one
+   more cycle itself, so the final state covers every bucket; incidents go to the ``alerts``
+   table, the alerts topic and Alertmanager;
+6. **the story**: per-group FMR / FNMR with 95% intervals before and after the drift next to the
+   true rates, the differentials, the alerts with their detection delay after the injected
+   drift time, where the data sits in ClickHouse and a query to try; the same, with plots, in
+   ``summary.html``; machine-readable in ``summary.json``.
+
+Everything started here (workers, the stack if this run started it) is stopped on the way out,
+also on Ctrl-C or SIGTERM.
+
+Examples
+--------
+The scenario's clock is moved so that its event time ends at a given minute; drifts move along:
+
+>>> from datetime import datetime, timezone
+>>> from fairwatch.sim.simulator import load_scenario
+>>> demo = load_scenario("demo")
+>>> moved = shift_scenario(demo, datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc))
+>>> moved.start.isoformat(), moved.drifts[0].at.isoformat()
+('2030-01-01T10:00:00+00:00', '2030-01-01T11:00:00+00:00')
+
+An alert is judged against the simulator's truth about which groups the drift touched:
+
+>>> drift = {"at": "2030-01-01T11:00:00Z", "metric": "fmr", "group": {"race": "Black"}, "effects": [
+...     {"deployment": "gate-a", "algorithm": "a1", "mode": "verification", "attribute": "race",
+...      "label": "Black", "ratio": 3.0},
+...     {"deployment": "gate-a", "algorithm": "a1", "mode": "verification", "attribute": "sex",
+...      "label": "F", "ratio": 1.8}]}
+>>> [classify_alert("gate-a", "a1", g, m, [drift])[0] for g, m in
+...  [("race=Black", "fmr"), ("sex=F", "score"), ("race=White", "fmr"), ("race=Black", "fnmr")]]
+['injected', 'affected', 'unaffected', 'unaffected']
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import io
+import json
+import math
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+from urllib.parse import urlparse, urlunparse
+
+import numpy as np
+import typer
+
+from fairwatch.audit.report import format_number
+from fairwatch.contracts.records import format_timestamp, parse_timestamp
+from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
+from fairwatch.core.config import CoreConfig
+from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
+from fairwatch.sim.simulator import (
+    RateDrift,
+    Scenario,
+    ScenarioError,
+    Simulation,
+    load_scenario,
+    simulate,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+STACK_SCRIPT = REPO / "scripts" / "stack"
+SERVICE_VARS = ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER")
+RUN_PREFIX = "fairwatch-demo-"  # topic prefix, consumer group and (with _) database of each run
+KEEP_RUNS = 3  # earlier runs' topics and databases beyond this many are removed
+PLOT_STEP_SECONDS = 900  # the over-time plot: one point per 15 minutes of event time
+SHOWN_DIFFERENTIALS = ("max_min_ratio", "max_geomean")
+DETECT_SECONDS = 10  # the workers' detection timer during the demo (production default 60)
+
+# The demo's alerting policy (schemas/policy.schema.json); the baseline is the scenario's time
+# before its first drift. band 1.2 instead of the default 1.5 because the demo's baseline hour
+# holds only ~100 false matches per group: its 99% upper bound is already ~1.3x the rate.
+POLICY_TEMPLATE = """\
+# Written by `fairwatch demo` for deployment {deployment}; keys in schemas/policy.schema.json.
+deployment: {deployment}
+attributes: [{attributes}]
+metrics: [fmr, fnmr]
+baseline: {{duration: {baseline}}}
+band: 1.2
+baseline_confidence: 0.99
+min_evidence: 300
+policy_ratio: 10
+false_alarms_per_day: 0.1
+resolve_after: 30m
+lookback: 1d
+label_delay: 0s
+score_drift: {{quantile: 0.99}}
+routing: {{team: fairwatch-demo}}
+"""
+
+
+class DemoError(RuntimeError):
+    """A step of the demo failed; the message says which and why."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+# ---- scenario and truth ------------------------------------------------------------------------------
+
+
+def shift_scenario(scenario: Scenario, end: datetime) -> Scenario:
+    """The same scenario with its event time moved to end at ``end`` (drifts move along)."""
+    delta = end - scenario.end
+
+    def move(drift):
+        changes = {"at": drift.at + delta}
+        if isinstance(drift, RateDrift) and drift.until is not None:
+            changes["until"] = drift.until + delta
+        return replace(drift, **changes)
+
+    return replace(scenario, start=scenario.start + delta, drifts=tuple(move(d) for d in scenario.drifts))
+
+
+def _ts(text: str) -> datetime:
+    return parse_timestamp(text, "time")
+
+
+def _split_group(text: str) -> tuple[str, str]:
+    return ("*", "*") if text == "*" else tuple(text.split("=", 1))  # type: ignore[return-value]
+
+
+def classify_alert(deployment: str, algorithm: str, group: str, metric: str,
+                   drifts: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
+    """``("injected" | "affected" | "unaffected", drift)`` for an alert, from ``truth.json`` drifts.
+
+    ``injected``: the drift's own group and metric; ``affected``: a group whose true rate the
+    drift changed (it holds drifted subjects, e.g. sex=F when race=Black drifts); anything else
+    is ``unaffected`` (a false alarm). A score-tail alert belongs to the FMR side (impostor scores).
+    """
+    attribute, label = _split_group(group)
+    side = {"fmr": "fmr", "fpir": "fmr", "score": "fmr", "fnmr": "fnmr", "fnir": "fnmr"}.get(metric, metric)
+    for drift in drifts:
+        if drift.get("metric") != side:
+            continue
+        own = drift.get("group") or {}
+        if len(own) == 1 and own.get(attribute) == label:
+            return "injected", drift
+        for e in drift.get("effects", []):
+            if (e["deployment"], e["algorithm"], e["attribute"], e["label"]) == (deployment, algorithm, attribute, label) \
+                    and abs(e["ratio"] - 1) > 1e-9:
+                return "affected", drift
+    return "unaffected", None
+
+
+# ---- services ------------------------------------------------------------------------------------------
+
+
+def _exports(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, value = words[1].split("=", 1)
+            out[name] = value
+    return out
+
+
+@dataclass
+class Services:
+    """Service addresses, and whether this run started the local stack (and so stops it)."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    started_stack: bool = False
+
+    def release(self, say: Callable[[str], None]) -> None:
+        if self.started_stack:
+            say("stopping the local stack this demo started (scripts/stack down)")
+            subprocess.run([sys.executable, str(STACK_SCRIPT), "down"], stdout=subprocess.DEVNULL, check=False)
+            self.started_stack = False
+
+
+def acquire_services(services: Services, environ: dict[str, str], say: Callable[[str], None]) -> None:
+    """Fill ``services`` (passed in so that a Ctrl-C during ``stack up`` still stops the stack)."""
+    if all(environ.get(v) for v in SERVICE_VARS):
+        services.env = {v: environ[v] for v in SERVICE_VARS}
+        say("services: FAIRWATCH_KAFKA, FAIRWATCH_CLICKHOUSE and FAIRWATCH_ALERTMANAGER are set; using them")
+        return
+    stack = [sys.executable, str(STACK_SCRIPT)]
+    running = subprocess.run([*stack, "status"], capture_output=True, text=True).returncode == 0
+    if running:
+        text = subprocess.run([*stack, "env"], capture_output=True, text=True, check=True).stdout
+        say("services: the local stack is already running; using it (it stays running)")
+    else:
+        say("services: starting the local stack (Kafka, ClickHouse, Alertmanager): scripts/stack up")
+        services.started_stack = True  # before `up`: a half-started stack is stopped too
+        done = subprocess.run([*stack, "up"], stdout=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise DemoError(f"scripts/stack up failed (exit {done.returncode}); see the messages above")
+        text = done.stdout
+    found = _exports(text)
+    missing = [v for v in SERVICE_VARS if not found.get(v)]
+    if missing:
+        raise DemoError(f"scripts/stack did not give {', '.join(missing)}")
+    services.env = {v: found[v] for v in SERVICE_VARS}
+
+
+# ---- one isolated deployment: names, workers, progress -------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _database_url(base: str, database: str) -> str:
+    url = urlparse(base)
+    if url.scheme != "clickhouse":
+        raise DemoError(f"the demo needs a ClickHouse server (FAIRWATCH_CLICKHOUSE=clickhouse://...), got {base!r}: "
+                        "workers and the demo cannot share one embedded chDB directory")
+    return urlunparse(url._replace(path=f"/{database}"))
+
+
+class WorkerProcess:
+    """One ``fairwatch worker`` in its own session (so a terminal's Ctrl-C reaches only the demo,
+    which then stops it in order)."""
+
+    def __init__(self, name: str, env: dict[str, str], out: Path):
+        self.name = name
+        self.web_port = _free_port()
+        self.log_path = out / f"worker-{name}.log"
+        worker_env = {**env, "FAIRWATCH_WEB_PORT": str(self.web_port), "FAIRWATCH_DATA_DIR": str(out / f"data-{name}")}
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "fairwatch.cli", "worker", "--loglevel", "warn"],
+                                        env=worker_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=out,
+                                        start_new_session=True)
+        self.pid = self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            self.process.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def close(self) -> None:
+        self._log.close()
+
+    def labeled(self) -> float | None:
+        """``fairwatch_labeled_outcomes_total`` from the worker's /metrics, None while it is not up."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=1) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        for family in text_string_to_metric_families(text):
+            if family.name == "fairwatch_labeled_outcomes":
+                return sum(s.value for s in family.samples if s.name.endswith("_total"))
+        return 0.0
+
+    def owned_partitions(self) -> set[tuple[str, int]] | None:
+        """Input partitions assigned to this worker (/healthz), None while it is not serving."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/healthz", timeout=1) as response:
+                return {(kind, int(p)) for kind, p in json.loads(response.read())["input_partitions"]}
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return f"--- worker {self.name} ({self.log_path}) ---\n" + "\n".join(text[-lines:])
+
+
+def wait_assigned(workers: list[WorkerProcess], partitions: int, timeout: float = 180.0) -> float:
+    """Wait until the workers split every input partition between them (the group is stable), so
+    that no rebalance happens while the traffic flows; return the seconds it took."""
+    began = time.monotonic()
+    wanted = {(kind, p) for kind in (MATCH_EVENTS, VERIFIED_OUTCOMES) for p in range(partitions)}
+    while True:
+        for w in workers:
+            if not w.alive():
+                raise DemoError(f"worker {w.name} exited with status {w.process.returncode}:\n{w.log_tail()}")
+        owned = [w.owned_partitions() for w in workers]
+        if all(owned) and set().union(*owned) == wanted and sum(map(len, owned)) == len(wanted):
+            return time.monotonic() - began
+        if time.monotonic() - began > timeout:
+            raise DemoError(f"the workers did not get their partitions within {timeout:.0f} s (owned: {owned})\n"
+                            + "\n".join(w.log_tail() for w in workers))
+        time.sleep(0.5)
+
+
+def stop_workers(workers: list[WorkerProcess], timeout: float = 45.0) -> None:
+    """SIGTERM to all at once (faust shuts down cleanly), SIGKILL to any still running after ``timeout``."""
+    for w in workers:
+        w.signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for w in workers:
+        if not w.wait(max(0.1, deadline - time.monotonic())):
+            w.signal(signal.SIGKILL)
+            w.wait(30)
+        w.close()
+
+
+class GroupOffsets:
+    """Committed vs end offsets of the input topics for the workers' consumer group."""
+
+    def __init__(self, kafka: str, group: str, topics: list[str], partitions: int):
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        # never subscribes, so it does not join the group: it only reads the group's offsets
+        self.consumer = KafkaConsumer(bootstrap_servers=kafka, group_id=group, enable_auto_commit=False,
+                                      client_id="fairwatch-demo")
+
+    def read(self) -> tuple[int, int]:
+        """``(committed, end)`` summed over the input partitions."""
+        ends = self.consumer.end_offsets(self.tps)
+        done = sum(min(self.consumer.committed(tp) or 0, ends[tp]) for tp in self.tps)
+        return done, sum(ends.values())
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+class CountingWriter:
+    """Counts what the simulator's writer sends (for the progress display) and lets a stop request through."""
+
+    def __init__(self, inner, stop: threading.Event):
+        self.inner, self.stop, self.sent = inner, stop, 0
+        self.last_event_time = ""
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        if self.stop.is_set():
+            raise Interrupted("publishing stopped")
+        self.inner.send(topic, key, value)
+        self.sent += 1
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def prune_old_runs(kafka: str, clickhouse: str, current: str, keep: int, say: Callable[[str], None]) -> None:
+    """Remove the topics and databases of earlier demo runs beyond the newest ``keep``."""
+    from kafka.admin import KafkaAdminClient
+
+    from fairwatch.store.clickhouse import open_store
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka, client_id="fairwatch-demo-prune")
+    try:
+        topics = [t for t in admin.list_topics() if t.startswith(RUN_PREFIX)]
+        runs = sorted({t.split(".", 1)[0] for t in topics if t.split(".", 1)[0] != current.rstrip(".")})
+        stale = set(runs[:max(0, len(runs) - keep)])
+        doomed = [t for t in topics if t.split(".", 1)[0] in stale]
+        if doomed:
+            admin.delete_topics(doomed)
+    finally:
+        admin.close()
+    server = open_store(urlunparse(urlparse(clickhouse)._replace(path="/default")))
+    try:
+        prefix = RUN_PREFIX.replace("-", "_")
+        names = sorted(r[0] for r in server.query("SELECT name FROM system.databases")
+                       if r[0].startswith(prefix) and r[0] != current.rstrip(".").replace("-", "_"))
+        for name in names[:max(0, len(names) - keep)]:
+            server.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        server.close()
+    if doomed or names[:max(0, len(names) - keep)]:
+        say(f"removed {len(stale)} earlier demo run(s) (kept the newest {keep})")
+
+
+# ---- results ---------------------------------------------------------------------------------------------
+
+
+def _truth_rows(truth: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+    return {(r["segment"], r["deployment"], r["algorithm"], r["mode"], r["attribute"], r["label"]): r
+            for r in truth["groups"]}
+
+
+def per_group_results(store, truth: dict[str, Any], config: CoreConfig) -> tuple[list[dict], list[dict]]:
+    """Per segment of the truth (before / after each drift): every group's rates with intervals,
+    next to the true rate, and the differentials; both from :func:`fairwatch.audit.window.window_metrics`."""
+    from fairwatch.audit.window import Window, window_metrics
+
+    targets = _truth_rows(truth)
+    groups, differentials = [], []
+    for seg in truth["segments"]:
+        window = Window(_ts(seg["start"]), _ts(seg["end"]))
+        _, document = window_metrics(store, window, config)
+        for g in document["groups"]:
+            t = targets.get((seg["index"], g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["group"]))
+            for metric, n_field, e_field in (("fmr", "impostor", "false_match"), ("fnmr", "genuine", "false_non_match")):
+                true_rate = None if t is None else t[f"target_{metric}"]
+                low, high = g[f"{metric}_low"], g[f"{metric}_high"]
+                groups.append({
+                    "segment": seg["index"], "window": window.to_dict(), "deployment": g["deployment"],
+                    "algorithm": g["algorithm"], "mode": g["mode"], "attribute": g["attribute"], "group": g["group"],
+                    "metric": metric, "n": g[n_field], "errors": g[e_field], "rate": g[metric], "low": low,
+                    "high": high, "status": g[f"{metric}_status"] if f"{metric}_status" in g else g["status"],
+                    "truth": true_rate,
+                    "covered": None if true_rate is None or low is None else bool(low <= true_rate <= high),
+                })
+        for d in document["differentials"]:
+            differentials.append({"segment": seg["index"], **d})
+    return groups, differentials
+
+
+def alert_results(store, truth: dict[str, Any]) -> list[dict[str, Any]]:
+    from fairwatch.detect.cycle import read_alerts
+
+    out = []
+    for a in read_alerts(store):
+        verdict, drift = classify_alert(a.deployment, a.algorithm, a.group, a.metric, truth["drifts"])
+        if a.type == "insufficient_evidence":  # "this group was not tested", not a claim that it drifted
+            verdict, drift = "notice", None
+        delay = None
+        if drift is not None:
+            delay = (a.opened_at - _ts(drift["at"])).total_seconds()
+        out.append({"id": a.id, "type": a.type, "severity": a.severity, "deployment": a.deployment,
+                    "algorithm": a.algorithm, "group": a.group, "metric": a.metric, "state": a.state,
+                    "opened_at": format_timestamp(a.opened_at),
+                    "resolved_at": format_timestamp(a.resolved_at) if a.resolved_at else None,
+                    "estimate": a.estimate, "low": a.low, "high": a.high, "baseline": a.baseline,
+                    "verdict": verdict, "drift": drift["name"] if drift else None, "delay_seconds": delay})
+    return sorted(out, key=lambda a: (a["opened_at"], a["group"], a["type"]))
+
+
+def step_series(store, deployment: str, attributes: tuple[str, ...], start: datetime, end: datetime,
+                config: CoreConfig, step: int = PLOT_STEP_SECONDS) -> dict[str, Any]:
+    """FMR / FNMR per group per ``step`` of event time, with intervals (for the plots)."""
+    from fairwatch.core.estimates import RateEstimator
+
+    sums = ", ".join(f"sum({c})" for c in COLUMNS)
+    rows = store.query(
+        f"SELECT attribute, group_label, toUInt32(bucket), {sums} FROM group_counts FINAL"
+        " WHERE deployment = %(d)s AND attribute IN %(sets)s AND bucket >= %(start)s AND bucket < %(end)s"
+        " GROUP BY attribute, group_label, bucket", {"d": deployment, "sets": attributes, "start": start, "end": end})
+    n_steps = max(1, math.ceil((end - start).total_seconds() / step))
+    acc: dict[tuple[str, str], np.ndarray] = {}
+    for attribute, label, bucket, *values in rows:
+        i = min(n_steps - 1, int((bucket - start.timestamp()) // step))
+        acc.setdefault((attribute, label), np.zeros((n_steps, len(COLUMNS))))[i] += values
+    estimator = RateEstimator(config)
+    series = {}
+    for key, counts in sorted(acc.items()):
+        entry = {}
+        for metric, block in (("fmr", IMPOSTOR), ("fnmr", GENUINE)):
+            est = estimator.estimate(counts[:, block], None)
+            entry[metric] = [(e.rate, e.low, e.high) if e.n else (None, None, None) for e in est]
+        series[key] = entry
+    times = [start + timedelta(seconds=step * (i + 0.5)) for i in range(n_steps)]
+    return {"times": times, "series": series}
+
+
+# ---- plots and the HTML summary ----------------------------------------------------------------------------
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def make_figures(result: dict[str, Any], over_time: dict[str, Any]) -> list[tuple[str, str]]:
+    """``[(caption, base64 PNG)]``: FMR over time by race, and every group's FMR / FNMR before and after."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    truth = result["truth"]
+    drift = truth["drifts"][0] if truth["drifts"] else None
+    figures = []
+    attribute = drift["group"] and next(iter(drift["group"])) if drift else "race"
+    keys = [k for k in over_time["series"] if k[0] == attribute]
+    if keys:
+        fig, ax = plt.subplots(figsize=(9, 4.2))
+        times = over_time["times"]
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        targets = _truth_rows(truth)
+        segs = truth["segments"]
+        for color, key in zip(colors, keys):
+            points = over_time["series"][key]["fmr"]
+            ok = [i for i, p in enumerate(points) if p[0] is not None]
+            ax.plot([times[i] for i in ok], [points[i][0] for i in ok], "o-", color=color, label=f"{key[0]}={key[1]}")
+            if drift and drift["group"].get(key[0]) == key[1]:  # one band: all of them would hide the lines
+                ax.fill_between([times[i] for i in ok], [points[i][1] for i in ok], [points[i][2] for i in ok],
+                                color=color, alpha=0.2, linewidth=0, label=f"{key[0]}={key[1]} 95% CI")
+            for s in segs:  # the true rate, a step per segment
+                row = targets.get((s["index"], result["deployment"], result["algorithm"], "verification", *key))
+                if row:
+                    ax.hlines(row["target_fmr"], _ts(s["start"]), _ts(s["end"]), colors=color,
+                              linestyles="dashed", linewidth=1)
+        if drift:
+            ax.axvline(_ts(drift["at"]), color="black", linewidth=1)
+            ax.annotate(f"drift injected: {drift['name']}", (_ts(drift["at"]), 0.98),
+                        xycoords=("data", "axes fraction"), ha="left", va="top", fontsize=8, xytext=(4, 0),
+                        textcoords="offset points")
+        for a in result["alerts"]:
+            if a["metric"] == "fmr" and a["type"] == "error_rate_drift":
+                ax.axvline(_ts(a["opened_at"]), color="red", linestyle=":", linewidth=1)
+        top = max((r["target_fmr"] for r in truth["groups"] if r["attribute"] == attribute), default=0.01)
+        ax.set_ylim(0, 1.6 * top)  # the intervals of sparse steps would flatten everything else
+        ax.set_ylabel("FMR (15-minute steps, 95% CI)\ndashed: true rate")
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
+        ax.set_xlabel("event time (UTC); red dotted: FMR drift alerts opened")
+        ax.legend(fontsize=8, loc="upper left")
+        ax.grid(alpha=0.3)
+        figures.append((f"False match rate by {attribute} over event time", _png(fig)))
+
+    rows = [g for g in result["groups"] if g["rate"] is not None]
+    labels = sorted({(g["attribute"], g["group"]) for g in rows}, key=lambda k: (k[0] != "*", k))
+    if labels:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 0.36 * len(labels) + 1.4), sharey=True)
+        y = {k: i for i, k in enumerate(labels)}
+        for ax, metric in zip(axes, ("fmr", "fnmr")):
+            for seg, color, offset in ((0, "tab:blue", -0.15), (1, "tab:orange", 0.15)):
+                pts = [g for g in rows if g["metric"] == metric and g["segment"] == seg]
+                if not pts:
+                    continue
+                ys = [y[(g["attribute"], g["group"])] + offset for g in pts]
+                xs = [g["rate"] for g in pts]
+                err = [[max(0.0, g["rate"] - g["low"]) for g in pts], [max(0.0, g["high"] - g["rate"]) for g in pts]]
+                name = "before the drift" if seg == 0 else "after"
+                ax.errorbar(xs, ys, xerr=err, fmt="o", color=color, markersize=4, capsize=2, label=f"{name} (95% CI)")
+                ax.plot([g["truth"] for g in pts], ys, "k|", markersize=9, label="true rate" if seg == 0 else None)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a narrow decade
+            ax.set_title(metric.upper())
+            ax.grid(alpha=0.3, axis="x")
+        axes[0].set_yticks(range(len(labels)), ["all" if a == "*" else f"{a}={g}" for a, g in labels])
+        axes[0].invert_yaxis()
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, fontsize=8, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.02))
+        fig.subplots_adjust(bottom=0.9 / (0.36 * len(labels) + 1.4))
+        figures.append(("Every group's error rates before and after the drift, with the simulator's true rates",
+                        _png(fig)))
+    return figures
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:0.6em 0 1.4em;font-size:0.85em}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+td:first-child,th:first-child{text-align:left}
+.miss{background:#fde2e2}.drift{background:#fff3cd}.ok{color:#1a7f37}.bad{color:#b42318}
+figure{margin:1em 0}img{max-width:100%}code,pre{background:#f4f4f4;padding:2px 4px}pre{padding:8px;overflow:auto}
+"""
+
+
+_num = functools.partial(format_number, digits=3)  # the summary's tables are narrower than the report's
+
+
+def _delay_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    sign = "-" if seconds < 0 else ""
+    minutes = abs(seconds) / 60
+    return f"{sign}{minutes:.0f} min"
+
+
+def render_html(result: dict[str, Any], figures: list[tuple[str, str]]) -> str:
+    e = html.escape
+    truth = result["truth"]
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>fairwatch demo: {e(result['run'])}"
+             f"</title><style>{_CSS}</style></head><body>",
+             f"<h1>fairwatch demo</h1><p>Run <code>{e(result['run'])}</code>: scenario <b>{e(truth['scenario'])}</b> "
+             f"(seed {truth['seed']}), {truth['events']} match events and {truth['outcomes']} verified outcomes over "
+             f"event time {e(truth['start'])} .. {e(truth['end'])}, published in {result['timings']['publish']:.0f} s "
+             f"of wall time through {result['workers']} worker(s).</p>"]
+    for d in truth["drifts"]:
+        group = ", ".join(f"{k}={v}" for k, v in (d.get("group") or {}).items())
+        parts.append(f"<p class='drift'>Injected drift <b>{e(d['name'])}</b> at {e(d['at'])}: "
+                     f"{e(d.get('metric', '').upper())} of {e(group)} x{d.get('factor')}.</p>")
+    parts.append(f"<p><b>{e(result['verdict'])}</b></p>")
+    for caption, data in figures:
+        parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{e(caption)}</figcaption></figure>")
+    cov = result["coverage"]
+    parts.append(f"<h2>Per-group error rates with 95% intervals</h2><p>{cov['covered']} of {cov['total']} intervals "
+                 f"contain the simulator's true rate (about 95% expected). Rows where it falls outside are shaded.</p>")
+    for seg in truth["segments"]:
+        parts.append(f"<h3>{e(seg['start'])} .. {e(seg['end'])}</h3><table><tr><th>group</th><th>metric</th>"
+                     "<th>comparisons</th><th>errors</th><th>estimate</th><th>95% CI</th><th>true</th></tr>")
+        for g in result["groups"]:
+            if g["segment"] != seg["index"]:
+                continue
+            cls = " class='miss'" if g["covered"] is False else ""
+            parts.append(f"<tr{cls}><td>{e(_group_text(g))}</td><td>{g['metric'].upper()}</td><td>{g['n']}</td>"
+                         f"<td>{g['errors']}</td><td>{_num(g['rate'])}</td><td>[{_num(g['low'])}, {_num(g['high'])}]</td>"
+                         f"<td>{_num(g['truth'])}</td></tr>")
+        parts.append("</table>")
+    parts.append("<h2>Differentials</h2><table><tr><th>attribute</th><th>rate</th><th>differential</th>"
+                 + "".join(f"<th>{e(s['start'][11:16])}..{e(s['end'][11:16])}</th>" for s in truth["segments"]) + "</tr>")
+    for row in _differential_rows(result):
+        parts.append(f"<tr><td>{e(row[0])}</td><td>{e(row[1])}</td><td>{e(row[2])}</td>"
+                     + "".join(f"<td>{e(c)}</td>" for c in row[3:]) + "</tr>")
+    parts.append("</table><h2>Alerts</h2>")
+    claims = [a for a in result["alerts"] if a["verdict"] != "notice"]
+    notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
+    if claims:
+        parts.append("<table><tr><th>opened (event time)</th><th>after the drift</th><th>type</th><th>metric</th>"
+                     "<th>group</th><th>estimate [CI]</th><th>baseline</th><th>state</th><th>raised by</th>"
+                     "<th>truth</th></tr>")
+        for a in claims:
+            mark = "bad" if a["verdict"] == "unaffected" else "ok"
+            parts.append(f"<tr><td>{e(a['opened_at'])}</td><td>{_delay_text(a['delay_seconds'])}</td><td>{e(a['type'])}"
+                         f"</td><td>{e(a['metric'])}</td><td>{e(a['group'])}</td><td>{_num(a['estimate'])} "
+                         f"[{_num(a['low'])}, {_num(a['high'])}]</td><td>{_num(a['baseline'])}</td><td>{e(a['state'])}"
+                         f"</td><td>{e(a.get('raised_by', 'demo'))}</td><td class='{mark}'>{e(a['verdict'])}</td></tr>")
+        parts.append("</table>")
+    else:
+        parts.append(f"<p>No alert. {e(result['detection'])}</p>")
+    if notices:
+        parts.append(f"<p>{len(notices)} info notice(s) (insufficient_evidence, not claims of drift): "
+                     + e(", ".join(f"{a['group']} {a['metric']}" for a in notices)) + "</p>")
+    ch = result["clickhouse"]
+    parts.append(f"<h2>Where the data is</h2><p>ClickHouse database <code>{e(ch['database'])}</code> at "
+                 f"<code>{e(ch['url_redacted'])}</code>; files in <code>{e(result['out'])}</code>.</p>"
+                 f"<pre>{e(ch['query_command'])}</pre><pre>{e(ch['metrics_command'])}</pre></body></html>")
+    return "\n".join(parts)
+
+
+def _group_text(g: dict[str, Any]) -> str:
+    return "all" if g["attribute"] == "*" else f"{g['attribute']}={g['group']}"
+
+
+def _differential_rows(result: dict[str, Any]) -> list[list[str]]:
+    cells: dict[tuple, dict[int, str]] = {}
+    for d in result["differentials"]:
+        if d["metric"] not in SHOWN_DIFFERENTIALS:
+            continue
+        key = (d["attribute"], d["rate"], d["metric"])
+        cells.setdefault(key, {})[d["segment"]] = f"{_num(d['value'])} [{_num(d['low'])}, {_num(d['high'])}]"
+    segments = [s["index"] for s in result["truth"]["segments"]]
+    return [[*key, *(cells[key].get(s, "-") for s in segments)] for key in sorted(cells)]
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoOptions:
+    """What ``fairwatch demo`` runs: the scenario (name or file), overrides of its size and seed,
+    the wall time its event time is compressed into, workers, partitions and the output directory."""
+
+    scenario: str = "demo"
+    events: int | None = None
+    seed: int | None = None
+    seconds: float = 60.0
+    workers: int = 2
+    partitions: int = 4
+    out: Path = Path("demo-output")
+
+
+def run_demo(options: DemoOptions, console=None, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the demo; return the summary (also written to ``out/summary.json``). Stops what it starts."""
+    from rich.console import Console
+
+    console = console or Console()
+    environ = dict(os.environ if environ is None else environ)
+    say = lambda text: console.print(f"[dim]{text}[/dim]")  # noqa: E731
+    services = Services()
+    workers: list[WorkerProcess] = []
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if threading.current_thread() is threading.main_thread() else None
+    try:
+        return _run(options, console, environ, say, services, workers, stop)
+    finally:
+        stop.set()
+        # a second Ctrl-C must not cut the cleanup short
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if previous is not None else None
+        try:
+            if workers:
+                say(f"stopping {len(workers)} worker(s)")
+                stop_workers(workers)
+            services.release(say)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, old_int)
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+def _run(options: DemoOptions, console, environ, say, services: Services, workers: list[WorkerProcess],
+         stop: threading.Event) -> dict[str, Any]:
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
+
+    from fairwatch.sim.simulator import open_kafka_writer, publish, write_jsonl
+    from fairwatch.store.clickhouse import migrate, open_store
+    from fairwatch.stream.topics import ensure_topics
+
+    timings: dict[str, float] = {}
+    began = time.monotonic()
+    out = options.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        scenario = load_scenario(options.scenario)
+    except ScenarioError as exc:
+        raise DemoError(f"invalid scenario: {exc}") from None
+    if options.workers < 1 or options.partitions < options.workers:
+        raise DemoError(f"need 1 <= workers <= partitions, got {options.workers} worker(s), {options.partitions} partitions")
+
+    acquire_services(services, environ, say)
+    kafka, clickhouse, alertmanager = (services.env[v] for v in SERVICE_VARS)
+    timings["services"] = time.monotonic() - began
+
+    run = f"{RUN_PREFIX}{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:4]}"
+    prefix, database = f"{run}.", run.replace("-", "_")
+    store_url = _database_url(clickhouse, database)
+    prune_old_runs(kafka, clickhouse, prefix, KEEP_RUNS, say)
+    ensure_topics(kafka, prefix, options.partitions)
+    store = open_store(store_url)
+    migrate(store)
+    say(f"run {run}: topics {prefix}*, consumer group {run}, ClickHouse database {database}")
+
+    env = {**environ, "FAIRWATCH_KAFKA": kafka, "FAIRWATCH_CLICKHOUSE": store_url, "FAIRWATCH_ALERTMANAGER": alertmanager,
+           "FAIRWATCH_TOPIC_PREFIX": prefix, "FAIRWATCH_APP_ID": run, "FAIRWATCH_PARTITIONS": str(options.partitions),
+           "FAIRWATCH_TABLE_STORE": "memory://", "FAIRWATCH_INTERSECTIONS": "", "FAIRWATCH_BATCH_WITHIN": "0.3",
+           "FAIRWATCH_SESSION_TIMEOUT": "10", "FAIRWATCH_INSTANCE_ID": "",
+           # workers that run the detection cycle on a timer do it every few seconds of the demo
+           "FAIRWATCH_POLICIES": str(out / "policies"), "FAIRWATCH_DETECT_SECONDS": str(DETECT_SECONDS)}
+    # the scenario, moved so that its event time ends now, to files (with the truth) and its policy
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    scenario = shift_scenario(scenario, now)
+    sim: Simulation = simulate(scenario, seed=options.seed, events=options.events)
+    paths = write_jsonl(sim, out / "sim")
+    truth = json.loads(paths["truth"].read_text())
+    policies = _write_policies(scenario, out / "policies")
+    total = sim.n_events + sim.n_outcomes
+    expected_labeled = len(np.unique(sim.o_event))
+
+    for i in range(options.workers):
+        workers.append(WorkerProcess(f"w{i + 1}", env, out))
+    say(f"started {len(workers)} fairwatch worker(s): pids {', '.join(str(w.pid) for w in workers)}; logs in {out}")
+    with console.status("waiting for the workers to join the consumer group and split the partitions"):
+        waited = wait_assigned(workers, options.partitions)
+    say(f"the workers own all {2 * options.partitions} input partitions ({waited:.0f} s)")
+    (out / "pids.json").write_text(json.dumps({"workers": [w.pid for w in workers],
+                                               "stack_started": services.started_stack}))
+    timings["setup"] = time.monotonic() - began - timings["services"]
+
+    writer = CountingWriter(open_kafka_writer(kafka), stop)
+    rate = sim.n_events / max(1.0, options.seconds)
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            publish(sim, writer, prefix=prefix, rate=rate, sleep=lambda s: stop.wait(s))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failure.append(exc)
+
+    hours = scenario.duration_hours
+    console.print(f"[bold]Simulating[/bold] {sim.n_events} match events and {sim.n_outcomes} verified outcomes: "
+                  f"{hours:g} h of event time ({format_timestamp(scenario.start)} .. {format_timestamp(scenario.end)}) "
+                  f"in ~{options.seconds:.0f} s of wall time; "
+                  + "; ".join(f"drift [yellow]{d.name}[/yellow] at {format_timestamp(d.at)}" for d in scenario.drifts))
+    offsets = GroupOffsets(kafka, run, [prefix + MATCH_EVENTS, prefix + VERIFIED_OUTCOMES], options.partitions)
+    started = time.monotonic()
+    thread = threading.Thread(target=produce, name="fairwatch-demo-publish", daemon=True)
+    thread.start()
+    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    bar = Progress(*columns, console=console)
+    alerts_line = Text("alerts raised by the workers: none yet", style="dim")
+    last_alert_check = 0.0
+    try:
+        with Live(Group(bar, alerts_line), console=console, refresh_per_second=4):
+            produced_task = bar.add_task("produced to Kafka", total=total)
+            committed_task = bar.add_task("committed by the workers", total=total)
+            labeled_task = bar.add_task("labeled outcomes (joined)", total=expected_labeled)
+            deadline = None
+            while True:
+                if time.monotonic() - last_alert_check > 2.0:
+                    last_alert_check = time.monotonic()
+                    raised = _raised_so_far(store)
+                    if raised:
+                        alerts_line.plain = "alerts raised by the workers: " + ", ".join(raised)
+                        alerts_line.stylize("bold red")
+                for w in workers:
+                    if not w.alive():
+                        raise DemoError(f"worker {w.name} exited with status {w.process.returncode}:\n{w.log_tail()}")
+                if failure:
+                    raise DemoError(f"publishing to Kafka failed: {failure[0]!r}")
+                done, end = offsets.read()
+                labeled = sum(x for x in (w.labeled() for w in workers) if x is not None)
+                bar.update(produced_task, completed=writer.sent)
+                bar.update(committed_task, completed=done)
+                bar.update(labeled_task, completed=min(labeled, expected_labeled))
+                if not thread.is_alive():
+                    if "publish" not in timings:
+                        timings["publish"] = time.monotonic() - started
+                        deadline = time.monotonic() + max(300.0, 5 * options.seconds)
+                    if end >= total and done >= end:
+                        break
+                    if time.monotonic() > deadline:
+                        raise DemoError(f"the workers did not drain in time: {end - done} messages not committed\n"
+                                        + "\n".join(w.log_tail() for w in workers))
+                time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        offsets.close()
+        if not console.is_terminal:
+            console.print()  # Live leaves its last frame without a line end when the output is a file
+    timings["drain"] = time.monotonic() - started - timings["publish"]
+    console.print(f"drained: {total} messages committed by the consumer group {run} "
+                  f"({timings['publish']:.0f} s publishing, {timings['drain']:.0f} s more to drain)")
+
+    # detection: the workers run the cycle on a timer (when they have that wiring); one more cycle
+    # now covers every bucket, so the final state does not depend on the timer's phase
+    live = _incidents(store)
+    detected_at = time.monotonic()
+    detection = _detect(store, policies, env)
+    timings["detection"] = time.monotonic() - detected_at
+    if live:
+        detection = f"{detection}; {len(live)} incident(s) had already been raised by the workers' own detection timer"
+
+    result = summarize(store, store_url, run, scenario, truth, paths, policies, detection, out,
+                       [w.pid for w in workers], timings, began, live)
+    _print_story(console, result)
+    store.close()
+    return result
+
+
+def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[str, Any], paths: dict[str, Path],
+              policies: list[Path], detection: str, out: Path, worker_pids: list[int], timings: dict[str, float],
+              began: float, live: set[tuple[str, str]] = frozenset()) -> dict[str, Any]:
+    """Everything shown at the end, from the store and the truth; writes summary.html and summary.json."""
+    database = run.replace("-", "_")
+    config = CoreConfig(bucket_seconds=60)
+    groups, differentials = per_group_results(store, truth, config)
+    alerts = alert_results(store, truth) if detection.startswith("ran") else []
+    for a in alerts:
+        a["raised_by"] = "worker" if (a["id"], a["opened_at"]) in live else "demo"
+    deployment = scenario.deployments[0].name
+    algorithm = scenario.deployments[0].algorithm
+    over_time = step_series(store, deployment, ("*", *scenario.attributes), scenario.start, scenario.end, config)
+    checked = [g for g in groups if g["covered"] is not None]
+    coverage = {"covered": sum(g["covered"] for g in checked), "total": len(checked)}
+    result = {
+        "run": run, "out": str(out), "workers": len(worker_pids), "worker_pids": worker_pids,
+        "deployment": deployment, "algorithm": algorithm, "truth": {k: v for k, v in truth.items() if k != "cells"},
+        "files": {k: str(v) for k, v in paths.items()}, "policies": [str(p) for p in policies],
+        "groups": groups, "differentials": differentials, "alerts": alerts, "coverage": coverage,
+        "detection": detection,
+        "clickhouse": _clickhouse_hints(store_url, database, scenario, deployment),
+    }
+    result["verdict"] = _verdict(result)
+    figures = make_figures(result, over_time)
+    timings["total"] = time.monotonic() - began
+    result["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    html_path = out / "summary.html"
+    html_path.write_text(render_html(result, figures), encoding="utf-8")
+    result["html"] = str(html_path)
+    result["figures"] = len(figures)
+    (out / "summary.json").write_text(json.dumps(result, indent=1, default=str, allow_nan=False) + "\n")
+    return result
+
+
+def _raised_so_far(store) -> list[str]:
+    """Groups with an open drift incident in the run's alerts table (the progress display)."""
+    try:
+        rows = store.query("SELECT DISTINCT group_label, metric FROM alerts FINAL"
+                           " WHERE type != 'insufficient_evidence' ORDER BY group_label, metric")
+    except Exception:  # noqa: BLE001 - a display nicety; the table is read properly at the end
+        return []
+    return [f"{group} {metric}" for group, metric in rows]
+
+
+def _incidents(store) -> set[tuple[str, str]]:
+    try:
+        from fairwatch.detect.cycle import read_alerts
+    except ImportError:
+        return set()
+    return {(a.id, format_timestamp(a.opened_at)) for a in read_alerts(store)}
+
+
+def _write_policies(scenario: Scenario, directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    first = min((d.at for d in scenario.drifts), default=scenario.start + timedelta(hours=1))
+    minutes = max(10, int((first - scenario.start).total_seconds() // 60))
+    paths = []
+    for d in scenario.deployments:
+        path = directory / f"{d.name}.yaml"
+        path.write_text(POLICY_TEMPLATE.format(deployment=d.name, attributes=", ".join(scenario.attributes),
+                                               baseline=f"{minutes}m"))
+        paths.append(path)
+    return paths
+
+
+def _detect(store, policy_paths: list[Path], env: dict[str, str]) -> str:
+    """Run one detection cycle now; return how it went (shown to the user)."""
+    try:
+        from fairwatch.detect.cycle import run_detection
+        from fairwatch.detect.policy import load_policy
+    except ImportError as exc:
+        return f"not run: the detection cycle is not available in this checkout ({exc})"
+    policies = [load_policy(p) for p in policy_paths]
+    delivery = None
+    try:
+        from fairwatch.detect.delivery import delivery_from_env
+
+        delivery = delivery_from_env({k: env[k] for k in ("FAIRWATCH_KAFKA", "FAIRWATCH_TOPIC_PREFIX",
+                                                          "FAIRWATCH_ALERTMANAGER")})
+    except ImportError:
+        pass
+    try:
+        changed = run_detection(store, CoreConfig(bucket_seconds=60), policies, delivery=delivery,
+                                now=datetime.now(timezone.utc))
+    finally:
+        if delivery is not None:
+            delivery.close(timeout=15)
+    where = "the alerts table, the alerts topic and Alertmanager" if delivery is not None else "the alerts table"
+    return f"ran one detection cycle after draining ({len(changed)} incident change(s) written to {where})"
+
+
+def _clickhouse_hints(store_url: str, database: str, scenario: Scenario, deployment: str) -> dict[str, str]:
+    url = urlparse(store_url)
+    redacted = urlunparse(url._replace(netloc=f"{url.username or 'default'}@{url.hostname}:{url.port or 9000}"))
+    query = ("SELECT toDateTime(intDiv(toUInt32(bucket), 600) * 600, 'UTC') AS t, group_label AS race,"
+             " round(sum(impostor_w_err) / sum(impostor_w), 4) AS fmr, sum(impostor_errors) AS false_matches"
+             " FROM group_counts FINAL WHERE attribute = 'race' GROUP BY t, race ORDER BY t, race")
+    client = (f"clickhouse-client --host {url.hostname} --port {url.port or 9000} --user {url.username or 'default'}"
+              f' --database {database} --query "{query}"')  # the query holds no shell specials
+    metrics = (f"fairwatch metrics --store {shlex.quote(store_url)} --from {format_timestamp(scenario.start)}"
+               f" --to {format_timestamp(scenario.end)} --deployment {deployment}")
+    return {"url": store_url, "url_redacted": redacted, "database": database, "query": query,
+            "query_command": client, "metrics_command": metrics,
+            "tables": "match_events, verified_outcomes, labeled_outcomes, group_counts, alerts, dead_letters"}
+
+
+def _verdict(result: dict[str, Any]) -> str:
+    if not result["detection"].startswith("ran"):
+        return f"Detection {result['detection']}."
+    drifts = result["truth"]["drifts"]
+    injected = [a for a in result["alerts"] if a["verdict"] == "injected" and a["type"] != "insufficient_evidence"]
+    false_alarms = [a for a in result["alerts"] if a["verdict"] == "unaffected" and a["type"] != "insufficient_evidence"]
+    affected = [a for a in result["alerts"] if a["verdict"] == "affected"]
+    notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
+    parts = []
+    for d in drifts:
+        mine = [a for a in injected if a["drift"] == d["name"]]
+        group = ", ".join(f"{k}={v}" for k, v in (d.get("group") or {}).items())
+        if mine:
+            first = min(mine, key=lambda a: a["opened_at"])
+            parts.append(f"The injected drift ({group} {d.get('metric', '').upper()} x{d.get('factor')}) was alerted "
+                         f"{_delay_text(first['delay_seconds'])} of event time after it began ({first['type']}).")
+        else:
+            parts.append(f"The injected drift ({group}) was NOT alerted.")
+    if affected:
+        names = sorted({a["group"] for a in affected})
+        parts.append(f"Also alerted: {', '.join(names)}, whose true rate the drift raised too (they contain drifted subjects).")
+    if notices:
+        parts.append(f"Info notices (insufficient_evidence: a cycle found fewer than min_evidence baseline comparisons, "
+                     f"e.g. before all of the baseline's outcomes had arrived) for "
+                     f"{', '.join(sorted({a['group'] for a in notices}))}: not claims of drift.")
+    parts.append("No alert on a group the drift did not touch." if not false_alarms else
+                 f"False alarms on groups the drift did not touch: {', '.join(sorted({a['group'] for a in false_alarms}))}.")
+    return " ".join(parts)
+
+
+def _print_story(console, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    truth = result["truth"]
+    segments = truth["segments"]
+    console.rule("[bold]what fairwatch saw")
+    for metric, title in (("fmr", "False match rate (FMR)"), ("fnmr", "False non-match rate (FNMR)")):
+        table = Table(title=f"{title} by group, 95% intervals, vs the simulator's true rate "
+                            f"({result['deployment']}, {result['algorithm']})")
+        table.add_column("group")
+        for seg in segments:
+            span = f"{seg['start'][11:16]}-{seg['end'][11:16]}"
+            table.add_column(f"{span}\nverified (errors)", justify="right")
+            table.add_column(f"{span}\nestimate [95% CI]", justify="right")
+            table.add_column(f"{span}\ntrue", justify="right")
+        rows: dict[tuple, dict[int, dict]] = {}
+        for g in result["groups"]:
+            if g["metric"] == metric:
+                rows.setdefault((g["attribute"], g["group"]), {})[g["segment"]] = g
+        for key in sorted(rows, key=lambda k: (k[0] != "*", k)):
+            cells = [("all" if key[0] == "*" else f"{key[0]}={key[1]}")]
+            for seg in segments:
+                g = rows[key].get(seg["index"])
+                if g is None:
+                    cells += ["-", "-", "-"]
+                    continue
+                mark = "" if g["covered"] is None else (" [green]✓[/green]" if g["covered"] else " [red]✗[/red]")
+                cells += [f"{g['n']} ({g['errors']})", f"{_num(g['rate'])} [{_num(g['low'])}, {_num(g['high'])}]",
+                          f"{_num(g['truth'])}{mark}"]
+            table.add_row(*cells)
+        console.print(table)
+    cov = result["coverage"]
+    console.print(f"{cov['covered']} of {cov['total']} 95% intervals contain the true rate (about 95% are expected to; "
+                  "✗ marks the others).")
+    diffs = Table(title="Differentials between the groups of each attribute (max/min ratio, max/geometric mean), 95% CI")
+    for column in ("attribute", "rate", "differential", *(f"{s['start'][11:16]}-{s['end'][11:16]}" for s in segments)):
+        diffs.add_column(column)
+    for row in _differential_rows(result):
+        diffs.add_row(*row)
+    console.print(diffs)
+    claims = [a for a in result["alerts"] if a["verdict"] != "notice"]
+    notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
+    if claims:
+        alerts = Table(title=f"Alerts ({result['detection']})")
+        for column in ("opened (event time)", "after drift", "type", "metric", "group", "estimate [CI]", "baseline",
+                       "state", "raised by", "truth"):
+            alerts.add_column(column)
+        for a in claims:
+            verdict = {"injected": "[green]injected drift[/green]", "affected": "[green]drift-affected[/green]",
+                       "unaffected": "[red]not drifted[/red]", "notice": "[dim]not tested (info)[/dim]"}[a["verdict"]]
+            alerts.add_row(a["opened_at"][11:19], _delay_text(a["delay_seconds"]), a["type"], a["metric"], a["group"],
+                           f"{_num(a['estimate'])} [{_num(a['low'])}, {_num(a['high'])}]", _num(a["baseline"]),
+                           a["state"], a.get("raised_by", "demo"), verdict)
+        console.print(alerts)
+    else:
+        console.print(f"Alerts: none ({result['detection']}).")
+    if notices:
+        console.print(f"[dim]{len(notices)} info notice(s) (insufficient_evidence): "
+                      + ", ".join(f"{a['group']} {a['metric']}" for a in notices) + "[/dim]")
+    console.print(f"[bold]{result['verdict']}[/bold]")
+    ch = result["clickhouse"]
+    console.print(f"\nThe data is in ClickHouse database [bold]{ch['database']}[/bold] ({ch['url_redacted']}): "
+                  f"{ch['tables']}. Try:\n  {ch['query_command']}\n  {ch['metrics_command']}")
+    console.print(f"Files: {result['files']['events']}, {result['files']['outcomes']}, {result['files']['truth']}; "
+                  f"policy {', '.join(result['policies'])}")
+    console.print(f"[bold]HTML summary:[/bold] {result['html']}   (took {result['timings']['total']:.0f} s)")
+
+
+# ---- command line -------------------------------------------------------------------------------------------
+
+
+def demo_command(
+    scenario: str = typer.Option("demo", "--scenario", help="A scenario YAML file or a packaged one (demo, default)."),
+    events: Optional[int] = typer.Option(None, "--events", envvar="FAIRWATCH_DEMO_EVENTS", min=1,
+                                         help="Overrides the scenario's number of events."),
+    seed: Optional[int] = typer.Option(None, "--seed", envvar="FAIRWATCH_DEMO_SEED", min=0),
+    seconds: float = typer.Option(60.0, "--seconds", envvar="FAIRWATCH_DEMO_SECONDS", min=1.0,
+                                  help="Wall time over which the scenario's event time is published."),
+    workers: int = typer.Option(2, "--workers", envvar="FAIRWATCH_DEMO_WORKERS", min=1),
+    partitions: int = typer.Option(4, "--partitions", min=1, help="Partitions of the run's input topics."),
+    out: Path = typer.Option(Path("demo-output"), "--out", envvar="FAIRWATCH_DEMO_OUT", file_okay=False,
+                             help="Where the simulated files, worker logs, policy and summary go."),
+) -> None:
+    """The whole story in one command: stack, workers, a simulated bias drift, detection, the numbers and a summary."""
+    from rich.console import Console
+
+    console = Console()
+    options = DemoOptions(scenario=scenario, events=events, seed=seed, seconds=seconds, workers=workers,
+                          partitions=partitions, out=out)
+    try:
+        run_demo(options, console)
+    except DemoError as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except (KeyboardInterrupt, Interrupted):
+        console.print("[yellow]interrupted: everything the demo started has been stopped[/yellow]")
+        raise typer.Exit(130) from None

@@ -1,0 +1,384 @@
+"""ClickHouse at the edge: one small interface over a server (clickhouse-driver) and chDB.
+
+Both backends take the same SQL with the same client-side ``%(name)s`` parameters and return rows
+as tuples with the same Python types (DateTime columns as aware UTC datetimes), so the code above
+this module cannot tell them apart. The SQL itself must be accepted by ClickHouse 18.16 and by
+current ClickHouse (see ARCHITECTURE.md); the DDL lives in ``schemas/clickhouse``.
+
+Store URLs: ``clickhouse://user:password@host:9000/database`` or ``chdb:///path/to/dir``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterable, Protocol, Sequence
+from urllib.parse import unquote, urlparse
+
+from clickhouse_driver.util.escape import escape_param
+
+SCHEMAS_DIR = Path(os.environ.get("FAIRWATCH_SCHEMAS", Path(__file__).resolve().parents[3] / "schemas"))
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class StoreError(RuntimeError):
+    """A store could not be opened, migrated or queried; the message says which and why."""
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise StoreError(f"naive datetime {value!r}: pass an aware datetime (fairwatch works in UTC)")
+        return "'%s'" % value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return "'%s'" % value.isoformat()
+    if isinstance(value, list):
+        return "[%s]" % ", ".join(_literal(v) for v in value)
+    if isinstance(value, tuple):  # for IN (...)
+        return "(%s)" % ", ".join(_literal(v) for v in value)
+    return str(escape_param(value, None))
+
+
+def bind(sql: str, params: dict[str, Any] | None) -> str:
+    """Substitute ``%(name)s`` parameters client-side, the same way for both backends.
+
+    >>> bind("SELECT %(a)s, %(b)s", {"a": "it's", "b": [1, 2]})
+    "SELECT 'it\\\\'s', [1, 2]"
+    """
+    if not params:
+        return sql
+    return sql % {name: _literal(value) for name, value in params.items()}
+
+
+def _identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise StoreError(f"{name!r} is not a plain identifier")
+    return name
+
+
+class Store(Protocol):
+    url: str
+    database: str
+    # a server takes INSERT ... SELECT with external tables (insert_frames); chDB does not
+    external_tables: bool
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None: ...
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]: ...
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int: ...
+
+    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
+        """Rows given column by column (``data[i]`` holds ``columns[i]``); DateTime as epoch seconds."""
+        ...
+
+    def server_version(self) -> tuple[int, ...]: ...
+
+    def prepare(self) -> None:
+        """Open what the first insert would open (connections, modules), now."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _epoch_seconds(value: Any) -> Any:
+    """What a DateTime column stores: whole seconds since the epoch (naive datetimes are UTC)."""
+    if isinstance(value, datetime):
+        return int((value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)).timestamp())
+    return value
+
+
+def _to_utc(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value
+
+
+class _Frame(dict):
+    """Numpy columns by name, read the way the driver reads a data frame (``frame[name].values``),
+    without a pandas frame (which turns string columns into Arrow arrays and back)."""
+
+    def __getitem__(self, name: str) -> SimpleNamespace:
+        return SimpleNamespace(values=dict.__getitem__(self, name))
+
+
+class ServerStore:
+    """A ClickHouse server over the native protocol (clickhouse-driver)."""
+
+    external_tables = True
+
+    def __init__(self, url: str, *, create_database: bool = True, connect_timeout: float = 5.0):
+        from clickhouse_driver import Client
+
+        parsed = urlparse(url)
+        self.url = url
+        self._numpy_client = None  # opened by the first insert_frames
+        self.database = _identifier((parsed.path or "/default").lstrip("/") or "default")
+        options = dict(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 9000,
+            user=unquote(parsed.username or "default"),
+            password=unquote(parsed.password or ""),
+            connect_timeout=connect_timeout,
+            settings={"use_client_time_zone": False},
+        )
+        try:
+            if create_database and self.database != "default":
+                bootstrap = Client(database="default", **options)
+                bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+                bootstrap.disconnect()
+            self._client = Client(database=self.database, **options)
+            self._client.execute("SELECT 1")
+            self._options = options
+        except Exception as exc:  # the driver raises socket, auth and server errors alike
+            raise StoreError(f"cannot reach ClickHouse at {parsed.hostname}:{parsed.port}: {exc}") from exc
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._client.execute(bind(sql, params))
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        rows = self._client.execute(bind(sql, params))
+        return [tuple(_to_utc(v) for v in row) for row in rows]
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        rows = rows if isinstance(rows, list) else list(rows)
+        if rows:
+            # columnar, datetimes as epoch seconds: the driver converts each datetime through pytz
+            # otherwise, which cost more than the rest of the insert
+            data = [list(column) for column in zip(*rows)]
+            for i, column in enumerate(data):
+                if isinstance(next((v for v in column if v is not None), None), datetime):
+                    if column.count(column[0]) == len(column):  # one instant (ingested_at): convert once
+                        data[i] = [_epoch_seconds(column[0])] * len(column)
+                    else:
+                        data[i] = [_epoch_seconds(v) for v in column]
+            self.insert_columns(table, columns, data)
+        return len(rows)
+
+    def insert_frames(self, sql: str, tables: Sequence[tuple[str, list[tuple[str, str]], dict[str, Any]]],
+                      params: dict[str, Any] | None = None) -> None:
+        """Run ``sql`` (an INSERT ... SELECT) with external tables (name, structure [(column, type)],
+        column -> numpy array) on a connection in the driver's numpy mode: it writes a numeric
+        column's buffer as it is and a string column in one C loop, not value by value (the
+        SELECT turns strings into Enum values, seconds into DateTime, joined labels into arrays)."""
+        self.prepare()
+        external = [{"name": name, "structure": structure, "data": _Frame(columns)} for name, structure, columns in tables]
+        self._numpy_client.execute(sql, params, external_tables=external)
+
+    def prepare(self) -> None:
+        if self._numpy_client is None:
+            from clickhouse_driver import Client
+            options = dict(self._options, settings={**self._options["settings"], "use_numpy": True})
+            client = Client(database=self.database, **options)
+            client.execute("SELECT 1")  # connects, and imports the driver's numpy columns (pandas)
+            self._numpy_client = client
+
+    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
+        if data and len(data[0]):
+            cols = ", ".join(_identifier(c) for c in columns)
+            self._client.execute(f"INSERT INTO {_identifier(table)} ({cols}) VALUES", data, columnar=True)
+        return len(data[0]) if data else 0
+
+    def server_version(self) -> tuple[int, ...]:
+        return _parse_version(self._client.execute("SELECT version()")[0][0])
+
+    def close(self) -> None:
+        self._client.disconnect()
+        if self._numpy_client is not None:
+            self._numpy_client.disconnect()
+
+
+def _parse_version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:4])
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise StoreError(f"naive datetime {value!r}: pass an aware datetime")
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _from_json(value: Any, type_name: str) -> Any:
+    if value is None:
+        return None
+    inner = type_name
+    while inner.startswith(("Nullable(", "LowCardinality(")):
+        inner = inner[inner.index("(") + 1 : -1]
+    if inner.startswith("Array("):
+        return [_from_json(v, inner[6:-1]) for v in value]
+    if inner.startswith("DateTime"):
+        return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    if inner.startswith("Date"):
+        return date.fromisoformat(value)
+    if re.match(r"U?Int(64|128|256)$", inner):
+        return int(value)
+    if inner.startswith("Float"):
+        return float(value)  # whole numbers come as JSON ints; inf / nan come quoted
+    return value
+
+
+class EmbeddedStore:
+    """chDB: ClickHouse in this process, its data in a directory (one process per directory)."""
+
+    external_tables = False
+
+    def __init__(self, url: str):
+        try:
+            from chdb import session as chdb_session
+        except ImportError as exc:
+            raise StoreError("chdb:// stores need chDB: pip install 'fairwatch[embedded]'") from exc
+        parsed = urlparse(url)
+        path = unquote(parsed.netloc + parsed.path)
+        if not path:
+            raise StoreError(f"{url!r} names no directory; use chdb:///path/to/dir")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.path = path
+        self.database = "fairwatch"
+        self._session = chdb_session.Session(path)
+        self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        self._run(f"USE {self.database}")
+
+    def _run(self, sql: str, fmt: str = "CSV") -> Any:
+        try:
+            result = self._session.query(sql, fmt)
+        except Exception as exc:
+            raise StoreError(f"chDB refused the query: {exc}\n{sql[:500]}") from exc
+        if result is not None and getattr(result, "has_error", lambda: False)():
+            raise StoreError(f"chDB refused the query: {result.error_message()}\n{sql[:500]}")
+        return result
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._run(bind(sql, params))
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        result = self._run(bind(sql, params), "JSONCompact")
+        text = result.bytes() if result is not None else b""
+        if not text:
+            return []
+        document = json.loads(text)
+        types = [column["type"] for column in document["meta"]]
+        return [tuple(_from_json(v, t) for v, t in zip(row, types)) for row in document["data"]]
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        names = [_identifier(c) for c in columns]
+        lines = [json.dumps(dict(zip(names, row)), default=_json_default) for row in rows]
+        if lines:
+            self._run(f"INSERT INTO {_identifier(table)} ({', '.join(names)}) FORMAT JSONEachRow\n" + "\n".join(lines))
+        return len(lines)
+
+    def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
+        return self.insert(table, columns, zip(*data))
+
+    def prepare(self) -> None:
+        pass  # in this process, opened already
+
+    def server_version(self) -> tuple[int, ...]:
+        return _parse_version(self.query("SELECT version()")[0][0])
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open the store named by ``url`` (default: ``FAIRWATCH_CLICKHOUSE``)."""
+    url = url or os.environ.get("FAIRWATCH_CLICKHOUSE")
+    if not url:
+        raise StoreError("no store configured: pass --store URL or set FAIRWATCH_CLICKHOUSE")
+    scheme = urlparse(url).scheme
+    if scheme == "clickhouse":
+        return ServerStore(url)
+    if scheme == "chdb":
+        return EmbeddedStore(url)
+    raise StoreError(f"unknown store scheme {scheme!r} in {url!r}; use clickhouse://... or chdb:///path")
+
+
+# ---------------------------------------------------------------------------------- migrations
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+    min_server_version: tuple[int, ...]
+    checksum: str
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    """Read ``NNN_name.sql`` files; a ``-- min_server_version: X.Y`` line gates a file."""
+    directory = directory or SCHEMAS_DIR / "clickhouse"
+    migrations = []
+    for path in sorted(directory.glob("[0-9][0-9][0-9]_*.sql")):
+        text = path.read_text()
+        gate = re.search(r"^--\s*min_server_version:\s*([\d.]+)", text, re.M)
+        body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+        statements = tuple(s.strip() for s in re.split(r";\s*$", body, flags=re.M) if s.strip())
+        migrations.append(
+            Migration(
+                version=int(path.name[:3]),
+                name=path.stem,
+                statements=statements,
+                min_server_version=_parse_version(gate.group(1)) if gate else (0,),
+                checksum=hashlib.sha256(text.encode()).hexdigest(),
+            )
+        )
+    if not migrations:
+        raise StoreError(f"no migrations found in {directory}")
+    return migrations
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    version: int
+    name: str
+    status: str  # applied | already_applied | skipped_old_server
+
+
+def migrate(store: Store, directory: Path | None = None) -> list[MigrationResult]:
+    """Apply what is missing, in order; idempotent, and safe to run at every start.
+
+    A migration gated on a newer server than this one is skipped now and applied after an
+    upgrade. A file changed after it was applied is an error: history must not be rewritten.
+    """
+    store.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, checksum String,"
+        " applied_at DateTime('UTC')) ENGINE = ReplacingMergeTree() ORDER BY version"
+    )
+    applied = {v: c for v, c in store.query("SELECT version, checksum FROM schema_migrations FINAL")}
+    server = store.server_version()
+    results = []
+    for migration in load_migrations(directory):
+        if migration.version in applied:
+            if applied[migration.version] != migration.checksum:
+                raise StoreError(
+                    f"migration {migration.name} was changed after it was applied to {store.url}; "
+                    "add a new migration file instead"
+                )
+            results.append(MigrationResult(migration.version, migration.name, "already_applied"))
+            continue
+        if server < migration.min_server_version:
+            results.append(MigrationResult(migration.version, migration.name, "skipped_old_server"))
+            continue
+        for statement in migration.statements:
+            try:
+                store.execute(statement)
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise StoreError(f"migration {migration.name} failed on {store.url}: {exc}") from exc
+        store.insert(
+            "schema_migrations",
+            ["version", "name", "checksum", "applied_at"],
+            [(migration.version, migration.name, migration.checksum, datetime.now(timezone.utc))],
+        )
+        results.append(MigrationResult(migration.version, migration.name, "applied"))
+    return results

@@ -1,0 +1,148 @@
+"""Every setting the worker reads from the environment, in one place.
+
+The Helm chart, docker-compose and README document these names; a test checks that they agree
+with :data:`WORKER_ENVIRONMENT`, so a setting cannot be read here without being settable there.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fairwatch.contracts.topics import DEFAULT_PREFIX
+from fairwatch.core.config import DAY_SECONDS, CoreConfig
+
+# name -> (default, meaning); None as default means required
+WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
+    "FAIRWATCH_KAFKA": (None, "Kafka bootstrap servers, host:port[,host:port]"),
+    "FAIRWATCH_CLICKHOUSE": (None, "store: clickhouse://user:pass@host:9000/db or chdb:///path"),
+    "FAIRWATCH_TOPIC_PREFIX": (DEFAULT_PREFIX, "prefix of every topic"),
+    "FAIRWATCH_PARTITIONS": ("8", "partitions of the input topics (fixed once created)"),
+    "FAIRWATCH_REPLICATION": ("1", "replication factor of the topics the worker creates"),
+    "FAIRWATCH_APP_ID": ("fairwatch", "faust application id = Kafka consumer group"),
+    "FAIRWATCH_TABLE_STORE": ("rocksdb://", "faust table store for the join state: rocksdb:// or memory://"),
+    "FAIRWATCH_DATA_DIR": ("./fairwatch-data", "where the worker keeps its on-disk table state"),
+    "FAIRWATCH_WEB_HOST": ("127.0.0.1", "address of the worker's web endpoint (/metrics, /healthz)"),
+    "FAIRWATCH_WEB_PORT": ("6066", "port of the worker's web endpoint"),
+    "FAIRWATCH_BATCH_SIZE": ("5000", "messages per processing batch at most"),
+    "FAIRWATCH_BATCH_WITHIN": ("0.2", "seconds to wait for a batch to fill"),
+    "FAIRWATCH_BUCKET_SECONDS": ("60", "width of the event-time count buckets"),
+    "FAIRWATCH_TTL_DAYS": ("30", "days an unpaired event or outcome waits before it expires"),
+    "FAIRWATCH_INTERSECTIONS": ("", "intersections to count, e.g. sex&race,sex&age"),
+    "FAIRWATCH_SESSION_TIMEOUT": ("30", "seconds before Kafka reassigns a dead worker's partitions"),
+    "FAIRWATCH_INSTANCE_ID": ("", "static group membership id, e.g. the pod name (a restart keeps its partitions)"),
+    "FAIRWATCH_COMMIT_SECONDS": ("2", "how often fully processed input offsets are committed"),
+    "FAIRWATCH_SNAPSHOT_SECONDS": ("60", "how often estimate snapshots (last 1h and 24h) are written"),
+    "FAIRWATCH_POLICIES": ("", "policy YAML file or directory; drift detection and alerting run only when set"),
+    "FAIRWATCH_DETECT_SECONDS": ("60", "how often the detection cycle runs (on the owner of partition 0)"),
+    "FAIRWATCH_ALERTMANAGER": ("", "Prometheus Alertmanager URL that receives alerts (optional)"),
+    "FAIRWATCH_GRAFANA": ("", "Grafana URL that receives alert annotations (optional)"),
+    "FAIRWATCH_GRAFANA_TOKEN": ("", "Grafana API token or service-account token (optional)"),
+    "FAIRWATCH_AUDIT_KEY": ("", "HMAC key of the tamper-evident audit log (optional; keep it secret)"),
+    "FAIRWATCH_AUDIT_CHAIN": ("", "audit log chain this process appends to (default: one per record kind)"),
+}
+
+# Read by other commands, or set by the image: name -> who reads it and what it means.
+OTHER_ENVIRONMENT: dict[str, str] = {
+    "FAIRWATCH_SCHEMAS": "every command that migrates: where schemas/clickhouse is (the image sets it)",
+    "FAIRWATCH_CLICKHOUSE_HOST": "dashboards push and Grafana provisioning: ClickHouse host of the datasource",
+    "FAIRWATCH_CLICKHOUSE_PORT": "dashboards push and Grafana provisioning: its native port",
+    "FAIRWATCH_CLICKHOUSE_PROTOCOL": "dashboards push: native or http",
+    "FAIRWATCH_CLICKHOUSE_DATABASE": "dashboards push and Grafana provisioning: its database",
+    "FAIRWATCH_CLICKHOUSE_USER": "dashboards push and Grafana provisioning: a read-only user",
+    "FAIRWATCH_CLICKHOUSE_PASSWORD": "dashboards push and Grafana provisioning: that user's password",
+    "FAIRWATCH_REPORT_MIN_GROUP": "fairwatch report: groups with fewer verified comparisons are suppressed",
+    "FAIRWATCH_DEMO_EVENTS": "make demo / fairwatch demo: match events to simulate",
+    "FAIRWATCH_DEMO_SEED": "make demo: simulator seed",
+    "FAIRWATCH_DEMO_SECONDS": "make demo: wall time the event time is compressed into",
+    "FAIRWATCH_DEMO_WORKERS": "make demo: workers to start",
+    "FAIRWATCH_DEMO_OUT": "make demo: output folder (HTML summary, files)",
+}
+
+
+def _env(name: str) -> str:
+    default, meaning = WORKER_ENVIRONMENT[name]
+    value = os.environ.get(name, default)
+    if value is None or value == "":
+        if default is None:
+            raise SettingsError(f"{name} is not set ({meaning})")
+    return value or ""
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def parse_intersections(text: str) -> tuple[tuple[str, ...], ...]:
+    """``"sex&race, sex&age"`` -> ``(("sex", "race"), ("sex", "age"))``."""
+    combos = tuple(tuple(a.strip() for a in part.split("&")) for part in text.split(",") if part.strip())
+    for combo in combos:
+        if len(combo) < 2 or not all(combo):
+            raise SettingsError(f"FAIRWATCH_INTERSECTIONS: {'&'.join(combo)!r} must name two or more attributes")
+    return combos
+
+
+def _number(name: str, kind: type) -> float | int:
+    text = _env(name)
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {text!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    kafka: str
+    clickhouse: str
+    topic_prefix: str = DEFAULT_PREFIX
+    partitions: int = 8
+    replication: int = 1
+    app_id: str = "fairwatch"
+    table_store: str = "rocksdb://"
+    data_dir: Path = Path("./fairwatch-data")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    batch_size: int = 5000
+    batch_within: float = 0.2  # batch envelopes rarely fill a batch: it is taken after this long
+    session_timeout: float = 30.0
+    commit_seconds: float = 2.0
+    instance_id: str = ""
+    snapshot_seconds: float = 60.0
+    policies: str = ""
+    detect_seconds: float = 60.0
+    core: CoreConfig = field(default_factory=CoreConfig)
+
+    @classmethod
+    def from_env(cls) -> WorkerSettings:
+        return cls(
+            kafka=_env("FAIRWATCH_KAFKA"),
+            clickhouse=_env("FAIRWATCH_CLICKHOUSE"),
+            topic_prefix=_env("FAIRWATCH_TOPIC_PREFIX"),
+            partitions=int(_number("FAIRWATCH_PARTITIONS", int)),
+            replication=int(_number("FAIRWATCH_REPLICATION", int)),
+            app_id=_env("FAIRWATCH_APP_ID"),
+            table_store=_env("FAIRWATCH_TABLE_STORE"),
+            data_dir=Path(_env("FAIRWATCH_DATA_DIR")),
+            web_host=_env("FAIRWATCH_WEB_HOST"),
+            web_port=int(_number("FAIRWATCH_WEB_PORT", int)),
+            batch_size=int(_number("FAIRWATCH_BATCH_SIZE", int)),
+            batch_within=float(_number("FAIRWATCH_BATCH_WITHIN", float)),
+            session_timeout=float(_number("FAIRWATCH_SESSION_TIMEOUT", float)),
+            commit_seconds=float(_number("FAIRWATCH_COMMIT_SECONDS", float)),
+            instance_id=_env("FAIRWATCH_INSTANCE_ID"),
+            snapshot_seconds=float(_number("FAIRWATCH_SNAPSHOT_SECONDS", float)),
+            policies=_env("FAIRWATCH_POLICIES"),
+            detect_seconds=float(_number("FAIRWATCH_DETECT_SECONDS", float)),
+            core=CoreConfig(
+                bucket_seconds=int(_number("FAIRWATCH_BUCKET_SECONDS", int)),
+                ttl_seconds=int(float(_number("FAIRWATCH_TTL_DAYS", float)) * DAY_SECONDS),
+                intersections=parse_intersections(_env("FAIRWATCH_INTERSECTIONS")),
+            ),
+        )
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,35 @@
+"""Independent oracles the tests and benchmarks compare fairwatch against."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import jsonschema
+from referencing import Registry, Resource
+
+from fairwatch.testing.stack import REPO
+
+
+def alert_validator() -> jsonschema.Draft202012Validator:
+    schemas = {n: json.loads((REPO / "schemas" / n).read_text()) for n in ("alert.schema.json", "common.schema.json")}
+    registry = Registry().with_resources([(s["$id"], Resource.from_contents(s)) for s in schemas.values()])
+    return jsonschema.Draft202012Validator(schemas["alert.schema.json"], registry=registry,
+                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def expected_rate(spec: dict, attributes: dict, group: tuple[str, str], boost: dict[tuple[str, str], float]) -> float:
+    """Proportion-weighted mean of base x factors over the cells of ``group``, cell by cell."""
+    names = list(attributes)
+    num = den = 0.0
+    for labels in itertools.product(*(attributes[a] for a in names)):
+        cell = dict(zip(names, labels))
+        if group != ("*", "*") and cell[group[0]] != group[1]:
+            continue
+        weight = math.prod(attributes[a][cell[a]] for a in names)
+        rate = spec["base"] * math.prod(spec["factors"].get(a, {}).get(cell[a], 1.0) for a in names)
+        rate *= math.prod(f for (a, l), f in boost.items() if cell[a] == l)
+        num += weight * rate
+        den += weight
+    return num / den

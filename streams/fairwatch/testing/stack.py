@@ -1,0 +1,90 @@
+"""Where the tests find Kafka, ClickHouse and Alertmanager.
+
+If ``FAIRWATCH_KAFKA``, ``FAIRWATCH_CLICKHOUSE`` and ``FAIRWATCH_ALERTMANAGER`` are all set, the
+tests use those services (for example a docker-compose stack). Otherwise they start, or reuse,
+the local stack with ``scripts/stack up`` and use the addresses it prints. If the stack cannot be
+started the error is raised: tests that need services never skip silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+REPO = Path(__file__).resolve().parents[3]
+SCRIPT = REPO / "scripts" / "stack"
+REQUIRED = ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER")
+OPTIONAL = ("FAIRWATCH_CLICKHOUSE_HTTP",)
+EXPORT_LINE = re.compile(r"^export (FAIRWATCH_[A-Z0-9_]+)=(\S+)$")
+
+_cached: dict[str, str] | None = None
+_local = False
+
+
+class StackUnavailable(RuntimeError):
+    """The local service stack could not be started."""
+
+
+def parse_exports(stdout: str) -> dict[str, str]:
+    """Parse the ``export NAME=value`` lines of ``scripts/stack up``; any other line is an error."""
+    out: dict[str, str] = {}
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        m = EXPORT_LINE.match(line)
+        if not m:
+            raise ValueError(f"unexpected line on stdout of scripts/stack: {line!r}")
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+def run_stack(command: str, env: dict[str, str] | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``scripts/stack COMMAND`` (with this Python: the script needs only the stdlib)."""
+    return subprocess.run([sys.executable, str(SCRIPT), command], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ensure_stack() -> dict[str, str]:
+    """The service addresses as ``{"FAIRWATCH_KAFKA": ..., "FAIRWATCH_CLICKHOUSE": ..., ...}``.
+
+    External services when all of REQUIRED are set in the environment, else the local stack
+    (started if needed; it is left running for the next session, ``make test`` stops it).
+    """
+    global _cached, _local
+    if _cached is not None:
+        return dict(_cached)
+    if all(os.environ.get(k) for k in REQUIRED):
+        _cached = {k: os.environ[k] for k in REQUIRED + OPTIONAL if os.environ.get(k)}
+        _local = False
+        return dict(_cached)
+    try:
+        r = run_stack("up")
+    except subprocess.TimeoutExpired as e:
+        raise StackUnavailable(f"`scripts/stack up` did not finish in {e.timeout:.0f}s:\n{e.stderr or ''}") from e
+    if r.returncode != 0:
+        raise StackUnavailable(f"`scripts/stack up` failed with exit status {r.returncode}:\n{r.stderr}")
+    env = parse_exports(r.stdout)
+    missing = [k for k in REQUIRED if k not in env]
+    if missing:
+        raise StackUnavailable(f"`scripts/stack up` did not print {missing}; stdout was:\n{r.stdout}")
+    _cached, _local = env, True
+    return dict(env)
+
+
+def local_stack_dir() -> Path | None:
+    """The state dir of the local stack if ensure_stack() is using it, None for external services."""
+    ensure_stack()
+    if not _local:
+        return None
+    cache = Path(os.path.expanduser(os.environ.get("FAIRWATCH_CACHE") or "~/.cache/fairwatch"))
+    return Path(os.path.expanduser(os.environ.get("FAIRWATCH_STACK_DIR") or str(cache / "stack"))).resolve()
+
+
+def server_url(base: str, database: str) -> str:
+    """The ClickHouse URL ``base`` with its database replaced by ``database``."""
+    return urlunparse(urlparse(base)._replace(path=f"/{database}"))

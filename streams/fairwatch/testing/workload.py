@@ -1,0 +1,178 @@
+"""A deterministic test workload and its brute-force oracle, written independently of the core.
+
+The oracle takes the final (event, latest outcome) pairs and counts them with plain loops; it
+shares nothing with ``fairwatch.core.join`` / ``fairwatch.core.counts`` / the ClickHouse recompute.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
+
+T0 = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)
+SEXES = ("F", "M")
+RACES = ("Black", "White", "Asian", "Indigenous")
+AGES = ("18-29", "30-49", "50+")
+
+
+@dataclass
+class Workload:
+    events: dict[str, dict] = field(default_factory=dict)  # event_id -> match event document
+    outcomes: dict[str, list[dict]] = field(default_factory=dict)  # event_id -> outcome documents
+    # (kind, key, value) in delivery order, duplicates and malformed ones included
+    messages: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    malformed: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+
+
+MALFORMED = [
+    b"{not json",
+    b'{"event_id": ""}',
+    b"[]",
+    b'{"event_id": "x", "score": NaN}',
+    b"\xff\xfe\x00",
+    b'{"event_id": "e", "verified_at": "yesterday"}',
+]
+
+
+def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orphan_share: float = 0.01,
+                  revision_share: float = 0.03, duplicate_share: float = 0.01, malformed_share: float = 0.005,
+                  sampled_share: float = 0.3, hours: float = 6.0, deployments: int = 2) -> Workload:
+    rng = random.Random(seed)
+    w = Workload()
+    for i in range(n_events):
+        event_id = f"ev-{seed}-{i:08d}"
+        occurred = T0 + timedelta(seconds=rng.uniform(0, hours * 3600))
+        impostor = rng.random() < 0.7
+        race = rng.choice(RACES)
+        # per-group error rates differ, as in NIST FRVT Part 3
+        fmr = {"Black": 0.03, "White": 0.005, "Asian": 0.015, "Indigenous": 0.04}[race]
+        error = rng.random() < (fmr if impostor else 0.05)
+        decision = ("match" if error else "non_match") if impostor else ("non_match" if error else "match")
+        w.events[event_id] = {
+            "event_id": event_id, "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
+            "deployment": f"site-{rng.randrange(deployments)}", "algorithm": "algo-1",
+            "mode": "verification" if rng.random() < 0.8 else "identification",
+            "score": round(rng.uniform(0, 1), 4), "threshold": 0.6, "decision": decision,
+            "subject": {"sex": rng.choice(SEXES), "race": race, "age": rng.choice(AGES)},
+        }
+        if rng.random() < outcome_share:
+            w.outcomes[event_id] = _outcomes(rng, event_id, occurred, impostor, revision_share, sampled_share)
+    for i in range(int(n_events * orphan_share)):  # outcomes whose event never comes
+        event_id = f"orphan-{seed}-{i}"
+        w.outcomes[event_id] = _outcomes(rng, event_id, T0, True, 0, 0)
+    for event_id, doc in w.events.items():
+        w.messages.append((MATCH_EVENTS, event_id.encode(), json.dumps(doc).encode()))
+    for event_id, docs in w.outcomes.items():
+        w.messages += [(VERIFIED_OUTCOMES, event_id.encode(), json.dumps(d).encode()) for d in docs]
+    rng.shuffle(w.messages)
+    for _ in range(int(len(w.messages) * duplicate_share)):
+        w.messages.insert(rng.randrange(len(w.messages)), rng.choice(w.messages))
+    for i in range(int(len(w.messages) * malformed_share)):
+        kind = rng.choice((MATCH_EVENTS, VERIFIED_OUTCOMES))
+        bad = (kind, f"bad-{seed}-{i}".encode(), MALFORMED[i % len(MALFORMED)] + f" #{i}".encode())
+        w.malformed.append(bad)
+        w.messages.insert(rng.randrange(len(w.messages)), bad)
+    return w
+
+
+def _outcomes(rng, event_id, occurred, impostor, revision_share, sampled_share) -> list[dict]:
+    prob = 1.0 if rng.random() >= sampled_share else rng.choice((0.5, 0.25, 0.1))
+    verified = occurred + timedelta(hours=rng.lognormvariate(1.0, 1.0))
+    docs = [{"event_id": event_id, "verified_at": verified.isoformat().replace("+00:00", "Z"),
+             "truth": "impostor" if impostor else "genuine", "reviewer": f"rev-{rng.randrange(20)}",
+             "revision": 0, "inclusion_prob": prob}]
+    if rng.random() < revision_share:  # a reviewer corrects the label
+        docs.append({**docs[0], "truth": "genuine" if impostor else "impostor", "revision": 1,
+                     "verified_at": (verified + timedelta(hours=2)).isoformat().replace("+00:00", "Z")})
+    return docs
+
+
+def oracle_counts(w: Workload, bucket_seconds: int = 60, intersections=(("sex", "race"),)) -> dict[tuple, list[float]]:
+    """(deployment, algorithm, mode, attribute, group, bucket epoch s) -> 12 sums, by plain loops."""
+    counts: dict[tuple, list[float]] = defaultdict(lambda: [0.0] * 12)
+    for event_id, event in w.events.items():
+        if event_id not in w.outcomes:
+            continue
+        outcome = max(w.outcomes[event_id], key=lambda d: d["revision"])
+        occurred = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00")).timestamp()
+        bucket = int(occurred // bucket_seconds) * bucket_seconds
+        subject = event["subject"]
+        groups = [("*", "*")] + sorted(subject.items())
+        for combo in intersections:
+            if all(a in subject for a in combo):
+                groups.append(("&".join(combo), "&".join(subject[a] for a in combo)))
+        impostor = outcome["truth"] == "impostor"
+        error = (event["decision"] == "match") if impostor else (event["decision"] == "non_match")
+        weight = 1.0 / outcome["inclusion_prob"]
+        base = 0 if impostor else 6
+        for attribute, group in groups:
+            row = counts[(event["deployment"], event["algorithm"], event["mode"], attribute, group, bucket)]
+            row[base] += 1
+            row[base + 1] += error
+            row[base + 2] += weight
+            row[base + 3] += weight * error
+            row[base + 4] += weight * weight
+            row[base + 5] += weight * weight * error
+    return dict(counts)
+
+
+BAD_RECORDS = [  # records inside a valid batch envelope that the contract refuses
+    {"event_id": ""},
+    {"event_id": "bad-record", "truth": "maybe"},
+    {"event_id": "bad-record", "occurred_at": "yesterday"},
+    {"event_id": "bad-record", "score": "high", "subject": {}},
+]
+
+
+def compact(doc: dict) -> bytes:
+    """How the worker re-encodes one record of a batch for dead-letter."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def mixed_batches(w: Workload, partitions: int, seed: int, *, batch_share: float = 0.7, max_records: int = 100,
+                  bad_record_share: float = 0.003, misrouted_batches: int = 3):
+    """The workload's messages as Kafka messages with explicit partitions, most in batch envelopes.
+
+    Returns (messages, bad_records): messages are (kind, partition, key, value) in delivery order
+    (single records, batches, whole-message garbage, a few batches sent to the wrong partition);
+    bad_records are the (kind, compact bytes) of the refused records placed inside batches.
+    Partitions come from Kafka's murmur2 as implemented by kafka-python (not by fairwatch).
+    """
+    from kafka.partitioner.default import murmur2
+
+    def home(event_id: str) -> int:
+        return (murmur2(event_id.encode()) & 0x7FFFFFFF) % partitions
+
+    rng = random.Random(seed)
+    out, bad_records, open_batches = [], [], {}
+
+    def close(kind: str, partition: int, target: int | None = None) -> None:
+        records = open_batches.pop((kind, partition))
+        envelope = {"batch_version": 1, "bucket": partition, "partitions": partitions, "records": records}
+        out.append((kind, partition if target is None else target, b"bucket-%d" % partition, json.dumps(envelope).encode()))
+
+    for kind, key, value in w.messages:
+        if (kind, key, value) in w.malformed or rng.random() >= batch_share:
+            out.append((kind, home(key.decode()) if key else 0, key, value))
+            continue
+        doc = json.loads(value)
+        partition = home(doc["event_id"])
+        batch = open_batches.setdefault((kind, partition), [])
+        batch.append(doc)
+        if rng.random() < bad_record_share * 10 and len(bad_records) < len(w.messages) * bad_record_share + 1:
+            bad = {**BAD_RECORDS[len(bad_records) % len(BAD_RECORDS)], "n": len(bad_records)}
+            batch.insert(rng.randrange(len(batch) + 1), bad)
+            bad_records.append((kind, compact(bad)))
+        if len(batch) >= rng.randint(max_records // 2, max_records):
+            # a few batches go to a partition that is not theirs: the worker must forward them
+            target = (partition + 1) % partitions if misrouted_batches > 0 and rng.random() < 0.01 else None
+            misrouted_batches -= target is not None
+            close(kind, partition, target)
+    for kind, partition in list(open_batches):
+        close(kind, partition)
+    return out, bad_records

@@ -1,0 +1,542 @@
+"""Grafana boards: committed == generated, structure, every query on ClickHouse 18.16 and chDB, push.
+
+Every panel's SQL is expanded the way grafana-clickhouse-datasource does it (macros: the plugin's
+pkg/macros/macros.go; variables: Grafana's singlequote format) and run against a store seeded by
+the real core: a simulated deployment replayed through the worker's batch step, snapshots written
+by ``metrics.write_snapshots`` and ``write_differential_snapshots`` at several times, worker
+health from a real ``WorkerMetrics`` registry, and alert rows in the alerts table's shape.
+Values are checked against oracles computed here from the simulated JSONL and from plain reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from fairwatch.audit import boards as fd
+from fairwatch.audit.window import write_snapshots
+from fairwatch.cli import app
+from fairwatch.core.config import CoreConfig
+from fairwatch.sim.simulator import parse_scenario, simulate, write_jsonl
+from fairwatch.store.clickhouse import open_store
+from fairwatch.stream.replay import replay
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+START = datetime(2026, 11, 25, 6, tzinfo=timezone.utc)
+SNAPSHOTS = [START + timedelta(minutes=10 * k) for k in range(1, 13)]  # 06:10 .. 08:00
+CONFIG = CoreConfig(target_fmr=0.02, min_comparisons=30, bootstrap_draws=300)
+SCENARIO = {
+    "name": "dashboards", "seed": 5, "start": "2026-11-25T06:00:00Z", "duration_hours": 2, "events": 6000,
+    "impostor_same_demographics": 0.8,
+    "attributes": {"sex": {"F": 0.5, "M": 0.5}, "race": {"White": 0.7, "Black": 0.3}},
+    "algorithms": {"algo-v1": {"fmr": {"base": 0.01, "factors": {"race": {"Black": 3.0}}},
+                               "fnmr": {"base": 0.03, "factors": {"sex": {"F": 1.5}}}}},
+    "deployments": [{"name": "gate-a", "share": 1.0, "algorithm": "algo-v1", "threshold": 3.0,
+                     "impostor_share": 0.6}],
+    "verification": {"match_prob": 1.0, "non_match_prob": 0.5, "delay_hours": {"median": 0.05, "sigma": 0.5},
+                     "reviewers": 4, "error_prob": 0.0},
+    "drifts": [{"name": "lighting", "kind": "rate", "at": "2026-11-25T07:00:00Z", "metric": "fmr", "factor": 3.0,
+                "group": {"race": "Black"}}],
+}
+BAD_EVENT_LINES = [b'{"event_id": "broken"', b'{"event_id": "x", "occurred_at": "yesterday"}']
+NUMERIC = ("Float", "Int", "UInt", "Decimal")
+
+
+# ---------------------------------------------------------------------------------- seeding
+
+
+def _seed(store, tmp: Path) -> dict:
+    sim = simulate(parse_scenario(SCENARIO))
+    paths = write_jsonl(sim, tmp)
+    with paths["events"].open("ab") as handle:
+        handle.write(b"\n".join(BAD_EVENT_LINES) + b"\n")
+    report = replay(store, paths["events"], paths["outcomes"], CONFIG)
+    for now in SNAPSHOTS:
+        write_snapshots(store, CONFIG, now=now)
+        fd.write_differential_snapshots(store, CONFIG, now=now)
+
+    from fairwatch.stream.app import WorkerMetrics  # the worker's own registry shape
+
+    metrics = WorkerMetrics()
+    previous = None
+    for k, at in enumerate(SNAPSHOTS):
+        for partition in (0, 1):
+            metrics.lag.labels("fairwatch.match-events", str(partition)).set(100 * k + partition)
+        metrics.pending.set(50 + k)
+        metrics.orphans.set(k % 3)
+        metrics.sink_seconds.observe(0.1 * (k + 1))
+        metrics.sink_seconds.observe(0.2)
+        metrics.committed_at.set(at.timestamp() - 10 * (k + 1))  # commits fall behind: 10 s more each time
+        rows = fd.health_rows(metrics.registry, "worker-1", at, previous)
+        fd.write_health(store, rows)
+        previous = rows
+
+    alert_columns = ("id", "type", "severity", "deployment", "algorithm", "group_label", "metric", "value_estimate",
+                     "value_low", "value_high", "baseline", "detector", "evidence_n", "evidence_e_value",
+                     "evidence_statistic", "state", "opened_at", "resolved_at", "runbook_url", "dashboard_url",
+                     "version")
+    store.insert("alerts", alert_columns, [
+        ("a-1", "error_rate_drift", "critical", "gate-a", "algo-v1", "race=Black", "fmr", 0.09, 0.07, 0.11, 0.03,
+         "beta-binomial-cs", 800.0, 40.0, None, "firing", START + timedelta(minutes=75), None, "", "", 1),
+        ("a-2", "disparity_breach", "warning", "gate-a", "algo-v1", "race=Black", "fmr_ratio", 3.0, 2.0, 4.5, 1.0,
+         "ratio", 500.0, None, 2.5, "firing", START + timedelta(minutes=20), None, "", "", 1),
+        ("a-2", "disparity_breach", "warning", "gate-a", "algo-v1", "race=Black", "fmr_ratio", 3.0, 2.0, 4.5, 1.0,
+         "ratio", 500.0, None, 2.5, "resolved", START + timedelta(minutes=20), START + timedelta(minutes=50), "", "",
+         2),
+    ])
+    return {"paths": paths, "report": report}
+
+
+class Backend:
+    """A seeded store and how to run a query on it with column types."""
+
+    def __init__(self, store, cleanup):
+        self.store, self.cleanup = store, cleanup
+
+    def typed(self, sql: str) -> tuple[list[str], list[str], list[tuple]]:
+        if hasattr(self.store, "_client"):
+            rows, columns = self.store._client.execute(sql, with_column_types=True)
+            return [c[0] for c in columns], [c[1] for c in columns], rows
+        result = self.store._run(sql, "JSONCompact")
+        document = json.loads(result.bytes() or b'{"meta": [], "data": []}')
+        return ([m["name"] for m in document["meta"]], [m["type"] for m in document["meta"]],
+                [tuple(row) for row in document["data"]])
+
+
+@pytest.fixture(scope="module", params=[pytest.param("clickhouse-18.16", marks=pytest.mark.services), "chdb"])
+def backend(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(request.param)
+    if request.param == "chdb":
+        store = open_store(f"chdb://{tmp}/store")
+        cleanup = store.close
+    else:
+        stack = request.getfixturevalue("stack")
+        base = stack["FAIRWATCH_CLICKHOUSE"].rsplit("/", 1)[0]
+        database = f"fw_dashboards_{uuid.uuid4().hex[:8]}"
+        store = open_store(f"{base}/{database}")
+
+        def cleanup():
+            store.execute(f"DROP DATABASE IF EXISTS {database}")
+            store.close()
+    seeded = _seed(store, tmp)
+    b = Backend(store, cleanup)
+    b.seeded = seeded
+    yield b
+    cleanup()
+
+
+# Grafana's request for "2026-11-25 05:00 .. now + 1h" at ~1000 points (maxDataPoints) asks for
+# intervalMs = range / 1000, rounded by Grafana to a nice step; any integer >= 1 works here.
+RANGE_FROM = START - timedelta(hours=1)
+
+
+def _range():
+    end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    interval = max(60, int((end - RANGE_FROM).total_seconds() / 1000) // 60 * 60)
+    return RANGE_FROM, end, interval
+
+
+def _choose(name: str, options: list[str]) -> str:
+    # the attribute with the drifting group, so that the boards show the interesting case
+    if name == "attribute" and "race" in options:
+        return "race"
+    if name == "group" and "Black" in options:
+        return "Black"
+    return options[0]
+
+
+def _board_runs(backend):
+    start, end, interval = _range()
+
+    def expand(sql):
+        return fd.expand_macros(sql, start, end, interval)
+
+    runs = []
+    for name, board in fd.generate().items():
+        values = fd.resolve_variables(board, backend.store.query, expand, _choose)
+        for q in fd.panel_queries(board):
+            runs.append((q, expand(fd.interpolate(q.sql, values)), values))
+    return runs, interval
+
+
+def _is_numeric(type_name: str) -> bool:
+    inner = type_name.replace("Nullable(", "")
+    return inner.startswith(NUMERIC)
+
+
+# ------------------------------------------------------------------------- every query, two servers
+
+
+def test_every_panel_query_runs_and_has_the_columns_its_panel_expects(backend):
+    runs, _ = _board_runs(backend)
+    assert {q.panel_type for q, _, _ in runs} >= {"timeseries", "stat", "table", "heatmap", "state-timeline",
+                                                  "annotation", "variable"}
+    for q, sql, _ in runs:
+        assert "$" not in sql.replace("$$", ""), f"{q.board} / {q.title}: unexpanded {sql}"
+        names, types, rows = backend.typed(sql)
+        where = f"{q.board} / {q.title} ({q.ref_id})"
+        assert rows, f"{where}: no rows\n{sql}"
+        if q.panel_type in ("timeseries", "heatmap", "state-timeline"):
+            assert q.fmt == fd.FORMAT_TIMESERIES, where
+            assert names[0] == "time" and types[0].startswith("DateTime"), f"{where}: {names} {types}"
+            assert any(_is_numeric(t) for t in types[1:]), f"{where}: no numeric column in {types}"
+            assert all(_is_numeric(t) or t.startswith("String") for t in types[1:]), f"{where}: {types}"
+            times = [row[0] for row in rows]
+            assert times == sorted(times), f"{where}: a time series must be sorted by time"
+        elif q.panel_type == "stat":
+            assert len(rows) == 1 and all(_is_numeric(t) for t in types), f"{where}: {types} {rows}"
+        elif q.panel_type == "annotation":
+            assert names[:2] == ["time", "timeEnd"] and {"title", "text", "tags"} <= set(names), where
+            assert types[0].startswith("DateTime") and types[1].startswith("DateTime"), where
+        elif q.panel_type == "variable":
+            assert len(names) == 1, where
+
+
+def test_no_query_uses_what_clickhouse_18_16_lacks():
+    for board in fd.generate().values():
+        for q in fd.panel_queries(board):
+            for banned in ("toStartOfInterval", "$__timeInterval", "OVER (", "JSONExtract", "DateTime64"):
+                assert banned not in q.sql, f"{q.board} / {q.title} uses {banned}"
+
+
+# ------------------------------------------------------------------------------ values vs oracles
+
+
+def _panel(runs, board: str, title_start: str, ref_id: str = "A"):
+    [(q, sql, values)] = [r for r in runs if r[0].board == board and r[0].title.startswith(title_start)
+                          and r[0].ref_id == ref_id]
+    return q, sql, values
+
+
+def _brute_force_counts(paths, lo: datetime, hi: datetime, attribute: str) -> dict[str, list[int]]:
+    """impostor, false_match, genuine, false_non_match per group, from the JSONL (latest revision wins)."""
+    events = {}
+    for line in paths["events"].read_bytes().splitlines():
+        try:
+            e = json.loads(line)
+            at = datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00"))
+        except (ValueError, KeyError):
+            continue  # the deliberately broken lines
+        if lo <= at < hi:
+            events[e["event_id"]] = e
+    truth = {}
+    for line in paths["outcomes"].read_bytes().splitlines():
+        o = json.loads(line)
+        if o["event_id"] in events and o["revision"] >= truth.get(o["event_id"], (-1, ""))[0]:
+            truth[o["event_id"]] = (o["revision"], o["truth"])
+    counts = defaultdict(lambda: [0, 0, 0, 0])
+    for event_id, (_, t) in truth.items():
+        e = events[event_id]
+        c = counts[e["subject"][attribute]]
+        if t == "impostor":
+            c[0] += 1
+            c[1] += e["decision"] == "match"
+        else:
+            c[2] += 1
+            c[3] += e["decision"] == "non_match"
+    return dict(counts)
+
+
+def test_current_estimates_table_counts_equal_a_brute_force_join_of_the_simulated_records(backend):
+    runs, _ = _board_runs(backend)
+    q, sql, values = _panel(runs, "fairwatch-overview", "Current estimates")
+    names, _, rows = backend.typed(sql)
+    latest = max(SNAPSHOTS)
+    window = timedelta(seconds=int(values["window"]))
+    expected = _brute_force_counts(backend.seeded["paths"], latest - window, latest, values["attribute"])
+    found = {r[names.index("group")]: [int(r[names.index(c)]) for c in
+                                       ("impostor", "false_match", "genuine", "false_non_match")] for r in rows}
+    assert found == expected
+    for r in rows:
+        row = dict(zip(names, r))
+        for rate in ("fmr", "fnmr"):
+            if row[rate] is not None:
+                assert row[f"{rate}_low"] <= row[rate] <= row[f"{rate}_high"]
+        assert row["status"] in ("ok", "insufficient", "above_target")
+
+
+def test_rate_band_is_the_newest_snapshot_per_bucket_and_blank_while_insufficient(backend):
+    runs, interval = _board_runs(backend)
+    q, sql, values = _panel(runs, "fairwatch-overview", "False match rate")
+    _, _, rows = backend.typed(sql)
+    plain = backend.store.query(
+        "SELECT snapshot_at, fmr, fmr_low, fmr_high, status FROM estimate_snapshots"
+        " WHERE window_seconds = %(w)s AND attribute = %(a)s AND group_label = %(g)s",
+        {"w": int(values["window"]), "a": values["attribute"], "g": values["group"]})
+    newest = {}
+    for at, fmr, low, high, status in plain:
+        bucket = int(at.timestamp()) // interval * interval
+        if bucket not in newest or at > newest[bucket][0]:
+            newest[bucket] = (at, None if status == "insufficient" else fmr, low, high)
+    expected = [(b, *v[1:]) for b, v in sorted(newest.items())]
+    found = [(int(_ts(r[0])), _num(r[1]), _num(r[2]), _num(r[3])) for r in rows]
+    assert found == pytest.approx(expected) if all(e[1] is not None for e in expected) else found == expected
+    statuses = {s for *_, s in plain}
+    assert "insufficient" in statuses or any(e[1] is not None for e in expected)
+
+
+def _ts(value) -> float:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=value.tzinfo or timezone.utc).timestamp()
+    return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+
+
+def _num(value):
+    return None if value is None else float(value)
+
+
+def test_status_timeline_says_insufficient_for_insufficient_groups(backend):
+    runs, interval = _board_runs(backend)
+    q, sql, values = _panel(runs, "fairwatch-overview", "Status by group")
+    _, _, rows = backend.typed(sql)
+    plain = backend.store.query(
+        "SELECT snapshot_at, group_label, status FROM estimate_snapshots WHERE window_seconds = %(w)s"
+        " AND attribute = %(a)s", {"w": int(values["window"]), "a": values["attribute"]})
+    newest = {}
+    for at, group, status in plain:
+        key = (int(at.timestamp()) // interval * interval, group)
+        if key not in newest or at > newest[key][0]:
+            newest[key] = (at, status)
+    code = {"ok": 0, "insufficient": 1, "above_target": 2}
+    assert {(int(_ts(t)), g, int(c)) for t, g, c in rows} == {(k[0], k[1], code[v[1]]) for k, v in newest.items()}
+    mapping = {m["options"][str(c)]["text"] for m in fd.STATUS_CODE_MAPPINGS for c in range(4)}
+    assert "insufficient" in mapping
+
+
+def test_inequity_rate_stat_equals_the_plug_in_value_of_the_snapshot_rates(backend):
+    runs, _ = _board_runs(backend)
+    q, template, values = _panel(runs, "fairwatch-overview", "Inequity rate")
+    latest = max(SNAPSHOTS)
+    resolved = 0
+    for attribute in ("race", "sex"):
+        for window in (3600, 86400):
+            sql = template.replace("attribute = 'race'", f"attribute = '{attribute}'").replace(
+                f"window_seconds = {values['window']}", f"window_seconds = {window}")
+            [(value,)] = [tuple(r) for r in backend.typed(sql)[2]]
+            params = {"t": latest, "w": window, "a": attribute}
+            rates = backend.store.query(
+                "SELECT fmr, fnmr, impostor, genuine FROM estimate_snapshots WHERE snapshot_at = %(t)s"
+                " AND window_seconds = %(w)s AND attribute = %(a)s", params)
+            [(status,)] = backend.store.query(
+                "SELECT status FROM differential_snapshots WHERE snapshot_at = %(t)s AND window_seconds = %(w)s"
+                " AND attribute = %(a)s AND metric = 'ir'", params)
+            fmr = [r[0] for r in rates if r[2] > 0]
+            fnmr = [r[1] for r in rates if r[3] > 0]
+            if status == "ok":
+                plug_in = math.sqrt(max(fmr) / min(fmr)) * math.sqrt(max(fnmr) / min(fnmr))
+                assert float(value) == pytest.approx(plug_in)
+                resolved += 1
+            elif status == "insufficient":
+                assert value is None, (attribute, window, value)  # shown as "insufficient", never a number
+            else:
+                assert value is not None and math.isnan(float(value))
+    assert resolved >= 1, "the seed should resolve IR for at least one attribute and window"
+
+
+def test_ingest_rate_and_dead_letters_add_up_to_what_was_replayed(backend):
+    runs, interval = _board_runs(backend)
+    _, sql, _ = _panel(runs, "fairwatch-pipeline", "Ingest rate", "A")
+    rows = backend.typed(sql)[2]
+    n_events = sum(1 for line in backend.seeded["paths"]["events"].read_bytes().splitlines()
+                   if line.strip()) - len(BAD_EVENT_LINES)
+    assert round(sum(float(r[1]) for r in rows) * interval) == n_events
+    _, sql, _ = _panel(runs, "fairwatch-pipeline", "Dead letters by reason")
+    rows = backend.typed(sql)[2]
+    assert sum(float(r[2]) for r in rows) == len(backend.seeded["report"].rejected) == len(BAD_EVENT_LINES)
+
+
+def test_worker_health_panels_follow_the_registry(backend):
+    runs, interval = _board_runs(backend)
+    _, sql, _ = _panel(runs, "fairwatch-pipeline", "Consumer lag")
+    rows = backend.typed(sql)[2]
+    # newest sample per bucket: at snapshot k the two partitions lag 100k and 100k + 1
+    by_bucket = {}
+    for k, at in enumerate(SNAPSHOTS):
+        by_bucket[int(at.timestamp()) // interval * interval] = 200 * k + 1
+    assert {int(_ts(r[0])): float(r[2]) for r in rows} == by_bucket
+    _, sql, _ = _panel(runs, "fairwatch-pipeline", "Sink latency")
+    # between samples k-1 and k the worker wrote two batches of 0.1 (k + 1) s and 0.2 s
+    expected = {int(at.timestamp()) // interval * interval: (0.1 * (k + 1) + 0.2) / 2
+                for k, at in enumerate(SNAPSHOTS) if k > 0}
+    found = {int(_ts(r[0])): float(r[1]) for r in backend.typed(sql)[2]}
+    assert found == pytest.approx(expected)
+    _, sql, _ = _panel(runs, "fairwatch-pipeline", "Seconds since each worker's last offset commit")
+    # the newest sample per bucket: at snapshot k the last commit was 10 (k + 1) s before it
+    expected = {}
+    for k, at in enumerate(SNAPSHOTS):
+        expected[int(at.timestamp()) // interval * interval] = 10.0 * (k + 1)
+    rows = backend.typed(sql)[2]
+    assert {r[1] for r in rows} == {"worker-1"}
+    assert {int(_ts(r[0])): float(r[2]) for r in rows} == expected
+
+
+def test_alert_tables_and_annotations(backend):
+    runs, _ = _board_runs(backend)
+    _, sql, _ = _panel(runs, "fairwatch-alerts", "Firing now")
+    names, _, rows = backend.typed(sql)
+    assert [r[names.index("id")] for r in rows] == ["a-1"]  # a-2 was resolved by a newer version
+    _, sql, _ = _panel(runs, "fairwatch-alerts", "Resolved in range")
+    names, _, rows = backend.typed(sql)
+    assert [r[names.index("id")] for r in rows] == ["a-2"]
+    annotations = [r for r in runs if r[0].panel_type == "annotation" and r[0].board == "fairwatch-alerts"]
+    names, _, rows = backend.typed(annotations[0][1])
+    ends = {r[names.index("title")].split(":")[0]: r[names.index("timeEnd")] for r in rows}
+    assert _ts(ends["warning disparity_breach"]) == (START + timedelta(minutes=50)).timestamp()
+
+
+# ------------------------------------------------------------------------- files and structure
+
+
+def test_committed_json_equals_generated_json():
+    generated = fd.generate()
+    committed = {p.name: p.read_text() for p in (ROOT / "dashboards" / "json").glob("*.json")}
+    assert sorted(committed) == sorted(generated)
+    for name, board in generated.items():
+        assert committed[name] == fd.render(board), f"{name} is stale: run `fairwatch dashboards export`"
+
+
+def _rects_overlap(a, b) -> bool:
+    return a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+
+
+def test_structure_of_every_board():
+    provisioned = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/fairwatch-clickhouse.yaml").read_text())
+    [source] = provisioned["datasources"]
+    assert (source["uid"], source["type"]) == (fd.DATASOURCE_UID, fd.DATASOURCE_TYPE)
+    uids = set()
+    for name, board in fd.generate().items():
+        uids.add(board["uid"])
+        panels = board["panels"]
+        ids = [p["id"] for p in panels]
+        assert len(ids) == len(set(ids)) and all(isinstance(i, int) and i > 0 for i in ids), name
+        for i, a in enumerate(panels):
+            assert 0 <= a["gridPos"]["x"] and a["gridPos"]["x"] + a["gridPos"]["w"] <= 24, (name, a["title"])
+            for b in panels[i + 1:]:
+                assert not _rects_overlap(a["gridPos"], b["gridPos"]), (name, a["title"], b["title"])
+        refs = [p["datasource"] for p in panels if p["type"] != "row"]
+        refs += [t["datasource"] for p in panels for t in p.get("targets", [])]
+        refs += [a["datasource"] for a in board["annotations"]["list"]]
+        refs += [v["datasource"] for v in board["templating"]["list"] if v["type"] == "query"]
+        assert refs and all(r == {"type": source["type"], "uid": source["uid"]} for r in refs), name
+        defined = {v["name"] for v in board["templating"]["list"]}
+        text = json.dumps(board)
+        used = fd.variables_used(text.replace("\\n", " "))
+        assert used <= defined, f"{name}: undefined variables {used - defined}"
+        repeats = {p["repeat"] for p in panels if p.get("repeat")}
+        assert repeats <= defined, name
+    assert len(uids) == len(fd.BOARDS)
+
+
+def test_macro_expansion_matches_the_plugin():
+    # expected strings as pkg/macros/macros.go formats them (macros_test.go cases, our times)
+    frm = datetime(2026, 11, 25, 6, tzinfo=timezone.utc)
+    to = frm + timedelta(hours=2)
+    f, t = int(frm.timestamp()), int(to.timestamp())
+    assert fd.expand_macros("$__timeFilter(ts)", frm, to, 30) == f"ts >= toDateTime({f}) AND ts <= toDateTime({t})"
+    assert fd.expand_macros("$__fromTime $__toTime", frm, to, 30) == f"toDateTime({f}) toDateTime({t})"
+    assert fd.expand_macros("$__interval_s $__interval_s", frm, to, 0.25) == "1 1"  # max(seconds, 1)
+    assert fd.expand_macros("$__interval_s", frm, to, 90.9) == "90"  # int() truncates
+    assert fd.interpolate("${g:singlequote}", {"g": ["a'b", "c"]}) == "'a\\'b','c'"
+
+
+# ------------------------------------------------------------------------------------ export/push
+
+
+def test_export_writes_the_committed_files(tmp_path):
+    result = CliRunner().invoke(app, ["dashboards", "export", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for path in (ROOT / "dashboards" / "json").glob("*.json"):
+        assert (tmp_path / path.name).read_text() == path.read_text()
+
+
+DS_ENV = {"FAIRWATCH_CLICKHOUSE_HOST": "clickhouse", "FAIRWATCH_CLICKHOUSE_PORT": "9000",
+          "FAIRWATCH_CLICKHOUSE_DATABASE": "fairwatch", "FAIRWATCH_CLICKHOUSE_USER": "auditor",
+          "FAIRWATCH_CLICKHOUSE_PASSWORD": "s3cret"}
+
+
+def _grafana(httpserver, datasource_exists: bool, folder_exists: bool):
+    """Grafana's documented responses (HTTP API reference: data source, folder and dashboard APIs)."""
+    uid = fd.DATASOURCE_UID
+    if datasource_exists:
+        httpserver.expect_request(f"/api/datasources/uid/{uid}", method="GET").respond_with_json(
+            {"id": 7, "uid": uid, "name": "fairwatch ClickHouse", "type": fd.DATASOURCE_TYPE})
+        httpserver.expect_request(f"/api/datasources/uid/{uid}", method="PUT").respond_with_json(
+            {"datasource": {"id": 7, "uid": uid}, "id": 7, "message": "Datasource updated",
+             "name": "fairwatch ClickHouse"})
+    else:
+        httpserver.expect_request(f"/api/datasources/uid/{uid}", method="GET").respond_with_json(
+            {"message": "Data source not found"}, status=404)
+        httpserver.expect_request("/api/datasources", method="POST").respond_with_json(
+            {"datasource": {"id": 1, "uid": uid}, "id": 1, "message": "Datasource added",
+             "name": "fairwatch ClickHouse"})
+    if folder_exists:
+        httpserver.expect_request("/api/folders/fairwatch", method="GET").respond_with_json(
+            {"id": 1, "uid": "fairwatch", "title": "fairwatch", "url": "/dashboards/f/fairwatch/fairwatch"})
+    else:
+        httpserver.expect_request("/api/folders/fairwatch", method="GET").respond_with_json(
+            {"message": "folder not found", "status": "not-found"}, status=404)
+        httpserver.expect_request("/api/folders", method="POST").respond_with_json(
+            {"id": 1, "uid": "fairwatch", "title": "fairwatch", "url": "/dashboards/f/fairwatch/fairwatch",
+             "version": 1})
+    httpserver.expect_request("/api/dashboards/db", method="POST").respond_with_json(
+        {"id": 1, "uid": "x", "url": "/d/x/x", "status": "success", "version": 1, "slug": "x"})
+
+
+def _requests(httpserver):
+    return [(r.method, r.path, r.headers.get("Authorization"), r.get_json(silent=True)) for r, _ in httpserver.log]
+
+
+def test_push_creates_datasource_folder_and_boards(httpserver, monkeypatch):
+    _grafana(httpserver, datasource_exists=False, folder_exists=False)
+    for key, value in DS_ENV.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["dashboards", "push", "--grafana", httpserver.url_for("/").rstrip("/")],
+                                env={"FAIRWATCH_GRAFANA_TOKEN": "glsa_token"})
+    assert result.exit_code == 0, result.output
+    sent = _requests(httpserver)
+    assert all(auth == "Bearer glsa_token" for _, _, auth, _ in sent)
+    assert [(m, p) for m, p, _, _ in sent] == [
+        ("GET", f"/api/datasources/uid/{fd.DATASOURCE_UID}"), ("POST", "/api/datasources"),
+        ("GET", "/api/folders/fairwatch"), ("POST", "/api/folders")] + [("POST", "/api/dashboards/db")] * 4
+    datasource = sent[1][3]
+    assert datasource["uid"] == fd.DATASOURCE_UID and datasource["type"] == fd.DATASOURCE_TYPE
+    assert datasource["jsonData"] == {"host": "clickhouse", "port": 9000, "protocol": "native",
+                                      "defaultDatabase": "fairwatch", "username": "auditor"}
+    assert datasource["secureJsonData"] == {"password": "s3cret"}
+    assert sent[3][3] == {"title": "fairwatch", "uid": "fairwatch"}
+    generated = fd.generate()
+    assert [body["dashboard"] for *_, body in sent[4:]] == list(generated.values())
+    assert all(body["folderUid"] == "fairwatch" and body["overwrite"] is True for *_, body in sent[4:])
+
+
+def test_push_again_updates_the_datasource_and_keeps_the_folder(httpserver):
+    _grafana(httpserver, datasource_exists=True, folder_exists=True)
+    done = fd.push(httpserver.url_for("/").replace("http://", "http://admin:admin@").rstrip("/"), env=DS_ENV)
+    sent = _requests(httpserver)
+    assert [(m, p) for m, p, _, _ in sent][:3] == [
+        ("GET", f"/api/datasources/uid/{fd.DATASOURCE_UID}"), ("PUT", f"/api/datasources/uid/{fd.DATASOURCE_UID}"),
+        ("GET", "/api/folders/fairwatch")]
+    assert sent[0][2].startswith("Basic ")  # user:pass from the URL
+    assert done[0] == f"datasource {fd.DATASOURCE_UID} updated" and done[1] == "folder fairwatch exists"
+
+
+def test_push_reports_refusals_and_bad_input(httpserver):
+    httpserver.expect_request(f"/api/datasources/uid/{fd.DATASOURCE_UID}").respond_with_json(
+        {"message": "Unauthorized"}, status=401)
+    with pytest.raises(fd.PushError, match="refused"):
+        fd.push(httpserver.url_for("/").rstrip("/"), token="bad", env=DS_ENV)
+    with pytest.raises(fd.PushError, match="credentials"):
+        fd.push(httpserver.url_for("/").rstrip("/"), env=DS_ENV)
+    with pytest.raises(fd.PushError, match="http"):
+        fd.push("grafana:3000", token="t", env=DS_ENV)
+    with pytest.raises(fd.PushError, match="FAIRWATCH_CLICKHOUSE_HOST"):
+        fd.datasource_settings({})
+    result = CliRunner().invoke(app, ["dashboards", "push"], env={"FAIRWATCH_GRAFANA": ""})
+    assert result.exit_code == 2

@@ -1,0 +1,401 @@
+"""`fairwatch report`: the same numbers as `fairwatch metrics` and as a brute-force recount of the stored
+per-event labeled outcomes, provenance against the workload, privacy of what leaves the system, the
+auditor's read-only access on the real 18.16 server, and PDF/HTML that render.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from fairwatch.audit.report import SUPPRESSED, build_report, to_html, to_pdf
+from fairwatch.audit.window import metrics_document, resolve_window
+from fairwatch.cli import app
+from fairwatch.core.config import CoreConfig
+from fairwatch.core.groupframe import GroupFrame
+from fairwatch.core.layout import GroupKey
+from fairwatch.store.clickhouse import migrate, open_store
+from fairwatch.store.sink import ClickHouseSink
+from fairwatch.stream.processor import BatchProcessor, RawMessage
+from fairwatch.testing.stack import server_url
+from fairwatch.testing.workload import make_workload
+from typer.testing import CliRunner
+
+CONFIG = CoreConfig(intersections=(("sex", "race"),))
+# a window that cuts through buckets at both ends: it widens to [06:30, 07:46)
+FROM, TO = "2026-11-25T06:30:20Z", "2026-11-25T07:45:40Z"
+START = datetime(2026, 11, 25, 6, 30, tzinfo=timezone.utc)
+END = datetime(2026, 11, 25, 7, 46, tzinfo=timezone.utc)
+
+
+def seed_with_late_outcomes(store, workload) -> Counter:
+    """Events and first outcomes, then (a second batch, after the counts were written) the rest of
+    the outcomes: late ones and revisions that replace labels already counted. Returns the
+    rejections by reason the pipeline reported."""
+    migrate(store)
+    state: dict[str, bytes] = {}
+    processor, sink, rejected = BatchProcessor(CONFIG), ClickHouseSink(store, CONFIG), Counter()
+    early, late = [], []
+    seen_outcome: set[bytes] = set()
+    for kind, key, value in workload.messages:
+        if kind == "verified-outcomes" and (key in seen_outcome or hash(key) % 3 == 0):
+            late.append((kind, key, value))
+        else:
+            if kind == "verified-outcomes":
+                seen_outcome.add(key)
+            early.append((kind, key, value))
+    assert sum(1 for _, _, v in late if b'"revision": 1' in v) > 10
+    offset = 0
+    for batch in (early, late):
+        messages = [RawMessage(k, k, 0, offset + i, key, value) for i, (k, key, value) in enumerate(batch)]
+        offset += len(batch)
+        result = processor.process(messages, lambda event_id, partition: state.get(event_id))
+        sink.write(result.sink)
+        for event_id, (_, value) in result.state_changes.items():
+            state.pop(event_id, None) if value is None else state.__setitem__(event_id, value)
+        rejected.update(result.rejected)
+    return rejected
+
+
+@pytest.fixture(scope="module")
+def workload():
+    return make_workload(3_000, seed=77, hours=2, revision_share=0.05)
+
+
+@pytest.fixture(params=[pytest.param("server", marks=pytest.mark.services), "embedded"])
+def seeded(request, tmp_path, workload):
+    if request.param == "embedded":
+        store = open_store(f"chdb://{tmp_path}/chdb")
+    else:
+        stack = request.getfixturevalue("stack")
+        store = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], f"fw_report_{tmp_path.name[-12:].replace('-', '_')}"))
+    rejected = seed_with_late_outcomes(store, workload)
+    yield store, rejected
+    if request.param == "server":
+        store.execute(f"DROP DATABASE IF EXISTS {store.database}")
+    store.close()
+
+
+def recount_from_labeled_outcomes(store) -> dict:
+    """Brute force over the stored per-event rows (latest revision each): 12 sums per group."""
+    rows = store.query(
+        "SELECT event_id, deployment, algorithm, toString(mode), subject_keys, subject_values, toString(decision),"
+        " toString(truth), weight FROM labeled_outcomes FINAL WHERE bucket >= %(s)s AND bucket < %(e)s",
+        {"s": START, "e": END})
+    assert len({r[0] for r in rows}) == len(rows)  # one row per event
+    counts: dict[tuple, list[float]] = defaultdict(lambda: [0.0] * 12)
+    for _, deployment, algorithm, mode, keys, values, decision, truth, weight in rows:
+        subject = dict(zip(keys, values))
+        groups = [("*", "*"), *subject.items(), ("sex&race", f"{subject['sex']}&{subject['race']}")]
+        impostor = truth == "impostor"
+        error = decision == ("match" if impostor else "non_match")
+        base = 0 if impostor else 6
+        for attribute, group in groups:
+            c = counts[(deployment, algorithm, mode, attribute, group)]
+            for i, v in enumerate((1, error, weight, weight * error, weight * weight, weight * weight * error)):
+                c[base + i] += v
+    return counts
+
+
+def report_document(store, min_group_size=0, **kwargs):
+    window = resolve_window(None, FROM, TO, CONFIG.bucket_seconds)
+    return build_report(store, window, CONFIG, min_group_size=min_group_size, plots=False, **kwargs).document
+
+
+@pytest.mark.services
+def test_report_equals_metrics_equals_a_recount_of_labeled_outcomes(seeded, workload):
+    store, _ = seeded
+    result = CliRunner().invoke(app, ["report", "--store", store.url, "--from", FROM, "--to", TO, "--format", "json",
+                                      "--min-group-size", "0"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    metrics = CliRunner().invoke(app, ["metrics", "--store", store.url, "--from", FROM, "--to", TO, "--json"])
+    assert metrics.exit_code == 0, metrics.output
+    document = json.loads(metrics.stdout)
+    # 1. report == fairwatch metrics, number for number, and the hash says so
+    assert report["scope"]["window"] == document["window"] == {"from": "2026-11-25T06:30:00Z",
+                                                                 "to": "2026-11-25T07:46:00Z"}
+    assert report["groups"] == document["groups"]
+    assert report["differentials"] == document["differentials"]
+    assert report["reproducibility"]["metrics_sha256"] == hashlib.sha256(metrics.stdout.encode()).hexdigest()
+    # 2. == a recount of the stored per-event rows through the core's estimator
+    counts = recount_from_labeled_outcomes(store)
+    keys = [GroupKey(*k) for k in counts]
+    frame = GroupFrame.from_counts(keys, np.array([counts[k] for k in counts]), CONFIG)
+    recount = metrics_document(frame, resolve_window(None, FROM, TO, 60))
+    assert len(recount["groups"]) == len(report["groups"])
+    for mine, theirs in [*zip(report["groups"], recount["groups"]),
+                         *zip(report["differentials"], recount["differentials"])]:
+        assert list(mine) == list(theirs)
+        for field in mine:
+            if isinstance(mine[field], float):
+                assert mine[field] == pytest.approx(theirs[field], rel=1e-9), (field, mine)
+            else:
+                assert mine[field] == theirs[field], (field, mine)
+    # 3. and the stored rows are the workload's final labels (late outcomes in, revisions replacing)
+    final = {}
+    for event_id, event in workload.events.items():
+        occurred = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+        if event_id in workload.outcomes and START <= occurred.replace(second=0, microsecond=0) < END:
+            final[event_id] = max(workload.outcomes[event_id], key=lambda d: d["revision"])["truth"]
+    stored = dict(store.query("SELECT event_id, toString(truth) FROM labeled_outcomes FINAL"
+                              " WHERE bucket >= %(s)s AND bucket < %(e)s", {"s": START, "e": END}))
+    assert stored == final
+    assert any(max(d["revision"] for d in workload.outcomes[e]) == 1 for e in final)
+
+
+@pytest.mark.services
+def test_provenance_against_the_workload(seeded, workload):
+    store, rejected = seeded
+    report = report_document(store)
+    prov = report["provenance"]
+    in_window, covered = Counter(), Counter()
+    delays = []
+    for event_id, event in workload.events.items():
+        occurred = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+        if not START <= occurred < END:
+            continue
+        labeled = event_id in workload.outcomes
+        for attribute, group in event["subject"].items():
+            in_window[(event["deployment"], event["mode"], attribute, group)] += 1
+            covered[(event["deployment"], event["mode"], attribute, group)] += labeled
+        if labeled:
+            outcome = max(workload.outcomes[event_id], key=lambda d: d["revision"])
+            verified = datetime.fromisoformat(outcome["verified_at"].replace("Z", "+00:00"))
+            delays.append(int(verified.timestamp()) - int(occurred.timestamp()))
+    assert prov["events"] == sum(1 for e in workload.events.values()
+                                 if START <= datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")) < END)
+    assert prov["verified_outcomes"] == len(delays)
+    assert {(c["deployment"], c["mode"], c["attribute"], c["group"]): (c["events"], c["verified"])
+            for c in prov["coverage_by_group"]} == {k: (in_window[k], covered[k]) for k in in_window}
+    edges = [0, 1, 6, 24, 72, 168, 720]
+    expected_bins = [sum(d < 0 for d in delays)] + [
+        sum(lo * 3600 <= d < hi * 3600 for d in delays) for lo, hi in zip(edges, edges[1:])] + [
+        sum(d >= 720 * 3600 for d in delays)]
+    assert [h["outcomes"] for h in prov["label_delay"]["histogram"]] == expected_bins
+    assert prov["label_delay"]["max_hours"] == pytest.approx(max(delays) / 3600)
+    assert prov["label_delay"]["p50_hours"] == pytest.approx(np.median(delays) / 3600, rel=0.05)
+    # dead letters: what the pipeline rejected, by reason (all rejected "now", inside a wide window)
+    wide = build_report(store, resolve_window(None, "2026-01-01T00:00:00Z", "2030-01-01T00:00:00Z", 60), CONFIG,
+                        plots=False).document
+    assert {d["reason_code"]: d["messages"] for d in wide["provenance"]["dead_letters_by_reason"]} == {
+        reason: n for reason, n in rejected.items()}
+    assert report["alerts"] == []
+
+
+@pytest.mark.services
+def test_small_groups_are_suppressed_and_no_identifier_leaves(seeded, workload):
+    store, _ = seeded
+    full = report_document(store, min_group_size=0)
+    k = 40
+    cut = report_document(store, min_group_size=k)
+    small = {(g["deployment"], g["mode"], g["attribute"], g["group"]) for g in full["groups"]
+             if g["impostor"] + g["genuine"] < k}
+    assert small and len(small) < len(full["groups"])
+    for before, after in zip(full["groups"], cut["groups"]):
+        key = (before["deployment"], before["mode"], before["attribute"], before["group"])
+        if key in small:
+            assert after["status"] == SUPPRESSED and after["fmr"] is None and after["impostor"] is None
+        else:
+            assert after == before
+    assert cut["privacy"]["suppressed_groups"] == len(small)
+    small_sets = {(d, m, a) for d, m, a, _ in small}
+    for before, after in zip(full["differentials"], cut["differentials"]):
+        if (before["deployment"], before["mode"], before["attribute"]) in small_sets:
+            assert after["status"] == SUPPRESSED and after["value"] is None
+        else:
+            assert after == before
+    for c in cut["provenance"]["coverage_by_group"]:
+        assert (c["status"] == SUPPRESSED) == ((c["verified"] or 0) < k) and (c["status"] != SUPPRESSED or
+                                                                               c["events"] is None)
+    # no event ids, reviewer ids or alert ids in any export
+    identifiers = set(workload.events) | {d["reviewer"] for docs in workload.outcomes.values() for d in docs}
+    for fmt, scope in (("json", []), ("csv", []), ("html", ["--attribute", "sex&race"])):  # html: fewer plots
+        out = CliRunner().invoke(app, ["report", "--store", store.url, "--from", FROM, "--to", TO, "--format", fmt,
+                                       "--min-group-size", str(k), *scope])
+        assert out.exit_code == 0, out.output
+        found = set(re.findall(r"(?:ev|rev|orphan)-[0-9-]+", out.stdout))
+        assert not (found & identifiers), (fmt, sorted(found)[:5])
+        assert "suppressed" in out.stdout
+
+
+@pytest.mark.services
+def test_auditor_reads_and_cannot_write_on_the_real_server(stack, workload, tmp_path):
+    database = f"fw_auditor_{tmp_path.name[-12:].replace('-', '_')}"
+    url = server_url(stack["FAIRWATCH_CLICKHOUSE"], database)
+    store = open_store(url)
+    try:
+        seed_with_late_outcomes(store, workload)
+        from fairwatch.store.auditlog import append_records
+
+        append_records(store, "alert", [{"n": 1}], now=START)
+        auditor = re.sub(r"//[^@/]*@", "//auditor:@", url) if "@" in url else url.replace("//", "//auditor:@", 1)
+        assert "//auditor:@" in auditor
+        result = CliRunner().invoke(app, ["report", "--store", auditor, "--from", FROM, "--to", TO, "--format", "json",
+                                          "--min-group-size", "0"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["groups"] == report_document(store)["groups"]
+        verified = CliRunner().invoke(app, ["audit", "verify", "--store", auditor, "--from", "2026-11-25T00:00:00Z",
+                                            "--to", "2026-11-26T00:00:00Z", "--json"])
+        assert verified.exit_code == 0 and json.loads(verified.stdout)["records_checked"] == 1
+        from fairwatch.audit.report import open_for_reading
+
+        reader = open_for_reading(auditor)
+        with pytest.raises(Exception, match="readonly"):
+            reader.insert("audit_log", ["chain", "seq", "kind", "recorded_at", "content", "prev_hash", "hash", "mac"],
+                          [("alert", 2, "alert", START, "{}", "0" * 64, "0" * 64, "")])
+        with pytest.raises(Exception, match="readonly"):
+            reader.execute("ALTER TABLE audit_log DELETE WHERE seq = 1")
+        assert store.query("SELECT count() FROM audit_log") == [(1,)]
+    finally:
+        store.execute(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_empty_window_gives_a_message_not_a_file(tmp_path):
+    store = open_store(f"chdb://{tmp_path}/chdb")
+    migrate(store)
+    store.close()
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(app, ["report", "--store", f"chdb://{tmp_path}/chdb", "--from", FROM, "--to", TO,
+                                      "--format", "html", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "no verified outcomes in [2026-11-25T06:30:00Z, 2026-11-25T07:46:00Z)" in result.output
+    assert not out.exists()
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.stack, self.images, self.tables = [], 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in ("meta", "img", "br"):
+            self.stack.append(tag)
+        self.images += tag == "img" and dict(attrs)["src"].startswith("data:image/png;base64,")
+        self.tables += tag == "table"
+
+    def handle_endtag(self, tag):
+        assert self.stack.pop() == tag
+
+
+def test_html_and_pdf_carry_the_same_blocks_and_render(tmp_path, workload):
+    import pypdfium2
+
+    store = open_store(f"chdb://{tmp_path}/chdb")
+    try:
+        seed_with_late_outcomes(store, workload)
+        window = resolve_window(None, FROM, TO, 60)
+        report = build_report(store, window, CoreConfig(intersections=CONFIG.intersections, target_fmr=0.01),
+                              deployment="site-0", attribute="race")
+    finally:
+        store.close()
+    assert {g["attribute"] for g in report.document["groups"]} == {"*", "race"}
+    images = [b for b in report.blocks if b[0] == "img"]
+    assert len(images) == 2 + 2 + 2  # per mode: rates over time (race), realized vs intended, differentials
+    parser = _Tags()
+    parser.feed(to_html(report))
+    assert parser.stack == [] and parser.images == len(images)
+    assert parser.tables == sum(1 for b in report.blocks if b[0] == "table" and b[2])
+    pdf = pypdfium2.PdfDocument(to_pdf(report))
+    assert len(pdf) >= 3
+    for page in pdf:
+        pixels = np.asarray(page.render(scale=0.5).to_pil().convert("L"))
+        assert (pixels < 200).mean() > 0.005  # ink on every page
+    text = "".join(page.get_textpage().get_text_range() for page in pdf)
+    pdf.close()
+    for block in report.blocks:  # every heading and table cell of the HTML is in the PDF too
+        if block[0] in ("h1", "h2"):
+            assert block[1] in text
+    for g in report.document["groups"]:
+        assert g["group"] in text
+
+
+@pytest.mark.services
+def test_alert_history_without_ids_and_small_groups_hidden(seeded):
+    store, _ = seeded
+    full = report_document(store)
+    small = next(g for g in full["groups"] if g["attribute"] == "sex&race"
+                 and g["impostor"] + g["genuine"] < 40)
+    columns = ["id", "type", "severity", "deployment", "algorithm", "group_label", "metric", "value_estimate",
+               "value_low", "value_high", "baseline", "detector", "evidence_n", "state", "opened_at", "resolved_at",
+               "runbook_url", "dashboard_url", "version"]
+    at = datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
+    before = datetime(2026, 11, 25, 5, 0, tzinfo=timezone.utc)
+    rows = [  # open in the window; open before and resolved inside; resolved before the window starts
+        ("alert-secret-1", "disparity_breach", "critical", "site-0", "algo-1", "race=Black", "fmr", 0.03, 0.02,
+         0.04, 0.01, "sr", 500.0, "firing", at, None, "http://runbook", "http://dash", 1),
+        ("alert-secret-2", "error_rate_drift", "warning", small["deployment"], "algo-1", small["group"], "fmr", 0.2,
+         0.1, 0.3, 0.01, "sr", 9.0, "resolved", before, at, "", "", 1),
+        ("alert-secret-3", "label_backlog", "info", "site-1", "algo-1", "*", "backlog", 1.0, None, None, None, "n",
+         1.0, "resolved", before, before + timedelta(minutes=30), "", "", 1),
+    ]
+    store.insert("alerts", columns, rows)
+    alerts = report_document(store, min_group_size=40)["alerts"]
+    assert [(a["type"], a["group"]) for a in alerts] == [("error_rate_drift", small["group"]),
+                                                         ("disparity_breach", "race=Black")]
+    assert alerts[0]["value"] is None and alerts[0]["state"] == "resolved (suppressed)"
+    assert (alerts[1]["value"], alerts[1]["low"], alerts[1]["high"]) == (0.03, 0.02, 0.04)
+    assert alerts[1]["opened_at"] == "2026-11-25T07:00:00Z" and alerts[1]["resolved_at"] is None
+    text = json.dumps(alerts)
+    assert "alert-secret" not in text and "http://" not in text
+
+
+def test_policy_file_sets_targets_and_is_hashed(tmp_path, workload):
+    from pathlib import Path
+
+    policy = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "policy" / "gate-a.yaml"
+    url = f"chdb://{tmp_path}/chdb"
+    store = open_store(url)
+    seed_with_late_outcomes(store, workload)
+    store.close()
+    result = CliRunner().invoke(app, ["report", "--store", url, "--from", FROM, "--to", TO, "--format", "json",
+                                      "--min-group-size", "0", "--policy", str(policy)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["methods"]["policy"]["sha256"] == hashlib.sha256(policy.read_bytes()).hexdigest()
+    assert "target_fmr: 1.0e-3" in policy.read_text() and report["methods"]["thresholds"]["target_fmr"] == 0.001
+    metrics = CliRunner().invoke(app, ["metrics", "--store", url, "--from", FROM, "--to", TO, "--json",
+                                       "--target-fmr", "0.001", "--target-fnmr", "0.02"])
+    assert report["groups"] == json.loads(metrics.stdout)["groups"]
+    assert "--target-fmr 0.001 --target-fnmr 0.02" in report["reproducibility"]["command"]
+
+
+def test_html_renders_in_headless_chromium_and_the_pdf_in_pdftoppm(tmp_path, workload):
+    import json
+    import subprocess
+
+    from fairwatch.testing.tools import RENDER_CHECK, debian_tool, headless
+    from PIL import Image
+
+    store = open_store(f"chdb://{tmp_path}/chdb")
+    try:
+        seed_with_late_outcomes(store, workload)
+        report = build_report(store, resolve_window(None, FROM, TO, 60), CONFIG, deployment="site-0",
+                              attribute="race")
+    finally:
+        store.close()
+    figures = sum(1 for b in report.blocks if b[0] == "img")
+    page = tmp_path / "report.html"
+    page.write_text(to_html(report).replace("<head>", "<head>" + RENDER_CHECK, 1))
+    dom = headless(debian_tool("chromium", "chromium"), "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    marker = dom.stdout.split('<pre id="render-check">', 1)[1].split("</pre>", 1)[0]
+    assert json.loads(marker.replace("&quot;", '"')) == {"images": figures, "broken": [], "errors": []}
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(to_pdf(report))
+    done = subprocess.run([debian_tool("pdftoppm", "poppler-utils"), "-png", "-r", "60", str(pdf),
+                           str(tmp_path / "page")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert len(pages) >= 3
+    for path in pages:  # A4 portrait, and not blank
+        pixels = np.asarray(Image.open(path).convert("L"), dtype=float)
+        height, width = pixels.shape
+        assert abs(height / width - 297 / 210) < 0.02
+        assert (pixels < 200).mean() > 0.005 and pixels.std() > 5

@@ -1,0 +1,212 @@
+"""Differentials across the groups of an attribute set, against values worked out by hand."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from fairwatch.core.config import CoreConfig
+from fairwatch.core.differentials import AttributeSet, gini, max_geomean_ratio
+from fairwatch.core.groupframe import GroupFrame
+from fairwatch.core.layout import OVERALL, GroupKey
+from hypothesis import given
+from hypothesis import strategies as st
+
+SCOPE = AttributeSet("gate-3", "algo-2", "verification", "race")
+
+
+def unweighted_row(impostor, false_match, genuine, false_non_match):
+    return [impostor, false_match] * 3 + [genuine, false_non_match] * 3
+
+
+def frame_of(groups, config=None, attribute="race"):
+    """groups: name -> (impostor, false matches, genuine, false non-matches)."""
+    keys = [GroupKey("gate-3", "algo-2", "verification", attribute, name) for name in groups]
+    rows = np.array([unweighted_row(*counts) for counts in groups.values()], dtype=float)
+    return GroupFrame.from_counts(keys, rows, config or CoreConfig())
+
+
+def table(frame, scope=SCOPE):
+    return {(d.metric, d.rate): d for d in frame.differentials if d.scope == scope}
+
+
+# Worked case: three groups, 1000 impostor and 1000 genuine comparisons each.
+#   FMR:  A 1/1000 = 0.001, B 3/1000 = 0.003, C 9/1000 = 0.009
+#   FNMR: A 40/1000 = 0.04, B 10/1000 = 0.01, C 20/1000 = 0.02
+WORKED = {"A": (1000, 1, 1000, 40), "B": (1000, 3, 1000, 10), "C": (1000, 9, 1000, 20)}
+WORKED_VALUES = {
+    # max/min: 0.009 / 0.001 = 9; 0.04 / 0.01 = 4
+    ("max_min_ratio", "fmr"): 9.0,
+    ("max_min_ratio", "fnmr"): 4.0,
+    # geometric means: (0.001 * 0.003 * 0.009)^(1/3) = (2.7e-8)^(1/3) = 0.003, so 0.009 / 0.003 = 3;
+    # (0.04 * 0.01 * 0.02)^(1/3) = (8e-6)^(1/3) = 0.02, so 0.04 / 0.02 = 2
+    ("max_geomean", "fmr"): 3.0,
+    ("max_geomean", "fnmr"): 2.0,
+    # max - min: 0.009 - 0.001 = 0.008; 0.04 - 0.01 = 0.03
+    ("max_min_difference", "fmr"): 0.008,
+    ("max_min_difference", "fnmr"): 0.03,
+    # Gini, n = 3: pairwise |differences| of FMR (in 1e-3) are 2, 8, 6, so sum_i sum_j = 2 * 16e-3 = 0.032;
+    # 2 n^2 mean = 2 * 9 * 0.013 / 3 = 0.078; 0.032 / 0.078 * 3/2 = 8/13
+    ("garbe", "fmr"): 8 / 13,
+    # FNMR (in 1e-2): 3, 1, 2 -> sum_i sum_j = 2 * 6e-2 = 0.12; 2 * 9 * 0.07 / 3 = 0.42; 0.12 / 0.42 * 3/2 = 3/7
+    ("garbe", "fnmr"): 3 / 7,
+    # alpha = 0.5: FDR = 1 - (0.5 * 0.008 + 0.5 * 0.03) = 1 - 0.019 = 0.981
+    ("fdr", "combined"): 0.981,
+    # IR = 9^0.5 * 4^0.5 = 3 * 2 = 6
+    ("ir", "combined"): 6.0,
+    # GARBE = 0.5 * 8/13 + 0.5 * 3/7 = 4/13 + 3/14 = 95/182
+    ("garbe", "combined"): 95 / 182,
+}
+
+
+def test_worked_case_equals_hand_computed_values():
+    found = table(frame_of(WORKED))
+    assert set(found) == set(WORKED_VALUES)
+    for name, expected in WORKED_VALUES.items():
+        d = found[name]
+        assert d.value == pytest.approx(expected, rel=1e-12), name
+        assert d.status == "ok" and d.groups == 3
+        assert d.low <= d.value <= d.high, name
+    assert (found["max_min_ratio", "fmr"].max_group, found["max_min_ratio", "fmr"].min_group) == ("C", "A")
+    assert (found["max_min_ratio", "fnmr"].max_group, found["max_min_ratio", "fnmr"].min_group) == ("A", "B")
+    assert found["fdr", "combined"].max_group is None
+
+
+def test_alpha_weights_come_from_the_config():
+    found = table(frame_of(WORKED, CoreConfig(fdr_alpha=0.25, ir_alpha=0.25, garbe_alpha=0.25)))
+    # FDR = 1 - (0.25 * 0.008 + 0.75 * 0.03) = 1 - (0.002 + 0.0225) = 0.9755
+    assert found["fdr", "combined"].value == pytest.approx(0.9755)
+    # IR = 9^0.25 * 4^0.75 = sqrt(3) * 2^1.5 = sqrt(24)
+    assert found["ir", "combined"].value == pytest.approx(24**0.5)
+    # GARBE = 0.25 * 8/13 + 0.75 * 3/7 = 2/13 + 9/28 = 173/364
+    assert found["garbe", "combined"].value == pytest.approx(173 / 364)
+
+
+def test_zero_error_group_gives_none_not_inf():
+    # FMR: A 0/1000 = 0, B 2/1000 = 0.002, C 4/1000 = 0.004; FNMR as in the worked case
+    groups = {"A": (1000, 0, 1000, 40), "B": (1000, 2, 1000, 10), "C": (1000, 4, 1000, 20)}
+    frame = frame_of(groups)
+    found = table(frame)
+    for name in [("max_min_ratio", "fmr"), ("max_geomean", "fmr"), ("ir", "combined")]:
+        d = found[name]
+        # 0.004 / 0 does not exist: None with status undefined; the posterior interval is finite
+        assert (d.value, d.status) == (None, "undefined"), name
+        assert 1 < d.low < d.high < np.inf, name
+    # max - min = 0.004 - 0 = 0.004
+    assert found["max_min_difference", "fmr"].value == pytest.approx(0.004)
+    # Gini: sorted (0, 0.002, 0.004), pairwise |differences| 2, 4, 2 (1e-3): sum_i sum_j = 0.016;
+    # 2 * 9 * 0.002 = 0.036; 0.016 / 0.036 * 3/2 = 2/3
+    assert found["garbe", "fmr"].value == pytest.approx(2 / 3)
+    # FDR = 1 - (0.5 * 0.004 + 0.5 * 0.03) = 0.983; GARBE = 0.5 * 2/3 + 0.5 * 3/7 = 1/3 + 3/14 = 23/42
+    assert found["fdr", "combined"].value == pytest.approx(0.983)
+    assert found["garbe", "combined"].value == pytest.approx(23 / 42)
+    assert all(d.status == "ok" for d in found.values() if d.value is not None)
+    json.dumps(frame.to_dict(), allow_nan=False)
+
+
+def test_groups_without_any_error_are_equal():
+    # every FMR is 0: the differences and the Gini are 0, the ratios 0 / 0 do not exist
+    found = table(frame_of({"A": (1000, 0, 1000, 40), "B": (2000, 0, 1000, 10)}))
+    assert found["max_min_difference", "fmr"].value == 0.0
+    assert found["garbe", "fmr"].value == 0.0
+    assert (found["max_min_ratio", "fmr"].value, found["max_min_ratio", "fmr"].status) == (None, "undefined")
+    # IR = (0 / 0)^0.5 * 4^0.5 does not exist either
+    assert found["ir", "combined"].value is None
+
+
+def test_a_group_lacking_evidence_makes_its_rates_differentials_insufficient():
+    groups = dict(WORKED, D=(10, 0, 1000, 20))  # 10 impostor comparisons < min_comparisons = 30
+    found = table(frame_of(groups))
+    for (metric, rate), d in found.items():
+        expected = "ok" if rate == "fnmr" else "insufficient"
+        assert d.status == expected, (metric, rate)
+    # values are still shown: D's FMR of 0 makes the FMR max/min ratio infinite, hence None
+    assert found["max_min_difference", "fmr"].value == pytest.approx(0.009)
+    assert found["max_min_ratio", "fmr"].value is None
+
+
+def test_insufficiency_follows_the_target():
+    # 1000 error-free impostor comparisons cannot show FMR <= 1e-4 (about 36,900 are needed)
+    found = table(frame_of(WORKED, CoreConfig(target_fmr=1e-4)))
+    assert all(d.status == ("ok" if d.rate == "fnmr" else "insufficient") for d in found.values())
+
+
+def test_a_group_without_genuine_comparisons_is_left_out_of_fnmr_values():
+    groups = dict(WORKED, D=(1000, 2, 0, 0))
+    found = table(frame_of(groups))
+    assert found["max_min_ratio", "fnmr"].value == pytest.approx(4.0)
+    assert found["max_min_ratio", "fnmr"].groups == 3 and found["max_min_ratio", "fmr"].groups == 4
+    assert found["max_min_ratio", "fnmr"].status == "insufficient"  # D's FNMR is unknown
+    assert found["max_min_ratio", "fmr"].status == "ok"
+
+
+def test_fewer_than_two_groups_give_no_value():
+    found = table(frame_of({"A": (1000, 3, 1000, 40)}))
+    assert all((d.value, d.low, d.high, d.status) == (None, None, None, "insufficient") for d in found.values())
+
+
+def test_overall_row_never_enters_a_differential_and_sets_are_separate():
+    alone = table(frame_of(WORKED))
+    keys = [GroupKey("gate-3", "algo-2", "verification", "race", name) for name in WORKED]
+    keys += [GroupKey("gate-3", "algo-2", "verification", OVERALL, OVERALL)]
+    keys += [GroupKey("gate-3", "algo-2", "verification", "sex", name) for name in "FM"]
+    rows = [unweighted_row(*c) for c in WORKED.values()]
+    rows += [unweighted_row(3000, 500, 3000, 900), unweighted_row(1500, 5, 1500, 30), unweighted_row(1500, 8, 1500, 40)]
+    frame = GroupFrame.from_counts(keys, np.array(rows, dtype=float))
+    assert {d.scope.attribute for d in frame.differentials} == {"race", "sex"}
+    # same values and the same bootstrap intervals whatever else the frame holds
+    assert table(frame) == alone
+
+
+def test_intervals_are_reproducible_and_follow_the_seed():
+    first, again = table(frame_of(WORKED)), table(frame_of(WORKED))
+    other = table(frame_of(WORKED, CoreConfig(seed=1)))
+    assert first == again
+    assert first["garbe", "combined"].low != other["garbe", "combined"].low
+    assert first["garbe", "combined"].value == other["garbe", "combined"].value
+
+
+def test_intervals_shrink_around_the_value_with_more_evidence():
+    # 100 times the comparisons at the same rates: the same values, intervals about 10 times narrower
+    base = table(frame_of(WORKED))
+    scaled = table(frame_of({name: tuple(100 * c for c in counts) for name, counts in WORKED.items()}))
+    for name, d in scaled.items():
+        assert d.value == pytest.approx(base[name].value)
+        assert d.low <= d.value <= d.high
+        assert d.high - d.low < 0.25 * (base[name].high - base[name].low), name
+
+
+def test_frame_difference_and_ratio_select_the_differentials():
+    frame = frame_of(WORKED)
+    assert frame.difference("fnmr")[SCOPE].value == pytest.approx(0.03)
+    assert frame.ratio()[SCOPE].value == pytest.approx(9.0)
+    with pytest.raises(ValueError):
+        frame.ratio("combined")
+
+
+def test_weighted_groups_use_weighted_rates():
+    keys = [GroupKey("gate-3", "algo-2", "verification", "race", name) for name in "AB"]
+    rows = np.array(
+        [
+            [1000, 2, 1000, 2, 1000, 2, 1000, 10, 1090, 100, 1990, 1000],  # FNMR 100 / 1090
+            [1000, 4, 1000, 4, 1000, 4, 1000, 20, 1000, 20, 1000, 20],  # FNMR 0.02
+        ],
+        dtype=float,
+    )
+    found = table(GroupFrame.from_counts(keys, rows))
+    assert found["max_min_ratio", "fnmr"].value == pytest.approx((100 / 1090) / 0.02)
+
+
+@given(st.lists(st.one_of(st.just(0.0), st.floats(1e-9, 1)), min_size=2, max_size=12))
+def test_gini_equals_its_pairwise_definition(rates):
+    rates = np.array(rates)
+    count = len(rates)
+    pairwise = sum(abs(a - b) for a, b in itertools.product(rates, rates))
+    expected = 0.0 if rates.sum() == 0 else count / (count - 1) * pairwise / (2 * count**2 * rates.mean())
+    assert gini(rates) == pytest.approx(expected, abs=1e-12)
+
+
+def test_metrics_vectorize_over_bootstrap_draws():
+    draws = np.array([[0.001, 0.003, 0.009], [0.01, 0.04, 0.02]])
+    assert max_geomean_ratio(draws) == pytest.approx([3.0, 2.0])
+    assert gini(draws) == pytest.approx([8 / 13, 3 / 7])

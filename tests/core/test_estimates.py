@@ -1,0 +1,235 @@
+"""Per-group estimates and the GroupFrame, with fairlearn's MetricFrame as the oracle."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import MetricFrame, false_negative_rate, false_positive_rate
+from fairwatch.core.config import CoreConfig
+from fairwatch.core.estimates import RateEstimator, Status
+from fairwatch.core.groupframe import GroupFrame
+from fairwatch.core.intervals import BetaBinomialMixture, clopper_pearson, jeffreys
+from fairwatch.core.layout import COL, INTERSECTION_SEP, N_COLUMNS, OVERALL, GroupKey
+
+CLI_FIELDS = (
+    "deployment", "algorithm", "attribute", "group", "impostor", "false_match", "genuine", "false_non_match",
+    "fmr", "fmr_low", "fmr_high", "fnmr", "fnmr_low", "fnmr_high", "status",
+)  # fmt: skip
+
+
+def unweighted_row(impostor, false_match, genuine, false_non_match):
+    return [impostor, false_match] * 3 + [genuine, false_non_match] * 3
+
+
+def key(group="F", attribute="sex", mode="verification"):
+    return GroupKey("gate-3", "algo-2", mode, attribute, group)
+
+
+# --- fairlearn parity ------------------------------------------------------------------------------
+
+
+def simulated_events(size=6000, seed=5):
+    """Labeled comparisons: sex, race, truth, decision and the weight 1 / inclusion_prob."""
+    rng = np.random.default_rng(seed)
+    events = pd.DataFrame(
+        {
+            "sex": rng.choice(["F", "M"], size),
+            "race": rng.choice(["Asian", "Black", "White"], size, p=[0.2, 0.3, 0.5]),
+            "genuine": rng.random(size) < 0.4,
+        }
+    )
+    # error rates differ by group, so the parity check is not trivially about equal rates
+    error_rate = 0.02 + 0.03 * (events.sex == "F") + 0.02 * (events.race == "Black")
+    error = rng.random(size) < error_rate
+    events["match"] = np.where(events.genuine, ~error, error)
+    events["weight"] = 1 / rng.choice([1.0, 0.5, 0.2], size)
+    return events
+
+
+def brute_force_rows(events, attributes, weighted):
+    """Counts rows computed one event at a time, straight from the layout's definitions."""
+    rows = {}
+    for event in events.itertuples():
+        weight = event.weight if weighted else 1.0
+        is_error = event.match != event.genuine  # impostor + match, or genuine + non-match
+        base = COL["genuine_n"] if event.genuine else COL["impostor_n"]
+        groups = [(OVERALL, OVERALL)] + [
+            (INTERSECTION_SEP.join(combo), INTERSECTION_SEP.join(getattr(event, a) for a in combo))
+            for combo in attributes
+        ]
+        for attribute, group in groups:
+            row = rows.setdefault(key(group, attribute), [0.0] * N_COLUMNS)
+            row[base] += 1
+            row[base + 2] += weight
+            row[base + 4] += weight**2
+            if is_error:
+                row[base + 1] += 1
+                row[base + 3] += weight
+                row[base + 5] += weight**2
+    keys = list(rows)
+    return keys, np.array([rows[k] for k in keys])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_group_rates_equal_fairlearn_metricframe(weighted):
+    events = simulated_events()
+    attributes = [("sex",), ("race",), ("sex", "race")]
+    frame = GroupFrame.from_counts(*brute_force_rows(events, attributes, weighted))
+    y_true, y_pred = events.genuine.astype(int), events.match.astype(int)  # positive = same person / match
+    weights = events.weight if weighted else np.ones(len(events))
+    for combo in attributes:
+        oracle = MetricFrame(
+            metrics={"fmr": false_positive_rate, "fnmr": false_negative_rate},
+            y_true=y_true,
+            y_pred=y_pred,
+            sensitive_features=events[list(combo)],
+            sample_params={"fmr": {"sample_weight": weights}, "fnmr": {"sample_weight": weights}},
+        )
+        for labels, expected in oracle.by_group.iterrows():
+            labels = labels if isinstance(labels, tuple) else (labels,)
+            estimate = frame.by_group[key(INTERSECTION_SEP.join(labels), INTERSECTION_SEP.join(combo))]
+            assert estimate.fmr.rate == pytest.approx(expected["fmr"], rel=1e-12)
+            assert estimate.fnmr.rate == pytest.approx(expected["fnmr"], rel=1e-12)
+        overall = frame.overall["gate-3", "algo-2", "verification"]
+        assert overall.fmr.rate == pytest.approx(oracle.overall["fmr"], rel=1e-12)
+        assert overall.fnmr.rate == pytest.approx(oracle.overall["fnmr"], rel=1e-12)
+
+
+# --- the acceptance case and the status rules -------------------------------------------------------
+
+
+def test_zero_false_matches_in_500_comparisons_with_target_1e_4_is_insufficient():
+    frame = GroupFrame.from_counts([key("F")], np.array([unweighted_row(500, 0, 500, 5)]), CoreConfig(target_fmr=1e-4))
+    row = frame.to_records()[0]
+    assert row["fmr_status"] == "insufficient" and row["status"] == "insufficient"
+    assert row["fmr_high"] > 1e-4  # the data allow an FMR far above the target
+    assert row["fmr"] == 0.0 and row["fmr_low"] == 0.0
+
+
+def rule_of_three_n(target, confidence=0.95):
+    """Fewest error-free comparisons whose two-sided Clopper-Pearson upper bound is <= target."""
+    return math.ceil(math.log((1 - confidence) / 2) / math.log1p(-target))
+
+
+@pytest.mark.parametrize("target", [1e-4, 1e-3, 0.01])
+def test_error_free_comparisons_become_ok_at_the_rule_of_three_size(target):
+    needed = rule_of_three_n(target)
+    assert needed == pytest.approx(3.69 / target, rel=0.01)  # -log(0.025) = 3.69
+    estimator = RateEstimator(CoreConfig())
+    before, at = estimator.estimate(np.array([[needed - 1, 0] * 3, [needed, 0] * 3], dtype=float), target)
+    assert (before.status, at.status) == (Status.INSUFFICIENT, Status.OK)
+
+
+@pytest.mark.parametrize(
+    ("errors", "n", "target", "status"),
+    [
+        (5, 10_000, 1e-4, Status.ABOVE_TARGET),  # low = 1.6e-4 > target
+        (2, 10_000, 1e-4, Status.INSUFFICIENT),  # point estimate 2e-4, but the interval holds 1e-4
+        (1, 100_000, 1e-4, Status.OK),  # high = 5.6e-5 <= target
+        (3, 10, 1e-4, Status.INSUFFICIENT),  # far above target, but below min_comparisons = 30
+        (0, 0, 1e-4, Status.INSUFFICIENT),
+        (0, 29, None, Status.INSUFFICIENT),
+        (0, 30, None, Status.OK),
+        (30, 30, None, Status.OK),  # without a target only the amount of evidence is judged
+    ],
+)
+def test_status_rules(errors, n, target, status):
+    [estimate] = RateEstimator(CoreConfig()).estimate(np.array([[n, errors] * 3], dtype=float), target)
+    assert estimate.status == status
+    low, high = clopper_pearson(errors, n)
+    assert (estimate.low, estimate.high) == (low, high)
+
+
+def test_no_comparisons_give_no_rate():
+    keys = [key("F"), key("M")]
+    rows = np.array([unweighted_row(0, 0, 100, 1), unweighted_row(100, 1, 0, 0)])
+    frame = GroupFrame.from_counts(keys, rows)
+    female, male = frame.to_records()
+    assert female["fmr"] is None and female["fmr_vs_target"] is None and female["fmr_status"] == "insufficient"
+    assert (female["fmr_low"], female["fmr_high"]) == (0.0, 1.0)
+    assert male["fnmr"] is None and male["status"] == "insufficient"
+    json.dumps(frame.to_dict(), allow_nan=False)
+
+
+def test_group_status_combines_both_rates():
+    config = CoreConfig(target_fmr=1e-3, target_fnmr=0.05)
+    rows = np.array(
+        [
+            unweighted_row(50_000, 10, 5000, 100),  # fmr ok, fnmr ok
+            unweighted_row(50_000, 200, 100, 1),  # fmr above target, fnmr insufficient
+            unweighted_row(50_000, 10, 100, 1),  # fmr ok, fnmr insufficient
+        ]
+    )
+    frame = GroupFrame.from_counts([key("A"), key("B"), key("C")], rows, config)
+    assert [r["status"] for r in frame.to_records()] == ["ok", "above_target", "insufficient"]
+
+
+# --- intervals, anytime bounds, weights, realized vs intended ---------------------------------------
+
+
+def test_rows_carry_interval_anytime_bounds_and_realized_vs_intended():
+    config = CoreConfig(target_fmr=1e-3)
+    frame = GroupFrame.from_counts([key("F")], np.array([unweighted_row(20_000, 40, 2000, 60)]), config)
+    [row] = frame.to_records()
+    assert set(CLI_FIELDS) <= set(row)
+    assert (row["impostor"], row["false_match"], row["genuine"], row["false_non_match"]) == (20_000, 40, 2000, 60)
+    assert row["fmr"] == 0.002 and row["fnmr"] == 0.03
+    assert (row["fmr_low"], row["fmr_high"]) == clopper_pearson(40, 20_000)
+    assert (row["fmr_anytime_low"], row["fmr_anytime_high"]) == BetaBinomialMixture().interval(40, 20_000)
+    assert row["fmr_anytime_low"] < row["fmr_low"] < row["fmr_high"] < row["fmr_anytime_high"]
+    assert row["fmr_n_eff"] == 20_000.0
+    assert row["fmr_vs_target"] == pytest.approx(2.0)
+    assert row["fmr_vs_target_low"] == pytest.approx(row["fmr_low"] / 1e-3)
+    assert row["fmr_vs_target_high"] == pytest.approx(row["fmr_high"] / 1e-3)
+    assert row["fmr_status"] == "above_target" and row["fnmr_target"] is None and row["fnmr_vs_target"] is None
+
+
+def test_identification_mode_names_the_rates_fpir_and_fnir():
+    frame = GroupFrame.from_counts([key("F", mode="identification")], np.array([unweighted_row(100, 1, 100, 2)]))
+    [row] = frame.to_records()
+    assert (row["fmr_label"], row["fnmr_label"]) == ("FPIR", "FNIR")
+    assert row["mode"] == "identification"
+
+
+def test_jeffreys_method_is_available():
+    frame = GroupFrame.from_counts([key()], np.array([unweighted_row(500, 3, 500, 4)]), method="jeffreys")
+    [row] = frame.to_records()
+    assert (row["fmr_low"], row["fmr_high"]) == jeffreys(3, 500)
+    with pytest.raises(ValueError):
+        GroupFrame.from_counts([key()], np.array([unweighted_row(500, 3, 500, 4)]), method="wald")
+
+
+def test_weighted_rate_uses_horvitz_thompson_weights():
+    # 990 matches of weight 1 and 10 non-matches of weight 10: FNMR = 100 / 1090, not 10 / 1000
+    row = [1000, 0, 1000, 0, 1000, 0, 1000, 10, 1090, 100, 1990, 1000]
+    [record] = GroupFrame.from_counts([key()], np.array([row])).to_records()
+    assert record["fnmr"] == pytest.approx(100 / 1090)
+    assert record["fnmr_n_eff"] < 1000 and record["false_non_match"] == 10
+    assert record["fnmr_low"] < 100 / 1090 < record["fnmr_high"]
+
+
+def test_rows_of_the_same_key_are_summed_like_buckets_of_a_window():
+    buckets = np.array([unweighted_row(300, 1, 200, 2), unweighted_row(200, 2, 300, 3)])
+    window = GroupFrame.from_counts([key(), key()], buckets)
+    total = GroupFrame.from_counts([key()], buckets.sum(axis=0, keepdims=True))
+    assert window.to_dict() == total.to_dict()
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        unweighted_row(10, 11, 10, 0),  # more errors than comparisons
+        unweighted_row(-1, 0, 10, 0),
+        [np.nan] + unweighted_row(10, 0, 10, 0)[1:],
+    ],
+)
+def test_impossible_counts_are_rejected(row):
+    with pytest.raises(ValueError):
+        GroupFrame.from_counts([key()], np.array([row], dtype=float))
+
+
+def test_an_empty_window_gives_an_empty_frame():
+    frame = GroupFrame.from_counts([], np.empty((0, N_COLUMNS)))
+    assert frame.to_dict() == {"groups": [], "differentials": []}

@@ -1,0 +1,546 @@
+"""Deployment files: the Helm chart, docker-compose.yml and the Dockerfile.
+
+No cluster and no docker engine here, so what can be checked without one is checked against
+independent references: `helm lint` / `helm template` (helm from the Go module proxy, cached by
+scripts/tools); the rendered manifests against the Kubernetes OpenAPI schemas bundled in the
+`kubernetes-validate` package and the KEDA / Prometheus Operator CRD schemas of their Go modules;
+the compose file against the Compose Specification schema shipped in compose-go; the Alertmanager
+config with amtool. The drift tests take streams/fairwatch/stream/worker_settings.py as the oracle: every setting
+the worker reads must be settable in the chart and in compose, with the same defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from fairwatch.stream.worker_settings import WORKER_ENVIRONMENT
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "fairwatch"
+PRODUCTION = CHART / "values-production.yaml"
+COMPOSE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / "deploy" / "fairwatch.env.example"
+# oldest Kubernetes the chart supports (persistentVolumeClaimRetentionPolicy, policy/v1) and newest bundled
+KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")
+# settings whose deployed value differs from the code's default, on purpose
+DEPLOYED_OVERRIDES = {
+    "FAIRWATCH_KAFKA": "no default: the cluster's address",
+    "FAIRWATCH_CLICKHOUSE": "no default: the store's URL, from a Secret",
+    "FAIRWATCH_DATA_DIR": "the mounted state volume instead of the working directory",
+    "FAIRWATCH_WEB_HOST": "probes and Prometheus reach the pod from outside its loopback",
+    "FAIRWATCH_INSTANCE_ID": "each worker's stable name (pod name, compose service) for static membership",
+    "FAIRWATCH_ALERTMANAGER": "the deployment's Alertmanager (the compose service, the chart's value)",
+    "FAIRWATCH_GRAFANA": "the deployment's Grafana (the compose service, the chart's value)",
+    "FAIRWATCH_GRAFANA_TOKEN": "a secret: from a Secret / the env file, never a value in the manifest",
+    "FAIRWATCH_AUDIT_KEY": "a secret: from a Secret / the env file, never a value in the manifest",
+}
+
+
+# --- tools ------------------------------------------------------------------------------------
+
+def _tool(*args: str) -> str:
+    result = subprocess.run([str(REPO / "scripts" / "tools"), *args], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"scripts/tools {' '.join(args)} failed:\n{result.stderr[-3000:]}"
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return _tool("helm")
+
+
+def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([helm, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def render(helm: str, *args: str) -> list[dict]:
+    result = run_helm(helm, "template", "fw", str(CHART), "--namespace", "audit", *args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def default_docs(helm) -> list[dict]:
+    return render(helm)
+
+
+@pytest.fixture(scope="module")
+def production_docs(helm) -> list[dict]:
+    return render(helm, "-f", str(PRODUCTION))
+
+
+def one(docs: list[dict], kind: str, component: str | None = None) -> dict:
+    found = [d for d in docs if d["kind"] == kind
+             and (component is None or d["metadata"]["labels"].get("app.kubernetes.io/component") == component)]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def env_names(container: dict) -> list[str]:
+    return [e["name"] for e in container.get("env", [])]
+
+
+# --- what the code reads (the oracle of the drift tests) ---------------------------------------
+
+@cache
+def variables_the_code_reads() -> frozenset[str]:
+    source = "\n".join(p.read_text() for p in (REPO / "streams" / "fairwatch").rglob("*.py"))
+    return frozenset(re.findall(r'"(FAIRWATCH_[A-Z0-9_]+)"', source))
+
+
+@cache
+def variables_the_readme_documents() -> frozenset[str]:
+    return frozenset(re.findall(r"^\| `(FAIRWATCH_[A-Z0-9_]+)`", (REPO / "README.md").read_text(), re.M))
+
+
+def unsettable(settings: dict, deployed: set[str]) -> set[str]:
+    """Settings the worker reads that a deployment cannot set."""
+    return set(settings) - deployed
+
+
+def unknown(deployed: set[str]) -> set[str]:
+    """FAIRWATCH_* variables a deployment sets that neither the code reads nor the README documents."""
+    return {n for n in deployed if n.startswith("FAIRWATCH_")} - variables_the_code_reads() \
+        - variables_the_readme_documents()
+
+
+def test_drift_checks_catch_a_new_setting():
+    # the checks themselves, on a hand-made case: a setting added to the worker but not deployed
+    deployed = set(WORKER_ENVIRONMENT)
+    added = dict(WORKER_ENVIRONMENT, FAIRWATCH_SOMETHING_NEW=("1", "new"))
+    assert unsettable(added, deployed) == {"FAIRWATCH_SOMETHING_NEW"}
+    assert unknown(deployed | {"FAIRWATCH_TYPO_KAFKA"}) == {"FAIRWATCH_TYPO_KAFKA"}
+    assert "FAIRWATCH_KAFKA" in variables_the_code_reads()
+
+
+# --- Helm --------------------------------------------------------------------------------------
+
+def test_helm_lint_passes_with_default_and_production_values(helm):
+    for extra in ([], ["-f", str(PRODUCTION)]):
+        result = run_helm(helm, "lint", "--strict", str(CHART), *extra)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "0 chart(s) failed" in result.stdout
+
+
+def test_default_render_has_the_expected_objects(default_docs, production_docs):
+    kinds = sorted(d["kind"] for d in default_docs if d["kind"] != "ConfigMap")
+    assert kinds == sorted(["ServiceAccount", "Secret", "Service", "StatefulSet", "PodDisruptionBudget", "Job"]), kinds
+    # one ConfigMap per dashboard, holding the file unchanged, labelled for the Grafana sidecar
+    dashboards = {p.name: p.read_text() for p in (REPO / "dashboards" / "json").glob("*.json")}
+    assert dashboards, "no dashboards in dashboards/json"
+    maps = [d for d in default_docs if d["kind"] == "ConfigMap"]
+    assert {k: v for m in maps for k, v in m["data"].items()} == {k: v.rstrip("\n") for k, v in dashboards.items()}
+    assert all(m["metadata"]["labels"]["grafana_dashboard"] == "1" for m in maps)
+    kinds = sorted(d["kind"] for d in production_docs)
+    # production: existing Secret (none rendered), policies ConfigMap, ServiceMonitor, KEDA
+    assert "Secret" not in kinds
+    for kind in ("ConfigMap", "ServiceMonitor", "ScaledObject", "StatefulSet", "PodDisruptionBudget", "Job"):
+        assert kind in kinds, kinds
+    # KEDA owns the replica count when enabled: the StatefulSet must not fight it
+    assert "replicas" not in one(production_docs, "StatefulSet")["spec"]
+
+
+@cache
+def crd_schema(kind: str) -> dict:
+    """openAPIV3Schema of a CRD, made strict (unknown fields rejected) the way kubeconform -strict does."""
+    module, path, version = {
+        "ScaledObject": ("keda", "config/crd/bases/keda.sh_scaledobjects.yaml", "v1alpha1"),
+        "ServiceMonitor": ("prometheus-operator",
+                           "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml", "v1"),
+    }[kind]
+    crd = yaml.safe_load((Path(_tool("module", module)) / path).read_text())
+    assert crd["spec"]["names"]["kind"] == kind
+    schema = next(v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v["name"] == version)
+
+    def strict(node):
+        if isinstance(node, dict):
+            if ("properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for value in node.values():
+                strict(value)
+        elif isinstance(node, list):
+            for value in node:
+                strict(value)
+        return node
+
+    schema = strict(copy.deepcopy(schema))
+    schema["properties"]["metadata"] = {"type": "object"}  # ObjectMeta is checked by the API server
+    return schema
+
+
+def validate_manifest(doc: dict, version: str) -> None:
+    if doc["kind"] in ("ScaledObject", "ServiceMonitor"):
+        jsonschema.validate(doc, crd_schema(doc["kind"]), cls=jsonschema.Draft7Validator)
+    else:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_rendered_manifests_pass_schema_validation(default_docs, production_docs):
+    for docs in (default_docs, production_docs):
+        for doc in docs:
+            for version in KUBERNETES_VERSIONS:
+                validate_manifest(doc, version)
+
+
+def test_the_validators_reject_a_broken_manifest(production_docs):
+    # without this, a validator that accepts anything would pass the test above
+    statefulset = copy.deepcopy(one(production_docs, "StatefulSet"))
+    statefulset["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pathh"] = "/healthz"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_manifest(statefulset, KUBERNETES_VERSIONS[0])
+    statefulset = copy.deepcopy(one(production_docs, "StatefulSet"))
+    statefulset["spec"]["podManagementPolicy"] = 3
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_manifest(statefulset, KUBERNETES_VERSIONS[-1])
+    scaled = copy.deepcopy(one(production_docs, "ScaledObject"))
+    scaled["spec"]["cooldownPeriods"] = 300
+    with pytest.raises(jsonschema.ValidationError):
+        validate_manifest(scaled, KUBERNETES_VERSIONS[0])
+    monitor = copy.deepcopy(one(production_docs, "ServiceMonitor"))
+    monitor["spec"]["endpoints"][0]["interval"] = "every minute"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_manifest(monitor, KUBERNETES_VERSIONS[0])
+
+
+@pytest.mark.parametrize("values, message", [
+    (["--set", "worker.replicas=9"], "worker.replicas (9) exceeds kafka.partitions (8)"),
+    (["--set", "kafka.partitions=4", "--set", "worker.replicas=5"], "worker.replicas (5) exceeds kafka.partitions (4)"),
+    (["--set", "keda.enabled=true", "--set", "keda.maxReplicas=12"], "keda.maxReplicas (12) exceeds kafka.partitions (8)"),
+    (["--set", "kafka.sasl.enabled=true"], "does not read Kafka SASL or TLS settings"),
+    (["--set", "clickhouse.url="], "set clickhouse.url or clickhouse.existingSecret"),
+    # values.schema.json: a misspelt setting or a wrong type is refused, not silently ignored
+    (["--set", "worker.batchsize=100"], "additional properties 'batchsize' not allowed"),
+    (["--set", "worker.tableStore=redis://"], "tableStore"),
+    (["--set", "kafka.partitions=0"], "partitions"),
+])
+def test_chart_refuses_values_the_workers_cannot_honour(helm, values, message):
+    result = run_helm(helm, "template", "fw", str(CHART), *values)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_replicas_up_to_the_partition_count_render(helm):
+    docs = render(helm, "--set", "kafka.partitions=4", "--set", "worker.replicas=4")
+    assert one(docs, "StatefulSet")["spec"]["replicas"] == 4
+
+
+def test_chart_sets_every_worker_setting_and_nothing_unknown(default_docs, production_docs):
+    for docs in (default_docs, production_docs):
+        worker = one(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+        names = env_names(worker)
+        assert len(names) == len(set(names)), "an env var is set twice"
+        assert not unsettable(WORKER_ENVIRONMENT, set(names)), unsettable(WORKER_ENVIRONMENT, set(names))
+        assert not unknown(set(names)), unknown(set(names))
+        job = one(docs, "Job")["spec"]["template"]["spec"]
+        for container in job["initContainers"] + job["containers"]:
+            assert not unknown(set(env_names(container)))
+            # the topics/migrate verbs read these (cli.py envvar=...), so they must match the workers'
+            for entry in container["env"]:
+                assert entry in worker["env"], f"{container['name']}: {entry} differs from the workers'"
+
+
+def test_chart_defaults_are_the_settings_defaults(default_docs):
+    worker = one(default_docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    values = {e["name"]: e.get("value") for e in worker["env"]}
+    for name, (default, _) in WORKER_ENVIRONMENT.items():
+        if name not in DEPLOYED_OVERRIDES:
+            assert values[name] == default, f"chart default of {name} is {values[name]!r}, the worker's {default!r}"
+    assert values["FAIRWATCH_WEB_HOST"] == "0.0.0.0"
+    instance = next(e for e in worker["env"] if e["name"] == "FAIRWATCH_INSTANCE_ID")
+    assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # static membership per pod
+    assert worker["env"][1]["valueFrom"]["secretKeyRef"]["key"] == "clickhouse-url"
+
+
+def test_probes_and_state_volume_point_where_the_worker_listens_and_writes(default_docs, production_docs):
+    for docs in (default_docs, production_docs):
+        statefulset = one(docs, "StatefulSet")
+        pod = statefulset["spec"]["template"]["spec"]
+        worker = pod["containers"][0]
+        values = {e["name"]: e.get("value") for e in worker["env"]}
+        ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
+        assert ports["web"] == int(values["FAIRWATCH_WEB_PORT"])
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert worker[probe]["httpGet"] == {"path": "/healthz", "port": "web"}
+        mounts = {m["name"]: m["mountPath"] for m in worker["volumeMounts"]}
+        assert mounts["data"] == values["FAIRWATCH_DATA_DIR"]
+        assert [t["metadata"]["name"] for t in statefulset["spec"]["volumeClaimTemplates"]] == ["data"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert worker["securityContext"]["readOnlyRootFilesystem"] is True
+        pdb = one(docs, "PodDisruptionBudget")
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= statefulset["spec"]["template"]["metadata"][
+            "labels"].items()
+    scaled = one(production_docs, "ScaledObject")["spec"]
+    assert scaled["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                        "name": one(production_docs, "StatefulSet")["metadata"]["name"]}
+    trigger = scaled["triggers"][0]["metadata"]
+    worker_env = {e["name"]: e.get("value") for e in
+                  one(production_docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert trigger["consumerGroup"] == worker_env["FAIRWATCH_APP_ID"]
+    assert scaled["maxReplicaCount"] <= int(worker_env["FAIRWATCH_PARTITIONS"])
+    behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert behavior["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": behavior[
+        "stabilizationWindowSeconds"]}]
+    monitor = one(production_docs, "ServiceMonitor")["spec"]
+    service = one(production_docs, "Service")
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_migrations_job_is_a_hook_running_topics_then_migrate(default_docs):
+    job = one(default_docs, "Job")
+    assert set(job["metadata"]["annotations"]["helm.sh/hook"].split(",")) == {"post-install", "pre-upgrade"}
+    spec = job["spec"]["template"]["spec"]
+    assert [c["args"] for c in spec["initContainers"]] == [["topics"]]
+    assert [c["args"] for c in spec["containers"]] == [["migrate"]]
+
+
+# --- docker-compose ----------------------------------------------------------------------------
+
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$\$")
+
+
+def interpolate(node, env: dict[str, str]):
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, $$ (the subset the file uses)."""
+    if isinstance(node, dict):
+        return {k: interpolate(v, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, env) for v in node]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match):
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.group("name", "op", "arg")
+        value = env.get(name)
+        if op in (":?", "?") and (value is None or (op == ":?" and value == "")):
+            raise KeyError(f"{name}: {arg}")
+        if op == ":-" and not value or op == "-" and value is None:
+            return arg
+        return value or ""
+
+    return INTERPOLATION.sub(substitute, node)
+
+
+def env_example() -> dict[str, str]:
+    pairs = [line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    return {k: v for k, v in pairs}
+
+
+@pytest.fixture(scope="module")
+def compose_raw() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())  # merge keys (<<) resolved like compose does
+
+
+@pytest.fixture(scope="module")
+def compose(compose_raw) -> dict:
+    secrets = {k: "s3cret-" + k.lower() for k, v in env_example().items() if "PASSWORD" in k and not v}
+    return interpolate(compose_raw, {**env_example(), **secrets})
+
+
+@pytest.fixture(scope="module")
+def compose_schema() -> dict:
+    path = Path(_tool("module", "compose-spec")) / "schema" / "compose-spec.json"
+    return json.loads(path.read_text())
+
+
+def test_compose_file_validates_against_the_compose_specification(compose, compose_schema):
+    jsonschema.validate(compose, compose_schema, cls=jsonschema.Draft7Validator)
+    broken = copy.deepcopy(compose)
+    broken["services"]["worker"]["depends_on"]["kafka"]["condition"] = "service_ready"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, compose_schema, cls=jsonschema.Draft7Validator)
+
+
+def test_compose_secrets_come_from_the_env_file(compose_raw):
+    # an empty env file must not start anything: every password is required, none has a default
+    with pytest.raises(KeyError, match="CLICKHOUSE_PASSWORD"):
+        interpolate(compose_raw, {})
+    text = COMPOSE.read_text()
+    for name in re.findall(r"\$\{([A-Z_]*PASSWORD)", text):
+        assert re.search(rf"\$\{{{name}:\?", text) and not re.search(rf"\$\{{{name}:-", text), name
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert used <= set(env_example()), f"not in deploy/fairwatch.env.example: {used - set(env_example())}"
+
+
+def test_every_compose_service_has_a_healthcheck_or_a_reason(compose):
+    for name, service in compose["services"].items():
+        reason = service.get("x-no-healthcheck", "")
+        assert ("healthcheck" in service) != bool(reason), f"{name}: a healthcheck or x-no-healthcheck, not both"
+        if reason:
+            assert len(reason.split()) >= 8, f"{name}: say why it has no healthcheck"
+            assert service.get("restart", "no") == "no", f"{name}: a one-shot job must not restart"
+
+
+def test_compose_dependencies_wait_for_health_or_completion(compose):
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            wanted = "service_healthy" if "healthcheck" in services[dependency] else "service_completed_successfully"
+            assert rule["condition"] == wanted, f"{name} -> {dependency}: {rule['condition']}"
+
+
+def test_compose_sets_every_worker_setting_with_the_workers_defaults(compose_raw):
+    defaults = interpolate(compose_raw, {"CLICKHOUSE_PASSWORD": "x", "GRAFANA_CLICKHOUSE_PASSWORD": "x",
+                                         "GRAFANA_ADMIN_PASSWORD": "x"})
+    fairwatch_image = compose_raw["services"]["worker"]["image"]
+    for name, service in defaults["services"].items():
+        if compose_raw["services"][name].get("image") != fairwatch_image:
+            continue
+        assert not unknown(set(service.get("environment", {}))), (name, unknown(set(service["environment"])))
+    for name in ("worker", "worker-2"):
+        env = defaults["services"][name]["environment"]
+        assert not unsettable(WORKER_ENVIRONMENT, set(env)), unsettable(WORKER_ENVIRONMENT, set(env))
+        for setting, (default, _) in WORKER_ENVIRONMENT.items():
+            if setting not in DEPLOYED_OVERRIDES:
+                assert str(env[setting]) == default, f"compose default of {setting}: {env[setting]!r} vs {default!r}"
+    # both workers in one consumer group, each with its own state volume
+    volumes = [defaults["services"][n]["volumes"] for n in ("worker", "worker-2")]
+    assert volumes[0] != volumes[1]
+    assert all(v[0].split(":")[1] == defaults["services"]["worker"]["environment"]["FAIRWATCH_DATA_DIR"]
+               for v in volumes)
+
+
+def test_env_example_gives_the_workers_defaults():
+    example = env_example()
+    shared = set(example) & set(WORKER_ENVIRONMENT)
+    assert len(shared) >= 10, shared
+    for name in shared:
+        assert example[name] == WORKER_ENVIRONMENT[name][0], f"{name}: {example[name]!r} in the env example"
+
+
+def test_compose_bind_mounts_exist_in_the_repository(compose):
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), f"{name} mounts {source}, which does not exist"
+
+
+def test_grafana_gets_every_variable_its_datasource_provisioning_reads(compose):
+    provisioning = REPO / "dashboards" / "provisioning" / "datasources" / "fairwatch-clickhouse.yaml"
+    wanted = set(re.findall(r"\$\{?(FAIRWATCH_[A-Z_]+)", provisioning.read_text()))
+    assert wanted, "the datasource provisioning reads no FAIRWATCH_* variable"
+    environment = compose["services"]["grafana"]["environment"]
+    assert wanted <= set(environment), wanted - set(environment)
+    assert environment["FAIRWATCH_CLICKHOUSE_HOST"] in compose["services"]
+    plugins = environment["GF_PLUGINS_PREINSTALL_SYNC"]
+    assert re.fullmatch(r"grafana-clickhouse-datasource@\d+\.\d+\.\d+", plugins), "pin the plugin version"
+
+
+def test_alertmanager_config_passes_amtool():
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool missing: scripts/stack install installs Debian's prometheus-alertmanager"
+    result = subprocess.run([amtool, "check-config", str(REPO / "deploy" / "alertmanager" / "alertmanager.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Dockerfile --------------------------------------------------------------------------------
+
+def dockerfile() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n\s*", " ", (REPO / "Dockerfile").read_text())
+    return [tuple(line.split(None, 1)) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def dockerignored(path: str) -> bool:
+    ignored = False
+    for rule in (REPO / ".dockerignore").read_text().splitlines():
+        rule = rule.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        negate, pattern = rule.startswith("!"), rule.lstrip("!").rstrip("/")
+        if pattern == "*" or path == pattern or path.startswith(pattern + "/"):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerfile_is_pinned_non_root_and_copies_what_exists(default_docs):
+    instructions = dockerfile()
+    args = {k: v for k, v in (i[1].split("=", 1) for i in instructions if i[0] == "ARG" and "=" in i[1])}
+    bases = [args.get(v[2:-1], v) if v.startswith("${") else v
+             for v in (i[1].split()[0] for i in instructions if i[0] == "FROM")]
+    for base in bases:
+        assert re.fullmatch(r"python:3\.\d+\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", base), f"unpinned base {base}"
+    users = [i[1] for i in instructions if i[0] == "USER"]
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) > 0, "the image must run as a numeric non-root user"
+    pod = one(default_docs, "StatefulSet")["spec"]["template"]["spec"]["securityContext"]
+    assert pod["runAsUser"] == int(uid), "chart runAsUser differs from the image's USER"
+    for op, rest in instructions:
+        if op == "COPY" and "--from" not in rest:
+            for source in rest.split()[:-1]:
+                assert (REPO / source).exists(), f"COPY {source}: missing"
+                assert not dockerignored(source), f"COPY {source}: excluded by .dockerignore"
+    assert ("ENTRYPOINT", '["fairwatch"]') in instructions
+    assert any(op == "RUN" and "pip install ." in rest for op, rest in instructions)
+    env = dict(re.findall(r"(FAIRWATCH_[A-Z_]+)=(\S+)", " ".join(r for o, r in instructions if o == "ENV")))
+    assert env["FAIRWATCH_WEB_HOST"] == "0.0.0.0"
+    assert ("EXPOSE", WORKER_ENVIRONMENT["FAIRWATCH_WEB_PORT"][0]) in instructions
+    assert not unknown(set(env))
+    assert dockerignored("tests/test_deploy.py") and dockerignored(".venv/bin/python")
+
+
+def test_the_installed_package_finds_its_migrations_where_the_image_puts_them(tmp_path):
+    # the image installs a wheel (no checkout beside it) and copies schemas/ to FAIRWATCH_SCHEMAS
+    instructions = dockerfile()
+    env = dict(re.findall(r"(FAIRWATCH_[A-Z_]+)=(\S+)", " ".join(r for o, r in instructions if o == "ENV")))
+    copied = [rest.split() for op, rest in instructions if op == "COPY" and rest.split()[-1] == env["FAIRWATCH_SCHEMAS"]]
+    assert copied == [["schemas", env["FAIRWATCH_SCHEMAS"]]]
+    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "-w", str(wheel_dir), str(REPO)], check=True, timeout=300, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+                    *map(str, wheel_dir.glob("fairwatch-*.whl"))], check=True, timeout=300, capture_output=True)
+    image_schemas = tmp_path / "opt-fairwatch-schemas"
+    shutil.copytree(REPO / "schemas", image_schemas)
+    run_env = {**os.environ, "PYTHONPATH": str(site), "FAIRWATCH_SCHEMAS": str(image_schemas)}
+    run_env.pop("FAIRWATCH_CLICKHOUSE", None)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import fairwatch, fairwatch.store.clickhouse as s; print(fairwatch.__file__); print(s.SCHEMAS_DIR)"],
+        env=run_env, cwd=tmp_path, capture_output=True, text=True, check=True)
+    module_file, schemas_dir = probe.stdout.split()
+    assert Path(module_file).is_relative_to(site), "imported the checkout, not the installed wheel"
+    assert Path(schemas_dir) == image_schemas
+    def migrations(env: dict, cwd: Path, store: str) -> list[str]:
+        result = subprocess.run([sys.executable, "-m", "fairwatch.cli", "migrate", "--store", f"chdb://{tmp_path / store}",
+                                 "--json"], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return [m["name"] for m in json.loads(result.stdout.splitlines()[-1])["migrations"]]
+
+    # oracle: the same verb run from the checkout, where the schemas sit beside the source
+    checkout_env = {k: v for k, v in os.environ.items() if k not in ("FAIRWATCH_SCHEMAS", "FAIRWATCH_CLICKHOUSE")}
+    from_checkout = migrations(checkout_env, REPO, "checkout-store")
+    assert "001_init" in from_checkout
+    assert migrations(run_env, tmp_path, "image-store") == from_checkout
+
+
+def test_secrets_reach_the_workers_only_through_secret_references(helm, production_docs):
+    docs = render(helm, "--set", "secrets.auditKey=k3y", "--set", "secrets.grafanaToken=t0ken")
+    secret = one(docs, "Secret")
+    assert secret["stringData"] == {"clickhouse-url": "clickhouse://default:@clickhouse:9000/default",
+                                    "audit-key": "k3y", "grafana-token": "t0ken"}
+    for rendered, name in ((docs, secret["metadata"]["name"]), (production_docs, "fairwatch-clickhouse")):
+        env = {e["name"]: e for e in one(rendered, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+        for variable, key in (("FAIRWATCH_CLICKHOUSE", "clickhouse-url"), ("FAIRWATCH_AUDIT_KEY", "audit-key"),
+                              ("FAIRWATCH_GRAFANA_TOKEN", "grafana-token")):
+            assert "value" not in env[variable], f"{variable} must come from a Secret"
+            assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == name
+            assert env[variable]["valueFrom"]["secretKeyRef"]["key"] == key
+    rendered_text = run_helm(helm, "template", "fw", str(CHART), "-f", str(PRODUCTION)).stdout
+    assert "password" not in rendered_text.lower().replace("existingsecret", "")

@@ -1,0 +1,288 @@
+"""Delivery: the real Alertmanager (API v2), Kafka alerts topic and the alerts table on ClickHouse
+18.16 and chDB; Grafana against its documented annotations API; retries and a full queue."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from fairwatch.detect.cycle import read_alerts
+from fairwatch.detect.delivery import (
+    AlertDelivery,
+    AlertmanagerSink,
+    GrafanaAnnotationSink,
+    KafkaAlertSink,
+)
+from fairwatch.detect.incidents import ALERT_COLUMNS, Alert
+from fairwatch.store.clickhouse import migrate, open_store
+from fairwatch.testing.live import delete_resources
+from fairwatch.testing.oracles import alert_validator
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def make_alert(test_id: str, state: str = "firing", **changes) -> Alert:
+    base = dict(id=f"gate-a/algo-v1/error_rate_drift/fmr/race=Black-{test_id}", type="error_rate_drift",
+                severity="critical", deployment="gate-a", algorithm="algo-v1", group="race=Black", metric="fmr",
+                estimate=0.03, low=0.021, high=0.041, baseline=0.01, detector="sr_band",
+                evidence={"n": 1200.0, "e_value": None, "statistic": 6.2, "threshold": 5.5}, state=state,
+                opened_at=NOW - timedelta(minutes=5), resolved_at=None if state == "firing" else NOW - timedelta(seconds=2),
+                runbook_url="https://runbook.example/drift", dashboard_url="https://grafana.example/d/x",
+                routing={"team": "oncall", "test_id": test_id})
+    return Alert(**{**base, **changes})
+
+
+def _wait(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    return predicate()
+
+
+@pytest.mark.services
+def test_alertmanager_receives_the_firing_alert_then_the_resolution(stack):
+    test_id = uuid.uuid4().hex
+    delivery = AlertDelivery([AlertmanagerSink(stack["FAIRWATCH_ALERTMANAGER"])], backoff=0.05)
+    firing = make_alert(test_id)
+    delivery.submit([firing], [firing])
+    assert delivery.flush()
+    with httpx.Client(base_url=stack["FAIRWATCH_ALERTMANAGER"], timeout=10) as client:
+        def ours():
+            r = client.get("/api/v2/alerts", params={"filter": f'test_id="{test_id}"'})
+            r.raise_for_status()
+            return r.json()
+
+        [got] = _wait(ours)
+        assert got["labels"] == {"alertname": "FairwatchErrorRateDrift", "deployment": "gate-a",
+                                 "algorithm": "algo-v1", "group": "race=Black", "metric": "fmr",
+                                 "type": "error_rate_drift", "severity": "critical", "team": "oncall",
+                                 "test_id": test_id}
+        assert got["annotations"]["runbook_url"] == "https://runbook.example/drift"
+        assert got["annotations"]["incident_id"] == firing.id
+        assert got["status"]["state"] == "active"
+        starts = datetime.fromisoformat(got["startsAt"].replace("Z", "+00:00"))
+        assert starts == firing.opened_at
+        assert datetime.fromisoformat(got["endsAt"].replace("Z", "+00:00")) > datetime.now(timezone.utc)
+
+        resolved = make_alert(test_id, state="resolved")
+        delivery.submit([resolved], [])
+        assert delivery.flush()
+
+        def resolved_now():
+            now = datetime.now(timezone.utc)
+            alerts = ours()
+            return alerts == [] or all(datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")) <= now
+                                       for a in alerts)
+
+        assert _wait(resolved_now)
+        active = client.get("/api/v2/alerts", params={"filter": f'test_id="{test_id}"', "active": "true",
+                                                      "silenced": "false", "inhibited": "false"}).json()
+        assert [a for a in active if a["status"]["state"] == "active"
+                and datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")) > datetime.now(timezone.utc)] == []
+    delivery.close()
+    assert delivery.stats["alertmanager_sent"] == 2 and delivery.stats["alertmanager_failed"] == 0
+
+
+def deliver_and_read_back(kafka: str, topic: str):
+    """Two alerts (firing, then resolved) through the Kafka sink; the messages read back."""
+    from kafka import KafkaConsumer
+
+    test_id = uuid.uuid4().hex
+    alerts = [make_alert(test_id), make_alert(test_id, state="resolved")]
+    delivery = AlertDelivery([KafkaAlertSink(kafka, topic)])
+    delivery.submit(alerts, [alerts[0]])
+    delivery.close(timeout=30)
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    got = []
+    for message in consumer:
+        got.append(message)
+        if len(got) == 2:
+            break
+    consumer.close()
+    return got, alerts
+
+
+@pytest.mark.services
+def test_kafka_alerts_topic_carries_schema_shaped_records(stack):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = f"fairwatch-test.alerts-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=stack["FAIRWATCH_KAFKA"])
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    try:
+        got, alerts = deliver_and_read_back(stack["FAIRWATCH_KAFKA"], topic)
+    finally:
+        delete_resources(stack["FAIRWATCH_KAFKA"], (topic,), [], "", [])
+    validator = alert_validator()
+    assert [m.key.decode() for m in got] == [a.id for a in alerts]
+    for message, alert in zip(got, alerts):
+        record = json.loads(message.value)
+        validator.validate(record)
+        assert record == alert.to_record()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("backend", ["clickhouse", "chdb"])
+def test_alerts_table_round_trip(stack, backend, tmp_path):
+    if backend == "clickhouse":
+        url = stack["FAIRWATCH_CLICKHOUSE"].rsplit("/", 1)[0] + f"/fw_alerts_{uuid.uuid4().hex[:8]}"
+    else:
+        url = f"chdb://{tmp_path / 'store'}"
+    store = open_store(url)
+    try:
+        check_alerts_round_trip(store)
+    finally:
+        if backend == "clickhouse":
+            store.execute(f"DROP DATABASE IF EXISTS {store.database}")
+        store.close()
+
+
+def check_alerts_round_trip(store) -> None:
+    migrate(store)
+    test_id = uuid.uuid4().hex
+    evidence = {"n": 1200.0, "e_value": 41.5, "statistic": 6.2}  # the columns the table keeps
+    firing = make_alert(test_id, evidence=evidence)
+    other = make_alert(test_id, evidence=evidence, id="gate-a/algo-v1/score_drift/score/race=White", type="score_drift",
+                       severity="warning", metric="score", estimate=None, low=None, high=None,
+                       opened_at=NOW - timedelta(days=3))
+    store.insert("alerts", ALERT_COLUMNS, [firing.to_row(1), other.to_row(1)])
+    # the resolution is a newer version of the same incident: it replaces the firing row
+    resolved = make_alert(test_id, state="resolved", evidence=evidence)
+    store.insert("alerts", ALERT_COLUMNS, [resolved.to_row(2)])
+    everything = read_alerts(store)
+    assert [a.to_record() for a in everything] == [resolved.to_record(), other.to_record()]
+    assert [a.id for a in read_alerts(store, state="firing")] == [other.id]
+    # a window after the resolution sees only the incident still firing
+    assert [a.id for a in read_alerts(store, NOW, NOW + timedelta(hours=1))] == [other.id]
+    assert [a.id for a in read_alerts(store, NOW - timedelta(days=4), NOW - timedelta(days=2))] == [other.id]
+
+
+class _FakeGrafana(BaseHTTPRequestHandler):
+    """Grafana's documented annotations API: POST /api/annotations (time, timeEnd in epoch ms,
+    tags, text required; dashboardUID, panelId optional) -> {"message", "id"}; PUT
+    /api/annotations/:id replaces the annotation."""
+
+    annotations: dict[int, dict] = {}
+    calls: list[tuple[str, str]] = []
+
+    def _reply(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    @staticmethod
+    def _valid(body: dict) -> bool:
+        return (isinstance(body.get("time"), int) and (body.get("timeEnd") is None or isinstance(body["timeEnd"], int))
+                and isinstance(body.get("text"), str) and body["text"] != ""
+                and isinstance(body.get("tags"), list) and all(isinstance(t, str) for t in body["tags"]))
+
+    def do_POST(self):  # noqa: N802 (http.server naming)
+        self.calls.append(("POST", self.path))
+        body = self._body()
+        if self.path != "/api/annotations" or not self._valid(body):
+            return self._reply(400, {"message": "bad request"})
+        new_id = len(self.annotations) + 1
+        self.annotations[new_id] = body
+        self._reply(200, {"message": "Annotation added", "id": new_id})
+
+    def do_PUT(self):  # noqa: N802
+        self.calls.append(("PUT", self.path))
+        m = re.fullmatch(r"/api/annotations/(\d+)", self.path)
+        body = self._body()
+        if not m or int(m.group(1)) not in self.annotations or not self._valid(body):
+            return self._reply(400, {"message": "bad request"})
+        self.annotations[int(m.group(1))] = body
+        self._reply(200, {"message": "Annotation updated"})
+
+    def log_message(self, *args):
+        pass
+
+
+def test_grafana_annotation_point_then_region():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeGrafana)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sink = GrafanaAnnotationSink(f"http://127.0.0.1:{server.server_port}", credential="token")
+        firing, resolved = make_alert("g"), make_alert("g", state="resolved")
+        sink.send([firing])
+        sink.send([resolved])
+        assert _FakeGrafana.calls == [("POST", "/api/annotations"), ("PUT", "/api/annotations/1")]
+        stored = _FakeGrafana.annotations[1]
+        assert stored["time"] == int(firing.opened_at.timestamp() * 1000)
+        assert stored["timeEnd"] == int(resolved.resolved_at.timestamp() * 1000)
+        assert set(stored["tags"]) >= {"fairwatch", "error_rate_drift", "gate-a", "race=Black"}
+        assert stored["text"].startswith("resolved: FMR error rate drift for race=Black")
+    finally:
+        server.shutdown()
+
+
+class _Flaky:
+    name = "flaky"
+
+    def __init__(self, failures: int):
+        self.failures, self.received = failures, []
+
+    def send(self, alerts):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("destination down")
+        self.received.append(list(alerts))
+
+    def close(self):
+        pass
+
+
+class _Stuck:
+    name = "stuck"
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def send(self, alerts):
+        self.entered.set()
+        self.release.wait()
+
+    def close(self):
+        pass
+
+
+def test_retries_with_backoff_then_delivers():
+    sink = _Flaky(failures=2)
+    delivery = AlertDelivery([sink], backoff=0.01)
+    delivery.submit([make_alert("r")], [])
+    assert delivery.flush(10)
+    assert delivery.stats["flaky_errors"] == 2 and delivery.stats["flaky_sent"] == 1
+    assert sink.received == [[make_alert("r")]]
+    gives_up = AlertDelivery([_Flaky(failures=10)], attempts=3, backoff=0.01)
+    gives_up.submit([make_alert("r")], [])
+    assert gives_up.flush(10) and gives_up.stats["flaky_failed"] == 1 and gives_up.stats["flaky_errors"] == 3
+
+
+def test_a_stuck_destination_never_blocks_submit():
+    stuck = _Stuck()
+    delivery = AlertDelivery([stuck], capacity=5)
+    delivery.submit([make_alert("first")], [])
+    assert stuck.entered.wait(10)
+    for i in range(49):  # would hang here if submit waited for the destination
+        delivery.submit([make_alert(str(i))], [])
+    # one batch is in the destination's hands, five wait, the rest were dropped oldest first
+    assert delivery.stats["stuck_dropped"] == 50 - 5 - 1
+    stuck.release.set()
+    assert delivery.flush(10)

@@ -1,0 +1,140 @@
+"""scripts/stack on a separate instance (own state dir and ports): status, up, up again, down.
+
+The shared stack (default ports, default state dir) is not touched.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from fairwatch.testing.stack import EXPORT_LINE, SCRIPT, parse_exports
+
+pytestmark = pytest.mark.services
+
+def _free_ports(n: int) -> list[int]:
+    """Ports free right now (another stack, e.g. a second CI checkout, may hold any fixed ones)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+PORTS = dict(zip(("FAIRWATCH_KAFKA_PORT", "FAIRWATCH_KAFKA_CONTROLLER_PORT", "FAIRWATCH_CLICKHOUSE_PORT",
+                  "FAIRWATCH_CLICKHOUSE_HTTP_PORT", "FAIRWATCH_ALERTMANAGER_PORT"), _free_ports(5)))
+SERVICES = ("kafka", "clickhouse", "alertmanager")
+EXPECTED = {
+    "FAIRWATCH_KAFKA": f"127.0.0.1:{PORTS['FAIRWATCH_KAFKA_PORT']}",
+    "FAIRWATCH_CLICKHOUSE": f"clickhouse://default:@127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_PORT']}/default",
+    "FAIRWATCH_CLICKHOUSE_HTTP": f"http://127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_HTTP_PORT']}",
+    "FAIRWATCH_ALERTMANAGER": f"http://127.0.0.1:{PORTS['FAIRWATCH_ALERTMANAGER_PORT']}",
+}
+
+
+def _run(command: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    # Run the file itself (shebang + executable bit), as a person or CI would.
+    return subprocess.run([str(SCRIPT), command], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"  # a zombie has exited, only not reaped yet
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _status_lines(out: str) -> dict[str, str]:
+    lines = {}
+    for line in out.splitlines():
+        name, _, rest = line.partition(" ")
+        if name in SERVICES:
+            lines[name] = rest.strip()
+    assert set(lines) == set(SERVICES), out
+    return lines
+
+
+def test_stack_script_lifecycle(tmp_path):
+    busy = [p for p in PORTS.values() if _listening(p)]
+    assert not busy, f"ports {busy} are in use: this test needs them free"
+    state = tmp_path / "stack"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER",
+                        "FAIRWATCH_CLICKHOUSE_HTTP")}
+    env.update({k: str(v) for k, v in PORTS.items()}, FAIRWATCH_STACK_DIR=str(state))
+    pids: dict[str, int] = {}
+    try:
+        r = _run("status", env)
+        assert r.returncode == 3, r
+        assert all(s.startswith("stopped") for s in _status_lines(r.stdout).values()), r.stdout
+
+        r = _run("env", env)
+        assert r.returncode == 0 and parse_exports(r.stdout) == EXPECTED, r
+        assert not any(_listening(p) for p in PORTS.values())  # `env` starts nothing
+
+        t0 = time.monotonic()
+        r = _run("up", env)
+        first_up = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip(), r.stderr
+        assert all(EXPORT_LINE.match(line) for line in r.stdout.splitlines()), r.stdout
+        assert parse_exports(r.stdout) == EXPECTED
+        exports_first = r.stdout
+
+        pids = {s: int((state / "run" / f"{s}.pid").read_text()) for s in SERVICES}
+        for service, pid in pids.items():
+            assert _alive(pid), service
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+            assert str(state) in cmdline, (service, cmdline)
+            assert (state / "logs" / f"{service}.log").stat().st_size > 0
+        assert all(_listening(p) for p in PORTS.values())
+
+        r = _run("status", env)
+        assert r.returncode == 0, r
+        status = _status_lines(r.stdout)
+        for service, pid in pids.items():
+            assert status[service].startswith("running"), r.stdout
+            assert f"pid {pid} " in status[service], r.stdout
+
+        # A second `up` changes nothing: same processes, same output, quick.
+        t0 = time.monotonic()
+        r = _run("up", env)
+        second_up = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == exports_first
+        assert "nothing to do" in r.stderr
+        assert {s: int((state / "run" / f"{s}.pid").read_text()) for s in SERVICES} == pids
+        assert second_up < 10, f"second up took {second_up:.1f}s (first {first_up:.1f}s)"
+
+        r = _run("down", env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert [s for s, pid in pids.items() if _alive(pid)] == []
+        assert not list((state / "run").glob("*.pid"))
+        assert not any(_listening(p) for p in PORTS.values())
+
+        r = _run("status", env)
+        assert r.returncode == 3, r
+        assert all(s.startswith("stopped") for s in _status_lines(r.stdout).values()), r.stdout
+
+        r = _run("down", env)  # nothing running: still fine
+        assert r.returncode == 0, r.stderr
+    finally:
+        if any(_alive(p) for p in pids.values()) or any(_listening(p) for p in PORTS.values()):
+            _run("down", env, timeout=120)

@@ -1,0 +1,31 @@
+"""`fairwatch replay`: JSONL files through the worker's batch step into the embedded store."""
+
+from __future__ import annotations
+
+import json
+
+from fairwatch.cli import app
+from fairwatch.store.clickhouse import open_store
+from fairwatch.testing.live import assert_counts_equal, stored_counts
+from fairwatch.testing.workload import make_workload, oracle_counts
+from typer.testing import CliRunner
+
+
+def test_replay_counts_equal_the_oracle_and_bad_lines_are_reported(tmp_path):
+    workload = make_workload(5_000, seed=41, malformed_share=0)
+    events, outcomes = tmp_path / "events.jsonl", tmp_path / "outcomes.jsonl"
+    with events.open("wb") as e, outcomes.open("wb") as o:
+        for kind, _, value in workload.messages:
+            (e if kind == "match-events" else o).write(value + b"\n")
+        e.write(b'{"event_id": "broken"\n')  # the last line of the events file
+        o.write(b"\n" + b'{"event_id": "x", "truth": "maybe"}\n')
+    bad_event_line = sum(1 for _ in events.open("rb"))
+    store = f"chdb://{tmp_path}/store"
+    result = CliRunner().invoke(app, ["replay", str(events), str(outcomes), "--store", store,
+                                      "--intersections", "sex&race", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [(r["file"].rsplit("/", 1)[1], r["line"]) for r in summary["rejected"]] == [
+        ("events.jsonl", bad_event_line), ("outcomes.jsonl", sum(1 for _ in outcomes.open("rb")))]
+    assert "invalid_json" in summary["rejected"][0]["reason"]
+    assert_counts_equal(stored_counts(open_store(store)), oracle_counts(workload))
