@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench stack-up stack-down stack-status clean
+.PHONY: install test test-fast demo bench stack-up stack-down stack-status clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,18 @@ install: $(STAMP)
 # Tests start the local stack themselves (scripts/stack up is idempotent) unless FAIRWATCH_KAFKA,
 # FAIRWATCH_CLICKHOUSE and FAIRWATCH_ALERTMANAGER point at running services; the local stack is
 # stopped afterwards (KEEP_STACK=1 keeps it).
+# Two phases: the service-free tests spread over every core (xdist), then the tests that share
+# the stack, one at a time. The helm build (first run only) overlaps the stack's downloads.
 test: $(STAMP)
-	scripts/stack install
-	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	scripts/tools helm >/dev/null & helm=$$!; scripts/stack install; wait $$helm
+	status=0; \
+	$(PY) -m pytest -m "not services" -n auto $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest -m services -p no:xdist $(PYTEST_ARGS) || status=$$?; \
 	if [ -z "$(KEEP_STACK)" ]; then scripts/stack down; fi; exit $$status
+
+# Everything that needs no service (no Kafka, no ClickHouse server, no Alertmanager): <= 3 minutes.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not services" -n auto $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	scripts/demo
