@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 from fairwatch.audit import boards as fd
+from fairwatch.audit.grafana_push import PushError, datasource_settings, push
+from fairwatch.audit.snapshots import write_differential_snapshots
+from fairwatch.stream.health import health_rows, write_health
 from fairwatch.audit.window import write_snapshots
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
@@ -60,7 +63,7 @@ def _seed(store, tmp: Path) -> dict:
     report = replay(store, paths["events"], paths["outcomes"], CONFIG)
     for now in SNAPSHOTS:
         write_snapshots(store, CONFIG, now=now)
-        fd.write_differential_snapshots(store, CONFIG, now=now)
+        write_differential_snapshots(store, CONFIG, now=now)
 
     from fairwatch.stream.app import WorkerMetrics  # the worker's own registry shape
 
@@ -74,8 +77,8 @@ def _seed(store, tmp: Path) -> dict:
         metrics.sink_seconds.observe(0.1 * (k + 1))
         metrics.sink_seconds.observe(0.2)
         metrics.committed_at.set(at.timestamp() - 10 * (k + 1))  # commits fall behind: 10 s more each time
-        rows = fd.health_rows(metrics.registry, "worker-1", at, previous)
-        fd.write_health(store, rows)
+        rows = health_rows(metrics.registry, "worker-1", at, previous)
+        write_health(store, rows)
         previous = rows
 
     alert_columns = ("id", "type", "severity", "deployment", "algorithm", "group_label", "metric", "value_estimate",
@@ -518,7 +521,7 @@ def test_push_creates_datasource_folder_and_boards(httpserver, monkeypatch):
 
 def test_push_again_updates_the_datasource_and_keeps_the_folder(httpserver):
     _grafana(httpserver, datasource_exists=True, folder_exists=True)
-    done = fd.push(httpserver.url_for("/").replace("http://", "http://admin:admin@").rstrip("/"), env=DS_ENV)
+    done = push(httpserver.url_for("/").replace("http://", "http://admin:admin@").rstrip("/"), env=DS_ENV)
     sent = _requests(httpserver)
     assert [(m, p) for m, p, _, _ in sent][:3] == [
         ("GET", f"/api/datasources/uid/{fd.DATASOURCE_UID}"), ("PUT", f"/api/datasources/uid/{fd.DATASOURCE_UID}"),
@@ -530,13 +533,13 @@ def test_push_again_updates_the_datasource_and_keeps_the_folder(httpserver):
 def test_push_reports_refusals_and_bad_input(httpserver):
     httpserver.expect_request(f"/api/datasources/uid/{fd.DATASOURCE_UID}").respond_with_json(
         {"message": "Unauthorized"}, status=401)
-    with pytest.raises(fd.PushError, match="refused"):
-        fd.push(httpserver.url_for("/").rstrip("/"), token="bad", env=DS_ENV)
-    with pytest.raises(fd.PushError, match="credentials"):
-        fd.push(httpserver.url_for("/").rstrip("/"), env=DS_ENV)
-    with pytest.raises(fd.PushError, match="http"):
-        fd.push("grafana:3000", token="t", env=DS_ENV)
-    with pytest.raises(fd.PushError, match="FAIRWATCH_CLICKHOUSE_HOST"):
-        fd.datasource_settings({})
+    with pytest.raises(PushError, match="refused"):
+        push(httpserver.url_for("/").rstrip("/"), token="bad", env=DS_ENV)
+    with pytest.raises(PushError, match="credentials"):
+        push(httpserver.url_for("/").rstrip("/"), env=DS_ENV)
+    with pytest.raises(PushError, match="http"):
+        push("grafana:3000", token="t", env=DS_ENV)
+    with pytest.raises(PushError, match="FAIRWATCH_CLICKHOUSE_HOST"):
+        datasource_settings({})
     result = CliRunner().invoke(app, ["dashboards", "push"], env={"FAIRWATCH_GRAFANA": ""})
     assert result.exit_code == 2

@@ -34,14 +34,11 @@ grafana/clickhouse-datasource ``src/data/CHAnnotationSupport.tsx``.
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
-from urllib.parse import unquote, urlparse
+from typing import Any, Callable
 
 from grafana_foundation_sdk.builders import dashboard as gdb
 from grafana_foundation_sdk.builders import (
@@ -56,9 +53,6 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as gc
 from grafana_foundation_sdk.models import dashboard as gm
-
-from fairwatch.core.config import CoreConfig
-from fairwatch.store.clickhouse import Store
 
 DATASOURCE_UID = "fairwatch-clickhouse"
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
@@ -756,224 +750,10 @@ def resolve_variables(board: dict, run: Callable[[str], list[tuple]], expand: Ca
 
 # ------------------------------------------------------------------------- snapshots for the boards
 
-DIFFERENTIAL_COLUMNS = ("snapshot_at", "window_seconds", "deployment", "algorithm", "mode", "attribute", "metric",
-                        "rate", "value", "low", "high", "status", "groups", "max_group", "min_group")
-
-
-def write_differential_snapshots(store: Store, config: CoreConfig, now: datetime | None = None,
-                                 windows: tuple[int, ...] = (3600, 86400)) -> int:
-    """Write the differentials of the trailing windows as seen now (beside ``write_snapshots``).
-
-    Same windows, same ``now`` rounding and same core as
-    :func:`fairwatch.audit.window.write_snapshots`, so both tables describe one snapshot.
-    """
-    from fairwatch.audit.window import resolve_window, window_metrics
-
-    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
-    rows = []
-    for seconds in windows:
-        window = resolve_window(f"{seconds}s", None, None, config.bucket_seconds, now)
-        frame, _ = window_metrics(store, window, config)
-        for d in frame.differentials:
-            rows.append((now, seconds, *d.scope, d.metric, d.rate, d.value, d.low, d.high, str(d.status), d.groups,
-                         d.max_group, d.min_group))
-    return store.insert("differential_snapshots", DIFFERENTIAL_COLUMNS, rows)
-
-
-HEALTH_COLUMNS = ("at", "worker", "metric", "label_keys", "label_values", "value")
-HEALTH_METRICS = ("fairwatch_consumer_lag", "fairwatch_pending_joins", "fairwatch_orphan_outcomes",
-                  "fairwatch_sink_seconds_sum", "fairwatch_sink_seconds_count", "fairwatch_sink_errors_total",
-                  "fairwatch_consumed_messages_total", "fairwatch_rejected_messages_total",
-                  "fairwatch_offsets_committed_timestamp_seconds")
-
-
-def health_rows(registry, worker: str, now: datetime | None = None, previous: list[tuple] | None = None,
-                metrics: Iterable[str] = HEALTH_METRICS) -> list[tuple]:
-    """Rows of ``worker_health`` from a Prometheus registry (the worker's ``WorkerMetrics.registry``).
-
-    One row per sample of the named metrics, labels kept as sorted key / value arrays. Given the
-    rows of the previous call (``previous``), adds ``fairwatch_sink_seconds_mean``: the mean time
-    per ClickHouse write since then (counters only grow, so the difference is what happened).
-
-    Examples
-    --------
-    >>> from prometheus_client import CollectorRegistry, Gauge, Histogram
-    >>> registry = CollectorRegistry()
-    >>> Gauge("fairwatch_consumer_lag", "lag", ["topic", "partition"], registry=registry).labels("t", "0").set(7)
-    >>> sink = Histogram("fairwatch_sink_seconds", "sink", registry=registry)
-    >>> t0 = datetime(2026, 11, 25, tzinfo=timezone.utc)
-    >>> first = health_rows(registry, "w1", t0)
-    >>> first[0][1:]
-    ('w1', 'fairwatch_consumer_lag', ['partition', 'topic'], ['0', 't'], 7.0)
-    >>> sink.observe(0.5); sink.observe(1.5)
-    >>> [r[5] for r in health_rows(registry, "w1", t0, previous=first) if r[2] == "fairwatch_sink_seconds_mean"]
-    [1.0]
-    """
-    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
-    wanted = set(metrics)
-    rows = []
-    for family in registry.collect():
-        for sample in family.samples:
-            if sample.name in wanted and math.isfinite(sample.value):
-                keys = sorted(sample.labels)
-                rows.append((now, worker, sample.name, keys, [str(sample.labels[k]) for k in keys],
-                             float(sample.value)))
-    if previous is not None:
-        def total(batch, name):
-            return sum(r[5] for r in batch if r[2] == name)
-
-        seconds = total(rows, "fairwatch_sink_seconds_sum") - total(previous, "fairwatch_sink_seconds_sum")
-        writes = total(rows, "fairwatch_sink_seconds_count") - total(previous, "fairwatch_sink_seconds_count")
-        if writes > 0 and seconds >= 0:  # a restarted worker's counters start again: skip that sample
-            rows.append((now, worker, "fairwatch_sink_seconds_mean", [], [], seconds / writes))
-    return rows
-
-
-def write_health(store: Store, rows: list[tuple]) -> int:
-    """Insert :func:`health_rows` into ``worker_health``."""
-    return store.insert("worker_health", HEALTH_COLUMNS, rows)
-
 
 # ------------------------------------------------------------------------------ push to Grafana
-
-
-class PushError(RuntimeError):
-    """Grafana refused or could not be reached; the message says which request and why."""
-
-
-def datasource_settings(env: dict[str, str] | None = None) -> dict:
-    """The datasource as POST /api/datasources takes it, from FAIRWATCH_CLICKHOUSE_* variables.
-
-    Falls back to the parts of ``FAIRWATCH_CLICKHOUSE`` (clickhouse://user:pass@host:port/db).
-
-    >>> s = datasource_settings({"FAIRWATCH_CLICKHOUSE": "clickhouse://auditor:pw@ch:9000/fw"})
-    >>> s["jsonData"]["host"], s["jsonData"]["port"], s["jsonData"]["username"], s["secureJsonData"]
-    ('ch', 9000, 'auditor', {'password': 'pw'})
-    """
-    env = dict(os.environ if env is None else env)
-    parsed = urlparse(env.get("FAIRWATCH_CLICKHOUSE", ""))
-    url_parts = {}
-    if parsed.scheme == "clickhouse":
-        url_parts = {"host": parsed.hostname, "port": parsed.port, "database": (parsed.path or "/").lstrip("/"),
-                     "user": unquote(parsed.username or ""), "password": unquote(parsed.password or "")}
-    host = env.get("FAIRWATCH_CLICKHOUSE_HOST") or url_parts.get("host")
-    if not host:
-        raise PushError("no ClickHouse for the datasource: set FAIRWATCH_CLICKHOUSE_HOST (and _PORT, _DATABASE, "
-                        "_USER, _PASSWORD) or FAIRWATCH_CLICKHOUSE=clickhouse://user:pass@host:port/db")
-    port = env.get("FAIRWATCH_CLICKHOUSE_PORT") or url_parts.get("port") or 9000
-    try:
-        port = int(port)
-    except ValueError:
-        raise PushError(f"FAIRWATCH_CLICKHOUSE_PORT must be a port number, got {port!r}") from None
-    return {
-        "uid": DATASOURCE_UID,
-        "name": "fairwatch ClickHouse",
-        "type": DATASOURCE_TYPE,
-        "access": "proxy",
-        "isDefault": False,
-        "jsonData": {
-            "host": host,
-            "port": port,
-            "protocol": env.get("FAIRWATCH_CLICKHOUSE_PROTOCOL", "native"),
-            "defaultDatabase": env.get("FAIRWATCH_CLICKHOUSE_DATABASE") or url_parts.get("database") or "default",
-            "username": env.get("FAIRWATCH_CLICKHOUSE_USER") or url_parts.get("user") or "default",
-        },
-        "secureJsonData": {"password": env.get("FAIRWATCH_CLICKHOUSE_PASSWORD", url_parts.get("password", ""))},
-    }
-
-
-def grafana_api(url: str, token: str | None = None):
-    """A grafana-client ``GrafanaApi`` for ``url``; credentials from ``token`` or user:pass in the URL."""
-    from grafana_client import GrafanaApi
-
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise PushError(f"--grafana must be an http(s) URL such as http://grafana:3000, got {url!r}")
-    if not token and not (parsed.username and parsed.password):
-        raise PushError("no Grafana credentials: set FAIRWATCH_GRAFANA_TOKEN or put user:password in the URL")
-    return GrafanaApi.from_url(url, credential=token or None)
-
-
-def push(url: str, token: str | None = None, with_datasource: bool = True,
-         env: dict[str, str] | None = None) -> list[str]:
-    """Upload the datasource, the ``fairwatch`` folder and every board; return what was done.
-
-    Idempotent: an existing datasource (by uid) is updated, an existing folder kept, boards are
-    saved with ``overwrite``.
-    """
-    from grafana_client.client import GrafanaException
-
-    api = grafana_api(url, token)
-    done = []
-
-    def status(exc: GrafanaException) -> int | None:
-        return getattr(exc, "status_code", None)
-
-    try:
-        if with_datasource:
-            settings = datasource_settings(env)
-            try:
-                api.datasource.get_datasource_by_uid(DATASOURCE_UID)
-                exists = True
-            except GrafanaException as exc:
-                if status(exc) != 404:
-                    raise
-                exists = False
-            if exists:
-                api.datasource.update_datasource_by_uid(DATASOURCE_UID, settings)
-                done.append(f"datasource {DATASOURCE_UID} updated")
-            else:
-                api.datasource.create_datasource(settings)
-                done.append(f"datasource {DATASOURCE_UID} created")
-        try:
-            api.folder.get_folder(FOLDER_UID)
-            done.append(f"folder {FOLDER_UID} exists")
-        except GrafanaException as exc:
-            if status(exc) != 404:
-                raise
-            api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
-            done.append(f"folder {FOLDER_UID} created")
-        for name, board in generate().items():
-            result = api.dashboard.update_dashboard({"dashboard": board, "folderUid": FOLDER_UID, "overwrite": True,
-                                                     "message": "fairwatch dashboards push"})
-            done.append(f"dashboard {board['uid']} saved (version {result.get('version')})")
-    except GrafanaException as exc:
-        raise PushError(f"Grafana at {urlparse(url).hostname} refused: {exc}") from exc
-    return done
 
 
 # ------------------------------------------------------------------------------------------- CLI
 
 
-def register(app) -> None:
-    """Add ``fairwatch dashboards export|push`` to the CLI."""
-    import typer
-
-    group = typer.Typer(help="Grafana dashboards: export the JSON, push to a Grafana.",
-                        no_args_is_help=True)
-
-    @group.command("export")
-    def export_command(out: Path = typer.Option(JSON_DIR, "--out", help="Folder to write the board JSON into.")):
-        """Write the generated boards as JSON files (what file provisioning mounts)."""
-        for path in export(out):
-            print(path)
-
-    @group.command("push")
-    def push_command(
-        grafana: str = typer.Option(None, "--grafana", envvar="FAIRWATCH_GRAFANA", help="Grafana base URL."),
-        token: str = typer.Option(None, "--token", envvar="FAIRWATCH_GRAFANA_TOKEN",
-                                  help="Service account token (or user:pass in the URL)."),
-        no_datasource: bool = typer.Option(False, "--no-datasource", help="Upload the boards only."),
-    ):
-        """Upload the datasource, folder and boards through Grafana's HTTP API."""
-        if not grafana:
-            typer.echo("error: pass --grafana URL or set FAIRWATCH_GRAFANA", err=True)
-            raise typer.Exit(2)
-        try:
-            for line in push(grafana, token, with_datasource=not no_datasource):
-                print(line)
-        except PushError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    app.add_typer(group, name="dashboards")

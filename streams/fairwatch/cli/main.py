@@ -305,7 +305,7 @@ _register_alerts()
 
 
 def _register_dashboards() -> None:
-    from fairwatch.audit.boards import register
+    from fairwatch.cli.dashboards import register
 
     register(app)
 

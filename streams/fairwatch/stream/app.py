@@ -36,11 +36,8 @@ from faust.streams import _current_event
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
 
-from fairwatch.audit.boards import (
-    health_rows,
-    write_differential_snapshots,
-    write_health,
-)
+from fairwatch.audit.snapshots import write_differential_snapshots
+from fairwatch.stream.health import health_rows, write_health
 from fairwatch.audit.window import write_snapshots
 from fairwatch.contracts.topics import (
     ALERTS,

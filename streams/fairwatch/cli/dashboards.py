@@ -1,0 +1,42 @@
+"""`fairwatch dashboards`: export the boards' JSON, push them to a Grafana."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fairwatch.audit.boards import JSON_DIR, export
+from fairwatch.audit.grafana_push import PushError, push
+
+
+def register(app) -> None:
+    """Add ``fairwatch dashboards export|push`` to the CLI."""
+    import typer
+
+    group = typer.Typer(help="Grafana dashboards: export the JSON, push to a Grafana.",
+                        no_args_is_help=True)
+
+    @group.command("export")
+    def export_command(out: Path = typer.Option(JSON_DIR, "--out", help="Folder to write the board JSON into.")):
+        """Write the generated boards as JSON files (what file provisioning mounts)."""
+        for path in export(out):
+            print(path)
+
+    @group.command("push")
+    def push_command(
+        grafana: str = typer.Option(None, "--grafana", envvar="FAIRWATCH_GRAFANA", help="Grafana base URL."),
+        token: str = typer.Option(None, "--token", envvar="FAIRWATCH_GRAFANA_TOKEN",
+                                  help="Service account token (or user:pass in the URL)."),
+        no_datasource: bool = typer.Option(False, "--no-datasource", help="Upload the boards only."),
+    ):
+        """Upload the datasource, folder and boards through Grafana's HTTP API."""
+        if not grafana:
+            typer.echo("error: pass --grafana URL or set FAIRWATCH_GRAFANA", err=True)
+            raise typer.Exit(2)
+        try:
+            for line in push(grafana, token, with_datasource=not no_datasource):
+                print(line)
+        except PushError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    app.add_typer(group, name="dashboards")
