@@ -69,3 +69,14 @@ def test_the_walker_sees_a_backward_import(tmp_path):
     bad.write_text("def f():\n    from fairwatch.cli.main import app\n")
     assert "fairwatch.cli.main" in _imported(bad)
     assert RANK[_stage("fairwatch.cli.main")] > RANK[_stage("fairwatch.core.join")]
+
+
+def test_one_module_reads_group_counts():
+    """Python reads the counts table in one place; the boards' Grafana SQL and the demo's printed
+    clickhouse-client hint are text for other programs, and the test helpers read it on their own
+    on purpose (an oracle that shares the reader would share its bugs)."""
+    allowed = {"store/group_counts.py", "audit/boards.py", "sim/demo.py", "testing/live.py"}
+    readers = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                     if "FROM group_counts" in p.read_text() and str(p.relative_to(PACKAGE)) not in allowed)
+    assert readers == []
+    assert "FROM group_counts" in (PACKAGE / "store" / "group_counts.py").read_text()

@@ -23,7 +23,7 @@ from fairwatch.audit import boards as fd
 from fairwatch.audit.grafana_push import PushError, datasource_settings, push
 from fairwatch.audit.snapshots import write_differential_snapshots
 from fairwatch.stream.health import health_rows, write_health
-from fairwatch.audit.window import write_snapshots
+from fairwatch.audit.snapshots import write_snapshots
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
 from fairwatch.sim.simulator import parse_scenario, simulate, write_jsonl

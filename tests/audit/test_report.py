@@ -15,7 +15,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 from fairwatch.audit.report import SUPPRESSED, build_report, to_html, to_pdf
-from fairwatch.audit.window import metrics_document, resolve_window
+from fairwatch.audit.window import resolve_window
+from fairwatch.audit.estimates import metrics_document
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame

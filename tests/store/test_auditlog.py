@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from fairwatch.audit.window import write_snapshots
+from fairwatch.audit.snapshots import write_snapshots
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
 from fairwatch.store.auditlog import AuditError, append_records, migrate_access, verify

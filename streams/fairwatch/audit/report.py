@@ -1,7 +1,7 @@
 """Audit reports over any past window: the numbers `fairwatch metrics` gives, how they were made,
 where they came from, and what left the system.
 
-The per-group table and the differentials are the document of :func:`fairwatch.audit.window.window_metrics`
+The per-group table and the differentials are the document of :func:`fairwatch.audit.estimates.window_metrics`
 (the code behind ``fairwatch metrics --json``), so the report and the command agree exactly; the
 report adds provenance, the alert history, plots, methods and a reproducibility section, and
 applies the export rules: a group with fewer than ``min_group_size`` verified outcomes is shown as
@@ -28,13 +28,9 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from fairwatch import __version__
-from fairwatch.audit.window import (
-    DIFFERENTIAL_FIELDS,
-    GROUP_FIELDS,
-    Window,
-    scope_filter,
-    window_metrics,
-)
+from fairwatch.audit.window import Window
+from fairwatch.audit.estimates import DIFFERENTIAL_FIELDS, GROUP_FIELDS, window_metrics
+from fairwatch.store.group_counts import scope_filter
 from fairwatch.contracts.records import format_timestamp
 from fairwatch.core.config import CoreConfig
 from fairwatch.store.clickhouse import Store, bind, open_store

@@ -171,7 +171,8 @@ def metrics(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON document instead of tables."),
 ) -> None:
     """Per-group error rates with intervals, and the differentials, for a window of event time."""
-    from fairwatch.audit.window import WindowError, resolve_window, window_metrics
+    from fairwatch.audit.window import WindowError, resolve_window
+    from fairwatch.audit.estimates import window_metrics
     from fairwatch.core.config import CoreConfig
     from fairwatch.store.clickhouse import StoreError, open_store
 

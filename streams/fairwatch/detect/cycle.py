@@ -57,6 +57,7 @@ from fairwatch.detect.detectors import (
 from fairwatch.detect.incidents import ALERT_COLUMNS, Alert, IncidentTracker, alert_id
 from fairwatch.detect.policy import Policy
 from fairwatch.store.clickhouse import Store
+from fairwatch.store.group_counts import bucket_counts, first_bucket
 from fairwatch.store.sink import group_expansion_sql
 
 log = logging.getLogger(__name__)
@@ -114,28 +115,19 @@ def _utc(seconds: float) -> datetime:
 def _baseline_period(store: Store, policy: Policy) -> tuple[datetime, datetime] | None:
     if policy.baseline_from is not None:
         return policy.baseline_from, policy.baseline_to
-    rows = store.query("SELECT count(), min(bucket) FROM group_counts WHERE deployment = %(d)s",
-                       {"d": policy.deployment})
-    if (not rows or not rows[0][0]) and policy.label_backlog is not None:
+    _, start = first_bucket(store, policy.deployment)
+    if start is None and policy.label_backlog is not None:
         # no outcome counted yet: the worst backlog of all, so the data starts with the first match
         rows = store.query("SELECT count(), min(occurred_at) FROM match_events WHERE deployment = %(d)s",
                            {"d": policy.deployment})
-    if not rows or not rows[0][0]:
+        start = rows[0][1] if rows and rows[0][0] else None
+    if start is None:
         return None
-    start = rows[0][1]
     return start, _utc(start.timestamp() + policy.baseline_seconds)
 
 
 def _read_counts(store: Store, policy: Policy, start: datetime, end: datetime) -> list[tuple]:
-    sums = ", ".join(f"sum({c})" for c in COLUMNS)
-    conditions = ["deployment = %(d)s", "bucket >= %(start)s", "bucket < %(end)s", "attribute IN %(sets)s"]
-    params: dict[str, Any] = {"d": policy.deployment, "start": start, "end": end, "sets": policy.attribute_sets}
-    if policy.algorithms:
-        conditions.append("algorithm IN %(algorithms)s")
-        params["algorithms"] = policy.algorithms
-    return store.query(
-        f"SELECT algorithm, toString(mode), attribute, group_label, toUInt32(bucket), {sums} FROM group_counts FINAL"
-        f" WHERE {' AND '.join(conditions)} GROUP BY algorithm, mode, attribute, group_label, bucket", params)
+    return bucket_counts(store, policy.deployment, start, end, policy.attribute_sets, policy.algorithms)
 
 
 def _read_scores(store: Store, policy: Policy, config: CoreConfig, start: datetime, base_end: datetime,

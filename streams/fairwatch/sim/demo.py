@@ -414,8 +414,9 @@ def _truth_rows(truth: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
 
 def per_group_results(store, truth: dict[str, Any], config: CoreConfig) -> tuple[list[dict], list[dict]]:
     """Per segment of the truth (before / after each drift): every group's rates with intervals,
-    next to the true rate, and the differentials; both from :func:`fairwatch.audit.window.window_metrics`."""
-    from fairwatch.audit.window import Window, window_metrics
+    next to the true rate, and the differentials; both from :func:`fairwatch.audit.estimates.window_metrics`."""
+    from fairwatch.audit.estimates import window_metrics
+    from fairwatch.audit.window import Window
 
     targets = _truth_rows(truth)
     groups, differentials = [], []
@@ -464,12 +465,9 @@ def step_series(store, deployment: str, attributes: tuple[str, ...], start: date
                 config: CoreConfig, step: int = PLOT_STEP_SECONDS) -> dict[str, Any]:
     """FMR / FNMR per group per ``step`` of event time, with intervals (for the plots)."""
     from fairwatch.core.estimates import RateEstimator
+    from fairwatch.store.group_counts import bucket_counts
 
-    sums = ", ".join(f"sum({c})" for c in COLUMNS)
-    rows = store.query(
-        f"SELECT attribute, group_label, toUInt32(bucket), {sums} FROM group_counts FINAL"
-        " WHERE deployment = %(d)s AND attribute IN %(sets)s AND bucket >= %(start)s AND bucket < %(end)s"
-        " GROUP BY attribute, group_label, bucket", {"d": deployment, "sets": attributes, "start": start, "end": end})
+    rows = bucket_counts(store, deployment, start, end, attributes, by_algorithm=False)
     n_steps = max(1, math.ceil((end - start).total_seconds() / step))
     acc: dict[tuple[str, str], np.ndarray] = {}
     for attribute, label, bucket, *values in rows:

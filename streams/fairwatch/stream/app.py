@@ -38,7 +38,7 @@ from prometheus_client import Counter as PromCounter
 
 from fairwatch.audit.snapshots import write_differential_snapshots
 from fairwatch.stream.health import health_rows, write_health
-from fairwatch.audit.window import write_snapshots
+from fairwatch.audit.snapshots import write_snapshots
 from fairwatch.contracts.topics import (
     ALERTS,
     DEAD_LETTER,

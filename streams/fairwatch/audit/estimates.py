@@ -1,0 +1,48 @@
+"""Per-group estimates for a window, recomputed from the stored bucket counts with the core's math (what ``fairwatch metrics`` prints)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fairwatch.audit.window import Window
+from fairwatch.core.config import CoreConfig
+from fairwatch.core.groupframe import GroupFrame
+from fairwatch.store.clickhouse import Store
+from fairwatch.store.group_counts import read_counts
+
+GROUP_FIELDS = (
+    "deployment", "algorithm", "mode", "attribute", "group", "impostor", "false_match", "genuine", "false_non_match",
+    "fmr", "fmr_low", "fmr_high", "fnmr", "fnmr_low", "fnmr_high", "status",
+)
+
+
+DIFFERENTIAL_FIELDS = ("deployment", "algorithm", "mode", "attribute", "metric", "rate", "value", "low", "high", "status")
+
+
+DIFFERENTIAL_METRICS = ("max_min_ratio", "max_geomean", "fdr", "ir", "garbe")
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def metrics_document(frame: GroupFrame, window: Window) -> dict[str, Any]:
+    """The `fairwatch metrics --json` document: window, group rows, differential rows."""
+    groups = [{f: _json_number(row[f]) for f in GROUP_FIELDS} for row in frame.to_records()]
+    differentials = [
+        {f: _json_number(row[f]) for f in DIFFERENTIAL_FIELDS}
+        for row in frame.to_dict()["differentials"]
+        if row["metric"] in DIFFERENTIAL_METRICS
+    ]
+    return {"window": window.to_dict(), "groups": groups, "differentials": differentials}
+
+
+def window_metrics(
+    store: Store, window: Window, config: CoreConfig, deployment: str | None = None, algorithm: str | None = None
+) -> tuple[GroupFrame, dict[str, Any]]:
+    keys, rows = read_counts(store, window.start, window.end, deployment, algorithm)
+    frame = GroupFrame.from_counts(keys, rows, config)
+    return frame, metrics_document(frame, window)
