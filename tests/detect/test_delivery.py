@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from fairwatch.detect.cycle import read_alerts
+from fairwatch.detect.reads import read_alerts
 from fairwatch.detect.delivery import (
     AlertDelivery,
     AlertmanagerSink,

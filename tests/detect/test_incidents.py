@@ -165,7 +165,8 @@ def test_alerts_cli_lists_the_stored_incidents_and_a_rerun_changes_nothing(repla
     assert {a["state"] for a in firing} <= {"firing"} and len(firing) == sum(a["state"] == "firing" for a in listed)
     # a restarted cycle over the same store (same `now`) neither duplicates nor loses incidents
     from fairwatch.core.config import CoreConfig
-    from fairwatch.detect.cycle import read_alerts, run_detection
+    from fairwatch.detect.cycle import run_detection
+    from fairwatch.detect.reads import read_alerts
     from fairwatch.detect.policy import parse_policy
     from fairwatch.store.clickhouse import open_store
 
@@ -188,7 +189,8 @@ def test_an_insufficient_evidence_notice_resolves_once_late_outcomes_fill_the_ba
     stayed firing after the stream became a tested one. Oracle: the baseline's impostor
     comparisons counted from the workload documents."""
     from fairwatch.core.config import CoreConfig
-    from fairwatch.detect.cycle import read_alerts, run_detection
+    from fairwatch.detect.cycle import run_detection
+    from fairwatch.detect.reads import read_alerts
     from fairwatch.detect.policy import parse_policy
     from fairwatch.store.clickhouse import migrate, open_store
     from fairwatch.store.sink import ClickHouseSink

@@ -24,7 +24,7 @@ def alerts_command(
 ) -> None:
     """Incidents open at some time in a window (newest first): firing, resolved or all."""
     from fairwatch.audit.window import WindowError, resolve_window
-    from fairwatch.detect.cycle import read_alerts
+    from fairwatch.detect.reads import read_alerts
     from fairwatch.store.clickhouse import StoreError, open_store
 
     errors = Console(stderr=True)

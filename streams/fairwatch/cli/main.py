@@ -13,11 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fairwatch import __version__
-from fairwatch.contracts.records import (
-    Rejection,
-    decode_match_event,
-    decode_verified_outcome,
-)
+from fairwatch.contracts.records import Rejection, decode_match_event, decode_verified_outcome
 from fairwatch.contracts.topics import DEFAULT_PREFIX, MATCH_EVENTS, VERIFIED_OUTCOMES
 
 app = typer.Typer(help="fairwatch: live audit of face-recognition systems for demographic bias.", no_args_is_help=True)

@@ -81,14 +81,7 @@ from fairwatch.contracts.records import format_timestamp, parse_timestamp
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
-from fairwatch.sim.simulator import (
-    RateDrift,
-    Scenario,
-    ScenarioError,
-    Simulation,
-    load_scenario,
-    simulate,
-)
+from fairwatch.sim.simulator import RateDrift, Scenario, ScenarioError, Simulation, load_scenario, simulate
 
 REPO = Path(__file__).resolve().parents[3]
 STACK_SCRIPT = REPO / "scripts" / "stack"
@@ -442,7 +435,7 @@ def per_group_results(store, truth: dict[str, Any], config: CoreConfig) -> tuple
 
 
 def alert_results(store, truth: dict[str, Any]) -> list[dict[str, Any]]:
-    from fairwatch.detect.cycle import read_alerts
+    from fairwatch.detect.reads import read_alerts
 
     out = []
     for a in read_alerts(store):
@@ -919,7 +912,7 @@ def _raised_so_far(store) -> list[str]:
 
 def _incidents(store) -> set[tuple[str, str]]:
     try:
-        from fairwatch.detect.cycle import read_alerts
+        from fairwatch.detect.reads import read_alerts
     except ImportError:
         return set()
     return {(a.id, format_timestamp(a.opened_at)) for a in read_alerts(store)}

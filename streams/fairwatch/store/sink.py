@@ -19,17 +19,13 @@ from typing import Callable, Iterable, Sequence, Sized
 import msgspec
 import numpy as np
 
-from fairwatch.contracts.records import (
-    MatchEvent,
-    VerifiedOutcome,
-    records_of_valid_batch,
-    shapes_of_valid_batch,
-)
+from fairwatch.contracts.records import MatchEvent, VerifiedOutcome, records_of_valid_batch, shapes_of_valid_batch
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.counts import decode_cells
 from fairwatch.core.join import LabeledDeltas
-from fairwatch.core.layout import COLUMNS, INTERSECTION_SEP, OVERALL
+from fairwatch.core.layout import COLUMNS
 from fairwatch.store.clickhouse import Store
+from fairwatch.store.group_expansion import group_expansion_sql
 
 EVENT_COLUMNS = (
     "event_id", "occurred_at", "occurred_at_us", "deployment", "algorithm", "mode", "score", "threshold", "decision",
@@ -119,21 +115,6 @@ def _joined(parts: list[list[list]]) -> list[list]:
         for column, more in zip(out, part):
             column += more
     return out
-
-
-def group_expansion_sql(intersections: Sequence[Sequence[str]]) -> str:
-    """An array of (attribute, group) pairs per labeled row: overall, each attribute, intersections.
-
-    Written with functions ClickHouse 18.16 has; an intersection whose attributes the subject
-    lacks gets an empty label and is filtered out (labels are never empty by contract).
-    """
-    parts = [f"('{OVERALL}', '{OVERALL}')"]
-    for combo in intersections:
-        present = " AND ".join(f"has(subject_keys, '{a}')" for a in combo)
-        labels = f", '{INTERSECTION_SEP}', ".join(f"subject_values[indexOf(subject_keys, '{a}')]" for a in combo)
-        parts.append(f"('{INTERSECTION_SEP.join(combo)}', if({present}, concat({labels}), ''))")
-    pairs = f"arrayConcat([{', '.join(parts)}], arrayMap((k, v) -> (k, v), subject_keys, subject_values))"
-    return f"arrayFilter(p -> tupleElement(p, 2) != '', {pairs})"
 
 
 def _population_sums(truth: str, error_decision: str) -> list[str]:

@@ -39,12 +39,7 @@ from prometheus_client import Counter as PromCounter
 from fairwatch.audit.snapshots import write_differential_snapshots
 from fairwatch.stream.health import health_rows, write_health
 from fairwatch.audit.snapshots import write_snapshots
-from fairwatch.contracts.topics import (
-    ALERTS,
-    DEAD_LETTER,
-    MATCH_EVENTS,
-    VERIFIED_OUTCOMES,
-)
+from fairwatch.contracts.topics import ALERTS, DEAD_LETTER, MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.join import LabelJoin
 from fairwatch.detect.cycle import run_detection
 from fairwatch.detect.delivery import delivery_from_env

@@ -1,0 +1,133 @@
+"""Runs the detectors and the incident lifecycle over the monitored buckets of a policy's streams (pure)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+
+from fairwatch.core.config import DAY_SECONDS, CoreConfig
+from fairwatch.core.estimates import RateEstimator
+from fairwatch.core.intervals import clopper_pearson
+from fairwatch.detect.detectors import (
+    DEFAULT_GRID,
+    MixtureShiryaevRoberts,
+    disparity_log_lr,
+    rate_log_lr,
+    threshold_for_budget,
+)
+from fairwatch.detect.incidents import Alert, IncidentTracker, alert_id, utc
+from fairwatch.detect.policy import Policy
+from fairwatch.detect.streams import Stream
+
+
+def _trailing(values: np.ndarray, width: int) -> np.ndarray:
+    """Sums over the last ``width`` steps (inclusive) along axis 0."""
+    c = np.cumsum(values, axis=0)
+    out = c.copy()
+    out[width:] -= c[:-width]
+    return out
+
+
+def _log_lr(stream: Stream) -> np.ndarray:
+    if stream.type == "disparity_breach":
+        return disparity_log_lr(stream.x, stream.n, stream.x_ref, stream.n_ref, stream.ratio, DEFAULT_GRID)
+    return rate_log_lr(stream.x, stream.n, stream.edge, DEFAULT_GRID)
+
+
+def _clear(stream: Stream, width: int) -> np.ndarray:
+    """Resolution criterion per bucket: the last ``width`` buckets' verified rate is back within the
+    null (point estimate), and they hold data."""
+    x, n = _trailing(stream.x, width), _trailing(stream.n, width)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if stream.type == "disparity_breach":
+            xr, nr = _trailing(stream.x_ref, width), _trailing(stream.n_ref, width)
+            return (n > 0) & (nr > 0) & (x / n <= stream.ratio * xr / np.maximum(nr, 1e-300))
+        return (n > 0) & (x / n <= stream.edge)
+
+
+def _value(stream: Stream, t: int, width: int, estimator: RateEstimator) -> tuple:
+    if stream.weighted is None:  # score tail: the unweighted share above the cutoff
+        x, n = stream.x[max(0, t - width + 1): t + 1].sum(), stream.n[max(0, t - width + 1): t + 1].sum()
+        block = np.array([[n, x, n, x, n, x]])
+    else:
+        block = stream.weighted[max(0, t - width + 1): t + 1].sum(axis=0, keepdims=True)
+    [estimate] = estimator.estimate(block, None)
+    return estimate.rate, estimate.low, estimate.high, estimate.n
+
+
+def alert_template(stream: Stream, policy: Policy) -> Alert:
+    return Alert(
+        id=alert_id(policy.deployment, stream.algorithm, stream.type, stream.alert_metric, stream.group_text),
+        type=stream.type, severity=policy.severity[stream.type], deployment=policy.deployment,
+        algorithm=stream.algorithm, group=stream.group_text, metric=stream.alert_metric, estimate=None, low=None,
+        high=None, baseline=stream.baseline_rate, detector=stream.detector, evidence={"n": 0}, state="firing",
+        opened_at=utc(0), resolved_at=None, runbook_url=policy.runbook_url, dashboard_url=policy.dashboard_url,
+        routing=policy.routing,
+    )
+
+
+def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start: int, stored_open: list[Alert]):
+    """Replay the detectors and the incident lifecycle over the monitored buckets.
+
+    Returns ``(incidents, threshold)``: every incident seen (latest state per ``(id, opened_at)``)."""
+    bucket = config.bucket_seconds
+    tested = [s for s in streams if s.type not in ("insufficient_evidence", "label_backlog")]
+    threshold = threshold_for_budget(max(1, len(tested)), DAY_SECONDS / bucket, policy.false_alarms_per_day)
+    T = len(streams[0].x) if streams else 0
+    width = max(1, math.ceil(policy.resolve_after / bucket)) if policy.resolve_after else 1
+    tracker = IncidentTracker(policy.resolve_after)
+    # stored firing incidents rejoin the replay when it reaches their opened_at: an alarm then
+    # updates them (same incident) and a clear spell resolves them
+    waiting = sorted(stored_open, key=lambda a: a.opened_at)
+    estimator = RateEstimator(CoreConfig(bucket_seconds=bucket, confidence=config.confidence))
+    incidents: dict[tuple[str, datetime], Alert] = {}
+    templates = [alert_template(s, policy) for s in streams]
+    if tested and T:
+        log_lr = np.stack([_log_lr(s) for s in tested], axis=1)  # [T, S, K]
+        alarms, log_stats = MixtureShiryaevRoberts(len(tested), math.log(threshold),
+                                                   n_alternatives=len(DEFAULT_GRID)).run(log_lr)
+        clear = np.stack([_clear(s, width) for s in tested], axis=1)
+    index = {id(s): i for i, s in enumerate(tested)}
+    for t in range(T):
+        at = utc(mon_start + (t + 1) * bucket)  # the end of the bucket: when its evidence is complete
+        while waiting and waiting[0].opened_at <= at:
+            stored = waiting.pop(0)
+            already = tracker.open.get(stored.id)
+            if already is not None:  # the replay opened it a little earlier: it is the stored one
+                incidents.pop(already.alert.incident, None)
+                already.alert = replace(already.alert, opened_at=stored.opened_at)
+            else:
+                tracker.restore([stored])
+        for stream, template in zip(streams, templates):
+            if stream.type == "insufficient_evidence":
+                alarm, is_clear, stat = (t == 0), False, None
+            elif stream.type == "label_backlog":  # a policy limit on the share: no detector statistic
+                spec = policy.label_backlog
+                unverified, counted = stream.x[t], stream.n[t]
+                is_clear = unverified <= spec.max_share * counted
+                alarm, stat = counted >= spec.min_matches and not is_clear, None
+            else:
+                i = index[id(stream)]
+                alarm, is_clear, stat = bool(alarms[t, i]), bool(clear[t, i]), float(log_stats[t, i])
+            if not alarm and template.id not in tracker.open:
+                continue
+            if alarm and stream.type == "label_backlog":
+                unverified, counted = stream.x[t], stream.n[t]
+                low, high = clopper_pearson(unverified, counted, config.confidence)
+                template = replace(template, estimate=float(unverified / counted), low=float(low), high=float(high),
+                                   evidence={"n": float(counted), "e_value": None, "statistic": None})
+            elif alarm:
+                estimate, low, high, n = _value(stream, t, width, estimator)
+                evidence = {"n": float(n), "e_value": None,
+                            "statistic": None if stat is None else round(stat / math.log(10), 6),
+                            "threshold": round(math.log10(threshold), 6)}
+                template = replace(template, estimate=estimate, low=low, high=high, evidence=evidence)
+            for transition in tracker.observe(template, at, alarm, is_clear):
+                incidents[transition.alert.incident] = transition.alert
+    tracker.restore(waiting)
+    for still_open in tracker.open.values():
+        incidents.setdefault(still_open.alert.incident, still_open.alert)
+    return list(incidents.values()), threshold
