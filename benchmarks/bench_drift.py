@@ -108,7 +108,7 @@ def adwin_drift(replicates: int, p0: float, per_bucket: int, seed: int) -> dict:
         detector = AdwinErrorDetector(seed=r)
         first = None
         for step in range(horizon):
-            fired = detector.update(rng.binomial(per_bucket, p0 if step < change else 3 * p0), per_bucket)
+            fired = detector.update(rng.binomial(per_bucket, p0 if step < change else 3 * p0), per_bucket).drift_detected
             if fired and step < change:
                 early += 1
             if fired and step >= change:

@@ -110,7 +110,7 @@ def test_rate_drift_is_detected_after_the_change_and_near_the_information_bound(
     first = None
     for step in range(2000):
         p = p0 if step < change else 3 * p0
-        if detector.update(rng.binomial(n, p), n):
+        if detector.update(rng.binomial(n, p), n).drift_detected:
             first = step
             break
     assert first is not None and first >= change
@@ -123,18 +123,18 @@ def test_rate_drift_is_detected_after_the_change_and_near_the_information_bound(
 def test_disparity_detector_ignores_a_gap_within_policy_and_finds_one_beyond():
     rng = np.random.default_rng(13)
     within = DisparityDetector(ratio=2.0, threshold=1e4)
-    assert not any(within.update(rng.binomial(3000, 0.006), 3000, rng.binomial(3000, 0.003), 3000)
+    assert not any(within.update(rng.binomial(3000, 0.006), 3000, rng.binomial(3000, 0.003), 3000).drift_detected
                    for _ in range(1000))
     beyond = DisparityDetector(ratio=2.0, threshold=1e4)
-    assert any(beyond.update(rng.binomial(3000, 0.018), 3000, rng.binomial(3000, 0.003), 3000)
+    assert any(beyond.update(rng.binomial(3000, 0.018), 3000, rng.binomial(3000, 0.003), 3000).drift_detected
                for _ in range(200))
 
 
 def test_river_detectors_see_a_large_change():
     adwin = AdwinErrorDetector(seed=1)
-    assert not adwin.update(5, 1000)
-    assert adwin.update(300, 1000)
+    assert not adwin.update(5, 1000).drift_detected
+    assert adwin.update(300, 1000).drift_detected
     rng = np.random.default_rng(2)
     ph = ScoreMeanPageHinkley(mean0=1.0, sd0=2.0)
-    assert not any(ph.update(rng.normal(1.0, 2.0, 200)) for _ in range(200))
-    assert any(ph.update(rng.normal(1.5, 2.0, 200)) for _ in range(50))
+    assert not any(ph.update(rng.normal(1.0, 2.0, 200)).drift_detected for _ in range(200))
+    assert any(ph.update(rng.normal(1.5, 2.0, 200)).drift_detected for _ in range(50))

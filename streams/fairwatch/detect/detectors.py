@@ -226,13 +226,18 @@ class MixtureShiryaevRoberts:
 
 class RateDriftDetector:
     """Alarms when an error rate leaves its baseline band, with an average run length to a
-    false alarm of at least ``threshold`` buckets (river-style: ``update`` then read
-    ``drift_detected``).
+    false alarm of at least ``threshold`` buckets (river-style: ``update`` returns the detector,
+    then read ``drift_detected`` and ``statistic``).
+
+    One detector, or a bank of independent ones side by side when ``edge`` is an array: then
+    ``update`` takes arrays of the same shape and ``drift_detected`` / ``statistic`` are arrays.
+    A stream that alarms restarts from nothing.
 
     Parameters
     ----------
     edge
-        Null edge: the highest rate that is not a departure (:attr:`Baseline.edge`).
+        Null edge: the highest rate that is not a departure (:attr:`Baseline.edge`); a scalar,
+        or one per stream.
     threshold
         ``A``; see :func:`threshold_for_budget`.
     grid
@@ -242,36 +247,53 @@ class RateDriftDetector:
     --------
     >>> rng = np.random.default_rng(1)
     >>> detector = RateDriftDetector(edge=0.002, threshold=1e5)
-    >>> alarms = [detector.update(rng.binomial(500, 0.001), 500) for _ in range(500)]
-    >>> sum(alarms)
+    >>> sum(detector.update(rng.binomial(500, 0.001), 500).drift_detected for _ in range(500))
     0
     >>> for step in range(1, 500):
-    ...     if detector.update(rng.binomial(500, 0.006), 500):
+    ...     if detector.update(rng.binomial(500, 0.006), 500).drift_detected:
     ...         break
     >>> step < 30
     True
+
+    A bank of two streams, the second drifted:
+
+    >>> bank = RateDriftDetector(edge=np.array([0.002, 0.002]), threshold=1e5)
+    >>> first = next(t for t in range(1, 100) if bank.update(np.array([1, 6]), np.array([500, 500])).drift_detected.any())
+    >>> bank.drift_detected.tolist(), first < 30
+    ([False, True], True)
     """
 
-    def __init__(self, edge: float, threshold: float, grid=DEFAULT_GRID):
-        if not 0 < edge < 1:
+    def __init__(self, edge, threshold: float, grid=DEFAULT_GRID):
+        edges = np.asarray(edge, float)
+        if np.any((edges <= 0) | (edges >= 1)):
             raise ValueError(f"edge must be in (0, 1), got {edge}")
-        self.edge, self.grid = edge, tuple(grid)
-        self._sr = MixtureShiryaevRoberts(1, math.log(threshold), n_alternatives=len(self.grid))
-        self.drift_detected = False
+        self.edge, self.grid = edges, tuple(grid)
+        self._sr = MixtureShiryaevRoberts(edges.size, math.log(threshold), n_alternatives=len(self.grid))
+        self._alarm = np.zeros(edges.size, bool)
 
     @property
-    def statistic(self) -> float:
-        """``log R`` after the last update."""
-        return float(self._sr.log_stat[0])
+    def drift_detected(self):
+        """Whether the last update alarmed (bool, or ``bool[...]`` for a bank)."""
+        return bool(self._alarm[0]) if self.edge.ndim == 0 else self._alarm.reshape(self.edge.shape).copy()
 
-    def update(self, errors: float, n: float) -> bool:
-        llr = rate_log_lr(np.array([errors], float), np.array([n], float), self.edge, self.grid)
-        self.drift_detected = bool(self._sr.update(llr)[0])
-        return self.drift_detected
+    @property
+    def statistic(self):
+        """``log R`` after the last update, before the reset of an alarming stream."""
+        return float(self._sr.log_stat[0]) if self.edge.ndim == 0 else self._sr.log_stat.reshape(self.edge.shape).copy()
+
+    def update(self, errors, n) -> RateDriftDetector:
+        """One bucket: ``errors`` out of ``n`` comparisons (per stream for a bank)."""
+        shape = self.edge.shape
+        errors = np.broadcast_to(np.asarray(errors, float), shape).reshape(-1)
+        n = np.broadcast_to(np.asarray(n, float), shape).reshape(-1)
+        self._alarm = self._sr.update(rate_log_lr(errors, n, self.edge.reshape(-1), self.grid))
+        return self
 
 
 class DisparityDetector:
-    """Alarms when a group's error rate exceeds ``ratio`` times a reference group's.
+    """Alarms when a group's error rate exceeds ``ratio`` times a reference group's (river-style,
+    like :class:`RateDriftDetector`; a bank of ``n_streams`` detectors sharing the ratio when
+    ``n_streams`` is given).
 
     Parameters
     ----------
@@ -281,31 +303,44 @@ class DisparityDetector:
         ``A``; see :func:`threshold_for_budget`.
     grid
         Alternatives as multiples of ``ratio``.
+    n_streams
+        For a bank: the number of (group, reference) pairs updated together; None for one.
 
     Examples
     --------
     >>> rng = np.random.default_rng(3)
     >>> detector = DisparityDetector(ratio=2.0, threshold=1e5)
-    >>> sum(detector.update(rng.binomial(2000, 0.004), 2000, rng.binomial(2000, 0.002), 2000) for _ in range(300))
+    >>> sum(detector.update(rng.binomial(2000, 0.004), 2000, rng.binomial(2000, 0.002), 2000).drift_detected
+    ...     for _ in range(300))
     0
     >>> steps = next(s for s in range(1, 300)
-    ...              if detector.update(rng.binomial(2000, 0.016), 2000, rng.binomial(2000, 0.002), 2000))
+    ...              if detector.update(rng.binomial(2000, 0.016), 2000, rng.binomial(2000, 0.002), 2000).drift_detected)
     >>> steps < 20
     True
     """
 
-    def __init__(self, ratio: float, threshold: float, grid=DEFAULT_GRID):
+    def __init__(self, ratio: float, threshold: float, grid=DEFAULT_GRID, n_streams: int | None = None):
         if ratio <= 0:
             raise ValueError(f"ratio must be positive, got {ratio}")
-        self.ratio, self.grid = ratio, tuple(grid)
-        self._sr = MixtureShiryaevRoberts(1, math.log(threshold), n_alternatives=len(self.grid))
-        self.drift_detected = False
+        self.ratio, self.grid, self.n_streams = ratio, tuple(grid), n_streams
+        self._sr = MixtureShiryaevRoberts(n_streams or 1, math.log(threshold), n_alternatives=len(self.grid))
+        self._alarm = np.zeros(n_streams or 1, bool)
 
-    def update(self, errors: float, n: float, reference_errors: float, reference_n: float) -> bool:
-        llr = disparity_log_lr(np.array([errors]), np.array([n]), np.array([reference_errors]),
-                               np.array([reference_n]), self.ratio, self.grid)
-        self.drift_detected = bool(self._sr.update(llr)[0])
-        return self.drift_detected
+    @property
+    def drift_detected(self):
+        """Whether the last update alarmed (bool, or ``bool[n_streams]`` for a bank)."""
+        return bool(self._alarm[0]) if self.n_streams is None else self._alarm.copy()
+
+    @property
+    def statistic(self):
+        """``log R`` after the last update, before the reset of an alarming stream."""
+        return float(self._sr.log_stat[0]) if self.n_streams is None else self._sr.log_stat.copy()
+
+    def update(self, errors, n, reference_errors, reference_n) -> DisparityDetector:
+        """One bucket of the group and of its reference (per pair for a bank)."""
+        values = (np.atleast_1d(np.asarray(v, float)) for v in (errors, n, reference_errors, reference_n))
+        self._alarm = self._sr.update(disparity_log_lr(*values, self.ratio, self.grid))
+        return self
 
 
 class AdwinErrorDetector:
@@ -319,7 +354,7 @@ class AdwinErrorDetector:
     Examples
     --------
     >>> detector = AdwinErrorDetector(seed=0)
-    >>> detector.update(0, 2000), detector.update(200, 2000)
+    >>> detector.update(0, 2000).drift_detected, detector.update(200, 2000).drift_detected
     (False, True)
 
     References
@@ -333,8 +368,10 @@ class AdwinErrorDetector:
         self._adwin = ADWIN(**adwin_options)
         self._rng = np.random.default_rng(seed)
         self.detections = 0
+        self.drift_detected = False
 
-    def update(self, errors: int, n: int) -> bool:
+    def update(self, errors: int, n: int) -> AdwinErrorDetector:
+        """One bucket; ``drift_detected`` says whether ADWIN detected a change within it."""
         values = np.zeros(int(n))
         values[self._rng.choice(int(n), int(errors), replace=False)] = 1.0
         detected = False
@@ -343,7 +380,8 @@ class AdwinErrorDetector:
             if self._adwin.drift_detected:
                 detected = True
                 self.detections += 1
-        return detected
+        self.drift_detected = detected
+        return self
 
 
 class ScoreMeanPageHinkley:
@@ -356,9 +394,9 @@ class ScoreMeanPageHinkley:
     --------
     >>> rng = np.random.default_rng(0)
     >>> ph = ScoreMeanPageHinkley(mean0=0.0, sd0=1.0)
-    >>> sum(ph.update(rng.normal(0.0, 1.0, 400)) for _ in range(300))
+    >>> sum(ph.update(rng.normal(0.0, 1.0, 400)).drift_detected for _ in range(300))
     0
-    >>> next(step for step in range(1, 100) if ph.update(rng.normal(0.3, 1.0, 400)))
+    >>> next(step for step in range(1, 100) if ph.update(rng.normal(0.3, 1.0, 400)).drift_detected)
     7
 
     References
@@ -374,13 +412,22 @@ class ScoreMeanPageHinkley:
         options = {"threshold": 50.0, "delta": 0.005, "mode": "up", **page_hinkley_options}
         self._ph = PageHinkley(**options)
         self.mean0, self.sd0 = mean0, sd0
+        self._detected = False
 
-    def update_stats(self, score_sum: float, n: float) -> bool:
-        if n <= 0:
-            return False
-        self._ph.update((score_sum / n - self.mean0) / (self.sd0 / math.sqrt(n)))
-        return bool(self._ph.drift_detected)
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the last update with scores detected a change."""
+        return self._detected
 
-    def update(self, scores: np.ndarray) -> bool:
+    def update_stats(self, score_sum: float, n: float) -> ScoreMeanPageHinkley:
+        """One bucket given as the sum of its ``n`` scores (an empty bucket changes nothing)."""
+        self._detected = False
+        if n > 0:
+            self._ph.update((score_sum / n - self.mean0) / (self.sd0 / math.sqrt(n)))
+            self._detected = bool(self._ph.drift_detected)
+        return self
+
+    def update(self, scores: np.ndarray) -> ScoreMeanPageHinkley:
+        """One bucket of scores."""
         scores = np.asarray(scores, float)
         return self.update_stats(float(scores.sum()), len(scores))

@@ -12,10 +12,8 @@ from fairwatch.core.config import DAY_SECONDS, CoreConfig
 from fairwatch.core.estimates import RateEstimator
 from fairwatch.core.intervals import clopper_pearson
 from fairwatch.detect.detectors import (
-    DEFAULT_GRID,
-    MixtureShiryaevRoberts,
-    disparity_log_lr,
-    rate_log_lr,
+    DisparityDetector,
+    RateDriftDetector,
     threshold_for_budget,
 )
 from fairwatch.detect.incidents import Alert, IncidentTracker, alert_id, utc
@@ -31,10 +29,28 @@ def _trailing(values: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _log_lr(stream: Stream) -> np.ndarray:
-    if stream.type == "disparity_breach":
-        return disparity_log_lr(stream.x, stream.n, stream.x_ref, stream.n_ref, stream.ratio, DEFAULT_GRID)
-    return rate_log_lr(stream.x, stream.n, stream.edge, DEFAULT_GRID)
+def _run_detectors(tested: list[Stream], threshold: float, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drive one river-style detector bank per kind over the ``T`` monitored buckets: rate streams
+    (error rates and score tails) against their null edges, disparity streams against their
+    reference groups. Returns ``alarm bool[T, S]`` and ``log R float[T, S]`` in ``tested`` order."""
+    alarms = np.zeros((T, len(tested)), bool)
+    log_stats = np.empty((T, len(tested)))
+    rate = [i for i, s in enumerate(tested) if s.type != "disparity_breach"]
+    disparity = [i for i, s in enumerate(tested) if s.type == "disparity_breach"]
+    banks = []
+    if rate:
+        series = [np.stack([getattr(tested[i], f) for i in rate], axis=1) for f in ("x", "n")]
+        banks.append((rate, RateDriftDetector(np.array([tested[i].edge for i in rate]), threshold), series))
+    if disparity:
+        [ratio] = {tested[i].ratio for i in disparity}  # the policy's, shared by every pair
+        series = [np.stack([getattr(tested[i], f) for i in disparity], axis=1) for f in ("x", "n", "x_ref", "n_ref")]
+        banks.append((disparity, DisparityDetector(ratio, threshold, n_streams=len(disparity)), series))
+    for t in range(T):
+        for columns, detector, series in banks:
+            detector.update(*(values[t] for values in series))
+            alarms[t, columns] = detector.drift_detected
+            log_stats[t, columns] = detector.statistic
+    return alarms, log_stats
 
 
 def _clear(stream: Stream, width: int) -> np.ndarray:
@@ -86,9 +102,7 @@ def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start:
     incidents: dict[tuple[str, datetime], Alert] = {}
     templates = [alert_template(s, policy) for s in streams]
     if tested and T:
-        log_lr = np.stack([_log_lr(s) for s in tested], axis=1)  # [T, S, K]
-        alarms, log_stats = MixtureShiryaevRoberts(len(tested), math.log(threshold),
-                                                   n_alternatives=len(DEFAULT_GRID)).run(log_lr)
+        alarms, log_stats = _run_detectors(tested, threshold, T)
         clear = np.stack([_clear(s, width) for s in tested], axis=1)
     index = {id(s): i for i, s in enumerate(tested)}
     for t in range(T):
