@@ -14,7 +14,9 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from fairwatch.audit.report import SUPPRESSED, build_report, to_html, to_pdf
+from fairwatch.audit.report import build_report
+from fairwatch.audit.report_render import to_html, to_pdf
+from fairwatch.audit.suppression import SUPPRESSED
 from fairwatch.audit.window import resolve_window
 from fairwatch.audit.estimates import metrics_document
 from fairwatch.cli import app

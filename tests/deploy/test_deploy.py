@@ -102,7 +102,22 @@ def variables_the_code_reads() -> frozenset[str]:
 
 @cache
 def variables_the_readme_documents() -> frozenset[str]:
-    return frozenset(re.findall(r"^\| `(FAIRWATCH_[A-Z0-9_]+)`", (REPO / "README.md").read_text(), re.M))
+    """FAIRWATCH_* variables the documentation documents: the configuration page (docs site),
+    generated at every docs build by docs/hooks/generate.py; built here with the same function.
+
+    The README no longer holds the settings tables. Fails when a variable the code reads is not
+    on that page (so a setting cannot be added without being documented).
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fairwatch_docs_generate", REPO / "docs" / "hooks" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    page = generate.configuration_markdown()
+    documented = frozenset(re.findall(r"^\| `(FAIRWATCH_[A-Z0-9_]+)`", page, re.M))
+    undocumented = variables_the_code_reads() - documented
+    assert not undocumented, f"read by streams/fairwatch but not on the configuration page: {sorted(undocumented)}"
+    return documented
 
 
 def unsettable(settings: dict, deployed: set[str]) -> set[str]:
@@ -111,7 +126,7 @@ def unsettable(settings: dict, deployed: set[str]) -> set[str]:
 
 
 def unknown(deployed: set[str]) -> set[str]:
-    """FAIRWATCH_* variables a deployment sets that neither the code reads nor the README documents."""
+    """FAIRWATCH_* variables a deployment sets that neither the code reads nor the configuration page documents."""
     return {n for n in deployed if n.startswith("FAIRWATCH_")} - variables_the_code_reads() \
         - variables_the_readme_documents()
 

@@ -41,7 +41,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grafana_foundation_sdk.builders import dashboard as gdb
-from grafana_foundation_sdk.builders import heatmap, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.builders import (
+    heatmap,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -101,6 +107,7 @@ def expand_macros(sql: str, start: datetime, end: datetime, interval_seconds: fl
 
     Examples
     --------
+    >>> from datetime import timezone
     >>> t0 = datetime(2026, 11, 25, 6, tzinfo=timezone.utc)
     >>> t1 = datetime(2026, 11, 25, 7, tzinfo=timezone.utc)
     >>> expand_macros("SELECT $__interval_s WHERE $__timeFilter( at ) AND x < $__toTime", t0, t1, 0.2)

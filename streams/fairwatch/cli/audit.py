@@ -47,13 +47,8 @@ def report_command(
         TimeElapsedColumn,
     )
 
-    from fairwatch.audit.report import (
-        FORMATS,
-        EmptyWindow,
-        build_report,
-        open_for_reading,
-        render,
-    )
+    from fairwatch.audit.report import EmptyWindow, build_report, open_for_reading
+    from fairwatch.audit.report_render import FORMATS, render
     from fairwatch.audit.window import WindowError, resolve_window
     from fairwatch.core.config import CoreConfig
     from fairwatch.store.clickhouse import StoreError

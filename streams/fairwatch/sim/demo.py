@@ -76,7 +76,7 @@ from urllib.parse import urlparse, urlunparse
 import numpy as np
 import typer
 
-from fairwatch.audit.report import format_number
+from fairwatch.audit.report_blocks import format_number
 from fairwatch.contracts.records import format_timestamp, parse_timestamp
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
