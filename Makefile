@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo bench stack-up stack-down stack-status clean
+.PHONY: install test test-fast demo bench docs stack-up stack-down stack-status clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_counts.py
 	$(PY) benchmarks/bench_drift.py
 	$(PY) benchmarks/bench_auditlog.py
+
+# The documentation site (mkdocs.yml, docs/) into site/; warnings fail the build.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict
 
 stack-up:
 	scripts/stack up

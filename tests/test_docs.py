@@ -7,6 +7,7 @@ the service-free tests.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
@@ -182,3 +183,38 @@ def test_every_relative_link_in_the_readme_resolves():
     assert links, "the README links into the docs"
     missing = [link for link in links if not (REPO / link).exists()]
     assert not missing, missing
+
+
+def dotted_names(text: str) -> set[str]:
+    """`fairwatch.x.y` names in code spans: modules, classes, functions the prose points at (topic
+    names such as `fairwatch.alerts` are not code)."""
+    from fairwatch.contracts.topics import DEFAULT_PREFIX, INPUT_TOPICS, OUTPUT_TOPICS
+
+    topics = {DEFAULT_PREFIX + t for t in INPUT_TOPICS + OUTPUT_TOPICS}
+    return {m for m in re.findall(r"`(fairwatch(?:\.[A-Za-z_]\w*)+)`", text) if m not in topics}
+
+
+def resolves(name: str) -> bool:
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def test_every_module_or_object_the_docs_name_exists():
+    # the prose pages are written by hand: a rename must update them (the API pages follow by themselves)
+    texts = {p: p.read_text() for p in [README, *(REPO / "docs").glob("*.md")]}
+    names = {(p.relative_to(REPO), n) for p, t in texts.items() for n in dotted_names(t)}
+    assert len(names) > 20
+    stale = sorted(f"{page}: {name}" for page, name in names if not resolves(name))
+    assert not stale, stale
+    assert not resolves("fairwatch.core.no_such_module") and not resolves("fairwatch.core.join.NoSuchClass")
