@@ -26,7 +26,9 @@ from fairwatch.stream.health import health_rows, write_health
 from fairwatch.audit.snapshots import write_snapshots
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
-from fairwatch.sim.simulator import parse_scenario, simulate, write_jsonl
+from fairwatch.sim.simulator import simulate
+from fairwatch.sim.scenario import parse_scenario
+from fairwatch.sim.writers import write_jsonl
 from fairwatch.store.clickhouse import open_store
 from fairwatch.stream.replay import replay
 from typer.testing import CliRunner

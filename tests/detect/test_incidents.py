@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from fairwatch.cli import app
 from fairwatch.detect.incidents import Alert, IncidentTracker
-from fairwatch.sim.simulator import parse_scenario, simulate, write_jsonl
+from fairwatch.sim.simulator import simulate
+from fairwatch.sim.scenario import parse_scenario
+from fairwatch.sim.writers import write_jsonl
 from fairwatch.testing.oracles import alert_validator
 from typer.testing import CliRunner
 

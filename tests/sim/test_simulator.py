@@ -22,16 +22,10 @@ from fairwatch.contracts.records import (
     decode_match_event,
     decode_verified_outcome,
 )
-from fairwatch.sim.simulator import (
-    ScenarioError,
-    load_scenario,
-    packaged_scenarios,
-    parse_scenario,
-    publish,
-    simulate,
-    simulate_command,
-    write_jsonl,
-)
+from fairwatch.sim.simulator import simulate
+from fairwatch.sim.scenario import ScenarioError, load_scenario, packaged_scenarios, parse_scenario
+from fairwatch.sim.writers import publish, write_jsonl
+from fairwatch.cli.simulate import simulate_command
 from fairwatch.testing.oracles import expected_rate
 from scipy.stats import chi2 as chi2_dist
 from scipy.stats import norm

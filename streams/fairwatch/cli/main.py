@@ -13,7 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from fairwatch import __version__
-from fairwatch.contracts.records import Rejection, decode_match_event, decode_verified_outcome
+from fairwatch.contracts.records import (
+    Rejection,
+    decode_match_event,
+    decode_verified_outcome,
+)
 from fairwatch.contracts.topics import DEFAULT_PREFIX, MATCH_EVENTS, VERIFIED_OUTCOMES
 
 app = typer.Typer(help="fairwatch: live audit of face-recognition systems for demographic bias.", no_args_is_help=True)
@@ -167,8 +171,8 @@ def metrics(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON document instead of tables."),
 ) -> None:
     """Per-group error rates with intervals, and the differentials, for a window of event time."""
-    from fairwatch.audit.window import WindowError, resolve_window
     from fairwatch.audit.estimates import window_metrics
+    from fairwatch.audit.window import WindowError, resolve_window
     from fairwatch.core.config import CoreConfig
     from fairwatch.store.clickhouse import StoreError, open_store
 
@@ -275,7 +279,7 @@ def replay(
 
 
 def _register_simulate() -> None:
-    from fairwatch.sim.simulator import simulate_command
+    from fairwatch.cli.simulate import simulate_command
 
     app.command("simulate")(simulate_command)
 

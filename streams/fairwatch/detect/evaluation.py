@@ -11,11 +11,7 @@ import numpy as np
 from fairwatch.core.config import DAY_SECONDS, CoreConfig
 from fairwatch.core.estimates import RateEstimator
 from fairwatch.core.intervals import clopper_pearson
-from fairwatch.detect.detectors import (
-    DisparityDetector,
-    RateDriftDetector,
-    threshold_for_budget,
-)
+from fairwatch.detect.detectors import DisparityDetector, RateDriftDetector, threshold_for_budget
 from fairwatch.detect.incidents import Alert, IncidentTracker, alert_id, utc
 from fairwatch.detect.policy import Policy
 from fairwatch.detect.streams import Stream

@@ -31,7 +31,7 @@ Examples
 The scenario's clock is moved so that its event time ends at a given minute; drifts move along:
 
 >>> from datetime import datetime, timezone
->>> from fairwatch.sim.simulator import load_scenario
+>>> from fairwatch.sim.scenario import load_scenario
 >>> demo = load_scenario("demo")
 >>> moved = shift_scenario(demo, datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc))
 >>> moved.start.isoformat(), moved.drifts[0].at.isoformat()
@@ -81,7 +81,8 @@ from fairwatch.contracts.records import format_timestamp, parse_timestamp
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
-from fairwatch.sim.simulator import RateDrift, Scenario, ScenarioError, Simulation, load_scenario, simulate
+from fairwatch.sim.scenario import RateDrift, Scenario, ScenarioError, load_scenario
+from fairwatch.sim.simulator import Simulation, simulate
 
 REPO = Path(__file__).resolve().parents[3]
 STACK_SCRIPT = REPO / "scripts" / "stack"
@@ -729,7 +730,7 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     )
     from rich.text import Text
 
-    from fairwatch.sim.simulator import open_kafka_writer, publish, write_jsonl
+    from fairwatch.sim.writers import open_kafka_writer, publish, write_jsonl
     from fairwatch.store.clickhouse import migrate, open_store
     from fairwatch.stream.topics import ensure_topics
 

@@ -1,0 +1,129 @@
+"""Where a simulation goes: JSONL files, its ground truth, or the Kafka input topics (single records or batch envelopes through the producer SDK)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from fairwatch.contracts.topics import DEFAULT_PREFIX
+from fairwatch.sim.simulator import ProgressFn, Simulation
+
+CHUNK = 50_000
+
+
+def write_truth(sim: Simulation, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sim.truth(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def write_jsonl(sim: Simulation, out_dir: str | os.PathLike, progress: ProgressFn | None = None) -> dict[str, Path]:
+    """Write ``events.jsonl`` (event-time order), ``outcomes.jsonl`` (arrival order) and ``truth.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"events": out / "events.jsonl", "outcomes": out / "outcomes.jsonl", "truth": out / "truth.json"}
+    for name, n, render in (("events", sim.n_events, sim.event_lines), ("outcomes", sim.n_outcomes, sim.outcome_lines)):
+        with open(paths[name], "wb") as handle:
+            for lo in range(0, n, CHUNK):
+                lines = render(np.arange(lo, min(n, lo + CHUNK)))
+                handle.write(b"\n".join(lines) + b"\n")
+                if progress:
+                    progress(len(lines))
+    write_truth(sim, paths["truth"])
+    return paths
+
+
+class Writer(Protocol):
+    def send(self, topic: str, key: bytes, value: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class KafkaWriter:
+    """The smallest kafka-python producer that will do; :func:`open_kafka_writer` is the seam to swap it."""
+
+    def __init__(self, bootstrap: str):
+        from kafka import KafkaProducer
+
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="fairwatch-simulate", acks="all",
+                                       linger_ms=20, batch_size=512 * 1024)
+        self._error: BaseException | None = None
+
+    def _failed(self, exc: BaseException) -> None:
+        self._error = self._error or exc
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        if self._error:
+            raise RuntimeError(f"Kafka delivery failed: {self._error}")
+        self._producer.send(topic, key=key, value=value).add_errback(self._failed)
+
+    def close(self) -> None:
+        self._producer.flush()
+        self._producer.close()
+        if self._error:
+            raise RuntimeError(f"Kafka delivery failed: {self._error}")
+
+
+class BatchingKafkaWriter:
+    """Records in batch envelopes through the producer SDK (:mod:`fairwatch.producer`), as a real
+    face-recognition system should send them; the key of each record is its event_id."""
+
+    def __init__(self, bootstrap: str, prefix: str, max_records: int):
+        from fairwatch.producer import FairwatchProducer
+
+        self._producer = FairwatchProducer(bootstrap, topic_prefix=prefix, max_records=max_records, validate=False,
+                                           client_id="fairwatch-simulate")
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self._producer.send_encoded(topic, key.decode(), value)
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+def open_kafka_writer(bootstrap: str, prefix: str = DEFAULT_PREFIX, batch: int = 1) -> Writer:
+    """Single-record messages (``batch`` = 1) or batch envelopes of up to ``batch`` records."""
+    return KafkaWriter(bootstrap) if batch <= 1 else BatchingKafkaWriter(bootstrap, prefix, batch)
+
+
+def publish(sim: Simulation, writer: Writer, *, prefix: str = DEFAULT_PREFIX, rate: float = 0.0,
+            progress: ProgressFn | None = None, clock: Callable[[], float] = time.monotonic,
+            sleep: Callable[[float], None] = time.sleep) -> dict[str, int]:
+    """Send events and outcomes interleaved in time order (an outcome after the events it follows).
+
+    Topics ``{prefix}match-events`` / ``{prefix}verified-outcomes``, key = event_id. ``rate`` > 0
+    paces match events to that many per second of wall time; 0 sends as fast as possible.
+    ``writer`` is closed (flushed) at the end, also on error.
+    """
+    topics = (f"{prefix}match-events", f"{prefix}verified-outcomes")
+    times = np.concatenate([sim.time, sim.o_time])
+    kinds = np.concatenate([np.zeros(sim.n_events, np.int8), np.ones(sim.n_outcomes, np.int8)])
+    positions = np.concatenate([np.arange(sim.n_events), np.arange(sim.n_outcomes)])
+    order = np.lexsort((kinds, times))  # at equal times the event goes first
+    sent_events, began, step = 0, clock(), CHUNK // 5
+    try:
+        for lo in range(0, len(order), step):
+            chunk = order[lo:lo + step]
+            is_event = kinds[chunk] == 0
+            ev_pos, oc_pos = positions[chunk][is_event], positions[chunk][~is_event]
+            records = (iter(zip(sim.event_keys(ev_pos), sim.event_lines(ev_pos))),
+                       iter(zip(sim.outcome_keys(oc_pos), sim.outcome_lines(oc_pos))))
+            for kind in kinds[chunk].tolist():
+                key, value = next(records[kind])
+                if kind == 0:
+                    if rate > 0 and sent_events % 50 == 0:  # pace in small steps, not per message
+                        ahead = began + sent_events / rate - clock()
+                        if ahead > 0:
+                            sleep(ahead)
+                    sent_events += 1
+                writer.send(topics[kind], key, value)
+            if progress:
+                progress(len(chunk))
+    finally:
+        writer.close()
+    return {"events": sim.n_events, "outcomes": sim.n_outcomes}
