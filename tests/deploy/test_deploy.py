@@ -26,6 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from fairwatch.stream.worker_settings import WORKER_ENVIRONMENT
+from fairwatch.testing.docs import configuration_page
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "fairwatch"
@@ -108,12 +109,7 @@ def variables_the_readme_documents() -> frozenset[str]:
     The README no longer holds the settings tables. Fails when a variable the code reads is not
     on that page (so a setting cannot be added without being documented).
     """
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fairwatch_docs_generate", REPO / "docs" / "hooks" / "generate.py")
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
-    page = generate.configuration_markdown()
+    page = configuration_page()
     documented = frozenset(re.findall(r"^\| `(FAIRWATCH_[A-Z0-9_]+)`", page, re.M))
     undocumented = variables_the_code_reads() - documented
     assert not undocumented, f"read by streams/fairwatch but not on the configuration page: {sorted(undocumented)}"

@@ -17,6 +17,8 @@ def datasource_settings(env: dict[str, str] | None = None) -> dict:
 
     Falls back to the parts of ``FAIRWATCH_CLICKHOUSE`` (clickhouse://user:pass@host:port/db).
 
+    Examples
+    --------
     >>> s = datasource_settings({"FAIRWATCH_CLICKHOUSE": "clickhouse://auditor:pw@ch:9000/fw"})
     >>> s["jsonData"]["host"], s["jsonData"]["port"], s["jsonData"]["username"], s["secureJsonData"]
     ('ch', 9000, 'auditor', {'password': 'pw'})

@@ -206,8 +206,15 @@ def build_report(
     plots
         False skips the figures (JSON and CSV do not carry them).
 
-    Raises :class:`EmptyWindow` when the window holds no verified outcome for the scope. The
-    tests (``tests/test_report.py``) check the numbers against ``fairwatch metrics`` and a recount.
+    Raises
+    ------
+    EmptyWindow
+        The window holds no verified outcome for the scope.
+
+    Notes
+    -----
+    The tests (``tests/audit/test_report.py``) check the numbers against ``fairwatch metrics`` and
+    a recount.
     """
     if min_group_size < 0:
         raise ValueError(f"min_group_size must be >= 0, got {min_group_size}")

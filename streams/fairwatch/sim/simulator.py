@@ -386,6 +386,8 @@ def simulate(scenario: Scenario, *, seed: int | None = None, events: int | None 
     events
         Overrides the number of events (the duration stays; the event rate changes).
 
+    Notes
+    -----
     The overrides are written into ``Simulation.scenario``, so ``truth.json`` records the run.
     """
     if events is not None:
@@ -396,8 +398,6 @@ def simulate(scenario: Scenario, *, seed: int | None = None, events: int | None 
         scenario = replace(scenario, seed=seed)
     return Simulation(scenario, scenario.seed, scenario.n_events)
 
-
-# ---- writers ---------------------------------------------------------------------------------------
 
 ProgressFn = Callable[[int], None]  # called with the number of records just written
 

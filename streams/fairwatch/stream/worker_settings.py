@@ -1,7 +1,8 @@
 """Every setting the worker reads from the environment, in one place.
 
-The Helm chart, docker-compose and README document these names; a test checks that they agree
-with :data:`WORKER_ENVIRONMENT`, so a setting cannot be read here without being settable there.
+The Helm chart, docker-compose and the docs' configuration reference document these names; a test
+checks that they agree with :data:`WORKER_ENVIRONMENT`, so a setting cannot be read here without
+being settable there.
 """
 
 from __future__ import annotations
