@@ -67,7 +67,7 @@ def _seed(store, tmp: Path) -> dict:
         write_snapshots(store, CONFIG, now=now)
         write_differential_snapshots(store, CONFIG, now=now)
 
-    from fairwatch.stream.app import WorkerMetrics  # the worker's own registry shape
+    from fairwatch.stream.worker_metrics import WorkerMetrics
 
     metrics = WorkerMetrics()
     previous = None

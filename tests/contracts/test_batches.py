@@ -252,7 +252,7 @@ def test_envelope_of_the_builder_decodes_back_to_the_records():
 def test_sub_batches_keep_order_and_bound_the_bytes():
     from types import SimpleNamespace
 
-    from fairwatch.stream.app import sub_batches
+    from fairwatch.stream.batching import sub_batches
 
     rng = random.Random(3)
     events = [SimpleNamespace(message=SimpleNamespace(value=b"x" * rng.randrange(1, 400))) for _ in range(500)]
@@ -272,9 +272,7 @@ def _gather(script, max_events: int, within: float, complete) -> list[tuple[floa
             await asyncio.sleep(pause)
             yield take
 
-    from fairwatch.stream.app import (
-        gathered_batches,  # imports faust: only where needed, as above
-    )
+    from fairwatch.stream.batching import gathered_batches
 
     async def main():
         loop = asyncio.get_running_loop()

@@ -13,6 +13,10 @@ State that must survive a crash is the join log (a Kafka changelog; rocksdb:// o
 production) and ClickHouse. Nothing of a batch is persisted but its idempotent rows until the
 flush: a crash anywhere replays the batches since the last flush against the join as the log last
 held it (the resident counts are derived from it), which rewrites the same rows and counts.
+
+Beside this flow, and out of this module: the periodic store work (snapshots, detection, health
+samples) in :mod:`fairwatch.stream.store_timers`, the web pages in :mod:`fairwatch.stream.web_pages`,
+batching in :mod:`fairwatch.stream.batching`, offset commits in :mod:`fairwatch.stream.committer`.
 """
 
 from __future__ import annotations
@@ -23,75 +27,34 @@ import collections
 import concurrent.futures
 import json
 import logging
-import socket
 import time
 import weakref
-from collections import Counter
-from datetime import datetime, timezone
 
 import faust
-from aiokafka import TopicPartition as AIOKafkaTP
-from aiokafka.structs import OffsetAndMetadata
 from faust.streams import _current_event
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
-from prometheus_client import Counter as PromCounter
 
-from fairwatch.audit.snapshots import write_differential_snapshots
-from fairwatch.stream.health import health_rows, write_health
-from fairwatch.audit.snapshots import write_snapshots
-from fairwatch.contracts.topics import ALERTS, DEAD_LETTER, MATCH_EVENTS, VERIFIED_OUTCOMES
-from fairwatch.core.join import LabelJoin
-from fairwatch.detect.cycle import run_detection
-from fairwatch.detect.delivery import delivery_from_env
-from fairwatch.store.clickhouse import open_store
-from fairwatch.stream.offsets import OffsetLedger
+from fairwatch.contracts.topics import (
+    ALERTS,
+    DEAD_LETTER,
+    MATCH_EVENTS,
+    VERIFIED_OUTCOMES,
+)
+from fairwatch.stream.batching import (
+    MAX_PENDING_RECORDS,
+    TAKE_SECONDS,
+    Pending,
+    gathered_batches,
+    sub_batches,
+)
+from fairwatch.stream.committer import LedgerCommitter
 from fairwatch.stream.processor import BatchProcessor, RawMessage, ResidentJoins
+from fairwatch.stream.store_timers import register_store_timers
+from fairwatch.stream.web_pages import register_pages
+from fairwatch.stream.worker_metrics import WorkerMetrics, record_batch
 from fairwatch.stream.worker_settings import WorkerSettings
 from fairwatch.stream.write_executor import SinkExecutor
 
 log = logging.getLogger("fairwatch.worker")
-
-
-class WorkerMetrics:
-    """Prometheus metrics of one worker (its own registry: several apps may live in one process)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.consumed = PromCounter("fairwatch_consumed_messages", "Input messages consumed", ["topic"], registry=r)
-        self.records = PromCounter("fairwatch_consumed_records", "Input records consumed (a batch message holds many)",
-                                   ["topic"], registry=r)
-        self.rerouted = PromCounter("fairwatch_rerouted_records",
-                                    "Records that arrived on another partition than their event_id's and were sent on",
-                                    registry=r)
-        self.rejected = PromCounter("fairwatch_rejected_messages", "Messages sent to dead-letter", ["reason"],
-                                    registry=r)
-        self.labeled = PromCounter("fairwatch_labeled_outcomes", "Event-outcome pairs made (net of retractions)",
-                                   registry=r)
-        self.pending = Gauge("fairwatch_pending_joins", "Events waiting for their verified outcome", registry=r)
-        self.orphans = Gauge("fairwatch_orphan_outcomes", "Outcomes waiting for their event", registry=r)
-        self.lag = Gauge("fairwatch_consumer_lag", "Messages behind the end of the partition", ["topic", "partition"],
-                         registry=r)
-        self.sink_seconds = Histogram("fairwatch_sink_seconds", "Time to write one batch to ClickHouse", registry=r)
-        self.sink_errors = PromCounter("fairwatch_sink_errors", "Failed ClickHouse write attempts", registry=r)
-        self.phase_seconds = PromCounter("fairwatch_batch_phase_seconds", "Time spent per batch phase", ["phase"],
-                                         registry=r)
-        self.expired = PromCounter("fairwatch_expired_joins", "Join records dropped after idling for the TTL",
-                                   registry=r)
-        self.skipped_offsets = PromCounter("fairwatch_skipped_offsets", "Input offsets that never arrived on re-read",
-                                           registry=r)
-        self.alerts_changed = PromCounter("fairwatch_alert_changes", "Incidents opened or resolved by detection",
-                                          registry=r)
-        self.first_batch = Gauge("fairwatch_first_batch_timestamp_seconds",
-                                 "Unix time this worker began its first input batch (0 before)", registry=r)
-        self.committed_at = Gauge("fairwatch_offsets_committed_timestamp_seconds",
-                                  "Unix time of this worker's last accepted input offset commit (0 before)",
-                                  registry=r)
-        self.batch_size = Histogram("fairwatch_batch_messages", "Messages per processed batch", registry=r,
-                                    buckets=(1, 10, 100, 1000, 5000, 10000, 50000))
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.App:
@@ -307,67 +270,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 await flush()
                 await committer.commit()
 
-    def owns_partition_0() -> bool:
-        # one writer of snapshots and alerts is enough: the worker that owns partition 0 of match-events
-        assigned = app.consumer.assignment() if app.consumer else set()
-        return any(tp.topic == settings.topic(MATCH_EVENTS) and tp.partition == 0 for tp in assigned)
-
-    @app.timer(settings.snapshot_seconds)
-    async def snapshot_estimates():
-        if not owns_partition_0():
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, write_snapshots_now)
-        except Exception as exc:  # a missed snapshot is retried at the next tick
-            log.warning("estimate snapshot failed: %s", exc)
-
-    snapshot_store = LazyStore(settings.clickhouse)  # its own connection: the sink's runs in another thread
-
-    def write_snapshots_now() -> None:
-        def write(store) -> None:
-            now = datetime.now(timezone.utc).replace(microsecond=0)  # one instant for both tables
-            write_snapshots(store, settings.core, now=now)
-            write_differential_snapshots(store, settings.core, now=now)
-        snapshot_store.run(write)
-
-    detection: dict[str, object] = {"store": LazyStore(settings.clickhouse)}
-
-    if policies:
-        @app.timer(settings.detect_seconds)
-        async def detect_drift():
-            if not owns_partition_0():
-                return
-            try:
-                changed = await asyncio.get_running_loop().run_in_executor(None, detect_now)
-                metrics.alerts_changed.inc(len(changed))
-            except Exception as exc:  # the next cycle rebuilds everything from the store
-                log.warning("detection cycle failed: %s", exc)
-
-    def detect_now():
-        if "delivery" not in detection:  # Kafka alerts topic, Alertmanager, Grafana: background threads
-            detection["delivery"] = delivery = delivery_from_env()
-            if delivery is not None:  # on shutdown, give queued deliveries a last chance
-                atexit.register(delivery.close)
-        return detection["store"].run(
-            lambda store: run_detection(store, settings.core, policies, detection["delivery"]))
-
-    health_samples: dict[str, object] = {"previous": None}
-    health_store = LazyStore(settings.clickhouse)
-    worker_name = f"{socket.gethostname()}:{settings.web_port}"
-
-    @app.timer(15.0)
-    async def record_health():
-        # every worker writes its own pipeline-health samples (lag, joins, sink) for the dashboards
-        count_sink_failures()  # attempts still failing (a write being retried) count already
-        rows = health_rows(metrics.registry, worker_name, previous=health_samples["previous"])
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, write_health_now, rows)
-            health_samples["previous"] = rows
-        except Exception as exc:  # a missed sample is only a gap on a dashboard
-            log.info("health sample not written: %s", exc)
-
-    def write_health_now(rows) -> None:
-        health_store.run(lambda store: write_health(store, rows))
+    register_store_timers(app, settings, policies, metrics, count_sink_failures)
 
     @app.timer(settings.commit_seconds)
     async def commit_offsets():
@@ -391,309 +294,13 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         committer.prestart([tp for tp in assigned if tp.topic in kinds])
         resident.forget({tp.partition for tp in assigned if tp.topic in kinds})
 
-    @app.page("/metrics")
-    async def prometheus(web, request):
-        # aiohttp refuses a charset inside content_type; Prometheus text format 0.0.4 is UTF-8 anyway
-        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
-
-    @app.page("/healthz")
-    async def health(web, request):
-        assigned = app.consumer.assignment() if app.consumer else set()
-        owned = sorted([kinds[tp.topic], tp.partition] for tp in assigned if tp.topic in kinds)
-        return web.json({"status": "ok", "input_partitions": owned})
-
-    @app.page("/debug/offsets")
-    async def debug_offsets(web, request):
-        ledger = committer.ledger.describe()
-        return web.json({
-            f"{tp.topic}:{tp.partition}": {**state, "highwater": app.consumer.highwater(tp)}
-            for tp, state in sorted(ledger.items())
-        })
-
-    @app.page("/debug/tasks")
-    async def debug_tasks(web, request):
-        # where every coroutine of the worker's loops waits: for diagnosing stalls in production
-        loops = {"main": asyncio.get_running_loop()}
-        thread = getattr(app.consumer, "_thread", None)
-        if thread is not None and getattr(thread, "thread_loop", None) is not None:
-            loops["consumer_thread"] = thread.thread_loop
-        out = {"commit_in_progress": app.consumer._commit_fut is not None, "rebalancing": app.rebalancing}
-        for name, loop in loops.items():
-            out[name] = sorted(await_chain(task) for task in asyncio.all_tasks(loop))
-        return web.json(out)
-
+    register_pages(app, metrics, committer, kinds)
     app.fairwatch_metrics = metrics  # for tests and the CLI
     return app
 
 
-def await_chain(task: asyncio.Task) -> str:
-    """`outer:line -> inner:line ...`: the coroutines a task is suspended in (get_stack shows one)."""
-    links, coro = [], task.get_coro()
-    while coro is not None and len(links) < 30:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:
-            links.append(type(coro).__name__)
-            break
-        links.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return " -> ".join(links)
-
-
-MAX_SUB_BATCH_BYTES = 4 << 20  # ~16k records: batch envelopes would otherwise block the loop for seconds
-MAX_PENDING_RECORDS = 200_000  # flush before the commit timer when this many records wait (memory, replay)
 EXPIRE_SECONDS = 3600.0  # how often (at most) the joins drop records idle for the TTL (FAIRWATCH_TTL_DAYS)
 MAX_ROW_WRITES_IN_FLIGHT = 2  # row writes that may be on their way while the next batch is processed
 ROW_WRITE_ROWS = 60_000  # rows (about two 4 MB batches) sent as one write: fewer, larger inserts cost the server less
 
 
-TAKE_SECONDS = 0.02  # the stream's takes are short; gathered_batches makes batches of them
-
-
-async def gathered_batches(takes, max_events: int, within: float, complete):
-    """Batches of the stream's events from ``takes`` (its short takes, each of ``max_events`` at
-    most): a batch ends when it holds ``max_events`` (or the next take would not fit), ``within``
-    seconds after its first event, or as soon as ``complete(batch)``
-    says nothing more is there to read. A single take_events(max_events, within) would wait out
-    ``within`` even then: at the end of a backlog, a batch idled that long for nothing."""
-    takes = takes.__aiter__()
-    loop = asyncio.get_running_loop()
-    waiting = None  # the next take, under way
-    batch: list = []
-    deadline = 0.0
-    try:
-        while True:
-            if waiting is None:
-                waiting = asyncio.ensure_future(takes.__anext__())
-            timeout = max(0.0, deadline - loop.time()) if batch else None
-            done, _ = await asyncio.wait([waiting], timeout=timeout)
-            if done:
-                try:
-                    taken = waiting.result()
-                except StopAsyncIteration:
-                    if batch:
-                        yield batch
-                    return
-                waiting = None
-                if batch and len(batch) + len(taken) > max_events:  # a batch holds max_events at most
-                    out, batch = batch, []
-                    yield out
-                if not batch:
-                    deadline = loop.time() + within
-                batch.extend(taken)
-                if len(batch) < max_events and loop.time() < deadline and not complete(batch):
-                    continue
-            out, batch = batch, []
-            yield out
-    finally:
-        if waiting is not None:
-            waiting.cancel()
-
-
-class Pending:
-    """Batches processed since the last flush: their events, the buckets they touched, and for
-    each partition the join they used."""
-
-    def __init__(self) -> None:
-        self._clear()
-
-    def _clear(self) -> None:
-        self.events: list = []
-        self.touched: dict[int, set[int]] = {}
-        self.joins: dict[int, LabelJoin] = {}
-        self.records = 0
-
-    def add(self, events, touched: dict[int, set[int]], resident: ResidentJoins, records: int) -> None:
-        self.events.extend(events)
-        for partition, buckets in touched.items():
-            self.touched.setdefault(partition, set()).update(buckets)
-        current = resident.joins()
-        for event in events:
-            partition = event.message.partition
-            if partition in current:
-                self.joins.setdefault(partition, current[partition])
-        self.records += records
-
-    def keep(self, partition: int, resident: ResidentJoins) -> None:
-        """Have the next flush persist this partition's join even without a batch (expiry)."""
-        self.joins.setdefault(partition, resident.joins()[partition])
-
-    def take(self):
-        """(events, touched, joins) gathered so far; empty again afterwards."""
-        taken = self.events, self.touched, self.joins
-        self._clear()
-        return taken
-
-
-class LazyStore:
-    """A store opened on first use, in the executor thread that uses it, and reopened after a failure."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self._store = None
-
-    def run(self, work):
-        if self._store is None:
-            self._store = open_store(self.url)
-        try:
-            return work(self._store)
-        except Exception:  # the connection may be the broken part: the next call opens a new one
-            self._store = None
-            raise
-
-
-def sub_batches(events, limit: int = MAX_SUB_BATCH_BYTES):
-    """Split a take_events batch into runs of at most ``limit`` message bytes (at least one message)."""
-    chunk, size = [], 0
-    for event in events:
-        chunk.append(event)
-        size += len(event.message.value or b"")
-        if size >= limit:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
-
-
-class LedgerCommitter:
-    """Commits what the :class:`~fairwatch.stream.offsets.OffsetLedger` says is fully processed.
-
-    Commits go straight to the aiokafka consumer in faust's consumer thread (faust's own commit
-    path only knows its ack bookkeeping, and crashes the app on a commit refused in a rebalance;
-    here a refused commit is simply retried at the next tick).
-    """
-
-    def __init__(self, app: faust.App, metrics: WorkerMetrics):
-        self.app, self.metrics = app, metrics
-        self.ledger = OffsetLedger(patience=10.0, max_rereads=3)
-        self._lock = asyncio.Lock()
-        self.busy = False  # a batch is being processed: its partitions are not idle, only slow
-        self._generation = 0  # moves at every rebalance
-        self._starting: asyncio.Future | None = None
-
-    def forget(self, tps) -> None:
-        self._generation += 1
-        self.ledger.forget(tps)
-
-    def prestart(self, tps) -> None:
-        """Read where newly assigned partitions start in the background, not at the first flush:
-        listing log start offsets waits behind the consumer's fetches (over a second here)."""
-        async def start() -> None:
-            try:
-                await self._start(tps)
-            except Exception as exc:  # the first batch of each partition tries again
-                log.info("could not read where %s start: %s", tps, exc)
-        self._starting = asyncio.ensure_future(start())
-
-    def _thread(self):
-        return self.app.consumer._thread
-
-    async def _start(self, tps) -> None:
-        """Start the ledger of newly seen partitions at the group's committed offset (or the log start)."""
-        generation = self._generation
-        thread = self._thread()
-        consumer = thread._ensure_consumer()
-
-        async def read_committed():
-            # one OffsetFetch for all of them: consumer.committed() asks once per partition, which
-            # cost ~0.1 s each here (1.5 s for 16 partitions at a worker's first flush)
-            wanted = {AIOKafkaTP(tp.topic, tp.partition): tp for tp in tps}
-            found = await consumer._coordinator.fetch_committed_offsets(list(wanted))
-            return {tp: (found[key].offset if key in found and found[key].offset >= 0 else None)
-                    for key, tp in wanted.items()}
-
-        committed = await thread.call_thread(read_committed)
-        never = [tp for tp, offset in committed.items() if offset is None]
-        if never:
-            committed.update(await self.app.consumer.earliest_offsets(*never))
-        if self._generation != generation:
-            return  # the assignment changed meanwhile: these may be stale, the next batch starts them again
-        now = time.monotonic()
-        for tp, offset in committed.items():
-            if tp not in self.ledger:
-                self.ledger.start(tp, offset, now)
-
-    async def processed(self, events) -> None:
-        """Record a batch whose ClickHouse rows, table writes and dead letters are all handed over."""
-        offsets: dict = {}
-        for e in events:
-            offsets.setdefault(e.message.tp, []).append(e.message.offset)
-        if self._starting is not None and not self._starting.done():
-            await asyncio.wait([self._starting])
-        new = [tp for tp in offsets if tp not in self.ledger]
-        if new:
-            try:
-                await self._start(new)
-            except Exception as exc:  # e.g. revoked meanwhile: unrecorded offsets are re-read, never skipped
-                log.info("could not read committed offsets of %s: %s", new, exc)
-        now = time.monotonic()
-        for tp, found in offsets.items():
-            if tp in self.ledger:  # a rebalance during _start may have dropped it again
-                self.ledger.processed(tp, found, now)
-
-    async def commit(self) -> None:
-        async with self._lock:
-            offsets = {tp: offset for tp, offset in self.ledger.committable().items()
-                       if tp in self.app.consumer.assignment()}
-            if not offsets:
-                return
-            # the changelog and dead-letter records of those offsets must be in Kafka first
-            await self.app.producer.flush()
-            thread = self._thread()
-            consumer = thread._ensure_consumer()
-            try:
-                await thread.call_thread(consumer.commit, {
-                    AIOKafkaTP(tp.topic, tp.partition): OffsetAndMetadata(offset, "") for tp, offset in offsets.items()
-                })
-            except Exception as exc:  # refused during a rebalance: the next tick retries what is still ours
-                log.info("offset commit not accepted (%s); retrying at the next tick", exc)
-                return
-            self.ledger.mark_committed(offsets)
-            self.metrics.committed_at.set(time.time())
-            now = time.monotonic()
-            thread.tp_last_committed_at.update({tp: now for tp in offsets})  # faust's livelock warnings
-
-    async def reread_holes(self) -> None:
-        if self.busy:  # a batch runs or waits for its flush: its offsets are not in the ledger yet
-            return
-        consumer = self.app.consumer
-        try:
-            highwaters = {tp: consumer.highwater(tp) for tp in consumer.assignment() if tp in self.ledger}
-        except Exception:  # the assignment changed under us: look again at the next tick
-            return
-        highwaters = {tp: end for tp, end in highwaters.items() if end is not None}
-        for tp, offset in self.ledger.stuck(time.monotonic(), highwaters).items():
-            log.warning("re-reading %s from offset %d: offsets after it were processed, it was not", tp, offset)
-            await self.app.consumer.seek(tp, offset)
-        for gap in self.ledger.take_skipped():
-            log.error("offsets %d..%d of %s never arrived after repeated re-reads (transaction markers or "
-                      "retention); stepping over them", gap.first, gap.end - 1, gap.partition)
-            self.metrics.skipped_offsets.inc(gap.end - gap.first)
-
-
-def record_batch(metrics: WorkerMetrics, result, events, app: faust.App, resident: ResidentJoins,
-                 read_up_to: dict) -> None:
-    """Metrics of a handled batch; ``read_up_to`` (partition -> next offset) moves past it."""
-    for kind, n in result.consumed.items():
-        metrics.consumed.labels(kind).inc(n)
-    for kind, n in result.records.items():
-        metrics.records.labels(kind).inc(n)
-    metrics.rerouted.inc(len(result.reroutes))
-    for reason, n in result.rejected.items():
-        metrics.rejected.labels(reason).inc(n)
-    metrics.labeled.inc(max(result.paired, 0))
-    joins = resident.joins().values()
-    metrics.pending.set(sum(join.counters.pending for join in joins))
-    metrics.orphans.set(sum(join.counters.orphans for join in joins))
-    metrics.batch_size.observe(len(events))
-    last: Counter = Counter()
-    for e in events:
-        tp = e.message.tp
-        last[tp] = max(last[tp], e.message.offset)
-    assigned = app.consumer.assignment() if app.consumer else set()
-    for tp, offset in last.items():
-        read_up_to[tp] = max(read_up_to.get(tp, 0), offset + 1)
-        if tp not in assigned:  # revoked while this batch ran: aiokafka refuses its highwater
-            continue
-        highwater = app.consumer.highwater(tp)
-        if highwater is not None:
-            metrics.lag.labels(tp.topic, str(tp.partition)).set(max(highwater - offset - 1, 0))

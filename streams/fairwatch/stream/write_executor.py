@@ -22,7 +22,12 @@ from typing import Callable
 
 from fairwatch.core.config import CoreConfig
 from fairwatch.store.clickhouse import migrate, open_store
-from fairwatch.store.sink import ClickHouseSink, SinkBatch, row_inserts, split_by_partition
+from fairwatch.store.sink import (
+    ClickHouseSink,
+    SinkBatch,
+    row_inserts,
+    split_by_partition,
+)
 from fairwatch.stream.gctuning import tune_garbage_collector
 
 log = logging.getLogger("fairwatch.store.sink")
