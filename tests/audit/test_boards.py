@@ -21,15 +21,14 @@ import pytest
 import yaml
 from fairwatch.audit import boards as fd
 from fairwatch.audit.grafana_push import PushError, datasource_settings, push
-from fairwatch.audit.snapshots import write_differential_snapshots
-from fairwatch.stream.health import health_rows, write_health
-from fairwatch.audit.snapshots import write_snapshots
+from fairwatch.audit.snapshots import write_differential_snapshots, write_snapshots
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
-from fairwatch.sim.simulator import simulate
 from fairwatch.sim.scenario import parse_scenario
+from fairwatch.sim.simulator import simulate
 from fairwatch.sim.writers import write_jsonl
 from fairwatch.store.clickhouse import open_store
+from fairwatch.stream.health import health_rows, write_health
 from fairwatch.stream.replay import replay
 from typer.testing import CliRunner
 

@@ -14,11 +14,11 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from fairwatch.audit.estimates import metrics_document
 from fairwatch.audit.report import build_report
 from fairwatch.audit.report_render import to_html, to_pdf
 from fairwatch.audit.suppression import SUPPRESSED
 from fairwatch.audit.window import resolve_window
-from fairwatch.audit.estimates import metrics_document
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame

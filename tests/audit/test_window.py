@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-from fairwatch.audit.window import WindowError, resolve_window
 from fairwatch.audit.estimates import GROUP_FIELDS
+from fairwatch.audit.window import WindowError, resolve_window
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from fairwatch.core import join as join_module
 from fairwatch.contracts.records import MatchEvent, RejectCode, VerifiedOutcome
+from fairwatch.core import join as join_module
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.counts import BucketCounts
 from fairwatch.core.join import (

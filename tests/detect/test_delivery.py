@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from fairwatch.detect.reads import read_alerts
 from fairwatch.detect.delivery import (
     AlertDelivery,
     AlertmanagerSink,
@@ -21,6 +20,7 @@ from fairwatch.detect.delivery import (
     KafkaAlertSink,
 )
 from fairwatch.detect.incidents import ALERT_COLUMNS, Alert
+from fairwatch.detect.reads import read_alerts
 from fairwatch.store.clickhouse import migrate, open_store
 from fairwatch.testing.live import delete_resources
 from fairwatch.testing.oracles import alert_validator

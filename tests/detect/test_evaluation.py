@@ -7,9 +7,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from fairwatch.detect.detectors import DEFAULT_GRID, MixtureShiryaevRoberts, disparity_log_lr, rate_log_lr
-from fairwatch.detect.evaluation import _run_detectors
+from fairwatch.detect.detectors import (
+    DEFAULT_GRID,
+    MixtureShiryaevRoberts,
+    disparity_log_lr,
+    rate_log_lr,
+)
+from fairwatch.detect.evaluation import run_detectors
 from fairwatch.detect.streams import Stream
 
 
@@ -32,7 +36,7 @@ def test_detector_banks_equal_the_engine_over_stacked_ratios():
     rng = np.random.default_rng(5)
     T, threshold = 400, 1e4
     streams = _streams(rng, T)
-    alarms, log_stats = _run_detectors(streams, threshold, T)
+    alarms, log_stats = run_detectors(streams, threshold, T)
 
     ratios = [disparity_log_lr(s.x, s.n, s.x_ref, s.n_ref, s.ratio, DEFAULT_GRID) if s.type == "disparity_breach"
               else rate_log_lr(s.x, s.n, s.edge, DEFAULT_GRID) for s in streams]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fairwatch.cli import app
 from fairwatch.detect.incidents import Alert, IncidentTracker
-from fairwatch.sim.simulator import simulate
 from fairwatch.sim.scenario import parse_scenario
+from fairwatch.sim.simulator import simulate
 from fairwatch.sim.writers import write_jsonl
 from fairwatch.testing.oracles import alert_validator
 from typer.testing import CliRunner
@@ -168,8 +168,8 @@ def test_alerts_cli_lists_the_stored_incidents_and_a_rerun_changes_nothing(repla
     # a restarted cycle over the same store (same `now`) neither duplicates nor loses incidents
     from fairwatch.core.config import CoreConfig
     from fairwatch.detect.cycle import run_detection
-    from fairwatch.detect.reads import read_alerts
     from fairwatch.detect.policy import parse_policy
+    from fairwatch.detect.reads import read_alerts
     from fairwatch.store.clickhouse import open_store
 
     opened = open_store(store)
@@ -192,8 +192,8 @@ def test_an_insufficient_evidence_notice_resolves_once_late_outcomes_fill_the_ba
     comparisons counted from the workload documents."""
     from fairwatch.core.config import CoreConfig
     from fairwatch.detect.cycle import run_detection
-    from fairwatch.detect.reads import read_alerts
     from fairwatch.detect.policy import parse_policy
+    from fairwatch.detect.reads import read_alerts
     from fairwatch.store.clickhouse import migrate, open_store
     from fairwatch.store.sink import ClickHouseSink
     from fairwatch.stream.processor import BatchProcessor, RawMessage

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
+from fairwatch.cli.simulate import simulate_command
 from fairwatch.contracts.records import (
     MatchEvent,
     Rejection,
@@ -22,10 +23,14 @@ from fairwatch.contracts.records import (
     decode_match_event,
     decode_verified_outcome,
 )
+from fairwatch.sim.scenario import (
+    ScenarioError,
+    load_scenario,
+    packaged_scenarios,
+    parse_scenario,
+)
 from fairwatch.sim.simulator import simulate
-from fairwatch.sim.scenario import ScenarioError, load_scenario, packaged_scenarios, parse_scenario
 from fairwatch.sim.writers import publish, write_jsonl
-from fairwatch.cli.simulate import simulate_command
 from fairwatch.testing.oracles import expected_rate
 from scipy.stats import chi2 as chi2_dist
 from scipy.stats import norm

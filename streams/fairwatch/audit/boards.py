@@ -41,7 +41,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grafana_foundation_sdk.builders import dashboard as gdb
-from grafana_foundation_sdk.builders import heatmap, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.builders import (
+    heatmap,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder

@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from urllib.parse import unquote, urlparse
 
-from fairwatch.audit.boards import DATASOURCE_TYPE, DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID, generate
+from fairwatch.audit.boards import (
+    DATASOURCE_TYPE,
+    DATASOURCE_UID,
+    FOLDER_TITLE,
+    FOLDER_UID,
+    generate,
+)
 
 
 class PushError(RuntimeError):

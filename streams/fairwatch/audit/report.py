@@ -25,7 +25,11 @@ from fairwatch import __version__
 from fairwatch.audit.estimates import window_metrics
 from fairwatch.audit.report_blocks import POLICY_THRESHOLDS, report_blocks
 from fairwatch.audit.report_figures import PLOT_BOOTSTRAP_DRAWS, report_figures
-from fairwatch.audit.suppression import DEFAULT_MIN_GROUP_SIZE, SUPPRESSED, suppress_small_groups
+from fairwatch.audit.suppression import (
+    DEFAULT_MIN_GROUP_SIZE,
+    SUPPRESSED,
+    suppress_small_groups,
+)
 from fairwatch.audit.window import Window
 from fairwatch.contracts.records import format_timestamp
 from fairwatch.core.config import CoreConfig

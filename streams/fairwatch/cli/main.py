@@ -315,7 +315,7 @@ _register_dashboards()
 
 
 def _register_demo() -> None:
-    from fairwatch.sim.demo import demo_command
+    from fairwatch.cli.demo import demo_command
 
     app.command("demo")(demo_command)
 

@@ -26,7 +26,12 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from fairwatch.contracts.records import MatchEvent, RejectCode, Rejection, VerifiedOutcome
+from fairwatch.contracts.records import (
+    MatchEvent,
+    RejectCode,
+    Rejection,
+    VerifiedOutcome,
+)
 from fairwatch.core import blob_framing as blobs
 from fairwatch.core.config import CoreConfig
 

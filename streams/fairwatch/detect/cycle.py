@@ -44,7 +44,13 @@ from fairwatch.core.config import DAY_SECONDS, CoreConfig
 from fairwatch.detect.evaluation import alert_template, detect
 from fairwatch.detect.incidents import ALERT_COLUMNS, Alert, utc
 from fairwatch.detect.policy import Policy
-from fairwatch.detect.reads import baseline_period, read_alerts, read_backlog, read_counts, read_score_tails
+from fairwatch.detect.reads import (
+    baseline_period,
+    read_alerts,
+    read_backlog,
+    read_counts,
+    read_score_tails,
+)
 from fairwatch.detect.streams import backlog_streams, build_streams
 from fairwatch.store.clickhouse import Store
 

@@ -11,7 +11,11 @@ import numpy as np
 from fairwatch.core.config import DAY_SECONDS, CoreConfig
 from fairwatch.core.estimates import RateEstimator
 from fairwatch.core.intervals import clopper_pearson
-from fairwatch.detect.detectors import DisparityDetector, RateDriftDetector, threshold_for_budget
+from fairwatch.detect.detectors import (
+    DisparityDetector,
+    RateDriftDetector,
+    threshold_for_budget,
+)
 from fairwatch.detect.incidents import Alert, IncidentTracker, alert_id, utc
 from fairwatch.detect.policy import Policy
 from fairwatch.detect.streams import Stream
@@ -25,7 +29,7 @@ def _trailing(values: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _run_detectors(tested: list[Stream], threshold: float, T: int) -> tuple[np.ndarray, np.ndarray]:
+def run_detectors(tested: list[Stream], threshold: float, T: int) -> tuple[np.ndarray, np.ndarray]:
     """Drive one river-style detector bank per kind over the ``T`` monitored buckets: rate streams
     (error rates and score tails) against their null edges, disparity streams against their
     reference groups. Returns ``alarm bool[T, S]`` and ``log R float[T, S]`` in ``tested`` order."""
@@ -98,7 +102,7 @@ def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start:
     incidents: dict[tuple[str, datetime], Alert] = {}
     templates = [alert_template(s, policy) for s in streams]
     if tested and T:
-        alarms, log_stats = _run_detectors(tested, threshold, T)
+        alarms, log_stats = run_detectors(tested, threshold, T)
         clear = np.stack([_clear(s, width) for s in tested], axis=1)
     index = {id(s): i for i, s in enumerate(tested)}
     for t in range(T):

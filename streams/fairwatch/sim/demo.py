@@ -39,6 +39,7 @@ The scenario's clock is moved so that its event time ends at a given minute; dri
 
 An alert is judged against the simulator's truth about which groups the drift touched:
 
+>>> from fairwatch.sim.demo_results import classify_alert
 >>> drift = {"at": "2030-01-01T11:00:00Z", "metric": "fmr", "group": {"race": "Black"}, "effects": [
 ...     {"deployment": "gate-a", "algorithm": "a1", "mode": "verification", "attribute": "race",
 ...      "label": "Black", "ratio": 3.0},
@@ -51,12 +52,7 @@ An alert is judged against the simulator's truth about which groups the drift to
 
 from __future__ import annotations
 
-import base64
-import functools
-import html
-import io
 import json
-import math
 import os
 import shlex
 import signal
@@ -70,17 +66,22 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 from urllib.parse import urlparse, urlunparse
 
 import numpy as np
-import typer
 
-from fairwatch.audit.report_blocks import format_number
-from fairwatch.contracts.records import format_timestamp, parse_timestamp
+from fairwatch.contracts.records import format_timestamp
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
-from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
+from fairwatch.sim.demo_results import alert_results, per_group_results, step_series
+from fairwatch.sim.demo_summary import (
+    delay_text,
+    differential_rows,
+    make_figures,
+    render_html,
+    short_number,
+)
 from fairwatch.sim.scenario import RateDrift, Scenario, ScenarioError, load_scenario
 from fairwatch.sim.simulator import Simulation, simulate
 
@@ -89,8 +90,6 @@ STACK_SCRIPT = REPO / "scripts" / "stack"
 SERVICE_VARS = ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER")
 RUN_PREFIX = "fairwatch-demo-"  # topic prefix, consumer group and (with _) database of each run
 KEEP_RUNS = 3  # earlier runs' topics and databases beyond this many are removed
-PLOT_STEP_SECONDS = 900  # the over-time plot: one point per 15 minutes of event time
-SHOWN_DIFFERENTIALS = ("max_min_ratio", "max_geomean")
 DETECT_SECONDS = 10  # the workers' detection timer during the demo (production default 60)
 
 # The demo's alerting policy (schemas/policy.schema.json); the baseline is the scenario's time
@@ -137,37 +136,6 @@ def shift_scenario(scenario: Scenario, end: datetime) -> Scenario:
         return replace(drift, **changes)
 
     return replace(scenario, start=scenario.start + delta, drifts=tuple(move(d) for d in scenario.drifts))
-
-
-def _ts(text: str) -> datetime:
-    return parse_timestamp(text, "time")
-
-
-def _split_group(text: str) -> tuple[str, str]:
-    return ("*", "*") if text == "*" else tuple(text.split("=", 1))  # type: ignore[return-value]
-
-
-def classify_alert(deployment: str, algorithm: str, group: str, metric: str,
-                   drifts: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
-    """``("injected" | "affected" | "unaffected", drift)`` for an alert, from ``truth.json`` drifts.
-
-    ``injected``: the drift's own group and metric; ``affected``: a group whose true rate the
-    drift changed (it holds drifted subjects, e.g. sex=F when race=Black drifts); anything else
-    is ``unaffected`` (a false alarm). A score-tail alert belongs to the FMR side (impostor scores).
-    """
-    attribute, label = _split_group(group)
-    side = {"fmr": "fmr", "fpir": "fmr", "score": "fmr", "fnmr": "fnmr", "fnir": "fnmr"}.get(metric, metric)
-    for drift in drifts:
-        if drift.get("metric") != side:
-            continue
-        own = drift.get("group") or {}
-        if len(own) == 1 and own.get(attribute) == label:
-            return "injected", drift
-        for e in drift.get("effects", []):
-            if (e["deployment"], e["algorithm"], e["attribute"], e["label"]) == (deployment, algorithm, attribute, label) \
-                    and abs(e["ratio"] - 1) > 1e-9:
-                return "affected", drift
-    return "unaffected", None
 
 
 # ---- services ------------------------------------------------------------------------------------------
@@ -401,271 +369,7 @@ def prune_old_runs(kafka: str, clickhouse: str, current: str, keep: int, say: Ca
 # ---- results ---------------------------------------------------------------------------------------------
 
 
-def _truth_rows(truth: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
-    return {(r["segment"], r["deployment"], r["algorithm"], r["mode"], r["attribute"], r["label"]): r
-            for r in truth["groups"]}
-
-
-def per_group_results(store, truth: dict[str, Any], config: CoreConfig) -> tuple[list[dict], list[dict]]:
-    """Per segment of the truth (before / after each drift): every group's rates with intervals,
-    next to the true rate, and the differentials; both from :func:`fairwatch.audit.estimates.window_metrics`."""
-    from fairwatch.audit.estimates import window_metrics
-    from fairwatch.audit.window import Window
-
-    targets = _truth_rows(truth)
-    groups, differentials = [], []
-    for seg in truth["segments"]:
-        window = Window(_ts(seg["start"]), _ts(seg["end"]))
-        _, document = window_metrics(store, window, config)
-        for g in document["groups"]:
-            t = targets.get((seg["index"], g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["group"]))
-            for metric, n_field, e_field in (("fmr", "impostor", "false_match"), ("fnmr", "genuine", "false_non_match")):
-                true_rate = None if t is None else t[f"target_{metric}"]
-                low, high = g[f"{metric}_low"], g[f"{metric}_high"]
-                groups.append({
-                    "segment": seg["index"], "window": window.to_dict(), "deployment": g["deployment"],
-                    "algorithm": g["algorithm"], "mode": g["mode"], "attribute": g["attribute"], "group": g["group"],
-                    "metric": metric, "n": g[n_field], "errors": g[e_field], "rate": g[metric], "low": low,
-                    "high": high, "status": g[f"{metric}_status"] if f"{metric}_status" in g else g["status"],
-                    "truth": true_rate,
-                    "covered": None if true_rate is None or low is None else bool(low <= true_rate <= high),
-                })
-        for d in document["differentials"]:
-            differentials.append({"segment": seg["index"], **d})
-    return groups, differentials
-
-
-def alert_results(store, truth: dict[str, Any]) -> list[dict[str, Any]]:
-    from fairwatch.detect.reads import read_alerts
-
-    out = []
-    for a in read_alerts(store):
-        verdict, drift = classify_alert(a.deployment, a.algorithm, a.group, a.metric, truth["drifts"])
-        if a.type == "insufficient_evidence":  # "this group was not tested", not a claim that it drifted
-            verdict, drift = "notice", None
-        delay = None
-        if drift is not None:
-            delay = (a.opened_at - _ts(drift["at"])).total_seconds()
-        out.append({"id": a.id, "type": a.type, "severity": a.severity, "deployment": a.deployment,
-                    "algorithm": a.algorithm, "group": a.group, "metric": a.metric, "state": a.state,
-                    "opened_at": format_timestamp(a.opened_at),
-                    "resolved_at": format_timestamp(a.resolved_at) if a.resolved_at else None,
-                    "estimate": a.estimate, "low": a.low, "high": a.high, "baseline": a.baseline,
-                    "verdict": verdict, "drift": drift["name"] if drift else None, "delay_seconds": delay})
-    return sorted(out, key=lambda a: (a["opened_at"], a["group"], a["type"]))
-
-
-def step_series(store, deployment: str, attributes: tuple[str, ...], start: datetime, end: datetime,
-                config: CoreConfig, step: int = PLOT_STEP_SECONDS) -> dict[str, Any]:
-    """FMR / FNMR per group per ``step`` of event time, with intervals (for the plots)."""
-    from fairwatch.core.estimates import RateEstimator
-    from fairwatch.store.group_counts import bucket_counts
-
-    rows = bucket_counts(store, deployment, start, end, attributes, by_algorithm=False)
-    n_steps = max(1, math.ceil((end - start).total_seconds() / step))
-    acc: dict[tuple[str, str], np.ndarray] = {}
-    for attribute, label, bucket, *values in rows:
-        i = min(n_steps - 1, int((bucket - start.timestamp()) // step))
-        acc.setdefault((attribute, label), np.zeros((n_steps, len(COLUMNS))))[i] += values
-    estimator = RateEstimator(config)
-    series = {}
-    for key, counts in sorted(acc.items()):
-        entry = {}
-        for metric, block in (("fmr", IMPOSTOR), ("fnmr", GENUINE)):
-            est = estimator.estimate(counts[:, block], None)
-            entry[metric] = [(e.rate, e.low, e.high) if e.n else (None, None, None) for e in est]
-        series[key] = entry
-    times = [start + timedelta(seconds=step * (i + 0.5)) for i in range(n_steps)]
-    return {"times": times, "series": series}
-
-
 # ---- plots and the HTML summary ----------------------------------------------------------------------------
-
-
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def make_figures(result: dict[str, Any], over_time: dict[str, Any]) -> list[tuple[str, str]]:
-    """``[(caption, base64 PNG)]``: FMR over time by race, and every group's FMR / FNMR before and after."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
-
-    truth = result["truth"]
-    drift = truth["drifts"][0] if truth["drifts"] else None
-    figures = []
-    attribute = drift["group"] and next(iter(drift["group"])) if drift else "race"
-    keys = [k for k in over_time["series"] if k[0] == attribute]
-    if keys:
-        fig, ax = plt.subplots(figsize=(9, 4.2))
-        times = over_time["times"]
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        targets = _truth_rows(truth)
-        segs = truth["segments"]
-        for color, key in zip(colors, keys):
-            points = over_time["series"][key]["fmr"]
-            ok = [i for i, p in enumerate(points) if p[0] is not None]
-            ax.plot([times[i] for i in ok], [points[i][0] for i in ok], "o-", color=color, label=f"{key[0]}={key[1]}")
-            if drift and drift["group"].get(key[0]) == key[1]:  # one band: all of them would hide the lines
-                ax.fill_between([times[i] for i in ok], [points[i][1] for i in ok], [points[i][2] for i in ok],
-                                color=color, alpha=0.2, linewidth=0, label=f"{key[0]}={key[1]} 95% CI")
-            for s in segs:  # the true rate, a step per segment
-                row = targets.get((s["index"], result["deployment"], result["algorithm"], "verification", *key))
-                if row:
-                    ax.hlines(row["target_fmr"], _ts(s["start"]), _ts(s["end"]), colors=color,
-                              linestyles="dashed", linewidth=1)
-        if drift:
-            ax.axvline(_ts(drift["at"]), color="black", linewidth=1)
-            ax.annotate(f"drift injected: {drift['name']}", (_ts(drift["at"]), 0.98),
-                        xycoords=("data", "axes fraction"), ha="left", va="top", fontsize=8, xytext=(4, 0),
-                        textcoords="offset points")
-        for a in result["alerts"]:
-            if a["metric"] == "fmr" and a["type"] == "error_rate_drift":
-                ax.axvline(_ts(a["opened_at"]), color="red", linestyle=":", linewidth=1)
-        top = max((r["target_fmr"] for r in truth["groups"] if r["attribute"] == attribute), default=0.01)
-        ax.set_ylim(0, 1.6 * top)  # the intervals of sparse steps would flatten everything else
-        ax.set_ylabel("FMR (15-minute steps, 95% CI)\ndashed: true rate")
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
-        ax.set_xlabel("event time (UTC); red dotted: FMR drift alerts opened")
-        ax.legend(fontsize=8, loc="upper left")
-        ax.grid(alpha=0.3)
-        figures.append((f"False match rate by {attribute} over event time", _png(fig)))
-
-    rows = [g for g in result["groups"] if g["rate"] is not None]
-    labels = sorted({(g["attribute"], g["group"]) for g in rows}, key=lambda k: (k[0] != "*", k))
-    if labels:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 0.36 * len(labels) + 1.4), sharey=True)
-        y = {k: i for i, k in enumerate(labels)}
-        for ax, metric in zip(axes, ("fmr", "fnmr")):
-            for seg, color, offset in ((0, "tab:blue", -0.15), (1, "tab:orange", 0.15)):
-                pts = [g for g in rows if g["metric"] == metric and g["segment"] == seg]
-                if not pts:
-                    continue
-                ys = [y[(g["attribute"], g["group"])] + offset for g in pts]
-                xs = [g["rate"] for g in pts]
-                err = [[max(0.0, g["rate"] - g["low"]) for g in pts], [max(0.0, g["high"] - g["rate"]) for g in pts]]
-                name = "before the drift" if seg == 0 else "after"
-                ax.errorbar(xs, ys, xerr=err, fmt="o", color=color, markersize=4, capsize=2, label=f"{name} (95% CI)")
-                ax.plot([g["truth"] for g in pts], ys, "k|", markersize=9, label="true rate" if seg == 0 else None)
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a narrow decade
-            ax.set_title(metric.upper())
-            ax.grid(alpha=0.3, axis="x")
-        axes[0].set_yticks(range(len(labels)), ["all" if a == "*" else f"{a}={g}" for a, g in labels])
-        axes[0].invert_yaxis()
-        handles, names = axes[0].get_legend_handles_labels()
-        fig.legend(handles, names, fontsize=8, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.02))
-        fig.subplots_adjust(bottom=0.9 / (0.36 * len(labels) + 1.4))
-        figures.append(("Every group's error rates before and after the drift, with the simulator's true rates",
-                        _png(fig)))
-    return figures
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
-table{border-collapse:collapse;margin:0.6em 0 1.4em;font-size:0.85em}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-td:first-child,th:first-child{text-align:left}
-.miss{background:#fde2e2}.drift{background:#fff3cd}.ok{color:#1a7f37}.bad{color:#b42318}
-figure{margin:1em 0}img{max-width:100%}code,pre{background:#f4f4f4;padding:2px 4px}pre{padding:8px;overflow:auto}
-"""
-
-
-_num = functools.partial(format_number, digits=3)  # the summary's tables are narrower than the report's
-
-
-def _delay_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    sign = "-" if seconds < 0 else ""
-    minutes = abs(seconds) / 60
-    return f"{sign}{minutes:.0f} min"
-
-
-def render_html(result: dict[str, Any], figures: list[tuple[str, str]]) -> str:
-    e = html.escape
-    truth = result["truth"]
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>fairwatch demo: {e(result['run'])}"
-             f"</title><style>{_CSS}</style></head><body>",
-             f"<h1>fairwatch demo</h1><p>Run <code>{e(result['run'])}</code>: scenario <b>{e(truth['scenario'])}</b> "
-             f"(seed {truth['seed']}), {truth['events']} match events and {truth['outcomes']} verified outcomes over "
-             f"event time {e(truth['start'])} .. {e(truth['end'])}, published in {result['timings']['publish']:.0f} s "
-             f"of wall time through {result['workers']} worker(s).</p>"]
-    for d in truth["drifts"]:
-        group = ", ".join(f"{k}={v}" for k, v in (d.get("group") or {}).items())
-        parts.append(f"<p class='drift'>Injected drift <b>{e(d['name'])}</b> at {e(d['at'])}: "
-                     f"{e(d.get('metric', '').upper())} of {e(group)} x{d.get('factor')}.</p>")
-    parts.append(f"<p><b>{e(result['verdict'])}</b></p>")
-    for caption, data in figures:
-        parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{e(caption)}</figcaption></figure>")
-    cov = result["coverage"]
-    parts.append(f"<h2>Per-group error rates with 95% intervals</h2><p>{cov['covered']} of {cov['total']} intervals "
-                 f"contain the simulator's true rate (about 95% expected). Rows where it falls outside are shaded.</p>")
-    for seg in truth["segments"]:
-        parts.append(f"<h3>{e(seg['start'])} .. {e(seg['end'])}</h3><table><tr><th>group</th><th>metric</th>"
-                     "<th>comparisons</th><th>errors</th><th>estimate</th><th>95% CI</th><th>true</th></tr>")
-        for g in result["groups"]:
-            if g["segment"] != seg["index"]:
-                continue
-            cls = " class='miss'" if g["covered"] is False else ""
-            parts.append(f"<tr{cls}><td>{e(_group_text(g))}</td><td>{g['metric'].upper()}</td><td>{g['n']}</td>"
-                         f"<td>{g['errors']}</td><td>{_num(g['rate'])}</td><td>[{_num(g['low'])}, {_num(g['high'])}]</td>"
-                         f"<td>{_num(g['truth'])}</td></tr>")
-        parts.append("</table>")
-    parts.append("<h2>Differentials</h2><table><tr><th>attribute</th><th>rate</th><th>differential</th>"
-                 + "".join(f"<th>{e(s['start'][11:16])}..{e(s['end'][11:16])}</th>" for s in truth["segments"]) + "</tr>")
-    for row in _differential_rows(result):
-        parts.append(f"<tr><td>{e(row[0])}</td><td>{e(row[1])}</td><td>{e(row[2])}</td>"
-                     + "".join(f"<td>{e(c)}</td>" for c in row[3:]) + "</tr>")
-    parts.append("</table><h2>Alerts</h2>")
-    claims = [a for a in result["alerts"] if a["verdict"] != "notice"]
-    notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
-    if claims:
-        parts.append("<table><tr><th>opened (event time)</th><th>after the drift</th><th>type</th><th>metric</th>"
-                     "<th>group</th><th>estimate [CI]</th><th>baseline</th><th>state</th><th>raised by</th>"
-                     "<th>truth</th></tr>")
-        for a in claims:
-            mark = "bad" if a["verdict"] == "unaffected" else "ok"
-            parts.append(f"<tr><td>{e(a['opened_at'])}</td><td>{_delay_text(a['delay_seconds'])}</td><td>{e(a['type'])}"
-                         f"</td><td>{e(a['metric'])}</td><td>{e(a['group'])}</td><td>{_num(a['estimate'])} "
-                         f"[{_num(a['low'])}, {_num(a['high'])}]</td><td>{_num(a['baseline'])}</td><td>{e(a['state'])}"
-                         f"</td><td>{e(a.get('raised_by', 'demo'))}</td><td class='{mark}'>{e(a['verdict'])}</td></tr>")
-        parts.append("</table>")
-    else:
-        parts.append(f"<p>No alert. {e(result['detection'])}</p>")
-    if notices:
-        parts.append(f"<p>{len(notices)} info notice(s) (insufficient_evidence, not claims of drift): "
-                     + e(", ".join(f"{a['group']} {a['metric']}" for a in notices)) + "</p>")
-    ch = result["clickhouse"]
-    parts.append(f"<h2>Where the data is</h2><p>ClickHouse database <code>{e(ch['database'])}</code> at "
-                 f"<code>{e(ch['url_redacted'])}</code>; files in <code>{e(result['out'])}</code>.</p>"
-                 f"<pre>{e(ch['query_command'])}</pre><pre>{e(ch['metrics_command'])}</pre></body></html>")
-    return "\n".join(parts)
-
-
-def _group_text(g: dict[str, Any]) -> str:
-    return "all" if g["attribute"] == "*" else f"{g['attribute']}={g['group']}"
-
-
-def _differential_rows(result: dict[str, Any]) -> list[list[str]]:
-    cells: dict[tuple, dict[int, str]] = {}
-    for d in result["differentials"]:
-        if d["metric"] not in SHOWN_DIFFERENTIALS:
-            continue
-        key = (d["attribute"], d["rate"], d["metric"])
-        cells.setdefault(key, {})[d["segment"]] = f"{_num(d['value'])} [{_num(d['low'])}, {_num(d['high'])}]"
-    segments = [s["index"] for s in result["truth"]["segments"]]
-    return [[*key, *(cells[key].get(s, "-") for s in segments)] for key in sorted(cells)]
 
 
 # ---- the run -------------------------------------------------------------------------------------------------
@@ -988,7 +692,7 @@ def _verdict(result: dict[str, Any]) -> str:
         if mine:
             first = min(mine, key=lambda a: a["opened_at"])
             parts.append(f"The injected drift ({group} {d.get('metric', '').upper()} x{d.get('factor')}) was alerted "
-                         f"{_delay_text(first['delay_seconds'])} of event time after it began ({first['type']}).")
+                         f"{delay_text(first['delay_seconds'])} of event time after it began ({first['type']}).")
         else:
             parts.append(f"The injected drift ({group}) was NOT alerted.")
     if affected:
@@ -1030,8 +734,8 @@ def _print_story(console, result: dict[str, Any]) -> None:
                     cells += ["-", "-", "-"]
                     continue
                 mark = "" if g["covered"] is None else (" [green]✓[/green]" if g["covered"] else " [red]✗[/red]")
-                cells += [f"{g['n']} ({g['errors']})", f"{_num(g['rate'])} [{_num(g['low'])}, {_num(g['high'])}]",
-                          f"{_num(g['truth'])}{mark}"]
+                cells += [f"{g['n']} ({g['errors']})", f"{short_number(g['rate'])} [{short_number(g['low'])}, {short_number(g['high'])}]",
+                          f"{short_number(g['truth'])}{mark}"]
             table.add_row(*cells)
         console.print(table)
     cov = result["coverage"]
@@ -1040,7 +744,7 @@ def _print_story(console, result: dict[str, Any]) -> None:
     diffs = Table(title="Differentials between the groups of each attribute (max/min ratio, max/geometric mean), 95% CI")
     for column in ("attribute", "rate", "differential", *(f"{s['start'][11:16]}-{s['end'][11:16]}" for s in segments)):
         diffs.add_column(column)
-    for row in _differential_rows(result):
+    for row in differential_rows(result):
         diffs.add_row(*row)
     console.print(diffs)
     claims = [a for a in result["alerts"] if a["verdict"] != "notice"]
@@ -1053,8 +757,8 @@ def _print_story(console, result: dict[str, Any]) -> None:
         for a in claims:
             verdict = {"injected": "[green]injected drift[/green]", "affected": "[green]drift-affected[/green]",
                        "unaffected": "[red]not drifted[/red]", "notice": "[dim]not tested (info)[/dim]"}[a["verdict"]]
-            alerts.add_row(a["opened_at"][11:19], _delay_text(a["delay_seconds"]), a["type"], a["metric"], a["group"],
-                           f"{_num(a['estimate'])} [{_num(a['low'])}, {_num(a['high'])}]", _num(a["baseline"]),
+            alerts.add_row(a["opened_at"][11:19], delay_text(a["delay_seconds"]), a["type"], a["metric"], a["group"],
+                           f"{short_number(a['estimate'])} [{short_number(a['low'])}, {short_number(a['high'])}]", short_number(a["baseline"]),
                            a["state"], a.get("raised_by", "demo"), verdict)
         console.print(alerts)
     else:
@@ -1074,29 +778,3 @@ def _print_story(console, result: dict[str, Any]) -> None:
 # ---- command line -------------------------------------------------------------------------------------------
 
 
-def demo_command(
-    scenario: str = typer.Option("demo", "--scenario", help="A scenario YAML file or a packaged one (demo, default)."),
-    events: Optional[int] = typer.Option(None, "--events", envvar="FAIRWATCH_DEMO_EVENTS", min=1,
-                                         help="Overrides the scenario's number of events."),
-    seed: Optional[int] = typer.Option(None, "--seed", envvar="FAIRWATCH_DEMO_SEED", min=0),
-    seconds: float = typer.Option(60.0, "--seconds", envvar="FAIRWATCH_DEMO_SECONDS", min=1.0,
-                                  help="Wall time over which the scenario's event time is published."),
-    workers: int = typer.Option(2, "--workers", envvar="FAIRWATCH_DEMO_WORKERS", min=1),
-    partitions: int = typer.Option(4, "--partitions", min=1, help="Partitions of the run's input topics."),
-    out: Path = typer.Option(Path("demo-output"), "--out", envvar="FAIRWATCH_DEMO_OUT", file_okay=False,
-                             help="Where the simulated files, worker logs, policy and summary go."),
-) -> None:
-    """The whole story in one command: stack, workers, a simulated bias drift, detection, the numbers and a summary."""
-    from rich.console import Console
-
-    console = Console()
-    options = DemoOptions(scenario=scenario, events=events, seed=seed, seconds=seconds, workers=workers,
-                          partitions=partitions, out=out)
-    try:
-        run_demo(options, console)
-    except DemoError as exc:
-        console.print(f"[red]demo failed:[/red] {exc}")
-        raise typer.Exit(1) from None
-    except (KeyboardInterrupt, Interrupted):
-        console.print("[yellow]interrupted: everything the demo started has been stopped[/yellow]")
-        raise typer.Exit(130) from None

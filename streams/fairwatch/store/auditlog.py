@@ -35,7 +35,14 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Iterable
 
-from fairwatch.store.clickhouse import SCHEMAS_DIR, MigrationResult, ServerStore, Store, load_migrations, migrate
+from fairwatch.store.clickhouse import (
+    SCHEMAS_DIR,
+    MigrationResult,
+    ServerStore,
+    Store,
+    load_migrations,
+    migrate,
+)
 
 TABLE = "audit_log"
 COLUMNS = ("chain", "seq", "kind", "recorded_at", "content", "prev_hash", "hash", "mac")

@@ -1,0 +1,127 @@
+"""The demo's results: the stored per-group rates and alerts of a run, set against the scenario's truth."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from fairwatch.contracts.records import format_timestamp, parse_timestamp
+from fairwatch.core.config import CoreConfig
+from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
+
+PLOT_STEP_SECONDS = 900  # the over-time plot: one point per 15 minutes of event time
+
+
+SHOWN_DIFFERENTIALS = ("max_min_ratio", "max_geomean")
+
+
+def truth_rows(truth: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+    return {(r["segment"], r["deployment"], r["algorithm"], r["mode"], r["attribute"], r["label"]): r
+            for r in truth["groups"]}
+
+
+def per_group_results(store, truth: dict[str, Any], config: CoreConfig) -> tuple[list[dict], list[dict]]:
+    """Per segment of the truth (before / after each drift): every group's rates with intervals,
+    next to the true rate, and the differentials; both from :func:`fairwatch.audit.estimates.window_metrics`."""
+    from fairwatch.audit.estimates import window_metrics
+    from fairwatch.audit.window import Window
+
+    targets = truth_rows(truth)
+    groups, differentials = [], []
+    for seg in truth["segments"]:
+        window = Window(parse_time(seg["start"]), parse_time(seg["end"]))
+        _, document = window_metrics(store, window, config)
+        for g in document["groups"]:
+            t = targets.get((seg["index"], g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["group"]))
+            for metric, n_field, e_field in (("fmr", "impostor", "false_match"), ("fnmr", "genuine", "false_non_match")):
+                true_rate = None if t is None else t[f"target_{metric}"]
+                low, high = g[f"{metric}_low"], g[f"{metric}_high"]
+                groups.append({
+                    "segment": seg["index"], "window": window.to_dict(), "deployment": g["deployment"],
+                    "algorithm": g["algorithm"], "mode": g["mode"], "attribute": g["attribute"], "group": g["group"],
+                    "metric": metric, "n": g[n_field], "errors": g[e_field], "rate": g[metric], "low": low,
+                    "high": high, "status": g[f"{metric}_status"] if f"{metric}_status" in g else g["status"],
+                    "truth": true_rate,
+                    "covered": None if true_rate is None or low is None else bool(low <= true_rate <= high),
+                })
+        for d in document["differentials"]:
+            differentials.append({"segment": seg["index"], **d})
+    return groups, differentials
+
+
+def alert_results(store, truth: dict[str, Any]) -> list[dict[str, Any]]:
+    from fairwatch.detect.reads import read_alerts
+
+    out = []
+    for a in read_alerts(store):
+        verdict, drift = classify_alert(a.deployment, a.algorithm, a.group, a.metric, truth["drifts"])
+        if a.type == "insufficient_evidence":  # "this group was not tested", not a claim that it drifted
+            verdict, drift = "notice", None
+        delay = None
+        if drift is not None:
+            delay = (a.opened_at - parse_time(drift["at"])).total_seconds()
+        out.append({"id": a.id, "type": a.type, "severity": a.severity, "deployment": a.deployment,
+                    "algorithm": a.algorithm, "group": a.group, "metric": a.metric, "state": a.state,
+                    "opened_at": format_timestamp(a.opened_at),
+                    "resolved_at": format_timestamp(a.resolved_at) if a.resolved_at else None,
+                    "estimate": a.estimate, "low": a.low, "high": a.high, "baseline": a.baseline,
+                    "verdict": verdict, "drift": drift["name"] if drift else None, "delay_seconds": delay})
+    return sorted(out, key=lambda a: (a["opened_at"], a["group"], a["type"]))
+
+
+def step_series(store, deployment: str, attributes: tuple[str, ...], start: datetime, end: datetime,
+                config: CoreConfig, step: int = PLOT_STEP_SECONDS) -> dict[str, Any]:
+    """FMR / FNMR per group per ``step`` of event time, with intervals (for the plots)."""
+    from fairwatch.core.estimates import RateEstimator
+    from fairwatch.store.group_counts import bucket_counts
+
+    rows = bucket_counts(store, deployment, start, end, attributes, by_algorithm=False)
+    n_steps = max(1, math.ceil((end - start).total_seconds() / step))
+    acc: dict[tuple[str, str], np.ndarray] = {}
+    for attribute, label, bucket, *values in rows:
+        i = min(n_steps - 1, int((bucket - start.timestamp()) // step))
+        acc.setdefault((attribute, label), np.zeros((n_steps, len(COLUMNS))))[i] += values
+    estimator = RateEstimator(config)
+    series = {}
+    for key, counts in sorted(acc.items()):
+        entry = {}
+        for metric, block in (("fmr", IMPOSTOR), ("fnmr", GENUINE)):
+            est = estimator.estimate(counts[:, block], None)
+            entry[metric] = [(e.rate, e.low, e.high) if e.n else (None, None, None) for e in est]
+        series[key] = entry
+    times = [start + timedelta(seconds=step * (i + 0.5)) for i in range(n_steps)]
+    return {"times": times, "series": series}
+
+
+def parse_time(text: str) -> datetime:
+    return parse_timestamp(text, "time")
+
+
+def _split_group(text: str) -> tuple[str, str]:
+    return ("*", "*") if text == "*" else tuple(text.split("=", 1))  # type: ignore[return-value]
+
+
+def classify_alert(deployment: str, algorithm: str, group: str, metric: str,
+                   drifts: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
+    """``("injected" | "affected" | "unaffected", drift)`` for an alert, from ``truth.json`` drifts.
+
+    ``injected``: the drift's own group and metric; ``affected``: a group whose true rate the
+    drift changed (it holds drifted subjects, e.g. sex=F when race=Black drifts); anything else
+    is ``unaffected`` (a false alarm). A score-tail alert belongs to the FMR side (impostor scores).
+    """
+    attribute, label = _split_group(group)
+    side = {"fmr": "fmr", "fpir": "fmr", "score": "fmr", "fnmr": "fnmr", "fnir": "fnmr"}.get(metric, metric)
+    for drift in drifts:
+        if drift.get("metric") != side:
+            continue
+        own = drift.get("group") or {}
+        if len(own) == 1 and own.get(attribute) == label:
+            return "injected", drift
+        for e in drift.get("effects", []):
+            if (e["deployment"], e["algorithm"], e["attribute"], e["label"]) == (deployment, algorithm, attribute, label) \
+                    and abs(e["ratio"] - 1) > 1e-9:
+                return "affected", drift
+    return "unaffected", None
