@@ -19,7 +19,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fairwatch.store.auditlog import COLUMNS, append_records, verify
-from fairwatch.store.clickhouse import migrate, open_store
+from fairwatch.store.clickhouse import open_store
+from fairwatch.store.migrations import migrate
 
 RESULTS = Path(__file__).parent / "results" / "auditlog.json"
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.workload: 
 
 from fairwatch.contracts.partitioning import partitions_for  # noqa: E402
 from fairwatch.core.config import CoreConfig  # noqa: E402
-from fairwatch.store.clickhouse import migrate, open_store  # noqa: E402
+from fairwatch.store.clickhouse import open_store
+from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import ClickHouseSink  # noqa: E402
 from fairwatch.stream.processor import BatchProcessor, RawMessage, ResidentJoins  # noqa: E402
 

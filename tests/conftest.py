@@ -6,7 +6,8 @@ import os
 import uuid
 
 import pytest
-from fairwatch.store.clickhouse import EmbeddedStore, ServerStore, migrate, open_store
+from fairwatch.store.clickhouse import EmbeddedStore, ServerStore, open_store
+from fairwatch.store.migrations import migrate
 from fairwatch.testing.stack import ensure_stack, server_url
 
 SERVER = pytest.param("server", marks=pytest.mark.services)

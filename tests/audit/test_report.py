@@ -23,7 +23,8 @@ from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame
 from fairwatch.core.layout import GroupKey
-from fairwatch.store.clickhouse import migrate, open_store
+from fairwatch.store.clickhouse import open_store
+from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import ClickHouseSink
 from fairwatch.stream.processor import BatchProcessor, RawMessage
 from fairwatch.testing.stack import server_url

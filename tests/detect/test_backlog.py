@@ -14,7 +14,8 @@ from fairwatch.core.config import CoreConfig
 from fairwatch.detect.cycle import run_detection
 from fairwatch.detect.policy import PolicyError, parse_policy
 from fairwatch.detect.reads import read_alerts, read_backlog
-from fairwatch.store.clickhouse import migrate, open_store
+from fairwatch.store.clickhouse import open_store
+from fairwatch.store.migrations import migrate
 from fairwatch.testing.oracles import alert_validator
 from scipy import stats
 

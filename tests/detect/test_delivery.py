@@ -21,7 +21,8 @@ from fairwatch.detect.delivery import (
 )
 from fairwatch.detect.incidents import ALERT_COLUMNS, Alert
 from fairwatch.detect.reads import read_alerts
-from fairwatch.store.clickhouse import migrate, open_store
+from fairwatch.store.clickhouse import open_store
+from fairwatch.store.migrations import migrate
 from fairwatch.testing.live import delete_resources
 from fairwatch.testing.oracles import alert_validator
 

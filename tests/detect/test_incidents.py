@@ -194,7 +194,8 @@ def test_an_insufficient_evidence_notice_resolves_once_late_outcomes_fill_the_ba
     from fairwatch.detect.cycle import run_detection
     from fairwatch.detect.policy import parse_policy
     from fairwatch.detect.reads import read_alerts
-    from fairwatch.store.clickhouse import migrate, open_store
+    from fairwatch.store.clickhouse import open_store
+    from fairwatch.store.migrations import migrate
     from fairwatch.store.sink import ClickHouseSink
     from fairwatch.stream.processor import BatchProcessor, RawMessage
     from fairwatch.testing.workload import make_workload

@@ -20,7 +20,8 @@ from fairwatch.audit.snapshots import write_snapshots
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
 from fairwatch.store.auditlog import AuditError, append_records, migrate_access, verify
-from fairwatch.store.clickhouse import migrate, open_store
+from fairwatch.store.clickhouse import open_store
+from fairwatch.store.migrations import migrate
 from typer.testing import CliRunner
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)
@@ -227,7 +228,7 @@ def test_bad_input_is_refused_with_a_reason(embedded):
 
 def test_access_migration_parses_and_is_skipped_where_it_cannot_run(embedded):
     from fairwatch.store.auditlog import ACCESS_DIR
-    from fairwatch.store.clickhouse import load_migrations
+    from fairwatch.store.migrations import load_migrations
 
     store = embedded
     [role] = load_migrations(ACCESS_DIR)

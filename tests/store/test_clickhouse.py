@@ -11,10 +11,9 @@ from fairwatch.store.clickhouse import (
     EmbeddedStore,
     ServerStore,
     StoreError,
-    load_migrations,
-    migrate,
     open_store,
 )
+from fairwatch.store.migrations import load_migrations, migrate
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
 

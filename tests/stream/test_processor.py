@@ -11,8 +11,8 @@ import random
 import pytest
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.join import EventState
-from fairwatch.store.clickhouse import migrate
 from fairwatch.store.group_expansion import group_expansion_sql
+from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import ClickHouseSink
 from fairwatch.stream.processor import BatchProcessor, RawMessage
 from fairwatch.testing.live import assert_counts_equal, changed_counts, stored_counts

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.join import LabeledDeltas, Profile
-from fairwatch.store.clickhouse import migrate, open_store
+from fairwatch.store.clickhouse import open_store
+from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import (
     DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,

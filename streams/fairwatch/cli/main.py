@@ -40,7 +40,7 @@ def migrate(
 ) -> None:
     """Create or upgrade the ClickHouse tables (idempotent, version-aware)."""
     from fairwatch.store.clickhouse import StoreError, open_store
-    from fairwatch.store.clickhouse import migrate as run_migrations
+    from fairwatch.store.migrations import migrate as run_migrations
 
     try:
         opened = open_store(store)

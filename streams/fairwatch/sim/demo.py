@@ -435,7 +435,8 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     from rich.text import Text
 
     from fairwatch.sim.writers import open_kafka_writer, publish, write_jsonl
-    from fairwatch.store.clickhouse import migrate, open_store
+    from fairwatch.store.clickhouse import open_store
+    from fairwatch.store.migrations import migrate
     from fairwatch.stream.topics import ensure_topics
 
     timings: dict[str, float] = {}

@@ -15,7 +15,8 @@ from typing import Callable
 import httpx
 
 from fairwatch.contracts.records import MatchEvent, Rejection, decode_match_event
-from fairwatch.store.clickhouse import SCHEMAS_DIR, migrate, open_store
+from fairwatch.store.clickhouse import SCHEMAS_DIR, open_store
+from fairwatch.store.migrations import migrate
 
 EXAMPLES = SCHEMAS_DIR / "examples"
 

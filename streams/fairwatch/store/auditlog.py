@@ -35,14 +35,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Iterable
 
-from fairwatch.store.clickhouse import (
-    SCHEMAS_DIR,
-    MigrationResult,
-    ServerStore,
-    Store,
-    load_migrations,
-    migrate,
-)
+from fairwatch.store.clickhouse import SCHEMAS_DIR, ServerStore, Store
+from fairwatch.store.migrations import MigrationResult, load_migrations, migrate
 
 TABLE = "audit_log"
 COLUMNS = ("chain", "seq", "kind", "recorded_at", "content", "prev_hash", "hash", "mac")
@@ -173,7 +167,8 @@ def append_records(
     Examples
     --------
     >>> import tempfile
-    >>> from fairwatch.store.clickhouse import migrate, open_store
+    >>> from fairwatch.store.clickhouse import open_store
+    >>> from fairwatch.store.migrations import migrate
     >>> store = open_store(f"chdb://{tempfile.mkdtemp()}")
     >>> _ = migrate(store)
     >>> t = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)

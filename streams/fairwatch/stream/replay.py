@@ -16,7 +16,8 @@ from typing import Callable, Iterator
 
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
-from fairwatch.store.clickhouse import Store, migrate
+from fairwatch.store.clickhouse import Store
+from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import ClickHouseSink
 from fairwatch.stream.processor import BatchProcessor, DeadLetter, RawMessage
 

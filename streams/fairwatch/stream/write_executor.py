@@ -21,7 +21,8 @@ import time
 from typing import Callable
 
 from fairwatch.core.config import CoreConfig
-from fairwatch.store.clickhouse import migrate, open_store
+from fairwatch.store.clickhouse import open_store
+from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import (
     ClickHouseSink,
     SinkBatch,
