@@ -20,13 +20,14 @@ install: $(STAMP)
 # Tests start the local stack themselves (scripts/stack up is idempotent) unless FAIRWATCH_KAFKA,
 # FAIRWATCH_CLICKHOUSE and FAIRWATCH_ALERTMANAGER point at running services; the local stack is
 # stopped afterwards (KEEP_STACK=1 keeps it).
-# Two phases: the service-free tests spread over every core (xdist), then the tests that share
-# the stack, one at a time. The helm build (first run only) overlaps the stack's downloads.
+# Every test on every core (xdist); tests that run worker processes share a group (one at a time);
+# tests marked exclusive stop a shared service, so they run alone afterwards. helm (built once into
+# the cache) builds in the background meanwhile; the deploy tests wait for it.
 test: $(STAMP)
-	scripts/tools helm >/dev/null & helm=$$!; scripts/stack install; wait $$helm
+	scripts/tools helm >/dev/null 2>&1 & scripts/stack install
 	status=0; \
-	$(PY) -m pytest -m "not services" -n auto $(PYTEST_ARGS) || status=$$?; \
-	$(PY) -m pytest -m services -p no:xdist $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest -n auto --dist loadgroup -m "not exclusive" $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest -p no:xdist -m exclusive $(PYTEST_ARGS) || status=$$?; \
 	if [ -z "$(KEEP_STACK)" ]; then scripts/stack down; fi; exit $$status
 
 # Everything that needs no service (no Kafka, no ClickHouse server, no Alertmanager): <= 3 minutes.

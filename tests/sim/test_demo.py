@@ -31,6 +31,8 @@ from fairwatch.testing.tools import RENDER_CHECK, debian_tool, headless
 from PIL import Image
 from scipy.stats import binom
 
+pytestmark = pytest.mark.xdist_group("demo")  # the demo runs workers of its own: one at a time
+
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO = yaml.safe_load((REPO / "streams/fairwatch/sim/scenarios/demo.yaml").read_text())
 EVENTS = 50_000  # half the demo's traffic: the drift is still alerted within the hour (see module notes)

@@ -20,7 +20,7 @@ from fairwatch.store.clickhouse import open_store
 from fairwatch.testing.live import REPO, LiveSetup, assert_counts_equal, stored_counts
 from fairwatch.testing.workload import make_workload, mixed_batches, oracle_counts
 
-pytestmark = [pytest.mark.services, pytest.mark.timeout(1500)]  # wait_drained fails first, with the log
+pytestmark = [pytest.mark.services, pytest.mark.timeout(1500), pytest.mark.xdist_group("live-workers")]  # wait_drained fails first, with the log
 
 
 @pytest.fixture(autouse=True)
@@ -118,6 +118,7 @@ def _local_clickhouse_pid() -> int:
     return int((state / "run" / "clickhouse.pid").read_text())
 
 
+@pytest.mark.exclusive
 def test_clickhouse_down_for_30_seconds_loses_nothing(stack, tmp_path):
     if os.environ.get("FAIRWATCH_CLICKHOUSE"):
         pytest.skip("stops the local stack's ClickHouse; FAIRWATCH_CLICKHOUSE points at an external server")

@@ -3,23 +3,33 @@ missing: a test that needs one never skips."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 
 def debian_tool(binary: str, package: str) -> str:
     """Path of ``binary``, installing Debian ``package`` first if it is not on PATH."""
     found = shutil.which(binary)
     if found is None:
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, env=env, capture_output=True)
-        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", package], check=True,
-                       env=env, capture_output=True)
-        found = shutil.which(binary)
+        lock_path = Path(os.environ.get("FAIRWATCH_CACHE", Path.home() / ".cache" / "fairwatch")) / "apt.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock:  # parallel test workers: one apt-get at a time
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            found = shutil.which(binary) or _apt_install(binary, package)
     assert found, f"{binary} is not installed and apt-get did not install {package}"
     return found
+
+
+def _apt_install(binary: str, package: str) -> str | None:
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, env=env, capture_output=True)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", package], check=True,
+                   env=env, capture_output=True)
+    return shutil.which(binary)
 
 
 # Injected into a page before it loads: after load, a <pre id="render-check"> lists the images and
