@@ -66,9 +66,9 @@ def test_every_stage_is_a_package_with_a_public_face():
 
 def test_the_walker_sees_a_backward_import(tmp_path):
     bad = tmp_path / "m.py"
-    bad.write_text("def f():\n    from fairwatch.cli.main import app\n")
-    assert "fairwatch.cli.main" in _imported(bad)
-    assert RANK[_stage("fairwatch.cli.main")] > RANK[_stage("fairwatch.core.join")]
+    bad.write_text("def f():\n    from fairwatch.cli.commands import app\n")
+    assert "fairwatch.cli.commands" in _imported(bad)
+    assert RANK[_stage("fairwatch.cli.commands")] > RANK[_stage("fairwatch.core.join")]
 
 
 def test_one_module_reads_group_counts():
@@ -80,3 +80,16 @@ def test_one_module_reads_group_counts():
                      if "FROM group_counts" in p.read_text() and str(p.relative_to(PACKAGE)) not in allowed)
     assert readers == []
     assert "FROM group_counts" in (PACKAGE / "store" / "group_counts.py").read_text()
+
+
+def test_every_public_name_of_a_stage_resolves():
+    import importlib
+
+    for stage in STAGES:
+        package = importlib.import_module(f"fairwatch.{stage}")
+        names = getattr(package, "__all__", [])
+        assert names, f"fairwatch.{stage} has no __all__"
+        missing = [n for n in names if getattr(package, n, None) is None]
+        assert missing == [], f"fairwatch.{stage}: {missing}"
+        # a public name never hides a submodule of the same name
+        assert not {n for n in names if (PACKAGE / stage / f"{n}.py").exists()}, stage

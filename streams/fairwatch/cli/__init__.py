@@ -1,5 +1,5 @@
-"""CLI: the one ``fairwatch`` command; every verb is registered in :mod:`fairwatch.cli.main`."""
+"""CLI: the one ``fairwatch`` command; every verb is registered in :mod:`fairwatch.cli.commands`."""
 
-from fairwatch.cli.main import app, main
+from fairwatch.cli.commands import app, main
 
 __all__ = ["app", "main"]

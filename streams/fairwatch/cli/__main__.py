@@ -2,6 +2,6 @@
 
 import sys
 
-from fairwatch.cli.main import main
+from fairwatch.cli.commands import main
 
 sys.exit(main())
