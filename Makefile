@@ -27,7 +27,7 @@ test: $(STAMP)
 	scripts/tools helm >/dev/null 2>&1 & scripts/stack install
 	status=0; \
 	$(PY) -m pytest -n auto --dist loadgroup -m "not exclusive" $(PYTEST_ARGS) || status=$$?; \
-	$(PY) -m pytest -p no:xdist -m exclusive $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest -n 0 -m exclusive $(PYTEST_ARGS) || status=$$?; \
 	if [ -z "$(KEEP_STACK)" ]; then scripts/stack down; fi; exit $$status
 
 # Everything that needs no service (no Kafka, no ClickHouse server, no Alertmanager): <= 3 minutes.
