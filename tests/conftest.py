@@ -19,6 +19,19 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.services)
 
 
+@pytest.fixture(autouse=True)
+def embedded_stores_are_closed():
+    """Every chDB store a test opens is closed by its end (chDB serves one directory per process
+    at a time, so one left open breaks the next test on that worker, whatever the order). Stores
+    of module-scoped fixtures, open before the test, are theirs to close."""
+    before = set(EmbeddedStore.opened)
+    yield
+    leaked = [store for store in list(EmbeddedStore.opened) if store not in before]
+    for store in leaked:
+        store.close()
+    assert [store.path for store in leaked] == [], "chDB stores left open"
+
+
 @pytest.fixture(scope="session")
 def stack() -> dict[str, str]:
     """Addresses of Kafka, ClickHouse and Alertmanager (FAIRWATCH_* names -> values).

@@ -27,10 +27,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from fairwatch.contracts.envelopes import BATCH_VERSION, MAX_BATCH_RECORDS
 from fairwatch.contracts.partitioning import partition_for
 from fairwatch.contracts.records import (
-    BATCH_VERSION,
-    MAX_BATCH_RECORDS,
     MAX_MESSAGE_BYTES,
     MatchEvent,
     VerifiedOutcome,

@@ -13,13 +13,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from fairwatch.contracts.envelopes import MAX_BATCH_RECORDS, decode_message
 from fairwatch.contracts.partitioning import murmur2, partition_for, partitions_for
-from fairwatch.contracts.records import (
-    MAX_BATCH_RECORDS,
-    RejectCode,
-    Rejection,
-    decode_message,
-)
+from fairwatch.contracts.records import RejectCode, Rejection
 from fairwatch.core.config import CoreConfig
 from fairwatch.producer import BatchBuilder, encode_record
 from fairwatch.stream.processor import BatchProcessor, RawMessage

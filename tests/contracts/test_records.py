@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import msgspec
 import pytest
+from fairwatch.contracts import envelopes
 from fairwatch.contracts import records as contracts
 from fairwatch.contracts.records import (
     MatchEvent,
@@ -187,7 +188,7 @@ def test_timestamps_outside_the_years_clickhouse_stores_are_refused_by_both_path
             assert isinstance(result, Rejection) and result.code == RejectCode.BAD_TIMESTAMP
             assert "1971-2105" in result.message
         envelope = json.dumps({"batch_version": 1, "bucket": 0, "partitions": 1, "records": [doc]}).encode()
-        assert (contracts.decode_valid_batch(envelope, "match_event") is not None) == ok
+        assert (envelopes.decode_valid_batch(envelope, "match_event") is not None) == ok
 
 
 def test_timestamps_keep_their_instant():
@@ -389,19 +390,19 @@ def envelope(records: list, bucket: int = 0, partitions: int = 1, compact: bool 
 def assert_batch_fast_path_agrees(kind: str, raw: bytes) -> bool:
     """decode_valid_batch takes an envelope only when the full path finds every record valid, and
     then gives the same header and records (same floats to the bit, same offsets). True if taken."""
-    fast = contracts.decode_valid_batch(raw, kind)
+    fast = envelopes.decode_valid_batch(raw, kind)
     if fast is None:
         return False
     full = {"match_event": contracts._parse_match_event_fully,
             "verified_outcome": contracts._parse_verified_outcome_fully}[kind]  # no caches shared with the fast paths
     try:
         obj = contracts.load_json(raw)
-        header = contracts._batch_header(obj)
+        header = envelopes._batch_header(obj)
         expected_records = [full(record) for record in obj["records"]]
     except contracts.ContractError as exc:
         raise AssertionError(f"fast path took what the full path refuses: {exc} {raw[:300]!r}") from None
     assert fast.header == header and len(fast.records) == len(expected_records)
-    assert contracts.records_of_valid_batch(raw, kind) == fast.records  # the sink's decode, unchecked
+    assert envelopes.records_of_valid_batch(raw, kind) == fast.records  # the sink's decode, unchecked
     stamp = "occurred_at" if kind == "match_event" else "verified_at"
     for quick, expected in zip(fast.records, expected_records):
         assert type(quick) is type(expected) and quick == expected and quick.to_dict() == expected.to_dict()
@@ -409,9 +410,9 @@ def assert_batch_fast_path_agrees(kind: str, raw: bytes) -> bool:
         for name in ("score", "threshold", "inclusion_prob"):
             if hasattr(expected, name):
                 assert math.copysign(1, getattr(quick, name)) == math.copysign(1, getattr(expected, name))
-    _, items = contracts.decode_message_fully(raw, kind)
+    _, items = envelopes.decode_message_fully(raw, kind)
     for index, item in enumerate(items):  # what dead letters and re-routing carry
-        assert contracts.InputItem(index, fast.records[index], fast).raw == item.raw
+        assert envelopes.InputItem(index, fast.records[index], fast).raw == item.raw
     return True
 
 
@@ -478,8 +479,8 @@ def test_the_batch_fast_path_leaves_duplicate_keys_to_the_full_path(kind):
         name = data.draw(st.sampled_from(sorted(records[index])))
         value = data.draw(st.sampled_from([records[index].get(name, "x"), records[0].get(name, "y"), "z", 1.0]))
         doubled = with_duplicate_key(raw, index, name, value)
-        assert contracts.decode_valid_batch(doubled, kind) is None
-        header, items = contracts.decode_message(doubled, kind)
+        assert envelopes.decode_valid_batch(doubled, kind) is None
+        header, items = envelopes.decode_message(doubled, kind)
         assert [item.record.code for item in items if isinstance(item.record, Rejection)] == [RejectCode.DUPLICATE_KEY]
 
     check()
@@ -488,13 +489,13 @@ def test_the_batch_fast_path_leaves_duplicate_keys_to_the_full_path(kind):
 def test_the_batch_fast_path_leaves_envelope_faults_to_the_full_path():
     records = common_documents("match_event")[:3]
     raw = envelope(records, bucket=2, partitions=4)
-    assert contracts.decode_valid_batch(raw, "match_event").header == contracts.BatchHeader(2, 4)
+    assert envelopes.decode_valid_batch(raw, "match_event").header == envelopes.BatchHeader(2, 4)
     for bad in [envelope(records, bucket=4, partitions=4), envelope(records, bucket=-1, partitions=4),
                 envelope([], 0, 1), raw.replace(b'"bucket":2', b'"bucket":2,"bucket":3'),
                 raw.replace(b'"batch_version":1', b'"batch_version":2'), raw.replace(b'"F"', b'"\\u0046"'),
                 b"\xef\xbb\xbf" + raw, raw.replace(b"}]}", b"}],}"), raw[:-1]]:
-        assert contracts.decode_valid_batch(bad, "match_event") is None, bad[:120]
-        header, items = contracts.decode_message(bad, "match_event")
+        assert envelopes.decode_valid_batch(bad, "match_event") is None, bad[:120]
+        header, items = envelopes.decode_message(bad, "match_event")
         assert header is None or any(isinstance(item.record, Rejection) for item in items) or b"\\u0046" in bad
 
 

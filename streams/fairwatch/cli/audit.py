@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Optional
 
@@ -67,9 +68,8 @@ def report_command(
         config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
                             min_comparisons=min_comparisons)
         window = resolve_window(None, start, end, bucket_seconds)
-        opened = open_for_reading(store)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with closing(open_for_reading(store)) as opened, Progress(*columns, console=console, transient=True) as bar:
             tasks: dict[str, int] = {}
 
             def progress(what: str, done: int, total: int) -> None:
@@ -115,7 +115,8 @@ def verify_command(
 
     try:
         window = resolve_window(None, start, end, 1)
-        result = verify(open_for_reading(store), window.start, window.end, chain=chain)
+        with closing(open_for_reading(store)) as opened:
+            result = verify(opened, window.start, window.end, chain=chain)
     except (WindowError, StoreError, AuditError) as exc:
         raise _fail(str(exc)) from None
     if as_json:

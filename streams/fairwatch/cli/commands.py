@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import closing
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -43,12 +44,12 @@ def migrate(
     from fairwatch.store.migrations import migrate as run_migrations
 
     try:
-        opened = open_store(store)
-        results = run_migrations(opened)
         from fairwatch.store.auditlog import migrate_access
 
-        results += migrate_access(opened)  # the auditor role, where the server has SQL RBAC
-        server = ".".join(map(str, opened.server_version()))
+        with closing(open_store(store)) as opened:
+            results = run_migrations(opened)
+            results += migrate_access(opened)  # the auditor role, where the server has SQL RBAC
+            server = ".".join(map(str, opened.server_version()))
     except StoreError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -180,7 +181,8 @@ def metrics(
         config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
                             min_comparisons=min_comparisons)
         span = resolve_window(window, start, end, bucket_seconds)
-        frame, document = window_metrics(open_store(store), span, config, deployment, algorithm)
+        with closing(open_store(store)) as opened:
+            frame, document = window_metrics(opened, span, config, deployment, algorithm)
     except (WindowError, StoreError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

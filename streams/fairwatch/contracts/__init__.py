@@ -5,16 +5,15 @@ batch envelopes, the one partitioning function from event_id to input partition,
 names. Every later stage speaks these types.
 """
 
+from fairwatch.contracts.envelopes import InputItem, decode_message
 from fairwatch.contracts.partitioning import murmur2, partition_for, partitions_for
 from fairwatch.contracts.records import (
     ContractError,
-    InputItem,
     MatchEvent,
     RejectCode,
     Rejection,
     VerifiedOutcome,
     decode_match_event,
-    decode_message,
     decode_verified_outcome,
     format_timestamp,
     parse_match_event,

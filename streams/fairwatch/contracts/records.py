@@ -3,8 +3,8 @@
 The models mirror ``schemas/*.schema.json`` field for field (a test holds them together, with
 the ``jsonschema`` library as the oracle). Decoding is hand-written rather than delegated to a
 generic validator because it sits on the hot path and must name *one* reason per kind of fault,
-which becomes the dead-letter ``reason_code``. Batch envelopes whose records are all valid take
-a faster route (:func:`decode_valid_batch`, msgspec) that gives the same records.
+which becomes the dead-letter ``reason_code``. Batch envelopes, and their faster route when
+every record is valid, are in :mod:`fairwatch.contracts.envelopes`.
 
 Examples
 --------
@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Any, Mapping
 
 import msgspec
 
@@ -56,7 +56,7 @@ def _ecma(pattern: str) -> re.Pattern[str]:
 
 
 _ID_RE = _ecma(ID_PATTERN)
-_ATTRIBUTE_RE = _ecma(ATTRIBUTE_PATTERN)
+ATTRIBUTE_RE = _ecma(ATTRIBUTE_PATTERN)
 _LABEL_RE = _ecma(LABEL_PATTERN)
 _TIMESTAMP_RE = re.compile(
     r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[Tt](?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
@@ -118,7 +118,7 @@ class ContractError(ValueError):
         self.rejection = rejection
 
 
-def _reject(code: RejectCode, field: str | None, message: str) -> ContractError:
+def reject(code: RejectCode, field: str | None, message: str) -> ContractError:
     return ContractError(Rejection(code, message, field))
 
 
@@ -203,21 +203,21 @@ def format_timestamp(value: datetime) -> str:
 def parse_timestamp(value: Any, name: str) -> datetime:
     """Parse an RFC 3339 date-time that carries an offset into an aware datetime."""
     if not isinstance(value, str):
-        raise _reject(RejectCode.WRONG_TYPE, name, f"{name} must be an RFC 3339 string, got {_type_name(value)}")
+        raise reject(RejectCode.WRONG_TYPE, name, f"{name} must be an RFC 3339 string, got {type_name(value)}")
     m = _TIMESTAMP_RE.fullmatch(value)
     if m is None or not _STRICT_TIMESTAMP_RE.fullmatch(value):
         if m is not None and m.group("tz") is None:
-            raise _reject(
+            raise reject(
                 RejectCode.TIMESTAMP_WITHOUT_OFFSET, name,
                 f"{name} {value!r} has no UTC offset; add 'Z' or '+hh:mm'",
             )
         if m is not None and not MIN_YEAR <= int(m.group("y")) <= MAX_YEAR:
-            raise _reject(
+            raise reject(
                 RejectCode.BAD_TIMESTAMP, name,
                 f"{name} {value!r} is outside the years {MIN_YEAR}-{MAX_YEAR} (ClickHouse stores times from "
                 f"1970 to 2106; with any UTC offset these fit)",
             )
-        raise _reject(RejectCode.BAD_TIMESTAMP, name, f"{name} {value!r} is not an RFC 3339 date-time")
+        raise reject(RejectCode.BAD_TIMESTAMP, name, f"{name} {value!r} is not an RFC 3339 date-time")
     if m.group("sign"):
         delta = timedelta(hours=int(m.group("oh")), minutes=int(m.group("om")))
         tz = timezone(-delta if m.group("sign") == "-" else delta)
@@ -230,10 +230,10 @@ def parse_timestamp(value: Any, name: str) -> datetime:
             int(m.group("h")), int(m.group("mi")), int(m.group("s")), int(frac), tzinfo=tz,
         )
     except ValueError as exc:
-        raise _reject(RejectCode.BAD_TIMESTAMP, name, f"{name} {value!r} is not a calendar date-time ({exc})") from None
+        raise reject(RejectCode.BAD_TIMESTAMP, name, f"{name} {value!r} is not a calendar date-time ({exc})") from None
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -251,15 +251,15 @@ def _type_name(value: Any) -> str:
 
 def _identifier(value: Any, name: str) -> str:
     if not isinstance(value, str):
-        raise _reject(RejectCode.WRONG_TYPE, name, f"{name} must be a string, got {_type_name(value)}")
+        raise reject(RejectCode.WRONG_TYPE, name, f"{name} must be a string, got {type_name(value)}")
     if not value:
-        raise _reject(RejectCode.EMPTY_STRING, name, f"{name} must not be empty")
+        raise reject(RejectCode.EMPTY_STRING, name, f"{name} must not be empty")
     if len(value) > MAX_ID_LENGTH:
-        raise _reject(
+        raise reject(
             RejectCode.STRING_TOO_LONG, name, f"{name} has {len(value)} characters; at most {MAX_ID_LENGTH} allowed"
         )
     if not _ID_RE.fullmatch(value):
-        raise _reject(
+        raise reject(
             RejectCode.INVALID_CHARACTERS, name, f"{name} may hold printable ASCII without spaces only, got {value!r}"
         )
     return value
@@ -267,42 +267,42 @@ def _identifier(value: Any, name: str) -> str:
 
 def _enum(value: Any, name: str, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str):
-        raise _reject(RejectCode.WRONG_TYPE, name, f"{name} must be one of {', '.join(allowed)}; got {_type_name(value)}")
+        raise reject(RejectCode.WRONG_TYPE, name, f"{name} must be one of {', '.join(allowed)}; got {type_name(value)}")
     if value not in allowed:
-        raise _reject(RejectCode.UNKNOWN_ENUM_VALUE, name, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise reject(RejectCode.UNKNOWN_ENUM_VALUE, name, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     return value
 
 
 def _finite(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _reject(RejectCode.WRONG_TYPE, name, f"{name} must be a number, got {_type_name(value)}")
+        raise reject(RejectCode.WRONG_TYPE, name, f"{name} must be a number, got {type_name(value)}")
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise _reject(RejectCode.NON_FINITE_NUMBER, name, f"{name} must be a finite number, got {value!r}")
+        raise reject(RejectCode.NON_FINITE_NUMBER, name, f"{name} must be a finite number, got {value!r}")
     return number
 
 
 def _labels(value: Any, name: str) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise _reject(RejectCode.WRONG_TYPE, name, f"{name} must be an object of attribute -> label, got {_type_name(value)}")
+        raise reject(RejectCode.WRONG_TYPE, name, f"{name} must be an object of attribute -> label, got {type_name(value)}")
     if not value:
-        raise _reject(RejectCode.EMPTY_LABELS, name, f"{name} must name at least one demographic attribute")
+        raise reject(RejectCode.EMPTY_LABELS, name, f"{name} must name at least one demographic attribute")
     if len(value) > MAX_LABELS:
-        raise _reject(RejectCode.TOO_MANY_LABELS, name, f"{name} has {len(value)} attributes; at most {MAX_LABELS}")
+        raise reject(RejectCode.TOO_MANY_LABELS, name, f"{name} has {len(value)} attributes; at most {MAX_LABELS}")
     for attribute, label in value.items():
-        if not _ATTRIBUTE_RE.fullmatch(attribute):
-            raise _reject(
+        if not ATTRIBUTE_RE.fullmatch(attribute):
+            raise reject(
                 RejectCode.BAD_ATTRIBUTE_NAME, name,
                 f"{name} attribute {attribute!r} must start with a letter and hold letters, digits or '_' (max 64)",
             )
         where = f"{name}.{attribute}"
         if not isinstance(label, str):
-            raise _reject(RejectCode.WRONG_TYPE, where, f"{where} must be a string label, got {_type_name(label)}")
+            raise reject(RejectCode.WRONG_TYPE, where, f"{where} must be a string label, got {type_name(label)}")
         if not label or len(label) > MAX_LABEL_LENGTH or not _LABEL_RE.fullmatch(label):
-            raise _reject(
+            raise reject(
                 RejectCode.BAD_LABEL, where, f"{where} must be 1-{MAX_LABEL_LENGTH} characters without '&', got {label!r}"
             )
     return value
@@ -310,15 +310,15 @@ def _labels(value: Any, name: str) -> dict[str, str]:
 
 def _check_fields(obj: Any, required: tuple[str, ...], optional: tuple[str, ...], kind: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
-        raise _reject(RejectCode.NOT_AN_OBJECT, None, f"a {kind} must be a JSON object, got {_type_name(obj)}")
+        raise reject(RejectCode.NOT_AN_OBJECT, None, f"a {kind} must be a JSON object, got {type_name(obj)}")
     unknown = obj.keys() - set(required) - set(optional)
     if unknown:
-        raise _reject(
+        raise reject(
             RejectCode.UNKNOWN_FIELD, sorted(unknown)[0], f"unknown field(s) {sorted(unknown)} in a {kind}",
         )
     missing = [name for name in required if name not in obj]
     if missing:
-        raise _reject(RejectCode.MISSING_FIELD, missing[0], f"a {kind} needs {', '.join(missing)}")
+        raise reject(RejectCode.MISSING_FIELD, missing[0], f"a {kind} needs {', '.join(missing)}")
     return obj
 
 
@@ -333,7 +333,7 @@ def _parse_match_event_fully(obj: Any) -> MatchEvent:
     context = obj.get("context")
     if context is not None or "context" in obj:
         if not isinstance(context, dict):
-            raise _reject(RejectCode.WRONG_TYPE, "context", f"context must be an object, got {_type_name(context)}")
+            raise reject(RejectCode.WRONG_TYPE, "context", f"context must be an object, got {type_name(context)}")
     return MatchEvent(
         event_id=_identifier(obj["event_id"], "event_id"),
         occurred_at=parse_timestamp(obj["occurred_at"], "occurred_at"),
@@ -358,17 +358,17 @@ def _parse_verified_outcome_fully(obj: Any) -> VerifiedOutcome:
     obj = _check_fields(obj, VERIFIED_OUTCOME_REQUIRED, (), "verified outcome")
     revision = obj["revision"]
     if isinstance(revision, bool) or not isinstance(revision, (int, float)):
-        raise _reject(RejectCode.WRONG_TYPE, "revision", f"revision must be an integer, got {_type_name(revision)}")
+        raise reject(RejectCode.WRONG_TYPE, "revision", f"revision must be an integer, got {type_name(revision)}")
     if isinstance(revision, float):
         if not math.isfinite(revision):
-            raise _reject(RejectCode.NON_FINITE_NUMBER, "revision", f"revision must be finite, got {revision!r}")
+            raise reject(RejectCode.NON_FINITE_NUMBER, "revision", f"revision must be finite, got {revision!r}")
         if not revision.is_integer():
-            raise _reject(RejectCode.NOT_AN_INTEGER, "revision", f"revision must be a whole number, got {revision!r}")
+            raise reject(RejectCode.NOT_AN_INTEGER, "revision", f"revision must be a whole number, got {revision!r}")
     if not 0 <= revision <= MAX_REVISION:
-        raise _reject(RejectCode.OUT_OF_RANGE, "revision", f"revision must be between 0 and {MAX_REVISION}, got {revision!r}")
+        raise reject(RejectCode.OUT_OF_RANGE, "revision", f"revision must be between 0 and {MAX_REVISION}, got {revision!r}")
     prob = _finite(obj["inclusion_prob"], "inclusion_prob")
     if not 0.0 < prob <= 1.0:
-        raise _reject(
+        raise reject(
             RejectCode.OUT_OF_RANGE, "inclusion_prob", f"inclusion_prob must be > 0 and <= 1, got {obj['inclusion_prob']!r}"
         )
     return VerifiedOutcome(
@@ -387,32 +387,32 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise _reject(RejectCode.DUPLICATE_KEY, key, f"key {key!r} appears twice in one JSON object")
+                raise reject(RejectCode.DUPLICATE_KEY, key, f"key {key!r} appears twice in one JSON object")
             seen.add(key)
     return out
 
 
 def _no_constants(token: str) -> Any:
-    raise _reject(RejectCode.NON_FINITE_NUMBER, None, f"{token} is not a JSON number; numbers must be finite")
+    raise reject(RejectCode.NON_FINITE_NUMBER, None, f"{token} is not a JSON number; numbers must be finite")
 
 
 def load_json(raw: bytes | str) -> Any:
     """Decode one JSON document strictly (UTF-8, no duplicate keys, no NaN/Infinity) or raise."""
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise _reject(RejectCode.TOO_LARGE, None, f"message is {len(raw)} bytes; at most {MAX_MESSAGE_BYTES}")
+        raise reject(RejectCode.TOO_LARGE, None, f"message is {len(raw)} bytes; at most {MAX_MESSAGE_BYTES}")
     if isinstance(raw, (bytes, bytearray, memoryview)):
         try:
             text = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _reject(RejectCode.INVALID_ENCODING, None, f"message is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+            raise reject(RejectCode.INVALID_ENCODING, None, f"message is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     else:
         text = raw
     try:
         return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
-        raise _reject(RejectCode.INVALID_JSON, None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise reject(RejectCode.INVALID_JSON, None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise _reject(RejectCode.INVALID_JSON, None, "JSON nested too deeply") from None
+        raise reject(RejectCode.INVALID_JSON, None, "JSON nested too deeply") from None
 
 
 def decode_match_event(raw: bytes | str) -> MatchEvent | Rejection:
@@ -433,105 +433,6 @@ def decode_verified_outcome(raw: bytes | str) -> VerifiedOutcome | Rejection:
 
 # ---------------------------------------------------------------- batch envelopes
 
-BATCH_VERSION = 1
-MAX_BATCH_RECORDS = 10_000
-BATCH_FIELDS = ("batch_version", "bucket", "partitions", "records")
-
-
-@dataclass(frozen=True, slots=True)
-class BatchHeader:
-    """What a batch envelope says about itself (schemas/batch.schema.json)."""
-
-    bucket: int  # the partition its producer built it for
-    partitions: int  # the partition count the producer assumed
-
-
-_RECORD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-@dataclass(frozen=True, slots=True)
-class InputItem:
-    """One record of an input message: decoded, or why not, with the bytes dead-letter keeps."""
-
-    index: int | None  # position inside a batch envelope; None for a single-record message
-    record: MatchEvent | VerifiedOutcome | Rejection
-    # the message's bytes; for a batch record its parsed JSON, or the envelope it is in (fast path)
-    source: bytes | Any | ValidBatch
-
-    @property
-    def raw(self) -> bytes:
-        """The message's bytes; for a batch record, its compact JSON re-encoding (made on demand:
-        only dead letters and forwarded records need it)."""
-        if isinstance(self.source, bytes):
-            return self.source
-        if isinstance(self.source, ValidBatch):
-            return self.source.record_bytes(self.index)
-        return _RECORD_ENCODER.encode(self.source).encode()
-
-
-PARSERS = {"match_event": parse_match_event, "verified_outcome": parse_verified_outcome}
-
-
-def _batch_header(obj: dict) -> BatchHeader:
-    for name in obj:
-        if name not in BATCH_FIELDS:
-            raise _reject(RejectCode.BAD_BATCH, name, f"batch envelope has no field {name!r}")
-    for name in BATCH_FIELDS:
-        if name not in obj:
-            raise _reject(RejectCode.BAD_BATCH, name, f"batch envelope lacks {name!r}")
-    version, bucket, partitions, records = (obj[n] for n in BATCH_FIELDS)
-    # JSON Schema's integer is mathematical: 3.0 is one, true is not
-    bucket, partitions = (int(v) if isinstance(v, float) and v.is_integer() else v for v in (bucket, partitions))
-    if version != BATCH_VERSION or isinstance(version, bool):
-        raise _reject(RejectCode.BAD_BATCH, "batch_version", f"batch_version {version!r} is not supported (only 1)")
-    if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
-        raise _reject(RejectCode.BAD_BATCH, "partitions", f"partitions must be an integer >= 1, got {partitions!r}")
-    if not isinstance(bucket, int) or isinstance(bucket, bool) or not 0 <= bucket < partitions:
-        raise _reject(RejectCode.BAD_BATCH, "bucket", f"bucket must be an integer in [0, {partitions}), got {bucket!r}")
-    if not isinstance(records, list) or not 1 <= len(records) <= MAX_BATCH_RECORDS:
-        what = f"{len(records)} records" if isinstance(records, list) else _type_name(records)
-        raise _reject(RejectCode.BAD_BATCH, "records", f"records must be an array of 1 to {MAX_BATCH_RECORDS} records, got {what}")
-    return BatchHeader(bucket, partitions)
-
-
-def decode_message(raw: bytes | str, kind: str) -> tuple[BatchHeader | None, list[InputItem]]:
-    """One input message -> its records: a single record, or every record of a batch envelope.
-
-    ``kind`` is ``match_event`` or ``verified_outcome``. A fault in the message as a whole (not
-    JSON, a malformed envelope) gives one rejected item with index None; a bad record inside a
-    valid envelope gives a rejected item for that record alone.
-
-    >>> header, items = decode_message(b'{"batch_version": 1, "bucket": 0, "partitions": 1, "records": '
-    ...     b'[{"event_id": "e1", "verified_at": "2026-01-01T00:00:00Z", "truth": "genuine",'
-    ...     b' "reviewer": "r1", "revision": 0, "inclusion_prob": 1}, {"event_id": ""}]}', "verified_outcome")
-    >>> header, [(i.index, type(i.record).__name__) for i in items]
-    (BatchHeader(bucket=0, partitions=1), [(0, 'VerifiedOutcome'), (1, 'Rejection')])
-    """
-    if isinstance(raw, bytes):
-        fast = decode_valid_batch(raw, kind)
-        if fast is not None:
-            return fast.header, [InputItem(i, record, fast) for i, record in enumerate(fast.records)]
-    return decode_message_fully(raw, kind)
-
-
-def decode_message_fully(raw: bytes | str, kind: str) -> tuple[BatchHeader | None, list[InputItem]]:
-    """:func:`decode_message` without its fast route (for a caller that tried :func:`decode_valid_batch`)."""
-    parse = PARSERS[kind]
-    try:
-        obj = load_json(raw)
-        if not (isinstance(obj, dict) and "batch_version" in obj):
-            return None, [InputItem(None, parse(obj), raw if isinstance(raw, bytes) else raw.encode())]
-        header = _batch_header(obj)
-    except ContractError as exc:
-        return None, [InputItem(None, exc.rejection, raw if isinstance(raw, bytes) else raw.encode())]
-    items = []
-    for index, record in enumerate(obj["records"]):
-        try:
-            items.append(InputItem(index, parse(record), record))
-        except ContractError as exc:
-            items.append(InputItem(index, exc.rejection, record))
-    return header, items
-
 
 # ---------------------------------------------------------------- the fast path for valid records
 # Most records are valid and their strings repeat (deployments, algorithms, reviewers, labels):
@@ -539,14 +440,40 @@ def decode_message_fully(raw: bytes | str, kind: str) -> tuple[BatchHeader | Non
 # full parser gives; anything else (including every fault) goes to the full parser, which names
 # the reason. tests/test_contracts.py holds the two together on generated and mutated documents.
 
-_FAST_TIMESTAMP_RE = re.compile(r"(?:197[1-9]|19[89]\d|20\d\d|210[0-5])-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
+
+# ---------------------------------------------------------------- the fast path for valid batches
+# A batch envelope whose records are all valid is decoded in one msgspec call into typed shapes
+# (types, required and unknown fields, enums, lengths and ranges checked in C), then checked
+# column by column for what msgspec does not check the way the contract does: identifier
+# characters, attribute names and labels, timestamps (the subset fromisoformat reads exactly as
+# parse_timestamp does) and duplicate keys (msgspec keeps the last). Anything else, including any
+# bad record, returns None and the envelope takes the full path, which names each fault.
+
+
+FAST_TIMESTAMP_RE = re.compile(r"(?:197[1-9]|19[89]\d|20\d\d|210[0-5])-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
+
+
 _KNOWN_GOOD: dict[str, None] = {}  # strings already found to be valid identifiers
-_KNOWN_LABELS: dict[tuple[str, str], None] = {}  # (attribute, label) pairs already found valid
+
+
+KNOWN_LABELS: dict[tuple[str, str], None] = {}  # (attribute, label) pairs already found valid
+
+
 _KNOWN_LIMIT = 100_000
+
+
 _EVENT_KEYS = frozenset(MATCH_EVENT_REQUIRED)
+
+
 _EVENT_KEYS_ALL = frozenset(MATCH_EVENT_REQUIRED + MATCH_EVENT_OPTIONAL)
+
+
 _OUTCOME_KEYS = frozenset(VERIFIED_OUTCOME_REQUIRED)
+
+
 _fromisoformat = datetime.fromisoformat
+
+
 _isfinite = math.isfinite
 
 
@@ -571,24 +498,24 @@ def _fast_labels(value: Any) -> bool:
     for pair in value.items():
         if type(pair[1]) is not str:
             return False
-        if pair not in _KNOWN_LABELS and not _new_label_valid(pair):
+        if pair not in KNOWN_LABELS and not new_label_valid(pair):
             return False
     return True
 
 
-def _new_label_valid(pair: tuple[str, str]) -> bool:
+def new_label_valid(pair: tuple[str, str]) -> bool:
     """An (attribute, string label) pair not yet known is valid: remember it if so."""
     attribute, label = pair
-    if not (_ATTRIBUTE_RE.fullmatch(attribute) and 0 < len(label) <= MAX_LABEL_LENGTH and "&" not in label):
+    if not (ATTRIBUTE_RE.fullmatch(attribute) and 0 < len(label) <= MAX_LABEL_LENGTH and "&" not in label):
         return False
-    if len(_KNOWN_LABELS) >= _KNOWN_LIMIT:
-        _KNOWN_LABELS.clear()
-    _KNOWN_LABELS[pair] = None
+    if len(KNOWN_LABELS) >= _KNOWN_LIMIT:
+        KNOWN_LABELS.clear()
+    KNOWN_LABELS[pair] = None
     return True
 
 
 def _fast_timestamp(value: Any) -> datetime | None:
-    if type(value) is not str or not _FAST_TIMESTAMP_RE.fullmatch(value):
+    if type(value) is not str or not FAST_TIMESTAMP_RE.fullmatch(value):
         return None
     try:
         parsed = _fromisoformat(value)
@@ -646,173 +573,3 @@ def _fast_verified_outcome(obj: Any) -> VerifiedOutcome | None:
         return None
     _remember(reviewer)
     return VerifiedOutcome(event_id, verified_at, truth, reviewer, revision, prob)
-
-
-# ---------------------------------------------------------------- the fast path for valid batches
-# A batch envelope whose records are all valid is decoded in one msgspec call into typed shapes
-# (types, required and unknown fields, enums, lengths and ranges checked in C), then checked
-# column by column for what msgspec does not check the way the contract does: identifier
-# characters, attribute names and labels, timestamps (the subset fromisoformat reads exactly as
-# parse_timestamp does) and duplicate keys (msgspec keeps the last). Anything else, including any
-# bad record, returns None and the envelope takes the full path, which names each fault.
-
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
-_Label = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LABEL_LENGTH)]
-_Labels = Annotated[dict[str, _Label], msgspec.Meta(min_length=1, max_length=MAX_LABELS)]
-
-
-class _EventShape(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    event_id: _Id
-    occurred_at: str
-    deployment: _Id
-    algorithm: _Id
-    mode: Literal["verification", "identification"]
-    score: float
-    threshold: float
-    decision: Literal["match", "non_match"]
-    subject: _Labels
-    reference: Union[_Labels, msgspec.UnsetType] = msgspec.UNSET  # null is refused, as by the schema
-    context: Union[dict[str, Any], msgspec.UnsetType] = msgspec.UNSET
-
-
-class _OutcomeShape(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    event_id: _Id
-    verified_at: str
-    truth: Literal["genuine", "impostor"]
-    reviewer: _Id
-    revision: Annotated[int, msgspec.Meta(ge=0, le=MAX_REVISION)]
-    inclusion_prob: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
-
-
-class _EventBatchShape(msgspec.Struct, forbid_unknown_fields=True):
-    batch_version: Literal[1]
-    bucket: int
-    partitions: int
-    records: Annotated[list[_EventShape], msgspec.Meta(min_length=1, max_length=MAX_BATCH_RECORDS)]
-
-
-class _OutcomeBatchShape(msgspec.Struct, forbid_unknown_fields=True):
-    batch_version: Literal[1]
-    bucket: int
-    partitions: int
-    records: Annotated[list[_OutcomeShape], msgspec.Meta(min_length=1, max_length=MAX_BATCH_RECORDS)]
-
-
-_BATCH_DECODERS = {"match_event": msgspec.json.Decoder(_EventBatchShape),
-                   "verified_outcome": msgspec.json.Decoder(_OutcomeBatchShape)}
-_TIMESTAMPS_RE = re.compile(rf"(?:{_FAST_TIMESTAMP_RE.pattern}\n)*{_FAST_TIMESTAMP_RE.pattern}")
-_QUOTES_PER_EVENT = 2 * (len(MATCH_EVENT_REQUIRED) + 6)  # its keys and its six string values
-_QUOTES_PER_OUTCOME = 2 * (len(VERIFIED_OUTCOME_REQUIRED) + 4)
-_QUOTES_PER_ENVELOPE = 2 * len(BATCH_FIELDS)
-
-
-@dataclass(frozen=True, slots=True)
-class ValidBatch:
-    """A batch envelope whose records are all valid (see :func:`decode_valid_batch`)."""
-
-    header: BatchHeader
-    records: list  # list[MatchEvent] or list[VerifiedOutcome], in envelope order
-    raw: bytes
-
-    def record_bytes(self, index: int) -> bytes:
-        """Record ``index`` re-encoded as compact JSON, as the full path gives it (dead letters, re-routing)."""
-        return _RECORD_ENCODER.encode(json.loads(self.raw)["records"][index]).encode()
-
-
-def _quotes_in(value: Any) -> int:
-    """Quote characters a JSON value without escapes is written with: 2 per key and per string."""
-    if type(value) is str:
-        return 2
-    if type(value) is dict:
-        return sum(2 + _quotes_in(item) for item in value.values())
-    if type(value) is list:
-        return sum(_quotes_in(item) for item in value)
-    return 0
-
-
-def _ids_valid(*columns: list[str]) -> bool:
-    """Every string is printable ASCII without spaces (lengths were checked by msgspec)."""
-    text = "".join(["".join(column) for column in columns])
-    return text.isascii() and text.isprintable() and " " not in text
-
-
-def _label_maps_valid(maps: list[dict[str, str]]) -> bool:
-    pairs = set().union(*[m.items() for m in maps])
-    return all(map(_new_label_valid, pairs - _KNOWN_LABELS.keys()))
-
-
-def _timestamps(texts: list[str]) -> list[datetime] | None:
-    if not _TIMESTAMPS_RE.fullmatch("\n".join(texts)):
-        return None
-    try:
-        return list(map(_fromisoformat, texts))
-    except ValueError:  # not a calendar date
-        return None
-
-
-def decode_valid_batch(raw: bytes, kind: str) -> ValidBatch | None:
-    """A batch envelope of ``kind`` records that are all certainly valid, decoded at C speed; None
-    for anything else (a single record, any fault, escapes in strings): those take the full path.
-
-    Gives the same records the full path gives (tests/test_contracts.py holds them together).
-    """
-    if len(raw) > MAX_MESSAGE_BYTES or b"\\" in raw:  # without escapes, every quote delimits a string
-        return None
-    try:
-        shape = _BATCH_DECODERS[kind].decode(raw)
-    except (msgspec.DecodeError, ValueError):  # ValueError: not UTF-8
-        return None
-    if not 0 <= shape.bucket < shape.partitions:
-        return None
-    records = shape.records
-    ids = [r.event_id for r in records]
-    unset = msgspec.UNSET
-    if kind == "match_event":
-        subjects = [r.subject for r in records]
-        expected = _QUOTES_PER_EVENT * len(records) + 4 * sum(map(len, subjects))
-        references = [r.reference for r in records]
-        contexts = [r.context for r in records]
-        maps = subjects
-        extras = [r for r in references if r is not unset]
-        if extras:
-            expected += sum(2 + 4 * len(r) for r in extras)
-            maps = subjects + extras
-        expected += sum(2 + _quotes_in(c) for c in contexts if c is not unset)
-        times = _timestamps([r.occurred_at for r in records])
-        deployments = [r.deployment for r in records]
-        algorithms = [r.algorithm for r in records]
-        if (raw.count(b'"') != expected + _QUOTES_PER_ENVELOPE or times is None
-                or not _ids_valid(ids, deployments, algorithms) or not _label_maps_valid(maps)):
-            return None
-    else:
-        times = _timestamps([r.verified_at for r in records])
-        reviewers = [r.reviewer for r in records]
-        if (raw.count(b'"') != _QUOTES_PER_OUTCOME * len(records) + _QUOTES_PER_ENVELOPE or times is None
-                or not _ids_valid(ids, reviewers)):
-            return None
-    return ValidBatch(BatchHeader(shape.bucket, shape.partitions), _records(kind, records, times), raw)
-
-
-def records_of_valid_batch(raw: bytes, kind: str) -> list:
-    """The records of an envelope :func:`decode_valid_batch` accepted (the very bytes), without
-    checking them again: for the live worker's sink process, which writes what the worker decoded."""
-    records = _BATCH_DECODERS[kind].decode(raw).records
-    texts = [r.occurred_at for r in records] if kind == "match_event" else [r.verified_at for r in records]
-    return _records(kind, records, list(map(_fromisoformat, texts)))
-
-
-def shapes_of_valid_batch(raw: bytes, kind: str) -> list:
-    """The records of an envelope :func:`decode_valid_batch` accepted, as decoded (timestamps still
-    text, optional maps UNSET), without checking them again: for the sink process's columns."""
-    return _BATCH_DECODERS[kind].decode(raw).records
-
-
-def _records(kind: str, shapes: list, times: list[datetime]) -> list:
-    """MatchEvent / VerifiedOutcome records of decoded shapes and their parsed timestamps."""
-    if kind == "match_event":
-        unset = msgspec.UNSET
-        return [MatchEvent(r.event_id, t, r.deployment, r.algorithm, r.mode, r.score, r.threshold, r.decision,
-                           r.subject, None if r.reference is unset else r.reference,
-                           None if r.context is unset else r.context) for r, t in zip(shapes, times)]
-    return [VerifiedOutcome(r.event_id, t, r.truth, r.reviewer, r.revision, r.inclusion_prob)
-            for r, t in zip(shapes, times)]

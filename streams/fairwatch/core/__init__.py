@@ -10,7 +10,12 @@ from fairwatch.core.counts import BucketCounts
 from fairwatch.core.differentials import Differential
 from fairwatch.core.estimates import GroupEstimate, RateEstimate, RateEstimator, Status
 from fairwatch.core.groupframe import GroupFrame
-from fairwatch.core.intervals import BetaBinomialMixture, clopper_pearson, effective_counts, jeffreys
+from fairwatch.core.intervals import (
+    BetaBinomialMixture,
+    clopper_pearson,
+    effective_counts,
+    jeffreys,
+)
 from fairwatch.core.join import LabeledDeltas, LabelJoin
 from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR, OVERALL, GroupKey
 from fairwatch.core.monitor import Monitor

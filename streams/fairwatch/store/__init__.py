@@ -5,7 +5,13 @@ queries that read stored counts back, and the hash-chained audit log.
 """
 
 from fairwatch.store.auditlog import AuditError, append_records, verify
-from fairwatch.store.clickhouse import EmbeddedStore, ServerStore, Store, StoreError, open_store
+from fairwatch.store.clickhouse import (
+    EmbeddedStore,
+    ServerStore,
+    Store,
+    StoreError,
+    open_store,
+)
 from fairwatch.store.group_counts import bucket_counts, read_counts
 from fairwatch.store.migrations import load_migrations, migrate
 from fairwatch.store.sink import ClickHouseSink, SinkBatch

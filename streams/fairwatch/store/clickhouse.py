@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 import re
 from datetime import date, datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, ClassVar, Iterable, Protocol, Sequence
 from urllib.parse import unquote, urlparse
 
 from clickhouse_driver.util.escape import escape_param
@@ -227,6 +228,8 @@ class EmbeddedStore:
     """chDB: ClickHouse in this process, its data in a directory (one process per directory)."""
 
     external_tables = False
+    # chDB serves one directory per process at a time: a store left open blocks every other path
+    opened: ClassVar[weakref.WeakSet] = weakref.WeakSet()
 
     def __init__(self, url: str):
         try:
@@ -242,6 +245,7 @@ class EmbeddedStore:
         self.path = path
         self.database = "fairwatch"
         self._session = chdb_session.Session(path)
+        EmbeddedStore.opened.add(self)
         self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         self._run(f"USE {self.database}")
 
@@ -283,6 +287,7 @@ class EmbeddedStore:
         return parse_version(self.query("SELECT version()")[0][0])
 
     def close(self) -> None:
+        EmbeddedStore.opened.discard(self)
         self._session.close()
 
 

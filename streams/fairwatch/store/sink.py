@@ -19,12 +19,8 @@ from typing import Callable, Iterable, Sequence, Sized
 import msgspec
 import numpy as np
 
-from fairwatch.contracts.records import (
-    MatchEvent,
-    VerifiedOutcome,
-    records_of_valid_batch,
-    shapes_of_valid_batch,
-)
+from fairwatch.contracts.envelopes import records_of_valid_batch, shapes_of_valid_batch
+from fairwatch.contracts.records import MatchEvent, VerifiedOutcome
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.counts import decode_cells
 from fairwatch.core.join import LabeledDeltas

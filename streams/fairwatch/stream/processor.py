@@ -23,15 +23,14 @@ from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from fairwatch.contracts.partitioning import partitions_for
-from fairwatch.contracts.records import (
+from fairwatch.contracts.envelopes import (
     InputItem,
-    Rejection,
     ValidBatch,
     decode_message_fully,
     decode_valid_batch,
-    format_timestamp,
 )
+from fairwatch.contracts.partitioning import partitions_for
+from fairwatch.contracts.records import Rejection, format_timestamp
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.counts import BucketCounts
