@@ -38,6 +38,7 @@ STACK_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "FAIRWATCH_KAFKA_VERSION": ("4.1.1", "Kafka release from Maven Central"),
     "FAIRWATCH_KAFKA_HEAP": ("512m", "Kafka broker heap"),
     "FAIRWATCH_STACK_TIMEOUT": ("120", "seconds `scripts/stack up` waits for each service"),
+    "FAIRWATCH_NO_SERVICES": ("", "when set, `scripts/stack up` and `install` refuse (`make test-fast` sets it)"),
 }
 # What `scripts/stack up` prints (export lines), and what only the test helpers read.
 STACK_OUTPUT: dict[str, str] = {
