@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 11, 25, 6, tzinfo=timezone.utc)
 SNAPSHOTS = [START + timedelta(minutes=10 * k) for k in range(1, 13)]  # 06:10 .. 08:00
-CONFIG = CoreConfig(target_fmr=0.02, min_comparisons=30, bootstrap_draws=300)
+CONFIG = CoreConfig(target_fmr=0.02, min_comparisons=30)
 SCENARIO = {
     "name": "dashboards", "seed": 5, "start": "2026-11-25T06:00:00Z", "duration_hours": 2, "events": 6000,
     "impostor_same_demographics": 0.8,

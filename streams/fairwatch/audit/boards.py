@@ -485,14 +485,14 @@ ORDER BY group"""
 def disparity(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
     grid = Grid()
     board = _dashboard("fairwatch-disparity", "fairwatch / Disparity",
-                       "Demographic differentials with bootstrap intervals, realized vs intended FMR, heatmap.")
+                       "Demographic differentials with simultaneous intervals, realized vs intended FMR, heatmap.")
     for variable in _scope_variables(with_group=False):
         board = board.with_variable(variable)
     board = board.with_variable(gdb.TextBoxVariable("target_fmr").label("intended FMR")
                                 .default_value(repr(policy.target_fmr)))
     board = board.annotation(annotation("fairwatch alerts", ALERT_ANNOTATION_SQL))
 
-    board = board.with_row(grid.row("Differentials over time (95% bootstrap intervals)"))
+    board = board.with_row(grid.row("Differentials over time (95% simultaneous intervals)"))
     for metric, rate, label, unit in (("garbe", "combined", "GARBE", "none"), ("fdr", "combined", "FDR", "none"),
                                       ("ir", "combined", "IR", "none"),
                                       ("max_geomean", "fmr", "Max/GeoMean FMR", "none"),

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from fairwatch import __version__
 from fairwatch.audit.estimates import window_metrics
 from fairwatch.audit.report_blocks import POLICY_THRESHOLDS, report_blocks
-from fairwatch.audit.report_figures import PLOT_BOOTSTRAP_DRAWS, report_figures
+from fairwatch.audit.report_figures import report_figures
 from fairwatch.audit.suppression import (
     DEFAULT_MIN_GROUP_SIZE,
     SUPPRESSED,
@@ -305,9 +305,9 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store) -> dict[str,
         },
         "intervals": {
             "groups": f"{level} Clopper-Pearson on effective counts (Kish) when weighted",
-            "differentials": f"{level} percentile interval of {config.bootstrap_draws} parametric bootstrap draws"
-                             f" from each group's Jeffreys posterior, seed {config.seed}",
-            "plots_over_time": f"differentials over time use {PLOT_BOOTSTRAP_DRAWS} draws (display only)",
+            "differentials": f"{level} for every group at once: each group's rates in Clopper-Pearson intervals"
+                             " at the Bonferroni level of its attribute set, each differential's interval the"
+                             " range of the differential over them (no upper bound when a rate may be 0)",
         },
         "thresholds": {"target_fmr": config.target_fmr, "target_fnmr": config.target_fnmr,
                        "min_comparisons": config.min_comparisons, "confidence": config.confidence,

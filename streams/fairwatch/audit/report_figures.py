@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 from datetime import timedelta
@@ -20,7 +19,6 @@ MAX_FIGURES = 24
 PNG_DPI = 120  # 7.2 in wide: about 110 dpi across an A4 page, legible at 8 pt
 
 
-PLOT_BOOTSTRAP_DRAWS = 400  # differentials over time are for the eye; the tables use the config's draws
 
 
 def _steps(window: Window, bucket_seconds: int, max_steps: int = MAX_STEPS) -> list[Window]:
@@ -61,11 +59,10 @@ def report_figures(store, window, config, deployment, algorithm, attribute, fram
 
     plt.rcParams.update({"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7})
     steps = _steps(window, config.bucket_seconds)
-    plot_config = dataclasses.replace(config, bootstrap_draws=PLOT_BOOTSTRAP_DRAWS)
     series = []  # per step: metrics document
     for i, step in enumerate(steps):
         progress("plots over time", i, len(steps))
-        series.append(window_metrics(store, step, plot_config, deployment, algorithm)[1])
+        series.append(window_metrics(store, step, config, deployment, algorithm)[1])
     progress("plots over time", len(steps), len(steps))
     mids = [s.start + (s.end - s.start) / 2 for s in steps]
     scopes = sorted({(g["deployment"], g["algorithm"], g["mode"], g["attribute"]) for g in groups
@@ -151,5 +148,5 @@ def report_figures(store, window, config, deployment, algorithm, attribute, fram
         axes[1].legend(loc="upper right", frameon=False)
         fig.suptitle(f"Differentials over time: {key[0]} / {key[1]} / {key[2]}", fontsize=9)
         figures.append((_png(fig), "Differentials across the groups of each attribute over the window, with"
-                                   " bootstrap interval bands; suppressed attribute sets are not drawn."))
+                                   " simultaneous interval bands; suppressed attribute sets are not drawn."))
     return figures

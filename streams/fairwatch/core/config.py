@@ -32,10 +32,6 @@ class CoreConfig:
         the target (a floor for groups of a deployment without a declared target).
     fdr_alpha, ir_alpha, garbe_alpha
         Weights of the FMR term in FDR, IR and GARBE (ISO/IEC 19795-10 drafts; 0.5 by default).
-    bootstrap_draws
-        Parametric bootstrap draws for the intervals of the differentials.
-    seed
-        Seed of the bootstrap, so that a report can be reproduced exactly.
     """
 
     bucket_seconds: int = 60
@@ -48,8 +44,6 @@ class CoreConfig:
     fdr_alpha: float = 0.5
     ir_alpha: float = 0.5
     garbe_alpha: float = 0.5
-    bootstrap_draws: int = 2000
-    seed: int = 20261126
 
     def __post_init__(self) -> None:
         if self.bucket_seconds <= 0 or DAY_SECONDS % self.bucket_seconds:

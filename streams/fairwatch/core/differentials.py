@@ -23,11 +23,16 @@ garbe               combined  ``alpha G(fmr) + (1 - alpha) G(fnmr)``; 0 is fair.
                               for Biometric Equitability [^4]; ``alpha = CoreConfig.garbe_alpha``
 ==================  ========  ====================================================================
 
-Intervals: each value gets an equal-tailed percentile interval at ``CoreConfig.confidence`` from
-``CoreConfig.bootstrap_draws`` parametric bootstrap draws, each group's rate drawn independently
-from its Jeffreys posterior ``Beta(x + 1/2, n - x + 1/2)`` (effective counts when weighted). The
-generator is seeded by ``CoreConfig.seed`` and the attribute set's names, so a report is
-reproducible whatever else it contains.
+Intervals: every group of the set gets an exact (Clopper-Pearson) interval for its rate at level
+``1 - alpha / m``, ``m`` the number of groups with that rate measured (Bonferroni; for the combined
+metrics, every group's FMR and FNMR: twice as many), so that with probability at least
+``CoreConfig.confidence`` every group's rates lie in their intervals at once: a box. Each differential's interval is the range of the metric over that box
+(exact for the differences, FDR and the ratio upper bounds; conservative bounds for Max/GeoMean's
+lower end and the Gini coefficient), so it covers the true value with at least the stated
+probability whatever the rates, at parity included, and always holds the plug-in value. Weighted
+populations enter with their effective counts. A ratio whose box allows a rate of 0 has no upper
+bound (``high`` is None): the data cannot rule out an arbitrarily large ratio, and saying a
+number would be false; its lower bound still says how unequal the groups at least are.
 
 Status: ``insufficient`` when fewer than two groups have comparisons for a rate the metric uses,
 or when any group of the set has status ``insufficient`` for such a rate (a differential can be
@@ -36,8 +41,7 @@ groups most likely to be harmed); otherwise ``undefined`` when the value does no
 whose denominator rate is 0, e.g. a group with no observed error: shown as None, never inf or
 NaN); otherwise ``ok``. Values that exist are shown whatever the status. With fewer than two
 groups value and interval are None. The Gini coefficient of rates that are all 0 is 0 (all
-equal). The bootstrap interval of an ``undefined`` ratio is finite (posterior draws are never
-0): it says how large the ratio plausibly is, given the Jeffreys prior.
+equal).
 
 References
 ----------
@@ -54,7 +58,6 @@ References
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -64,6 +67,7 @@ import numpy as np
 
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.estimates import GroupEstimate, RateEstimate, Status
+from fairwatch.core.intervals import clopper_pearson
 
 __all__ = [
     "AttributeSet",
@@ -219,23 +223,98 @@ class Differential:
         }
 
 
-class _RateSample(NamedTuple):
-    """The groups with comparisons for one rate: names, plug-in rates, bootstrap draws [draws, G]."""
+class _RateBox(NamedTuple):
+    """The groups with comparisons for one rate: names, plug-in rates, simultaneous bounds."""
 
     groups: list[str]
     rates: np.ndarray
-    draws: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
     resolved: bool
 
 
-def _sample(estimates: dict[str, RateEstimate], draws: int, rng: np.random.Generator) -> _RateSample:
+def _box(estimates: dict[str, RateEstimate], confidence: float) -> _RateBox:
+    """Exact intervals at ``confidence`` for every measured group (the caller splits alpha)."""
     measured = {name: est for name, est in estimates.items() if est.n > 0}
     resolved = len(measured) >= 2 and all(est.status != Status.INSUFFICIENT for est in estimates.values())
-    rates = np.array([est.rate for est in measured.values()])
-    n_eff = np.array([est.n_eff for est in measured.values()])
-    errors_eff = rates * n_eff  # the effective error count (the error count when unweighted)
-    posterior = rng.beta(errors_eff + 0.5, n_eff - errors_eff + 0.5, size=(draws, len(measured)))
-    return _RateSample(list(measured), rates, posterior, resolved)
+    rates = np.array([est.rate for est in measured.values()], dtype=float)
+    n_eff = np.array([est.n_eff for est in measured.values()], dtype=float)
+    low, high = clopper_pearson(rates * n_eff, n_eff, confidence)  # effective errors: the count when unweighted
+    return _RateBox(list(measured), rates, np.asarray(low, float), np.asarray(high, float), resolved)
+
+
+MAX_VERTEX_GROUPS = 12  # up to 2**12 corners of the box are tried for the Gini coefficient's maximum
+
+
+def _pairs(values: np.ndarray) -> np.ndarray:
+    """``values[i, j]`` for the pairs of two different groups (one group is never both ends)."""
+    return values[~np.eye(len(values), dtype=bool)]
+
+
+def _ratio_bounds(low: np.ndarray, high: np.ndarray) -> tuple[float, float]:
+    """Range of ``max / min`` over the box: its least value makes the rates as equal as allowed,
+    its greatest puts one group at its upper bound and another at its lower bound."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        most = _pairs(high[:, None] / low[None, :]).max()
+        return max(1.0, float(low.max() / high.min())), float(most)
+
+
+def _geomean_bounds(low: np.ndarray, high: np.ndarray) -> tuple[float, float]:
+    """The maximum puts one group at its upper bound and the others at their lower bounds; the
+    minimum is bounded below by the largest lower bound over the geometric mean of the upper ones."""
+    count = len(low)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_low, log_high = np.log(low), np.log(high)
+        least = float(np.exp(log_low.max() - log_high.mean()))
+        others = (log_low.sum() - log_low) / count  # each group's share of the others at their lower bounds
+        # a lower bound of 0 lets the geometric mean reach 0 under any other group's maximum
+        most = np.inf if low.min() == 0 else float(np.exp((log_high * (1 - 1 / count) - others).max()))
+    return max(1.0, least), most
+
+
+def _difference_bounds(low: np.ndarray, high: np.ndarray) -> tuple[float, float]:
+    return max(0.0, float(low.max() - high.min())), float(_pairs(high[:, None] - low[None, :]).max())
+
+
+def _gini_bounds(low: np.ndarray, high: np.ndarray) -> tuple[float, float]:
+    """The Gini coefficient is quasi-convex (a convex spread over a linear total), so its maximum
+    over the box is at a corner: every corner is tried for up to :data:`MAX_VERTEX_GROUPS` groups,
+    and beyond that each pairwise gap and the total are bounded separately (conservative). The
+    minimum is bounded below the same separate way; it is 0 whenever the intervals overlap."""
+    count = len(low)
+    i, j = np.triu_indices(count, 1)
+    least_gaps = np.maximum(0.0, np.maximum(low[i] - high[j], low[j] - high[i])).sum()
+    least = float(least_gaps / ((count - 1) * high.sum()))
+    if count <= MAX_VERTEX_GROUPS:
+        corners = (np.arange(2**count)[:, None] >> np.arange(count)) & 1
+        most = float(gini(np.where(corners == 1, high, low)).max())
+    else:
+        most_gaps = np.maximum(high[i] - low[j], high[j] - low[i]).sum()
+        most = 1.0 if low.sum() == 0 else min(1.0, float(most_gaps / ((count - 1) * low.sum())))
+    return least, most
+
+
+PER_RATE_BOUNDS = {
+    "max_min_ratio": _ratio_bounds,
+    "max_geomean": _geomean_bounds,
+    "max_min_difference": _difference_bounds,
+    "garbe": _gini_bounds,
+}
+
+
+def _combined_bounds(metric: str, fmr: _RateBox, fnmr: _RateBox, config: CoreConfig) -> tuple[float, float]:
+    """FDR, IR and GARBE are monotone in their per-rate parts: their range follows from those ranges."""
+    if metric == "fdr":
+        (a_low, a_high), (b_low, b_high) = (_difference_bounds(r.low, r.high) for r in (fmr, fnmr))
+        alpha = config.fdr_alpha
+        return 1 - (alpha * a_high + (1 - alpha) * b_high), 1 - (alpha * a_low + (1 - alpha) * b_low)
+    if metric == "ir":
+        (a_low, a_high), (b_low, b_high) = (_ratio_bounds(r.low, r.high) for r in (fmr, fnmr))
+        alpha = config.ir_alpha
+        return a_low**alpha * b_low ** (1 - alpha), a_high**alpha * b_high ** (1 - alpha)
+    (a_low, a_high), (b_low, b_high) = (_gini_bounds(r.low, r.high) for r in (fmr, fnmr))
+    alpha = config.garbe_alpha
+    return alpha * a_low + (1 - alpha) * b_low, alpha * a_high + (1 - alpha) * b_high
 
 
 def _number(value) -> float | None:
@@ -246,26 +325,25 @@ def _differential(
     scope: AttributeSet,
     metric: str,
     rate: str,
-    samples: list[_RateSample],
-    compute: Callable[..., np.ndarray],
-    config: CoreConfig,
+    boxes: list[_RateBox],
+    value: Callable[..., np.ndarray],
+    bounds: Callable[[], tuple[float, float]],
     extremes: tuple[str, str] | None = None,
 ) -> Differential:
-    count = min(len(s.groups) for s in samples)
+    count = min(len(b.groups) for b in boxes)
     if count < 2:
         return Differential(scope, metric, rate, None, None, None, DifferentialStatus.INSUFFICIENT, count)
-    value = _number(compute(*(s.rates for s in samples)))
-    tail = (1 - config.confidence) / 2
-    # order statistics, not interpolation: an inf draw stays inf and becomes None below
-    low, high = np.quantile(compute(*(s.draws for s in samples)), [tail, 1 - tail], method="inverted_cdf")
-    if not all(s.resolved for s in samples):
+    plug_in = _number(value(*(b.rates for b in boxes)))
+    low, high = bounds()
+    if not all(b.resolved for b in boxes):
         status = DifferentialStatus.INSUFFICIENT
-    elif value is None:
+    elif plug_in is None:
         status = DifferentialStatus.UNDEFINED
     else:
         status = DifferentialStatus.OK
     max_group, min_group = extremes or (None, None)
-    return Differential(scope, metric, rate, value, _number(low), _number(high), status, count, max_group, min_group)
+    return Differential(scope, metric, rate, plug_in, _number(low), _number(high), status, count, max_group,
+                        min_group)
 
 
 def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: CoreConfig) -> list[Differential]:
@@ -278,7 +356,7 @@ def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: Core
     groups
         Its group estimates (never the overall row).
     config
-        ``confidence``, ``fdr_alpha``, ``ir_alpha``, ``garbe_alpha``, ``bootstrap_draws``, ``seed``.
+        ``confidence``, ``fdr_alpha``, ``ir_alpha``, ``garbe_alpha``.
 
     Examples
     --------
@@ -303,24 +381,29 @@ def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: Core
     >>> round(table["fdr", "combined"].value, 6)  # 1 - (0.5 * 0.003 + 0.5 * 0)
     0.9985
     """
-    digest = zlib.crc32("\x1f".join(scope).encode())
-    rng = np.random.default_rng([config.seed, digest])
-    draws = config.bootstrap_draws
-    fmr = _sample({g.key.group: g.fmr for g in groups}, draws, rng)
-    fnmr = _sample({g.key.group: g.fnmr for g in groups}, draws, rng)
+    # simultaneous intervals: a per-rate differential needs every group's rate of that kind at
+    # once (Bonferroni over the groups), a combined one every group's FMR and FNMR
+    fmrs, fnmrs = {g.key.group: g.fmr for g in groups}, {g.key.group: g.fnmr for g in groups}
+    alpha = 1 - config.confidence
+    counts = [sum(1 for est in rates.values() if est.n > 0) for rates in (fmrs, fnmrs)]
+    fmr, fnmr = (_box(rates, 1 - alpha / max(1, count)) for rates, count in zip((fmrs, fnmrs), counts))
+    both_fmr, both_fnmr = (_box(rates, 1 - alpha / max(1, sum(counts))) for rates in (fmrs, fnmrs))
 
     result = []
-    for rate, sample in zip(RATES, (fmr, fnmr)):
+    for rate, box in zip(RATES, (fmr, fnmr)):
         extremes = None
-        if sample.groups:
-            extremes = (sample.groups[int(np.argmax(sample.rates))], sample.groups[int(np.argmin(sample.rates))])
+        if box.groups:
+            extremes = (box.groups[int(np.argmax(box.rates))], box.groups[int(np.argmin(box.rates))])
         for metric, compute in PER_RATE.items():
-            result.append(_differential(scope, metric, rate, [sample], compute, config, extremes))
+            bounds = PER_RATE_BOUNDS[metric]
+            result.append(_differential(scope, metric, rate, [box], compute,
+                                        lambda bounds=bounds, box=box: bounds(box.low, box.high), extremes))
     combined = {
         "fdr": lambda f, n: fdr(f, n, config.fdr_alpha),
         "ir": lambda f, n: inequity_rate(f, n, config.ir_alpha),
         "garbe": lambda f, n: garbe(f, n, config.garbe_alpha),
     }
     for metric, compute in combined.items():
-        result.append(_differential(scope, metric, "combined", [fmr, fnmr], compute, config))
+        result.append(_differential(scope, metric, "combined", [both_fmr, both_fnmr], compute,
+                                    lambda metric=metric: _combined_bounds(metric, both_fmr, both_fnmr, config)))
     return result

@@ -56,8 +56,10 @@ class GroupFrame:
     >>> d.value, d.max_group, d.min_group, str(d.status)
     (0.02, 'F', 'M', 'ok')
     >>> [d] = frame.ratio("fmr").values()  # M has no false match: the ratio does not exist
-    >>> d.value, str(d.status), d.low > 1
-    (None, 'insufficient', True)
+    >>> d.value, str(d.status), d.high  # and M's rate may be tiny: no upper bound either
+    (None, 'insufficient', None)
+    >>> d.low  # 6/600 against 0/600: at 95% for every group at once, parity is not ruled out
+    1.0
 
     JSON-ready rows, where numbers that do not exist are None:
 

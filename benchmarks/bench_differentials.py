@@ -1,0 +1,111 @@
+"""Differentials: coverage of their intervals at parity, near it and far from it, measured by simulation.
+
+Run by ``make bench`` (not a test; a seeded smaller version is in tests/core/test_differentials.py).
+Writes ``benchmarks/results/differentials.json`` and prints one row per regime.
+
+Each run draws every group's false matches and false non-matches as binomial counts at known true
+rates (unweighted: every comparison verified), builds the groups' estimates with the project's own
+``GroupFrame`` and reads each differential's interval. The truth of each differential comes from
+the metric definitions applied to the true rates. Reported per regime and metric: the share of runs
+whose interval holds the true value (nominal: the configured confidence, 95%), the share whose
+interval holds parity (the fair value), and the median interval width.
+
+Regimes: groups at parity and with moderate and large differences; few groups and many (race-like
+and intersections); large samples and few errors (a good matcher or a small group, where some
+groups have no error at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from fairwatch.core import differentials as d
+from fairwatch.core.config import CoreConfig
+from fairwatch.core.groupframe import GroupFrame
+from fairwatch.core.layout import GroupKey
+
+RESULTS = Path(__file__).parent / "results" / "differentials.json"
+PARITY = {"max_min_ratio": 1.0, "max_geomean": 1.0, "max_min_difference": 0.0, "garbe": 0.0, "fdr": 1.0, "ir": 1.0}
+# name -> (FMR per group, FNMR per group, comparisons per group and population)
+REGIMES = {
+    "parity, 4 groups, n=5000": ([1e-2] * 4, [2e-2] * 4, 5000),
+    "parity, 8 groups, n=5000": ([1e-2] * 8, [2e-2] * 8, 5000),
+    "parity, 16 groups, n=2000": ([1e-2] * 16, [2e-2] * 16, 2000),
+    "parity, few errors, 4 groups, n=2000": ([1e-3] * 4, [2e-3] * 4, 2000),
+    "moderate (x1.5), 4 groups, n=5000": ([1e-2, 1e-2, 1.2e-2, 1.5e-2], [2e-2, 2.4e-2, 2e-2, 3e-2], 5000),
+    "large (x3), 6 groups, n=5000": ([1e-2, 1e-2, 1.5e-2, 2e-2, 2.5e-2, 3e-2], [2e-2] * 5 + [6e-2], 5000),
+    "large (x10), few errors, 4 groups, n=3000": ([1e-4, 3e-4, 1e-3, 1e-3], [1e-3, 1e-3, 2e-3, 1e-2], 3000),
+}
+
+
+def _truth(fmr: np.ndarray, fnmr: np.ndarray, config: CoreConfig) -> dict[tuple[str, str], float]:
+    truth = {}
+    for rate, values in (("fmr", fmr), ("fnmr", fnmr)):
+        for metric, compute in d.PER_RATE.items():
+            truth[metric, rate] = float(compute(values))
+    truth["fdr", "combined"] = float(d.fdr(fmr, fnmr, config.fdr_alpha))
+    truth["ir", "combined"] = float(d.inequity_rate(fmr, fnmr, config.ir_alpha))
+    truth["garbe", "combined"] = float(d.garbe(fmr, fnmr, config.garbe_alpha))
+    return truth
+
+
+def regime(fmr: list[float], fnmr: list[float], n: int, runs: int, seed: int, config: CoreConfig) -> dict:
+    rng = np.random.default_rng(seed)
+    fmr_true, fnmr_true = np.array(fmr), np.array(fnmr)
+    truth = _truth(fmr_true, fnmr_true, config)
+    keys = [GroupKey("d", "a", "verification", "race", f"g{i}") for i in range(len(fmr))]
+    covered = {name: 0 for name in truth}
+    holds_parity = {name: 0 for name in truth}
+    widths: dict[tuple[str, str], list[float]] = {name: [] for name in truth}
+    undefined = {name: 0 for name in truth}
+    for _ in range(runs):
+        false_matches = rng.binomial(n, fmr_true)
+        false_non_matches = rng.binomial(n, fnmr_true)
+        rows = np.array([[n, x, n, x, n, x, n, y, n, y, n, y] for x, y in zip(false_matches, false_non_matches)],
+                        dtype=float)
+        frame = GroupFrame.from_counts(keys, rows, config)
+        for diff in frame.differentials:
+            name = (diff.metric, diff.rate)
+            high = np.inf if diff.high is None else diff.high
+            covered[name] += diff.low <= truth[name] + 1e-12 and truth[name] <= high + 1e-12
+            holds_parity[name] += diff.low <= PARITY[diff.metric] <= high
+            widths[name].append(high - diff.low)
+            undefined[name] += diff.value is None
+    return {
+        f"{metric}/{rate}": {
+            "truth": truth[metric, rate],
+            "coverage": covered[metric, rate] / runs,
+            "holds_parity": holds_parity[metric, rate] / runs,
+            "median_width": float(np.median(widths[metric, rate])),
+            "value_undefined": undefined[metric, rate] / runs,
+        }
+        for metric, rate in truth
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000, help="simulated audits per regime")
+    args = parser.parse_args()
+    config = CoreConfig()
+    started = time.perf_counter()
+    result = {"runs": args.runs, "confidence": config.confidence, "regimes": {}}
+    print(f"differential intervals, {args.runs} runs per regime, nominal coverage {config.confidence:.0%}")
+    print(f"{'regime':44} {'min coverage':>13} {'worst metric':>26} {'holds parity (ratio/fmr)':>25}")
+    for seed, (name, (fmr, fnmr, n)) in enumerate(REGIMES.items()):
+        rows = regime(fmr, fnmr, n, args.runs, seed, config)
+        result["regimes"][name] = rows
+        worst = min(rows, key=lambda k: rows[k]["coverage"])
+        print(f"{name:44} {rows[worst]['coverage']:13.3f} {worst:>26} {rows['max_min_ratio/fmr']['holds_parity']:25.3f}")
+    result["seconds"] = time.perf_counter() - started
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(f"written {RESULTS} in {result['seconds']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
