@@ -263,7 +263,7 @@ def test_current_estimates_table_counts_equal_a_brute_force_join_of_the_simulate
         for rate in ("fmr", "fnmr"):
             if row[rate] is not None:
                 assert row[f"{rate}_low"] <= row[rate] <= row[f"{rate}_high"]
-        assert row["status"] in ("ok", "insufficient", "above_target")
+        assert row["status"] in ("ok", "insufficient", "above_target", "no_target")
 
 
 def test_rate_band_is_the_newest_snapshot_per_bucket_and_blank_while_insufficient(backend):
@@ -308,10 +308,10 @@ def test_status_timeline_says_insufficient_for_insufficient_groups(backend):
         key = (int(at.timestamp()) // interval * interval, group)
         if key not in newest or at > newest[key][0]:
             newest[key] = (at, status)
-    code = {"ok": 0, "insufficient": 1, "above_target": 2}
+    code = {"ok": 0, "insufficient": 1, "above_target": 2, "no_target": 3}
     assert {(int(_ts(t)), g, int(c)) for t, g, c in rows} == {(k[0], k[1], code[v[1]]) for k, v in newest.items()}
-    mapping = {m["options"][str(c)]["text"] for m in fd.STATUS_CODE_MAPPINGS for c in range(4)}
-    assert "insufficient" in mapping
+    mapping = {m["options"][str(c)]["text"] for m in fd.STATUS_CODE_MAPPINGS for c in range(5)}
+    assert {"ok", "insufficient", "above target", "no target"} <= mapping
 
 
 def test_inequity_rate_stat_equals_the_plug_in_value_of_the_snapshot_rates(backend):

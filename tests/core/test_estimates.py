@@ -131,8 +131,8 @@ def test_error_free_comparisons_become_ok_at_the_rule_of_three_size(target):
         (3, 10, 1e-4, Status.INSUFFICIENT),  # far above target, but below min_comparisons = 30
         (0, 0, 1e-4, Status.INSUFFICIENT),
         (0, 29, None, Status.INSUFFICIENT),
-        (0, 30, None, Status.OK),
-        (30, 30, None, Status.OK),  # without a target only the amount of evidence is judged
+        (0, 30, None, Status.NO_TARGET),
+        (30, 30, None, Status.NO_TARGET),  # without a target: measured, never "ok"
     ],
 )
 def test_status_rules(errors, n, target, status):
@@ -233,3 +233,18 @@ def test_impossible_counts_are_rejected(row):
 def test_an_empty_window_gives_an_empty_frame():
     frame = GroupFrame.from_counts([], np.empty((0, N_COLUMNS)))
     assert frame.to_dict() == {"groups": [], "differentials": []}
+
+
+def test_a_group_is_ok_only_when_every_rate_is_shown_within_its_target():
+    # FMR: 0 false matches in 100,000 against target 1e-4 is shown within (high 3.7e-5); FNMR has no target
+    from fairwatch.core.estimates import GroupEstimate
+    from fairwatch.core.layout import GroupKey
+
+    estimator = RateEstimator(CoreConfig())
+    [fmr] = estimator.estimate(np.array([[100_000, 0] * 3], dtype=float), 1e-4)
+    [fnmr] = estimator.estimate(np.array([[5_000, 40] * 3], dtype=float), None)
+    [fnmr_ok] = estimator.estimate(np.array([[5_000, 40] * 3], dtype=float), 0.02)
+    key = GroupKey("d", "a", "verification", "race", "g")
+    assert (fmr.status, fnmr.status, fnmr_ok.status) == (Status.OK, Status.NO_TARGET, Status.OK)
+    assert GroupEstimate(key, fmr, fnmr).status == Status.NO_TARGET
+    assert GroupEstimate(key, fmr, fnmr_ok).status == Status.OK

@@ -287,6 +287,7 @@ STATUS_MAPPINGS = [
         "insufficient": {"text": "insufficient", "color": "text", "index": 1},
         "above_target": {"text": "above target", "color": "red", "index": 2},
         "undefined": {"text": "undefined", "color": "text", "index": 3},
+        "no_target": {"text": "no target", "color": "blue", "index": 4},
     }},
 ]
 STATUS_CODE_MAPPINGS = [
@@ -294,7 +295,8 @@ STATUS_CODE_MAPPINGS = [
         "0": {"text": "ok", "color": "green", "index": 0},
         "1": {"text": "insufficient", "color": "text", "index": 1},
         "2": {"text": "above target", "color": "red", "index": 2},
-        "3": {"text": "unknown", "color": "purple", "index": 3},
+        "3": {"text": "no target", "color": "blue", "index": 3},
+        "4": {"text": "unknown", "color": "purple", "index": 4},
     }},
 ]
 NOT_RESOLVED_MAPPINGS = [
@@ -451,7 +453,7 @@ WHERE window_seconds = ${{window}} AND {SET_SCOPE} AND metric = '{metric}' AND r
 
     board = board.with_row(grid.row("Status and current estimates"))
     status_sql = f"""
-SELECT time, group_label, multiIf(st = 'ok', 0, st = 'insufficient', 1, st = 'above_target', 2, 3) AS status
+SELECT time, group_label, multiIf(st = 'ok', 0, st = 'insufficient', 1, st = 'above_target', 2, st = 'no_target', 3, 4) AS status
 FROM (
     SELECT {BUCKET.format(col='snapshot_at')} AS time, group_label, argMax(status, snapshot_at) AS st
     FROM estimate_snapshots FINAL

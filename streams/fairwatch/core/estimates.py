@@ -11,7 +11,8 @@ population, ``target_fnmr`` for the genuine one) and interval ``[low, high]`` at
 ``CoreConfig.confidence``:
 
 1. ``insufficient`` when ``n == 0`` or ``n < min_comparisons``;
-2. otherwise, with no target: ``ok``;
+2. otherwise, with no target: ``no_target``: measured, but there is nothing to judge it against
+   (never ``ok``, which would read as "shown to be fine");
 3. otherwise ``above_target`` when ``low > t``: the rate is shown to exceed the target;
 4. otherwise ``ok`` when ``high <= t``: the rate is shown to be within the target;
 5. otherwise ``insufficient``: the interval contains ``t``, so the data cannot tell a rate within
@@ -25,7 +26,7 @@ claim can be made. The status is a fixed-sample judgement of one window; a monit
 every refresh must use the anytime-valid bounds instead, which allow continuous looking.
 
 A group's overall ``status`` is ``above_target`` when either rate is, else ``insufficient`` when
-either rate is, else ``ok``.
+either rate is, else ``no_target`` when either rate is, else ``ok``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Status(StrEnum):
     OK = "ok"
     INSUFFICIENT = "insufficient"
     ABOVE_TARGET = "above_target"
+    NO_TARGET = "no_target"
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -66,8 +68,10 @@ class RateEstimate:
     """The error rate of one population (the impostor or genuine comparisons of one group).
 
     ``rate`` is None when there are no comparisons. ``low`` / ``high`` bound the rate at the
-    configured confidence for this window; ``anytime_low`` / ``anytime_high`` hold
-    simultaneously for every window size, under continuous monitoring.
+    configured confidence for this window; ``anytime_low`` / ``anytime_high`` hold at every look
+    at a *growing* window (cumulative counts from a fixed start), however often it is looked at.
+    They make no such promise for trailing windows that drop old data, and the status does not
+    use them yet.
     """
 
     n: int
@@ -185,7 +189,7 @@ class RateEstimator:
         # the rules of the module docstring, in order
         enough = (n > 0) & (n >= self.config.min_comparisons)
         if target is None:
-            return [Status.OK if e else Status.INSUFFICIENT for e in enough]
+            return [Status.NO_TARGET if e else Status.INSUFFICIENT for e in enough]
         status = np.where(low > target, Status.ABOVE_TARGET, np.where(high <= target, Status.OK, Status.INSUFFICIENT))
         return [Status(s) if e else Status.INSUFFICIENT for s, e in zip(status, enough)]
 
@@ -206,7 +210,7 @@ class GroupEstimate:
     @property
     def status(self) -> Status:
         statuses = {self.fmr.status, self.fnmr.status}
-        for status in (Status.ABOVE_TARGET, Status.INSUFFICIENT):
+        for status in (Status.ABOVE_TARGET, Status.INSUFFICIENT, Status.NO_TARGET):
             if status in statuses:
                 return status
         return Status.OK
