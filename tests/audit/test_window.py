@@ -83,6 +83,20 @@ def test_json_equals_the_core_over_the_window(store_url):
     assert {d["rate"] for d in document["differentials"]} == {"fmr", "fnmr", "combined"}
     assert {d["attribute"] for d in document["differentials"]} == {"sex", "race", "age", "sex&race"}
     assert any(g["attribute"] == "sex&race" and g["group"] == "F&Black" for g in document["groups"])
+    assert all(d["vs_policy"] is None for d in document["differentials"])  # no policy given
+    # with a policy ratio, each rate's max/min ratio is judged by its interval
+    judged = CliRunner().invoke(app, ["metrics", "--store", store_url, "--from", "2026-11-25T06:30:20Z",
+                                      "--to", "2026-11-25T08:00:00Z", "--json", "--policy-ratio", "3"])
+    verdicts = 0
+    for d in json.loads(judged.stdout)["differentials"]:
+        if d["metric"] != "max_min_ratio" or d["rate"] == "combined":
+            assert d["vs_policy"] is None
+            continue
+        want = ("insufficient" if d["status"] == "insufficient" else "above_policy" if d["low"] > 3
+                else "within_policy" if d["high"] is not None and d["high"] <= 3 else "not_distinguishable")
+        assert d["vs_policy"] == want, d
+        verdicts += 1
+    assert verdicts == 2 * len({d["attribute"] for d in document["differentials"]})
 
 
 @pytest.mark.services

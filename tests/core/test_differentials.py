@@ -268,3 +268,30 @@ def test_differential_intervals_cover_at_parity_and_at_a_moderate_difference(rat
             low, high = found[name].low, found[name].high
             covered[name] += low <= true + 1e-12 and (high is None or true <= high + 1e-12)
     assert min(covered.values()) >= 0.95 * runs, covered
+
+
+def test_max_min_ratio_is_judged_against_the_policy_ratio_by_its_interval():
+    from scipy.stats import beta
+
+    # 100,000 impostor comparisons per group; policy: no group's FMR above 2x another's
+    config = CoreConfig(policy_ratio=2.0)
+    cases = {
+        "above_policy": {"A": (100_000, 100, 1000, 20), "B": (100_000, 1000, 1000, 20)},  # 10x
+        "within_policy": {"A": (100_000, 1000, 1000, 20), "B": (100_000, 1100, 1000, 20)},  # 1.1x
+        "not_distinguishable": {"A": (100_000, 100, 1000, 20), "B": (100_000, 200, 1000, 20)},  # 2x
+    }
+    for expected, groups in cases.items():
+        d = table(frame_of(groups, config))["max_min_ratio", "fmr"]
+        assert d.vs_policy == expected, (expected, d)
+        # the interval behind the verdict, from scipy: per-group Clopper-Pearson at 1 - 0.05 / 2
+        (n_a, x_a), (n_b, x_b) = ((g[0], g[1]) for g in groups.values())
+        lo = {x: beta.ppf(0.0125, x, n - x + 1) for n, x in ((n_a, x_a), (n_b, x_b))}
+        hi = {x: beta.ppf(0.9875, x + 1, n - x) for n, x in ((n_a, x_a), (n_b, x_b))}
+        assert d.low == pytest.approx(max(1.0, lo[x_b] / hi[x_a]), rel=1e-6)
+        assert d.high == pytest.approx(hi[x_b] / lo[x_a], rel=1e-6)
+    # other metrics and configs without a policy carry no verdict
+    assert table(frame_of(cases["above_policy"], config))["max_geomean", "fmr"].vs_policy is None
+    assert table(frame_of(cases["above_policy"]))["max_min_ratio", "fmr"].vs_policy is None
+    # a group lacking evidence (10 comparisons < min_comparisons) says so
+    short = dict(cases["above_policy"], C=(10, 0, 1000, 20))
+    assert table(frame_of(short, config))["max_min_ratio", "fmr"].vs_policy == "insufficient"

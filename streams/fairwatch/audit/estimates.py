@@ -17,7 +17,8 @@ GROUP_FIELDS = (
 )
 
 
-DIFFERENTIAL_FIELDS = ("deployment", "algorithm", "mode", "attribute", "metric", "rate", "value", "low", "high", "status")
+DIFFERENTIAL_FIELDS = ("deployment", "algorithm", "mode", "attribute", "metric", "rate", "value", "low", "high", "status",
+                       "vs_policy")
 
 
 DIFFERENTIAL_METRICS = ("max_min_ratio", "max_geomean", "fdr", "ir", "garbe")

@@ -62,9 +62,10 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
          _interval(g, "fnmr"), g["status"]] for g in doc["groups"]]))
     b.append(("p", doc["privacy"]["rule"].capitalize() + f"; {doc['privacy']['suppressed_groups']} suppressed."))
     b.append(("h2", "3. Differentials"))
-    b.append(("table", ["deployment", "algorithm", "mode", "attribute", "metric", "rate", "value [CI]", "status"], [
+    b.append(("table", ["deployment", "algorithm", "mode", "attribute", "metric", "rate", "value [CI]", "status",
+                        "vs policy"], [
         [d["deployment"], d["algorithm"], d["mode"], d["attribute"], d["metric"], d["rate"], _interval(d, "value"),
-         d["status"]] for d in doc["differentials"]]))
+         d["status"], (d.get("vs_policy") or "-").replace("_", " ")] for d in doc["differentials"]]))
     b.append(("h2", "4. Plots"))
     for png, caption in figures:
         b.append(("img", png, caption))

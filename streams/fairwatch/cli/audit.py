@@ -34,6 +34,8 @@ def report_command(
                                           help="Policy file (fairwatch.detect.policy): its targets, path and sha256 go in the report."),
     target_fmr: Optional[float] = typer.Option(None, "--target-fmr", help="Intended FMR: sets status."),
     target_fnmr: Optional[float] = typer.Option(None, "--target-fnmr", help="Intended FNMR."),
+    policy_ratio: Optional[float] = typer.Option(None, "--policy-ratio", min=1.0,
+                                                 help="Largest max/min ratio of a rate across groups the policy allows."),
     min_comparisons: int = typer.Option(30, "--min-comparisons", help="Fewer comparisons: insufficient."),
     min_group_size: int = typer.Option(10, "--min-group-size", envvar="FAIRWATCH_REPORT_MIN_GROUP", min=0,
                                        help="Groups with fewer verified outcomes are suppressed in the export."),
@@ -65,8 +67,9 @@ def report_command(
             loaded = load_policy(policy)
             target_fmr = loaded.target_fmr if target_fmr is None else target_fmr
             target_fnmr = loaded.target_fnmr if target_fnmr is None else target_fnmr
+            policy_ratio = loaded.policy_ratio if policy_ratio is None else policy_ratio
         config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
-                            min_comparisons=min_comparisons)
+                            min_comparisons=min_comparisons, policy_ratio=policy_ratio)
         window = resolve_window(None, start, end, bucket_seconds)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with closing(open_for_reading(store)) as opened, Progress(*columns, console=console, transient=True) as bar:

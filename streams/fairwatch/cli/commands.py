@@ -167,6 +167,8 @@ def metrics(
     store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
     target_fmr: Optional[float] = typer.Option(None, "--target-fmr", help="Declared FMR target: sets status."),
     target_fnmr: Optional[float] = typer.Option(None, "--target-fnmr", help="Declared FNMR target."),
+    policy_ratio: Optional[float] = typer.Option(None, "--policy-ratio", min=1.0,
+                                                 help="Largest max/min ratio of a rate across groups the policy allows."),
     min_comparisons: int = typer.Option(30, "--min-comparisons", help="Fewer comparisons: insufficient."),
     bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON document instead of tables."),
@@ -179,7 +181,7 @@ def metrics(
 
     try:
         config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
-                            min_comparisons=min_comparisons)
+                            min_comparisons=min_comparisons, policy_ratio=policy_ratio)
         span = resolve_window(window, start, end, bucket_seconds)
         with closing(open_store(store)) as opened:
             frame, document = window_metrics(opened, span, config, deployment, algorithm)
@@ -219,11 +221,12 @@ def render_metrics(document: dict) -> None:
         )
     out.print(table)
     diffs = Table(title="differentials across the groups of each attribute set")
-    for column in ("deployment", "algorithm", "attribute", "metric", "rate", "value [95% CI]", "status"):
+    for column in ("deployment", "algorithm", "attribute", "metric", "rate", "value [95% CI]", "status", "vs policy"):
         diffs.add_column(column)
     for d in document["differentials"]:
         diffs.add_row(d["deployment"], d["algorithm"], d["attribute"], d["metric"], d["rate"],
-                      f"{_fmt(d['value'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]", d["status"])
+                      f"{_fmt(d['value'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]", d["status"],
+                      (d.get("vs_policy") or "-").replace("_", " "))
     out.print(diffs)
 
 

@@ -32,6 +32,9 @@ class CoreConfig:
         the target (a floor for groups of a deployment without a declared target).
     fdr_alpha, ir_alpha, garbe_alpha
         Weights of the FMR term in FDR, IR and GARBE (ISO/IEC 19795-10 drafts; 0.5 by default).
+    policy_ratio
+        The highest max/min ratio of a rate across the groups of an attribute set that the
+        deployment's policy allows (a policy file's ``policy_ratio``); None when it sets none.
     """
 
     bucket_seconds: int = 60
@@ -44,6 +47,7 @@ class CoreConfig:
     fdr_alpha: float = 0.5
     ir_alpha: float = 0.5
     garbe_alpha: float = 0.5
+    policy_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.bucket_seconds <= 0 or DAY_SECONDS % self.bucket_seconds:
@@ -52,6 +56,8 @@ class CoreConfig:
             raise ValueError(f"ttl_seconds must be positive, got {self.ttl_seconds}")
         if not 0.5 < self.confidence < 1:
             raise ValueError(f"confidence must be in (0.5, 1), got {self.confidence}")
+        if self.policy_ratio is not None and not self.policy_ratio >= 1:
+            raise ValueError(f"policy_ratio must be at least 1, got {self.policy_ratio}")
         for name in ("target_fmr", "target_fnmr"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:

@@ -34,6 +34,13 @@ populations enter with their effective counts. A ratio whose box allows a rate o
 bound (``high`` is None): the data cannot rule out an arbitrarily large ratio, and saying a
 number would be false; its lower bound still says how unequal the groups at least are.
 
+Against a policy (``CoreConfig.policy_ratio``, the largest max/min ratio it allows), each rate's
+``max_min_ratio`` says ``vs_policy``: ``above_policy`` when its whole interval lies above the
+policy ratio, ``within_policy`` when its whole interval lies at or below it,
+``not_distinguishable`` when the interval holds the policy ratio, and ``insufficient`` when the
+differential is (a group lacks evidence). The verdict holds with the interval's probability.
+Other metrics, and sets without a policy, have None.
+
 Status: ``insufficient`` when fewer than two groups have comparisons for a rate the metric uses,
 or when any group of the set has status ``insufficient`` for such a rate (a differential can be
 no better resolved than its worst-measured group; dropping that group would hide exactly the
@@ -59,7 +66,7 @@ References
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -207,6 +214,7 @@ class Differential:
     groups: int
     max_group: str | None = None
     min_group: str | None = None
+    vs_policy: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -220,6 +228,7 @@ class Differential:
             "groups": self.groups,
             "max_group": self.max_group,
             "min_group": self.min_group,
+            "vs_policy": self.vs_policy,
         }
 
 
@@ -321,6 +330,16 @@ def _number(value) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+def _vs_policy(status: DifferentialStatus, low: float | None, high: float | None, ratio: float) -> str:
+    if status == DifferentialStatus.INSUFFICIENT or low is None:
+        return "insufficient"
+    if low > ratio:
+        return "above_policy"
+    if high is not None and high <= ratio:
+        return "within_policy"
+    return "not_distinguishable"
+
+
 def _differential(
     scope: AttributeSet,
     metric: str,
@@ -396,8 +415,11 @@ def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: Core
             extremes = (box.groups[int(np.argmax(box.rates))], box.groups[int(np.argmin(box.rates))])
         for metric, compute in PER_RATE.items():
             bounds = PER_RATE_BOUNDS[metric]
-            result.append(_differential(scope, metric, rate, [box], compute,
-                                        lambda bounds=bounds, box=box: bounds(box.low, box.high), extremes))
+            found = _differential(scope, metric, rate, [box], compute,
+                                  lambda bounds=bounds, box=box: bounds(box.low, box.high), extremes)
+            if metric == "max_min_ratio" and config.policy_ratio is not None and found.groups >= 2:
+                found = replace(found, vs_policy=_vs_policy(found.status, found.low, found.high, config.policy_ratio))
+            result.append(found)
     combined = {
         "fdr": lambda f, n: fdr(f, n, config.fdr_alpha),
         "ir": lambda f, n: inequity_rate(f, n, config.ir_alpha),
