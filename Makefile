@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_counts.py
 	$(PY) benchmarks/bench_drift.py
 	$(PY) benchmarks/bench_differentials.py
+	$(PY) benchmarks/bench_estimates.py
 	$(PY) benchmarks/bench_auditlog.py
 
 # The documentation site (mkdocs.yml, docs/) into site/; warnings fail the build.

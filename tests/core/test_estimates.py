@@ -12,6 +12,7 @@ from fairwatch.core.estimates import RateEstimator, Status
 from fairwatch.core.groupframe import GroupFrame
 from fairwatch.core.intervals import BetaBinomialMixture, clopper_pearson, jeffreys
 from fairwatch.core.layout import COL, INTERSECTION_SEP, N_COLUMNS, OVERALL, GroupKey
+from fairwatch.testing.oracles import two_phase_rows
 
 CLI_FIELDS = (
     "deployment", "algorithm", "attribute", "group", "impostor", "false_match", "genuine", "false_non_match",
@@ -248,3 +249,20 @@ def test_a_group_is_ok_only_when_every_rate_is_shown_within_its_target():
     assert (fmr.status, fnmr.status, fnmr_ok.status) == (Status.OK, Status.NO_TARGET, Status.OK)
     assert GroupEstimate(key, fmr, fnmr).status == Status.NO_TARGET
     assert GroupEstimate(key, fmr, fnmr_ok).status == Status.OK
+
+
+@pytest.mark.parametrize("pi", [1.0, 0.25, 0.1])
+@pytest.mark.parametrize("fnmr", [1e-3, 1e-2])
+def test_partial_verification_intervals_cover_and_never_grant_ok_at_the_target(pi, fnmr):
+    # simulated design (numpy draws, independent of the estimator): 5,000 genuine and 20,000 impostor
+    # comparisons, matches all verified, non-matches verified with probability pi; target = true FNMR
+    rng = np.random.default_rng(int(pi * 100) + int(fnmr * 1e4))
+    runs = 400
+    rows = two_phase_rows(rng, runs, 20_000, 1e-3, 5_000, fnmr, pi)
+    frame = GroupFrame.from_counts([key(group=f"g{i}") for i in range(runs)], rows,
+                                   CoreConfig(target_fnmr=fnmr, min_comparisons=1))
+    estimates = [g.fnmr for g in frame.by_group.values()]
+    covered = sum(e.low <= fnmr <= e.high for e in estimates)
+    wrongly_ok = sum(e.status == Status.OK for e in estimates)
+    assert covered >= 0.94 * runs, (covered, runs)
+    assert wrongly_ok <= 0.025 * runs + 5, wrongly_ok  # 0.025 allowed, plus binomial noise of 400 runs

@@ -304,7 +304,10 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store) -> dict[str,
             "window": f"whole buckets of {config.bucket_seconds} s covering the requested window",
         },
         "intervals": {
-            "groups": f"{level} Clopper-Pearson on effective counts (Kish) when weighted",
+            "groups": f"{level} Clopper-Pearson on the error share among verified outcomes, mapped to the rate"
+                      " through the inclusion probabilities of the match and non-match strata (two-phase design:"
+                      " one probability per decision and group); no upper bound below 1 when a stratum has no"
+                      " verified outcome",
             "differentials": f"{level} for every group at once: each group's rates in Clopper-Pearson intervals"
                              " at the Bonferroni level of its attribute set, each differential's interval the"
                              " range of the differential over them (no upper bound when a rate may be 0)",

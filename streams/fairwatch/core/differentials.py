@@ -74,7 +74,6 @@ import numpy as np
 
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.estimates import GroupEstimate, RateEstimate, Status
-from fairwatch.core.intervals import clopper_pearson
 
 __all__ = [
     "AttributeSet",
@@ -247,9 +246,8 @@ def _box(estimates: dict[str, RateEstimate], confidence: float) -> _RateBox:
     measured = {name: est for name, est in estimates.items() if est.n > 0}
     resolved = len(measured) >= 2 and all(est.status != Status.INSUFFICIENT for est in estimates.values())
     rates = np.array([est.rate for est in measured.values()], dtype=float)
-    n_eff = np.array([est.n_eff for est in measured.values()], dtype=float)
-    low, high = clopper_pearson(rates * n_eff, n_eff, confidence)  # effective errors: the count when unweighted
-    return _RateBox(list(measured), rates, np.asarray(low, float), np.asarray(high, float), resolved)
+    bounds = np.array([est.interval(confidence) for est in measured.values()], dtype=float).reshape(-1, 2)
+    return _RateBox(list(measured), rates, bounds[:, 0], bounds[:, 1], resolved)
 
 
 MAX_VERTEX_GROUPS = 12  # up to 2**12 corners of the box are tried for the Gini coefficient's maximum

@@ -37,7 +37,14 @@ from enum import StrEnum
 import numpy as np
 
 from fairwatch.core.config import CoreConfig
-from fairwatch.core.intervals import INTERVALS, BetaBinomialMixture, effective_counts
+from fairwatch.core.intervals import (
+    INTERVALS,
+    BetaBinomialMixture,
+    clopper_pearson,
+    effective_counts,
+    stratum_inclusion,
+    verified_share_to_rate,
+)
 from fairwatch.core.layout import POPULATION_FIELDS, GroupKey
 
 __all__ = ["Status", "RateEstimate", "RateEstimator", "GroupEstimate", "rate_labels"]
@@ -63,6 +70,23 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+def _rate_bounds(share_low, share_high, error_inclusion, correct_inclusion, rate):
+    """Bounds on the rate from bounds on the verified error share; the point always inside, and
+    no upper bound below 1 where an inclusion probability is unknown."""
+    low = verified_share_to_rate(share_low, error_inclusion, correct_inclusion)
+    high = verified_share_to_rate(share_high, error_inclusion, correct_inclusion)
+    unknown = ~(np.isfinite(error_inclusion) & np.isfinite(correct_inclusion))
+    low = np.where(unknown, 0.0, low)
+    high = np.where(unknown, 1.0, high)
+    rate = np.asarray(rate, float)
+    known = np.isfinite(rate)
+    low = np.where(known, np.minimum(low, np.where(known, rate, 0.0)), low)
+    high = np.where(known, np.maximum(high, np.where(known, rate, 0.0)), high)
+    if np.ndim(low) == 0:
+        return float(low), float(high)
+    return low, high
+
+
 @dataclass(frozen=True, slots=True)
 class RateEstimate:
     """The error rate of one population (the impostor or genuine comparisons of one group).
@@ -84,6 +108,13 @@ class RateEstimate:
     anytime_high: float
     target: float | None
     status: Status
+    error_inclusion: float = 1.0
+    correct_inclusion: float = 1.0
+
+    def interval(self, confidence: float) -> tuple[float, float]:
+        """An exact interval at another level, from the same verified counts and design."""
+        share_low, share_high = clopper_pearson(self.errors, self.n, confidence)
+        return _rate_bounds(share_low, share_high, self.error_inclusion, self.correct_inclusion, self.rate)
 
     @property
     def vs_target(self) -> tuple[float | None, float | None, float | None]:
@@ -156,18 +187,41 @@ class RateEstimator:
         self.interval = INTERVALS[method]
         self.sequence = sequence or BetaBinomialMixture()
 
-    def estimate(self, block: np.ndarray, target: float | None) -> list[RateEstimate]:
-        """Estimates for the populations in ``block``, float64[k, 6] of :data:`POPULATION_FIELDS`."""
+    def estimate(self, block: np.ndarray, target: float | None, error_inclusion=None) -> list[RateEstimate]:
+        """Estimates for the populations in ``block``, float64[k, 6] of :data:`POPULATION_FIELDS`.
+
+        Verified outcomes are a two-phase sample: within each decision's stratum every event was
+        verified with the same probability. The errors of a population come from one decision
+        (false matches from matches, false non-matches from non-matches), its correct decisions
+        from the other, and the interval is exact for the error share among the verified, mapped
+        to the rate through the two inclusion probabilities
+        (:func:`~fairwatch.core.intervals.verified_share_to_rate`). The correct decisions' weights
+        give their stratum's probability, and the errors' own weights give theirs. When no error
+        was verified, the errors' stratum probability is ``error_inclusion`` (per population, from
+        the group's other population, where that stratum's verified records are: see
+        :class:`~fairwatch.core.groupframe.GroupFrame`), else taken as the correct decisions'.
+        Unknown (NaN: no verified record of that decision at all) leaves the upper bound at 1: an
+        unseen error's weight cannot be bounded.
+        """
         block = np.asarray(block, dtype=float).reshape(-1, len(POPULATION_FIELDS))
         if not np.all(np.isfinite(block)) or np.any(block < 0):
             raise ValueError("counts must be finite and non-negative")
         n, errors, w, w_err, w2, w2_err = block.T
-        errors_eff, n_eff = effective_counts(n, errors, w, w_err, w2, w2_err)
+        _, n_eff = effective_counts(n, errors, w, w_err, w2, w2_err)
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = np.where(n > 0, w_err / w, np.nan)
+        correct = stratum_inclusion(w - w_err, w2 - w2_err)
+        own = stratum_inclusion(w_err, w2_err)
+        # the errors' own weights tell their stratum's probability; with no error seen, the given
+        # one (the group's other population), else as the correct decisions' (no better guess)
+        fallback = correct if error_inclusion is None else np.broadcast_to(np.asarray(error_inclusion, float), n.shape)
+        error_inclusion = np.where(errors > 0, own, fallback)
+        correct = np.where(n > errors, correct, error_inclusion)  # all errors: no correct stratum needed
         confidence = self.config.confidence
-        low, high = self.interval(errors_eff, n_eff, confidence)
-        anytime_low, anytime_high = self.sequence.interval(errors_eff, n_eff, confidence)
+        share_low, share_high = self.interval(errors, n, confidence)
+        low, high = _rate_bounds(share_low, share_high, error_inclusion, correct, rate)
+        share_low, share_high = self.sequence.interval(errors, n, confidence)
+        anytime_low, anytime_high = _rate_bounds(share_low, share_high, error_inclusion, correct, rate)
         status = self._status(n, low, high, target)
         return [
             RateEstimate(
@@ -181,6 +235,8 @@ class RateEstimator:
                 anytime_high=float(anytime_high[i]),
                 target=target,
                 status=status[i],
+                error_inclusion=float(error_inclusion[i]),
+                correct_inclusion=float(correct[i]),
             )
             for i in range(len(n))
         ]

@@ -10,11 +10,27 @@ import numpy as np
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.differentials import AttributeSet, Differential, differentials
 from fairwatch.core.estimates import GroupEstimate, RateEstimator
+from fairwatch.core.intervals import stratum_inclusion
 from fairwatch.core.layout import GENUINE, IMPOSTOR, N_COLUMNS, OVERALL, GroupKey
 
 __all__ = ["GroupFrame"]
 
 _RATE_CHOICES = ("fmr", "fnmr")
+
+
+def decision_inclusions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusion probabilities of the match and non-match strata of each counts row (float64[k, 12]).
+
+    Matches are the false matches (impostor errors) and the genuine matches (genuine correct);
+    non-matches the impostor non-matches and the false non-matches. So a group with no verified
+    false non-match still shows, through its impostor non-matches, how often non-matches were
+    verified: the weight an unseen false non-match would carry.
+    """
+    imp, gen = rows[:, IMPOSTOR], rows[:, GENUINE]
+    w, w_err, w2, w2_err = 2, 3, 4, 5
+    matches = stratum_inclusion(imp[:, w_err] + gen[:, w] - gen[:, w_err], imp[:, w2_err] + gen[:, w2] - gen[:, w2_err])
+    non_matches = stratum_inclusion(imp[:, w] - imp[:, w_err] + gen[:, w_err], imp[:, w2] - imp[:, w2_err] + gen[:, w2_err])
+    return matches, non_matches
 
 
 class GroupFrame:
@@ -94,8 +110,9 @@ class GroupFrame:
         config = config or CoreConfig()
         keys, rows = _sum_by_key(keys, rows)
         estimator = RateEstimator(config, method)
-        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr)
-        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr)
+        match_inclusion, non_match_inclusion = decision_inclusions(rows)
+        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr, error_inclusion=match_inclusion)
+        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr, error_inclusion=non_match_inclusion)
 
         by_group, overall = {}, {}
         attribute_sets: dict[AttributeSet, list[GroupEstimate]] = defaultdict(list)

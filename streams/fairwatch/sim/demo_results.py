@@ -76,6 +76,7 @@ def step_series(store, deployment: str, attributes: tuple[str, ...], start: date
                 config: CoreConfig, step: int = PLOT_STEP_SECONDS) -> dict[str, Any]:
     """FMR / FNMR per group per ``step`` of event time, with intervals (for the plots)."""
     from fairwatch.core.estimates import RateEstimator
+    from fairwatch.core.groupframe import decision_inclusions
     from fairwatch.store.group_counts import bucket_counts
 
     rows = bucket_counts(store, deployment, start, end, attributes, by_algorithm=False)
@@ -88,8 +89,9 @@ def step_series(store, deployment: str, attributes: tuple[str, ...], start: date
     series = {}
     for key, counts in sorted(acc.items()):
         entry = {}
+        inclusions = dict(zip(("fmr", "fnmr"), decision_inclusions(counts)))  # errors' strata: match, non-match
         for metric, block in (("fmr", IMPOSTOR), ("fnmr", GENUINE)):
-            est = estimator.estimate(counts[:, block], None)
+            est = estimator.estimate(counts[:, block], None, error_inclusion=inclusions[metric])
             entry[metric] = [(e.rate, e.low, e.high) if e.n else (None, None, None) for e in est]
         series[key] = entry
     times = [start + timedelta(seconds=step * (i + 0.5)) for i in range(n_steps)]

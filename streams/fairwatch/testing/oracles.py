@@ -7,6 +7,7 @@ import json
 import math
 
 import jsonschema
+import numpy as np
 from referencing import Registry, Resource
 
 from fairwatch.testing.stack import REPO
@@ -33,3 +34,18 @@ def expected_rate(spec: dict, attributes: dict, group: tuple[str, str], boost: d
         num += weight * rate
         den += weight
     return num / den
+
+
+def two_phase_rows(rng, runs, impostors, fmr, genuine, fnmr, pi):
+    """``runs`` counts rows (float64[runs, 12]) of one group under a two-phase design, drawn with
+    numpy: true FMR / FNMR, every match verified, each non-match verified with probability ``pi``."""
+    fm = rng.binomial(impostors, fmr, runs)
+    fnm = rng.binomial(genuine, fnmr, runs)
+    inm_v = rng.binomial(impostors - fm, pi)  # verified impostor non-matches
+    fnm_v = rng.binomial(fnm, pi)  # verified false non-matches
+    gm_v = genuine - fnm  # genuine matches, all verified
+    rows = np.zeros((runs, 12))
+    rows[:, :6] = np.stack([fm + inm_v, fm, fm + inm_v / pi, fm, fm + inm_v / pi**2, fm], axis=1)
+    rows[:, 6:] = np.stack([gm_v + fnm_v, fnm_v, gm_v + fnm_v / pi, fnm_v / pi, gm_v + fnm_v / pi**2,
+                            fnm_v / pi**2], axis=1)
+    return rows
