@@ -18,7 +18,6 @@ groups have no error at all).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from fairwatch.core import differentials as d
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame
 from fairwatch.core.layout import GroupKey
+from fairwatch.testing.bench import write_results
 
 RESULTS = Path(__file__).parent / "results" / "differentials.json"
 PARITY = {"max_min_ratio": 1.0, "max_geomean": 1.0, "max_min_difference": 0.0, "garbe": 0.0, "fdr": 1.0, "ir": 1.0}
@@ -101,10 +101,7 @@ def main() -> None:
         result["regimes"][name] = rows
         worst = min(rows, key=lambda k: rows[k]["coverage"])
         print(f"{name:44} {rows[worst]['coverage']:13.3f} {worst:>26} {rows['max_min_ratio/fmr']['holds_parity']:25.3f}")
-    result["seconds"] = time.perf_counter() - started
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(f"written {RESULTS} in {result['seconds']:.1f} s")
+    write_results(RESULTS, result, started)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Per cell (pi x true rate):
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from fairwatch.core.estimates import Status
 from fairwatch.core.groupframe import GroupFrame
 from fairwatch.core.intervals import clopper_pearson
 from fairwatch.core.layout import GroupKey
+from fairwatch.testing.bench import write_results
 from fairwatch.testing.oracles import two_phase_rows
 
 RESULTS = Path(__file__).parent / "results" / "estimates.json"
@@ -73,10 +73,7 @@ def main() -> None:
             print(f"{pi:5.2f} {rate:7.0e} {row['fnmr_coverage']:11.3f} {row['fmr_coverage']:10.3f}"
                   f" {row['fnmr_p_ok_at_target']:11.3f} {row['fmr_p_ok_at_target']:10.3f}"
                   f" {row['fmr_width_over_fully_verified']:17.2f}")
-    result["seconds"] = time.perf_counter() - started
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(f"written {RESULTS} in {result['seconds']:.1f} s")
+    write_results(RESULTS, result, started)
 
 
 if __name__ == "__main__":

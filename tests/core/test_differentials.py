@@ -295,3 +295,13 @@ def test_max_min_ratio_is_judged_against_the_policy_ratio_by_its_interval():
     # a group lacking evidence (10 comparisons < min_comparisons) says so
     short = dict(cases["above_policy"], C=(10, 0, 1000, 20))
     assert table(frame_of(short, config))["max_min_ratio", "fmr"].vs_policy == "insufficient"
+
+
+def test_the_policy_verdict_does_not_depend_on_the_rate_targets():
+    groups = {"A": (10_000, 1, 1000, 10), "B": (10_000, 100, 1000, 10)}
+    plain = table(frame_of(groups, CoreConfig(policy_ratio=2.0)))["max_min_ratio", "fmr"]
+    targeted = table(frame_of(groups, CoreConfig(policy_ratio=2.0, target_fmr=1e-4)))["max_min_ratio", "fmr"]
+    assert plain.vs_policy == targeted.vs_policy == "above_policy"
+    assert targeted.status == "insufficient"  # A's FMR cannot be placed against 1e-4: the status says so
+    one = table(frame_of({"A": groups["A"]}, CoreConfig(policy_ratio=2.0)), AttributeSet(*SCOPE))
+    assert one["max_min_ratio", "fmr"].vs_policy == "insufficient"

@@ -266,3 +266,33 @@ def test_partial_verification_intervals_cover_and_never_grant_ok_at_the_target(p
     wrongly_ok = sum(e.status == Status.OK for e in estimates)
     assert covered >= 0.94 * runs, (covered, runs)
     assert wrongly_ok <= 0.025 * runs + 5, wrongly_ok  # 0.025 allowed, plus binomial noise of 400 runs
+
+
+def test_a_population_whose_verified_members_are_all_errors_takes_the_other_stratum_from_its_group():
+    from scipy.stats import beta
+
+    # 50 false matches verified (weight 1), no impostor non-match verified: the non-match stratum's
+    # probability is unknown from the impostors alone
+    alone = np.array([[50, 50, 50, 50, 50, 50, 1000, 0, 1000, 0, 1000, 0]], dtype=float)
+    [fmr] = [g.fmr for g in GroupFrame.from_counts([key()], alone, CoreConfig(target_fmr=0.01)).by_group.values()]
+    assert (fmr.low, fmr.high, fmr.status) == (0.0, 1.0, Status.INSUFFICIENT)
+    # with one false non-match verified at weight 5000, non-matches were verified with probability 2e-4:
+    # the FMR's lower bound maps the share's exact lower bound (all 50 of 50) through (1, 2e-4)
+    known = np.array([[50, 50, 50, 50, 50, 50, 1001, 1, 6000, 5000, 25_001_000, 25_000_000]], dtype=float)
+    [fmr] = [g.fmr for g in GroupFrame.from_counts([key()], known, CoreConfig(target_fmr=0.01)).by_group.values()]
+    share_low = beta.ppf(0.025, 50, 1)
+    want = share_low * 2e-4 / (share_low * 2e-4 + (1 - share_low) * 1.0)
+    assert fmr.low == pytest.approx(want, rel=1e-6) and fmr.high == 1.0
+
+
+def test_inclusion_probabilities_that_vary_within_a_stratum_fall_back_to_effective_counts_and_cover():
+    # a window over two buckets: non-matches verified with probability 1, then 0.1 (numpy draws)
+    rng = np.random.default_rng(21)
+    runs, fnmr, fmr = 300, 0.01, 0.005
+    rows = (two_phase_rows(rng, runs, 20_000, fmr, 20_000, fnmr, 1.0)
+            + two_phase_rows(rng, runs, 20_000, fmr, 20_000, fnmr, 0.1))
+    frame = GroupFrame.from_counts([key(group=f"g{i}") for i in range(runs)], rows, CoreConfig(min_comparisons=1))
+    groups = list(frame.by_group.values())
+    assert all(g.fnmr.error_inclusion == -1.0 for g in groups if g.fnmr.errors)  # the sums show it varies
+    assert sum(g.fnmr.low <= fnmr <= g.fnmr.high for g in groups) >= 0.93 * runs
+    assert sum(g.fmr.low <= fmr <= g.fmr.high for g in groups) >= 0.93 * runs

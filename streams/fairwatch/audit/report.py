@@ -317,7 +317,8 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store) -> dict[str,
                        "fdr_alpha": config.fdr_alpha, "ir_alpha": config.ir_alpha, "garbe_alpha": config.garbe_alpha,
                        "policy_ratio": config.policy_ratio},
         "status": "insufficient below min_comparisons or when the interval cannot decide against the target;"
-                  " above_target when the interval lies above the declared target",
+                  " above_target when the interval lies above the declared target; ok when it lies within it;"
+                  " no_target when no target is declared (measured, not judged)",
         "policy": policy,
         "fairwatch_version": __version__,
         "server_version": ".".join(map(str, store.server_version())),

@@ -26,19 +26,21 @@ garbe               combined  ``alpha G(fmr) + (1 - alpha) G(fnmr)``; 0 is fair.
 Intervals: every group of the set gets an exact (Clopper-Pearson) interval for its rate at level
 ``1 - alpha / m``, ``m`` the number of groups with that rate measured (Bonferroni; for the combined
 metrics, every group's FMR and FNMR: twice as many), so that with probability at least
-``CoreConfig.confidence`` every group's rates lie in their intervals at once: a box. Each differential's interval is the range of the metric over that box
+``CoreConfig.confidence`` every group's rates lie in their intervals at once: a box. Each
+differential's interval is the range of the metric over that box
 (exact for the differences, FDR and the ratio upper bounds; conservative bounds for Max/GeoMean's
 lower end and the Gini coefficient), so it covers the true value with at least the stated
 probability whatever the rates, at parity included, and always holds the plug-in value. Weighted
-populations enter with their effective counts. A ratio whose box allows a rate of 0 has no upper
+populations enter with their two-phase intervals (:meth:`RateEstimate.interval`). A ratio whose box allows a rate of 0 has no upper
 bound (``high`` is None): the data cannot rule out an arbitrarily large ratio, and saying a
 number would be false; its lower bound still says how unequal the groups at least are.
 
 Against a policy (``CoreConfig.policy_ratio``, the largest max/min ratio it allows), each rate's
 ``max_min_ratio`` says ``vs_policy``: ``above_policy`` when its whole interval lies above the
 policy ratio, ``within_policy`` when its whole interval lies at or below it,
-``not_distinguishable`` when the interval holds the policy ratio, and ``insufficient`` when the
-differential is (a group lacks evidence). The verdict holds with the interval's probability.
+``not_distinguishable`` when the interval holds the policy ratio, and ``insufficient`` when
+fewer than two groups have comparisons or a group has fewer than ``min_comparisons`` (whatever
+the rate targets: the verdict is about the differential alone). The verdict holds with the interval's probability.
 Other metrics, and sets without a policy, have None.
 
 Status: ``insufficient`` when fewer than two groups have comparisons for a rate the metric uses,
@@ -239,15 +241,17 @@ class _RateBox(NamedTuple):
     low: np.ndarray
     high: np.ndarray
     resolved: bool
+    evidence: bool  # two or more groups, each with min_comparisons: what a policy verdict needs
 
 
-def _box(estimates: dict[str, RateEstimate], confidence: float) -> _RateBox:
+def _box(estimates: dict[str, RateEstimate], confidence: float, min_comparisons: int) -> _RateBox:
     """Exact intervals at ``confidence`` for every measured group (the caller splits alpha)."""
     measured = {name: est for name, est in estimates.items() if est.n > 0}
     resolved = len(measured) >= 2 and all(est.status != Status.INSUFFICIENT for est in estimates.values())
+    evidence = len(measured) >= 2 and all(est.n >= min_comparisons for est in estimates.values())
     rates = np.array([est.rate for est in measured.values()], dtype=float)
     bounds = np.array([est.interval(confidence) for est in measured.values()], dtype=float).reshape(-1, 2)
-    return _RateBox(list(measured), rates, bounds[:, 0], bounds[:, 1], resolved)
+    return _RateBox(list(measured), rates, bounds[:, 0], bounds[:, 1], resolved, evidence)
 
 
 MAX_VERTEX_GROUPS = 12  # up to 2**12 corners of the box are tried for the Gini coefficient's maximum
@@ -328,8 +332,9 @@ def _number(value) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def _vs_policy(status: DifferentialStatus, low: float | None, high: float | None, ratio: float) -> str:
-    if status == DifferentialStatus.INSUFFICIENT or low is None:
+def _vs_policy(evidence: bool, low: float | None, high: float | None, ratio: float) -> str:
+    """By the interval alone: a target declared for the rates changes nothing here."""
+    if not evidence or low is None:
         return "insufficient"
     if low > ratio:
         return "above_policy"
@@ -403,8 +408,10 @@ def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: Core
     fmrs, fnmrs = {g.key.group: g.fmr for g in groups}, {g.key.group: g.fnmr for g in groups}
     alpha = 1 - config.confidence
     counts = [sum(1 for est in rates.values() if est.n > 0) for rates in (fmrs, fnmrs)]
-    fmr, fnmr = (_box(rates, 1 - alpha / max(1, count)) for rates, count in zip((fmrs, fnmrs), counts))
-    both_fmr, both_fnmr = (_box(rates, 1 - alpha / max(1, sum(counts))) for rates in (fmrs, fnmrs))
+    fmr, fnmr = (_box(rates, 1 - alpha / max(1, count), config.min_comparisons)
+                 for rates, count in zip((fmrs, fnmrs), counts))
+    both_fmr, both_fnmr = (_box(rates, 1 - alpha / max(1, sum(counts)), config.min_comparisons)
+                           for rates in (fmrs, fnmrs))
 
     result = []
     for rate, box in zip(RATES, (fmr, fnmr)):
@@ -415,8 +422,8 @@ def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: Core
             bounds = PER_RATE_BOUNDS[metric]
             found = _differential(scope, metric, rate, [box], compute,
                                   lambda bounds=bounds, box=box: bounds(box.low, box.high), extremes)
-            if metric == "max_min_ratio" and config.policy_ratio is not None and found.groups >= 2:
-                found = replace(found, vs_policy=_vs_policy(found.status, found.low, found.high, config.policy_ratio))
+            if metric == "max_min_ratio" and config.policy_ratio is not None:
+                found = replace(found, vs_policy=_vs_policy(box.evidence, found.low, found.high, config.policy_ratio))
             result.append(found)
     combined = {
         "fdr": lambda f, n: fdr(f, n, config.fdr_alpha),

@@ -39,6 +39,7 @@ import numpy as np
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.intervals import (
     INTERVALS,
+    VARIES,
     BetaBinomialMixture,
     clopper_pearson,
     effective_counts,
@@ -108,13 +109,21 @@ class RateEstimate:
     anytime_high: float
     target: float | None
     status: Status
-    error_inclusion: float = 1.0
-    correct_inclusion: float = 1.0
+    # inclusion probabilities of the errors' and the correct decisions' strata: None when unknown,
+    # VARIES when they differ within the stratum
+    error_inclusion: float | None = 1.0
+    correct_inclusion: float | None = 1.0
 
     def interval(self, confidence: float) -> tuple[float, float]:
-        """An exact interval at another level, from the same verified counts and design."""
+        """A Clopper-Pearson interval at another level, from the same verified counts and design."""
+        if VARIES in (self.error_inclusion, self.correct_inclusion):
+            rate = self.rate or 0.0
+            return tuple(float(v) for v in clopper_pearson(rate * self.n_eff, self.n_eff, confidence))
         share_low, share_high = clopper_pearson(self.errors, self.n, confidence)
-        return _rate_bounds(share_low, share_high, self.error_inclusion, self.correct_inclusion, self.rate)
+        unknown = np.nan
+        error = unknown if self.error_inclusion is None else self.error_inclusion
+        correct = unknown if self.correct_inclusion is None else self.correct_inclusion
+        return _rate_bounds(share_low, share_high, error, correct, np.nan if self.rate is None else self.rate)
 
     @property
     def vs_target(self) -> tuple[float | None, float | None, float | None]:
@@ -151,8 +160,8 @@ class RateEstimator:
     method
         Fixed-sample interval, ``"clopper-pearson"`` (default: coverage at least nominal at every
         rate, so an ``ok`` is never granted on a lucky interval) or ``"jeffreys"`` (shorter,
-        nominal only on average). Weighted populations use effective counts
-        (:func:`fairwatch.core.intervals.effective_counts`).
+        nominal only on average), of the error share among verified comparisons; weighted
+        populations map it to the rate (:meth:`estimate`).
     sequence
         The anytime-valid confidence sequence.
 
@@ -187,7 +196,8 @@ class RateEstimator:
         self.interval = INTERVALS[method]
         self.sequence = sequence or BetaBinomialMixture()
 
-    def estimate(self, block: np.ndarray, target: float | None, error_inclusion=None) -> list[RateEstimate]:
+    def estimate(self, block: np.ndarray, target: float | None, error_inclusion=None,
+                 correct_inclusion=None) -> list[RateEstimate]:
         """Estimates for the populations in ``block``, float64[k, 6] of :data:`POPULATION_FIELDS`.
 
         Verified outcomes are a two-phase sample: within each decision's stratum every event was
@@ -197,31 +207,40 @@ class RateEstimator:
         to the rate through the two inclusion probabilities
         (:func:`~fairwatch.core.intervals.verified_share_to_rate`). The correct decisions' weights
         give their stratum's probability, and the errors' own weights give theirs. When no error
-        was verified, the errors' stratum probability is ``error_inclusion`` (per population, from
-        the group's other population, where that stratum's verified records are: see
-        :class:`~fairwatch.core.groupframe.GroupFrame`), else taken as the correct decisions'.
-        Unknown (NaN: no verified record of that decision at all) leaves the upper bound at 1: an
-        unseen error's weight cannot be bounded.
+        (no correct decision) was verified, that stratum's probability is ``error_inclusion``
+        (``correct_inclusion``), per population, from the group's other population, where that
+        decision's verified records are (see :class:`~fairwatch.core.groupframe.GroupFrame`);
+        without it, the other stratum's. Unknown (NaN: no verified record of that decision at
+        all) leaves the bounds at 0 and 1. Where a stratum's probabilities vary (the sums show
+        it: :func:`~fairwatch.core.intervals.stratum_inclusion`), no exact map exists and the
+        interval falls back to Kish's effective counts (an approximation).
         """
         block = np.asarray(block, dtype=float).reshape(-1, len(POPULATION_FIELDS))
         if not np.all(np.isfinite(block)) or np.any(block < 0):
             raise ValueError("counts must be finite and non-negative")
         n, errors, w, w_err, w2, w2_err = block.T
-        _, n_eff = effective_counts(n, errors, w, w_err, w2, w2_err)
+        errors_eff, n_eff = effective_counts(n, errors, w, w_err, w2, w2_err)
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = np.where(n > 0, w_err / w, np.nan)
-        correct = stratum_inclusion(w - w_err, w2 - w2_err)
-        own = stratum_inclusion(w_err, w2_err)
-        # the errors' own weights tell their stratum's probability; with no error seen, the given
-        # one (the group's other population), else as the correct decisions' (no better guess)
-        fallback = correct if error_inclusion is None else np.broadcast_to(np.asarray(error_inclusion, float), n.shape)
-        error_inclusion = np.where(errors > 0, own, fallback)
-        correct = np.where(n > errors, correct, error_inclusion)  # all errors: no correct stratum needed
+        # each stratum's probability from its own verified records; a stratum with none (no
+        # error, or no correct decision, verified) takes the caller's (the group's other
+        # population holds that decision's records), else the other stratum's (no better guess)
+        own_error = stratum_inclusion(errors, w_err, w2_err)
+        own_correct = stratum_inclusion(n - errors, w - w_err, w2 - w2_err)
+        given_error = own_correct if error_inclusion is None else np.broadcast_to(np.asarray(error_inclusion, float), n.shape)
+        given_correct = own_error if correct_inclusion is None else np.broadcast_to(np.asarray(correct_inclusion, float), n.shape)
+        error_inclusion = np.where(errors > 0, own_error, given_error)
+        correct = np.where(n > errors, own_correct, given_correct)
+        # probabilities that vary within a stratum: no exact map; Kish's effective counts instead
+        varies = (error_inclusion == VARIES) | (correct == VARIES)
         confidence = self.config.confidence
-        share_low, share_high = self.interval(errors, n, confidence)
-        low, high = _rate_bounds(share_low, share_high, error_inclusion, correct, rate)
-        share_low, share_high = self.sequence.interval(errors, n, confidence)
-        anytime_low, anytime_high = _rate_bounds(share_low, share_high, error_inclusion, correct, rate)
+        low, high = _rate_bounds(*self.interval(errors, n, confidence), error_inclusion, correct, rate)
+        kish_low, kish_high = self.interval(errors_eff, n_eff, confidence)
+        low, high = np.where(varies, kish_low, low), np.where(varies, kish_high, high)
+        anytime_low, anytime_high = _rate_bounds(*self.sequence.interval(errors, n, confidence), error_inclusion, correct,
+                                                 rate)
+        kish_low, kish_high = self.sequence.interval(errors_eff, n_eff, confidence)
+        anytime_low, anytime_high = np.where(varies, kish_low, anytime_low), np.where(varies, kish_high, anytime_high)
         status = self._status(n, low, high, target)
         return [
             RateEstimate(
@@ -235,8 +254,8 @@ class RateEstimator:
                 anytime_high=float(anytime_high[i]),
                 target=target,
                 status=status[i],
-                error_inclusion=float(error_inclusion[i]),
-                correct_inclusion=float(correct[i]),
+                error_inclusion=_finite_or_none(error_inclusion[i]),
+                correct_inclusion=_finite_or_none(correct[i]),
             )
             for i in range(len(n))
         ]

@@ -27,9 +27,15 @@ def decision_inclusions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     verified: the weight an unseen false non-match would carry.
     """
     imp, gen = rows[:, IMPOSTOR], rows[:, GENUINE]
-    w, w_err, w2, w2_err = 2, 3, 4, 5
-    matches = stratum_inclusion(imp[:, w_err] + gen[:, w] - gen[:, w_err], imp[:, w2_err] + gen[:, w2] - gen[:, w2_err])
-    non_matches = stratum_inclusion(imp[:, w] - imp[:, w_err] + gen[:, w_err], imp[:, w2] - imp[:, w2_err] + gen[:, w2_err])
+    n, errors, w, w_err, w2, w2_err = range(6)
+
+    def correct(block: np.ndarray, total: int, part: int) -> np.ndarray:
+        return block[:, total] - block[:, part]
+
+    matches = stratum_inclusion(imp[:, errors] + correct(gen, n, errors), imp[:, w_err] + correct(gen, w, w_err),
+                                imp[:, w2_err] + correct(gen, w2, w2_err))
+    non_matches = stratum_inclusion(correct(imp, n, errors) + gen[:, errors], correct(imp, w, w_err) + gen[:, w_err],
+                                    correct(imp, w2, w2_err) + gen[:, w2_err])
     return matches, non_matches
 
 
@@ -111,8 +117,11 @@ class GroupFrame:
         keys, rows = _sum_by_key(keys, rows)
         estimator = RateEstimator(config, method)
         match_inclusion, non_match_inclusion = decision_inclusions(rows)
-        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr, error_inclusion=match_inclusion)
-        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr, error_inclusion=non_match_inclusion)
+        # false matches are matches and impostors' correct decisions non-matches; the other way round for genuine
+        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr, error_inclusion=match_inclusion,
+                                  correct_inclusion=non_match_inclusion)
+        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr, error_inclusion=non_match_inclusion,
+                                   correct_inclusion=match_inclusion)
 
         by_group, overall = {}, {}
         attribute_sets: dict[AttributeSet, list[GroupEstimate]] = defaultdict(list)

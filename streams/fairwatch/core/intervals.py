@@ -285,18 +285,26 @@ class BetaBinomialMixture:
         return low, high
 
 
-def stratum_inclusion(w, w2) -> np.ndarray:
-    """Inclusion probability of a verification stratum from its records' weight sums.
+VARIES = -1.0  # stratum_inclusion's answer when a stratum's records had different probabilities
 
-    ``sum(1/pi) / sum(1/pi^2)`` is ``pi`` when every record of the stratum had the same inclusion
-    probability (the two-phase design); NaN when the stratum has no verified record.
 
-    >>> float(stratum_inclusion(40.0, 400.0))  # 4 records verified with probability 0.1
+def stratum_inclusion(n, w, w2) -> np.ndarray:
+    """Inclusion probability of a verification stratum from its records' count and weight sums.
+
+    ``sum(1/pi) / sum(1/pi^2)`` is ``pi`` when every one of the ``n`` records had the same inclusion
+    probability (the two-phase design), which holds exactly when ``(sum 1/pi)^2 = n sum 1/pi^2``
+    (Cauchy-Schwarz); otherwise :data:`VARIES`. NaN when the stratum has no verified record.
+
+    >>> float(stratum_inclusion(4, 40.0, 400.0))  # 4 records verified with probability 0.1
     0.1
+    >>> float(stratum_inclusion(2, 11.0, 101.0))  # one verified with probability 1, one with 0.1
+    -1.0
     """
-    w, w2 = np.asarray(w, float), np.asarray(w2, float)
+    n, w, w2 = (np.asarray(v, float) for v in (n, w, w2))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(w2 > 0, w / w2, np.nan)
+        pi = np.clip(w / w2, 1e-12, 1.0)
+        constant = np.abs(w * w - n * w2) <= 1e-9 * np.maximum(w * w, 1e-300)
+    return np.where((n > 0) & (w2 > 0), np.where(constant, pi, VARIES), np.nan)
 
 
 def verified_share_to_rate(share, error_inclusion, correct_inclusion) -> np.ndarray:

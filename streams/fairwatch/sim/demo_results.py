@@ -89,9 +89,10 @@ def step_series(store, deployment: str, attributes: tuple[str, ...], start: date
     series = {}
     for key, counts in sorted(acc.items()):
         entry = {}
-        inclusions = dict(zip(("fmr", "fnmr"), decision_inclusions(counts)))  # errors' strata: match, non-match
+        matches, non_matches = decision_inclusions(counts)
+        strata = {"fmr": (matches, non_matches), "fnmr": (non_matches, matches)}  # (errors', correct decisions')
         for metric, block in (("fmr", IMPOSTOR), ("fnmr", GENUINE)):
-            est = estimator.estimate(counts[:, block], None, error_inclusion=inclusions[metric])
+            est = estimator.estimate(counts[:, block], None, *strata[metric])
             entry[metric] = [(e.rate, e.low, e.high) if e.n else (None, None, None) for e in est]
         series[key] = entry
     times = [start + timedelta(seconds=step * (i + 0.5)) for i in range(n_steps)]
