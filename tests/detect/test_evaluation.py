@@ -47,3 +47,24 @@ def test_detector_banks_equal_the_engine_over_stacked_ratios():
     np.testing.assert_allclose(log_stats, want_stats, rtol=1e-12)
     # the drifted streams alarm, repeatedly (reset after each alarm); the quiet one never does
     assert alarms[:, 1].sum() >= 2 and alarms[:, 5].sum() >= 2 and alarms[:, 0].sum() == 0
+
+
+def test_alert_values_use_the_strata_of_the_whole_group_as_reports_do():
+    # one bucket: 20,000 impostors (false matches all verified, 1 in 10 non-matches verified at weight 10)
+    # and 5,000 genuine comparisons with no verified false non-match: the FNMR's upper bound must carry
+    # the weight an unseen false non-match would have, as in GroupFrame (the reports' path)
+    from fairwatch.core.config import CoreConfig
+    from fairwatch.core.estimates import RateEstimator
+    from fairwatch.core.groupframe import GroupFrame
+    from fairwatch.core.layout import GENUINE, GroupKey
+    from fairwatch.detect.evaluation import _value
+
+    row = np.array([[20 + 1998, 20, 20 + 19980, 20, 20 + 199800, 20, 5000, 0, 5000, 0, 5000, 0]], dtype=float)
+    stream = Stream("error_rate_drift", "a", "verification", "race", "g", "fnmr", "sr_band", None, 0.01,
+                    x=row[:, 7], n=row[:, 6], weighted=row[:, GENUINE], counts=row)
+    rate, low, high, n = _value(stream, 0, 1, RateEstimator(CoreConfig()))
+    [group] = GroupFrame.from_counts([GroupKey("d", "a", "verification", "race", "g")], row).by_group.values()
+    assert (rate, low, high) == (group.fnmr.rate, group.fnmr.low, group.fnmr.high)
+    blind = Stream(*stream.__dict__.values())  # the same stream without the group's other population
+    blind.counts = None
+    assert high > 5 * _value(blind, 0, 1, RateEstimator(CoreConfig()))[2]

@@ -10,6 +10,7 @@ import numpy as np
 
 from fairwatch.core.config import DAY_SECONDS, CoreConfig
 from fairwatch.core.estimates import RateEstimator
+from fairwatch.core.groupframe import decision_inclusions
 from fairwatch.core.intervals import clopper_pearson
 from fairwatch.detect.detectors import (
     DisparityDetector,
@@ -70,7 +71,12 @@ def _value(stream: Stream, t: int, width: int, estimator: RateEstimator) -> tupl
         block = np.array([[n, x, n, x, n, x]])
     else:
         block = stream.weighted[max(0, t - width + 1): t + 1].sum(axis=0, keepdims=True)
-    [estimate] = estimator.estimate(block, None)
+    strata = ()
+    if stream.counts is not None:  # the group's other population tells the strata no error reached
+        window = stream.counts[max(0, t - width + 1): t + 1].sum(axis=0, keepdims=True)
+        matches, non_matches = decision_inclusions(window)
+        strata = (matches, non_matches) if stream.metric == "fmr" else (non_matches, matches)
+    [estimate] = estimator.estimate(block, None, *strata)
     return estimate.rate, estimate.low, estimate.high, estimate.n
 
 

@@ -34,6 +34,7 @@ class Stream:
     x_ref: np.ndarray | None = None  # disparity: the reference group's
     n_ref: np.ndarray | None = None
     weighted: np.ndarray | None = None  # float[T, 6] weighted sums for the values shown
+    counts: np.ndarray | None = None  # float[T, 12] the group's rows: both verification strata
     ratio: float | None = None
 
     @property
@@ -87,12 +88,14 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
                 if n_b < policy.min_evidence:
                     streams.append(Stream("insufficient_evidence", algorithm, mode, attribute, group, metric,
                                            "baseline_count", weighted_rate, None, weighted=mon[:, block],
+                                           counts=mon,
                                            x=np.full(T, n_b), n=np.full(T, float(policy.min_evidence))))
                     continue
                 rates[group] = (x_b / n_b, weighted_rate)
                 edge = Baseline.from_counts(x_b, n_b, policy.band, policy.baseline_confidence).edge
                 streams.append(Stream("error_rate_drift", algorithm, mode, attribute, group, metric, "sr_band",
-                                       weighted_rate, edge, x=mon[:, x_col], n=mon[:, n_col], weighted=mon[:, block]))
+                                       weighted_rate, edge, x=mon[:, x_col], n=mon[:, n_col], weighted=mon[:, block],
+                                       counts=mon))
             if policy.policy_ratio is None or len(rates) < 2:
                 continue
             reference = policy.reference.get(attribute) or min(rates, key=lambda g: (rates[g][0], g))
@@ -106,7 +109,7 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
                 streams.append(Stream("disparity_breach", algorithm, mode, attribute, group, metric,
                                        f"sr_disparity:{reference}", rates[reference][1], None, x=mon[:, x_col],
                                        n=mon[:, n_col], x_ref=ref[:, x_col], n_ref=ref[:, n_col],
-                                       weighted=mon[:, block], ratio=policy.policy_ratio))
+                                       weighted=mon[:, block], counts=mon, ratio=policy.policy_ratio))
     # label-free: non-match score tail
     tail_base: dict[tuple, np.ndarray] = {}
     tail: dict[tuple, np.ndarray] = {}
