@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from contextlib import closing
 import sys
+from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional

@@ -77,14 +77,23 @@ def _rate_bounds(share_low, share_high, error_inclusion, correct_inclusion, rate
     low = verified_share_to_rate(share_low, error_inclusion, correct_inclusion)
     high = verified_share_to_rate(share_high, error_inclusion, correct_inclusion)
     unknown = ~(np.isfinite(error_inclusion) & np.isfinite(correct_inclusion))
-    low = np.where(unknown, 0.0, low)
-    high = np.where(unknown, 1.0, high)
-    rate = np.asarray(rate, float)
-    known = np.isfinite(rate)
-    low = np.where(known, np.minimum(low, np.where(known, rate, 0.0)), low)
-    high = np.where(known, np.maximum(high, np.where(known, rate, 0.0)), high)
-    if np.ndim(low) == 0:
-        return float(low), float(high)
+    low = np.fmin(np.where(unknown, 0.0, low), rate)  # fmin/fmax: a NaN rate (no comparison) leaves them
+    high = np.fmax(np.where(unknown, 1.0, high), rate)
+    return low, high
+
+
+def _design_bounds(interval, confidence, errors, n, errors_eff, n_eff, error_inclusion, correct_inclusion, rate):
+    """``interval`` of the verified error share mapped to the rate (:func:`_rate_bounds`); where a
+    stratum's probabilities vary (:data:`VARIES`) no exact map exists, and ``interval`` of Kish's
+    effective counts is used instead."""
+    error_inclusion, correct_inclusion, rate = (np.atleast_1d(np.asarray(v, float))
+                                                for v in (error_inclusion, correct_inclusion, rate))
+    low, high = _rate_bounds(*interval(errors, n, confidence), error_inclusion, correct_inclusion, rate)
+    varies = (error_inclusion == VARIES) | (correct_inclusion == VARIES)
+    if varies.any():
+        low, high = np.array(low, float, ndmin=1), np.array(high, float, ndmin=1)
+        low[varies], high[varies] = interval(np.atleast_1d(errors_eff)[varies], np.atleast_1d(n_eff)[varies],
+                                             confidence)
     return low, high
 
 
@@ -116,14 +125,11 @@ class RateEstimate:
 
     def interval(self, confidence: float) -> tuple[float, float]:
         """A Clopper-Pearson interval at another level, from the same verified counts and design."""
-        if VARIES in (self.error_inclusion, self.correct_inclusion):
-            rate = self.rate or 0.0
-            return tuple(float(v) for v in clopper_pearson(rate * self.n_eff, self.n_eff, confidence))
-        share_low, share_high = clopper_pearson(self.errors, self.n, confidence)
-        unknown = np.nan
-        error = unknown if self.error_inclusion is None else self.error_inclusion
-        correct = unknown if self.correct_inclusion is None else self.correct_inclusion
-        return _rate_bounds(share_low, share_high, error, correct, np.nan if self.rate is None else self.rate)
+        rate, error, correct = (np.nan if v is None else v for v in (self.rate, self.error_inclusion,
+                                                                         self.correct_inclusion))
+        low, high = _design_bounds(clopper_pearson, confidence, self.errors, self.n, np.nan_to_num(rate) * self.n_eff,
+                                   self.n_eff, error, correct, rate)
+        return float(low[0]), float(high[0])
 
     @property
     def vs_target(self) -> tuple[float | None, float | None, float | None]:
@@ -231,16 +237,9 @@ class RateEstimator:
         given_correct = own_error if correct_inclusion is None else np.broadcast_to(np.asarray(correct_inclusion, float), n.shape)
         error_inclusion = np.where(errors > 0, own_error, given_error)
         correct = np.where(n > errors, own_correct, given_correct)
-        # probabilities that vary within a stratum: no exact map; Kish's effective counts instead
-        varies = (error_inclusion == VARIES) | (correct == VARIES)
-        confidence = self.config.confidence
-        low, high = _rate_bounds(*self.interval(errors, n, confidence), error_inclusion, correct, rate)
-        kish_low, kish_high = self.interval(errors_eff, n_eff, confidence)
-        low, high = np.where(varies, kish_low, low), np.where(varies, kish_high, high)
-        anytime_low, anytime_high = _rate_bounds(*self.sequence.interval(errors, n, confidence), error_inclusion, correct,
-                                                 rate)
-        kish_low, kish_high = self.sequence.interval(errors_eff, n_eff, confidence)
-        anytime_low, anytime_high = np.where(varies, kish_low, anytime_low), np.where(varies, kish_high, anytime_high)
+        design = (errors, n, errors_eff, n_eff, error_inclusion, correct, rate)
+        low, high = _design_bounds(self.interval, self.config.confidence, *design)
+        anytime_low, anytime_high = _design_bounds(self.sequence.interval, self.config.confidence, *design)
         status = self._status(n, low, high, target)
         return [
             RateEstimate(

@@ -39,6 +39,14 @@ def decision_inclusions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return matches, non_matches
 
 
+def population_strata(rows: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per rate, the inclusion probabilities of its errors' and its correct decisions' strata, as
+    :meth:`~fairwatch.core.estimates.RateEstimator.estimate` takes them: false matches are matches
+    and impostors' correct decisions non-matches; the other way round for genuine comparisons."""
+    matches, non_matches = decision_inclusions(rows)
+    return {"fmr": (matches, non_matches), "fnmr": (non_matches, matches)}
+
+
 class GroupFrame:
     """FMR / FNMR (FPIR / FNIR) by group with intervals and statuses, plus the differentials.
 
@@ -116,12 +124,9 @@ class GroupFrame:
         config = config or CoreConfig()
         keys, rows = _sum_by_key(keys, rows)
         estimator = RateEstimator(config, method)
-        match_inclusion, non_match_inclusion = decision_inclusions(rows)
-        # false matches are matches and impostors' correct decisions non-matches; the other way round for genuine
-        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr, error_inclusion=match_inclusion,
-                                  correct_inclusion=non_match_inclusion)
-        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr, error_inclusion=non_match_inclusion,
-                                   correct_inclusion=match_inclusion)
+        strata = population_strata(rows)
+        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr, *strata["fmr"])
+        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr, *strata["fnmr"])
 
         by_group, overall = {}, {}
         attribute_sets: dict[AttributeSet, list[GroupEstimate]] = defaultdict(list)

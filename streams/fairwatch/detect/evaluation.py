@@ -10,7 +10,7 @@ import numpy as np
 
 from fairwatch.core.config import DAY_SECONDS, CoreConfig
 from fairwatch.core.estimates import RateEstimator
-from fairwatch.core.groupframe import decision_inclusions
+from fairwatch.core.groupframe import population_strata
 from fairwatch.core.intervals import clopper_pearson
 from fairwatch.detect.detectors import (
     DisparityDetector,
@@ -74,8 +74,7 @@ def _value(stream: Stream, t: int, width: int, estimator: RateEstimator) -> tupl
     strata = ()
     if stream.counts is not None:  # the group's other population tells the strata no error reached
         window = stream.counts[max(0, t - width + 1): t + 1].sum(axis=0, keepdims=True)
-        matches, non_matches = decision_inclusions(window)
-        strata = (matches, non_matches) if stream.metric == "fmr" else (non_matches, matches)
+        strata = population_strata(window)[stream.metric]
     [estimate] = estimator.estimate(block, None, *strata)
     return estimate.rate, estimate.low, estimate.high, estimate.n
 

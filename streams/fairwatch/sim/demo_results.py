@@ -76,7 +76,7 @@ def step_series(store, deployment: str, attributes: tuple[str, ...], start: date
                 config: CoreConfig, step: int = PLOT_STEP_SECONDS) -> dict[str, Any]:
     """FMR / FNMR per group per ``step`` of event time, with intervals (for the plots)."""
     from fairwatch.core.estimates import RateEstimator
-    from fairwatch.core.groupframe import decision_inclusions
+    from fairwatch.core.groupframe import population_strata
     from fairwatch.store.group_counts import bucket_counts
 
     rows = bucket_counts(store, deployment, start, end, attributes, by_algorithm=False)
@@ -89,8 +89,7 @@ def step_series(store, deployment: str, attributes: tuple[str, ...], start: date
     series = {}
     for key, counts in sorted(acc.items()):
         entry = {}
-        matches, non_matches = decision_inclusions(counts)
-        strata = {"fmr": (matches, non_matches), "fnmr": (non_matches, matches)}  # (errors', correct decisions')
+        strata = population_strata(counts)
         for metric, block in (("fmr", IMPOSTOR), ("fnmr", GENUINE)):
             est = estimator.estimate(counts[:, block], None, *strata[metric])
             entry[metric] = [(e.rate, e.low, e.high) if e.n else (None, None, None) for e in est]

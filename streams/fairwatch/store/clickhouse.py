@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import weakref
 import re
+import weakref
 from datetime import date, datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
