@@ -46,6 +46,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_drift.py
 	$(PY) benchmarks/bench_differentials.py
 	$(PY) benchmarks/bench_estimates.py
+	$(PY) benchmarks/bench_status.py
+	$(PY) benchmarks/bench_scenario.py
 	$(PY) benchmarks/bench_auditlog.py
 
 # The documentation site (mkdocs.yml, docs/) into site/; warnings fail the build.

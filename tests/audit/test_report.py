@@ -127,6 +127,7 @@ def test_report_equals_metrics_equals_a_recount_of_labeled_outcomes(seeded, work
                                                                  "to": "2026-11-25T07:46:00Z"}
     assert report["groups"] == document["groups"]
     assert report["differentials"] == document["differentials"]
+    assert report["homogeneity"] == document["homogeneity"] and len(document["homogeneity"]) >= 2
     assert report["reproducibility"]["metrics_sha256"] == hashlib.sha256(metrics.stdout.encode()).hexdigest()
     # 2. == a recount of the stored per-event rows through the core's estimator
     counts = recount_from_labeled_outcomes(store)
@@ -135,7 +136,8 @@ def test_report_equals_metrics_equals_a_recount_of_labeled_outcomes(seeded, work
     recount = metrics_document(frame, resolve_window(None, FROM, TO, 60))
     assert len(recount["groups"]) == len(report["groups"])
     for mine, theirs in [*zip(report["groups"], recount["groups"]),
-                         *zip(report["differentials"], recount["differentials"])]:
+                         *zip(report["differentials"], recount["differentials"]),
+                         *zip(report["homogeneity"], recount["homogeneity"])]:
         assert list(mine) == list(theirs)
         for field in mine:
             if isinstance(mine[field], float):

@@ -67,7 +67,7 @@ def test_json_equals_the_core_over_the_window(store_url):
                                       "--to", "2026-11-25T08:00:00Z", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout, parse_constant=no_constants)
-    assert list(document) == ["window", "groups", "differentials"]
+    assert list(document) == ["window", "groups", "differentials", "homogeneity"]
     assert document["window"] == {"from": "2026-11-25T06:30:00Z", "to": "2026-11-25T08:00:00Z"}
     start = datetime(2026, 11, 25, 6, 30, tzinfo=timezone.utc).timestamp()
     frame = expected_frame(workload, start, start + 5400)
@@ -84,6 +84,10 @@ def test_json_equals_the_core_over_the_window(store_url):
     assert {d["attribute"] for d in document["differentials"]} == {"sex", "race", "age", "sex&race"}
     assert any(g["attribute"] == "sex&race" and g["group"] == "F&Black" for g in document["groups"])
     assert all(d["vs_policy"] is None for d in document["differentials"])  # no policy given
+    tests = {(t["deployment"], t["mode"], t["attribute"], t["rate"]): t for t in document["homogeneity"]}
+    for (scope, rate), test in frame.homogeneity.items():
+        assert tests[scope.deployment, scope.mode, scope.attribute, rate] == {**scope._asdict(), "rate": rate,
+                                                                              **test.to_dict()}
     # with a policy ratio, each rate's max/min ratio is judged by its interval
     judged = CliRunner().invoke(app, ["metrics", "--store", store_url, "--from", "2026-11-25T06:30:20Z",
                                       "--to", "2026-11-25T08:00:00Z", "--json", "--policy-ratio", "3"])

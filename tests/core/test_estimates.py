@@ -109,38 +109,94 @@ def test_zero_false_matches_in_500_comparisons_with_target_1e_4_is_insufficient(
     assert row["fmr"] == 0.0 and row["fmr_low"] == 0.0
 
 
+def excluded_by_the_mixture(errors, n, p, alpha):
+    """Independent oracle of the status bounds: the Beta(1/2, 1/2) mixture likelihood ratio against
+    rate p (Howard et al. 2021) reaches 1/alpha, i.e. p is outside the confidence sequence."""
+    from scipy.special import betaln
+
+    log_ratio = (betaln(0.5 + errors, 0.5 + n - errors) - betaln(0.5, 0.5)
+                 - errors * math.log(p) - (n - errors) * math.log1p(-p))
+    return log_ratio >= math.log(1 / alpha)
+
+
+def status_oracle(errors, n, target, family=1, confidence=0.95, min_comparisons=30):
+    if n == 0 or n < min_comparisons:
+        return Status.INSUFFICIENT
+    if target is None:
+        return Status.NO_TARGET
+    if excluded_by_the_mixture(errors, n, target, (1 - confidence) / family):
+        return Status.ABOVE_TARGET if errors / n > target else Status.OK
+    return Status.INSUFFICIENT
+
+
 def rule_of_three_n(target, confidence=0.95):
     """Fewest error-free comparisons whose two-sided Clopper-Pearson upper bound is <= target."""
     return math.ceil(math.log((1 - confidence) / 2) / math.log1p(-target))
 
 
+@pytest.mark.parametrize("family", [1, 40])
 @pytest.mark.parametrize("target", [1e-4, 1e-3, 0.01])
-def test_error_free_comparisons_become_ok_at_the_rule_of_three_size(target):
-    needed = rule_of_three_n(target)
-    assert needed == pytest.approx(3.69 / target, rel=0.01)  # -log(0.025) = 3.69
+def test_error_free_comparisons_become_ok_where_the_mixture_excludes_the_target(target, family):
+    # the fewest error-free comparisons whose mixture ratio against the target reaches family / alpha
+    needed = next(n for n in range(1, int(30 / target)) if excluded_by_the_mixture(0, n, target, 0.05 / family))
     estimator = RateEstimator(CoreConfig())
-    before, at = estimator.estimate(np.array([[needed - 1, 0] * 3, [needed, 0] * 3], dtype=float), target)
+    before, at = estimator.estimate(np.array([[needed - 1, 0] * 3, [needed, 0] * 3], dtype=float), target,
+                                    family=family)
     assert (before.status, at.status) == (Status.INSUFFICIENT, Status.OK)
+    assert before.family == at.family == family
+    # a monitor's status costs more than one fixed-sample look (the rule of three's 3.69 / t) ...
+    three = rule_of_three_n(target)
+    assert three == pytest.approx(3.69 / target, rel=0.01)  # -log(0.025) = 3.69
+    [one_look] = estimator.estimate(np.array([[three, 0] * 3], dtype=float), target, family=family)
+    assert one_look.high <= target and one_look.status == Status.INSUFFICIENT
+    # ... about log(family sqrt(pi n) / alpha) / t
+    assert needed * target == pytest.approx(math.log(family * math.sqrt(math.pi * needed) / 0.05), rel=0.02)
 
 
 @pytest.mark.parametrize(
-    ("errors", "n", "target", "status"),
+    ("errors", "n", "target", "family"),
     [
-        (5, 10_000, 1e-4, Status.ABOVE_TARGET),  # low = 1.6e-4 > target
-        (2, 10_000, 1e-4, Status.INSUFFICIENT),  # point estimate 2e-4, but the interval holds 1e-4
-        (1, 100_000, 1e-4, Status.OK),  # high = 5.6e-5 <= target
-        (3, 10, 1e-4, Status.INSUFFICIENT),  # far above target, but below min_comparisons = 30
-        (0, 0, 1e-4, Status.INSUFFICIENT),
-        (0, 29, None, Status.INSUFFICIENT),
-        (0, 30, None, Status.NO_TARGET),
-        (30, 30, None, Status.NO_TARGET),  # without a target: measured, never "ok"
+        (5, 10_000, 1e-4, 1),  # fixed-sample low 1.6e-4 > target, but not yet for a monitor
+        (12, 20_000, 1e-4, 1),  # shown above
+        (12, 20_000, 1e-4, 500),  # not among 500 rates judged together
+        (2, 10_000, 1e-4, 1),  # point estimate 2e-4, the bounds hold 1e-4
+        (1, 100_000, 1e-4, 1),  # fixed-sample high 5.6e-5 <= target, but not for a monitor
+        (1, 200_000, 1e-4, 1),
+        (1, 200_000, 1e-4, 40),
+        (3, 10, 1e-4, 1),  # far above target, but below min_comparisons = 30
+        (0, 0, 1e-4, 1),
+        (0, 29, None, 1),
+        (0, 30, None, 1),
+        (30, 30, None, 1),  # without a target: measured, never "ok"
     ],
 )
-def test_status_rules(errors, n, target, status):
-    [estimate] = RateEstimator(CoreConfig()).estimate(np.array([[n, errors] * 3], dtype=float), target)
-    assert estimate.status == status
+def test_status_rules(errors, n, target, family):
+    [estimate] = RateEstimator(CoreConfig()).estimate(np.array([[n, errors] * 3], dtype=float), target, family=family)
+    assert estimate.status == status_oracle(errors, n, target, family)
     low, high = clopper_pearson(errors, n)
     assert (estimate.low, estimate.high) == (low, high)
+
+
+def test_status_rules_cover_every_status():
+    seen = {status_oracle(*case) for case in [(12, 20_000, 1e-4), (1, 200_000, 1e-4), (2, 10_000, 1e-4), (0, 30, None)]}
+    assert seen == set(Status)
+
+
+def test_the_family_is_every_judged_rate_of_a_deployment_algorithm_and_mode():
+    config = CoreConfig(target_fmr=1e-3, target_fnmr=0.05)
+    keys = [GroupKey("gate-3", "algo-2", "verification", "*", "*"), key("F"), key("M"), key("Black", "race"),
+            GroupKey("gate-4", "algo-2", "verification", "sex", "F")]
+    rows = np.array([unweighted_row(3000, 3, 300, 9), unweighted_row(1000, 1, 100, 3), unweighted_row(2000, 2, 20, 6),
+                     unweighted_row(10, 0, 100, 3), unweighted_row(1000, 1, 100, 3)], dtype=float)
+    frame = GroupFrame.from_counts(keys, rows, config)
+    # gate-3: FMR judged in 3 rows (Black has 10 < 30 impostors), FNMR in 3 (M has 20 genuine): 6
+    families = {g.key: (g.fmr.family, g.fnmr.family) for g in (*frame.overall.values(), *frame.by_group.values())}
+    assert set(families.values()) == {(6, 6), (2, 2)}
+    assert families[keys[4]] == (2, 2)
+    records = {(r["deployment"], r["group"]): r for r in frame.to_records()}
+    assert records["gate-3", "F"]["status_family"] == 6
+    bounds = BetaBinomialMixture().interval(1, 1000, 1 - 0.05 / 6)
+    assert (records["gate-3", "F"]["fmr_anytime_low"], records["gate-3", "F"]["fmr_anytime_high"]) == bounds
 
 
 def test_no_comparisons_give_no_rate():
@@ -163,6 +219,10 @@ def test_group_status_combines_both_rates():
             unweighted_row(50_000, 10, 100, 1),  # fmr ok, fnmr insufficient
         ]
     )
+    family = 6  # three groups x two rates judged together
+    expected = [(status_oracle(r[1], r[0], 1e-3, family), status_oracle(r[7], r[6], 0.05, family)) for r in rows]
+    assert expected == [(Status.OK, Status.OK), (Status.ABOVE_TARGET, Status.INSUFFICIENT),
+                        (Status.OK, Status.INSUFFICIENT)]
     frame = GroupFrame.from_counts([key("A"), key("B"), key("C")], rows, config)
     assert [r["status"] for r in frame.to_records()] == ["ok", "above_target", "insufficient"]
 
@@ -180,11 +240,14 @@ def test_rows_carry_interval_anytime_bounds_and_realized_vs_intended():
     assert (row["fmr_low"], row["fmr_high"]) == clopper_pearson(40, 20_000)
     assert (row["fmr_anytime_low"], row["fmr_anytime_high"]) == BetaBinomialMixture().interval(40, 20_000)
     assert row["fmr_anytime_low"] < row["fmr_low"] < row["fmr_high"] < row["fmr_anytime_high"]
+    assert row["status_family"] == 1  # the only rate with a target
     assert row["fmr_n_eff"] == 20_000.0
     assert row["fmr_vs_target"] == pytest.approx(2.0)
     assert row["fmr_vs_target_low"] == pytest.approx(row["fmr_low"] / 1e-3)
     assert row["fmr_vs_target_high"] == pytest.approx(row["fmr_high"] / 1e-3)
-    assert row["fmr_status"] == "above_target" and row["fnmr_target"] is None and row["fnmr_vs_target"] is None
+    # 2e-3 against 1e-3: the fixed-sample interval excludes the target, the monitor's bounds do not
+    assert row["fmr_low"] > 1e-3 and row["fmr_anytime_low"] < 1e-3
+    assert row["fmr_status"] == "insufficient" and row["fnmr_target"] is None and row["fnmr_vs_target"] is None
 
 
 def test_identification_mode_names_the_rates_fpir_and_fnir():
@@ -233,7 +296,29 @@ def test_impossible_counts_are_rejected(row):
 
 def test_an_empty_window_gives_an_empty_frame():
     frame = GroupFrame.from_counts([], np.empty((0, N_COLUMNS)))
-    assert frame.to_dict() == {"groups": [], "differentials": []}
+    assert frame.to_dict() == {"groups": [], "differentials": [], "homogeneity": []}
+
+
+def test_every_attribute_set_and_rate_gets_its_homogeneity_test():
+    from fairwatch.core.differentials import AttributeSet
+    from fairwatch.core.homogeneity import homogeneity
+
+    keys = [key("F"), key("M"), key("Black", "race"), key("White", "race"), key("Asian", "race")]
+    rows = np.array([unweighted_row(5000, 5, 1000, 30), unweighted_row(5000, 25, 1000, 31),
+                     unweighted_row(3000, 3, 600, 12), unweighted_row(3000, 4, 600, 14),
+                     unweighted_row(3000, 2, 600, 13)], dtype=float)
+    frame = GroupFrame.from_counts(keys, rows, CoreConfig())
+    assert set(frame.homogeneity) == {(AttributeSet("gate-3", "algo-2", "verification", a), r)
+                                      for a in ("sex", "race") for r in ("fmr", "fnmr")}
+    sex = AttributeSet("gate-3", "algo-2", "verification", "sex")
+    groups = [g for k, g in frame.by_group.items() if k.attribute == "sex"]
+    assert frame.homogeneity[sex, "fmr"] == homogeneity([g.fmr for g in groups], 0.95, 30)
+    # 5 against 25 false matches in 5,000 each: a difference; FNMR 30 against 31: none shown
+    assert (frame.homogeneity[sex, "fmr"].verdict, frame.homogeneity[sex, "fnmr"].verdict) == (
+        "differ", "no_difference_shown")
+    records = {(r["attribute"], r["rate"]): r for r in frame.to_dict()["homogeneity"]}
+    assert records["sex", "fmr"]["p_value"] == frame.homogeneity[sex, "fmr"].p_value
+    assert records["race", "fnmr"]["groups"] == 3
 
 
 def test_a_group_is_ok_only_when_every_rate_is_shown_within_its_target():
@@ -296,3 +381,17 @@ def test_inclusion_probabilities_that_vary_within_a_stratum_fall_back_to_effecti
     assert all(g.fnmr.error_inclusion == -1.0 for g in groups if g.fnmr.errors)  # the sums show it varies
     assert sum(g.fnmr.low <= fnmr <= g.fnmr.high for g in groups) >= 0.93 * runs
     assert sum(g.fmr.low <= fmr <= g.fmr.high for g in groups) >= 0.93 * runs
+
+
+@pytest.mark.parametrize("window", [None, 12])
+def test_no_status_of_a_deployment_is_ever_wrong_over_100_looks_at_more_than_the_stated_rate(window):
+    from fairwatch.testing.looks import status_looks
+
+    # 4 groups + overall, both rates exactly at their targets, 100 looks at growing (and trailing)
+    # windows: wrong means `ok` or `above_target` for a rate equal to its target
+    runs = 200
+    result = status_looks(4, 500, 200, 1e-3, 1.0, 0.02, 1.0, 1.0, window, 0.0, runs=runs, looks=100, seed=3)
+    assert result["family"] == 10
+    allowed = 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs)
+    assert result["ever_wrong"] <= allowed, result
+    assert result["ever_wrong_one_look"] > 0.5, result  # the one-look rule, judged the same way, fails

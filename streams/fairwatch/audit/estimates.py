@@ -14,6 +14,9 @@ from fairwatch.store.group_counts import read_counts
 GROUP_FIELDS = (
     "deployment", "algorithm", "mode", "attribute", "group", "impostor", "false_match", "genuine", "false_non_match",
     "fmr", "fmr_low", "fmr_high", "fnmr", "fnmr_low", "fnmr_high", "status",
+    # the bounds the statuses are judged on, and how many rates are judged together
+    "fmr_anytime_low", "fmr_anytime_high", "fnmr_anytime_low", "fnmr_anytime_high", "fmr_status", "fnmr_status",
+    "status_family",
 )
 
 
@@ -23,6 +26,8 @@ DIFFERENTIAL_FIELDS = ("deployment", "algorithm", "mode", "attribute", "metric",
 
 DIFFERENTIAL_METRICS = ("max_min_ratio", "max_geomean", "fdr", "ir", "garbe")
 
+HOMOGENEITY_FIELDS = ("deployment", "algorithm", "mode", "attribute", "rate", "p_value", "method", "groups", "verdict")
+
 
 def _json_number(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -31,14 +36,15 @@ def _json_number(value: Any) -> Any:
 
 
 def metrics_document(frame: GroupFrame, window: Window) -> dict[str, Any]:
-    """The `fairwatch metrics --json` document: window, group rows, differential rows."""
+    """The `fairwatch metrics --json` document: window, group rows, differential rows, homogeneity tests."""
     groups = [{f: _json_number(row[f]) for f in GROUP_FIELDS} for row in frame.to_records()]
     differentials = [
         {f: _json_number(row[f]) for f in DIFFERENTIAL_FIELDS}
         for row in frame.to_dict()["differentials"]
         if row["metric"] in DIFFERENTIAL_METRICS
     ]
-    return {"window": window.to_dict(), "groups": groups, "differentials": differentials}
+    homogeneity = [{f: _json_number(row[f]) for f in HOMOGENEITY_FIELDS} for row in frame.homogeneity_records()]
+    return {"window": window.to_dict(), "groups": groups, "differentials": differentials, "homogeneity": homogeneity}
 
 
 def window_metrics(

@@ -33,6 +33,7 @@ from fairwatch.audit.suppression import (
 from fairwatch.audit.window import Window
 from fairwatch.contracts.records import format_timestamp
 from fairwatch.core.config import CoreConfig
+from fairwatch.core.groupframe import GroupFrame
 from fairwatch.store.clickhouse import Store, bind, open_store
 from fairwatch.store.group_counts import scope_filter
 
@@ -236,6 +237,7 @@ def build_report(
                           f" attributes with data: {', '.join(known)}")
     groups = [g for g in metrics_doc["groups"] if g["attribute"] in ("*", attribute or g["attribute"])]
     differentials = [d for d in metrics_doc["differentials"] if attribute in (None, d["attribute"])]
+    tests = [t for t in metrics_doc["homogeneity"] if attribute in (None, t["attribute"])]
     groups, hidden = suppress_small_groups(groups, min_group_size)
     hidden_sets = {(d, a, m, attr) for d, a, m, attr, _ in hidden}
     differentials = [
@@ -243,6 +245,8 @@ def build_report(
         if (d["deployment"], d["algorithm"], d["mode"], d["attribute"]) in hidden_sets else d
         for d in differentials
     ]
+    tests = [{**t, "p_value": None, "verdict": SUPPRESSED}
+             if (t["deployment"], t["algorithm"], t["mode"], t["attribute"]) in hidden_sets else t for t in tests]
     progress("provenance", 0, 1)
     provenance = _provenance(store, window, deployment, algorithm, attribute, min_group_size)
     alerts = _alerts(store, window, deployment, algorithm, hidden)
@@ -270,12 +274,13 @@ def build_report(
         "provenance": provenance,
         "groups": groups,
         "differentials": differentials,
+        "homogeneity": tests,
         "alerts": alerts,
         "privacy": {"min_group_size": min_group_size, "suppressed_groups": len(hidden),
                     "rule": f"groups with fewer than {min_group_size} verified outcomes are shown as '{SUPPRESSED}';"
                             " a differential of an attribute set with a suppressed group is suppressed too;"
                             " no event, reviewer or alert identifiers are exported"},
-        "methods": _methods(config, policy_info, store),
+        "methods": _methods(config, policy_info, store, frame),
         "reproducibility": {
             "command": " ".join(command),
             "sql": recorder.sql,
@@ -291,8 +296,10 @@ def build_report(
     return report
 
 
-def _methods(config: CoreConfig, policy: dict | None, store: Store) -> dict[str, Any]:
+def _methods(config: CoreConfig, policy: dict | None, store: Store, frame: GroupFrame) -> dict[str, Any]:
     level = f"{config.confidence:.0%}"
+    family = {g.key[:3]: g.fmr.family for g in (*frame.overall.values(), *frame.by_group.values())}
+    families = [{"deployment": d, "algorithm": a, "mode": m, "rates_judged": n} for (d, a, m), n in sorted(family.items())]
     return {
         "definitions": {
             "FMR": "false matches / impostor comparisons (impostor truth, decision match); FPIR in identification",
@@ -311,14 +318,27 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store) -> dict[str,
             "differentials": f"{level} for every group at once: each group's rates in Clopper-Pearson intervals"
                              " at the Bonferroni level of its attribute set, each differential's interval the"
                              " range of the differential over them (no upper bound when a rate may be 0)",
+            "homogeneity": "is there any difference between the groups' rates: per attribute set and rate, an exact"
+                           " conditional test (likelihood-ratio G, Monte Carlo over tables with the same margins)"
+                           " where every group was verified through the same design, else the intersection of the"
+                           " groups' Bonferroni intervals; each a test at level"
+                           f" {1 - config.confidence:.2g}, not corrected across attribute sets and rates;"
+                           " no_difference_shown never means equal",
         },
         "thresholds": {"target_fmr": config.target_fmr, "target_fnmr": config.target_fnmr,
                        "min_comparisons": config.min_comparisons, "confidence": config.confidence,
                        "fdr_alpha": config.fdr_alpha, "ir_alpha": config.ir_alpha, "garbe_alpha": config.garbe_alpha,
                        "policy_ratio": config.policy_ratio},
-        "status": "insufficient below min_comparisons or when the interval cannot decide against the target;"
-                  " above_target when the interval lies above the declared target; ok when it lies within it;"
-                  " no_target when no target is declared (measured, not judged)",
+        "status": "judged on anytime-valid bounds (a Beta-binomial mixture confidence sequence, Howard et al."
+                  " 2021, on the verified error share, mapped to the rate as the intervals are) at level"
+                  f" 1 - {1 - config.confidence:.2g}/m, m the rates with a target judged together in a deployment,"
+                  " algorithm and mode (Bonferroni; m below), so that with probability at least"
+                  f" {level} no status is wrong, however often a window growing from a fixed start is looked at:"
+                  " insufficient below min_comparisons or when the bounds hold the target; above_target when"
+                  " they lie above the declared target; ok when they lie within it; no_target when no target is"
+                  " declared (measured, not judged). The fixed-sample intervals above can exclude a target"
+                  " that the status still calls insufficient",
+        "status_families": families,
         "policy": policy,
         "fairwatch_version": __version__,
         "server_version": ".".join(map(str, store.server_version())),

@@ -66,6 +66,10 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
                         "vs policy"], [
         [d["deployment"], d["algorithm"], d["mode"], d["attribute"], d["metric"], d["rate"], _interval(d, "value"),
          d["status"], (d.get("vs_policy") or "-").replace("_", " ")] for d in doc["differentials"]]))
+    b.append(("p", "Any difference at all between the groups (homogeneity test; method in section 6):"))
+    b.append(("table", ["deployment", "algorithm", "mode", "attribute", "rate", "groups", "p-value", "test", "verdict"], [
+        [t["deployment"], t["algorithm"], t["mode"], t["attribute"], t["rate"], str(t["groups"]),
+         format_number(t["p_value"], 3), t["method"], t["verdict"].replace("_", " ")] for t in doc["homogeneity"]]))
     b.append(("h2", "4. Plots"))
     for png, caption in figures:
         b.append(("img", png, caption))
@@ -82,6 +86,8 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     b.append(("table", ["intervals", "method"], [[k, v] for k, v in methods["intervals"].items()]))
     b.append(("table", ["threshold", "value"], [[k, format_number(v)] for k, v in methods["thresholds"].items()]))
     b.append(("p", "Status: " + methods["status"] + "."))
+    b.append(("table", ["deployment", "algorithm", "mode", "rates judged together (m)"],
+              [[f["deployment"], f["algorithm"], f["mode"], str(f["rates_judged"])] for f in methods["status_families"]]))
     policy = methods["policy"]
     if policy:
         b.append(("p", f"Policy file: {policy['path']} (sha256 {policy['sha256']}), deployment {policy['deployment']}:"))

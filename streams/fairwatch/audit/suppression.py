@@ -7,8 +7,9 @@ from fairwatch.audit.estimates import GROUP_FIELDS
 
 SUPPRESSED = "suppressed"
 DEFAULT_MIN_GROUP_SIZE = 10
+STATUS_FIELDS = ("status", "fmr_status", "fnmr_status")
 NUMBER_FIELDS = tuple(f for f in GROUP_FIELDS if f not in ("deployment", "algorithm", "mode", "attribute", "group",
-                                                           "status"))
+                                                           *STATUS_FIELDS))
 
 
 def suppress_small_groups(groups: list[dict], min_group_size: int) -> tuple[list[dict], set[tuple]]:
@@ -17,6 +18,6 @@ def suppress_small_groups(groups: list[dict], min_group_size: int) -> tuple[list
     for g in groups:
         if g["impostor"] + g["genuine"] < min_group_size:
             hidden.add((g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["group"]))
-            g = {**g, **{f: None for f in NUMBER_FIELDS}, "status": SUPPRESSED}
+            g = {**g, **{f: None for f in NUMBER_FIELDS}, **{f: SUPPRESSED for f in STATUS_FIELDS}}
         out.append(g)
     return out, hidden

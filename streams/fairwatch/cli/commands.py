@@ -228,6 +228,13 @@ def render_metrics(document: dict) -> None:
                       f"{_fmt(d['value'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]", d["status"],
                       (d.get("vs_policy") or "-").replace("_", " "))
     out.print(diffs)
+    tests = Table(title="any difference at all between the groups (homogeneity test)")
+    for column in ("deployment", "algorithm", "attribute", "rate", "groups", "p-value", "test", "verdict"):
+        tests.add_column(column)
+    for t in document["homogeneity"]:
+        tests.add_row(t["deployment"], t["algorithm"], t["attribute"], t["rate"], str(t["groups"]),
+                      _fmt(t["p_value"], 3), t["method"], t["verdict"].replace("_", " "))
+    out.print(tests)
 
 
 @app.command()

@@ -7,23 +7,34 @@ fixed-sample interval, anytime-valid bounds, the effective sample size and a :cl
 identification mode the same numbers are FPIR and FNIR.
 
 Status rules, per population with target ``t`` (``CoreConfig.target_fmr`` for the impostor
-population, ``target_fnmr`` for the genuine one) and interval ``[low, high]`` at
-``CoreConfig.confidence``:
+population, ``target_fnmr`` for the genuine one):
 
 1. ``insufficient`` when ``n == 0`` or ``n < min_comparisons``;
 2. otherwise, with no target: ``no_target``: measured, but there is nothing to judge it against
    (never ``ok``, which would read as "shown to be fine");
-3. otherwise ``above_target`` when ``low > t``: the rate is shown to exceed the target;
-4. otherwise ``ok`` when ``high <= t``: the rate is shown to be within the target;
-5. otherwise ``insufficient``: the interval contains ``t``, so the data cannot tell a rate within
+3. otherwise ``above_target`` when ``anytime_low > t``: the rate is shown to exceed the target;
+4. otherwise ``ok`` when ``anytime_high <= t``: the rate is shown to be within the target;
+5. otherwise ``insufficient``: the bounds contain ``t``, so the data cannot tell a rate within
    the target from one above it.
 
-Rule 5 generalizes the rule of three: with no error, ``high <= t`` needs
-``n >= log(alpha/2) / log(1 - t)``, about ``3.69 / t`` comparisons with the default 95%
-Clopper-Pearson interval (the one-sided rule of three gives ``3 / t``). With errors it needs more.
-A rate very close to its target stays ``insufficient`` for a long time, which is honest: neither
-claim can be made. The status is a fixed-sample judgement of one window; a monitor that acts on
-every refresh must use the anytime-valid bounds instead, which allow continuous looking.
+The status is judged on the *anytime-valid* bounds, not on the fixed-sample interval
+``[low, high]``, and at a *family-wise* level: ``anytime_low`` / ``anytime_high`` are the
+confidence sequence (:class:`~fairwatch.core.intervals.BetaBinomialMixture`) at level
+``1 - (1 - confidence) / family``, ``family`` the number of rates judged together (Bonferroni;
+:class:`~fairwatch.core.groupframe.GroupFrame` counts every rate with a target and enough
+comparisons in one deployment x algorithm x mode: the overall rows, every group of every attribute
+and intersection). So with probability at least ``confidence`` no status of the family is wrong,
+at any number of looks at a growing window (counts from a fixed start, as an audit period
+fills). Trailing windows that drop old data are not covered by that proof; the per-look
+guarantee still holds, and ``benchmarks/bench_status.py`` measures the ever-wrong rate of
+repeated looks at them.
+
+The price: with no error, ``ok`` needs about ``log(family * sqrt(pi n) / alpha) / t``
+comparisons (at 95%: ``8.1 / t`` alone and ``12 / t`` in a family of 40 for ``t = 1e-3``;
+``9.3 / t`` and ``13.2 / t`` for ``t = 1e-4``), where one fixed-sample look at one rate would need
+``3.69 / t`` (Clopper-Pearson; the rule of three). With errors it needs more, and a
+rate very close to its target stays ``insufficient`` for a long time, which is honest: neither
+claim can be made.
 
 A group's overall ``status`` is ``above_target`` when either rate is, else ``insufficient`` when
 either rate is, else ``no_target`` when either rate is, else ``ok``.
@@ -48,7 +59,7 @@ from fairwatch.core.intervals import (
 )
 from fairwatch.core.layout import POPULATION_FIELDS, GroupKey
 
-__all__ = ["Status", "RateEstimate", "RateEstimator", "GroupEstimate", "rate_labels"]
+__all__ = ["GroupEstimate", "RateEstimate", "RateEstimator", "Status", "rate_labels"]
 
 _RATE_LABELS = {"verification": ("FMR", "FNMR"), "identification": ("FPIR", "FNIR")}
 
@@ -92,8 +103,9 @@ def _design_bounds(interval, confidence, errors, n, errors_eff, n_eff, error_inc
     varies = (error_inclusion == VARIES) | (correct_inclusion == VARIES)
     if varies.any():
         low, high = np.array(low, float, ndmin=1), np.array(high, float, ndmin=1)
+        confidence = np.broadcast_to(np.asarray(confidence, float), varies.shape)
         low[varies], high[varies] = interval(np.atleast_1d(errors_eff)[varies], np.atleast_1d(n_eff)[varies],
-                                             confidence)
+                                             confidence[varies])
     return low, high
 
 
@@ -102,10 +114,10 @@ class RateEstimate:
     """The error rate of one population (the impostor or genuine comparisons of one group).
 
     ``rate`` is None when there are no comparisons. ``low`` / ``high`` bound the rate at the
-    configured confidence for this window; ``anytime_low`` / ``anytime_high`` hold at every look
-    at a *growing* window (cumulative counts from a fixed start), however often it is looked at.
-    They make no such promise for trailing windows that drop old data, and the status does not
-    use them yet.
+    configured confidence for this window, one look at one rate; ``anytime_low`` /
+    ``anytime_high`` hold for all ``family`` rates judged together and at every look at a
+    *growing* window (cumulative counts from a fixed start), however often it is looked at, and
+    the status is judged on them (module docstring).
     """
 
     n: int
@@ -122,6 +134,7 @@ class RateEstimate:
     # VARIES when they differ within the stratum
     error_inclusion: float | None = 1.0
     correct_inclusion: float | None = 1.0
+    family: int = 1  # rates whose statuses hold together (Bonferroni over the family)
 
     def interval(self, confidence: float) -> tuple[float, float]:
         """A Clopper-Pearson interval at another level, from the same verified counts and design."""
@@ -176,18 +189,25 @@ class RateEstimator:
     No false match in 500 impostor comparisons cannot show an FMR within 1e-4:
 
     >>> estimator = RateEstimator(CoreConfig(target_fmr=1e-4))
-    >>> block = np.array([[500, 0, 500, 0, 500, 0]], dtype=float)
-    >>> [fmr] = estimator.estimate(block, target=1e-4)
+    >>> def no_error(n):
+    ...     return np.array([[n, 0, n, 0, n, 0]], dtype=float)
+    >>> [fmr] = estimator.estimate(no_error(500), target=1e-4)
     >>> fmr.rate, fmr.status
     (0.0, <Status.INSUFFICIENT: 'insufficient'>)
-    >>> print(f"{fmr.high:.5f} > 1e-4")
-    0.00735 > 1e-4
+    >>> print(f"{fmr.high:.5f}, anytime {fmr.anytime_high:.5f} > 1e-4")
+    0.00735, anytime 0.01326 > 1e-4
 
-    40,000 comparisons without error can:
+    40,000 comparisons without error would pass one fixed-sample look, not a monitor that keeps
+    looking; 100,000 pass both, and with 40 rates judged together (``family``) 140,000 are needed:
 
-    >>> [fmr] = estimator.estimate(np.array([[40_000, 0, 40_000, 0, 40_000, 0]], dtype=float), target=1e-4)
+    >>> [fmr] = estimator.estimate(no_error(40_000), target=1e-4)
     >>> str(fmr.status), fmr.high < 1e-4
-    ('ok', True)
+    ('insufficient', True)
+    >>> [fmr] = estimator.estimate(no_error(100_000), target=1e-4)
+    >>> str(fmr.status)
+    'ok'
+    >>> [str(estimator.estimate(no_error(n), target=1e-4, family=40)[0].status) for n in (100_000, 140_000)]
+    ['insufficient', 'ok']
     """
 
     def __init__(
@@ -203,7 +223,7 @@ class RateEstimator:
         self.sequence = sequence or BetaBinomialMixture()
 
     def estimate(self, block: np.ndarray, target: float | None, error_inclusion=None,
-                 correct_inclusion=None) -> list[RateEstimate]:
+                 correct_inclusion=None, family=1) -> list[RateEstimate]:
         """Estimates for the populations in ``block``, float64[k, 6] of :data:`POPULATION_FIELDS`.
 
         Verified outcomes are a two-phase sample: within each decision's stratum every event was
@@ -220,6 +240,10 @@ class RateEstimator:
         all) leaves the bounds at 0 and 1. Where a stratum's probabilities vary (the sums show
         it: :func:`~fairwatch.core.intervals.stratum_inclusion`), no exact map exists and the
         interval falls back to Kish's effective counts (an approximation).
+
+        ``family`` (per population, or one for all) is the number of rates whose statuses must
+        hold together: the anytime bounds, and so the status, are at level
+        ``1 - (1 - confidence) / family``.
         """
         block = np.asarray(block, dtype=float).reshape(-1, len(POPULATION_FIELDS))
         if not np.all(np.isfinite(block)) or np.any(block < 0):
@@ -238,9 +262,13 @@ class RateEstimator:
         error_inclusion = np.where(errors > 0, own_error, given_error)
         correct = np.where(n > errors, own_correct, given_correct)
         design = (errors, n, errors_eff, n_eff, error_inclusion, correct, rate)
+        family = np.broadcast_to(np.asarray(family, dtype=int), n.shape)
+        if np.any(family < 1):
+            raise ValueError("family must be at least 1")
         low, high = _design_bounds(self.interval, self.config.confidence, *design)
-        anytime_low, anytime_high = _design_bounds(self.sequence.interval, self.config.confidence, *design)
-        status = self._status(n, low, high, target)
+        anytime_confidence = 1 - (1 - self.config.confidence) / family
+        anytime_low, anytime_high = _design_bounds(self.sequence.interval, anytime_confidence, *design)
+        status = self._status(n, anytime_low, anytime_high, target)
         return [
             RateEstimate(
                 n=int(n[i]),
@@ -255,6 +283,7 @@ class RateEstimator:
                 status=status[i],
                 error_inclusion=_finite_or_none(error_inclusion[i]),
                 correct_inclusion=_finite_or_none(correct[i]),
+                family=int(family[i]),
             )
             for i in range(len(n))
         ]
@@ -274,7 +303,8 @@ class GroupEstimate:
 
     :meth:`to_dict` gives the flat, JSON-ready row: key fields, ``impostor``, ``false_match``,
     ``genuine``, ``false_non_match``, then ``fmr*`` and ``fnmr*`` fields (:meth:`RateEstimate.to_dict`),
-    ``fmr_label`` / ``fnmr_label`` and the group ``status``. Numbers that do not exist are None.
+    ``fmr_label`` / ``fnmr_label``, the group ``status`` and ``status_family`` (the rates judged
+    together with these). Numbers that do not exist are None.
     """
 
     key: GroupKey
@@ -302,4 +332,5 @@ class GroupEstimate:
             "fmr_label": fmr_label,
             "fnmr_label": fnmr_label,
             "status": str(self.status),
+            "status_family": self.fmr.family,
         }

@@ -10,6 +10,7 @@ import numpy as np
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.differentials import AttributeSet, Differential, differentials
 from fairwatch.core.estimates import GroupEstimate, RateEstimator
+from fairwatch.core.homogeneity import Homogeneity, homogeneity
 from fairwatch.core.intervals import stratum_inclusion
 from fairwatch.core.layout import GENUINE, IMPOSTOR, N_COLUMNS, OVERALL, GroupKey
 
@@ -47,6 +48,22 @@ def population_strata(rows: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarra
     return {"fmr": (matches, non_matches), "fnmr": (non_matches, matches)}
 
 
+def status_families(keys: Sequence[GroupKey], rows: np.ndarray, config: CoreConfig) -> np.ndarray:
+    """Per row, how many rates are judged together with its own: every rate with a target and at
+    least ``min_comparisons`` (and one) comparisons among the rows of its deployment x algorithm
+    x mode (overall rows, every attribute and intersection). Statuses are Bonferroni-corrected
+    over that family (:mod:`fairwatch.core.estimates`); at least 1."""
+    enough = max(1, config.min_comparisons)
+    judged = np.zeros(len(keys), dtype=int)
+    for target, population in ((config.target_fmr, IMPOSTOR), (config.target_fnmr, GENUINE)):
+        if target is not None:
+            judged += rows[:, population][:, 0] >= enough
+    totals: dict[tuple[str, str, str], int] = defaultdict(int)
+    for key, count in zip(keys, judged):
+        totals[key[:3]] += int(count)
+    return np.array([max(1, totals[key[:3]]) for key in keys], dtype=int)
+
+
 class GroupFrame:
     """FMR / FNMR (FPIR / FNIR) by group with intervals and statuses, plus the differentials.
 
@@ -59,6 +76,9 @@ class GroupFrame:
         and group ``"*"``), when the counts have them.
     differentials
         Every :class:`~fairwatch.core.differentials.Differential` of every attribute set.
+    homogeneity
+        ``(AttributeSet, rate) -> Homogeneity``: is there any difference at all between the
+        groups' rates (:mod:`fairwatch.core.homogeneity`), per attribute set and rate.
 
     Examples
     --------
@@ -103,10 +123,12 @@ class GroupFrame:
         by_group: dict[GroupKey, GroupEstimate],
         overall: dict[tuple[str, str, str], GroupEstimate],
         differentials: list[Differential],
+        homogeneity: dict[tuple[AttributeSet, str], Homogeneity] | None = None,
     ) -> None:
         self.by_group = by_group
         self.overall = overall
         self.differentials = differentials
+        self.homogeneity = homogeneity or {}
 
     @classmethod
     def from_counts(
@@ -125,8 +147,9 @@ class GroupFrame:
         keys, rows = _sum_by_key(keys, rows)
         estimator = RateEstimator(config, method)
         strata = population_strata(rows)
-        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr, *strata["fmr"])
-        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr, *strata["fnmr"])
+        family = status_families(keys, rows, config)
+        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr, *strata["fmr"], family=family)
+        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr, *strata["fnmr"], family=family)
 
         by_group, overall = {}, {}
         attribute_sets: dict[AttributeSet, list[GroupEstimate]] = defaultdict(list)
@@ -138,7 +161,10 @@ class GroupFrame:
                 by_group[key] = estimate
                 attribute_sets[AttributeSet(*key[:4])].append(estimate)
         found = [d for scope, groups in attribute_sets.items() for d in differentials(scope, groups, config)]
-        return cls(by_group, overall, found)
+        tests = {(scope, rate): homogeneity([getattr(g, rate) for g in groups], config.confidence,
+                                            config.min_comparisons)
+                 for scope, groups in attribute_sets.items() for rate in _RATE_CHOICES}
+        return cls(by_group, overall, found, tests)
 
     def _select(self, metric: str, rate: str) -> dict[AttributeSet, Differential]:
         if rate not in _RATE_CHOICES:
@@ -158,9 +184,14 @@ class GroupFrame:
         """One JSON-ready dict per group, overall rows first (:meth:`GroupEstimate.to_dict`)."""
         return [g.to_dict() for g in (*self.overall.values(), *self.by_group.values())]
 
+    def homogeneity_records(self) -> list[dict]:
+        """One JSON-ready dict per attribute set and rate: its scope, ``rate`` and the test's fields."""
+        return [{**scope._asdict(), "rate": rate, **test.to_dict()} for (scope, rate), test in self.homogeneity.items()]
+
     def to_dict(self) -> dict:
-        """``{"groups": to_records(), "differentials": [...]}``, ready for ``json.dumps``."""
-        return {"groups": self.to_records(), "differentials": [d.to_dict() for d in self.differentials]}
+        """``{"groups": to_records(), "differentials": [...], "homogeneity": [...]}``, ready for ``json.dumps``."""
+        return {"groups": self.to_records(), "differentials": [d.to_dict() for d in self.differentials],
+                "homogeneity": self.homogeneity_records()}
 
 
 def _sum_by_key(keys: Iterable[GroupKey], rows: np.ndarray) -> tuple[list[GroupKey], np.ndarray]:
