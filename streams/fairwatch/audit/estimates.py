@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from fairwatch.audit.maturity import label_maturity
 from fairwatch.audit.window import Window
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame
@@ -35,8 +36,9 @@ def _json_number(value: Any) -> Any:
     return value
 
 
-def metrics_document(frame: GroupFrame, window: Window) -> dict[str, Any]:
-    """The `fairwatch metrics --json` document: window, group rows, differential rows, homogeneity tests."""
+def metrics_document(frame: GroupFrame, window: Window, labels: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `fairwatch metrics --json` document: window, group rows, differential rows, homogeneity tests,
+    and the window's label maturity when given (:mod:`fairwatch.audit.maturity`)."""
     groups = [{f: _json_number(row[f]) for f in GROUP_FIELDS} for row in frame.to_records()]
     differentials = [
         {f: _json_number(row[f]) for f in DIFFERENTIAL_FIELDS}
@@ -44,12 +46,22 @@ def metrics_document(frame: GroupFrame, window: Window) -> dict[str, Any]:
         if row["metric"] in DIFFERENTIAL_METRICS
     ]
     homogeneity = [{f: _json_number(row[f]) for f in HOMOGENEITY_FIELDS} for row in frame.homogeneity_records()]
-    return {"window": window.to_dict(), "groups": groups, "differentials": differentials, "homogeneity": homogeneity}
+    document = {"window": window.to_dict(), "groups": groups, "differentials": differentials,
+                "homogeneity": homogeneity}
+    if labels is not None:
+        document["labels"] = labels
+    return document
 
 
 def window_metrics(
-    store: Store, window: Window, config: CoreConfig, deployment: str | None = None, algorithm: str | None = None
+    store: Store, window: Window, config: CoreConfig, deployment: str | None = None, algorithm: str | None = None,
+    *, label_maturity_seconds: int | None = None, with_labels: bool = True,
 ) -> tuple[GroupFrame, dict[str, Any]]:
+    """The frame and the document of ``fairwatch metrics``; ``with_labels`` adds the label maturity
+    (``label_maturity_seconds`` from a policy, else observed)."""
     keys, rows = read_counts(store, window.start, window.end, deployment, algorithm)
     frame = GroupFrame.from_counts(keys, rows, config)
-    return frame, metrics_document(frame, window)
+    labels = None
+    if with_labels:
+        labels = label_maturity(store, window, deployment, algorithm, label_maturity_seconds).to_dict(window)
+    return frame, metrics_document(frame, window, labels)

@@ -189,6 +189,7 @@ def build_report(
     progress: Callable[[str, int, int], None] = lambda what, done, total: None,
     now: datetime | None = None,
     plots: bool = True,
+    label_maturity_seconds: int | None = None,
 ) -> Report:
     """Read everything a report of ``window`` needs and build it (see the module docstring).
 
@@ -199,7 +200,7 @@ def build_report(
     window
         Whole buckets, as :func:`fairwatch.audit.window.resolve_window` gives them.
     config
-        Targets, ``min_comparisons``, confidence, bootstrap: as for ``fairwatch metrics``.
+        Targets, ``min_comparisons``, confidence: as for ``fairwatch metrics``.
     deployment, algorithm, attribute
         Narrow the scope; ``attribute`` keeps that attribute's groups and the overall rows.
     min_group_size
@@ -210,6 +211,9 @@ def build_report(
         ``progress(what, done, total)``, called as the long parts go.
     plots
         False skips the figures (JSON and CSV do not carry them).
+    label_maturity_seconds
+        How long after its event a verdict is final (a policy's ``label_maturity``); None: observed
+        from the store (:mod:`fairwatch.audit.maturity`).
 
     Raises
     ------
@@ -225,7 +229,8 @@ def build_report(
         raise ValueError(f"min_group_size must be >= 0, got {min_group_size}")
     recorder = _Recorder(store)
     progress("per-group estimates", 0, 1)
-    frame, metrics_doc = window_metrics(recorder, window, config, deployment, algorithm)
+    frame, metrics_doc = window_metrics(recorder, window, config, deployment, algorithm,
+                                        label_maturity_seconds=label_maturity_seconds)
     scope = {"deployment": deployment, "algorithm": algorithm, "attribute": attribute}
     described = ", ".join(f"{k} {v}" for k, v in scope.items() if v) or "all deployments"
     w = window.to_dict()
@@ -264,6 +269,10 @@ def build_report(
                         ("--target-fmr", config.target_fmr), ("--target-fnmr", config.target_fnmr)):
         if value is not None:
             command += [name, str(value)]
+    if config.policy_ratio is not None:
+        command += ["--policy-ratio", str(config.policy_ratio)]
+    if label_maturity_seconds is not None:
+        command += ["--label-maturity", f"{label_maturity_seconds}s"]
     command += ["--min-comparisons", str(config.min_comparisons), "--bucket-seconds", str(config.bucket_seconds),
                 "--json"]
     exported = {"window": metrics_doc["window"], "groups": groups, "differentials": differentials}
@@ -275,6 +284,7 @@ def build_report(
         "groups": groups,
         "differentials": differentials,
         "homogeneity": tests,
+        "labels": metrics_doc["labels"],
         "alerts": alerts,
         "privacy": {"min_group_size": min_group_size, "suppressed_groups": len(hidden),
                     "rule": f"groups with fewer than {min_group_size} verified outcomes are shown as '{SUPPRESSED}';"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fairwatch.audit.maturity import describe
 from fairwatch.audit.suppression import SUPPRESSED
 
 POLICY_THRESHOLDS = ("target_fmr", "target_fnmr", "policy_ratio", "reference", "band", "baseline_confidence",
@@ -55,6 +56,7 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     b.append(("p", "Dead letters by reason (by rejection time): " + (
         ", ".join(f"{d['reason_code']} {d['messages']}" for d in dead) if dead else "none") + "."))
     b.append(("h2", "2. Error rates by group"))
+    b.append(("p", describe(doc["labels"])))
     b.append(("table", ["deployment", "algorithm", "mode", "attribute", "group", "impostor", "FM", "FMR [CI]",
                         "genuine", "FNM", "FNMR [CI]", "status"], [
         [g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["group"], format_number(g["impostor"]),

@@ -33,6 +33,14 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
 
 
+def parse_label_maturity(text: str) -> int:
+    """``--label-maturity``: a duration such as 36h or 4d (``0s``: labels are final at once) -> seconds."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise WindowError(f"--label-maturity {text!r}: write a duration such as 0s, 36h or 4d")
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
 def resolve_window(
     window: str | None, start: str | None, end: str | None, bucket_seconds: int, now: datetime | None = None
 ) -> Window:

@@ -40,6 +40,9 @@ def report_command(
     min_group_size: int = typer.Option(10, "--min-group-size", envvar="FAIRWATCH_REPORT_MIN_GROUP", min=0,
                                        help="Groups with fewer verified outcomes are suppressed in the export."),
     bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
+    label_maturity: Optional[str] = typer.Option(
+        None, "--label-maturity", help="Outcomes are final this long after their event, e.g. 4d (default: the"
+                                       " policy's label_maturity, else observed from the stored revision delays)."),
 ) -> None:
     """An audit report of a past window: the numbers of `fairwatch metrics`, provenance, plots, methods."""
     from rich.progress import (
@@ -52,7 +55,7 @@ def report_command(
 
     from fairwatch.audit.report import EmptyWindow, build_report, open_for_reading
     from fairwatch.audit.report_render import FORMATS, render
-    from fairwatch.audit.window import WindowError, resolve_window
+    from fairwatch.audit.window import WindowError, parse_label_maturity, resolve_window
     from fairwatch.core.config import CoreConfig
     from fairwatch.store.clickhouse import StoreError
 
@@ -61,6 +64,7 @@ def report_command(
     if fmt == "pdf" and out is None and sys.stdout.isatty():
         raise _fail("a PDF goes to a file: add --out report.pdf")
     try:
+        maturity = None if label_maturity is None else parse_label_maturity(label_maturity)
         if policy is not None:  # its targets unless given on the command line
             from fairwatch.detect.policy import load_policy
 
@@ -68,6 +72,7 @@ def report_command(
             target_fmr = loaded.target_fmr if target_fmr is None else target_fmr
             target_fnmr = loaded.target_fnmr if target_fnmr is None else target_fnmr
             policy_ratio = loaded.policy_ratio if policy_ratio is None else policy_ratio
+            maturity = loaded.label_maturity if maturity is None else maturity
         config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
                             min_comparisons=min_comparisons, policy_ratio=policy_ratio)
         window = resolve_window(None, start, end, bucket_seconds)
@@ -83,7 +88,7 @@ def report_command(
             report = build_report(opened, window, config, deployment=deployment, algorithm=algorithm,
                                   attribute=attribute, min_group_size=min_group_size, policy=policy,
                                   requested={"from": start, "to": end}, progress=progress,
-                                  plots=fmt in ("html", "pdf"))
+                                  plots=fmt in ("html", "pdf"), label_maturity_seconds=maturity)
             data = render(report, fmt)
     except EmptyWindow as exc:
         raise _fail(str(exc), 1) from None

@@ -171,11 +171,14 @@ def metrics(
                                                  help="Largest max/min ratio of a rate across groups the policy allows."),
     min_comparisons: int = typer.Option(30, "--min-comparisons", help="Fewer comparisons: insufficient."),
     bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
+    label_maturity: Optional[str] = typer.Option(
+        None, "--label-maturity", help="Outcomes are final this long after their event, e.g. 4d (default: observed"
+                                       " from the stored revision delays)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON document instead of tables."),
 ) -> None:
     """Per-group error rates with intervals, and the differentials, for a window of event time."""
     from fairwatch.audit.estimates import window_metrics
-    from fairwatch.audit.window import WindowError, resolve_window
+    from fairwatch.audit.window import WindowError, parse_label_maturity, resolve_window
     from fairwatch.core.config import CoreConfig
     from fairwatch.store.clickhouse import StoreError, open_store
 
@@ -183,8 +186,10 @@ def metrics(
         config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
                             min_comparisons=min_comparisons, policy_ratio=policy_ratio)
         span = resolve_window(window, start, end, bucket_seconds)
+        maturity = None if label_maturity is None else parse_label_maturity(label_maturity)
         with closing(open_store(store)) as opened:
-            frame, document = window_metrics(opened, span, config, deployment, algorithm)
+            frame, document = window_metrics(opened, span, config, deployment, algorithm,
+                                             label_maturity_seconds=maturity)
     except (WindowError, StoreError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -235,6 +240,10 @@ def render_metrics(document: dict) -> None:
         tests.add_row(t["deployment"], t["algorithm"], t["attribute"], t["rate"], str(t["groups"]),
                       _fmt(t["p_value"], 3), t["method"], t["verdict"].replace("_", " "))
     out.print(tests)
+    if "labels" in document:
+        from fairwatch.audit.maturity import describe
+
+        out.print(describe(document["labels"]))
 
 
 @app.command()

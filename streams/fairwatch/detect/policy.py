@@ -115,6 +115,7 @@ class Policy:
     resolve_after: int = 3600
     lookback: int = 86400
     label_delay: int = 0
+    label_maturity: int | None = None
     score_quantile: float | None = 0.99
     label_backlog: LabelBacklog | None = None
     severity: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
@@ -246,6 +247,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         resolve_after=parse_seconds(document.get("resolve_after", "1h")),
         lookback=lookback,
         label_delay=parse_seconds(document.get("label_delay", "0s")),
+        label_maturity=parse_seconds(document["label_maturity"]) if "label_maturity" in document else None,
         score_quantile=None if score is False else float(score.get("quantile", 0.99)),
         label_backlog=backlog,
         severity={**DEFAULT_SEVERITY, **document.get("severity", {})},
