@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_estimates.py
 	$(PY) benchmarks/bench_status.py
 	$(PY) benchmarks/bench_scenario.py
+	$(PY) benchmarks/bench_misclassification.py
 	$(PY) benchmarks/bench_auditlog.py
 
 # The documentation site (mkdocs.yml, docs/) into site/; warnings fail the build.

@@ -49,3 +49,33 @@ def two_phase_rows(rng, runs, impostors, fmr, genuine, fnmr, pi):
     rows[:, 6:] = np.stack([gm_v + fnm_v, fnm_v, gm_v + fnm_v / pi, fnm_v / pi, gm_v + fnm_v / pi**2,
                             fnm_v / pi**2], axis=1)
     return rows
+
+
+def noisy_review_rows(rng, runs, impostors, fmr, genuine, fnmr, pi, error, review_share):
+    """``runs`` counts rows (float64[runs, 12]) of one group whose reviewers are wrong with
+    probability ``error`` (either way), drawn with numpy: every match verified, each non-match with
+    probability ``pi``, and a share ``review_share`` of the verified events of each stratum reviewed
+    again independently. Returns the rows and, per stratum (matches, non-matches), the double-reviewed
+    pairs and their disagreements (int[runs] each)."""
+    fm = rng.binomial(impostors, fmr, runs)
+    fnm = rng.binomial(genuine, fnmr, runs)
+    matches_imp, matches_gen = fm, genuine - fnm  # true impostor / genuine among the matches
+    non_imp = rng.binomial(impostors - fm, pi)  # verified non-matches, by truth
+    non_gen = rng.binomial(fnm, pi)
+    # labels: each verified event flips with probability `error`
+    flip = lambda n: rng.binomial(n, error)  # noqa: E731
+    m_imp_as_gen, m_gen_as_imp = flip(matches_imp), flip(matches_gen)
+    n_imp_as_gen, n_gen_as_imp = flip(non_imp), flip(non_gen)
+    a = matches_imp - m_imp_as_gen + m_gen_as_imp  # matches labelled impostor
+    c = matches_imp + matches_gen - a  # matches labelled genuine
+    b = non_imp - n_imp_as_gen + n_gen_as_imp  # non-matches labelled impostor
+    f = non_imp + non_gen - b  # non-matches labelled genuine
+    rows = np.zeros((runs, 12))
+    rows[:, :6] = np.stack([a + b, a, a + b / pi, a, a + b / pi**2, a], axis=1)
+    rows[:, 6:] = np.stack([c + f, f, c + f / pi, f / pi, c + f / pi**2, f / pi**2], axis=1)
+    reviews = []
+    for verified in (matches_imp + matches_gen, non_imp + non_gen):
+        pairs = rng.binomial(verified, review_share)
+        # two independent verdicts disagree with probability 2 e (1 - e), whatever the truth
+        reviews.append((pairs, rng.binomial(pairs, 2 * error * (1 - error))))
+    return rows, reviews
