@@ -36,14 +36,14 @@ def exact_quantile(values: list[float], level: float = 0.99) -> int:
 
 
 def recount(workload, deployment: str | None = None) -> dict:
-    """Brute force over the workload's documents: per labelled event, its first verdict's and its
-    counted correction's delay; the latest verified_at; the corrections counted per event."""
+    """Brute force over the workload's documents: per labelled event of the scope, its first
+    verdict's and its counted correction's delay, and the latest verified_at of its verdicts."""
     first, corrections, latest = [], [], 0.0
     for event_id, docs in workload.outcomes.items():
-        latest = max([latest, *(parse(d["verified_at"]) for d in docs)])
         event = workload.events.get(event_id)
         if event is None or deployment not in (None, event["deployment"]):
-            continue
+            continue  # orphans and other deployments say nothing about this scope
+        latest = max([latest, *(parse(d["verified_at"]) for d in docs)])
         occurred = parse(event["occurred_at"])
         counted = max(docs, key=lambda d: d["revision"])
         first.append(parse(next(d for d in docs if d["revision"] == 0)["verified_at"]) - occurred)
@@ -87,7 +87,7 @@ def test_a_policy_delay_wins_and_no_outcome_means_unknown(migrated_store):
     far = label_maturity(migrated_store, window, policy_seconds=int(latest - window.end.timestamp()) + 10)
     assert not far.is_mature(window)
     assert "NOT MATURE" in describe(far.to_dict(window)) and "NOT MATURE" not in describe(set_by_policy.to_dict(window))
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(ValueError, match="between 0 s and 3650 days"):
         label_maturity(migrated_store, window, policy_seconds=-1)
 
 
@@ -98,6 +98,41 @@ def test_delays_count_only_events_of_the_lookback(migrated_store):
     late = T0 + LOOKBACK + timedelta(days=1)
     found = label_maturity(migrated_store, Window(late, late + timedelta(hours=1)))
     assert (found.corrections_observed, found.first_verdict_p99_seconds, found.source) == (0, None, "unknown")
+    assert found.as_of.timestamp() == int(recount(workload)["latest"])
+    assert "no delay observed in the lookback" in describe(found.to_dict(Window(late, late + timedelta(hours=1))))
+    # and a window ending before the events sees none of them either (the lookback ends at its end)
+    early = label_maturity(migrated_store, Window(T0 - timedelta(hours=2), T0))
+    assert (early.corrections_observed, early.first_verdict_p99_seconds) == (0, None)
+
+
+def test_as_of_is_the_scope_s_and_never_after_the_clock(migrated_store):
+    workload = make_workload(400, seed=45, hours=1, deployments=2)
+    write(migrated_store, workload)
+    window = Window(T0, T0 + timedelta(hours=1))
+    before = label_maturity(migrated_store, window, deployment="site-0")
+    assert before.as_of.timestamp() == int(recount(workload, "site-0")["latest"])
+    # an outcome of the other deployment, years later, and an orphan dated in 2030 move nothing
+    other = next(e for e in workload.events.values() if e["deployment"] == "site-1")
+    late = {"event_id": other["event_id"], "verified_at": "2029-06-01T00:00:00Z", "truth": "impostor",
+            "reviewer": "rev-x", "revision": 7, "inclusion_prob": 1.0}
+    orphan = {**late, "event_id": "never-seen", "verified_at": "2030-01-01T00:00:00Z", "revision": 0}
+    write(migrated_store, type(workload)(messages=[("verified-outcomes", d["event_id"].encode(), json.dumps(d).encode())
+                                                   for d in (late, orphan)]))
+    after = label_maturity(migrated_store, window, deployment="site-0")
+    assert after.as_of == before.as_of
+    # the other deployment's own as_of is capped at the clock
+    clock = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    assert label_maturity(migrated_store, window, deployment="site-1", now=clock).as_of == clock
+
+
+def test_an_absurd_maturity_is_an_error_line_not_a_traceback(migrated_store):
+    window = ["--from", "2026-11-25T06:00:00Z", "--to", "2026-11-25T07:00:00Z"]
+    for value in ("99999999999d", "100000000w"):
+        result = CliRunner().invoke(app, ["metrics", "--store", migrated_store.url, *window, "--label-maturity", value])
+        assert result.exit_code == 2 and "error:" in result.output and "at most 3650d" in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    with pytest.raises(ValueError, match="3650 days"):
+        label_maturity(migrated_store, Window(T0, T0 + timedelta(hours=1)), policy_seconds=3651 * 86_400)
 
 
 def test_metrics_and_report_carry_the_labels_and_the_report_says_it_in_words(migrated_store):

@@ -119,9 +119,15 @@ def test_report_equals_metrics_equals_a_recount_of_labeled_outcomes(seeded, work
                                       "--min-group-size", "0"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    metrics = CliRunner().invoke(app, ["metrics", "--store", store.url, "--from", FROM, "--to", TO, "--json"])
+    # the reproducibility command, as printed, against the same store
+    command = report["reproducibility"]["command"].split()
+    assert command[:2] == ["fairwatch", "metrics"] and "--without-labels" in command
+    metrics = CliRunner().invoke(app, [*command[1:], "--store", store.url])
     assert metrics.exit_code == 0, metrics.output
     document = json.loads(metrics.stdout)
+    assert "labels" not in document
+    labelled = CliRunner().invoke(app, ["metrics", "--store", store.url, "--from", FROM, "--to", TO, "--json"])
+    assert json.loads(labelled.stdout)["labels"] == report["labels"]
     # 1. report == fairwatch metrics, number for number, and the hash says so
     assert report["scope"]["window"] == document["window"] == {"from": "2026-11-25T06:30:00Z",
                                                                  "to": "2026-11-25T07:46:00Z"}

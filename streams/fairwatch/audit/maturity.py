@@ -13,9 +13,15 @@ outcomes in scope whose events occurred in the :data:`LOOKBACK` before the windo
 quantiles). With no correction observed, only first verdicts count; with no outcome at all, no
 delay is known and no window is mature. Corrections still to come are not observed yet (they are
 right-censored), so for windows close to the present the observed delay can be too short: a
-policy that must be sure sets ``label_maturity``. ``as_of`` is the latest
-``verified_at`` in the store, what has arrived; events before ``as_of - delay`` have mature
-labels, and a window is mature when it ends by then.
+policy that must be sure sets ``label_maturity``. ``as_of`` is the latest ``verified_at`` of the
+outcomes of labelled events in scope, never later than the clock (a verdict dated in the future,
+or one of another deployment, does not make a window mature); events before ``as_of - delay``
+have mature labels, and a window is mature when it ends by then.
+
+Statuses assume final labels that arrived in an order unrelated to decision and truth
+(:mod:`fairwatch.core.estimates`); an immature window breaks both (matches are often reviewed
+before the sampled non-matches, and first verdicts are not final), so its statuses are
+provisional, and the CLI and the report say so.
 
 Reviewer error: corrections show how often first verdicts were wrong (``revised`` of
 ``outcomes`` in the window). Final labels are assumed right: the contract records no second,
@@ -36,6 +42,8 @@ from fairwatch.store.group_counts import scope_filter
 
 QUANTILE = 0.99
 LOOKBACK = timedelta(days=90)
+MAX_MATURITY_SECONDS = 3650 * 86_400  # ten years: longer is a typo
+CLOCK_SKEW = timedelta(days=1)  # a verdict may be stamped this much before its event's time
 SOURCES = ("policy", "observed", "unknown")
 
 
@@ -88,26 +96,32 @@ def _p99(store: Store, corrections: bool, where: str, params: dict) -> tuple[int
         verdicts, using, which = "SELECT event_id, revision, verified_at", "event_id, revision", " AND revision > 0"
     else:
         verdicts, using, which = "SELECT event_id, verified_at", "event_id", ""
-    first = "" if corrections else " WHERE revision = 0"
+    first = "" if corrections else " AND revision = 0"
     (count, quantile), = store.query(
         f"SELECT count(), quantileExact({QUANTILE})(delay) FROM ("
         " SELECT toInt64(v.verified_at) - toInt64(occurred_at) AS delay FROM labeled_outcomes FINAL"
-        f" ANY INNER JOIN ({verdicts} FROM verified_outcomes FINAL{first}) AS v USING ({using})"
+        f" ANY INNER JOIN ({verdicts} FROM verified_outcomes FINAL WHERE verified_at >= %(verdicts_since)s{first})"
+        f" AS v USING ({using})"
         f" WHERE bucket >= %(since)s AND bucket < %(end)s{which}{where})", params)
     return int(count), (int(quantile) if count else None)
 
 
 def label_maturity(store: Store, window: Window, deployment: str | None = None, algorithm: str | None = None,
-                   policy_seconds: int | None = None) -> LabelMaturity:
-    """The label maturity of ``window`` in the scope of ``deployment`` / ``algorithm`` (module docstring)."""
-    if policy_seconds is not None and policy_seconds < 0:
-        raise ValueError(f"label maturity must be >= 0 seconds, got {policy_seconds}")
+                   policy_seconds: int | None = None, now: datetime | None = None) -> LabelMaturity:
+    """The label maturity of ``window`` in the scope of ``deployment`` / ``algorithm`` (module
+    docstring); ``now`` is the clock (default: the system's)."""
+    if policy_seconds is not None and not 0 <= policy_seconds <= MAX_MATURITY_SECONDS:
+        raise ValueError(f"label maturity must be between 0 s and 3650 days, got {policy_seconds} s")
     where, params = scope_filter(deployment, algorithm)
-    params.update(since=window.end - LOOKBACK, start=window.start, end=window.end)
+    since = window.end - LOOKBACK
+    params.update(since=since, verdicts_since=since - CLOCK_SKEW, start=window.start, end=window.end)
     firsts, first_p99 = _p99(store, False, where, params)
     corrections, correction_p99 = _p99(store, True, where, params)
-    (latest,), = store.query("SELECT max(verified_at) FROM verified_outcomes")
-    as_of = _utc(latest) if firsts or corrections else None
+    (labelled, latest), = store.query(
+        "SELECT count(), max(verified_at) FROM verified_outcomes FINAL WHERE event_id IN"
+        f" (SELECT event_id FROM labeled_outcomes FINAL WHERE 1 = 1{where})", params)
+    clock = now or datetime.now(timezone.utc)
+    as_of = min(_utc(latest), clock) if labelled else None
     (outcomes, revised), = store.query(
         "SELECT count(), sum(revision > 0) FROM labeled_outcomes FINAL"
         f" WHERE bucket >= %(start)s AND bucket < %(end)s{where}", params)
@@ -127,8 +141,10 @@ def _utc(value: datetime) -> datetime:
 
 def describe(labels: dict[str, Any]) -> str:
     """The ``labels`` object of a metrics document in words, for the CLI and the report."""
-    if labels["maturity_seconds"] is None:
-        return "Label maturity unknown: no verified outcome in scope, so no window can be called mature."
+    if labels["maturity_seconds"] is None or labels["as_of"] is None:
+        why = "no verified outcome in scope" if labels["as_of"] is None else "no delay observed in the lookback"
+        return (f"Label maturity unknown: {why}, so no window can be called mature, and statuses are"
+                " provisional.")
 
     def hours(seconds: int | None) -> str:
         return "-" if seconds is None else f"{seconds / 3600:.3g} h"
@@ -143,7 +159,8 @@ def describe(labels: dict[str, Any]) -> str:
             f" {hours(labels['maturity_seconds'])} after its event ({source}). Outcomes have arrived up to"
             f" {labels['as_of']}, so events before {labels['mature_before']} have final labels")
     head += "; this window ends by then." if labels["mature"] else (
-        "; later events of this window may still have their verdicts corrected, and its rates may change.")
+        "; later events of this window may still have their verdicts corrected, so its rates may change and"
+        " its statuses are provisional.")
     return (f"{head} {labels['revised']} of the window's {labels['outcomes']} verdicts are corrections of a first"
             " verdict. No double review is recorded, so the error of final verdicts is not estimated:"
             " the rates assume final labels are right.")

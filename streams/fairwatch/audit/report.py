@@ -263,7 +263,9 @@ def build_report(
         loaded = load_policy(policy)  # a PolicyError (a ValueError) says which line is wrong
         policy_info = {"path": str(policy), "sha256": _sha256(raw), "deployment": loaded.deployment,
                        **{name: getattr(loaded, name) for name in POLICY_THRESHOLDS}}
-    stdout = metrics_stdout(metrics_doc)
+    # the labels describe the store when read (as_of moves with every outcome), not the numbers:
+    # the hash is of the numbers, which `--without-labels` prints alone
+    stdout = metrics_stdout({key: value for key, value in metrics_doc.items() if key != "labels"})
     command = ["fairwatch", "metrics", "--from", window.to_dict()["from"], "--to", window.to_dict()["to"]]
     for name, value in (("--deployment", deployment), ("--algorithm", algorithm),
                         ("--target-fmr", config.target_fmr), ("--target-fnmr", config.target_fnmr)):
@@ -274,7 +276,7 @@ def build_report(
     if label_maturity_seconds is not None:
         command += ["--label-maturity", f"{label_maturity_seconds}s"]
     command += ["--min-comparisons", str(config.min_comparisons), "--bucket-seconds", str(config.bucket_seconds),
-                "--json"]
+                "--json", "--without-labels"]
     exported = {"window": metrics_doc["window"], "groups": groups, "differentials": differentials}
     document = {
         "report": "fairwatch audit report",
@@ -343,7 +345,9 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store, frame: Group
                   " 2021, on the verified error share, mapped to the rate as the intervals are) at level"
                   f" 1 - {1 - config.confidence:.2g}/m, m the rates with a target judged together in a deployment,"
                   " algorithm and mode (Bonferroni; m below), so that with probability at least"
-                  f" {level} no status is wrong, however often a window growing from a fixed start is looked at:"
+                  f" {level} no status of a deployment, algorithm and mode is wrong, however often a window"
+                  " growing from a fixed start is looked at, provided its labels are mature (otherwise the"
+                  " statuses are provisional: section 2 says which):"
                   " insufficient below min_comparisons or when the bounds hold the target; above_target when"
                   " they lie above the declared target; ok when they lie within it; no_target when no target is"
                   " declared (measured, not judged). The fixed-sample intervals above can exclude a target"

@@ -38,7 +38,10 @@ def parse_label_maturity(text: str) -> int:
     m = _DURATION.match(text.strip())
     if not m:
         raise WindowError(f"--label-maturity {text!r}: write a duration such as 0s, 36h or 4d")
-    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    if seconds > 3650 * 86_400:
+        raise WindowError(f"--label-maturity {text!r}: at most 3650d")
+    return seconds
 
 
 def resolve_window(

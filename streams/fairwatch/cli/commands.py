@@ -175,6 +175,9 @@ def metrics(
         None, "--label-maturity", help="Outcomes are final this long after their event, e.g. 4d (default: observed"
                                        " from the stored revision delays)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON document instead of tables."),
+    without_labels: bool = typer.Option(False, "--without-labels",
+                                        help="Leave out the label maturity (it changes as outcomes arrive):"
+                                             " the numbers alone, as a report's hash covers them."),
 ) -> None:
     """Per-group error rates with intervals, and the differentials, for a window of event time."""
     from fairwatch.audit.estimates import window_metrics
@@ -189,7 +192,7 @@ def metrics(
         maturity = None if label_maturity is None else parse_label_maturity(label_maturity)
         with closing(open_store(store)) as opened:
             frame, document = window_metrics(opened, span, config, deployment, algorithm,
-                                             label_maturity_seconds=maturity)
+                                             label_maturity_seconds=maturity, with_labels=not without_labels)
     except (WindowError, StoreError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

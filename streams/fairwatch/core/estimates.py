@@ -21,13 +21,19 @@ The status is judged on the *anytime-valid* bounds, not on the fixed-sample inte
 ``[low, high]``, and at a *family-wise* level: ``anytime_low`` / ``anytime_high`` are the
 confidence sequence (:class:`~fairwatch.core.intervals.BetaBinomialMixture`) at level
 ``1 - (1 - confidence) / family``, ``family`` the number of rates judged together (Bonferroni;
-:class:`~fairwatch.core.groupframe.GroupFrame` counts every rate with a target and enough
-comparisons in one deployment x algorithm x mode: the overall rows, every group of every attribute
-and intersection). So with probability at least ``confidence`` no status of the family is wrong,
-at any number of looks at a growing window (counts from a fixed start, as an audit period
-fills). Trailing windows that drop old data are not covered by that proof; the per-look
-guarantee still holds, and ``benchmarks/bench_status.py`` measures the ever-wrong rate of
-repeated looks at them.
+:class:`~fairwatch.core.groupframe.GroupFrame` counts every rate with a target and a comparison
+in one deployment x algorithm x mode: the overall rows, every group of every attribute and
+intersection). So with probability at least ``confidence`` no status of a deployment x
+algorithm x mode is wrong, at any number of looks at a growing window (counts from a fixed
+start, as an audit period fills). Trailing windows that drop old data are not covered by that
+proof; the per-look guarantee still holds, and ``benchmarks/bench_status.py`` measures the
+ever-wrong rate of repeated looks at them.
+
+The proof assumes final labels that arrived in an order unrelated to decision and truth: the
+verified comparisons at each look are a sample of the design. A window whose labels are not
+mature (:mod:`fairwatch.audit.maturity`) breaks it, for example when matches are reviewed at
+once and the sampled non-matches a day later (measured: every run wrong at some look), so its
+statuses are provisional.
 
 The price: with no error, ``ok`` needs about ``log(family * sqrt(pi n) / alpha) / t``
 comparisons (at 95%: ``8.1 / t`` alone and ``12 / t`` in a family of 40 for ``t = 1e-3``;

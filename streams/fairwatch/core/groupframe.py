@@ -49,15 +49,19 @@ def population_strata(rows: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarra
 
 
 def status_families(keys: Sequence[GroupKey], rows: np.ndarray, config: CoreConfig) -> np.ndarray:
-    """Per row, how many rates are judged together with its own: every rate with a target and at
-    least ``min_comparisons`` (and one) comparisons among the rows of its deployment x algorithm
-    x mode (overall rows, every attribute and intersection). Statuses are Bonferroni-corrected
-    over that family (:mod:`fairwatch.core.estimates`); at least 1."""
-    enough = max(1, config.min_comparisons)
+    """Per row, how many rates are judged together with its own: every rate with a target and any
+    comparison among the rows of its deployment x algorithm x mode (overall rows, every attribute
+    and intersection). Statuses are Bonferroni-corrected over that family
+    (:mod:`fairwatch.core.estimates`); at least 1.
+
+    A rate counts from its first comparison, not from ``min_comparisons`` (when it can first be
+    judged): the union bound is for a family fixed in advance, and a family that grew while rates
+    were being judged would have judged the first ones at a weaker level. Counted this way it is
+    fixed once every group has appeared."""
     judged = np.zeros(len(keys), dtype=int)
     for target, population in ((config.target_fmr, IMPOSTOR), (config.target_fnmr, GENUINE)):
         if target is not None:
-            judged += rows[:, population][:, 0] >= enough
+            judged += rows[:, population][:, 0] > 0
     totals: dict[tuple[str, str, str], int] = defaultdict(int)
     for key, count in zip(keys, judged):
         totals[key[:3]] += int(count)
