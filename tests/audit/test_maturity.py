@@ -163,5 +163,5 @@ def test_labels_are_mature_after_the_delay_in_describe():
     text = describe(labels)
     assert text.startswith("Labels mature: a verdict is taken as final 2 h after its event")
     assert "(1 h)" in text and "(2 h, 5 seen)" in text and "5 of the window's 100 verdicts" in text
-    assert "No double review is recorded" in text
+    assert "No independent review is recorded" in text
     assert datetime(2026, 11, 25, 22, tzinfo=timezone.utc).isoformat().replace("+00:00", "Z") in text

@@ -67,7 +67,7 @@ def test_json_equals_the_core_over_the_window(store_url):
                                       "--to", "2026-11-25T08:00:00Z", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout, parse_constant=no_constants)
-    assert list(document) == ["window", "groups", "differentials", "homogeneity", "labels"]
+    assert list(document) == ["window", "groups", "differentials", "homogeneity", "corrected", "labels"]
     assert document["window"] == {"from": "2026-11-25T06:30:00Z", "to": "2026-11-25T08:00:00Z"}
     start = datetime(2026, 11, 25, 6, 30, tzinfo=timezone.utc).timestamp()
     frame = expected_frame(workload, start, start + 5400)

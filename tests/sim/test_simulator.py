@@ -443,3 +443,35 @@ def test_command_writes_files_and_json_summary(tmp_path):
     result = CliRunner().invoke(app, ["--scenario", str(bad), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "deployments[0].share" in result.output
     assert "demo" in packaged_scenarios() and "default" in packaged_scenarios()
+
+
+def test_independent_reviews_reach_the_metrics_as_corrected_rates(tmp_path):
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from fairwatch.cli import app
+    import importlib.resources
+
+    text = (importlib.resources.files("fairwatch.sim") / "scenarios" / "default.yaml").read_text().replace("independent_review_prob: 0.0", "independent_review_prob: 0.3")
+    assert "independent_review_prob: 0.3" in text
+    scenario = tmp_path / "noisy.yaml"
+    scenario.write_text(text.replace("error_prob: 0.002", "error_prob: 0.01"))
+    runner = CliRunner()
+    out = tmp_path / "sim"
+    made = runner.invoke(app, ["simulate", "--scenario", str(scenario), "--events", "20000", "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    lines = [_json.loads(line) for line in (out / "outcomes.jsonl").read_text().splitlines()]
+    independent = [d for d in lines if d.get("review") == "independent"]
+    assert independent and all(d["revision"] == 0 for d in independent)
+    store = f"chdb://{tmp_path}/store"
+    replayed = runner.invoke(app, ["replay", str(out / "events.jsonl"), str(out / "outcomes.jsonl"), "--store", store])
+    assert replayed.exit_code == 0, replayed.output
+    metrics = runner.invoke(app, ["metrics", "--store", store, "--from", "2026-11-25T06:00:00Z",
+                                  "--to", "2026-11-26T06:00:00Z", "--json"])
+    assert metrics.exit_code == 0, metrics.output
+    document = _json.loads(metrics.stdout)
+    labelled_ids = {d["event_id"] for d in lines if d.get("review") != "independent"}
+    assert document["labels"]["double_review"] is True
+    assert document["labels"]["independent_reviews"] == sum(d["event_id"] in labelled_ids for d in independent)
+    assert document["corrected"] and all(c["error_matches"] is not None for c in document["corrected"])

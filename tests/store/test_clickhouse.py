@@ -31,7 +31,8 @@ def test_migrations_are_idempotent_and_version_aware(store):
     else:
         assert first["002_dead_letter_retention"] == "applied"
     tables = {row[0] for row in store.query("SHOW TABLES")}
-    assert {"match_events", "verified_outcomes", "labeled_outcomes", "group_counts", "alerts", "dead_letters"} <= tables
+    assert {"match_events", "verified_outcomes", "labeled_outcomes", "group_counts", "alerts", "dead_letters",
+            "independent_reviews"} <= tables
 
 
 @pytest.mark.services

@@ -11,6 +11,7 @@ from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_counts import read_counts
+from fairwatch.store.independent_reviews import read_review_agreement
 
 GROUP_FIELDS = (
     "deployment", "algorithm", "mode", "attribute", "group", "impostor", "false_match", "genuine", "false_non_match",
@@ -26,6 +27,9 @@ DIFFERENTIAL_FIELDS = ("deployment", "algorithm", "mode", "attribute", "metric",
 
 
 DIFFERENTIAL_METRICS = ("max_min_ratio", "max_geomean", "fdr", "ir", "garbe")
+
+CORRECTED_FIELDS = ("deployment", "algorithm", "mode", "attribute", "group", "fmr", "fmr_low", "fmr_high", "fnmr",
+                    "fnmr_low", "fnmr_high", "error_matches", "error_non_matches")
 
 HOMOGENEITY_FIELDS = ("deployment", "algorithm", "mode", "attribute", "rate", "p_value", "method", "groups", "verdict")
 
@@ -46,8 +50,9 @@ def metrics_document(frame: GroupFrame, window: Window, labels: dict[str, Any] |
         if row["metric"] in DIFFERENTIAL_METRICS
     ]
     homogeneity = [{f: _json_number(row[f]) for f in HOMOGENEITY_FIELDS} for row in frame.homogeneity_records()]
+    corrected = [{f: _json_number(row[f]) for f in CORRECTED_FIELDS} for row in frame.corrected_records()]
     document = {"window": window.to_dict(), "groups": groups, "differentials": differentials,
-                "homogeneity": homogeneity}
+                "homogeneity": homogeneity, "corrected": corrected}
     if labels is not None:
         document["labels"] = labels
     return document
@@ -55,13 +60,18 @@ def metrics_document(frame: GroupFrame, window: Window, labels: dict[str, Any] |
 
 def window_metrics(
     store: Store, window: Window, config: CoreConfig, deployment: str | None = None, algorithm: str | None = None,
-    *, label_maturity_seconds: int | None = None, with_labels: bool = True,
+    *, label_maturity_seconds: int | None = None, with_labels: bool = True, with_reviews: bool = True,
 ) -> tuple[GroupFrame, dict[str, Any]]:
     """The frame and the document of ``fairwatch metrics``; ``with_labels`` adds the label maturity
-    (``label_maturity_seconds`` from a policy, else observed)."""
+    (``label_maturity_seconds`` from a policy, else observed); ``with_reviews`` corrects the rates
+    for reviewer error where independent reviews exist (:mod:`fairwatch.store.independent_reviews`)."""
     keys, rows = read_counts(store, window.start, window.end, deployment, algorithm)
-    frame = GroupFrame.from_counts(keys, rows, config)
+    reviews = read_review_agreement(store, window.start, window.end, deployment, algorithm) if with_reviews else {}
+    frame = GroupFrame.from_counts(keys, rows, config, reviews=reviews)
     labels = None
     if with_labels:
         labels = label_maturity(store, window, deployment, algorithm, label_maturity_seconds).to_dict(window)
+        pairs = sum(r.pairs for both in reviews.values() for r in both)
+        labels.update(double_review=pairs > 0, independent_reviews=pairs,
+                      disagreements=sum(r.disagreements for both in reviews.values() for r in both))
     return frame, metrics_document(frame, window, labels)

@@ -24,9 +24,10 @@ before the sampled non-matches, and first verdicts are not final), so its status
 provisional, and the CLI and the report say so.
 
 Reviewer error: corrections show how often first verdicts were wrong (``revised`` of
-``outcomes`` in the window). Final labels are assumed right: the contract records no second,
-independent review of the same event, so the error of final verdicts cannot be estimated, and the
-report says so.
+``outcomes`` in the window). The error of final verdicts is measured only where independent
+reviews exist (:mod:`fairwatch.store.independent_reviews`: the counts are in ``labels``, the
+corrected rates beside the group rows); without them, final labels are assumed right, and the
+text says so.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ class LabelMaturity:
             "corrections_observed": self.corrections_observed,
             "outcomes": self.outcomes,
             "revised": self.revised,
-            "double_review": False,
+            "double_review": False,  # window_metrics fills in the independent reviews
+            "independent_reviews": 0,
+            "disagreements": 0,
         }
 
 
@@ -161,6 +164,10 @@ def describe(labels: dict[str, Any]) -> str:
     head += "; this window ends by then." if labels["mature"] else (
         "; later events of this window may still have their verdicts corrected, so its rates may change and"
         " its statuses are provisional.")
-    return (f"{head} {labels['revised']} of the window's {labels['outcomes']} verdicts are corrections of a first"
-            " verdict. No double review is recorded, so the error of final verdicts is not estimated:"
+    text = f"{head} {labels['revised']} of the window's {labels['outcomes']} verdicts are corrections of a first verdict."
+    if labels.get("double_review"):
+        return (f"{text} {labels['independent_reviews']} independent reviews disagree with the verdict that counts"
+                f" in {labels['disagreements']} cases: the rates corrected for that reviewer error, with intervals"
+                " that carry it, are listed apart (corrected).")
+    return (f"{text} No independent review is recorded, so the error of final verdicts is not estimated:"
             " the rates assume final labels are right.")

@@ -243,6 +243,7 @@ def build_report(
     groups = [g for g in metrics_doc["groups"] if g["attribute"] in ("*", attribute or g["attribute"])]
     differentials = [d for d in metrics_doc["differentials"] if attribute in (None, d["attribute"])]
     tests = [t for t in metrics_doc["homogeneity"] if attribute in (None, t["attribute"])]
+    corrected = [c for c in metrics_doc["corrected"] if c["attribute"] in ("*", attribute or c["attribute"])]
     groups, hidden = suppress_small_groups(groups, min_group_size)
     hidden_sets = {(d, a, m, attr) for d, a, m, attr, _ in hidden}
     differentials = [
@@ -250,6 +251,8 @@ def build_report(
         if (d["deployment"], d["algorithm"], d["mode"], d["attribute"]) in hidden_sets else d
         for d in differentials
     ]
+    corrected = [c for c in corrected
+                 if (c["deployment"], c["algorithm"], c["mode"], c["attribute"], c["group"]) not in hidden]
     tests = [{**t, "p_value": None, "verdict": SUPPRESSED}
              if (t["deployment"], t["algorithm"], t["mode"], t["attribute"]) in hidden_sets else t for t in tests]
     progress("provenance", 0, 1)
@@ -286,6 +289,7 @@ def build_report(
         "groups": groups,
         "differentials": differentials,
         "homogeneity": tests,
+        "corrected": corrected,
         "labels": metrics_doc["labels"],
         "alerts": alerts,
         "privacy": {"min_group_size": min_group_size, "suppressed_groups": len(hidden),

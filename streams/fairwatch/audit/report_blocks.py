@@ -63,6 +63,14 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
          format_number(g["false_match"]), _interval(g, "fmr"), format_number(g["genuine"]), format_number(g["false_non_match"]),
          _interval(g, "fnmr"), g["status"]] for g in doc["groups"]]))
     b.append(("p", doc["privacy"]["rule"].capitalize() + f"; {doc['privacy']['suppressed_groups']} suppressed."))
+    if doc["corrected"]:
+        b.append(("p", "Rates corrected for reviewer error (from the independent reviews; the error is taken"
+                       " as the same in every group of a deployment, algorithm and mode):"))
+        b.append(("table", ["deployment", "algorithm", "mode", "attribute", "group", "FMR [CI]", "FNMR [CI]",
+                            "reviewer error, matches", "non-matches"], [
+            [c["deployment"], c["algorithm"], c["mode"], c["attribute"], c["group"], _interval(c, "fmr"),
+             _interval(c, "fnmr"), format_number(c["error_matches"], 3), format_number(c["error_non_matches"], 3)]
+            for c in doc["corrected"]]))
     b.append(("h2", "3. Differentials"))
     b.append(("table", ["deployment", "algorithm", "mode", "attribute", "metric", "rate", "value [CI]", "status",
                         "vs policy"], [

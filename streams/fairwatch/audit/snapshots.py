@@ -31,7 +31,7 @@ def write_differential_snapshots(store: Store, config: CoreConfig, now: datetime
     rows = []
     for seconds in windows:
         window = resolve_window(f"{seconds}s", None, None, config.bucket_seconds, now)
-        frame, _ = window_metrics(store, window, config, with_labels=False)
+        frame, _ = window_metrics(store, window, config, with_labels=False, with_reviews=False)
         for d in frame.differentials:
             rows.append((now, seconds, *d.scope, d.metric, d.rate, d.value, d.low, d.high, str(d.status), d.groups,
                          d.max_group, d.min_group))
@@ -45,7 +45,7 @@ def write_snapshots(store: Store, config: CoreConfig, now: datetime | None = Non
     rows = []
     for seconds in windows:
         window = resolve_window(f"{seconds}s", None, None, config.bucket_seconds, now)
-        _, document = window_metrics(store, window, config, with_labels=False)
+        _, document = window_metrics(store, window, config, with_labels=False, with_reviews=False)
         for g in document["groups"]:
             rows.append((now, seconds, g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["group"],
                          *(float(g[f]) for f in ("impostor", "false_match", "genuine", "false_non_match")),

@@ -168,6 +168,7 @@ class _OutcomeShape(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     reviewer: _Id
     revision: Annotated[int, msgspec.Meta(ge=0, le=MAX_REVISION)]
     inclusion_prob: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+    review: Literal["primary", "independent"] = "primary"
 
 
 class _EventBatchShape(msgspec.Struct, forbid_unknown_fields=True):
@@ -308,5 +309,5 @@ def _records(kind: str, shapes: list, times: list[datetime]) -> list:
         return [MatchEvent(r.event_id, t, r.deployment, r.algorithm, r.mode, r.score, r.threshold, r.decision,
                            r.subject, None if r.reference is unset else r.reference,
                            None if r.context is unset else r.context) for r, t in zip(shapes, times)]
-    return [VerifiedOutcome(r.event_id, t, r.truth, r.reviewer, r.revision, r.inclusion_prob)
+    return [VerifiedOutcome(r.event_id, t, r.truth, r.reviewer, r.revision, r.inclusion_prob, r.review)
             for r, t in zip(shapes, times)]

@@ -67,6 +67,8 @@ _STRICT_TIMESTAMP_RE = _ecma(TIMESTAMP_PATTERN)
 MODES = ("verification", "identification")
 DECISIONS = ("match", "non_match")
 TRUTHS = ("genuine", "impostor")
+PRIMARY, INDEPENDENT = "primary", "independent"
+REVIEWS = (PRIMARY, INDEPENDENT)
 
 
 class RejectCode(StrEnum):
@@ -172,9 +174,11 @@ class VerifiedOutcome(msgspec.Struct, frozen=True, gc=False):
     reviewer: str
     revision: int
     inclusion_prob: float = 1.0
+    # "independent": a blind second review for the reviewers' error; never counted (the schema)
+    review: str = PRIMARY
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "event_id": self.event_id,
             "verified_at": format_timestamp(self.verified_at),
             "truth": self.truth,
@@ -182,6 +186,9 @@ class VerifiedOutcome(msgspec.Struct, frozen=True, gc=False):
             "revision": self.revision,
             "inclusion_prob": self.inclusion_prob,
         }
+        if self.review != PRIMARY:
+            out["review"] = self.review
+        return out
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
@@ -192,6 +199,7 @@ MATCH_EVENT_REQUIRED = (
 )
 MATCH_EVENT_OPTIONAL = ("reference", "context")
 VERIFIED_OUTCOME_REQUIRED = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob")
+VERIFIED_OUTCOME_OPTIONAL = ("review",)
 
 
 def format_timestamp(value: datetime) -> str:
@@ -355,7 +363,7 @@ def parse_verified_outcome(obj: Any) -> VerifiedOutcome:
 
 
 def _parse_verified_outcome_fully(obj: Any) -> VerifiedOutcome:
-    obj = _check_fields(obj, VERIFIED_OUTCOME_REQUIRED, (), "verified outcome")
+    obj = _check_fields(obj, VERIFIED_OUTCOME_REQUIRED, VERIFIED_OUTCOME_OPTIONAL, "verified outcome")
     revision = obj["revision"]
     if isinstance(revision, bool) or not isinstance(revision, (int, float)):
         raise reject(RejectCode.WRONG_TYPE, "revision", f"revision must be an integer, got {type_name(revision)}")
@@ -378,6 +386,7 @@ def _parse_verified_outcome_fully(obj: Any) -> VerifiedOutcome:
         reviewer=_identifier(obj["reviewer"], "reviewer"),
         revision=int(revision),
         inclusion_prob=prob,
+        review=_enum(obj["review"], "review", REVIEWS) if "review" in obj else PRIMARY,
     )
 
 

@@ -13,6 +13,11 @@ from fairwatch.core.estimates import GroupEstimate, RateEstimator
 from fairwatch.core.homogeneity import Homogeneity, homogeneity
 from fairwatch.core.intervals import stratum_inclusion
 from fairwatch.core.layout import GENUINE, IMPOSTOR, N_COLUMNS, OVERALL, GroupKey
+from fairwatch.core.misclassification import (
+    CorrectedRates,
+    ReviewerError,
+    corrected_rates,
+)
 
 __all__ = ["GroupFrame"]
 
@@ -83,6 +88,10 @@ class GroupFrame:
     homogeneity
         ``(AttributeSet, rate) -> Homogeneity``: is there any difference at all between the
         groups' rates (:mod:`fairwatch.core.homogeneity`), per attribute set and rate.
+    corrected
+        ``GroupKey -> CorrectedRates``: the rates corrected for reviewer error
+        (:mod:`fairwatch.core.misclassification`), for the groups (overall rows included) of the
+        deployments x algorithms x modes with independent reviews; empty without any.
 
     Examples
     --------
@@ -128,11 +137,13 @@ class GroupFrame:
         overall: dict[tuple[str, str, str], GroupEstimate],
         differentials: list[Differential],
         homogeneity: dict[tuple[AttributeSet, str], Homogeneity] | None = None,
+        corrected: dict[GroupKey, CorrectedRates] | None = None,
     ) -> None:
         self.by_group = by_group
         self.overall = overall
         self.differentials = differentials
         self.homogeneity = homogeneity or {}
+        self.corrected = corrected or {}
 
     @classmethod
     def from_counts(
@@ -141,11 +152,15 @@ class GroupFrame:
         rows: np.ndarray,
         config: CoreConfig | None = None,
         method: str = "clopper-pearson",
+        reviews: dict[tuple[str, str, str], tuple[ReviewerError, ReviewerError]] | None = None,
     ) -> GroupFrame:
         """Build the frame from counts rows (float64[k, 12], :mod:`fairwatch.core.layout`).
 
         Rows of the same key are summed, so the rows of a window's buckets may be passed as
         they are. ``method`` is the fixed-sample interval (:class:`~fairwatch.core.estimates.RateEstimator`).
+        ``reviews``: per deployment x algorithm x mode, the independent reviews of its matches and
+        non-matches (pairs, disagreements), the reviewers' error assumed the same in all its groups;
+        where given, every group's rates are also corrected for that error (``corrected``).
         """
         config = config or CoreConfig()
         keys, rows = _sum_by_key(keys, rows)
@@ -168,7 +183,15 @@ class GroupFrame:
         tests = {(scope, rate): homogeneity([getattr(g, rate) for g in groups], config.confidence,
                                             config.min_comparisons)
                  for scope, groups in attribute_sets.items() for rate in _RATE_CHOICES}
-        return cls(by_group, overall, found, tests)
+        corrected = {}
+        if reviews:
+            match_pi, non_match_pi = decision_inclusions(rows)
+            for i, key in enumerate(keys):
+                review = reviews.get(key[:3])
+                # a stratum whose probabilities vary or are unknown has no exact design to correct
+                if review is not None and 0 < match_pi[i] <= 1 and 0 < non_match_pi[i] <= 1:
+                    corrected[key] = corrected_rates(rows[i], match_pi[i], non_match_pi[i], *review, config.confidence)
+        return cls(by_group, overall, found, tests, corrected)
 
     def _select(self, metric: str, rate: str) -> dict[AttributeSet, Differential]:
         if rate not in _RATE_CHOICES:
@@ -187,6 +210,11 @@ class GroupFrame:
     def to_records(self) -> list[dict]:
         """One JSON-ready dict per group, overall rows first (:meth:`GroupEstimate.to_dict`)."""
         return [g.to_dict() for g in (*self.overall.values(), *self.by_group.values())]
+
+    def corrected_records(self) -> list[dict]:
+        """One JSON-ready dict per group with rates corrected for reviewer error: key fields, then
+        the :class:`~fairwatch.core.misclassification.CorrectedRates` fields."""
+        return [{**key._asdict(), **{f: getattr(c, f) for f in c.__slots__}} for key, c in self.corrected.items()]
 
     def homogeneity_records(self) -> list[dict]:
         """One JSON-ready dict per attribute set and rate: its scope, ``rate`` and the test's fields."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable
 
-from fairwatch.contracts.records import MatchEvent, VerifiedOutcome
+from fairwatch.contracts.records import PRIMARY, MatchEvent, VerifiedOutcome
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.counts import BucketCounts
 from fairwatch.core.groupframe import GroupFrame
@@ -57,7 +57,9 @@ class Monitor:
         self.counts = BucketCounts(config)
 
     def update(self, records: Iterable[MatchEvent | VerifiedOutcome]) -> JoinOutput:
-        """Apply a batch of decoded records in arrival order; return the deltas and rejections."""
+        """Apply a batch of decoded records in arrival order; return the deltas and rejections.
+        Independent reviews are not verdicts that count: they are left out."""
+        records = [r for r in records if not (isinstance(r, VerifiedOutcome) and r.review != PRIMARY)]
         output = self.join.update(records)
         self.counts.update(output.deltas)
         return output

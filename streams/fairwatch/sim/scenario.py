@@ -109,6 +109,7 @@ class Verification:
     reviewers: int = 20
     error_prob: float = 0.0
     correction_delay_hours: LogNormal = LogNormal(24.0, 0.5)
+    independent_review_prob: float = 0.0  # verified events reviewed again, blind ("review": "independent")
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,8 @@ def _verification(value: Any) -> Verification:
     if value is None:
         return d
     raw = _mapping(value, "verification", optional=(
-        "match_prob", "non_match_prob", "delay_hours", "reviewers", "error_prob", "correction_delay_hours"))
+        "match_prob", "non_match_prob", "delay_hours", "reviewers", "error_prob", "correction_delay_hours",
+        "independent_review_prob"))
     p = "verification"
     return Verification(
         match_prob=_number(raw.get("match_prob", d.match_prob), f"{p}.match_prob", lo=0.0, lo_open=True, hi=1.0),
@@ -367,6 +369,8 @@ def _verification(value: Any) -> Verification:
         error_prob=_number(raw.get("error_prob", d.error_prob), f"{p}.error_prob", lo=0.0, hi=0.5, hi_open=True),
         correction_delay_hours=_lognormal(raw.get("correction_delay_hours"), f"{p}.correction_delay_hours",
                                           d.correction_delay_hours),
+        independent_review_prob=_number(raw.get("independent_review_prob", d.independent_review_prob),
+                                        f"{p}.independent_review_prob", lo=0.0, hi=1.0),
     )
 
 

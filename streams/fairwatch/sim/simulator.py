@@ -71,6 +71,7 @@ from fairwatch.sim.scenario import (
 )
 
 SCORE_DECIMALS = 6  # the decision is taken on the written (rounded) score, so the two agree
+_INDEPENDENT_FIELD = '"review":"independent",'  # keys stay sorted: after inclusion_prob
 _US_PER_HOUR = 3_600_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -153,12 +154,26 @@ class Simulation:
         o_genuine = np.concatenate([self.genuine[verified] ^ wrong, self.genuine[verified[fix]]])
         o_revision = np.concatenate([np.zeros(k, np.int32), np.ones(len(fix), np.int32)])
         o_reviewer = np.concatenate([reviewer, fix_reviewer])
-        order = np.lexsort((o_revision, o_event, o_time))  # arrival order, ties broken stably
+        o_independent = np.zeros(len(o_event), bool)
+        if v.independent_review_prob > 0:  # drawn only then: scenarios without them keep their output
+            again = np.flatnonzero(rng.random(k) < v.independent_review_prob)
+            again_wrong = rng.random(len(again)) < v.error_prob
+            again_delay = _lognormal_us(rng, v.delay_hours, len(again))
+            again_reviewer = rng.integers(0, v.reviewers, len(again))
+            o_event = np.concatenate([o_event, verified[again]])
+            o_time = np.concatenate([o_time, first_at[again] + again_delay])
+            o_genuine = np.concatenate([o_genuine, self.genuine[verified[again]] ^ again_wrong])
+            o_revision = np.concatenate([o_revision, np.zeros(len(again), np.int32)])
+            o_reviewer = np.concatenate([o_reviewer, again_reviewer])
+            o_independent = np.concatenate([o_independent, np.ones(len(again), bool)])
+        order = np.lexsort((o_independent, o_revision, o_event, o_time))  # arrival order, ties broken stably
         self.o_event = o_event[order]
         self.o_time = o_time[order]
         self.o_genuine = o_genuine[order]
         self.o_revision = o_revision[order]
         self.o_reviewer = o_reviewer[order]
+        self.o_independent = o_independent[order]
+        self.n_independent = int(o_independent.sum())
         self.o_inclusion = inclusion[self.o_event]
         self.n_outcomes = len(order)
         self.n_corrections = len(fix)
@@ -208,10 +223,11 @@ class Simulation:
         stamps = _stamps(self.o_time[idx])
         event, genuine = self.o_event[idx].tolist(), self.o_genuine[idx].tolist()
         revision, reviewer = self.o_revision[idx].tolist(), self.o_reviewer[idx].tolist()
-        inclusion = self.o_inclusion[idx].tolist()
+        inclusion, independent = self.o_inclusion[idx].tolist(), self.o_independent[idx].tolist()
         prefix, w, rw = self._id_prefix, self._id_width, self._reviewer_width
         return [(
             f'{{"event_id":"{prefix}{event[j]:0{w}d}","inclusion_prob":{inclusion[j]!r},'
+            f'{_INDEPENDENT_FIELD if independent[j] else ""}'
             f'"reviewer":"rev-{reviewer[j]:0{rw}d}","revision":{revision[j]},'
             f'"truth":"{"genuine" if genuine[j] else "impostor"}","verified_at":"{stamps[j]}"}}'
         ).encode() for j in range(len(idx))]
@@ -272,6 +288,7 @@ class Simulation:
             "events": self.n_events,
             "outcomes": self.n_outcomes,
             "corrections": self.n_corrections,
+            "independent_reviews": self.n_independent,
             "score_model": "impostor ~ Normal(threshold - isf(fmr), 1), genuine ~ Normal(threshold + isf(fnmr), 1); "
                            "match when score >= threshold",
             "drifts": [self._drift_truth(x) for x in sorted(self.scenario.drifts, key=lambda x: x.at)],

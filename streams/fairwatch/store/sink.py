@@ -33,6 +33,7 @@ EVENT_COLUMNS = (
     "subject_keys", "subject_values", "reference_keys", "reference_values", "context", "ingested_at",
 )
 OUTCOME_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob", "ingested_at")
+REVIEW_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "ingested_at")
 LABELED_COLUMNS = (
     "event_id", "occurred_at", "occurred_at_us", "bucket", "deployment", "algorithm", "mode", "subject_keys",
     "subject_values", "decision", "truth", "revision", "weight", "kafka_partition",
@@ -80,6 +81,11 @@ def outcome_columns(outcomes: Sequence[VerifiedOutcome], ingested_at: datetime) 
         [o.reviewer for o in outcomes], [o.revision for o in outcomes], [o.inclusion_prob for o in outcomes],
         [_epoch(ingested_at)] * len(outcomes),
     ]
+
+
+def review_row(review: VerifiedOutcome, ingested_at: datetime) -> tuple:
+    """The REVIEW_COLUMNS of an independent review (``independent_reviews``)."""
+    return review.event_id, _epoch(review.verified_at), review.truth, review.reviewer, _epoch(ingested_at)
 
 
 def labeled_columns(deltas: LabeledDeltas, partition: int) -> list[list]:
@@ -168,6 +174,7 @@ class SinkBatch:
     envelopes: list[tuple[str, bytes, int]] = field(default_factory=list)
     deltas: list[tuple[LabeledDeltas, int]] = field(default_factory=list)  # (join deltas, partition)
     records: list = field(default_factory=list)  # single MatchEvent / VerifiedOutcome records, in order
+    reviews: list[tuple] = field(default_factory=list)  # independent reviews' rows (never joined)
     ingested_at: datetime | None = None  # of the rows of ``records`` and ``envelopes``
 
     def touch(self, partition: int, buckets: Iterable[int]) -> None:
@@ -175,6 +182,7 @@ class SinkBatch:
 
     def __len__(self) -> int:
         return (len(self.events) + len(self.outcomes) + len(self.labeled) + len(self.dead_letters) + len(self.records)
+                + len(self.reviews)
                 + sum(n for _, _, n in self.envelopes) + sum(int((d.sign > 0).sum()) for d, _ in self.deltas))
 
     def built(self) -> SinkBatch:
@@ -182,7 +190,7 @@ class SinkBatch:
         if not self.envelopes and not self.deltas and not self.records:
             return self
         return SinkBatch(self.event_rows(), self.outcome_rows(), self.labeled_outcome_rows(), list(self.dead_letters),
-                         self.touched)
+                         self.touched, reviews=list(self.reviews))
 
     def _singles(self, kind: str) -> list:
         """The batch's single records of ``kind``, in order."""
@@ -368,6 +376,9 @@ def row_inserts(batches: SinkBatch | Sequence[SinkBatch]) -> list[tuple[str, Cal
         ("labeled_outcomes", lambda store: _write_labeled(batches, store)),
         ("dead_letters", lambda store: store.insert_columns(
             "dead_letters", DEAD_LETTER_COLUMNS, _joined([b.dead_letter_columns() for b in batches]))),
+        ("independent_reviews", lambda store: store.insert_columns(
+            "independent_reviews", REVIEW_COLUMNS, _joined([_columns_of(b.reviews, len(REVIEW_COLUMNS))
+                                                             for b in batches]))),
     ]
 
 

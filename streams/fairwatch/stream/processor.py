@@ -30,12 +30,17 @@ from fairwatch.contracts.envelopes import (
     decode_valid_batch,
 )
 from fairwatch.contracts.partitioning import partitions_for
-from fairwatch.contracts.records import Rejection, format_timestamp
+from fairwatch.contracts.records import (
+    INDEPENDENT,
+    PRIMARY,
+    Rejection,
+    format_timestamp,
+)
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.counts import BucketCounts
 from fairwatch.core.join import EventState, LabeledDeltas, LabelJoin
-from fairwatch.store.sink import SinkBatch
+from fairwatch.store.sink import SinkBatch, review_row
 
 RECORD_KINDS = {MATCH_EVENTS: "match_event", VERIFIED_OUTCOMES: "verified_outcome"}
 
@@ -154,6 +159,13 @@ class BatchProcessor:
             fast = decode_valid_batch(message.value, kind) if isinstance(message.value, bytes) else None
             if fast is not None:
                 batch.records[message.kind] += len(fast.records)
+                if kind == "verified_outcome" and _any_independent(fast.records):
+                    # an envelope with independent reviews is taken apart: they never join
+                    primary = self._keep_primary(batch, [InputItem(index, record, fast)
+                                                         for index, record in enumerate(fast.records)], now)
+                    ids += [item.record.event_id for item in primary]
+                    decoded.append((message, primary))
+                    continue
                 ids += [record.event_id for record in fast.records]
                 decoded.append((message, fast))
                 continue
@@ -165,6 +177,8 @@ class BatchProcessor:
                     self._reject(batch, message, item.record, now, item)
                 else:
                     valid.append(item)
+            if kind == "verified_outcome":
+                valid = self._keep_primary(batch, valid, now)
             ids += [item.record.event_id for item in valid]
             decoded.append((message, valid))
         if self.partitions is not None:
@@ -200,6 +214,19 @@ class BatchProcessor:
                 items = [(message, item) for message, entry in segments for item in _items(entry)]
                 self._join_partition(batch, partition, items, load_state, now)
         return batch
+
+    @staticmethod
+    def _keep_primary(batch: ProcessedBatch, items: list[InputItem], now: datetime) -> list[InputItem]:
+        """The items that count; independent reviews go straight to their own rows (they are
+        not joined, so their partition does not matter)."""
+        primary = []
+        for item in items:
+            record = item.record
+            if record.review == INDEPENDENT:
+                batch.sink.reviews.append(review_row(record, now))
+            else:
+                primary.append(item)
+        return primary
 
     def _reject(self, batch: ProcessedBatch, message: RawMessage, rejection: Rejection, now: datetime,
                 item: InputItem | None = None) -> None:
@@ -269,6 +296,10 @@ class BatchProcessor:
             batch.sink.deltas.append((deltas, partition))
         batch.sink.touch(partition, deltas.bucket.tolist() if recompute is None else recompute)
         batch.paired += int((deltas.sign > 0).sum() - (deltas.sign < 0).sum())
+
+
+def _any_independent(records: list) -> bool:
+    return any(record.review != PRIMARY for record in records)
 
 
 def _items(entry: ValidBatch | list[InputItem]) -> list[InputItem]:
