@@ -57,9 +57,9 @@ def test_brute_force_over_the_box_gives_the_same_bounds():
     grid = []
     for s_m in np.linspace(*clopper_pearson(a, a + c, level), 15):
         for s_n in np.linspace(*clopper_pearson(b, b + f, level), 15):
-            for d_m in np.linspace(*clopper_pearson(3, 400, level), 9):
-                for d_n in np.linspace(*clopper_pearson(1, 900, level), 9):
-                    e_m, e_n = reviewer_error(d_m), reviewer_error(d_n)
+            # the counted verdicts' error anywhere from 0 to the bound of one blind verdict's
+            for e_m in np.linspace(0, reviewer_error(clopper_pearson(3, 400, level)[1]), 9):
+                for e_n in np.linspace(0, reviewer_error(clopper_pearson(1, 900, level)[1]), 9):
                     t_m = min(max((s_m - e_m) / (1 - 2 * e_m), 0), 1)
                     t_n = min(max((s_n - e_n) / (1 - 2 * e_n), 0), 1)
                     m, n = a + c, b + f
@@ -69,6 +69,20 @@ def test_brute_force_over_the_box_gives_the_same_bounds():
     assert fixed.fmr_high == pytest.approx(grid[:, 0].max(), abs=1e-12)
     assert fixed.fnmr_low == pytest.approx(grid[:, 1].min(), abs=1e-12)
     assert fixed.fnmr_high == pytest.approx(grid[:, 1].max(), abs=1e-12)
+
+
+def test_corrected_labels_keep_the_point_and_a_contradicting_sample_never_gives_a_zero_width_interval():
+    # labelled impostor share among matches 2/2000 against a measured error of about 1%: the model
+    # cannot hold for first verdicts; the interval still reaches the labels-as-truth rate
+    row = np.array([20_000, 2, 20_000, 2, 20_000, 2, 2000, 20, 2000, 20, 2000, 20], dtype=float)
+    reviews = ReviewerError(2000, 40), ReviewerError(2000, 40)
+    fixed = corrected_rates(row, 1.0, 1.0, *reviews)
+    assert fixed.fmr == 0.0 and fixed.fmr_high > 0  # clipped point, but not a confident 0
+    plain = 2 / (2 + 19_998 - 0)  # labels as truth: impostor-labelled matches over impostor labels
+    assert fixed.fmr_low <= plain <= fixed.fmr_high
+    kept = corrected_rates(row, 1.0, 1.0, *reviews, corrected_labels=True)
+    assert kept.fmr == pytest.approx(2 / 20_000 * (20_000 / (20_000 - 20 + 20)), rel=0.01)
+    assert (kept.fmr_low, kept.fmr_high) == (fixed.fmr_low, fixed.fmr_high)
 
 
 def test_without_double_review_nothing_is_corrected_and_coin_flip_labels_say_nothing():

@@ -475,3 +475,21 @@ def test_independent_reviews_reach_the_metrics_as_corrected_rates(tmp_path):
     assert document["labels"]["double_review"] is True
     assert document["labels"]["independent_reviews"] == sum(d["event_id"] in labelled_ids for d in independent)
     assert document["corrected"] and all(c["error_matches"] is not None for c in document["corrected"])
+    # and they hold the simulator's true rates (comparison-weighted over its segments)
+    truth = _json.loads((out / "truth.json").read_text())
+    sums: dict = {}
+    for g in truth["groups"]:
+        cell = sums.setdefault((g["deployment"], g["algorithm"], g["mode"], g["attribute"], g["label"]), [0.0] * 4)
+        cell[0] += g["target_fmr"] * g["impostors"]
+        cell[1] += g["impostors"]
+        cell[2] += g["target_fnmr"] * g["genuines"]
+        cell[3] += g["genuines"]
+    held = judged = 0
+    for c in document["corrected"]:
+        cell = sums[c["deployment"], c["algorithm"], c["mode"], c["attribute"], c["group"]]
+        for rate, (total, n) in (("fmr", cell[:2]), ("fnmr", cell[2:])):
+            if n:
+                judged += 1
+                held += c[f"{rate}_low"] <= total / n <= c[f"{rate}_high"]
+                assert c[f"{rate}_high"] > c[f"{rate}_low"]  # never a zero-width interval
+    assert judged > 20 and held >= 0.95 * judged, (held, judged)

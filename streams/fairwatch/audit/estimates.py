@@ -71,7 +71,7 @@ def window_metrics(
     labels = None
     if with_labels:
         labels = label_maturity(store, window, deployment, algorithm, label_maturity_seconds).to_dict(window)
-        pairs = sum(r.pairs for both in reviews.values() for r in both)
+        pairs = sum(r.pairs for a in reviews.values() for r in a[:2])
         labels.update(double_review=pairs > 0, independent_reviews=pairs,
-                      disagreements=sum(r.disagreements for both in reviews.values() for r in both))
+                      disagreements=sum(r.disagreements for a in reviews.values() for r in a[:2]))
     return frame, metrics_document(frame, window, labels)

@@ -166,8 +166,8 @@ def describe(labels: dict[str, Any]) -> str:
         " its statuses are provisional.")
     text = f"{head} {labels['revised']} of the window's {labels['outcomes']} verdicts are corrections of a first verdict."
     if labels.get("double_review"):
-        return (f"{text} {labels['independent_reviews']} independent reviews disagree with the verdict that counts"
-                f" in {labels['disagreements']} cases: the rates corrected for that reviewer error, with intervals"
+        return (f"{text} {labels['independent_reviews']} independent reviews disagree with the first verdict"
+                f" in {labels['disagreements']} cases: the rates allowing for that reviewer error, with intervals"
                 " that carry it, are listed apart (corrected).")
     return (f"{text} No independent review is recorded, so the error of final verdicts is not estimated:"
             " the rates assume final labels are right.")

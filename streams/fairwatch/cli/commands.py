@@ -243,6 +243,15 @@ def render_metrics(document: dict) -> None:
         tests.add_row(t["deployment"], t["algorithm"], t["attribute"], t["rate"], str(t["groups"]),
                       _fmt(t["p_value"], 3), t["method"], t["verdict"].replace("_", " "))
     out.print(tests)
+    if document.get("corrected"):
+        fixed = Table(title="rates allowing for reviewer error (independent reviews)")
+        for column in ("deployment", "algorithm", "attribute", "group", "FMR [95% CI]", "FNMR [95% CI]"):
+            fixed.add_column(column)
+        for c in document["corrected"]:
+            fixed.add_row(c["deployment"], c["algorithm"], c["attribute"], c["group"],
+                          f"{_fmt(c['fmr'])} [{_fmt(c['fmr_low'])}, {_fmt(c['fmr_high'])}]",
+                          f"{_fmt(c['fnmr'])} [{_fmt(c['fnmr_low'])}, {_fmt(c['fnmr_high'])}]")
+        out.print(fixed)
     if "labels" in document:
         from fairwatch.audit.maturity import describe
 

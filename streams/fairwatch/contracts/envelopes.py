@@ -168,7 +168,8 @@ class _OutcomeShape(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     reviewer: _Id
     revision: Annotated[int, msgspec.Meta(ge=0, le=MAX_REVISION)]
     inclusion_prob: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
-    review: Literal["primary", "independent"] = "primary"
+    # UNSET when absent, so the quote count below knows whether the key was there
+    review: Union[Literal["primary", "independent"], msgspec.UnsetType] = msgspec.UNSET
 
 
 class _EventBatchShape(msgspec.Struct, forbid_unknown_fields=True):
@@ -282,7 +283,9 @@ def decode_valid_batch(raw: bytes, kind: str) -> ValidBatch | None:
     else:
         times = _timestamps([r.verified_at for r in records])
         reviewers = [r.reviewer for r in records]
-        if (raw.count(b'"') != _QUOTES_PER_OUTCOME * len(records) + _QUOTES_PER_ENVELOPE or times is None
+        reviews = sum(r.review is not msgspec.UNSET for r in records)  # 4 more quotes each: key and value
+        if (raw.count(b'"') != _QUOTES_PER_OUTCOME * len(records) + 4 * reviews + _QUOTES_PER_ENVELOPE
+                or times is None
                 or not _ids_valid(ids, reviewers)):
             return None
     return ValidBatch(BatchHeader(shape.bucket, shape.partitions), _records(kind, records, times), raw)
@@ -309,5 +312,6 @@ def _records(kind: str, shapes: list, times: list[datetime]) -> list:
         return [MatchEvent(r.event_id, t, r.deployment, r.algorithm, r.mode, r.score, r.threshold, r.decision,
                            r.subject, None if r.reference is unset else r.reference,
                            None if r.context is unset else r.context) for r, t in zip(shapes, times)]
-    return [VerifiedOutcome(r.event_id, t, r.truth, r.reviewer, r.revision, r.inclusion_prob, r.review)
-            for r, t in zip(shapes, times)]
+    unset = msgspec.UNSET
+    return [VerifiedOutcome(r.event_id, t, r.truth, r.reviewer, r.revision, r.inclusion_prob,
+                            "primary" if r.review is unset else r.review) for r, t in zip(shapes, times)]

@@ -152,15 +152,16 @@ class GroupFrame:
         rows: np.ndarray,
         config: CoreConfig | None = None,
         method: str = "clopper-pearson",
-        reviews: dict[tuple[str, str, str], tuple[ReviewerError, ReviewerError]] | None = None,
+        reviews: dict[tuple[str, str, str], tuple[ReviewerError, ReviewerError, bool]] | None = None,
     ) -> GroupFrame:
         """Build the frame from counts rows (float64[k, 12], :mod:`fairwatch.core.layout`).
 
         Rows of the same key are summed, so the rows of a window's buckets may be passed as
         they are. ``method`` is the fixed-sample interval (:class:`~fairwatch.core.estimates.RateEstimator`).
         ``reviews``: per deployment x algorithm x mode, the independent reviews of its matches and
-        non-matches (pairs, disagreements), the reviewers' error assumed the same in all its groups;
-        where given, every group's rates are also corrected for that error (``corrected``).
+        non-matches (pairs, disagreements with first verdicts) and whether some verdicts that count
+        are corrections, the reviewers' error assumed the same in all its groups; where given,
+        every group's rates are also given allowing for that error (``corrected``).
         """
         config = config or CoreConfig()
         keys, rows = _sum_by_key(keys, rows)
@@ -190,7 +191,9 @@ class GroupFrame:
                 review = reviews.get(key[:3])
                 # a stratum whose probabilities vary or are unknown has no exact design to correct
                 if review is not None and 0 < match_pi[i] <= 1 and 0 < non_match_pi[i] <= 1:
-                    corrected[key] = corrected_rates(rows[i], match_pi[i], non_match_pi[i], *review, config.confidence)
+                    matches, non_matches, corrected_labels = review
+                    corrected[key] = corrected_rates(rows[i], match_pi[i], non_match_pi[i], matches, non_matches,
+                                                     config.confidence, corrected_labels)
         return cls(by_group, overall, found, tests, corrected)
 
     def _select(self, metric: str, rate: str) -> dict[AttributeSet, Differential]:

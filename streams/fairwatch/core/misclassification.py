@@ -23,10 +23,19 @@ The stratum totals are estimated from the verified counts and the inclusion prob
 
 ``FMR = M t_M / (M t_M + N t_N)``, ``FNMR = N (1 - t_N) / (N (1 - t_N) + M (1 - t_M))``.
 
+The disagreements measure the error of one blind verdict, ``e``: that of a first verdict. The
+verdicts that count may have been corrected since (a later revision), so their own error is
+anywhere in ``[0, e]``; the intervals therefore let it range over ``[0, e_high]`` (which also
+holds when no verdict was corrected, and keeps a sample that contradicts the model, labelled
+shares below the measured error, from giving a confident rate of 0). The point is the
+Rogan-Gladen estimate at ``e`` when the verdicts that count are first verdicts
+(``corrected_labels=False``), and the labels-as-truth rate otherwise, the residual error being
+unknown within the interval.
+
 Intervals: exact (Clopper-Pearson) intervals for ``s_M``, ``s_N``, ``D_M`` and ``D_N`` at level
-``1 - alpha / 4`` each (Bonferroni), mapped to ``e`` and ``t``; FMR rises with ``t_M`` and falls
-with ``t_N`` (FNMR the reverse), and ``t`` is monotone in ``s`` and in ``e`` for each fixed other,
-so the extreme rates over the box lie at its corners, which are all evaluated. A disagreement
+``1 - alpha / 4`` each (Bonferroni), the error ranging over ``[0, e(D_high)]``; FMR rises with
+``t_M`` and falls with ``t_N`` (FNMR the reverse), and ``t`` is monotone in ``s`` and in ``e`` for
+each fixed other, so the extreme rates over the box lie at its corners, which are all evaluated. A disagreement
 bound at or above 1/2 leaves ``e`` unbounded (labels no better than a coin) and the rate's
 interval [0, 1]. The totals' own sampling error is not carried (it is small beside the error
 terms when few errors are expected); ``benchmarks/bench_misclassification.py`` measures the
@@ -109,18 +118,19 @@ class CorrectedRates:
 
 def corrected_rates(row: np.ndarray, match_inclusion: float, non_match_inclusion: float,
                     matches_review: ReviewerError, non_matches_review: ReviewerError,
-                    confidence: float = 0.95) -> CorrectedRates:
+                    confidence: float = 0.95, corrected_labels: bool = False) -> CorrectedRates:
     """The group's rates corrected for reviewer error (module docstring).
 
     ``row`` is the group's counts row; ``match_inclusion`` / ``non_match_inclusion`` the strata's
     inclusion probabilities (:func:`~fairwatch.core.groupframe.decision_inclusions`). A stratum
     without double review has no error estimate: then nothing can be corrected and the rates are
-    None with bounds [0, 1].
+    None with bounds [0, 1]. ``corrected_labels``: some verdicts that count are corrections (their
+    error is not that of a first verdict), so the point is not corrected (module docstring).
 
     >>> row = np.array([1000, 8, 1000, 8, 1000, 8, 1000, 3, 1000, 3, 1000, 3], dtype=float)
     >>> fixed = corrected_rates(row, 1.0, 1.0, ReviewerError(500, 2), ReviewerError(500, 2))
     >>> print(f"{fixed.fmr:.4f} in [{fixed.fmr_low:.4f}, {fixed.fmr_high:.4f}]; e = {fixed.error_matches:.4f}")
-    0.0060 in [0.0000, 0.0180]; e = 0.0020
+    0.0060 in [0.0000, 0.0181]; e = 0.0020
     """
     if not (0 < match_inclusion <= 1 and 0 < non_match_inclusion <= 1):
         raise ValueError("inclusion probabilities must be in (0, 1]")
@@ -131,12 +141,14 @@ def corrected_rates(row: np.ndarray, match_inclusion: float, non_match_inclusion
     matches, non_matches = verified_m / match_inclusion, verified_n / non_match_inclusion
     level = 1 - (1 - confidence) / 4
     e_m, e_n = (reviewer_error(r.disagreements / r.pairs) for r in (matches_review, non_matches_review))
-    fmr, fnmr = _rates(matches, non_matches, _true_share(m_imp / verified_m, e_m), _true_share(n_imp / verified_n, e_n))
+    point_m, point_n = (0.0, 0.0) if corrected_labels else (e_m, e_n)
+    fmr, fnmr = _rates(matches, non_matches, _true_share(m_imp / verified_m, point_m),
+                       _true_share(n_imp / verified_n, point_n))
 
     def box(labelled: float, verified: float, review: ReviewerError) -> np.ndarray:
         s_low, s_high = clopper_pearson(labelled, verified, level)
-        d_low, d_high = clopper_pearson(review.disagreements, review.pairs, level)
-        corners = [_true_share(s, reviewer_error(d)) for s, d in product((s_low, s_high), (d_low, d_high))]
+        _, d_high = clopper_pearson(review.disagreements, review.pairs, level)
+        corners = [_true_share(s, e) for s, e in product((s_low, s_high), (0.0, reviewer_error(d_high)))]
         if np.isnan(corners).any():  # the error may be 1/2: the labels may say nothing
             return np.array([0.0, 1.0])
         return np.array([np.min(corners), np.max(corners)])

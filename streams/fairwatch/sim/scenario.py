@@ -201,7 +201,9 @@ class Scenario:
             "algorithms": {name: {k: asdict(getattr(a, k)) for k in ("fmr", "fnmr", "fpir", "fnir")}
                            for name, a in self.algorithms.items()},
             "deployments": [asdict(d) for d in self.deployments],
-            "verification": asdict(self.verification),
+            # independent_review_prob only when set: the records of older scenarios stay as they were
+            "verification": {k: v for k, v in asdict(self.verification).items()
+                             if k != "independent_review_prob" or v},
             "drifts": [drift(d) for d in self.drifts],
         }
 

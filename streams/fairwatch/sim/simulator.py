@@ -159,7 +159,8 @@ class Simulation:
             again = np.flatnonzero(rng.random(k) < v.independent_review_prob)
             again_wrong = rng.random(len(again)) < v.error_prob
             again_delay = _lognormal_us(rng, v.delay_hours, len(again))
-            again_reviewer = rng.integers(0, v.reviewers, len(again))
+            # another reviewer than the first verdict's (when there is another)
+            again_reviewer = (reviewer[again] + 1 + rng.integers(0, max(v.reviewers - 1, 1), len(again))) % v.reviewers
             o_event = np.concatenate([o_event, verified[again]])
             o_time = np.concatenate([o_time, first_at[again] + again_delay])
             o_genuine = np.concatenate([o_genuine, self.genuine[verified[again]] ^ again_wrong])
@@ -288,7 +289,7 @@ class Simulation:
             "events": self.n_events,
             "outcomes": self.n_outcomes,
             "corrections": self.n_corrections,
-            "independent_reviews": self.n_independent,
+            **({"independent_reviews": self.n_independent} if self.n_independent else {}),
             "score_model": "impostor ~ Normal(threshold - isf(fmr), 1), genuine ~ Normal(threshold + isf(fnmr), 1); "
                            "match when score >= threshold",
             "drifts": [self._drift_truth(x) for x in sorted(self.scenario.drifts, key=lambda x: x.at)],
