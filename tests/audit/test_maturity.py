@@ -165,3 +165,29 @@ def test_labels_are_mature_after_the_delay_in_describe():
     assert "(1 h)" in text and "(2 h, 5 seen)" in text and "5 of the window's 100 verdicts" in text
     assert "No independent review is recorded" in text
     assert datetime(2026, 11, 25, 22, tzinfo=timezone.utc).isoformat().replace("+00:00", "Z") in text
+
+
+def test_the_csv_carries_every_section_of_the_json(migrated_store):
+    import csv
+    import io
+
+    workload = make_workload(400, seed=46, hours=1, sampled_share=0.0)
+    write(migrated_store, workload)
+    first = {event_id: next(d for d in docs if d["revision"] == 0) for event_id, docs in workload.outcomes.items()
+             if event_id in workload.events}
+    reviews = [{**doc, "reviewer": "rev-second", "review": "independent",
+                "truth": "impostor" if i % 7 == 0 else doc["truth"]} for i, doc in enumerate(first.values())]
+    write(migrated_store, type(workload)(messages=[("verified-outcomes", r["event_id"].encode(),
+                                                    json.dumps(r).encode()) for r in reviews]))
+    window = ["--from", "2026-11-25T06:00:00Z", "--to", "2026-11-25T07:00:00Z", "--min-group-size", "0"]
+    runner = CliRunner()
+    as_json = json.loads(runner.invoke(app, ["report", "--store", migrated_store.url, *window, "--format", "json"]).stdout)
+    rows = list(csv.DictReader(io.StringIO(
+        runner.invoke(app, ["report", "--store", migrated_store.url, *window, "--format", "csv"]).stdout)))
+    for section, key in (("group", "groups"), ("differential", "differentials"), ("homogeneity", "homogeneity"),
+                         ("corrected", "corrected")):
+        mine = [r for r in rows if r["section"] == section]
+        assert len(mine) == len(as_json[key]) > 0, section
+    corrected = [r for r in rows if r["section"] == "corrected"]
+    assert {(r["group"], float(r["fmr_high"])) for r in corrected} == {
+        (c["group"], c["fmr_high"]) for c in as_json["corrected"]}

@@ -344,8 +344,7 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store, frame: Group
                               " error of one blind verdict per deployment, algorithm, mode and decision (taken as"
                               " the same in every group); each group's rates are then given with the error of the"
                               " verdicts that count anywhere from 0 to that error's upper bound (Rogan-Gladen;"
-                              " exact bounds of the labelled and disagreement shares, Bonferroni over four);"
-                              " not in the CSV export",
+                              " exact bounds of the labelled and disagreement shares, Bonferroni over four)",
         },
         "thresholds": {"target_fmr": config.target_fmr, "target_fnmr": config.target_fnmr,
                        "min_comparisons": config.min_comparisons, "confidence": config.confidence,

@@ -9,7 +9,7 @@ import io
 import json
 from pathlib import Path
 
-from fairwatch.audit.estimates import DIFFERENTIAL_FIELDS, GROUP_FIELDS
+from fairwatch.audit.estimates import CORRECTED_FIELDS, DIFFERENTIAL_FIELDS, GROUP_FIELDS, HOMOGENEITY_FIELDS
 from fairwatch.audit.report import Report
 from fairwatch.audit.report_figures import PNG_DPI
 
@@ -20,22 +20,24 @@ def to_json(report: Report) -> str:
     return json.dumps(report.document, indent=1, allow_nan=False) + "\n"
 
 
-CSV_FIELDS = ("section", *GROUP_FIELDS, *(f for f in DIFFERENTIAL_FIELDS if f not in GROUP_FIELDS),
+_SECTIONS = (("group", "groups", GROUP_FIELDS), ("differential", "differentials", DIFFERENTIAL_FIELDS),
+             ("homogeneity", "homogeneity", HOMOGENEITY_FIELDS), ("corrected", "corrected", CORRECTED_FIELDS))
+CSV_FIELDS = ("section", *dict.fromkeys(f for _, _, fields in _SECTIONS for f in fields),
               "window_from", "window_to", "metrics_sha256")
 
 
 def to_csv(report: Report) -> str:
-    """The per-group rows then the differential rows, one header, a ``section`` column."""
+    """The per-group rows, the differential rows, the homogeneity tests and the rates allowing for
+    reviewer error, one header, a ``section`` column."""
     doc = report.document
     out = io.StringIO()
     writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     common = {"window_from": doc["scope"]["window"]["from"], "window_to": doc["scope"]["window"]["to"],
               "metrics_sha256": doc["reproducibility"]["metrics_sha256"]}
-    for g in doc["groups"]:
-        writer.writerow({"section": "group", **{f: g[f] for f in GROUP_FIELDS}, **common})
-    for d in doc["differentials"]:
-        writer.writerow({"section": "differential", **{f: d[f] for f in DIFFERENTIAL_FIELDS}, **common})
+    for section, key, fields in _SECTIONS:
+        for row in doc[key]:
+            writer.writerow({"section": section, **{f: row[f] for f in fields}, **common})
     return out.getvalue()
 
 

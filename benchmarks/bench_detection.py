@@ -1,0 +1,446 @@
+"""Detection benchmark (issue 23, item 3): false alarms under overdispersion, delay and power, river beside.
+
+Baseline measurement of the CURRENT detectors. Run by ``make bench``-style invocation (not a test):
+``benchmarks/bench_detection.py`` (full: a few minutes on 2 cores) or ``--quick`` (under a minute,
+smoke-sized: its numbers have no statistical weight). Writes ``benchmarks/results/detection.json``
+and prints one table per part.
+
+Common setting. One-minute buckets (1,440 a day); per bucket and stream the number of impostor
+comparisons is ``Poisson(volume)``; the true FMR is ``p0 = 1e-3``. The detector is the project's
+:class:`~fairwatch.detect.detectors.RateDriftDetector` (the class ``evaluation.run_detectors`` drives),
+one bank over all simulated streams, updated one bucket at a time with per-bucket counts, restarting a
+stream after its alarm, run continuously from the end of the baseline. Its null edge is
+``Baseline.from_counts(errors, n, band, confidence).edge`` of the stream's own baseline buckets (the
+buckets right before monitoring), with the policy defaults ``band = 1.5``, ``baseline_confidence =
+0.99``; its threshold is ``threshold_for_budget(200, 1440, 0.1)`` (as ``evaluation.detect`` sets it
+for a deployment of 200 tested streams and the default ``false_alarms_per_day = 0.1``), so each
+stream's share of the budget is 0.1 / 200 = 5e-4 false alarms a day. Not modelled: the worker's
+daily moving replay start (``lookback``) and the incident dedup of ``IncidentTracker``; alarms are
+counted as the detector raises them.
+
+Part 1, false alarms under the null. Each simulated deployment has 200 streams at volume 300; day
+0 is the baseline, days 1..D are monitored (D = 14 full, 1 quick); the rate never changes (the
+realistic null: the rate stays at the baseline's, below the edge). Scenarios, each on the same
+number of deployments (5 full, 1 quick):
+
+- ``binomial``: errors ~ Binomial(n_t, p0) (CV 0);
+- ``cv 0.3 / 0.5 / 1.0``: extra-binomial variation of the per-bucket rate, independent between
+  buckets and streams: ``rate_t = p0 * G_t``, ``G_t ~ Gamma(shape 1/cv^2, scale cv^2)`` (mean 1,
+  CV ``cv``), errors ~ Binomial(n_t, min(rate_t, 1));
+- ``clusters 1.5 / 3``: errors in clusters of geometric size (support 1, 2, ...) with mean ``m``:
+  clusters ~ Binomial(n_t, p0 / m) per bucket, each of Geometric(1/m) errors (the same mean rate
+  p0; a cluster stays within its bucket; errors capped at n_t).
+
+Reported per scenario: the alarms, the rate per stream-day (against the per-stream share 5e-4), the
+rate per deployment-day (all 200 streams, against the budget 0.1) with its one-sided upper 95%
+Poisson bound ``chi2.ppf(0.95, 2k + 2) / 2 / deployment-days`` (exact for Poisson counts; alarms
+of one overdispersed stream may come in bursts, which makes it optimistic), the streams with at
+least one alarm, the median edge / p0 and the dispersion index var/mean of the bucket error counts
+measured on the baseline day (1 for binomial).
+
+Part 2, delay and power (binomial data). For every volume (100, 300, 1000 comparisons a bucket) and
+shift (1.5x, 2x, 3x) ``R`` replicate streams (200 full, 20 quick): one day of baseline buckets, then
+6 h of monitoring at p0, then the rate ``shift * p0`` for the horizon (96 h full, 24 h quick). The
+same streams are monitored three times over: with the edge from the last hour of the baseline
+(``1 h``), from the whole day (``1 d``), and with the known rate as the edge (``known p0``: the
+project's detector told the true pre-change rate, band 1). Delay = buckets from the change to the
+first alarm at or after it (an alarm at the end of bucket t counts t - change + 1), in hours; the
+mean is over the replicates detected within the horizon (marked ``>`` when some were not, then
+taken over ``min(delay, horizon)``: a lower bound); the 95th percentile counts undetected
+replicates as infinite; power = share detected within 24 h. Alarms before the change are counted
+(per stream-day of the 6 h pre-change window). Yardstick: ``cusum_information_bound(arl0, p0,
+shift * p0)`` with ``arl0 = threshold * volume`` outcomes (the threshold's ARL in buckets, in
+outcomes: the convention of bench_drift.py), converted to hours; ``ratio`` = mean delay / that
+bound. The JSON also gives the bound with the ARL counted in buckets, ``log(A) / (volume * KL)``
+(alarms can only come at bucket ends), which is the smaller, first-order bound at bucket level.
+
+Part 3, river on the same streams. ADWIN through the project's ``AdwinErrorDetector`` (river
+defaults: delta 0.002, clock 32; the comparisons of a bucket fed one by one in a seeded random
+order) and Page-Hinkley through the project's ``ScoreMeanPageHinkley`` (its defaults: threshold 50,
+delta 0.005, mode up) fed with the errors as 0/1 scores: ``update_stats(errors, n)`` with
+``mean0 = p_hat`` and ``sd0 = sqrt(p_hat (1 - p_hat))`` from the stream's baseline (``p_hat`` at
+least 0.5 / n_baseline), i.e. the standardized error count per bucket. Both restart after a
+detection (river resets). Null: deployment 0 of every part-1 scenario, Page-Hinkley on its 200
+streams over all monitored days, ADWIN on its first 10 streams (2 quick) for 7 monitored days (1
+quick) after being fed the baseline day (its alarms during the baseline not counted): false
+alarms per stream-day and scaled to 200 streams a day. Drift: the part-2 streams; Page-Hinkley on
+all replicates with mean0 / sd0 from the 1 h or 1 d baseline, ADWIN (no baseline: fed the day of
+baseline buckets as history) on the first 20 replicates (3 quick) of each volume and shift.
+
+The parts run in separate processes (``--jobs``, default 2). Seeds are fixed; each part regenerates
+the streams it shares with another from the same seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from fairwatch.detect.detectors import (
+    AdwinErrorDetector,
+    Baseline,
+    RateDriftDetector,
+    ScoreMeanPageHinkley,
+    cusum_information_bound,
+    threshold_for_budget,
+)
+from fairwatch.testing.bench import write_results
+from scipy import stats
+
+RESULTS = Path(__file__).parent / "results" / "detection.json"
+BUCKETS_PER_DAY = 1440
+P0 = 1e-3
+CONFIDENCE = 0.99  # policy default baseline_confidence
+BUDGET = 0.1  # policy default false_alarms_per_day, across the deployment's streams
+STREAMS = 200  # tested streams of one deployment: threshold_for_budget's n_streams
+NULL_VOLUME = 300
+# name, CV of the per-bucket rate, mean cluster size
+NULL_SCENARIOS = (("binomial", 0.0, 1.0), ("cv 0.3", 0.3, 1.0), ("cv 0.5", 0.5, 1.0), ("cv 1.0", 1.0, 1.0),
+                  ("clusters 1.5", 0.0, 1.5), ("clusters 3", 0.0, 3.0))
+VOLUMES = (100, 300, 1000)
+SHIFTS = (1.5, 2.0, 3.0)
+BASELINES = (("1 h", 60), ("1 d", BUCKETS_PER_DAY))
+PRE_CHANGE = 360  # buckets of monitoring at p0 before the change
+
+
+@dataclass(frozen=True)
+class Settings:
+    deployments: int
+    days: int
+    drift_replicates: int
+    horizon_hours: int
+    ph_streams: int
+    adwin_streams: int
+    adwin_days: int
+    river_replicates: int
+    band: float
+    seed: int
+
+
+FULL = Settings(deployments=5, days=14, drift_replicates=200, horizon_hours=96, ph_streams=200, adwin_streams=10,
+                adwin_days=7, river_replicates=20, band=1.5, seed=23)
+QUICK = Settings(deployments=1, days=1, drift_replicates=20, horizon_hours=24, ph_streams=50, adwin_streams=2,
+                 adwin_days=1, river_replicates=3, band=1.5, seed=23)
+
+
+def threshold() -> float:
+    return threshold_for_budget(STREAMS, BUCKETS_PER_DAY, BUDGET)
+
+
+def edges_of(errors: np.ndarray, n: np.ndarray, band: float) -> np.ndarray:
+    """The detector's null edge per stream from its baseline totals, as ``build_streams`` computes it."""
+    return np.array([Baseline.from_counts(float(e), float(m), band, CONFIDENCE).edge for e, m in zip(errors, n)])
+
+
+def poisson_upper(k: int, exposure: float) -> float:
+    """One-sided upper 95% bound of a Poisson rate with ``k`` events over ``exposure``."""
+    return float(stats.chi2.ppf(0.95, 2 * k + 2) / 2 / exposure)
+
+
+# ---------------------------------------------------------------- streams
+
+
+def null_counts(cv: float, cluster: float, volume: float, shape: tuple[int, int], rng) -> tuple[np.ndarray, np.ndarray]:
+    """Errors and comparisons ``int[buckets, streams]`` under the null (see the module docstring)."""
+    n = rng.poisson(volume, shape)
+    if cluster > 1:
+        clusters = rng.binomial(n, P0 / cluster)
+        extra = np.where(clusters > 0, rng.negative_binomial(np.maximum(clusters, 1), 1 / cluster), 0)
+        return np.minimum(clusters + extra, n), n
+    rate = P0 if cv == 0 else np.minimum(P0 * rng.gamma(1 / cv**2, cv**2, shape), 1.0)
+    return rng.binomial(n, rate), n
+
+
+def null_day(settings: Settings, scenario: int, deployment: int, day: int) -> tuple[np.ndarray, np.ndarray]:
+    """Day ``day`` (0 = baseline) of one deployment's 200 streams in one scenario."""
+    rng = np.random.default_rng([settings.seed, 1, scenario, deployment, day])
+    _, cv, cluster = NULL_SCENARIOS[scenario]
+    return null_counts(cv, cluster, NULL_VOLUME, (BUCKETS_PER_DAY, STREAMS), rng)
+
+
+def drift_data(settings: Settings, vi: int, si: int):
+    """One day of baseline buckets and the monitored buckets ``int[T, R]`` of one volume x shift."""
+    rng = np.random.default_rng([settings.seed, 2, vi, si])
+    R, T = settings.drift_replicates, PRE_CHANGE + settings.horizon_hours * 60
+    nb = rng.poisson(VOLUMES[vi], (BUCKETS_PER_DAY, R))
+    xb = rng.binomial(nb, P0)
+    n = rng.poisson(VOLUMES[vi], (T, R))
+    rate = np.where(np.arange(T)[:, None] < PRE_CHANGE, P0, SHIFTS[si] * P0)
+    return xb, nb, rng.binomial(n, rate), n
+
+
+# ---------------------------------------------------------------- part 1
+
+
+def sr_null(settings: Settings) -> dict:
+    started = time.perf_counter()
+    cells = [(s, d) for s in range(len(NULL_SCENARIOS)) for d in range(settings.deployments)]
+
+    def day(k: int):
+        parts = [null_day(settings, s, d, k) for s, d in cells]
+        return np.hstack([p[0] for p in parts]).astype(float), np.hstack([p[1] for p in parts]).astype(float)
+
+    xb, nb = day(0)
+    edges = edges_of(xb.sum(0), nb.sum(0), settings.band)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dispersion = xb.var(0) / xb.mean(0)
+    detector = RateDriftDetector(edges, threshold())
+    alarms = np.zeros(edges.size, int)
+    for k in range(1, settings.days + 1):
+        x, n = day(k)
+        for t in range(BUCKETS_PER_DAY):
+            alarms += detector.update(x[t], n[t]).drift_detected
+    rows = []
+    block = settings.deployments * STREAMS
+    deployment_days = settings.deployments * settings.days
+    for s, (name, cv, cluster) in enumerate(NULL_SCENARIOS):
+        a = alarms[s * block:(s + 1) * block]
+        k = int(a.sum())
+        rows.append({"scenario": name, "cv": cv, "mean_cluster": cluster, "streams": block,
+                     "deployments": settings.deployments, "days": settings.days, "alarms": k,
+                     "per_stream_day": k / (block * settings.days), "per_stream_share": BUDGET / STREAMS,
+                     "per_deployment_day": k / deployment_days,
+                     "per_deployment_day_upper95": poisson_upper(k, deployment_days), "budget": BUDGET,
+                     "streams_alarmed": int((a > 0).sum()), "max_alarms_one_stream": int(a.max()),
+                     "median_edge_over_p0": float(np.median(edges[s * block:(s + 1) * block]) / P0),
+                     "dispersion_index": float(np.nanmean(dispersion[s * block:(s + 1) * block]))})
+    return {"threshold": threshold(), "band": settings.band, "volume": NULL_VOLUME, "rows": rows,
+            "seconds": time.perf_counter() - started}
+
+
+# ---------------------------------------------------------------- part 2
+
+
+def delay_summary(first: np.ndarray, pre_alarms: np.ndarray, horizon: int) -> dict:
+    """``first``: buckets from the change to the first alarm (-1: none within ``horizon``)."""
+    hit = first >= 0
+    delays = np.where(hit, first, np.inf) / 60
+    censored = not hit.all()
+    mean = float(np.minimum(delays, horizon / 60).mean()) if censored else float(delays.mean())
+    p95 = float(np.quantile(delays, 0.95, method="inverted_cdf"))
+    return {"replicates": int(first.size), "detected_in_horizon": float(hit.mean()),
+            "power_24h": float((hit & (first <= BUCKETS_PER_DAY)).mean()), "mean_delay_h": mean,
+            "mean_censored": censored, "p95_delay_h": None if math.isinf(p95) else p95,
+            "alarms_before_change_per_stream_day": float(pre_alarms.sum() / (first.size * PRE_CHANGE / BUCKETS_PER_DAY))}
+
+
+def sr_drift(settings: Settings) -> dict:
+    started = time.perf_counter()
+    R = settings.drift_replicates
+    configs = [(vi, si) for vi in range(len(VOLUMES)) for si in range(len(SHIFTS))]
+    xs, ns, edges, columns = [], [], [], []
+    for c, (vi, si) in enumerate(configs):
+        xb, nb, x, n = drift_data(settings, vi, si)
+        xs.append(x)
+        ns.append(n)
+        for _, length in BASELINES:
+            edges.append(edges_of(xb[-length:].sum(0), nb[-length:].sum(0), settings.band))
+        edges.append(np.full(R, P0))  # known baseline
+        columns += [np.arange(c * R, (c + 1) * R)] * (len(BASELINES) + 1)
+    x, n = np.hstack(xs).astype(float), np.hstack(ns).astype(float)
+    column = np.concatenate(columns)
+    edge = np.concatenate(edges)
+    detector = RateDriftDetector(edge, threshold())
+    first = np.full(edge.size, -1)
+    pre = np.zeros(edge.size, int)
+    T = x.shape[0]
+    for t in range(T):
+        alarm = detector.update(x[t, column], n[t, column]).drift_detected
+        if t < PRE_CHANGE:
+            pre += alarm
+        else:
+            first[alarm & (first < 0)] = t - PRE_CHANGE + 1
+            if t % 60 == 0 and (first >= 0).all():
+                break
+    rows = []
+    labels = [label for label, _ in BASELINES] + ["known p0"]
+    for c, (vi, si) in enumerate(configs):
+        volume, shift = VOLUMES[vi], SHIFTS[si]
+        bound_h = cusum_information_bound(threshold() * volume, P0, shift * P0) / volume / 60
+        bucket_bound_h = cusum_information_bound(threshold(), P0, shift * P0) / volume / 60
+        for b, label in enumerate(labels):
+            j = slice((c * len(labels) + b) * R, (c * len(labels) + b + 1) * R)
+            row = {"volume": volume, "shift": shift, "baseline": label,
+                   "median_edge_over_p0": float(np.median(edge[j]) / P0),
+                   "share_edge_above_shifted_rate": float((edge[j] >= shift * P0).mean()),
+                   **delay_summary(first[j], pre[j], T - PRE_CHANGE),
+                   "cusum_bound_h": bound_h, "cusum_bound_bucket_arl_h": bucket_bound_h,
+                   "first_alarm_buckets": first[j].tolist()}
+            row["delay_over_bound"] = row["mean_delay_h"] / bound_h
+            rows.append(row)
+    return {"threshold": threshold(), "band": settings.band, "pre_change_buckets": PRE_CHANGE,
+            "horizon_hours": settings.horizon_hours, "rows": rows, "seconds": time.perf_counter() - started}
+
+
+# ---------------------------------------------------------------- part 3
+
+
+def page_hinkley(errors: float, n: float) -> ScoreMeanPageHinkley:
+    p = max(errors, 0.5) / n
+    return ScoreMeanPageHinkley(mean0=p, sd0=math.sqrt(p * (1 - p)))
+
+
+def river_null(settings: Settings) -> dict:
+    started = time.perf_counter()
+    rows = []
+    for s, (name, _, _) in enumerate(NULL_SCENARIOS):
+        xb, nb = null_day(settings, s, 0, 0)
+        phs = [page_hinkley(xb[:, j].sum(), nb[:, j].sum()) for j in range(settings.ph_streams)]
+        adwins = [AdwinErrorDetector(seed=j) for j in range(settings.adwin_streams)]
+        for j, adwin in enumerate(adwins):
+            for t in range(BUCKETS_PER_DAY):
+                adwin.update(xb[t, j], nb[t, j])
+        warmup = [a.detections for a in adwins]
+        ph_alarms = 0
+        for k in range(1, settings.days + 1):
+            x, n = null_day(settings, s, 0, k)
+            xf, nf = x.astype(float), n.astype(float)
+            for j, ph in enumerate(phs):
+                for t in range(BUCKETS_PER_DAY):
+                    ph_alarms += ph.update_stats(xf[t, j], nf[t, j]).drift_detected
+            if k <= settings.adwin_days:
+                for j, adwin in enumerate(adwins):
+                    for t in range(BUCKETS_PER_DAY):
+                        adwin.update(x[t, j], n[t, j])
+        adwin_alarms = sum(a.detections for a in adwins) - sum(warmup)
+        ph_exposure = settings.ph_streams * settings.days
+        adwin_exposure = settings.adwin_streams * settings.adwin_days
+        rows.append({"scenario": name, "ph_streams": settings.ph_streams, "ph_days": settings.days,
+                     "ph_alarms": int(ph_alarms), "ph_per_stream_day": ph_alarms / ph_exposure,
+                     "ph_per_200_streams_day": STREAMS * ph_alarms / ph_exposure,
+                     "adwin_streams": settings.adwin_streams, "adwin_days": settings.adwin_days,
+                     "adwin_alarms": int(adwin_alarms), "adwin_per_stream_day": adwin_alarms / adwin_exposure,
+                     "adwin_per_200_streams_day": STREAMS * adwin_alarms / adwin_exposure})
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def first_after_change(detector_update, x: np.ndarray, n: np.ndarray) -> tuple[int, int]:
+    """Feed monitored buckets until the first alarm at or after the change; ``(delay or -1, pre-change alarms)``."""
+    pre = 0
+    for t in range(x.shape[0]):
+        if detector_update(x[t], n[t]):
+            if t < PRE_CHANGE:
+                pre += 1
+            else:
+                return t - PRE_CHANGE + 1, pre
+    return -1, pre
+
+
+def river_drift(settings: Settings) -> dict:
+    started = time.perf_counter()
+    rows = []
+    horizon = settings.horizon_hours * 60
+    for vi, volume in enumerate(VOLUMES):
+        for si, shift in enumerate(SHIFTS):
+            xb, nb, x, n = drift_data(settings, vi, si)
+            xf, nf = x.astype(float), n.astype(float)
+            row = {"volume": volume, "shift": shift}
+            for label, length in BASELINES:
+                first, pre = [], []
+                for r in range(settings.drift_replicates):
+                    ph = page_hinkley(xb[-length:, r].sum(), nb[-length:, r].sum())
+                    f, p = first_after_change(lambda e, m, ph=ph: ph.update_stats(e, m).drift_detected,
+                                              xf[:, r], nf[:, r])
+                    first.append(f)
+                    pre.append(p)
+                row[f"page_hinkley_{label}"] = delay_summary(np.array(first), np.array(pre), horizon)
+            first, pre = [], []
+            for r in range(settings.river_replicates):
+                adwin = AdwinErrorDetector(seed=r)
+                for t in range(BUCKETS_PER_DAY):
+                    adwin.update(xb[t, r], nb[t, r])
+                f, p = first_after_change(lambda e, m, a=adwin: a.update(e, m).drift_detected, x[:, r], n[:, r])
+                first.append(f)
+                pre.append(p)
+            row["adwin"] = delay_summary(np.array(first), np.array(pre), horizon)
+            rows.append(row)
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+# ---------------------------------------------------------------- report
+
+
+def hours(summary: dict, key: str = "mean_delay_h") -> str:
+    value = summary[key]
+    if value is None:
+        return "   >hzn"
+    return f"{'>' if key == 'mean_delay_h' and summary['mean_censored'] else ' '}{value:6.2f}"
+
+
+def print_tables(result: dict) -> None:
+    null, drift, rn, rd = result["null"], result["drift"], result["river_null"], result["river_drift"]
+    print(f"\nPart 1: false alarms under the null, {STREAMS} streams a deployment x {null['rows'][0]['deployments']} "
+          f"deployments x {null['rows'][0]['days']} days, {NULL_VOLUME} comparisons/bucket, FMR {P0:g}, "
+          f"1-day baseline, band {null['band']}, threshold {null['threshold']:.3g} "
+          f"(budget {BUDGET}/day per deployment = {BUDGET / STREAMS:g}/stream-day)")
+    print(f"{'scenario':<13} {'disp':>6} {'edge/p0':>8} {'alarms':>7} {'/stream-day':>12} {'/deploy-day':>12} "
+          f"{'upper95':>8} {'<=budget':>8} {'streams hit':>11} {'max/stream':>10}")
+    for r in null["rows"]:
+        print(f"{r['scenario']:<13} {r['dispersion_index']:6.2f} {r['median_edge_over_p0']:8.2f} {r['alarms']:7d} "
+              f"{r['per_stream_day']:12.2e} {r['per_deployment_day']:12.3f} {r['per_deployment_day_upper95']:8.3f} "
+              f"{r['per_deployment_day_upper95'] <= BUDGET!s:>8} {r['streams_alarmed']:11d} "
+              f"{r['max_alarms_one_stream']:10d}")
+
+    print(f"\nPart 2: delay (h) after an FMR shift, binomial data, {drift['rows'][0]['replicates']} replicates, "
+          f"change after {PRE_CHANGE // 60} h of monitoring, horizon {drift['horizon_hours']} h, band {drift['band']}; "
+          f"CUSUM bound with ARL = threshold x volume outcomes ('>' mean: some not detected, lower bound)")
+    print(f"{'volume':>6} {'shift':>5} {'baseline':>9} {'edge/p0':>8} {'mean':>7} {'p95':>7} {'power24':>7} "
+          f"{'in hzn':>6} {'FA/s-d':>7} {'bound':>6} {'ratio':>6} {'bucketbd':>8}")
+    for r in drift["rows"]:
+        print(f"{r['volume']:6d} {r['shift']:5.1f} {r['baseline']:>9} {r['median_edge_over_p0']:8.2f} {hours(r)} "
+              f"{hours(r, 'p95_delay_h')} {r['power_24h']:7.3f} {r['detected_in_horizon']:6.3f} "
+              f"{r['alarms_before_change_per_stream_day']:7.3f} {r['cusum_bound_h']:6.2f} {r['delay_over_bound']:6.2f} "
+              f"{r['cusum_bound_bucket_arl_h']:8.2f}")
+
+    print("\nPart 3a: river on the part-1 streams (deployment 0), false alarms per stream-day and per 200 streams a day")
+    print(f"{'scenario':<13} {'SR /s-d':>9} {'PH /s-d':>9} {'PH /200/d':>10} {'ADWIN /s-d':>10} {'ADWIN /200/d':>12}")
+    for r, s in zip(rn["rows"], null["rows"]):
+        print(f"{r['scenario']:<13} {s['per_stream_day']:9.2e} {r['ph_per_stream_day']:9.3f} "
+              f"{r['ph_per_200_streams_day']:10.1f} {r['adwin_per_stream_day']:10.3f} {r['adwin_per_200_streams_day']:12.1f}")
+
+    print(f"\nPart 3b: river on the part-2 streams: mean delay (h) / power within 24 h / false alarms per stream-day "
+          f"before the change; SR and Page-Hinkley with the 1 d baseline ({rd['rows'][0]['page_hinkley_1 d']['replicates']}"
+          f" replicates), ADWIN fed the baseline day as history ({rd['rows'][0]['adwin']['replicates']} replicates)")
+    sr = {(r["volume"], r["shift"], r["baseline"]): r for r in drift["rows"]}
+    print(f"{'volume':>6} {'shift':>5} | {'SR mean':>7} {'pow24':>5} | {'PH mean':>7} {'pow24':>5} {'FA/s-d':>6} "
+          f"{'PH(1h) mean':>11} | {'ADWIN mean':>10} {'pow24':>5} {'FA/s-d':>6}")
+    for r in rd["rows"]:
+        s, ph, ph1, ad = sr[r["volume"], r["shift"], "1 d"], r["page_hinkley_1 d"], r["page_hinkley_1 h"], r["adwin"]
+        print(f"{r['volume']:6d} {r['shift']:5.1f} | {hours(s)} {s['power_24h']:5.2f} | {hours(ph)} {ph['power_24h']:5.2f} "
+              f"{ph['alarms_before_change_per_stream_day']:6.2f} {hours(ph1):>11} | {hours(ad):>10} "
+              f"{ad['power_24h']:5.2f} {ad['alarms_before_change_per_stream_day']:6.2f}")
+    print("\nseconds per part: " + ", ".join(f"{k} {result[k]['seconds']:.1f}" for k in
+                                             ("null", "drift", "river_null", "river_drift")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke-sized run (under a minute)")
+    parser.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
+    parser.add_argument("--band", type=float, default=None, help="policy band (default 1.5, the policy default)")
+    args = parser.parse_args()
+    settings = QUICK if args.quick else FULL
+    if args.band is not None:
+        settings = Settings(**{**asdict(settings), "band": args.band})
+    started = time.perf_counter()
+    tasks = {"null": sr_null, "river_null": river_null, "river_drift": river_drift, "drift": sr_drift}
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = {name: pool.submit(task, settings) for name, task in tasks.items()}
+            parts = {name: future.result() for name, future in futures.items()}
+    else:
+        parts = {name: task(settings) for name, task in tasks.items()}
+    result = {"mode": "quick" if args.quick else "full", "settings": asdict(settings), "p0": P0,
+              "streams_per_deployment": STREAMS, "false_alarms_per_day": BUDGET, "baseline_confidence": CONFIDENCE,
+              "buckets_per_day": BUCKETS_PER_DAY, **parts}
+    print_tables(result)
+    write_results(RESULTS, result, started)
+
+
+if __name__ == "__main__":
+    main()
