@@ -1,12 +1,12 @@
 """Detection benchmark (issue 23, item 3): false alarms under overdispersion, delay and power, river beside.
 
-Baseline measurement of the CURRENT detectors. Run by ``make bench``-style invocation (not a test):
-``benchmarks/bench_detection.py`` (full: a few minutes on 2 cores) or ``--quick`` (under a minute,
-smoke-sized: its numbers have no statistical weight). Writes ``benchmarks/results/detection.json``
-and prints one table per part.
+Baseline measurement of the CURRENT detectors (not a test, not yet in ``make bench``):
+``benchmarks/bench_detection.py`` (full: about 2 minutes on 2 cores, 104 s measured) or ``--quick``
+(about 10 s, smoke-sized: its numbers have no statistical weight). ``--band`` reruns with another
+policy band. Writes ``benchmarks/results/detection.json`` and prints one table per part.
 
-Common setting. One-minute buckets (1,440 a day); per bucket and stream the number of impostor
-comparisons is ``Poisson(volume)``; the true FMR is ``p0 = 1e-3``. The detector is the project's
+Common setting. One-minute buckets (1,440 a day); per bucket and stream the number of comparisons
+is ``Poisson(volume)``. The detector is the project's
 :class:`~fairwatch.detect.detectors.RateDriftDetector` (the class ``evaluation.run_detectors`` drives),
 one bank over all simulated streams, updated one bucket at a time with per-bucket counts, restarting a
 stream after its alarm, run continuously from the end of the baseline. Its null edge is
@@ -18,41 +18,46 @@ stream's share of the budget is 0.1 / 200 = 5e-4 false alarms a day. Not modelle
 daily moving replay start (``lookback``) and the incident dedup of ``IncidentTracker``; alarms are
 counted as the detector raises them.
 
-Part 1, false alarms under the null. Each simulated deployment has 200 streams at volume 300; day
-0 is the baseline, days 1..D are monitored (D = 14 full, 1 quick); the rate never changes (the
-realistic null: the rate stays at the baseline's, below the edge). Scenarios, each on the same
-number of deployments (5 full, 1 quick):
+Part 1, false alarms under the null. Each simulated deployment has 200 tested streams, as 100
+groups x 2 metrics: 100 FMR streams (``Poisson(300)`` impostor comparisons a bucket, FMR 1e-3: 0.3
+errors a bucket) and 100 FNMR streams (``Poisson(80)`` genuine comparisons a bucket, FNMR 2e-2:
+1.6 errors a bucket). Day 0 is the baseline, days 1..D are monitored (D = 14 full, 1 quick); the
+rate never changes (the realistic null: the rate stays at the baseline's, below the edge).
+Scenarios, each on the same number of deployments (5 full, 1 quick), with ``p`` the stream's rate:
 
-- ``binomial``: errors ~ Binomial(n_t, p0) (CV 0);
+- ``binomial``: errors ~ Binomial(n_t, p) (CV 0);
 - ``cv 0.3 / 0.5 / 1.0``: extra-binomial variation of the per-bucket rate, independent between
-  buckets and streams: ``rate_t = p0 * G_t``, ``G_t ~ Gamma(shape 1/cv^2, scale cv^2)`` (mean 1,
+  buckets and streams: ``rate_t = p * G_t``, ``G_t ~ Gamma(shape 1/cv^2, scale cv^2)`` (mean 1,
   CV ``cv``), errors ~ Binomial(n_t, min(rate_t, 1));
 - ``clusters 1.5 / 3``: errors in clusters of geometric size (support 1, 2, ...) with mean ``m``:
-  clusters ~ Binomial(n_t, p0 / m) per bucket, each of Geometric(1/m) errors (the same mean rate
-  p0; a cluster stays within its bucket; errors capped at n_t).
+  clusters ~ Binomial(n_t, p / m) per bucket, each of Geometric(1/m) errors (the same mean rate
+  p; a cluster stays within its bucket; errors capped at n_t).
 
-Reported per scenario: the alarms, the rate per stream-day (against the per-stream share 5e-4), the
-rate per deployment-day (all 200 streams, against the budget 0.1) with its one-sided upper 95%
-Poisson bound ``chi2.ppf(0.95, 2k + 2) / 2 / deployment-days`` (exact for Poisson counts; alarms
-of one overdispersed stream may come in bursts, which makes it optimistic), the streams with at
-least one alarm, the median edge / p0 and the dispersion index var/mean of the bucket error counts
-measured on the baseline day (1 for binomial).
+Reported per scenario: the alarms, the rate per stream-day of each metric (against the
+per-stream share 5e-4), the rate per deployment-day (all 200 streams, against the budget 0.1) with
+its one-sided upper 95% Poisson bound ``chi2.ppf(0.95, 2k + 2) / 2 / deployment-days`` (exact for
+Poisson counts; alarms of one overdispersed stream come in bursts, which makes it optimistic), the
+streams with at least one alarm and the most alarms of one stream, and per metric the median
+edge / p and the dispersion index var/mean of the bucket error counts on the baseline day (about
+1 for binomial).
 
-Part 2, delay and power (binomial data). For every volume (100, 300, 1000 comparisons a bucket) and
-shift (1.5x, 2x, 3x) ``R`` replicate streams (200 full, 20 quick): one day of baseline buckets, then
-6 h of monitoring at p0, then the rate ``shift * p0`` for the horizon (96 h full, 24 h quick). The
-same streams are monitored three times over: with the edge from the last hour of the baseline
-(``1 h``), from the whole day (``1 d``), and with the known rate as the edge (``known p0``: the
-project's detector told the true pre-change rate, band 1). Delay = buckets from the change to the
-first alarm at or after it (an alarm at the end of bucket t counts t - change + 1), in hours; the
-mean is over the replicates detected within the horizon (marked ``>`` when some were not, then
-taken over ``min(delay, horizon)``: a lower bound); the 95th percentile counts undetected
-replicates as infinite; power = share detected within 24 h. Alarms before the change are counted
-(per stream-day of the 6 h pre-change window). Yardstick: ``cusum_information_bound(arl0, p0,
-shift * p0)`` with ``arl0 = threshold * volume`` outcomes (the threshold's ARL in buckets, in
+Part 2, delay and power (binomial data, FMR ``p0 = 1e-3``). For every volume (100, 300, 1000
+comparisons a bucket) and shift (1.5x, 2x, 3x) ``R`` replicate streams (200 full, 20 quick): one day
+of baseline buckets, then 6 h of monitoring at p0, then the rate ``shift * p0`` for the horizon (96
+h full, 24 h quick). The same streams are monitored three times over: with the edge from the last
+hour of the baseline (``1 h``), from the whole day (``1 d``), and with the known rate as the edge
+(``known p0``: the project's detector told the true pre-change rate, band 1). Delay = buckets from
+the change to the first alarm at or after it (an alarm at the end of bucket t counts t - change +
+1), in hours; the mean is over the replicates detected within the horizon (marked ``>`` when some
+were not, then taken over ``min(delay, horizon)``: a lower bound); the 95th percentile counts
+undetected replicates as infinite; power = share detected within 24 h. Alarms before the change are
+counted (per stream-day of the 6 h pre-change window). Yardstick: ``cusum_information_bound(arl0,
+p0, shift * p0)`` with ``arl0 = threshold * volume`` outcomes (the threshold's ARL in buckets, in
 outcomes: the convention of bench_drift.py), converted to hours; ``ratio`` = mean delay / that
-bound. The JSON also gives the bound with the ARL counted in buckets, ``log(A) / (volume * KL)``
-(alarms can only come at bucket ends), which is the smaller, first-order bound at bucket level.
+bound. Also shown (``bucketbd``) is the bound with the ARL counted in buckets, ``log(A) / (volume *
+KL)`` (alarms can only come at bucket ends): the smaller, first-order bound at bucket level. Both
+are asymptotic (Lorden, worst case over change times), not finite-sample lower bounds on a mean
+delay.
 
 Part 3, river on the same streams. ADWIN through the project's ``AdwinErrorDetector`` (river
 defaults: delta 0.002, clock 32; the comparisons of a bucket fed one by one in a seeded random
@@ -61,11 +66,12 @@ delta 0.005, mode up) fed with the errors as 0/1 scores: ``update_stats(errors, 
 ``mean0 = p_hat`` and ``sd0 = sqrt(p_hat (1 - p_hat))`` from the stream's baseline (``p_hat`` at
 least 0.5 / n_baseline), i.e. the standardized error count per bucket. Both restart after a
 detection (river resets). Null: deployment 0 of every part-1 scenario, Page-Hinkley on its 200
-streams over all monitored days, ADWIN on its first 10 streams (2 quick) for 7 monitored days (1
-quick) after being fed the baseline day (its alarms during the baseline not counted): false
-alarms per stream-day and scaled to 200 streams a day. Drift: the part-2 streams; Page-Hinkley on
-all replicates with mean0 / sd0 from the 1 h or 1 d baseline, ADWIN (no baseline: fed the day of
-baseline buckets as history) on the first 20 replicates (3 quick) of each volume and shift.
+streams (25 of each metric quick) over all monitored days, ADWIN on its first 5 streams of each
+metric (1 quick) for 7 monitored days (1 quick) after being fed the baseline day (its alarms during
+the baseline not counted): false alarms per stream-day per metric, and per deployment-day (the
+rate per stream-day times 200). Drift: the part-2 streams; Page-Hinkley on all replicates with
+mean0 / sd0 from the 1 h or 1 d baseline, ADWIN (no baseline: fed the day of baseline buckets as
+history) on the first 20 replicates (3 quick) of each volume and shift.
 
 The parts run in separate processes (``--jobs``, default 2). Seeds are fixed; each part regenerates
 the streams it shares with another from the same seeds.
@@ -95,10 +101,11 @@ from scipy import stats
 RESULTS = Path(__file__).parent / "results" / "detection.json"
 BUCKETS_PER_DAY = 1440
 P0 = 1e-3
+# the streams of one deployment under the null: metric, comparisons a bucket, rate, streams
+NULL_KINDS = (("fmr", 300, 1e-3, 100), ("fnmr", 80, 2e-2, 100))
 CONFIDENCE = 0.99  # policy default baseline_confidence
 BUDGET = 0.1  # policy default false_alarms_per_day, across the deployment's streams
-STREAMS = 200  # tested streams of one deployment: threshold_for_budget's n_streams
-NULL_VOLUME = 300
+STREAMS = sum(k[3] for k in NULL_KINDS)  # tested streams of one deployment: threshold_for_budget's n_streams
 # name, CV of the per-bucket rate, mean cluster size
 NULL_SCENARIOS = (("binomial", 0.0, 1.0), ("cv 0.3", 0.3, 1.0), ("cv 0.5", 0.5, 1.0), ("cv 1.0", 1.0, 1.0),
                   ("clusters 1.5", 0.0, 1.5), ("clusters 3", 0.0, 3.0))
@@ -145,22 +152,30 @@ def poisson_upper(k: int, exposure: float) -> float:
 # ---------------------------------------------------------------- streams
 
 
-def null_counts(cv: float, cluster: float, volume: float, shape: tuple[int, int], rng) -> tuple[np.ndarray, np.ndarray]:
+def null_counts(cv: float, cluster: float, volume: float, p: float, shape: tuple[int, int],
+                rng) -> tuple[np.ndarray, np.ndarray]:
     """Errors and comparisons ``int[buckets, streams]`` under the null (see the module docstring)."""
     n = rng.poisson(volume, shape)
     if cluster > 1:
-        clusters = rng.binomial(n, P0 / cluster)
+        clusters = rng.binomial(n, p / cluster)
         extra = np.where(clusters > 0, rng.negative_binomial(np.maximum(clusters, 1), 1 / cluster), 0)
         return np.minimum(clusters + extra, n), n
-    rate = P0 if cv == 0 else np.minimum(P0 * rng.gamma(1 / cv**2, cv**2, shape), 1.0)
+    rate = p if cv == 0 else np.minimum(p * rng.gamma(1 / cv**2, cv**2, shape), 1.0)
     return rng.binomial(n, rate), n
 
 
 def null_day(settings: Settings, scenario: int, deployment: int, day: int) -> tuple[np.ndarray, np.ndarray]:
-    """Day ``day`` (0 = baseline) of one deployment's 200 streams in one scenario."""
+    """Day ``day`` (0 = baseline) of one deployment's streams (``NULL_KINDS`` side by side) in one scenario."""
     rng = np.random.default_rng([settings.seed, 1, scenario, deployment, day])
     _, cv, cluster = NULL_SCENARIOS[scenario]
-    return null_counts(cv, cluster, NULL_VOLUME, (BUCKETS_PER_DAY, STREAMS), rng)
+    parts = [null_counts(cv, cluster, volume, p, (BUCKETS_PER_DAY, count), rng) for _, volume, p, count in NULL_KINDS]
+    return np.hstack([x for x, _ in parts]), np.hstack([n for _, n in parts])
+
+
+def kind_columns() -> dict[str, np.ndarray]:
+    """Columns of each metric among a deployment's ``STREAMS`` streams."""
+    bounds = np.cumsum([0] + [count for *_, count in NULL_KINDS])
+    return {kind[0]: np.arange(bounds[i], bounds[i + 1]) for i, kind in enumerate(NULL_KINDS)}
 
 
 def drift_data(settings: Settings, vi: int, si: int):
@@ -196,20 +211,27 @@ def sr_null(settings: Settings) -> dict:
         for t in range(BUCKETS_PER_DAY):
             alarms += detector.update(x[t], n[t]).drift_detected
     rows = []
-    block = settings.deployments * STREAMS
-    deployment_days = settings.deployments * settings.days
+    deployments, days = settings.deployments, settings.days
+    by_stream = alarms.reshape(len(NULL_SCENARIOS), deployments, STREAMS)
+    edge = edges.reshape(by_stream.shape)
+    disp = dispersion.reshape(by_stream.shape)
+    rate = np.concatenate([np.full(count, p) for _, _, p, count in NULL_KINDS])
     for s, (name, cv, cluster) in enumerate(NULL_SCENARIOS):
-        a = alarms[s * block:(s + 1) * block]
+        a = by_stream[s]
         k = int(a.sum())
-        rows.append({"scenario": name, "cv": cv, "mean_cluster": cluster, "streams": block,
-                     "deployments": settings.deployments, "days": settings.days, "alarms": k,
-                     "per_stream_day": k / (block * settings.days), "per_stream_share": BUDGET / STREAMS,
-                     "per_deployment_day": k / deployment_days,
-                     "per_deployment_day_upper95": poisson_upper(k, deployment_days), "budget": BUDGET,
-                     "streams_alarmed": int((a > 0).sum()), "max_alarms_one_stream": int(a.max()),
-                     "median_edge_over_p0": float(np.median(edges[s * block:(s + 1) * block]) / P0),
-                     "dispersion_index": float(np.nanmean(dispersion[s * block:(s + 1) * block]))})
-    return {"threshold": threshold(), "band": settings.band, "volume": NULL_VOLUME, "rows": rows,
+        row = {"scenario": name, "cv": cv, "mean_cluster": cluster, "streams": deployments * STREAMS,
+               "deployments": deployments, "days": days, "alarms": k, "per_stream_day": k / (a.size * days),
+               "per_stream_share": BUDGET / STREAMS, "per_deployment_day": k / (deployments * days),
+               "per_deployment_day_upper95": poisson_upper(k, deployments * days), "budget": BUDGET,
+               "streams_alarmed": int((a > 0).sum()), "max_alarms_one_stream": int(a.max())}
+        for metric, cols in kind_columns().items():
+            row[metric] = {"alarms": int(a[:, cols].sum()),
+                           "per_stream_day": float(a[:, cols].sum() / (a[:, cols].size * days)),
+                           "median_edge_over_p": float(np.median(edge[s][:, cols] / rate[cols])),
+                           "dispersion_index": float(np.nanmean(disp[s][:, cols]))}
+        rows.append(row)
+    return {"threshold": threshold(), "band": settings.band,
+            "kinds": [dict(zip(("metric", "volume", "rate", "streams"), k)) for k in NULL_KINDS], "rows": rows,
             "seconds": time.perf_counter() - started}
 
 
@@ -226,7 +248,8 @@ def delay_summary(first: np.ndarray, pre_alarms: np.ndarray, horizon: int) -> di
     return {"replicates": int(first.size), "detected_in_horizon": float(hit.mean()),
             "power_24h": float((hit & (first <= BUCKETS_PER_DAY)).mean()), "mean_delay_h": mean,
             "mean_censored": censored, "p95_delay_h": None if math.isinf(p95) else p95,
-            "alarms_before_change_per_stream_day": float(pre_alarms.sum() / (first.size * PRE_CHANGE / BUCKETS_PER_DAY))}
+            "alarms_before_change_per_stream_day":
+                float(pre_alarms.sum() / (first.size * PRE_CHANGE / BUCKETS_PER_DAY))}
 
 
 def sr_drift(settings: Settings) -> dict:
@@ -288,34 +311,45 @@ def page_hinkley(errors: float, n: float) -> ScoreMeanPageHinkley:
 def river_null(settings: Settings) -> dict:
     started = time.perf_counter()
     rows = []
+    kinds = kind_columns()
+
+    def pick(count: int) -> dict[str, np.ndarray]:  # the first streams of each metric, count in all
+        return {metric: cols[:count // len(kinds)] for metric, cols in kinds.items()}
+
+    ph_cols, adwin_cols = pick(settings.ph_streams), pick(settings.adwin_streams)
     for s, (name, _, _) in enumerate(NULL_SCENARIOS):
         xb, nb = null_day(settings, s, 0, 0)
-        phs = [page_hinkley(xb[:, j].sum(), nb[:, j].sum()) for j in range(settings.ph_streams)]
-        adwins = [AdwinErrorDetector(seed=j) for j in range(settings.adwin_streams)]
-        for j, adwin in enumerate(adwins):
+        phs = {j: page_hinkley(xb[:, j].sum(), nb[:, j].sum()) for cols in ph_cols.values() for j in cols}
+        adwins = {j: AdwinErrorDetector(seed=int(j)) for cols in adwin_cols.values() for j in cols}
+        for j, adwin in adwins.items():
             for t in range(BUCKETS_PER_DAY):
                 adwin.update(xb[t, j], nb[t, j])
-        warmup = [a.detections for a in adwins]
-        ph_alarms = 0
+        warmup = {j: a.detections for j, a in adwins.items()}
+        ph_alarms = dict.fromkeys(phs, 0)
         for k in range(1, settings.days + 1):
             x, n = null_day(settings, s, 0, k)
             xf, nf = x.astype(float), n.astype(float)
-            for j, ph in enumerate(phs):
+            for j, ph in phs.items():
                 for t in range(BUCKETS_PER_DAY):
-                    ph_alarms += ph.update_stats(xf[t, j], nf[t, j]).drift_detected
+                    ph_alarms[j] += ph.update_stats(xf[t, j], nf[t, j]).drift_detected
             if k <= settings.adwin_days:
-                for j, adwin in enumerate(adwins):
+                for j, adwin in adwins.items():
                     for t in range(BUCKETS_PER_DAY):
                         adwin.update(x[t, j], n[t, j])
-        adwin_alarms = sum(a.detections for a in adwins) - sum(warmup)
-        ph_exposure = settings.ph_streams * settings.days
-        adwin_exposure = settings.adwin_streams * settings.adwin_days
-        rows.append({"scenario": name, "ph_streams": settings.ph_streams, "ph_days": settings.days,
-                     "ph_alarms": int(ph_alarms), "ph_per_stream_day": ph_alarms / ph_exposure,
-                     "ph_per_200_streams_day": STREAMS * ph_alarms / ph_exposure,
-                     "adwin_streams": settings.adwin_streams, "adwin_days": settings.adwin_days,
-                     "adwin_alarms": int(adwin_alarms), "adwin_per_stream_day": adwin_alarms / adwin_exposure,
-                     "adwin_per_200_streams_day": STREAMS * adwin_alarms / adwin_exposure})
+        row = {"scenario": name}
+        for detector, cols, alarms, days in (
+                ("ph", ph_cols, ph_alarms, settings.days),
+                ("adwin", adwin_cols, {j: a.detections - warmup[j] for j, a in adwins.items()}, settings.adwin_days)):
+            total = sum(alarms.values())
+            exposure = len(alarms) * days
+            row[detector] = {"streams": len(alarms), "days": days, "alarms": int(total),
+                             "per_stream_day": total / exposure if exposure else None,
+                             "per_deployment_day": STREAMS * total / exposure if exposure else None}
+            for metric, metric_cols in cols.items():
+                k = sum(alarms[j] for j in metric_cols)
+                row[detector][metric] = {"streams": len(metric_cols), "alarms": int(k),
+                                         "per_stream_day": k / (len(metric_cols) * days) if len(metric_cols) else None}
+        rows.append(row)
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
@@ -374,17 +408,20 @@ def hours(summary: dict, key: str = "mean_delay_h") -> str:
 
 def print_tables(result: dict) -> None:
     null, drift, rn, rd = result["null"], result["drift"], result["river_null"], result["river_drift"]
-    print(f"\nPart 1: false alarms under the null, {STREAMS} streams a deployment x {null['rows'][0]['deployments']} "
-          f"deployments x {null['rows'][0]['days']} days, {NULL_VOLUME} comparisons/bucket, FMR {P0:g}, "
-          f"1-day baseline, band {null['band']}, threshold {null['threshold']:.3g} "
-          f"(budget {BUDGET}/day per deployment = {BUDGET / STREAMS:g}/stream-day)")
-    print(f"{'scenario':<13} {'disp':>6} {'edge/p0':>8} {'alarms':>7} {'/stream-day':>12} {'/deploy-day':>12} "
-          f"{'upper95':>8} {'<=budget':>8} {'streams hit':>11} {'max/stream':>10}")
+    kinds = ", ".join(f"{k['streams']} {k['metric'].upper()} ({k['volume']} comparisons/bucket, rate {k['rate']:g})"
+                      for k in null["kinds"])
+    print(f"\nPart 1: false alarms under the null, {null['rows'][0]['deployments']} deployments x {STREAMS} streams "
+          f"[{kinds}] x {null['rows'][0]['days']} days, 1-day baseline, band {null['band']}, threshold "
+          f"{null['threshold']:.3g} (budget {BUDGET}/day per deployment = {BUDGET / STREAMS:g}/stream-day)")
+    print(f"{'scenario':<13} {'disp F/N':>10} {'edge/p F/N':>10} {'alarms':>7} {'FMR /s-d':>9} {'FNMR /s-d':>9} "
+          f"{'/deploy-day':>11} {'upper95':>8} {'<=budget':>8} {'hit':>5} {'max/s':>5}")
     for r in null["rows"]:
-        print(f"{r['scenario']:<13} {r['dispersion_index']:6.2f} {r['median_edge_over_p0']:8.2f} {r['alarms']:7d} "
-              f"{r['per_stream_day']:12.2e} {r['per_deployment_day']:12.3f} {r['per_deployment_day_upper95']:8.3f} "
-              f"{r['per_deployment_day_upper95'] <= BUDGET!s:>8} {r['streams_alarmed']:11d} "
-              f"{r['max_alarms_one_stream']:10d}")
+        f, g = r["fmr"], r["fnmr"]
+        print(f"{r['scenario']:<13} {f['dispersion_index']:4.2f}/{g['dispersion_index']:5.2f} "
+              f"{f['median_edge_over_p']:4.2f}/{g['median_edge_over_p']:5.2f} {r['alarms']:7d} "
+              f"{f['per_stream_day']:9.2e} {g['per_stream_day']:9.2e} {r['per_deployment_day']:11.3f} "
+              f"{r['per_deployment_day_upper95']:8.3f} {r['per_deployment_day_upper95'] <= BUDGET!s:>8} "
+              f"{r['streams_alarmed']:5d} {r['max_alarms_one_stream']:5d}")
 
     print(f"\nPart 2: delay (h) after an FMR shift, binomial data, {drift['rows'][0]['replicates']} replicates, "
           f"change after {PRE_CHANGE // 60} h of monitoring, horizon {drift['horizon_hours']} h, band {drift['band']}; "
@@ -397,21 +434,30 @@ def print_tables(result: dict) -> None:
               f"{r['alarms_before_change_per_stream_day']:7.3f} {r['cusum_bound_h']:6.2f} {r['delay_over_bound']:6.2f} "
               f"{r['cusum_bound_bucket_arl_h']:8.2f}")
 
-    print("\nPart 3a: river on the part-1 streams (deployment 0), false alarms per stream-day and per 200 streams a day")
-    print(f"{'scenario':<13} {'SR /s-d':>9} {'PH /s-d':>9} {'PH /200/d':>10} {'ADWIN /s-d':>10} {'ADWIN /200/d':>12}")
+    ph, ad = rn["rows"][0]["ph"], rn["rows"][0]["adwin"]
+    print(f"\nPart 3a: river on the part-1 streams of deployment 0, false alarms per stream-day (FMR, FNMR) and "
+          f"per {STREAMS} streams a day; Page-Hinkley {ph['streams']} streams x {ph['days']} days, ADWIN "
+          f"{ad['streams']} streams x {ad['days']} days")
+    print(f"{'scenario':<13} {'SR /s-d':>9} | {'PH FMR':>7} {'PH FNMR':>7} {'PH /dep-d':>9} | {'AD FMR':>7} "
+          f"{'AD FNMR':>7} {'AD /dep-d':>9}")
     for r, s in zip(rn["rows"], null["rows"]):
-        print(f"{r['scenario']:<13} {s['per_stream_day']:9.2e} {r['ph_per_stream_day']:9.3f} "
-              f"{r['ph_per_200_streams_day']:10.1f} {r['adwin_per_stream_day']:10.3f} {r['adwin_per_200_streams_day']:12.1f}")
+        ph, ad = r["ph"], r["adwin"]
+        print(f"{r['scenario']:<13} {s['per_stream_day']:9.2e} | {ph['fmr']['per_stream_day']:7.3f} "
+              f"{ph['fnmr']['per_stream_day']:7.3f} {ph['per_deployment_day']:9.1f} | "
+              f"{ad['fmr']['per_stream_day']:7.3f} "
+              f"{ad['fnmr']['per_stream_day']:7.3f} {ad['per_deployment_day']:9.1f}")
 
     print(f"\nPart 3b: river on the part-2 streams: mean delay (h) / power within 24 h / false alarms per stream-day "
-          f"before the change; SR and Page-Hinkley with the 1 d baseline ({rd['rows'][0]['page_hinkley_1 d']['replicates']}"
-          f" replicates), ADWIN fed the baseline day as history ({rd['rows'][0]['adwin']['replicates']} replicates)")
+          f"before the change; SR and Page-Hinkley with the 1 d baseline "
+          f"({rd['rows'][0]['page_hinkley_1 d']['replicates']} replicates), ADWIN fed the baseline day as history "
+          f"({rd['rows'][0]['adwin']['replicates']} replicates)")
     sr = {(r["volume"], r["shift"], r["baseline"]): r for r in drift["rows"]}
     print(f"{'volume':>6} {'shift':>5} | {'SR mean':>7} {'pow24':>5} | {'PH mean':>7} {'pow24':>5} {'FA/s-d':>6} "
           f"{'PH(1h) mean':>11} | {'ADWIN mean':>10} {'pow24':>5} {'FA/s-d':>6}")
     for r in rd["rows"]:
         s, ph, ph1, ad = sr[r["volume"], r["shift"], "1 d"], r["page_hinkley_1 d"], r["page_hinkley_1 h"], r["adwin"]
-        print(f"{r['volume']:6d} {r['shift']:5.1f} | {hours(s)} {s['power_24h']:5.2f} | {hours(ph)} {ph['power_24h']:5.2f} "
+        print(f"{r['volume']:6d} {r['shift']:5.1f} | {hours(s)} {s['power_24h']:5.2f} | "
+              f"{hours(ph)} {ph['power_24h']:5.2f} "
               f"{ph['alarms_before_change_per_stream_day']:6.2f} {hours(ph1):>11} | {hours(ad):>10} "
               f"{ad['power_24h']:5.2f} {ad['alarms_before_change_per_stream_day']:6.2f}")
     print("\nseconds per part: " + ", ".join(f"{k} {result[k]['seconds']:.1f}" for k in
