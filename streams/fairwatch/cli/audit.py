@@ -42,7 +42,8 @@ def report_command(
     bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
     label_maturity: Optional[str] = typer.Option(
         None, "--label-maturity", help="Outcomes are final this long after their event, e.g. 4d (default: the"
-                                       " policy's label_maturity, else observed from the stored revision delays)."),
+                                       " policy's label_maturity, else the larger 99th percentile of delays to"
+                                       " first verdicts and to corrections over 90 days)."),
 ) -> None:
     """An audit report of a past window: the numbers of `fairwatch metrics`, provenance, plots, methods."""
     from rich.progress import (

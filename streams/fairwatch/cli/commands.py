@@ -172,8 +172,9 @@ def metrics(
     min_comparisons: int = typer.Option(30, "--min-comparisons", help="Fewer comparisons: insufficient."),
     bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
     label_maturity: Optional[str] = typer.Option(
-        None, "--label-maturity", help="Outcomes are final this long after their event, e.g. 4d (default: observed"
-                                       " from the stored revision delays)."),
+        None, "--label-maturity", help="Outcomes are final this long after their event, e.g. 4d (default: the"
+                                       " larger 99th percentile of delays to first verdicts and to corrections"
+                                       " over 90 days)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON document instead of tables."),
     without_labels: bool = typer.Option(False, "--without-labels",
                                         help="Leave out the label maturity (it changes as outcomes arrive):"
