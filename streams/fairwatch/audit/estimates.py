@@ -70,8 +70,6 @@ def window_metrics(
     frame = GroupFrame.from_counts(keys, rows, config, reviews=reviews)
     labels = None
     if with_labels:
-        labels = label_maturity(store, window, deployment, algorithm, label_maturity_seconds).to_dict(window)
-        pairs = sum(r.pairs for a in reviews.values() for r in a[:2])
-        labels.update(double_review=pairs > 0, independent_reviews=pairs,
-                      disagreements=sum(r.disagreements for a in reviews.values() for r in a[:2]))
+        maturity = label_maturity(store, window, deployment, algorithm, label_maturity_seconds)
+        labels = maturity.to_dict(window, reviews.values())
     return frame, metrics_document(frame, window, labels)

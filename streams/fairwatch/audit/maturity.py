@@ -34,17 +34,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Iterable
 
 from fairwatch.audit.window import Window
 from fairwatch.contracts.records import format_timestamp
+from fairwatch.core.config import VERDICT_CLOCK_SKEW
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_counts import scope_filter
+from fairwatch.store.independent_reviews import ReviewAgreement
 
 QUANTILE = 0.99
 LOOKBACK = timedelta(days=90)
 MAX_MATURITY_SECONDS = 3650 * 86_400  # ten years: longer is a typo
-CLOCK_SKEW = timedelta(days=1)  # a verdict may be stamped this much before its event's time
 SOURCES = ("policy", "observed", "unknown")
 
 
@@ -71,7 +72,11 @@ class LabelMaturity:
     def is_mature(self, window: Window) -> bool:
         return self.mature_before is not None and window.end <= self.mature_before
 
-    def to_dict(self, window: Window) -> dict[str, Any]:
+    def to_dict(self, window: Window, reviews: Iterable[ReviewAgreement] = ()) -> dict[str, Any]:
+        """The ``labels`` object; ``reviews``: the window's independent reviews, per scope."""
+        pairs = [review for agreement in reviews for review in (agreement.matches, agreement.non_matches)]
+        independent = sum(review.pairs for review in pairs)
+
         def stamp(value: datetime | None) -> str | None:
             return None if value is None else format_timestamp(value)
 
@@ -86,9 +91,9 @@ class LabelMaturity:
             "corrections_observed": self.corrections_observed,
             "outcomes": self.outcomes,
             "revised": self.revised,
-            "double_review": False,  # window_metrics fills in the independent reviews
-            "independent_reviews": 0,
-            "disagreements": 0,
+            "double_review": independent > 0,
+            "independent_reviews": independent,
+            "disagreements": sum(review.disagreements for review in pairs),
         }
 
 
@@ -117,7 +122,7 @@ def label_maturity(store: Store, window: Window, deployment: str | None = None, 
         raise ValueError(f"label maturity must be between 0 s and 3650 days, got {policy_seconds} s")
     where, params = scope_filter(deployment, algorithm)
     since = window.end - LOOKBACK
-    params.update(since=since, verdicts_since=since - CLOCK_SKEW, start=window.start, end=window.end)
+    params.update(since=since, verdicts_since=since - VERDICT_CLOCK_SKEW, start=window.start, end=window.end)
     firsts, first_p99 = _p99(store, False, where, params)
     corrections, correction_p99 = _p99(store, True, where, params)
     (labelled, latest), = store.query(

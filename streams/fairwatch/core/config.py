@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 DAY_SECONDS = 86_400
+# a verdict (or review) may be stamped up to this long before its event's time: reads of verdicts
+# from a time on start this much earlier
+VERDICT_CLOCK_SKEW = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)

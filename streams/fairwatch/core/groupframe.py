@@ -186,7 +186,7 @@ class GroupFrame:
                  for scope, groups in attribute_sets.items() for rate in _RATE_CHOICES}
         corrected = {}
         if reviews:
-            match_pi, non_match_pi = decision_inclusions(rows)
+            match_pi, non_match_pi = strata["fmr"]  # the match and non-match strata, computed above
             for i, key in enumerate(keys):
                 review = reviews.get(key[:3])
                 # a stratum whose probabilities vary or are unknown has no exact design to correct

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
+from fairwatch.core.config import VERDICT_CLOCK_SKEW
 from fairwatch.core.misclassification import ReviewerError
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_counts import scope_filter
 
 __all__ = ["ReviewAgreement", "read_review_agreement"]
-
-CLOCK_SKEW = timedelta(days=1)  # a review may be stamped this much before its event's time
-
 
 class ReviewAgreement(NamedTuple):
     """Independent reviews of one deployment x algorithm x mode: pairs with the first verdict and
@@ -31,7 +29,7 @@ def read_review_agreement(store: Store, start: datetime, end: datetime, deployme
     earlier one), paired with the event's first verdict (revision 0): both are single blind
     verdicts, so they disagree with probability ``2 e (1 - e)``."""
     where, params = scope_filter(deployment, algorithm)
-    params.update(start=start, end=end, reviews_since=start - CLOCK_SKEW)
+    params.update(start=start, end=end, reviews_since=start - VERDICT_CLOCK_SKEW)
     rows = store.query(
         "SELECT deployment, algorithm, mode, decision, count(), sum(first_truth != second_truth) FROM ("
         " SELECT event_id, deployment, algorithm, toString(mode) AS mode, toString(decision) AS decision,"

@@ -9,7 +9,7 @@ from fairwatch.core.config import CoreConfig
 from fairwatch.core.estimates import RateEstimator, Status
 from fairwatch.core.groupframe import population_strata, status_families
 from fairwatch.core.layout import GENUINE, IMPOSTOR, GroupKey
-from fairwatch.testing.oracles import two_phase_rows
+from fairwatch.testing.oracles import two_phase_strata
 
 
 def _wrong(status: np.ndarray, truth: float, target: float) -> np.ndarray:
@@ -25,21 +25,6 @@ def _one_look_status(estimates, target: float, min_comparisons: int) -> np.ndarr
     return np.where(enough, status, Status.INSUFFICIENT)
 
 
-def _strata_rows(rng, size, impostors, fmr, genuine, fnmr, pi) -> tuple[np.ndarray, np.ndarray]:
-    """The counts rows of one look's verified matches and, apart, of its verified non-matches
-    (summed, the rows of :func:`~fairwatch.testing.oracles.two_phase_rows`)."""
-    fm = rng.binomial(impostors, fmr, size)
-    fnm = rng.binomial(genuine, fnmr, size)
-    inm_v = rng.binomial(impostors - fm, pi)
-    fnm_v = rng.binomial(fnm, pi)
-    gm = genuine - fnm
-    zero = np.zeros(size)
-    matches = np.stack([fm, fm, fm, fm, fm, fm, gm, zero, gm, zero, gm, zero], axis=1)
-    non_matches = np.stack([inm_v, zero, inm_v / pi, zero, inm_v / pi**2, zero,
-                            fnm_v, fnm_v, fnm_v / pi, fnm_v / pi, fnm_v / pi**2, fnm_v / pi**2], axis=1)
-    return matches.astype(float), non_matches
-
-
 def status_looks(groups: int, impostors: int, genuine: int, target_fmr: float, fmr_factor: float, target_fnmr: float,
                  fnmr_factor: float, pi: float, window: int | None, cv: float, runs: int, looks: int, seed: int,
                  lag: int = 0) -> dict:
@@ -53,7 +38,7 @@ def status_looks(groups: int, impostors: int, genuine: int, target_fmr: float, f
     config = CoreConfig(target_fmr=target_fmr, target_fnmr=target_fnmr)
     estimator = RateEstimator(config)
     history = np.zeros((looks, runs, groups, 12))
-    late = np.zeros((looks, runs, groups, 12))  # non-matches verified `lag` looks later
+    late = np.zeros((looks, runs, groups, 12))  # verified non-matches, counted `lag` looks later
     ever = np.zeros(runs, bool)
     ever_one_look = np.zeros(runs, bool)
     for look in range(looks):
@@ -64,12 +49,8 @@ def status_looks(groups: int, impostors: int, genuine: int, target_fmr: float, f
             look_fnmr = np.clip(fnmr * rng.gamma(shape, 1 / shape, size), 0, 1)
         else:
             look_fmr, look_fnmr = fmr, fnmr
-        if lag:
-            now, later = _strata_rows(rng, size, impostors, look_fmr, genuine, look_fnmr, pi)
-            history[look], late[look] = now.reshape(runs, groups, 12), later.reshape(runs, groups, 12)
-        else:
-            history[look] = two_phase_rows(rng, size, impostors, look_fmr, genuine, look_fnmr, pi).reshape(
-                runs, groups, 12)
+        now, later = two_phase_strata(rng, size, impostors, look_fmr, genuine, look_fnmr, pi)
+        history[look], late[look] = now.reshape(runs, groups, 12), later.reshape(runs, groups, 12)
         first = 0 if window is None else max(0, look + 1 - window)
         counts = history[first:look + 1].sum(axis=0) + late[first:max(first, look + 1 - lag)].sum(axis=0)
         rows = np.concatenate([counts, counts.sum(axis=1, keepdims=True)], axis=1).reshape(-1, 12)

@@ -36,19 +36,26 @@ def expected_rate(spec: dict, attributes: dict, group: tuple[str, str], boost: d
     return num / den
 
 
-def two_phase_rows(rng, runs, impostors, fmr, genuine, fnmr, pi):
-    """``runs`` counts rows (float64[runs, 12]) of one group under a two-phase design, drawn with
-    numpy: true FMR / FNMR, every match verified, each non-match verified with probability ``pi``."""
+def two_phase_strata(rng, runs, impostors, fmr, genuine, fnmr, pi):
+    """The rows of :func:`two_phase_rows` split by decision: (the verified matches' rows, the
+    verified non-matches' rows), float64[runs, 12] each, whose sum is those rows."""
     fm = rng.binomial(impostors, fmr, runs)
     fnm = rng.binomial(genuine, fnmr, runs)
     inm_v = rng.binomial(impostors - fm, pi)  # verified impostor non-matches
     fnm_v = rng.binomial(fnm, pi)  # verified false non-matches
     gm_v = genuine - fnm  # genuine matches, all verified
-    rows = np.zeros((runs, 12))
-    rows[:, :6] = np.stack([fm + inm_v, fm, fm + inm_v / pi, fm, fm + inm_v / pi**2, fm], axis=1)
-    rows[:, 6:] = np.stack([gm_v + fnm_v, fnm_v, gm_v + fnm_v / pi, fnm_v / pi, gm_v + fnm_v / pi**2,
-                            fnm_v / pi**2], axis=1)
-    return rows
+    zero = np.zeros(np.shape(fm))
+    matches = np.stack([fm, fm, fm, fm, fm, fm, gm_v, zero, gm_v, zero, gm_v, zero], axis=1).astype(float)
+    non_matches = np.stack([inm_v, zero, inm_v / pi, zero, inm_v / pi**2, zero,
+                            fnm_v, fnm_v, fnm_v / pi, fnm_v / pi, fnm_v / pi**2, fnm_v / pi**2], axis=1)
+    return matches, non_matches
+
+
+def two_phase_rows(rng, runs, impostors, fmr, genuine, fnmr, pi):
+    """``runs`` counts rows (float64[runs, 12]) of one group under a two-phase design, drawn with
+    numpy: true FMR / FNMR, every match verified, each non-match verified with probability ``pi``."""
+    matches, non_matches = two_phase_strata(rng, runs, impostors, fmr, genuine, fnmr, pi)
+    return matches + non_matches
 
 
 def noisy_review_rows(rng, runs, impostors, fmr, genuine, fnmr, pi, error, review_share):
