@@ -42,7 +42,13 @@ async def _roundtrip(bootstrap: str) -> None:
         response = await admin.create_topics(
             [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
         assert _create_topic_errors(response) == []
+        # the broker answers CreateTopics before its metadata cache has the topic: describing it at
+        # once may say UNKNOWN_TOPIC_OR_PARTITION (3); it must become known within seconds
+        deadline = asyncio.get_running_loop().time() + 10
         (described,) = await admin.describe_topics([topic])
+        while described["error_code"] == 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+            (described,) = await admin.describe_topics([topic])
         assert described["error_code"] == 0
         assert len(described["partitions"]) == PARTITIONS
 
