@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,15 +41,27 @@ REGIMES = {
     "large (x3), 6 groups, n=5000": ([1e-2, 1e-2, 1.5e-2, 2e-2, 2.5e-2, 3e-2], [2e-2] * 5 + [6e-2], 5000),
     "large (x10), few errors, 4 groups, n=3000": ([1e-4, 3e-4, 1e-3, 1e-3], [1e-3, 1e-3, 2e-3, 1e-2], 3000),
 }
+# the same few-errors regimes with declared ratio floors (FMR, FNMR): zero-error groups are common there
+FLOORED = {
+    "parity, few errors, 4 groups, n=2000, floors 1e-3/1e-3": ("parity, few errors, 4 groups, n=2000", (1e-3, 1e-3)),
+    "large (x10), few errors, 4 groups, n=3000, floors 1e-4/1e-3": ("large (x10), few errors, 4 groups, n=3000",
+                                                                    (1e-4, 1e-3)),
+    "large (x10), few errors, 4 groups, n=3000, floors 5e-4/2e-3": ("large (x10), few errors, 4 groups, n=3000",
+                                                                    (5e-4, 2e-3)),
+}
+RATIO_METRICS = ("max_min_ratio", "max_geomean")
 
 
 def _truth(fmr: np.ndarray, fnmr: np.ndarray, config: CoreConfig) -> dict[tuple[str, str], float]:
+    """The metrics of the true rates; the ratios of the true rates floored as the config declares."""
+    floored = {"fmr": np.maximum(fmr, config.ratio_floor_fmr or 0.0),
+               "fnmr": np.maximum(fnmr, config.ratio_floor_fnmr or 0.0)}
     truth = {}
     for rate, values in (("fmr", fmr), ("fnmr", fnmr)):
         for metric, compute in d.PER_RATE.items():
-            truth[metric, rate] = float(compute(values))
+            truth[metric, rate] = float(compute(floored[rate] if metric in RATIO_METRICS else values))
     truth["fdr", "combined"] = float(d.fdr(fmr, fnmr, config.fdr_alpha))
-    truth["ir", "combined"] = float(d.inequity_rate(fmr, fnmr, config.ir_alpha))
+    truth["ir", "combined"] = float(d.inequity_rate(floored["fmr"], floored["fnmr"], config.ir_alpha))
     truth["garbe", "combined"] = float(d.garbe(fmr, fnmr, config.garbe_alpha))
     return truth
 
@@ -62,6 +75,7 @@ def regime(fmr: list[float], fnmr: list[float], n: int, runs: int, seed: int, co
     holds_parity = {name: 0 for name in truth}
     widths: dict[tuple[str, str], list[float]] = {name: [] for name in truth}
     undefined = {name: 0 for name in truth}
+    finite_high = {name: 0 for name in truth}
     for _ in range(runs):
         false_matches = rng.binomial(n, fmr_true)
         false_non_matches = rng.binomial(n, fnmr_true)
@@ -75,6 +89,7 @@ def regime(fmr: list[float], fnmr: list[float], n: int, runs: int, seed: int, co
             holds_parity[name] += diff.low <= PARITY[diff.metric] <= high
             widths[name].append(high - diff.low)
             undefined[name] += diff.value is None
+            finite_high[name] += diff.high is not None
     return {
         f"{metric}/{rate}": {
             "truth": truth[metric, rate],
@@ -82,6 +97,7 @@ def regime(fmr: list[float], fnmr: list[float], n: int, runs: int, seed: int, co
             "holds_parity": holds_parity[metric, rate] / runs,
             "median_width": float(np.median(widths[metric, rate])),
             "value_undefined": undefined[metric, rate] / runs,
+            "finite_high": finite_high[metric, rate] / runs,
         }
         for metric, rate in truth
     }
@@ -95,12 +111,20 @@ def main() -> None:
     started = time.perf_counter()
     result = {"runs": args.runs, "confidence": config.confidence, "regimes": {}}
     print(f"differential intervals, {args.runs} runs per regime, nominal coverage {config.confidence:.0%}")
-    print(f"{'regime':44} {'min coverage':>13} {'worst metric':>26} {'holds parity (ratio/fmr)':>25}")
+    print(f"{'regime':62} {'min coverage':>13} {'worst metric':>26} {'holds parity (ratio/fmr)':>25}")
     for seed, (name, (fmr, fnmr, n)) in enumerate(REGIMES.items()):
         rows = regime(fmr, fnmr, n, args.runs, seed, config)
         result["regimes"][name] = rows
         worst = min(rows, key=lambda k: rows[k]["coverage"])
-        print(f"{name:44} {rows[worst]['coverage']:13.3f} {worst:>26} {rows['max_min_ratio/fmr']['holds_parity']:25.3f}")
+        print(f"{name:62} {rows[worst]['coverage']:13.3f} {worst:>26} {rows['max_min_ratio/fmr']['holds_parity']:25.3f}")
+    print(f"{'with declared ratio floors':62} {'min coverage':>13} {'worst metric':>26} {'finite upper bounds':>25}")
+    for seed, (name, (base, floors)) in enumerate(FLOORED.items(), start=len(REGIMES)):
+        floored = replace(config, ratio_floor_fmr=floors[0], ratio_floor_fnmr=floors[1])
+        rows = regime(*REGIMES[base], args.runs, seed, floored)
+        result["regimes"][name] = rows
+        worst = min(rows, key=lambda k: rows[k]["coverage"])
+        finite = min(rows[f"{m}/{r}"]["finite_high"] for m in RATIO_METRICS for r in ("fmr", "fnmr"))
+        print(f"{name:62} {rows[worst]['coverage']:13.3f} {worst:>26} {finite:25.3f}")
     write_results(RESULTS, result, started)
 
 

@@ -376,6 +376,19 @@ def test_policy_file_sets_targets_and_is_hashed(tmp_path, workload):
                                        "--target-fmr", "0.001", "--target-fnmr", "0.02"])
     assert report["groups"] == json.loads(metrics.stdout)["groups"]
     assert "--target-fmr 0.001 --target-fnmr 0.02" in report["reproducibility"]["command"]
+    # the policy's ratio floors: named on every ratio row, in the thresholds and in the command
+    assert "ratio_floor: {fmr: 1.0e-5, fnmr: 1.0e-3}" in policy.read_text()
+    assert (report["methods"]["thresholds"]["ratio_floor_fmr"], report["methods"]["thresholds"]["ratio_floor_fnmr"]) \
+        == (1e-5, 1e-3)
+    ratios = [d for d in report["differentials"] if d["metric"] in ("max_min_ratio", "max_geomean", "ir")]
+    assert ratios and all(d["fmr_floor"] == (1e-5 if d["rate"] != "fnmr" else None) for d in ratios)
+    assert all(d["fmr_floor"] is None and d["fnmr_floor"] is None for d in report["differentials"]
+               if d["metric"] in ("fdr", "garbe"))
+    command = report["reproducibility"]["command"].split()
+    assert "--ratio-floor-fmr 1e-05 --ratio-floor-fnmr 0.001" in report["reproducibility"]["command"]
+    again = CliRunner().invoke(app, command[1:] + ["--store", url])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["differentials"] == report["differentials"]
 
 
 def test_html_renders_in_headless_chromium_and_the_pdf_in_pdftoppm(tmp_path, workload):
@@ -411,3 +424,15 @@ def test_html_renders_in_headless_chromium_and_the_pdf_in_pdftoppm(tmp_path, wor
         height, width = pixels.shape
         assert abs(height / width - 297 / 210) < 0.02
         assert (pixels < 200).mean() > 0.005 and pixels.std() > 5
+
+
+def test_differential_cells_say_a_missing_upper_bound_and_the_floors():
+    from fairwatch.audit.report_blocks import differential_value
+
+    unbounded = {"metric": "max_min_ratio", "rate": "fmr", "value": None, "low": 2.5, "high": None,
+                 "fmr_floor": None, "fnmr_floor": None}
+    assert differential_value(unbounded) == "at least 2.5 (no upper bound)"
+    floored = {"metric": "ir", "rate": "combined", "value": 3.0, "low": 1.0, "high": 12.0, "fmr_floor": 1e-05,
+               "fnmr_floor": 0.001}
+    assert differential_value(floored) == "3 [1, 12] (FMR floor 1e-05, FNMR floor 0.001)"
+    assert differential_value({**floored, "fmr_floor": None, "fnmr_floor": None}) == "3 [1, 12]"

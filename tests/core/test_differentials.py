@@ -105,6 +105,43 @@ def test_zero_error_group_gives_none_not_inf():
     json.dumps(frame.to_dict(), allow_nan=False)
 
 
+def test_a_declared_ratio_floor_bounds_zero_error_groups():
+    from scipy.stats import beta
+
+    # FMR: A 0/1000, B 2/1000, C 4/1000; floor 1e-3. FNMR as in the worked case, floor 0.02
+    groups = {"A": (1000, 0, 1000, 40), "B": (1000, 2, 1000, 10), "C": (1000, 4, 1000, 20)}
+    config = CoreConfig(ratio_floor_fmr=1e-3, ratio_floor_fnmr=0.02)
+    found = table(frame_of(groups, config))
+
+    def box(errors, n, groups_at_once):  # Clopper-Pearson at the Bonferroni level, by scipy
+        alpha = 0.05 / groups_at_once
+        low = beta.ppf(alpha / 2, errors, n - errors + 1) if errors else 0.0
+        return low, beta.ppf(1 - alpha / 2, errors + 1, n - errors)
+
+    fmr_box = [box(e, 1000, 3) for e in (0, 2, 4)]
+    floored = [(max(lo, 1e-3), max(hi, 1e-3)) for lo, hi in fmr_box]
+    # floored rates: A 0.001, B 0.002, C 0.004: max/min = 4, Max/GeoMean = 0.004 / 0.002 = 2
+    ratio = found["max_min_ratio", "fmr"]
+    assert (ratio.value, ratio.status, ratio.fmr_floor, ratio.fnmr_floor) == (pytest.approx(4.0), "ok", 1e-3, None)
+    # brute force over the pairs: one group at its upper bound, another at its lower
+    most = max(floored[i][1] / floored[j][0] for i in range(3) for j in range(3) if i != j)
+    least = max(1.0, max(lo for lo, _ in floored) / min(hi for _, hi in floored))
+    assert (ratio.low, ratio.high) == (pytest.approx(least), pytest.approx(most))
+    assert ratio.high < np.inf
+    assert found["max_geomean", "fmr"].value == pytest.approx(2.0)
+    assert found["max_geomean", "fmr"].high < np.inf
+    # FNMR 0.04, 0.01, 0.02 floored at 0.02: 0.04, 0.02, 0.02, so max/min = 2
+    assert found["max_min_ratio", "fnmr"].value == pytest.approx(2.0)
+    # IR = 4^0.5 * 2^0.5 = sqrt(8), both floors named
+    ir = found["ir", "combined"]
+    assert (ir.value, ir.fmr_floor, ir.fnmr_floor) == (pytest.approx(8**0.5), 1e-3, 0.02)
+    assert ir.low <= ir.value <= ir.high < np.inf
+    # differences and Gini coefficients are never floored
+    assert found["max_min_difference", "fmr"].value == pytest.approx(0.004)
+    assert found["garbe", "fmr"].value == pytest.approx(2 / 3)
+    assert found["max_min_difference", "fmr"].fmr_floor is None
+
+
 def test_groups_without_any_error_are_equal():
     # every FMR is 0: the differences and the Gini are 0, the ratios 0 / 0 do not exist
     found = table(frame_of({"A": (1000, 0, 1000, 40), "B": (2000, 0, 1000, 10)}))

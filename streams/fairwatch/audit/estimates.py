@@ -23,7 +23,7 @@ GROUP_FIELDS = (
 
 
 DIFFERENTIAL_FIELDS = ("deployment", "algorithm", "mode", "attribute", "metric", "rate", "value", "low", "high", "status",
-                       "vs_policy")
+                       "vs_policy", "fmr_floor", "fnmr_floor")
 
 
 DIFFERENTIAL_METRICS = ("max_min_ratio", "max_geomean", "fdr", "ir", "garbe")

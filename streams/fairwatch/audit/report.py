@@ -274,8 +274,10 @@ def build_report(
                         ("--target-fmr", config.target_fmr), ("--target-fnmr", config.target_fnmr)):
         if value is not None:
             command += [name, str(value)]
-    if config.policy_ratio is not None:
-        command += ["--policy-ratio", str(config.policy_ratio)]
+    for name, value in (("--policy-ratio", config.policy_ratio), ("--ratio-floor-fmr", config.ratio_floor_fmr),
+                        ("--ratio-floor-fnmr", config.ratio_floor_fnmr)):
+        if value is not None:
+            command += [name, str(value)]
     if label_maturity_seconds is not None:
         command += ["--label-maturity", f"{label_maturity_seconds}s"]
     command += ["--min-comparisons", str(config.min_comparisons), "--bucket-seconds", str(config.bucket_seconds),
@@ -333,7 +335,9 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store, frame: Group
                       " verified outcome",
             "differentials": f"{level} for every group at once: each group's rates in Clopper-Pearson intervals"
                              " at the Bonferroni level of its attribute set, each differential's interval the"
-                             " range of the differential over them (no upper bound when a rate may be 0)",
+                             " range of the differential over them (a ratio has no upper bound when a rate may"
+                             " be 0, unless a ratio floor is declared: then rates and bounds below the floor"
+                             " count as the floor, and the rows name it)",
             "homogeneity": "is there any difference between the groups' rates: per attribute set and rate, an exact"
                            " conditional test (likelihood-ratio G, Monte Carlo over tables with the same margins)"
                            " where every group was verified through the same design, else the intersection of the"
@@ -349,7 +353,8 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store, frame: Group
         "thresholds": {"target_fmr": config.target_fmr, "target_fnmr": config.target_fnmr,
                        "min_comparisons": config.min_comparisons, "confidence": config.confidence,
                        "fdr_alpha": config.fdr_alpha, "ir_alpha": config.ir_alpha, "garbe_alpha": config.garbe_alpha,
-                       "policy_ratio": config.policy_ratio},
+                       "policy_ratio": config.policy_ratio, "ratio_floor_fmr": config.ratio_floor_fmr,
+                       "ratio_floor_fnmr": config.ratio_floor_fnmr},
         "status": "judged on anytime-valid bounds (a Beta-binomial mixture confidence sequence, Howard et al."
                   " 2021, on the verified error share, mapped to the rate as the intervals are) at level"
                   f" 1 - {1 - config.confidence:.2g}/m, m the rates with a target judged together in a deployment,"

@@ -7,8 +7,8 @@ from typing import Any
 from fairwatch.audit.maturity import describe
 from fairwatch.audit.suppression import SUPPRESSED
 
-POLICY_THRESHOLDS = ("target_fmr", "target_fnmr", "policy_ratio", "reference", "band", "baseline_confidence",
-                     "min_evidence", "false_alarms_per_day")
+POLICY_THRESHOLDS = ("target_fmr", "target_fnmr", "policy_ratio", "ratio_floor", "reference", "band",
+                     "baseline_confidence", "min_evidence", "false_alarms_per_day")
 
 
 def format_number(value: Any, digits: int = 4) -> str:
@@ -25,6 +25,15 @@ def _interval(row: dict, name: str) -> str:
         return SUPPRESSED if row.get("status") == SUPPRESSED else "-"
     return f"{format_number(row[name])} [{format_number(row[name + '_low'] if name + '_low' in row else row['low'])}, " \
            f"{format_number(row[name + '_high'] if name + '_high' in row else row['high'])}]"
+
+
+def differential_value(row: dict) -> str:
+    """Value [interval]; a ratio without upper bound (a rate may be 0, no floor) by its lower bound alone."""
+    if row.get("value") is None and row.get("low") is not None and row.get("high") is None:
+        return f"at least {format_number(row['low'])} (no upper bound)"
+    floors = [f"{rate.upper()} floor {format_number(row[rate + '_floor'])}" for rate in ("fmr", "fnmr")
+              if row.get(rate + "_floor") is not None]
+    return _interval(row, "value") + (f" ({', '.join(floors)})" if floors else "")
 
 
 def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
@@ -74,7 +83,7 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     b.append(("h2", "3. Differentials"))
     b.append(("table", ["deployment", "algorithm", "mode", "attribute", "metric", "rate", "value [CI]", "status",
                         "vs policy"], [
-        [d["deployment"], d["algorithm"], d["mode"], d["attribute"], d["metric"], d["rate"], _interval(d, "value"),
+        [d["deployment"], d["algorithm"], d["mode"], d["attribute"], d["metric"], d["rate"], differential_value(d),
          d["status"], (d.get("vs_policy") or "-").replace("_", " ")] for d in doc["differentials"]]))
     b.append(("p", "Any difference at all between the groups (homogeneity test; method in section 6):"))
     b.append(("table", ["deployment", "algorithm", "mode", "attribute", "rate", "groups", "p-value", "test", "verdict"], [

@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-STORE_HELP = "clickhouse://user:pass@host:9000/db or chdb:///path (default: FAIRWATCH_CLICKHOUSE)"
+from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP
+
 console = Console(stderr=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -36,6 +37,8 @@ def report_command(
     target_fnmr: Optional[float] = typer.Option(None, "--target-fnmr", help="Intended FNMR."),
     policy_ratio: Optional[float] = typer.Option(None, "--policy-ratio", min=1.0,
                                                  help="Largest max/min ratio of a rate across groups the policy allows."),
+    ratio_floor_fmr: Optional[float] = typer.Option(None, "--ratio-floor-fmr", help=RATIO_FLOOR_HELP),
+    ratio_floor_fnmr: Optional[float] = typer.Option(None, "--ratio-floor-fnmr", help="The same for FNMR."),
     min_comparisons: int = typer.Option(30, "--min-comparisons", help="Fewer comparisons: insufficient."),
     min_group_size: int = typer.Option(10, "--min-group-size", envvar="FAIRWATCH_REPORT_MIN_GROUP", min=0,
                                        help="Groups with fewer verified outcomes are suppressed in the export."),
@@ -74,8 +77,11 @@ def report_command(
             target_fnmr = loaded.target_fnmr if target_fnmr is None else target_fnmr
             policy_ratio = loaded.policy_ratio if policy_ratio is None else policy_ratio
             maturity = loaded.label_maturity if maturity is None else maturity
+            ratio_floor_fmr = loaded.ratio_floor.get("fmr") if ratio_floor_fmr is None else ratio_floor_fmr
+            ratio_floor_fnmr = loaded.ratio_floor.get("fnmr") if ratio_floor_fnmr is None else ratio_floor_fnmr
         config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
-                            min_comparisons=min_comparisons, policy_ratio=policy_ratio)
+                            min_comparisons=min_comparisons, policy_ratio=policy_ratio,
+                            ratio_floor_fmr=ratio_floor_fmr, ratio_floor_fnmr=ratio_floor_fnmr)
         window = resolve_window(None, start, end, bucket_seconds)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with closing(open_for_reading(store)) as opened, Progress(*columns, console=console, transient=True) as bar:

@@ -19,12 +19,12 @@ from fairwatch.contracts.records import (
     decode_match_event,
     decode_verified_outcome,
 )
+from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP
 from fairwatch.contracts.topics import DEFAULT_PREFIX, MATCH_EVENTS, VERIFIED_OUTCOMES
 
 app = typer.Typer(help="fairwatch: live audit of face-recognition systems for demographic bias.", no_args_is_help=True)
 console = Console(stderr=True)
 
-STORE_HELP = "clickhouse://user:pass@host:9000/db or chdb:///path (default: FAIRWATCH_CLICKHOUSE)"
 DECODERS = {MATCH_EVENTS: decode_match_event, VERIFIED_OUTCOMES: decode_verified_outcome}
 
 
@@ -169,6 +169,8 @@ def metrics(
     target_fnmr: Optional[float] = typer.Option(None, "--target-fnmr", help="Declared FNMR target."),
     policy_ratio: Optional[float] = typer.Option(None, "--policy-ratio", min=1.0,
                                                  help="Largest max/min ratio of a rate across groups the policy allows."),
+    ratio_floor_fmr: Optional[float] = typer.Option(None, "--ratio-floor-fmr", help=RATIO_FLOOR_HELP),
+    ratio_floor_fnmr: Optional[float] = typer.Option(None, "--ratio-floor-fnmr", help="The same for FNMR."),
     min_comparisons: int = typer.Option(30, "--min-comparisons", help="Fewer comparisons: insufficient."),
     bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
     label_maturity: Optional[str] = typer.Option(
@@ -188,7 +190,8 @@ def metrics(
 
     try:
         config = CoreConfig(bucket_seconds=bucket_seconds, target_fmr=target_fmr, target_fnmr=target_fnmr,
-                            min_comparisons=min_comparisons, policy_ratio=policy_ratio)
+                            min_comparisons=min_comparisons, policy_ratio=policy_ratio,
+                            ratio_floor_fmr=ratio_floor_fmr, ratio_floor_fnmr=ratio_floor_fnmr)
         span = resolve_window(window, start, end, bucket_seconds)
         maturity = None if label_maturity is None else parse_label_maturity(label_maturity)
         with closing(open_store(store)) as opened:
@@ -234,7 +237,9 @@ def render_metrics(document: dict) -> None:
         diffs.add_column(column)
     for d in document["differentials"]:
         diffs.add_row(d["deployment"], d["algorithm"], d["attribute"], d["metric"], d["rate"],
-                      f"{_fmt(d['value'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]", d["status"],
+                      f"at least {_fmt(d['low'])} (no upper bound)" if d["value"] is None and d["low"] is not None
+                      and d["high"] is None else f"{_fmt(d['value'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]",
+                      d["status"],
                       (d.get("vs_policy") or "-").replace("_", " "))
     out.print(diffs)
     tests = Table(title="any difference at all between the groups (homogeneity test)")

@@ -39,6 +39,11 @@ class CoreConfig:
     policy_ratio
         The highest max/min ratio of a rate across the groups of an attribute set that the
         deployment's policy allows (a policy file's ``policy_ratio``); None when it sets none.
+    ratio_floor_fmr, ratio_floor_fnmr
+        Declared floors of the rates in the ratio differentials (max/min, Max/GeoMean, IR): each
+        rate, and each bound of its interval, counts as at least the floor there (a policy file's
+        ``ratio_floor``). With a floor every ratio has a finite upper bound, also when a group has
+        no error; without one a ratio whose smallest rate may be 0 has none. None: no floor.
     """
 
     bucket_seconds: int = 60
@@ -52,6 +57,8 @@ class CoreConfig:
     ir_alpha: float = 0.5
     garbe_alpha: float = 0.5
     policy_ratio: float | None = None
+    ratio_floor_fmr: float | None = None
+    ratio_floor_fnmr: float | None = None
 
     def __post_init__(self) -> None:
         if self.bucket_seconds <= 0 or DAY_SECONDS % self.bucket_seconds:
@@ -62,7 +69,7 @@ class CoreConfig:
             raise ValueError(f"confidence must be in (0.5, 1), got {self.confidence}")
         if self.policy_ratio is not None and not self.policy_ratio >= 1:
             raise ValueError(f"policy_ratio must be at least 1, got {self.policy_ratio}")
-        for name in ("target_fmr", "target_fnmr"):
+        for name in ("target_fmr", "target_fnmr", "ratio_floor_fmr", "ratio_floor_fnmr"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise ValueError(f"{name} must be in (0, 1), got {value}")

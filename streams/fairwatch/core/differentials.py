@@ -35,6 +35,13 @@ populations enter with their two-phase intervals (:meth:`RateEstimate.interval`)
 bound (``high`` is None): the data cannot rule out an arbitrarily large ratio, and saying a
 number would be false; its lower bound still says how unequal the groups at least are.
 
+Ratio floors: a policy may declare a floor per rate (``CoreConfig.ratio_floor_fmr`` /
+``ratio_floor_fnmr``, e.g. the smallest rate it cares to tell apart). The ratio metrics (max/min,
+Max/GeoMean, IR) are then those of the floored rates ``max(r_g, F)``, a different metric that the
+rows name (``fmr_floor`` / ``fnmr_floor``): value and bounds are always finite, zero-error groups
+included. The floored box is the box mapped by the same monotone function, so the intervals keep
+their coverage. The differences and the Gini coefficients are bounded anyway and never floored.
+
 Against a policy (``CoreConfig.policy_ratio``, the largest max/min ratio it allows), each rate's
 ``max_min_ratio`` says ``vs_policy``: ``above_policy`` when its whole interval lies above the
 policy ratio, ``within_policy`` when its whole interval lies at or below it,
@@ -47,8 +54,8 @@ Status: ``insufficient`` when fewer than two groups have comparisons for a rate 
 or when any group of the set has status ``insufficient`` for such a rate (a differential can be
 no better resolved than its worst-measured group; dropping that group would hide exactly the
 groups most likely to be harmed); otherwise ``undefined`` when the value does not exist (a ratio
-whose denominator rate is 0, e.g. a group with no observed error: shown as None, never inf or
-NaN); otherwise ``ok``. Values that exist are shown whatever the status. With fewer than two
+whose denominator rate is 0, e.g. a group with no observed error, and no floor declared: shown as
+None, never inf or NaN; its lower bound is still given); otherwise ``ok``. Values that exist are shown whatever the status. With fewer than two
 groups value and interval are None. The Gini coefficient of rates that are all 0 is 0 (all
 equal).
 
@@ -216,6 +223,8 @@ class Differential:
     max_group: str | None = None
     min_group: str | None = None
     vs_policy: str | None = None
+    fmr_floor: float | None = None
+    fnmr_floor: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -230,6 +239,8 @@ class Differential:
             "max_group": self.max_group,
             "min_group": self.min_group,
             "vs_policy": self.vs_policy,
+            "fmr_floor": self.fmr_floor,
+            "fnmr_floor": self.fnmr_floor,
         }
 
 
@@ -253,6 +264,16 @@ def _box(estimates: dict[str, RateEstimate], confidence: float, min_comparisons:
     bounds = np.array([est.interval(confidence) for est in measured.values()], dtype=float).reshape(-1, 2)
     return _RateBox(list(measured), rates, bounds[:, 0], bounds[:, 1], resolved, evidence)
 
+
+def _floored(box: _RateBox, floor: float | None) -> _RateBox:
+    """The box of the rates ``max(r, floor)``: the same monotone map applied to the rates and bounds."""
+    if floor is None:
+        return box
+    return box._replace(rates=np.maximum(box.rates, floor), low=np.maximum(box.low, floor),
+                        high=np.maximum(box.high, floor))
+
+
+RATIOS = ("max_min_ratio", "max_geomean")
 
 MAX_VERTEX_GROUPS = 12  # up to 2**12 corners of the box are tried for the Gini coefficient's maximum
 
@@ -413,6 +434,7 @@ def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: Core
     both_fmr, both_fnmr = (_box(rates, 1 - alpha / max(1, sum(counts)), config.min_comparisons)
                            for rates in (fmrs, fnmrs))
 
+    floors = {"fmr": config.ratio_floor_fmr, "fnmr": config.ratio_floor_fnmr}
     result = []
     for rate, box in zip(RATES, (fmr, fnmr)):
         extremes = None
@@ -420,17 +442,26 @@ def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: Core
             extremes = (box.groups[int(np.argmax(box.rates))], box.groups[int(np.argmin(box.rates))])
         for metric, compute in PER_RATE.items():
             bounds = PER_RATE_BOUNDS[metric]
-            found = _differential(scope, metric, rate, [box], compute,
-                                  lambda bounds=bounds, box=box: bounds(box.low, box.high), extremes)
+            used = _floored(box, floors[rate]) if metric in RATIOS else box
+            found = _differential(scope, metric, rate, [used], compute,
+                                  lambda bounds=bounds, used=used: bounds(used.low, used.high), extremes)
+            if metric in RATIOS:
+                found = replace(found, **{f"{rate}_floor": floors[rate]})
             if metric == "max_min_ratio" and config.policy_ratio is not None:
-                found = replace(found, vs_policy=_vs_policy(box.evidence, found.low, found.high, config.policy_ratio))
+                found = replace(found, vs_policy=_vs_policy(used.evidence, found.low, found.high, config.policy_ratio))
             result.append(found)
+    floored_fmr, floored_fnmr = _floored(both_fmr, floors["fmr"]), _floored(both_fnmr, floors["fnmr"])
     combined = {
         "fdr": lambda f, n: fdr(f, n, config.fdr_alpha),
         "ir": lambda f, n: inequity_rate(f, n, config.ir_alpha),
         "garbe": lambda f, n: garbe(f, n, config.garbe_alpha),
     }
     for metric, compute in combined.items():
+        if metric == "ir":
+            found = _differential(scope, metric, "combined", [floored_fmr, floored_fnmr], compute,
+                                  lambda: _combined_bounds("ir", floored_fmr, floored_fnmr, config))
+            result.append(replace(found, fmr_floor=floors["fmr"], fnmr_floor=floors["fnmr"]))
+            continue
         result.append(_differential(scope, metric, "combined", [both_fmr, both_fnmr], compute,
                                     lambda metric=metric: _combined_bounds(metric, both_fmr, both_fnmr, config)))
     return result

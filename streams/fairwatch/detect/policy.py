@@ -116,6 +116,7 @@ class Policy:
     lookback: int = 86400
     label_delay: int = 0
     label_maturity: int | None = None
+    ratio_floor: dict[str, float] = field(default_factory=dict)
     score_quantile: float | None = 0.99
     label_backlog: LabelBacklog | None = None
     severity: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
@@ -248,6 +249,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         lookback=lookback,
         label_delay=parse_seconds(document.get("label_delay", "0s")),
         label_maturity=parse_seconds(document["label_maturity"]) if "label_maturity" in document else None,
+        ratio_floor={rate: float(value) for rate, value in document.get("ratio_floor", {}).items()},
         score_quantile=None if score is False else float(score.get("quantile", 0.99)),
         label_backlog=backlog,
         severity={**DEFAULT_SEVERITY, **document.get("severity", {})},
