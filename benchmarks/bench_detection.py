@@ -95,6 +95,7 @@ from fairwatch.detect.detectors import (
     cusum_information_bound,
     threshold_for_budget,
 )
+from fairwatch.detect.dispersion import estimate_dispersion
 from fairwatch.testing.bench import write_results
 from scipy import stats
 
@@ -106,9 +107,10 @@ NULL_KINDS = (("fmr", 300, 1e-3, 100), ("fnmr", 80, 2e-2, 100))
 CONFIDENCE = 0.99  # policy default baseline_confidence
 BUDGET = 0.1  # policy default false_alarms_per_day, across the deployment's streams
 STREAMS = sum(k[3] for k in NULL_KINDS)  # tested streams of one deployment: threshold_for_budget's n_streams
-# name, CV of the per-bucket rate, mean cluster size
-NULL_SCENARIOS = (("binomial", 0.0, 1.0), ("cv 0.3", 0.3, 1.0), ("cv 0.5", 0.5, 1.0), ("cv 1.0", 1.0, 1.0),
-                  ("clusters 1.5", 0.0, 1.5), ("clusters 3", 0.0, 3.0))
+# name, CV of the rate, mean cluster size, buckets sharing one rate draw (1: per minute, 60: per hour)
+NULL_SCENARIOS = (("binomial", 0.0, 1.0, 1), ("cv 0.3", 0.3, 1.0, 1), ("cv 0.5", 0.5, 1.0, 1), ("cv 1.0", 1.0, 1.0, 1),
+                  ("clusters 1.5", 0.0, 1.5, 1), ("clusters 3", 0.0, 3.0, 1), ("hourly cv 0.3", 0.3, 1.0, 60),
+                  ("hourly cv 0.5", 0.5, 1.0, 60), ("hourly cv 1.0", 1.0, 1.0, 60))
 VOLUMES = (100, 300, 1000)
 SHIFTS = (1.5, 2.0, 3.0)
 BASELINES = (("1 h", 60), ("1 d", BUCKETS_PER_DAY))
@@ -139,9 +141,16 @@ def threshold() -> float:
     return threshold_for_budget(STREAMS, BUCKETS_PER_DAY, BUDGET)
 
 
-def edges_of(errors: np.ndarray, n: np.ndarray, band: float) -> np.ndarray:
+def edges_of(errors: np.ndarray, n: np.ndarray, band: float, dispersion=None) -> np.ndarray:
     """The detector's null edge per stream from its baseline totals, as ``build_streams`` computes it."""
-    return np.array([Baseline.from_counts(float(e), float(m), band, CONFIDENCE).edge for e, m in zip(errors, n)])
+    dispersion = np.ones(len(errors)) if dispersion is None else dispersion
+    return np.array([Baseline.from_counts(float(e), float(m), band, CONFIDENCE, float(d)).edge
+                     for e, m, d in zip(errors, n, dispersion)])
+
+
+def dispersions_of(xb: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """Each stream's dispersion from its baseline buckets ``[T, S]``, as ``build_streams`` estimates it."""
+    return np.array([estimate_dispersion(xb[:, j], nb[:, j], 60, CONFIDENCE).phi for j in range(xb.shape[1])])
 
 
 def poisson_upper(k: int, exposure: float) -> float:
@@ -152,7 +161,7 @@ def poisson_upper(k: int, exposure: float) -> float:
 # ---------------------------------------------------------------- streams
 
 
-def null_counts(cv: float, cluster: float, volume: float, p: float, shape: tuple[int, int],
+def null_counts(cv: float, cluster: float, span: int, volume: float, p: float, shape: tuple[int, int],
                 rng) -> tuple[np.ndarray, np.ndarray]:
     """Errors and comparisons ``int[buckets, streams]`` under the null (see the module docstring)."""
     n = rng.poisson(volume, shape)
@@ -160,15 +169,18 @@ def null_counts(cv: float, cluster: float, volume: float, p: float, shape: tuple
         clusters = rng.binomial(n, p / cluster)
         extra = np.where(clusters > 0, rng.negative_binomial(np.maximum(clusters, 1), 1 / cluster), 0)
         return np.minimum(clusters + extra, n), n
-    rate = p if cv == 0 else np.minimum(p * rng.gamma(1 / cv**2, cv**2, shape), 1.0)
-    return rng.binomial(n, rate), n
+    if cv == 0:
+        return rng.binomial(n, p), n
+    draws = rng.gamma(1 / cv**2, cv**2, (shape[0] // span, shape[1]))
+    return rng.binomial(n, np.minimum(p * np.repeat(draws, span, axis=0), 1.0)), n
 
 
 def null_day(settings: Settings, scenario: int, deployment: int, day: int) -> tuple[np.ndarray, np.ndarray]:
     """Day ``day`` (0 = baseline) of one deployment's streams (``NULL_KINDS`` side by side) in one scenario."""
     rng = np.random.default_rng([settings.seed, 1, scenario, deployment, day])
-    _, cv, cluster = NULL_SCENARIOS[scenario]
-    parts = [null_counts(cv, cluster, volume, p, (BUCKETS_PER_DAY, count), rng) for _, volume, p, count in NULL_KINDS]
+    _, cv, cluster, span = NULL_SCENARIOS[scenario]
+    parts = [null_counts(cv, cluster, span, volume, p, (BUCKETS_PER_DAY, count), rng)
+             for _, volume, p, count in NULL_KINDS]
     return np.hstack([x for x, _ in parts]), np.hstack([n for _, n in parts])
 
 
@@ -201,25 +213,41 @@ def sr_null(settings: Settings) -> dict:
         return np.hstack([p[0] for p in parts]).astype(float), np.hstack([p[1] for p in parts]).astype(float)
 
     xb, nb = day(0)
+    phis = dispersions_of(xb, nb)
     edges = edges_of(xb.sum(0), nb.sum(0), settings.band)
+    aware_edges = edges_of(xb.sum(0), nb.sum(0), settings.band, phis)
     with np.errstate(invalid="ignore", divide="ignore"):
         dispersion = xb.var(0) / xb.mean(0)
-    detector = RateDriftDetector(edges, threshold())
-    alarms = np.zeros(edges.size, int)
+    # the binomial detector (before the detection issue) and the dispersion-aware one, side by side
+    detector = RateDriftDetector(np.concatenate([edges, aware_edges]), threshold(),
+                                 dispersion=np.concatenate([np.ones(edges.size), phis]))
+    both = np.zeros(2 * edges.size, int)
     for k in range(1, settings.days + 1):
         x, n = day(k)
+        x2, n2 = np.hstack([x, x]), np.hstack([n, n])
         for t in range(BUCKETS_PER_DAY):
-            alarms += detector.update(x[t], n[t]).drift_detected
+            both += detector.update(x2[t], n2[t]).drift_detected
     rows = []
+    alarms, aware = both[:edges.size], both[edges.size:]
     deployments, days = settings.deployments, settings.days
     by_stream = alarms.reshape(len(NULL_SCENARIOS), deployments, STREAMS)
+    aware_by_stream = aware.reshape(by_stream.shape)
+    phi = phis.reshape(by_stream.shape)
     edge = edges.reshape(by_stream.shape)
     disp = dispersion.reshape(by_stream.shape)
     rate = np.concatenate([np.full(count, p) for _, _, p, count in NULL_KINDS])
-    for s, (name, cv, cluster) in enumerate(NULL_SCENARIOS):
+    for s, (name, cv, cluster, span) in enumerate(NULL_SCENARIOS):
         a = by_stream[s]
         k = int(a.sum())
-        row = {"scenario": name, "cv": cv, "mean_cluster": cluster, "streams": deployments * STREAMS,
+        k_aware = int(aware_by_stream[s].sum())
+        row = {"scenario": name, "cv": cv, "mean_cluster": cluster, "rate_span_buckets": span,
+               "dispersion_aware": {"alarms": k_aware, "per_deployment_day": k_aware / (deployments * days),
+                                    "per_deployment_day_upper95": poisson_upper(k_aware, deployments * days),
+                                    "streams_alarmed": int((aware_by_stream[s] > 0).sum()),
+                                    "median_phi": {metric: float(np.median(phi[s][:, cols]))
+                                                   for metric, cols in kind_columns().items()},
+                                    "share_phi_above_1": float((phi[s] > 1).mean())},
+               "streams": deployments * STREAMS,
                "deployments": deployments, "days": days, "alarms": k, "per_stream_day": k / (a.size * days),
                "per_stream_share": BUDGET / STREAMS, "per_deployment_day": k / (deployments * days),
                "per_deployment_day_upper95": poisson_upper(k, deployments * days), "budget": BUDGET,
@@ -256,19 +284,24 @@ def sr_drift(settings: Settings) -> dict:
     started = time.perf_counter()
     R = settings.drift_replicates
     configs = [(vi, si) for vi in range(len(VOLUMES)) for si in range(len(SHIFTS))]
-    xs, ns, edges, columns = [], [], [], []
+    xs, ns, edges, phis, columns = [], [], [], [], []
     for c, (vi, si) in enumerate(configs):
         xb, nb, x, n = drift_data(settings, vi, si)
         xs.append(x)
         ns.append(n)
         for _, length in BASELINES:
             edges.append(edges_of(xb[-length:].sum(0), nb[-length:].sum(0), settings.band))
+            phis.append(np.ones(R))
+        phi = dispersions_of(xb, nb)  # the dispersion-aware detector on the whole baseline day
+        edges.append(edges_of(xb.sum(0), nb.sum(0), settings.band, phi))
+        phis.append(phi)
         edges.append(np.full(R, P0))  # known baseline
-        columns += [np.arange(c * R, (c + 1) * R)] * (len(BASELINES) + 1)
+        phis.append(np.ones(R))
+        columns += [np.arange(c * R, (c + 1) * R)] * (len(BASELINES) + 2)
     x, n = np.hstack(xs).astype(float), np.hstack(ns).astype(float)
     column = np.concatenate(columns)
     edge = np.concatenate(edges)
-    detector = RateDriftDetector(edge, threshold())
+    detector = RateDriftDetector(edge, threshold(), dispersion=np.concatenate(phis))
     first = np.full(edge.size, -1)
     pre = np.zeros(edge.size, int)
     T = x.shape[0]
@@ -281,7 +314,7 @@ def sr_drift(settings: Settings) -> dict:
             if t % 60 == 0 and (first >= 0).all():
                 break
     rows = []
-    labels = [label for label, _ in BASELINES] + ["known p0"]
+    labels = [label for label, _ in BASELINES] + ["1 d +disp", "known p0"]
     for c, (vi, si) in enumerate(configs):
         volume, shift = VOLUMES[vi], SHIFTS[si]
         bound_h = cusum_information_bound(threshold() * volume, P0, shift * P0) / volume / 60
@@ -317,7 +350,7 @@ def river_null(settings: Settings) -> dict:
         return {metric: cols[:count // len(kinds)] for metric, cols in kinds.items()}
 
     ph_cols, adwin_cols = pick(settings.ph_streams), pick(settings.adwin_streams)
-    for s, (name, _, _) in enumerate(NULL_SCENARIOS):
+    for s, (name, *_) in enumerate(NULL_SCENARIOS):
         xb, nb = null_day(settings, s, 0, 0)
         phs = {j: page_hinkley(xb[:, j].sum(), nb[:, j].sum()) for cols in ph_cols.values() for j in cols}
         adwins = {j: AdwinErrorDetector(seed=int(j)) for cols in adwin_cols.values() for j in cols}
@@ -413,15 +446,19 @@ def print_tables(result: dict) -> None:
     print(f"\nPart 1: false alarms under the null, {null['rows'][0]['deployments']} deployments x {STREAMS} streams "
           f"[{kinds}] x {null['rows'][0]['days']} days, 1-day baseline, band {null['band']}, threshold "
           f"{null['threshold']:.3g} (budget {BUDGET}/day per deployment = {BUDGET / STREAMS:g}/stream-day)")
-    print(f"{'scenario':<13} {'disp F/N':>10} {'edge/p F/N':>10} {'alarms':>7} {'FMR /s-d':>9} {'FNMR /s-d':>9} "
-          f"{'/deploy-day':>11} {'upper95':>8} {'<=budget':>8} {'hit':>5} {'max/s':>5}")
+    print(f"{'scenario':<14} {'disp F/N':>10} {'edge/p F/N':>10} {'alarms':>7} {'FMR /s-d':>9} {'FNMR /s-d':>9} "
+          f"{'/deploy-day':>11} {'upper95':>8} {'<=budget':>8} {'hit':>5} {'max/s':>5} | {'phi F/N':>11} "
+          f"{'phi>1':>5} {'aware /d-d':>10} {'upper95':>8} {'<=budget':>8}")
     for r in null["rows"]:
-        f, g = r["fmr"], r["fnmr"]
-        print(f"{r['scenario']:<13} {f['dispersion_index']:4.2f}/{g['dispersion_index']:5.2f} "
+        f, g, a = r["fmr"], r["fnmr"], r["dispersion_aware"]
+        print(f"{r['scenario']:<14} {f['dispersion_index']:4.2f}/{g['dispersion_index']:5.2f} "
               f"{f['median_edge_over_p']:4.2f}/{g['median_edge_over_p']:5.2f} {r['alarms']:7d} "
               f"{f['per_stream_day']:9.2e} {g['per_stream_day']:9.2e} {r['per_deployment_day']:11.3f} "
               f"{r['per_deployment_day_upper95']:8.3f} {r['per_deployment_day_upper95'] <= BUDGET!s:>8} "
-              f"{r['streams_alarmed']:5d} {r['max_alarms_one_stream']:5d}")
+              f"{r['streams_alarmed']:5d} {r['max_alarms_one_stream']:5d} | "
+              f"{a['median_phi']['fmr']:5.2f}/{a['median_phi']['fnmr']:5.2f} {a['share_phi_above_1']:5.2f} "
+              f"{a['per_deployment_day']:10.3f} {a['per_deployment_day_upper95']:8.3f} "
+              f"{a['per_deployment_day_upper95'] <= BUDGET!s:>8}")
 
     print(f"\nPart 2: delay (h) after an FMR shift, binomial data, {drift['rows'][0]['replicates']} replicates, "
           f"change after {PRE_CHANGE // 60} h of monitoring, horizon {drift['horizon_hours']} h, band {drift['band']}; "
@@ -438,11 +475,11 @@ def print_tables(result: dict) -> None:
     print(f"\nPart 3a: river on the part-1 streams of deployment 0, false alarms per stream-day (FMR, FNMR) and "
           f"per {STREAMS} streams a day; Page-Hinkley {ph['streams']} streams x {ph['days']} days, ADWIN "
           f"{ad['streams']} streams x {ad['days']} days")
-    print(f"{'scenario':<13} {'SR /s-d':>9} | {'PH FMR':>7} {'PH FNMR':>7} {'PH /dep-d':>9} | {'AD FMR':>7} "
+    print(f"{'scenario':<14} {'SR /s-d':>9} | {'PH FMR':>7} {'PH FNMR':>7} {'PH /dep-d':>9} | {'AD FMR':>7} "
           f"{'AD FNMR':>7} {'AD /dep-d':>9}")
     for r, s in zip(rn["rows"], null["rows"]):
         ph, ad = r["ph"], r["adwin"]
-        print(f"{r['scenario']:<13} {s['per_stream_day']:9.2e} | {ph['fmr']['per_stream_day']:7.3f} "
+        print(f"{r['scenario']:<14} {s['per_stream_day']:9.2e} | {ph['fmr']['per_stream_day']:7.3f} "
               f"{ph['fnmr']['per_stream_day']:7.3f} {ph['per_deployment_day']:9.1f} | "
               f"{ad['fmr']['per_stream_day']:7.3f} "
               f"{ad['fnmr']['per_stream_day']:7.3f} {ad['per_deployment_day']:9.1f}")

@@ -23,12 +23,12 @@ def _streams(rng: np.random.Generator, T: int) -> list[Stream]:
         n = rng.poisson(800, T).astype(float)
         x = rng.binomial(n.astype(int), rate).astype(float)
         out.append(Stream("error_rate_drift" if g < 3 else "score_drift", "a", "verification", "race", f"g{g}",
-                          "fmr", "sr_band", None, edge, x=x, n=n))
+                          "fmr", "sr_band", None, edge, x=x, n=n, dispersion=(1.0, 1.5, 1.0, 2.0)[g]))
     for g, rate in enumerate([0.004, 0.02]):
         n, n_ref = rng.poisson(800, T).astype(float), rng.poisson(900, T).astype(float)
         x, x_ref = (rng.binomial(m.astype(int), r).astype(float) for m, r in ((n, rate), (n_ref, 0.004)))
         out.append(Stream("disparity_breach", "a", "verification", "race", f"d{g}", "fmr", "sr_disparity:ref", None,
-                          None, x=x, n=n, x_ref=x_ref, n_ref=n_ref, ratio=1.5))
+                          None, x=x, n=n, x_ref=x_ref, n_ref=n_ref, ratio=1.5, dispersion=(1.0, 3.0)[g]))
     return out
 
 
@@ -38,8 +38,9 @@ def test_detector_banks_equal_the_engine_over_stacked_ratios():
     streams = _streams(rng, T)
     alarms, log_stats = run_detectors(streams, threshold, T)
 
-    ratios = [disparity_log_lr(s.x, s.n, s.x_ref, s.n_ref, s.ratio, DEFAULT_GRID) if s.type == "disparity_breach"
-              else rate_log_lr(s.x, s.n, s.edge, DEFAULT_GRID) for s in streams]
+    # each stream's likelihood ratios divided by its dispersion (quasi-likelihood)
+    ratios = [(disparity_log_lr(s.x, s.n, s.x_ref, s.n_ref, s.ratio, DEFAULT_GRID) if s.type == "disparity_breach"
+               else rate_log_lr(s.x, s.n, s.edge, DEFAULT_GRID)) / s.dispersion for s in streams]
     engine = MixtureShiryaevRoberts(len(streams), math.log(threshold), n_alternatives=len(DEFAULT_GRID))
     want_alarms, want_stats = engine.run(np.stack(ratios, axis=1))
 
@@ -68,3 +69,36 @@ def test_alert_values_use_the_strata_of_the_whole_group_as_reports_do():
     blind = Stream(*stream.__dict__.values())  # the same stream without the group's other population
     blind.counts = None
     assert high > 5 * _value(blind, 0, 1, RateEstimator(CoreConfig()))[2]
+
+
+def test_streams_carry_the_dispersion_and_bound_of_their_own_baseline_buckets():
+    from fairwatch.core.config import CoreConfig
+    from fairwatch.core.layout import COLUMNS, IMPOSTOR
+    from fairwatch.detect.detectors import Baseline
+    from fairwatch.detect.dispersion import estimate_dispersion
+    from fairwatch.detect.policy import parse_policy
+    from fairwatch.detect.streams import build_streams
+
+    rng = np.random.default_rng(21)
+    policy = parse_policy("deployment: d\nattributes: [race]\nbaseline: {duration: 1d}\nmetrics: [fmr]\n")
+    bucket, day = 60, 86_400
+    hourly = {"A": np.ones(24), "B": rng.gamma(4.0, 0.25, 24)}  # B's rate varies by the hour
+    counts, base = [], {}
+    for group, factor in hourly.items():
+        n = rng.poisson(300, 1440)
+        x = rng.binomial(n, 0.01 * np.repeat(factor, 60))
+        base[group] = (x.astype(float), n.astype(float))
+        for t in range(1440):
+            row = [0.0] * len(COLUMNS)
+            row[IMPOSTOR.start], row[IMPOSTOR.start + 1] = float(n[t]), float(x[t])
+            row[IMPOSTOR.start + 2], row[IMPOSTOR.start + 3] = float(n[t]), float(x[t])
+            row[IMPOSTOR.start + 4], row[IMPOSTOR.start + 5] = float(n[t]), float(x[t])
+            counts.append(("a", "verification", "race", group, t * bucket, *row))
+    streams = build_streams(policy, CoreConfig(), counts, [], 0, day, day, day + 3600)
+    found = {s.group: s for s in streams if s.type == "error_rate_drift"}
+    for group, (x, n) in base.items():
+        want = estimate_dispersion(x, n, bucket, policy.baseline_confidence).phi
+        assert found[group].dispersion == want
+        edge = Baseline.from_counts(x.sum(), n.sum(), policy.band, policy.baseline_confidence, want).edge
+        assert math.isclose(found[group].edge, edge, rel_tol=1e-12)
+    assert found["B"].dispersion > 10  # an hour of 18,000 comparisons at CV 0.5: about 46

@@ -28,6 +28,14 @@ Streams and their per-bucket likelihood ratios:
 * label-free score drift: the share of non-match decisions whose score is above a baseline
   quantile, treated as the error-rate stream above (no verified outcome needed).
 
+Overdispersed counts (rates that vary between buckets or hours, errors in clusters) break
+``E[L_t | past] <= 1``. Each stream therefore carries the dispersion ``phi >= 1`` of its baseline
+buckets (:mod:`fairwatch.detect.dispersion`), every log likelihood ratio is divided by it
+(quasi-likelihood) and the baseline's upper bound is taken on the effective counts ``x / phi`` of
+``n / phi``; ``phi = 1`` is the binomial detector. The mean <= 1 then holds approximately (for
+near-normal block sums with ``phi`` times the binomial variance), so the false-alarm rate under
+overdispersion is measured, in ``benchmarks/bench_detection.py``, rather than proven.
+
 Baselines are estimated: the guarantee holds on the event that the baseline's upper bound is
 above the true pre-change rate, which has probability at least the baseline confidence.
 
@@ -115,20 +123,27 @@ class Baseline:
     edge: float
 
     @classmethod
-    def from_counts(cls, errors: float, n: float, band: float, confidence: float) -> Baseline:
+    def from_counts(cls, errors: float, n: float, band: float, confidence: float, dispersion: float = 1.0) -> Baseline:
+        """``dispersion`` (>= 1, :mod:`fairwatch.detect.dispersion`) widens the bound: it is taken
+        on the effective counts ``errors / dispersion`` of ``n / dispersion``."""
         if n < 0 or not 0 <= errors <= n:
             raise ValueError("need 0 <= errors <= n")
         if band < 1:
             raise ValueError(f"band must be >= 1, got {band}")
-        upper = 1.0 if errors >= n else float(stats.beta.ppf(confidence, errors + 1, n - errors))
+        if not dispersion >= 1:
+            raise ValueError(f"dispersion must be >= 1, got {dispersion}")
+        x, m = errors / dispersion, n / dispersion
+        upper = 1.0 if errors >= n else float(stats.beta.ppf(confidence, x + 1, m - x))
         return cls(errors, n, errors / n if n else None, upper, min(band * upper, _P_MAX))
 
 
-def rate_log_lr(errors: np.ndarray, n: np.ndarray, edge: np.ndarray, grid=DEFAULT_GRID) -> np.ndarray:
-    """Per-bucket log likelihood ratios ``float[..., K]`` of ``p = edge * r_k`` against ``p = edge``.
+def rate_log_lr(errors: np.ndarray, n: np.ndarray, edge: np.ndarray, grid=DEFAULT_GRID,
+                dispersion=1.0) -> np.ndarray:
+    """Per-bucket log likelihood ratios ``float[..., K]`` of ``p = edge * r_k`` against ``p = edge``,
+    divided by ``dispersion`` (quasi-likelihood; 1 for binomial counts).
 
-    ``errors`` and ``n`` are ``float[T, S]`` (or any shape), ``edge`` broadcasts against them.
-    An empty bucket has ratio 1 (log 0).
+    ``errors`` and ``n`` are ``float[T, S]`` (or any shape), ``edge`` and ``dispersion`` broadcast
+    against them. An empty bucket has ratio 1 (log 0).
 
     >>> rate_log_lr(np.array([1.0]), np.array([100.0]), 0.01, grid=(2.0,)).round(4)
     array([[-0.3119]])
@@ -137,11 +152,13 @@ def rate_log_lr(errors: np.ndarray, n: np.ndarray, edge: np.ndarray, grid=DEFAUL
     edge = np.broadcast_to(np.asarray(edge, float), errors.shape)
     p1 = np.minimum(edge[..., None] * np.asarray(grid, float), _P_MAX)
     p0 = edge[..., None]
-    return errors[..., None] * np.log(p1 / p0) + (n - errors)[..., None] * (np.log1p(-p1) - np.log1p(-p0))
+    llr = errors[..., None] * np.log(p1 / p0) + (n - errors)[..., None] * (np.log1p(-p1) - np.log1p(-p0))
+    return llr / np.broadcast_to(np.asarray(dispersion, float), errors.shape)[..., None]
 
 
-def disparity_log_lr(errors_g, n_g, errors_r, n_r, ratio: float, grid=DEFAULT_GRID) -> np.ndarray:
-    """Per-bucket log likelihood ratios ``float[..., K]`` for "group rate > ratio x reference rate".
+def disparity_log_lr(errors_g, n_g, errors_r, n_r, ratio: float, grid=DEFAULT_GRID, dispersion=1.0) -> np.ndarray:
+    """Per-bucket log likelihood ratios ``float[..., K]`` for "group rate > ratio x reference rate",
+    divided by ``dispersion`` (the larger of the two groups': quasi-likelihood).
 
     Conditional on the errors of both groups in the bucket (see the module docstring); a bucket
     where either group has no comparison or no error happened carries no evidence (log 0).
@@ -158,6 +175,7 @@ def disparity_log_lr(errors_g, n_g, errors_r, n_r, ratio: float, grid=DEFAULT_GR
     pi0 = ratio * share / (ratio * share + 1)
     pi1 = ratio * grid * share / (ratio * grid * share + 1)
     llr = errors_g[..., None] * np.log(pi1 / pi0) + errors_r[..., None] * (np.log1p(-pi1) - np.log1p(-pi0))
+    llr = llr / np.broadcast_to(np.asarray(dispersion, float), informative.shape)[..., None]
     return np.where(informative[..., None], llr, 0.0)
 
 
@@ -242,6 +260,9 @@ class RateDriftDetector:
         ``A``; see :func:`threshold_for_budget`.
     grid
         Alternatives as multiples of ``edge``.
+    dispersion
+        Extra-binomial variation of the counts (:mod:`fairwatch.detect.dispersion`), scalar or one
+        per stream; the likelihood ratios are divided by it.
 
     Examples
     --------
@@ -263,10 +284,13 @@ class RateDriftDetector:
     ([False, True], True)
     """
 
-    def __init__(self, edge, threshold: float, grid=DEFAULT_GRID):
+    def __init__(self, edge, threshold: float, grid=DEFAULT_GRID, dispersion=1.0):
         edges = np.asarray(edge, float)
         if np.any((edges <= 0) | (edges >= 1)):
             raise ValueError(f"edge must be in (0, 1), got {edge}")
+        self.dispersion = np.broadcast_to(np.asarray(dispersion, float), edges.shape).reshape(-1)
+        if np.any(~(self.dispersion >= 1)):
+            raise ValueError(f"dispersion must be >= 1, got {dispersion}")
         self.edge, self.grid = edges, tuple(grid)
         self._sr = MixtureShiryaevRoberts(edges.size, math.log(threshold), n_alternatives=len(self.grid))
         self._alarm = np.zeros(edges.size, bool)
@@ -286,7 +310,7 @@ class RateDriftDetector:
         shape = self.edge.shape
         errors = np.broadcast_to(np.asarray(errors, float), shape).reshape(-1)
         n = np.broadcast_to(np.asarray(n, float), shape).reshape(-1)
-        self._alarm = self._sr.update(rate_log_lr(errors, n, self.edge.reshape(-1), self.grid))
+        self._alarm = self._sr.update(rate_log_lr(errors, n, self.edge.reshape(-1), self.grid, self.dispersion))
         return self
 
 
@@ -305,6 +329,8 @@ class DisparityDetector:
         Alternatives as multiples of ``ratio``.
     n_streams
         For a bank: the number of (group, reference) pairs updated together; None for one.
+    dispersion
+        As for :class:`RateDriftDetector`: scalar or one per pair.
 
     Examples
     --------
@@ -319,10 +345,14 @@ class DisparityDetector:
     True
     """
 
-    def __init__(self, ratio: float, threshold: float, grid=DEFAULT_GRID, n_streams: int | None = None):
+    def __init__(self, ratio: float, threshold: float, grid=DEFAULT_GRID, n_streams: int | None = None,
+                 dispersion=1.0):
         if ratio <= 0:
             raise ValueError(f"ratio must be positive, got {ratio}")
         self.ratio, self.grid, self.n_streams = ratio, tuple(grid), n_streams
+        self.dispersion = np.broadcast_to(np.asarray(dispersion, float), (n_streams or 1,)).copy()
+        if np.any(~(self.dispersion >= 1)):
+            raise ValueError(f"dispersion must be >= 1, got {dispersion}")
         self._sr = MixtureShiryaevRoberts(n_streams or 1, math.log(threshold), n_alternatives=len(self.grid))
         self._alarm = np.zeros(n_streams or 1, bool)
 
@@ -339,7 +369,7 @@ class DisparityDetector:
     def update(self, errors, n, reference_errors, reference_n) -> DisparityDetector:
         """One bucket of the group and of its reference (per pair for a bank)."""
         values = (np.atleast_1d(np.asarray(v, float)) for v in (errors, n, reference_errors, reference_n))
-        self._alarm = self._sr.update(disparity_log_lr(*values, self.ratio, self.grid))
+        self._alarm = self._sr.update(disparity_log_lr(*values, self.ratio, self.grid, self.dispersion))
         return self
 
 

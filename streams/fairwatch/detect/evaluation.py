@@ -41,11 +41,14 @@ def run_detectors(tested: list[Stream], threshold: float, T: int) -> tuple[np.nd
     banks = []
     if rate:
         series = [np.stack([getattr(tested[i], f) for i in rate], axis=1) for f in ("x", "n")]
-        banks.append((rate, RateDriftDetector(np.array([tested[i].edge for i in rate]), threshold), series))
+        banks.append((rate, RateDriftDetector(np.array([tested[i].edge for i in rate]), threshold,
+                                              dispersion=np.array([tested[i].dispersion for i in rate])), series))
     if disparity:
         [ratio] = {tested[i].ratio for i in disparity}  # the policy's, shared by every pair
         series = [np.stack([getattr(tested[i], f) for i in disparity], axis=1) for f in ("x", "n", "x_ref", "n_ref")]
-        banks.append((disparity, DisparityDetector(ratio, threshold, n_streams=len(disparity)), series))
+        banks.append((disparity, DisparityDetector(ratio, threshold, n_streams=len(disparity),
+                                                   dispersion=np.array([tested[i].dispersion for i in disparity])),
+                      series))
     for t in range(T):
         for columns, detector, series in banks:
             detector.update(*(values[t] for values in series))
@@ -142,7 +145,8 @@ def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start:
                 estimate, low, high, n = _value(stream, t, width, estimator)
                 evidence = {"n": float(n), "e_value": None,
                             "statistic": None if stat is None else round(stat / math.log(10), 6),
-                            "threshold": round(math.log10(threshold), 6)}
+                            "threshold": round(math.log10(threshold), 6),
+                            "dispersion": round(stream.dispersion, 6)}
                 template = replace(template, estimate=estimate, low=low, high=high, evidence=evidence)
             for transition in tracker.observe(template, at, alarm, is_clear):
                 incidents[transition.alert.incident] = transition.alert

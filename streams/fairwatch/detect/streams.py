@@ -9,6 +9,7 @@ import numpy as np
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
 from fairwatch.detect.detectors import Baseline
+from fairwatch.detect.dispersion import estimate_dispersion
 from fairwatch.detect.policy import Policy
 
 _METRIC_NAMES = {("verification", "fmr"): "fmr", ("verification", "fnmr"): "fnmr",
@@ -33,6 +34,7 @@ class Stream:
     n: np.ndarray | None = None
     x_ref: np.ndarray | None = None  # disparity: the reference group's
     n_ref: np.ndarray | None = None
+    dispersion: float = 1.0  # of the baseline's counts (fairwatch.detect.dispersion); 1: binomial
     weighted: np.ndarray | None = None  # float[T, 6] weighted sums for the values shown
     counts: np.ndarray | None = None  # float[T, 12] the group's rows: both verification strata
     ratio: float | None = None
@@ -60,13 +62,14 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
     """Every stream of one policy with its baseline and its monitored counts (float[T])."""
     bucket = config.bucket_seconds
     T = max(0, (mon_end - mon_start) // bucket)
-    baseline: dict[tuple, np.ndarray] = {}
+    T_base = max(0, (base_end - base_start) // bucket)
+    baseline: dict[tuple, np.ndarray] = {}  # per bucket: the dispersion needs the variation
     series: dict[tuple, np.ndarray] = {}
     for algorithm, mode, attribute, group, b, *values in counts:
         key = (algorithm, mode, attribute, group)
         row = np.asarray(values, float)
         if base_start <= b < base_end:
-            baseline[key] = baseline.get(key, 0) + row
+            baseline.setdefault(key, np.zeros((T_base, len(COLUMNS))))[(b - base_start) // bucket] += row
         if mon_start <= b < mon_end:
             series.setdefault(key, np.zeros((T, len(COLUMNS))))[(b - mon_start) // bucket] += row
     streams: list[Stream] = []
@@ -78,9 +81,10 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
         for metric in policy.metrics:
             block = _BLOCK[metric]
             n_col, x_col = block.start, block.start + 1
-            rates = {}
+            rates, dispersions = {}, {}
             for key in members:
-                base = baseline.get(key, np.zeros(len(COLUMNS)))
+                base_series = baseline.get(key, np.zeros((T_base, len(COLUMNS))))
+                base = base_series.sum(axis=0)
                 group = key[3]
                 n_b, x_b = base[n_col], base[x_col]
                 weighted_rate = base[block][3] / base[block][2] if base[block][2] > 0 else None
@@ -92,10 +96,13 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
                                            x=np.full(T, n_b), n=np.full(T, float(policy.min_evidence))))
                     continue
                 rates[group] = (x_b / n_b, weighted_rate)
-                edge = Baseline.from_counts(x_b, n_b, policy.band, policy.baseline_confidence).edge
+                phi = estimate_dispersion(base_series[:, x_col], base_series[:, n_col], bucket,
+                                          policy.baseline_confidence).phi
+                dispersions[group] = phi
+                edge = Baseline.from_counts(x_b, n_b, policy.band, policy.baseline_confidence, phi).edge
                 streams.append(Stream("error_rate_drift", algorithm, mode, attribute, group, metric, "sr_band",
                                        weighted_rate, edge, x=mon[:, x_col], n=mon[:, n_col], weighted=mon[:, block],
-                                       counts=mon))
+                                       counts=mon, dispersion=phi))
             if policy.policy_ratio is None or len(rates) < 2:
                 continue
             reference = policy.reference.get(attribute) or min(rates, key=lambda g: (rates[g][0], g))
@@ -109,22 +116,24 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
                 streams.append(Stream("disparity_breach", algorithm, mode, attribute, group, metric,
                                        f"sr_disparity:{reference}", rates[reference][1], None, x=mon[:, x_col],
                                        n=mon[:, n_col], x_ref=ref[:, x_col], n_ref=ref[:, n_col],
-                                       weighted=mon[:, block], counts=mon, ratio=policy.policy_ratio))
+                                       weighted=mon[:, block], counts=mon, ratio=policy.policy_ratio,
+                                       dispersion=max(dispersions[group], dispersions[reference])))
     # label-free: non-match score tail
     tail_base: dict[tuple, np.ndarray] = {}
     tail: dict[tuple, np.ndarray] = {}
     for algorithm, mode, attribute, group, b, n, x in scores:
         key = (algorithm, mode, attribute, group)
         if base_start <= b < base_end:
-            tail_base[key] = tail_base.get(key, 0) + np.array([x, n], float)
+            tail_base.setdefault(key, np.zeros((T_base, 2)))[(b - base_start) // bucket] += (x, n)
         if mon_start <= b < mon_end:
             tail.setdefault(key, np.zeros((T, 2)))[(b - mon_start) // bucket] += (x, n)
     for key in sorted(tail_base):
-        x_b, n_b = tail_base[key]
+        x_b, n_b = tail_base[key].sum(axis=0)
         if n_b < policy.min_evidence:
             continue
         mon = tail.get(key, np.zeros((T, 2)))
-        edge = Baseline.from_counts(x_b, n_b, policy.band, policy.baseline_confidence).edge
+        phi = estimate_dispersion(tail_base[key][:, 0], tail_base[key][:, 1], bucket, policy.baseline_confidence).phi
+        edge = Baseline.from_counts(x_b, n_b, policy.band, policy.baseline_confidence, phi).edge
         streams.append(Stream("score_drift", *key, "score", "sr_score_tail", x_b / n_b, edge, x=mon[:, 0],
-                               n=mon[:, 1]))
+                               n=mon[:, 1], dispersion=phi))
     return streams
