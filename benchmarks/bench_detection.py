@@ -1,6 +1,6 @@
 """Detection benchmark (issue 23, item 3): false alarms under overdispersion, delay and power, river beside.
 
-Baseline measurement of the CURRENT detectors (not a test; run by ``make bench``):
+The detectors before and after the dispersion change of the detection issue (not a test; run by ``make bench``):
 ``benchmarks/bench_detection.py`` (full: about 2 minutes on 2 cores, 104 s measured) or ``--quick``
 (about 10 s, smoke-sized: its numbers have no statistical weight). ``--band`` reruns with another
 policy band. Writes ``benchmarks/results/detection.json`` and prints one table per part.
@@ -10,9 +10,11 @@ is ``Poisson(volume)``. The detector is the project's
 :class:`~fairwatch.detect.detectors.RateDriftDetector` (the class ``evaluation.run_detectors`` drives),
 one bank over all simulated streams, updated one bucket at a time with per-bucket counts, restarting a
 stream after its alarm, run continuously from the end of the baseline. Its null edge is
-``Baseline.from_counts(errors, n, band, confidence).edge`` of the stream's own baseline buckets (the
+``Baseline.from_counts(errors, n, band, confidence, phi).edge`` of the stream's own baseline buckets (the
 buckets right before monitoring), with the policy defaults ``band = 1.5``, ``baseline_confidence =
-0.99``; its threshold is ``threshold_for_budget(200, 1440, 0.1)`` (as ``evaluation.detect`` sets it
+0.99`` taken jointly over a deployment's 200 streams (``joint_confidence``, as ``build_streams``
+does), ``phi = 1`` for the binomial detector and the stream's ``estimate_dispersion`` for the
+dispersion-aware one; its threshold is ``threshold_for_budget(200, 1440, 0.1)`` (as ``evaluation.detect`` sets it
 for a deployment of 200 tested streams and the default ``false_alarms_per_day = 0.1``), so each
 stream's share of the budget is 0.1 / 200 = 5e-4 false alarms a day. Not modelled: the worker's
 daily moving replay start (``lookback``) and the incident dedup of ``IncidentTracker``; alarms are
@@ -96,6 +98,7 @@ from fairwatch.detect.detectors import (
     threshold_for_budget,
 )
 from fairwatch.detect.dispersion import estimate_dispersion
+from fairwatch.detect.streams import joint_confidence
 from fairwatch.testing.bench import write_results
 from scipy import stats
 
@@ -144,7 +147,8 @@ def threshold() -> float:
 def edges_of(errors: np.ndarray, n: np.ndarray, band: float, dispersion=None) -> np.ndarray:
     """The detector's null edge per stream from its baseline totals, as ``build_streams`` computes it."""
     dispersion = np.ones(len(errors)) if dispersion is None else dispersion
-    return np.array([Baseline.from_counts(float(e), float(m), band, CONFIDENCE, float(d)).edge
+    confidence = joint_confidence(CONFIDENCE, STREAMS)  # a deployment's 200 bounds hold at once
+    return np.array([Baseline.from_counts(float(e), float(m), band, confidence, float(d)).edge
                      for e, m, d in zip(errors, n, dispersion)])
 
 
@@ -522,7 +526,8 @@ def main() -> None:
               "streams_per_deployment": STREAMS, "false_alarms_per_day": BUDGET, "baseline_confidence": CONFIDENCE,
               "buckets_per_day": BUCKETS_PER_DAY, **parts}
     print_tables(result)
-    write_results(RESULTS, result, started)
+    default_band = args.band is None or args.band == FULL.band
+    write_results(RESULTS if default_band else RESULTS.with_name(f"detection-band{args.band:g}.json"), result, started)
 
 
 if __name__ == "__main__":

@@ -96,9 +96,11 @@ def test_streams_carry_the_dispersion_and_bound_of_their_own_baseline_buckets():
             counts.append(("a", "verification", "race", group, t * bucket, *row))
     streams = build_streams(policy, CoreConfig(), counts, [], 0, day, day, day + 3600)
     found = {s.group: s for s in streams if s.type == "error_rate_drift"}
+    # two banded streams: each bound at 1 - 0.01 / 2, so that both hold at once with probability 0.99
+    assert len(found) == 2 and all(s.baseline_counts is not None for s in streams if s.edge is not None)
     for group, (x, n) in base.items():
         want = estimate_dispersion(x, n, bucket, policy.baseline_confidence).phi
         assert found[group].dispersion == want
-        edge = Baseline.from_counts(x.sum(), n.sum(), policy.band, policy.baseline_confidence, want).edge
+        edge = Baseline.from_counts(x.sum(), n.sum(), policy.band, 1 - 0.01 / 2, want).edge
         assert math.isclose(found[group].edge, edge, rel_tol=1e-12)
     assert found["B"].dispersion > 10  # an hour of 18,000 comparisons at CV 0.5: about 46

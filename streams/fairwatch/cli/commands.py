@@ -353,6 +353,15 @@ def _register_dashboards() -> None:
 _register_dashboards()
 
 
+def _register_policy() -> None:
+    from fairwatch.cli.policy import register
+
+    register(app)
+
+
+_register_policy()
+
+
 def _register_demo() -> None:
     from fairwatch.cli.demo import demo_command
 

@@ -35,6 +35,8 @@ class Stream:
     x_ref: np.ndarray | None = None  # disparity: the reference group's
     n_ref: np.ndarray | None = None
     dispersion: float = 1.0  # of the baseline's counts (fairwatch.detect.dispersion); 1: binomial
+    baseline_counts: tuple[float, float] | None = None  # banded streams: baseline errors and comparisons
+    baseline_buckets: int = 0  # ... over this many buckets
     weighted: np.ndarray | None = None  # float[T, 6] weighted sums for the values shown
     counts: np.ndarray | None = None  # float[T, 12] the group's rows: both verification strata
     ratio: float | None = None
@@ -99,10 +101,10 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
                 phi = estimate_dispersion(base_series[:, x_col], base_series[:, n_col], bucket,
                                           policy.baseline_confidence).phi
                 dispersions[group] = phi
-                edge = Baseline.from_counts(x_b, n_b, policy.band, policy.baseline_confidence, phi).edge
                 streams.append(Stream("error_rate_drift", algorithm, mode, attribute, group, metric, "sr_band",
-                                       weighted_rate, edge, x=mon[:, x_col], n=mon[:, n_col], weighted=mon[:, block],
-                                       counts=mon, dispersion=phi))
+                                       weighted_rate, None, x=mon[:, x_col], n=mon[:, n_col], weighted=mon[:, block],
+                                       counts=mon, dispersion=phi, baseline_counts=(x_b, n_b),
+                                       baseline_buckets=T_base))
             if policy.policy_ratio is None or len(rates) < 2:
                 continue
             reference = policy.reference.get(attribute) or min(rates, key=lambda g: (rates[g][0], g))
@@ -133,7 +135,22 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
             continue
         mon = tail.get(key, np.zeros((T, 2)))
         phi = estimate_dispersion(tail_base[key][:, 0], tail_base[key][:, 1], bucket, policy.baseline_confidence).phi
-        edge = Baseline.from_counts(x_b, n_b, policy.band, policy.baseline_confidence, phi).edge
-        streams.append(Stream("score_drift", *key, "score", "sr_score_tail", x_b / n_b, edge, x=mon[:, 0],
-                               n=mon[:, 1], dispersion=phi))
+        streams.append(Stream("score_drift", *key, "score", "sr_score_tail", x_b / n_b, None, x=mon[:, 0],
+                               n=mon[:, 1], dispersion=phi, baseline_counts=(x_b, n_b),
+                               baseline_buckets=T_base))
+    # every edge at once: with probability baseline_confidence no stream's bound is below its rate
+    banded = [s for s in streams if s.baseline_counts is not None]
+    confidence = joint_confidence(policy.baseline_confidence, len(banded))
+    for stream in banded:
+        stream.edge = Baseline.from_counts(*stream.baseline_counts, policy.band, confidence, stream.dispersion).edge
     return streams
+
+
+def joint_confidence(confidence: float, streams: int) -> float:
+    """Per-stream level of the baseline bounds so that all ``streams`` hold at once with
+    probability ``confidence`` (Bonferroni).
+
+    >>> round(joint_confidence(0.99, 200), 8)
+    0.99995
+    """
+    return 1 - (1 - confidence) / max(1, streams)
