@@ -11,7 +11,7 @@ is ``Poisson(volume)``. The detector is the project's
 one bank over all simulated streams, updated one bucket at a time with per-bucket counts, restarting a
 stream after its alarm, run continuously from the end of the baseline. Its null edge is
 ``Baseline.from_counts(errors, n, band, confidence, phi).edge`` of the stream's own baseline buckets (the
-buckets right before monitoring), with the policy defaults ``band = 1.5``, ``baseline_confidence =
+buckets right before monitoring), with the policy defaults ``band = 1.0``, ``baseline_confidence =
 0.99`` taken jointly over a deployment's 200 streams (``joint_confidence``, as ``build_streams``
 does), ``phi = 1`` for the binomial detector and the stream's ``estimate_dispersion`` for the
 dispersion-aware one; its threshold is ``threshold_for_budget(200, 1440, 0.1)`` (as ``evaluation.detect`` sets it
@@ -97,7 +97,7 @@ from fairwatch.detect.detectors import (
     cusum_information_bound,
     threshold_for_budget,
 )
-from fairwatch.detect.dispersion import estimate_dispersion
+from fairwatch.detect.dispersion import estimate_dispersion, pooled_dispersion
 from fairwatch.detect.streams import joint_confidence
 from fairwatch.testing.bench import write_results
 from scipy import stats
@@ -135,9 +135,9 @@ class Settings:
 
 
 FULL = Settings(deployments=5, days=14, drift_replicates=200, horizon_hours=96, ph_streams=200, adwin_streams=10,
-                adwin_days=7, river_replicates=20, band=1.5, seed=23)
+                adwin_days=7, river_replicates=20, band=1.0, seed=23)
 QUICK = Settings(deployments=1, days=1, drift_replicates=20, horizon_hours=24, ph_streams=50, adwin_streams=2,
-                 adwin_days=1, river_replicates=3, band=1.5, seed=23)
+                 adwin_days=1, river_replicates=3, band=1.0, seed=23)
 
 
 def threshold() -> float:
@@ -152,9 +152,15 @@ def edges_of(errors: np.ndarray, n: np.ndarray, band: float, dispersion=None) ->
                      for e, m, d in zip(errors, n, dispersion)])
 
 
-def dispersions_of(xb: np.ndarray, nb: np.ndarray) -> np.ndarray:
-    """Each stream's dispersion from its baseline buckets ``[T, S]``, as ``build_streams`` estimates it."""
-    return np.array([estimate_dispersion(xb[:, j], nb[:, j], 60, CONFIDENCE).phi for j in range(xb.shape[1])])
+def dispersions_of(xb: np.ndarray, nb: np.ndarray, set_size: int) -> np.ndarray:
+    """Each stream's dispersion from its baseline buckets ``[T, S]``, as ``build_streams`` estimates
+    it: its own, or the one pooled over its attribute set (each ``set_size`` consecutive columns,
+    the groups of one metric) where larger."""
+    own = np.array([estimate_dispersion(xb[:, j], nb[:, j], 60, CONFIDENCE).phi for j in range(xb.shape[1])])
+    pooled = np.concatenate([
+        pooled_dispersion([(xb[:, j], nb[:, j]) for j in range(start, start + set_size)], 60, CONFIDENCE)
+        for start in range(0, xb.shape[1], set_size)])
+    return np.maximum(own, pooled)
 
 
 def poisson_upper(k: int, exposure: float) -> float:
@@ -217,7 +223,7 @@ def sr_null(settings: Settings) -> dict:
         return np.hstack([p[0] for p in parts]).astype(float), np.hstack([p[1] for p in parts]).astype(float)
 
     xb, nb = day(0)
-    phis = dispersions_of(xb, nb)
+    phis = dispersions_of(xb.astype(float), nb.astype(float), NULL_KINDS[0][3])  # 100 groups per metric
     edges = edges_of(xb.sum(0), nb.sum(0), settings.band)
     aware_edges = edges_of(xb.sum(0), nb.sum(0), settings.band, phis)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -296,7 +302,7 @@ def sr_drift(settings: Settings) -> dict:
         for _, length in BASELINES:
             edges.append(edges_of(xb[-length:].sum(0), nb[-length:].sum(0), settings.band))
             phis.append(np.ones(R))
-        phi = dispersions_of(xb, nb)  # the dispersion-aware detector on the whole baseline day
+        phi = dispersions_of(xb.astype(float), nb.astype(float), R)  # dispersion-aware, whole baseline day
         edges.append(edges_of(xb.sum(0), nb.sum(0), settings.band, phi))
         phis.append(phi)
         edges.append(np.full(R, P0))  # known baseline
@@ -509,7 +515,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke-sized run (under a minute)")
     parser.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
-    parser.add_argument("--band", type=float, default=None, help="policy band (default 1.5, the policy default)")
+    parser.add_argument("--band", type=float, default=None, help="policy band (default 1.0, the policy default)")
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
     if args.band is not None:

@@ -91,3 +91,24 @@ def test_baseline_bound_on_effective_counts():
     wide = Baseline.from_counts(40, 8000, band=1.0, confidence=0.99, dispersion=4.0)
     assert math.isclose(wide.upper, stats.beta.ppf(0.99, 11, 1990), rel_tol=1e-12)
     assert wide.upper > Baseline.from_counts(40, 8000, band=1.0, confidence=0.99).upper
+
+
+def test_pooled_dispersion_recovers_the_shared_variation_of_beta_binomial_groups():
+    from fairwatch.detect.dispersion import pooled_dispersion
+
+    # 8 groups, each too short to show a dispersion of 1 + (n - 1) rho = 1.4 alone with certainty;
+    # pooled, the bound holds it and stays near it; binomial groups keep 1
+    n, p, rho = 200, 0.01, 0.002
+    a, b = p * (1 / rho - 1), (1 - p) * (1 / rho - 1)
+    rng = np.random.default_rng(13)
+    phi = 1 + (n - 1) * rho
+    held, near, binomial_kept = 0, 0, 0
+    for _ in range(40):
+        groups = [(stats.betabinom.rvs(n, a, b, size=1440, random_state=rng).astype(float), np.full(1440, float(n)))
+                  for _ in range(8)]
+        found = pooled_dispersion(groups, 60, 0.99)
+        held += min(found) >= phi
+        near += max(found) <= 1.5 * phi
+        plain = [(rng.binomial(n, p, 1440).astype(float), np.full(1440, float(n))) for _ in range(8)]
+        binomial_kept += pooled_dispersion(plain, 60, 0.99) == [1.0] * 8
+    assert held >= 36 and near >= 36 and binomial_kept >= 34, (held, near, binomial_kept)

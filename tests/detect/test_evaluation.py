@@ -75,7 +75,7 @@ def test_streams_carry_the_dispersion_and_bound_of_their_own_baseline_buckets():
     from fairwatch.core.config import CoreConfig
     from fairwatch.core.layout import COLUMNS, IMPOSTOR
     from fairwatch.detect.detectors import Baseline
-    from fairwatch.detect.dispersion import estimate_dispersion
+    from fairwatch.detect.dispersion import estimate_dispersion, pooled_dispersion
     from fairwatch.detect.policy import parse_policy
     from fairwatch.detect.streams import build_streams
 
@@ -98,8 +98,9 @@ def test_streams_carry_the_dispersion_and_bound_of_their_own_baseline_buckets():
     found = {s.group: s for s in streams if s.type == "error_rate_drift"}
     # two banded streams: each bound at 1 - 0.01 / 2, so that both hold at once with probability 0.99
     assert len(found) == 2 and all(s.baseline_counts is not None for s in streams if s.edge is not None)
+    pooled = dict(zip(base, pooled_dispersion(list(base.values()), bucket, policy.baseline_confidence)))
     for group, (x, n) in base.items():
-        want = estimate_dispersion(x, n, bucket, policy.baseline_confidence).phi
+        want = max(estimate_dispersion(x, n, bucket, policy.baseline_confidence).phi, pooled[group])
         assert found[group].dispersion == want
         edge = Baseline.from_counts(x.sum(), n.sum(), policy.band, 1 - 0.01 / 2, want).edge
         assert math.isclose(found[group].edge, edge, rel_tol=1e-12)

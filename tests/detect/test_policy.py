@@ -45,7 +45,7 @@ def test_example_is_valid_against_the_json_schema_and_loads():
 
 def test_defaults():
     p = parse_policy(GOOD)
-    assert (p.band, p.baseline_confidence, p.min_evidence, p.false_alarms_per_day) == (1.5, 0.99, 1000, 0.1)
+    assert (p.band, p.baseline_confidence, p.min_evidence, p.false_alarms_per_day) == (1.0, 0.99, 1000, 0.1)
     assert p.baseline_to.hour == 7 and p.reference == {"race": "White"} and p.score_quantile == 0.99
 
 

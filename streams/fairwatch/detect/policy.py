@@ -13,7 +13,7 @@ Examples
 ... policy_ratio: 2
 ... ''')
 >>> policy.deployment, policy.band, policy.resolve_after, policy.false_alarms_per_day
-('gate-a', 1.5, 3600, 0.1)
+('gate-a', 1.0, 3600, 0.1)
 >>> parse_policy('deployment: gate-a\\nattributes: [sex]\\nbaseline: {duration: 1h}\\nband: 0.5\\n')
 Traceback (most recent call last):
 ...
@@ -108,7 +108,7 @@ class Policy:
     target_fnmr: float | None = None
     policy_ratio: float | None = None
     reference: dict[str, str] = field(default_factory=dict)
-    band: float = 1.5
+    band: float = 1.0
     baseline_confidence: float = 0.99
     min_evidence: int = 1000
     false_alarms_per_day: float = 0.1
@@ -241,7 +241,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         target_fnmr=document.get("target_fnmr"),
         policy_ratio=document.get("policy_ratio"),
         reference=dict(document.get("reference", {})),
-        band=float(document.get("band", 1.5)),
+        band=float(document.get("band", 1.0)),
         baseline_confidence=float(document.get("baseline_confidence", 0.99)),
         min_evidence=int(document.get("min_evidence", 1000)),
         false_alarms_per_day=float(document.get("false_alarms_per_day", 0.1)),

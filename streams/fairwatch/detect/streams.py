@@ -9,7 +9,7 @@ import numpy as np
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
 from fairwatch.detect.detectors import Baseline
-from fairwatch.detect.dispersion import estimate_dispersion
+from fairwatch.detect.dispersion import estimate_dispersion, pooled_dispersion
 from fairwatch.detect.policy import Policy
 
 _METRIC_NAMES = {("verification", "fmr"): "fmr", ("verification", "fnmr"): "fnmr",
@@ -83,7 +83,7 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
         for metric in policy.metrics:
             block = _BLOCK[metric]
             n_col, x_col = block.start, block.start + 1
-            rates, dispersions = {}, {}
+            rates, dispersions, tested = {}, {}, []
             for key in members:
                 base_series = baseline.get(key, np.zeros((T_base, len(COLUMNS))))
                 base = base_series.sum(axis=0)
@@ -100,11 +100,16 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
                 rates[group] = (x_b / n_b, weighted_rate)
                 phi = estimate_dispersion(base_series[:, x_col], base_series[:, n_col], bucket,
                                           policy.baseline_confidence).phi
-                dispersions[group] = phi
                 streams.append(Stream("error_rate_drift", algorithm, mode, attribute, group, metric, "sr_band",
                                        weighted_rate, None, x=mon[:, x_col], n=mon[:, n_col], weighted=mon[:, block],
                                        counts=mon, dispersion=phi, baseline_counts=(x_b, n_b),
                                        baseline_buckets=T_base))
+                tested.append((streams[-1], base_series[:, x_col], base_series[:, n_col]))
+            # variation shared by the set's disjoint groups shows pooled where one group's is too short
+            pooled = pooled_dispersion([(x, n) for _, x, n in tested], bucket, policy.baseline_confidence)
+            for (stream, _, _), phi in zip(tested, pooled):
+                stream.dispersion = max(stream.dispersion, phi)
+                dispersions[stream.group] = stream.dispersion
             if policy.policy_ratio is None or len(rates) < 2:
                 continue
             reference = policy.reference.get(attribute) or min(rates, key=lambda g: (rates[g][0], g))
