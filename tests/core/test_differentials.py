@@ -140,6 +140,11 @@ def test_a_declared_ratio_floor_bounds_zero_error_groups():
     assert found["max_min_difference", "fmr"].value == pytest.approx(0.004)
     assert found["garbe", "fmr"].value == pytest.approx(2 / 3)
     assert found["max_min_difference", "fmr"].fmr_floor is None
+    # a policy verdict is about the ratio itself, never the floored one: A's rate may be 0, so the
+    # ratio may exceed any policy: not distinguishable, although the floored interval ends at `most`
+    judged = table(frame_of(groups, CoreConfig(ratio_floor_fmr=1e-3, ratio_floor_fnmr=0.02, policy_ratio=most + 1)))
+    assert judged["max_min_ratio", "fmr"].high < most + 1
+    assert judged["max_min_ratio", "fmr"].vs_policy == "not_distinguishable"
 
 
 def test_groups_without_any_error_are_equal():

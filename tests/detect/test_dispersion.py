@@ -112,3 +112,34 @@ def test_pooled_dispersion_recovers_the_shared_variation_of_beta_binomial_groups
         plain = [(rng.binomial(n, p, 1440).astype(float), np.full(1440, float(n))) for _ in range(8)]
         binomial_kept += pooled_dispersion(plain, 60, 0.99) == [1.0] * 8
     assert held >= 36 and near >= 36 and binomial_kept >= 34, (held, near, binomial_kept)
+
+
+def test_pooling_needs_five_groups():
+    from fairwatch.detect.dispersion import MIN_POOLED_GROUPS, pooled_dispersion
+
+    rng = np.random.default_rng(14)
+    hourly = np.repeat(rng.gamma(1 / 0.09, 0.09, 24), 60)
+    groups = [(rng.binomial(300, 1e-2 * hourly).astype(float), np.full(1440, 300.0)) for _ in range(MIN_POOLED_GROUPS)]
+    assert pooled_dispersion(groups[:-1], 60, 0.99) == [1.0] * (MIN_POOLED_GROUPS - 1)
+    assert min(pooled_dispersion(groups, 60, 0.99)) > 1
+
+
+def test_split_dispersion_ignores_shared_variation_and_sees_one_groups_own():
+    from fairwatch.detect.dispersion import split_dispersion
+
+    rng = np.random.default_rng(15)
+    n = np.full(1440, 400.0)
+    shared = np.repeat(rng.gamma(4.0, 0.25, 24), 60)  # CV 0.5 by the hour, both groups
+    own = np.repeat(rng.gamma(4.0, 0.25, 24), 60)  # the group's alone
+    reference = rng.binomial(400, 0.01 * shared).astype(float)
+    together = rng.binomial(400, 0.02 * shared).astype(float)
+    apart = rng.binomial(400, 0.02 * shared * own).astype(float)
+    assert split_dispersion(together, n, reference, n, 60, 0.99).phi == 1.0
+    found = split_dispersion(apart, n, reference, n, 60, 0.99)
+    assert found.phi > 5 and found.rejected[-1]
+    # Pearson's statistic at the hour, recounted: the group's share of each hour's errors
+    x = apart.reshape(24, 60).sum(axis=1)
+    m = (apart + reference).reshape(24, 60).sum(axis=1)
+    pi = (400 * apart.sum() / n.sum()) / (400 * apart.sum() / n.sum() + 400 * reference.sum() / n.sum())
+    pearson = (((x - m * pi) ** 2) / (m * pi * (1 - pi))).sum()
+    assert math.isclose(found.statistics[-1], pearson / 23, rel_tol=1e-9)

@@ -75,12 +75,13 @@ def test_streams_carry_the_dispersion_and_bound_of_their_own_baseline_buckets():
     from fairwatch.core.config import CoreConfig
     from fairwatch.core.layout import COLUMNS, IMPOSTOR
     from fairwatch.detect.detectors import Baseline
-    from fairwatch.detect.dispersion import estimate_dispersion, pooled_dispersion
+    from fairwatch.detect.dispersion import estimate_dispersion, pooled_dispersion, split_dispersion
     from fairwatch.detect.policy import parse_policy
     from fairwatch.detect.streams import build_streams
 
     rng = np.random.default_rng(21)
-    policy = parse_policy("deployment: d\nattributes: [race]\nbaseline: {duration: 1d}\nmetrics: [fmr]\n")
+    policy = parse_policy("deployment: d\nattributes: [race]\nbaseline: {duration: 1d}\nmetrics: [fmr]\n"
+                          "policy_ratio: 2\nreference: {race: A}\n")
     bucket, day = 60, 86_400
     hourly = {"A": np.ones(24), "B": rng.gamma(4.0, 0.25, 24)}  # B's rate varies by the hour
     counts, base = [], {}
@@ -97,7 +98,7 @@ def test_streams_carry_the_dispersion_and_bound_of_their_own_baseline_buckets():
     streams = build_streams(policy, CoreConfig(), counts, [], 0, day, day, day + 3600)
     found = {s.group: s for s in streams if s.type == "error_rate_drift"}
     # two banded streams: each bound at 1 - 0.01 / 2, so that both hold at once with probability 0.99
-    assert len(found) == 2 and all(s.baseline_counts is not None for s in streams if s.edge is not None)
+    assert len(found) == 2 and all(0 < s.edge < 1 for s in found.values())
     pooled = dict(zip(base, pooled_dispersion(list(base.values()), bucket, policy.baseline_confidence)))
     for group, (x, n) in base.items():
         want = max(estimate_dispersion(x, n, bucket, policy.baseline_confidence).phi, pooled[group])
@@ -105,3 +106,7 @@ def test_streams_carry_the_dispersion_and_bound_of_their_own_baseline_buckets():
         edge = Baseline.from_counts(x.sum(), n.sum(), policy.band, 1 - 0.01 / 2, want).edge
         assert math.isclose(found[group].edge, edge, rel_tol=1e-12)
     assert found["B"].dispersion > 10  # an hour of 18,000 comparisons at CV 0.5: about 46
+    # the disparity pair B vs A: the dispersion of B's share of the pair's errors, not of either rate
+    [pair] = [s for s in streams if s.type == "disparity_breach"]
+    (xa, na), (xb, nb) = base["A"], base["B"]
+    assert pair.dispersion == split_dispersion(xb, nb, xa, na, bucket, policy.baseline_confidence).phi

@@ -58,6 +58,25 @@ def test_power_equals_an_independent_simulation():
     assert rows[1].median_delay_hours > rows[0].median_delay_hours
 
 
+def test_volume_counts_only_the_buckets_that_hold_comparisons():
+    from fairwatch.core.config import CoreConfig
+    from fairwatch.core.layout import COLUMNS
+    from fairwatch.detect.policy import parse_policy
+    from fairwatch.detect.streams import build_streams
+
+    # a 4-hour baseline with data in its first hour only: 600 comparisons a minute there
+    policy = parse_policy("deployment: d\nattributes: [race]\nbaseline: {duration: 4h}\nmetrics: [fmr]\n")
+    rows = []
+    for t in range(60):
+        row = [0.0] * len(COLUMNS)
+        row[0:6] = [600.0, 6.0] * 3
+        rows.append(("a", "verification", "race", "A", t * 60, *row))
+    [stream] = [s for s in build_streams(policy, CoreConfig(), rows, [], 0, 4 * 3600, 4 * 3600, 4 * 3600 + 60)
+                if s.type == "error_rate_drift"]
+    [row] = simulate_power([stream], 1e4, 60, shifts=(3.0,), replicates=20, seed=4)
+    assert stream.baseline_buckets == 60 and row.comparisons_per_bucket == 600.0
+
+
 def test_a_shift_within_the_band_is_not_a_departure():
     # edge 1.5x the rate: a 1.2x shift stays below the edge, the detector's null: it must not alarm
     rows = simulate_power([_stream(1e-2, 1.5e-2, 5000.0)], 1e4, 3600, shifts=(1.2, 3.0), replicates=300, seed=3)
@@ -97,5 +116,16 @@ def test_policy_check_command_on_a_replayed_store(tmp_path):
     assert len(events) == 20000 and outcomes  # the simulated inputs the store was filled from
     table = runner.invoke(app, ["policy", "check", str(policy), "--store", store, "--replicates", "20"])
     assert table.exit_code == 0 and "2x shift:" in table.stdout, table.output
-    missing = runner.invoke(app, ["policy", "check", str(tmp_path / "none.yaml"), "--store", store])
-    assert missing.exit_code == 2
+    # a fixed baseline without data, a store without tables, no group with enough evidence: one error line each
+    nobody = tmp_path / "nobody.yaml"
+    nobody.write_text('deployment: nobody\nattributes: [sex]\nbaseline: {from: "2026-11-25T06:00:00Z",'
+                      ' to: "2026-11-25T07:00:00Z"}\n')
+    thin = tmp_path / "thin.yaml"
+    thin.write_text("deployment: gate-a\nattributes: [sex]\nbaseline: {duration: 1h}\nmin_evidence: 100000000\n")
+    for args, message in (([str(nobody), "--store", store], "no verified outcome of deployment 'nobody'"),
+                          ([str(policy), "--store", f"chdb://{tmp_path}/empty"], "run `fairwatch migrate`"),
+                          ([str(thin), "--store", store], "nothing would be tested")):
+        failed = runner.invoke(app, ["policy", "check", *args])
+        assert failed.exit_code == 2 and failed.output.count("error:") == 1, failed.output
+        assert message in " ".join(failed.output.split()), failed.output
+        assert "Traceback" not in failed.output

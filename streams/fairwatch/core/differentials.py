@@ -40,7 +40,9 @@ Ratio floors: a policy may declare a floor per rate (``CoreConfig.ratio_floor_fm
 Max/GeoMean, IR) are then those of the floored rates ``max(r_g, F)``, a different metric that the
 rows name (``fmr_floor`` / ``fnmr_floor``): value and bounds are always finite, zero-error groups
 included. The floored box is the box mapped by the same monotone function, so the intervals keep
-their coverage. The differences and the Gini coefficients are bounded anyway and never floored.
+their coverage. The differences and the Gini coefficients are bounded anyway and never floored, and
+``vs_policy`` is judged on the unfloored ratio interval (a floor only lowers a ratio, so a floored
+interval could call a set within the policy that is not).
 
 Against a policy (``CoreConfig.policy_ratio``, the largest max/min ratio it allows), each rate's
 ``max_min_ratio`` says ``vs_policy``: ``above_policy`` when its whole interval lies above the
@@ -448,7 +450,10 @@ def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: Core
             if metric in RATIOS:
                 found = replace(found, **{f"{rate}_floor": floors[rate]})
             if metric == "max_min_ratio" and config.policy_ratio is not None:
-                found = replace(found, vs_policy=_vs_policy(used.evidence, found.low, found.high, config.policy_ratio))
+                # judged on the rates themselves: a floor only lowers a ratio, and the policy is about the ratio
+                low, high = ((_number(v) for v in _ratio_bounds(box.low, box.high)) if len(box.groups) >= 2
+                             else (None, None))
+                found = replace(found, vs_policy=_vs_policy(box.evidence, low, high, config.policy_ratio))
             result.append(found)
     floored_fmr, floored_fnmr = _floored(both_fmr, floors["fmr"]), _floored(both_fnmr, floors["fnmr"])
     combined = {

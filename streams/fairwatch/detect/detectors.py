@@ -158,7 +158,7 @@ def rate_log_lr(errors: np.ndarray, n: np.ndarray, edge: np.ndarray, grid=DEFAUL
 
 def disparity_log_lr(errors_g, n_g, errors_r, n_r, ratio: float, grid=DEFAULT_GRID, dispersion=1.0) -> np.ndarray:
     """Per-bucket log likelihood ratios ``float[..., K]`` for "group rate > ratio x reference rate",
-    divided by ``dispersion`` (the larger of the two groups': quasi-likelihood).
+    divided by ``dispersion`` (of the split of the two groups' errors: quasi-likelihood).
 
     Conditional on the errors of both groups in the bucket (see the module docstring); a bucket
     where either group has no comparison or no error happened carries no evidence (log 0).

@@ -12,7 +12,7 @@ blocks tests ``phi = 1`` (``X^2 ~ chi2(k - 1)`` for binomial counts). Where the 
 confidence bound ``X^2 / chi2.ppf(1 - confidence, k - 1)``; the stream's dispersion is the largest
 over the lengths, at least 1. Binomial data thus keep ``phi = 1`` (no cost in delay) in about 95%
 of baselines; a short baseline has few long blocks, so its bound is wide: a day gives 24 hours,
-and an hour-long variation then costs up to about 2.4 times its point estimate.
+and an hour-long variation then costs up to about 2.3 times its point estimate.
 
 The detectors use it as a quasi-likelihood (Wedderburn; McCullagh and Nelder, ch. 9): every log
 likelihood ratio is divided by ``phi``, which keeps ``E[exp(llr / phi)] ~= 1`` at the null edge
@@ -24,8 +24,9 @@ often passes its test unseen. Variation from light, cameras and traffic hits eve
 deployment, so :func:`pooled_dispersion` also measures it over the disjoint groups of one attribute
 set: per block length, the squared coefficient of variation of the block rates,
 ``c^2 = sum_j sum_b [(x_jb - N_jb p_j)^2 - N_jb p_j (1 - p_j)] / sum_j sum_b (N_jb p_j)^2``, its
-upper bound from the spread of the groups' terms (normal, at ``confidence``) where a one-sided test
-at :data:`PRETEST_LEVEL` finds it above 0, and each group's dispersion at that length
+upper bound from the spread of the groups' terms (Student's t with ``J - 1`` degrees of freedom, at
+``confidence``) where a one-sided test at :data:`PRETEST_LEVEL` finds it above 0 (sets of at least
+:data:`MIN_POOLED_GROUPS` groups), and each group's dispersion at that length
 ``1 + c^2 sum_b (N_jb p_j)^2 / sum_b N_jb p_j``. A stream takes the larger of its own and the pooled.
 
 References
@@ -42,12 +43,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["DISPERSION_BLOCKS_SECONDS", "MIN_BLOCKS", "PRETEST_LEVEL", "BINOMIAL", "block_lengths", "pooled_dispersion", "Dispersion", "estimate_dispersion"]
+__all__ = ["DISPERSION_BLOCKS_SECONDS", "MIN_BLOCKS", "PRETEST_LEVEL", "BINOMIAL", "block_lengths", "pooled_dispersion", "split_dispersion", "Dispersion", "estimate_dispersion"]
 
 # block lengths tried: one bucket, then 5 min, 15 min and 1 h where they are whole buckets
 DISPERSION_BLOCKS_SECONDS = (300, 900, 3600)
 MIN_BLOCKS = 10  # fewer blocks of a length in the baseline: that length is not tried
 PRETEST_LEVEL = 0.05  # of the test of phi = 1, over all lengths
+MIN_POOLED_GROUPS = 5  # fewer groups in an attribute set: no pooled estimate (its spread is too uncertain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,20 +101,57 @@ def estimate_dispersion(errors: np.ndarray, n: np.ndarray, bucket_seconds: int, 
     if total <= 0 or errors.sum() <= 0 or errors.sum() >= total:
         return BINOMIAL  # no error (or nothing else) seen: no variation to measure
     p = errors.sum() / total
-    lengths = block_lengths(bucket_seconds, len(errors))
+    return _blockwise(errors, n * p, n * p * (1 - p), bucket_seconds, confidence)
+
+
+def split_dispersion(errors: np.ndarray, n: np.ndarray, reference_errors: np.ndarray, reference_n: np.ndarray,
+                     bucket_seconds: int, confidence: float) -> Dispersion:
+    """The dispersion of a disparity stream: of the group's share of the two groups' errors.
+
+    Given the ``m`` errors of a bucket, the group's count is ``Binomial(m, pi)``, ``pi = n p / (n p +
+    n_r p_r)`` with the baseline's rates (what :func:`~fairwatch.detect.detectors.disparity_log_lr`
+    tests), so a variation shared by both groups cancels; only one that moves them apart shows.
+
+    Examples
+    --------
+    Both groups' rates vary by the hour together (CV 0.5): their split stays binomial:
+
+    >>> rng = np.random.default_rng(2)
+    >>> hourly = np.repeat(rng.gamma(4.0, 0.25, 24), 60)
+    >>> n = np.full(1440, 300.0)
+    >>> g, r = (rng.binomial(300, rate * hourly).astype(float) for rate in (0.02, 0.01))
+    >>> estimate_dispersion(g, n, 60, 0.99).phi > 10, split_dispersion(g, n, r, n, 60, 0.99).phi
+    (True, 1.0)
+    """
+    errors, n, reference_errors, reference_n = (np.asarray(v, float) for v in (errors, n, reference_errors,
+                                                                                 reference_n))
+    if n.sum() <= 0 or reference_n.sum() <= 0 or errors.sum() <= 0 or reference_errors.sum() <= 0:
+        return BINOMIAL
+    weight, reference_weight = n * errors.sum() / n.sum(), reference_n * reference_errors.sum() / reference_n.sum()
+    total = weight + reference_weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, weight / np.where(total > 0, total, 1.0), 0.0)
+    m = errors + reference_errors
+    return _blockwise(errors, m * share, m * share * (1 - share), bucket_seconds, confidence)
+
+
+def _blockwise(observed: np.ndarray, expected: np.ndarray, variance: np.ndarray, bucket_seconds: int,
+               confidence: float) -> Dispersion:
+    """Pearson's test of ``phi = 1`` and its bound per block length (see the module docstring):
+    ``observed`` counts per bucket with their binomial ``expected`` values and ``variance``."""
+    lengths = block_lengths(bucket_seconds, len(observed))
     if not lengths:
         return BINOMIAL
     pretest, level = PRETEST_LEVEL / len(lengths), 1 - confidence
     phi, tried, statistics, rejected = 1.0, [], [], []
     for length in lengths:
-        blocks = len(errors) // length
-        x = errors[: blocks * length].reshape(blocks, length).sum(axis=1)
-        m = n[: blocks * length].reshape(blocks, length).sum(axis=1)
-        used = m > 0
+        blocks = len(observed) // length
+        x, e, v = (a[: blocks * length].reshape(blocks, length).sum(axis=1) for a in (observed, expected, variance))
+        used = v > 0
         df = int(used.sum()) - 1
         if df < MIN_BLOCKS - 1:
             continue
-        pearson = float((((x - m * p) ** 2)[used] / (m[used] * p * (1 - p))).sum())
+        pearson = float((((x - e) ** 2)[used] / v[used]).sum())
         tried.append(length)
         statistics.append(pearson / df)
         rejected.append(pearson > stats.chi2.ppf(1 - pretest, df))
@@ -139,14 +178,15 @@ def pooled_dispersion(series: list[tuple[np.ndarray, np.ndarray]], bucket_second
     (8, True)
     """
     phis = np.ones(len(series))
-    if len(series) < 2:
+    if len(series) < MIN_POOLED_GROUPS:
         return phis.tolist()
     T = min(len(x) for x, _ in series)
     lengths = block_lengths(bucket_seconds, T)
     if not lengths:
         return phis.tolist()
-    pretest = stats.norm.ppf(1 - PRETEST_LEVEL / len(lengths))
-    bound = stats.norm.ppf(confidence)
+    # the spread of the groups' terms is estimated from the groups: t with J - 1 degrees of freedom
+    pretest = stats.t.ppf(1 - PRETEST_LEVEL / len(lengths), len(series) - 1)
+    bound = stats.t.ppf(confidence, len(series) - 1)
     for length in lengths:
         blocks = T // length
         excess, weight, scale = [], [], []

@@ -108,13 +108,14 @@ class PolicyCheck:
     log10_threshold: float
     insufficient: list[dict]
     rows: list[PowerRow]
+    data_until: str | None = None  # the last stored bucket's end when the baseline runs past it
 
     def to_dict(self) -> dict:
         return {**{k: v for k, v in asdict(self).items() if k != "rows"}, "rows": [r.to_dict() for r in self.rows]}
 
 
 class NoBaseline(ValueError):
-    """The store holds no data of the policy's deployment to measure a baseline on."""
+    """The store holds no data of the policy's deployment in its baseline period."""
 
 
 def check_policy(store: Store, config: CoreConfig, policy: Policy, shifts=SHIFTS, replicates: int = 200,
@@ -128,6 +129,11 @@ def check_policy(store: Store, config: CoreConfig, policy: Policy, shifts=SHIFTS
     bucket = config.bucket_seconds
     base_start, base_end = (int(math.floor(t.timestamp() / bucket) * bucket) for t in period)
     counts = read_counts(store, policy, utc(base_start), utc(base_end))
+    if not counts:
+        raise NoBaseline(f"no verified outcome of deployment {policy.deployment!r} in its baseline"
+                         f" [{utc(base_start).isoformat()}, {utc(base_end).isoformat()})")
+    last = max(row[4] for row in counts) + bucket
+    data_until = utc(last).isoformat() if last < base_end else None
     scores = (read_score_tails(store, policy, config, utc(base_start), utc(base_end), utc(base_end))
               if policy.score_quantile else [])
     # one empty monitored bucket: the streams without enough evidence keep their baseline count there
@@ -140,4 +146,4 @@ def check_policy(store: Store, config: CoreConfig, policy: Policy, shifts=SHIFTS
                     for s in streams if s.type == "insufficient_evidence"]
     return PolicyCheck(policy.deployment, utc(base_start).isoformat(), utc(base_end).isoformat(), len(tested),
                        math.log10(threshold), insufficient,
-                       simulate_power(streams, threshold, bucket, shifts, replicates, seed))
+                       simulate_power(streams, threshold, bucket, shifts, replicates, seed), data_until)

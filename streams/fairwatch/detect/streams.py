@@ -9,7 +9,7 @@ import numpy as np
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
 from fairwatch.detect.detectors import Baseline
-from fairwatch.detect.dispersion import estimate_dispersion, pooled_dispersion
+from fairwatch.detect.dispersion import estimate_dispersion, pooled_dispersion, split_dispersion
 from fairwatch.detect.policy import Policy
 
 _METRIC_NAMES = {("verification", "fmr"): "fmr", ("verification", "fnmr"): "fnmr",
@@ -36,7 +36,7 @@ class Stream:
     n_ref: np.ndarray | None = None
     dispersion: float = 1.0  # of the baseline's counts (fairwatch.detect.dispersion); 1: binomial
     baseline_counts: tuple[float, float] | None = None  # banded streams: baseline errors and comparisons
-    baseline_buckets: int = 0  # ... over this many buckets
+    baseline_buckets: int = 0  # ... in this many buckets that hold comparisons
     weighted: np.ndarray | None = None  # float[T, 6] weighted sums for the values shown
     counts: np.ndarray | None = None  # float[T, 12] the group's rows: both verification strata
     ratio: float | None = None
@@ -83,7 +83,7 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
         for metric in policy.metrics:
             block = _BLOCK[metric]
             n_col, x_col = block.start, block.start + 1
-            rates, dispersions, tested = {}, {}, []
+            rates, tested = {}, []
             for key in members:
                 base_series = baseline.get(key, np.zeros((T_base, len(COLUMNS))))
                 base = base_series.sum(axis=0)
@@ -103,28 +103,32 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
                 streams.append(Stream("error_rate_drift", algorithm, mode, attribute, group, metric, "sr_band",
                                        weighted_rate, None, x=mon[:, x_col], n=mon[:, n_col], weighted=mon[:, block],
                                        counts=mon, dispersion=phi, baseline_counts=(x_b, n_b),
-                                       baseline_buckets=T_base))
+                                       baseline_buckets=int((base_series[:, n_col] > 0).sum())))
                 tested.append((streams[-1], base_series[:, x_col], base_series[:, n_col]))
             # variation shared by the set's disjoint groups shows pooled where one group's is too short
             pooled = pooled_dispersion([(x, n) for _, x, n in tested], bucket, policy.baseline_confidence)
             for (stream, _, _), phi in zip(tested, pooled):
                 stream.dispersion = max(stream.dispersion, phi)
-                dispersions[stream.group] = stream.dispersion
             if policy.policy_ratio is None or len(rates) < 2:
                 continue
             reference = policy.reference.get(attribute) or min(rates, key=lambda g: (rates[g][0], g))
             if reference not in rates:
                 continue
             ref = series.get((algorithm, mode, attribute, reference), np.zeros((T, len(COLUMNS))))
+            ref_base = baseline.get((algorithm, mode, attribute, reference), np.zeros((T_base, len(COLUMNS))))
             for group in sorted(rates):
                 if group == reference:
                     continue
                 mon = series.get((algorithm, mode, attribute, group), np.zeros((T, len(COLUMNS))))
+                base = baseline.get((algorithm, mode, attribute, group), np.zeros((T_base, len(COLUMNS))))
+                # the test is of the split of the two groups' errors: a variation they share cancels
+                split = split_dispersion(base[:, x_col], base[:, n_col], ref_base[:, x_col], ref_base[:, n_col],
+                                         bucket, policy.baseline_confidence).phi
                 streams.append(Stream("disparity_breach", algorithm, mode, attribute, group, metric,
                                        f"sr_disparity:{reference}", rates[reference][1], None, x=mon[:, x_col],
                                        n=mon[:, n_col], x_ref=ref[:, x_col], n_ref=ref[:, n_col],
                                        weighted=mon[:, block], counts=mon, ratio=policy.policy_ratio,
-                                       dispersion=max(dispersions[group], dispersions[reference])))
+                                       dispersion=split))
     # label-free: non-match score tail
     tail_base: dict[tuple, np.ndarray] = {}
     tail: dict[tuple, np.ndarray] = {}
@@ -142,7 +146,7 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
         phi = estimate_dispersion(tail_base[key][:, 0], tail_base[key][:, 1], bucket, policy.baseline_confidence).phi
         streams.append(Stream("score_drift", *key, "score", "sr_score_tail", x_b / n_b, None, x=mon[:, 0],
                                n=mon[:, 1], dispersion=phi, baseline_counts=(x_b, n_b),
-                               baseline_buckets=T_base))
+                               baseline_buckets=int((tail_base[key][:, 1] > 0).sum())))
     # every edge at once: with probability baseline_confidence no stream's bound is below its rate
     banded = [s for s in streams if s.baseline_counts is not None]
     confidence = joint_confidence(policy.baseline_confidence, len(banded))
