@@ -1,7 +1,7 @@
 """Detection benchmark (issue 23, item 3): false alarms under overdispersion, delay and power, river beside.
 
 The detectors before and after the dispersion change of the detection issue (not a test; run by ``make bench``):
-``benchmarks/bench_detection.py`` (full: about 2 minutes on 2 cores, 104 s measured) or ``--quick``
+``benchmarks/bench_detection.py`` (full: about 3.5 minutes on 2 cores, 197 s measured) or ``--quick``
 (about 10 s, smoke-sized: its numbers have no statistical weight). ``--band`` reruns with another
 policy band. Writes ``benchmarks/results/detection.json`` and prints one table per part.
 

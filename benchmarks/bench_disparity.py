@@ -2,10 +2,10 @@
 
 Run by ``make bench`` (not a test). Writes ``benchmarks/results/disparity.json`` and prints two tables.
 
-Each simulated deployment has ``PAIRS`` (group, reference) pairs: the reference group sees
+Each simulated deployment has 400 (group, reference) pairs (50 quick): the reference group sees
 ``Poisson(300)`` impostor comparisons a minute at FMR ``P_REF`` = 1e-3, the group ``Poisson(300)``
 at ``RATIO x P_REF`` (the policy ratio, 2: the edge of the null, its worst case). One day of
-baseline buckets, then ``DAYS`` monitored days. The detector is the project's
+baseline buckets, then 14 monitored days (1 quick). The detector is the project's
 :class:`~fairwatch.detect.detectors.DisparityDetector` with the threshold
 ``threshold_for_budget(200, 1440, 0.1)`` (a deployment of 200 tested streams, budget 0.1 false
 alarms a day), run twice on the same counts: with ``phi = 1`` and with each pair's
@@ -148,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke-sized run")
     args = parser.parse_args()
-    deployments, pairs, days = (1, 50, 1) if args.quick else (5, 100, 14)
+    deployments, pairs, days = (1, 50, 1) if args.quick else (5, 400, 14)
     started = time.perf_counter()
     null = null_part(deployments, pairs, days, seed=31)
     breach = breach_part(50 if args.quick else 200, seed=32)

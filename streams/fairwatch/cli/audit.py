@@ -32,7 +32,9 @@ def report_command(
     out: Optional[Path] = typer.Option(None, "--out", help="Write here (default: stdout; pdf needs --out)."),
     store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
     policy: Optional[Path] = typer.Option(None, "--policy", exists=True, dir_okay=False,
-                                          help="Policy file (fairwatch.detect.policy): its targets, path and sha256 go in the report."),
+                                          help="Policy file (fairwatch.detect.policy): its targets, policy_ratio, ratio_floor and"
+                                               " label_maturity apply unless given here; path and sha256 go in"
+                                               " the report."),
     target_fmr: Optional[float] = typer.Option(None, "--target-fmr", help="Intended FMR: sets status."),
     target_fnmr: Optional[float] = typer.Option(None, "--target-fnmr", help="Intended FNMR."),
     policy_ratio: Optional[float] = typer.Option(None, "--policy-ratio", min=1.0,

@@ -113,7 +113,7 @@ def register(app) -> None:
             within = sum(1 for r in result.rows if r.shift == s) - len(departures)
             out.print(f"{s:g}x shift: {strong} of {len(departures)} streams detect it within 24 h with probability"
                       f" >= 0.95" + (f"; within the band of {within} more" if within else ""))
-        out.print("Simulated with binomial counts from the first bucket on: overdispersed data and later changes"
-                  " take longer (docs/detection.md).")
+        out.print("Simulated with binomial counts from the first bucket on: overdispersed data vary more and later"
+                  " changes take longer (docs/detection.md).")
 
     app.add_typer(group, name="policy")

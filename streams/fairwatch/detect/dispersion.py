@@ -25,8 +25,8 @@ deployment, so :func:`pooled_dispersion` also measures it over the disjoint grou
 set: per block length, the squared coefficient of variation of the block rates,
 ``c^2 = sum_j sum_b [(x_jb - N_jb p_j)^2 - N_jb p_j (1 - p_j)] / sum_j sum_b (N_jb p_j)^2``, its
 upper bound from the spread of the groups' terms (Student's t with ``J - 1`` degrees of freedom, at
-``confidence``) where a one-sided test at :data:`PRETEST_LEVEL` finds it above 0 (sets of at least
-:data:`MIN_POOLED_GROUPS` groups), and each group's dispersion at that length
+``confidence``) where a one-sided test at :data:`PRETEST_LEVEL` over the lengths finds it above 0
+(sets of at least :data:`MIN_POOLED_GROUPS` tested groups), and each group's dispersion at that length
 ``1 + c^2 sum_b (N_jb p_j)^2 / sum_b N_jb p_j``. A stream takes the larger of its own and the pooled.
 
 References

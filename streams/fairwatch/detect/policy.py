@@ -2,7 +2,8 @@
 
 A file that breaks the schema, or a rule the schema cannot state (a baseline that ends before it
 starts, an intersection of unwatched attributes), is refused with :class:`PolicyError`, which
-names the file, the line and the reason. ``schemas/examples/policy/gate-a.yaml`` shows every key.
+names the file, the line and the reason. ``schemas/examples/policy/gate-a.yaml`` shows every key but
+``algorithms`` (default: every algorithm the deployment runs).
 
 Examples
 --------

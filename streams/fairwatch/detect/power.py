@@ -9,9 +9,10 @@ the share alarmed within 24 hours (power) and the median and 95th-percentile del
 than half, or 5%, were not alarmed within the horizon). A shift whose rate stays at or below the
 edge (``k <= edge / p``) is not a departure under the policy: it is never meant to alarm.
 
-What it leaves out, so that real delays are longer: the change comes with the first bucket (the
-statistic starts at 0), counts are binomial (overdispersed data are slower, by about their
-dispersion), volumes have no daily cycle, and labels arrive at once.
+What it leaves out, so that real delays are longer or more variable: the change comes with the
+first bucket (the statistic starts at 0), counts are binomial (the detector divides by each
+stream's measured dispersion, but real overdispersed counts vary more), volumes have no daily
+cycle, and labels arrive at once.
 """
 
 from __future__ import annotations
