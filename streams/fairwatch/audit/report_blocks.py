@@ -99,7 +99,9 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
             [a["opened_at"], a["resolved_at"] or "-", a["type"], a["severity"], a["deployment"], a["group"],
              a["metric"], _interval(a, "value"), a["state"]] for a in doc["alerts"]]))
     else:
-        b.append(("p", "No alert was open in the window."))
+        b.append(("p", "No alert is recorded for this window. Alerts exist only where a detection policy ran"
+                       " over this deployment (fairwatch replay --policy, or workers with FAIRWATCH_POLICIES);"
+                       " the store does not show whether one did, so this is not evidence of no drift."))
     b.append(("h2", "6. Methods"))
     b.append(("table", ["term", "definition"], [[k, v] for k, v in methods["definitions"].items()]))
     b.append(("table", ["intervals", "method"], [[k, v] for k, v in methods["intervals"].items()]))

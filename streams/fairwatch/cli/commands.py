@@ -281,8 +281,9 @@ def replay(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from fairwatch.core.config import CoreConfig
+    from fairwatch.detect.coverage import PolicyMismatch
     from fairwatch.detect.policy import load_policies
-    from fairwatch.store.clickhouse import StoreError, open_store
+    from fairwatch.store.clickhouse import StoreError, open_store, redacted_url
     from fairwatch.stream.replay import replay as run_replay
     from fairwatch.stream.worker_settings import SettingsError, parse_intersections
 
@@ -300,21 +301,31 @@ def replay(
                     f"{letter.message.topic}:{letter.message.offset}: {letter.rejection}"),
                 policies=policies,
             )
+    except PolicyMismatch as exc:
+        opened.close()
+        console.print(f"[red]error:[/red] {exc}; the files were loaded, detection did not run")
+        raise typer.Exit(2) from None
     except (SettingsError, StoreError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    summary = {"store": opened.url, "events_lines": report.lines[MATCH_EVENTS],
+    summary = {"store": redacted_url(opened.url), "events_lines": report.lines[MATCH_EVENTS],
                "outcomes_lines": report.lines[VERIFIED_OUTCOMES], "labeled": report.labeled,
                "rejected": [{"file": f, "line": n, "reason": r} for f, n, r in report.rejected],
-               "alerts": [a.to_record() for a in report.alerts]}
+               "alerts": [a.to_record() for a in report.alerts],
+               "detection": {"ran": bool(policy), "policies": [c.to_dict() for c in report.coverage]}}
     opened.close()
     if as_json:
         print(json.dumps(summary))
     else:
         print(f"replayed {summary['events_lines']} event lines and {summary['outcomes_lines']} outcome lines into "
               f"{summary['store']}: {report.labeled} labeled outcomes, {len(report.rejected)} lines rejected")
+        if not policy:
+            print("detection: not run (no --policy): no alert can exist for these data")
+        for coverage in report.coverage:
+            print(f"detection: {coverage.describe()}")
         if policy:
-            print(f"detection: {len(report.alerts)} incidents opened or resolved (fairwatch alerts --store ... lists them)")
+            print(f"detection: {len(report.alerts)} incidents opened or resolved"
+                  f" (fairwatch alerts --store {summary['store']} lists them)")
 
 
 def _register_simulate() -> None:

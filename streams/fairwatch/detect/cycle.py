@@ -94,7 +94,9 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
     for policy in (policies.values() if isinstance(policies, dict) else policies):
         started = time.monotonic()
         period = baseline_period(store, policy)
-        if period is None:
+        if period is None:  # said every cycle: a policy that never matches must not pass unnoticed
+            log.warning("detection %s: no verified outcome of deployment %r stored yet; nothing to detect",
+                        policy.source, policy.deployment)
             continue
         base_start, base_end = (_bucket_of(t.timestamp(), bucket) for t in period)
         horizon = _bucket_of(now.timestamp() - policy.label_delay, bucket)

@@ -193,6 +193,22 @@ class ServerStore:
             self._numpy_client.disconnect()
 
 
+def redacted_url(url: str) -> str:
+    """``url`` without its password, for printing.
+
+    >>> redacted_url("clickhouse://writer:s3cret@db:9440/fairwatch?secure=1")
+    'clickhouse://writer@db:9440/fairwatch?secure=1'
+    >>> redacted_url("chdb:///tmp/fw")
+    'chdb:///tmp/fw'
+    """
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    host = parsed.hostname or ""
+    netloc = f"{parsed.username}@{host}" + (f":{parsed.port}" if parsed.port else "")
+    return parsed._replace(netloc=netloc).geturl()
+
+
 def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:4])
 

@@ -75,3 +75,15 @@ def first_bucket(store: Store, deployment: str) -> tuple[int, datetime | None]:
     """How many count rows a deployment has, and its earliest bucket (None when it has none)."""
     rows = store.query("SELECT count(), min(bucket) FROM group_counts WHERE deployment = %(d)s", {"d": deployment})
     return (rows[0][0], rows[0][1]) if rows and rows[0][0] else (0, None)
+
+
+def counted_deployments(store: Store) -> list[str]:
+    """Every deployment with counts."""
+    return [row[0] for row in store.query("SELECT DISTINCT deployment FROM group_counts")]
+
+
+def counted_groups(store: Store, deployment: str) -> list[tuple[str, str, str]]:
+    """``(algorithm, attribute, group)`` of every group counted for ``deployment``."""
+    return [tuple(row) for row in store.query(
+        "SELECT DISTINCT algorithm, attribute, group_label FROM group_counts WHERE deployment = %(d)s",
+        {"d": deployment})]

@@ -30,6 +30,7 @@ class ReplayReport:
     rejected: list[tuple[str, int, str]] = field(default_factory=list)  # (file, line, reason)
     labeled: int = 0
     alerts: list = field(default_factory=list)  # incidents opened or resolved by the detection pass
+    coverage: list = field(default_factory=list)  # per policy: the groups it watched (detect.coverage)
 
 
 def _lines(path: Path, kind: str) -> Iterator[RawMessage]:
@@ -90,8 +91,11 @@ def replay(
         if batch:
             flush(batch)
     if policies:
+        from fairwatch.detect.coverage import policy_coverage
         from fairwatch.detect.cycle import run_detection
 
+        # a policy that matches nothing stored is an error, never a silent pass (PolicyMismatch)
+        report.coverage = [policy_coverage(store, p) for p in policies.values()]
         rows = store.query("SELECT count(), max(occurred_at) FROM match_events")
         if rows and rows[0][0]:
             # as of the end of the replayed event time, plus the longest resolve spell so that
