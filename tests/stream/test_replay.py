@@ -29,3 +29,20 @@ def test_replay_counts_equal_the_oracle_and_bad_lines_are_reported(tmp_path):
         ("events.jsonl", bad_event_line), ("outcomes.jsonl", sum(1 for _ in outcomes.open("rb")))]
     assert "invalid_json" in summary["rejected"][0]["reason"]
     assert_counts_equal(stored_counts(open_store(store)), oracle_counts(workload))
+
+
+def test_rejections_are_capped_and_a_replay_of_nothing_valid_fails(tmp_path):
+    events, outcomes = tmp_path / "events.jsonl", tmp_path / "outcomes.jsonl"
+    events.write_bytes(b"".join(b'{"event_id": "e%d"\n' % i for i in range(30)))  # 30 broken lines
+    outcomes.write_bytes(b'{"event_id": "x", "truth": "maybe"}\n')
+    runner = CliRunner()
+    result = runner.invoke(app, ["replay", str(events), str(outcomes), "--store", f"chdb://{tmp_path}/s",
+                                 "--max-errors", "5"])
+    assert result.exit_code == 2, result.output
+    diagnostics = [line for line in result.output.splitlines() if line.startswith(("match-events:", str(events)))]
+    assert len(diagnostics) == 5, result.output
+    assert "... and 26 more rejected lines" in result.output
+    assert result.output.count("error:") == 1 and "every one of the 31 lines was rejected" in result.output
+    # the JSON summary still lists every rejected line
+    full = runner.invoke(app, ["replay", str(events), str(outcomes), "--store", f"chdb://{tmp_path}/t", "--json"])
+    assert full.exit_code == 2 and len(json.loads(full.stdout.strip().splitlines()[-1])["rejected"]) == 31

@@ -275,9 +275,13 @@ def replay(
     bucket_seconds: int = typer.Option(60, "--bucket-seconds", envvar="FAIRWATCH_BUCKET_SECONDS"),
     policy: Optional[Path] = typer.Option(None, "--policy", exists=True,
                                           help="Policy file or directory: run drift detection after loading."),
+    max_errors: int = typer.Option(20, "--max-errors", min=0,
+                                   help="Print at most this many rejected lines (all are in --json and dead-letter)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Replay JSONL files through the worker's batch step into a store, without Kafka."""
+    """Replay JSONL files through the worker's batch step into a store, without Kafka.
+
+    Exit status: 0 when lines were loaded, 2 for bad input (every line rejected, a policy matching nothing)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from fairwatch.core.config import CoreConfig
@@ -287,6 +291,7 @@ def replay(
     from fairwatch.stream.replay import replay as run_replay
     from fairwatch.stream.worker_settings import SettingsError, parse_intersections
 
+    shown = _Capped(max_errors)
     try:
         config = CoreConfig(bucket_seconds=bucket_seconds, intersections=parse_intersections(intersections))
         policies = load_policies(policy) if policy else None
@@ -297,7 +302,7 @@ def replay(
             task = bar.add_task("replaying", total=total)
             report = run_replay(
                 opened, events, outcomes, config, progress=lambda n: bar.advance(task, n),
-                on_reject=lambda letter: None if as_json else console.print(
+                on_reject=lambda letter: None if as_json else shown.show(
                     f"{letter.message.topic}:{letter.message.offset}: {letter.rejection}"),
                 policies=policies,
             )
@@ -314,6 +319,8 @@ def replay(
                "alerts": [a.to_record() for a in report.alerts],
                "detection": {"ran": bool(policy), "policies": [c.to_dict() for c in report.coverage]}}
     opened.close()
+    if shown.hidden:
+        console.print(f"... and {shown.hidden} more rejected lines (all in --json and in the dead-letter records)")
     if as_json:
         print(json.dumps(summary))
     else:
@@ -326,6 +333,26 @@ def replay(
         if policy:
             print(f"detection: {len(report.alerts)} incidents opened or resolved"
                   f" (fairwatch alerts --store {summary['store']} lists them)")
+    read = summary["events_lines"] + summary["outcomes_lines"]
+    if read and len(report.rejected) == read:
+        console.print(f"[red]error:[/red] every one of the {read} lines was rejected: nothing was loaded"
+                      f" (first: {report.rejected[0][0]}:{report.rejected[0][1]}: {report.rejected[0][2]})",
+                      soft_wrap=True)
+        raise typer.Exit(2)
+
+
+class _Capped:
+    """Prints the first ``limit`` diagnostics and counts the rest."""
+
+    def __init__(self, limit: int):
+        self.limit, self.printed, self.hidden = limit, 0, 0
+
+    def show(self, line: str) -> None:
+        if self.printed < self.limit:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)  # one line per diagnostic
+            self.printed += 1
+        else:
+            self.hidden += 1
 
 
 def _register_simulate() -> None:
