@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import pytest
 from fairwatch.cli import app
 from typer.testing import CliRunner
@@ -51,19 +53,88 @@ def test_replay_names_the_groups_each_policy_watched(replayed):
 def test_replay_without_a_policy_says_detection_did_not_run(replayed):
     tmp, runner = replayed
     result = _replay(tmp, runner, "none")
-    assert result.exit_code == 0 and "detection: not run (no --policy)" in result.stdout, result.output
+    assert result.exit_code == 0 and "detection: not run by this replay (no --policy)" in result.stdout, result.output
+    assert json.loads(_replay(tmp, runner, "none_json", None, "--json").stdout)["detection"] == {
+        "ran": False, "policies": [], "errors": []}
 
 
 @pytest.mark.parametrize("policy, said", [
     (POLICY.replace("gate-a", "gate-A"), "deployment 'gate-A' is not in the store (known: gate-a); did you mean gate-a?"),
     (POLICY.replace("race]", "rase]"), "attribute set 'rase' is not in the store (known: age, race, sex); did you mean race?"),
-    (POLICY + "intersections: [[sex, race]]\n", "with --intersections sex&race"),
     (POLICY + "algorithms: [algo-v9]\n", "algorithm 'algo-v9' is not in the store (known: algo-v1); did you mean algo-v1?"),
 ])
 def test_a_policy_matching_nothing_is_one_error_line(replayed, policy, said):
     tmp, runner = replayed
     result = _replay(tmp, runner, f"bad{abs(hash(policy))}", policy)
     assert result.exit_code == 2, result.output
-    assert result.output.count("error:") == 1 and "Traceback" not in result.output
-    flat = " ".join(result.output.split())
-    assert said in flat and "the files were loaded, detection did not run" in flat, flat
+    errors = [line for line in result.output.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert said in errors[0] and "the files were loaded, this policy's detection did not run" in errors[0]
+
+
+def test_the_readme_walkthrough_runs_detection_with_the_example_policy(replayed):
+    # gate-a.yaml watches sex&race: replay counts the policies' intersections without being told
+    tmp, runner = replayed
+    example = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "policy"
+    result = runner.invoke(app, ["replay", str(tmp / "sim" / "events.jsonl"), str(tmp / "sim" / "outcomes.jsonl"),
+                                 "--store", f"chdb://{tmp}/readme", "--policy", str(example), "--json"])
+    assert result.exit_code == 0, result.output
+    detection = json.loads(result.stdout)["detection"]
+    assert detection["ran"] and detection["errors"] == []
+    assert set(detection["policies"][0]["groups"]) == {"sex", "race", "age", "sex&race"}
+
+
+def test_one_policy_matching_nothing_leaves_the_others_running(replayed):
+    tmp, runner = replayed
+    folder = tmp / "two"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(POLICY)
+    (folder / "b.yaml").write_text(POLICY.replace("gate-a", "gate-b"))
+    result = runner.invoke(app, ["replay", str(tmp / "sim" / "events.jsonl"), str(tmp / "sim" / "outcomes.jsonl"),
+                                 "--store", f"chdb://{tmp}/two", "--policy", str(folder), "--json"])
+    assert result.exit_code == 2, result.output
+    detection = json.loads(result.stdout.strip().splitlines()[-1])["detection"]
+    assert [c["deployment"] for c in detection["policies"]] == ["gate-a"]
+    [error] = detection["errors"]
+    # gate-a has a policy of its own: it is no suggestion for gate-b
+    assert "deployment 'gate-b' is not in the store" in error and "did you mean" not in error
+
+
+def test_a_backlog_policy_covers_matches_without_outcomes(replayed):
+    tmp, runner = replayed
+    empty = tmp / "no_outcomes.jsonl"
+    empty.write_text("")
+    policy = tmp / "backlog.yaml"
+    policy.write_text("deployment: gate-a\nattributes: [sex]\nbaseline: {duration: 1h}\n"
+                      "label_backlog: {after: 10m, max_share: 0.05}\n")
+    result = runner.invoke(app, ["replay", str(tmp / "sim" / "events.jsonl"), str(empty), "--store",
+                                 f"chdb://{tmp}/backlog", "--policy", str(policy), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["detection"]["policies"][0]["groups"] == {}
+    assert any(a["type"] == "label_backlog" for a in summary["alerts"])
+
+
+def test_intersections_in_another_order_or_not_counted_are_named(replayed):
+    from fairwatch.detect.coverage import PolicyMismatch, policy_coverage
+    from fairwatch.detect.policy import parse_policy
+    from fairwatch.store.clickhouse import open_store
+
+    tmp, runner = replayed
+    loaded = _replay(tmp, runner, "crossed", None, "--intersections", "sex&race")
+    assert loaded.exit_code == 0, loaded.output
+    store = open_store(f"chdb://{tmp}/crossed")
+    try:
+        for combos, said in (("[[race, sex]]", "intersection 'race&sex' is counted as 'sex&race': write it in that order"),
+                             ("[[sex, age]]", "run the worker or replay with --intersections 'sex&age'")):
+            policy = parse_policy(f"deployment: gate-a\nattributes: [sex, race, age]\nintersections: {combos}\n"
+                                  "baseline: {duration: 1h}\n")
+            with pytest.raises(PolicyMismatch) as caught:
+                policy_coverage(store, policy)
+            assert said in str(caught.value)
+        ok = policy_coverage(store, parse_policy("deployment: gate-a\nattributes: [sex, race]\n"
+                                                 "intersections: [[sex, race]]\nbaseline: {duration: 1h}\n"))
+        assert set(ok.groups["sex&race"]) == {f"{s}&{r}" for s in ("F", "M")
+                                              for r in ("Asian", "Black", "Indigenous", "White")}
+    finally:
+        store.close()

@@ -285,16 +285,19 @@ def replay(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from fairwatch.core.config import CoreConfig
-    from fairwatch.detect.coverage import PolicyMismatch
     from fairwatch.detect.policy import load_policies
     from fairwatch.store.clickhouse import StoreError, open_store, redacted_url
     from fairwatch.stream.replay import replay as run_replay
     from fairwatch.stream.worker_settings import SettingsError, parse_intersections
 
     shown = _Capped(max_errors)
+    opened = None
     try:
-        config = CoreConfig(bucket_seconds=bucket_seconds, intersections=parse_intersections(intersections))
         policies = load_policies(policy) if policy else None
+        # the policies' intersections are counted too: a policy watching one is never left without it
+        combos = parse_intersections(intersections)
+        combos += tuple(c for p in (policies or {}).values() for c in p.intersections if c not in combos)
+        config = CoreConfig(bucket_seconds=bucket_seconds, intersections=tuple(dict.fromkeys(combos)))
         opened = open_store(store or "chdb://fairwatch-store")
         total = sum(1 for path in (events, outcomes) for line in path.open("rb") if line.strip())
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -306,18 +309,17 @@ def replay(
                     f"{letter.message.topic}:{letter.message.offset}: {letter.rejection}"),
                 policies=policies,
             )
-    except PolicyMismatch as exc:
-        opened.close()
-        console.print(f"[red]error:[/red] {exc}; the files were loaded, detection did not run")
-        raise typer.Exit(2) from None
     except (SettingsError, StoreError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        if opened is not None:
+            opened.close()
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     summary = {"store": redacted_url(opened.url), "events_lines": report.lines[MATCH_EVENTS],
                "outcomes_lines": report.lines[VERIFIED_OUTCOMES], "labeled": report.labeled,
                "rejected": [{"file": f, "line": n, "reason": r} for f, n, r in report.rejected],
                "alerts": [a.to_record() for a in report.alerts],
-               "detection": {"ran": bool(policy), "policies": [c.to_dict() for c in report.coverage]}}
+               "detection": {"ran": bool(report.coverage), "policies": [c.to_dict() for c in report.coverage],
+                             "errors": report.mismatches}}
     opened.close()
     if shown.hidden:
         console.print(f"... and {shown.hidden} more rejected lines (all in --json and in the dead-letter records)")
@@ -327,17 +329,22 @@ def replay(
         print(f"replayed {summary['events_lines']} event lines and {summary['outcomes_lines']} outcome lines into "
               f"{summary['store']}: {report.labeled} labeled outcomes, {len(report.rejected)} lines rejected")
         if not policy:
-            print("detection: not run (no --policy): no alert can exist for these data")
+            print("detection: not run by this replay (no --policy)")
         for coverage in report.coverage:
             print(f"detection: {coverage.describe()}")
-        if policy:
-            print(f"detection: {len(report.alerts)} incidents opened or resolved"
-                  f" (fairwatch alerts --store {summary['store']} lists them)")
+        if report.coverage:
+            where = f"--store {summary['store']}" if summary["store"] == opened.url else "with the same --store"
+            print(f"detection: {len(report.alerts)} incidents opened or resolved (fairwatch alerts {where} lists them)")
+    for mismatch in report.mismatches:  # plain text: the message holds file paths and quotes
+        console.print(f"error: {mismatch}; the files were loaded, this policy's detection did not run",
+                      soft_wrap=True, markup=False, highlight=False)
     read = summary["events_lines"] + summary["outcomes_lines"]
     if read and len(report.rejected) == read:
         console.print(f"[red]error:[/red] every one of the {read} lines was rejected: nothing was loaded"
                       f" (first: {report.rejected[0][0]}:{report.rejected[0][1]}: {report.rejected[0][2]})",
                       soft_wrap=True)
+        raise typer.Exit(2)
+    if report.mismatches:
         raise typer.Exit(2)
 
 

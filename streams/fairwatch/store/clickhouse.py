@@ -200,13 +200,14 @@ def redacted_url(url: str) -> str:
     'clickhouse://writer@db:9440/fairwatch?secure=1'
     >>> redacted_url("chdb:///tmp/fw")
     'chdb:///tmp/fw'
+    >>> redacted_url("clickhouse://w:s@[::1]:9000/fw")
+    'clickhouse://w@[::1]:9000/fw'
     """
     parsed = urlparse(url)
-    if parsed.password is None:
+    userinfo, at, host = parsed.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    host = parsed.hostname or ""
-    netloc = f"{parsed.username}@{host}" + (f":{parsed.port}" if parsed.port else "")
-    return parsed._replace(netloc=netloc).geturl()
+    return parsed._replace(netloc=f"{userinfo.partition(':')[0]}@{host}").geturl()
 
 
 def parse_version(text: str) -> tuple[int, ...]:

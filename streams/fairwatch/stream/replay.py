@@ -31,6 +31,7 @@ class ReplayReport:
     labeled: int = 0
     alerts: list = field(default_factory=list)  # incidents opened or resolved by the detection pass
     coverage: list = field(default_factory=list)  # per policy: the groups it watched (detect.coverage)
+    mismatches: list = field(default_factory=list)  # per policy matching nothing stored: why (PolicyMismatch)
 
 
 def _lines(path: Path, kind: str) -> Iterator[RawMessage]:
@@ -91,13 +92,21 @@ def replay(
         if batch:
             flush(batch)
     if policies:
-        from fairwatch.detect.coverage import policy_coverage
+        from fairwatch.detect.coverage import PolicyMismatch, policy_coverage
         from fairwatch.detect.cycle import run_detection
 
-        # a policy that matches nothing stored is an error, never a silent pass (PolicyMismatch)
-        report.coverage = [policy_coverage(store, p) for p in policies.values()]
+        # a policy that matches nothing stored is reported, never a silent pass; the others still run
+        others = {p.deployment for p in policies.values()}
+        matched = {}
+        for name, policy in policies.items():
+            try:
+                report.coverage.append(policy_coverage(store, policy, others - {policy.deployment}))
+                matched[name] = policy
+            except PolicyMismatch as exc:
+                report.mismatches.append(str(exc))
+        policies = matched
         rows = store.query("SELECT count(), max(occurred_at) FROM match_events")
-        if rows and rows[0][0]:
+        if policies and rows and rows[0][0]:
             # as of the end of the replayed event time, plus the longest resolve spell so that
             # incidents whose condition cleared at the end can resolve
             now = rows[0][1] + timedelta(seconds=config.bucket_seconds + max(p.resolve_after for p in policies.values()))
