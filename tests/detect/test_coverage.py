@@ -138,3 +138,27 @@ def test_intersections_in_another_order_or_not_counted_are_named(replayed):
                                               for r in ("Asian", "Black", "Indigenous", "White")}
     finally:
         store.close()
+
+
+def test_the_worker_cycle_warns_of_a_policy_matching_nothing_and_runs_the_rest(replayed, caplog):
+    import logging
+    from datetime import datetime, timezone
+
+    from fairwatch.core.config import CoreConfig
+    from fairwatch.detect.cycle import run_detection
+    from fairwatch.detect.policy import parse_policy
+    from fairwatch.store.clickhouse import open_store
+
+    tmp, runner = replayed
+    loaded = _replay(tmp, runner, "cycle")
+    assert loaded.exit_code == 0, loaded.output
+    store = open_store(f"chdb://{tmp}/cycle")
+    try:
+        policy = parse_policy(POLICY.replace("race]", "rase]"), "typo.yaml")
+        with caplog.at_level(logging.WARNING, logger="fairwatch"):
+            run_detection(store, CoreConfig(), [policy], now=datetime(2026, 11, 25, 8, 30, tzinfo=timezone.utc))
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("typo.yaml: attribute set 'rase' is not in the store" in m and "the rest of the policy runs" in m
+                   for m in warned), warned
+    finally:
+        store.close()

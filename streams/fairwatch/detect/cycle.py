@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 from typing import Protocol, Sequence
 
 from fairwatch.core.config import DAY_SECONDS, CoreConfig
+from fairwatch.detect.coverage import PolicyMismatch, policy_coverage
 from fairwatch.detect.evaluation import alert_template, detect
 from fairwatch.detect.incidents import ALERT_COLUMNS, Alert, utc
 from fairwatch.detect.policy import Policy
@@ -98,11 +99,17 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
             log.warning("detection %s: no verified outcome of deployment %r stored yet; nothing to detect",
                         policy.source, policy.deployment)
             continue
+        try:  # what matches still runs; what does not is said every cycle
+            policy_coverage(store, policy)
+        except PolicyMismatch as exc:
+            log.warning("detection %s; the rest of the policy runs", exc)
         base_start, base_end = (_bucket_of(t.timestamp(), bucket) for t in period)
         horizon = _bucket_of(now.timestamp() - policy.label_delay, bucket)
         day_start = _bucket_of(now.timestamp() - policy.lookback, DAY_SECONDS)
         mon_start = max(base_end, day_start)
         if horizon <= mon_start:
+            log.info("detection %s: the baseline ends at %s; monitoring starts after it", policy.source,
+                     utc(base_end).isoformat())
             continue
         counts = read_counts(store, policy, utc(min(base_start, mon_start)), utc(horizon))
         scores = (read_score_tails(store, policy, config, utc(base_start), utc(base_end), utc(horizon))
