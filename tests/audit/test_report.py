@@ -279,6 +279,12 @@ def test_empty_window_gives_a_message_not_a_file(tmp_path):
     assert result.exit_code == 1
     assert "no verified outcomes in [2026-11-25T06:30:00Z, 2026-11-25T07:46:00Z)" in result.output
     assert not out.exists()
+    # an --out into a folder that does not exist: one error line before any work, no traceback
+    missing = tmp_path / "no" / "such" / "r.html"
+    result = CliRunner().invoke(app, ["report", "--store", f"chdb://{tmp_path}/chdb", "--from", FROM, "--to", TO,
+                                      "--out", str(missing)])
+    assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
+    assert "does not exist" in result.output and "Traceback" not in result.output and not missing.parent.exists()
 
 
 class _Tags(HTMLParser):

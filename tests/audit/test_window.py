@@ -118,7 +118,8 @@ def test_filters_table_output_and_empty_windows(store_url):
     assert table.exit_code == 0 and "FMR [95% CI]" in table.stdout and "differentials" in table.stdout
     empty = runner.invoke(app, ["metrics", "--store", store_url, "--from", "2020-01-01T00:00:00Z", "--to",
                                 "2020-01-02T00:00:00Z"])
-    assert empty.exit_code == 0 and "no verified outcomes" in empty.stdout
+    # nothing to report: status 1, the same as `fairwatch report` on an empty window
+    assert empty.exit_code == 1 and "no verified outcomes" in empty.stdout
 
 
 def test_bad_windows_are_explained():

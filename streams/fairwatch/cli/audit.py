@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP
 
@@ -18,7 +19,7 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)  # one line, whatever the width
     return typer.Exit(code)
 
 
@@ -69,6 +70,8 @@ def report_command(
         raise _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "pdf" and out is None and sys.stdout.isatty():
         raise _fail("a PDF goes to a file: add --out report.pdf")
+    if out is not None and not out.parent.is_dir():  # said before the report is built, not after
+        raise _fail(f"--out {out}: the folder {out.parent} does not exist; create it or write elsewhere")
     try:
         maturity = None if label_maturity is None else parse_label_maturity(label_maturity)
         if policy is not None:  # its targets unless given on the command line

@@ -202,8 +202,10 @@ def metrics(
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(document, allow_nan=False))
-        return
-    render_metrics(document)
+    else:
+        render_metrics(document)
+    if not document["groups"]:  # nothing to report: status 1, as `fairwatch report` gives
+        raise typer.Exit(1)
 
 
 def _fmt(value, digits: int = 4) -> str:
