@@ -13,8 +13,8 @@ stream after its alarm, run continuously from the end of the baseline. Its null 
 ``Baseline.from_counts(errors, n, band, confidence, phi).edge`` of the stream's own baseline buckets (the
 buckets right before monitoring), with the policy defaults ``band = 1.0``, ``baseline_confidence =
 0.99`` taken jointly over a deployment's 200 streams (``joint_confidence``, as ``build_streams``
-does), ``phi = 1`` for the binomial detector and the stream's ``estimate_dispersion`` for the
-dispersion-aware one; its threshold is ``threshold_for_budget(200, 1440, 0.1)`` (as ``evaluation.detect`` sets it
+does), ``phi = 1`` for the binomial detector and the stream's ``stream_dispersions`` (its own or
+the one pooled over its metric's 100 groups, as ``build_streams`` takes it) for the dispersion-aware one; its threshold is ``threshold_for_budget(200, 1440, 0.1)`` (as ``evaluation.detect`` sets it
 for a deployment of 200 tested streams and the default ``false_alarms_per_day = 0.1``), so each
 stream's share of the budget is 0.1 / 200 = 5e-4 false alarms a day. Not modelled: the worker's
 daily moving replay start (``lookback``) and the incident dedup of ``IncidentTracker``; alarms are
@@ -97,7 +97,7 @@ from fairwatch.detect.detectors import (
     cusum_information_bound,
     threshold_for_budget,
 )
-from fairwatch.detect.dispersion import estimate_dispersion, pooled_dispersion
+from fairwatch.detect.dispersion import stream_dispersions
 from fairwatch.detect.streams import joint_confidence
 from fairwatch.testing.bench import write_results
 from scipy import stats
@@ -156,11 +156,9 @@ def dispersions_of(xb: np.ndarray, nb: np.ndarray, set_size: int) -> np.ndarray:
     """Each stream's dispersion from its baseline buckets ``[T, S]``, as ``build_streams`` estimates
     it: its own, or the one pooled over its attribute set (each ``set_size`` consecutive columns,
     the groups of one metric) where larger."""
-    own = np.array([estimate_dispersion(xb[:, j], nb[:, j], 60, CONFIDENCE).phi for j in range(xb.shape[1])])
-    pooled = np.concatenate([
-        pooled_dispersion([(xb[:, j], nb[:, j]) for j in range(start, start + set_size)], 60, CONFIDENCE)
+    return np.concatenate([
+        stream_dispersions([(xb[:, j], nb[:, j]) for j in range(start, start + set_size)], 60, CONFIDENCE)
         for start in range(0, xb.shape[1], set_size)])
-    return np.maximum(own, pooled)
 
 
 def poisson_upper(k: int, exposure: float) -> float:

@@ -66,7 +66,8 @@ class Delivery(Protocol):
     def submit(self, changed: Sequence[Alert], firing: Sequence[Alert]) -> None: ...
 
 
-def _bucket_of(seconds: float, bucket: int) -> int:
+def bucket_of(seconds: float, bucket: int) -> int:
+    """The start of the bucket (of ``bucket`` seconds) that holds ``seconds``."""
     return int(math.floor(seconds / bucket) * bucket)
 
 
@@ -103,9 +104,9 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
             policy_coverage(store, policy)
         except PolicyMismatch as exc:
             log.warning("detection %s; the rest of the policy runs", exc)
-        base_start, base_end = (_bucket_of(t.timestamp(), bucket) for t in period)
-        horizon = _bucket_of(now.timestamp() - policy.label_delay, bucket)
-        day_start = _bucket_of(now.timestamp() - policy.lookback, DAY_SECONDS)
+        base_start, base_end = (bucket_of(t.timestamp(), bucket) for t in period)
+        horizon = bucket_of(now.timestamp() - policy.label_delay, bucket)
+        day_start = bucket_of(now.timestamp() - policy.lookback, DAY_SECONDS)
         mon_start = max(base_end, day_start)
         if horizon <= mon_start:
             log.info("detection %s: the baseline ends at %s; monitoring starts after it", policy.source,

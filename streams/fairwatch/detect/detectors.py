@@ -179,6 +179,14 @@ def disparity_log_lr(errors_g, n_g, errors_r, n_r, ratio: float, grid=DEFAULT_GR
     return np.where(informative[..., None], llr, 0.0)
 
 
+def _dispersions(dispersion, n_streams: int) -> np.ndarray:
+    """``float[n_streams]`` from a scalar or one per stream; each at least 1 (NaN refused)."""
+    values = np.broadcast_to(np.asarray(dispersion, float).reshape(-1), (n_streams,)).copy()
+    if np.any(~(values >= 1)):
+        raise ValueError(f"dispersion must be >= 1, got {dispersion}")
+    return values
+
+
 class MixtureShiryaevRoberts:
     """A bank of ``n_streams`` mixture Shiryaev-Roberts e-detectors, one step at a time.
 
@@ -288,9 +296,7 @@ class RateDriftDetector:
         edges = np.asarray(edge, float)
         if np.any((edges <= 0) | (edges >= 1)):
             raise ValueError(f"edge must be in (0, 1), got {edge}")
-        self.dispersion = np.broadcast_to(np.asarray(dispersion, float), edges.shape).reshape(-1)
-        if np.any(~(self.dispersion >= 1)):
-            raise ValueError(f"dispersion must be >= 1, got {dispersion}")
+        self.dispersion = _dispersions(dispersion, edges.size)
         self.edge, self.grid = edges, tuple(grid)
         self._sr = MixtureShiryaevRoberts(edges.size, math.log(threshold), n_alternatives=len(self.grid))
         self._alarm = np.zeros(edges.size, bool)
@@ -350,9 +356,7 @@ class DisparityDetector:
         if ratio <= 0:
             raise ValueError(f"ratio must be positive, got {ratio}")
         self.ratio, self.grid, self.n_streams = ratio, tuple(grid), n_streams
-        self.dispersion = np.broadcast_to(np.asarray(dispersion, float), (n_streams or 1,)).copy()
-        if np.any(~(self.dispersion >= 1)):
-            raise ValueError(f"dispersion must be >= 1, got {dispersion}")
+        self.dispersion = _dispersions(dispersion, n_streams or 1)
         self._sr = MixtureShiryaevRoberts(n_streams or 1, math.log(threshold), n_alternatives=len(self.grid))
         self._alarm = np.zeros(n_streams or 1, bool)
 

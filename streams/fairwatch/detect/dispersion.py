@@ -43,7 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["DISPERSION_BLOCKS_SECONDS", "MIN_BLOCKS", "PRETEST_LEVEL", "BINOMIAL", "block_lengths", "pooled_dispersion", "split_dispersion", "Dispersion", "estimate_dispersion"]
+__all__ = ["DISPERSION_BLOCKS_SECONDS", "MIN_BLOCKS", "PRETEST_LEVEL", "MIN_POOLED_GROUPS", "BINOMIAL", "Dispersion",
+           "block_lengths", "estimate_dispersion", "split_dispersion", "pooled_dispersion", "stream_dispersions"]
 
 # block lengths tried: one bucket, then 5 min, 15 min and 1 h where they are whole buckets
 DISPERSION_BLOCKS_SECONDS = (300, 900, 3600)
@@ -65,10 +66,6 @@ class Dispersion:
     statistics: tuple[float, ...] = ()
     rejected: tuple[bool, ...] = ()
 
-    def to_dict(self) -> dict:
-        return {"phi": self.phi, "block_buckets": list(self.lengths), "pearson_phi": list(self.statistics),
-                "overdispersed": list(self.rejected)}
-
 
 BINOMIAL = Dispersion(1.0)
 
@@ -79,6 +76,19 @@ def block_lengths(bucket_seconds: int, buckets: int) -> tuple[int, ...]:
     lengths = [1] + [s // bucket_seconds for s in DISPERSION_BLOCKS_SECONDS
                      if s % bucket_seconds == 0 and s > bucket_seconds]
     return tuple(length for length in dict.fromkeys(lengths) if buckets // length >= MIN_BLOCKS)
+
+
+def _block_sums(values: np.ndarray, length: int, blocks: int) -> np.ndarray:
+    """Sums over the first ``blocks`` blocks of ``length`` buckets (a partial last block is left out)."""
+    return np.asarray(values[: blocks * length], float).reshape(blocks, length).sum(axis=1)
+
+
+def stream_dispersions(series: list[tuple[np.ndarray, np.ndarray]], bucket_seconds: int,
+                       confidence: float) -> list[float]:
+    """The dispersion each detector stream of one attribute set and metric uses: its own
+    (:func:`estimate_dispersion`) or the pooled one (:func:`pooled_dispersion`), whichever is larger."""
+    pooled = pooled_dispersion(series, bucket_seconds, confidence)
+    return [max(estimate_dispersion(x, n, bucket_seconds, confidence).phi, phi) for (x, n), phi in zip(series, pooled)]
 
 
 def estimate_dispersion(errors: np.ndarray, n: np.ndarray, bucket_seconds: int, confidence: float) -> Dispersion:
@@ -146,7 +156,7 @@ def _blockwise(observed: np.ndarray, expected: np.ndarray, variance: np.ndarray,
     phi, tried, statistics, rejected = 1.0, [], [], []
     for length in lengths:
         blocks = len(observed) // length
-        x, e, v = (a[: blocks * length].reshape(blocks, length).sum(axis=1) for a in (observed, expected, variance))
+        x, e, v = (_block_sums(a, length, blocks) for a in (observed, expected, variance))
         used = v > 0
         df = int(used.sum()) - 1
         if df < MIN_BLOCKS - 1:
@@ -191,8 +201,7 @@ def pooled_dispersion(series: list[tuple[np.ndarray, np.ndarray]], bucket_second
         blocks = T // length
         excess, weight, scale = [], [], []
         for errors, n in series:
-            x = np.asarray(errors[: blocks * length], float).reshape(blocks, length).sum(axis=1)
-            m = np.asarray(n[: blocks * length], float).reshape(blocks, length).sum(axis=1)
+            x, m = _block_sums(errors, length, blocks), _block_sums(n, length, blocks)
             p = x.sum() / m.sum() if m.sum() > 0 else 0.0
             expected = m * p
             excess.append(float(((x - expected) ** 2 - expected * (1 - p)).sum()))

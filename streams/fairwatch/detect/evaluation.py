@@ -93,13 +93,19 @@ def alert_template(stream: Stream, policy: Policy) -> Alert:
     )
 
 
+def policy_threshold(policy: Policy, streams: list[Stream], bucket_seconds: int) -> tuple[list[Stream], float]:
+    """The streams a policy tests (every detector stream) and the alarm threshold that spends its
+    ``false_alarms_per_day`` over them."""
+    tested = [s for s in streams if s.type not in ("insufficient_evidence", "label_backlog")]
+    return tested, threshold_for_budget(max(1, len(tested)), DAY_SECONDS / bucket_seconds, policy.false_alarms_per_day)
+
+
 def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start: int, stored_open: list[Alert]):
     """Replay the detectors and the incident lifecycle over the monitored buckets.
 
     Returns ``(incidents, threshold)``: every incident seen (latest state per ``(id, opened_at)``)."""
     bucket = config.bucket_seconds
-    tested = [s for s in streams if s.type not in ("insufficient_evidence", "label_backlog")]
-    threshold = threshold_for_budget(max(1, len(tested)), DAY_SECONDS / bucket, policy.false_alarms_per_day)
+    tested, threshold = policy_threshold(policy, streams, bucket)
     T = len(streams[0].x) if streams else 0
     width = max(1, math.ceil(policy.resolve_after / bucket)) if policy.resolve_after else 1
     tracker = IncidentTracker(policy.resolve_after)

@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fairwatch.core.config import DAY_SECONDS, CoreConfig
-from fairwatch.detect.detectors import RateDriftDetector, threshold_for_budget
+from fairwatch.core.config import CoreConfig
+from fairwatch.detect.cycle import bucket_of
+from fairwatch.detect.detectors import RateDriftDetector
+from fairwatch.detect.evaluation import policy_threshold
 from fairwatch.detect.incidents import utc
 from fairwatch.detect.policy import Policy
 from fairwatch.detect.reads import baseline_period, read_counts, read_score_tails
@@ -128,7 +130,7 @@ def check_policy(store: Store, config: CoreConfig, policy: Policy, shifts=SHIFTS
         raise NoBaseline(f"no verified outcome of deployment {policy.deployment!r} in the store: nothing to"
                          " measure a baseline on")
     bucket = config.bucket_seconds
-    base_start, base_end = (int(math.floor(t.timestamp() / bucket) * bucket) for t in period)
+    base_start, base_end = (bucket_of(t.timestamp(), bucket) for t in period)
     counts = read_counts(store, policy, utc(base_start), utc(base_end))
     if not counts:
         raise NoBaseline(f"no verified outcome of deployment {policy.deployment!r} in its baseline"
@@ -139,8 +141,7 @@ def check_policy(store: Store, config: CoreConfig, policy: Policy, shifts=SHIFTS
               if policy.score_quantile else [])
     # one empty monitored bucket: the streams without enough evidence keep their baseline count there
     streams = build_streams(policy, config, counts, scores, base_start, base_end, base_end, base_end + bucket)
-    tested = [s for s in streams if s.type not in ("insufficient_evidence", "label_backlog")]
-    threshold = threshold_for_budget(max(1, len(tested)), DAY_SECONDS / bucket, policy.false_alarms_per_day)
+    tested, threshold = policy_threshold(policy, streams, bucket)
     insufficient = [{"algorithm": s.algorithm, "mode": s.mode, "group": s.group_text, "metric": s.alert_metric,
                      "baseline_comparisons": float(s.x[0]) if len(s.x) else None,
                      "min_evidence": policy.min_evidence}

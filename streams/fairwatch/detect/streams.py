@@ -9,7 +9,7 @@ import numpy as np
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
 from fairwatch.detect.detectors import Baseline
-from fairwatch.detect.dispersion import estimate_dispersion, pooled_dispersion, split_dispersion
+from fairwatch.detect.dispersion import estimate_dispersion, split_dispersion, stream_dispersions
 from fairwatch.detect.policy import Policy
 
 _METRIC_NAMES = {("verification", "fmr"): "fmr", ("verification", "fnmr"): "fnmr",
@@ -98,17 +98,15 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
                                            x=np.full(T, n_b), n=np.full(T, float(policy.min_evidence))))
                     continue
                 rates[group] = (x_b / n_b, weighted_rate)
-                phi = estimate_dispersion(base_series[:, x_col], base_series[:, n_col], bucket,
-                                          policy.baseline_confidence).phi
                 streams.append(Stream("error_rate_drift", algorithm, mode, attribute, group, metric, "sr_band",
                                        weighted_rate, None, x=mon[:, x_col], n=mon[:, n_col], weighted=mon[:, block],
-                                       counts=mon, dispersion=phi, baseline_counts=(x_b, n_b),
+                                       counts=mon, baseline_counts=(x_b, n_b),
                                        baseline_buckets=int((base_series[:, n_col] > 0).sum())))
                 tested.append((streams[-1], base_series[:, x_col], base_series[:, n_col]))
             # variation shared by the set's disjoint groups shows pooled where one group's is too short
-            pooled = pooled_dispersion([(x, n) for _, x, n in tested], bucket, policy.baseline_confidence)
-            for (stream, _, _), phi in zip(tested, pooled):
-                stream.dispersion = max(stream.dispersion, phi)
+            phis = stream_dispersions([(x, n) for _, x, n in tested], bucket, policy.baseline_confidence)
+            for (stream, _, _), phi in zip(tested, phis):
+                stream.dispersion = phi
             if policy.policy_ratio is None or len(rates) < 2:
                 continue
             reference = policy.reference.get(attribute) or min(rates, key=lambda g: (rates[g][0], g))
