@@ -86,13 +86,14 @@ app.kubernetes.io/component: worker
   value: {{ .Values.kafka.partitions | quote }}
 - name: FAIRWATCH_REPLICATION
   value: {{ .Values.kafka.replication | quote }}
+# the topics job creates the workers' join-log changelog under this id
+- name: FAIRWATCH_APP_ID
+  value: {{ .Values.worker.appId | quote }}
 {{- end -}}
 
 {{/* Every setting of streams/fairwatch/stream/worker_settings.py WORKER_ENVIRONMENT, plus the alerting URLs. */}}
 {{- define "fairwatch.workerEnv" -}}
 {{ include "fairwatch.connectionEnv" . }}
-- name: FAIRWATCH_APP_ID
-  value: {{ .Values.worker.appId | quote }}
 - name: FAIRWATCH_TABLE_STORE
   value: {{ .Values.worker.tableStore | quote }}
 - name: FAIRWATCH_DATA_DIR

@@ -118,12 +118,14 @@ def topics(
     prefix: str = typer.Option(DEFAULT_PREFIX, "--prefix", envvar="FAIRWATCH_TOPIC_PREFIX"),
     partitions: int = typer.Option(8, "--partitions", envvar="FAIRWATCH_PARTITIONS", min=1),
     replication: int = typer.Option(1, "--replication", envvar="FAIRWATCH_REPLICATION", min=1),
+    app_id: str = typer.Option("fairwatch", "--app-id", envvar="FAIRWATCH_APP_ID",
+                               help="The workers' app id: its join-log changelog topic is created too."),
 ) -> None:
     """Create the topics with explicit partition counts (idempotent); print name and partitions."""
     from fairwatch.stream.topics import TopicError, ensure_topics
 
     try:
-        layout = ensure_topics(kafka, prefix, partitions, replication)
+        layout = ensure_topics(kafka, prefix, partitions, replication, app_id=app_id)
     except TopicError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -147,7 +149,8 @@ def worker(
     try:
         settings = WorkerSettings.from_env()
         policies = load_policies(settings.policies) if settings.policies else {}  # refuse a bad file at start
-        ensure_topics(settings.kafka, settings.topic_prefix, settings.partitions, settings.replication)
+        ensure_topics(settings.kafka, settings.topic_prefix, settings.partitions, settings.replication,
+                      app_id=settings.app_id)
     except (SettingsError, TopicError, PolicyError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

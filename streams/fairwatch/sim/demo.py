@@ -458,7 +458,7 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     prefix, database = f"{run}.", run.replace("-", "_")
     store_url = _database_url(clickhouse, database)
     prune_old_runs(kafka, clickhouse, prefix, KEEP_RUNS, say)
-    ensure_topics(kafka, prefix, options.partitions)
+    ensure_topics(kafka, prefix, options.partitions, app_id=run)
     store = open_store(store_url)
     migrate(store)
     say(f"run {run}: topics {prefix}*, consumer group {run}, ClickHouse database {database}")

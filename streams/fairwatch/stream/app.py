@@ -48,6 +48,7 @@ from fairwatch.stream.batching import (
 )
 from fairwatch.stream.committer import LedgerCommitter
 from fairwatch.stream.processor import BatchProcessor, RawMessage, ResidentJoins
+from fairwatch.stream.topics import JOIN_LOG_TABLE
 from fairwatch.stream.store_timers import register_store_timers
 from fairwatch.stream.web_pages import register_pages
 from fairwatch.stream.worker_metrics import WorkerMetrics, record_batch
@@ -85,7 +86,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                             key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     app.topic(settings.topic(ALERTS), partitions=1)
     # partition p's join state: keys b"p:seq" -> state blobs and flush markers (see ResidentJoins)
-    join_log = app.Table("join-log", default=None, partitions=settings.partitions, key_type=bytes,
+    join_log = app.Table(JOIN_LOG_TABLE, default=None, partitions=settings.partitions, key_type=bytes,
                          value_type=bytes)  # bytes: faust's raw serializer for keys and values
 
     def read_log(partition: int):

@@ -2,39 +2,74 @@
 
 from __future__ import annotations
 
+import time
+
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from fairwatch.contracts.topics import DEFAULT_PREFIX, INPUT_TOPICS, OUTPUT_TOPICS
 
 
+JOIN_LOG_TABLE = "join-log"  # the worker's faust table holding the join state
+READY_SECONDS = 30.0  # how long a new topic may take to have a leader for every partition
+
+
 class TopicError(RuntimeError):
     """A topic exists with a layout the worker cannot use."""
 
 
-def ensure_topics(bootstrap: str, prefix: str = DEFAULT_PREFIX, partitions: int = 8, replication: int = 1) -> dict[str, int]:
-    """Create the input and output topics if missing; return name -> partition count.
+def join_log_changelog(app_id: str) -> str:
+    """The join-log table's changelog topic, named as faust names it."""
+    return f"{app_id}-{JOIN_LOG_TABLE}-changelog"
+
+
+def ensure_topics(bootstrap: str, prefix: str = DEFAULT_PREFIX, partitions: int = 8, replication: int = 1,
+                  app_id: str | None = None) -> dict[str, int]:
+    """Create the input and output topics (and, given the worker's ``app_id``, its join-log
+    changelog) if missing, wait until every partition has a leader; return name -> partition count.
 
     The two input topics must have the same partition count: the join needs an event and its
-    outcomes on the same partition number, which Kafka's key hashing gives only then.
+    outcomes on the same partition number, which Kafka's key hashing gives only then. The changelog
+    is created here, before any worker starts, because a worker that fetched its metadata while
+    another worker's faust was creating it sees 0 partitions and stops (faust PartitionsMismatch).
     """
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fairwatch-topics")
     try:
-        names = [prefix + t for t in INPUT_TOPICS + OUTPUT_TOPICS]
+        wanted = {prefix + t: NewTopic(prefix + t, partitions, replication) for t in INPUT_TOPICS + OUTPUT_TOPICS}
+        if app_id:
+            name = join_log_changelog(app_id)
+            wanted[name] = NewTopic(name, partitions, replication, topic_configs={"cleanup.policy": "compact"})
         existing = set(admin.list_topics())
-        missing = [NewTopic(n, partitions, replication) for n in names if n not in existing]
+        missing = [topic for name, topic in wanted.items() if name not in existing]
         if missing:
             try:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # another worker created it meanwhile
-        layout = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
+        layout = _ready_layout(admin, list(wanted))
     finally:
         admin.close()
     inputs = {layout[prefix + t] for t in INPUT_TOPICS}
     if len(inputs) != 1:
         raise TopicError(f"input topics are not co-partitioned: {[(prefix + t, layout[prefix + t]) for t in INPUT_TOPICS]}")
+    if app_id and (found := layout[join_log_changelog(app_id)]) != (expected := layout[prefix + INPUT_TOPICS[0]]):
+        raise TopicError(f"the join-log changelog {join_log_changelog(app_id)} has {found} partitions, the input "
+                         f"topics {expected}: delete it (its state is rebuilt from the input) or keep the old count")
     return layout
+
+
+def _ready_layout(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """name -> partition count, once every partition of every topic has a leader."""
+    deadline = time.monotonic() + READY_SECONDS
+    while True:
+        described = admin.describe_topics(names)
+        unready = [t["name"] for t in described
+                   if t["error_code"] or not t["partitions"] or any(p["leader_id"] < 0 for p in t["partitions"])]
+        if not unready:
+            return {t["name"]: len(t["partitions"]) for t in described}
+        if time.monotonic() > deadline:
+            raise TopicError(f"topics {unready} have no leader for every partition after {READY_SECONDS:.0f} s")
+        time.sleep(0.2)
 
 
 def input_partitions(bootstrap: str, prefix: str = DEFAULT_PREFIX, **admin_options) -> int:

@@ -95,7 +95,7 @@ class LiveSetup:
             "FAIRWATCH_SESSION_TIMEOUT": "10",
         }
         self.own_database = store is None
-        ensure_topics(self.kafka, self.prefix, partitions)
+        ensure_topics(self.kafka, self.prefix, partitions, app_id=self.app_id)
         LiveSetup.created.append(self)
 
     def cleanup(self) -> list[str]:
