@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_misclassification.py
 	$(PY) benchmarks/bench_detection.py
 	$(PY) benchmarks/bench_disparity.py
+	$(PY) benchmarks/bench_clusters.py
 	$(PY) benchmarks/bench_auditlog.py
 
 # The documentation site (mkdocs.yml, docs/) into site/; warnings fail the build.

@@ -102,6 +102,7 @@ def test_patterns_are_the_schema_patterns():
     assert contracts.MAX_ID_LENGTH == defs["event_id"]["maxLength"]
     assert contracts.MAX_LABELS == defs["labels"]["maxProperties"]
     assert contracts.MAX_LABEL_LENGTH == defs["labels"]["additionalProperties"]["maxLength"]
+    assert f"^{contracts.CLUSTER_ID_RE.pattern}$" == load_schema("match_event")["properties"]["cluster_id"]["pattern"]
     enums = load_schema("match_event")["properties"]
     assert list(contracts.MODES) == enums["mode"]["enum"]
     assert list(contracts.DECISIONS) == enums["decision"]["enum"]

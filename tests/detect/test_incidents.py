@@ -94,7 +94,7 @@ name: drift-e2e
 seed: 5
 start: "2026-11-25T06:00:00Z"
 duration_hours: 3
-events: 40000
+events: 100000
 attributes: {race: {White: 0.5, Black: 0.25, Asian: 0.25}}
 algorithms:
   algo-1:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 
 from fairwatch.contracts.records import (
+    CLUSTER_ID_RE,
     FAST_TIMESTAMP_RE,
     KNOWN_LABELS,
     MATCH_EVENT_REQUIRED,
@@ -147,6 +148,9 @@ _Label = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LABEL_LENGTH)]
 _Labels = Annotated[dict[str, _Label], msgspec.Meta(min_length=1, max_length=MAX_LABELS)]
 
 
+_ClusterId = Annotated[str, msgspec.Meta(pattern=f"^{CLUSTER_ID_RE.pattern}$")]
+
+
 class _EventShape(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     event_id: _Id
     occurred_at: str
@@ -159,6 +163,7 @@ class _EventShape(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     subject: _Labels
     reference: Union[_Labels, msgspec.UnsetType] = msgspec.UNSET  # null is refused, as by the schema
     context: Union[dict[str, Any], msgspec.UnsetType] = msgspec.UNSET
+    cluster_id: Union[_ClusterId, msgspec.UnsetType] = msgspec.UNSET
 
 
 class _OutcomeShape(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -274,6 +279,7 @@ def decode_valid_batch(raw: bytes, kind: str) -> ValidBatch | None:
             expected += sum(2 + 4 * len(r) for r in extras)
             maps = subjects + extras
         expected += sum(2 + _quotes_in(c) for c in contexts if c is not unset)
+        expected += 4 * sum(r.cluster_id is not unset for r in records)  # key and value
         times = _timestamps([r.occurred_at for r in records])
         deployments = [r.deployment for r in records]
         algorithms = [r.algorithm for r in records]
@@ -311,7 +317,8 @@ def _records(kind: str, shapes: list, times: list[datetime]) -> list:
         unset = msgspec.UNSET
         return [MatchEvent(r.event_id, t, r.deployment, r.algorithm, r.mode, r.score, r.threshold, r.decision,
                            r.subject, None if r.reference is unset else r.reference,
-                           None if r.context is unset else r.context) for r, t in zip(shapes, times)]
+                           None if r.context is unset else r.context,
+                           None if r.cluster_id is unset else r.cluster_id) for r, t in zip(shapes, times)]
     unset = msgspec.UNSET
     return [VerifiedOutcome(r.event_id, t, r.truth, r.reviewer, r.revision, r.inclusion_prob,
                             "primary" if r.review is unset else r.review) for r, t in zip(shapes, times)]

@@ -142,6 +142,7 @@ class MatchEvent(msgspec.Struct, frozen=True, gc=False):
     subject: Mapping[str, str]
     reference: Mapping[str, str] | None = None
     context: Mapping[str, Any] | None = None
+    cluster_id: str | None = None  # pseudonymous subject or session key (CLUSTER_ID_RE), for dispersion
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -159,6 +160,8 @@ class MatchEvent(msgspec.Struct, frozen=True, gc=False):
             out["reference"] = dict(self.reference)
         if self.context is not None:
             out["context"] = dict(self.context)
+        if self.cluster_id is not None:
+            out["cluster_id"] = self.cluster_id
         return out
 
     def to_json(self) -> bytes:
@@ -197,7 +200,10 @@ class VerifiedOutcome(msgspec.Struct, frozen=True, gc=False):
 MATCH_EVENT_REQUIRED = (
     "event_id", "occurred_at", "deployment", "algorithm", "mode", "score", "threshold", "decision", "subject",
 )
-MATCH_EVENT_OPTIONAL = ("reference", "context")
+MATCH_EVENT_OPTIONAL = ("reference", "context", "cluster_id")
+# a keyed hash (e.g. HMAC-SHA-256 in lower-case hex) of a subject or session id, never the id itself:
+# hex only, so that no name or readable id fits
+CLUSTER_ID_RE = re.compile(r"[0-9a-f]{16,64}")
 VERIFIED_OUTCOME_REQUIRED = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob")
 VERIFIED_OUTCOME_OPTIONAL = ("review",)
 
@@ -354,7 +360,18 @@ def _parse_match_event_fully(obj: Any) -> MatchEvent:
         subject=_labels(obj["subject"], "subject"),
         reference=_labels(reference, "reference") if "reference" in obj else None,
         context=context,
+        cluster_id=_cluster_id(obj["cluster_id"]) if "cluster_id" in obj else None,
     )
+
+
+def _cluster_id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise reject(RejectCode.WRONG_TYPE, "cluster_id", f"cluster_id must be a string, got {type_name(value)}")
+    if not CLUSTER_ID_RE.fullmatch(value):
+        raise reject(RejectCode.INVALID_CHARACTERS, "cluster_id",
+                     "cluster_id must be 16-64 lower-case hex digits (a keyed hash of a subject or session id, "
+                     f"never the id itself), got {len(value)} characters")
+    return value
 
 
 def parse_verified_outcome(obj: Any) -> VerifiedOutcome:
@@ -475,6 +492,7 @@ _EVENT_KEYS = frozenset(MATCH_EVENT_REQUIRED)
 
 
 _EVENT_KEYS_ALL = frozenset(MATCH_EVENT_REQUIRED + MATCH_EVENT_OPTIONAL)
+_CLUSTER_ID_MATCH = CLUSTER_ID_RE.fullmatch
 
 
 _OUTCOME_KEYS = frozenset(VERIFIED_OUTCOME_REQUIRED)
@@ -559,10 +577,13 @@ def _fast_match_event(obj: Any) -> MatchEvent | None:
     context = obj.get("context")
     if "context" in obj and type(context) is not dict:
         return None
+    cluster_id = obj.get("cluster_id")
+    if "cluster_id" in obj and not (type(cluster_id) is str and _CLUSTER_ID_MATCH(cluster_id)):
+        return None
     _remember(deployment)
     _remember(algorithm)
     return MatchEvent(event_id, occurred_at, deployment, algorithm, mode, score, threshold, decision, subject,
-                      reference, context)
+                      reference, context, cluster_id)
 
 
 def _fast_verified_outcome(obj: Any) -> VerifiedOutcome | None:

@@ -119,6 +119,7 @@ class Policy:
     label_maturity: int | None = None
     ratio_floor: dict[str, float] = field(default_factory=dict)
     score_quantile: float | None = 0.99
+    cluster_unit: str | None = None  # subject | session: what match events' cluster_id keys
     label_backlog: LabelBacklog | None = None
     severity: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
     routing: dict[str, str] = field(default_factory=dict)
@@ -252,6 +253,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         label_maturity=parse_seconds(document["label_maturity"]) if "label_maturity" in document else None,
         ratio_floor={rate: float(value) for rate, value in document.get("ratio_floor", {}).items()},
         score_quantile=None if score is False else float(score.get("quantile", 0.99)),
+        cluster_unit=document.get("cluster_unit"),
         label_backlog=backlog,
         severity={**DEFAULT_SEVERITY, **document.get("severity", {})},
         routing=dict(document.get("routing", {})),

@@ -127,3 +127,29 @@ def read_alerts(store: Store, start: datetime | None = None, end: datetime | Non
     rows = store.query(f"SELECT {columns} FROM alerts FINAL WHERE {' AND '.join(conditions)}"
                        " ORDER BY opened_at DESC, id", params)
     return [Alert.from_row(row) for row in rows]
+
+
+def read_cluster_sizes(store: Store, policy: Policy, start: datetime, end: datetime) -> dict[tuple, tuple]:
+    """The sizes of the baseline's error clusters per stream, where the policy names a
+    ``cluster_unit``: ``(algorithm, mode, attribute, group, metric) -> (sum c, sum c^2, sum c^3,
+    sum c^4)`` over the clusters of errors that share a match event's ``cluster_id`` in
+    ``[start, end)`` (an error without one is a cluster of 1); empty without a ``cluster_unit``."""
+    if policy.cluster_unit is None:
+        return {}
+    params = {"d": policy.deployment, "start": start, "end": end, "sets": policy.attribute_sets}
+    keyed = ("SELECT event_id, cluster_id FROM match_events FINAL WHERE deployment = %(d)s"
+             " AND occurred_at >= %(start)s AND occurred_at < %(end)s AND cluster_id != ''")
+    errors = ("SELECT event_id, algorithm, mode, subject_keys, subject_values, truth, cluster_id"
+              f" FROM labeled_outcomes FINAL ANY LEFT JOIN ({keyed}) AS keyed USING event_id"
+              " WHERE deployment = %(d)s AND bucket >= %(start)s AND bucket < %(end)s"
+              " AND ((truth = 'impostor' AND decision = 'match') OR (truth = 'genuine' AND decision = 'non_match'))")
+    clusters = ("SELECT algorithm, toString(mode) AS mode_name, tupleElement(pair, 1) AS attribute,"
+                " tupleElement(pair, 2) AS group_label, if(truth = 'impostor', 'fmr', 'fnmr') AS metric,"
+                " if(cluster_id = '', event_id, cluster_id) AS unit, toFloat64(count()) AS c"
+                f" FROM ({errors}) ARRAY JOIN {group_expansion_sql(policy.intersections)} AS pair"
+                " WHERE attribute IN %(sets)s GROUP BY algorithm, mode_name, attribute, group_label, metric, unit")
+    rows = store.query(
+        "SELECT algorithm, mode_name, attribute, group_label, metric, sum(c), sum(c * c), sum(c * c * c),"
+        f" sum(c * c * c * c) FROM ({clusters}) GROUP BY algorithm, mode_name, attribute, group_label, metric",
+        params)
+    return {tuple(row[:5]): tuple(float(v) for v in row[5:]) for row in rows}

@@ -9,7 +9,12 @@ import numpy as np
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
 from fairwatch.detect.detectors import Baseline
-from fairwatch.detect.dispersion import estimate_dispersion, split_dispersion, stream_dispersions
+from fairwatch.detect.dispersion import (
+    cluster_dispersion,
+    estimate_dispersion,
+    split_dispersion,
+    stream_dispersions,
+)
 from fairwatch.detect.policy import Policy
 
 _METRIC_NAMES = {("verification", "fmr"): "fmr", ("verification", "fnmr"): "fnmr",
@@ -60,8 +65,16 @@ def backlog_streams(policy: Policy, backlog: dict[str, np.ndarray]) -> list[Stre
 
 
 def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], scores: list[tuple],
-                  base_start: int, base_end: int, mon_start: int, mon_end: int) -> list[Stream]:
-    """Every stream of one policy with its baseline and its monitored counts (float[T])."""
+                  base_start: int, base_end: int, mon_start: int, mon_end: int,
+                  clusters: dict[tuple, tuple] | None = None) -> list[Stream]:
+    """Every stream of one policy with its baseline and its monitored counts (float[T]);
+    ``clusters``: the baseline's error cluster sizes per stream (``reads.read_cluster_sizes``)."""
+    clusters = clusters or {}
+
+    def clustered(algorithm: str, mode: str, attribute: str, group: str, metric: str) -> float:
+        sizes = clusters.get((algorithm, mode, attribute, group, metric))
+        return cluster_dispersion(sizes, policy.baseline_confidence) if sizes else 1.0
+
     bucket = config.bucket_seconds
     T = max(0, (mon_end - mon_start) // bucket)
     T_base = max(0, (base_end - base_start) // bucket)
@@ -106,7 +119,7 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
             # variation shared by the set's disjoint groups shows pooled where one group's is too short
             phis = stream_dispersions([(x, n) for _, x, n in tested], bucket, policy.baseline_confidence)
             for (stream, _, _), phi in zip(tested, phis):
-                stream.dispersion = phi
+                stream.dispersion = max(phi, clustered(algorithm, mode, attribute, stream.group, metric))
             if policy.policy_ratio is None or len(rates) < 2:
                 continue
             reference = policy.reference.get(attribute) or min(rates, key=lambda g: (rates[g][0], g))
@@ -122,6 +135,9 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
                 # the test is of the split of the two groups' errors: a variation they share cancels
                 split = split_dispersion(base[:, x_col], base[:, n_col], ref_base[:, x_col], ref_base[:, n_col],
                                          bucket, policy.baseline_confidence).phi
+                # clusters of either group's errors vary the split too
+                split = max(split, clustered(algorithm, mode, attribute, group, metric),
+                            clustered(algorithm, mode, attribute, reference, metric))
                 streams.append(Stream("disparity_breach", algorithm, mode, attribute, group, metric,
                                        f"sr_disparity:{reference}", rates[reference][1], None, x=mon[:, x_col],
                                        n=mon[:, n_col], x_ref=ref[:, x_col], n_ref=ref[:, n_col],

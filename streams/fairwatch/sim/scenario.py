@@ -152,6 +152,17 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class Subjects:
+    """Returning subjects: each event's probe is one of ``per_group`` pseudonymous subjects of its
+    demographic cell, whose latent score shift is shared by all its comparisons with intra-subject
+    correlation ``correlation`` (the marginal rates stay those of the scenario: errors only cluster
+    by subject). Events then carry the subject's ``cluster_id`` (a keyed hash)."""
+
+    per_group: int
+    correlation: float
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A parsed, validated scenario (see ``scenarios/default.yaml`` for every key, commented)."""
 
@@ -167,6 +178,7 @@ class Scenario:
     impostor_same_demographics: float = 0.8
     verification: Verification = Verification()
     drifts: tuple[RateDrift | Rollout, ...] = ()
+    subjects: Subjects | None = None
 
     @property
     def end(self) -> datetime:
@@ -205,6 +217,8 @@ class Scenario:
             "verification": {k: v for k, v in asdict(self.verification).items()
                              if k != "independent_review_prob" or v},
             "drifts": [drift(d) for d in self.drifts],
+            # only when set: the records of scenarios without returning subjects stay as they were
+            **({"subjects": asdict(self.subjects)} if self.subjects is not None else {}),
         }
 
 
@@ -395,7 +409,7 @@ def parse_scenario(source: str | Mapping[str, Any]) -> Scenario:
             raise ScenarioError("", f"not valid YAML: {exc}") from None
     raw = _mapping(source, "", required=("start", "duration_hours", "attributes", "algorithms", "deployments"),
                    optional=("name", "seed", "events_per_second", "events", "impostor_same_demographics",
-                             "verification", "drifts"))
+                             "verification", "drifts", "subjects"))
     name = _name(raw.get("name", "scenario"), "name")
     seed = _integer(raw.get("seed", 0), "seed", lo=0, hi=2**63 - 1)
     start = _timestamp(raw["start"], "start")
@@ -515,9 +529,16 @@ def parse_scenario(source: str | Mapping[str, Any]) -> Scenario:
         impostor_same_demographics=_number(raw.get("impostor_same_demographics", 0.8), "impostor_same_demographics",
                                            lo=0.0, hi=1.0),
         verification=_verification(raw.get("verification")), drifts=tuple(drifts),
+        subjects=_subjects(raw["subjects"]) if raw.get("subjects") is not None else None,
     )
     _check_rates(scenario)
     return scenario
+
+
+def _subjects(raw: Any) -> Subjects:
+    spec = _mapping(raw, "subjects", required=("per_group", "correlation"))
+    return Subjects(per_group=_integer(spec["per_group"], "subjects.per_group", lo=1, hi=10**7),
+                    correlation=_number(spec["correlation"], "subjects.correlation", lo=0.0, hi=1.0, hi_open=True))
 
 
 def _algorithm_at(deployments: Sequence[Deployment], drifts: Sequence[RateDrift | Rollout], name: str,

@@ -48,6 +48,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -134,6 +135,9 @@ class Simulation:
         thresholds = np.array([d.threshold for d in model.deployments])[self.deployment]
         mu_impostor, mu_genuine = calibrate(thresholds, rate, rate)
         z = rng.standard_normal(n)
+        self._cluster_json: list[str] | None = None
+        if scenario.subjects is not None:  # its own generator: scenarios without it keep their output
+            z = self._returning_subjects(z, scenario.subjects, seed, C)
         self.score = np.round(np.where(self.genuine, mu_genuine, mu_impostor) + z, SCORE_DECIMALS)
         self.match = self.score >= thresholds
 
@@ -191,6 +195,20 @@ class Simulation:
         ]
         self._reviewer_width = len(str(max(v.reviewers - 1, 0)))
 
+    def _returning_subjects(self, z: np.ndarray, subjects, seed: int, cells: int) -> np.ndarray:
+        """Each event's probe drawn among its cell's subjects; their shared latent shift mixed into
+        the score noise (still standard normal: the rates stay calibrated). Keeps the subjects'
+        pseudonymous keys (a keyed BLAKE2b of cell and subject: no id leaves the simulator)."""
+        sub_rng = np.random.default_rng([seed, 0x5B])
+        per_group, rho = subjects.per_group, subjects.correlation
+        subject = self.cell.astype(np.int64) * per_group + sub_rng.integers(0, per_group, len(z))
+        latent = sub_rng.standard_normal(cells * per_group)
+        used, self._cluster = np.unique(subject, return_inverse=True)
+        key = seed.to_bytes(8, "little")
+        self._cluster_json = [f'"cluster_id":"{hashlib.blake2b(str(u).encode(), key=key, digest_size=8).hexdigest()}",'
+                              for u in used.tolist()]
+        return np.sqrt(1 - rho) * z + np.sqrt(rho) * latent[subject]
+
     @property
     def event_ids(self) -> list[str]:
         return [self._event_id(i) for i in range(self.n_events)]
@@ -208,10 +226,12 @@ class Simulation:
         dj, aj, tj, cj = self._dep_json, self._algo_json, self._thr_json, self._cell_json
         prefix, w = self._id_prefix, self._id_width
         fmt = f"%.{SCORE_DECIMALS}f"
+        clusters = ([self._cluster_json[c] for c in self._cluster[idx].tolist()] if self._cluster_json is not None
+                    else [""] * len(idx))
         out = []
         for j, i in enumerate(idx.tolist()):
             out.append((
-                f'{{"algorithm":{aj[algo[j]]},"decision":"{"match" if match[j] else "non_match"}",'
+                f'{{"algorithm":{aj[algo[j]]},{clusters[j]}"decision":"{"match" if match[j] else "non_match"}",'
                 f'"deployment":{dj[dep[j]]},"event_id":"{prefix}{i:0{w}d}","mode":"{MODES[mode[j]]}",'
                 f'"occurred_at":"{stamps[j]}","reference":{cj[ref[j]]},"score":{fmt % score[j]},'
                 f'"subject":{cj[cell[j]]},"threshold":{tj[dep[j]]}}}'

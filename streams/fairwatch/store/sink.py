@@ -30,7 +30,7 @@ from fairwatch.store.group_expansion import group_expansion_sql
 
 EVENT_COLUMNS = (
     "event_id", "occurred_at", "occurred_at_us", "deployment", "algorithm", "mode", "score", "threshold", "decision",
-    "subject_keys", "subject_values", "reference_keys", "reference_values", "context", "ingested_at",
+    "subject_keys", "subject_values", "reference_keys", "reference_values", "context", "ingested_at", "cluster_id",
 )
 OUTCOME_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob", "ingested_at")
 REVIEW_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "ingested_at")
@@ -71,6 +71,7 @@ def event_columns(events: Sequence[MatchEvent], ingested_at: datetime) -> list[l
         [list(e.subject) for e in events], [list(e.subject.values()) for e in events],
         [list(r) for r in references], [list(r.values()) for r in references],
         [encode(e.context) if e.context else "{}" for e in events], [_epoch(ingested_at)] * len(events),
+        [e.cluster_id or "" for e in events],
     ]
 
 
@@ -497,12 +498,12 @@ _EVENT_STRUCTURE = [("event_id", "String"), ("occurred_s", "UInt32"), ("occurred
                     ("deployment", "String"), ("algorithm", "String"), ("mode", "String"), ("score", "Float64"),
                     ("threshold", "Float64"), ("decision", "String"), ("subject_keys", "String"),
                     ("subject_values", "String"), ("reference_keys", "String"), ("reference_values", "String"),
-                    ("context", "String"), ("ingested_s", "UInt32")]
+                    ("context", "String"), ("ingested_s", "UInt32"), ("cluster_id", "String")]
 _EVENT_FRAMES_SQL = (
     f"INSERT INTO match_events ({', '.join(EVENT_COLUMNS)}) "
     f"SELECT event_id, toDateTime(occurred_s), occurred_at_us, deployment, algorithm, mode, score, threshold, "
     f"decision, {_split_sql('subject_keys')}, {_split_sql('subject_values')}, {_split_sql('reference_keys')}, "
-    f"{_split_sql('reference_values')}, context, toDateTime(ingested_s) FROM records"
+    f"{_split_sql('reference_values')}, context, toDateTime(ingested_s), cluster_id FROM records"
 )
 _OUTCOME_STRUCTURE = [("event_id", "String"), ("verified_s", "UInt32"), ("truth", "String"), ("reviewer", "String"),
                       ("revision", "UInt32"), ("inclusion_prob", "Float64"), ("ingested_s", "UInt32")]
@@ -544,6 +545,7 @@ def event_frames(shapes: list) -> dict[str, np.ndarray] | None:
         "reference_values": np.array(reference_values, object),
         "context": np.array([encode(r.context) if r.context is not unset and r.context else "{}" for r in shapes],
                             object),
+        "cluster_id": np.array(["" if r.cluster_id is unset else r.cluster_id for r in shapes], object),
     }
 
 

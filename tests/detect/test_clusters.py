@@ -1,0 +1,103 @@
+"""Error clusters by a pseudonymous key (the detection issue): the store's cluster sizes against a
+brute-force recount of the same rows (ClickHouse 18.16 and chDB), and the cluster dispersion's
+bound against simulated clusters with a known dispersion."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+from fairwatch.detect.dispersion import cluster_dispersion
+from fairwatch.detect.policy import parse_policy
+from fairwatch.detect.reads import read_cluster_sizes
+from fairwatch.store.sink import EVENT_COLUMNS, LABELED_COLUMNS
+from scipy import stats
+
+T0 = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+POLICY = """
+deployment: gate-a
+attributes: [race, sex]
+intersections: [[sex, race]]
+baseline: {from: "2026-11-25T01:00:00Z", to: "2026-11-25T05:00:00Z"}
+cluster_unit: subject
+"""
+
+
+def recount(labeled: list[tuple], keys: dict[str, str], start: datetime, end: datetime) -> dict[tuple, tuple]:
+    """Cluster sizes straight from the definition: the latest revision of each labeled event in
+    the window, its errors expanded into the policy's groups, grouped by key (or alone)."""
+    latest: dict[str, tuple] = {}
+    for row in labeled:
+        if row[0] not in latest or row[11] > latest[row[0]][11]:
+            latest[row[0]] = row
+    sizes: dict[tuple, dict[str, int]] = {}
+    for event_id, _, _, bucket, deployment, algorithm, mode, names, labels, decision, truth, *_ in latest.values():
+        if deployment != "gate-a" or not start <= bucket < end:
+            continue
+        if not ((truth, decision) in (("impostor", "match"), ("genuine", "non_match"))):
+            continue
+        subject = dict(zip(names, labels))
+        groups = [("race", subject["race"]), ("sex", subject["sex"]), ("sex&race", f"{subject['sex']}&{subject['race']}")]
+        for attribute, group in groups:
+            key = (algorithm, mode, attribute, group, "fmr" if truth == "impostor" else "fnmr")
+            unit = keys.get(event_id) or event_id
+            sizes.setdefault(key, {}).setdefault(unit, 0)
+            sizes[key][unit] += 1
+    return {key: tuple(float(sum(c**k for c in units.values())) for k in (1, 2, 3, 4))
+            for key, units in sizes.items()}
+
+
+def test_cluster_sizes_equal_a_brute_force_recount(migrated_store):
+    rng = random.Random(21)
+    events, labeled, keys = [], [], {}
+    subjects = [f"{rng.getrandbits(64):016x}" for _ in range(40)]
+    for i in range(3000):
+        at = T0 + timedelta(seconds=rng.randrange(0, 6 * 3600))  # around the 4-hour baseline
+        bucket = at.replace(second=0)
+        deployment = rng.choice(["gate-a", "gate-a", "gate-b"])
+        labels = [rng.choice(["Black", "White", "Asian"]), rng.choice(["F", "M"])]
+        cluster_id = rng.choice(subjects) if rng.random() < 0.6 else ""
+        if cluster_id:
+            keys[f"e{i}"] = cluster_id
+        decision = rng.choice(["match", "non_match"])
+        events.append((f"e{i}", at, 0, deployment, "algo-1", "verification", 0.5, 0.4, decision, ["race", "sex"],
+                       labels, [], [], "", at, cluster_id))
+        for revision in range(rng.choice([1, 1, 2])):  # a later revision may turn the verdict
+            labeled.append((f"e{i}", at, 0, bucket, deployment, "algo-1", "verification", ["race", "sex"], labels,
+                            decision, rng.choice(["genuine", "impostor"]), revision, 1.0, 0))
+    migrated_store.insert("match_events", EVENT_COLUMNS, events)
+    migrated_store.insert("labeled_outcomes", LABELED_COLUMNS, labeled)
+    policy = parse_policy(POLICY)
+    start, end = policy.baseline_from, policy.baseline_to
+    found = read_cluster_sizes(migrated_store, policy, start, end)
+    expected = recount(labeled, keys, start, end)
+    assert found.keys() == expected.keys()
+    for key, sizes in expected.items():
+        assert np.allclose(found[key], sizes), key
+    assert any(s[1] > s[0] for s in expected.values())  # keys made real clusters
+    # without a cluster_unit the store is not read for clusters
+    assert read_cluster_sizes(migrated_store, parse_policy(POLICY.replace("cluster_unit: subject", "")), start, end) == {}
+
+
+def test_cluster_dispersion_bounds_the_dispersion_of_poisson_clusters_of_geometric_size():
+    # clusters arrive Poisson(lam) per bucket with Geometric(1/m) sizes: Var/mean of the bucket's
+    # errors is E[c^2] / E[c] = 2m - 1 (checked on the simulated counts too)
+    m, lam, clusters, runs = 3.0, 2.0, 300, 400
+    truth = 2 * m - 1
+    rng = np.random.default_rng(22)
+    bounds, points = [], []
+    for _ in range(runs):
+        sizes = rng.geometric(1 / m, clusters).astype(float)
+        sums = tuple(float((sizes**k).sum()) for k in (1, 2, 3, 4))
+        bounds.append(cluster_dispersion(sums, 0.99))
+        points.append(sums[1] / sums[0])
+    assert abs(np.mean(points) - truth) < 0.1
+    held = np.mean(np.array(bounds) >= truth)
+    # nominal 0.99; the normal approximation of a ratio of skewed sums holds a little less (0.965 here)
+    assert held >= 0.95, held
+    counts = np.array([rng.geometric(1 / m, k).sum() for k in rng.poisson(lam, 20000)])
+    assert abs(counts.var() / counts.mean() - truth) < 0.3
+    # binomial errors (every cluster of one) keep 1
+    assert cluster_dispersion((50.0, 50.0, 50.0, 50.0), 0.99) == 1.0
+    assert stats.norm.ppf(0.99) > 2  # the bound is one-sided at the policy's baseline_confidence
