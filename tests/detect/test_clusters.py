@@ -4,7 +4,9 @@ bound against simulated clusters with a known dispersion."""
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -101,3 +103,95 @@ def test_cluster_dispersion_bounds_the_dispersion_of_poisson_clusters_of_geometr
     # binomial errors (every cluster of one) keep 1
     assert cluster_dispersion((50.0, 50.0, 50.0, 50.0), 0.99) == 1.0
     assert stats.norm.ppf(0.99) > 2  # the bound is one-sided at the policy's baseline_confidence
+
+
+def test_policy_check_bounds_the_dispersion_of_a_replayed_store_by_its_subjects(tmp_path):
+    """The whole path: simulated returning subjects -> files -> replay (contract, sink, store) ->
+    the policy's cluster sizes -> each stream's phi, against the sizes recounted from the files."""
+    import dataclasses
+    import json
+
+    from fairwatch.cli import app
+    from fairwatch.sim.scenario import Subjects, load_scenario
+    from fairwatch.sim.simulator import simulate
+    from fairwatch.sim.writers import write_jsonl
+    from typer.testing import CliRunner
+
+    scenario = dataclasses.replace(load_scenario("streams/fairwatch/sim/scenarios/demo.yaml"),
+                                   subjects=Subjects(per_group=15, correlation=0.7))
+    files = write_jsonl(simulate(scenario, events=40000), tmp_path / "sim")
+    store = f"chdb://{tmp_path}/db"
+    runner = CliRunner()
+    loaded = runner.invoke(app, ["replay", str(files["events"]), str(files["outcomes"]), "--store", store])
+    assert loaded.exit_code == 0, loaded.output
+    text = ("deployment: gate-a\nattributes: [race]\nmetrics: [fmr]\nbaseline: {duration: 1h}\nmin_evidence: 300\n"
+            "score_drift: false\n")
+    phis = {}
+    for name, extra in (("keyed", "cluster_unit: subject\n"), ("plain", "")):
+        (tmp_path / f"{name}.yaml").write_text(text + extra)
+        result = runner.invoke(app, ["policy", "check", str(tmp_path / f"{name}.yaml"), "--store", store,
+                                     "--replicates", "10", "--shift", "3", "--json"])
+        assert result.exit_code == 0, result.output
+        phis[name] = {r["group"]: r["dispersion"] for r in json.loads(result.stdout)["rows"]}
+    # recount: the first hour's false matches (latest verdict) per race group and subject key
+    latest: dict[str, dict] = {}
+    for o in map(json.loads, files["outcomes"].read_text().splitlines()):
+        if o.get("review", "primary") == "primary" and o["revision"] >= latest.get(o["event_id"], {}).get("revision", -1):
+            latest[o["event_id"]] = o
+    end = scenario.start.timestamp() + 3600
+    sizes: dict[str, Counter] = {}
+    for e in map(json.loads, files["events"].read_text().splitlines()):
+        verdict = latest.get(e["event_id"])
+        at = datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")).timestamp()
+        if verdict and verdict["truth"] == "impostor" and e["decision"] == "match" and at < end:
+            sizes.setdefault(e['subject']['race'], Counter())[e["cluster_id"]] += 1
+    assert phis["keyed"].keys() == phis["plain"].keys() and phis["keyed"]
+    for group, phi in phis["keyed"].items():
+        c = np.array(list(sizes[group].values()), float)
+        expected = cluster_dispersion(tuple(float((c**k).sum()) for k in (1, 2, 3, 4)), 0.99)
+        assert math.isclose(phi, max(phis["plain"][group], expected), rel_tol=1e-9), (group, phi, expected)
+    assert any(phis["keyed"][g] > phis["plain"][g] for g in phis["keyed"])  # the key was what bounded them
+
+
+def test_the_sink_stores_cluster_ids_from_single_records_and_envelopes(migrated_store):
+    """Both write paths (a record's columns, an envelope's external-table columns where the store
+    takes them) keep each event's key, and '' where it has none; a readable id goes to dead-letter."""
+    import json
+
+    from fairwatch.contracts.partitioning import partition_for
+    from fairwatch.contracts.topics import MATCH_EVENTS
+    from fairwatch.core.config import CoreConfig
+    from fairwatch.store.sink import ClickHouseSink
+    from fairwatch.stream.processor import BatchProcessor, RawMessage, ResidentJoins
+
+    rng = random.Random(23)
+    records = []
+    for i in range(60):
+        record = {"event_id": f"k{i}", "occurred_at": "2026-11-25T06:00:00Z", "deployment": "gate-a",
+                  "algorithm": "algo-1", "mode": "verification", "score": 0.5, "threshold": 0.4, "decision": "match",
+                  "subject": {"race": "Black"}}
+        if i % 3:
+            record["cluster_id"] = f"{rng.getrandbits(64):016x}"
+        records.append(record)
+    records[-1]["cluster_id"] = "Jane Doe"  # refused: not a keyed hash
+    messages, offset = [], 0
+    for record in records[:20]:  # single records
+        messages.append(RawMessage(MATCH_EVENTS, "t", partition_for(record["event_id"], 2), offset,
+                                   record["event_id"].encode(),
+                                   json.dumps(record).encode()))
+        offset += 1
+    by_partition: dict[int, list] = {}
+    for record in records[20:]:
+        by_partition.setdefault(partition_for(record["event_id"], 2), []).append(record)
+    for partition, part in by_partition.items():  # envelopes, each on its own partition
+        envelope = {"batch_version": 1, "bucket": partition, "partitions": 2, "records": part}
+        messages.append(RawMessage(MATCH_EVENTS, "t", partition, offset, f"bucket-{partition}".encode(),
+                                   json.dumps(envelope, separators=(",", ":")).encode()))
+        offset += 1
+    config = CoreConfig()
+    processed = BatchProcessor(config, partitions=2).process(messages, resident=ResidentJoins(config, lambda p: []))
+    ClickHouseSink(migrated_store, config).write_rows(processed.sink.built())
+    stored = dict(migrated_store.query("SELECT event_id, cluster_id FROM match_events FINAL"))
+    assert stored == {r["event_id"]: r.get("cluster_id", "") for r in records[:-1]}
+    [rejected] = migrated_store.query("SELECT reason_code, field FROM dead_letters")
+    assert tuple(rejected) == ("invalid_characters", "cluster_id")
