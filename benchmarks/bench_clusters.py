@@ -4,25 +4,26 @@ Run by ``make bench`` (not a test). Writes ``benchmarks/results/clusters.json`` 
 
 The same people come back: a traveller whose face the matcher confuses errs again at the next gate,
 minutes or hours later. Each simulated deployment has 200 tested streams, as in
-``bench_detection``: 100 FMR streams (``Poisson(300)`` impostor comparisons a minute, FMR 1e-3) and
-100 FNMR streams (``Poisson(80)`` genuine comparisons a minute, FNMR 0.02), one day of baseline
-buckets then 14 monitored days, budget 0.1 false alarms per deployment-day. Errors come in
-clusters: clusters start as a Poisson process (the stream's rate / the mean size), each holds
-``Geometric(1 / m)`` errors (mean ``m``), placed at uniform times over ``span`` minutes from its
-start (a visit of that length), so that the long-run rate is the stream's and the counts of any
-period longer than the span vary ``2m - 1`` times more than binomial ones. Scenarios:
+``bench_detection``: 100 FMR streams (about 300 impostor comparisons a minute, FMR 1e-3) and 100
+FNMR streams (about 80 genuine comparisons a minute, FNMR 0.02), one day of baseline buckets then 14
+monitored days, budget 0.1 false alarms per deployment-day. 70% of the comparisons are one-off
+(binomial errors); 30% come in visits: a key (a subject on a trip) makes ``1 + Geometric`` comparisons
+(mean 50) at uniform times over ``span`` minutes from its start, each erring with the key's own
+rate ``Beta`` (mean the stream's rate, intra-key correlation ``rho``), so that a key's errors
+correlate: the keys' design effect is ``1 + 49 rho`` for the visits' comparisons, and the counts of a
+period longer than the span vary about ``1 + 0.3 x 49 rho`` times more than binomial ones. Scenarios:
 
-- ``singletons``: every cluster of one (binomial errors; the key costs nothing);
-- ``clusters 3 within a minute``: the block dispersion of the baseline sees them;
-- ``clusters 3 over 6 h`` and ``clusters 3 over 2 days``: spread across buckets and hours.
+- ``independent keys``: ``rho = 0`` (keys return, their errors are binomial: the key costs little);
+- ``keys within a minute``: ``rho = 0.2``, a visit within one bucket (the block dispersion sees it);
+- ``keys over 6 h`` and ``keys over 2 days``: ``rho = 0.2``, visits spread across buckets and hours.
 
 The detector is the project's :class:`~fairwatch.detect.detectors.RateDriftDetector` with
 ``threshold_for_budget(200, 1440, 0.1)`` and each stream's edge from ``Baseline.from_counts`` at
 the joint confidence of 200 streams (as ``build_streams`` does), run twice on the same counts: with
 the dispersion ``build_streams`` takes without a ``cluster_unit`` (``stream_dispersions``: own and
 pooled over the 100 groups of a metric) and with the policy's ``cluster_unit`` (the larger of that
-and ``cluster_dispersion`` of the cluster sizes seen in the baseline day: a cluster reaching past
-the baseline's end is counted only with its errors inside it).
+and ``cluster_dispersion`` of the keys' comparisons and errors in the baseline day, a visit reaching
+past the baseline's end counted with its part inside it, the one-off comparisons as keys of one).
 
 Reported per scenario: false alarms per deployment-day with the exact upper 95% Poisson bound,
 and the median ``phi`` of each variant.
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 from fairwatch.detect.detectors import Baseline, RateDriftDetector, threshold_for_budget
-from fairwatch.detect.dispersion import cluster_dispersion, stream_dispersions
+from fairwatch.detect.dispersion import CLUSTER_MOMENTS, cluster_dispersion, stream_dispersions
 from fairwatch.detect.streams import joint_confidence
 from fairwatch.testing.bench import write_results
 from scipy import stats
@@ -46,49 +47,73 @@ DAY = 1440
 KINDS = (("fmr", 300, 1e-3, 100), ("fnmr", 80, 2e-2, 100))  # metric, comparisons a minute, rate, streams
 STREAMS = sum(k[3] for k in KINDS)
 CONFIDENCE, BUDGET = 0.99, 0.1
-# name, mean cluster size, span in minutes
-SCENARIOS = (("singletons", 1.0, 1), ("clusters 3 within a minute", 3.0, 1), ("clusters 3 over 6 h", 3.0, 360),
-             ("clusters 3 over 2 days", 3.0, 2 * DAY))
+VISIT = 10.0  # mean comparisons of a visit (a key)
+# name, intra-key correlation, span of a visit in minutes
+SCENARIOS = (("independent keys", 0.0, 360), ("keys within a minute", 0.2, 1), ("keys over 6 h", 0.2, 360),
+             ("keys over 2 days", 0.2, 2 * DAY))
 
 
-def clustered_errors(days: int, mean: float, span: int, rng) -> tuple[np.ndarray, np.ndarray, list]:
-    """Errors and comparisons ``[days * DAY, STREAMS]`` and, per stream, each cluster's baseline-day
-    error count (errors placed before the first day are dropped: the process starts in a steady state)."""
-    T = days * DAY
-    lead = span  # clusters started before the window reach into it
-    n = np.hstack([rng.poisson(volume, (T, count)) for _, volume, _, count in KINDS])
-    rate = np.concatenate([np.full(count, volume * p) for _, volume, p, count in KINDS])
-    starts = rng.poisson(rate / mean, (T + lead, STREAMS))
-    t_idx, s_idx = np.nonzero(starts)
-    repeat = starts[t_idx, s_idx]
-    t_idx, s_idx = np.repeat(t_idx, repeat), np.repeat(s_idx, repeat)
-    sizes = rng.geometric(1 / mean, len(t_idx)) if mean > 1 else np.ones(len(t_idx), int)
-    cluster = np.repeat(np.arange(len(t_idx)), sizes)
-    when = np.repeat(t_idx, sizes) + (rng.integers(0, span, sizes.sum()) if span > 1 else 0) - lead
-    stream = np.repeat(s_idx, sizes)
-    inside = (when >= 0) & (when < T)
+def clustered_errors(days: int, rho: float, span: int, rng) -> tuple[np.ndarray, np.ndarray, list]:
+    """Errors and comparisons ``[days * DAY, STREAMS]`` and, per stream, the baseline day's
+    ``(errors, comparisons)`` of each visit. Visits start as a Poisson process, day by day (and a
+    span before the window: steady state); a visit's comparisons and errors fall at uniform times
+    over its span (only the errors are placed; the comparisons of a minute are counted with the
+    visits' expected spread)."""
+    T, lead = days * DAY, span
+    volume = np.concatenate([np.full(count, v) for _, v, _, count in KINDS])
+    rate = np.concatenate([np.full(count, p) for _, _, p, count in KINDS])
+    n = rng.poisson(volume, (T, STREAMS)).astype(float)  # comparisons per minute, as the visits make them
     x = np.zeros((T, STREAMS))
-    np.add.at(x, (when[inside], stream[inside]), 1.0)
-    in_base = inside & (when < DAY)
-    seen = np.bincount(cluster[in_base], minlength=len(t_idx))  # each cluster's errors in the baseline day
-    per_stream = [[] for _ in range(STREAMS)]
-    keep = seen > 0
-    for s, c in zip(s_idx[keep].tolist(), seen[keep].tolist()):
-        per_stream[s].append(c)
-    return np.minimum(x, n), n.astype(float), per_stream
+    keys: list[tuple] = []  # (stream, errors, comparisons) of the visits seen in the baseline day
+    for first in range(-lead, T, DAY):
+        length = min(DAY, T - first)
+        starts = rng.poisson(volume / VISIT, (length, STREAMS))
+        t_idx, s_idx = np.nonzero(starts)
+        repeat = starts[t_idx, s_idx]
+        t_idx, s_idx = np.repeat(t_idx, repeat) + first, np.repeat(s_idx, repeat)
+        size = rng.geometric(1 / VISIT, len(t_idx))
+        p = rate[s_idx]
+        if rho > 0:
+            total = 1 / rho - 1
+            p = rng.beta(p * total, (1 - p) * total)
+        errors = rng.binomial(size, p)
+        erring = np.nonzero(errors)[0]
+        visit = np.repeat(erring, errors[erring])
+        when = t_idx[visit] + (rng.integers(0, span, len(visit)) if span > 1 else 0)
+        inside = (when >= 0) & (when < T)
+        np.add.at(x, (when[inside], s_idx[visit][inside]), 1.0)
+        # the baseline day's part of each visit: its comparisons thinned by the span's overlap, its errors placed
+        overlap = (np.clip(t_idx + span, 0, DAY) - np.clip(t_idx, 0, DAY)) / span
+        seen = overlap > 0
+        if not seen.any():
+            continue
+        base_errors = np.bincount(visit[inside & (when < DAY)], minlength=len(t_idx))
+        base_n = np.maximum(rng.binomial(size, np.clip(overlap, 0, 1)), base_errors)
+        seen &= base_n > 0
+        keys.append((s_idx[seen], base_errors[seen].astype(float), base_n[seen].astype(float)))
+    stream, c, m = (np.concatenate(parts) for parts in zip(*keys))
+    return np.minimum(x, n), n, moments(stream, c, m)
 
 
-def run(mean: float, span: int, deployments: int, days: int, seed: int) -> dict:
+def moments(stream: np.ndarray, c: np.ndarray, m: np.ndarray) -> list[dict]:
+    """Per stream, the sums cluster_dispersion takes, from the visits' (errors, comparisons) in the baseline."""
+    multi = m >= 2
+    sums = {(part, i, j): np.bincount(stream, weights=(c**i) * (m**j) * (multi if part == "multi" else 1),
+                                      minlength=STREAMS)
+            for part, i, j in CLUSTER_MOMENTS}
+    return [{key: float(values[j]) for key, values in sums.items()} for j in range(STREAMS)]
+
+
+def run(rho: float, span: int, deployments: int, days: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     x_all, n_all, block_phi, key_phi = [], [], [], []
     for _ in range(deployments):
-        x, n, clusters = clustered_errors(days + 1, mean, span, rng)
+        x, n, clusters = clustered_errors(days + 1, rho, span, rng)
         xb, nb = x[:DAY], n[:DAY]
         phis = np.concatenate([stream_dispersions([(xb[:, j], nb[:, j]) for j in range(start, start + count)], 60,
                                                   CONFIDENCE)
                                for start, count in ((0, KINDS[0][3]), (KINDS[0][3], KINDS[1][3]))])
-        keyed = np.array([cluster_dispersion(tuple(float((np.array(c, float) ** k).sum()) for k in (1, 2, 3, 4)),
-                                             CONFIDENCE) for c in clusters])
+        keyed = np.array([cluster_dispersion(sums, CONFIDENCE) for sums in clusters])
         block_phi.append(phis)
         key_phi.append(np.maximum(phis, keyed))
         x_all.append(x)
@@ -122,9 +147,9 @@ def main() -> None:
     deployments, days = (1, 1) if args.quick else (5, 14)
     started = time.perf_counter()
     rows = []
-    for s, (name, mean, span) in enumerate(SCENARIOS):
-        rows.append({"scenario": name, "mean_size": mean, "span_minutes": span, **run(mean, span, deployments, days,
-                                                                                        seed=[41, s])})
+    for s, (name, rho, span) in enumerate(SCENARIOS):
+        rows.append({"scenario": name, "rho": rho, "span_minutes": span, **run(rho, span, deployments, days,
+                                                                              seed=[41, s])})
     print(f"errors clustered by subject, {deployments} deployments x {STREAMS} streams x {days} days after a one-day "
           f"baseline, budget {BUDGET}/deployment-day")
     print(f"{'scenario':<28} | {'phi F/N':>11} {'/d-d':>7} {'upper95':>8} | {'phi F/N':>11} {'/d-d':>7} {'upper95':>8}")
@@ -134,7 +159,7 @@ def main() -> None:
                  f"{r[k]['upper95']:8.3f}" for k in ("block", "with key")]
         print(f"{r['scenario']:<28} | {cells[0]} | {cells[1]}")
     write_results(RESULTS, {"mode": "quick" if args.quick else "full", "kinds": [list(k) for k in KINDS],
-                            "rows": rows}, started)
+                            "visit_mean": VISIT, "rows": rows}, started)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ Scenarios, each on the same number of deployments (5 full, 1 quick), with ``p`` 
   p; a cluster stays within its bucket; errors capped at n_t);
 - ``hourly cv 0.3 / 0.5 / 1.0``: as ``cv``, one draw per stream and hour;
 - ``... sets of 2``: the same, the streams taken as attribute sets of 2 groups (``sex``): no pooled
-  dispersion, each stream has only its own (pretested) one. River is not rerun on these.
+  dispersion, each stream has only its own, bounded without a pretest. River is not rerun on these.
 
 Reported per scenario: the alarms, the rate per stream-day of each metric (against the
 per-stream share 5e-4), the rate per deployment-day (all 200 streams, against the budget 0.1) with

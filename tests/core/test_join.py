@@ -93,6 +93,7 @@ def match_events(draw, event_id: str) -> MatchEvent:
         threshold=0.5,
         decision=draw(st.sampled_from(["match", "non_match"])),
         subject=draw(subjects),
+        cluster_id=draw(st.sampled_from([None, "0123456789abcdef", "fedcba9876543210"])),  # a version may differ in it only
     )
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-from fairwatch.detect.dispersion import cluster_dispersion
+from fairwatch.detect.dispersion import CLUSTER_MOMENTS, cluster_dispersion
 from fairwatch.detect.policy import parse_policy
 from fairwatch.detect.reads import read_cluster_sizes
 from fairwatch.store.sink import EVENT_COLUMNS, LABELED_COLUMNS
@@ -26,28 +25,33 @@ cluster_unit: subject
 """
 
 
-def recount(labeled: list[tuple], keys: dict[str, str], start: datetime, end: datetime) -> dict[tuple, tuple]:
-    """Cluster sizes straight from the definition: the latest revision of each labeled event in
-    the window, its errors expanded into the policy's groups, grouped by key (or alone)."""
+def moments(pairs) -> dict:
+    """The sums cluster_dispersion takes, straight from (errors, comparisons) per key."""
+    pairs = list(pairs)
+    return {(part, i, j): float(sum(c**i * n**j for c, n in pairs if part == "all" or n >= 2))
+            for part, i, j in CLUSTER_MOMENTS}
+
+
+def recount(labeled: list[tuple], keys: dict[str, str], start: datetime, end: datetime) -> dict[tuple, dict]:
+    """Comparisons and errors per key straight from the definition: the latest revision of each
+    labeled event in the window, expanded into the policy's groups, grouped by key (or alone)."""
     latest: dict[str, tuple] = {}
     for row in labeled:
         if row[0] not in latest or row[11] > latest[row[0]][11]:
             latest[row[0]] = row
-    sizes: dict[tuple, dict[str, int]] = {}
+    units: dict[tuple, dict[str, list]] = {}
     for event_id, _, _, bucket, deployment, algorithm, mode, names, labels, decision, truth, *_ in latest.values():
         if deployment != "gate-a" or not start <= bucket < end:
             continue
-        if not ((truth, decision) in (("impostor", "match"), ("genuine", "non_match"))):
-            continue
+        error = (truth, decision) in (("impostor", "match"), ("genuine", "non_match"))
         subject = dict(zip(names, labels))
         groups = [("race", subject["race"]), ("sex", subject["sex"]), ("sex&race", f"{subject['sex']}&{subject['race']}")]
         for attribute, group in groups:
             key = (algorithm, mode, attribute, group, "fmr" if truth == "impostor" else "fnmr")
-            unit = keys.get(event_id) or event_id
-            sizes.setdefault(key, {}).setdefault(unit, 0)
-            sizes[key][unit] += 1
-    return {key: tuple(float(sum(c**k for c in units.values())) for k in (1, 2, 3, 4))
-            for key, units in sizes.items()}
+            unit = units.setdefault(key, {}).setdefault(keys.get(event_id) or event_id, [0, 0])
+            unit[0] += error
+            unit[1] += 1
+    return {key: moments(per_key.values()) for key, per_key in units.items()}
 
 
 def test_cluster_sizes_equal_a_brute_force_recount(migrated_store):
@@ -75,34 +79,39 @@ def test_cluster_sizes_equal_a_brute_force_recount(migrated_store):
     found = read_cluster_sizes(migrated_store, policy, start, end)
     expected = recount(labeled, keys, start, end)
     assert found.keys() == expected.keys()
-    for key, sizes in expected.items():
-        assert np.allclose(found[key], sizes), key
-    assert any(s[1] > s[0] for s in expected.values())  # keys made real clusters
+    for key, sums in expected.items():
+        assert found[key].keys() == sums.keys()
+        assert np.allclose([found[key][m] for m in CLUSTER_MOMENTS], [sums[m] for m in CLUSTER_MOMENTS]), key
+    assert all(s["multi", 0, 1] > 0 for s in expected.values())  # keys made real clusters
     # without a cluster_unit the store is not read for clusters
     assert read_cluster_sizes(migrated_store, parse_policy(POLICY.replace("cluster_unit: subject", "")), start, end) == {}
 
 
-def test_cluster_dispersion_bounds_the_dispersion_of_poisson_clusters_of_geometric_size():
-    # clusters arrive Poisson(lam) per bucket with Geometric(1/m) sizes: Var/mean of the bucket's
-    # errors is E[c^2] / E[c] = 2m - 1 (checked on the simulated counts too)
-    m, lam, clusters, runs = 3.0, 2.0, 300, 400
-    truth = 2 * m - 1
+def test_cluster_dispersion_bounds_the_design_effect_of_beta_binomial_keys():
+    # keys of m comparisons whose error rates are Beta(a, b) (scipy's beta-binomial per key): the
+    # design effect is 1 + (m - 1) rho, rho = 1 / (a + b + 1); the total over keys drawn afresh
+    # varies that many times more than a binomial count (checked on the draws too)
+    m, p, rho, keys, runs = 6, 0.01, 0.02, 3000, 300
+    a, b = p * (1 / rho - 1), (1 - p) * (1 / rho - 1)
+    truth = 1 + (m - 1) * rho
     rng = np.random.default_rng(22)
     bounds, points = [], []
     for _ in range(runs):
-        sizes = rng.geometric(1 / m, clusters).astype(float)
-        sums = tuple(float((sizes**k).sum()) for k in (1, 2, 3, 4))
+        c = stats.betabinom.rvs(m, a, b, size=keys, random_state=rng)
+        sums = moments(zip(c.tolist(), [m] * keys))
         bounds.append(cluster_dispersion(sums, 0.99))
-        points.append(sums[1] / sums[0])
-    assert abs(np.mean(points) - truth) < 0.1
+        points.append(cluster_dispersion(sums, 0.5))  # the point estimate (z = 0), where above 1
+    assert abs(np.median(points) - truth) < 0.03, np.median(points)
     held = np.mean(np.array(bounds) >= truth)
-    # nominal 0.99; the normal approximation of a ratio of skewed sums holds a little less (0.965 here)
-    assert held >= 0.95, held
-    counts = np.array([rng.geometric(1 / m, k).sum() for k in rng.poisson(lam, 20000)])
-    assert abs(counts.var() / counts.mean() - truth) < 0.3
-    # binomial errors (every cluster of one) keep 1
-    assert cluster_dispersion((50.0, 50.0, 50.0, 50.0), 0.99) == 1.0
-    assert stats.norm.ppf(0.99) > 2  # the bound is one-sided at the policy's baseline_confidence
+    assert held >= 0.95, held  # nominal 0.99, normal approximation of a ratio of skewed sums
+    totals = stats.betabinom.rvs(m, a, b, size=(4000, keys), random_state=rng).sum(axis=1)
+    assert abs(totals.var() / (m * keys * p * (1 - p)) - truth) < 0.1
+    # keys whose comparisons err independently at the common rate: about 1, however often they return
+    n = rng.integers(1, 200, 3000)
+    independent = cluster_dispersion(moments(zip(rng.binomial(n, p).tolist(), n.tolist())), 0.99)
+    assert 1.0 <= independent < 1.2, independent
+    # no key of two or more comparisons: exactly 1 (a stream without keys pays nothing)
+    assert cluster_dispersion(moments([(1, 1)] * 20 + [(0, 1)] * 980), 0.99) == 1.0
 
 
 def test_policy_check_bounds_the_dispersion_of_a_replayed_store_by_its_subjects(tmp_path):
@@ -133,22 +142,23 @@ def test_policy_check_bounds_the_dispersion_of_a_replayed_store_by_its_subjects(
                                      "--replicates", "10", "--shift", "3", "--json"])
         assert result.exit_code == 0, result.output
         phis[name] = {r["group"]: r["dispersion"] for r in json.loads(result.stdout)["rows"]}
-    # recount: the first hour's false matches (latest verdict) per race group and subject key
+    # recount: the first hour's impostor comparisons and false matches (latest verdict) per race group and key
     latest: dict[str, dict] = {}
     for o in map(json.loads, files["outcomes"].read_text().splitlines()):
         if o.get("review", "primary") == "primary" and o["revision"] >= latest.get(o["event_id"], {}).get("revision", -1):
             latest[o["event_id"]] = o
     end = scenario.start.timestamp() + 3600
-    sizes: dict[str, Counter] = {}
+    units: dict[str, dict[str, list]] = {}
     for e in map(json.loads, files["events"].read_text().splitlines()):
         verdict = latest.get(e["event_id"])
         at = datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")).timestamp()
-        if verdict and verdict["truth"] == "impostor" and e["decision"] == "match" and at < end:
-            sizes.setdefault(e['subject']['race'], Counter())[e["cluster_id"]] += 1
+        if verdict and verdict["truth"] == "impostor" and at < end:
+            unit = units.setdefault(e["subject"]["race"], {}).setdefault(e["cluster_id"], [0, 0])
+            unit[0] += e["decision"] == "match"
+            unit[1] += 1
     assert phis["keyed"].keys() == phis["plain"].keys() and phis["keyed"]
     for group, phi in phis["keyed"].items():
-        c = np.array(list(sizes[group].values()), float)
-        expected = cluster_dispersion(tuple(float((c**k).sum()) for k in (1, 2, 3, 4)), 0.99)
+        expected = cluster_dispersion(moments(units[group].values()), 0.99)
         assert math.isclose(phi, max(phis["plain"][group], expected), rel_tol=1e-9), (group, phi, expected)
     assert any(phis["keyed"][g] > phis["plain"][g] for g in phis["keyed"])  # the key was what bounded them
 

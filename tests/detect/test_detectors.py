@@ -138,3 +138,24 @@ def test_river_detectors_see_a_large_change():
     ph = ScoreMeanPageHinkley(mean0=1.0, sd0=2.0)
     assert not any(ph.update(rng.normal(1.0, 2.0, 200)).drift_detected for _ in range(200))
     assert any(ph.update(rng.normal(1.5, 2.0, 200)).drift_detected for _ in range(50))
+
+
+def test_one_burst_of_errors_is_capped_a_few_quasi_sd_above_the_null():
+    import math
+
+    from fairwatch.detect.detectors import BURST_SD, DisparityDetector, RateDriftDetector, burst_cap
+
+    # the cap by hand: 300 comparisons at an edge of 1e-3, phi 4: 0.3 + 4 sqrt(4 x 0.3 x 0.999) + 1
+    cap = 0.3 + BURST_SD * math.sqrt(4 * 0.3 * 0.999) + 1
+    assert math.isclose(float(burst_cap(30.0, 300.0, 1e-3, 4.0)), cap, rel_tol=1e-12)
+    assert float(burst_cap(2.0, 300.0, 1e-3, 4.0)) == 2.0  # counts below the cap are untouched
+    # one bucket of 30 errors (100 times the mean) among quiet ones: a burst, not a drift
+    detector = RateDriftDetector(1e-3, 1e6)
+    quiet = [detector.update(0.0, 300.0).drift_detected for _ in range(50)]
+    assert not any(quiet) and not detector.update(30.0, 300.0).drift_detected
+    # a sustained rise is still found: 5x the edge for a few hours of buckets
+    rng = np.random.default_rng(5)
+    assert any(detector.update(rng.binomial(300, 5e-3), 300.0).drift_detected for _ in range(300))
+    # the same for the split of a pair's errors: one bucket where the group has all 30 errors
+    pair = DisparityDetector(2.0, 1e6)
+    assert not pair.update(30.0, 300.0, 0.0, 300.0).drift_detected

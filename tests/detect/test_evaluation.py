@@ -38,9 +38,20 @@ def test_detector_banks_equal_the_engine_over_stacked_ratios():
     streams = _streams(rng, T)
     alarms, log_stats = run_detectors(streams, threshold, T)
 
-    # each stream's likelihood ratios divided by its dispersion (quasi-likelihood)
-    ratios = [(disparity_log_lr(s.x, s.n, s.x_ref, s.n_ref, s.ratio, DEFAULT_GRID) if s.type == "disparity_breach"
-               else rate_log_lr(s.x, s.n, s.edge, DEFAULT_GRID)) / s.dispersion for s in streams]
+    # each stream's likelihood ratios divided by its dispersion (quasi-likelihood), of its counts
+    # capped 4 quasi-standard deviations and one error above the null's mean (a burst is one bucket)
+    def capped(x, m, p0, phi):
+        return np.minimum(x, m * p0 + 4 * np.sqrt(phi * m * p0 * (1 - p0)) + 1)
+
+    ratios = []
+    for s in streams:
+        if s.type == "disparity_breach":
+            share = s.ratio * s.n / (s.ratio * s.n + s.n_ref)
+            x = capped(s.x, s.x + s.x_ref, share, s.dispersion)
+            ratios.append(disparity_log_lr(x, s.n, s.x_ref, s.n_ref, s.ratio, DEFAULT_GRID) / s.dispersion)
+        else:
+            ratios.append(rate_log_lr(capped(s.x, s.n, s.edge, s.dispersion), s.n, s.edge, DEFAULT_GRID) / s.dispersion)
+    assert any((capped(s.x, s.n, s.edge, s.dispersion) < s.x).any() for s in streams if s.type != "disparity_breach")
     engine = MixtureShiryaevRoberts(len(streams), math.log(threshold), n_alternatives=len(DEFAULT_GRID))
     want_alarms, want_stats = engine.run(np.stack(ratios, axis=1))
 

@@ -247,7 +247,8 @@ def test_envelope_frames_store_references_contexts_and_odd_times_as_the_column_l
             assert len({seconds for _, seconds in store.query(ingested.format(table))}) == 2
         assert len(got["match_events"]) == 120 and len(got["verified_outcomes"]) == 120
         assert got == expected
-        contexts = {row[0]: row[-1] for row in got["match_events"]}
+        context = [n for n in EVENT_COLUMNS if n != "ingested_at"].index("context")  # as table_contents keeps them
+        contexts = {row[0]: row[context] for row in got["match_events"]}
         assert json.loads(contexts["fx-7"]) == {"camera": 7, "site": {"floors": [1, 2], "name": "north"}}
         assert contexts["fx-8"] == contexts["fx-1"] == "{}"
     finally:

@@ -251,14 +251,18 @@ def _text_hash(content: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "little")
 
 
-def _extras_hash(reference: Mapping[str, str] | None, context: Mapping[str, Any] | None) -> int:
-    """The event fingerprint's field for the optional reference and context (0 when both absent)."""
-    if reference is None and context is None:
+def _extras_hash(reference: Mapping[str, str] | None, context: Mapping[str, Any] | None,
+                 cluster_id: str | None = None) -> int:
+    """The event fingerprint's field for the optional reference, context and cluster_id (0 when
+    all are absent; without a cluster_id the same as before it existed, so stored join states keep
+    their fingerprints)."""
+    if reference is None and context is None and cluster_id is None:
         return 0
     return _text_hash(
         (b"-" if reference is None else b"R" + repr(sorted(reference.items())).encode())
-        + b"\0"  # a repr has no raw NUL, so the two parts cannot run into each other
+        + b"\0"  # a repr has no raw NUL, so the parts cannot run into each other
         + (b"-" if context is None else b"C" + json.dumps(context, sort_keys=True, separators=(",", ":")).encode())
+        + (b"" if cluster_id is None else b"\0K" + cluster_id.encode())
     )
 
 
@@ -448,7 +452,7 @@ class _DeltaRows:
 
 
 _EVENT_FIELDS = operator.attrgetter("event_id", "occurred_at", "deployment", "algorithm", "mode", "score", "threshold",
-                                    "decision", "subject", "reference", "context")
+                                    "decision", "subject", "reference", "context", "cluster_id")
 _OUTCOME_FIELDS = operator.attrgetter("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob")
 _timestamp = operator.methodcaller("timestamp")
 _is_outcome = VerifiedOutcome.__instancecheck__
@@ -877,7 +881,7 @@ class LabelJoin:
         """Of the event's whole content; equal to the bulk path's (:meth:`_prepare_events`)."""
         score_bits, threshold_bits = _float_pair_bits(_pack_float_pair(ev.score, ev.threshold))
         fields = (occurred_us & _M64, score_bits, threshold_bits, int(match), self._profile_hashes[profile],
-                  _extras_hash(ev.reference, ev.context))
+                  _extras_hash(ev.reference, ev.context, ev.cluster_id))
         return _fingerprint(fields, _EVENT_SALTS)
 
     def _outcome_fingerprint(self, oc: VerifiedOutcome, ts: float, genuine: bool) -> int:
@@ -898,7 +902,7 @@ class LabelJoin:
     def _add_events(self, events: list[MatchEvent], rows: _DeltaRows, rejected: list[Rejected]) -> None:
         """Apply a run of events as :meth:`_add_event` one by one would."""
         (ids, occurred_at, deployments, algorithms, modes, scores, thresholds, decisions, subjects, references,
-         contexts) = zip(*map(_EVENT_FIELDS, events))
+         contexts, cluster_ids) = zip(*map(_EVENT_FIELDS, events))
         ids = list(ids)
         n = len(ids)
         occurred_us = np.fromiter(map(operator.floordiv, map(operator.sub, occurred_at, repeat(_EPOCH)),
@@ -911,10 +915,10 @@ class LabelJoin:
         fields[:, 2] = np.array(thresholds, np.float64).view(np.uint64)
         fields[:, 3] = match
         fields[:, 4] = self._profile_hash_array[profile]
-        if references.count(None) == n and contexts.count(None) == n:
+        if references.count(None) == n and contexts.count(None) == n and cluster_ids.count(None) == n:
             fields[:, 5] = 0
         else:
-            fields[:, 5] = np.fromiter(map(_extras_hash, references, contexts), np.uint64, n)
+            fields[:, 5] = np.fromiter(map(_extras_hash, references, contexts, cluster_ids), np.uint64, n)
         fingerprint = _fingerprints(fields, _EVENT_SALTS_ARRAY)
         hashes = list(map(hash, ids))
         self._apply_in_spans(

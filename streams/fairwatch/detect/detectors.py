@@ -34,7 +34,12 @@ buckets (:mod:`fairwatch.detect.dispersion`), every log likelihood ratio is divi
 (quasi-likelihood) and the baseline's upper bound is taken on the effective counts ``x / phi`` of
 ``n / phi``; ``phi = 1`` is the binomial detector. The mean <= 1 then holds approximately (for
 near-normal block sums with ``phi`` times the binomial variance), so the false-alarm rate under
-overdispersion is measured, in ``benchmarks/bench_detection.py``, rather than proven.
+overdispersion is measured, in ``benchmarks/bench_detection.py``, rather than proven. Counts with a
+heavy tail (one key's errors arriving together: ``benchmarks/bench_clusters.py``) break the normal
+approximation however large ``phi`` is; a bucket's count is therefore taken at most
+:data:`BURST_SD` quasi-standard deviations (and one error) above its null mean (:func:`burst_cap`):
+a burst is evidence of one bad bucket, not of a drift, and a drift that raises the mean is hardly
+touched.
 
 Baselines are estimated: the guarantee holds on the event that the baseline's upper bound is
 above the true pre-change rate, which has probability at least the baseline confidence.
@@ -135,6 +140,22 @@ class Baseline:
         x, m = errors / dispersion, n / dispersion
         upper = 1.0 if errors >= n else float(stats.beta.ppf(confidence, x + 1, m - x))
         return cls(errors, n, errors / n if n else None, upper, min(band * upper, _P_MAX))
+
+
+BURST_SD = 4.0  # a bucket's count beyond this many quasi-standard deviations above the null counts as that
+
+
+def burst_cap(errors, n, p0, dispersion=1.0) -> np.ndarray:
+    """``errors`` at most ``n p0 + BURST_SD sqrt(phi n p0 (1 - p0)) + 1`` (the null's mean, a few
+    quasi-standard deviations and one error above it).
+
+    >>> burst_cap(np.array([0.0, 3.0, 30.0]), 300.0, 1e-3, 10.0).round(2)
+    array([0.  , 3.  , 8.22])
+    """
+    errors, n = np.asarray(errors, float), np.asarray(n, float)
+    p0, dispersion = np.asarray(p0, float), np.asarray(dispersion, float)
+    mean = n * p0
+    return np.minimum(errors, mean + BURST_SD * np.sqrt(dispersion * mean * (1 - p0)) + 1)
 
 
 def rate_log_lr(errors: np.ndarray, n: np.ndarray, edge: np.ndarray, grid=DEFAULT_GRID,
@@ -316,7 +337,9 @@ class RateDriftDetector:
         shape = self.edge.shape
         errors = np.broadcast_to(np.asarray(errors, float), shape).reshape(-1)
         n = np.broadcast_to(np.asarray(n, float), shape).reshape(-1)
-        self._alarm = self._sr.update(rate_log_lr(errors, n, self.edge.reshape(-1), self.grid, self.dispersion))
+        edge = self.edge.reshape(-1)
+        errors = burst_cap(errors, n, edge, self.dispersion)
+        self._alarm = self._sr.update(rate_log_lr(errors, n, edge, self.grid, self.dispersion))
         return self
 
 
@@ -372,8 +395,13 @@ class DisparityDetector:
 
     def update(self, errors, n, reference_errors, reference_n) -> DisparityDetector:
         """One bucket of the group and of its reference (per pair for a bank)."""
-        values = (np.atleast_1d(np.asarray(v, float)) for v in (errors, n, reference_errors, reference_n))
-        self._alarm = self._sr.update(disparity_log_lr(*values, self.ratio, self.grid, self.dispersion))
+        errors, n, reference_errors, reference_n = (np.atleast_1d(np.asarray(v, float))
+                                                    for v in (errors, n, reference_errors, reference_n))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a pair without comparisons carries no evidence
+            share = np.where(n + reference_n > 0, self.ratio * n / (self.ratio * n + reference_n), 0.0)
+        errors = burst_cap(errors, errors + reference_errors, share, self.dispersion)  # of the split
+        self._alarm = self._sr.update(disparity_log_lr(errors, n, reference_errors, reference_n, self.ratio, self.grid,
+                                                       self.dispersion))
         return self
 
 

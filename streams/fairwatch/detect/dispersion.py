@@ -11,7 +11,7 @@ blocks (``X^2 ~ chi2(k - 1)`` for binomial counts) gives the upper confidence bo
 ``X^2 / chi2.ppf(1 - confidence, k - 1)``; the stream's dispersion is the largest over the lengths,
 at least 1. A short baseline has few long blocks, so this bound is wide: a day gives 24 hours, and
 binomial counts then get about 2.2 (a week: about 1.3). A length with fewer than
-:data:`MIN_BOUND_BLOCKS` blocks gives a bound too wide to pay for (12 five-minute blocks of an hour:
+:data:`MIN_BOUND_BLOCKS` blocks that hold comparisons gives a bound too wide to pay for (12 five-minute blocks of an hour:
 3.6 for binomial counts); it is bounded only where a pretest rejects ``phi = 1`` (below), so a
 baseline shorter than a day does not hold an hourly variation it cannot see.
 
@@ -34,11 +34,16 @@ deployment, so :func:`pooled_dispersion` also measures it over the disjoint grou
 set: per block length, the squared coefficient of variation of the block rates,
 ``c^2 = sum_j sum_b [(x_jb - N_jb p_j)^2 - N_jb p_j (1 - p_j)] / sum_j sum_b (N_jb p_j)^2``, its
 upper bound from the spread of the groups' terms (Student's t with ``J - 1`` degrees of freedom, at
-``confidence``) where a one-sided test at :data:`PRETEST_LEVEL` over the lengths finds it above 0
-(sets of at least :data:`MIN_POOLED_GROUPS` tested groups), and each group's dispersion at that length
-``1 + c^2 sum_b (N_jb p_j)^2 / sum_b N_jb p_j``. A stream takes the larger of its own and the pooled.
-Where the pooled variation is not shown above 0, the pooled bound is still used: it is small when
-many groups are pooled (about 1.07 at the hour for 100 binomial groups over a day).
+``confidence``; sets of at least :data:`MIN_POOLED_GROUPS` tested groups, no pretest), and each
+group's dispersion at that length ``1 + c^2 sum_b (N_jb p_j)^2 / sum_b N_jb p_j``. A stream takes
+the larger of its own and the pooled. On binomial data the pooled bound is small where many groups
+are pooled (medians 1.04 FMR / 1.06 FNMR for 100 groups over a day in ``bench_detection``) and
+larger for few (the t quantile with ``J - 1`` degrees of freedom grows: 3.4 at 99% for 6 groups).
+
+Errors that come back with the same person (or session) over hours are clustered in a way no block
+of a one-day baseline shows. Where the match events carry a pseudonymous key and the policy names
+its unit, :func:`cluster_dispersion` bounds the design effect of the keys, and the stream takes the
+larger of that too.
 
 References
 ----------
@@ -57,7 +62,7 @@ from scipy import stats
 
 __all__ = ["DISPERSION_BLOCKS_SECONDS", "MIN_BLOCKS", "MIN_BOUND_BLOCKS", "PRETEST_LEVEL", "MIN_POOLED_GROUPS", "BINOMIAL", "Dispersion",
            "block_lengths", "estimate_dispersion", "split_dispersion", "pooled_dispersion", "stream_dispersions",
-           "cluster_dispersion"]
+           "CLUSTER_MOMENTS", "cluster_dispersion"]
 
 # block lengths tried: one bucket, then 5 min, 15 min and 1 h where they are whole buckets
 DISPERSION_BLOCKS_SECONDS = (300, 900, 3600)
@@ -189,7 +194,7 @@ def _blockwise(observed: np.ndarray, expected: np.ndarray, variance: np.ndarray,
         tried.append(length)
         statistics.append(pearson / df)
         rejected.append(pearson > stats.chi2.ppf(1 - pretest_level, df))
-        if rejected[-1] or not (pretest or blocks < MIN_BOUND_BLOCKS):
+        if rejected[-1] or not (pretest or df + 1 < MIN_BOUND_BLOCKS):  # blocks with comparisons
             phi = max(phi, pearson / float(stats.chi2.ppf(level, df)))
     return Dispersion(phi, tuple(tried), tuple(statistics), tuple(rejected))
 
@@ -242,26 +247,50 @@ def pooled_dispersion(series: list[tuple[np.ndarray, np.ndarray]], bucket_second
     return phis.tolist()
 
 
-def cluster_dispersion(sizes: tuple[float, float, float, float], confidence: float) -> float:
-    """The dispersion of errors that come in clusters of known key (a subject or session), from the
-    baseline's cluster sizes ``c_k`` given as ``(sum c, sum c^2, sum c^3, sum c^4)`` (errors
-    without a key count as clusters of 1).
+# the sums sum_k c_k^i n_k^j that cluster_dispersion takes: "all" over every key, "multi" over the
+# keys with at least two comparisons (a key of one adds nothing to the design effect but noise)
+CLUSTER_MOMENTS = (("all", 1, 0), ("all", 0, 1), ("multi", 0, 1), ("multi", 2, 0), ("multi", 1, 1), ("multi", 0, 2),
+                   ("multi", 2, 1), ("multi", 1, 2), ("multi", 0, 3), ("multi", 4, 0), ("multi", 3, 1),
+                   ("multi", 2, 2), ("multi", 1, 3), ("multi", 0, 4))
 
-    When clusters arrive independently, the count of errors in any period has variance
-    ``E[N] E[c^2]`` and mean ``E[N] E[c]``, so ``phi = E[c^2] / E[c]`` at every time scale, whatever
-    span a cluster has: estimated by ``R = sum c^2 / sum c`` and bounded at ``confidence`` with the
-    ratio estimator's sandwich variance ``sum (c^2 - R c)^2 / (sum c)^2`` (normal approximation).
-    Clusters reaching back before the baseline or on after it are seen truncated: a longer
-    baseline sees more of them.
 
-    >>> cluster_dispersion((10.0, 10.0, 10.0, 10.0), 0.99)  # ten errors, each alone
+def cluster_dispersion(moments: dict[tuple[str, int, int], float], confidence: float) -> float:
+    """The design effect of errors clustered by a key (a subject or a session), bounded at
+    ``confidence``: from the baseline's ``c_k`` errors in ``n_k`` comparisons of each key ``k``
+    (a comparison without a key is a key of its own), given as the sums of :data:`CLUSTER_MOMENTS`.
+
+    With the keys as sampling clusters (Kish), the design effect is
+    ``D = sum_k (c_k - n_k p)^2 / sum_k n_k p (1 - p)`` (``p`` the stream's error share): 1 when a
+    key's comparisons err independently at the common rate, ``1 + (m - 1) rho`` for keys of ``m``
+    comparisons whose errors correlate by ``rho`` (a hard face errs again). Estimated as ``1 + sum_k
+    e_k / sum_k b_k`` with the excess ``e_k = (c_k - n_k p)^2 - b_k``, ``b_k = n_k p (1 - p)``, over
+    the keys of two or more comparisons (a key of one has ``E[e_k] = 0``: left out, it only adds
+    noise, so streams without keys keep exactly 1), and bounded with the ratio's sandwich variance
+    ``sum_k (e_k - (D - 1) b_k)^2 / (sum_k b_k)^2`` (normal approximation), expanded in the sums so
+    that the store returns 14 numbers per stream instead of a row per key. Keys that come back
+    steadily over the baseline with different error rates count as clusters too, which overstates
+    the variation of short periods (conservative: less power, shown by ``fairwatch policy check``).
+
+    >>> def sums(pairs):  # (errors, comparisons) per key
+    ...     return {(part, i, j): float(sum(c**i * n**j for c, n in pairs if part == "all" or n >= 2))
+    ...             for part, i, j in CLUSTER_MOMENTS}
+    >>> cluster_dispersion(sums([(1, 1)] * 10 + [(0, 1)] * 990), 0.99)  # keys of one: binomial
     1.0
-    >>> round(cluster_dispersion((30.0, 90.0, 270.0, 810.0), 0.99), 6)  # ten clusters of three
-    3.0
+    >>> cluster_dispersion(sums([(5, 5)] * 10 + [(0, 5)] * 990), 0.99) > 4  # a key errs whole or not at all
+    True
     """
-    s1, s2, s3, s4 = (float(v) for v in sizes)
-    if s1 <= 0:
+    m = {key: float(moments.get(key, 0.0)) for key in CLUSTER_MOMENTS}
+    errors, comparisons = m["all", 1, 0], m["all", 0, 1]
+    if comparisons <= 0 or errors <= 0 or errors >= comparisons or m["multi", 0, 1] <= 0:
         return 1.0
-    ratio = s2 / s1
-    spread = max(0.0, s4 - 2 * ratio * s3 + ratio**2 * s2)
-    return max(1.0, ratio + float(stats.norm.ppf(confidence)) * math.sqrt(spread) / s1)
+    p = errors / comparisons
+    q = p * (1 - p)
+    b = q * comparisons
+    excess = m["multi", 2, 0] - 2 * p * m["multi", 1, 1] + p**2 * m["multi", 0, 2] - q * m["multi", 0, 1]
+    ratio = excess / b
+    r = q * (1 + ratio)  # e_k - ratio b_k = c^2 - 2p c n + p^2 n^2 - r n
+    spread = (m["multi", 4, 0] - 4 * p * m["multi", 3, 1] + 6 * p**2 * m["multi", 2, 2] - 4 * p**3 * m["multi", 1, 3]
+              + p**4 * m["multi", 0, 4] - 2 * r * m["multi", 2, 1] + 4 * p * r * m["multi", 1, 2]
+              - 2 * p**2 * r * m["multi", 0, 3] + r**2 * m["multi", 0, 2]
+              + (ratio * q) ** 2 * (comparisons - m["multi", 0, 1]))  # the keys of one: e_k = 0 taken
+    return max(1.0, 1 + ratio + float(stats.norm.ppf(confidence)) * math.sqrt(max(0.0, spread)) / b)

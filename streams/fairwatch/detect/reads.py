@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from fairwatch.core.config import CoreConfig
+from fairwatch.detect.dispersion import CLUSTER_MOMENTS
 from fairwatch.detect.incidents import ALERT_COLUMNS, Alert, utc
 from fairwatch.detect.policy import Policy
 from fairwatch.store.clickhouse import Store
@@ -129,27 +130,37 @@ def read_alerts(store: Store, start: datetime | None = None, end: datetime | Non
     return [Alert.from_row(row) for row in rows]
 
 
-def read_cluster_sizes(store: Store, policy: Policy, start: datetime, end: datetime) -> dict[tuple, tuple]:
-    """The sizes of the baseline's error clusters per stream, where the policy names a
-    ``cluster_unit``: ``(algorithm, mode, attribute, group, metric) -> (sum c, sum c^2, sum c^3,
-    sum c^4)`` over the clusters of errors that share a match event's ``cluster_id`` in
-    ``[start, end)`` (an error without one is a cluster of 1); empty without a ``cluster_unit``."""
+def read_cluster_sizes(store: Store, policy: Policy, start: datetime, end: datetime) -> dict[tuple, dict]:
+    """The baseline's comparisons and errors per clustering key, per stream, where the policy names a
+    ``cluster_unit``: ``(algorithm, mode, attribute, group, metric) ->`` the sums of
+    :data:`~fairwatch.detect.dispersion.CLUSTER_MOMENTS` over the keys (the verified comparisons of
+    ``[start, end)`` that share a match event's ``cluster_id``; one without a key is a key of its
+    own), for :func:`~fairwatch.detect.dispersion.cluster_dispersion`; empty without a ``cluster_unit``."""
     if policy.cluster_unit is None:
         return {}
-    params = {"d": policy.deployment, "start": start, "end": end, "sets": policy.attribute_sets}
+    params: dict[str, Any] = {"d": policy.deployment, "start": start, "end": end, "sets": policy.attribute_sets}
+    only = ""
+    if policy.algorithms:
+        only = " AND algorithm IN %(algorithms)s"
+        params["algorithms"] = policy.algorithms
     keyed = ("SELECT event_id, cluster_id FROM match_events FINAL WHERE deployment = %(d)s"
              " AND occurred_at >= %(start)s AND occurred_at < %(end)s AND cluster_id != ''")
-    errors = ("SELECT event_id, algorithm, mode, subject_keys, subject_values, truth, cluster_id"
-              f" FROM labeled_outcomes FINAL ANY LEFT JOIN ({keyed}) AS keyed USING event_id"
-              " WHERE deployment = %(d)s AND bucket >= %(start)s AND bucket < %(end)s"
-              " AND ((truth = 'impostor' AND decision = 'match') OR (truth = 'genuine' AND decision = 'non_match'))")
-    clusters = ("SELECT algorithm, toString(mode) AS mode_name, tupleElement(pair, 1) AS attribute,"
-                " tupleElement(pair, 2) AS group_label, if(truth = 'impostor', 'fmr', 'fnmr') AS metric,"
-                " if(cluster_id = '', event_id, cluster_id) AS unit, toFloat64(count()) AS c"
-                f" FROM ({errors}) ARRAY JOIN {group_expansion_sql(policy.intersections)} AS pair"
-                " WHERE attribute IN %(sets)s GROUP BY algorithm, mode_name, attribute, group_label, metric, unit")
-    rows = store.query(
-        "SELECT algorithm, mode_name, attribute, group_label, metric, sum(c), sum(c * c), sum(c * c * c),"
-        f" sum(c * c * c * c) FROM ({clusters}) GROUP BY algorithm, mode_name, attribute, group_label, metric",
-        params)
-    return {tuple(row[:5]): tuple(float(v) for v in row[5:]) for row in rows}
+    rows = ("SELECT event_id, algorithm, mode, subject_keys, subject_values, truth, cluster_id,"
+            " toUInt8((truth = 'impostor' AND decision = 'match') OR (truth = 'genuine' AND decision = 'non_match'))"
+            f" AS error FROM labeled_outcomes FINAL ANY LEFT JOIN ({keyed}) AS keyed USING event_id"
+            f" WHERE deployment = %(d)s AND bucket >= %(start)s AND bucket < %(end)s{only}")
+    units = ("SELECT algorithm, toString(mode) AS mode_name, tupleElement(pair, 1) AS attribute,"
+             " tupleElement(pair, 2) AS group_label, if(truth = 'impostor', 'fmr', 'fnmr') AS metric,"
+             " if(cluster_id = '', event_id, cluster_id) AS unit, toFloat64(count()) AS n, toFloat64(sum(error)) AS c"
+             f" FROM ({rows}) ARRAY JOIN {group_expansion_sql(policy.intersections)} AS pair"
+             " WHERE attribute IN %(sets)s GROUP BY algorithm, mode_name, attribute, group_label, metric, unit")
+    sums = ", ".join(f"sum({_power('c', i, 'n', j)})" if part == "all" else f"sumIf({_power('c', i, 'n', j)}, n >= 2)"
+                     for part, i, j in CLUSTER_MOMENTS)
+    found = store.query(f"SELECT algorithm, mode_name, attribute, group_label, metric, {sums} FROM ({units})"
+                        " GROUP BY algorithm, mode_name, attribute, group_label, metric", params)
+    return {tuple(row[:5]): dict(zip(CLUSTER_MOMENTS, map(float, row[5:]))) for row in found}
+
+
+def _power(c: str, i: int, n: str, j: int) -> str:
+    """``c^i * n^j`` as a product ClickHouse 18.16 computes (``1`` for no factor)."""
+    return " * ".join([c] * i + [n] * j) or "1"

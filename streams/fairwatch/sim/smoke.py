@@ -7,7 +7,6 @@ reads them back, and posts (then resolves) a test alert in Alertmanager.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -17,6 +16,7 @@ import httpx
 from fairwatch.contracts.records import MatchEvent, Rejection, decode_match_event
 from fairwatch.store.clickhouse import SCHEMAS_DIR, open_store
 from fairwatch.store.migrations import migrate
+from fairwatch.store.sink import EVENT_COLUMNS, event_columns
 
 EXAMPLES = SCHEMAS_DIR / "examples"
 
@@ -80,15 +80,7 @@ def run_smoke(store: str | None, kafka: str | None, alertmanager: str | None, lo
         opened = open_store(store)
         statuses = [f"{r.name}={r.status}" for r in migrate(opened)]
         now = datetime.now(timezone.utc).replace(microsecond=0)
-        opened.insert(
-            "match_events",
-            ["event_id", "occurred_at", "occurred_at_us", "deployment", "algorithm", "mode", "score", "threshold",
-             "decision", "subject_keys", "subject_values", "reference_keys", "reference_values", "context",
-             "ingested_at"],
-            [(e.event_id, e.occurred_at, e.occurred_at.microsecond, e.deployment, e.algorithm, e.mode, e.score,
-              e.threshold, e.decision, list(e.subject), list(e.subject.values()), list(e.reference or {}),
-              list((e.reference or {}).values()), json.dumps(e.context or {}), now) for e in events],
-        )
+        opened.insert_columns("match_events", EVENT_COLUMNS, event_columns(events, now))  # as the sink writes them
         ids = {e.event_id for e in events}
         found = {row[0] for row in opened.query(
             "SELECT event_id FROM match_events FINAL WHERE event_id IN %(ids)s", {"ids": tuple(sorted(ids))})}
