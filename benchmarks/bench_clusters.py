@@ -98,8 +98,8 @@ def clustered_errors(days: int, rho: float, span: int, rng) -> tuple[np.ndarray,
 def moments(stream: np.ndarray, c: np.ndarray, m: np.ndarray) -> list[dict]:
     """Per stream, the sums cluster_dispersion takes, from the visits' (errors, comparisons) in the baseline."""
     multi = m >= 2
-    sums = {(part, i, j): np.bincount(stream, weights=(c**i) * (m**j) * (multi if part == "multi" else 1),
-                                      minlength=STREAMS)
+    keep = {"all": 1.0, "multi": multi, "erring": multi & (c > 0)}
+    sums = {(part, i, j): np.bincount(stream, weights=(c**i) * (m**j) * keep[part], minlength=STREAMS)
             for part, i, j in CLUSTER_MOMENTS}
     return [{key: float(values[j]) for key, values in sums.items()} for j in range(STREAMS)]
 

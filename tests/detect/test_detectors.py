@@ -143,7 +143,7 @@ def test_river_detectors_see_a_large_change():
 def test_one_burst_of_errors_is_capped_a_few_quasi_sd_above_the_null():
     import math
 
-    from fairwatch.detect.detectors import BURST_SD, DisparityDetector, RateDriftDetector, burst_cap
+    from fairwatch.detect.detectors import BURST_SD, RateDriftDetector, burst_cap, threshold_for_budget
 
     # the cap by hand: 300 comparisons at an edge of 1e-3, phi 4: 0.3 + 4 sqrt(4 x 0.3 x 0.999) + 1
     cap = 0.3 + BURST_SD * math.sqrt(4 * 0.3 * 0.999) + 1
@@ -156,6 +156,6 @@ def test_one_burst_of_errors_is_capped_a_few_quasi_sd_above_the_null():
     # a sustained rise is still found: 5x the edge for a few hours of buckets
     rng = np.random.default_rng(5)
     assert any(detector.update(rng.binomial(300, 5e-3), 300.0).drift_detected for _ in range(300))
-    # the same for the split of a pair's errors: one bucket where the group has all 30 errors
-    pair = DisparityDetector(2.0, 1e6)
-    assert not pair.update(30.0, 300.0, 0.0, 300.0).drift_detected
+    # a drift at high volume keeps its evidence: 20,000 comparisons a bucket, edge 0.02, 2x, one bucket
+    busy = RateDriftDetector(0.02, threshold_for_budget(200, 1440, 0.1))
+    assert busy.update(800.0, 20000.0).drift_detected

@@ -11,7 +11,7 @@ blocks (``X^2 ~ chi2(k - 1)`` for binomial counts) gives the upper confidence bo
 ``X^2 / chi2.ppf(1 - confidence, k - 1)``; the stream's dispersion is the largest over the lengths,
 at least 1. A short baseline has few long blocks, so this bound is wide: a day gives 24 hours, and
 binomial counts then get about 2.2 (a week: about 1.3). A length with fewer than
-:data:`MIN_BOUND_BLOCKS` blocks that hold comparisons gives a bound too wide to pay for (12 five-minute blocks of an hour:
+:data:`MIN_BOUND_BLOCKS` blocks gives a bound too wide to pay for (12 five-minute blocks of an hour:
 3.6 for binomial counts); it is bounded only where a pretest rejects ``phi = 1`` (below), so a
 baseline shorter than a day does not hold an hourly variation it cannot see.
 
@@ -194,7 +194,8 @@ def _blockwise(observed: np.ndarray, expected: np.ndarray, variance: np.ndarray,
         tried.append(length)
         statistics.append(pearson / df)
         rejected.append(pearson > stats.chi2.ppf(1 - pretest_level, df))
-        if rejected[-1] or not (pretest or df + 1 < MIN_BOUND_BLOCKS):  # blocks with comparisons
+        # the period's blocks, not those with data: an empty hour (a gate closed) must not cost the bound
+        if rejected[-1] or not (pretest or blocks < MIN_BOUND_BLOCKS):
             phi = max(phi, pearson / float(stats.chi2.ppf(level, df)))
     return Dispersion(phi, tuple(tried), tuple(statistics), tuple(rejected))
 
@@ -249,9 +250,10 @@ def pooled_dispersion(series: list[tuple[np.ndarray, np.ndarray]], bucket_second
 
 # the sums sum_k c_k^i n_k^j that cluster_dispersion takes: "all" over every key, "multi" over the
 # keys with at least two comparisons (a key of one adds nothing to the design effect but noise)
+# keys with at least two comparisons ("erring", 0, 0 counts those of them with an error)
 CLUSTER_MOMENTS = (("all", 1, 0), ("all", 0, 1), ("multi", 0, 1), ("multi", 2, 0), ("multi", 1, 1), ("multi", 0, 2),
                    ("multi", 2, 1), ("multi", 1, 2), ("multi", 0, 3), ("multi", 4, 0), ("multi", 3, 1),
-                   ("multi", 2, 2), ("multi", 1, 3), ("multi", 0, 4))
+                   ("multi", 2, 2), ("multi", 1, 3), ("multi", 0, 4), ("erring", 0, 0))
 
 
 def cluster_dispersion(moments: dict[tuple[str, int, int], float], confidence: float) -> float:
@@ -266,13 +268,17 @@ def cluster_dispersion(moments: dict[tuple[str, int, int], float], confidence: f
     e_k / sum_k b_k`` with the excess ``e_k = (c_k - n_k p)^2 - b_k``, ``b_k = n_k p (1 - p)``, over
     the keys of two or more comparisons (a key of one has ``E[e_k] = 0``: left out, it only adds
     noise, so streams without keys keep exactly 1), and bounded with the ratio's sandwich variance
-    ``sum_k (e_k - (D - 1) b_k)^2 / (sum_k b_k)^2`` (normal approximation), expanded in the sums so
-    that the store returns 14 numbers per stream instead of a row per key. Keys that come back
+    ``sum_k (e_k - (D - 1) b_k)^2 / (sum_k b_k)^2``, expanded in the sums so that the store returns
+    15 numbers per stream instead of a row per key. The excess is carried by the ``K`` returning keys
+    that erred, often few: the variance is taken ``K / (K - 1)`` times and the quantile is Student's
+    t with ``K - 1`` degrees of freedom (at least 1), which keeps the bound near its level when a
+    few dozen keys err and makes it wide when a handful do. Keys that come back
     steadily over the baseline with different error rates count as clusters too, which overstates
     the variation of short periods (conservative: less power, shown by ``fairwatch policy check``).
 
     >>> def sums(pairs):  # (errors, comparisons) per key
-    ...     return {(part, i, j): float(sum(c**i * n**j for c, n in pairs if part == "all" or n >= 2))
+    ...     return {(part, i, j): float(sum(c**i * n**j for c, n in pairs
+    ...                                     if part == "all" or n >= 2 and (part == "multi" or c > 0)))
     ...             for part, i, j in CLUSTER_MOMENTS}
     >>> cluster_dispersion(sums([(1, 1)] * 10 + [(0, 1)] * 990), 0.99)  # keys of one: binomial
     1.0
@@ -293,4 +299,6 @@ def cluster_dispersion(moments: dict[tuple[str, int, int], float], confidence: f
               + p**4 * m["multi", 0, 4] - 2 * r * m["multi", 2, 1] + 4 * p * r * m["multi", 1, 2]
               - 2 * p**2 * r * m["multi", 0, 3] + r**2 * m["multi", 0, 2]
               + (ratio * q) ** 2 * (comparisons - m["multi", 0, 1]))  # the keys of one: e_k = 0 taken
-    return max(1.0, 1 + ratio + float(stats.norm.ppf(confidence)) * math.sqrt(max(0.0, spread)) / b)
+    erring = max(m["erring", 0, 0], 2.0)
+    quantile = float(stats.t.ppf(confidence, erring - 1))
+    return max(1.0, 1 + ratio + quantile * math.sqrt(max(0.0, spread) * erring / (erring - 1)) / b)

@@ -154,7 +154,8 @@ def read_cluster_sizes(store: Store, policy: Policy, start: datetime, end: datet
              " if(cluster_id = '', event_id, cluster_id) AS unit, toFloat64(count()) AS n, toFloat64(sum(error)) AS c"
              f" FROM ({rows}) ARRAY JOIN {group_expansion_sql(policy.intersections)} AS pair"
              " WHERE attribute IN %(sets)s GROUP BY algorithm, mode_name, attribute, group_label, metric, unit")
-    sums = ", ".join(f"sum({_power('c', i, 'n', j)})" if part == "all" else f"sumIf({_power('c', i, 'n', j)}, n >= 2)"
+    where = {"all": "", "multi": ", n >= 2", "erring": ", n >= 2 AND c > 0"}
+    sums = ", ".join(f"sum{'If' if where[part] else ''}({_power('c', i, 'n', j)}{where[part]})"
                      for part, i, j in CLUSTER_MOMENTS)
     found = store.query(f"SELECT algorithm, mode_name, attribute, group_label, metric, {sums} FROM ({units})"
                         " GROUP BY algorithm, mode_name, attribute, group_label, metric", params)

@@ -66,9 +66,10 @@ def backlog_streams(policy: Policy, backlog: dict[str, np.ndarray]) -> list[Stre
 
 def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], scores: list[tuple],
                   base_start: int, base_end: int, mon_start: int, mon_end: int,
-                  clusters: dict[tuple, tuple] | None = None) -> list[Stream]:
+                  clusters: dict[tuple, dict] | None = None) -> list[Stream]:
     """Every stream of one policy with its baseline and its monitored counts (float[T]);
-    ``clusters``: the baseline's error cluster sizes per stream (``reads.read_cluster_sizes``)."""
+    ``clusters``: the baseline's comparisons and errors per clustering key, as power sums per stream
+    (``reads.read_cluster_sizes``)."""
     clusters = clusters or {}
 
     def clustered(algorithm: str, mode: str, attribute: str, group: str, metric: str) -> float:
