@@ -287,3 +287,48 @@ def test_a_stuck_destination_never_blocks_submit():
     assert delivery.stats["stuck_dropped"] == 50 - 5 - 1
     stuck.release.set()
     assert delivery.flush(10)
+
+
+def test_descriptions_are_plain_words_and_the_numbers_are_annotations_of_their_own():
+    """The on-call page: what changed, for whom, how sure, since when, over how many comparisons, in
+    words (it read `detector sr_band; n=872.0, statistic=6.159109, threshold=5.749427`)."""
+    from fairwatch.detect.delivery import alertmanager_payload, describe
+
+    opened = datetime(2026, 11, 25, 7, 8, tzinfo=timezone.utc)
+    drift = Alert("gate-a/algo-v1/error_rate_drift/fmr/race=Black", "error_rate_drift", "critical", "gate-a",
+                  "algo-v1", "race=Black", "fmr", 0.0747, 0.061, 0.0902, 0.021, "sr_band",
+                  {"n": 872.0, "e_value": None, "statistic": 6.159109, "threshold": 5.749427, "dispersion": 1.42},
+                  "firing", opened, None, "https://runbook.example/drift", "https://grafana.example/d/x")
+    text = describe(drift)
+    for part in ("false match rate (FMR)", "race=Black", "gate-a", "2026-11-25 07:08 UTC", "0.0747",
+                 "0.061 to 0.0902", "872 verified comparisons", "0.021 in the baseline", "budget"):
+        assert part in text, (part, text)
+    for jargon in ("sr_band", "statistic", "6.159", "threshold="):
+        assert jargon not in text, (jargon, text)
+    annotations = alertmanager_payload(drift, opened)["annotations"]
+    assert annotations["description"] == text
+    assert (annotations["detector"], annotations["evidence_statistic"], annotations["evidence_threshold"],
+            annotations["evidence_n"], annotations["evidence_dispersion"]) == ("sr_band", "6.15911", "5.74943",
+                                                                                "872", "1.42")
+    thin = Alert("gate-a/algo-v1/insufficient_evidence/fmr/race=Indigenous", "insufficient_evidence", "info",
+                 "gate-a", "algo-v1", "race=Indigenous", "fmr", None, None, None, None, "baseline_count",
+                 {"n": 1126.0, "needed": 5000.0}, "firing", opened, None, "", "")
+    words = describe(thin)
+    assert "1,126 comparisons" in words and "needs 5,000" in words and "not tested" in words, words
+
+
+def test_an_insufficient_evidence_alert_counts_the_baseline_not_zero():
+    """It said n=0.0 for a group with 1,126 baseline comparisons."""
+    import numpy as np
+    from fairwatch.core.config import CoreConfig
+    from fairwatch.detect.evaluation import detect
+    from fairwatch.detect.policy import parse_policy
+    from fairwatch.detect.streams import Stream
+
+    policy = parse_policy("deployment: gate-a\nattributes: [race]\nbaseline: {duration: 1h}\nmin_evidence: 5000\n")
+    T = 10
+    thin = Stream("insufficient_evidence", "algo-v1", "verification", "race", "Indigenous", "fmr", "baseline_count",
+                  None, None, x=np.full(T, 1126.0), n=np.full(T, 5000.0), weighted=np.zeros((T, 6)),
+                  counts=np.zeros((T, 12)))
+    [alert], _ = detect(policy, CoreConfig(), [thin], 0, [])
+    assert alert.type == "insufficient_evidence" and alert.evidence["n"] == 1126.0 and alert.evidence["needed"] == 5000.0

@@ -57,17 +57,61 @@ def _summary(alert: Alert) -> str:
             f"{alert.deployment}/{alert.algorithm}: {value}, baseline {baseline}")
 
 
+METRIC_WORDS = {
+    "fmr": "false match rate (FMR)", "fnmr": "false non-match rate (FNMR)",
+    "fpir": "false positive identification rate (FPIR)", "fnir": "false negative identification rate (FNIR)",
+    "score": "share of non-match scores above the baseline's upper quantile",
+    "label_backlog": "share of returned matches still without a verified outcome",
+}
+
+
+def describe(alert: Alert) -> str:
+    """What an on-call person needs, in plain words: what changed, for whom, how sure, since when,
+    over how many comparisons (the detector's own numbers go to separate annotations).
+
+    The interval is the one stated by the store's estimators at the configured confidence; "sure"
+    refers to the policy's false-alarm budget, the only promise the detector makes.
+    """
+    what = METRIC_WORDS.get(alert.metric, alert.metric)
+    where = f"{alert.group} at {alert.deployment} (algorithm {alert.algorithm})"
+    since = alert.opened_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    n = alert.evidence.get("n")
+    count = f"{n:,.0f}" if isinstance(n, (int, float)) else "an unknown number of"
+    value = ("" if alert.estimate is None else
+             f" It is {alert.estimate:.4g} (interval {alert.low:.4g} to {alert.high:.4g}) over the last {count}"
+             " verified comparisons")
+    baseline = "" if alert.baseline is None else f", against {alert.baseline:.4g} in the baseline"
+    ending = f" Resolved at {alert.resolved_at.astimezone(timezone.utc):%Y-%m-%d %H:%M UTC}." if alert.resolved_at else ""
+    if alert.type == "insufficient_evidence":
+        needed = alert.evidence.get("needed")
+        need = f"; the policy needs {needed:,.0f}" if isinstance(needed, (int, float)) else ""
+        return (f"Too little evidence to watch the {what} of {where}: its baseline holds {count} comparisons"
+                f"{need}. It is not tested, so no alert about it means nothing; since {since}.{ending}")
+    if alert.type == "label_backlog":
+        return (f"The {what} of {where} is above the policy's limit since {since}.{value}. Unverified matches "
+                f"make every rate shown for this deployment less certain.{ending}")
+    if alert.type == "disparity_breach":
+        reference = alert.detector.partition(":")[2] or "the reference group"
+        return (f"The {what} of {where} exceeds the policy's ratio to {reference}'s since {since}.{value}"
+                f"{baseline}. The detector's false alarms stay within the policy's budget per day.{ending}")
+    rose = "The label-free warning: the" if alert.type == "score_drift" else "The"
+    return (f"{rose} {what} of {where} rose above its baseline since {since}.{value}{baseline}. "
+            f"The detector's false alarms stay within the policy's budget per day.{ending}")
+
+
 def alertmanager_payload(alert: Alert, now: datetime, resend_horizon: timedelta = timedelta(hours=1)) -> dict:
     """One alert of Alertmanager's ``POST /api/v2/alerts`` body."""
     labels = {**alert.routing, "alertname": alertname(alert), "deployment": alert.deployment,
               "algorithm": alert.algorithm, "group": alert.group, "metric": alert.metric, "type": alert.type,
               "severity": alert.severity}
     ends = alert.resolved_at if alert.state == "resolved" else max(now, alert.opened_at) + resend_horizon
-    evidence = ", ".join(f"{k}={v}" for k, v in alert.evidence.items() if v is not None)
+    # the detector's numbers, for machines: one annotation each
+    numbers = {f"evidence_{k}": f"{v:g}" if isinstance(v, float) else str(v)
+               for k, v in alert.evidence.items() if v is not None}
     return {
         "labels": labels,
-        "annotations": {"summary": _summary(alert), "description": f"detector {alert.detector}; {evidence}",
-                        "runbook_url": alert.runbook_url, "dashboard_url": alert.dashboard_url,
+        "annotations": {"summary": _summary(alert), "description": describe(alert), "detector": alert.detector,
+                        **numbers, "runbook_url": alert.runbook_url, "dashboard_url": alert.dashboard_url,
                         "incident_id": alert.id, "opened_at": _iso(alert.opened_at)},
         "startsAt": _iso(alert.opened_at),
         "endsAt": _iso(ends),

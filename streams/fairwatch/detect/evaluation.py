@@ -132,6 +132,9 @@ def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start:
         for stream, template in zip(streams, templates):
             if stream.type == "insufficient_evidence":
                 alarm, is_clear, stat = (t == 0), False, None
+                # the baseline's comparisons and what the policy needs (x and n of this stream)
+                template = replace(template, evidence={"n": float(stream.x[t]), "needed": float(stream.n[t]),
+                                                       "e_value": None, "statistic": None})
             elif stream.type == "label_backlog":  # a policy limit on the share: no detector statistic
                 spec = policy.label_backlog
                 unverified, counted = stream.x[t], stream.n[t]
@@ -147,7 +150,7 @@ def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start:
                 low, high = clopper_pearson(unverified, counted, config.confidence)
                 template = replace(template, estimate=float(unverified / counted), low=float(low), high=float(high),
                                    evidence={"n": float(counted), "e_value": None, "statistic": None})
-            elif alarm:
+            elif alarm and stream.type != "insufficient_evidence":
                 estimate, low, high, n = _value(stream, t, width, estimator)
                 evidence = {"n": float(n), "e_value": None,
                             "statistic": None if stat is None else round(stat / math.log(10), 6),
