@@ -332,3 +332,41 @@ def test_an_insufficient_evidence_alert_counts_the_baseline_not_zero():
                   counts=np.zeros((T, 12)))
     [alert], _ = detect(policy, CoreConfig(), [thin], 0, [])
     assert alert.type == "insufficient_evidence" and alert.evidence["n"] == 1126.0 and alert.evidence["needed"] == 5000.0
+
+
+def test_links_come_from_the_policy_filled_with_the_alert_or_are_left_out():
+    """Runbook and dashboard links defaulted silently to placeholder hosts and carried no group or time."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import numpy as np
+    from fairwatch.core.config import CoreConfig
+    from fairwatch.detect.delivery import alertmanager_payload
+    from fairwatch.detect.evaluation import detect
+    from fairwatch.detect.policy import PolicyError, parse_policy
+    from fairwatch.detect.streams import Stream
+    from fairwatch.testing.oracles import alert_validator
+
+    base = "deployment: gate-a\nattributes: [race]\nbaseline: {duration: 1h}\nmin_evidence: 5000\n"
+    thin = Stream("insufficient_evidence", "algo-v1", "verification", "race", "Black", "fmr", "baseline_count",
+                  None, None, x=np.full(4, 10.0), n=np.full(4, 5000.0), weighted=np.zeros((4, 6)),
+                  counts=np.zeros((4, 12)))
+    start = 1_764_050_400  # 2025-11-25T06:00Z, a bucket boundary
+    [plain], _ = detect(parse_policy(base), CoreConfig(), [thin], start, [])
+    payload = alertmanager_payload(plain, plain.opened_at)
+    assert "runbook_url" not in payload["annotations"] and "dashboard_url" not in payload["annotations"]
+    assert "generatorURL" not in payload
+    assert plain.to_record()["runbook_url"] is None
+    alert_validator().validate(plain.to_record())
+    linked = parse_policy(base + 'dashboard_url: "https://grafana.example/d/fw?var-group={group}&var-metric={metric}'
+                                 '&from={from_ms}&to={to_ms}"\nrunbook_url: "https://wiki.example/{type}"\n')
+    [alert], _ = detect(linked, CoreConfig(), [thin], start, [])
+    url = urlsplit(alert.dashboard_url)
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    opened_ms = int(alert.opened_at.timestamp() * 1000)
+    assert query == {"var-group": "race=Black", "var-metric": "fmr", "from": str(opened_ms - 6 * 3600 * 1000),
+                     "to": str(opened_ms + 3600 * 1000)}
+    assert "race%3DBlack" in alert.dashboard_url  # encoded, not a second query parameter
+    assert alert.runbook_url == "https://wiki.example/insufficient_evidence"
+    assert alertmanager_payload(alert, alert.opened_at)["generatorURL"] == alert.dashboard_url
+    with pytest.raises(PolicyError, match=r"unknown placeholder \{grup\}"):
+        parse_policy(base + 'runbook_url: "https://wiki.example/{grup}"\n')

@@ -110,12 +110,14 @@ def alertmanager_payload(alert: Alert, now: datetime, resend_horizon: timedelta 
                for k, v in alert.evidence.items() if v is not None}
     return {
         "labels": labels,
+        # links only where the policy has them: a placeholder host would send people nowhere
         "annotations": {"summary": _summary(alert), "description": describe(alert), "detector": alert.detector,
-                        **numbers, "runbook_url": alert.runbook_url, "dashboard_url": alert.dashboard_url,
+                        **numbers, **({"runbook_url": alert.runbook_url} if alert.runbook_url else {}),
+                        **({"dashboard_url": alert.dashboard_url} if alert.dashboard_url else {}),
                         "incident_id": alert.id, "opened_at": _iso(alert.opened_at)},
         "startsAt": _iso(alert.opened_at),
         "endsAt": _iso(ends),
-        "generatorURL": alert.dashboard_url,
+        **({"generatorURL": alert.dashboard_url} if alert.dashboard_url else {}),
     }
 
 

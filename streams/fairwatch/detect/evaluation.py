@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from datetime import datetime
+from urllib.parse import quote
 
 import numpy as np
 
@@ -162,4 +163,21 @@ def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start:
     tracker.restore(waiting)
     for still_open in tracker.open.values():
         incidents.setdefault(still_open.alert.incident, still_open.alert)
-    return list(incidents.values()), threshold
+    return [with_links(a) for a in incidents.values()], threshold
+
+
+LINK_BEFORE, LINK_AFTER = 6 * 3600, 3600  # the window a link shows: from before the opening to after the end
+
+
+def with_links(alert: Alert) -> Alert:
+    """The alert with its policy's runbook and dashboard URL templates filled in (URL-encoded):
+    ``{group}``, ``{metric}`` ... and ``{from_ms}``/``{to_ms}``, from 6 h before it opened to an hour
+    after it resolved (or opened)."""
+    end = alert.resolved_at or alert.opened_at
+    values = {"deployment": alert.deployment, "algorithm": alert.algorithm, "group": alert.group,
+              "metric": alert.metric, "type": alert.type,
+              "from_ms": str(int((alert.opened_at.timestamp() - LINK_BEFORE) * 1000)),
+              "to_ms": str(int((end.timestamp() + LINK_AFTER) * 1000))}
+    encoded = {key: quote(value, safe="") for key, value in values.items()}
+    return replace(alert, runbook_url=alert.runbook_url.format_map(encoded),
+                   dashboard_url=alert.dashboard_url.format_map(encoded))

@@ -89,7 +89,7 @@ class Alert:
             "baseline": _number(self.baseline), "detector": self.detector, "evidence": evidence,
             "state": self.state, "opened_at": format_timestamp(self.opened_at),
             "resolved_at": format_timestamp(self.resolved_at) if self.resolved_at else None,
-            "runbook_url": self.runbook_url, "dashboard_url": self.dashboard_url,
+            "runbook_url": self.runbook_url or None, "dashboard_url": self.dashboard_url or None,
         }
 
     def to_row(self, version: int) -> tuple:

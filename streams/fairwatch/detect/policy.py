@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -123,8 +124,8 @@ class Policy:
     label_backlog: LabelBacklog | None = None
     severity: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
     routing: dict[str, str] = field(default_factory=dict)
-    runbook_url: str = "https://fairwatch.example/runbooks/drift"
-    dashboard_url: str = "https://grafana.example/d/fairwatch-overview"
+    runbook_url: str = ""  # "": none configured, no link is sent (a placeholder host would mislead)
+    dashboard_url: str = ""
     source: str = "<policy>"
 
     @property
@@ -257,10 +258,26 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         label_backlog=backlog,
         severity={**DEFAULT_SEVERITY, **document.get("severity", {})},
         routing=dict(document.get("routing", {})),
-        runbook_url=document.get("runbook_url", Policy.runbook_url),
-        dashboard_url=document.get("dashboard_url", Policy.dashboard_url),
+        runbook_url=_link(document, "runbook_url", fail),
+        dashboard_url=_link(document, "dashboard_url", fail),
         source=source,
     )
+
+
+LINK_FIELDS = ("deployment", "algorithm", "group", "metric", "type", "from_ms", "to_ms")
+
+
+def _link(document: dict, key: str, fail) -> str:
+    """A runbook or dashboard URL template; its placeholders must be :data:`LINK_FIELDS`."""
+    template = document.get(key, "")
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        fail([key], f"not a URL template: {exc}")
+    unknown = sorted(names - set(LINK_FIELDS))
+    if unknown:
+        fail([key], f"unknown placeholder {{{unknown[0]}}}; known: {', '.join('{' + f + '}' for f in LINK_FIELDS)}")
+    return template
 
 
 def load_policy(path: str | Path) -> Policy:
