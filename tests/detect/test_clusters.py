@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from fairwatch.detect.dispersion import CLUSTER_MOMENTS, cluster_dispersion
 from fairwatch.detect.policy import parse_policy
-from fairwatch.detect.reads import read_cluster_sizes
+from fairwatch.detect.reads import read_cluster_moments
 from fairwatch.store.sink import EVENT_COLUMNS, LABELED_COLUMNS
 from scipy import stats
 
@@ -77,7 +77,7 @@ def test_cluster_sizes_equal_a_brute_force_recount(migrated_store):
     migrated_store.insert("labeled_outcomes", LABELED_COLUMNS, labeled)
     policy = parse_policy(POLICY)
     start, end = policy.baseline_from, policy.baseline_to
-    found = read_cluster_sizes(migrated_store, policy, start, end)
+    found = read_cluster_moments(migrated_store, policy, start, end)
     expected = recount(labeled, keys, start, end)
     assert found.keys() == expected.keys()
     for key, sums in expected.items():
@@ -85,7 +85,7 @@ def test_cluster_sizes_equal_a_brute_force_recount(migrated_store):
         assert np.allclose([found[key][m] for m in CLUSTER_MOMENTS], [sums[m] for m in CLUSTER_MOMENTS]), key
     assert all(s["multi", 0, 1] > 0 for s in expected.values())  # keys made real clusters
     # without a cluster_unit the store is not read for clusters
-    assert read_cluster_sizes(migrated_store, parse_policy(POLICY.replace("cluster_unit: subject", "")), start, end) == {}
+    assert read_cluster_moments(migrated_store, parse_policy(POLICY.replace("cluster_unit: subject", "")), start, end) == {}
 
 
 def test_cluster_dispersion_bounds_the_design_effect_of_beta_binomial_keys():

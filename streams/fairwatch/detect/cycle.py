@@ -49,7 +49,7 @@ from fairwatch.detect.reads import (
     baseline_period,
     read_alerts,
     read_backlog,
-    read_cluster_sizes,
+    read_cluster_moments,
     read_counts,
     read_score_tails,
 )
@@ -116,7 +116,7 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
         counts = read_counts(store, policy, utc(min(base_start, mon_start)), utc(horizon))
         scores = (read_score_tails(store, policy, config, utc(base_start), utc(base_end), utc(horizon))
                   if policy.score_quantile else [])
-        clusters = read_cluster_sizes(store, policy, utc(base_start), utc(base_end))
+        clusters = read_cluster_moments(store, policy, utc(base_start), utc(base_end))
         streams = build_streams(policy, config, counts, scores, base_start, base_end, mon_start, horizon, clusters)
         streams += backlog_streams(policy, read_backlog(store, policy, mon_start, horizon, bucket))
         stored = read_alerts(store, deployment=policy.deployment)

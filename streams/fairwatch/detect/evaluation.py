@@ -19,7 +19,7 @@ from fairwatch.detect.detectors import (
     threshold_for_budget,
 )
 from fairwatch.detect.incidents import Alert, IncidentTracker, alert_id, utc
-from fairwatch.detect.policy import Policy
+from fairwatch.detect.policy import LINK_FIELDS, Policy
 from fairwatch.detect.streams import Stream
 
 
@@ -84,11 +84,14 @@ def _value(stream: Stream, t: int, width: int, estimator: RateEstimator) -> tupl
 
 
 def alert_template(stream: Stream, policy: Policy) -> Alert:
+    evidence: dict = {"n": 0}
+    if stream.type == "insufficient_evidence" and len(stream.x):  # its baseline's comparisons, and the need
+        evidence = {"n": float(stream.x[0]), "needed": float(stream.n[0]), "e_value": None, "statistic": None}
     return Alert(
         id=alert_id(policy.deployment, stream.algorithm, stream.type, stream.alert_metric, stream.group_text),
         type=stream.type, severity=policy.severity[stream.type], deployment=policy.deployment,
         algorithm=stream.algorithm, group=stream.group_text, metric=stream.alert_metric, estimate=None, low=None,
-        high=None, baseline=stream.baseline_rate, detector=stream.detector, evidence={"n": 0}, state="firing",
+        high=None, baseline=stream.baseline_rate, detector=stream.detector, evidence=evidence, state="firing",
         opened_at=utc(0), resolved_at=None, runbook_url=policy.runbook_url, dashboard_url=policy.dashboard_url,
         routing=policy.routing,
     )
@@ -132,10 +135,7 @@ def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start:
                 tracker.restore([stored])
         for stream, template in zip(streams, templates):
             if stream.type == "insufficient_evidence":
-                alarm, is_clear, stat = (t == 0), False, None
-                # the baseline's comparisons and what the policy needs (x and n of this stream)
-                template = replace(template, evidence={"n": float(stream.x[t]), "needed": float(stream.n[t]),
-                                                       "e_value": None, "statistic": None})
+                alarm, is_clear, stat = (t == 0), False, None  # its evidence is the template's
             elif stream.type == "label_backlog":  # a policy limit on the share: no detector statistic
                 spec = policy.label_backlog
                 unverified, counted = stream.x[t], stream.n[t]
@@ -178,6 +178,6 @@ def with_links(alert: Alert) -> Alert:
               "metric": alert.metric, "type": alert.type,
               "from_ms": str(int((alert.opened_at.timestamp() - LINK_BEFORE) * 1000)),
               "to_ms": str(int((end.timestamp() + LINK_AFTER) * 1000))}
-    encoded = {key: quote(value, safe="") for key, value in values.items()}
+    encoded = {key: quote(values[key], safe="") for key in LINK_FIELDS}  # every placeholder a policy may use
     return replace(alert, runbook_url=alert.runbook_url.format_map(encoded),
                    dashboard_url=alert.dashboard_url.format_map(encoded))

@@ -28,7 +28,7 @@ from fairwatch.detect.detectors import RateDriftDetector
 from fairwatch.detect.evaluation import policy_threshold
 from fairwatch.detect.incidents import utc
 from fairwatch.detect.policy import Policy
-from fairwatch.detect.reads import baseline_period, read_cluster_sizes, read_counts, read_score_tails
+from fairwatch.detect.reads import baseline_period, read_cluster_moments, read_counts, read_score_tails
 from fairwatch.detect.streams import Stream, build_streams
 from fairwatch.store.clickhouse import Store
 
@@ -140,7 +140,7 @@ def check_policy(store: Store, config: CoreConfig, policy: Policy, shifts=SHIFTS
     scores = (read_score_tails(store, policy, config, utc(base_start), utc(base_end), utc(base_end))
               if policy.score_quantile else [])
     # one empty monitored bucket: the streams without enough evidence keep their baseline count there
-    clusters = read_cluster_sizes(store, policy, utc(base_start), utc(base_end))
+    clusters = read_cluster_moments(store, policy, utc(base_start), utc(base_end))
     streams = build_streams(policy, config, counts, scores, base_start, base_end, base_end, base_end + bucket,
                             clusters)
     tested, threshold = policy_threshold(policy, streams, bucket)

@@ -130,7 +130,7 @@ def read_alerts(store: Store, start: datetime | None = None, end: datetime | Non
     return [Alert.from_row(row) for row in rows]
 
 
-def read_cluster_sizes(store: Store, policy: Policy, start: datetime, end: datetime) -> dict[tuple, dict]:
+def read_cluster_moments(store: Store, policy: Policy, start: datetime, end: datetime) -> dict[tuple, dict]:
     """The baseline's comparisons and errors per clustering key, per stream, where the policy names a
     ``cluster_unit``: ``(algorithm, mode, attribute, group, metric) ->`` the sums of
     :data:`~fairwatch.detect.dispersion.CLUSTER_MOMENTS` over the keys (the verified comparisons of

@@ -69,7 +69,7 @@ def build_streams(policy: Policy, config: CoreConfig, counts: list[tuple], score
                   clusters: dict[tuple, dict] | None = None) -> list[Stream]:
     """Every stream of one policy with its baseline and its monitored counts (float[T]);
     ``clusters``: the baseline's comparisons and errors per clustering key, as power sums per stream
-    (``reads.read_cluster_sizes``)."""
+    (``reads.read_cluster_moments``)."""
     clusters = clusters or {}
 
     def clustered(algorithm: str, mode: str, attribute: str, group: str, metric: str) -> float:
