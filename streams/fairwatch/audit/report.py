@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlparse
 
 from fairwatch import __version__
 from fairwatch.audit.estimates import window_metrics
@@ -45,12 +44,9 @@ class EmptyWindow(ValueError):
 
 
 def open_for_reading(url: str | None) -> Store:
-    """Open a store without creating anything, so a read-only user (the auditor) can report."""
-    from fairwatch.store.clickhouse import ServerStore
-
-    if url and urlparse(url).scheme == "clickhouse":
-        return ServerStore(url, create_database=False)
-    return open_store(url)
+    """Open a store without creating anything, so a read-only user (the auditor) can report; a
+    store without fairwatch's tables is an error, not an empty report."""
+    return open_store(url, create=False)
 
 
 class _Recorder:

@@ -25,18 +25,18 @@ def alerts_command(
     """Incidents open at some time in a window (newest first): firing, resolved or all."""
     from fairwatch.audit.window import WindowError, resolve_window
     from fairwatch.detect.reads import read_alerts
+    from fairwatch.cli.boundary import error
     from fairwatch.store.clickhouse import StoreError, open_store
 
-    errors = Console(stderr=True)
     try:
         if state not in STATES:
             raise WindowError(f"--state must be one of {', '.join(STATES)}, got {state!r}")
         span = resolve_window(window or (None if start or end else "24h"), start, end, 1)
-        opened = open_store(store)
+        opened = open_store(store, create=False)
         alerts = read_alerts(opened, span.start, span.end, state, deployment)
         opened.close()
     except (WindowError, StoreError) as exc:
-        errors.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps([a.to_record() for a in alerts], allow_nan=False))

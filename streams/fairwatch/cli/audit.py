@@ -9,17 +9,19 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP
+from rich.console import Console
+
+from fairwatch.cli.boundary import error
+from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, WrappedHelpGroup
 
 console = Console(stderr=True)
-audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+audit_app = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup, help="The tamper-evident audit log.",
+                        no_args_is_help=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)  # one line, whatever the width
+    error(message)
     return typer.Exit(code)
 
 
@@ -119,7 +121,7 @@ def report_command(
 @audit_app.command("verify")
 def verify_command(
     start: str = typer.Option(..., "--from", help="Records recorded from this time, RFC 3339."),
-    end: str = typer.Option(..., "--to", help="... up to this time (exclusive)."),
+    end: str = typer.Option(..., "--to", help="Records up to this time (exclusive), RFC 3339."),
     chain: Optional[str] = typer.Option(None, "--chain", help="Only this chain (default: every chain)."),
     store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),

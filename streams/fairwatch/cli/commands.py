@@ -10,22 +10,36 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
 from rich.console import Console
 from rich.table import Table
 
 from fairwatch import __version__
+from fairwatch.cli.boundary import error
 from fairwatch.contracts.records import (
     Rejection,
     decode_match_event,
     decode_verified_outcome,
 )
-from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP
+from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, PlainUsageCommand, WrappedHelpGroup
 from fairwatch.contracts.topics import DEFAULT_PREFIX, MATCH_EVENTS, VERIFIED_OUTCOMES
 
-app = typer.Typer(help="fairwatch: live audit of face-recognition systems for demographic bias.", no_args_is_help=True)
+# plain click help: flags read as flags and text wraps, never cut with "…" or "..."
+app = typer.Typer(help="fairwatch: live audit of face-recognition systems for demographic bias.",
+                  no_args_is_help=True, rich_markup_mode=None, cls=WrappedHelpGroup)
 console = Console(stderr=True)
 
 DECODERS = {MATCH_EVENTS: decode_match_event, VERIFIED_OUTCOMES: decode_verified_outcome}
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (and the SQL a store refused) "
+                               "instead of one error line. Also FAIRWATCH_DEBUG=1."),
+) -> None:
+    """fairwatch: live audit of face-recognition systems for demographic bias.
+
+    Exit codes: 0 all good; 1 findings, or nothing to report; 2 usage or input errors; 3 a bug."""
 
 
 @app.command()
@@ -51,7 +65,7 @@ def migrate(
             results += migrate_access(opened)  # the auditor role, where the server has SQL RBAC
             server = ".".join(map(str, opened.server_version()))
     except StoreError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps({"server_version": server, "migrations": [asdict(r) for r in results]}))
@@ -64,7 +78,7 @@ def migrate(
     Console().print(table)
 
 
-@app.command()
+@app.command(cls=PlainUsageCommand)
 def validate(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A JSONL file, one record per line."),
     kind: str = typer.Option(..., "--kind", help="match-events or verified-outcomes"),
@@ -72,7 +86,7 @@ def validate(
 ) -> None:
     """Check a JSONL file against the contracts; report every bad line with its number and reason."""
     if kind not in DECODERS:
-        console.print(f"[red]error:[/red] --kind must be one of {', '.join(DECODERS)}, got {kind!r}")
+        error(f"--kind must be one of {', '.join(DECODERS)}, got {kind!r}")
         raise typer.Exit(2)
     decode = DECODERS[kind]
     good = bad = 0
@@ -106,7 +120,7 @@ def smoke(
     try:
         steps = run_smoke(store=store, kafka=kafka, alertmanager=alertmanager, log=console.print)
     except Exception as exc:  # each step names itself in the message
-        console.print(f"[red]smoke path failed:[/red] {exc}")
+        error(f"smoke failed: {exc}")
         raise typer.Exit(1) from None
     for step in steps:
         print(f"  ok  {step}")
@@ -127,7 +141,7 @@ def topics(
     try:
         layout = ensure_topics(kafka, prefix, partitions, replication, app_id=app_id)
     except TopicError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(2) from None
     for name, count in sorted(layout.items()):
         print(f"{name}\t{count}")
@@ -152,7 +166,7 @@ def worker(
         ensure_topics(settings.kafka, settings.topic_prefix, settings.partitions, settings.replication,
                       app_id=settings.app_id)
     except (SettingsError, TopicError, PolicyError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(2) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, policies)
@@ -197,11 +211,11 @@ def metrics(
                             ratio_floor_fmr=ratio_floor_fmr, ratio_floor_fnmr=ratio_floor_fnmr)
         span = resolve_window(window, start, end, bucket_seconds)
         maturity = None if label_maturity is None else parse_label_maturity(label_maturity)
-        with closing(open_store(store)) as opened:
+        with closing(open_store(store, create=False)) as opened:
             frame, document = window_metrics(opened, span, config, deployment, algorithm,
                                              label_maturity_seconds=maturity, with_labels=not without_labels)
     except (WindowError, StoreError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        error(str(exc))
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(document, allow_nan=False))
@@ -269,7 +283,7 @@ def render_metrics(document: dict) -> None:
         out.print(describe(document["labels"]))
 
 
-@app.command()
+@app.command(cls=PlainUsageCommand)
 def replay(
     events: Path = typer.Argument(..., exists=True, dir_okay=False, help="Match events, JSONL."),
     outcomes: Path = typer.Argument(..., exists=True, dir_okay=False, help="Verified outcomes, JSONL."),
@@ -317,7 +331,7 @@ def replay(
     except (SettingsError, StoreError, ValueError) as exc:
         if opened is not None:
             opened.close()
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        error(str(exc))
         raise typer.Exit(2) from None
     summary = {"store": redacted_url(opened.url), "events_lines": report.lines[MATCH_EVENTS],
                "outcomes_lines": report.lines[VERIFIED_OUTCOMES], "labeled": report.labeled,
@@ -341,13 +355,11 @@ def replay(
             where = f"--store {summary['store']}" if summary["store"] == opened.url else "with the same --store"
             print(f"detection: {len(report.alerts)} incidents opened or resolved (fairwatch alerts {where} lists them)")
     for mismatch in report.mismatches:  # plain text: the message holds file paths and quotes
-        console.print(f"error: {mismatch}; the files were loaded, this policy's detection did not run",
-                      soft_wrap=True, markup=False, highlight=False)
+        error(f"{mismatch}; the files were loaded, this policy's detection did not run")
     read = summary["events_lines"] + summary["outcomes_lines"]
     if read and len(report.rejected) == read:
-        console.print(f"[red]error:[/red] every one of the {read} lines was rejected: nothing was loaded"
-                      f" (first: {report.rejected[0][0]}:{report.rejected[0][1]}: {report.rejected[0][2]})",
-                      soft_wrap=True)
+        error(f"every one of the {read} lines was rejected: nothing was loaded"
+              f" (first: {report.rejected[0][0]}:{report.rejected[0][1]}: {report.rejected[0][2]})")
         raise typer.Exit(2)
     if report.mismatches:
         raise typer.Exit(2)
@@ -421,8 +433,10 @@ def _register_demo() -> None:
 _register_demo()
 
 
-def main() -> None:
-    app(prog_name="fairwatch")
+def main() -> int:
+    from fairwatch.cli.boundary import run
+
+    return run(app)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ def register(app) -> None:
     """Add ``fairwatch dashboards export|push`` to the CLI."""
     import typer
 
-    group = typer.Typer(help="Grafana dashboards: export the JSON, push to a Grafana.",
-                        no_args_is_help=True)
+    from fairwatch.cli.help_texts import WrappedHelpGroup
+
+    group = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup,
+                        help="Grafana dashboards: export the JSON, push to a Grafana.", no_args_is_help=True)
 
     @group.command("export")
     def export_command(out: Path = typer.Option(JSON_DIR, "--out", help="Folder to write the board JSON into.")):

@@ -25,13 +25,15 @@ def demo_command(
     """The whole story in one command: stack, workers, a simulated bias drift, detection, the numbers and a summary."""
     from rich.console import Console
 
+    from fairwatch.cli.boundary import error
+
     console = Console()
     options = DemoOptions(scenario=scenario, events=events, seed=seed, seconds=seconds, workers=workers,
                           partitions=partitions, out=out)
     try:
         run_demo(options, console)
     except DemoError as exc:
-        console.print(f"[red]demo failed:[/red] {exc}")
+        error(f"demo failed: {exc}")
         raise typer.Exit(1) from None
     except (KeyboardInterrupt, Interrupted):
         console.print("[yellow]interrupted: everything the demo started has been stopped[/yellow]")

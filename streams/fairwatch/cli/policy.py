@@ -7,7 +7,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Optional
 
-from fairwatch.cli.help_texts import STORE_HELP
+from fairwatch.cli.boundary import error
+from fairwatch.cli.help_texts import STORE_HELP, PlainUsageCommand, WrappedHelpGroup
 
 
 def _hours(value: float | None) -> str:
@@ -16,23 +17,17 @@ def _hours(value: float | None) -> str:
     return f"{value:.1f}h" if value < 10 else f"{value:.0f}h"
 
 
-def _migrated(store) -> bool:
-    """Whether the store holds the counts the detectors read (``fairwatch migrate`` makes them)."""
-    rows = store.query("SELECT count() FROM system.tables WHERE database = currentDatabase()"
-                       " AND name = 'group_counts'")
-    return bool(rows and rows[0][0])
-
-
 def register(app) -> None:
     """Add ``fairwatch policy check`` to the CLI."""
     import typer
     from rich.console import Console
     from rich.table import Table
 
-    group = typer.Typer(help="Alerting policies: check what they can detect.", no_args_is_help=True)
+    group = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup,
+                        help="Alerting policies: check what they can detect.", no_args_is_help=True)
     console = Console(stderr=True)
 
-    @group.command("check")
+    @group.command("check", cls=PlainUsageCommand)
     def check_command(
         file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Policy file (schemas/policy.schema.json)."),
         store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
@@ -56,17 +51,15 @@ def register(app) -> None:
             policy = load_policy(file)
             config = CoreConfig(bucket_seconds=bucket_seconds)
             with closing(open_for_reading(store)) as opened:
-                if not _migrated(opened):
-                    raise NoBaseline("the store holds no fairwatch tables: run `fairwatch migrate` and load data first")
                 with console.status("simulating the policy's detectors"):
                     result = check_policy(opened, config, policy, tuple(shift or SHIFTS), replicates)
         except (PolicyError, NoBaseline, StoreError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            error(str(exc))
             raise typer.Exit(2) from None
         if not result.rows:
-            console.print(f"[red]error:[/red] no error-rate stream of {result.deployment} has min_evidence"
-                          f" ({policy.min_evidence}) comparisons in the baseline: nothing would be tested"
-                          f" ({len(result.insufficient)} group and metric pairs short)")
+            error(f"no error-rate stream of {result.deployment} has min_evidence"
+                  f" ({policy.min_evidence}) comparisons in the baseline: nothing would be tested"
+                  f" ({len(result.insufficient)} group and metric pairs short)")
             raise typer.Exit(2)
         if result.data_until:
             console.print(f"warning: the baseline runs to {result.baseline_to} but the data stop at"

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 
+from fairwatch.cli.boundary import error
 from fairwatch.contracts.topics import DEFAULT_PREFIX
 from fairwatch.sim.scenario import MAX_EVENTS, OVERALL, ScenarioError, load_scenario
 from fairwatch.sim.simulator import simulate
@@ -45,14 +46,14 @@ def simulate_command(
 
     err = Console(stderr=True)
     if out is None and not kafka:
-        err.print("[red]error:[/red] give --out DIR (JSONL files) or --kafka BOOTSTRAP (or set FAIRWATCH_KAFKA)")
+        error("give --out DIR (JSONL files) or --kafka BOOTSTRAP (or set FAIRWATCH_KAFKA)")
         raise typer.Exit(2)
     try:
         spec = load_scenario(scenario)
         began = time.perf_counter()
         sim = simulate(spec, seed=seed, events=events)
     except ScenarioError as exc:
-        err.print(f"[red]invalid scenario:[/red] {exc}")
+        error(f"invalid scenario: {exc}")
         raise typer.Exit(2) from None
     total = sim.n_events + sim.n_outcomes
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -72,8 +73,8 @@ def simulate_command(
                 publish(sim, open_kafka_writer(kafka, topic_prefix, batch), prefix=topic_prefix, rate=rate,
                         progress=advance)
             except (KafkaError, RuntimeError) as exc:
-                err.print(f"[red]error:[/red] Kafka at {kafka}: {exc!r}")
-                raise typer.Exit(1) from None
+                error(f"Kafka at {kafka}: {exc!r}")
+                raise typer.Exit(2) from None
             target = {"kafka": kafka, "topics": [f"{topic_prefix}match-events", f"{topic_prefix}verified-outcomes"]}
     if truth is not None:
         target["truth"] = str(write_truth(sim, truth))

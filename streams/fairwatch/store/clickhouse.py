@@ -27,7 +27,14 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class StoreError(RuntimeError):
-    """A store could not be opened, migrated or queried; the message says which and why."""
+    """A store could not be opened, migrated or queried; the message says which and why.
+
+    ``sql`` is the statement refused, kept apart so a one-line error stays one line (``--debug``
+    shows it)."""
+
+    def __init__(self, message: str, sql: str | None = None):
+        super().__init__(message)
+        self.sql = sql
 
 
 def _literal(value: Any) -> str:
@@ -139,11 +146,19 @@ class ServerStore:
             raise StoreError(f"cannot reach ClickHouse at {parsed.hostname}:{parsed.port}: {exc}") from exc
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
-        self._client.execute(bind(sql, params))
+        self._run(bind(sql, params))
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
-        rows = self._client.execute(bind(sql, params))
+        rows = self._run(bind(sql, params))
         return [tuple(_to_utc(v) for v in row) for row in rows]
+
+    def _run(self, sql: str) -> Any:
+        from clickhouse_driver.errors import Error as DriverError
+
+        try:
+            return self._client.execute(sql)
+        except DriverError as exc:
+            raise StoreError(f"ClickHouse refused the query: {_one_line(exc)}", sql) from exc
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         rows = rows if isinstance(rows, list) else list(rows)
@@ -248,7 +263,7 @@ class EmbeddedStore:
     # chDB serves one directory per process at a time: a store left open blocks every other path
     opened: ClassVar[weakref.WeakSet] = weakref.WeakSet()
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, create: bool = True):
         try:
             from chdb import session as chdb_session
         except ImportError as exc:
@@ -257,6 +272,8 @@ class EmbeddedStore:
         path = unquote(parsed.netloc + parsed.path)
         if not path:
             raise StoreError(f"{url!r} names no directory; use chdb:///path/to/dir")
+        if not create and not Path(path).is_dir():
+            raise StoreError(f"no store at {path}: the directory does not exist (check the path)")
         Path(path).mkdir(parents=True, exist_ok=True)
         self.url = url
         self.path = path
@@ -270,9 +287,9 @@ class EmbeddedStore:
         try:
             result = self._session.query(sql, fmt)
         except Exception as exc:
-            raise StoreError(f"chDB refused the query: {exc}\n{sql[:500]}") from exc
+            raise StoreError(f"chDB refused the query: {_one_line(exc)}", sql) from exc
         if result is not None and getattr(result, "has_error", lambda: False)():
-            raise StoreError(f"chDB refused the query: {result.error_message()}\n{sql[:500]}")
+            raise StoreError(f"chDB refused the query: {_one_line(result.error_message())}", sql)
         return result
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
@@ -308,17 +325,41 @@ class EmbeddedStore:
         self._session.close()
 
 
-def open_store(url: str | None = None) -> Store:
-    """Open the store named by ``url`` (default: ``FAIRWATCH_CLICKHOUSE``)."""
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
+    """Open the store named by ``url`` (default: ``FAIRWATCH_CLICKHOUSE``).
+
+    ``create=False`` is for readers: nothing is created (a read-only user will do), and a store
+    without fairwatch's tables is refused by name, so a mistyped path or database is an error
+    rather than an empty answer."""
     url = url or os.environ.get("FAIRWATCH_CLICKHOUSE")
     if not url:
         raise StoreError("no store configured: pass --store URL or set FAIRWATCH_CLICKHOUSE")
     scheme = urlparse(url).scheme
     if scheme == "clickhouse":
-        return ServerStore(url)
-    if scheme == "chdb":
-        return EmbeddedStore(url)
-    raise StoreError(f"unknown store scheme {scheme!r} in {url!r}; use clickhouse://... or chdb:///path")
+        store: Store = ServerStore(url, create_database=create)
+    elif scheme == "chdb":
+        store = EmbeddedStore(url, create=create)
+    else:
+        raise StoreError(f"unknown store scheme {scheme!r} in {redacted_url(url)!r}; use clickhouse://... or chdb:///path")
+    if not create:
+        try:
+            migrated = store.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                                   "AND name = 'schema_migrations'")[0][0]
+        except StoreError:
+            store.close()
+            raise
+        if not migrated:
+            store.close()
+            raise StoreError(f"{redacted_url(url)} holds no fairwatch tables: check the URL, or create "
+                             f"them with `fairwatch migrate --store {redacted_url(url)}`")
+    return store
+
+
+def _one_line(error: object) -> str:
+    """An engine's error message on one line, without ClickHouse's C++ stack trace and without
+    the query it quotes back ("In scope SELECT ..."), which the caller keeps apart."""
+    text = str(error).split("Stack trace:")[0].split(" In scope ")[0]
+    return " ".join(text.split())
 
 
 # ---------------------------------------------------------------------------------- migrations

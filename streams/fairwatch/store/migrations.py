@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fairwatch.store.clickhouse import SCHEMAS_DIR, Store, StoreError, parse_version
+from fairwatch.store.clickhouse import SCHEMAS_DIR, Store, StoreError, parse_version, redacted_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ def migrate(store: Store, directory: Path | None = None) -> list[MigrationResult
         if migration.version in applied:
             if applied[migration.version] != migration.checksum:
                 raise StoreError(
-                    f"migration {migration.name} was changed after it was applied to {store.url}; "
+                    f"migration {migration.name} was changed after it was applied to {redacted_url(store.url)}; "
                     "add a new migration file instead"
                 )
             results.append(MigrationResult(migration.version, migration.name, "already_applied"))
@@ -78,10 +78,9 @@ def migrate(store: Store, directory: Path | None = None) -> list[MigrationResult
         for statement in migration.statements:
             try:
                 store.execute(statement)
-            except StoreError:
-                raise
             except Exception as exc:
-                raise StoreError(f"migration {migration.name} failed on {store.url}: {exc}") from exc
+                raise StoreError(f"migration {migration.name} failed on {redacted_url(store.url)}: {exc}",
+                                 statement) from exc
         store.insert(
             "schema_migrations",
             ["version", "name", "checksum", "applied_at"],
