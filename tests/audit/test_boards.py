@@ -24,6 +24,9 @@ from fairwatch.audit.grafana_push import PushError, datasource_settings, push
 from fairwatch.audit.snapshots import write_differential_snapshots, write_snapshots
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
+from fairwatch.detect.incidents import ALERT_COLUMNS, alert_id
+from fairwatch.detect.policy import parse_policy
+from fairwatch.detect.states import STATE_COLUMNS, StreamState
 from fairwatch.sim.scenario import parse_scenario
 from fairwatch.sim.simulator import simulate
 from fairwatch.sim.writers import write_jsonl
@@ -82,19 +85,80 @@ def _seed(store, tmp: Path) -> dict:
         write_health(store, rows)
         previous = rows
 
-    alert_columns = ("id", "type", "severity", "deployment", "algorithm", "group_label", "metric", "value_estimate",
-                     "value_low", "value_high", "baseline", "detector", "evidence_n", "evidence_e_value",
-                     "evidence_statistic", "state", "opened_at", "resolved_at", "runbook_url", "dashboard_url",
-                     "version")
-    store.insert("alerts", alert_columns, [
-        ("a-1", "error_rate_drift", "critical", "gate-a", "algo-v1", "race=Black", "fmr", 0.09, 0.07, 0.11, 0.03,
-         "beta-binomial-cs", 800.0, 40.0, None, "firing", START + timedelta(minutes=75), None, "", "", 1),
-        ("a-2", "disparity_breach", "warning", "gate-a", "algo-v1", "race=Black", "fmr_ratio", 3.0, 2.0, 4.5, 1.0,
-         "ratio", 500.0, None, 2.5, "firing", START + timedelta(minutes=20), None, "", "", 1),
-        ("a-2", "disparity_breach", "warning", "gate-a", "algo-v1", "race=Black", "fmr_ratio", 3.0, 2.0, 4.5, 1.0,
-         "ratio", 500.0, None, 2.5, "resolved", START + timedelta(minutes=20), START + timedelta(minutes=50), "", "",
-         2),
-    ])
+    store.insert("alerts", ALERT_COLUMNS, SEEDED_ALERTS)
+    store.insert("detector_state", STATE_COLUMNS, [state.to_row(at, version) for state, at, version in SEEDED_STATES])
+    return {"paths": paths, "report": report}
+
+
+def _cid(type_: str, metric: str, group: str, deployment: str = "gate-a") -> str:
+    return alert_id(deployment, "algo-v1", type_, metric, group)
+
+
+A1 = _cid("error_rate_drift", "fmr", "race=Black")
+A2 = _cid("disparity_breach", "fmr", "race=Black")
+
+
+def _alert(id_, type_, severity, group, metric, state, opened_min, resolved_min=None, version=1, deployment="gate-a"):
+    resolved = None if resolved_min is None else START + timedelta(minutes=resolved_min)
+    return (id_, type_, severity, deployment, "algo-v1", group, metric, 0.09, 0.07, 0.11, 0.03, "sr_band", 800.0,
+            None, 6.5, state, START + timedelta(minutes=opened_min), resolved, "", "", version)
+
+
+# rows of the alerts table: firing incidents of every severity, opened at different times, so that
+# text order and rank order differ
+SEEDED_ALERTS = [
+    _alert(A1, "error_rate_drift", "critical", "race=Black", "fmr", "firing", 75),
+    _alert(A2, "disparity_breach", "warning", "race=Black", "fmr", "firing", 20),
+    _alert(A2, "disparity_breach", "warning", "race=Black", "fmr", "resolved", 20, 50, version=2),
+    _alert(_cid("score_drift", "score", "race=White"), "score_drift", "warning", "race=White", "score", "firing", 100),
+    _alert(_cid("insufficient_evidence", "fmr", "sex&race=F&Black"), "insufficient_evidence", "info",
+           "sex&race=F&Black", "fmr", "firing", 60),
+    _alert(_cid("error_rate_drift", "fnmr", "sex=F"), "error_rate_drift", "critical", "sex=F", "fnmr", "firing", 30),
+    _alert(_cid("error_rate_drift", "fmr", "race=Black", "gate-b"), "error_rate_drift", "critical", "race=Black",
+           "fmr", "firing", 90, deployment="gate-b"),
+]
+
+
+CYCLE_1, CYCLE_2 = START + timedelta(minutes=110), START + timedelta(minutes=115)
+
+
+def _state(type_, metric, group, state, statistic=None, threshold=6.5, n=900.0, needed=None, severity="critical",
+           deployment="gate-a"):
+    return StreamState(deployment, _cid(type_, metric, group, deployment), "algo-v1", "verification", type_, metric,
+                       group, "sr_band", severity, state, statistic, threshold, n, needed, CYCLE_2)
+
+
+# rows of detector_state as two cycles wrote them: (state, cycle_at, version). The newest cycle of
+# gate-a is version 2; version 1 rows are replaced (same id) or stale (a stream no longer run).
+SEEDED_STATES = [
+    (_state("error_rate_drift", "fmr", "race=Black", "quiet", 2.0), CYCLE_2, 2),  # restarted after A1's alarm
+    (_state("error_rate_drift", "fmr", "race=White", "alarm", 6.9), CYCLE_1, 1),  # replaced by version 2
+    (_state("error_rate_drift", "fmr", "race=White", "near", 5.6), CYCLE_2, 2),
+    (_state("error_rate_drift", "fnmr", "race=Black", "near", 6.1), CYCLE_2, 2),
+    (_state("disparity_breach", "fnmr", "race=Black", "near", 5.9, severity="warning"), CYCLE_2, 2),
+    (_state("error_rate_drift", "fmr", "sex=M", "quiet", 5.4), CYCLE_2, 2),  # 10^1.1 below: not near
+    (_state("error_rate_drift", "fnmr", "sex=F", "quiet", 0.3), CYCLE_2, 2),  # an open incident (A5)
+    (_state("score_drift", "score", "race=White", "near", 5.8, severity="warning"), CYCLE_2, 2),  # open too
+    (_state("insufficient_evidence", "fmr", "sex&race=F&Black", "insufficient", None, None, 120.0, 1000.0,
+            severity="info"), CYCLE_2, 2),
+    (_state("insufficient_evidence", "fnmr", "sex&race=M&Black", "insufficient", None, None, 80.0, 1000.0,
+            severity="info"), CYCLE_2, 2),
+    (_state("label_backlog", "label_backlog", "*", "insufficient", None, 0.05, 12.0, 50.0, severity="warning"),
+     CYCLE_2, 2),
+    (_state("error_rate_drift", "fmr", "age=30-49", "near", 6.0), CYCLE_1, 1),  # stale: not in the newest cycle
+    (_state("error_rate_drift", "fmr", "race=Black", "near", 6.2, deployment="gate-b"), CYCLE_2, 3),
+]
+
+
+def _firing(deployments=("gate-a",)) -> list[tuple]:
+    """The seeded incidents still firing (newest version of each), as dicts."""
+    newest = {}
+    for row in SEEDED_ALERTS:
+        a = dict(zip(ALERT_COLUMNS, row))
+        key = (a["id"], a["opened_at"])
+        if key not in newest or a["version"] > newest[key]["version"]:
+            newest[key] = a
+    return [a for a in newest.values() if a["state"] == "firing" and a["deployment"] in deployments]
     return {"paths": paths, "report": report}
 
 
@@ -156,14 +220,14 @@ def _choose(name: str, options: list[str]) -> str:
     return options[0]
 
 
-def _board_runs(backend):
+def _board_runs(backend, policy: fd.BoardPolicy = fd.BoardPolicy()):
     start, end, interval = _range()
 
     def expand(sql):
         return fd.expand_macros(sql, start, end, interval)
 
     runs = []
-    for name, board in fd.generate().items():
+    for name, board in fd.generate(policy).items():
         values = fd.resolve_variables(board, backend.store.query, expand, _choose)
         for q in fd.panel_queries(board):
             runs.append((q, expand(fd.interpolate(q.sql, values)), values))
@@ -385,14 +449,182 @@ def test_alert_tables_and_annotations(backend):
     runs, _ = _board_runs(backend)
     _, sql, _ = _panel(runs, "fairwatch-alerts", "Firing now")
     names, _, rows = backend.typed(sql)
-    assert [r[names.index("id")] for r in rows] == ["a-1"]  # a-2 was resolved by a newer version
+    # A2 was resolved by a newer version; gate-b is not the deployment chosen
+    assert {r[names.index("id")] for r in rows} == {a["id"] for a in _firing()}
+    assert A2 not in {r[names.index("id")] for r in rows}
     _, sql, _ = _panel(runs, "fairwatch-alerts", "Resolved in range")
     names, _, rows = backend.typed(sql)
-    assert [r[names.index("id")] for r in rows] == ["a-2"]
+    assert [r[names.index("id")] for r in rows] == [A2]
     annotations = [r for r in runs if r[0].panel_type == "annotation" and r[0].board == "fairwatch-alerts"]
     names, _, rows = backend.typed(annotations[0][1])
     ends = {r[names.index("title")].split(":")[0]: r[names.index("timeEnd")] for r in rows}
     assert _ts(ends["warning disparity_breach"]) == (START + timedelta(minutes=50)).timestamp()
+
+
+def test_firing_now_ranks_severity_critical_first(backend):
+    """Issue #27 item 5: "Firing now" sorted severity as text (warning, info, critical). Oracle: the
+    seeded firing incidents by rank (critical > warning > info), newest first within a rank."""
+    runs, _ = _board_runs(backend)
+    _, sql, _ = _panel(runs, "fairwatch-alerts", "Firing now")
+    names, _, rows = backend.typed(sql)
+    rank = {"critical": 3, "warning": 2, "info": 1}
+    expected = [a["id"] for a in sorted(_firing(), key=lambda a: (-rank[a["severity"]], -a["opened_at"].timestamp()))]
+    assert [r[names.index("id")] for r in rows] == expected
+    assert [r[names.index("severity")] for r in rows] == ["critical", "critical", "warning", "info"]
+
+
+def _expected_wrong_now(deployment: str = "gate-a") -> list[dict]:
+    """Brute force over the seeded rows: the newest cycle's state of each stream beside the open
+    incidents; drifting (open incident or alarm), near, not tested (insufficient); worst first."""
+    newest = {}
+    for state, at, version in SEEDED_STATES:
+        if state.deployment == deployment and (state.id not in newest or version > newest[state.id][1]):
+            newest[state.id] = (state, version, at)
+    top = max(version for _, version, _ in newest.values())
+    current = {cid: (state, at) for cid, (state, version, at) in newest.items() if version == top}
+    firing = {a["id"]: a for a in _firing((deployment,))}
+    rank = {"critical": 3, "warning": 2, "info": 1}
+    rows = []
+    for cid in set(current) | set(firing):
+        state, at = current.get(cid, (None, None))
+        alert = firing.get(cid)
+        type_ = state.type if state else alert["type"]
+        if type_ == "insufficient_evidence" or (alert is None and state.state == "insufficient"):
+            shown = "not tested: too little evidence"
+        elif alert is not None or state.state == "alarm":
+            shown = "drifting"
+        elif state.state == "near":
+            shown = "near threshold"
+        else:
+            continue  # tested and quiet
+        severity = max([x for x in (state and state.severity, alert and alert["severity"]) if x], key=rank.get)
+        gap = None if state is None or state.statistic is None else state.statistic - state.threshold
+        rows.append({"state": shown, "severity": severity, "group": state.group if state else alert["group_label"],
+                     "metric": state.metric if state else alert["metric"], "type": type_, "algorithm": "algo-v1",
+                     "id": cid,
+                     "statistic": state and state.statistic, "threshold": state and state.threshold,
+                     "evidence_n": state and state.evidence_n, "needed": state and state.needed,
+                     "open since": alert and alert["opened_at"], "evaluated": at, "_gap": gap})
+    order = {"drifting": 0, "near threshold": 1, "not tested: too little evidence": 2}
+    rows.sort(key=lambda r: (order[r["state"]], -rank[r["severity"]], r["_gap"] is None, -(r["_gap"] or 0),
+                             r["group"], r["metric"]))
+    return [{k: v for k, v in r.items() if k != "_gap"} for r in rows]
+
+
+def test_what_is_wrong_now_lists_drifting_near_and_untested_conditions_worst_first(backend):
+    """Issue #27 item 5: the Overview could not say which group is drifting now (its status knew
+    only ok / insufficient / above target). Oracle: a brute force over the seeded incidents and
+    detector states (two cycles, another deployment, stale and replaced streams)."""
+    runs, _ = _board_runs(backend)
+    _, sql, values = _panel(runs, "fairwatch-overview", "What is wrong now")
+    assert values["deployment"] == "gate-a"
+    names, _, rows = backend.typed(sql)
+    found = [dict(zip(names, row)) for row in rows]
+    for row in found:
+        for column in ("open since", "evaluated"):
+            row[column] = None if row[column] is None else datetime.fromtimestamp(_ts(row[column]), timezone.utc)
+    expected = _expected_wrong_now()
+    assert [r["id"] for r in found] == [r["id"] for r in expected]
+    assert found == [{k: r[k] for k in names} for r in expected]
+    # what the operator is asked: which group is drifting now, which are close, which are not tested
+    assert [(r["state"], r["group"], r["metric"]) for r in found][:3] == [
+        ("drifting", "race=Black", "fmr"), ("drifting", "sex=F", "fnmr"), ("drifting", "race=White", "score")]
+    assert {r["group"] for r in found if r["state"] == "not tested: too little evidence"} == {
+        "sex&race=F&Black", "sex&race=M&Black", "*"}
+    assert "sex=M" not in {r["group"] for r in found} and "age=30-49" not in {r["group"] for r in found}
+
+
+def test_detection_coverage_counts_the_newest_cycle_and_says_when_nothing_is_watched(backend):
+    runs, _ = _board_runs(backend)
+    _, sql, _ = _panel(runs, "fairwatch-overview", "Detection coverage")
+    names, _, [row] = backend.typed(sql)
+    newest = {s.id: s for s, _, version in SEEDED_STATES if s.deployment == "gate-a" and version == 2}
+    thin = sum(s.state == "insufficient" for s in newest.values())
+    assert dict(zip(names, map(float, row))) == {
+        "tested": len(newest) - thin, "not tested: too little evidence": thin,
+        "last cycle": CYCLE_2.timestamp() * 1000}
+    # a deployment no cycle has run for is "not watched" (NULL), never zero streams in trouble
+    [row] = backend.typed(sql.replace("'gate-a'", "'gate-c'"))[2]
+    assert list(row) == [None, None, None]
+
+
+def _policy(ratio: float | None, deployment: str = "gate-a", target_fmr: float | None = None):
+    text = f"deployment: {deployment}\nattributes: [sex, race]\nbaseline: {{duration: 1h}}\n"
+    text += f"policy_ratio: {ratio}\n" if ratio is not None else ""
+    text += f"target_fmr: {target_fmr}\n" if target_fmr is not None else ""
+    return parse_policy(text, f"{deployment}.yaml")
+
+
+RATIO_STATS = ("Max / min FMR", "Max / min FNMR", "Max / geomean FMR", "Inequity rate (IR)")
+
+
+def _steps(board: dict, title: str) -> list[tuple]:
+    [panel] = [p for p in board["panels"] if p.get("title") == title]
+    return [(step["value"], step["color"]) for step in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+
+
+def _colour(steps: list[tuple], value: float) -> str:
+    """Grafana's choice: the colour of the last step whose value is at most the field's (base: -inf)."""
+    return [colour for at, colour in steps if at is None or at <= value][-1]
+
+
+def test_ratio_stats_are_red_at_the_policys_ratio_and_no_fixed_number_colours_a_stat():
+    """Issue #27 item 5: the stats' thresholds were fixed numbers (IR yellow at 1.5, red at 3 for
+    every deployment), not the policy's."""
+    for ratio in (2.5, 10):
+        overview = fd.generate(fd.BoardPolicy.from_policies({"gate-a": _policy(ratio)}))["fairwatch-overview.json"]
+        for title in RATIO_STATS:
+            assert _steps(overview, title) == [(None, "text"), (ratio, "red")], title
+        for title in ("GARBE", "FDR"):  # no policy value bounds them
+            assert _steps(overview, title) == [(None, "text")], title
+    unpoliced = fd.generate()["fairwatch-overview.json"]
+    for title in RATIO_STATS + ("GARBE", "FDR"):
+        assert _steps(unpoliced, title) == [(None, "text")], title
+    disparity = fd.generate(fd.BoardPolicy.from_policies({"gate-a": _policy(4, target_fmr=0.002)}))
+    [box] = [v for v in disparity["fairwatch-disparity.json"]["templating"]["list"] if v["name"] == "target_fmr"]
+    assert box["query"] == "0.002"
+    with pytest.raises(fd.BoardPolicyError, match="gate-a: 2.*gate-b: 3"):
+        fd.BoardPolicy.from_policies({"gate-a": _policy(2), "gate-b": _policy(3, "gate-b")})
+
+
+def test_ratio_stat_colour_on_real_rows_follows_the_policy_ratio(backend):
+    """The stat a policy colours, on the seeded snapshot: red exactly when the snapshot's plug-in
+    max/min FMR (brute force over estimate_snapshots) is at or above the policy's ratio."""
+    latest = max(SNAPSHOTS)
+    for attribute, window in (("race", 3600), ("race", 86400), ("sex", 3600), ("sex", 86400)):
+        params = {"t": latest, "w": window, "a": attribute}
+        [(status,)] = backend.store.query(
+            "SELECT status FROM differential_snapshots WHERE snapshot_at = %(t)s AND window_seconds = %(w)s"
+            " AND attribute = %(a)s AND metric = 'max_min_ratio' AND rate = 'fmr'", params)
+        if status == "ok":
+            break
+    else:
+        pytest.fail("the seed should resolve max/min FMR for one attribute and window")
+    rates = [r[0] for r in backend.store.query(
+        "SELECT fmr FROM estimate_snapshots WHERE snapshot_at = %(t)s AND window_seconds = %(w)s"
+        " AND attribute = %(a)s AND impostor > 0", params)]
+    plug_in = max(rates) / min(rates)
+    for ratio in (max(1.0, plug_in * 0.9), plug_in * 1.1):
+        policy = fd.BoardPolicy.from_policies({"gate-a": _policy(round(ratio, 6))})
+        runs, _ = _board_runs(backend, policy)
+        _, template, values = _panel(runs, "fairwatch-overview", "Max / min FMR")
+        sql = template.replace(f"attribute = '{values['attribute']}'", f"attribute = '{attribute}'").replace(
+            f"window_seconds = {values['window']}", f"window_seconds = {window}")
+        [(value,)] = backend.typed(sql)[2]
+        assert float(value) == pytest.approx(plug_in)
+        board = fd.generate(policy)["fairwatch-overview.json"]
+        assert _colour(_steps(board, "Max / min FMR"), float(value)) == ("red" if plug_in >= round(ratio, 6)
+                                                                         else "text")
+
+
+def test_a_board_coloured_by_a_policy_offers_only_its_deployments(backend):
+    start, end, interval = _range()
+    for deployments, expected in ((("gate-a",), ["gate-a"]), (("gate-b",), [])):
+        policy = fd.BoardPolicy(policy_ratio=3.0, deployments=deployments)
+        board = fd.generate(policy)["fairwatch-overview.json"]
+        [variable] = [v for v in board["templating"]["list"] if v["name"] == "deployment"]
+        rows = backend.typed(fd.expand_macros(variable["query"]["rawSql"], start, end, interval))[2]
+        assert [r[0] for r in rows] == expected
 
 
 # ------------------------------------------------------------------------- files and structure
@@ -458,6 +690,23 @@ def test_export_writes_the_committed_files(tmp_path):
     assert result.exit_code == 0, result.output
     for path in (ROOT / "dashboards" / "json").glob("*.json"):
         assert (tmp_path / path.name).read_text() == path.read_text()
+
+
+def test_export_with_a_policy_colours_by_it_and_refuses_policies_that_disagree(tmp_path):
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    example = (ROOT / "schemas/examples/policy/gate-a.yaml").read_text()
+    (policies / "gate-a.yaml").write_text(example)
+    result = CliRunner().invoke(app, ["dashboards", "export", "--policy", str(policies), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    board = json.loads((tmp_path / "a" / "fairwatch-overview.json").read_text())
+    ratio = yaml.safe_load(example)["policy_ratio"]
+    assert all(_steps(board, title) == [(None, "text"), (ratio, "red")] for title in RATIO_STATS)
+    (policies / "gate-b.yaml").write_text(example.replace("deployment: gate-a", "deployment: gate-b")
+                                          .replace(f"policy_ratio: {ratio} ", "policy_ratio: 3 "))
+    result = CliRunner().invoke(app, ["dashboards", "export", "--policy", str(policies), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and result.output.startswith("error: the policies set different policy_ratio")
+    assert not (tmp_path / "b").exists()
 
 
 DS_ENV = {"FAIRWATCH_CLICKHOUSE_HOST": "clickhouse", "FAIRWATCH_CLICKHOUSE_PORT": "9000",

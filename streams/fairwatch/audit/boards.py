@@ -1,11 +1,14 @@
 """Grafana boards for operators, as code: generated here, committed to ``dashboards/json``.
 
 Four boards read ClickHouse through the official plugin (``grafana-clickhouse-datasource``, uid
-:data:`DATASOURCE_UID`): **Overview** (per-group FMR / FNMR with interval bands, status over time,
-current differentials coloured by policy), **Disparity** (GARBE, FDR, IR, max/geomean with
-intervals over time, realized vs intended FMR, group x time heatmap), **Alerts** (firing and
-resolved incidents, alerts as annotations) and **Pipeline health** (ingest rate, consumer lag,
-pending joins, orphans, dead letters by reason, sink latency).
+:data:`DATASOURCE_UID`): **Overview** (what is wrong now: conditions drifting, near their alarm
+threshold or not tested, from ``alerts`` and ``detector_state``; current differentials coloured by
+the policy's ``policy_ratio``; per-group FMR / FNMR with interval bands, status over time),
+**Disparity** (GARBE, FDR, IR, max/geomean with intervals over time, realized vs intended FMR,
+group x time heatmap), **Alerts** (firing incidents by severity rank and resolved ones, alerts as
+annotations) and **Pipeline health** (ingest rate, consumer lag, pending joins, orphans, dead
+letters by reason, sink latency). Colours come from a :class:`BoardPolicy` built from the
+alerting policy files, never from numbers of the boards' own.
 
 Rules every panel follows:
 
@@ -14,7 +17,8 @@ Rules every panel follows:
 * SQL that ClickHouse 18.16 and current ClickHouse both accept: no ``toStartOfInterval`` (so no
   ``$__timeInterval``); time buckets are ``toDateTime(intDiv(toUInt32(t), $__interval_s) *
   $__interval_s)``; no window functions, CTEs, DateTime64 or JSONExtract;
-* template variables are interpolated with Grafana's ``${name:singlequote}`` format.
+* template variables are interpolated with Grafana's ``${name:singlequote}`` format;
+* severities sort by rank (:func:`severity_rank`), never as text.
 
 :func:`expand_macros` and :func:`interpolate` reproduce what the plugin and Grafana do to a query
 before ClickHouse sees it, so the tests run every panel's SQL.
@@ -38,7 +42,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from grafana_foundation_sdk.builders import dashboard as gdb
 from grafana_foundation_sdk.builders import (
@@ -54,6 +58,9 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as gc
 from grafana_foundation_sdk.models import dashboard as gm
 
+from fairwatch.detect.incidents import SEVERITY_RANK
+from fairwatch.detect.policy import Policy
+
 DATASOURCE_UID = "fairwatch-clickhouse"
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
 DATASOURCE = gm.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
@@ -63,38 +70,57 @@ JSON_DIR = Path(__file__).resolve().parents[3] / "dashboards" / "json"
 FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1  # sqlutil.FormatQueryOption, as the plugin's backend reads `format`
 
 
+class BoardPolicyError(ValueError):
+    """Policies whose values the boards would have to show at once but cannot (one colour per panel)."""
+
+
 @dataclass(frozen=True)
 class BoardPolicy:
-    """Where the differential stat panels turn yellow and red (until per-deployment policy files).
+    """The alerting policy's values the boards colour and filter by (``dashboards export --policy``).
+
+    Without a policy nothing is coloured as a breach or as fine: a fixed number would be nobody's
+    policy.
 
     Parameters
     ----------
-    max_geomean_warn, max_geomean_breach
-        Max / geometric-mean ratio of the FMRs (1 is fair).
-    ir_warn, ir_breach
-        Inequity rate (1 is fair).
-    garbe_warn, garbe_breach
-        GARBE (0 is fair).
-    fdr_warn, fdr_breach
-        FDR (1 is fair): warn and breach *below* these.
+    policy_ratio
+        The policy's largest allowed max/min ratio of a rate between groups: the ratio stats (max /
+        min, max / geomean, IR) turn red at it. Each is at most the max/min ratio of one of the
+        rates, so red at ``policy_ratio`` means the policy is exceeded; below it they are not
+        coloured (max / geomean or IR below the ratio does not mean a max/min ratio is).
     target_fmr
-        Default of the board's intended-FMR variable.
+        Default of the Disparity board's intended FMR.
+    deployments
+        The deployments the boards offer: those of the policies, so that one policy's colours are
+        never put on another deployment's numbers; empty: every deployment.
 
     Examples
     --------
-    >>> BoardPolicy().ir_breach
-    3.0
+    >>> from fairwatch.detect.policy import parse_policy
+    >>> policy = parse_policy("deployment: gate-a\\nattributes: [race]\\nbaseline: {duration: 1h}\\npolicy_ratio: 5\\n")
+    >>> BoardPolicy.from_policies({"gate-a": policy})
+    BoardPolicy(policy_ratio=5, target_fmr=None, deployments=('gate-a',))
     """
 
-    max_geomean_warn: float = 2.0
-    max_geomean_breach: float = 4.0
-    ir_warn: float = 1.5
-    ir_breach: float = 3.0
-    garbe_warn: float = 0.1
-    garbe_breach: float = 0.25
-    fdr_warn: float = 0.99
-    fdr_breach: float = 0.95
-    target_fmr: float = 0.001
+    policy_ratio: float | None = None
+    target_fmr: float | None = None
+    deployments: tuple[str, ...] = ()
+
+    @classmethod
+    def from_policies(cls, policies: Mapping[str, Policy]) -> BoardPolicy:
+        """One board policy for every deployment of ``policies``; refused when they set different
+        ``policy_ratio`` values (a panel has one set of colours). ``target_fmr`` is taken where
+        they agree, else left for the operator to type."""
+        if not policies:
+            raise BoardPolicyError("no policy given")
+        ratios = {p.policy_ratio for p in policies.values()}
+        if len(ratios) > 1:
+            found = ", ".join(f"{d}: {p.policy_ratio}" for d, p in sorted(policies.items()))
+            raise BoardPolicyError(f"the policies set different policy_ratio values ({found}); the boards have "
+                                   "one set of colours: give only policies that share one")
+        targets = {p.target_fmr for p in policies.values()}
+        return cls(policy_ratio=ratios.pop(), target_fmr=targets.pop() if len(targets) == 1 else None,
+                   deployments=tuple(sorted(policies)))
 
 
 # ------------------------------------------------------------------ macros and template variables
@@ -183,6 +209,23 @@ def variables_used(sql: str) -> set[str]:
     """
     names = {m.group(1) or m.group(3) for m in _VARIABLE.finditer(sql)}
     return {name for name in names if not name.startswith("__")}
+
+
+def sql_string(value: str) -> str:
+    """A ClickHouse string literal (backslash and quote escaped).
+
+    >>> sql_string("it's"), sql_string("a\\\\b")
+    ("'it\\\\'s'", "'a\\\\\\\\b'")
+    """
+    return "'%s'" % value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def severity_rank(column: str = "severity") -> str:
+    """SQL for an alert severity's rank (:data:`~fairwatch.detect.incidents.SEVERITY_RANK`), to
+    sort by: as text, "critical" sorts before "info" and "warning"."""
+    names = sorted(SEVERITY_RANK, key=SEVERITY_RANK.get)
+    return (f"transform(toString({column}), [{', '.join(map(sql_string, names))}],"
+            f" [{', '.join(str(SEVERITY_RANK[n]) for n in names)}], 0)")
 
 
 # ------------------------------------------------------------------------- SDK glue for the plugin
@@ -361,10 +404,12 @@ FROM (
 ORDER BY time, group_label"""
 
 
-def _scope_variables(with_group: bool = True) -> list:
+def _scope_variables(policy: BoardPolicy, with_group: bool = True) -> list:
     source = "FROM estimate_snapshots WHERE $__timeFilter(snapshot_at)"
+    # a board coloured by a policy offers only that policy's deployments
+    only = (f" AND deployment IN ({', '.join(map(sql_string, policy.deployments))})" if policy.deployments else "")
     variables = [
-        query_variable("deployment", "deployment", f"SELECT DISTINCT deployment {source} ORDER BY deployment"),
+        query_variable("deployment", "deployment", f"SELECT DISTINCT deployment {source}{only} ORDER BY deployment"),
         query_variable("algorithm", "algorithm", f"SELECT DISTINCT algorithm {source}"
                        " AND deployment = ${deployment:singlequote} ORDER BY algorithm"),
         query_variable("mode", "mode", f"SELECT DISTINCT toString(mode) AS mode {source}"
@@ -394,6 +439,65 @@ WHERE opened_at <= $__toTime AND (isNull(resolved_at) OR resolved_at >= $__fromT
 ORDER BY time"""
 
 
+SEVERITY_MAPPINGS = [{"type": "value", "options": {
+    "critical": {"color": "red", "index": 0}, "warning": {"color": "orange", "index": 1},
+    "info": {"color": "blue", "index": 2}}}]
+WRONG_NOW_MAPPINGS = [{"type": "value", "options": {
+    "drifting": {"color": "red", "index": 0}, "near threshold": {"color": "orange", "index": 1},
+    "not tested: too little evidence": {"color": "text", "index": 2}}}]
+
+# The deployment's newest detection cycle (detector_state rows of an older version are streams it no
+# longer runs) beside the open incidents, one row per condition id. Ranks: 3 drifting (an open
+# incident, or an alarm at the last bucket), 2 near the threshold, 1 not tested (an
+# insufficient_evidence condition, or a label backlog with too few matches); quiet ones are left out.
+# UNION ALL then GROUP BY rather than a join: joins differ between 18.16 and current servers.
+_NEWEST_CYCLE = ("version = (SELECT max(version) FROM detector_state"
+                 " WHERE deployment = ${deployment:singlequote})")
+WRONG_NOW_SQL = f"""
+SELECT multiIf(rank = 3, 'drifting', rank = 2, 'near threshold', 'not tested: too little evidence') AS state,
+       transform(sev_rank, [1, 2, 3], ['info', 'warning', 'critical'], '') AS severity,
+       group_label AS group, metric, type, algorithm, statistic, threshold, evidence_n, needed,
+       since AS `open since`, cycle_at AS evaluated, id
+FROM (
+    SELECT cid AS id, any(kind) AS type, max(sev) AS sev_rank, any(alg) AS algorithm, any(grp) AS group_label,
+           any(met) AS metric, max(open) AS is_open, max(opened) AS since, max(st) AS last_state,
+           max(stat) AS statistic, max(thr) AS threshold, max(n) AS evidence_n, max(need) AS needed,
+           max(cycle) AS cycle_at,
+           multiIf(type = 'insufficient_evidence', 1, is_open = 1 OR last_state = 3, 3, last_state = 2, 2,
+                   last_state = 4, 1, 0) AS rank
+    FROM (
+        SELECT id AS cid, toString(type) AS kind, {severity_rank()} AS sev, algorithm AS alg, group_label AS grp,
+               metric AS met, toUInt8(1) AS open, toNullable(opened_at) AS opened, toUInt8(0) AS st,
+               CAST(NULL AS Nullable(Float64)) AS stat, CAST(NULL AS Nullable(Float64)) AS thr,
+               CAST(NULL AS Nullable(Float64)) AS n, CAST(NULL AS Nullable(Float64)) AS need,
+               CAST(NULL AS Nullable(DateTime('UTC'))) AS cycle
+        FROM alerts FINAL
+        WHERE state = 'firing' AND deployment = ${{deployment:singlequote}}
+        UNION ALL
+        SELECT id AS cid, toString(type) AS kind, {severity_rank()} AS sev, algorithm AS alg, group_label AS grp,
+               metric AS met, toUInt8(0) AS open, CAST(NULL AS Nullable(DateTime('UTC'))) AS opened,
+               toUInt8(transform(toString(state), ['quiet', 'near', 'alarm', 'insufficient'], [1, 2, 3, 4], 0)) AS st,
+               statistic AS stat, threshold AS thr, toNullable(evidence_n) AS n, needed AS need,
+               toNullable(cycle_at) AS cycle
+        FROM detector_state FINAL
+        WHERE deployment = ${{deployment:singlequote}} AND {_NEWEST_CYCLE}
+    )
+    GROUP BY cid
+)
+WHERE rank > 0
+ORDER BY rank DESC, sev_rank DESC, statistic - threshold DESC NULLS LAST, group_label, metric"""
+
+COVERAGE_SQL = f"""
+SELECT if(streams = 0, NULL, toFloat64(streams - thin)) AS tested,
+       if(streams = 0, NULL, toFloat64(thin)) AS `not tested: too little evidence`,
+       if(streams = 0, NULL, toFloat64(toUInt32(last)) * 1000) AS `last cycle`
+FROM (
+    SELECT count() AS streams, countIf(state = 'insufficient') AS thin, max(cycle_at) AS last
+    FROM detector_state FINAL
+    WHERE deployment = ${{deployment:singlequote}} AND {_NEWEST_CYCLE}
+)"""
+
+
 def _links() -> list:
     return [gdb.DashboardLink("fairwatch boards").type(gm.DashboardLinkType.DASHBOARDS).tags(["fairwatch"])
             .as_dropdown(True).include_vars(True).keep_time(True)]
@@ -414,34 +518,70 @@ def overview(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
     grid = Grid()
     board = _dashboard("fairwatch-overview", "fairwatch / Overview",
                        "Per-group error rates with their intervals, status and current differentials.")
-    for variable in _scope_variables():
+    for variable in _scope_variables(policy):
         board = board.with_variable(variable)
     board = board.annotation(annotation("fairwatch alerts", ALERT_ANNOTATION_SQL))
 
-    board = board.with_row(grid.row("Differentials now (latest snapshot, coloured by policy)"))
-    stats = [
-        ("Max / geomean FMR", "max_geomean", "fmr", [policy.max_geomean_warn, policy.max_geomean_breach], False),
-        ("Inequity rate (IR)", "ir", "combined", [policy.ir_warn, policy.ir_breach], False),
-        ("GARBE", "garbe", "combined", [policy.garbe_warn, policy.garbe_breach], False),
-        ("FDR", "fdr", "combined", [policy.fdr_breach, policy.fdr_warn], True),
+    board = board.with_row(grid.row("What is wrong now (the latest detection cycle, whatever the time range)"))
+    board = board.with_panel(grid.place(
+        table.Panel().title("What is wrong now: drifting, near the alarm threshold, or not tested")
+        .with_target(query(WRONG_NOW_SQL, fmt=FORMAT_TABLE))
+        .description("Every condition of $deployment with an open incident (drifting), a detector statistic "
+                     "within a factor 10 of its alarm threshold (near: a reason to look, not evidence of drift), "
+                     "or too little baseline evidence to be tested at all (never shown as fine). Worst first: "
+                     "state, then severity by rank, then closeness to the threshold. statistic / threshold: log10 "
+                     "of the detector's e-value and of its alarm threshold (label_backlog: the unverified share "
+                     "and max_share). A group not listed was tested and is quiet.")
+        .override_by_name("state", [gm.DynamicConfigValue(id_val="mappings", value=WRONG_NOW_MAPPINGS),
+                                    gm.DynamicConfigValue(id_val="custom.cellOptions",
+                                                          value={"type": "color-background"})])
+        .override_by_name("severity", [gm.DynamicConfigValue(id_val="mappings", value=SEVERITY_MAPPINGS),
+                                       gm.DynamicConfigValue(id_val="custom.cellOptions",
+                                                             value={"type": "color-background"})]), 18, 9))
+    board = board.with_panel(grid.place(
+        stat.Panel().title("Detection coverage").with_target(query(COVERAGE_SQL, fmt=FORMAT_TABLE))
+        .description("Streams of $deployment the latest detection cycle tested, those it could not test for lack "
+                     "of evidence, and when it ran. 'not watched': no detection cycle has stored a state.")
+        .mappings([{"type": "special", "options": {"match": "null", "result": {
+            "text": "not watched", "color": "text", "index": 0}}}])
+        .thresholds(gdb.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE)
+                    .steps([gm.Threshold(value=None, color="text")]))
+        .override_by_name("last cycle", [gm.DynamicConfigValue(id_val="unit", value="dateTimeFromNow")])
+        .reduce_options(_Built(_Json({"calcs": ["last"], "fields": "", "values": False}))), 6, 9))
+
+    board = board.with_row(grid.row("Differentials now (latest snapshot; red where the policy's policy_ratio "
+                                    "is exceeded)"))
+    ratio = policy.policy_ratio
+    stats = [  # (title, metric, rate, red at the policy ratio)
+        ("Max / min FMR", "max_min_ratio", "fmr", True),
+        ("Max / min FNMR", "max_min_ratio", "fnmr", True),
+        ("Max / geomean FMR", "max_geomean", "fmr", True),
+        ("Inequity rate (IR)", "ir", "combined", True),
+        ("GARBE", "garbe", "combined", False),  # no policy value bounds GARBE or FDR
+        ("FDR", "fdr", "combined", False),
     ]
-    for title, metric, rate, (first, second), lower_is_worse in stats:
-        steps = ([gm.Threshold(value=None, color="red"), gm.Threshold(value=first, color="yellow"),
-                  gm.Threshold(value=second, color="green")] if lower_is_worse else
-                 [gm.Threshold(value=None, color="green"), gm.Threshold(value=first, color="yellow"),
-                  gm.Threshold(value=second, color="red")])
+    for title, metric, rate, by_ratio in stats:
+        steps = [gm.Threshold(value=None, color="text")]
+        if by_ratio and ratio is not None:
+            steps.append(gm.Threshold(value=ratio, color="red"))
+            judged = f"Red at the policy's policy_ratio ({ratio:g}) and above: the policy is exceeded."
+        elif by_ratio:
+            judged = "Not coloured: the boards were exported without a policy (dashboards export --policy)."
+        else:
+            judged = "Not coloured: no policy value bounds it."
         sql = f"""
 SELECT multiIf(status = 'ok', value, status = 'undefined', nan, NULL) AS `{title}`
 FROM differential_snapshots FINAL
 WHERE window_seconds = ${{window}} AND {SET_SCOPE} AND metric = '{metric}' AND rate = '{rate}'
   AND snapshot_at = {latest_snapshot('differential_snapshots')}"""
         panel = (stat.Panel().title(title).with_target(query(sql, fmt=FORMAT_TABLE)).decimals(3)
-                 .description(f"{metric} ({rate}) over the trailing $window of the latest snapshot in range. "
-                              "Grey 'insufficient': a group lacks evidence; never shown as a fair value.")
+                 .description(f"{metric} ({rate}) over the trailing $window of the latest snapshot in range, the "
+                              f"plug-in value. {judged} Grey 'insufficient': a group lacks evidence; never shown "
+                              "as a fair value.")
                  .thresholds(gdb.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE).steps(steps))
                  .mappings(NOT_RESOLVED_MAPPINGS).color_mode(gc.BigValueColorMode.BACKGROUND)
                  .reduce_options(_Built(_Json({"calcs": ["last"], "fields": "", "values": False}))))
-        board = board.with_panel(grid.place(panel, 6, 4))
+        board = board.with_panel(grid.place(panel, 4, 4))
 
     board = board.with_row(grid.row("Error rates over time (snapshots over the trailing $window)"))
     for rate, label, title in (("fmr", "FMR", "False match rate"), ("fnmr", "FNMR", "False non-match rate")):
@@ -488,10 +628,11 @@ def disparity(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
     grid = Grid()
     board = _dashboard("fairwatch-disparity", "fairwatch / Disparity",
                        "Demographic differentials with simultaneous intervals, realized vs intended FMR, heatmap.")
-    for variable in _scope_variables(with_group=False):
+    for variable in _scope_variables(policy, with_group=False):
         board = board.with_variable(variable)
+    # the policy's target_fmr, or empty (no intended line) until the operator types one
     board = board.with_variable(gdb.TextBoxVariable("target_fmr").label("intended FMR")
-                                .default_value(repr(policy.target_fmr)))
+                                .default_value("" if policy.target_fmr is None else repr(policy.target_fmr)))
     board = board.annotation(annotation("fairwatch alerts", ALERT_ANNOTATION_SQL))
 
     board = board.with_row(grid.row("Differentials over time (95% simultaneous intervals)"))
@@ -505,7 +646,7 @@ def disparity(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
 
     board = board.with_row(grid.row("Realized vs intended FMR, per group"))
     intended_sql = f"""
-SELECT {BUCKET.format(col='snapshot_at')} AS time, toFloat64(${{target_fmr:singlequote}}) AS intended
+SELECT {BUCKET.format(col='snapshot_at')} AS time, toFloat64OrNull(${{target_fmr:singlequote}}) AS intended
 FROM estimate_snapshots
 WHERE $__timeFilter(snapshot_at) AND window_seconds = ${{window}} AND {SET_SCOPE}
 GROUP BY time
@@ -528,7 +669,7 @@ ORDER BY time"""
     return board
 
 
-def alerts_board() -> gdb.Dashboard:
+def alerts_board(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
     grid = Grid()
     board = _dashboard("fairwatch-alerts", "fairwatch / Alerts", "Firing and resolved incidents.")
     board = board.with_variable(query_variable(
@@ -541,7 +682,7 @@ def alerts_board() -> gdb.Dashboard:
 SELECT {columns}
 FROM alerts FINAL
 WHERE state = 'firing' AND deployment IN (${{deployment:singlequote}})
-ORDER BY severity DESC, opened_at DESC"""
+ORDER BY {severity_rank()} DESC, opened_at DESC"""
     resolved_sql = f"""
 SELECT {columns.replace('opened_at,', 'opened_at, resolved_at,')}
 FROM alerts FINAL
@@ -553,14 +694,14 @@ SELECT {BUCKET.format(col='opened_at')} AS time, toString(severity) AS severity,
 FROM alerts FINAL
 WHERE $__timeFilter(opened_at) AND deployment IN (${{deployment:singlequote}})
 GROUP BY time, severity
-ORDER BY time, severity"""
+ORDER BY time, {severity_rank()} DESC"""
     board = board.with_row(grid.row("Incidents"))
     board = board.with_panel(grid.place(
         table.Panel().title("Firing now").with_target(query(firing_sql, fmt=FORMAT_TABLE))
-        .override_by_name("severity", [gm.DynamicConfigValue(id_val="mappings", value=[{"type": "value", "options": {
-            "critical": {"color": "red", "index": 0}, "warning": {"color": "orange", "index": 1},
-            "info": {"color": "blue", "index": 2}}}]), gm.DynamicConfigValue(
-                id_val="custom.cellOptions", value={"type": "color-background"})]), 24, 8))
+        .description("Open incidents, the worst severity first (critical, warning, info), newest first within one.")
+        .override_by_name("severity", [gm.DynamicConfigValue(id_val="mappings", value=SEVERITY_MAPPINGS),
+                                       gm.DynamicConfigValue(id_val="custom.cellOptions",
+                                                             value={"type": "color-background"})]), 24, 8))
     board = board.with_panel(grid.place(
         timeseries.Panel().title("Alerts opened per interval, by severity")
         .with_target(query(over_time_sql)).draw_style(gc.GraphDrawStyle.BARS), 24, 7))
@@ -569,7 +710,7 @@ ORDER BY time, severity"""
     return board
 
 
-def pipeline() -> gdb.Dashboard:
+def pipeline(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
     grid = Grid()
     board = _dashboard("fairwatch-pipeline", "fairwatch / Pipeline health",
                        "Ingest, joins, dead letters and the workers' own metrics (worker_health).")
@@ -659,7 +800,7 @@ LIMIT 200"""
     return board
 
 
-BOARDS: dict[str, Callable[[], gdb.Dashboard]] = {
+BOARDS: dict[str, Callable[[BoardPolicy], gdb.Dashboard]] = {
     "fairwatch-overview.json": overview,
     "fairwatch-disparity.json": disparity,
     "fairwatch-alerts.json": alerts_board,
@@ -667,9 +808,9 @@ BOARDS: dict[str, Callable[[], gdb.Dashboard]] = {
 }
 
 
-def generate() -> dict[str, dict]:
-    """File name -> dashboard JSON (plain dicts), exactly what ``dashboards/json`` holds."""
-    boards = {name: json.loads(json.dumps(build().build(), cls=JSONEncoder)) for name, build in BOARDS.items()}
+def generate(policy: BoardPolicy = BoardPolicy()) -> dict[str, dict]:
+    """File name -> dashboard JSON (plain dicts); without a policy, exactly what ``dashboards/json`` holds."""
+    boards = {name: json.loads(json.dumps(build(policy).build(), cls=JSONEncoder)) for name, build in BOARDS.items()}
     for board in boards.values():
         board["annotations"].setdefault("list", [])  # the SDK leaves {} when a board has none
     return boards
@@ -679,11 +820,11 @@ def render(board: dict) -> str:
     return json.dumps(board, indent=2, sort_keys=True) + "\n"
 
 
-def export(out: Path = JSON_DIR) -> list[Path]:
+def export(out: Path = JSON_DIR, policy: BoardPolicy = BoardPolicy()) -> list[Path]:
     """Write every board as JSON into ``out`` (created); return the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, board in generate().items():
+    for name, board in generate(policy).items():
         path = out / name
         path.write_text(render(board))
         paths.append(path)

@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlparse
 
 from fairwatch.audit.boards import (
     DATASOURCE_TYPE,
+    BoardPolicy,
     DATASOURCE_UID,
     FOLDER_TITLE,
     FOLDER_UID,
@@ -74,8 +75,9 @@ def grafana_api(url: str, token: str | None = None):
 
 
 def push(url: str, token: str | None = None, with_datasource: bool = True,
-         env: dict[str, str] | None = None) -> list[str]:
-    """Upload the datasource, the ``fairwatch`` folder and every board; return what was done.
+         env: dict[str, str] | None = None, policy: BoardPolicy = BoardPolicy()) -> list[str]:
+    """Upload the datasource, the ``fairwatch`` folder and every board (coloured by ``policy``);
+    return what was done.
 
     Idempotent: an existing datasource (by uid) is updated, an existing folder kept, boards are
     saved with ``overwrite``.
@@ -112,7 +114,7 @@ def push(url: str, token: str | None = None, with_datasource: bool = True,
                 raise
             api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
             done.append(f"folder {FOLDER_UID} created")
-        for name, board in generate().items():
+        for name, board in generate(policy).items():
             result = api.dashboard.update_dashboard({"dashboard": board, "folderUid": FOLDER_UID, "overwrite": True,
                                                      "message": "fairwatch dashboards push"})
             done.append(f"dashboard {board['uid']} saved (version {result.get('version')})")

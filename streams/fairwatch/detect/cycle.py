@@ -13,6 +13,9 @@ lifecycle over it, then reconciles with the incidents already in the ``alerts`` 
   as open, so they resolve by the same rule;
 * only changes (a new incident, a resolution) are written and delivered; Alertmanager is sent
   every firing incident at each cycle, as its API expects of clients.
+* every stream's state at its last bucket (alarm, near its threshold, quiet, or not tested for
+  lack of evidence: :mod:`fairwatch.detect.states`) is written to ``detector_state`` at every
+  cycle, for the Overview board's "what is wrong now".
 
 Streams per policy (deployment) and algorithm x mode x watched group:
 
@@ -42,7 +45,7 @@ from typing import Protocol, Sequence
 
 from fairwatch.core.config import DAY_SECONDS, CoreConfig
 from fairwatch.detect.coverage import PolicyMismatch, policy_coverage
-from fairwatch.detect.evaluation import alert_template, detect
+from fairwatch.detect.evaluation import alert_template, detect_with_states
 from fairwatch.detect.incidents import ALERT_COLUMNS, Alert, utc
 from fairwatch.detect.policy import Policy
 from fairwatch.detect.reads import (
@@ -53,6 +56,7 @@ from fairwatch.detect.reads import (
     read_counts,
     read_score_tails,
 )
+from fairwatch.detect.states import STATE_COLUMNS, StreamState
 from fairwatch.detect.streams import backlog_streams, build_streams
 from fairwatch.store.clickhouse import Store
 
@@ -94,6 +98,7 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
     bucket = config.bucket_seconds
     changed: list[Alert] = []
     firing: list[Alert] = []
+    states: list[StreamState] = []
     for policy in (policies.values() if isinstance(policies, dict) else policies):
         started = time.monotonic()
         period = baseline_period(store, policy)
@@ -127,7 +132,8 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
         cleared = [a for a in stored_open if a.type == "insufficient_evidence" and a.id not in thin]
         stored_open = [a for a in stored_open if a not in cleared]
         changed += [replace(a, state="resolved", resolved_at=max(now, a.opened_at)) for a in cleared]
-        computed, threshold = detect(policy, config, streams, mon_start, stored_open)
+        computed, threshold, policy_states = detect_with_states(policy, config, streams, mon_start, stored_open)
+        states += policy_states
         by_id: dict[str, list[Alert]] = {}
         for a in stored:
             by_id.setdefault(a.id, []).append(a)
@@ -152,10 +158,15 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
         log.info("detection %s: %d streams, threshold 10^%.2f, %d changes in %.2fs", policy.deployment,
                  len(streams), math.log10(threshold), len(changed), time.monotonic() - started)
     firing = list({a.incident: a for a in firing}.values())
+    version = time.time_ns()
     if changed:
-        version = time.time_ns()
         store.insert("alerts", ALERT_COLUMNS, [a.to_row(version) for a in changed])
         _audit(store, changed)
     if delivery is not None:
         delivery.submit(changed, firing)
+    if states:  # every stream, every cycle, for the boards' "now"; after delivery: paging comes first
+        try:
+            store.insert("detector_state", STATE_COLUMNS, [s.to_row(now, version) for s in states])
+        except Exception as exc:  # the incidents are written and delivered; only the boards miss this cycle
+            log.warning("detection: detector states not written (is the store migrated?): %s", exc)
     return changed

@@ -20,6 +20,7 @@ from fairwatch.detect.detectors import (
 )
 from fairwatch.detect.incidents import Alert, IncidentTracker, alert_id, utc
 from fairwatch.detect.policy import LINK_FIELDS, Policy
+from fairwatch.detect.states import StreamState, stream_states
 from fairwatch.detect.streams import Stream
 
 
@@ -108,6 +109,13 @@ def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start:
     """Replay the detectors and the incident lifecycle over the monitored buckets.
 
     Returns ``(incidents, threshold)``: every incident seen (latest state per ``(id, opened_at)``)."""
+    incidents, threshold, _ = detect_with_states(policy, config, streams, mon_start, stored_open)
+    return incidents, threshold
+
+
+def detect_with_states(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start: int,
+                       stored_open: list[Alert]) -> tuple[list[Alert], float, list[StreamState]]:
+    """:func:`detect`, and every stream's state at the last bucket (:mod:`fairwatch.detect.states`)."""
     bucket = config.bucket_seconds
     tested, threshold = policy_threshold(policy, streams, bucket)
     T = len(streams[0].x) if streams else 0
@@ -119,6 +127,7 @@ def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start:
     estimator = RateEstimator(CoreConfig(bucket_seconds=bucket, confidence=config.confidence))
     incidents: dict[tuple[str, datetime], Alert] = {}
     templates = [alert_template(s, policy) for s in streams]
+    alarms = log_stats = None
     if tested and T:
         alarms, log_stats = run_detectors(tested, threshold, T)
         clear = np.stack([_clear(s, width) for s in tested], axis=1)
@@ -163,7 +172,8 @@ def detect(policy: Policy, config: CoreConfig, streams: list[Stream], mon_start:
     tracker.restore(waiting)
     for still_open in tracker.open.values():
         incidents.setdefault(still_open.alert.incident, still_open.alert)
-    return [with_links(a) for a in incidents.values()], threshold
+    states = stream_states(policy, streams, tested, alarms, log_stats, threshold, mon_start, bucket)
+    return [with_links(a) for a in incidents.values()], threshold, states
 
 
 LINK_BEFORE, LINK_AFTER = 6 * 3600, 3600  # the window a link shows: from before the opening to after the end

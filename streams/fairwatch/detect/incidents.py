@@ -22,7 +22,10 @@ from typing import Any, Iterable
 
 from fairwatch.contracts.records import format_timestamp
 
-__all__ = ["Alert", "IncidentTracker", "Transition", "alert_id", "ALERT_COLUMNS"]
+__all__ = ["Alert", "IncidentTracker", "Transition", "alert_id", "ALERT_COLUMNS", "SEVERITY_RANK"]
+
+# worst last; boards sort by this rank, never by the names ("critical" < "info" < "warning" as text)
+SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}
 
 ALERT_COLUMNS = (
     "id", "type", "severity", "deployment", "algorithm", "group_label", "metric", "value_estimate", "value_low",
