@@ -114,6 +114,9 @@ class _Frame(dict):
         return SimpleNamespace(values=dict.__getitem__(self, name))
 
 
+UNKNOWN_DATABASE = 81  # ClickHouse's error code
+
+
 class ServerStore:
     """A ClickHouse server over the native protocol (clickhouse-driver)."""
 
@@ -143,7 +146,11 @@ class ServerStore:
             self._client.execute("SELECT 1")
             self._options = options
         except Exception as exc:  # the driver raises socket, auth and server errors alike
-            raise StoreError(f"cannot reach ClickHouse at {parsed.hostname}:{parsed.port}: {exc}") from exc
+            where = f"{parsed.hostname}:{parsed.port}"
+            if getattr(exc, "code", None) == UNKNOWN_DATABASE:
+                raise StoreError(f"ClickHouse at {where} has no database {self.database}: check the URL, or create "
+                                 f"it with `fairwatch migrate --store {redacted_url(url)}`") from exc
+            raise StoreError(f"cannot reach ClickHouse at {where}: {_one_line(exc)}") from exc
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self._run(bind(sql, params))
