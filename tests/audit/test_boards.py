@@ -635,7 +635,7 @@ def test_committed_json_equals_generated_json():
     committed = {p.name: p.read_text() for p in (ROOT / "dashboards" / "json").glob("*.json")}
     assert sorted(committed) == sorted(generated)
     for name, board in generated.items():
-        assert committed[name] == fd.render(board), f"{name} is stale: run `fairwatch dashboards export`"
+        assert committed[name] == fd.render(board), f"{name} is stale: run `fairwatch dashboards export --out dashboards/json`"
 
 
 def _rects_overlap(a, b) -> bool:

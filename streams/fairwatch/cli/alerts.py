@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fairwatch.sim.tables import print_table
+
 STATES = ("firing", "resolved", "all")
 
 
@@ -55,4 +57,4 @@ def alerts_command(
         table.add_row(a.state, a.severity, a.type, a.deployment, a.algorithm, a.group, a.metric, value,
                       "-" if a.baseline is None else f"{a.baseline:.4g}", record["opened_at"],
                       record["resolved_at"] or "-")
-    Console().print(table)
+    print_table(table)

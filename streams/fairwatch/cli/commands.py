@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fairwatch.sim.tables import print_table
+
 from fairwatch import __version__
 from fairwatch.cli.boundary import error
 from fairwatch.contracts.records import (
@@ -43,9 +45,9 @@ def _global_options(
 
 
 @app.command()
-def version() -> None:
+def version(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Print the fairwatch version."""
-    print(__version__)
+    print(json.dumps({"version": __version__}) if as_json else __version__)
 
 
 @app.command()
@@ -54,7 +56,7 @@ def migrate(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Create or upgrade the ClickHouse tables (idempotent, version-aware)."""
-    from fairwatch.store.clickhouse import StoreError, open_store
+    from fairwatch.store.clickhouse import StoreError, open_store, redacted_url
     from fairwatch.store.migrations import migrate as run_migrations
 
     try:
@@ -70,26 +72,31 @@ def migrate(
     if as_json:
         print(json.dumps({"server_version": server, "migrations": [asdict(r) for r in results]}))
         return
-    table = Table(title=f"migrations on {opened.url} (server {server})")
+    table = Table(title=f"migrations on {redacted_url(opened.url)} (server {server})")
     for column in ("version", "name", "status"):
         table.add_column(column)
     for r in results:
         table.add_row(f"{r.version:03d}", r.name, r.status)
-    Console().print(table)
+    print_table(table)
 
 
 @app.command(cls=PlainUsageCommand)
 def validate(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A JSONL file, one record per line."),
     kind: str = typer.Option(..., "--kind", help="match-events or verified-outcomes"),
-    as_json: bool = typer.Option(False, "--json", help="Print rejections as JSON lines."),
+    as_json: bool = typer.Option(False, "--json", help="Print every rejection as a JSON line (no cap)."),
+    max_errors: int = typer.Option(20, "--max-errors", min=0, help="Print at most this many rejected lines."),
 ) -> None:
-    """Check a JSONL file against the contracts; report every bad line with its number and reason."""
+    """Check a JSONL file against the contracts; report every bad line with its number and reason.
+
+    One line per rejection, `FILE:LINE: reason_code (field): detail`, then a summary. Exit status 1
+    when any line is rejected."""
     if kind not in DECODERS:
         error(f"--kind must be one of {', '.join(DECODERS)}, got {kind!r}")
         raise typer.Exit(2)
     decode = DECODERS[kind]
     good = bad = 0
+    shown = _Capped(max_errors)
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -101,10 +108,12 @@ def validate(
                     print(json.dumps({"line": number, "reason_code": result.code.value, "field": result.field,
                                       "reason": result.message}))
                 else:
-                    console.print(f"{path}:{number}: {result}")
+                    shown.show(f"{path}:{number}: {result}")
             else:
                 good += 1
-    console.print(f"{good} valid, {bad} rejected")
+    if shown.hidden:
+        console.print(f"... and {shown.hidden} more rejected lines (all of them with --json)", markup=False)
+    console.print(f"{good} valid, {bad} rejected", markup=False)
     raise typer.Exit(1 if bad else 0)
 
 
@@ -113,6 +122,7 @@ def smoke(
     store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
     kafka: Optional[str] = typer.Option(None, "--kafka", envvar="FAIRWATCH_KAFKA", help="Kafka bootstrap servers."),
     alertmanager: Optional[str] = typer.Option(None, "--alertmanager", envvar="FAIRWATCH_ALERTMANAGER"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Touch every service once with the contract examples and say what happened."""
     from fairwatch.sim.smoke import run_smoke
@@ -120,8 +130,13 @@ def smoke(
     try:
         steps = run_smoke(store=store, kafka=kafka, alertmanager=alertmanager, log=console.print)
     except Exception as exc:  # each step names itself in the message
+        if as_json:
+            print(json.dumps({"ok": False, "error": str(exc)}))
         error(f"smoke failed: {exc}")
         raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps({"ok": True, "steps": list(steps)}))
+        return
     for step in steps:
         print(f"  ok  {step}")
 
@@ -134,6 +149,7 @@ def topics(
     replication: int = typer.Option(1, "--replication", envvar="FAIRWATCH_REPLICATION", min=1),
     app_id: str = typer.Option("fairwatch", "--app-id", envvar="FAIRWATCH_APP_ID",
                                help="The workers' app id: its join-log changelog topic is created too."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output: topic -> partitions."),
 ) -> None:
     """Create the topics with explicit partition counts (idempotent); print name and partitions."""
     from fairwatch.stream.topics import TopicError, ensure_topics
@@ -143,6 +159,9 @@ def topics(
     except TopicError as exc:
         error(str(exc))
         raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(dict(sorted(layout.items()))))
+        return
     for name, count in sorted(layout.items()):
         print(f"{name}\t{count}")
 
@@ -250,7 +269,7 @@ def render_metrics(document: dict) -> None:
             _fmt(g["false_non_match"]), f"{_fmt(g['fnmr'])} [{_fmt(g['fnmr_low'])}, {_fmt(g['fnmr_high'])}]",
             f"[{style}]{g['status']}[/{style}]" if style else g["status"],
         )
-    out.print(table)
+    print_table(table, out)
     diffs = Table(title="differentials across the groups of each attribute set")
     for column in ("deployment", "algorithm", "attribute", "metric", "rate", "value [95% CI]", "status", "vs policy"):
         diffs.add_column(column)
@@ -260,14 +279,14 @@ def render_metrics(document: dict) -> None:
                       and d["high"] is None else f"{_fmt(d['value'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]",
                       d["status"],
                       (d.get("vs_policy") or "-").replace("_", " "))
-    out.print(diffs)
+    print_table(diffs, out)
     tests = Table(title="any difference at all between the groups (homogeneity test)")
     for column in ("deployment", "algorithm", "attribute", "rate", "groups", "p-value", "test", "verdict"):
         tests.add_column(column)
     for t in document["homogeneity"]:
         tests.add_row(t["deployment"], t["algorithm"], t["attribute"], t["rate"], str(t["groups"]),
                       _fmt(t["p_value"], 3), t["method"], t["verdict"].replace("_", " "))
-    out.print(tests)
+    print_table(tests, out)
     if document.get("corrected"):
         fixed = Table(title="rates allowing for reviewer error (independent reviews)")
         for column in ("deployment", "algorithm", "attribute", "group", "FMR [95% CI]", "FNMR [95% CI]"):
@@ -276,7 +295,7 @@ def render_metrics(document: dict) -> None:
             fixed.add_row(c["deployment"], c["algorithm"], c["attribute"], c["group"],
                           f"{_fmt(c['fmr'])} [{_fmt(c['fmr_low'])}, {_fmt(c['fmr_high'])}]",
                           f"{_fmt(c['fnmr'])} [{_fmt(c['fnmr_low'])}, {_fmt(c['fnmr_high'])}]")
-        out.print(fixed)
+        print_table(fixed, out)
     if "labels" in document:
         from fairwatch.audit.maturity import describe
 

@@ -23,6 +23,8 @@ def register(app) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from fairwatch.sim.tables import print_table
+
     group = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup,
                         help="Alerting policies: check what they can detect.", no_args_is_help=True)
     console = Console(stderr=True)
@@ -94,7 +96,7 @@ def register(app) -> None:
                           "-" if first.edge_over_rate is None else f"{first.edge_over_rate:.2f}",
                           *((f"{first.dispersion:.2f}",) if dispersed else ()),
                           *(f"{cells[s].power_24h:.2f}/{_hours(cells[s].median_delay_hours)}" for s in shifts))
-        out.print(table)
+        print_table(table, out)
         for thin in result.insufficient:
             out.print(f"not tested: {thin['algorithm']} {thin['group']} {thin['metric']}: "
                       f"{thin['baseline_comparisons']:.0f} baseline comparisons < min_evidence {thin['min_evidence']}")

@@ -89,6 +89,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from fairwatch.sim.tables import print_table
+
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.3g}%"
 
@@ -113,4 +115,4 @@ def _print_summary(summary: dict[str, Any]) -> None:
         tables[key].add_row(group, str(g["impostors"]), pct(g["realized_fmr"]), pct(g["target_fmr"]),
                             str(g["genuines"]), pct(g["realized_fnmr"]), pct(g["target_fnmr"]))
     for table in tables.values():
-        console.print(table)
+        print_table(table, console)

@@ -711,6 +711,8 @@ def _verdict(result: dict[str, Any]) -> str:
 def _print_story(console, result: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from fairwatch.sim.tables import print_table
+
     truth = result["truth"]
     segments = truth["segments"]
     console.rule("[bold]what fairwatch saw")
@@ -738,7 +740,7 @@ def _print_story(console, result: dict[str, Any]) -> None:
                 cells += [f"{g['n']} ({g['errors']})", f"{short_number(g['rate'])} [{short_number(g['low'])}, {short_number(g['high'])}]",
                           f"{short_number(g['truth'])}{mark}"]
             table.add_row(*cells)
-        console.print(table)
+        print_table(table, console)
     cov = result["coverage"]
     console.print(f"{cov['covered']} of {cov['total']} 95% intervals contain the true rate (about 95% are expected to; "
                   "✗ marks the others).")
@@ -747,7 +749,7 @@ def _print_story(console, result: dict[str, Any]) -> None:
         diffs.add_column(column)
     for row in differential_rows(result):
         diffs.add_row(*row)
-    console.print(diffs)
+    print_table(diffs, console)
     claims = [a for a in result["alerts"] if a["verdict"] != "notice"]
     notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
     if claims:
@@ -761,7 +763,7 @@ def _print_story(console, result: dict[str, Any]) -> None:
             alerts.add_row(a["opened_at"][11:19], delay_text(a["delay_seconds"]), a["type"], a["metric"], a["group"],
                            f"{short_number(a['estimate'])} [{short_number(a['low'])}, {short_number(a['high'])}]", short_number(a["baseline"]),
                            a["state"], a.get("raised_by", "demo"), verdict)
-        console.print(alerts)
+        print_table(alerts, console)
     else:
         console.print(f"Alerts: none ({result['detection']}).")
     if notices:

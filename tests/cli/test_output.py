@@ -1,0 +1,132 @@
+"""Output that fits its reader: full values at any width, plain tab-separated text without a TTY,
+capped diagnostics in `file:line: reason` form, and `--json` on every command."""
+
+import io
+import json
+import re
+
+import pytest
+from fairwatch.cli import app
+from fairwatch.cli.boundary import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, run
+from fairwatch.sim.tables import print_table
+from rich.console import Console
+from rich.table import Table
+from typer.main import get_command
+
+LONG = "race=Indigenous&sex=F&age=50+ at gate-lighting-b-north-entrance"
+INTERVAL = "0.0007087 [8.505e-05, 0.002603]"
+WINDOW = ["--from", "2026-11-25T06:00:00Z", "--to", "2026-11-26T06:00:00Z"]
+
+
+def _table() -> Table:
+    table = Table(title="per-group rates [95% CI]", show_lines=True)
+    for name in ("group", "FMR [95% CI]", "status"):
+        table.add_column(name)
+    table.add_row(LONG, INTERVAL, "[bold]above_policy[/bold]")
+    table.add_row("sex=M", "0 [0, 0.003591]", "insufficient")
+    return table
+
+
+def test_a_table_on_a_narrow_terminal_folds_every_value_in_full():
+    buffer = io.StringIO()
+    print_table(_table(), Console(file=buffer, width=40, force_terminal=True, color_system=None))
+    text = buffer.getvalue()
+    assert "…" not in text and all(len(line) <= 40 for line in text.splitlines())
+    # each row's cells, rebuilt from the fragments folded onto its lines, are the values in full
+    body = text.split("┩\n", 1)[1]
+    rows = [[line.split("│")[1:-1] for line in block.splitlines() if line.startswith("│")]
+            for block in re.split(r"^[├└].*$", body, flags=re.M)]
+    rebuilt = [["".join(fragments).replace(" ", "") for fragments in zip(*lines)] for lines in rows if lines]
+    assert rebuilt == [[LONG.replace(" ", ""), INTERVAL.replace(" ", ""), "above_policy"],
+                       ["sex=M", "0[0,0.003591]", "insufficient"]]
+
+
+def test_a_table_without_a_terminal_is_tab_separated_with_the_values_as_they_are():
+    buffer = io.StringIO()
+    print_table(_table(), Console(file=buffer, width=40, force_terminal=False))
+    assert buffer.getvalue().splitlines() == [
+        "# per-group rates [95% CI]",
+        "group\tFMR [95% CI]\tstatus",
+        f"{LONG}\t{INTERVAL}\tabove_policy",
+        "sex=M\t0 [0, 0.003591]\tinsufficient",
+    ]
+
+
+def test_every_command_but_the_long_running_ones_has_json():
+    leaves = {}
+
+    def walk(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, path + (name,))
+        if not getattr(command, "commands", None):
+            leaves[" ".join(path)] = [o for p in command.params for o in getattr(p, "opts", [])]
+
+    walk(get_command(app), ())
+    assert len(leaves) >= 15
+    without = sorted(name for name, options in leaves.items() if "--json" not in options)
+    assert without == ["demo", "worker"]  # they run services for minutes; their output is logs and files
+
+
+def test_validate_prints_capped_diagnostics_one_per_line_and_a_summary(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(f'{{"unknown_{i}": 1}}\n' for i in range(30)) + "not json\n")
+    code = run(app, ["validate", str(path), "--kind", "match-events", "--max-errors", "5"])
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert code == EXIT_FINDINGS and out == ""
+    assert len(lines) == 7, err
+    for number, line in enumerate(lines[:5], start=1):
+        assert line.startswith(f"{path}:{number}: unknown_field (unknown_{number - 1}): "), line
+    assert lines[5:] == ["... and 26 more rejected lines (all of them with --json)", "0 valid, 31 rejected"]
+    code = run(app, ["validate", str(path), "--kind", "match-events", "--json"])
+    out, _ = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == EXIT_FINDINGS and [r["line"] for r in records] == list(range(1, 32))
+    assert records[-1]["reason_code"] == "invalid_json"
+
+
+def test_version_and_dashboards_export_in_json(tmp_path, capsys):
+    from fairwatch import __version__
+
+    assert run(app, ["version", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out) == {"version": __version__}
+    assert run(app, ["dashboards", "export", "--out", str(tmp_path), "--json"]) == EXIT_OK
+    written = json.loads(capsys.readouterr().out)["written"]
+    assert sorted(written) == sorted(str(p) for p in tmp_path.glob("*.json")) and len(written) == 4
+
+
+def test_dashboards_export_never_overwrites_the_checkouts_boards_by_default(capsys):
+    assert run(app, ["dashboards", "export"]) == EXIT_USAGE
+    assert "Missing option '--out'" in capsys.readouterr().err
+
+
+@pytest.fixture
+def replayed(tmp_path):
+    """A small simulated day, replayed into an embedded store by the commands themselves."""
+    assert run(app, ["simulate", "--events", "4000", "--out", str(tmp_path / "sim")]) == EXIT_OK
+    url = f"chdb://{tmp_path / 'store'}"
+    assert run(app, ["replay", str(tmp_path / "sim" / "events.jsonl"), str(tmp_path / "sim" / "outcomes.jsonl"),
+                     "--store", url]) == EXIT_OK
+    return url
+
+
+def test_metrics_without_a_tty_is_the_json_documents_numbers_in_tab_separated_rows(replayed, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert run(app, ["metrics", *WINDOW, "--store", replayed, "--json"]) == EXIT_OK
+    document = json.loads(capsys.readouterr().out)
+    assert run(app, ["metrics", *WINDOW, "--store", replayed]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "…" not in out and "│" not in out
+    blocks = out.split("\n# ")
+    rates = blocks[0].splitlines()
+    assert rates[0].startswith("# per-group error rates")
+    header = rates[1].split("\t")
+    rows = [dict(zip(header, line.split("\t"))) for line in rates[2:] if line]
+    assert all(len(line.split("\t")) == len(header) for line in rates[2:] if line)
+    assert len(rows) == len(document["groups"])
+    for row, group in zip(rows, document["groups"]):
+        assert (row["deployment"], row["group"]) == (group["deployment"], group["group"])
+        assert int(row["FM"]) == group["false_match"] and int(row["genuine"]) == group["genuine"]
+        low, high = (float(v) for v in row["FMR [95% CI]"].split("[")[1].rstrip("]").split(","))
+        assert low == pytest.approx(group["fmr_low"], rel=1e-3) and high == pytest.approx(group["fmr_high"], rel=1e-3)
