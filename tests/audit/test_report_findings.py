@@ -14,6 +14,7 @@ policy, then reported. Oracles independent of the report:
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
@@ -308,3 +309,26 @@ def test_the_docs_show_the_demo_reports_screenshots():
         with Image.open(path) as image:
             assert image.width >= 800 and np.asarray(image.convert("L")).std() > 20
     assert subprocess.run(["bash", "-n", str(REPO / "scripts" / "report-screenshots")]).returncode == 0
+
+
+def test_the_docs_numbers_of_the_demo_report_are_the_reports(demo):
+    """docs/audit.md quotes the demo report's race FMR ratio over the whole demo and over the hour
+    after the drift: both are what the report says, verdict included."""
+    audit = " ".join((REPO / "docs" / "audit.md").read_text().split())
+    whole = re.search(r"10\.8 times race=White's, with an interval of ([\d.]+) to ([\d.]+)", audit)
+    after = re.search(r"The hour after the drift alone gives ([\d.]+) \[([\d.]+), ([\d.]+)\]: still not"
+                      r" distinguishable", audit)
+    assert whole and after
+    drift_at = demo["truth"]["drifts"][0]["at"]
+    for start, quoted in ((demo["truth"]["start"], ("10.8", *whole.groups())), (drift_at, after.groups())):
+        policy = load_policy(demo["policy"])
+        store = open_store(demo["url"])
+        try:
+            report = build_report(store, resolve_window(None, start, demo["truth"]["end"], 60),
+                                  CoreConfig(policy_ratio=policy.policy_ratio), plots=False)
+        finally:
+            store.close()
+        [d] = [d for d in report.document["findings"]["disparities"] if (d["attribute"], d["rate"]) == ("race", "fmr")]
+        assert (d["highest"]["group"], d["lowest"]["group"], d["verdict"]) == ("Black", "White", "not_distinguishable")
+        assert tuple(format_number(d["ratio"][k], 3) for k in ("value", "low", "high")) == tuple(
+            format_number(float(q), 3) for q in quoted)

@@ -19,6 +19,8 @@ PNG_DPI = 120  # 7.2 in wide: about 110 dpi across an A4 page, legible at 8 pt
 WORSE, PLAIN = "#c0392b", "#34495e"
 # alerts on the rate of a group's FMR side: its own false matches, and the non-match scores behind them
 FMR_SIDE = {"fmr", "fpir", "score"}
+MARKER_WORDS = {"error_rate_drift": "drift", "disparity_breach": "disparity", "score_drift": "score drift",
+                "insufficient_evidence": "not tested", "label_backlog": "backlog"}
 
 def _steps(window: Window, bucket_seconds: int, max_steps: int = MAX_STEPS) -> list[Window]:
     buckets = int((window.end - window.start).total_seconds()) // bucket_seconds
@@ -66,7 +68,7 @@ def _mark_alerts(axes, alerts: list[dict], window: Window, colors: dict[str, str
         if window.start <= opened <= window.end:
             for ax in on:
                 ax.axvline(opened, color=color, linestyle="--", linewidth=1.2, gid=gid)
-                ax.annotate(f"{alert['type'].split('_')[0]} {label}", (opened, 1), xycoords=("data", "axes fraction"),
+                ax.annotate(f"{MARKER_WORDS.get(alert['type'], alert['type'])}: {label}", (opened, 1), xycoords=("data", "axes fraction"),
                             xytext=(2, -8), textcoords="offset points", fontsize=6, color=color)
             said.append(f"{alert['type']} on {alert['group']} {alert['metric']} opened {alert['opened_at']}")
         else:

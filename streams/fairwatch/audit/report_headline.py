@@ -10,11 +10,11 @@ from fairwatch.audit.suppression import SUPPRESSED
 DIGITS = 3  # the first page rounds to 3 significant digits; the tables give 4
 
 
-def _rate(item: dict | None) -> str:
+def _rate(item: dict | None, sep: str = " ") -> str:
     if item is None:
         return "-"
     mark = WEIGHTED_MARK if item["weighted"] else ""
-    return (f"{item['group']} {format_number(item['value'], DIGITS)} [{format_number(item['low'], DIGITS)},"
+    return (f"{item['group']}{sep}{format_number(item['value'], DIGITS)} [{format_number(item['low'], DIGITS)},"
             f" {format_number(item['high'], DIGITS)}]{mark}")
 
 
@@ -144,8 +144,8 @@ def first_page(doc: dict) -> list[tuple]:
         rows = []
         for d in f["disparities"]:
             suppressed = d["verdict"] == SUPPRESSED
-            row = [d["attribute"], d["rate_label"], Cell(_rate(d["highest"]), tones.get(d["verdict"])),
-                   _rate(d["lowest"]), SUPPRESSED if suppressed else _ratio(d),
+            row = [d["attribute"], d["rate_label"], Cell(_rate(d["highest"], "\n"), tones.get(d["verdict"])),
+                   _rate(d["lowest"], "\n"), SUPPRESSED if suppressed else _ratio(d),
                    Cell(words(d["ratio"]["vs_policy"] if not suppressed else SUPPRESSED), tones.get(d["verdict"])),
                    words(d["homogeneity"]["verdict"]) + (f" ({format_number(d['homogeneity']['p_value'], 2)})"
                                                          if d["homogeneity"]["p_value"] is not None else "")]

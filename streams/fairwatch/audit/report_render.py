@@ -7,6 +7,7 @@ import csv
 import html
 import io
 import json
+import re
 from pathlib import Path
 
 from fairwatch.audit.estimates import CORRECTED_FIELDS, DIFFERENTIAL_FIELDS, GROUP_FIELDS, HOMOGENEITY_FIELDS
@@ -46,16 +47,30 @@ _CSS = """body{font-family:sans-serif;font-size:12px;max-width:1100px;margin:2em
 table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #bbb;padding:2px 6px;text-align:left}
 th{background:#eee}pre{background:#f6f6f6;padding:6px;white-space:pre-wrap;word-break:break-all}
 figure{margin:1em 0;break-inside:avoid}img{max-width:100%}figcaption{font-size:11px;color:#555}
+.n{white-space:nowrap}
 td.worse{background:#fadbd8;color:#922b21;font-weight:bold}td.warn{background:#fdebd0}
 td.better{background:#d6eaf8}td.muted{color:#888}li{margin:.25em 0}
 .pagebreak{break-after:page}
 @page{size:A4;margin:12mm}
-@media print{body{max-width:none;margin:0;font-size:9.5px}td,th{padding:1px 4px}}"""
+@media print{body{max-width:none;margin:0;font-size:9px}td,th{padding:1px 3px}}"""
+
+
+# what a line must never break inside: an interval ("0.0349 [0.0316, 0.0386]"), a time, a range
+_KEEP = re.compile(r"[^\s\[]+ \[[^\]]*\]\S*|\S*[-:]\S*")
+
+
+def _cell_html(text: str) -> str:
+    out, last = [], 0
+    for match in _KEEP.finditer(text):
+        out += [html.escape(text[last:match.start()]), f'<span class="n">{html.escape(match.group())}</span>']
+        last = match.end()
+    return "".join(out) + html.escape(text[last:])
 
 
 def _td(cell) -> str:
+    """A cell that wraps only between the pieces :data:`_KEEP` keeps whole; a newline is a line break."""
     tone = getattr(cell, "tone", None)
-    text = html.escape(str(cell))
+    text = "<br>".join(_cell_html(line) for line in str(cell).split("\n"))
     return f'<td class="{tone}">{text}</td>' if tone else f"<td>{text}</td>"
 
 
@@ -117,9 +132,9 @@ def _column_widths(pdf, head: list, rows: list, width: float) -> list[float] | N
     for i in range(len(head)):
         cells = [(str(head[i]), True)] + [(str(r[i]), _TONES_PDF.get(getattr(r[i], "tone", None), (None, None, ""))[2] == "B")
                                           for r in rows]
-        natural.append(max(_text_width(pdf, t, bold) for t, bold in cells) + 2 * PAD + 0.6)
+        natural.append(max(_text_width(pdf, line, bold) for t, bold in cells for line in t.split("\n")) + 2 * PAD + 0.6)
         # a heading may wrap at its spaces, a long cell too, never inside a word; a short cell never
-        keep = [_text_width(pdf, t, bold) if len(t) <= UNBREAKABLE and j else
+        keep = [max(_text_width(pdf, line, bold) for line in t.split("\n")) if max(map(len, t.split("\n"))) <= UNBREAKABLE and j else
                 max(_text_width(pdf, w, bold) for w in t.split() or [""]) for j, (t, bold) in enumerate(cells)]
         least.append(max(keep) + 2 * PAD + 0.6)
     if sum(natural) <= width:
