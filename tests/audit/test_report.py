@@ -630,3 +630,31 @@ def test_the_headline_says_what_is_insufficient(tmp_path, workload):
     first = report.blocks[:next(i for i, b in enumerate(report.blocks) if b[0] == "pagebreak")]
     text = " ".join(str(b[1]) for b in first if b[0] in ("p", "li"))
     assert f"Too little evidence for {len(expected)} rates" in text
+
+
+def test_the_findings_keep_suppressed_groups_out(tmp_path, workload):
+    """A suppressed group's attribute has no matrix, no highest or lowest group and no numbers on the
+    first page; its rows are out of the weighting; the other attributes' findings are unchanged."""
+    full = _report_of(tmp_path / "a", workload, plots=False, min_group_size=0).document
+    cut = _report_of(tmp_path / "b", workload, plots=False, min_group_size=40)
+    doc = cut.document
+    hidden = {(g["deployment"], g["algorithm"], g["mode"], g["attribute"]) for g in doc["groups"]
+              if g["status"] == SUPPRESSED}
+    assert hidden
+    scope = lambda row: (row["deployment"], row["algorithm"], row["mode"], row["attribute"])  # noqa: E731
+    assert not [c for c in doc["comparisons"] if scope(c) in hidden]
+    for mine, theirs in zip(doc["findings"]["disparities"], full["findings"]["disparities"]):
+        if scope(mine) in hidden:
+            assert mine["verdict"] == SUPPRESSED and mine["highest"] is mine["lowest"] is None
+            assert mine["ratio"]["value"] is None and mine["higher"] == []
+    kept = [d for d in doc["findings"]["disparities"] if scope(d) not in hidden]
+    assert kept == [d for d in full["findings"]["disparities"] if scope(d) not in hidden]
+    small = {(*scope(g), g["group"]) for g in doc["groups"] if g["status"] == SUPPRESSED}
+    assert not [w for w in doc["weighting"] if (*scope(w), w["group"]) in small]
+    first = cut.blocks[:next(i for i, b in enumerate(cut.blocks) if b[0] == "pagebreak")]
+    [table] = [b for b in first if b[0] == "table"]
+    rows = {(r[0], r[1], r[2]): r for r in table[2]}  # several scopes: scope, attribute, rate label first
+    for d in doc["findings"]["disparities"]:
+        row = rows[(f"{d['deployment']} / {d['algorithm']} / {d['mode']}", d["attribute"], d["rate_label"])]
+        if scope(d) in hidden:
+            assert row[3:7] == ["-", "-", SUPPRESSED, SUPPRESSED]

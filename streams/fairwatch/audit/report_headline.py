@@ -81,9 +81,23 @@ def first_page(doc: dict) -> list[tuple]:
         ", ".join(targets) if targets else "no target FMR or FNMR declared, so rates are measured, not judged") +
         f". Intervals: {level} for every group of an attribute at once."))
     several = len({(d["deployment"], d["algorithm"], d["mode"]) for d in f["disparities"]}) > 1
-    loud = [d for d in f["disparities"] if d["verdict"] in ("above_policy", "not_distinguishable", "differ")]
-    for d in loud:
+    def above(d: dict) -> bool:  # a breach, or an estimate above the policy ratio that the interval cannot confirm
+        value = d["ratio"]["value"] if d["ratio"]["value"] is not None else d["ratio"]["low"] or 0.0
+        return d["verdict"] in ("above_policy", "differ") or (d["verdict"] == "not_distinguishable"
+                                                              and value > policy_ratio)
+
+    loud = [d for d in f["disparities"] if above(d)]
+    for d in loud[:MAX_LISTED]:
         b.append(("li", _disparity(d, policy_ratio, several)))
+    if len(loud) > MAX_LISTED:
+        b.append(("li", f"And {len(loud) - MAX_LISTED} more attribute rates like these (the table below lists them"
+                        " all)."))
+    unsure = [d for d in f["disparities"] if d["verdict"] == "not_distinguishable" and not above(d)]
+    if unsure:
+        b.append(("li", f"Not distinguishable from the policy ratio {format_number(policy_ratio)} with the estimate at"
+                        " or below it (too little evidence to call them within): " + _listed(
+                            [f"{_where(d, several)}{d['attribute']} {d['rate_label']} {_ratio(d)}" for d in unsure])
+                  + "."))
     within = [d for d in f["disparities"] if d["verdict"] == "within_policy"]
     if within:
         b.append(("li", f"Within the policy ratio {format_number(policy_ratio)} (whole interval at or below it): " +
@@ -148,7 +162,9 @@ def first_page(doc: dict) -> list[tuple]:
                    _rate(d["lowest"], "\n"), SUPPRESSED if suppressed else _ratio(d),
                    Cell(words(d["ratio"]["vs_policy"] if not suppressed else SUPPRESSED), tones.get(d["verdict"])),
                    words(d["homogeneity"]["verdict"]) + (f" ({format_number(d['homogeneity']['p_value'], 2)})"
-                                                         if d["homogeneity"]["p_value"] is not None else "")]
+                                                         if d["homogeneity"]["p_value"] is not None and
+                                                         d["homogeneity"]["verdict"] in ("differ", "no_difference_shown")
+                                                         else "")]
             if several:
                 row.insert(0, f"{d['deployment']} / {d['algorithm']} / {d['mode']}")
             rows.append(row)
