@@ -525,6 +525,10 @@ def test_every_metric_is_defined_where_it_is_used(tmp_path, workload):
     for name in ("max/min ratio", "max/geomean", "GARBE", "FDR", "IR"):
         assert f"{name}:" in section, name
     assert "alpha = 0.5" in section
+    # no wall of bare 'ok': the differentials' evidence column says what it means
+    evidence = {str(row[4]) for b in blocks[start:end] if b[0] == "table" and b[1][4:5] == ["evidence"]
+                for row in b[2]}
+    assert evidence and evidence <= {"sufficient", "insufficient", "undefined", "suppressed"}
     groups = report.document["groups"]
     for d in report.document["differentials"]:
         rows = [g for g in groups if (g["deployment"], g["algorithm"], g["mode"], g["attribute"]) ==

@@ -55,21 +55,27 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _mark_alerts(axes, alerts: list[dict], window: Window, colors: dict[str, str]) -> list[str]:
+def _mark_alerts(fmr_ax, fnmr_ax, alerts: list[dict], window: Window, colors: dict[str, str]) -> list[str]:
     """A dashed line where each alert opened (a dotted one where it resolved), on the FMR or FNMR
-    axis by its metric, coloured as its group's line; returns what the caption should say of them."""
+    axis by its metric (both for others; None: not drawn), coloured as its group's line; returns
+    what the caption should say of them."""
     said = []
     for alert in alerts:
         label = alert["group"].partition("=")[2] or alert["group"]
         color = colors.get(label, "black")
-        on = [axes[0]] if alert["metric"] in FMR_SIDE else [axes[1]] if alert["metric"] in ("fnmr", "fnir") else axes
+        on = [fmr_ax] if alert["metric"] in FMR_SIDE else [fnmr_ax] if alert["metric"] in ("fnmr", "fnir") else [
+            fmr_ax, fnmr_ax]
+        on = [ax for ax in on if ax is not None]
+        if not on:
+            continue
         opened = _when(alert["opened_at"])
         gid = f"alert {alert['type']} {alert['group']} {alert['metric']}"
         if window.start <= opened <= window.end:
             for ax in on:
                 ax.axvline(opened, color=color, linestyle="--", linewidth=1.2, gid=gid)
-                ax.annotate(f"{MARKER_WORDS.get(alert['type'], alert['type'])}: {label}", (opened, 1), xycoords=("data", "axes fraction"),
-                            xytext=(2, -8), textcoords="offset points", fontsize=6, color=color)
+                ax.annotate(f"{MARKER_WORDS.get(alert['type'], alert['type'])}: {label}", (opened, 1),
+                            xycoords=("data", "axes fraction"), xytext=(2, -8), textcoords="offset points",
+                            fontsize=6, color=color)
             said.append(f"{alert['type']} on {alert['group']} {alert['metric']} opened {alert['opened_at']}")
         else:
             said.append(f"{alert['type']} on {alert['group']} {alert['metric']} open since {alert['opened_at']},"
@@ -169,7 +175,7 @@ def report_figures(store, window, config, deployment, algorithm, attribute, fram
             ax.set_title(f"{rate} by {scope[3]}")
             ax.set_ylabel(rate)
             _time_axis(ax)
-        marks = _mark_alerts(axes, _alerts_of(alerts, scope, scope[3]), window, colors)
+        marks = _mark_alerts(axes[0], axes[1], _alerts_of(alerts, scope, scope[3]), window, colors)
         axes[1].legend(loc="upper right", frameon=False)
         fig.suptitle(f"{scope[0]} / {scope[1]} / {scope[2]}", fontsize=9)
         figures.append((_png(fig), f"Per-group FMR and FNMR over the window ({scope[0]}, {scope[1]}, {scope[2]},"
@@ -210,7 +216,7 @@ def report_figures(store, window, config, deployment, algorithm, attribute, fram
         for ax in axes:
             _time_axis(ax)
         disparity = [a for a in _alerts_of(alerts, key, None) if a["type"] == "disparity_breach"]
-        marks = _mark_alerts([axes[1], axes[1]], disparity, window, {})
+        marks = _mark_alerts(axes[1], None, disparity, window, {})  # the ratio drawn is FMR's
         axes[1].legend(loc="upper right", frameon=False)
         fig.suptitle(f"Differentials over time: {key[0]} / {key[1]} / {key[2]}", fontsize=9)
         figures.append((_png(fig), "Differentials across the groups of each attribute over the window, with"

@@ -169,9 +169,11 @@ def first_page(doc: dict) -> list[tuple]:
                 row.insert(0, f"{d['deployment']} / {d['algorithm']} / {d['mode']}")
             rows.append(row)
         b.append(("table", head, rows))
-        b.append(("p", f"Rates with their {level} interval; ratios with their interval for every group at once;"
-                       f" {WEIGHTED_MARK}: weighted estimate (section 2). Metrics are defined in section 3, the"
-                       " groups compared pair by pair in section 4, alerts and drift are marked on the plots of"
-                       " section 5."))
+        b.append(("p", "FMR: false matches / impostor comparisons; FNMR: false non-matches / genuine comparisons"
+                       " (FPIR and FNIR in identification); max/min ratio: the highest group's rate over the lowest's"
+                       f" (1 = equal). Rates with their {level} interval, ratios with their interval for every group"
+                       f" at once; {WEIGHTED_MARK}: weighted estimate (section 2). The other metrics are defined in"
+                       " section 3, the groups compared pair by pair in section 4; alerts and drift are marked on"
+                       " the plots of section 5."))
     b.append(("pagebreak",))
     return b
