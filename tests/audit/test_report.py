@@ -315,7 +315,7 @@ def test_html_and_pdf_carry_the_same_blocks_and_render(tmp_path, workload):
         store.close()
     assert {g["attribute"] for g in report.document["groups"]} == {"*", "race"}
     images = [b for b in report.blocks if b[0] == "img"]
-    assert len(images) == 2 + 2 + 2  # per mode: rates over time (race), realized vs intended, differentials
+    assert len(images) == 2 + 2 + 2  # per mode: each group over the window, rates over time (race), differentials
     parser = _Tags()
     parser.feed(to_html(report))
     assert parser.stack == [] and parser.images == len(images)

@@ -7,6 +7,10 @@ report adds provenance, the alert history, plots, methods and a reproducibility 
 applies the export rules: a group with fewer than ``min_group_size`` verified outcomes is shown as
 ``suppressed`` (never as zero), and no event id, reviewer id or other identifier is exported.
 
+The first page answers first (:mod:`~fairwatch.audit.report_headline`): the findings
+(:mod:`~fairwatch.audit.report_findings`) read from the document's own rows, the pairwise
+comparisons of the groups (:mod:`~fairwatch.audit.report_comparisons`), the matchers' thresholds.
+
 One :class:`Report` (JSON-ready ``document`` + a list of blocks with figures) renders to JSON,
 CSV, HTML and PDF; HTML and PDF walk the same blocks, so they carry the same content.
 """
@@ -85,7 +89,7 @@ def metrics_stdout(document: dict) -> str:
 @dataclass
 class Report:
     document: dict[str, Any]
-    blocks: list[tuple] = field(default_factory=list)  # ("h1"|"h2"|"p", text) | ("table", head, rows) | ("img", png, caption)
+    blocks: list[tuple] = field(default_factory=list)  # as fairwatch.audit.report_blocks describes them
 
 
 def _provenance(store: Store, window: Window, deployment: str | None, algorithm: str | None,
