@@ -315,7 +315,7 @@ def test_html_and_pdf_carry_the_same_blocks_and_render(tmp_path, workload):
         store.close()
     assert {g["attribute"] for g in report.document["groups"]} == {"*", "race"}
     images = [b for b in report.blocks if b[0] == "img"]
-    assert len(images) == 2 + 2 + 2  # per mode: rates over time (race), realized vs intended, differentials
+    assert len(images) == 2 + 2 + 2  # per mode: each group over the window, rates over time (race), differentials
     parser = _Tags()
     parser.feed(to_html(report))
     assert parser.stack == [] and parser.images == len(images)
@@ -442,3 +442,223 @@ def test_differential_cells_say_a_missing_upper_bound_and_the_floors():
                "fnmr_floor": 0.001}
     assert differential_value(floored) == "3 [1, 12] (FMR floor 1e-05, FNMR floor 0.001)"
     assert differential_value({**floored, "fmr_floor": None, "fnmr_floor": None}) == "3 [1, 12]"
+
+
+# ---- users issue #27, item 4: frictions of the auditor report, each reproduced first ----------------
+
+
+def _report_of(tmp_path, workload, config=CONFIG, **kwargs):
+    store = open_store(f"chdb://{tmp_path}/chdb")
+    try:
+        seed_with_late_outcomes(store, workload)
+        return build_report(store, resolve_window(None, FROM, TO, 60), config, **kwargs)
+    finally:
+        store.close()
+
+
+def test_the_rerun_command_runs_as_printed(tmp_path, workload, monkeypatch):
+    """Friction: the reproducibility command omitted --store and failed as printed."""
+    import shlex
+
+    monkeypatch.delenv("FAIRWATCH_CLICKHOUSE", raising=False)
+    url = f"chdb://{tmp_path}/my store"  # a space: the command must quote it
+    store = open_store(url)
+    seed_with_late_outcomes(store, workload)
+    store.close()
+    result = CliRunner().invoke(app, ["report", "--store", url, "--from", FROM, "--to", TO, "--format", "json",
+                                      "--min-group-size", "0", "--policy-ratio", "2"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    command = shlex.split(report["reproducibility"]["command"])
+    assert command[:2] == ["fairwatch", "metrics"] and command[command.index("--store") + 1] == url
+    again = CliRunner().invoke(app, command[1:], env={"FAIRWATCH_CLICKHOUSE": ""})
+    assert again.exit_code == 0, again.output
+    assert hashlib.sha256(again.stdout.encode()).hexdigest() == report["reproducibility"]["metrics_sha256"]
+
+
+def test_the_rerun_command_never_prints_a_password():
+    from fairwatch.audit.report import rerun_command
+
+    import shlex
+
+    command, note = rerun_command("clickhouse://writer:s3cret@db:9440/fw?secure=1", ["--json"])
+    assert "s3cret" not in command and "password" in note
+    assert shlex.split(command) == ["fairwatch", "metrics", "--store", "clickhouse://writer@db:9440/fw?secure=1",
+                                    "--json"]
+    command, note = rerun_command("chdb:///tmp/fw", ["--json"])
+    assert command == "fairwatch metrics --store chdb:///tmp/fw --json" and note == ""
+
+
+def test_intervals_keep_to_one_line_in_the_a4_pdf(tmp_path, workload):
+    """Friction: the PDF wrapped intervals over three lines. Every interval of the group and
+    differential tables is on one line of the PDF's text, and every page is A4."""
+    import pypdfium2
+
+    from fairwatch.audit.report_blocks import differential_value, rate_interval
+
+    report = _report_of(tmp_path, workload, CoreConfig(intersections=CONFIG.intersections, policy_ratio=2.0),
+                        plots=False, min_group_size=0)
+    pdf = pypdfium2.PdfDocument(to_pdf(report))
+    try:
+        sizes = {tuple(round(v) for v in page.get_size()) for page in pdf}
+        text = "\n".join(page.get_textpage().get_text_range() for page in pdf)
+    finally:
+        pdf.close()
+    assert sizes == {(595, 842)}  # A4 in points
+    lines = {line.strip() for line in text.splitlines()}
+    cells = [rate_interval(g, rate) for g in report.document["groups"] for rate in ("fmr", "fnmr")]
+    cells += [differential_value(d) for d in report.document["differentials"]]
+    assert len(cells) > 100
+    broken = [c for c in cells if not any(c in line for line in lines)]
+    assert broken == [], broken[:5]
+
+
+def test_every_metric_is_defined_where_it_is_used(tmp_path, workload):
+    """Friction: GARBE, FDR and IR were never explained. The differentials section defines each
+    metric its table shows, with the weights used, and the definitions are the formulas: FDR, IR
+    and GARBE recomputed by hand from the group rows equal the rows'."""
+    report = _report_of(tmp_path, workload, plots=False, min_group_size=0, deployment="site-0")
+    blocks = report.blocks
+    start = next(i for i, b in enumerate(blocks) if b[0] == "h2" and "Differentials" in b[1])
+    end = next(i for i, b in enumerate(blocks) if i > start and b[0] == "h2")
+    section = " ".join(str(x) for b in blocks[start:end] for x in b[1:] if isinstance(x, str))
+    for name in ("max/min ratio", "max/geomean", "GARBE", "FDR", "IR"):
+        assert f"{name}:" in section, name
+    assert "alpha = 0.5" in section
+    # no wall of bare 'ok': the differentials' evidence column says what it means
+    evidence = {str(row[4]) for b in blocks[start:end] if b[0] == "table" and b[1][4:5] == ["evidence"]
+                for row in b[2]}
+    assert evidence and evidence <= {"sufficient", "insufficient", "undefined", "suppressed"}
+    groups = report.document["groups"]
+    for d in report.document["differentials"]:
+        rows = [g for g in groups if (g["deployment"], g["algorithm"], g["mode"], g["attribute"]) ==
+                (d["deployment"], d["algorithm"], d["mode"], d["attribute"])]
+        fmr, fnmr = np.array([g["fmr"] for g in rows]), np.array([g["fnmr"] for g in rows])
+
+        def gini(r):
+            n = len(r)
+            return n / (n - 1) * np.abs(r[:, None] - r[None, :]).sum() / (2 * n * n * r.mean())
+
+        by_hand = {"fdr": 1 - (0.5 * (fmr.max() - fmr.min()) + 0.5 * (fnmr.max() - fnmr.min())),
+                   "ir": (fmr.max() / fmr.min()) ** 0.5 * (fnmr.max() / fnmr.min()) ** 0.5,
+                   "garbe": 0.5 * gini(fmr) + 0.5 * gini(fnmr)}
+        if d["rate"] == "combined" and d["value"] is not None:
+            assert d["value"] == pytest.approx(by_hand[d["metric"]], rel=1e-9), d
+    # the group section defines its rates where it shows them
+    start = next(i for i, b in enumerate(blocks) if b[0] == "h2" and "Error rates" in b[1])
+    section = " ".join(str(x) for b in blocks[start:start + 8] for x in b[1:] if isinstance(x, str))
+    assert "FMR:" in section and "FNMR:" in section
+
+
+def _seed_events(store, events, outcomes):
+    migrate(store)
+    processor, sink = BatchProcessor(CONFIG), ClickHouseSink(store, CONFIG)
+    messages = [RawMessage(k, k, 0, i, d["event_id"].encode(), json.dumps(d).encode())
+                for i, (k, d) in enumerate([*(("match-events", e) for e in events),
+                                            *(("verified-outcomes", o) for o in outcomes)])]
+    result = processor.process(messages, lambda event_id, partition: None)
+    assert not result.rejected, result.rejected
+    sink.write(result.sink)
+
+
+def test_weighted_cells_are_marked(tmp_path):
+    """Friction: weighted cells were not marked. A rate is marked when its verified outcomes carry
+    different weights (so errors / verified is not the rate): site-w verifies a quarter of its
+    non-matches, site-u every comparison; the oracle reads the weights from the outcomes."""
+    import random
+
+    from fairwatch.audit.report_blocks import WEIGHTED_MARK
+
+    rng = random.Random(5)
+    events, outcomes = [], []
+    for i in range(4000):
+        deployment = "site-w" if i % 2 else "site-u"
+        impostor = rng.random() < 0.6
+        error = rng.random() < (0.05 if impostor else 0.1)
+        match = error if impostor else not error
+        occurred = START + timedelta(seconds=rng.uniform(0, 3600))
+        event = {"event_id": f"w-{i}", "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
+                 "deployment": deployment, "algorithm": "algo-1", "mode": "verification", "score": 0.5,
+                 "threshold": 0.6, "decision": "match" if match else "non_match",
+                 "subject": {"sex": rng.choice("FM")}}
+        events.append(event)
+        p = 1.0 if deployment == "site-u" or match else 0.25
+        if rng.random() < p:
+            outcomes.append({"event_id": event["event_id"], "verified_at": event["occurred_at"],
+                             "truth": "impostor" if impostor else "genuine", "reviewer": "r", "revision": 0,
+                             "inclusion_prob": p})
+    store = open_store(f"chdb://{tmp_path}/chdb")
+    try:
+        _seed_events(store, events, outcomes)
+        report = build_report(store, resolve_window(None, FROM, TO, 60), CONFIG, plots=False, min_group_size=0)
+    finally:
+        store.close()
+    weights = defaultdict(set)
+    by_id = {e["event_id"]: e for e in events}
+    for o in outcomes:
+        e = by_id[o["event_id"]]
+        rate = "fmr" if o["truth"] == "impostor" else "fnmr"
+        for group in ("*", e["subject"]["sex"]):
+            weights[(e["deployment"], group, rate)].add(1 / o["inclusion_prob"])
+    expected = {key for key, w in weights.items() if len(w) > 1}
+    assert expected and {k[0] for k in expected} == {"site-w"}
+    marked, unmarked = set(), set()
+    for block in report.blocks:
+        if block[0] == "h3":
+            deployment = block[1].split(" / ")[0]
+        if block[0] == "table" and block[1][:2] == ["attribute", "group"]:
+            for row in block[2]:
+                for column, rate in ((4, "fmr"), (7, "fnmr")):
+                    (marked if str(row[column]).endswith(WEIGHTED_MARK) else unmarked).add(
+                        (deployment, str(row[1]), rate))
+    assert marked == expected and len(unmarked) == 6
+    text = " ".join(b[1] for b in report.blocks if b[0] == "p")
+    assert f"{WEIGHTED_MARK} weighted" in text
+
+
+def test_the_headline_says_what_is_insufficient(tmp_path, workload):
+    """'Too little evidence' is said out loud: with min_comparisons 150 the findings list exactly
+    the rates a recount of the stored outcomes finds below 150, and the first page says so."""
+    config = CoreConfig(intersections=CONFIG.intersections, min_comparisons=150)
+    store = open_store(f"chdb://{tmp_path}/chdb")
+    try:
+        seed_with_late_outcomes(store, workload)
+        report = build_report(store, resolve_window(None, FROM, TO, 60), config, plots=False, min_group_size=0)
+        counts = recount_from_labeled_outcomes(store)
+    finally:
+        store.close()
+    expected = {(*key, rate) for key, c in counts.items() for rate, n in (("fmr", c[0]), ("fnmr", c[6])) if n < 150}
+    found = {(i["deployment"], i["algorithm"], i["mode"], i["attribute"], i["group"], i["rate"])
+             for i in report.document["findings"]["insufficient"] if i["what"] == "rate"}
+    assert expected and found == expected
+    first = report.blocks[:next(i for i, b in enumerate(report.blocks) if b[0] == "pagebreak")]
+    text = " ".join(str(b[1]) for b in first if b[0] in ("p", "li"))
+    assert f"Too little evidence for {len(expected)} rates" in text
+
+
+def test_the_findings_keep_suppressed_groups_out(tmp_path, workload):
+    """A suppressed group's attribute has no matrix, no highest or lowest group and no numbers on the
+    first page; its rows are out of the weighting; the other attributes' findings are unchanged."""
+    full = _report_of(tmp_path / "a", workload, plots=False, min_group_size=0).document
+    cut = _report_of(tmp_path / "b", workload, plots=False, min_group_size=40)
+    doc = cut.document
+    hidden = {(g["deployment"], g["algorithm"], g["mode"], g["attribute"]) for g in doc["groups"]
+              if g["status"] == SUPPRESSED}
+    assert hidden
+    scope = lambda row: (row["deployment"], row["algorithm"], row["mode"], row["attribute"])  # noqa: E731
+    assert not [c for c in doc["comparisons"] if scope(c) in hidden]
+    for mine, theirs in zip(doc["findings"]["disparities"], full["findings"]["disparities"]):
+        if scope(mine) in hidden:
+            assert mine["verdict"] == SUPPRESSED and mine["highest"] is mine["lowest"] is None
+            assert mine["ratio"]["value"] is None and mine["higher"] == []
+    kept = [d for d in doc["findings"]["disparities"] if scope(d) not in hidden]
+    assert kept == [d for d in full["findings"]["disparities"] if scope(d) not in hidden]
+    small = {(*scope(g), g["group"]) for g in doc["groups"] if g["status"] == SUPPRESSED}
+    assert not [w for w in doc["weighting"] if (*scope(w), w["group"]) in small]
+    first = cut.blocks[:next(i for i, b in enumerate(cut.blocks) if b[0] == "pagebreak")]
+    [table] = [b for b in first if b[0] == "table"]
+    rows = {(r[0], r[1], r[2]): r for r in table[2]}  # several scopes: scope, attribute, rate label first
+    for d in doc["findings"]["disparities"]:
+        row = rows[(f"{d['deployment']} / {d['algorithm']} / {d['mode']}", d["attribute"], d["rate_label"])]
+        if scope(d) in hidden:
+            assert row[3:7] == ["-", "-", SUPPRESSED, SUPPRESSED]

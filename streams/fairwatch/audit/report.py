@@ -7,6 +7,10 @@ report adds provenance, the alert history, plots, methods and a reproducibility 
 applies the export rules: a group with fewer than ``min_group_size`` verified outcomes is shown as
 ``suppressed`` (never as zero), and no event id, reviewer id or other identifier is exported.
 
+The first page answers first (:mod:`~fairwatch.audit.report_headline`): the findings
+(:mod:`~fairwatch.audit.report_findings`) read from the document's own rows, the pairwise
+comparisons of the groups (:mod:`~fairwatch.audit.report_comparisons`), the matchers' thresholds.
+
 One :class:`Report` (JSON-ready ``document`` + a list of blocks with figures) renders to JSON,
 CSV, HTML and PDF; HTML and PDF walk the same blocks, so they carry the same content.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +27,11 @@ from typing import Any, Callable
 
 from fairwatch import __version__
 from fairwatch.audit.estimates import window_metrics
-from fairwatch.audit.report_blocks import POLICY_THRESHOLDS, report_blocks
+from fairwatch.audit.report_blocks import POLICY_THRESHOLDS, report_blocks, worse_cells
+from fairwatch.audit.report_comparisons import comparisons
 from fairwatch.audit.report_figures import report_figures
+from fairwatch.audit.report_findings import findings
+from fairwatch.audit.report_headline import first_page
 from fairwatch.audit.suppression import (
     DEFAULT_MIN_GROUP_SIZE,
     SUPPRESSED,
@@ -33,10 +41,12 @@ from fairwatch.audit.window import Window
 from fairwatch.contracts.records import format_timestamp
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame
-from fairwatch.store.clickhouse import Store, bind, open_store
+from fairwatch.core.intervals import VARIES
+from fairwatch.store.clickhouse import Store, bind, open_store, redacted_url
 from fairwatch.store.group_counts import scope_filter
 
 DELAY_EDGES_H = (0, 1, 6, 24, 72, 168, 720)
+MAX_THRESHOLDS = 6  # distinct decision thresholds listed per matcher; more are given as a range
 
 
 class EmptyWindow(ValueError):
@@ -75,7 +85,7 @@ def metrics_stdout(document: dict) -> str:
 @dataclass
 class Report:
     document: dict[str, Any]
-    blocks: list[tuple] = field(default_factory=list)  # ("h1"|"h2"|"p", text) | ("table", head, rows) | ("img", png, caption)
+    blocks: list[tuple] = field(default_factory=list)  # as fairwatch.audit.report_blocks describes them
 
 
 def _provenance(store: Store, window: Window, deployment: str | None, algorithm: str | None,
@@ -138,11 +148,59 @@ def _provenance(store: Store, window: Window, deployment: str | None, algorithm:
         "max_hours": longest / 3600 if n else None,
         "histogram": [{"bin": label, "outcomes": int(c)} for label, c in zip(labels, [negative, *histogram])],
     }
+    matchers = _matchers(store, where, params)
     dead = [{"reason_code": code, "messages": int(c)} for code, c in store.query(
         "SELECT reason_code, count() FROM dead_letters FINAL WHERE rejected_at >= %(start)s"
         " AND rejected_at < %(end)s GROUP BY reason_code ORDER BY reason_code", params)]
     return {"events": int(events), "verified_outcomes": int(labeled), "weighted_outcomes": float(weighted or 0.0),
-            "coverage_by_group": coverage, "label_delay": delay, "dead_letters_by_reason": dead}
+            "matchers": matchers, "coverage_by_group": coverage, "label_delay": delay, "dead_letters_by_reason": dead}
+
+
+def _matchers(store: Store, where: str, params: dict) -> list[dict]:
+    """Per deployment, algorithm and mode: the decision thresholds its match events carried (the
+    rates are of the decisions at those thresholds), with their event counts."""
+    found: dict[tuple, list[tuple[float, int]]] = {}
+    for deployment, algorithm, mode, threshold, n in store.query(
+            "SELECT deployment, algorithm, toString(mode), threshold, count() FROM match_events FINAL"
+            f" WHERE occurred_at >= %(start)s AND occurred_at < %(end)s{where}"
+            " GROUP BY deployment, algorithm, mode, threshold ORDER BY deployment, algorithm, mode, threshold", params):
+        found.setdefault((deployment, algorithm, mode), []).append((float(threshold), int(n)))
+    return [{"deployment": d, "algorithm": a, "mode": m, "events": sum(n for _, n in values),
+             "distinct_thresholds": len(values), "min_threshold": values[0][0], "max_threshold": values[-1][0],
+             "thresholds": [{"threshold": t, "events": n} for t, n in values][:MAX_THRESHOLDS]}
+            for (d, a, m), values in found.items()]
+
+
+def rerun_command(store_url: str, arguments: list[str]) -> tuple[str, str]:
+    """The ``fairwatch metrics`` command that reprints the report's numbers, shell-quoted, with the
+    store it read (never its password: then a note says to add it)."""
+    shown = redacted_url(store_url)
+    note = "" if shown == store_url else ("The store's password is not printed: add it to --store (or set"
+                                          " FAIRWATCH_CLICKHOUSE) to rerun.")
+    return shlex.join(["fairwatch", "metrics", "--store", shown, *arguments]), note
+
+
+def _weighting(frame: GroupFrame, hidden: set[tuple]) -> list[dict]:
+    """Per group (suppressed ones left out): whether each rate is a weighted estimate, i.e. its
+    verified outcomes carry unequal weights (Kish's effective count below the count), so that errors
+    / verified comparisons is not the rate; and the inclusion probabilities of its matches and
+    non-matches ("varies" within a decision, None without a verified one)."""
+
+    def probability(value):
+        if value is None or value != value:
+            return None
+        return "varies" if value == VARIES else float(value)
+
+    rows = []
+    for estimate in (*frame.overall.values(), *frame.by_group.values()):
+        if tuple(estimate.key) in hidden:
+            continue
+        flags = {rate: bool(r.n > 0 and r.n_eff < r.n * (1 - 1e-9))
+                 for rate, r in (("fmr", estimate.fmr), ("fnmr", estimate.fnmr))}
+        rows.append({**estimate.key._asdict(), **flags,
+                     "match_inclusion": probability(estimate.fmr.error_inclusion),  # false matches are matches
+                     "non_match_inclusion": probability(estimate.fmr.correct_inclusion)})
+    return rows
 
 
 ALERT_FIELDS = ("type", "severity", "deployment", "algorithm", "group", "metric", "value", "low", "high", "baseline",
@@ -265,19 +323,18 @@ def build_report(
     # the labels describe the store when read (as_of moves with every outcome), not the numbers:
     # the hash is of the numbers, which `--without-labels` prints alone
     stdout = metrics_stdout({key: value for key, value in metrics_doc.items() if key != "labels"})
-    command = ["fairwatch", "metrics", "--from", window.to_dict()["from"], "--to", window.to_dict()["to"]]
+    arguments = ["--from", window.to_dict()["from"], "--to", window.to_dict()["to"]]
     for name, value in (("--deployment", deployment), ("--algorithm", algorithm),
-                        ("--target-fmr", config.target_fmr), ("--target-fnmr", config.target_fnmr)):
-        if value is not None:
-            command += [name, str(value)]
-    for name, value in (("--policy-ratio", config.policy_ratio), ("--ratio-floor-fmr", config.ratio_floor_fmr),
+                        ("--target-fmr", config.target_fmr), ("--target-fnmr", config.target_fnmr),
+                        ("--policy-ratio", config.policy_ratio), ("--ratio-floor-fmr", config.ratio_floor_fmr),
                         ("--ratio-floor-fnmr", config.ratio_floor_fnmr)):
         if value is not None:
-            command += [name, str(value)]
+            arguments += [name, str(value)]
     if label_maturity_seconds is not None:
-        command += ["--label-maturity", f"{label_maturity_seconds}s"]
-    command += ["--min-comparisons", str(config.min_comparisons), "--bucket-seconds", str(config.bucket_seconds),
-                "--json", "--without-labels"]
+        arguments += ["--label-maturity", f"{label_maturity_seconds}s"]
+    arguments += ["--min-comparisons", str(config.min_comparisons), "--bucket-seconds", str(config.bucket_seconds),
+                  "--json", "--without-labels"]
+    command, command_note = rerun_command(store.url, arguments)
     exported = {"window": metrics_doc["window"], "groups": groups, "differentials": differentials}
     document = {
         "report": "fairwatch audit report",
@@ -296,17 +353,26 @@ def build_report(
                             " no event, reviewer or alert identifiers are exported"},
         "methods": _methods(config, policy_info, store, frame),
         "reproducibility": {
-            "command": " ".join(command),
+            "command": command,
+            "command_note": command_note,
             "sql": recorder.sql,
             "metrics_sha256": _sha256(stdout),
             "metrics_sha256_of": "the exact stdout of the command above (fairwatch metrics --json)",
             "exported_sha256": _sha256(json.dumps(exported, sort_keys=True, allow_nan=False)),
         },
     }
+    shown = {tuple(g[f] for f in ("deployment", "algorithm", "mode", "attribute", "group")) for g in groups}
+    document["weighting"] = [w for w in _weighting(frame, hidden)
+                             if (w["deployment"], w["algorithm"], w["mode"], w["attribute"], w["group"]) in shown]
+    document["comparisons"] = [c for c in comparisons(frame, config, hidden_sets)
+                               if attribute in (None, c["attribute"])]
+    weighted = {(w["deployment"], w["algorithm"], w["mode"], w["attribute"], w["group"], rate)
+                for w in document["weighting"] for rate in ("fmr", "fnmr") if w[rate]}
+    document["findings"] = findings(document, frame, document["comparisons"], weighted)
     report = Report(document)
     figures = report_figures(store, window, config, deployment, algorithm, attribute, frame, groups, min_group_size,
-                       progress) if plots else []
-    report.blocks = report_blocks(document, figures)
+                             progress, alerts=alerts, marked=worse_cells(document), weighted=weighted) if plots else []
+    report.blocks = first_page(document) + report_blocks(document, figures)
     return report
 
 
@@ -367,14 +433,5 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store, frame: Group
         "fairwatch_version": __version__,
         "server_version": ".".join(map(str, store.server_version())),
     }
-
-
-# ----------------------------------------------------------------------------------- figures
-
-
-# ------------------------------------------------------------------------------------ blocks
-
-
-# --------------------------------------------------------------------------------- renderers
 
 

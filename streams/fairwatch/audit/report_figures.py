@@ -1,25 +1,26 @@
-"""The report's figures: per-group rates and differentials over the window, alert markers, as PNG (matplotlib, Agg)."""
+"""The report's figures: per-group rates over the window with interval bands and the alerts
+marked where they opened, each group's rate over the whole window with its interval, and the
+differentials over time against the policy ratio; as PNG (matplotlib, Agg)."""
 
 from __future__ import annotations
 
 import io
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fairwatch.audit.estimates import window_metrics
+from fairwatch.audit.report_blocks import WEIGHTED_MARK
 from fairwatch.audit.suppression import SUPPRESSED
 from fairwatch.audit.window import Window
 
 MAX_STEPS = 24  # points of the over-time plots
-
-
 MAX_FIGURES = 24
-
-
 PNG_DPI = 120  # 7.2 in wide: about 110 dpi across an A4 page, legible at 8 pt
-
-
-
+WORSE, PLAIN = "#c0392b", "#34495e"
+# alerts on the rate of a group's FMR side: its own false matches, and the non-match scores behind them
+FMR_SIDE = {"fmr", "fpir", "score"}
+MARKER_WORDS = {"error_rate_drift": "drift", "disparity_breach": "disparity", "score_drift": "score drift",
+                "insufficient_evidence": "not tested", "label_backlog": "backlog"}
 
 def _steps(window: Window, bucket_seconds: int, max_steps: int = MAX_STEPS) -> list[Window]:
     buckets = int((window.end - window.start).total_seconds()) // bucket_seconds
@@ -50,8 +51,86 @@ def _time_axis(ax) -> None:
     ax.grid(alpha=0.3)
 
 
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _mark_alerts(fmr_ax, fnmr_ax, alerts: list[dict], window: Window, colors: dict[str, str]) -> list[str]:
+    """A dashed line where each alert opened (a dotted one where it resolved), on the FMR or FNMR
+    axis by its metric (both for others; None: not drawn), coloured as its group's line; returns
+    what the caption should say of them."""
+    said = []
+    for alert in alerts:
+        label = alert["group"].partition("=")[2] or alert["group"]
+        color = colors.get(label, "black")
+        on = [fmr_ax] if alert["metric"] in FMR_SIDE else [fnmr_ax] if alert["metric"] in ("fnmr", "fnir") else [
+            fmr_ax, fnmr_ax]
+        on = [ax for ax in on if ax is not None]
+        if not on:
+            continue
+        opened = _when(alert["opened_at"])
+        gid = f"alert {alert['type']} {alert['group']} {alert['metric']}"
+        if window.start <= opened <= window.end:
+            for ax in on:
+                ax.axvline(opened, color=color, linestyle="--", linewidth=1.2, gid=gid)
+                ax.annotate(f"{MARKER_WORDS.get(alert['type'], alert['type'])}: {label}", (opened, 1),
+                            xycoords=("data", "axes fraction"), xytext=(2, -8), textcoords="offset points",
+                            fontsize=6, color=color)
+            said.append(f"{alert['type']} on {alert['group']} {alert['metric']} opened {alert['opened_at']}")
+        else:
+            said.append(f"{alert['type']} on {alert['group']} {alert['metric']} open since {alert['opened_at']},"
+                        " before the window")
+        if alert["resolved_at"] and window.start <= _when(alert["resolved_at"]) <= window.end:
+            for ax in on:
+                ax.axvline(_when(alert["resolved_at"]), color=color, linestyle=":", linewidth=1,
+                           gid=f"resolved {gid[6:]}")
+    return said
+
+
+def _alerts_of(alerts: list[dict], scope: tuple, attribute: str | None) -> list[dict]:
+    """The alerts of a deployment and algorithm on a group of ``attribute`` (None: any), or on all groups."""
+    return [a for a in alerts if (a["deployment"], a["algorithm"]) == scope[:2] and
+            (a["group"] == "*" or attribute is None or a["group"].partition("=")[0] == attribute)]
+
+
+def _forest(scope: tuple, groups: list[dict], config, marked: set[tuple], weighted: set[tuple]):
+    """Each group's rate over the whole window with its interval, per rate; marked groups in red."""
+    import matplotlib.pyplot as plt
+
+    from fairwatch.core.estimates import rate_labels
+
+    shown = [g for g in groups if tuple(g[f] for f in ("deployment", "algorithm", "mode")) == scope
+             and g["status"] != SUPPRESSED]
+    if not shown:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 0.9 + 0.2 * len(shown)), sharey=True, layout="constrained")
+    names = ["all" if g["attribute"] == "*" else f"{g['attribute']}={g['group']}" for g in shown]
+    for ax, rate, label, target in zip(axes, ("fmr", "fnmr"), rate_labels(scope[2]),
+                                       (config.target_fmr, config.target_fnmr)):
+        for y, (g, name) in enumerate(zip(shown, names)):
+            if g[rate] is None:
+                continue
+            key = (*scope, g["attribute"], g["group"], rate)
+            color = WORSE if key in marked else PLAIN
+            ax.errorbar([g[rate]], [y], xerr=[[g[rate] - g[f"{rate}_low"]], [g[f"{rate}_high"] - g[rate]]], fmt="o",
+                        markersize=3, capsize=2, color=color, gid=f"rate {g['attribute']}={g['group']} {rate}")
+        if target is not None:
+            ax.axvline(target, color="red", linestyle="--", linewidth=1, label=f"target {target:g}")
+            ax.legend(loc="lower right", frameon=False)
+        ax.set_title(f"{label} with {config.confidence:.0%} interval")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_yticks(range(len(shown)),
+                       [n + (WEIGHTED_MARK if any((*scope, g["attribute"], g["group"], r) in weighted for r in ("fmr", "fnmr"))
+                             else "") for n, g in zip(names, shown)])
+    axes[0].invert_yaxis()
+    fig.suptitle(f"Per-group rates over the window: {scope[0]} / {scope[1]} / {scope[2]}", fontsize=9)
+    return fig
+
+
 def report_figures(store, window, config, deployment, algorithm, attribute, frame, groups, min_group_size,
-             progress) -> list[tuple[bytes, str]]:
+                   progress, alerts: list[dict] = (), marked: set[tuple] = frozenset(),
+                   weighted: set[tuple] = frozenset()) -> list[tuple[bytes, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,10 +147,18 @@ def report_figures(store, window, config, deployment, algorithm, attribute, fram
     scopes = sorted({(g["deployment"], g["algorithm"], g["mode"], g["attribute"]) for g in groups
                      if g["attribute"] != "*"})
     figures: list[tuple[bytes, str]] = []
+    for key in sorted({g_key[:3] for g_key in scopes})[:MAX_FIGURES]:
+        fig = _forest(key, groups, config, marked, weighted)
+        if fig is not None:
+            figures.append((_png(fig), f"Each group's FMR and FNMR over the whole window with its"
+                                       f" {config.confidence:.0%} interval ({key[0]}, {key[1]}, {key[2]}); red: above"
+                                       " another group's rate of its attribute (section 4) or above its target"
+                                       " (dashed line, when declared); " + WEIGHTED_MARK + ": weighted estimate."))
     for scope in scopes[:MAX_FIGURES]:
         fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharex=True, layout="constrained")
         labels = sorted({g["group"] for g in groups if (g["deployment"], g["algorithm"], g["mode"],
                                                         g["attribute"]) == scope})
+        colors = {}
         for label in labels:
             for ax, rate in zip(axes, ("fmr", "fnmr")):
                 xs, ys, lo, hi = [], [], [], []
@@ -81,41 +168,21 @@ def report_figures(store, window, config, deployment, algorithm, attribute, fram
                             if g["impostor"] + g["genuine"] >= min_group_size and g[rate] is not None:
                                 xs.append(mid), ys.append(g[rate]), lo.append(g[f"{rate}_low"]), hi.append(
                                     g[f"{rate}_high"])
-                line, = ax.plot(xs, ys, marker=".", label=label)
+                line, = ax.plot(xs, ys, marker=".", label=label, color=colors.get(label))
+                colors[label] = line.get_color()
                 ax.fill_between(xs, lo, hi, alpha=0.15, color=line.get_color())
         for ax, rate in zip(axes, ("FMR", "FNMR")):
             ax.set_title(f"{rate} by {scope[3]}")
             ax.set_ylabel(rate)
             _time_axis(ax)
+        marks = _mark_alerts(axes[0], axes[1], _alerts_of(alerts, scope, scope[3]), window, colors)
         axes[1].legend(loc="upper right", frameon=False)
         fig.suptitle(f"{scope[0]} / {scope[1]} / {scope[2]}", fontsize=9)
         figures.append((_png(fig), f"Per-group FMR and FNMR over the window ({scope[0]}, {scope[1]}, {scope[2]},"
                                    f" {scope[3]}), {config.confidence:.0%} interval bands; points of a step with"
-                                   f" fewer than {min_group_size} verified outcomes are not drawn."))
-    # realized vs intended FMR, per deployment x algorithm x mode
-    for key in sorted({s[:3] for s in scopes})[:MAX_FIGURES]:
-        shown = [g for g in groups if tuple(g[f] for f in ("deployment", "algorithm", "mode")) == key
-                 and g["status"] != SUPPRESSED and g["fmr"] is not None]
-        if not shown:
-            continue
-        fig, ax = plt.subplots(figsize=(7.2, 0.8 + 0.22 * len(shown)), layout="constrained")
-        names = ["all" if g["attribute"] == "*" else f"{g['attribute']}={g['group']}" for g in shown]
-        ys = range(len(shown))
-        ax.errorbar([g["fmr"] for g in shown], ys,
-                    xerr=[[g["fmr"] - g["fmr_low"] for g in shown], [g["fmr_high"] - g["fmr"] for g in shown]],
-                    fmt="o", markersize=3, capsize=2, label="realized FMR")
-        if config.target_fmr is not None:
-            ax.axvline(config.target_fmr, color="red", linestyle="--", label=f"intended FMR {config.target_fmr:g}")
-        else:
-            ax.set_title("no intended FMR declared (--target-fmr or the policy)", fontsize=8)
-        ax.set_yticks(list(ys), names)
-        ax.invert_yaxis()
-        ax.set_xlabel("FMR")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", frameon=False)
-        fig.suptitle(f"Realized vs intended FMR: {key[0]} / {key[1]} / {key[2]}", fontsize=9)
-        figures.append((_png(fig), f"Realized FMR per group over the whole window with {config.confidence:.0%}"
-                                   " intervals against the intended FMR."))
+                                   f" fewer than {min_group_size} verified outcomes are not drawn. Dashed lines:"
+                                   " alerts where they opened (dotted: resolved), in their group's colour: " +
+                                   ("; ".join(marks) if marks else "none on this attribute") + "."))
     # differentials over time: FDR (1 = fair) and max/min FMR ratio per attribute
     hidden_sets = {(d["deployment"], d["algorithm"], d["mode"], d["attribute"])
                    for d in groups if d["status"] == SUPPRESSED}
@@ -143,10 +210,18 @@ def report_figures(store, window, config, deployment, algorithm, attribute, fram
         axes[1].set_title("max/min FMR ratio (1 = equal)")
         if drawn[1]:
             axes[1].set_yscale("log")
+        if config.policy_ratio is not None:
+            axes[1].axhline(config.policy_ratio, color="red", linestyle="--", linewidth=1,
+                            label=f"policy ratio {config.policy_ratio:g}", gid="policy ratio")
         for ax in axes:
             _time_axis(ax)
+        disparity = [a for a in _alerts_of(alerts, key, None) if a["type"] == "disparity_breach"]
+        marks = _mark_alerts(axes[1], None, disparity, window, {})  # the ratio drawn is FMR's
         axes[1].legend(loc="upper right", frameon=False)
         fig.suptitle(f"Differentials over time: {key[0]} / {key[1]} / {key[2]}", fontsize=9)
         figures.append((_png(fig), "Differentials across the groups of each attribute over the window, with"
-                                   " simultaneous interval bands; suppressed attribute sets are not drawn."))
+                                   " simultaneous interval bands; suppressed attribute sets are not drawn" +
+                                   (f"; dashed red: the policy ratio {config.policy_ratio:g}"
+                                    if config.policy_ratio is not None else "") +
+                                   ("; disparity alerts: " + "; ".join(marks) if marks else "") + "."))
     return figures
