@@ -130,3 +130,13 @@ def test_metrics_without_a_tty_is_the_json_documents_numbers_in_tab_separated_ro
         assert int(row["FM"]) == group["false_match"] and int(row["genuine"]) == group["genuine"]
         low, high = (float(v) for v in row["FMR [95% CI]"].split("[")[1].rstrip("]").split(","))
         assert low == pytest.approx(group["fmr_low"], rel=1e-3) and high == pytest.approx(group["fmr_high"], rel=1e-3)
+
+
+def test_report_json_is_the_json_format(replayed, capsys):
+    assert run(app, ["report", *WINDOW, "--store", replayed, "--json"]) == EXIT_OK
+    shorthand = json.loads(capsys.readouterr().out)
+    assert run(app, ["report", *WINDOW, "--store", replayed, "--format", "json"]) == EXIT_OK
+    explicit = json.loads(capsys.readouterr().out)
+    assert shorthand["findings"] == explicit["findings"] and shorthand["groups"] == explicit["groups"]
+    assert run(app, ["report", *WINDOW, "--store", replayed, "--json", "--format", "csv"]) == EXIT_USAGE
+    assert capsys.readouterr().err == "error: --json and --format csv disagree: give one of them\n"

@@ -32,6 +32,7 @@ def report_command(
     algorithm: Optional[str] = typer.Option(None, "--algorithm"),
     attribute: Optional[str] = typer.Option(None, "--attribute", help="Only this attribute, e.g. race or sex&race."),
     fmt: str = typer.Option("html", "--format", help="html, pdf, json or csv"),
+    as_json: bool = typer.Option(False, "--json", help="The report as JSON: the same as --format json."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write here (default: stdout; pdf needs --out)."),
     store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
     policy: Optional[Path] = typer.Option(None, "--policy", exists=True, dir_okay=False,
@@ -68,6 +69,10 @@ def report_command(
     from fairwatch.core.config import CoreConfig
     from fairwatch.store.clickhouse import StoreError
 
+    if as_json:
+        if fmt not in ("html", "json"):  # html is the default: only an explicit other format conflicts
+            raise _fail(f"--json and --format {fmt} disagree: give one of them")
+        fmt = "json"
     if fmt not in FORMATS:
         raise _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "pdf" and out is None and sys.stdout.isatty():
