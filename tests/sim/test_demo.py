@@ -52,7 +52,7 @@ def _demo_command(out: Path) -> list[str]:
 def demo(stack, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     env = {**os.environ, **stack, "FAIRWATCH_DEMO_EVENTS": str(EVENTS), "FAIRWATCH_DEMO_SECONDS": str(SECONDS),
-           "COLUMNS": "220"}
+           "COLUMNS": "80"}
     began = time.monotonic()
     done = subprocess.run(_demo_command(out), env=env, capture_output=True, text=True, timeout=600, cwd=out)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
@@ -234,6 +234,32 @@ def test_workers_are_stopped_and_the_shared_stack_is_left_running(demo):
     if all(os.environ.get(v) for v in SERVICE_VARS):
         return  # external services: not ours to check
     assert status.returncode == 0, status.stdout
+
+
+def test_the_demos_output_at_80_columns_cuts_nothing_and_its_commands_are_whole_lines(demo):
+    out = demo["stdout"]
+    assert "…" not in out and "\x1b" not in out and "Traceback" not in out
+    ch = demo["summary"]["clickhouse"]
+    commands = [line.strip() for line in out.splitlines()
+                if line.strip().startswith(("clickhouse-client ", "fairwatch metrics "))]
+    assert commands == [ch["query_command"], ch["metrics_command"]]
+    logs = list(demo["out"].glob("worker-*.log"))
+    assert len(logs) == 2
+    for log in logs:  # faust's spinner wrote cursor escape codes and backspaces into them
+        text = log.read_bytes()
+        assert b"\x1b" not in text and b"\x08" not in text, log
+
+
+def test_the_incidents_the_workers_raised_are_counted_as_the_table_shows_them(demo):
+    alerts = demo["summary"]["alerts"]
+    by_workers = [a for a in alerts if a["raised_by"] == "worker"]
+    notices = sum(a["verdict"] == "notice" for a in by_workers)
+    detection = demo["summary"]["detection"]
+    if by_workers:
+        assert detection.endswith(f"had already raised {len(by_workers) - notices} of these alert(s) and "
+                                  f"{notices} info notice(s)")
+    else:
+        assert "had already raised" not in detection
 
 
 def _alive(pid: int) -> bool:

@@ -190,7 +190,10 @@ def worker(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, policies)
     tune_garbage_collector()
-    Worker(app, loglevel=loglevel).execute_from_commandline()
+    faust_worker = Worker(app, loglevel=loglevel)
+    if not faust_worker.stdout.isatty():
+        faust_worker.spinner = None  # faust's spinner writes cursor escape codes even into a log file
+    faust_worker.execute_from_commandline()
 
 
 @app.command()

@@ -561,11 +561,8 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     detected_at = time.monotonic()
     detection = _detect(store, policies, env)
     timings["detection"] = time.monotonic() - detected_at
-    if live:
-        detection = f"{detection}; {len(live)} incident(s) had already been raised by the workers' own detection timer"
-
     result = summarize(store, store_url, run, scenario, truth, paths, policies, detection, out,
-                       [w.pid for w in workers], timings, began, live)
+                       [w.pid for w in workers], timings, began, live, stack_stops=services.started_stack)
     _print_story(console, result)
     store.close()
     return result
@@ -573,7 +570,7 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
 
 def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[str, Any], paths: dict[str, Path],
               policies: list[Path], detection: str, out: Path, worker_pids: list[int], timings: dict[str, float],
-              began: float, live: set[tuple[str, str]] = frozenset()) -> dict[str, Any]:
+              began: float, live: set[tuple[str, str]] = frozenset(), stack_stops: bool = False) -> dict[str, Any]:
     """Everything shown at the end, from the store and the truth; writes summary.html and summary.json."""
     database = run.replace("-", "_")
     config = CoreConfig(bucket_seconds=60)
@@ -581,6 +578,11 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
     alerts = alert_results(store, truth) if detection.startswith("ran") else []
     for a in alerts:
         a["raised_by"] = "worker" if (a["id"], a["opened_at"]) in live else "demo"
+    by_workers = [a for a in alerts if a["raised_by"] == "worker"]
+    if by_workers:  # counted as the alerts table below shows them: alerts, and info notices apart
+        notices = sum(a["verdict"] == "notice" for a in by_workers)
+        detection += (f"; the workers' own detection timer had already raised {len(by_workers) - notices} of these"
+                      f" alert(s) and {notices} info notice(s)")
     deployment = scenario.deployments[0].name
     algorithm = scenario.deployments[0].algorithm
     over_time = step_series(store, deployment, ("*", *scenario.attributes), scenario.start, scenario.end, config)
@@ -593,6 +595,8 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
         "groups": groups, "differentials": differentials, "alerts": alerts, "coverage": coverage,
         "detection": detection,
         "clickhouse": _clickhouse_hints(store_url, database, scenario, deployment),
+        # the commands to try need the stack: say how to start it again when the demo stops it
+        "stack_stops": stack_stops,
     }
     result["verdict"] = _verdict(result)
     figures = make_figures(result, over_time)
@@ -671,7 +675,7 @@ def _clickhouse_hints(store_url: str, database: str, scenario: Scenario, deploym
              " FROM group_counts FINAL WHERE attribute = 'race' GROUP BY t, race ORDER BY t, race")
     client = (f"clickhouse-client --host {url.hostname} --port {url.port or 9000} --user {url.username or 'default'}"
               f' --database {database} --query "{query}"')  # the query holds no shell specials
-    metrics = (f"fairwatch metrics --store {shlex.quote(store_url)} --from {format_timestamp(scenario.start)}"
+    metrics = (f"fairwatch metrics --store {shlex.quote(redacted)} --from {format_timestamp(scenario.start)}"
                f" --to {format_timestamp(scenario.end)} --deployment {deployment}")
     return {"url": store_url, "url_redacted": redacted, "database": database, "query": query,
             "query_command": client, "metrics_command": metrics,
@@ -772,7 +776,14 @@ def _print_story(console, result: dict[str, Any]) -> None:
     console.print(f"[bold]{result['verdict']}[/bold]")
     ch = result["clickhouse"]
     console.print(f"\nThe data is in ClickHouse database [bold]{ch['database']}[/bold] ({ch['url_redacted']}): "
-                  f"{ch['tables']}. Try:\n  {ch['query_command']}\n  {ch['metrics_command']}")
+                  f"{ch['tables']}.", soft_wrap=True)
+    if result.get("stack_stops"):
+        console.print('The demo stopped the local stack it had started; its data stays. To try the commands below,'
+                      ' start it again first (in this shell):\n  eval "$(scripts/stack up)"', soft_wrap=True,
+                      markup=False, highlight=False)
+    console.print("Try (each command is one line; the terminal may wrap it):", soft_wrap=True)
+    for command in (ch["query_command"], ch["metrics_command"]):  # whole lines, never cut inside an argument
+        console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
     console.print(f"Files: {result['files']['events']}, {result['files']['outcomes']}, {result['files']['truth']}; "
                   f"policy {', '.join(result['policies'])}")
     console.print(f"[bold]HTML summary:[/bold] {result['html']}   (took {result['timings']['total']:.0f} s)")

@@ -107,7 +107,7 @@ table{border-collapse:collapse;margin:0.6em 0 1.4em;font-size:0.85em}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 td:first-child,th:first-child{text-align:left}
 .miss{background:#fde2e2}.drift{background:#fff3cd}.ok{color:#1a7f37}.bad{color:#b42318}
-figure{margin:1em 0}img{max-width:100%}code,pre{background:#f4f4f4;padding:2px 4px}pre{padding:8px;overflow:auto}
+figure{margin:1em 0}img{max-width:100%}code,pre{background:#f4f4f4;padding:2px 4px}pre{padding:8px;white-space:pre-wrap;overflow-wrap:anywhere}
 """
 
 
