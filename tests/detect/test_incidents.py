@@ -186,70 +186,215 @@ def test_alerts_cli_lists_the_stored_incidents_and_a_rerun_changes_nothing(repla
     opened.close()
 
 
+class ThinBaseline:
+    """A store whose race=Black FMR baseline is short of ``min_evidence`` until the late outcomes
+    arrive (``load_late``). Oracle: the baseline's impostor comparisons counted from the workload
+    documents."""
+
+    def __init__(self, tmp_path, routing: str = ""):
+        from fairwatch.core.config import CoreConfig
+        from fairwatch.detect.policy import parse_policy
+        from fairwatch.store.clickhouse import open_store
+        from fairwatch.store.migrations import migrate
+        from fairwatch.store.sink import ClickHouseSink
+        from fairwatch.stream.processor import BatchProcessor
+        from fairwatch.testing.workload import make_workload
+
+        self.config = CoreConfig()
+        workload = make_workload(4000, seed=41, hours=2, deployments=1, malformed_share=0.0, duplicate_share=0.0)
+        is_early = lambda key: sum(key) % 2 == 0  # noqa: E731  (outcomes of these event ids come first)
+        self.early = [m for m in workload.messages if m[0] == "match-events" or is_early(m[1])]
+        self.late = [m for m in workload.messages if m[0] == "verified-outcomes" and not is_early(m[1])]
+
+        def baseline_impostors(keys) -> int:  # race=Black's FMR comparisons in the baseline hour
+            count = 0
+            for event_id, doc in workload.events.items():
+                if event_id.encode() in keys and doc["mode"] == "verification" \
+                        and doc["occurred_at"] < "2026-11-25T07" and doc["subject"]["race"] == "Black":
+                    latest = max(workload.outcomes[event_id], key=lambda o: o["revision"])
+                    count += latest["truth"] == "impostor"
+            return count
+
+        with_outcomes = {k for k in (e.encode() for e in workload.outcomes)}
+        self.before = baseline_impostors({k for k in with_outcomes if is_early(k)})
+        self.after = baseline_impostors(with_outcomes)
+        self.policy = parse_policy(f"""
+deployment: site-0
+attributes: [race]
+metrics: [fmr]
+baseline: {{from: "2026-11-25T06:00:00Z", to: "2026-11-25T07:00:00Z"}}
+min_evidence: {self.after}
+{routing}
+""")
+        self.store = open_store(f"chdb://{tmp_path}/chdb")
+        migrate(self.store)
+        self._processor, self._sink, self._state = BatchProcessor(self.config), ClickHouseSink(self.store, self.config), {}
+        self._offset = 0
+
+    def _load(self, batch) -> None:
+        from fairwatch.stream.processor import RawMessage
+
+        result = self._processor.process([RawMessage(k, k, 0, self._offset + i, key, value)
+                                          for i, (k, key, value) in enumerate(batch)], lambda e, p: self._state.get(e))
+        self._offset += len(batch)
+        self._sink.write(result.sink)
+        for event_id, (_, value) in result.state_changes.items():
+            self._state.pop(event_id, None) if value is None else self._state.__setitem__(event_id, value)
+
+    def load_early(self) -> None:
+        self._load(self.early)
+
+    def load_late(self) -> None:
+        self._load(self.late)
+
+    def cycle(self, now: datetime, delivery=None) -> list[Alert]:
+        from fairwatch.detect.cycle import run_detection
+
+        return self.notices(run_detection(self.store, self.config, [self.policy], delivery, now))
+
+    @staticmethod
+    def notices(alerts) -> list[Alert]:
+        return [a for a in alerts if a.type == "insufficient_evidence" and a.group == "race=Black" and a.metric == "fmr"]
+
+
 def test_an_insufficient_evidence_notice_resolves_once_late_outcomes_fill_the_baseline(tmp_path):
     """Found by the demo: a cycle before the baseline's outcomes arrived opened the notice, and it
-    stayed firing after the stream became a tested one. Oracle: the baseline's impostor
-    comparisons counted from the workload documents."""
+    stayed firing after the stream became a tested one."""
+    from fairwatch.detect.reads import read_alerts
+
+    thin = ThinBaseline(tmp_path)
+    assert 0 < thin.before < thin.after
+    try:
+        thin.load_early()
+        now = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+        [opened] = thin.cycle(now)
+        assert opened.state == "firing"  # the baseline has `before` < min_evidence comparisons
+        thin.load_late()  # the late outcomes arrive: the baseline now has `after` comparisons
+        [resolved] = thin.cycle(now + timedelta(minutes=5))
+        assert (resolved.id, resolved.opened_at) == (opened.id, opened.opened_at)
+        assert resolved.state == "resolved" and resolved.resolved_at == now + timedelta(minutes=5)
+        assert not thin.notices(read_alerts(thin.store, state="firing"))
+        assert not thin.cycle(now + timedelta(minutes=10))  # settled
+    finally:
+        thin.store.close()
+
+
+class Recorder:
+    """A delivery that keeps what each cycle submits."""
+
+    def __init__(self):
+        self.changed, self.standing = [], []
+
+    def submit(self, changed, standing) -> None:
+        self.changed, self.standing = list(changed), list(standing)
+
+
+def test_a_resolution_a_stopped_worker_never_delivered_is_sent_by_the_next_cycle_with_the_policys_labels(tmp_path):
+    thin = ThinBaseline(tmp_path, routing="routing: {team: oncall}")
+    now = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+    try:
+        thin.load_early()
+        first = Recorder()
+        [opened] = thin.cycle(now, first)
+        assert [a.routing for a in thin.notices(first.changed)] == [{"team": "oncall"}]
+        thin.load_late()
+        [resolved] = thin.cycle(now + timedelta(minutes=5))  # written, never delivered: the worker stopped
+        restarted = Recorder()
+        assert thin.cycle(now + timedelta(minutes=6), restarted) == []  # nothing changes in the store...
+        [resent] = thin.notices(restarted.standing)  # ...but Alertmanager is told again, as the same alert
+        assert (resent.id, resent.opened_at, resent.state, resent.resolved_at) == \
+               (opened.id, opened.opened_at, "resolved", now + timedelta(minutes=5))
+        assert resent.routing == {"team": "oncall"}  # the labels of the alert Alertmanager holds
+        later = Recorder()  # past the resend horizon Alertmanager has resolved it by itself
+        thin.cycle(now + timedelta(minutes=5) + timedelta(hours=1, minutes=1), later)
+        assert thin.notices(later.standing) == []
+    finally:
+        thin.store.close()
+
+
+def test_firing_incidents_are_resent_with_the_numbers_the_store_holds(tmp_path):
+    """The issue saw 0.0747 (n=172) in `fairwatch alerts` and 0.0536 (n=872) in Alertmanager for one
+    incident: the re-sends carried the detector's newer evidence. Oracle: the stored records."""
     from fairwatch.core.config import CoreConfig
     from fairwatch.detect.cycle import run_detection
     from fairwatch.detect.policy import parse_policy
     from fairwatch.detect.reads import read_alerts
     from fairwatch.store.clickhouse import open_store
-    from fairwatch.store.migrations import migrate
-    from fairwatch.store.sink import ClickHouseSink
-    from fairwatch.stream.processor import BatchProcessor, RawMessage
-    from fairwatch.testing.workload import make_workload
 
-    config = CoreConfig()
-    workload = make_workload(4000, seed=41, hours=2, deployments=1, malformed_share=0.0, duplicate_share=0.0)
-    is_early = lambda key: sum(key) % 2 == 0  # noqa: E731  (outcomes of these event ids come first)
-    early = [m for m in workload.messages if m[0] == "match-events" or is_early(m[1])]
-    late = [m for m in workload.messages if m[0] == "verified-outcomes" and not is_early(m[1])]
-
-    def baseline_impostors(keys) -> int:  # race=Black's FMR comparisons in the baseline hour
-        count = 0
-        for event_id, doc in workload.events.items():
-            if event_id.encode() in keys and doc["mode"] == "verification" and doc["occurred_at"] < "2026-11-25T07" \
-                    and doc["subject"]["race"] == "Black":
-                latest = max(workload.outcomes[event_id], key=lambda o: o["revision"])
-                count += latest["truth"] == "impostor"
-        return count
-
-    with_outcomes = {k for k in (e.encode() for e in workload.outcomes)}
-    before = baseline_impostors({k for k in with_outcomes if is_early(k)})
-    after = baseline_impostors(with_outcomes)
-    assert 0 < before < after
-    policy = parse_policy(f"""
-deployment: site-0
-attributes: [race]
-metrics: [fmr]
-baseline: {{from: "2026-11-25T06:00:00Z", to: "2026-11-25T07:00:00Z"}}
-min_evidence: {after}
-""")
-    store = open_store(f"chdb://{tmp_path}/chdb")
-    migrate(store)
-    processor, sink, state = BatchProcessor(config), ClickHouseSink(store, config), {}
-
-    def load(batch, first_offset):
-        result = processor.process([RawMessage(k, k, 0, first_offset + i, key, value)
-                                    for i, (k, key, value) in enumerate(batch)], lambda e, p: state.get(e))
-        sink.write(result.sink)
-        for event_id, (_, value) in result.state_changes.items():
-            state.pop(event_id, None) if value is None else state.__setitem__(event_id, value)
-
-    def overall(alerts):
-        return [a for a in alerts if a.type == "insufficient_evidence" and a.group == "race=Black" and a.metric == "fmr"]
-
+    files = write_jsonl(simulate(parse_scenario(SCENARIO)), tmp_path / "sim")  # the drift of `replayed`, unshared
+    url = f"chdb://{tmp_path / 'store'}"
+    assert CliRunner().invoke(app, ["replay", str(files["events"]), str(files["outcomes"]), "--store", url]).exit_code == 0
+    store = open_store(url)
     try:
-        load(early, 0)
-        now = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
-        [opened] = overall(run_detection(store, config, [policy], now=now))
-        assert opened.state == "firing"  # the baseline has `before` < min_evidence comparisons
-        load(late, len(early))  # the late outcomes arrive: the baseline now has `after` comparisons
-        [resolved] = overall(run_detection(store, config, [policy], now=now + timedelta(minutes=5)))
-        assert (resolved.id, resolved.opened_at) == (opened.id, opened.opened_at)
-        assert resolved.state == "resolved" and resolved.resolved_at == now + timedelta(minutes=5)
-        assert not overall(read_alerts(store, state="firing"))
-        assert not overall(run_detection(store, config, [policy], now=now + timedelta(minutes=10)))  # settled
+        policy = {"gate-a": parse_policy(POLICY)}
+        # the drift starts at 07:30 and lasts to the end (09:00): its incident opens, then gathers evidence
+        opened = run_detection(store, CoreConfig(), policy, None, datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc))
+        assert any(a.state == "firing" and a.group == "race=Black" for a in opened)
+        now = datetime(2026, 11, 25, 8, 50, tzinfo=timezone.utc)
+        run_detection(store, CoreConfig(), policy, None, now)  # settles what this `now` changes
+        recorder = Recorder()
+        assert run_detection(store, CoreConfig(), policy, recorder, now) == []
+        stored = {a.incident: a for a in read_alerts(store, state="firing")}
+        sent = [a for a in recorder.standing if a.state == "firing"]
+        assert sent and {a.incident for a in sent} == set(stored)
+        for alert in sent:
+            record = stored[alert.incident]
+            assert (alert.estimate, alert.low, alert.high, alert.baseline, alert.evidence["n"]) == \
+                   (record.estimate, record.low, record.high, record.baseline, record.evidence["n"])
     finally:
         store.close()
+
+
+@pytest.mark.services
+def test_alertmanager_sees_the_resolution_a_stopped_worker_wrote_but_never_sent(stack, tmp_path):
+    """The issue: resolved in ClickHouse, active in Alertmanager for an hour. Open (delivered),
+    resolve in the store without delivery (the worker stopped), then a restarted worker's cycle."""
+    import time
+    import uuid
+
+    import httpx
+    from fairwatch.detect.delivery import AlertDelivery, AlertmanagerSink
+    from fairwatch.detect.reads import read_alerts
+
+    test_id = uuid.uuid4().hex
+    thin = ThinBaseline(tmp_path, routing=f"routing: {{team: oncall, test_id: {test_id}}}")
+    now = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+
+    def ours(client) -> list[dict]:
+        got = client.get("/api/v2/alerts", params={"filter": [f'test_id="{test_id}"', 'group="race=Black"',
+                                                         'metric="fmr"']})
+        got.raise_for_status()
+        live = datetime.now(timezone.utc)
+        return [a for a in got.json() if a["status"]["state"] == "active"
+                and datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")) > live]
+
+    def deliver(at: datetime) -> None:
+        delivery = AlertDelivery([AlertmanagerSink(stack["FAIRWATCH_ALERTMANAGER"])], backoff=0.05)
+        thin.cycle(at, delivery)
+        delivery.close(timeout=30)
+        assert delivery.stats["alertmanager_failed"] == 0
+
+    def wait(predicate, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+    try:
+        thin.load_early()
+        with httpx.Client(base_url=stack["FAIRWATCH_ALERTMANAGER"], timeout=10) as client:
+            deliver(now)
+            [record] = thin.notices(read_alerts(thin.store, state="firing"))
+            wait(lambda: len(ours(client)) == 1)
+            [active] = ours(client)
+            assert active["annotations"]["incident_id"] == record.id
+            assert active["annotations"]["evidence_n"] == f"{record.evidence['n']:g}"  # the store's number
+            assert active["labels"]["team"] == "oncall"
+            thin.load_late()
+            thin.cycle(now + timedelta(minutes=5))  # resolved in the store; the worker stops before sending
+            assert not thin.notices(read_alerts(thin.store, state="firing"))
+            assert len(ours(client)) == 1  # Alertmanager still holds it active
+            deliver(now + timedelta(minutes=6))  # a restarted worker's first cycle
+            wait(lambda: ours(client) == [])
+    finally:
+        thin.store.close()

@@ -12,7 +12,9 @@ lifecycle over it, then reconciles with the incidents already in the ``alerts`` 
 * stored incidents still firing when they fall out of the lookback are carried into the replay
   as open, so they resolve by the same rule;
 * only changes (a new incident, a resolution) are written and delivered; Alertmanager is sent
-  every firing incident at each cycle, as its API expects of clients.
+  every firing incident at each cycle, as its API expects of clients, with the values the store
+  holds (one source of truth), and every resolution younger than the resend horizon, so one that
+  a stopped worker never delivered still arrives.
 * every stream's state at its last bucket (alarm, near its threshold, quiet, or not tested for
   lack of evidence: :mod:`fairwatch.detect.states`) is written to ``detector_state`` at every
   cycle, for the Overview board's "what is wrong now".
@@ -45,6 +47,7 @@ from typing import Protocol, Sequence
 
 from fairwatch.core.config import DAY_SECONDS, CoreConfig
 from fairwatch.detect.coverage import PolicyMismatch, policy_coverage
+from fairwatch.detect.delivery import RESEND_HORIZON
 from fairwatch.detect.evaluation import alert_template, detect_with_states
 from fairwatch.detect.incidents import ALERT_COLUMNS, Alert, utc
 from fairwatch.detect.policy import Policy
@@ -68,7 +71,7 @@ __all__ = ["run_detection", "Delivery"]
 class Delivery(Protocol):
     """Where changed incidents go besides the store (``fairwatch.detect.delivery.AlertDelivery``)."""
 
-    def submit(self, changed: Sequence[Alert], firing: Sequence[Alert]) -> None: ...
+    def submit(self, changed: Sequence[Alert], standing: Sequence[Alert]) -> None: ...
 
 
 def bucket_of(seconds: float, bucket: int) -> int:
@@ -79,6 +82,14 @@ def bucket_of(seconds: float, bucket: int) -> int:
 def _overlaps(a: Alert, b: Alert) -> bool:
     far = datetime.max.replace(tzinfo=timezone.utc)
     return a.opened_at <= (b.resolved_at or far) and b.opened_at <= (a.resolved_at or far)
+
+
+def _as_recorded(incident: Alert, record: Alert) -> Alert:
+    """A firing incident re-sent with the numbers its record holds (they are those of its opening),
+    so Alertmanager shows what ``fairwatch alerts`` shows; the detector's other details (its
+    threshold, the policy's needs) are not stored and come from this cycle."""
+    return replace(incident, opened_at=record.opened_at, estimate=record.estimate, low=record.low, high=record.high,
+                   baseline=record.baseline, evidence={**incident.evidence, **record.evidence})
 
 
 def _audit(store: Store, changed: list[Alert]) -> None:
@@ -98,6 +109,7 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
     bucket = config.bucket_seconds
     changed: list[Alert] = []
     firing: list[Alert] = []
+    resolved: list[Alert] = []  # on record, recently: re-sent until Alertmanager has surely seen them
     states: list[StreamState] = []
     for policy in (policies.values() if isinstance(policies, dict) else policies):
         started = time.monotonic()
@@ -124,7 +136,9 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
         clusters = read_cluster_moments(store, policy, utc(base_start), utc(base_end))
         streams = build_streams(policy, config, counts, scores, base_start, base_end, mon_start, horizon, clusters)
         streams += backlog_streams(policy, read_backlog(store, policy, mon_start, horizon, bucket))
-        stored = read_alerts(store, deployment=policy.deployment)
+        # the routing labels are the policy's, not stored: without them a resolution or a re-send
+        # would be another alert to Alertmanager, and the one it holds would stay active
+        stored = [replace(a, routing=policy.routing) for a in read_alerts(store, deployment=policy.deployment)]
         stored_open = [a for a in stored if a.state == "firing"]
         # an insufficient-evidence notice on record whose baseline now has enough (its stream is a
         # tested one): that condition has cleared, so the notice resolves now
@@ -146,7 +160,7 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
                     continue  # a resolution on record is final
                 incident = replace(incident, opened_at=match.opened_at)
                 if incident.state == "firing":
-                    firing.append(incident)
+                    firing.append(_as_recorded(incident, match))
                     continue
             elif incident.state == "firing":
                 firing.append(incident)
@@ -155,6 +169,7 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
         # firing on record but no longer in the replayed history (e.g. late outcomes removed the
         # evidence): left firing, and re-sent, until its condition is seen to clear
         firing += [a for a in stored_open if a.incident not in seen]
+        resolved += [a for a in stored if a.state == "resolved" and a.resolved_at >= now - RESEND_HORIZON]
         log.info("detection %s: %d streams, threshold 10^%.2f, %d changes in %.2fs", policy.deployment,
                  len(streams), math.log10(threshold), len(changed), time.monotonic() - started)
     firing = list({a.incident: a for a in firing}.values())
@@ -163,7 +178,9 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
         store.insert("alerts", ALERT_COLUMNS, [a.to_row(version) for a in changed])
         _audit(store, changed)
     if delivery is not None:
-        delivery.submit(changed, firing)
+        # a resolution is not re-sent over a newer firing incident of the same alert (same labels)
+        refiring = {a.id for a in firing}
+        delivery.submit(changed, firing + [a for a in resolved if a.id not in refiring])
     if states:  # every stream, every cycle, for the boards' "now"; after delivery: paging comes first
         try:
             store.insert("detector_state", STATE_COLUMNS, [s.to_row(now, version) for s in states])

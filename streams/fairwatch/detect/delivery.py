@@ -13,6 +13,11 @@ routing labels; ``summary``, ``description``, ``runbook_url`` and ``dashboard_ur
 annotations; ``startsAt`` is when the incident opened, ``endsAt`` is in the future while it fires
 (``resend_horizon`` ahead, so an incident whose sender died resolves by itself) and is the
 resolution time once resolved.
+
+One source of truth: what Alertmanager is sent is the incident as the ``alerts`` table holds it
+(the cycle re-sends the stored record, not a recomputation with newer evidence), and each cycle
+re-sends the resolutions younger than the resend horizon, so a resolution a stopped worker never
+delivered reaches Alertmanager from the next cycle of any worker.
 """
 
 from __future__ import annotations
@@ -33,8 +38,12 @@ from fairwatch.detect.incidents import Alert
 
 log = logging.getLogger(__name__)
 
+# how far ahead a firing alert's endsAt is set, and so how long a resolution is worth re-sending:
+# after it, Alertmanager has resolved the alert by itself
+RESEND_HORIZON = timedelta(hours=1)
+
 __all__ = ["AlertDelivery", "KafkaAlertSink", "AlertmanagerSink", "GrafanaAnnotationSink", "alertmanager_payload",
-           "delivery_from_env"]
+           "delivery_from_env", "RESEND_HORIZON"]
 
 
 def _iso(t: datetime) -> str:
@@ -99,7 +108,7 @@ def describe(alert: Alert) -> str:
             f"The detector's false alarms stay within the policy's budget per day.{ending}")
 
 
-def alertmanager_payload(alert: Alert, now: datetime, resend_horizon: timedelta = timedelta(hours=1)) -> dict:
+def alertmanager_payload(alert: Alert, now: datetime, resend_horizon: timedelta = RESEND_HORIZON) -> dict:
     """One alert of Alertmanager's ``POST /api/v2/alerts`` body."""
     labels = {**alert.routing, "alertname": alertname(alert), "deployment": alert.deployment,
               "algorithm": alert.algorithm, "group": alert.group, "metric": alert.metric, "type": alert.type,
@@ -156,7 +165,7 @@ class AlertmanagerSink:
 
     name = "alertmanager"
 
-    def __init__(self, url: str, timeout: float = 10.0, resend_horizon: timedelta = timedelta(hours=1),
+    def __init__(self, url: str, timeout: float = 10.0, resend_horizon: timedelta = RESEND_HORIZON,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self._client = httpx.Client(base_url=url, timeout=timeout)
         self.resend_horizon, self.clock = resend_horizon, clock
@@ -278,12 +287,13 @@ class AlertDelivery:
         self._lock = threading.Lock()
         self._lanes = [_Lane(s, capacity, attempts, backoff, max_backoff, self.stats, self._lock) for s in sinks]
 
-    def submit(self, changed: Sequence[Alert], firing: Sequence[Alert]) -> None:
-        """Changes go everywhere; Alertmanager also gets every firing incident again."""
+    def submit(self, changed: Sequence[Alert], standing: Sequence[Alert]) -> None:
+        """Changes go everywhere; Alertmanager also gets ``standing`` again: every firing incident and
+        every resolution younger than :data:`RESEND_HORIZON`, as the store holds them."""
         for lane in self._lanes:
             batch = list(changed)
             if isinstance(lane.sink, AlertmanagerSink):
-                batch += [a for a in firing if a.incident not in {c.incident for c in changed}]
+                batch += [a for a in standing if a.incident not in {c.incident for c in changed}]
             if batch:
                 lane.put(batch)
 
