@@ -187,6 +187,34 @@ def test_replay_over_the_files_gives_the_live_counts(demo, oracle, tmp_path):
             assert (g[n_field], g[e_field]) == (n, errors), key
 
 
+def test_replaying_the_demo_as_of_its_arrivals_opens_the_live_incidents(demo, tmp_path):
+    """Acceptance of the users issue: the demo's files, replayed as of the times the live store
+    ingested them, open the live run's incidents (same groups; same opening times, or each
+    difference named). Oracle: the live store's incidents, as the summary lists them."""
+    from fairwatch.sim.demo import DETECT_SECONDS
+
+    summary = demo["summary"]
+    files = summary["files"]
+    policies = str(Path(summary["policies"][0]).parent)
+    done = subprocess.run([sys.executable, "-m", "fairwatch.cli", "replay", files["events"], files["outcomes"],
+                           "--store", f"chdb://{tmp_path / 'arrival'}", "--policy", policies,
+                           "--as-of-arrival", summary["clickhouse"]["url"], "--cycle-seconds", str(DETECT_SECONDS),
+                           "--json"], capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    arrival = json.loads(done.stdout.splitlines()[-1])["as_of_arrival"]
+    at = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731
+    live = {(a["id"], at(a["opened_at"])) for a in summary["alerts"]}
+    same = {(a["id"], at(a["opened_at"])) for a in arrival["same"]}
+    named = {(d["id"], at(d["live_opened_at"])) for d in arrival["differences"] if d["live_opened_at"]}
+    assert live == same | named and not same & named
+    assert all(d["cause"] for d in arrival["differences"])
+    # the same groups are alerted: every live drift alert has its replayed incident
+    drifts = {a["id"] for a in summary["alerts"] if a["type"] != "insufficient_evidence"}
+    replayed = {a["id"] for a in arrival["same"]} | {d["id"] for d in arrival["differences"] if d["replay_opened_at"]}
+    assert drifts <= replayed, arrival["differences"]
+    assert done.returncode == (1 if arrival["differences"] else 0)
+
+
 def test_the_query_to_try_runs_and_agrees_with_the_files(demo, oracle):
     summary = demo["summary"]
     assert summary["clickhouse"]["database"] in demo["stdout"] and "clickhouse-client" in demo["stdout"]

@@ -318,11 +318,18 @@ def replay(
                                           help="Policy file or directory: run drift detection after loading."),
     max_errors: int = typer.Option(20, "--max-errors", min=0,
                                    help="Print at most this many rejected lines (all are in --json and dead-letter)."),
+    as_of_arrival: Optional[str] = typer.Option(
+        None, "--as-of-arrival", metavar="LIVE_STORE",
+        help="Reproduce a live run's alert timeline: load the lines in the order and at the times this live store"
+             " ingested them, a detection cycle every --cycle-seconds, then compare its incidents with ours."),
+    cycle_seconds: int = typer.Option(60, "--cycle-seconds", envvar="FAIRWATCH_DETECT_SECONDS", min=1,
+                                      help="With --as-of-arrival: the live workers' detection interval."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Replay JSONL files through the worker's batch step into a store, without Kafka.
 
-    Exit status: 0 when lines were loaded, 2 for bad input (every line rejected, a policy matching nothing)."""
+    Exit status: 0 when lines were loaded; 1 when --as-of-arrival found incidents that differ from
+    the live run's (each is named); 2 for bad input (every line rejected, a policy matching nothing)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from fairwatch.core.config import CoreConfig
@@ -332,24 +339,38 @@ def replay(
     from fairwatch.stream.worker_settings import SettingsError, parse_intersections
 
     shown = _Capped(max_errors)
-    opened = None
+    opened = live_run = arrival = None
     try:
+        if as_of_arrival and not policy:
+            raise ValueError("--as-of-arrival reproduces alerts: give the live run's --policy too")
+        if as_of_arrival and as_of_arrival == (store or "chdb://fairwatch-store"):
+            raise ValueError("--as-of-arrival names the store being written: give the live store there and "
+                             "a new one in --store")
         policies = load_policies(policy) if policy else None
         # the policies' intersections are counted too: a policy watching one is never left without it
         combos = parse_intersections(intersections)
         combos += tuple(c for p in (policies or {}).values() for c in p.intersections if c not in combos)
         config = CoreConfig(bucket_seconds=bucket_seconds, intersections=tuple(dict.fromkeys(combos)))
+        if as_of_arrival:  # read and closed first: chDB serves one directory per process at a time
+            from fairwatch.stream.arrival_replay import read_live_run
+
+            with closing(open_store(as_of_arrival, create=False)) as live:
+                live_run = read_live_run(live)
         opened = open_store(store or "chdb://fairwatch-store")
         total = sum(1 for path in (events, outcomes) for line in path.open("rb") if line.strip())
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=as_json) as bar:
             task = bar.add_task("replaying", total=total)
-            report = run_replay(
-                opened, events, outcomes, config, progress=lambda n: bar.advance(task, n),
-                on_reject=lambda letter: None if as_json else shown.show(
-                    f"{letter.message.topic}:{letter.message.offset}: {letter.rejection}"),
-                policies=policies,
-            )
+            show = lambda letter: None if as_json else shown.show(  # noqa: E731
+                f"{letter.message.topic}:{letter.message.offset}: {letter.rejection}")
+            if live_run is not None:
+                from fairwatch.stream.arrival_replay import replay_as_of_arrival
+
+                report, arrival = replay_as_of_arrival(opened, live_run, events, outcomes, policies, config, cycle_seconds,
+                                                       progress=lambda n: bar.advance(task, n), on_reject=show)
+            else:
+                report = run_replay(opened, events, outcomes, config, progress=lambda n: bar.advance(task, n),
+                                    on_reject=show, policies=policies)
     except (SettingsError, StoreError, ValueError) as exc:
         if opened is not None:
             opened.close()
@@ -361,6 +382,16 @@ def replay(
                "alerts": [a.to_record() for a in report.alerts],
                "detection": {"ran": bool(report.coverage), "policies": [c.to_dict() for c in report.coverage],
                              "errors": report.mismatches}}
+    if arrival is not None:
+        summary["as_of_arrival"] = {
+            "live_store": redacted_url(as_of_arrival), "cycle_seconds": cycle_seconds, "cycles": arrival.cycles,
+            "first_arrival": arrival.first_arrival and arrival.first_arrival.isoformat(),
+            "last_arrival": arrival.last_arrival and arrival.last_arrival.isoformat(),
+            "lines_without_arrival": arrival.without_arrival,
+            "same": [{"id": a.id, "opened_at": a.opened_at.isoformat()} for a in arrival.same],
+            "differences": [{"id": d.alert_id, "live_opened_at": d.live_opened_at and d.live_opened_at.isoformat(),
+                             "replay_opened_at": d.replay_opened_at and d.replay_opened_at.isoformat(),
+                             "cause": d.cause} for d in arrival.differences]}
     opened.close()
     if shown.hidden:
         console.print(f"... and {shown.hidden} more rejected lines (all in --json and in the dead-letter records)")
@@ -376,6 +407,12 @@ def replay(
         if report.coverage:
             where = f"--store {summary['store']}" if summary["store"] == opened.url else "with the same --store"
             print(f"detection: {len(report.alerts)} incidents opened or resolved (fairwatch alerts {where} lists them)")
+        if arrival is not None:
+            print(f"as of arrival at {summary['as_of_arrival']['live_store']}: {arrival.cycles} cycles every "
+                  f"{cycle_seconds} s; {len(arrival.same)} incidents opened as they did live, "
+                  f"{len(arrival.differences)} differ; {arrival.without_arrival} lines were never ingested live")
+            for difference in arrival.differences:
+                print(f"  differs: {difference}")
     for mismatch in report.mismatches:  # plain text: the message holds file paths and quotes
         error(f"{mismatch}; the files were loaded, this policy's detection did not run")
     read = summary["events_lines"] + summary["outcomes_lines"]
@@ -385,6 +422,8 @@ def replay(
         raise typer.Exit(2)
     if report.mismatches:
         raise typer.Exit(2)
+    if arrival is not None and arrival.differences:
+        raise typer.Exit(1)
 
 
 class _Capped:

@@ -27,7 +27,7 @@ def demo_command(
 
     from fairwatch.cli.boundary import error
 
-    console = Console()
+    console = Console(soft_wrap=True)  # lines whole: a terminal wraps them for the eye, a log keeps them greppable
     options = DemoOptions(scenario=scenario, events=events, seed=seed, seconds=seconds, workers=workers,
                           partitions=partitions, out=out)
     try:

@@ -34,7 +34,48 @@ class ReplayReport:
     mismatches: list = field(default_factory=list)  # per policy matching nothing stored: why (PolicyMismatch)
 
 
-def _lines(path: Path, kind: str) -> Iterator[RawMessage]:
+class ReplayLoader:
+    """The worker's batch step over replayed lines: join state in a dict, rejections reported."""
+
+    def __init__(self, store: Store, config: CoreConfig, report: ReplayReport,
+                 progress: Callable[[int], None] = lambda lines: None,
+                 on_reject: Callable[[DeadLetter], None] = lambda letter: None):
+        self.processor, self.sink = BatchProcessor(config), ClickHouseSink(store, config)
+        self.state: dict[str, bytes] = {}
+        self.report, self.progress, self.on_reject = report, progress, on_reject
+
+    def flush(self, batch: list[RawMessage]) -> None:
+        result = self.processor.process(batch, lambda event_id, partition: self.state.get(event_id))
+        self.sink.write(result.sink)
+        for event_id, (_, value) in result.state_changes.items():
+            if value is None:
+                self.state.pop(event_id, None)
+            else:
+                self.state[event_id] = value
+        for letter in result.dead_letters:
+            self.report.rejected.append((letter.message.topic, letter.message.offset, str(letter.rejection)))
+            self.on_reject(letter)
+        self.report.labeled += result.paired
+        self.progress(len(batch))
+
+
+def match_policies(store: Store, policies: dict, report: ReplayReport) -> dict:
+    """The policies that match what is stored; each one that matches nothing is reported in
+    ``report.mismatches`` (never a silent pass) and the others still run."""
+    from fairwatch.detect.coverage import PolicyMismatch, policy_coverage
+
+    others = {p.deployment for p in policies.values()}
+    matched = {}
+    for name, policy in policies.items():
+        try:
+            report.coverage.append(policy_coverage(store, policy, others - {policy.deployment}))
+            matched[name] = policy
+        except PolicyMismatch as exc:
+            report.mismatches.append(str(exc))
+    return matched
+
+
+def lines_of(path: Path, kind: str) -> Iterator[RawMessage]:
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip(b"\r\n")
@@ -59,52 +100,22 @@ def replay(
     runs once over the loaded history, as of the end of its event time, like the live worker's.
     """
     migrate(store)
-    processor = BatchProcessor(config)
-    sink = ClickHouseSink(store, config)
-    state: dict[str, bytes] = {}
     report = ReplayReport()
-
-    def load_state(event_id: str, partition: int) -> bytes | None:
-        return state.get(event_id)
-
-    def flush(batch: list[RawMessage]) -> None:
-        result = processor.process(batch, load_state)
-        sink.write(result.sink)
-        for event_id, (_, value) in result.state_changes.items():
-            if value is None:
-                state.pop(event_id, None)
-            else:
-                state[event_id] = value
-        for letter in result.dead_letters:
-            report.rejected.append((letter.message.topic, letter.message.offset, str(letter.rejection)))
-            on_reject(letter)
-        report.labeled += result.paired
-        progress(len(batch))
-
+    loader = ReplayLoader(store, config, report, progress, on_reject)
     for path, kind in ((events, MATCH_EVENTS), (outcomes, VERIFIED_OUTCOMES)):
         batch: list[RawMessage] = []
-        for message in _lines(path, kind):
+        for message in lines_of(path, kind):
             report.lines[kind] += 1
             batch.append(message)
             if len(batch) >= batch_size:
-                flush(batch)
+                loader.flush(batch)
                 batch = []
         if batch:
-            flush(batch)
+            loader.flush(batch)
     if policies:
-        from fairwatch.detect.coverage import PolicyMismatch, policy_coverage
         from fairwatch.detect.cycle import run_detection
 
-        # a policy that matches nothing stored is reported, never a silent pass; the others still run
-        others = {p.deployment for p in policies.values()}
-        matched = {}
-        for name, policy in policies.items():
-            try:
-                report.coverage.append(policy_coverage(store, policy, others - {policy.deployment}))
-                matched[name] = policy
-            except PolicyMismatch as exc:
-                report.mismatches.append(str(exc))
-        policies = matched
+        policies = match_policies(store, policies, report)
         rows = store.query("SELECT count(), max(occurred_at) FROM match_events")
         if policies and rows and rows[0][0]:
             # as of the end of the replayed event time, plus the longest resolve spell so that
