@@ -1,6 +1,7 @@
 """The command line's first contact and its failures: help at 80 columns without a TTY, one
 `error:` line per expected failure, the documented exit codes, `--debug`."""
 
+import json
 import logging
 import re
 import subprocess
@@ -86,12 +87,14 @@ def test_a_mistyped_local_store_is_named_and_not_created(capsys, tmp_path):
         assert code == EXIT_USAGE, verb
         assert _one_error_line(err) == f"error: no store at {missing}: the directory does not exist (check the path)"
         assert out == "" and not missing.exists()
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    code, _, err = _invoke(capsys, "metrics", *WINDOW, "--store", f"chdb://{empty}")
+    data = tmp_path / "data"  # a folder of something else: named, and left as it was
+    data.mkdir()
+    (data / "events.jsonl").write_text("{}\n")
+    code, _, err = _invoke(capsys, "metrics", *WINDOW, "--store", f"chdb://{data}")
     assert code == EXIT_USAGE
-    assert _one_error_line(err) == (f"error: chdb://{empty} holds no fairwatch tables: check the URL, or create "
-                                    f"them with `fairwatch migrate --store chdb://{empty}`")
+    assert _one_error_line(err) == (f"error: {data} is not a fairwatch store (no fairwatch database in it): "
+                                    "check the path")
+    assert [p.name for p in data.iterdir()] == ["events.jsonl"]
 
 
 def test_an_unreachable_server_is_one_line_without_the_drivers_traceback(capsys):
@@ -156,3 +159,33 @@ def test_a_wrong_database_on_the_server_is_named_not_created(capsys, stack):
         assert admin.query(f"SELECT count() FROM system.databases WHERE name = '{database}'")[0][0] == 0
     finally:
         admin.close()
+
+
+@pytest.mark.services
+def test_smoke_never_prints_the_stores_password(capsys, monkeypatch, stack):
+    from urllib.parse import urlparse
+
+    for name in ("FAIRWATCH_KAFKA", "FAIRWATCH_ALERTMANAGER"):  # the store alone
+        monkeypatch.delenv(name, raising=False)
+    server = urlparse(stack["FAIRWATCH_CLICKHOUSE"])
+    url = f"clickhouse://default:S3cretPw@{server.hostname}:{server.port}/fw_smoke_{uuid.uuid4().hex[:8]}"
+    code, out, err = _invoke(capsys, "smoke", "--store", url, "--json")
+    assert code == EXIT_FINDINGS  # the stack's default user has no password: this one is refused
+    assert "S3cretPw" not in out + err
+    assert f"ClickHouse at clickhouse://default@{server.hostname}:{server.port}/" in err  # the progress line
+    assert json.loads(out)["ok"] is False and err.splitlines()[-1].startswith("error: smoke failed: ")
+
+
+def test_debug_shows_the_traceback_and_the_query_a_store_refused(capsys, tmp_path):
+    from fairwatch.store.clickhouse import StoreError
+
+    url = f"chdb://{tmp_path / 'store'}"
+    with closing(open_store(url)) as store:  # fairwatch's tables, then one of them gone
+        migrate(store)
+        store.execute("DROP TABLE group_counts")
+    code, _, err = _invoke(capsys, "metrics", *WINDOW, "--store", url)
+    assert code == EXIT_USAGE
+    assert _one_error_line(err).endswith("(--debug shows the query)") and "group_counts" in err
+    with pytest.raises(StoreError) as raised:
+        run(app, ["--debug", "metrics", *WINDOW, "--store", url])
+    assert "FROM group_counts" in capsys.readouterr().err and raised.value.sql.count("group_counts") >= 1

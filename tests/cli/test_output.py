@@ -27,18 +27,21 @@ def _table() -> Table:
     return table
 
 
-def test_a_table_on_a_narrow_terminal_folds_every_value_in_full():
-    buffer = io.StringIO()
-    print_table(_table(), Console(file=buffer, width=40, force_terminal=True, color_system=None))
-    text = buffer.getvalue()
-    assert "…" not in text and all(len(line) <= 40 for line in text.splitlines())
-    # each row's cells, rebuilt from the fragments folded onto its lines, are the values in full
-    body = text.split("┩\n", 1)[1]
-    rows = [[line.split("│")[1:-1] for line in block.splitlines() if line.startswith("│")]
-            for block in re.split(r"^[├└].*$", body, flags=re.M)]
-    rebuilt = [["".join(fragments).replace(" ", "") for fragments in zip(*lines)] for lines in rows if lines]
-    assert rebuilt == [[LONG.replace(" ", ""), INTERVAL.replace(" ", ""), "above_policy"],
-                       ["sex=M", "0[0,0.003591]", "insufficient"]]
+def test_a_table_on_a_terminal_keeps_every_value_whole_boxed_when_it_fits_else_as_records():
+    wide = io.StringIO()
+    print_table(_table(), Console(file=wide, width=120, force_terminal=True, color_system=None))
+    lines = wide.getvalue().splitlines()
+    assert "…" not in wide.getvalue() and max(map(len, lines)) <= 120
+    row = next(line for line in lines if LONG in line)  # one line: every cell whole
+    assert INTERVAL in row and "above_policy" in row
+    narrow = io.StringIO()
+    print_table(_table(), Console(file=narrow, width=40, force_terminal=True, color_system=None))
+    text = narrow.getvalue()
+    assert "…" not in text and "│" not in text
+    # the long group is wider than the terminal: the terminal wraps it, the text holds it whole
+    assert text.splitlines() == ["per-group rates [95% CI]", "-- 1 --", f"group         {LONG}",
+                                 f"FMR [95% CI]  {INTERVAL}", "status        above_policy", "-- 2 --",
+                                 "group         sex=M", "FMR [95% CI]  0 [0, 0.003591]", "status        insufficient"]
 
 
 def test_a_table_without_a_terminal_is_tab_separated_with_the_values_as_they_are():
@@ -140,3 +143,25 @@ def test_report_json_is_the_json_format(replayed, capsys):
     assert shorthand["findings"] == explicit["findings"] and shorthand["groups"] == explicit["groups"]
     assert run(app, ["report", *WINDOW, "--store", replayed, "--json", "--format", "csv"]) == EXIT_USAGE
     assert capsys.readouterr().err == "error: --json and --format csv disagree: give one of them\n"
+
+
+def test_without_a_terminal_no_line_is_wrapped_and_an_empty_window_says_so_on_stderr(replayed, tmp_path, capsys,
+                                                                                    monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    policy = tmp_path / "thin.yaml"  # every group short of evidence: long "not tested" lines
+    policy.write_text("deployment: gate-a\nattributes: [race]\nbaseline: {duration: 2h}\nmin_evidence: 100000000\n")
+    run(app, ["policy", "check", str(policy), "--store", replayed])
+    out, err = capsys.readouterr()
+    assert err.startswith("error: no error-rate stream") and len(err.splitlines()) == 1
+    empty = ["--from", "2020-01-01T00:00:00Z", "--to", "2020-01-02T00:00:00Z", "--store", replayed]
+    assert run(app, ["metrics", *empty]) == EXIT_FINDINGS
+    out, err = capsys.readouterr()
+    assert out == "" and err == ("error: no verified outcomes in [2020-01-01T00:00:00Z, 2020-01-02T00:00:00Z): "
+                                 "nothing to report\n")
+    assert run(app, ["report", *empty, "--format", "json"]) == EXIT_FINDINGS
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and len(err.splitlines()) == 1  # no blank progress lines
+    assert run(app, ["metrics", *WINDOW, "--store", replayed]) == EXIT_OK
+    out, _ = capsys.readouterr()
+    header = next(line for line in out.splitlines() if line.startswith("deployment\t"))
+    assert len(header) > 40  # longer than the terminal, and still one line

@@ -123,7 +123,7 @@ def test_policy_check_command_on_a_replayed_store(tmp_path):
     thin = tmp_path / "thin.yaml"
     thin.write_text("deployment: gate-a\nattributes: [sex]\nbaseline: {duration: 1h}\nmin_evidence: 100000000\n")
     for args, message in (([str(nobody), "--store", store], "no verified outcome of deployment 'nobody'"),
-                          ([str(policy), "--store", f"chdb://{tmp_path}"], "holds no fairwatch tables"),
+                          ([str(policy), "--store", f"chdb://{tmp_path}"], "is not a fairwatch store"),
                           ([str(thin), "--store", store], "nothing would be tested")):
         failed = runner.invoke(app, ["policy", "check", *args])
         assert failed.exit_code == 2 and failed.output.count("error:") == 1, failed.output

@@ -27,7 +27,7 @@ def alerts_command(
     """Incidents open at some time in a window (newest first): firing, resolved or all."""
     from fairwatch.audit.window import WindowError, resolve_window
     from fairwatch.detect.reads import read_alerts
-    from fairwatch.cli.boundary import error
+    from fairwatch.cli.boundary import failed
     from fairwatch.store.clickhouse import StoreError, open_store
 
     try:
@@ -38,8 +38,7 @@ def alerts_command(
         alerts = read_alerts(opened, span.start, span.end, state, deployment)
         opened.close()
     except (WindowError, StoreError) as exc:
-        error(str(exc))
-        raise typer.Exit(2) from None
+        raise failed(exc) from None
     if as_json:
         print(json.dumps([a.to_record() for a in alerts], allow_nan=False))
         return

@@ -12,10 +12,10 @@ import typer
 
 from rich.console import Console
 
-from fairwatch.cli.boundary import error
+from fairwatch.cli.boundary import error, failed
 from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, WrappedHelpGroup
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # diagnostics whole, one per line
 audit_app = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup, help="The tamper-evident audit log.",
                         no_args_is_help=True)
 
@@ -96,7 +96,9 @@ def report_command(
                             ratio_floor_fmr=ratio_floor_fmr, ratio_floor_fnmr=ratio_floor_fnmr)
         window = resolve_window(None, start, end, bucket_seconds)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with closing(open_for_reading(store)) as opened, Progress(*columns, console=console, transient=True) as bar:
+        # a progress bar only for a person watching: without a terminal it would leave blank lines
+        with closing(open_for_reading(store)) as opened, Progress(*columns, console=console, transient=True,
+                                                                   disable=not console.is_terminal) as bar:
             tasks: dict[str, int] = {}
 
             def progress(what: str, done: int, total: int) -> None:
@@ -110,9 +112,9 @@ def report_command(
                                   plots=fmt in ("html", "pdf"), label_maturity_seconds=maturity)
             data = render(report, fmt)
     except EmptyWindow as exc:
-        raise _fail(str(exc), 1) from None
+        raise failed(exc, 1) from None
     except (WindowError, StoreError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise failed(exc) from None
     if out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -145,7 +147,7 @@ def verify_command(
         with closing(open_for_reading(store)) as opened:
             result = verify(opened, window.start, window.end, chain=chain)
     except (WindowError, StoreError, AuditError) as exc:
-        raise _fail(str(exc)) from None
+        raise failed(exc) from None
     if as_json:
         print(json.dumps(result.to_dict()))
     else:

@@ -24,6 +24,9 @@ DEBUG_FLAG = "--debug"
 CHATTY_LOGGERS = ("clickhouse_driver", "aiokafka", "kafka")
 
 
+_state = {"debug": False}  # this run's --debug, for the commands that catch their own failures
+
+
 def debug_requested(args: Sequence[str]) -> bool:
     return DEBUG_FLAG in args or os.environ.get("FAIRWATCH_DEBUG", "").lower() in ("1", "true", "yes")
 
@@ -33,12 +36,22 @@ def error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
+def failed(exc: BaseException, code: int = EXIT_USAGE) -> typer.Exit:
+    """An expected failure a command caught: its one ``error:`` line and exit ``code``, or under
+    ``--debug`` the exception itself, traceback (and refused SQL) included."""
+    if _state["debug"]:
+        raise exc
+    sql = getattr(exc, "sql", None)
+    error(f"{exc}{' (--debug shows the query)' if sql else ''}")
+    return typer.Exit(code)
+
+
 def run(app: typer.Typer, args: Sequence[str] | None = None, prog_name: str = "fairwatch") -> int:
     """Run ``app`` on ``args`` and turn whatever escapes into an exit code and one line."""
     from fairwatch.store.clickhouse import StoreError
 
     args = list(sys.argv[1:] if args is None else args)
-    debug = debug_requested(args)
+    debug = _state["debug"] = debug_requested(args)
     if not debug:
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -62,7 +75,8 @@ def run(app: typer.Typer, args: Sequence[str] | None = None, prog_name: str = "f
             raise
         error(f"{exc}{'' if exc.sql is None else ' (--debug shows the query)'}")
         return EXIT_USAGE
-    except (OSError, ValueError) as exc:  # a file, folder, service or value the user named
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ConnectionError,
+            TimeoutError) as exc:  # a file, folder or service the user named; any other error is a bug
         if debug:
             raise
         error(str(exc) or type(exc).__name__)

@@ -17,7 +17,7 @@ from rich.table import Table
 from fairwatch.sim.tables import print_table
 
 from fairwatch import __version__
-from fairwatch.cli.boundary import error
+from fairwatch.cli.boundary import error, failed
 from fairwatch.contracts.records import (
     Rejection,
     decode_match_event,
@@ -27,9 +27,8 @@ from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, PlainUsageCom
 from fairwatch.contracts.topics import DEFAULT_PREFIX, MATCH_EVENTS, VERIFIED_OUTCOMES
 
 # plain click help: flags read as flags and text wraps, never cut with "…" or "..."
-app = typer.Typer(help="fairwatch: live audit of face-recognition systems for demographic bias.",
-                  no_args_is_help=True, rich_markup_mode=None, cls=WrappedHelpGroup)
-console = Console(stderr=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, cls=WrappedHelpGroup)  # help: the callback's
+console = Console(stderr=True, soft_wrap=True)  # diagnostics whole, one per line
 
 DECODERS = {MATCH_EVENTS: decode_match_event, VERIFIED_OUTCOMES: decode_verified_outcome}
 
@@ -67,8 +66,7 @@ def migrate(
             results += migrate_access(opened)  # the auditor role, where the server has SQL RBAC
             server = ".".join(map(str, opened.server_version()))
     except StoreError as exc:
-        error(str(exc))
-        raise typer.Exit(2) from None
+        raise failed(exc) from None
     if as_json:
         print(json.dumps({"server_version": server, "migrations": [asdict(r) for r in results]}))
         return
@@ -237,8 +235,7 @@ def metrics(
             frame, document = window_metrics(opened, span, config, deployment, algorithm,
                                              label_maturity_seconds=maturity, with_labels=not without_labels)
     except (WindowError, StoreError, ValueError) as exc:
-        error(str(exc))
-        raise typer.Exit(2) from None
+        raise failed(exc) from None
     if as_json:
         print(json.dumps(document, allow_nan=False))
     else:
@@ -254,10 +251,10 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def render_metrics(document: dict) -> None:
-    out = Console()
+    out = Console(soft_wrap=True)  # lines whole; tables size themselves (fairwatch.sim.tables)
     window = document["window"]
-    if not document["groups"]:
-        out.print(f"no verified outcomes in [{window['from']}, {window['to']})")
+    if not document["groups"]:  # said as `fairwatch report` says it: one line on stderr, exit 1
+        error(f"no verified outcomes in [{window['from']}, {window['to']}): nothing to report")
         return
     table = Table(title=f"per-group error rates, event time [{window['from']}, {window['to']})")
     for column in ("deployment", "algorithm", "attribute", "group", "impostor", "FM", "FMR [95% CI]", "genuine",
@@ -374,8 +371,7 @@ def replay(
     except (SettingsError, StoreError, ValueError) as exc:
         if opened is not None:
             opened.close()
-        error(str(exc))
-        raise typer.Exit(2) from None
+        raise failed(exc) from None
     summary = {"store": redacted_url(opened.url), "events_lines": report.lines[MATCH_EVENTS],
                "outcomes_lines": report.lines[VERIFIED_OUTCOMES], "labeled": report.labeled,
                "rejected": [{"file": f, "line": n, "reason": r} for f, n, r in report.rejected],

@@ -7,7 +7,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Optional
 
-from fairwatch.cli.boundary import error
+from fairwatch.cli.boundary import error, failed
 from fairwatch.cli.help_texts import STORE_HELP, PlainUsageCommand, WrappedHelpGroup
 
 
@@ -27,7 +27,7 @@ def register(app) -> None:
 
     group = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup,
                         help="Alerting policies: check what they can detect.", no_args_is_help=True)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # diagnostics whole, one per line
 
     @group.command("check", cls=PlainUsageCommand)
     def check_command(
@@ -56,8 +56,7 @@ def register(app) -> None:
                 with console.status("simulating the policy's detectors"):
                     result = check_policy(opened, config, policy, tuple(shift or SHIFTS), replicates)
         except (PolicyError, NoBaseline, StoreError, ValueError) as exc:
-            error(str(exc))
-            raise typer.Exit(2) from None
+            raise failed(exc) from None
         if not result.rows:
             error(f"no error-rate stream of {result.deployment} has min_evidence"
                   f" ({policy.min_evidence}) comparisons in the baseline: nothing would be tested"
@@ -69,7 +68,7 @@ def register(app) -> None:
         if as_json:
             print(json.dumps(result.to_dict(), indent=2))
             return
-        out = Console()
+        out = Console(soft_wrap=True)  # one line per statement, whole, for grep
         out.print(f"policy {file} (deployment {result.deployment}): baseline {result.baseline_from} to "
                   f"{result.baseline_to}, {result.tested_streams} tested streams (error-rate streams below;"
                   f" disparity and score streams share the budget), threshold 10^{result.log10_threshold:.2f},"

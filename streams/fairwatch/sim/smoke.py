@@ -14,7 +14,7 @@ from typing import Callable
 import httpx
 
 from fairwatch.contracts.records import MatchEvent, Rejection, decode_match_event
-from fairwatch.store.clickhouse import SCHEMAS_DIR, open_store
+from fairwatch.store.clickhouse import SCHEMAS_DIR, open_store, redacted_url
 from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import EVENT_COLUMNS, event_columns
 
@@ -76,7 +76,7 @@ def run_smoke(store: str | None, kafka: str | None, alertmanager: str | None, lo
         n = asyncio.run(_kafka_round_trip(kafka, [e.to_json() for e in events]))
         steps.append(f"Kafka {kafka}: {n} messages produced and consumed back through a consumer group")
     if store:
-        log(f"ClickHouse at {store}: applying migrations ...")
+        log(f"ClickHouse at {redacted_url(store)}: applying migrations ...")
         opened = open_store(store)
         statuses = [f"{r.name}={r.status}" for r in migrate(opened)]
         now = datetime.now(timezone.utc).replace(microsecond=0)
@@ -88,10 +88,10 @@ def run_smoke(store: str | None, kafka: str | None, alertmanager: str | None, lo
             raise RuntimeError(f"ClickHouse: stored {sorted(ids)}, read back {sorted(found)}")
         version = ".".join(map(str, opened.server_version()))
         opened.close()
-        steps.append(f"ClickHouse {version} at {store}: migrations {', '.join(statuses)}; "
+        steps.append(f"ClickHouse {version} at {redacted_url(store)}: migrations {', '.join(statuses)}; "
                      f"{len(ids)} events stored and read back")
     if alertmanager:
-        log(f"Alertmanager at {alertmanager}: posting a test alert ...")
+        log(f"Alertmanager at {redacted_url(alertmanager)}: posting a test alert ...")
         name = f"fairwatch-smoke-{uuid.uuid4().hex[:8]}"
         start = datetime.now(timezone.utc)
         alert = {"labels": {"alertname": name, "severity": "info", "service": "fairwatch"},
@@ -103,5 +103,5 @@ def run_smoke(store: str | None, kafka: str | None, alertmanager: str | None, lo
                 raise RuntimeError(f"Alertmanager: expected the test alert back, got {active}")
             alert["endsAt"] = (start + timedelta(milliseconds=1)).isoformat()
             client.post("/api/v2/alerts", json=[alert]).raise_for_status()
-        steps.append(f"Alertmanager {alertmanager}: test alert {name} posted, read back and resolved")
+        steps.append(f"Alertmanager {redacted_url(alertmanager)}: test alert {name} posted, read back and resolved")
     return steps

@@ -279,12 +279,15 @@ class EmbeddedStore:
         path = unquote(parsed.netloc + parsed.path)
         if not path:
             raise StoreError(f"{url!r} names no directory; use chdb:///path/to/dir")
+        self.database = "fairwatch"
         if not create and not Path(path).is_dir():
             raise StoreError(f"no store at {path}: the directory does not exist (check the path)")
+        if not create and not (Path(path) / "metadata" / f"{self.database}.sql").exists():
+            # checked before a session opens: opening one writes chDB's own files into the folder
+            raise StoreError(f"{path} is not a fairwatch store (no {self.database} database in it): check the path")
         Path(path).mkdir(parents=True, exist_ok=True)
         self.url = url
         self.path = path
-        self.database = "fairwatch"
         self._session = chdb_session.Session(path)
         EmbeddedStore.opened.add(self)
         self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
