@@ -3,7 +3,6 @@ capped diagnostics in `file:line: reason` form, and `--json` on every command.""
 
 import io
 import json
-import re
 
 import pytest
 from fairwatch.cli import app
