@@ -164,3 +164,29 @@ def test_without_a_terminal_no_line_is_wrapped_and_an_empty_window_says_so_on_st
     out, _ = capsys.readouterr()
     header = next(line for line in out.splitlines() if line.startswith("deployment\t"))
     assert len(header) > 40  # longer than the terminal, and still one line
+
+
+def test_on_a_terminal_at_80_columns_nothing_is_cut_and_no_line_is_wider(replayed):
+    """Golden rule of the users issue, on a real pseudo-terminal (util-linux `script`)."""
+    import re
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("script")
+    assert script, "util-linux script (Debian bsdutils) gives the test its terminal"
+    commands = (["metrics", *WINDOW, "--store", replayed],
+                ["alerts", "--store", replayed, *WINDOW],
+                ["metrics", "--help"], ["replay", "--help"])
+    for args in commands:
+        line = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "fairwatch.cli", *args))
+        done = subprocess.run([script, "-qec", line, "/dev/null"], capture_output=True, text=True, timeout=120,
+                              env={"PATH": "/usr/bin:/bin", "COLUMNS": "80", "LINES": "50", "TERM": "xterm"})
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", done.stdout)
+        assert done.returncode in (0, 1), text[-2000:]
+        assert "…" not in text and "Traceback" not in text, text
+        if "--help" in args:  # help is wrapped to the width; data lines stay whole (the terminal wraps them)
+            assert all(len(row) <= 80 for row in text.splitlines()), args
+        elif args[0] == "metrics":
+            assert "│" not in text and "-- 1 --" in text  # too wide for 80 columns: records, values whole

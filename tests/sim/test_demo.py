@@ -215,6 +215,28 @@ def test_replaying_the_demo_as_of_its_arrivals_opens_the_live_incidents(demo, tm
     assert done.returncode == (1 if arrival["differences"] else 0)
 
 
+def test_the_summary_states_the_true_differentials_against_the_policy(demo):
+    """The issue: race FMR max/min truly 18x after the drift, above policy_ratio 10, and nothing
+    said. Oracle: the simulator's true rates of the race groups, segment by segment."""
+    summary = demo["summary"]
+    ratio = summary["policy_ratio"]
+    stated = 0
+    for d in summary["differentials"]:
+        if d["metric"] != "max_min_ratio" or d["attribute"] not in ("race", "sex"):
+            continue
+        rates = [g[f"target_{d['rate']}"] for g in summary["truth"]["groups"] if g["segment"] == d["segment"]
+                 and g["attribute"] == d["attribute"] and g["deployment"] == d["deployment"]]
+        assert d["truth"] == pytest.approx(max(rates) / min(rates), rel=1e-12)
+        if d["truth"] > ratio:
+            stated += 1
+            line = next(line for line in demo["stdout"].splitlines()
+                        if line.startswith(f"{d['attribute']} {d['rate'].upper()} max/min is truly"))
+            holds = d["high"] is None or d["low"] <= ratio <= d["high"]
+            assert ("cannot tell" in line) == holds and ("the interval shows it" in line) == (d["low"] > ratio)
+    assert stated >= 1  # the drift pushes race FMR past the policy ratio
+    assert "stands for 1 / (its probability of being verified)" in demo["stdout"]  # weights, said once
+
+
 def test_the_query_to_try_runs_and_agrees_with_the_files(demo, oracle):
     summary = demo["summary"]
     assert summary["clickhouse"]["database"] in demo["stdout"] and "clickhouse-client" in demo["stdout"]

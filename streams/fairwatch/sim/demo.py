@@ -74,7 +74,8 @@ import numpy as np
 from fairwatch.contracts.records import format_timestamp
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
-from fairwatch.sim.demo_results import alert_results, per_group_results, step_series
+from fairwatch.detect.policy import load_policy
+from fairwatch.sim.demo_results import alert_results, disparity_statements, per_group_results, step_series
 from fairwatch.sim.demo_summary import (
     delay_text,
     differential_rows,
@@ -597,6 +598,7 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
         "clickhouse": _clickhouse_hints(store_url, database, scenario, deployment),
         # the commands to try need the stack: say how to start it again when the demo stops it
         "stack_stops": stack_stops,
+        "policy_ratio": min((load_policy(p).policy_ratio for p in policies), default=None),
     }
     result["verdict"] = _verdict(result)
     figures = make_figures(result, over_time)
@@ -712,6 +714,16 @@ def _verdict(result: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def weighted_note(truth: dict[str, Any]) -> str:
+    """Why an estimate is not errors / verified, with the scenario's verification probabilities."""
+    spec = (truth.get("scenario_spec") or {}).get("verification") or {}
+    design = ", ".join(f"{what} with probability {spec[key]:g}" for key, what in
+                       (("match_prob", "matches"), ("non_match_prob", "non-matches")) if key in spec)
+    return ("An estimate is not errors / verified where only part of the comparisons were verified"
+            + (f" (here {design})" if design else "") + ": each verified comparison stands for 1 / (its probability"
+            " of being verified) comparisons, so the rate is the weighted share of errors.")
+
+
 def _print_story(console, result: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -748,12 +760,16 @@ def _print_story(console, result: dict[str, Any]) -> None:
     cov = result["coverage"]
     console.print(f"{cov['covered']} of {cov['total']} 95% intervals contain the true rate (about 95% are expected to; "
                   "✗ marks the others).")
+    if any(g["n"] and g["rate"] is not None and abs(g["rate"] - g["errors"] / g["n"]) > 1e-9 for g in result["groups"]):
+        console.print(weighted_note(truth), markup=False, highlight=False)
     diffs = Table(title="Differentials between the groups of each attribute (max/min ratio, max/geometric mean), 95% CI")
     for column in ("attribute", "rate", "differential", *(f"{s['start'][11:16]}-{s['end'][11:16]}" for s in segments)):
         diffs.add_column(column)
     for row in differential_rows(result):
         diffs.add_row(*row)
     print_table(diffs, console)
+    for line in disparity_statements(result):  # the truth against the policy, and what the data can tell
+        console.print(line, markup=False, highlight=False)
     claims = [a for a in result["alerts"] if a["verdict"] != "notice"]
     notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
     if claims:

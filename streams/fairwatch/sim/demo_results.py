@@ -48,8 +48,22 @@ def per_group_results(store, truth: dict[str, Any], config: CoreConfig) -> tuple
                     "covered": None if true_rate is None or low is None else bool(low <= true_rate <= high),
                 })
         for d in document["differentials"]:
-            differentials.append({"segment": seg["index"], **d})
+            differentials.append({"segment": seg["index"], **d, "truth": true_differential(targets, seg["index"], d)})
     return groups, differentials
+
+
+def true_differential(targets: dict[tuple, dict[str, Any]], segment: int, d: dict[str, Any]) -> float | None:
+    """The differential the simulator's true rates give (max/min, max/geometric mean), or None
+    where the truth has no rate for every group of the attribute (intersections, a zero rate)."""
+    if d["metric"] not in SHOWN_DIFFERENTIALS or d["rate"] not in ("fmr", "fnmr"):
+        return None
+    rates = [r[f"target_{d['rate']}"] for (seg, dep, alg, mode, attribute, _), r in targets.items()
+             if (seg, dep, alg, mode, attribute) == (segment, d["deployment"], d["algorithm"], d["mode"], d["attribute"])]
+    if len(rates) < 2 or min(rates) <= 0:
+        return None
+    if d["metric"] == "max_min_ratio":
+        return max(rates) / min(rates)
+    return max(rates) / math.exp(sum(math.log(r) for r in rates) / len(rates))
 
 
 def alert_results(store, truth: dict[str, Any]) -> list[dict[str, Any]]:
@@ -127,3 +141,32 @@ def classify_alert(deployment: str, algorithm: str, group: str, metric: str,
                     and abs(e["ratio"] - 1) > 1e-9:
                 return "affected", drift
     return "unaffected", None
+
+
+def disparity_statements(result: dict[str, Any]) -> list[str]:
+    """For each attribute and rate whose true max/min ratio is above the policy's in a segment: the
+    truth, the estimate with its interval, what that interval can tell, and whether a disparity
+    alert was raised; the words say "cannot tell" when the interval holds the policy ratio."""
+    ratio = result.get("policy_ratio")
+    if ratio is None:
+        return []
+    names = {s["index"]: ("before the drift" if s["index"] == 0 else "after the drift")
+             for s in result["truth"]["segments"]}
+    raised = {(a["group"].split("=")[0], a["metric"]) for a in result["alerts"] if a["type"] == "disparity_breach"}
+    lines = []
+    for d in result["differentials"]:
+        if d["metric"] != "max_min_ratio" or d.get("truth") is None or d["truth"] <= ratio:
+            continue
+        if d["low"] is not None and d["low"] > ratio:
+            verdict = "the interval shows it"
+        elif d["high"] is None or d["high"] >= ratio:
+            verdict = f"this much data cannot tell (the interval holds {ratio:g})"
+        else:
+            verdict = "the interval is below it: a miss"
+        high = "no upper bound" if d["high"] is None else f"{d['high']:.3g}"
+        alert = ("a disparity alert was raised" if (d["attribute"], d["rate"]) in raised
+                 else "no disparity alert was raised")
+        lines.append(f"{d['attribute']} {d['rate'].upper()} max/min is truly {d['truth']:.3g}x "
+                     f"{names.get(d['segment'], 'in segment ' + str(d['segment']))}, above the policy ratio "
+                     f"{ratio:g}: estimated {d['value']:.3g} [{d['low']:.3g}, {high}], {verdict}; {alert}.")
+    return lines

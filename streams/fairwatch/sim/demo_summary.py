@@ -10,7 +10,7 @@ from datetime import timezone
 from typing import Any
 
 from fairwatch.audit.report_blocks import format_number
-from fairwatch.sim.demo_results import SHOWN_DIFFERENTIALS, parse_time, truth_rows
+from fairwatch.sim.demo_results import SHOWN_DIFFERENTIALS, disparity_statements, parse_time, truth_rows
 
 
 def _png(fig) -> str:
@@ -29,7 +29,7 @@ def make_figures(result: dict[str, Any], over_time: dict[str, Any]) -> list[tupl
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     truth = result["truth"]
     drift = truth["drifts"][0] if truth["drifts"] else None
@@ -88,7 +88,11 @@ def make_figures(result: dict[str, Any], over_time: dict[str, Any]) -> list[tupl
                 ax.errorbar(xs, ys, xerr=err, fmt="o", color=color, markersize=4, capsize=2, label=f"{name} (95% CI)")
                 ax.plot([g["truth"] for g in pts], ys, "k|", markersize=9, label="true rate" if seg == 0 else None)
             ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a narrow decade
+            # ticks at 1, 2 and 5 of each decade, labelled as plain numbers: a range narrower than a
+            # decade still gets several labels (only 10^k would leave one or none)
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_title(metric.upper())
             ax.grid(alpha=0.3, axis="x")
         axes[0].set_yticks(range(len(labels)), ["all" if a == "*" else f"{a}={g}" for a, g in labels])
@@ -155,7 +159,9 @@ def render_html(result: dict[str, Any], figures: list[tuple[str, str]]) -> str:
     for row in differential_rows(result):
         parts.append(f"<tr><td>{e(row[0])}</td><td>{e(row[1])}</td><td>{e(row[2])}</td>"
                      + "".join(f"<td>{e(c)}</td>" for c in row[3:]) + "</tr>")
-    parts.append("</table><h2>Alerts</h2>")
+    parts.append("</table>")
+    parts += [f"<p>{e(line)}</p>" for line in disparity_statements(result)]
+    parts.append("<h2>Alerts</h2>")
     claims = [a for a in result["alerts"] if a["verdict"] != "notice"]
     notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
     if claims:
@@ -191,7 +197,9 @@ def differential_rows(result: dict[str, Any]) -> list[list[str]]:
         if d["metric"] not in SHOWN_DIFFERENTIALS:
             continue
         key = (d["attribute"], d["rate"], d["metric"])
-        cells.setdefault(key, {})[d["segment"]] = f"{short_number(d['value'])} [{short_number(d['low'])}, {short_number(d['high'])}]"
+        true = "" if d.get("truth") is None else f" true {short_number(d['truth'])}"
+        cells.setdefault(key, {})[d["segment"]] = (f"{short_number(d['value'])} [{short_number(d['low'])}, "
+                                                   f"{short_number(d['high'])}]{true}")
     segments = [s["index"] for s in result["truth"]["segments"]]
     return [[*key, *(cells[key].get(s, "-") for s in segments)] for key in sorted(cells)]
 
