@@ -332,3 +332,108 @@ def test_the_docs_numbers_of_the_demo_report_are_the_reports(demo):
         assert (d["highest"]["group"], d["lowest"]["group"], d["verdict"]) == ("Black", "White", "not_distinguishable")
         assert tuple(format_number(d["ratio"][k], 3) for k in ("value", "low", "high")) == tuple(
             format_number(float(q), 3) for q in quoted)
+
+
+def _report(demo, config, plots=False, policy=None):
+    store = open_store(demo["url"])
+    try:
+        window = resolve_window(None, demo["truth"]["start"], demo["truth"]["end"], 60)
+        return build_report(store, window, config, policy=policy, plots=plots)
+    finally:
+        store.close()
+
+
+def _named(text: str, attribute: str, label: str) -> bool:
+    """``race FMR`` as a whole name in the text (not the tail of ``sex&race FMR``)."""
+    return re.search(rf"(?<![\w&]){re.escape(attribute)} {label}\b", text) is not None
+
+
+def test_targets_without_a_policy_ratio_keep_the_homogeneity_verdict(demo, files, monkeypatch):
+    """Review finding: with targets and no policy ratio, a set with a group whose rate is
+    `insufficient` against its target (its bounds hold the target) got the verdict `insufficient`
+    whatever its homogeneity test said, and the first page put it in no bullet. Target FMR = the
+    brute-force race=Black FMR, so that group's rate is insufficient (its anytime-valid bounds
+    hold its own estimate) while the groups plainly differ: the verdict is the homogeneity row's,
+    scipy's G-test agrees, and every disparity is named on the first page, race FMR with the
+    ratio and interval scipy gives."""
+    from fairwatch.audit import report_headline
+    from scipy.stats import chi2_contingency
+
+    monkeypatch.setattr(report_headline, "MAX_LISTED", 100)
+    oracle = _oracle_sets(files)
+    black = oracle[("race", "fmr")]["rates"]["Black"]
+    report = _report(demo, CoreConfig(target_fmr=black, target_fnmr=1e-5))
+    doc = report.document
+    assert doc["findings"]["policy_ratio"] is None
+    [row] = [r for r in doc["differentials"] if (r["attribute"], r["metric"], r["rate"]) == ("race", "max_min_ratio", "fmr")]
+    [group] = [g for g in doc["groups"] if (g["attribute"], g["group"]) == ("race", "Black")]
+    assert group["fmr"] == pytest.approx(black, rel=1e-9) and group["fmr_status"] == "insufficient"
+    assert group["fmr_anytime_low"] <= black <= group["fmr_anytime_high"] and row["status"] == "insufficient"
+    # the homogeneity verdict stands: the document's own test row, and scipy's G-test on the verified counts
+    tests = {(t["attribute"], t["rate"]): t for t in doc["homogeneity"]}
+    races = sorted(g for a, g, r in files["sums"] if (a, r) == ("race", "fmr"))
+    table = [[files["sums"][("race", g, "fmr")][1], files["sums"][("race", g, "fmr")][0] -
+              files["sums"][("race", g, "fmr")][1]] for g in races]
+    assert chi2_contingency(table, lambda_="log-likelihood")[1] < 1e-6
+    assert tests[("race", "fmr")]["verdict"] == "differ"
+    for d in doc["findings"]["disparities"]:
+        assert d["verdict"] == tests[(d["attribute"], d["rate"])]["verdict"], (d["attribute"], d["rate"])
+    [race] = [d for d in doc["findings"]["disparities"] if (d["attribute"], d["rate"]) == ("race", "fmr")]
+    o = oracle[("race", "fmr")]
+    assert (race["ratio"]["value"], race["ratio"]["low"], race["ratio"]["high"]) == pytest.approx(
+        (o["ratio"], o["low"], o["high"]), rel=1e-6)
+    # the first page: every disparity in a bullet, race FMR with its numbers and verdict
+    bullets = [str(b[1]) for b in report.blocks[:next(i for i, b in enumerate(report.blocks) if b[0] == "pagebreak")]
+               if b[0] == "li"]
+    for d in doc["findings"]["disparities"]:
+        assert any(_named(line, d["attribute"], d["rate_label"]) for line in bullets), (d["attribute"], d["rate"])
+    ratio = f"{format_number(o['ratio'], 3)} [{format_number(o['low'], 3)}, {format_number(o['high'], 3)}]"
+    [line] = [line for line in bullets if line.startswith("race FMR: highest race=Black")]
+    assert ratio in line and "the groups differ" in line
+
+
+def test_the_first_page_says_which_intervals_and_bounds_it_judges_on(demo, files):
+    """Review findings on wording: the page says which intervals hold for every group at once (the
+    ratios', not the rates'); a rate with enough comparisons that is still too little evidence is
+    shown with the anytime-valid bounds that hold its target (the group row's, around scipy's
+    95% interval shown); the overall row is 'all', never '*=*'."""
+    oracle = _oracle_sets(files)
+    black = oracle[("race", "fmr")]["rates"]["Black"]
+    report = _report(demo, CoreConfig(target_fmr=black, target_fnmr=1e-5))
+    doc, text = report.document, _first_page_text(report)
+    assert "a group's rate with its own interval; a max/min ratio with one that holds for every group of its" \
+           " attribute at once" in " ".join(text.split())
+    assert "*=*" not in text
+    [group] = [g for g in doc["groups"] if (g["attribute"], g["group"]) == ("race", "Black")]
+    low, high = _bounds(files, "race", "Black", "fmr", 0.95)
+    assert (group["fmr_low"], group["fmr_high"]) == pytest.approx((low, high), rel=1e-6)
+    # weighted (marked) when the group's verified matches and non-matches had different inclusion probabilities
+    mark = "\u2020" if files["inclusion"][("race", "Black", "match")] != files["inclusion"][("race", "Black", "non_match")] \
+        else ""
+    shown = (f"race=Black FMR {format_number(black, 3)} [{format_number(low, 3)}, {format_number(high, 3)}]{mark}"
+             f", anytime-valid bounds [{format_number(group['fmr_anytime_low'], 3)},"
+             f" {format_number(group['fmr_anytime_high'], 3)}] hold target {format_number(black)}")
+    assert shown in text
+    assert f"m = {group['status_family']}" in text
+    # every FNMR is above 1e-5: the overall row is named 'all FNMR' in that bullet
+    [overall] = [g for g in doc["groups"] if g["attribute"] == "*"]
+    assert overall["fnmr_status"] == "above_target"
+    assert f"all FNMR {format_number(overall['fnmr'], 3)}" in text
+
+
+def test_a_floor_does_not_decide_the_side_of_the_policy_ratio(demo, files):
+    """Review finding: the side of the policy ratio a not-distinguishable estimate is on came from
+    the floored ratio, while the verdict is on the unfloored interval. With an FMR floor of twice
+    race=White's recounted rate, the floored race FMR ratio is below the policy's 10 but the
+    estimate (the recounted 10.8) is above it, and the page says so."""
+    policy = load_policy(demo["policy"])
+    oracle = _oracle_sets(files)
+    o = oracle[("race", "fmr")]
+    floor = 2 * o["rates"]["White"]
+    report = _report(demo, CoreConfig(policy_ratio=policy.policy_ratio, ratio_floor_fmr=floor))
+    [d] = [d for d in report.document["findings"]["disparities"] if (d["attribute"], d["rate"]) == ("race", "fmr")]
+    assert d["verdict"] == "not_distinguishable" and d["ratio"]["floor"] == floor
+    assert d["ratio"]["value"] == pytest.approx(o["rates"]["Black"] / floor, rel=1e-9)
+    assert d["ratio"]["value"] < policy.policy_ratio < o["ratio"]
+    [line] = [str(b[1]) for b in report.blocks if b[0] == "li" and str(b[1]).startswith("race FMR: highest")]
+    assert "the estimate is above it" in line

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlparse
 
 from fairwatch import __version__
 from fairwatch.audit.estimates import window_metrics
-from fairwatch.audit.report_blocks import POLICY_THRESHOLDS, report_blocks, worse_cells
+from fairwatch.audit.report_blocks import POLICY_THRESHOLDS, report_blocks, weighted_cells, worse_cells
 from fairwatch.audit.report_comparisons import comparisons
+from fairwatch.audit.report_fields import ALERT_FIELDS, RATES, SCOPE, SET_SCOPE
 from fairwatch.audit.report_figures import report_figures
 from fairwatch.audit.report_findings import findings
 from fairwatch.audit.report_headline import first_page
@@ -68,6 +70,10 @@ class _Recorder:
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
         self.sql.append(bind(sql, params))
         return self.store.query(sql, params)
+
+
+def _key(row: dict, fields: tuple[str, ...]) -> tuple:
+    return tuple(row[f] for f in fields)
 
 
 def _sha256(text: str | bytes) -> str:
@@ -172,12 +178,19 @@ def _matchers(store: Store, where: str, params: dict) -> list[dict]:
 
 
 def rerun_command(store_url: str, arguments: list[str]) -> tuple[str, str]:
-    """The ``fairwatch metrics`` command that reprints the report's numbers, shell-quoted, with the
-    store it read (never its password: then a note says to add it)."""
+    """The ``fairwatch metrics`` command that reprints the report's numbers, shell-quoted, and a note.
+
+    With ``--store`` the store it read, when its URL has no password (an empty one, as the local
+    stack's ``auditor:@``, hides nothing). A password is never printed: then the command leaves
+    ``--store`` out, so that it runs as printed once ``FAIRWATCH_CLICKHOUSE`` holds the store, and
+    the note says so, with the URL less its password."""
     shown = redacted_url(store_url)
-    note = "" if shown == store_url else ("The store's password is not printed: add it to --store (or set"
-                                          " FAIRWATCH_CLICKHOUSE) to rerun.")
-    return shlex.join(["fairwatch", "metrics", "--store", shown, *arguments]), note
+    if shown == store_url or urlparse(store_url).password == "":
+        return shlex.join(["fairwatch", "metrics", "--store", store_url, *arguments]), ""
+    note = (f"The store's password is not printed, so the command below reads the store from FAIRWATCH_CLICKHOUSE:"
+            f" set it to {shown} with the password added after the user name (user:password@host), then run the"
+            " command as printed.")
+    return shlex.join(["fairwatch", "metrics", *arguments]), note
 
 
 def _weighting(frame: GroupFrame, hidden: set[tuple]) -> list[dict]:
@@ -196,15 +209,11 @@ def _weighting(frame: GroupFrame, hidden: set[tuple]) -> list[dict]:
         if tuple(estimate.key) in hidden:
             continue
         flags = {rate: bool(r.n > 0 and r.n_eff < r.n * (1 - 1e-9))
-                 for rate, r in (("fmr", estimate.fmr), ("fnmr", estimate.fnmr))}
+                 for rate, r in ((rate, getattr(estimate, rate)) for rate in RATES)}
         rows.append({**estimate.key._asdict(), **flags,
                      "match_inclusion": probability(estimate.fmr.error_inclusion),  # false matches are matches
                      "non_match_inclusion": probability(estimate.fmr.correct_inclusion)})
     return rows
-
-
-ALERT_FIELDS = ("type", "severity", "deployment", "algorithm", "group", "metric", "value", "low", "high", "baseline",
-                "detector", "state", "opened_at", "resolved_at")
 
 
 def _alerts(store: Store, window: Window, deployment: str | None, algorithm: str | None,
@@ -302,13 +311,11 @@ def build_report(
     hidden_sets = {(d, a, m, attr) for d, a, m, attr, _ in hidden}
     differentials = [
         {**d, "value": None, "low": None, "high": None, "status": SUPPRESSED}
-        if (d["deployment"], d["algorithm"], d["mode"], d["attribute"]) in hidden_sets else d
+        if _key(d, SET_SCOPE) in hidden_sets else d
         for d in differentials
     ]
-    corrected = [c for c in corrected
-                 if (c["deployment"], c["algorithm"], c["mode"], c["attribute"], c["group"]) not in hidden]
-    tests = [{**t, "p_value": None, "verdict": SUPPRESSED}
-             if (t["deployment"], t["algorithm"], t["mode"], t["attribute"]) in hidden_sets else t for t in tests]
+    corrected = [c for c in corrected if _key(c, (*SET_SCOPE, "group")) not in hidden]
+    tests = [{**t, "p_value": None, "verdict": SUPPRESSED} if _key(t, SET_SCOPE) in hidden_sets else t for t in tests]
     progress("provenance", 0, 1)
     provenance = _provenance(store, window, deployment, algorithm, attribute, min_group_size)
     alerts = _alerts(store, window, deployment, algorithm, hidden)
@@ -361,13 +368,11 @@ def build_report(
             "exported_sha256": _sha256(json.dumps(exported, sort_keys=True, allow_nan=False)),
         },
     }
-    shown = {tuple(g[f] for f in ("deployment", "algorithm", "mode", "attribute", "group")) for g in groups}
-    document["weighting"] = [w for w in _weighting(frame, hidden)
-                             if (w["deployment"], w["algorithm"], w["mode"], w["attribute"], w["group"]) in shown]
+    shown = {_key(g, (*SET_SCOPE, "group")) for g in groups}
+    document["weighting"] = [w for w in _weighting(frame, hidden) if _key(w, (*SET_SCOPE, "group")) in shown]
     document["comparisons"] = [c for c in comparisons(frame, config, hidden_sets)
                                if attribute in (None, c["attribute"])]
-    weighted = {(w["deployment"], w["algorithm"], w["mode"], w["attribute"], w["group"], rate)
-                for w in document["weighting"] for rate in ("fmr", "fnmr") if w[rate]}
+    weighted = weighted_cells(document)
     document["findings"] = findings(document, frame, document["comparisons"], weighted)
     report = Report(document)
     figures = report_figures(store, window, config, deployment, algorithm, attribute, frame, groups, min_group_size,
@@ -379,7 +384,7 @@ def build_report(
 def _methods(config: CoreConfig, policy: dict | None, store: Store, frame: GroupFrame) -> dict[str, Any]:
     level = f"{config.confidence:.0%}"
     family = {g.key[:3]: g.fmr.family for g in (*frame.overall.values(), *frame.by_group.values())}
-    families = [{"deployment": d, "algorithm": a, "mode": m, "rates_judged": n} for (d, a, m), n in sorted(family.items())]
+    families = [{**dict(zip(SCOPE, scope)), "rates_judged": n} for scope, n in sorted(family.items())]
     return {
         "definitions": {
             "FMR": "false matches / impostor comparisons (impostor truth, decision match); FPIR in identification",

@@ -11,12 +11,12 @@ from collections import defaultdict
 from typing import Any
 
 from fairwatch.audit.maturity import describe
+from fairwatch.audit.report_fields import RATES, SCOPE
 from fairwatch.audit.suppression import SUPPRESSED
 from fairwatch.core.estimates import rate_labels
 
 POLICY_THRESHOLDS = ("target_fmr", "target_fnmr", "policy_ratio", "ratio_floor", "reference", "band",
                      "baseline_confidence", "min_evidence", "false_alarms_per_day")
-SCOPE = ("deployment", "algorithm", "mode")
 WEIGHTED_MARK = "\u2020"  # dagger: a rate estimated with weights, so errors / verified is not the rate
 TONES = ("worse", "warn", "better", "muted")
 METRIC_NAMES = {"max_min_ratio": "max/min ratio", "max_geomean": "max/geomean", "garbe": "GARBE", "fdr": "FDR",
@@ -95,8 +95,10 @@ def rate_definitions(thresholds: dict) -> list[tuple]:
                   f" [a, b] is the {thresholds['confidence']:.0%} interval of one rate (Clopper-Pearson on the"
                   " verified outcomes, through the verification design). Status: ok (within its target),"
                   " above target, insufficient (fewer than"
-                  f" {thresholds['min_comparisons']} comparisons, or bounds that hold the target), no target"
-                  " (measured, not judged); judged on anytime-valid bounds, section 7.")]
+                  f" {thresholds['min_comparisons']} comparisons, or anytime-valid bounds that hold the target),"
+                  " no target (measured, not judged). The status is judged on anytime-valid bounds, wider than"
+                  " the interval shown: they hold at every look and for all the rates of a deployment, algorithm"
+                  " and mode at once (section 7), so an interval that excludes the target can still be insufficient.")]
 
 
 def metric_definitions(thresholds: dict) -> list[tuple]:
@@ -196,8 +198,7 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     b.append(("h2", "2. Error rates by group"))
     b += rate_definitions(thresholds)
     b.append(("p", describe(doc["labels"])))
-    weighted = {tuple(x[f] for f in (*SCOPE, "attribute", "group")) + (rate,)
-                for x in doc["weighting"] for rate in ("fmr", "fnmr") if x[rate]}
+    weighted = weighted_cells(doc)
     worse = worse_cells(doc)
     for key, rows in by_scope(doc["groups"]).items():
         fmr, fnmr = rate_labels(key[2])
@@ -245,7 +246,7 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     for key, rows in by_scope(doc["comparisons"]).items():
         b.append(scope_heading(key))
         for c in rows:
-            label = rate_labels(c["mode"])[("fmr", "fnmr").index(c["rate"])]
+            label = rate_labels(c["mode"])[RATES.index(c["rate"])]
             b.append(("table", [f"{c['attribute']}: {label}", *c["groups"]], [
                 [name, *(Cell(*MATRIX_CELLS[v]) for v in row)] for name, row in zip(c["groups"], c["matrix"])]))
 
@@ -284,10 +285,10 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     b.append(("p", f"fairwatch {methods['fairwatch_version']}, ClickHouse {methods['server_version']}."))
 
     b.append(("h2", "8. Reproducibility"))
+    if repro.get("command_note"):  # what to set before the command runs as printed
+        b.append(("p", repro["command_note"]))
     b.append(("p", "Rerun the numbers with:"))
     b.append(("code", repro["command"]))
-    if repro.get("command_note"):
-        b.append(("p", repro["command_note"]))
     b.append(("p", f"sha256 of that command's output: {repro['metrics_sha256']}"))
     b.append(("p", f"sha256 of the exported numbers (after suppression): {repro['exported_sha256']}"))
     b.append(("p", "Query the numbers were read with:"))
@@ -296,13 +297,20 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     return b
 
 
+def weighted_cells(doc: dict) -> set[tuple]:
+    """``(deployment, algorithm, mode, attribute, group, rate)`` of the weighted rates (the ``weighting``
+    rows: verified outcomes of unequal weights), which the tables, plots and first page mark."""
+    return {(*(w[f] for f in (*SCOPE, "attribute", "group")), rate) for w in doc["weighting"] for rate in RATES
+            if w[rate]}
+
+
 def worse_cells(doc: dict) -> set[tuple]:
     """``(deployment, algorithm, mode, attribute, group, rate)`` of the rates the tables mark: above
     another group's of the attribute (the comparisons), or above the target."""
     worse = {(*(c[f] for f in (*SCOPE, "attribute")), c["groups"][i], c["rate"])
              for c in doc["comparisons"] for i, row in enumerate(c["matrix"]) if "higher" in row}
     worse |= {(*(g[f] for f in (*SCOPE, "attribute", "group")), rate) for g in doc["groups"]
-              for rate in ("fmr", "fnmr") if g[f"{rate}_status"] == "above_target"}
+              for rate in RATES if g[f"{rate}_status"] == "above_target"}
     return worse
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from fairwatch.audit.report_fields import RATES, SET_SCOPE
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame
 
-RATES = ("fmr", "fnmr")
-SCOPE = ("deployment", "algorithm", "mode", "attribute")
 HIGHER, LOWER, UNDECIDED, SELF = "higher", "lower", "not distinguishable", "-"
 
 
@@ -57,7 +56,7 @@ def comparisons(frame: GroupFrame, config: CoreConfig, hidden_sets: set[tuple] =
             bounds = [estimate.interval(level) for _, estimate in measured]
             matrix = [[SELF if i == j else HIGHER if low_i > bounds[j][1] else LOWER if high_i < bounds[j][0]
                        else UNDECIDED for j in range(len(bounds))] for i, (low_i, high_i) in enumerate(bounds)]
-            found.append({**dict(zip(SCOPE, scope)), "rate": rate, "level": level,
+            found.append({**dict(zip(SET_SCOPE, scope)), "rate": rate, "level": level,
                           "groups": [name for name, _ in measured],
                           "low": [b[0] for b in bounds], "high": [b[1] for b in bounds], "matrix": matrix})
     return found

@@ -19,6 +19,9 @@ PNG_DPI = 120  # 7.2 in wide: about 110 dpi across an A4 page, legible at 8 pt
 WORSE, PLAIN = "#c0392b", "#34495e"
 # alerts on the rate of a group's FMR side: its own false matches, and the non-match scores behind them
 FMR_SIDE = {"fmr", "fpir", "score"}
+OPEN_ENDED_CAPTION = ("a dotted line from a lower bound up to the top of the plot, ending in a triangle: an interval"
+                      " with no upper bound (a group's rate may be 0), open-ended, not cut off; where the ratio"
+                      " itself is undefined (a rate of 0) the step has that line and no point")
 MARKER_WORDS = {"error_rate_drift": "drift", "disparity_breach": "disparity", "score_drift": "score drift",
                 "insufficient_evidence": "not tested", "label_backlog": "backlog"}
 
@@ -91,6 +94,39 @@ def _alerts_of(alerts: list[dict], scope: tuple, attribute: str | None) -> list[
     """The alerts of a deployment and algorithm on a group of ``attribute`` (None: any), or on all groups."""
     return [a for a in alerts if (a["deployment"], a["algorithm"]) == scope[:2] and
             (a["group"] == "*" or attribute is None or a["group"].partition("=")[0] == attribute)]
+
+
+def _runs(indices: list[int]) -> list[list[int]]:
+    """Runs of consecutive step indices: [0, 1, 3, 4, 5] -> [[0, 1], [3, 4, 5]]."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _draw_open_ended(open_ended: list[tuple]) -> None:
+    """An interval without an upper bound, drawn as what is known: a dotted line from its lower
+    bound to the top of the plot, ending in an upward triangle there (open-ended), never a band
+    with an invented top; the axis keeps the limits the bounded data gave it, raised to show every
+    lower bound."""
+    for ax in {id(item[0]): item[0] for item in open_ended}.values():
+        mine = [item for item in open_ended if item[0] is ax]
+        lows = [low for *_, low in mine]
+        log = ax.get_yscale() == "log"
+        bottom, top = ax.get_ylim()
+        if log and bottom <= 0:  # nothing bounded on this axis: its limits are matplotlib's defaults
+            bottom, top = min(low for low in lows if low > 0) / 2, max(lows) * 4
+        if max(lows) >= top:
+            top = max(lows) * 4 if log else max(lows) + (max(lows) - bottom) * 0.5 + 1
+        for _, color, attr, mid, low in mine:
+            ax.vlines(mid, low, top, colors=color, linestyles=":", linewidth=1.2, gid=f"open-ended {attr}")
+            ax.plot([mid], [top], marker="^", markersize=5, color=color, clip_on=False, linestyle="none",
+                    gid=f"open-ended top {attr}")
+        ax.set_ylim(bottom, top)
+        ax.plot([], [], color="grey", linestyle=":", marker="^", markersize=5, label="no upper bound")
 
 
 def _forest(scope: tuple, groups: list[dict], config, marked: set[tuple], weighted: set[tuple]):
@@ -190,19 +226,29 @@ def report_figures(store, window, config, deployment, algorithm, attribute, fram
         fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6), sharex=True, layout="constrained")
         attributes = sorted({s[3] for s in scopes if s[:3] == key})
         drawn = [False, False]
+        open_ended: list[tuple] = []  # (axis, colour, attribute, time, lower bound): no upper bound
         for attr in attributes:
             if (*key, attr) in hidden_sets:
                 continue
             for ax, (metric, rate) in zip(axes, (("fdr", "combined"), ("max_min_ratio", "fmr"))):
-                xs, ys, lo, hi = [], [], [], []
-                for mid, doc in zip(mids, series):
+                xs, ys, bands, unbounded = [], [], {}, []
+                for step, (mid, doc) in enumerate(zip(mids, series)):
                     for d in doc["differentials"]:
-                        if (d["deployment"], d["algorithm"], d["mode"], d["attribute"], d["metric"]) == (
-                                *key, attr, metric) and d["rate"] == rate and d["value"] is not None:
-                            xs.append(mid), ys.append(d["value"]), lo.append(d["low"]), hi.append(d["high"])
+                        if (d["deployment"], d["algorithm"], d["mode"], d["attribute"], d["metric"]) != (
+                                *key, attr, metric) or d["rate"] != rate or d["low"] is None:
+                            continue
+                        if d["value"] is not None:
+                            xs.append(mid), ys.append(d["value"])
+                        if d["high"] is None:  # a rate may be 0: the ratio has a lower bound only
+                            unbounded.append((mid, d["low"]))
+                        else:
+                            bands[step] = (d["low"], d["high"])
                 line, = ax.plot(xs, ys, marker=".", label=attr)
-                ax.fill_between(xs, lo, hi, alpha=0.15, color=line.get_color())
-                drawn[ax is axes[1]] |= bool(xs)
+                for run in _runs(sorted(bands)):  # a band over consecutive bounded steps, none across an open one
+                    ax.fill_between([mids[i] for i in run], [bands[i][0] for i in run], [bands[i][1] for i in run],
+                                    alpha=0.15, color=line.get_color(), gid=f"band {attr}")
+                open_ended += [(ax, line.get_color(), attr, mid, low) for mid, low in unbounded]
+                drawn[ax is axes[1]] |= bool(xs or unbounded)
         if not any(drawn):  # every attribute set suppressed or without a value
             plt.close(fig)
             continue
@@ -213,6 +259,7 @@ def report_figures(store, window, config, deployment, algorithm, attribute, fram
         if config.policy_ratio is not None:
             axes[1].axhline(config.policy_ratio, color="red", linestyle="--", linewidth=1,
                             label=f"policy ratio {config.policy_ratio:g}", gid="policy ratio")
+        _draw_open_ended(open_ended)
         for ax in axes:
             _time_axis(ax)
         disparity = [a for a in _alerts_of(alerts, key, None) if a["type"] == "disparity_breach"]
@@ -221,6 +268,7 @@ def report_figures(store, window, config, deployment, algorithm, attribute, fram
         fig.suptitle(f"Differentials over time: {key[0]} / {key[1]} / {key[2]}", fontsize=9)
         figures.append((_png(fig), "Differentials across the groups of each attribute over the window, with"
                                    " simultaneous interval bands; suppressed attribute sets are not drawn" +
+                                   (f"; {OPEN_ENDED_CAPTION}" if open_ended else "") +
                                    (f"; dashed red: the policy ratio {config.policy_ratio:g}"
                                     if config.policy_ratio is not None else "") +
                                    ("; disparity alerts: " + "; ".join(marks) if marks else "") + "."))

@@ -10,12 +10,15 @@ from fairwatch.audit.suppression import SUPPRESSED
 DIGITS = 3  # the first page rounds to 3 significant digits; the tables give 4
 
 
-def _rate(item: dict | None, sep: str = " ") -> str:
-    if item is None:
-        return "-"
+def _value(item: dict) -> str:
+    """A rate with its own interval and the weighted mark: ``0.0349 [0.0316, 0.0386]†``."""
     mark = WEIGHTED_MARK if item["weighted"] else ""
-    return (f"{item['group']}{sep}{format_number(item['value'], DIGITS)} [{format_number(item['low'], DIGITS)},"
+    return (f"{format_number(item['value'], DIGITS)} [{format_number(item['low'], DIGITS)},"
             f" {format_number(item['high'], DIGITS)}]{mark}")
+
+
+def _rate(item: dict | None, sep: str = " ") -> str:
+    return "-" if item is None else f"{item['group']}{sep}{_value(item)}"
 
 
 def _listed(items: list[str]) -> str:
@@ -31,6 +34,33 @@ def _ratio(d: dict) -> str:
     return differential_value({**d["ratio"], "fmr_floor": None, "fnmr_floor": None}, DIGITS)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _who(item: dict) -> str:
+    """A group as the page names it: ``race=Black``, or ``all`` for the overall row."""
+    return "all" if item["attribute"] == "*" else f"{item['attribute']}={item['group']}"
+
+
+def _estimate(d: dict) -> float | None:
+    """The max/min ratio's point estimate without any floor, the one the policy verdict is judged
+    on: the highest group's rate over the lowest's, from the group rows the page shows. None when
+    it does not exist (the lowest group has no observed error): then only a lower bound is known."""
+    top, bottom = d["highest"], d["lowest"]
+    if top is None or bottom is None or top["value"] is None or not bottom["value"]:
+        return None
+    return top["value"] / bottom["value"]
+
+
+def _above(d: dict, policy_ratio) -> bool:
+    """A breach, a difference, or an estimate above the policy ratio that the interval cannot confirm."""
+    if d["verdict"] in ("above_policy", "differ"):
+        return True
+    estimate = _estimate(d)
+    return d["verdict"] == "not_distinguishable" and estimate is not None and estimate > policy_ratio
+
+
 def _disparity(d: dict, policy_ratio, several: bool) -> str:
     attribute, label = d["attribute"], d["rate_label"]
     head = (f"{_where(d, several)}{attribute} {label}: highest {attribute}={_rate(d['highest'])},"
@@ -41,10 +71,12 @@ def _disparity(d: dict, policy_ratio, several: bool) -> str:
     if verdict == "above_policy":
         head += f": ABOVE the policy ratio {format_number(policy_ratio)}, the whole interval above it."
     elif verdict == "not_distinguishable":
-        side = "above" if (d["ratio"]["value"] or d["ratio"]["low"] or 0) > policy_ratio else "at or below"
-        head += (f": not distinguishable from the policy ratio {format_number(policy_ratio)}: the estimate is"
-                 f" {side} it but the interval holds it, so this evidence cannot tell whether the policy is"
-                 " broken.")
+        estimate = _estimate(d)
+        known = (f"the estimate is {'above' if estimate > policy_ratio else 'at or below'} it"
+                 if estimate is not None else
+                 "the ratio has no estimate (its lowest group has no observed error), only a lower bound,")
+        head += (f": not distinguishable from the policy ratio {format_number(policy_ratio)}: {known} but the"
+                 " interval holds it, so this evidence cannot tell whether the policy is broken.")
     elif verdict == "differ":
         head += f": the groups differ (homogeneity p = {format_number(d['homogeneity']['p_value'], DIGITS)})."
     else:
@@ -56,6 +88,35 @@ def _disparity(d: dict, policy_ratio, several: bool) -> str:
         head += " At this level, " + "; ".join(f"{attribute}={a} is above {_listed(lower)}"
                                               for a, lower in above.items()) + "."
     return head
+
+
+def _too_little(f: dict, rates: list[dict], verdicts: list[dict], several: bool) -> list[str]:
+    """The sentences of what had too little evidence: rates with too few comparisons, rates whose
+    status bounds hold their target (shown with those bounds), sets without a verdict."""
+    said = []
+    if rates:
+        said.append(f"Too little evidence for {len(rates)} rates, shown as insufficient, never as fair.")
+    few = [i for i in rates if "anytime_low" not in i]
+    if few:
+        said.append(f"Fewer than {f['min_comparisons']} comparisons: " + _listed(
+            [f"{_where(i, several)}{_who(i)} {i['rate_label']} ({_count(i['comparisons'], 'comparison')})"
+             for i in few]) + ".")
+    held = [i for i in rates if "anytime_low" in i]
+    if held:
+        said.append("Enough comparisons, but the bounds the status is judged on hold the target: " + _listed(
+            [f"{_where(i, several)}{_who(i)} {i['rate_label']} {_value(i)}, anytime-valid bounds"
+             f" [{format_number(i['anytime_low'], DIGITS)}, {format_number(i['anytime_high'], DIGITS)}] hold target"
+             f" {format_number(i['target'])}" for i in held]) +
+            ". Those bounds hold at every look at a growing window and for all m rates of a deployment, algorithm"
+            f" and mode together (level 1 - {1 - f['confidence']:.2g}/m; m = " +
+            ", ".join(sorted({str(i["family"]) for i in held})) + "; section 7), so they are wider than the"
+            " interval shown, which is one look at one rate.")
+    for what, name in (("policy verdict", "No policy verdict"), ("homogeneity verdict", "No homogeneity verdict")):
+        lacking = [i for i in verdicts if i["what"] == what]
+        if lacking:
+            said.append(f"{name} for {len(lacking)} attribute rates: " + _listed(
+                [f"{_where(i, several)}{i['attribute']} {i['rate_label']} ({i['reason']})" for i in lacking]) + ".")
+    return said
 
 
 def first_page(doc: dict) -> list[tuple]:
@@ -77,26 +138,31 @@ def first_page(doc: dict) -> list[tuple]:
     targets = [f"target {name.upper()} {format_number(t)}" for name, t in f["targets"].items() if t is not None]
     b.append(("li", f"Judged against {against}: " + (
         f"policy ratio {format_number(policy_ratio)} for each rate's max/min ratio across the groups of an attribute"
-        if policy_ratio is not None else "no policy ratio declared, so ratios are measured, not judged") + "; " + (
+        if policy_ratio is not None else "no policy ratio declared, so ratios are measured, not judged, and each"
+        " attribute's groups are compared by a homogeneity test") + "; " + (
         ", ".join(targets) if targets else "no target FMR or FNMR declared, so rates are measured, not judged") +
-        f". Intervals: {level} for every group of an attribute at once."))
+        f". Intervals at {level}: a group's rate with its own interval; a max/min ratio with one that holds for"
+        " every group of its attribute at once (each group's rate at the Bonferroni level)."))
     several = len({(d["deployment"], d["algorithm"], d["mode"]) for d in f["disparities"]}) > 1
-    def above(d: dict) -> bool:  # a breach, or an estimate above the policy ratio that the interval cannot confirm
-        value = d["ratio"]["value"] if d["ratio"]["value"] is not None else d["ratio"]["low"] or 0.0
-        return d["verdict"] in ("above_policy", "differ") or (d["verdict"] == "not_distinguishable"
-                                                              and value > policy_ratio)
-
-    loud = [d for d in f["disparities"] if above(d)]
+    loud = [d for d in f["disparities"] if _above(d, policy_ratio)]
     for d in loud[:MAX_LISTED]:
         b.append(("li", _disparity(d, policy_ratio, several)))
     if len(loud) > MAX_LISTED:
         b.append(("li", f"And {len(loud) - MAX_LISTED} more attribute rates like these (the table below lists them"
                         " all)."))
-    unsure = [d for d in f["disparities"] if d["verdict"] == "not_distinguishable" and not above(d)]
-    if unsure:
+    unsure = [d for d in f["disparities"] if d["verdict"] == "not_distinguishable" and not _above(d, policy_ratio)]
+    below = [d for d in unsure if _estimate(d) is not None]
+    if below:
         b.append(("li", f"Not distinguishable from the policy ratio {format_number(policy_ratio)} with the estimate at"
                         " or below it (too little evidence to call them within): " + _listed(
-                            [f"{_where(d, several)}{d['attribute']} {d['rate_label']} {_ratio(d)}" for d in unsure])
+                            [f"{_where(d, several)}{d['attribute']} {d['rate_label']} {_ratio(d)}" for d in below])
+                  + "."))
+    unknown = [d for d in unsure if _estimate(d) is None]
+    if unknown:
+        b.append(("li", f"Not distinguishable from the policy ratio {format_number(policy_ratio)}, with no estimate of"
+                        " the ratio: its lowest group has no observed error, so only a lower bound is known (too"
+                        " little evidence to call them within): " + _listed(
+                            [f"{_where(d, several)}{d['attribute']} {d['rate_label']} {_ratio(d)}" for d in unknown])
                   + "."))
     within = [d for d in f["disparities"] if d["verdict"] == "within_policy"]
     if within:
@@ -111,32 +177,28 @@ def first_page(doc: dict) -> list[tuple]:
         b.append(("li", "No attribute has two groups with data: no differential exists in this window."))
     if f["above_target"]:
         b.append(("li", f"Above target ({len(f['above_target'])} rates): " + _listed(
-            [f"{i['attribute']}={i['group']} {i['rate_label']} {format_number(i['value'], DIGITS)}"
+            [f"{_where(i, several)}{_who(i)} {i['rate_label']} {format_number(i['value'], DIGITS)}"
              f" [{format_number(i['low'], DIGITS)}, {format_number(i['high'], DIGITS)}] > {format_number(i['target'])}"
              for i in f["above_target"]]) + "."))
     rates = [i for i in f["insufficient"] if i["what"] == "rate"]
     verdicts = [i for i in f["insufficient"] if i["what"] != "rate"]
     if rates or verdicts:
-        said = []
-        if rates:
-            said.append(f"Too little evidence for {len(rates)} rates, shown as insufficient, never as fair: " + _listed(
-                [f"{i['attribute']}={i['group']} {i['rate_label']} ({i['comparisons']} comparisons)"
-                 if i["attribute"] != "*" else f"all {i['rate_label']} ({i['comparisons']} comparisons)" for i in rates]) +
-                f" (fewer than {f['min_comparisons']} comparisons, or bounds that hold the target).")
-        if verdicts:
-            said.append(f"No policy verdict for {len(verdicts)} attribute rates, a group lacking evidence: " + _listed(
-                [f"{i['attribute']} {i['rate_label']}" for i in verdicts]) + ".")
-        b.append(("li", " ".join(said)))
+        b.append(("li", " ".join(_too_little(f, rates, verdicts, several))))
     else:
         b.append(("li", "Too little evidence: nothing in this window; every rate of every group has at least"
                         f" {f['min_comparisons']} verified comparisons" +
-                        (" and bounds that decide its target." if any(f["targets"].values()) else ".")))
+                        (", bounds that decide its target" if any(f["targets"].values()) else "") +
+                        ", and every attribute set a verdict."))
     if f["suppressed_groups"]:
+        hidden = [d for d in f["disparities"] if d["verdict"] == SUPPRESSED]
         b.append(("li", f"{f['suppressed_groups']} groups suppressed (fewer than {doc['privacy']['min_group_size']}"
-                        " verified outcomes), and the differentials of their attributes with them."))
+                        " verified outcomes), and the differentials of their attributes with them" +
+                  (": " + _listed([f"{_where(d, several)}{d['attribute']} {d['rate_label']}" for d in hidden])
+                   if hidden else "") + "."))
     if f["alerts"]:
         b.append(("li", f"Alerts open in the window ({len(f['alerts'])}): " + "; ".join(
-            f"{a['type']} on {a['group']} {a['metric'].upper()} ({a['severity']}), opened {a['opened_at']}, " +
+            f"{a['type']} on {'all groups' if a['group'] == '*' else a['group']} {a['metric'].upper()}"
+            f" ({a['severity']}), opened {a['opened_at']}, " +
             (f"resolved {a['resolved_at']}" if a["resolved_at"] else "still firing") +
             (f", {format_number(a['value'], DIGITS)} [{format_number(a['low'], DIGITS)},"
              f" {format_number(a['high'], DIGITS)}] against baseline {format_number(a['baseline'], DIGITS)}"
