@@ -14,6 +14,7 @@ import json
 import math
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 import yaml
 from fairwatch.audit import boards as fd
 from fairwatch.audit.grafana_push import PushError, datasource_settings, push
-from fairwatch.audit.snapshots import write_differential_snapshots, write_snapshots
+from fairwatch.audit.snapshots import DIFFERENTIAL_COLUMNS, write_differential_snapshots, write_snapshots
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
 from fairwatch.detect.incidents import ALERT_COLUMNS, alert_id
@@ -85,6 +86,7 @@ def _seed(store, tmp: Path) -> dict:
         write_health(store, rows)
         previous = rows
 
+    store.insert("differential_snapshots", DIFFERENTIAL_COLUMNS, _hand_rows())  # deployment gate-h
     store.insert("alerts", ALERT_COLUMNS, SEEDED_ALERTS)
     store.insert("detector_state", STATE_COLUMNS, [state.to_row(at, version) for state, at, version in SEEDED_STATES])
     return {"paths": paths, "report": report}
@@ -120,6 +122,7 @@ SEEDED_ALERTS = [
 
 
 CYCLE_1, CYCLE_2 = START + timedelta(minutes=110), START + timedelta(minutes=115)
+FRESH = datetime.now(timezone.utc).replace(microsecond=0)  # a cycle that runs as the tests do
 
 
 def _state(type_, metric, group, state, statistic=None, threshold=6.5, n=900.0, needed=None, severity="critical",
@@ -146,7 +149,15 @@ SEEDED_STATES = [
     (_state("label_backlog", "label_backlog", "*", "insufficient", None, 0.05, 12.0, 50.0, severity="warning"),
      CYCLE_2, 2),
     (_state("error_rate_drift", "fmr", "age=30-49", "near", 6.0), CYCLE_1, 1),  # stale: not in the newest cycle
+    # tested, but no comparison in the trailing resolve_after: listed, never counted as quiet
+    (_state("error_rate_drift", "fnmr", "sex=M", "no_recent_evidence", 1.2, n=0.0), CYCLE_2, 2),
+    (_state("disparity_breach", "fmr", "sex=F", "no_recent_evidence", 0.4, n=0.0, severity="warning"), CYCLE_2, 2),
     (_state("error_rate_drift", "fmr", "race=Black", "near", 6.2, deployment="gate-b"), CYCLE_2, 3),
+    # gate-d's newest cycle ran just now (the others ran in November: stale by the wall clock)
+    (_state("error_rate_drift", "fmr", "race=Black", "near", 6.0, deployment="gate-d"), FRESH, 4),
+    (_state("error_rate_drift", "fmr", "race=White", "no_recent_evidence", 0.1, n=0.0, deployment="gate-d"),
+     FRESH, 4),
+    (_state("error_rate_drift", "fnmr", "race=White", "quiet", 0.1, deployment="gate-d"), FRESH, 4),
 ]
 
 
@@ -378,23 +389,19 @@ def test_status_timeline_says_insufficient_for_insufficient_groups(backend):
     assert {"ok", "insufficient", "above target", "no target"} <= mapping
 
 
-def test_inequity_rate_stat_equals_the_plug_in_value_of_the_snapshot_rates(backend):
-    runs, _ = _board_runs(backend)
-    q, template, values = _panel(runs, "fairwatch-overview", "Inequity rate")
+def test_inequity_rate_equals_the_plug_in_value_of_the_snapshot_rates(backend):
     latest = max(SNAPSHOTS)
     resolved = 0
     for attribute in ("race", "sex"):
         for window in (3600, 86400):
-            sql = template.replace("attribute = 'race'", f"attribute = '{attribute}'").replace(
-                f"window_seconds = {values['window']}", f"window_seconds = {window}")
-            [(value,)] = [tuple(r) for r in backend.typed(sql)[2]]
+            value = _differentials(backend, None, "gate-a", attribute, window)["Inequity rate (IR)"]["value"]
             params = {"t": latest, "w": window, "a": attribute}
             rates = backend.store.query(
                 "SELECT fmr, fnmr, impostor, genuine FROM estimate_snapshots WHERE snapshot_at = %(t)s"
                 " AND window_seconds = %(w)s AND attribute = %(a)s", params)
             [(status,)] = backend.store.query(
                 "SELECT status FROM differential_snapshots WHERE snapshot_at = %(t)s AND window_seconds = %(w)s"
-                " AND attribute = %(a)s AND metric = 'ir'", params)
+                " AND attribute = %(a)s AND metric = 'ir' AND deployment = 'gate-a'", params)
             fmr = [r[0] for r in rates if r[2] > 0]
             fnmr = [r[1] for r in rates if r[3] > 0]
             if status == "ok":
@@ -473,9 +480,19 @@ def test_firing_now_ranks_severity_critical_first(backend):
     assert [r[names.index("severity")] for r in rows] == ["critical", "critical", "warning", "info"]
 
 
-def _expected_wrong_now(deployment: str = "gate-a") -> list[dict]:
+STALE_AFTER = fd.STALE_AFTER_DEFAULT
+
+
+def _freshness(cycle_at: datetime | None, now: datetime) -> str | None:
+    """Stale when the cycle ran more than stale_after seconds before now (the wall clock)."""
+    return None if cycle_at is None else "stale" if (now - cycle_at).total_seconds() > STALE_AFTER else "current"
+
+
+def _expected_wrong_now(deployment: str = "gate-a", now: datetime | None = None) -> list[dict]:
     """Brute force over the seeded rows: the newest cycle's state of each stream beside the open
-    incidents; drifting (open incident or alarm), near, not tested (insufficient); worst first."""
+    incidents; drifting (open incident or alarm), near, no recent evidence, not tested
+    (insufficient); worst first; each with its cycle's age at ``now`` and whether it is stale."""
+    now = now or datetime.now(timezone.utc)
     newest = {}
     for state, at, version in SEEDED_STATES:
         if state.deployment == deployment and (state.id not in newest or version > newest[state.id][1]):
@@ -495,8 +512,10 @@ def _expected_wrong_now(deployment: str = "gate-a") -> list[dict]:
             shown = "drifting"
         elif state.state == "near":
             shown = "near threshold"
+        elif state.state == "no_recent_evidence":
+            shown = "no recent evidence"
         else:
-            continue  # tested and quiet
+            continue  # tested and quiet, with recent comparisons
         severity = max([x for x in (state and state.severity, alert and alert["severity"]) if x], key=rank.get)
         gap = None if state is None or state.statistic is None else state.statistic - state.threshold
         rows.append({"state": shown, "severity": severity, "group": state.group if state else alert["group_label"],
@@ -504,11 +523,35 @@ def _expected_wrong_now(deployment: str = "gate-a") -> list[dict]:
                      "id": cid,
                      "statistic": state and state.statistic, "threshold": state and state.threshold,
                      "evidence_n": state and state.evidence_n, "needed": state and state.needed,
-                     "open since": alert and alert["opened_at"], "evaluated": at, "_gap": gap})
-    order = {"drifting": 0, "near threshold": 1, "not tested: too little evidence": 2}
+                     "open since": alert and alert["opened_at"], "evaluated": at,
+                     "cycle age": None if at is None else (now - at).total_seconds(),
+                     "freshness": _freshness(at, now), "_gap": gap})
+    order = {"drifting": 0, "near threshold": 1, "no recent evidence": 2, "not tested: too little evidence": 3}
     rows.sort(key=lambda r: (order[r["state"]], -rank[r["severity"]], r["_gap"] is None, -(r["_gap"] or 0),
                              r["group"], r["metric"]))
     return [{k: v for k, v in r.items() if k != "_gap"} for r in rows]
+
+
+def _wrong_now_rows(backend, sql: str) -> tuple[list[dict], datetime]:
+    names, _, rows = backend.typed(sql)
+    now = datetime.now(timezone.utc)
+    found = [dict(zip(names, row)) for row in rows]
+    for row in found:
+        for column in ("open since", "evaluated"):
+            row[column] = None if row[column] is None else datetime.fromtimestamp(_ts(row[column]), timezone.utc)
+    return found, now
+
+
+def _same_rows(found: list[dict], expected: list[dict]) -> None:
+    """Equal, but for the cycle's age: the server's now() and ours are a moment apart."""
+    assert [r["id"] for r in found] == [r["id"] for r in expected]
+    for row, want in zip(found, expected):
+        assert (row["cycle age"] is None) == (want["cycle age"] is None), row["id"]
+        if want["cycle age"] is not None:
+            assert abs(float(row["cycle age"]) - want["cycle age"]) <= 5, row["id"]
+            assert abs(want["cycle age"] - STALE_AFTER) > 5, "too close to the boundary to judge"
+        assert {k: v for k, v in row.items() if k != "cycle age"} == {
+            k: want[k] for k in row if k != "cycle age"}
 
 
 def test_what_is_wrong_now_lists_drifting_near_and_untested_conditions_worst_first(backend):
@@ -517,21 +560,56 @@ def test_what_is_wrong_now_lists_drifting_near_and_untested_conditions_worst_fir
     detector states (two cycles, another deployment, stale and replaced streams)."""
     runs, _ = _board_runs(backend)
     _, sql, values = _panel(runs, "fairwatch-overview", "What is wrong now")
-    assert values["deployment"] == "gate-a"
-    names, _, rows = backend.typed(sql)
-    found = [dict(zip(names, row)) for row in rows]
-    for row in found:
-        for column in ("open since", "evaluated"):
-            row[column] = None if row[column] is None else datetime.fromtimestamp(_ts(row[column]), timezone.utc)
-    expected = _expected_wrong_now()
-    assert [r["id"] for r in found] == [r["id"] for r in expected]
-    assert found == [{k: r[k] for k in names} for r in expected]
+    assert values["deployment"] == "gate-a" and values["stale_after"] == str(STALE_AFTER)
+    found, now = _wrong_now_rows(backend, sql)
+    _same_rows(found, _expected_wrong_now(now=now))
     # what the operator is asked: which group is drifting now, which are close, which are not tested
     assert [(r["state"], r["group"], r["metric"]) for r in found][:3] == [
         ("drifting", "race=Black", "fmr"), ("drifting", "sex=F", "fnmr"), ("drifting", "race=White", "score")]
     assert {r["group"] for r in found if r["state"] == "not tested: too little evidence"} == {
         "sex&race=F&Black", "sex&race=M&Black", "*"}
-    assert "sex=M" not in {r["group"] for r in found} and "age=30-49" not in {r["group"] for r in found}
+    assert "sex=M" not in {r["group"] for r in found if r["metric"] == "fmr"}
+    assert "age=30-49" not in {r["group"] for r in found}
+
+
+def test_streams_without_recent_comparisons_are_listed_and_never_counted_as_tested_and_quiet(backend):
+    """Review, item 2: after a replay every tested stream had evidence_n = 0 at the evaluated
+    bucket, yet "what is wrong now" left them out as quiet and coverage said "tested 34". Oracle:
+    the seeded states with evidence_n == 0 that neither alarmed nor were near."""
+    runs, _ = _board_runs(backend)
+    _, sql, _ = _panel(runs, "fairwatch-overview", "What is wrong now")
+    found, _ = _wrong_now_rows(backend, sql)
+    unseen = {s.id for s, _, version in SEEDED_STATES if s.deployment == "gate-a" and version == 2
+              and s.evidence_n == 0 and s.state not in ("alarm", "near")}
+    assert unseen and {r["id"] for r in found if r["state"] == "no recent evidence"} == unseen
+    states = [r["state"] for r in found]
+    assert states == sorted(states, key=fd.WRONG_NOW_STATES.index)  # after near, before not tested
+    [mappings] = fd.WRONG_NOW_MAPPINGS
+    assert set(mappings["options"]) == set(fd.WRONG_NOW_STATES)
+    assert mappings["options"]["no recent evidence"]["color"] == "text"  # grey: unknown, never green
+
+
+def test_states_of_a_cycle_older_than_stale_after_are_marked_stale(backend):
+    """Review, item 2: a cycle that stops early (no baseline yet, horizon not reached) writes no
+    states, so an older cycle passed for "now". Oracle: the wall clock against each deployment's
+    newest cycle_at: gate-a's ran in November (stale), gate-d's as the tests started (current)."""
+    runs, _ = _board_runs(backend)
+    _, sql, _ = _panel(runs, "fairwatch-overview", "What is wrong now")
+    _, coverage, _ = _panel(runs, "fairwatch-overview", "Detection coverage")
+    for deployment, expected in (("gate-a", "stale"), ("gate-d", "current")):
+        found, now = _wrong_now_rows(backend, sql.replace("'gate-a'", f"'{deployment}'"))
+        _same_rows(found, _expected_wrong_now(deployment, now))
+        assert {r["freshness"] for r in found if r["evaluated"] is not None} == {expected}
+        names, _, [row] = backend.typed(coverage.replace("'gate-a'", f"'{deployment}'"))
+        assert float(dict(zip(names, row))["cycle"]) == {"stale": 1.0, "current": 0.0}[expected]
+    # the threshold is the board's variable: at 0 seconds every cycle is stale
+    found, _ = _wrong_now_rows(backend, sql.replace("'gate-a'", "'gate-d'").replace(
+        f"toInt64OrZero('{STALE_AFTER}')", "toInt64OrZero('0')"))
+    assert {r["freshness"] for r in found} == {"stale"}
+    [panel] = [p for p in fd.generate()["fairwatch-overview.json"]["panels"] if p.get("title") == "Detection coverage"]
+    [override] = [o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "cycle"]
+    [mapping, _] = override["properties"][0]["value"]
+    assert (mapping["options"]["1"]["text"], mapping["options"]["0"]["text"]) == ("stale", "current")
 
 
 def test_detection_coverage_counts_the_newest_cycle_and_says_when_nothing_is_watched(backend):
@@ -540,12 +618,49 @@ def test_detection_coverage_counts_the_newest_cycle_and_says_when_nothing_is_wat
     names, _, [row] = backend.typed(sql)
     newest = {s.id: s for s, _, version in SEEDED_STATES if s.deployment == "gate-a" and version == 2}
     thin = sum(s.state == "insufficient" for s in newest.values())
+    unseen = sum(s.state == "no_recent_evidence" for s in newest.values())
+    assert thin and unseen
     assert dict(zip(names, map(float, row))) == {
-        "tested": len(newest) - thin, "not tested: too little evidence": thin,
-        "last cycle": CYCLE_2.timestamp() * 1000}
+        "tested": len(newest) - thin - unseen, "no recent evidence": unseen, "not tested: too little evidence": thin,
+        "last cycle": CYCLE_2.timestamp() * 1000, "cycle": 1.0}
     # a deployment no cycle has run for is "not watched" (NULL), never zero streams in trouble
     [row] = backend.typed(sql.replace("'gate-a'", "'gate-c'"))[2]
-    assert list(row) == [None, None, None]
+    assert list(row) == [None] * 5
+
+
+ABOVE, UNDECIDED, WITHIN, BELOW, THIN = ("above policy", "not distinguishable", "within policy",
+                                         "below the ratio (no max / min verdict)", "insufficient")
+UNBOUNDED, NO_POLICY = "not judged: no policy value bounds it", "not judged: exported without a policy"
+HAND_RATIO = 10.0
+# differential_snapshots rows of deployment gate-h at START + 30 min (window 1 h), one attribute per
+# case set: (attribute, metric, rate, value, low, high, status, the verdict at policy_ratio 10
+# worked out by hand from the interval)
+HAND_CASES = [
+    ("demo", "max_min_ratio", "fmr", 10.8, 7.48, 15.9, "ok", UNDECIDED),  # the demo's race FMR: not "exceeded"
+    ("demo", "max_min_ratio", "fnmr", 12.5, 10.2, 15.0, "ok", ABOVE),  # the whole interval is above 10
+    ("demo", "max_geomean", "fmr", 6.0, 4.0, 9.0, "ok", BELOW),  # below 10 says nothing of max / min
+    ("demo", "ir", "combined", 11.0, 10.5, 30.0, "ok", ABOVE),  # IR above 10: a max / min ratio is too
+    ("demo", "garbe", "combined", 0.4, 0.2, 0.6, "ok", UNBOUNDED),
+    ("demo", "fdr", "combined", 0.99, 0.98, 1.0, "ok", UNBOUNDED),
+    ("edges", "max_min_ratio", "fmr", 12.0, 10.0, 14.0, "ok", UNDECIDED),  # low == 10 is not above 10
+    ("edges", "max_min_ratio", "fnmr", 6.0, 4.0, 10.0, "ok", WITHIN),  # high == 10 is within
+    ("edges", "max_geomean", "fmr", 9.0, 5.0, 11.0, "ok", UNDECIDED),
+    ("edges", "ir", "combined", 9.5, 9.0, 10.0, "ok", BELOW),
+    ("zero", "max_min_ratio", "fmr", None, 11.0, None, "undefined", ABOVE),  # a rate is 0; still at least 11
+    ("zero", "max_min_ratio", "fnmr", None, 3.0, None, "undefined", UNDECIDED),  # no upper bound: never within
+    ("zero", "max_geomean", "fmr", 3.0, 2.0, None, "ok", UNDECIDED),
+    ("thin", "max_min_ratio", "fmr", 30.0, 12.0, 80.0, "insufficient", THIN),  # never red on thin evidence
+    ("thin", "max_min_ratio", "fnmr", 2.0, 1.5, 3.0, "insufficient", THIN),  # nor green
+    ("thin", "ir", "combined", None, None, None, "insufficient", THIN),
+]
+HAND_COLOURS = {ABOVE: "red", UNDECIDED: "orange", WITHIN: "green"}  # every other verdict: grey text
+TITLES = {(metric, rate): title for title, metric, rate, _ in fd.DIFFERENTIALS_NOW}
+
+
+def _hand_rows() -> list[tuple]:
+    at = START + timedelta(minutes=30)
+    return [(at, 3600, "gate-h", "algo-v1", "verification", attribute, metric, rate, value, low, high, status, 2,
+             None, None) for attribute, metric, rate, value, low, high, status, _ in HAND_CASES]
 
 
 def _policy(ratio: float | None, deployment: str = "gate-a", target_fmr: float | None = None):
@@ -555,66 +670,116 @@ def _policy(ratio: float | None, deployment: str = "gate-a", target_fmr: float |
     return parse_policy(text, f"{deployment}.yaml")
 
 
-RATIO_STATS = ("Max / min FMR", "Max / min FNMR", "Max / geomean FMR", "Inequity rate (IR)")
+def _differentials(backend, ratio: float | None, deployment: str, attribute: str, window: int) -> dict[str, dict]:
+    """The Overview's "Differentials now" rows for a scope, as the board with ``ratio`` shows them."""
+    policy = fd.BoardPolicy(policy_ratio=ratio) if ratio is not None else fd.BoardPolicy()
+    runs, _ = _board_runs(backend, policy)
+    _, sql, values = _panel(runs, "fairwatch-overview", "Differentials now")
+    sql = (sql.replace(f"attribute = '{values['attribute']}'", f"attribute = '{attribute}'")
+           .replace(f"window_seconds = {values['window']}", f"window_seconds = {window}")
+           .replace(f"deployment = '{values['deployment']}'", f"deployment = '{deployment}'"))
+    names, _, rows = backend.typed(sql)
+    found = {row[0]: dict(zip(names, row)) for row in rows}
+    # NaN as the server gives it (chDB's JSON output here turns NaN into null, the plugin does not)
+    for title, nan in backend.typed(f"SELECT differential, isNaN(value) FROM ({sql})")[2]:
+        found[title]["value is NaN"] = None if nan is None else bool(int(nan))
+    return found
 
 
-def _steps(board: dict, title: str) -> list[tuple]:
-    [panel] = [p for p in board["panels"] if p.get("title") == title]
-    return [(step["value"], step["color"]) for step in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+def _colour_of(board: dict, verdict: str) -> str:
+    [panel] = [p for p in board["panels"] if p.get("title") == "Differentials now, against the policy"]
+    [override] = [o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "vs policy"]
+    [mappings] = [prop["value"] for prop in override["properties"] if prop["id"] == "mappings"]
+    return mappings[0]["options"][verdict]["color"]
 
 
-def _colour(steps: list[tuple], value: float) -> str:
-    """Grafana's choice: the colour of the last step whose value is at most the field's (base: -inf)."""
-    return [colour for at, colour in steps if at is None or at <= value][-1]
+def test_differentials_are_judged_by_their_interval_on_hand_computed_rows(backend):
+    """Review, item 1: the ratio stats went red on the plug-in value ("the policy is exceeded"),
+    so the demo's race FMR 10.8 [7.48, 15.9] against policy_ratio 10 was red while the report
+    called it not distinguishable. Oracle: the verdicts worked out by hand from each interval
+    (HAND_CASES), on ClickHouse 18.16 and chDB."""
+    board = fd.generate(fd.BoardPolicy(policy_ratio=HAND_RATIO))["fairwatch-overview.json"]
+    for attribute in sorted({case[0] for case in HAND_CASES}):
+        found = _differentials(backend, HAND_RATIO, "gate-h", attribute, 3600)
+        cases = [case for case in HAND_CASES if case[0] == attribute]
+        assert list(found) == [TITLES[m, r] for m, r in sorted({(c[1], c[2]) for c in cases},
+                                                                key=lambda k: list(TITLES).index(k))]
+        for _, metric, rate, value, low, high, status, verdict in cases:
+            row = found[TITLES[metric, rate]]
+            assert row["vs policy"] == verdict, (attribute, metric, rate)
+            assert _colour_of(board, verdict) == HAND_COLOURS.get(verdict, "text"), verdict
+            assert (_num(row["low"]), _num(row["high"]), _num(row["policy ratio"])) == (low, high, HAND_RATIO)
+            shown = _num(row["value"])
+            if status == "ok":
+                assert shown == value and row["value is NaN"] is False
+            elif status == "undefined":
+                assert row["value is NaN"] is True  # "undefined (a rate is 0)"
+            else:
+                assert shown is None and row["value is NaN"] is None  # "insufficient", never a number
+    # the plug-in value alone would have called the demo's race FMR a breach
+    [demo] = [c for c in HAND_CASES if c[:3] == ("demo", "max_min_ratio", "fmr")]
+    assert demo[3] > HAND_RATIO and demo[-1] == UNDECIDED
 
 
-def test_ratio_stats_are_red_at_the_policys_ratio_and_no_fixed_number_colours_a_stat():
+def test_the_boards_verdict_on_real_rows_is_the_reports(backend):
+    """On the seeded snapshots, for ratios below, at and above each interval: the board's verdict
+    for max / min FMR and FNMR equals the core's ``vs_policy`` (what ``fairwatch report`` says),
+    recomputed from the stored counts of the snapshot's window; a differential whose snapshot says
+    insufficient is shown as insufficient."""
+    from fairwatch.audit.estimates import window_metrics
+    from fairwatch.audit.window import resolve_window
+
+    latest = max(SNAPSHOTS)
+    seen = set()
+    for attribute in ("race", "sex"):
+        for window in (3600, 86400):
+            scope = resolve_window(f"{window}s", None, None, CONFIG.bucket_seconds, latest)
+            plain = {(m, r): (st, lo, hi) for m, r, st, lo, hi in backend.store.query(
+                "SELECT metric, rate, status, low, high FROM differential_snapshots WHERE snapshot_at = %(t)s"
+                " AND window_seconds = %(w)s AND attribute = %(a)s AND deployment = 'gate-a'"
+                " AND metric = 'max_min_ratio'", {"t": latest, "w": window, "a": attribute})}
+            bounds = {b for _, lo, hi in plain.values() for b in (lo, hi) if b is not None}
+            for ratio in sorted({round(r, 6) for b in bounds for r in (b * 0.9, b, b * 1.1) if r >= 1}):
+                frame, _ = window_metrics(backend.store, scope, replace(CONFIG, policy_ratio=ratio), with_labels=False,
+                                          with_reviews=False)
+                report = {d.rate: d.vs_policy for d in frame.differentials
+                          if d.scope.attribute == attribute and d.metric == "max_min_ratio"}
+                shown = _differentials(backend, ratio, "gate-a", attribute, window)
+                for rate in ("fmr", "fnmr"):
+                    status, low, high = plain["max_min_ratio", rate]
+                    verdict = shown[TITLES["max_min_ratio", rate]]["vs policy"]
+                    expected = "insufficient" if status == "insufficient" else report[rate].replace("_", " ")
+                    assert verdict == expected, (attribute, window, rate, ratio, status, low, high)
+                    seen.add(verdict)
+    assert {ABOVE, UNDECIDED, WITHIN} <= seen, seen  # the seed reaches every verdict a colour claims
+
+
+def test_no_fixed_number_colours_a_differential_and_the_policy_ratio_is_the_only_threshold():
     """Issue #27 item 5: the stats' thresholds were fixed numbers (IR yellow at 1.5, red at 3 for
-    every deployment), not the policy's."""
+    every deployment), not the policy's. Now no threshold colours a number: the verdict column
+    says it, from the interval against the policy's ratio, and says "not judged" without one."""
     for ratio in (2.5, 10):
-        overview = fd.generate(fd.BoardPolicy.from_policies({"gate-a": _policy(ratio)}))["fairwatch-overview.json"]
-        for title in RATIO_STATS:
-            assert _steps(overview, title) == [(None, "text"), (ratio, "red")], title
-        for title in ("GARBE", "FDR"):  # no policy value bounds them
-            assert _steps(overview, title) == [(None, "text")], title
+        board = fd.generate(fd.BoardPolicy.from_policies({"gate-a": _policy(ratio)}))["fairwatch-overview.json"]
+        [panel] = [p for p in board["panels"] if p.get("title") == "Differentials now, against the policy"]
+        assert [s["color"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]] == ["text"]
+        sql = panel["targets"][0]["rawSql"]
+        assert f"low > {float(ratio)!r}" in sql and f"high <= {float(ratio)!r}" in sql
+        assert {_colour_of(board, v) for v in (ABOVE, UNDECIDED, WITHIN)} == {"red", "orange", "green"}
+        assert {_colour_of(board, v) for v in (THIN, BELOW, UNBOUNDED, NO_POLICY)} == {"text"}
     unpoliced = fd.generate()["fairwatch-overview.json"]
-    for title in RATIO_STATS + ("GARBE", "FDR"):
-        assert _steps(unpoliced, title) == [(None, "text")], title
+    [panel] = [p for p in unpoliced["panels"] if p.get("title") == "Differentials now, against the policy"]
+    sql = panel["targets"][0]["rawSql"]
+    assert "low >" not in sql and "within policy" not in sql and "above policy" not in sql
+    for board in fd.generate().values():  # no stat is coloured by a fixed number anywhere
+        for p in board["panels"]:
+            steps = p.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])
+            if p["type"] == "stat":
+                assert [s["color"] for s in steps] == ["text"], p["title"]
     disparity = fd.generate(fd.BoardPolicy.from_policies({"gate-a": _policy(4, target_fmr=0.002)}))
     [box] = [v for v in disparity["fairwatch-disparity.json"]["templating"]["list"] if v["name"] == "target_fmr"]
     assert box["query"] == "0.002"
     with pytest.raises(fd.BoardPolicyError, match="gate-a: 2.*gate-b: 3"):
         fd.BoardPolicy.from_policies({"gate-a": _policy(2), "gate-b": _policy(3, "gate-b")})
-
-
-def test_ratio_stat_colour_on_real_rows_follows_the_policy_ratio(backend):
-    """The stat a policy colours, on the seeded snapshot: red exactly when the snapshot's plug-in
-    max/min FMR (brute force over estimate_snapshots) is at or above the policy's ratio."""
-    latest = max(SNAPSHOTS)
-    for attribute, window in (("race", 3600), ("race", 86400), ("sex", 3600), ("sex", 86400)):
-        params = {"t": latest, "w": window, "a": attribute}
-        [(status,)] = backend.store.query(
-            "SELECT status FROM differential_snapshots WHERE snapshot_at = %(t)s AND window_seconds = %(w)s"
-            " AND attribute = %(a)s AND metric = 'max_min_ratio' AND rate = 'fmr'", params)
-        if status == "ok":
-            break
-    else:
-        pytest.fail("the seed should resolve max/min FMR for one attribute and window")
-    rates = [r[0] for r in backend.store.query(
-        "SELECT fmr FROM estimate_snapshots WHERE snapshot_at = %(t)s AND window_seconds = %(w)s"
-        " AND attribute = %(a)s AND impostor > 0", params)]
-    plug_in = max(rates) / min(rates)
-    for ratio in (max(1.0, plug_in * 0.9), plug_in * 1.1):
-        policy = fd.BoardPolicy.from_policies({"gate-a": _policy(round(ratio, 6))})
-        runs, _ = _board_runs(backend, policy)
-        _, template, values = _panel(runs, "fairwatch-overview", "Max / min FMR")
-        sql = template.replace(f"attribute = '{values['attribute']}'", f"attribute = '{attribute}'").replace(
-            f"window_seconds = {values['window']}", f"window_seconds = {window}")
-        [(value,)] = backend.typed(sql)[2]
-        assert float(value) == pytest.approx(plug_in)
-        board = fd.generate(policy)["fairwatch-overview.json"]
-        assert _colour(_steps(board, "Max / min FMR"), float(value)) == ("red" if plug_in >= round(ratio, 6)
-                                                                         else "text")
 
 
 def test_a_board_coloured_by_a_policy_offers_only_its_deployments(backend):
@@ -701,7 +866,8 @@ def test_export_with_a_policy_colours_by_it_and_refuses_policies_that_disagree(t
     assert result.exit_code == 0, result.output
     board = json.loads((tmp_path / "a" / "fairwatch-overview.json").read_text())
     ratio = yaml.safe_load(example)["policy_ratio"]
-    assert all(_steps(board, title) == [(None, "text"), (ratio, "red")] for title in RATIO_STATS)
+    [panel] = [p for p in board["panels"] if p.get("title") == "Differentials now, against the policy"]
+    assert f"low > {float(ratio)!r}" in panel["targets"][0]["rawSql"]
     (policies / "gate-b.yaml").write_text(example.replace("deployment: gate-a", "deployment: gate-b")
                                           .replace(f"policy_ratio: {ratio} ", "policy_ratio: 3 "))
     result = CliRunner().invoke(app, ["dashboards", "export", "--policy", str(policies), "--out", str(tmp_path / "b")])

@@ -2,8 +2,10 @@
 
 Four boards read ClickHouse through the official plugin (``grafana-clickhouse-datasource``, uid
 :data:`DATASOURCE_UID`): **Overview** (what is wrong now: conditions drifting, near their alarm
-threshold or not tested, from ``alerts`` and ``detector_state``; current differentials coloured by
-the policy's ``policy_ratio``; per-group FMR / FNMR with interval bands, status over time),
+threshold, without recent evidence or not tested, from ``alerts`` and ``detector_state``, stale when
+no cycle has written states lately; the current differentials with their intervals, judged against
+the policy's ``policy_ratio`` by the interval; per-group FMR / FNMR with interval bands, status over
+time),
 **Disparity** (GARBE, FDR, IR, max/geomean with intervals over time, realized vs intended FMR,
 group x time heatmap), **Alerts** (firing incidents by severity rank and resolved ones, alerts as
 annotations) and **Pipeline health** (ingest rate, consumer lag, pending joins, orphans, dead
@@ -84,10 +86,14 @@ class BoardPolicy:
     Parameters
     ----------
     policy_ratio
-        The policy's largest allowed max/min ratio of a rate between groups: the ratio stats (max /
-        min, max / geomean, IR) turn red at it. Each is at most the max/min ratio of one of the
-        rates, so red at ``policy_ratio`` means the policy is exceeded; below it they are not
-        coloured (max / geomean or IR below the ratio does not mean a max/min ratio is).
+        The policy's largest allowed max/min ratio of a rate between groups. The Overview judges
+        the current differentials against it by their intervals (:func:`verdict_sql`), as the
+        report does: a max / min ratio is "above policy" (red) only when its whole interval is
+        above it, "within policy" (green) only when its whole interval is at or below it, "not
+        distinguishable" (orange) when the interval holds it, "insufficient" (grey) when a group
+        lacks evidence. Max / geomean and IR are at most the max/min ratio of one of the rates:
+        their interval above the ratio means the policy is exceeded; below it says nothing about
+        max / min, so it is never called within.
     target_fmr
         Default of the Disparity board's intended FMR.
     deployments
@@ -442,29 +448,51 @@ ORDER BY time"""
 SEVERITY_MAPPINGS = [{"type": "value", "options": {
     "critical": {"color": "red", "index": 0}, "warning": {"color": "orange", "index": 1},
     "info": {"color": "blue", "index": 2}}}]
+WRONG_NOW_STATES = ("drifting", "near threshold", "no recent evidence", "not tested: too little evidence")
 WRONG_NOW_MAPPINGS = [{"type": "value", "options": {
     "drifting": {"color": "red", "index": 0}, "near threshold": {"color": "orange", "index": 1},
-    "not tested: too little evidence": {"color": "text", "index": 2}}}]
+    "no recent evidence": {"color": "text", "index": 2},
+    "not tested: too little evidence": {"color": "text", "index": 3}}}]
+FRESHNESS_MAPPINGS = [{"type": "value", "options": {
+    "current": {"color": "text", "index": 0}, "stale": {"color": "purple", "index": 1}}}]
+CYCLE_MAPPINGS = [
+    {"type": "value", "options": {"0": {"text": "current", "color": "text", "index": 0},
+                                  "1": {"text": "stale", "color": "purple", "index": 1}}},
+    {"type": "special", "options": {"match": "null", "result": {"text": "not watched", "color": "text", "index": 2}}},
+]
+
+# How old a deployment's newest detector states may be before the boards call them stale: a cycle
+# that stops early (no baseline yet, the horizon not reached) or a worker that stopped writes none,
+# and its older rows would pass for "now". A textbox variable, because the cycle's period is the
+# worker's FAIRWATCH_DETECT_SECONDS (60 by default: 300 s are 5 cycles), which no table holds.
+STALE_AFTER_DEFAULT = 300
+_CYCLE_AGE = "toInt64(toUInt32(now())) - toInt64(toUInt32({col}))"
+_STALE_AFTER = "toInt64OrZero(${stale_after:singlequote})"
 
 # The deployment's newest detection cycle (detector_state rows of an older version are streams it no
-# longer runs) beside the open incidents, one row per condition id. Ranks: 3 drifting (an open
-# incident, or an alarm at the last bucket), 2 near the threshold, 1 not tested (an
-# insufficient_evidence condition, or a label backlog with too few matches); quiet ones are left out.
+# longer runs) beside the open incidents, one row per condition id. Ranks: 4 drifting (an open
+# incident, or an alarm at the last bucket), 3 near the threshold, 2 no recent evidence (tested, but
+# not one comparison in the trailing resolve_after), 1 not tested (an insufficient_evidence
+# condition, or a label backlog with too few matches); quiet ones are left out. `cycle age` and
+# `freshness` say whether that cycle is still "now" (stale after $stale_after seconds).
 # UNION ALL then GROUP BY rather than a join: joins differ between 18.16 and current servers.
 _NEWEST_CYCLE = ("version = (SELECT max(version) FROM detector_state"
                  " WHERE deployment = ${deployment:singlequote})")
 WRONG_NOW_SQL = f"""
-SELECT multiIf(rank = 3, 'drifting', rank = 2, 'near threshold', 'not tested: too little evidence') AS state,
+SELECT multiIf(rank = 4, 'drifting', rank = 3, 'near threshold', rank = 2, 'no recent evidence',
+               'not tested: too little evidence') AS state,
        transform(sev_rank, [1, 2, 3], ['info', 'warning', 'critical'], '') AS severity,
        group_label AS group, metric, type, algorithm, statistic, threshold, evidence_n, needed,
-       since AS `open since`, cycle_at AS evaluated, id
+       since AS `open since`, cycle_at AS evaluated, {_CYCLE_AGE.format(col='cycle_at')} AS `cycle age`,
+       if(isNull(cycle_at), CAST(NULL AS Nullable(String)),
+          if({_CYCLE_AGE.format(col='cycle_at')} > {_STALE_AFTER}, 'stale', 'current')) AS freshness, id
 FROM (
     SELECT cid AS id, any(kind) AS type, max(sev) AS sev_rank, any(alg) AS algorithm, any(grp) AS group_label,
            any(met) AS metric, max(open) AS is_open, max(opened) AS since, max(st) AS last_state,
            max(stat) AS statistic, max(thr) AS threshold, max(n) AS evidence_n, max(need) AS needed,
            max(cycle) AS cycle_at,
-           multiIf(type = 'insufficient_evidence', 1, is_open = 1 OR last_state = 3, 3, last_state = 2, 2,
-                   last_state = 4, 1, 0) AS rank
+           multiIf(type = 'insufficient_evidence', 1, is_open = 1 OR last_state = 3, 4, last_state = 2, 3,
+                   last_state = 5, 2, last_state = 4, 1, 0) AS rank
     FROM (
         SELECT id AS cid, toString(type) AS kind, {severity_rank()} AS sev, algorithm AS alg, group_label AS grp,
                metric AS met, toUInt8(1) AS open, toNullable(opened_at) AS opened, toUInt8(0) AS st,
@@ -476,7 +504,8 @@ FROM (
         UNION ALL
         SELECT id AS cid, toString(type) AS kind, {severity_rank()} AS sev, algorithm AS alg, group_label AS grp,
                metric AS met, toUInt8(0) AS open, CAST(NULL AS Nullable(DateTime('UTC'))) AS opened,
-               toUInt8(transform(toString(state), ['quiet', 'near', 'alarm', 'insufficient'], [1, 2, 3, 4], 0)) AS st,
+               toUInt8(transform(toString(state), ['quiet', 'near', 'alarm', 'insufficient', 'no_recent_evidence'],
+                                 [1, 2, 3, 4, 5], 0)) AS st,
                statistic AS stat, threshold AS thr, toNullable(evidence_n) AS n, needed AS need,
                toNullable(cycle_at) AS cycle
         FROM detector_state FINAL
@@ -487,15 +516,82 @@ FROM (
 WHERE rank > 0
 ORDER BY rank DESC, sev_rank DESC, statistic - threshold DESC NULLS LAST, group_label, metric"""
 
+# tested: alarm, near or quiet with recent comparisons; `no recent evidence` and `not tested` apart;
+# cycle: 0 current, 1 stale (older than $stale_after seconds); all NULL ("not watched") without a cycle
 COVERAGE_SQL = f"""
-SELECT if(streams = 0, NULL, toFloat64(streams - thin)) AS tested,
+SELECT if(streams = 0, NULL, toFloat64(streams - thin - unseen)) AS tested,
+       if(streams = 0, NULL, toFloat64(unseen)) AS `no recent evidence`,
        if(streams = 0, NULL, toFloat64(thin)) AS `not tested: too little evidence`,
-       if(streams = 0, NULL, toFloat64(toUInt32(last)) * 1000) AS `last cycle`
+       if(streams = 0, NULL, toFloat64(toUInt32(last)) * 1000) AS `last cycle`,
+       if(streams = 0, NULL, toFloat64({_CYCLE_AGE.format(col='last')} > {_STALE_AFTER})) AS cycle
 FROM (
-    SELECT count() AS streams, countIf(state = 'insufficient') AS thin, max(cycle_at) AS last
+    SELECT count() AS streams, countIf(state = 'insufficient') AS thin,
+           countIf(state = 'no_recent_evidence') AS unseen, max(cycle_at) AS last
     FROM detector_state FINAL
     WHERE deployment = ${{deployment:singlequote}} AND {_NEWEST_CYCLE}
 )"""
+
+
+# The Overview's current differentials: (title, metric, rate, how the policy ratio judges it).
+# "max_min": the policy's own quantity; "bounded": at most a max / min ratio of a rate (above the
+# ratio means a max / min ratio is above it; below it means nothing); None: no policy value bounds it.
+DIFFERENTIALS_NOW = (
+    ("Max / min FMR", "max_min_ratio", "fmr", "max_min"),
+    ("Max / min FNMR", "max_min_ratio", "fnmr", "max_min"),
+    ("Max / geomean FMR", "max_geomean", "fmr", "bounded"),
+    ("Inequity rate (IR)", "ir", "combined", "bounded"),
+    ("GARBE", "garbe", "combined", None),
+    ("FDR", "fdr", "combined", None),
+)
+ABOVE, UNDECIDED, WITHIN, BELOW, THIN = ("above policy", "not distinguishable", "within policy",
+                                         "below the ratio (no max / min verdict)", "insufficient")
+UNBOUNDED, NO_POLICY = "not judged: no policy value bounds it", "not judged: exported without a policy"
+VERDICT_MAPPINGS = [{"type": "value", "options": {
+    ABOVE: {"color": "red", "index": 0}, UNDECIDED: {"color": "orange", "index": 1},
+    WITHIN: {"color": "green", "index": 2}, THIN: {"color": "text", "index": 3},
+    BELOW: {"color": "text", "index": 4}, UNBOUNDED: {"color": "text", "index": 5},
+    NO_POLICY: {"color": "text", "index": 6}}}]
+
+
+def verdict_sql(kind: str | None, policy_ratio: float | None) -> str:
+    """SQL for a differential's verdict against ``policy_ratio`` from its stored interval
+    (``low``, ``high``, ``status`` of ``differential_snapshots``), as the report judges max / min
+    (:func:`fairwatch.core.differentials.differentials`, ``vs_policy``): above only when ``low >
+    ratio``, within only when ``high <= ratio`` (a missing ``high`` is unbounded), else not
+    distinguishable; insufficient when a group lacks evidence or there is no interval.
+
+    >>> print(verdict_sql("max_min", 10))
+    multiIf(status = 'insufficient' OR isNull(low), 'insufficient', ifNull(low > 10.0, 0), 'above policy', ifNull(high <= 10.0, 0), 'within policy', 'not distinguishable')
+    """
+    if kind is None:
+        return sql_string(UNBOUNDED)
+    if policy_ratio is None:
+        return sql_string(NO_POLICY)
+    ratio = repr(float(policy_ratio))
+    below = WITHIN if kind == "max_min" else BELOW
+    return (f"multiIf(status = 'insufficient' OR isNull(low), {sql_string(THIN)}, ifNull(low > {ratio}, 0), "
+            f"{sql_string(ABOVE)}, ifNull(high <= {ratio}, 0), {sql_string(below)}, {sql_string(UNDECIDED)})")
+
+
+def differentials_now_sql(policy_ratio: float | None) -> str:
+    """One row per differential of :data:`DIFFERENTIALS_NOW` at the latest snapshot: the plug-in
+    value (NULL while insufficient, NaN when undefined), its interval and its verdict."""
+    keys = [f"{metric}/{rate}" for _, metric, rate, _ in DIFFERENTIALS_NOW]
+    key = "concat(metric, '/', rate)"
+    judged = {kind: [k for k, (*_, each) in zip(keys, DIFFERENTIALS_NOW) if each == kind]
+              for kind in ("max_min", "bounded")}
+    verdicts = ", ".join(f"{key} IN ({', '.join(map(sql_string, judged[kind]))}), {verdict_sql(kind, policy_ratio)}"
+                         for kind in judged)
+    ratio = "CAST(NULL AS Nullable(Float64))" if policy_ratio is None else f"toNullable({float(policy_ratio)!r})"
+    return f"""
+SELECT transform({key}, [{', '.join(map(sql_string, keys))}],
+                 [{', '.join(sql_string(title) for title, *_ in DIFFERENTIALS_NOW)}], '') AS differential,
+       multiIf(status = 'ok', value, status = 'undefined', nan, NULL) AS value, low, high,
+       {ratio} AS `policy ratio`, multiIf({verdicts}, {verdict_sql(None, policy_ratio)}) AS `vs policy`
+FROM differential_snapshots FINAL
+WHERE window_seconds = ${{window}} AND {SET_SCOPE} AND {key} IN ({', '.join(map(sql_string, keys))})
+  AND snapshot_at = {latest_snapshot('differential_snapshots')}
+ORDER BY transform({key}, [{', '.join(map(sql_string, keys))}], [{', '.join(map(str, range(1, len(keys) + 1)))}], 0)"""
 
 
 def _links() -> list:
@@ -520,68 +616,74 @@ def overview(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
                        "Per-group error rates with their intervals, status and current differentials.")
     for variable in _scope_variables(policy):
         board = board.with_variable(variable)
+    # seconds after which the newest detector states are stale (5 cycles at the default 60 s)
+    board = board.with_variable(gdb.TextBoxVariable("stale_after").label("states stale after (s)")
+                                .default_value(str(STALE_AFTER_DEFAULT)))
     board = board.annotation(annotation("fairwatch alerts", ALERT_ANNOTATION_SQL))
 
     board = board.with_row(grid.row("What is wrong now (the latest detection cycle, whatever the time range)"))
     board = board.with_panel(grid.place(
-        table.Panel().title("What is wrong now: drifting, near the alarm threshold, or not tested")
+        table.Panel().title("What is wrong now: drifting, near the alarm threshold, unseen lately, or not tested")
         .with_target(query(WRONG_NOW_SQL, fmt=FORMAT_TABLE))
         .description("Every condition of $deployment with an open incident (drifting), a detector statistic "
                      "within a factor 10 of its alarm threshold (near: a reason to look, not evidence of drift), "
-                     "or too little baseline evidence to be tested at all (never shown as fine). Worst first: "
-                     "state, then severity by rank, then closeness to the threshold. statistic / threshold: log10 "
-                     "of the detector's e-value and of its alarm threshold (label_backlog: the unverified share "
-                     "and max_share). A group not listed was tested and is quiet.")
+                     "no comparison in its trailing resolve_after (no recent evidence: tested, but nothing seen "
+                     "lately, so not known to be quiet), or too little baseline evidence to be tested at all "
+                     "(never shown as fine). Worst first: state, then severity by rank, then closeness to the "
+                     "threshold. statistic / threshold: log10 of the detector's e-value and of its alarm "
+                     "threshold (label_backlog: the unverified share and max_share). evaluated: when the cycle "
+                     "ran; cycle age: seconds since; stale: older than $stale_after seconds (a cycle that stopped "
+                     "early, for no baseline yet or the horizon not reached, or a stopped worker writes no state). "
+                     "A condition not listed was quiet, with recent comparisons, at that cycle.")
         .override_by_name("state", [gm.DynamicConfigValue(id_val="mappings", value=WRONG_NOW_MAPPINGS),
                                     gm.DynamicConfigValue(id_val="custom.cellOptions",
                                                           value={"type": "color-background"})])
         .override_by_name("severity", [gm.DynamicConfigValue(id_val="mappings", value=SEVERITY_MAPPINGS),
                                        gm.DynamicConfigValue(id_val="custom.cellOptions",
-                                                             value={"type": "color-background"})]), 18, 9))
+                                                             value={"type": "color-background"})])
+        .override_by_name("cycle age", [gm.DynamicConfigValue(id_val="unit", value="s")])
+        .override_by_name("freshness", [gm.DynamicConfigValue(id_val="mappings", value=FRESHNESS_MAPPINGS),
+                                        gm.DynamicConfigValue(id_val="custom.cellOptions",
+                                                              value={"type": "color-background"})]), 18, 9))
     board = board.with_panel(grid.place(
         stat.Panel().title("Detection coverage").with_target(query(COVERAGE_SQL, fmt=FORMAT_TABLE))
-        .description("Streams of $deployment the latest detection cycle tested, those it could not test for lack "
-                     "of evidence, and when it ran. 'not watched': no detection cycle has stored a state.")
+        .description("Streams of $deployment the latest detection cycle tested (with comparisons in their trailing "
+                     "resolve_after), those without a recent comparison, those it could not test for lack of "
+                     "baseline evidence, when it ran, and whether that is current or stale (older than "
+                     "$stale_after seconds: no cycle has written states since). 'not watched': no detection cycle "
+                     "has stored a state.")
         .mappings([{"type": "special", "options": {"match": "null", "result": {
             "text": "not watched", "color": "text", "index": 0}}}])
         .thresholds(gdb.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE)
                     .steps([gm.Threshold(value=None, color="text")]))
         .override_by_name("last cycle", [gm.DynamicConfigValue(id_val="unit", value="dateTimeFromNow")])
+        .override_by_name("cycle", [gm.DynamicConfigValue(id_val="mappings", value=CYCLE_MAPPINGS)])
         .reduce_options(_Built(_Json({"calcs": ["last"], "fields": "", "values": False}))), 6, 9))
 
-    board = board.with_row(grid.row("Differentials now (latest snapshot; red where the policy's policy_ratio "
-                                    "is exceeded)"))
-    ratio = policy.policy_ratio
-    stats = [  # (title, metric, rate, red at the policy ratio)
-        ("Max / min FMR", "max_min_ratio", "fmr", True),
-        ("Max / min FNMR", "max_min_ratio", "fnmr", True),
-        ("Max / geomean FMR", "max_geomean", "fmr", True),
-        ("Inequity rate (IR)", "ir", "combined", True),
-        ("GARBE", "garbe", "combined", False),  # no policy value bounds GARBE or FDR
-        ("FDR", "fdr", "combined", False),
-    ]
-    for title, metric, rate, by_ratio in stats:
-        steps = [gm.Threshold(value=None, color="text")]
-        if by_ratio and ratio is not None:
-            steps.append(gm.Threshold(value=ratio, color="red"))
-            judged = f"Red at the policy's policy_ratio ({ratio:g}) and above: the policy is exceeded."
-        elif by_ratio:
-            judged = "Not coloured: the boards were exported without a policy (dashboards export --policy)."
-        else:
-            judged = "Not coloured: no policy value bounds it."
-        sql = f"""
-SELECT multiIf(status = 'ok', value, status = 'undefined', nan, NULL) AS `{title}`
-FROM differential_snapshots FINAL
-WHERE window_seconds = ${{window}} AND {SET_SCOPE} AND metric = '{metric}' AND rate = '{rate}'
-  AND snapshot_at = {latest_snapshot('differential_snapshots')}"""
-        panel = (stat.Panel().title(title).with_target(query(sql, fmt=FORMAT_TABLE)).decimals(3)
-                 .description(f"{metric} ({rate}) over the trailing $window of the latest snapshot in range, the "
-                              f"plug-in value. {judged} Grey 'insufficient': a group lacks evidence; never shown "
-                              "as a fair value.")
-                 .thresholds(gdb.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE).steps(steps))
-                 .mappings(NOT_RESOLVED_MAPPINGS).color_mode(gc.BigValueColorMode.BACKGROUND)
-                 .reduce_options(_Built(_Json({"calcs": ["last"], "fields": "", "values": False}))))
-        board = board.with_panel(grid.place(panel, 4, 4))
+    board = board.with_row(grid.row("Differentials now (latest snapshot; judged on their 95% intervals against "
+                                    "the policy's policy_ratio)"))
+    judged = (f"vs policy compares the interval with the policy's policy_ratio ({policy.policy_ratio:g}): "
+              if policy.policy_ratio is not None else
+              "vs policy: not judged, the boards were exported without a policy (dashboards export --policy). ")
+    board = board.with_panel(grid.place(
+        table.Panel().title("Differentials now, against the policy")
+        .with_target(query(differentials_now_sql(policy.policy_ratio), fmt=FORMAT_TABLE))
+        .description("The differentials of $attribute over the trailing $window of the latest snapshot in range: the "
+                     "plug-in value and its 95% simultaneous interval (high empty: no upper bound, a rate may be 0). "
+                     + judged + "max / min is 'above policy' (red) only when the whole interval is above the "
+                     "ratio, 'within policy' (green) only when it is at or below it, 'not distinguishable' (orange) "
+                     "when it holds the ratio. Max / geomean and IR are at most a max / min ratio: above the ratio "
+                     "means a max / min ratio is too; below it says nothing about max / min. GARBE and FDR: no "
+                     "policy value bounds them. 'insufficient' (grey): a group lacks evidence, never shown as fine "
+                     "or as a breach.")
+        .thresholds(gdb.ThresholdsConfig().mode(gm.ThresholdsMode.ABSOLUTE)
+                    .steps([gm.Threshold(value=None, color="text")]))
+        .override_by_name("value", [gm.DynamicConfigValue(id_val="mappings", value=NOT_RESOLVED_MAPPINGS),
+                                    gm.DynamicConfigValue(id_val="decimals", value=3)])
+        .override_by_regexp("/^(low|high)$/", [gm.DynamicConfigValue(id_val="decimals", value=3)])
+        .override_by_name("vs policy", [gm.DynamicConfigValue(id_val="mappings", value=VERDICT_MAPPINGS),
+                                        gm.DynamicConfigValue(id_val="custom.cellOptions",
+                                                              value={"type": "color-background"})]), 24, 6))
 
     board = board.with_row(grid.row("Error rates over time (snapshots over the trailing $window)"))
     for rate, label, title in (("fmr", "FMR", "False match rate"), ("fnmr", "FNMR", "False non-match rate")):
