@@ -170,7 +170,6 @@ def _firing(deployments=("gate-a",)) -> list[tuple]:
         if key not in newest or a["version"] > newest[key]["version"]:
             newest[key] = a
     return [a for a in newest.values() if a["state"] == "firing" and a["deployment"] in deployments]
-    return {"paths": paths, "report": report}
 
 
 class Backend:

@@ -15,9 +15,9 @@ lifecycle over it, then reconciles with the incidents already in the ``alerts`` 
   every firing incident at each cycle, as its API expects of clients, with the values the store
   holds (one source of truth), and every resolution younger than the resend horizon, so one that
   a stopped worker never delivered still arrives.
-* every stream's state at its last bucket (alarm, near its threshold, quiet, or not tested for
-  lack of evidence: :mod:`fairwatch.detect.states`) is written to ``detector_state`` at every
-  cycle, for the Overview board's "what is wrong now".
+* every stream's state at its last bucket (alarm, near its threshold, quiet, no recent evidence,
+  or not tested for lack of baseline evidence: :mod:`fairwatch.detect.states`) is written to
+  ``detector_state`` at every cycle, for the Overview board's "what is wrong now".
 
 Streams per policy (deployment) and algorithm x mode x watched group:
 
