@@ -119,7 +119,8 @@ def test_filters_table_output_and_empty_windows(store_url):
     empty = runner.invoke(app, ["metrics", "--store", store_url, "--from", "2020-01-01T00:00:00Z", "--to",
                                 "2020-01-02T00:00:00Z"])
     # nothing to report: status 1, the same as `fairwatch report` on an empty window
-    assert empty.exit_code == 1 and "no verified outcomes" in empty.stdout
+    assert empty.exit_code == 1 and empty.stdout == ""
+    assert empty.stderr.startswith("error: no verified outcomes in [2020-01-01T00:00:00Z, 2020-01-02T00:00:00Z)")
 
 
 def test_bad_windows_are_explained():
