@@ -189,3 +189,11 @@ def test_debug_shows_the_traceback_and_the_query_a_store_refused(capsys, tmp_pat
     with pytest.raises(StoreError) as raised:
         run(app, ["--debug", "metrics", *WINDOW, "--store", url])
     assert "FROM group_counts" in capsys.readouterr().err and raised.value.sql.count("group_counts") >= 1
+
+
+def test_an_error_line_is_one_line_without_the_passwords_of_the_urls_it_quotes(capsys):
+    from fairwatch.cli.boundary import error
+
+    error("Alertmanager at http://am:s3cret@alerts:9093 said:\n  401 for url 'http://am:s3cret@alerts:9093/api'")
+    assert capsys.readouterr().err == ("error: Alertmanager at http://am@alerts:9093 said: 401 for url "
+                                       "'http://am@alerts:9093/api'\n")

@@ -190,3 +190,27 @@ def test_on_a_terminal_at_80_columns_nothing_is_cut_and_no_line_is_wider(replaye
             assert all(len(row) <= 80 for row in text.splitlines()), args
         elif args[0] == "metrics":
             assert "│" not in text and "-- 1 --" in text  # too wide for 80 columns: records, values whole
+
+
+def test_report_out_is_0640_never_through_a_symlink_and_never_over_a_file_without_force(replayed, tmp_path, capsys):
+    import os
+    import stat
+
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not a report")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    out = tmp_path / "report.json"
+    base = ["report", *WINDOW, "--store", replayed, "--format", "json"]
+    assert run(app, [*base, "--out", str(link)]) == EXIT_USAGE
+    assert capsys.readouterr().err.endswith(f"--out {link} is a symbolic link: name the file itself\n")
+    assert target.read_text() == "not a report"
+    assert run(app, [*base, "--out", str(out)]) == EXIT_OK
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o640 and json.loads(out.read_text())["groups"]
+    first = out.read_bytes()
+    assert run(app, [*base, "--out", str(out)]) == EXIT_USAGE
+    assert "exists: add --force to replace it" in capsys.readouterr().err and out.read_bytes() == first
+    os.chmod(out, 0o666)
+    assert run(app, [*base, "--out", str(out), "--force"]) == EXIT_OK
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o640
+    assert run(app, [*base, "--out", str(link), "--force"]) == EXIT_USAGE and target.read_text() == "not a report"

@@ -370,3 +370,25 @@ def test_links_come_from_the_policy_filled_with_the_alert_or_are_left_out():
     assert alertmanager_payload(alert, alert.opened_at)["generatorURL"] == alert.dashboard_url
     with pytest.raises(PolicyError, match=r"unknown placeholder \{grup\}"):
         parse_policy(base + 'runbook_url: "https://wiki.example/{grup}"\n')
+
+
+def test_a_failed_delivery_is_logged_without_the_destinations_password(caplog):
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server hook
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://oncall:s3cretPw@127.0.0.1:{server.server_address[1]}"
+    delivery = AlertDelivery([AlertmanagerSink(url)], attempts=1, backoff=0.01)
+    with caplog.at_level("WARNING", logger="fairwatch.detect.delivery"):
+        delivery.submit([make_alert("pw")], [])
+        delivery.close(timeout=10)
+    server.shutdown()
+    warnings = [r.getMessage() for r in caplog.records if "delivery to" in r.getMessage()]
+    assert warnings and all("401" in w and "s3cretPw" not in w for w in warnings), warnings
+    assert delivery.stats["alertmanager_failed"] == 1

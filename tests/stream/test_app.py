@@ -51,6 +51,18 @@ def wait_until_labeled(store, rows: int, timeout: float = 120.0) -> None:
     raise AssertionError(f"the worker stored no more than {rows} labeled outcomes in {timeout:.0f}s")
 
 
+def _listening(port: int) -> set[str]:
+    """The addresses (as /proc/net/tcp{,6} write them) with a socket listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].rsplit(":", 1)
+            if fields[3] == "0A" and int(port_hex, 16) == port:
+                found.add(address)
+    return found
+
+
 def test_shuffled_stream_with_duplicates_and_malformed_gives_exact_counts(stack, tmp_path):
     workload = make_workload(200_000, seed=1)
     setup = LiveSetup(stack, tmp_path)
@@ -67,6 +79,8 @@ def test_shuffled_stream_with_duplicates_and_malformed_gives_exact_counts(stack,
         text = worker.metrics_text()
         assert 'fairwatch_rejected_messages_total{reason="invalid_json"}' in text
         assert "fairwatch_pending_joins" in text and "fairwatch_sink_seconds_count" in text
+        # FAIRWATCH_WEB_HOST=127.0.0.1 (the default): /metrics and faust's own pages on loopback only
+        assert _listening(worker.web_port) == {"0100007F"}  # 127.0.0.1 in /proc/net/tcp, not 00000000
         committed_at = float(re.search(r"^fairwatch_offsets_committed_timestamp_seconds (\S+)$", text, re.M)[1])
         assert started < committed_at <= drained  # the commit that drained the group
     finally:

@@ -38,8 +38,24 @@ def to_csv(report: Report) -> str:
               "metrics_sha256": doc["reproducibility"]["metrics_sha256"]}
     for section, key, fields in _SECTIONS:
         for row in doc[key]:
-            writer.writerow({"section": section, **{f: row[f] for f in fields}, **common})
+            writer.writerow({"section": section, **{f: inert_cell(row[f]) for f in fields}, **common})
     return out.getvalue()
+
+
+def inert_cell(value: object) -> object:
+    r"""A CSV cell a spreadsheet will not run: text starting with ``= + - @`` (or a tab or carriage
+    return) gets a leading ``'`` (OWASP's CSV injection advice); numbers stay numbers.
+
+    >>> inert_cell('=HYPERLINK("http://x","y")'), inert_cell("-0.5"), inert_cell(-0.5), inert_cell("race")
+    ('\'=HYPERLINK("http://x","y")', '-0.5', -0.5, 'race')
+    """
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + value
+    return value
 
 
 # print: A4 like the PDF, the findings alone on the first page; intervals never break inside

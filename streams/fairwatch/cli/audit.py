@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from fairwatch.cli.boundary import error, failed
+from fairwatch.cli.output_files import OutputError, write_output
 from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, WrappedHelpGroup
 
 console = Console(stderr=True, soft_wrap=True)  # diagnostics whole, one per line
@@ -33,7 +34,8 @@ def report_command(
     attribute: Optional[str] = typer.Option(None, "--attribute", help="Only this attribute, e.g. race or sex&race."),
     fmt: str = typer.Option("html", "--format", help="html, pdf, json or csv"),
     as_json: bool = typer.Option(False, "--json", help="The report as JSON: the same as --format json."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write here (default: stdout; pdf needs --out)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write here, mode 0640 (default: stdout; pdf needs --out)."),
+    force: bool = typer.Option(False, "--force", help="Replace the --out file if it exists (never a symlink)."),
     store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
     policy: Optional[Path] = typer.Option(None, "--policy", exists=True, dir_okay=False,
                                           help="Policy file (fairwatch.detect.policy): its targets, policy_ratio, ratio_floor and"
@@ -119,7 +121,10 @@ def report_command(
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        out.write_bytes(data)
+        try:
+            write_output(out, data, force)
+        except OutputError as exc:
+            raise failed(exc) from None
         doc = report.document
         console.print(f"wrote {out} ({len(data)} bytes): {len(doc['groups'])} groups, "
                       f"{doc['privacy']['suppressed_groups']} suppressed, {len(doc['alerts'])} alerts")

@@ -32,8 +32,11 @@ def debug_requested(args: Sequence[str]) -> bool:
 
 
 def error(message: str) -> None:
-    """The one line an expected failure prints."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    """The one line an expected failure prints: plain text (no markup to eat brackets in paths),
+    never wrapped, so `grep '^error:'` finds all of it; a password in a quoted URL is removed."""
+    from fairwatch.store.clickhouse import without_passwords
+
+    print(f"error: {' '.join(without_passwords(message).split())}", file=sys.stderr, flush=True)
 
 
 def failed(exc: BaseException, code: int = EXIT_USAGE) -> typer.Exit:

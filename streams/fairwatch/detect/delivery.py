@@ -35,6 +35,7 @@ import httpx
 
 from fairwatch.contracts.topics import ALERTS, DEFAULT_PREFIX
 from fairwatch.detect.incidents import Alert
+from fairwatch.store.clickhouse import without_passwords
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ class _Lane:
                     except Exception as exc:  # any failure of the destination: retry, then give up
                         self._count("errors")
                         log.warning("delivery to %s failed (attempt %d/%d): %s", self.sink.name, attempt,
-                                    self.attempts, exc)
+                                    self.attempts, without_passwords(str(exc)))
                         if attempt == self.attempts:
                             self._count("failed")
                         else:

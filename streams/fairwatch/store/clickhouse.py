@@ -232,6 +232,15 @@ def redacted_url(url: str) -> str:
     return parsed._replace(netloc=f"{userinfo.partition(':')[0]}@{host}").geturl()
 
 
+def without_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it removed (an error message quoting a URL).
+
+    >>> without_passwords("Client error '401' for url 'http://am:s3cret@alerts:9093/api/v2/alerts'")
+    "Client error '401' for url 'http://am@alerts:9093/api/v2/alerts'"
+    """
+    return re.sub(r"(://[^:/@\s'\"]+):[^@\s/'\"]*@", r"\1@", text)
+
+
 def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:4])
 

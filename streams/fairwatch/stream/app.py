@@ -69,6 +69,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
         web_host=settings.web_host,
+        web_bind=settings.web_host,  # faust binds 0.0.0.0 unless told: web_host alone only names the URL
         web_port=settings.web_port,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
