@@ -256,6 +256,12 @@ def test_auditor_reads_and_cannot_write_on_the_real_server(stack, workload, tmp_
         verified = CliRunner().invoke(app, ["audit", "verify", "--store", auditor, "--from", "2026-11-25T00:00:00Z",
                                             "--to", "2026-11-26T00:00:00Z", "--json"])
         assert verified.exit_code == 0 and json.loads(verified.stdout)["records_checked"] == 1
+        # the report tells auditors to rerun `fairwatch metrics`: it runs as this read-only user too
+        metrics = CliRunner().invoke(app, ["metrics", "--store", auditor, "--from", FROM, "--to", TO, "--json"])
+        assert metrics.exit_code == 0, metrics.output
+        counts = lambda rows: sorted((g["deployment"], g["attribute"], g["group"], g["impostor"], g["false_match"],  # noqa: E731
+                                      g["genuine"], g["false_non_match"]) for g in rows)
+        assert counts(json.loads(metrics.stdout)["groups"]) == counts(json.loads(result.stdout)["groups"])
         from fairwatch.audit.report import open_for_reading
 
         reader = open_for_reading(auditor)
