@@ -95,7 +95,8 @@ def test_model_fields_are_the_schema_properties(name):
 
 def test_patterns_are_the_schema_patterns():
     defs = COMMON["$defs"]
-    assert contracts.ID_PATTERN == defs["event_id"]["pattern"] == defs["name"]["pattern"]
+    assert contracts.ID_PATTERN == defs["event_id"]["pattern"]
+    assert contracts.NAME_PATTERN == defs["name"]["pattern"]
     assert contracts.TIMESTAMP_PATTERN == defs["timestamp"]["pattern"]
     assert contracts.ATTRIBUTE_PATTERN == defs["labels"]["propertyNames"]["pattern"]
     assert contracts.LABEL_PATTERN == defs["labels"]["additionalProperties"]["pattern"]

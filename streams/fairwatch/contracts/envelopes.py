@@ -26,6 +26,7 @@ from fairwatch.contracts.records import (
     RejectCode,
     Rejection,
     VerifiedOutcome,
+    fast_name,
     load_json,
     new_label_valid,
     parse_match_event,
@@ -284,7 +285,8 @@ def decode_valid_batch(raw: bytes, kind: str) -> ValidBatch | None:
         deployments = [r.deployment for r in records]
         algorithms = [r.algorithm for r in records]
         if (raw.count(b'"') != expected + _QUOTES_PER_ENVELOPE or times is None
-                or not _ids_valid(ids, deployments, algorithms) or not _label_maps_valid(maps)):
+                or not _ids_valid(ids) or not all(map(fast_name, {*deployments, *algorithms}))
+                or not _label_maps_valid(maps)):
             return None
     else:
         times = _timestamps([r.verified_at for r in records])
@@ -292,7 +294,7 @@ def decode_valid_batch(raw: bytes, kind: str) -> ValidBatch | None:
         reviews = sum(r.review is not msgspec.UNSET for r in records)  # 4 more quotes each: key and value
         if (raw.count(b'"') != _QUOTES_PER_OUTCOME * len(records) + 4 * reviews + _QUOTES_PER_ENVELOPE
                 or times is None
-                or not _ids_valid(ids, reviewers)):
+                or not _ids_valid(ids) or not all(map(fast_name, set(reviewers)))):
             return None
     return ValidBatch(BatchHeader(shape.bucket, shape.partitions), _records(kind, records, times), raw)
 

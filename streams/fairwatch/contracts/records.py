@@ -42,8 +42,12 @@ MAX_REVISION = 2**31 - 1
 # The same patterns as schemas/common.schema.json (a test compares them). ECMA-262 semantics:
 # `$` is the end of input, so Python needs fullmatch, not search (which lets "\n" trail).
 ID_PATTERN = "^[!-~]+$"
+# a deployment, algorithm or reviewer name and a demographic label reach SQL (board variables) and
+# spreadsheets (CSV reports): no quotes, backslash or backtick, and no leading = + - @ (a formula)
+NAME_PATTERN = "^[!#-&(-*,.-<>?A-\\[\\]-_a-~][!#-&(-\\[\\]-_a-~]*$"
 ATTRIBUTE_PATTERN = "^[A-Za-z][A-Za-z0-9_]{0,63}$"
-LABEL_PATTERN = "^[^&]+$"
+LABEL_PATTERN = "^[^&'\"\\\\`=+@-][^&'\"\\\\`]*$"
+UNSAFE_NAME = "quotes, a backslash or a backtick, or a leading = + - @ (names reach SQL and spreadsheets)"
 MIN_YEAR, MAX_YEAR = 1971, 2105  # as written: whatever the UTC offset, the instant fits ClickHouse's DateTime
 TIMESTAMP_PATTERN = (
     "^(197[1-9]|19[89][0-9]|20[0-9][0-9]|210[0-5])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
@@ -58,6 +62,7 @@ def _ecma(pattern: str) -> re.Pattern[str]:
 _ID_RE = _ecma(ID_PATTERN)
 ATTRIBUTE_RE = _ecma(ATTRIBUTE_PATTERN)
 _LABEL_RE = _ecma(LABEL_PATTERN)
+_NAME_RE = _ecma(NAME_PATTERN)
 _TIMESTAMP_RE = re.compile(
     r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[Tt](?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
     r"(?:\.(?P<frac>\d{1,9}))?(?P<tz>[Zz]|(?P<sign>[+-])(?P<oh>\d{2}):(?P<om>\d{2}))?"
@@ -95,6 +100,7 @@ class RejectCode(StrEnum):
     TOO_MANY_LABELS = "too_many_labels"
     BAD_ATTRIBUTE_NAME = "bad_attribute_name"
     BAD_LABEL = "bad_label"
+    BAD_NAME = "bad_name"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     BAD_BATCH = "bad_batch"
 
@@ -279,6 +285,14 @@ def _identifier(value: Any, name: str) -> str:
     return value
 
 
+def _name(value: Any, name: str) -> str:
+    """A deployment, algorithm or reviewer: an identifier that is also safe in SQL and spreadsheets."""
+    _identifier(value, name)
+    if not _NAME_RE.fullmatch(value):
+        raise reject(RejectCode.BAD_NAME, name, f"{name} may not hold {UNSAFE_NAME}, got {value!r}")
+    return value
+
+
 def _enum(value: Any, name: str, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str):
         raise reject(RejectCode.WRONG_TYPE, name, f"{name} must be one of {', '.join(allowed)}; got {type_name(value)}")
@@ -315,10 +329,12 @@ def _labels(value: Any, name: str) -> dict[str, str]:
         where = f"{name}.{attribute}"
         if not isinstance(label, str):
             raise reject(RejectCode.WRONG_TYPE, where, f"{where} must be a string label, got {type_name(label)}")
-        if not label or len(label) > MAX_LABEL_LENGTH or not _LABEL_RE.fullmatch(label):
+        if not label or len(label) > MAX_LABEL_LENGTH or "&" in label:
             raise reject(
                 RejectCode.BAD_LABEL, where, f"{where} must be 1-{MAX_LABEL_LENGTH} characters without '&', got {label!r}"
             )
+        if not _LABEL_RE.fullmatch(label):
+            raise reject(RejectCode.BAD_NAME, where, f"{where} may not hold {UNSAFE_NAME}, got {label!r}")
     return value
 
 
@@ -351,8 +367,8 @@ def _parse_match_event_fully(obj: Any) -> MatchEvent:
     return MatchEvent(
         event_id=_identifier(obj["event_id"], "event_id"),
         occurred_at=parse_timestamp(obj["occurred_at"], "occurred_at"),
-        deployment=_identifier(obj["deployment"], "deployment"),
-        algorithm=_identifier(obj["algorithm"], "algorithm"),
+        deployment=_name(obj["deployment"], "deployment"),
+        algorithm=_name(obj["algorithm"], "algorithm"),
         mode=_enum(obj["mode"], "mode", MODES),
         score=_finite(obj["score"], "score"),
         threshold=_finite(obj["threshold"], "threshold"),
@@ -400,7 +416,7 @@ def _parse_verified_outcome_fully(obj: Any) -> VerifiedOutcome:
         event_id=_identifier(obj["event_id"], "event_id"),
         verified_at=parse_timestamp(obj["verified_at"], "verified_at"),
         truth=_enum(obj["truth"], "truth", TRUTHS),
-        reviewer=_identifier(obj["reviewer"], "reviewer"),
+        reviewer=_name(obj["reviewer"], "reviewer"),
         revision=int(revision),
         inclusion_prob=prob,
         review=_enum(obj["review"], "review", REVIEWS) if "review" in obj else PRIMARY,
@@ -480,6 +496,7 @@ FAST_TIMESTAMP_RE = re.compile(r"(?:197[1-9]|19[89]\d|20\d\d|210[0-5])-\d\d-\d\d
 
 
 _KNOWN_GOOD: dict[str, None] = {}  # strings already found to be valid identifiers
+_KNOWN_NAMES: dict[str, None] = {}  # strings already found to be valid names (a stricter rule)
 
 
 KNOWN_LABELS: dict[tuple[str, str], None] = {}  # (attribute, label) pairs already found valid
@@ -513,6 +530,20 @@ def _fast_id(value: Any) -> bool:
     return 0 < len(value) <= MAX_ID_LENGTH and value.isascii() and value.isprintable() and " " not in value
 
 
+def fast_name(value: Any) -> bool:
+    """A valid name (the NAME_PATTERN), remembered once seen: names repeat on every record."""
+    if type(value) is not str:
+        return False
+    if value in _KNOWN_NAMES:
+        return True
+    if not 0 < len(value) <= MAX_ID_LENGTH or not _NAME_RE.fullmatch(value):
+        return False
+    if len(_KNOWN_NAMES) >= _KNOWN_LIMIT:
+        _KNOWN_NAMES.clear()
+    _KNOWN_NAMES[value] = None
+    return True
+
+
 def _remember(value: str) -> None:
     if len(_KNOWN_GOOD) >= _KNOWN_LIMIT:
         _KNOWN_GOOD.clear()
@@ -533,7 +564,7 @@ def _fast_labels(value: Any) -> bool:
 def new_label_valid(pair: tuple[str, str]) -> bool:
     """An (attribute, string label) pair not yet known is valid: remember it if so."""
     attribute, label = pair
-    if not (ATTRIBUTE_RE.fullmatch(attribute) and 0 < len(label) <= MAX_LABEL_LENGTH and "&" not in label):
+    if not (ATTRIBUTE_RE.fullmatch(attribute) and 0 < len(label) <= MAX_LABEL_LENGTH and _LABEL_RE.fullmatch(label)):
         return False
     if len(KNOWN_LABELS) >= _KNOWN_LIMIT:
         KNOWN_LABELS.clear()
@@ -564,7 +595,7 @@ def _fast_match_event(obj: Any) -> MatchEvent | None:
     event_id, deployment, algorithm = obj["event_id"], obj["deployment"], obj["algorithm"]
     mode, decision, score, threshold = obj["mode"], obj["decision"], obj["score"], obj["threshold"]
     subject = obj["subject"]
-    if not (_fast_id(event_id) and _fast_id(deployment) and _fast_id(algorithm) and type(mode) is str
+    if not (_fast_id(event_id) and fast_name(deployment) and fast_name(algorithm) and type(mode) is str
             and mode in MODES and type(decision) is str and decision in DECISIONS and _fast_number(score)
             and _fast_number(threshold) and _fast_labels(subject)):
         return None
@@ -591,7 +622,7 @@ def _fast_verified_outcome(obj: Any) -> VerifiedOutcome | None:
         return None
     event_id, truth, reviewer, revision, prob = (
         obj["event_id"], obj["truth"], obj["reviewer"], obj["revision"], obj["inclusion_prob"])
-    if not (_fast_id(event_id) and _fast_id(reviewer) and type(truth) is str and truth in TRUTHS
+    if not (_fast_id(event_id) and fast_name(reviewer) and type(truth) is str and truth in TRUTHS
             and type(revision) is int and 0 <= revision <= MAX_REVISION):
         return None
     if type(prob) is int and prob == 1:
