@@ -147,7 +147,8 @@ def test_helm_lint_passes_with_default_and_production_values(helm):
 
 def test_default_render_has_the_expected_objects(default_docs, production_docs):
     kinds = sorted(d["kind"] for d in default_docs if d["kind"] != "ConfigMap")
-    assert kinds == sorted(["ServiceAccount", "Secret", "Service", "StatefulSet", "PodDisruptionBudget", "Job"]), kinds
+    assert kinds == sorted(["ServiceAccount", "Secret", "Service", "StatefulSet", "PodDisruptionBudget", "Job",
+                            "NetworkPolicy"]), kinds
     # one ConfigMap per dashboard, holding the file unchanged, labelled for the Grafana sidecar
     dashboards = {p.name: p.read_text() for p in (REPO / "dashboards" / "json").glob("*.json")}
     assert dashboards, "no dashboards in dashboards/json"
@@ -197,6 +198,18 @@ def validate_manifest(doc: dict, version: str) -> None:
         jsonschema.validate(doc, crd_schema(doc["kind"]), cls=jsonschema.Draft7Validator)
     else:
         kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_the_network_policy_opens_only_the_web_port_of_the_workers_to_the_listed_peers(default_docs, helm):
+    policy = one(default_docs, "NetworkPolicy")
+    workers = one(default_docs, "StatefulSet")["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= workers["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    ports = {p["name"]: p["containerPort"] for c in workers["spec"]["containers"] for p in c.get("ports", [])}
+    assert rule["ports"] == [{"port": "web", "protocol": "TCP"}] and "web" in ports  # a named port that exists
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert "NetworkPolicy" not in {d["kind"] for d in render(helm, "--set", "networkPolicy.enabled=false")}
 
 
 def test_rendered_manifests_pass_schema_validation(default_docs, production_docs):
