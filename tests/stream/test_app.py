@@ -51,6 +51,17 @@ def wait_until_labeled(store, rows: int, timeout: float = 120.0) -> None:
     raise AssertionError(f"the worker stored no more than {rows} labeled outcomes in {timeout:.0f}s")
 
 
+def _status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def _listening(port: int) -> set[str]:
     """The addresses (as /proc/net/tcp{,6} write them) with a socket listening on ``port``."""
     found = set()
@@ -81,6 +92,9 @@ def test_shuffled_stream_with_duplicates_and_malformed_gives_exact_counts(stack,
         assert "fairwatch_pending_joins" in text and "fairwatch_sink_seconds_count" in text
         # FAIRWATCH_WEB_HOST=127.0.0.1 (the default): /metrics and faust's own pages on loopback only
         assert _listening(worker.web_port) == {"0100007F"}  # 127.0.0.1 in /proc/net/tcp, not 00000000
+        # without FAIRWATCH_DEBUG: /metrics and /healthz, not the join state or the debug pages
+        for path in ("/table/join-log/", "/router/cluster/", "/debug/tasks", "/debug/offsets", "/graph/"):
+            assert _status(f"http://127.0.0.1:{worker.web_port}{path}") == 404, path
         committed_at = float(re.search(r"^fairwatch_offsets_committed_timestamp_seconds (\S+)$", text, re.M)[1])
         assert started < committed_at <= drained  # the commit that drained the group
     finally:

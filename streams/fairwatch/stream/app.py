@@ -27,6 +27,7 @@ import collections
 import concurrent.futures
 import json
 import logging
+import os
 import time
 import weakref
 
@@ -61,6 +62,9 @@ log = logging.getLogger("fairwatch.worker")
 def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.App:
     """The worker. ``policies`` (deployment -> :class:`~fairwatch.detect.policy.Policy`) switch on drift
     detection and alerting: every ``detect_seconds`` the owner of partition 0 runs one cycle."""
+    # faust's own pages (/table shows the join state, /router, /graph, stats) and our /debug pages
+    # are for diagnosing a worker, not for whoever reaches its port: only with FAIRWATCH_DEBUG=1
+    debug = os.environ.get("FAIRWATCH_DEBUG", "").strip().lower() in ("1", "true", "yes")
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka}",
@@ -71,6 +75,10 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         web_host=settings.web_host,
         web_bind=settings.web_host,  # faust binds 0.0.0.0 unless told: web_host alone only names the URL
         web_port=settings.web_port,
+        web_tables_enabled=debug,
+        web_router_enabled=debug,
+        web_graph_enabled=debug,
+        web_stats_enabled=debug,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
@@ -296,7 +304,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         committer.prestart([tp for tp in assigned if tp.topic in kinds])
         resident.forget({tp.partition for tp in assigned if tp.topic in kinds})
 
-    register_pages(app, metrics, committer, kinds)
+    register_pages(app, metrics, committer, kinds, debug=debug)
     app.fairwatch_metrics = metrics  # for tests and the CLI
     return app
 

@@ -23,8 +23,10 @@ def await_chain(task: asyncio.Task) -> str:
     return " -> ".join(links)
 
 
-def register_pages(app: faust.App, metrics: WorkerMetrics, committer: LedgerCommitter, kinds: dict[str, str]) -> None:
-    """Add the pages to the worker's web server (``kinds``: input topic -> record kind)."""
+def register_pages(app: faust.App, metrics: WorkerMetrics, committer: LedgerCommitter, kinds: dict[str, str],
+                   debug: bool = False) -> None:
+    """Add the pages to the worker's web server (``kinds``: input topic -> record kind); the /debug
+    pages only with ``debug`` (``FAIRWATCH_DEBUG=1``)."""
 
     @app.page("/metrics")
     async def prometheus(web, request):
@@ -36,6 +38,9 @@ def register_pages(app: faust.App, metrics: WorkerMetrics, committer: LedgerComm
         assigned = app.consumer.assignment() if app.consumer else set()
         owned = sorted([kinds[tp.topic], tp.partition] for tp in assigned if tp.topic in kinds)
         return web.json({"status": "ok", "input_partitions": owned})
+
+    if not debug:
+        return
 
     @app.page("/debug/offsets")
     async def debug_offsets(web, request):

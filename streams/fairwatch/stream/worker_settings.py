@@ -59,7 +59,8 @@ OTHER_ENVIRONMENT: dict[str, str] = {
     "FAIRWATCH_DEMO_SECONDS": "make demo: wall time the event time is compressed into",
     "FAIRWATCH_DEMO_WORKERS": "make demo: workers to start",
     "FAIRWATCH_DEMO_OUT": "make demo: output folder (HTML summary, files)",
-    "FAIRWATCH_DEBUG": "every fairwatch command: 1 shows tracebacks instead of one `error:` line (as `fairwatch --debug`)",
+    "FAIRWATCH_DEBUG": "every fairwatch command: 1 shows tracebacks instead of one `error:` line (as `fairwatch --debug`);"
+                       " the worker then also serves faust's /table, /router, /graph and stats pages and /debug/*",
 }
 
 
