@@ -58,22 +58,9 @@ def drifted(tmp_path):
     from fairwatch.sim.scenario import parse_scenario
     from fairwatch.sim.simulator import simulate
     from fairwatch.sim.writers import write_jsonl
+    from fairwatch.testing.workload import race_drift_scenario
 
-    scenario = parse_scenario("""
-name: arrival
-seed: 7
-start: "2026-11-25T06:00:00Z"
-duration_hours: 3
-events: 100000
-attributes: {race: {White: 0.5, Black: 0.25, Asian: 0.25}}
-algorithms:
-  algo-1:
-    fmr: {base: 0.01, factors: {race: {Black: 2.0, Asian: 1.5}}}
-    fnmr: {base: 0.02}
-deployments: [{name: gate-a, algorithm: algo-1, threshold: 3.0, impostor_share: 0.5}]
-verification: {match_prob: 1.0, non_match_prob: 1.0, delay_hours: {median: 0.5, sigma: 0.5}, error_prob: 0.0}
-drifts: [{name: lighting, kind: rate, at: 1.5, metric: fmr, factor: 3.0, group: {race: Black}}]
-""")
+    scenario = parse_scenario(race_drift_scenario("arrival", seed=7, delay_median_hours=0.5))
     files = write_jsonl(simulate(scenario), tmp_path / "sim")
     policy = tmp_path / "policy.yaml"
     policy.write_text("deployment: gate-a\nattributes: [race]\nmetrics: [fmr]\nbaseline: {duration: 90m}\n"

@@ -72,12 +72,9 @@ def run(app: typer.Typer, args: Sequence[str] | None = None, prog_name: str = "f
         error("interrupted")
         return 130
     except StoreError as exc:
-        if debug:
-            if exc.sql:
-                print(exc.sql, file=sys.stderr)
-            raise
-        error(f"{exc}{'' if exc.sql is None else ' (--debug shows the query)'}")
-        return EXIT_USAGE
+        if debug and exc.sql:
+            print(exc.sql, file=sys.stderr)
+        return failed(exc).exit_code  # under --debug, failed re-raises it
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ConnectionError,
             TimeoutError) as exc:  # a file, folder or service the user named; any other error is a bug
         if debug:

@@ -176,3 +176,24 @@ def mixed_batches(w: Workload, partitions: int, seed: int, *, batch_share: float
     for kind, partition in list(open_batches):
         close(kind, partition)
     return out, bad_records
+
+
+def race_drift_scenario(name: str, seed: int, delay_median_hours: float) -> str:
+    """A scenario YAML: one gate over 3 h, every comparison verified after a lognormal delay, and
+    race=Black's FMR tripled from 1.5 h on (the detection and replay tests' drift)."""
+    return f"""
+name: {name}
+seed: {seed}
+start: "2026-11-25T06:00:00Z"
+duration_hours: 3
+events: 100000
+attributes: {{race: {{White: 0.5, Black: 0.25, Asian: 0.25}}}}
+algorithms:
+  algo-1:
+    fmr: {{base: 0.01, factors: {{race: {{Black: 2.0, Asian: 1.5}}}}}}
+    fnmr: {{base: 0.02}}
+deployments: [{{name: gate-a, algorithm: algo-1, threshold: 3.0, impostor_share: 0.5}}]
+verification: {{match_prob: 1.0, non_match_prob: 1.0, delay_hours: {{median: {delay_median_hours}, sigma: 0.5}},
+  error_prob: 0.0}}
+drifts: [{{name: lighting, kind: rate, at: 1.5, metric: fmr, factor: 3.0, group: {{race: Black}}}}]
+"""
