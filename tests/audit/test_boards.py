@@ -635,7 +635,7 @@ HAND_RATIO = 10.0
 # case set: (attribute, metric, rate, value, low, high, status, the verdict at policy_ratio 10
 # worked out by hand from the interval)
 HAND_CASES = [
-    ("demo", "max_min_ratio", "fmr", 10.8, 7.48, 15.9, "ok", UNDECIDED),  # the demo's race FMR: not "exceeded"
+    ("demo", "max_min_ratio", "fmr", 10.8, 7.48, 15.9, "ok", UNDECIDED),  # above 10, but the interval holds it: not "exceeded"
     ("demo", "max_min_ratio", "fnmr", 12.5, 10.2, 15.0, "ok", ABOVE),  # the whole interval is above 10
     ("demo", "max_geomean", "fmr", 6.0, 4.0, 9.0, "ok", BELOW),  # below 10 says nothing of max / min
     ("demo", "ir", "combined", 11.0, 10.5, 30.0, "ok", ABOVE),  # IR above 10: a max / min ratio is too
@@ -694,7 +694,7 @@ def _colour_of(board: dict, verdict: str) -> str:
 
 def test_differentials_are_judged_by_their_interval_on_hand_computed_rows(backend):
     """Review, item 1: the ratio stats went red on the plug-in value ("the policy is exceeded"),
-    so the demo's race FMR 10.8 [7.48, 15.9] against policy_ratio 10 was red while the report
+    so a race FMR ratio of 10.8 [7.48, 15.9] against policy_ratio 10 was red while the report
     called it not distinguishable. Oracle: the verdicts worked out by hand from each interval
     (HAND_CASES), on ClickHouse 18.16 and chDB."""
     board = fd.generate(fd.BoardPolicy(policy_ratio=HAND_RATIO))["fairwatch-overview.json"]

@@ -9,7 +9,7 @@ One command runs the whole story against real services:
    ClickHouse database per run, so a rerun never sees an earlier run's data; topics and
    migrations are created, then ``workers`` ``fairwatch worker`` processes are started;
 3. **traffic**: the scenario (packaged ``demo``: one gate, one injected drift, race=Black's FMR
-   x3 after one hour) is simulated with its event time ending now, written to JSONL with its
+   x5 after one hour) is simulated with its event time ending now, written to JSONL with its
    ground truth (``truth.json``), and published to Kafka paced so that the hours of event time
    take ``seconds`` of wall time, with a progress display (produced, committed, labeled);
 4. **drained**: waits until the workers' consumer group has committed every input offset;
@@ -96,7 +96,7 @@ DETECT_SECONDS = 10  # the workers' detection timer during the demo (production 
 # The demo's alerting policy (schemas/policy.schema.json); the baseline is the scenario's time
 # before its first drift: an hour, short, so that the demo is quick; its ~100 false matches per
 # group put the bound 1.6-2.0x above the rate, so the band stays at its default (1.0) and a 3x
-# drift is still found within minutes (`fairwatch policy check` shows the power per group).
+# drift (the demo's is 5x) is still found within minutes (`fairwatch policy check` shows the power per group).
 POLICY_TEMPLATE = """\
 # Written by `fairwatch demo` for deployment {deployment}; keys in schemas/policy.schema.json.
 deployment: {deployment}
