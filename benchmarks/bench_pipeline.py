@@ -65,6 +65,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlparse, urlunparse
 
+from fairwatch.contracts.kafka_link import KafkaLink
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # tests.* helpers (workload, worker processes)
     sys.path.insert(0, str(REPO))
@@ -91,7 +93,7 @@ def run_aiokafka_child() -> None:
 
     async def main() -> None:
         consumer = AIOKafkaConsumer(*topics, bootstrap_servers=kafka, group_id=group, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+                                    auto_offset_reset="earliest", **KafkaLink.from_env().aiokafka_kwargs())
         await consumer.start()
         counts = dict.fromkeys(topics, 0)
         n, first = 0, None
@@ -121,9 +123,12 @@ def run_faust_child() -> None:
     """A bare faust agent: raw serializers, take_events batches, json-decode, count."""
     import faust
 
+    from fairwatch.stream.app import broker_credentials
+
     kafka, group, total = os.environ["BENCH_KAFKA"], os.environ["BENCH_GROUP"], int(os.environ["BENCH_TOTAL"])
     topics = os.environ["BENCH_TOPICS"].split(",")
     app = faust.App(group, broker=f"kafka://{kafka}", store="memory://", web_enabled=False,
+                    broker_credentials=broker_credentials(KafkaLink.from_env()),
                     datadir=os.environ["BENCH_DATADIR"],
                     topic_partitions=int(os.environ["BENCH_PARTITIONS"]), consumer_auto_offset_reset="earliest")
     source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -149,7 +154,8 @@ def run_faust_child() -> None:
 
 def kafka_admin(kafka: str):
     from kafka.admin import KafkaAdminClient
-    return KafkaAdminClient(bootstrap_servers=kafka, client_id="fairwatch-bench-pipeline")
+    return KafkaAdminClient(bootstrap_servers=kafka, client_id="fairwatch-bench-pipeline",
+                            **KafkaLink.from_env().kafka_python_kwargs())
 
 
 class Lag:
@@ -158,7 +164,7 @@ class Lag:
     def __init__(self, kafka: str, topics: list[str], partitions: int):
         from kafka import KafkaConsumer, TopicPartition
         self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
-        consumer = KafkaConsumer(bootstrap_servers=kafka)
+        consumer = KafkaConsumer(bootstrap_servers=kafka, **KafkaLink.from_env().kafka_python_kwargs())
         self.ends = consumer.end_offsets(self.tps)
         consumer.close()
         self.admin = kafka_admin(kafka)
@@ -172,7 +178,8 @@ class Lag:
 def produce(kafka: str, prefix: str, messages) -> float:
     from kafka import KafkaProducer
     started = time.perf_counter()
-    producer = KafkaProducer(bootstrap_servers=kafka, linger_ms=20, batch_size=512 * 1024, acks=1)
+    producer = KafkaProducer(bootstrap_servers=kafka, linger_ms=20, batch_size=512 * 1024, acks=1,
+                             **KafkaLink.from_env().kafka_python_kwargs())
     for kind, key, value in messages:
         producer.send(prefix + kind, key=key, value=value)
     producer.flush()
@@ -420,8 +427,11 @@ def cleanup(ctx) -> None:
 def services() -> tuple[str, str]:
     if os.environ.get("FAIRWATCH_KAFKA") and os.environ.get("FAIRWATCH_CLICKHOUSE"):
         return os.environ["FAIRWATCH_KAFKA"], os.environ["FAIRWATCH_CLICKHOUSE"]
-    from fairwatch.testing.stack import ensure_stack
+    from fairwatch.testing.stack import ensure_stack, kafka_env
     stack = ensure_stack()
+    # every client here, the baseline children and the workers connect as the stack's admin: a
+    # benchmark measures throughput, not least privilege (file paths only, no password)
+    os.environ.update(kafka_env(stack, "admin"))
     return stack["FAIRWATCH_KAFKA"], stack["FAIRWATCH_CLICKHOUSE"]
 
 

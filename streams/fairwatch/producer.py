@@ -37,7 +37,8 @@ from fairwatch.contracts.records import (
     parse_verified_outcome,
 )
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
-from fairwatch.stream.topics import input_partitions
+from fairwatch.contracts.kafka_link import KafkaLink
+from fairwatch.stream.topics import admin_options, input_partitions
 
 _ENVELOPE_OVERHEAD = 96  # bytes of the envelope around its records, generously
 
@@ -159,21 +160,26 @@ class FairwatchProducer:
         Batch bounds (see :class:`BatchBuilder`).
     validate
         Check dict records against the contract before sending (raises ``ContractError``).
+    link
+        How to connect (security protocol, SASL, TLS); default: the ``FAIRWATCH_KAFKA_*`` settings of
+        the environment (:class:`fairwatch.contracts.kafka_link.KafkaLink`).
     kafka_options
-        Extra ``KafkaProducer`` settings (security, compression, ...).
+        Extra ``KafkaProducer`` settings (compression, ...); they override ``link``'s. The admin
+        client that reads the partition count gets the connection settings among them too.
     """
 
     def __init__(self, bootstrap_servers: str, *, topic_prefix: str = "fairwatch.", partitions: int | None = None,
                  max_records: int = 100, max_bytes: int = 512 * 1024, linger: float = 0.05, validate: bool = True,
-                 **kafka_options: Any):
+                 link: KafkaLink | None = None, **kafka_options: Any):
         from kafka import KafkaProducer
 
         self.events_topic, self.outcomes_topic = topic_prefix + MATCH_EVENTS, topic_prefix + VERIFIED_OUTCOMES
         self.validate = validate
+        options = {**(link or KafkaLink.from_env()).kafka_python_kwargs(), **kafka_options}
         if partitions is None:
-            partitions = input_partitions(bootstrap_servers, topic_prefix)
+            partitions = input_partitions(bootstrap_servers, topic_prefix, **admin_options(options))
         self._kafka = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
-                                    linger_ms=5, max_request_size=MAX_MESSAGE_BYTES + 4096, **kafka_options)
+                                    linger_ms=5, max_request_size=MAX_MESSAGE_BYTES + 4096, **options)
         self._builder = BatchBuilder(partitions, max_records, max_bytes, linger)
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -253,9 +259,12 @@ class AsyncFairwatchProducer:
 
     def __init__(self, bootstrap_servers: str, *, topic_prefix: str = "fairwatch.", partitions: int | None = None,
                  max_records: int = 100, max_bytes: int = 512 * 1024, linger: float = 0.05, validate: bool = True,
-                 **kafka_options: Any):
+                 link: KafkaLink | None = None, **kafka_options: Any):
+        link = link or KafkaLink.from_env()
         self._options = dict(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5,
-                             max_request_size=MAX_MESSAGE_BYTES + 4096, **kafka_options)
+                             max_request_size=MAX_MESSAGE_BYTES + 4096, **{**link.aiokafka_kwargs(), **kafka_options})
+        # the partition count comes from a kafka-python admin client: same link, same overrides
+        self._admin_options = {**link.kafka_python_kwargs(), **admin_options(kafka_options)}
         self.events_topic, self.outcomes_topic = topic_prefix + MATCH_EVENTS, topic_prefix + VERIFIED_OUTCOMES
         self._limits = (max_records, max_bytes, linger)
         self._partitions, self.validate = partitions, validate
@@ -271,7 +280,8 @@ class AsyncFairwatchProducer:
         partitions = self._partitions
         if partitions is None:
             prefix = self.events_topic[: -len(MATCH_EVENTS)]
-            partitions = await asyncio.to_thread(input_partitions, self._options["bootstrap_servers"], prefix)
+            partitions = await asyncio.to_thread(input_partitions, self._options["bootstrap_servers"], prefix,
+                                                 **self._admin_options)
         self._kafka = AIOKafkaProducer(**self._options)
         await self._kafka.start()
         self._builder = BatchBuilder(partitions, *self._limits)

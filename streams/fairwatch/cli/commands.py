@@ -181,7 +181,7 @@ def worker(
         settings = WorkerSettings.from_env()
         policies = load_policies(settings.policies) if settings.policies else {}  # refuse a bad file at start
         ensure_topics(settings.kafka, settings.topic_prefix, settings.partitions, settings.replication,
-                      app_id=settings.app_id)
+                      app_id=settings.app_id, link=settings.kafka_link)
     except (SettingsError, TopicError, PolicyError) as exc:
         error(str(exc))
         raise typer.Exit(2) from None

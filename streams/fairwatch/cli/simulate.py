@@ -64,12 +64,17 @@ def simulate_command(
             paths = write_jsonl(sim, out, progress=advance)
             target = {k: str(v) for k, v in paths.items()}
         else:
-            from kafka.errors import KafkaError
+            from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
-            from fairwatch.stream.topics import ensure_topics
+            from fairwatch.stream.topics import ensure_topics, input_partitions
 
             try:
-                ensure_topics(kafka, topic_prefix)
+                try:
+                    ensure_topics(kafka, topic_prefix)
+                except TopicAuthorizationFailedError:
+                    # a producer principal may write the input topics but not create topics:
+                    # then they must exist already (made by `fairwatch topics` as an admin)
+                    input_partitions(kafka, topic_prefix)
                 publish(sim, open_kafka_writer(kafka, topic_prefix, batch), prefix=topic_prefix, rate=rate,
                         progress=advance)
             except (KafkaError, RuntimeError) as exc:

@@ -33,6 +33,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import httpx
 
+from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.topics import ALERTS, DEFAULT_PREFIX
 from fairwatch.detect.incidents import Alert
 from fairwatch.store.clickhouse import without_passwords
@@ -144,12 +145,14 @@ class KafkaAlertSink:
 
     name = "kafka"
 
-    def __init__(self, bootstrap: str, topic: str = "fairwatch.alerts", timeout: float = 10.0):
+    def __init__(self, bootstrap: str, topic: str = "fairwatch.alerts", timeout: float = 10.0,
+                 link: KafkaLink | None = None):
         from kafka import KafkaProducer
 
         self.topic, self.timeout = topic, timeout
+        link = link or KafkaLink.from_env()  # the FAIRWATCH_KAFKA_* settings of the environment
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                       client_id="fairwatch-alerts")
+                                       client_id="fairwatch-alerts", **link.kafka_python_kwargs())
 
     def send(self, alerts: Sequence[Alert]) -> None:
         futures = [self._producer.send(self.topic, key=a.id.encode(), value=json.dumps(a.to_record()).encode())
@@ -324,7 +327,8 @@ def delivery_from_env(environ: dict[str, str] | None = None) -> AlertDelivery | 
     env = os.environ if environ is None else environ
     sinks: list[Sink] = []
     if env.get("FAIRWATCH_KAFKA"):
-        sinks.append(KafkaAlertSink(env["FAIRWATCH_KAFKA"], env.get("FAIRWATCH_TOPIC_PREFIX", DEFAULT_PREFIX) + ALERTS))
+        sinks.append(KafkaAlertSink(env["FAIRWATCH_KAFKA"], env.get("FAIRWATCH_TOPIC_PREFIX", DEFAULT_PREFIX) + ALERTS,
+                                    link=KafkaLink.from_env(env)))
     if env.get("FAIRWATCH_ALERTMANAGER"):
         sinks.append(AlertmanagerSink(env["FAIRWATCH_ALERTMANAGER"]))
     if env.get("FAIRWATCH_GRAFANA"):

@@ -71,6 +71,7 @@ from urllib.parse import urlparse, urlunparse
 
 import numpy as np
 
+from fairwatch.contracts.kafka_link import KAFKA_LINK_ENVIRONMENT, KafkaLink, role_env
 from fairwatch.contracts.records import format_timestamp
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
@@ -89,6 +90,10 @@ from fairwatch.sim.simulator import Simulation, simulate
 REPO = Path(__file__).resolve().parents[3]
 STACK_SCRIPT = REPO / "scripts" / "stack"
 SERVICE_VARS = ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER")
+# how to reach Kafka: the admin's link (topics, offsets, pruning), and the workers' and the
+# simulated producers' principals (scripts/stack exports them; file paths, never passwords)
+LINK_VARS = (*KAFKA_LINK_ENVIRONMENT, *(f"FAIRWATCH_KAFKA_{role}_{what}" for role in ("WORKER", "PRODUCER")
+                                        for what in ("USERNAME", "PASSWORD_FILE")))
 RUN_PREFIX = "fairwatch-demo-"  # topic prefix, consumer group and (with _) database of each run
 KEEP_RUNS = 3  # earlier runs' topics and databases beyond this many are removed
 DETECT_SECONDS = 10  # the workers' detection timer during the demo (production default 60)
@@ -169,7 +174,7 @@ class Services:
 def acquire_services(services: Services, environ: dict[str, str], say: Callable[[str], None]) -> None:
     """Fill ``services`` (passed in so that a Ctrl-C during ``stack up`` still stops the stack)."""
     if all(environ.get(v) for v in SERVICE_VARS):
-        services.env = {v: environ[v] for v in SERVICE_VARS}
+        services.env = {v: environ[v] for v in SERVICE_VARS + LINK_VARS if environ.get(v)}
         say("services: FAIRWATCH_KAFKA, FAIRWATCH_CLICKHOUSE and FAIRWATCH_ALERTMANAGER are set; using them")
         return
     stack = [sys.executable, str(STACK_SCRIPT)]
@@ -188,7 +193,7 @@ def acquire_services(services: Services, environ: dict[str, str], say: Callable[
     missing = [v for v in SERVICE_VARS if not found.get(v)]
     if missing:
         raise DemoError(f"scripts/stack did not give {', '.join(missing)}")
-    services.env = {v: found[v] for v in SERVICE_VARS}
+    services.env = {v: found[v] for v in SERVICE_VARS + LINK_VARS if found.get(v)}
 
 
 # ---- one isolated deployment: names, workers, progress -------------------------------------------------
@@ -303,13 +308,13 @@ def stop_workers(workers: list[WorkerProcess], timeout: float = 45.0) -> None:
 class GroupOffsets:
     """Committed vs end offsets of the input topics for the workers' consumer group."""
 
-    def __init__(self, kafka: str, group: str, topics: list[str], partitions: int):
+    def __init__(self, kafka: str, group: str, topics: list[str], partitions: int, link: KafkaLink):
         from kafka import KafkaConsumer, TopicPartition
 
         self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
         # never subscribes, so it does not join the group: it only reads the group's offsets
         self.consumer = KafkaConsumer(bootstrap_servers=kafka, group_id=group, enable_auto_commit=False,
-                                      client_id="fairwatch-demo")
+                                      client_id="fairwatch-demo", **link.kafka_python_kwargs())
 
     def read(self) -> tuple[int, int]:
         """``(committed, end)`` summed over the input partitions."""
@@ -338,13 +343,16 @@ class CountingWriter:
         self.inner.close()
 
 
-def prune_old_runs(kafka: str, clickhouse: str, current: str, keep: int, say: Callable[[str], None]) -> None:
-    """Remove the topics and databases of earlier demo runs beyond the newest ``keep``."""
+def prune_old_runs(kafka: str, clickhouse: str, current: str, keep: int, say: Callable[[str], None],
+                   link: KafkaLink | None = None) -> None:
+    """Remove the topics (and producer grants) and databases of earlier demo runs beyond the newest ``keep``."""
     from kafka.admin import KafkaAdminClient
 
     from fairwatch.store.clickhouse import open_store
+    from fairwatch.stream.topics import producer_acls
 
-    admin = KafkaAdminClient(bootstrap_servers=kafka, client_id="fairwatch-demo-prune")
+    link = link or KafkaLink.from_env()
+    admin = KafkaAdminClient(bootstrap_servers=kafka, client_id="fairwatch-demo-prune", **link.kafka_python_kwargs())
     try:
         topics = [t for t in admin.list_topics() if t.startswith(RUN_PREFIX)]
         runs = sorted({t.split(".", 1)[0] for t in topics if t.split(".", 1)[0] != current.rstrip(".")})
@@ -352,6 +360,8 @@ def prune_old_runs(kafka: str, clickhouse: str, current: str, keep: int, say: Ca
         doomed = [t for t in topics if t.split(".", 1)[0] in stale]
         if doomed:
             admin.delete_topics(doomed)
+        if stale and link.sasl:
+            admin.delete_acls([acl for run in sorted(stale) for acl in producer_acls(f"{run}.")])
     finally:
         admin.close()
     server = open_store(urlunparse(urlparse(clickhouse)._replace(path="/default")))
@@ -438,7 +448,7 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     from fairwatch.sim.writers import open_kafka_writer, publish, write_jsonl
     from fairwatch.store.clickhouse import open_store
     from fairwatch.store.migrations import migrate
-    from fairwatch.stream.topics import ensure_topics
+    from fairwatch.stream.topics import ensure_topics, grant_producer
 
     timings: dict[str, float] = {}
     began = time.monotonic()
@@ -458,8 +468,12 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     run = f"{RUN_PREFIX}{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:4]}"
     prefix, database = f"{run}.", run.replace("-", "_")
     store_url = _database_url(clickhouse, database)
-    prune_old_runs(kafka, clickhouse, prefix, KEEP_RUNS, say)
-    ensure_topics(kafka, prefix, options.partitions, app_id=run)
+    admin_link = KafkaLink.from_env(role_env(services.env, "admin"))
+    producer_link = KafkaLink.from_env(role_env(services.env, "producer"))
+    prune_old_runs(kafka, clickhouse, prefix, KEEP_RUNS, say, link=admin_link)
+    ensure_topics(kafka, prefix, options.partitions, app_id=run, link=admin_link)
+    if producer_link.sasl:  # the simulated systems may write this run's input topics, nothing more
+        grant_producer(kafka, prefix, link=admin_link)
     store = open_store(store_url)
     migrate(store)
     say(f"run {run}: topics {prefix}*, consumer group {run}, ClickHouse database {database}")
@@ -469,7 +483,8 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
            "FAIRWATCH_TABLE_STORE": "memory://", "FAIRWATCH_INTERSECTIONS": "", "FAIRWATCH_BATCH_WITHIN": "0.3",
            "FAIRWATCH_SESSION_TIMEOUT": "10", "FAIRWATCH_INSTANCE_ID": "",
            # workers that run the detection cycle on a timer do it every few seconds of the demo
-           "FAIRWATCH_POLICIES": str(out / "policies"), "FAIRWATCH_DETECT_SECONDS": str(DETECT_SECONDS)}
+           "FAIRWATCH_POLICIES": str(out / "policies"), "FAIRWATCH_DETECT_SECONDS": str(DETECT_SECONDS),
+           **role_env(services.env, "worker")}  # the workers connect as the `worker` principal
     # the scenario, moved so that its event time ends now, to files (with the truth) and its policy
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     scenario = shift_scenario(scenario, now)
@@ -490,7 +505,7 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
                                                "stack_started": services.started_stack}))
     timings["setup"] = time.monotonic() - began - timings["services"]
 
-    writer = CountingWriter(open_kafka_writer(kafka), stop)
+    writer = CountingWriter(open_kafka_writer(kafka, link=producer_link), stop)
     rate = sim.n_events / max(1.0, options.seconds)
     failure: list[BaseException] = []
 
@@ -505,7 +520,8 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
                   f"{hours:g} h of event time ({format_timestamp(scenario.start)} .. {format_timestamp(scenario.end)}) "
                   f"in ~{options.seconds:.0f} s of wall time; "
                   + "; ".join(f"drift [yellow]{d.name}[/yellow] at {format_timestamp(d.at)}" for d in scenario.drifts))
-    offsets = GroupOffsets(kafka, run, [prefix + MATCH_EVENTS, prefix + VERIFIED_OUTCOMES], options.partitions)
+    offsets = GroupOffsets(kafka, run, [prefix + MATCH_EVENTS, prefix + VERIFIED_OUTCOMES], options.partitions,
+                           admin_link)
     started = time.monotonic()
     thread = threading.Thread(target=produce, name="fairwatch-demo-publish", daemon=True)
     thread.start()
@@ -656,7 +672,7 @@ def _detect(store, policy_paths: list[Path], env: dict[str, str]) -> str:
         from fairwatch.detect.delivery import delivery_from_env
 
         delivery = delivery_from_env({k: env[k] for k in ("FAIRWATCH_KAFKA", "FAIRWATCH_TOPIC_PREFIX",
-                                                          "FAIRWATCH_ALERTMANAGER")})
+                                                          "FAIRWATCH_ALERTMANAGER", *KAFKA_LINK_ENVIRONMENT)})
     except ImportError:
         pass
     try:

@@ -13,6 +13,7 @@ from typing import Callable
 
 import httpx
 
+from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.records import MatchEvent, Rejection, decode_match_event
 from fairwatch.store.clickhouse import SCHEMAS_DIR, open_store, redacted_url
 from fairwatch.store.migrations import migrate
@@ -36,11 +37,12 @@ async def _kafka_round_trip(bootstrap: str, payloads: list[bytes]) -> int:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     topic = f"fairwatch.smoke-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    link = KafkaLink.from_env().aiokafka_kwargs()  # creates and deletes a topic: an admin principal
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **link)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, **link)
         await producer.start()
         try:
             for payload in payloads:
@@ -48,7 +50,7 @@ async def _kafka_round_trip(bootstrap: str, payloads: list[bytes]) -> int:
         finally:
             await producer.stop()
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{topic}-reader",
-                                    auto_offset_reset="earliest")
+                                    auto_offset_reset="earliest", **link)
         await consumer.start()
         try:
             seen: list[bytes] = []

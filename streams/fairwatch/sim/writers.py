@@ -10,6 +10,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.topics import DEFAULT_PREFIX
 from fairwatch.sim.simulator import ProgressFn, Simulation
 
@@ -47,11 +48,12 @@ class Writer(Protocol):
 class KafkaWriter:
     """The smallest kafka-python producer that will do; :func:`open_kafka_writer` is the seam to swap it."""
 
-    def __init__(self, bootstrap: str):
+    def __init__(self, bootstrap: str, link: KafkaLink | None = None):
         from kafka import KafkaProducer
 
+        link = link or KafkaLink.from_env()  # the FAIRWATCH_KAFKA_* settings of the environment
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="fairwatch-simulate", acks="all",
-                                       linger_ms=20, batch_size=512 * 1024)
+                                       linger_ms=20, batch_size=512 * 1024, **link.kafka_python_kwargs())
         self._error: BaseException | None = None
 
     def _failed(self, exc: BaseException) -> None:
@@ -73,11 +75,11 @@ class BatchingKafkaWriter:
     """Records in batch envelopes through the producer SDK (:mod:`fairwatch.producer`), as a real
     face-recognition system should send them; the key of each record is its event_id."""
 
-    def __init__(self, bootstrap: str, prefix: str, max_records: int):
+    def __init__(self, bootstrap: str, prefix: str, max_records: int, link: KafkaLink | None = None):
         from fairwatch.producer import FairwatchProducer
 
         self._producer = FairwatchProducer(bootstrap, topic_prefix=prefix, max_records=max_records, validate=False,
-                                           client_id="fairwatch-simulate")
+                                           link=link, client_id="fairwatch-simulate")
 
     def send(self, topic: str, key: bytes, value: bytes) -> None:
         self._producer.send_encoded(topic, key.decode(), value)
@@ -86,9 +88,11 @@ class BatchingKafkaWriter:
         self._producer.close()
 
 
-def open_kafka_writer(bootstrap: str, prefix: str = DEFAULT_PREFIX, batch: int = 1) -> Writer:
-    """Single-record messages (``batch`` = 1) or batch envelopes of up to ``batch`` records."""
-    return KafkaWriter(bootstrap) if batch <= 1 else BatchingKafkaWriter(bootstrap, prefix, batch)
+def open_kafka_writer(bootstrap: str, prefix: str = DEFAULT_PREFIX, batch: int = 1,
+                      link: KafkaLink | None = None) -> Writer:
+    """Single-record messages (``batch`` = 1) or batch envelopes of up to ``batch`` records; ``link``:
+    how to connect (default: the FAIRWATCH_KAFKA_* settings of the environment)."""
+    return KafkaWriter(bootstrap, link) if batch <= 1 else BatchingKafkaWriter(bootstrap, prefix, batch, link)
 
 
 def publish(sim: Simulation, writer: Writer, *, prefix: str = DEFAULT_PREFIX, rate: float = 0.0,

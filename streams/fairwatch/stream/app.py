@@ -34,6 +34,7 @@ import weakref
 import faust
 from faust.streams import _current_event
 
+from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.topics import (
     ALERTS,
     DEAD_LETTER,
@@ -59,6 +60,17 @@ from fairwatch.stream.write_executor import SinkExecutor
 log = logging.getLogger("fairwatch.worker")
 
 
+def broker_credentials(link: KafkaLink) -> faust.types.auth.CredentialsT | None:
+    """faust's ``broker_credentials`` for ``link`` (None for PLAINTEXT)."""
+    spec = link.faust_credentials()
+    if spec is None:
+        return None
+    if spec.kind == "ssl":
+        return faust.SSLCredentials(spec.ssl_context)
+    return faust.SASLCredentials(username=spec.username, password=spec.password, mechanism=spec.mechanism,
+                                 ssl_context=spec.ssl_context)
+
+
 def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.App:
     """The worker. ``policies`` (deployment -> :class:`~fairwatch.detect.policy.Policy`) switch on drift
     detection and alerting: every ``detect_seconds`` the owner of partition 0 runs one cycle."""
@@ -68,6 +80,7 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka}",
+        broker_credentials=broker_credentials(settings.kafka_link),  # consumer, producer and admin clients
         store=settings.table_store,
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,

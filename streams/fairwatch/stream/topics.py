@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.topics import DEFAULT_PREFIX, INPUT_TOPICS, OUTPUT_TOPICS
 
 
@@ -23,8 +25,15 @@ def join_log_changelog(app_id: str) -> str:
     return f"{app_id}-{JOIN_LOG_TABLE}-changelog"
 
 
+def admin_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The connection settings among a client's ``options`` that a KafkaAdminClient takes (security,
+    timeouts; not ``acks`` or ``linger_ms``): a producer's admin client must connect as it does."""
+    return {k: v for k, v in options.items()
+            if k in KafkaAdminClient.DEFAULT_CONFIG and k not in ("bootstrap_servers", "client_id")}
+
+
 def ensure_topics(bootstrap: str, prefix: str = DEFAULT_PREFIX, partitions: int = 8, replication: int = 1,
-                  app_id: str | None = None) -> dict[str, int]:
+                  app_id: str | None = None, link: KafkaLink | None = None) -> dict[str, int]:
     """Create the input and output topics (and, given the worker's ``app_id``, its join-log
     changelog) if missing, wait until every partition has a leader; return name -> partition count.
 
@@ -32,8 +41,10 @@ def ensure_topics(bootstrap: str, prefix: str = DEFAULT_PREFIX, partitions: int 
     outcomes on the same partition number, which Kafka's key hashing gives only then. The changelog
     is created here, before any worker starts, because a worker that fetched its metadata while
     another worker's faust was creating it sees 0 partitions and stops (faust PartitionsMismatch).
+    ``link``: how to connect (default: the FAIRWATCH_KAFKA_* settings of the environment).
     """
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fairwatch-topics")
+    link = link or KafkaLink.from_env()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fairwatch-topics", **link.kafka_python_kwargs())
     try:
         wanted = {prefix + t: NewTopic(prefix + t, partitions, replication) for t in INPUT_TOPICS + OUTPUT_TOPICS}
         if app_id:
@@ -75,6 +86,8 @@ def _ready_layout(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
 def input_partitions(bootstrap: str, prefix: str = DEFAULT_PREFIX, **admin_options) -> int:
     """The partition count of the existing, co-partitioned input topics (never creates a topic:
     a metadata request from a producer would let a broker auto-create them with 1 partition)."""
+    if "security_protocol" not in admin_options:
+        admin_options = {**KafkaLink.from_env().kafka_python_kwargs(), **admin_options}
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fairwatch-producer", **admin_options)
     try:
         names = [prefix + t for t in INPUT_TOPICS]
@@ -87,3 +100,36 @@ def input_partitions(bootstrap: str, prefix: str = DEFAULT_PREFIX, **admin_optio
     if len(set(layout.values())) != 1:
         raise TopicError(f"input topics are not co-partitioned: {layout}")
     return next(iter(layout.values()))
+
+
+def producer_acls(prefix: str, principal: str = "producer") -> list:
+    """ACLs letting ``User:principal`` write (and describe) the input topics of ``prefix``, and
+    nothing else: not the output topics, no READ. LITERAL patterns: a prefix pattern "t1." would
+    also cover "t1.alerts"."""
+    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+
+    return [ACL(f"User:{principal}", "*", operation, ACLPermissionType.ALLOW,
+                ResourcePattern(ResourceType.TOPIC, prefix + topic))
+            for topic in INPUT_TOPICS for operation in (ACLOperation.WRITE, ACLOperation.DESCRIBE)]
+
+
+def grant_producer(bootstrap: str, prefix: str, principal: str = "producer", link: KafkaLink | None = None) -> None:
+    """Add :func:`producer_acls` (idempotent); needs an admin principal (ALTER on the cluster)."""
+    link = link or KafkaLink.from_env()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fairwatch-topics", **link.kafka_python_kwargs())
+    try:
+        result = admin.create_acls(producer_acls(prefix, principal))
+    finally:
+        admin.close()
+    if result["failed"]:
+        raise TopicError(f"could not grant User:{principal} the input topics of {prefix!r}: {result['failed']}")
+
+
+def revoke_producer(bootstrap: str, prefix: str, principal: str = "producer", link: KafkaLink | None = None) -> None:
+    """Remove what :func:`grant_producer` added."""
+    link = link or KafkaLink.from_env()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fairwatch-topics", **link.kafka_python_kwargs())
+    try:
+        admin.delete_acls(producer_acls(prefix, principal))
+    finally:
+        admin.close()

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fairwatch.contracts.kafka_link import KAFKA_LINK_ENVIRONMENT, KafkaLink, KafkaLinkError
 from fairwatch.contracts.topics import DEFAULT_PREFIX
 from fairwatch.core.config import DAY_SECONDS, CoreConfig
 
@@ -46,6 +47,10 @@ WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
 
 # Read by other commands, or set by the image: name -> who reads it and what it means.
 OTHER_ENVIRONMENT: dict[str, str] = {
+    # How every Kafka client connects (the worker, `fairwatch topics`, simulate, smoke, demo, the
+    # producer SDK, alert delivery): fairwatch.contracts.kafka_link. Not chart values yet.
+    **{name: f"every Kafka client (worker, producer SDK, topics, simulate, delivery): {meaning}"
+       for name, meaning in KAFKA_LINK_ENVIRONMENT.items()},
     "FAIRWATCH_SCHEMAS": "every command that migrates: where schemas/clickhouse is (the image sets it)",
     "FAIRWATCH_CLICKHOUSE_HOST": "dashboards push and Grafana provisioning: ClickHouse host of the datasource",
     "FAIRWATCH_CLICKHOUSE_PORT": "dashboards push and Grafana provisioning: its native port",
@@ -75,6 +80,13 @@ def _env(name: str) -> str:
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
+
+
+def _kafka_link() -> KafkaLink:
+    try:
+        return KafkaLink.from_env(os.environ)
+    except KafkaLinkError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def parse_intersections(text: str) -> tuple[tuple[str, ...], ...]:
@@ -118,6 +130,7 @@ class WorkerSettings:
     policies: str = ""
     detect_seconds: float = 60.0
     core: CoreConfig = field(default_factory=CoreConfig)
+    kafka_link: KafkaLink = field(default_factory=KafkaLink)  # FAIRWATCH_KAFKA_SECURITY_PROTOCOL etc.
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -140,6 +153,7 @@ class WorkerSettings:
             snapshot_seconds=float(_number("FAIRWATCH_SNAPSHOT_SECONDS", float)),
             policies=_env("FAIRWATCH_POLICIES"),
             detect_seconds=float(_number("FAIRWATCH_DETECT_SECONDS", float)),
+            kafka_link=_kafka_link(),
             core=CoreConfig(
                 bucket_seconds=int(_number("FAIRWATCH_BUCKET_SECONDS", int)),
                 ttl_seconds=int(float(_number("FAIRWATCH_TTL_DAYS", float)) * DAY_SECONDS),

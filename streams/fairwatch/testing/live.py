@@ -16,9 +16,11 @@ from urllib.parse import urlparse, urlunparse
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.topics import DEAD_LETTER, MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.layout import COLUMNS
-from fairwatch.stream.topics import ensure_topics
+from fairwatch.stream.topics import ensure_topics, grant_producer, revoke_producer
+from fairwatch.testing.stack import kafka_env, kafka_link
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -30,15 +32,16 @@ def free_port() -> int:
 
 
 def delete_resources(kafka: str, topic_prefixes: tuple[str, ...], groups: list[str], clickhouse: str,
-                     databases: list[str]) -> list[str]:
+                     databases: list[str], link: KafkaLink | None = None) -> list[str]:
     """Delete topics starting with ``topic_prefixes``, consumer ``groups`` and ClickHouse ``databases``
-    (on the server of the ``clickhouse`` URL); returns what could not be deleted."""
+    (on the server of the ``clickhouse`` URL); returns what could not be deleted. ``link``: an admin
+    principal's (default: the FAIRWATCH_KAFKA_* settings of the environment)."""
     from clickhouse_driver import Client
     from kafka.admin import KafkaAdminClient
 
     problems = []
     try:
-        admin = KafkaAdminClient(bootstrap_servers=kafka)
+        admin = KafkaAdminClient(bootstrap_servers=kafka, **(link or KafkaLink.from_env()).kafka_python_kwargs())
         try:
             names = [t for t in admin.list_topics() if t.startswith(topic_prefixes)]
             if names:
@@ -75,6 +78,8 @@ class LiveSetup:
                  table_store: str = "memory://", intersections: str = "sex&race"):
         tag = uuid.uuid4().hex[:8]
         self.kafka = stack["FAIRWATCH_KAFKA"]
+        # admin for setup, checks and cleanup; workers run as `worker`, produce() as `producer`
+        self.admin_link, self.producer_link = kafka_link(stack, "admin"), kafka_link(stack, "producer")
         self.prefix = f"t{tag}."
         self.app_id = f"fairwatch-test-{tag}"
         self.partitions = partitions
@@ -93,21 +98,32 @@ class LiveSetup:
             "FAIRWATCH_BATCH_SIZE": "5000",
             "FAIRWATCH_BATCH_WITHIN": "0.3",
             "FAIRWATCH_SESSION_TIMEOUT": "10",
+            **kafka_env(stack, "worker"),
         }
         self.own_database = store is None
-        ensure_topics(self.kafka, self.prefix, partitions, app_id=self.app_id)
+        ensure_topics(self.kafka, self.prefix, partitions, app_id=self.app_id, link=self.admin_link)
         LiveSetup.created.append(self)
+        if self.producer_link.sasl:
+            grant_producer(self.kafka, self.prefix, link=self.admin_link)
 
     def cleanup(self) -> list[str]:
         """Delete what this setup made in Kafka and ClickHouse; returns what could not be deleted."""
-        return delete_resources(self.kafka, (self.prefix, self.app_id + "-"), [self.app_id],
-                                self.store_url, [urlparse(self.store_url).path.lstrip("/")] if self.own_database else [])
+        problems = []
+        if self.producer_link.sasl:
+            try:
+                revoke_producer(self.kafka, self.prefix, link=self.admin_link)
+            except Exception as exc:  # reported with the rest
+                problems.append(f"Kafka ACLs: {exc}")
+        return problems + delete_resources(
+            self.kafka, (self.prefix, self.app_id + "-"), [self.app_id], self.store_url,
+            [urlparse(self.store_url).path.lstrip("/")] if self.own_database else [], link=self.admin_link)
 
     def topic(self, kind: str) -> str:
         return self.prefix + kind
 
     def produce(self, messages) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.kafka, linger_ms=20, batch_size=512 * 1024, acks=1)
+        producer = KafkaProducer(bootstrap_servers=self.kafka, linger_ms=20, batch_size=512 * 1024, acks=1,
+                                 **self.producer_link.kafka_python_kwargs())
         for kind, key, value in messages:
             producer.send(self.topic(kind), key=key, value=value)
         producer.flush()
@@ -116,7 +132,7 @@ class LiveSetup:
     def produce_to_partitions(self, messages) -> None:
         """(kind, partition, key, value) messages, each to the partition given."""
         producer = KafkaProducer(bootstrap_servers=self.kafka, linger_ms=20, batch_size=512 * 1024, acks=1,
-                                 max_request_size=2 << 20)
+                                 max_request_size=2 << 20, **self.producer_link.kafka_python_kwargs())
         for kind, partition, key, value in messages:
             producer.send(self.topic(kind), key=key, value=value, partition=partition)
         producer.flush()
@@ -128,7 +144,8 @@ class LiveSetup:
     def lag(self) -> int:
         """Messages of the input topics not yet committed by the worker group."""
         # a consumer that never subscribes does not join the group; it only reads its offsets
-        consumer = KafkaConsumer(bootstrap_servers=self.kafka, group_id=self.app_id, enable_auto_commit=False)
+        consumer = KafkaConsumer(bootstrap_servers=self.kafka, group_id=self.app_id, enable_auto_commit=False,
+                                 **self.admin_link.kafka_python_kwargs())
         try:
             tps = [TopicPartition(self.topic(k), p) for k in (MATCH_EVENTS, VERIFIED_OUTCOMES)
                    for p in range(self.partitions)]
@@ -150,7 +167,8 @@ class LiveSetup:
     def dead_letters(self) -> dict[tuple[int, int], dict]:
         """(topic, partition, offset, record index) -> dead-letter record, redeliveries collapsed."""
         consumer = KafkaConsumer(self.topic(DEAD_LETTER), bootstrap_servers=self.kafka, auto_offset_reset="earliest",
-                                 consumer_timeout_ms=3000, enable_auto_commit=False)
+                                 consumer_timeout_ms=3000, enable_auto_commit=False,
+                                 **self.admin_link.kafka_python_kwargs())
         found = {}
         for message in consumer:
             record = json.loads(message.value)

@@ -15,10 +15,14 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+from fairwatch.contracts.kafka_link import KAFKA_LINK_ENVIRONMENT, KafkaLink, role_env
+
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "scripts" / "stack"
 REQUIRED = ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER")
-OPTIONAL = ("FAIRWATCH_CLICKHOUSE_HTTP",)
+KAFKA_ROLES = ("worker", "producer", "auditor")  # least-privileged principals beside admin (scripts/stack)
+OPTIONAL = ("FAIRWATCH_CLICKHOUSE_HTTP", *KAFKA_LINK_ENVIRONMENT,
+            *(f"FAIRWATCH_KAFKA_{role.upper()}_{what}" for role in KAFKA_ROLES for what in ("USERNAME", "PASSWORD_FILE")))
 EXPORT_LINE = re.compile(r"^export (FAIRWATCH_[A-Z0-9_]+)=(\S+)$")
 
 _cached: dict[str, str] | None = None
@@ -88,3 +92,17 @@ def local_stack_dir() -> Path | None:
 def server_url(base: str, database: str) -> str:
     """The ClickHouse URL ``base`` with its database replaced by ``database``."""
     return urlunparse(urlparse(base)._replace(path=f"/{database}"))
+
+
+def kafka_env(stack: dict[str, str], role: str = "admin") -> dict[str, str]:
+    """The FAIRWATCH_KAFKA_* security settings of ``stack`` for principal ``role`` (admin, or one of
+    KAFKA_ROLES), every name present ("" = unset) so that they replace inherited ones in a child's env.
+    Without the role's exports (an insecure or external stack), the admin settings."""
+    if role != "admin" and role not in KAFKA_ROLES:
+        raise ValueError(f"unknown Kafka role {role!r}")
+    return role_env(stack, role)
+
+
+def kafka_link(stack: dict[str, str], role: str = "admin") -> KafkaLink:
+    """The :class:`KafkaLink` of principal ``role`` on ``stack`` (see :func:`kafka_env`)."""
+    return KafkaLink.from_env(kafka_env(stack, role))
