@@ -13,7 +13,9 @@ import pytest
 from fairwatch.contracts.records import ContractError
 from fairwatch.producer import AsyncFairwatchProducer, FairwatchProducer
 from fairwatch.stream.topics import TopicError, ensure_topics
+from fairwatch.stream.topics import grant_producer, revoke_producer
 from fairwatch.testing.live import delete_resources
+from fairwatch.testing.stack import kafka_link
 from fairwatch.testing.workload import make_workload
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -25,15 +27,27 @@ PARTITIONS = 4
 
 @pytest.fixture
 def prefix(stack):
-    """A fresh topic prefix; its topics are deleted afterwards."""
+    """A fresh topic prefix whose input topics the `producer` principal may write (the SDK runs as
+    it, least privilege); its topics and that grant are removed afterwards."""
     name = f"p{uuid.uuid4().hex[:8]}."
+    admin = kafka_link(stack)
+    if kafka_link(stack, "producer").sasl:
+        grant_producer(stack["FAIRWATCH_KAFKA"], name, link=admin)
     yield name
-    delete_resources(stack["FAIRWATCH_KAFKA"], (name,), [], "", [])
+    if kafka_link(stack, "producer").sasl:
+        revoke_producer(stack["FAIRWATCH_KAFKA"], name, link=admin)
+    delete_resources(stack["FAIRWATCH_KAFKA"], (name,), [], "", [], link=admin)
 
 
-def read_back(kafka: str, prefix: str) -> dict[str, list]:
-    consumer = KafkaConsumer(bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=4000,
-                             enable_auto_commit=False)
+@pytest.fixture
+def as_producer(stack):
+    """The `producer` principal's link (the stack's admin on a stack without principals)."""
+    return kafka_link(stack, "producer")
+
+
+def read_back(stack, prefix: str) -> dict[str, list]:
+    consumer = KafkaConsumer(bootstrap_servers=stack["FAIRWATCH_KAFKA"], auto_offset_reset="earliest",
+                             consumer_timeout_ms=4000, enable_auto_commit=False, **kafka_link(stack).kafka_python_kwargs())
     consumer.subscribe([prefix + "match-events", prefix + "verified-outcomes"])
     found: dict[str, list] = {"match-events": [], "verified-outcomes": []}
     for message in consumer:
@@ -59,11 +73,11 @@ def same(found: dict[str, list], wanted: dict[str, list]) -> None:
         assert sorted(map(key, found[kind])) == sorted(map(key, wanted[kind])), kind
 
 
-def test_sync_producer_sends_every_record_once_in_envelopes_on_its_partition(stack, prefix):
+def test_sync_producer_sends_every_record_once_in_envelopes_on_its_partition(stack, prefix, as_producer):
     kafka = stack["FAIRWATCH_KAFKA"]
-    ensure_topics(kafka, prefix, PARTITIONS)
+    ensure_topics(kafka, prefix, PARTITIONS, link=kafka_link(stack))
     workload = make_workload(3000, seed=31, malformed_share=0.0, duplicate_share=0.0)
-    with FairwatchProducer(kafka, topic_prefix=prefix, max_records=50, linger=0.05) as producer:
+    with FairwatchProducer(kafka, topic_prefix=prefix, max_records=50, linger=0.05, link=as_producer) as producer:
         for doc in workload.events.values():
             producer.send_event(doc)
         for docs in workload.outcomes.values():
@@ -73,18 +87,19 @@ def test_sync_producer_sends_every_record_once_in_envelopes_on_its_partition(sta
             producer.send_outcome({**docs[0], "truth": "maybe"})
     assert producer.sent_records == sum(len(v) for v in expected(workload).values())
     assert producer.sent_messages < producer.sent_records / 10  # batched, not one per record
-    same(read_back(kafka, prefix), expected(workload))
+    same(read_back(stack, prefix), expected(workload))
     with pytest.raises(RuntimeError, match="closed"):
         producer.send_event(next(iter(workload.events.values())))
 
 
-def test_async_producer_sends_the_same(stack, prefix):
+def test_async_producer_sends_the_same(stack, prefix, as_producer):
     kafka = stack["FAIRWATCH_KAFKA"]
-    ensure_topics(kafka, prefix, PARTITIONS)
+    ensure_topics(kafka, prefix, PARTITIONS, link=kafka_link(stack))
     workload = make_workload(1500, seed=32, malformed_share=0.0, duplicate_share=0.0)
 
     async def main():
-        async with AsyncFairwatchProducer(kafka, topic_prefix=prefix, max_records=40, linger=0.02) as producer:
+        async with AsyncFairwatchProducer(kafka, topic_prefix=prefix, max_records=40, linger=0.02,
+                                          link=as_producer) as producer:
             for doc in workload.events.values():
                 await producer.send_event(doc)
             await asyncio.sleep(0.1)  # the linger task sends partial batches meanwhile
@@ -95,18 +110,18 @@ def test_async_producer_sends_the_same(stack, prefix):
 
     producer = asyncio.run(main())
     assert producer.sent_records == sum(len(v) for v in expected(workload).values())
-    same(read_back(kafka, prefix), expected(workload))
+    same(read_back(stack, prefix), expected(workload))
 
 
-def test_producer_refuses_missing_or_not_co_partitioned_topics_and_creates_none(stack, prefix):
+def test_producer_refuses_missing_or_not_co_partitioned_topics_and_creates_none(stack, prefix, as_producer):
     kafka = stack["FAIRWATCH_KAFKA"]
     with pytest.raises(TopicError, match="do not exist"):
-        FairwatchProducer(kafka, topic_prefix=prefix)
-    admin = KafkaAdminClient(bootstrap_servers=kafka)
+        FairwatchProducer(kafka, topic_prefix=prefix, link=as_producer)
+    admin = KafkaAdminClient(bootstrap_servers=kafka, **kafka_link(stack).kafka_python_kwargs())
     try:
         assert not [t for t in admin.list_topics() if t.startswith(prefix)], "the check must not auto-create topics"
         admin.create_topics([NewTopic(prefix + "match-events", 4, 1), NewTopic(prefix + "verified-outcomes", 2, 1)])
     finally:
         admin.close()
     with pytest.raises(TopicError, match="co-partitioned"):
-        FairwatchProducer(kafka, topic_prefix=prefix)
+        FairwatchProducer(kafka, topic_prefix=prefix, link=as_producer)

@@ -24,6 +24,7 @@ from fairwatch.detect.reads import read_alerts
 from fairwatch.store.clickhouse import open_store
 from fairwatch.store.migrations import migrate
 from fairwatch.testing.live import delete_resources
+from fairwatch.testing.stack import kafka_link
 from fairwatch.testing.oracles import alert_validator
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -94,16 +95,19 @@ def test_alertmanager_receives_the_firing_alert_then_the_resolution(stack):
     assert delivery.stats["alertmanager_sent"] == 2 and delivery.stats["alertmanager_failed"] == 0
 
 
-def deliver_and_read_back(kafka: str, topic: str):
-    """Two alerts (firing, then resolved) through the Kafka sink; the messages read back."""
+def deliver_and_read_back(stack, topic: str):
+    """Two alerts (firing, then resolved) through the Kafka sink, as the worker principal that
+    delivers them in production; the messages read back by the admin."""
     from kafka import KafkaConsumer
 
+    kafka = stack["FAIRWATCH_KAFKA"]
     test_id = uuid.uuid4().hex
     alerts = [make_alert(test_id), make_alert(test_id, state="resolved")]
-    delivery = AlertDelivery([KafkaAlertSink(kafka, topic)])
+    delivery = AlertDelivery([KafkaAlertSink(kafka, topic, link=kafka_link(stack, "worker"))])
     delivery.submit(alerts, [alerts[0]])
     delivery.close(timeout=30)
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest", consumer_timeout_ms=10_000,
+                             **kafka_link(stack).kafka_python_kwargs())
     got = []
     for message in consumer:
         got.append(message)
@@ -118,13 +122,13 @@ def test_kafka_alerts_topic_carries_schema_shaped_records(stack):
     from kafka.admin import KafkaAdminClient, NewTopic
 
     topic = f"fairwatch-test.alerts-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=stack["FAIRWATCH_KAFKA"])
+    admin = KafkaAdminClient(bootstrap_servers=stack["FAIRWATCH_KAFKA"], **kafka_link(stack).kafka_python_kwargs())
     admin.create_topics([NewTopic(topic, 1, 1)])
     admin.close()
     try:
-        got, alerts = deliver_and_read_back(stack["FAIRWATCH_KAFKA"], topic)
+        got, alerts = deliver_and_read_back(stack, topic)
     finally:
-        delete_resources(stack["FAIRWATCH_KAFKA"], (topic,), [], "", [])
+        delete_resources(stack["FAIRWATCH_KAFKA"], (topic,), [], "", [], link=kafka_link(stack))
     validator = alert_validator()
     assert [m.key.decode() for m in got] == [a.id for a in alerts]
     for message, alert in zip(got, alerts):

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fairwatch.testing.live import delete_resources
-from fairwatch.testing.stack import local_stack_dir
+from fairwatch.testing.stack import kafka_link, local_stack_dir
 from kafka import KafkaAdminClient
 
 pytestmark = pytest.mark.services
@@ -33,10 +33,11 @@ def _create_topic_errors(response) -> list:
     return bad
 
 
-async def _roundtrip(bootstrap: str) -> None:
+async def _roundtrip(bootstrap: str, link) -> None:
     topic = f"fairwatch.test.stack-{uuid.uuid4().hex[:12]}"
     group = f"fairwatch-test-{uuid.uuid4().hex[:12]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    options = link.aiokafka_kwargs()  # the admin principal: it creates and deletes the topic
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
     await admin.start()
     try:
         response = await admin.create_topics(
@@ -53,7 +54,7 @@ async def _roundtrip(bootstrap: str) -> None:
         assert len(described["partitions"]) == PARTITIONS
 
         sent = {f"event-{i:05d}": f"payload-{i}-{uuid.uuid4().hex}" for i in range(N_MESSAGES)}
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **options)
         await producer.start()
         try:
             futures = [await producer.send(topic, key=k.encode(), value=v.encode()) for k, v in sent.items()]
@@ -65,7 +66,7 @@ async def _roundtrip(bootstrap: str) -> None:
         received: dict[str, str] = {}
         partitions_seen: set[int] = set()
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+                                    auto_offset_reset="earliest", enable_auto_commit=False, **options)
         await consumer.start()
         try:
             deadline = time.monotonic() + 60
@@ -91,7 +92,7 @@ async def _roundtrip(bootstrap: str) -> None:
 
         # A new member of the same group starts at the committed offsets: nothing is left to read.
         again = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                                 auto_offset_reset="earliest", enable_auto_commit=False)
+                                 auto_offset_reset="earliest", enable_auto_commit=False, **options)
         await again.start()
         try:
             await again.getmany(timeout_ms=2000)
@@ -103,17 +104,18 @@ async def _roundtrip(bootstrap: str) -> None:
         try:
             await admin.delete_topics([topic])
             # empty by now (both consumers stopped); aiokafka's admin cannot delete groups
-            await asyncio.to_thread(delete_resources, bootstrap, (), [group], "", [])
+            await asyncio.to_thread(delete_resources, bootstrap, (), [group], "", [], link)
         finally:
             await admin.close()
 
 
 def test_topic_produce_consume_group(stack):
-    asyncio.run(_roundtrip(stack["FAIRWATCH_KAFKA"]))
+    asyncio.run(_roundtrip(stack["FAIRWATCH_KAFKA"], kafka_link(stack)))
 
 
 def test_broker_is_apache_kafka_4(stack):
-    admin = KafkaAdminClient(bootstrap_servers=stack["FAIRWATCH_KAFKA"], client_id="fairwatch-test")
+    admin = KafkaAdminClient(bootstrap_servers=stack["FAIRWATCH_KAFKA"], client_id="fairwatch-test",
+                             **kafka_link(stack).kafka_python_kwargs())
     try:
         brokers = admin.describe_cluster()["brokers"]
         assert len(brokers) == 1 or local_stack_dir() is None
