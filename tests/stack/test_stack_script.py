@@ -31,12 +31,23 @@ def _free_ports(n: int) -> list[int]:
 PORTS = dict(zip(("FAIRWATCH_KAFKA_PORT", "FAIRWATCH_KAFKA_CONTROLLER_PORT", "FAIRWATCH_CLICKHOUSE_PORT",
                   "FAIRWATCH_CLICKHOUSE_HTTP_PORT", "FAIRWATCH_ALERTMANAGER_PORT"), _free_ports(5)))
 SERVICES = ("kafka", "clickhouse", "alertmanager")
-EXPECTED = {
+INSECURE = {
     "FAIRWATCH_KAFKA": f"127.0.0.1:{PORTS['FAIRWATCH_KAFKA_PORT']}",
     "FAIRWATCH_CLICKHOUSE": f"clickhouse://default:@127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_PORT']}/default",
     "FAIRWATCH_CLICKHOUSE_HTTP": f"http://127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_HTTP_PORT']}",
     "FAIRWATCH_ALERTMANAGER": f"http://127.0.0.1:{PORTS['FAIRWATCH_ALERTMANAGER_PORT']}",
 }
+
+
+def expected(state: Path) -> dict[str, str]:
+    """The exports of a secured stack in ``state``: Kafka's link, with file paths, never a password."""
+    secrets = state / "secrets"
+    return {**INSECURE,
+            "FAIRWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FAIRWATCH_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "FAIRWATCH_KAFKA_USERNAME": "admin", "FAIRWATCH_KAFKA_PASSWORD_FILE": str(secrets / "kafka-admin"),
+            "FAIRWATCH_KAFKA_CA_FILE": str(state / "tls" / "ca.pem"),
+            **{f"FAIRWATCH_KAFKA_{role.upper()}_{what}": value for role in ("worker", "producer", "auditor")
+               for what, value in (("USERNAME", role), ("PASSWORD_FILE", str(secrets / f"kafka-{role}")))}}
 
 
 def _run(command: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -75,9 +86,10 @@ def test_stack_script_lifecycle(tmp_path):
     busy = [p for p in PORTS.values() if _listening(p)]
     assert not busy, f"ports {busy} are in use: this test needs them free"
     state = tmp_path / "stack"
+    EXPECTED = expected(state)
     env = {k: v for k, v in os.environ.items()
            if k not in ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER",
-                        "FAIRWATCH_CLICKHOUSE_HTTP")}
+                        "FAIRWATCH_CLICKHOUSE_HTTP", "FAIRWATCH_STACK_INSECURE")}
     env.update({k: str(v) for k, v in PORTS.items()}, FAIRWATCH_STACK_DIR=str(state))
     pids: dict[str, int] = {}
     try:
@@ -97,6 +109,17 @@ def test_stack_script_lifecycle(tmp_path):
         assert all(EXPORT_LINE.match(line) for line in r.stdout.splitlines()), r.stdout
         assert parse_exports(r.stdout) == EXPECTED
         exports_first = r.stdout
+        assert "WARNING" not in r.stderr
+        # the secrets exist now, private, and no output of `up` or the logs shows one
+        secrets = sorted((state / "secrets").iterdir())
+        assert [p.name for p in secrets] == ["kafka-admin", "kafka-auditor", "kafka-broker", "kafka-producer",
+                                             "kafka-worker"]
+        assert all(p.stat().st_mode & 0o777 == 0o600 for p in secrets)
+        for config in ("server.properties", "admin.properties", "keystore.pem"):
+            assert (state / "kafka" / config).stat().st_mode & 0o777 == 0o600, config
+        logs = "".join(p.read_text(errors="replace") for p in (state / "logs").iterdir())
+        for secret in secrets:
+            assert secret.read_text().strip() not in r.stdout + r.stderr + logs, secret.name
 
         pids = {s: int((state / "run" / f"{s}.pid").read_text()) for s in SERVICES}
         for service, pid in pids.items():
@@ -138,3 +161,32 @@ def test_stack_script_lifecycle(tmp_path):
     finally:
         if any(_alive(p) for p in pids.values()) or any(_listening(p) for p in PORTS.values()):
             _run("down", env, timeout=120)
+
+
+def test_insecure_mode_is_explicit_and_warns_at_every_up(tmp_path):
+    """FAIRWATCH_STACK_INSECURE=1: the old PLAINTEXT broker without ACLs, nothing to authenticate
+    with in the exports, and a warning on stderr at every `up`."""
+    from kafka.admin import KafkaAdminClient
+
+    busy = [p for p in PORTS.values() if _listening(p)]
+    assert not busy, f"ports {busy} are in use: this test needs them free"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE",
+                                                                     "FAIRWATCH_ALERTMANAGER"))}
+    env.update({k: str(v) for k, v in PORTS.items()}, FAIRWATCH_STACK_DIR=str(tmp_path / "stack"),
+               FAIRWATCH_STACK_INSECURE="1")
+    assert "FAIRWATCH_STACK_INSECURE" in _run("--help", env).stdout
+    try:
+        for _ in range(2):
+            r = _run("up", env)
+            assert r.returncode == 0, r.stderr
+            assert parse_exports(r.stdout) == INSECURE
+            warnings = [line for line in r.stderr.splitlines() if "WARNING" in line]
+            assert len(warnings) == 1 and "FAIRWATCH_STACK_INSECURE" in warnings[0] and "PLAINTEXT" in warnings[0]
+        admin = KafkaAdminClient(bootstrap_servers=INSECURE["FAIRWATCH_KAFKA"])  # no credentials needed
+        try:
+            assert isinstance(admin.list_topics(), list)
+        finally:
+            admin.close()
+        assert not (tmp_path / "stack" / "secrets").exists()
+    finally:
+        _run("down", env, timeout=120)
