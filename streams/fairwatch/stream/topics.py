@@ -114,15 +114,29 @@ def producer_acls(prefix: str, principal: str = "producer") -> list:
 
 
 def grant_producer(bootstrap: str, prefix: str, principal: str = "producer", link: KafkaLink | None = None) -> None:
-    """Add :func:`producer_acls` (idempotent); needs an admin principal (ALTER on the cluster)."""
+    """Add :func:`producer_acls` (idempotent) and wait until the broker enforces them; needs an admin
+    principal (ALTER on the cluster)."""
+    from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ResourcePatternFilter, ResourceType
+    from kafka.admin import ACLResourcePatternType
+
     link = link or KafkaLink.from_env()
+    wanted = producer_acls(prefix, principal)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fairwatch-topics", **link.kafka_python_kwargs())
     try:
-        result = admin.create_acls(producer_acls(prefix, principal))
+        result = admin.create_acls(wanted)
+        if result["failed"]:
+            raise TopicError(f"could not grant User:{principal} the input topics of {prefix!r}: {result['failed']}")
+        # CreateAcls returns once the controller committed them; the broker's authorizer applies
+        # them a moment later, and a producer sending meanwhile has its records refused
+        everything = ACLFilter(f"User:{principal}", "*", ACLOperation.ANY, ACLPermissionType.ANY,
+                               ResourcePatternFilter(ResourceType.TOPIC, None, ACLResourcePatternType.LITERAL))
+        deadline = time.monotonic() + READY_SECONDS
+        while not set(wanted) <= set(admin.describe_acls(everything)[0]):
+            if time.monotonic() > deadline:
+                raise TopicError(f"the grant to User:{principal} on {prefix!r} is not in force after {READY_SECONDS:.0f} s")
+            time.sleep(0.1)
     finally:
         admin.close()
-    if result["failed"]:
-        raise TopicError(f"could not grant User:{principal} the input topics of {prefix!r}: {result['failed']}")
 
 
 def revoke_producer(bootstrap: str, prefix: str, principal: str = "producer", link: KafkaLink | None = None) -> None:

@@ -65,6 +65,13 @@ def delete_resources(kafka: str, topic_prefixes: tuple[str, ...], groups: list[s
     return problems
 
 
+def _raise_failed(futures) -> None:
+    """A test's traffic must arrive whole: raise the first delivery error (refused, too large ...)."""
+    failed = [f for f in futures if f.failed()]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(futures)} messages were not delivered: {failed[0].exception!r}")
+
+
 class LiveSetup:
     """One isolated deployment: its own topic prefix, consumer group and ClickHouse database.
 
@@ -124,19 +131,20 @@ class LiveSetup:
     def produce(self, messages) -> None:
         producer = KafkaProducer(bootstrap_servers=self.kafka, linger_ms=20, batch_size=512 * 1024, acks=1,
                                  **self.producer_link.kafka_python_kwargs())
-        for kind, key, value in messages:
-            producer.send(self.topic(kind), key=key, value=value)
+        sent = [producer.send(self.topic(kind), key=key, value=value) for kind, key, value in messages]
         producer.flush()
         producer.close()
+        _raise_failed(sent)
 
     def produce_to_partitions(self, messages) -> None:
         """(kind, partition, key, value) messages, each to the partition given."""
         producer = KafkaProducer(bootstrap_servers=self.kafka, linger_ms=20, batch_size=512 * 1024, acks=1,
                                  max_request_size=2 << 20, **self.producer_link.kafka_python_kwargs())
-        for kind, partition, key, value in messages:
-            producer.send(self.topic(kind), key=key, value=value, partition=partition)
+        sent = [producer.send(self.topic(kind), key=key, value=value, partition=partition)
+                for kind, partition, key, value in messages]
         producer.flush()
         producer.close()
+        _raise_failed(sent)
 
     def start_worker(self, name: str = "w1") -> WorkerProcess:
         return WorkerProcess(self, name)
