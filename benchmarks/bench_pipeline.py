@@ -122,7 +122,6 @@ def run_aiokafka_child() -> None:
 def run_faust_child() -> None:
     """A bare faust agent: raw serializers, take_events batches, json-decode, count."""
     import faust
-
     from fairwatch.stream.app import broker_credentials
 
     kafka, group, total = os.environ["BENCH_KAFKA"], os.environ["BENCH_GROUP"], int(os.environ["BENCH_TOTAL"])

@@ -12,8 +12,12 @@ import uuid
 import pytest
 from fairwatch.contracts.records import ContractError
 from fairwatch.producer import AsyncFairwatchProducer, FairwatchProducer
-from fairwatch.stream.topics import TopicError, ensure_topics
-from fairwatch.stream.topics import grant_producer, revoke_producer
+from fairwatch.stream.topics import (
+    TopicError,
+    ensure_topics,
+    grant_producer,
+    revoke_producer,
+)
 from fairwatch.testing.live import delete_resources
 from fairwatch.testing.stack import kafka_link
 from fairwatch.testing.workload import make_workload

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from fairwatch.contracts.envelopes import BATCH_VERSION, MAX_BATCH_RECORDS
+from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.partitioning import partition_for
 from fairwatch.contracts.records import (
     MAX_MESSAGE_BYTES,
@@ -37,7 +38,6 @@ from fairwatch.contracts.records import (
     parse_verified_outcome,
 )
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
-from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.stream.topics import admin_options, input_partitions
 
 _ENVELOPE_OVERHEAD = 96  # bytes of the envelope around its records, generously

@@ -24,8 +24,8 @@ from fairwatch.detect.reads import read_alerts
 from fairwatch.store.clickhouse import open_store
 from fairwatch.store.migrations import migrate
 from fairwatch.testing.live import delete_resources
-from fairwatch.testing.stack import kafka_link
 from fairwatch.testing.oracles import alert_validator
+from fairwatch.testing.stack import kafka_link
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 

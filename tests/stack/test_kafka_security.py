@@ -18,14 +18,30 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from aiokafka.protocol.metadata import MetadataRequest
-from fairwatch.contracts.topics import ALERTS, INPUT_TOPICS, MATCH_EVENTS, VERIFIED_OUTCOMES
+from fairwatch.contracts.topics import (
+    ALERTS,
+    INPUT_TOPICS,
+    MATCH_EVENTS,
+    VERIFIED_OUTCOMES,
+)
 from fairwatch.stream.topics import ensure_topics, grant_producer, revoke_producer
 from fairwatch.testing.live import delete_resources
 from fairwatch.testing.stack import kafka_link
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, KafkaAdminClient, ResourcePatternFilter, ResourceType
-from kafka.admin import ACLResourcePatternType
-from kafka.errors import GroupAuthorizationFailedError, NoError, TopicAuthorizationFailedError
+from kafka.admin import (
+    ACLFilter,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    KafkaAdminClient,
+    ResourcePatternFilter,
+    ResourceType,
+)
+from kafka.errors import (
+    GroupAuthorizationFailedError,
+    NoError,
+    TopicAuthorizationFailedError,
+)
 
 pytestmark = pytest.mark.services
 

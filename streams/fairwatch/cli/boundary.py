@@ -17,6 +17,7 @@ from typing import Sequence
 import typer
 
 from fairwatch.cli.typer_click import ClickException, UsageError
+from fairwatch.contracts.kafka_link import KafkaLinkError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 DEBUG_FLAG = "--debug"
@@ -76,7 +77,7 @@ def run(app: typer.Typer, args: Sequence[str] | None = None, prog_name: str = "f
             print(exc.sql, file=sys.stderr)
         return failed(exc).exit_code  # under --debug, failed re-raises it
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ConnectionError,
-            TimeoutError) as exc:  # a file, folder or service the user named; any other error is a bug
+            TimeoutError, KafkaLinkError) as exc:  # a file, folder, service or setting the user named; any other error is a bug
         if debug:
             raise
         error(str(exc) or type(exc).__name__)

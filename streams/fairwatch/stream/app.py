@@ -50,8 +50,8 @@ from fairwatch.stream.batching import (
 )
 from fairwatch.stream.committer import LedgerCommitter
 from fairwatch.stream.processor import BatchProcessor, RawMessage, ResidentJoins
-from fairwatch.stream.topics import JOIN_LOG_TABLE
 from fairwatch.stream.store_timers import register_store_timers
+from fairwatch.stream.topics import JOIN_LOG_TABLE
 from fairwatch.stream.web_pages import register_pages
 from fairwatch.stream.worker_metrics import WorkerMetrics, record_batch
 from fairwatch.stream.worker_settings import WorkerSettings

@@ -11,7 +11,6 @@ from kafka.errors import TopicAlreadyExistsError
 from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.topics import DEFAULT_PREFIX, INPUT_TOPICS, OUTPUT_TOPICS
 
-
 JOIN_LOG_TABLE = "join-log"  # the worker's faust table holding the join state
 READY_SECONDS = 30.0  # how long a new topic may take to have a leader for every partition
 
@@ -106,7 +105,13 @@ def producer_acls(prefix: str, principal: str = "producer") -> list:
     """ACLs letting ``User:principal`` write (and describe) the input topics of ``prefix``, and
     nothing else: not the output topics, no READ. LITERAL patterns: a prefix pattern "t1." would
     also cover "t1.alerts"."""
-    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ResourcePattern,
+        ResourceType,
+    )
 
     return [ACL(f"User:{principal}", "*", operation, ACLPermissionType.ALLOW,
                 ResourcePattern(ResourceType.TOPIC, prefix + topic))
@@ -116,8 +121,14 @@ def producer_acls(prefix: str, principal: str = "producer") -> list:
 def grant_producer(bootstrap: str, prefix: str, principal: str = "producer", link: KafkaLink | None = None) -> None:
     """Add :func:`producer_acls` (idempotent) and wait until the broker enforces them; needs an admin
     principal (ALTER on the cluster)."""
-    from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ResourcePatternFilter, ResourceType
-    from kafka.admin import ACLResourcePatternType
+    from kafka.admin import (
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePatternFilter,
+        ResourceType,
+    )
 
     link = link or KafkaLink.from_env()
     wanted = producer_acls(prefix, principal)

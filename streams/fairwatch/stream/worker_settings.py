@@ -11,7 +11,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fairwatch.contracts.kafka_link import KAFKA_LINK_ENVIRONMENT, KafkaLink, KafkaLinkError
+from fairwatch.contracts.kafka_link import (
+    KAFKA_LINK_ENVIRONMENT,
+    KafkaLink,
+    KafkaLinkError,
+)
 from fairwatch.contracts.topics import DEFAULT_PREFIX
 from fairwatch.core.config import DAY_SECONDS, CoreConfig
 
