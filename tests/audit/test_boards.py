@@ -34,6 +34,7 @@ from fairwatch.sim.writers import write_jsonl
 from fairwatch.store.clickhouse import open_store
 from fairwatch.stream.health import health_rows, write_health
 from fairwatch.stream.replay import replay
+from fairwatch.testing.stack import server_url
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,9 +197,8 @@ def backend(request, tmp_path_factory):
         cleanup = store.close
     else:
         stack = request.getfixturevalue("stack")
-        base = stack["FAIRWATCH_CLICKHOUSE"].rsplit("/", 1)[0]
         database = f"fw_dashboards_{uuid.uuid4().hex[:8]}"
-        store = open_store(f"{base}/{database}")
+        store = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], database))
 
         def cleanup():
             store.execute(f"DROP DATABASE IF EXISTS {database}")

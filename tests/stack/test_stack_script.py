@@ -31,12 +31,25 @@ def _free_ports(n: int) -> list[int]:
 PORTS = dict(zip(("FAIRWATCH_KAFKA_PORT", "FAIRWATCH_KAFKA_CONTROLLER_PORT", "FAIRWATCH_CLICKHOUSE_PORT",
                   "FAIRWATCH_CLICKHOUSE_HTTP_PORT", "FAIRWATCH_ALERTMANAGER_PORT"), _free_ports(5)))
 SERVICES = ("kafka", "clickhouse", "alertmanager")
-EXPECTED = {
-    "FAIRWATCH_KAFKA": f"127.0.0.1:{PORTS['FAIRWATCH_KAFKA_PORT']}",
-    "FAIRWATCH_CLICKHOUSE": f"clickhouse://default:@127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_PORT']}/default",
-    "FAIRWATCH_CLICKHOUSE_HTTP": f"http://127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_HTTP_PORT']}",
-    "FAIRWATCH_ALERTMANAGER": f"http://127.0.0.1:{PORTS['FAIRWATCH_ALERTMANAGER_PORT']}",
-}
+
+
+def _expected(state: Path) -> dict[str, str]:
+    """The secured stack's exports: users, the CA and password files of its state dir; no secret."""
+    ca, secrets = state / "tls" / "ca.pem", state / "secrets"
+    native = f"127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_PORT']}"
+    urls = {f"FAIRWATCH_CLICKHOUSE{'' if user == 'writer' else '_' + user.upper()}":
+            f"clickhouse://{user}@{native}/default?secure=1&ca_certs={ca}&password_file={secrets / f'clickhouse-{user}'}"
+            for user in ("migrator", "writer", "reader", "auditor")}
+    return {
+        "FAIRWATCH_KAFKA": f"127.0.0.1:{PORTS['FAIRWATCH_KAFKA_PORT']}",
+        **urls,
+        "FAIRWATCH_CLICKHOUSE_HTTP": f"https://127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_HTTP_PORT']}",
+        "FAIRWATCH_CLICKHOUSE_CA_FILE": str(ca),
+        "FAIRWATCH_ALERTMANAGER": f"https://127.0.0.1:{PORTS['FAIRWATCH_ALERTMANAGER_PORT']}",
+        "FAIRWATCH_ALERTMANAGER_USERNAME": "fairwatch",
+        "FAIRWATCH_ALERTMANAGER_PASSWORD_FILE": str(secrets / "alertmanager-fairwatch"),
+        "FAIRWATCH_ALERTMANAGER_CA_FILE": str(ca),
+    }
 
 
 def _run(command: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -77,8 +90,10 @@ def test_stack_script_lifecycle(tmp_path):
     state = tmp_path / "stack"
     env = {k: v for k, v in os.environ.items()
            if k not in ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER",
-                        "FAIRWATCH_CLICKHOUSE_HTTP")}
+                        "FAIRWATCH_CLICKHOUSE_HTTP", "FAIRWATCH_STACK_INSECURE")}
     env.update({k: str(v) for k, v in PORTS.items()}, FAIRWATCH_STACK_DIR=str(state))
+    state.mkdir()
+    expected = _expected(state.resolve())
     pids: dict[str, int] = {}
     try:
         r = _run("status", env)
@@ -86,7 +101,7 @@ def test_stack_script_lifecycle(tmp_path):
         assert all(s.startswith("stopped") for s in _status_lines(r.stdout).values()), r.stdout
 
         r = _run("env", env)
-        assert r.returncode == 0 and parse_exports(r.stdout) == EXPECTED, r
+        assert r.returncode == 0 and parse_exports(r.stdout) == expected, r
         assert not any(_listening(p) for p in PORTS.values())  # `env` starts nothing
 
         t0 = time.monotonic()
@@ -95,7 +110,7 @@ def test_stack_script_lifecycle(tmp_path):
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip(), r.stderr
         assert all(EXPORT_LINE.match(line) for line in r.stdout.splitlines()), r.stdout
-        assert parse_exports(r.stdout) == EXPECTED
+        assert parse_exports(r.stdout) == expected
         exports_first = r.stdout
 
         pids = {s: int((state / "run" / f"{s}.pid").read_text()) for s in SERVICES}

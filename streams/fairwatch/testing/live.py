@@ -11,14 +11,18 @@ import sys
 import time
 import urllib.request
 import uuid
+from contextlib import closing
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from fairwatch.contracts.topics import DEAD_LETTER, MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.layout import COLUMNS
+from fairwatch.store.clickhouse import ServerStore, open_store
+from fairwatch.store.migrations import migrate
 from fairwatch.stream.topics import ensure_topics
+from fairwatch.testing.stack import server_url
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -33,7 +37,6 @@ def delete_resources(kafka: str, topic_prefixes: tuple[str, ...], groups: list[s
                      databases: list[str]) -> list[str]:
     """Delete topics starting with ``topic_prefixes``, consumer ``groups`` and ClickHouse ``databases``
     (on the server of the ``clickhouse`` URL); returns what could not be deleted."""
-    from clickhouse_driver import Client
     from kafka.admin import KafkaAdminClient
 
     problems = []
@@ -51,12 +54,9 @@ def delete_resources(kafka: str, topic_prefixes: tuple[str, ...], groups: list[s
         problems.append(f"Kafka: {exc}")
     if databases:
         try:
-            url = urlparse(clickhouse)
-            client = Client(host=url.hostname, port=url.port or 9000, user=url.username or "default",
-                            password=url.password or "")
-            for database in databases:
-                client.execute(f"DROP DATABASE IF EXISTS {database}")
-            client.disconnect()
+            with closing(ServerStore(server_url(clickhouse, "default"), create_database=False)) as client:
+                for database in databases:
+                    client.execute(f"DROP DATABASE IF EXISTS {database}")
         except Exception as exc:
             problems.append(f"ClickHouse: {exc}")
     return problems
@@ -79,8 +79,10 @@ class LiveSetup:
         self.app_id = f"fairwatch-test-{tag}"
         self.partitions = partitions
         self.tmp_path = tmp_path
-        base = urlparse(stack["FAIRWATCH_CLICKHOUSE"])
-        self.store_url = store or urlunparse(base._replace(path=f"/fw_live_{tag}"))
+        # the workers write as the writer (no DDL); the database is made and migrated as the migrator
+        database = f"fw_live_{tag}"
+        self.store_url = store or server_url(stack["FAIRWATCH_CLICKHOUSE"], database)
+        self.admin_url = store or server_url(stack.get("FAIRWATCH_CLICKHOUSE_MIGRATOR", stack["FAIRWATCH_CLICKHOUSE"]), database)
         self.env = {
             **os.environ,
             "FAIRWATCH_KAFKA": self.kafka,
@@ -95,13 +97,16 @@ class LiveSetup:
             "FAIRWATCH_SESSION_TIMEOUT": "10",
         }
         self.own_database = store is None
+        if self.own_database:
+            with closing(open_store(self.admin_url)) as admin:
+                migrate(admin)
         ensure_topics(self.kafka, self.prefix, partitions, app_id=self.app_id)
         LiveSetup.created.append(self)
 
     def cleanup(self) -> list[str]:
         """Delete what this setup made in Kafka and ClickHouse; returns what could not be deleted."""
         return delete_resources(self.kafka, (self.prefix, self.app_id + "-"), [self.app_id],
-                                self.store_url, [urlparse(self.store_url).path.lstrip("/")] if self.own_database else [])
+                                self.admin_url, [urlparse(self.store_url).path.lstrip("/")] if self.own_database else [])
 
     def topic(self, kind: str) -> str:
         return self.prefix + kind
