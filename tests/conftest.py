@@ -49,7 +49,7 @@ def store(request, tmp_path):
     if request.param == "server":
         stack = request.getfixturevalue("stack")
         database = f"fairwatch_test_{os.getpid()}"
-        opened = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], database))
+        opened = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], database))
         assert isinstance(opened, ServerStore)
         yield opened
         opened.execute(f"DROP DATABASE IF EXISTS {database}")
@@ -67,10 +67,46 @@ def migrated_store(request, tmp_path):
     if request.param == "embedded":
         opened = open_store(f"chdb://{tmp_path}/chdb")
     else:
-        url = request.getfixturevalue("stack")["FAIRWATCH_CLICKHOUSE"]
+        url = request.getfixturevalue("stack")["FAIRWATCH_CLICKHOUSE_MIGRATOR"]
         opened = open_store(server_url(url, f"fw_test_{uuid.uuid4().hex[:10]}"))
     migrate(opened)
     yield opened
     if request.param == "server":
         opened.execute(f"DROP DATABASE IF EXISTS {opened.database}")
     opened.close()
+
+
+# ---- no secret in any output of the run ----------------------------------------------------------------
+
+_captured: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    """Keep what every test printed or logged (passed ones too; with xdist the controller sees them)."""
+    for section, text in report.sections:
+        _captured.append((f"{report.nodeid} ({section})", text))
+    if report.failed and report.longrepr is not None:
+        _captured.append((f"{report.nodeid} (failure)", str(report.longrepr)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The security issue: no secret of the local stack in any output of the run. The controller
+    (not an xdist worker) scans what the tests captured and the files the run left readable by
+    others: the tests' temporary directories and the stack's logs."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from fairwatch.testing.secrets_scan import find_leaks, stack_secrets
+    from fairwatch.testing.stack import REQUIRED, configured_stack_dir
+
+    if all(os.environ.get(k) for k in REQUIRED):  # external services: their secrets are not ours to know
+        return
+    directory = configured_stack_dir()
+    roots = [directory / "logs"]
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        roots.append(factory.getbasetemp())
+    leaks = find_leaks(stack_secrets(directory), roots, _captured)
+    if leaks:
+        session.config.get_terminal_writer().line("error: secrets in the run's output: " + "; ".join(leaks[:20]),
+                                                  red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

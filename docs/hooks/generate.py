@@ -39,13 +39,21 @@ STACK_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "FAIRWATCH_KAFKA_HEAP": ("512m", "Kafka broker heap"),
     "FAIRWATCH_STACK_TIMEOUT": ("120", "seconds `scripts/stack up` waits for each service"),
     "FAIRWATCH_NO_SERVICES": ("", "when set, `scripts/stack up` and `install` refuse (`make test-fast` sets it)"),
+    "FAIRWATCH_STACK_INSECURE": ("", "when set (not 0): plaintext links and no passwords, with a warning at every start"),
 }
 # What `scripts/stack up` prints (export lines), and what only the test helpers read.
 STACK_OUTPUT: dict[str, str] = {
     "FAIRWATCH_KAFKA": "Kafka bootstrap servers of the local stack",
-    "FAIRWATCH_CLICKHOUSE": "the local ClickHouse server, native protocol",
-    "FAIRWATCH_CLICKHOUSE_HTTP": "the local ClickHouse server's HTTP URL",
-    "FAIRWATCH_ALERTMANAGER": "the local Alertmanager's base URL",
+    "FAIRWATCH_CLICKHOUSE": "the local ClickHouse server as the `writer` (the workers' user), native protocol over TLS",
+    "FAIRWATCH_CLICKHOUSE_MIGRATOR": "the same server as the `migrator` (DDL: `fairwatch migrate`)",
+    "FAIRWATCH_CLICKHOUSE_READER": "the same server as the `reader` (boards: SELECT only)",
+    "FAIRWATCH_CLICKHOUSE_AUDITOR": "the same server as the `auditor` (reports, metrics, verify: SELECT only)",
+    "FAIRWATCH_CLICKHOUSE_HTTP": "the local ClickHouse server's HTTPS URL",
+    "FAIRWATCH_CLICKHOUSE_CA_FILE": "the local stack's CA certificate (every TLS link of the stack)",
+    "FAIRWATCH_ALERTMANAGER": "the local Alertmanager's base URL (https)",
+    "FAIRWATCH_ALERTMANAGER_USERNAME": "Alertmanager basic-auth user",
+    "FAIRWATCH_ALERTMANAGER_PASSWORD_FILE": "file holding that user's password (0600)",
+    "FAIRWATCH_ALERTMANAGER_CA_FILE": "CA that Alertmanager's certificate is checked against",
 }
 TEST_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "FAIRWATCH_TEST_LOGLEVEL": ("warn", "log level of the workers the tests start (`fairwatch worker --loglevel`)"),

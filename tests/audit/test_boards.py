@@ -34,6 +34,7 @@ from fairwatch.sim.writers import write_jsonl
 from fairwatch.store.clickhouse import open_store
 from fairwatch.stream.health import health_rows, write_health
 from fairwatch.stream.replay import replay
+from fairwatch.testing.stack import server_url
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,9 +197,8 @@ def backend(request, tmp_path_factory):
         cleanup = store.close
     else:
         stack = request.getfixturevalue("stack")
-        base = stack["FAIRWATCH_CLICKHOUSE"].rsplit("/", 1)[0]
         database = f"fw_dashboards_{uuid.uuid4().hex[:8]}"
-        store = open_store(f"{base}/{database}")
+        store = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], database))
 
         def cleanup():
             store.execute(f"DROP DATABASE IF EXISTS {database}")
@@ -603,7 +603,7 @@ def test_states_of_a_cycle_older_than_stale_after_are_marked_stale(backend):
         assert float(dict(zip(names, row))["cycle"]) == {"stale": 1.0, "current": 0.0}[expected]
     # the threshold is the board's variable: at 0 seconds every cycle is stale
     found, _ = _wrong_now_rows(backend, sql.replace("'gate-a'", "'gate-d'").replace(
-        f"toInt64OrZero('{STALE_AFTER}')", "toInt64OrZero('0')"))
+        f"toInt64OrZero(decodeURLComponent('{STALE_AFTER}'))", "toInt64OrZero(decodeURLComponent('0'))"))
     assert {r["freshness"] for r in found} == {"stale"}
     [panel] = [p for p in fd.generate()["fairwatch-overview.json"]["panels"] if p.get("title") == "Detection coverage"]
     [override] = [o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "cycle"]
@@ -674,9 +674,11 @@ def _differentials(backend, ratio: float | None, deployment: str, attribute: str
     policy = fd.BoardPolicy(policy_ratio=ratio) if ratio is not None else fd.BoardPolicy()
     runs, _ = _board_runs(backend, policy)
     _, sql, values = _panel(runs, "fairwatch-overview", "Differentials now")
-    sql = (sql.replace(f"attribute = '{values['attribute']}'", f"attribute = '{attribute}'")
+    sql = (sql.replace(f"attribute = decodeURLComponent('{values['attribute']}')",
+                       f"attribute = decodeURLComponent('{attribute}')")
            .replace(f"window_seconds = {values['window']}", f"window_seconds = {window}")
-           .replace(f"deployment = '{values['deployment']}'", f"deployment = '{deployment}'"))
+           .replace(f"deployment = decodeURLComponent('{values['deployment']}')",
+                    f"deployment = decodeURLComponent('{deployment}')"))
     names, _, rows = backend.typed(sql)
     found = {row[0]: dict(zip(names, row)) for row in rows}
     # NaN as the server gives it (chDB's JSON output here turns NaN into null, the plugin does not)
@@ -958,3 +960,55 @@ def test_push_reports_refusals_and_bad_input(httpserver):
         datasource_settings({})
     result = CliRunner().invoke(app, ["dashboards", "push"], env={"FAIRWATCH_GRAFANA": ""})
     assert result.exit_code == 2
+
+
+# ------------------------------------------------------------------- values that reach the boards' SQL
+
+# what the security issue's probe used (two accepted names turned a query into OR 1=1), and more
+NASTY = ["x' OR 1=1 --", "a\\", "a\\' OR 1=1 --", "it''s", "%27", "100%", "Ñandú / 東京", "a+b c"]
+
+
+def test_percentencode_is_decoded_back_exactly_by_clickhouse(backend):
+    """Oracle: each value as its own ClickHouse string literal (sql_string escapes backslash and
+    quote), compared on the server with what Grafana's percentencode + decodeURLComponent give."""
+    for value in NASTY + ["gate-a"]:
+        sql = fd.interpolate(f"SELECT decodeURLComponent('${{v:percentencode}}') = {fd.sql_string(value)},"
+                             " decodeURLComponent('${v:percentencode}')", {"v": value})
+        [(same, decoded)] = backend.typed(sql)[2]
+        assert same in (1, True) and decoded == value, (value, sql)
+
+
+def test_no_value_of_a_single_valued_variable_escapes_its_literal(backend):
+    """Every panel, annotation and variable query of every board, with each single-valued
+    variable set to each nasty value (what a crafted URL or a forged row could give): the SQL
+    runs and matches nothing (those names are in no seeded row), never more than the honest
+    value's rows. The multi-valued ones keep the values their own queries offered."""
+    start, end, interval = _range()
+    for name, board in fd.generate().items():
+        values = fd.resolve_variables(board, backend.store.query, lambda s: fd.expand_macros(s, start, end, interval),
+                                      _choose)
+        single = [v["name"] for v in board["templating"]["list"]
+                  if not v.get("multi") and v["type"] in ("query", "textbox")]
+        for nasty in NASTY:
+            forged = dict(values, **{v: nasty for v in single})
+            for q in fd.panel_queries(board):
+                if not fd.variables_used(q.sql) & set(single):
+                    continue
+                sql = fd.expand_macros(fd.interpolate(q.sql, forged), start, end, interval)
+                rows = backend.typed(sql)[2]  # raises on a syntax error: the literal was escaped
+                honest = backend.typed(fd.expand_macros(fd.interpolate(q.sql, values), start, end, interval))[2]
+                assert len(rows) <= max(len(honest), 1), (name, q.title, nasty, len(rows), len(honest))
+
+
+def test_multi_valued_variables_offer_no_value_singlequote_cannot_quote(backend):
+    """The multi-valued variables' option queries (deployment, group, worker) leave out names
+    holding a quote or a backslash, which the contract refuses but an older or forged row could
+    hold. Oracle: the quotable filter against Python's own test of each name."""
+    names = ["gate-a", "it's", "a\\b", "plain name, with comma"]
+    array = "[" + ", ".join(fd.sql_string(n) for n in names) + "]"
+    rows = backend.typed(f"SELECT x FROM (SELECT arrayJoin({array}) AS x) WHERE {fd.quotable('x')} ORDER BY x")[2]
+    assert [r[0] for r in rows] == sorted(n for n in names if "'" not in n and "\\" not in n)
+    for name, board in fd.generate().items():
+        for v in board["templating"]["list"]:
+            if v.get("multi"):
+                assert "position(" in v["query"]["rawSql"], (name, v["name"])

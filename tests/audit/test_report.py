@@ -11,6 +11,7 @@ import re
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def seeded(request, tmp_path, workload):
         store = open_store(f"chdb://{tmp_path}/chdb")
     else:
         stack = request.getfixturevalue("stack")
-        store = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], f"fw_report_{tmp_path.name[-12:].replace('-', '_')}"))
+        store = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], f"fw_report_{tmp_path.name[-12:].replace('-', '_')}"))
     rejected = seed_with_late_outcomes(store, workload)
     yield store, rejected
     if request.param == "server":
@@ -240,15 +241,15 @@ def test_small_groups_are_suppressed_and_no_identifier_leaves(seeded, workload):
 @pytest.mark.services
 def test_auditor_reads_and_cannot_write_on_the_real_server(stack, workload, tmp_path):
     database = f"fw_auditor_{tmp_path.name[-12:].replace('-', '_')}"
-    url = server_url(stack["FAIRWATCH_CLICKHOUSE"], database)
+    url = server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], database)
     store = open_store(url)
     try:
         seed_with_late_outcomes(store, workload)
         from fairwatch.store.auditlog import append_records
 
         append_records(store, "alert", [{"n": 1}], now=START)
-        auditor = re.sub(r"//[^@/]*@", "//auditor:@", url) if "@" in url else url.replace("//", "//auditor:@", 1)
-        assert "//auditor:@" in auditor
+        auditor = server_url(stack["FAIRWATCH_CLICKHOUSE_AUDITOR"], database)
+        assert urlparse(auditor).username == "auditor"
         result = CliRunner().invoke(app, ["report", "--store", auditor, "--from", FROM, "--to", TO, "--format", "json",
                                           "--min-group-size", "0"])
         assert result.exit_code == 0, result.output

@@ -52,7 +52,7 @@ def store_url(request, tmp_path):
         yield f"chdb://{tmp_path}/chdb"
         return
     stack = request.getfixturevalue("stack")
-    url = server_url(stack["FAIRWATCH_CLICKHOUSE"], f"fw_metrics_{tmp_path.name[-12:].replace('-', '_')}")
+    url = server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], f"fw_metrics_{tmp_path.name[-12:].replace('-', '_')}")
     yield url
     store = open_store(url)
     store.execute(f"DROP DATABASE IF EXISTS {store.database}")

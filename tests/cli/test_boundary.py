@@ -149,12 +149,12 @@ def test_the_installed_entry_point_goes_through_the_boundary(tmp_path):
 @pytest.mark.services
 def test_a_wrong_database_on_the_server_is_named_not_created(capsys, stack):
     database = f"fw_typo_{uuid.uuid4().hex[:8]}"
-    url = server_url(stack["FAIRWATCH_CLICKHOUSE"], database)
+    url = server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], database)
     code, _, err = _invoke(capsys, "report", *WINDOW, "--store", url, "--format", "json")
     assert code == EXIT_USAGE
     line = _one_error_line(err)
     assert f"has no database {database}" in line and "Stack trace" not in line
-    admin = ServerStore(server_url(stack["FAIRWATCH_CLICKHOUSE"], "default"), create_database=False)
+    admin = ServerStore(server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], "default"), create_database=False)
     try:
         assert admin.query(f"SELECT count() FROM system.databases WHERE name = '{database}'")[0][0] == 0
     finally:
@@ -167,10 +167,10 @@ def test_smoke_never_prints_the_stores_password(capsys, monkeypatch, stack):
 
     for name in ("FAIRWATCH_KAFKA", "FAIRWATCH_ALERTMANAGER"):  # the store alone
         monkeypatch.delenv(name, raising=False)
-    server = urlparse(stack["FAIRWATCH_CLICKHOUSE"])
+    server = urlparse(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"])
     url = f"clickhouse://default:S3cretPw@{server.hostname}:{server.port}/fw_smoke_{uuid.uuid4().hex[:8]}"
     code, out, err = _invoke(capsys, "smoke", "--store", url, "--json")
-    assert code == EXIT_FINDINGS  # the stack's default user has no password: this one is refused
+    assert code == EXIT_FINDINGS  # a wrong user and password, and no TLS: refused
     assert "S3cretPw" not in out + err
     assert f"ClickHouse at clickhouse://default@{server.hostname}:{server.port}/" in err  # the progress line
     assert json.loads(out)["ok"] is False and err.splitlines()[-1].startswith("error: smoke failed: ")

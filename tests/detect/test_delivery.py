@@ -11,12 +11,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 from fairwatch.detect.delivery import (
     AlertDelivery,
     AlertmanagerSink,
     GrafanaAnnotationSink,
+    alertmanager_client,
     KafkaAlertSink,
 )
 from fairwatch.detect.incidents import ALERT_COLUMNS, Alert
@@ -24,6 +24,7 @@ from fairwatch.detect.reads import read_alerts
 from fairwatch.store.clickhouse import open_store
 from fairwatch.store.migrations import migrate
 from fairwatch.testing.live import delete_resources
+from fairwatch.testing.stack import server_url
 from fairwatch.testing.oracles import alert_validator
 from fairwatch.testing.stack import kafka_link
 
@@ -54,11 +55,11 @@ def _wait(predicate, timeout=15.0):
 @pytest.mark.services
 def test_alertmanager_receives_the_firing_alert_then_the_resolution(stack):
     test_id = uuid.uuid4().hex
-    delivery = AlertDelivery([AlertmanagerSink(stack["FAIRWATCH_ALERTMANAGER"])], backoff=0.05)
+    delivery = AlertDelivery([AlertmanagerSink(stack["FAIRWATCH_ALERTMANAGER"], environ=stack)], backoff=0.05)
     firing = make_alert(test_id)
     delivery.submit([firing], [firing])
     assert delivery.flush()
-    with httpx.Client(base_url=stack["FAIRWATCH_ALERTMANAGER"], timeout=10) as client:
+    with alertmanager_client(stack["FAIRWATCH_ALERTMANAGER"], 10, stack) as client:
         def ours():
             r = client.get("/api/v2/alerts", params={"filter": f'test_id="{test_id}"'})
             r.raise_for_status()
@@ -141,7 +142,7 @@ def test_kafka_alerts_topic_carries_schema_shaped_records(stack):
 @pytest.mark.parametrize("backend", ["clickhouse", "chdb"])
 def test_alerts_table_round_trip(stack, backend, tmp_path):
     if backend == "clickhouse":
-        url = stack["FAIRWATCH_CLICKHOUSE"].rsplit("/", 1)[0] + f"/fw_alerts_{uuid.uuid4().hex[:8]}"
+        url = server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], f"fw_alerts_{uuid.uuid4().hex[:8]}")
     else:
         url = f"chdb://{tmp_path / 'store'}"
     store = open_store(url)

@@ -339,8 +339,7 @@ def test_alertmanager_sees_the_resolution_a_stopped_worker_wrote_but_never_sent(
     import time
     import uuid
 
-    import httpx
-    from fairwatch.detect.delivery import AlertDelivery, AlertmanagerSink
+    from fairwatch.detect.delivery import AlertDelivery, AlertmanagerSink, alertmanager_client
     from fairwatch.detect.reads import read_alerts
 
     test_id = uuid.uuid4().hex
@@ -356,7 +355,7 @@ def test_alertmanager_sees_the_resolution_a_stopped_worker_wrote_but_never_sent(
                 and datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")) > live]
 
     def deliver(at: datetime) -> None:
-        delivery = AlertDelivery([AlertmanagerSink(stack["FAIRWATCH_ALERTMANAGER"])], backoff=0.05)
+        delivery = AlertDelivery([AlertmanagerSink(stack["FAIRWATCH_ALERTMANAGER"], environ=stack)], backoff=0.05)
         thin.cycle(at, delivery)
         delivery.close(timeout=30)
         assert delivery.stats["alertmanager_failed"] == 0
@@ -369,7 +368,7 @@ def test_alertmanager_sees_the_resolution_a_stopped_worker_wrote_but_never_sent(
 
     try:
         thin.load_early()
-        with httpx.Client(base_url=stack["FAIRWATCH_ALERTMANAGER"], timeout=10) as client:
+        with alertmanager_client(stack["FAIRWATCH_ALERTMANAGER"], 10, stack) as client:
             deliver(now)
             [record] = thin.notices(read_alerts(thin.store, state="firing"))
             wait(lambda: len(ours(client)) == 1)

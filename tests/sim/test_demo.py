@@ -245,6 +245,12 @@ def test_the_query_to_try_runs_and_agrees_with_the_files(demo, oracle):
         rows = store.query(summary["clickhouse"]["query"])  # runs on the 18.16 server as printed
     finally:
         store.close()
+    # and the printed command runs as it is (as the auditor, over TLS when the stack is secured)
+    done = subprocess.run(["bash", "-c", summary["clickhouse"]["query_command"]], capture_output=True, text=True,
+                          cwd=demo["out"].parent, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = [line.split("\t") for line in done.stdout.splitlines()]
+    assert [(r[1], int(r[3])) for r in printed] == [(race, errors) for _, race, _, errors in rows]
     false_matches = defaultdict(int)
     for _, race, _, errors in rows:
         false_matches[race] += errors

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
+from fairwatch.detect.delivery import alertmanager_client
 
 pytestmark = pytest.mark.services
 
@@ -44,7 +45,7 @@ def test_post_list_resolve_alert(stack):
         "endsAt": _iso(now + timedelta(hours=1)),
         "generatorURL": "http://127.0.0.1/fairwatch/self-test",
     }
-    with httpx.Client(base_url=stack["FAIRWATCH_ALERTMANAGER"], timeout=10) as client:
+    with alertmanager_client(stack["FAIRWATCH_ALERTMANAGER"], 10, stack) as client:
         r = client.post("/api/v2/alerts", json=[alert])
         assert r.status_code == 200, r.text
 

@@ -34,20 +34,37 @@ SERVICES = ("kafka", "clickhouse", "alertmanager")
 INSECURE = {
     "FAIRWATCH_KAFKA": f"127.0.0.1:{PORTS['FAIRWATCH_KAFKA_PORT']}",
     "FAIRWATCH_CLICKHOUSE": f"clickhouse://default:@127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_PORT']}/default",
+    "FAIRWATCH_CLICKHOUSE_MIGRATOR": f"clickhouse://default:@127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_PORT']}/default",
+    "FAIRWATCH_CLICKHOUSE_READER": f"clickhouse://auditor:@127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_PORT']}/default",
+    "FAIRWATCH_CLICKHOUSE_AUDITOR": f"clickhouse://auditor:@127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_PORT']}/default",
     "FAIRWATCH_CLICKHOUSE_HTTP": f"http://127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_HTTP_PORT']}",
     "FAIRWATCH_ALERTMANAGER": f"http://127.0.0.1:{PORTS['FAIRWATCH_ALERTMANAGER_PORT']}",
 }
 
 
-def expected(state: Path) -> dict[str, str]:
-    """The exports of a secured stack in ``state``: Kafka's link, with file paths, never a password."""
-    secrets = state / "secrets"
-    return {**INSECURE,
-            "FAIRWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FAIRWATCH_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-            "FAIRWATCH_KAFKA_USERNAME": "admin", "FAIRWATCH_KAFKA_PASSWORD_FILE": str(secrets / "kafka-admin"),
-            "FAIRWATCH_KAFKA_CA_FILE": str(state / "tls" / "ca.pem"),
-            **{f"FAIRWATCH_KAFKA_{role.upper()}_{what}": value for role in ("worker", "producer", "auditor")
-               for what, value in (("USERNAME", role), ("PASSWORD_FILE", str(secrets / f"kafka-{role}")))}}
+def _expected(state: Path) -> dict[str, str]:
+    """The secured stack's exports: users, the CA and password files of its state dir; no secret."""
+    ca, secrets = state / "tls" / "ca.pem", state / "secrets"
+    native = f"127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_PORT']}"
+    urls = {f"FAIRWATCH_CLICKHOUSE{'' if user == 'writer' else '_' + user.upper()}":
+            f"clickhouse://{user}@{native}/default?secure=1&ca_certs={ca}&password_file={secrets / f'clickhouse-{user}'}"
+            for user in ("migrator", "writer", "reader", "auditor")}
+    return {
+        "FAIRWATCH_KAFKA": f"127.0.0.1:{PORTS['FAIRWATCH_KAFKA_PORT']}",
+        **urls,
+        "FAIRWATCH_CLICKHOUSE_HTTP": f"https://127.0.0.1:{PORTS['FAIRWATCH_CLICKHOUSE_HTTP_PORT']}",
+        "FAIRWATCH_CLICKHOUSE_CA_FILE": str(ca),
+        "FAIRWATCH_ALERTMANAGER": f"https://127.0.0.1:{PORTS['FAIRWATCH_ALERTMANAGER_PORT']}",
+        "FAIRWATCH_ALERTMANAGER_USERNAME": "fairwatch",
+        "FAIRWATCH_ALERTMANAGER_PASSWORD_FILE": str(secrets / "alertmanager-fairwatch"),
+        "FAIRWATCH_ALERTMANAGER_CA_FILE": str(ca),
+        # Kafka's link: the admin, then the least-privileged principals (file paths, never a password)
+        "FAIRWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FAIRWATCH_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "FAIRWATCH_KAFKA_USERNAME": "admin", "FAIRWATCH_KAFKA_PASSWORD_FILE": str(secrets / "kafka-admin"),
+        "FAIRWATCH_KAFKA_CA_FILE": str(ca),
+        **{f"FAIRWATCH_KAFKA_{role.upper()}_{what}": value for role in ("worker", "producer", "auditor")
+           for what, value in (("USERNAME", role), ("PASSWORD_FILE", str(secrets / f"kafka-{role}")))},
+    }
 
 
 def _run(command: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -86,11 +103,12 @@ def test_stack_script_lifecycle(tmp_path):
     busy = [p for p in PORTS.values() if _listening(p)]
     assert not busy, f"ports {busy} are in use: this test needs them free"
     state = tmp_path / "stack"
-    EXPECTED = expected(state)
     env = {k: v for k, v in os.environ.items()
            if k not in ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER",
                         "FAIRWATCH_CLICKHOUSE_HTTP", "FAIRWATCH_STACK_INSECURE")}
     env.update({k: str(v) for k, v in PORTS.items()}, FAIRWATCH_STACK_DIR=str(state))
+    state.mkdir()
+    expected = _expected(state.resolve())
     pids: dict[str, int] = {}
     try:
         r = _run("status", env)
@@ -98,7 +116,7 @@ def test_stack_script_lifecycle(tmp_path):
         assert all(s.startswith("stopped") for s in _status_lines(r.stdout).values()), r.stdout
 
         r = _run("env", env)
-        assert r.returncode == 0 and parse_exports(r.stdout) == EXPECTED, r
+        assert r.returncode == 0 and parse_exports(r.stdout) == expected, r
         assert not any(_listening(p) for p in PORTS.values())  # `env` starts nothing
 
         t0 = time.monotonic()
@@ -107,13 +125,13 @@ def test_stack_script_lifecycle(tmp_path):
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip(), r.stderr
         assert all(EXPORT_LINE.match(line) for line in r.stdout.splitlines()), r.stdout
-        assert parse_exports(r.stdout) == EXPECTED
+        assert parse_exports(r.stdout) == expected
         exports_first = r.stdout
         assert "WARNING" not in r.stderr
         # the secrets exist now, private, and no output of `up` or the logs shows one
         secrets = sorted((state / "secrets").iterdir())
-        assert [p.name for p in secrets] == ["kafka-admin", "kafka-auditor", "kafka-broker", "kafka-producer",
-                                             "kafka-worker"]
+        assert {"kafka-admin", "kafka-auditor", "kafka-broker", "kafka-producer", "kafka-worker"} <= \
+            {p.name for p in secrets}
         assert all(p.stat().st_mode & 0o777 == 0o600 for p in secrets)
         for config in ("server.properties", "admin.properties", "keystore.pem"):
             assert (state / "kafka" / config).stat().st_mode & 0o777 == 0o600, config
@@ -181,7 +199,8 @@ def test_insecure_mode_is_explicit_and_warns_at_every_up(tmp_path):
             assert r.returncode == 0, r.stderr
             assert parse_exports(r.stdout) == INSECURE
             warnings = [line for line in r.stderr.splitlines() if "WARNING" in line]
-            assert len(warnings) == 1 and "FAIRWATCH_STACK_INSECURE" in warnings[0] and "PLAINTEXT" in warnings[0]
+            assert len(warnings) == 1 and "FAIRWATCH_STACK_INSECURE" in warnings[0]
+            assert "plaintext" in warnings[0].lower() and "Kafka" in warnings[0]
         admin = KafkaAdminClient(bootstrap_servers=INSECURE["FAIRWATCH_KAFKA"])  # no credentials needed
         try:
             assert isinstance(admin.list_topics(), list)

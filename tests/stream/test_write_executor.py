@@ -66,7 +66,7 @@ def test_the_sink_executor_writes_what_the_sequential_sink_writes(stack, in_proc
     for batch in batches:
         for row in batch.built().labeled:
             buckets[row[-1]].add(row[3])
-    base = stack["FAIRWATCH_CLICKHOUSE"]
+    base = stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"]
     tag = uuid.uuid4().hex[:8]
     oracle_store = open_store(server_url(base, f"fw_sinkref_{tag}"))
     store = open_store(server_url(base, f"fw_sinkexec_{tag}"))
@@ -135,7 +135,7 @@ def test_a_new_sink_process_takes_over_when_the_old_one_dies(stack):
     import signal
 
     batches, counts = processed_batches()
-    store = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], f"fw_sinkdie_{uuid.uuid4().hex[:8]}"))
+    store = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], f"fw_sinkdie_{uuid.uuid4().hex[:8]}"))
     executor = SinkExecutor(store.url, CONFIG, in_process=True)
     try:
         assert executor.start().result(timeout=60)
@@ -156,7 +156,7 @@ def test_a_new_sink_process_takes_over_when_the_old_one_dies(stack):
         assert new_pid is None or list(executor._executor._processes) == [new_pid]
         executor.write_counts(counts).result(timeout=120)
 
-        reference = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE"], f"fw_sinkref2_{uuid.uuid4().hex[:8]}"))
+        reference = open_store(server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], f"fw_sinkref2_{uuid.uuid4().hex[:8]}"))
         try:
             migrate(reference)
             sink = ClickHouseSink(reference, CONFIG)
@@ -231,7 +231,7 @@ def test_envelope_frames_store_references_contexts_and_odd_times_as_the_column_l
     assert sum(len(b.envelopes) for b in batches) == len(envelopes)  # every envelope on the fast path
     assert not any(b.records for b in batches)
 
-    base = stack["FAIRWATCH_CLICKHOUSE"]
+    base = stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"]
     tag = uuid.uuid4().hex[:8]
     oracle_store, store = (open_store(server_url(base, f"fw_{name}_{tag}")) for name in ("framesref", "frames"))
     try:

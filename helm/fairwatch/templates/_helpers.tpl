@@ -132,6 +132,19 @@ app.kubernetes.io/component: worker
   value: {{ .Values.worker.auditChain | quote }}
 - name: FAIRWATCH_ALERTMANAGER
   value: {{ .Values.alertmanager.url | quote }}
+- name: FAIRWATCH_ALERTMANAGER_USERNAME
+  value: {{ .Values.alertmanager.username | quote }}
+- name: FAIRWATCH_ALERTMANAGER_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fairwatch.secretName" . }}
+      key: {{ .Values.secrets.alertmanagerPasswordKey }}
+      optional: true
+# it comes from the Secret above, not from a file
+- name: FAIRWATCH_ALERTMANAGER_PASSWORD_FILE
+  value: ""
+- name: FAIRWATCH_ALERTMANAGER_CA_FILE
+  value: {{ if .Values.alertmanager.caSecret }}"/etc/fairwatch/alertmanager-ca/ca.crt"{{ else }}""{{ end }}
 - name: FAIRWATCH_GRAFANA
   value: {{ .Values.grafana.url | quote }}
 - name: FAIRWATCH_GRAFANA_TOKEN

@@ -19,7 +19,11 @@ Rules every panel follows:
 * SQL that ClickHouse 18.16 and current ClickHouse both accept: no ``toStartOfInterval`` (so no
   ``$__timeInterval``); time buckets are ``toDateTime(intDiv(toUInt32(t), $__interval_s) *
   $__interval_s)``; no window functions, CTEs, DateTime64 or JSONExtract;
-* template variables are interpolated with Grafana's ``${name:singlequote}`` format;
+* a variable holding one value reaches SQL as ``decodeURLComponent('${name:percentencode}')``:
+  Grafana percent-encodes every character but ``A-Za-z0-9-_.~``, so no value (a quote, a
+  backslash) can end the literal, and ClickHouse decodes it back; a multi-valued variable
+  (``IN (${name:singlequote})``) only offers values its own query lists, and that query leaves
+  out any name holding a quote or a backslash (:func:`quotable`);
 * severities sort by rank (:func:`severity_rank`), never as text.
 
 :func:`expand_macros` and :func:`interpolate` reproduce what the plugin and Grafana do to a query
@@ -33,7 +37,8 @@ Macro expansions: grafana/clickhouse-datasource ``pkg/macros/macros.go`` (``time
 ``timeInterval`` -> ``toStartOfInterval(...)``); macro matching: grafana/sqlds ``macros.go``
 (``\\$__name(?:\\((.*?)\\))?``, arguments split on ``,`` and trimmed). Variable format
 ``singlequote``: Grafana docs, *Variable syntax* (quote each value with ``'``, escape ``'`` as
-``\\'``, join with ``,``). Annotation columns ``time``, ``timeEnd``, ``title``, ``text``, ``tags``:
+``\\'``, join with ``,``); ``percentencode``: Grafana ``formatRegistry`` (a list as
+``{a,b}``, then ``encodeURIComponentStrict``: ``encodeURIComponent`` plus ``!'()*``). Annotation columns ``time``, ``timeEnd``, ``title``, ``text``, ``tags``:
 grafana/clickhouse-datasource ``src/data/CHAnnotationSupport.tsx``.
 """
 
@@ -180,6 +185,25 @@ def singlequote(value: str | list[str]) -> str:
     return ",".join("'%s'" % v.replace("'", "\\'") for v in values)
 
 
+def percentencode(value: str | list[str]) -> str:
+    """Grafana's ``percentencode`` format: every byte of the UTF-8 text but ``A-Za-z0-9-_.~``
+    as ``%XX``; a list as ``{a,b}`` first.
+
+    >>> percentencode("it's a\\\\b"), percentencode(["a", "b"])
+    ('it%27s%20a%5Cb', '%7Ba%2Cb%7D')
+    """
+    from urllib.parse import quote
+
+    text = "{" + ",".join(value) + "}" if isinstance(value, list) else value
+    return quote(text, safe="")
+
+
+def quotable(column: str) -> str:
+    """SQL true for a value that ``singlequote`` quotes safely: no quote, no backslash (the
+    contract refuses both in names; this keeps older or forged rows out of a variable's options)."""
+    return f"position({column}, '\\\\') = 0 AND position({column}, '\\'') = 0"
+
+
 _VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
 
 
@@ -191,6 +215,8 @@ def interpolate(sql: str, values: dict[str, str | list[str]]) -> str:
 
     >>> interpolate("d = ${d:singlequote} AND w = $w AND $__timeFilter(t)", {"d": "gate-a", "w": "3600"})
     "d = 'gate-a' AND w = 3600 AND $__timeFilter(t)"
+    >>> interpolate("d = decodeURLComponent('${d:percentencode}')", {"d": "x' OR 1=1 --"})
+    "d = decodeURLComponent('x%27%20OR%201%3D1%20--')"
     """
 
     def replace(match: re.Match) -> str:
@@ -200,6 +226,8 @@ def interpolate(sql: str, values: dict[str, str | list[str]]) -> str:
         value, fmt = values[name], match.group(2)
         if fmt == "singlequote":
             return singlequote(value)
+        if fmt == "percentencode":
+            return percentencode(value)
         if fmt is not None:
             raise ValueError(f"format {fmt!r} of ${{{name}}} is not one fairwatch boards use")
         return "'%s'" % "','".join(value) if isinstance(value, list) else value
@@ -320,9 +348,9 @@ class Grid:
 # --------------------------------------------------------------------------------- SQL fragments
 
 BUCKET = "toDateTime(intDiv(toUInt32({col}), $__interval_s) * $__interval_s)"
-SCOPE = ("deployment = ${deployment:singlequote} AND algorithm = ${algorithm:singlequote}"
-         " AND mode = ${mode:singlequote}")
-SET_SCOPE = SCOPE + " AND attribute = ${attribute:singlequote}"
+SCOPE = ("deployment = decodeURLComponent('${deployment:percentencode}') AND algorithm = decodeURLComponent('${algorithm:percentencode}')"
+         " AND toString(mode) = decodeURLComponent('${mode:percentencode}')")
+SET_SCOPE = SCOPE + " AND attribute = decodeURLComponent('${attribute:percentencode}')"
 
 
 def latest_snapshot(table_name: str) -> str:
@@ -376,7 +404,7 @@ FROM (
            argMax(tuple({rate}, {rate}_low, {rate}_high, status), snapshot_at) AS s
     FROM estimate_snapshots FINAL
     WHERE $__timeFilter(snapshot_at) AND window_seconds = ${{window}} AND {SET_SCOPE}
-      AND group_label = ${{group:singlequote}}
+      AND group_label = decodeURLComponent('${{group:percentencode}}')
     GROUP BY time
 )
 ORDER BY time"""
@@ -415,11 +443,13 @@ def _scope_variables(policy: BoardPolicy, with_group: bool = True) -> list:
     # a board coloured by a policy offers only that policy's deployments
     only = (f" AND deployment IN ({', '.join(map(sql_string, policy.deployments))})" if policy.deployments else "")
     variables = [
-        query_variable("deployment", "deployment", f"SELECT DISTINCT deployment {source}{only} ORDER BY deployment"),
+        # quotable: the alert annotations take the deployment as ${deployment:singlequote}
+        query_variable("deployment", "deployment", f"SELECT DISTINCT deployment {source}{only}"
+                       f" AND {quotable('deployment')} ORDER BY deployment"),
         query_variable("algorithm", "algorithm", f"SELECT DISTINCT algorithm {source}"
-                       " AND deployment = ${deployment:singlequote} ORDER BY algorithm"),
+                       " AND deployment = decodeURLComponent('${deployment:percentencode}') ORDER BY algorithm"),
         query_variable("mode", "mode", f"SELECT DISTINCT toString(mode) AS mode {source}"
-                       " AND deployment = ${deployment:singlequote} AND algorithm = ${algorithm:singlequote}"
+                       " AND deployment = decodeURLComponent('${deployment:percentencode}') AND algorithm = decodeURLComponent('${algorithm:percentencode}')"
                        " ORDER BY mode"),
         query_variable("attribute", "attribute", f"SELECT DISTINCT attribute {source} AND {SCOPE}"
                        " AND attribute != '*' ORDER BY attribute"),
@@ -428,8 +458,8 @@ def _scope_variables(policy: BoardPolicy, with_group: bool = True) -> list:
     ]
     if with_group:
         variables.append(query_variable(
-            "group", "group", f"SELECT DISTINCT group_label {source} AND {SET_SCOPE} ORDER BY group_label",
-            multi=True))
+            "group", "group", f"SELECT DISTINCT group_label {source} AND {SET_SCOPE} AND {quotable('group_label')}"
+            " ORDER BY group_label", multi=True))
     return variables
 
 
@@ -443,6 +473,9 @@ FROM alerts FINAL
 WHERE opened_at <= $__toTime AND (isNull(resolved_at) OR resolved_at >= $__fromTime)
   AND deployment IN (${deployment:singlequote})
 ORDER BY time"""
+# on boards whose deployment holds one value: percent-encoded like every single value
+ONE_DEPLOYMENT_ANNOTATION_SQL = ALERT_ANNOTATION_SQL.replace(
+    "deployment IN (${deployment:singlequote})", "deployment = decodeURLComponent('${deployment:percentencode}')")
 
 
 SEVERITY_MAPPINGS = [{"type": "value", "options": {
@@ -467,7 +500,7 @@ CYCLE_MAPPINGS = [
 # worker's FAIRWATCH_DETECT_SECONDS (60 by default: 300 s are 5 cycles), which no table holds.
 STALE_AFTER_DEFAULT = 300
 _CYCLE_AGE = "toInt64(toUInt32(now())) - toInt64(toUInt32({col}))"
-_STALE_AFTER = "toInt64OrZero(${stale_after:singlequote})"
+_STALE_AFTER = "toInt64OrZero(decodeURLComponent('${stale_after:percentencode}'))"
 
 # The deployment's newest detection cycle (detector_state rows of an older version are streams it no
 # longer runs) beside the open incidents, one row per condition id. Ranks: 4 drifting (an open
@@ -477,7 +510,7 @@ _STALE_AFTER = "toInt64OrZero(${stale_after:singlequote})"
 # `freshness` say whether that cycle is still "now" (stale after $stale_after seconds).
 # UNION ALL then GROUP BY rather than a join: joins differ between 18.16 and current servers.
 _NEWEST_CYCLE = ("version = (SELECT max(version) FROM detector_state"
-                 " WHERE deployment = ${deployment:singlequote})")
+                 " WHERE deployment = decodeURLComponent('${deployment:percentencode}'))")
 WRONG_NOW_SQL = f"""
 SELECT multiIf(rank = 4, 'drifting', rank = 3, 'near threshold', rank = 2, 'no recent evidence',
                'not tested: too little evidence') AS state,
@@ -500,7 +533,7 @@ FROM (
                CAST(NULL AS Nullable(Float64)) AS n, CAST(NULL AS Nullable(Float64)) AS need,
                CAST(NULL AS Nullable(DateTime('UTC'))) AS cycle
         FROM alerts FINAL
-        WHERE state = 'firing' AND deployment = ${{deployment:singlequote}}
+        WHERE state = 'firing' AND deployment = decodeURLComponent('${{deployment:percentencode}}')
         UNION ALL
         SELECT id AS cid, toString(type) AS kind, {severity_rank()} AS sev, algorithm AS alg, group_label AS grp,
                metric AS met, toUInt8(0) AS open, CAST(NULL AS Nullable(DateTime('UTC'))) AS opened,
@@ -509,7 +542,7 @@ FROM (
                statistic AS stat, threshold AS thr, toNullable(evidence_n) AS n, needed AS need,
                toNullable(cycle_at) AS cycle
         FROM detector_state FINAL
-        WHERE deployment = ${{deployment:singlequote}} AND {_NEWEST_CYCLE}
+        WHERE deployment = decodeURLComponent('${{deployment:percentencode}}') AND {_NEWEST_CYCLE}
     )
     GROUP BY cid
 )
@@ -528,7 +561,7 @@ FROM (
     SELECT count() AS streams, countIf(state = 'insufficient') AS thin,
            countIf(state = 'no_recent_evidence') AS unseen, max(cycle_at) AS last
     FROM detector_state FINAL
-    WHERE deployment = ${{deployment:singlequote}} AND {_NEWEST_CYCLE}
+    WHERE deployment = decodeURLComponent('${{deployment:percentencode}}') AND {_NEWEST_CYCLE}
 )"""
 
 
@@ -619,7 +652,7 @@ def overview(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
     # seconds after which the newest detector states are stale (5 cycles at the default 60 s)
     board = board.with_variable(gdb.TextBoxVariable("stale_after").label("states stale after (s)")
                                 .default_value(str(STALE_AFTER_DEFAULT)))
-    board = board.annotation(annotation("fairwatch alerts", ALERT_ANNOTATION_SQL))
+    board = board.annotation(annotation("fairwatch alerts", ONE_DEPLOYMENT_ANNOTATION_SQL))
 
     board = board.with_row(grid.row("What is wrong now (the latest detection cycle, whatever the time range)"))
     board = board.with_panel(grid.place(
@@ -735,7 +768,7 @@ def disparity(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
     # the policy's target_fmr, or empty (no intended line) until the operator types one
     board = board.with_variable(gdb.TextBoxVariable("target_fmr").label("intended FMR")
                                 .default_value("" if policy.target_fmr is None else repr(policy.target_fmr)))
-    board = board.annotation(annotation("fairwatch alerts", ALERT_ANNOTATION_SQL))
+    board = board.annotation(annotation("fairwatch alerts", ONE_DEPLOYMENT_ANNOTATION_SQL))
 
     board = board.with_row(grid.row("Differentials over time (95% simultaneous intervals)"))
     for metric, rate, label, unit in (("garbe", "combined", "GARBE", "none"), ("fdr", "combined", "FDR", "none"),
@@ -748,7 +781,7 @@ def disparity(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
 
     board = board.with_row(grid.row("Realized vs intended FMR, per group"))
     intended_sql = f"""
-SELECT {BUCKET.format(col='snapshot_at')} AS time, toFloat64OrNull(${{target_fmr:singlequote}}) AS intended
+SELECT {BUCKET.format(col='snapshot_at')} AS time, toFloat64OrNull(decodeURLComponent('${{target_fmr:percentencode}}')) AS intended
 FROM estimate_snapshots
 WHERE $__timeFilter(snapshot_at) AND window_seconds = ${{window}} AND {SET_SCOPE}
 GROUP BY time
@@ -775,7 +808,8 @@ def alerts_board(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
     grid = Grid()
     board = _dashboard("fairwatch-alerts", "fairwatch / Alerts", "Firing and resolved incidents.")
     board = board.with_variable(query_variable(
-        "deployment", "deployment", "SELECT DISTINCT deployment FROM group_counts ORDER BY deployment", multi=True))
+        "deployment", "deployment", f"SELECT DISTINCT deployment FROM group_counts WHERE {quotable('deployment')}"
+        " ORDER BY deployment", multi=True))
     board = board.annotation(annotation("fairwatch alerts", ALERT_ANNOTATION_SQL))
     columns = ("opened_at, toString(severity) AS severity, toString(type) AS type, deployment, algorithm,"
                " group_label, metric, value_estimate, value_low, value_high, baseline, detector, evidence_n,"
@@ -817,8 +851,8 @@ def pipeline(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:
     board = _dashboard("fairwatch-pipeline", "fairwatch / Pipeline health",
                        "Ingest, joins, dead letters and the workers' own metrics (worker_health).")
     board = board.with_variable(query_variable(
-        "worker", "worker", "SELECT DISTINCT worker FROM worker_health WHERE $__timeFilter(at) ORDER BY worker",
-        multi=True))
+        "worker", "worker", f"SELECT DISTINCT worker FROM worker_health WHERE $__timeFilter(at) AND {quotable('worker')}"
+        " ORDER BY worker", multi=True))
 
     def ingest(table_name: str, label: str) -> str:
         return f"""

@@ -29,7 +29,7 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import httpx
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 RESEND_HORIZON = timedelta(hours=1)
 
 __all__ = ["AlertDelivery", "KafkaAlertSink", "AlertmanagerSink", "GrafanaAnnotationSink", "alertmanager_payload",
-           "delivery_from_env", "RESEND_HORIZON"]
+           "delivery_from_env", "alertmanager_client", "AlertmanagerLinkError", "RESEND_HORIZON"]
 
 
 def _iso(t: datetime) -> str:
@@ -164,14 +164,54 @@ class KafkaAlertSink:
         self._producer.close(timeout=self.timeout)
 
 
+class AlertmanagerLinkError(ValueError):
+    """The Alertmanager link settings are unusable; the message names the setting, never a secret."""
+
+
+def alertmanager_client(url: str, timeout: float = 10.0, environ: Mapping[str, str] | None = None) -> httpx.Client:
+    """An HTTP client for the Alertmanager at ``url``, with the link settings of ``environ``
+    (default: the process environment): ``FAIRWATCH_ALERTMANAGER_CA_FILE`` (TLS verified against
+    this CA; an https URL without it is verified against the system's CAs),
+    ``FAIRWATCH_ALERTMANAGER_USERNAME`` with ``FAIRWATCH_ALERTMANAGER_PASSWORD_FILE`` or
+    ``FAIRWATCH_ALERTMANAGER_PASSWORD`` (basic auth). Secrets come from files or the environment,
+    never from the URL's printed form."""
+    import os
+    import ssl
+
+    env = os.environ if environ is None else environ
+    options: dict[str, Any] = {"base_url": url, "timeout": timeout}
+    ca = env.get("FAIRWATCH_ALERTMANAGER_CA_FILE")
+    if ca:
+        try:
+            options["verify"] = ssl.create_default_context(cafile=ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise AlertmanagerLinkError(f"FAIRWATCH_ALERTMANAGER_CA_FILE: cannot load {ca}: {exc}") from None
+    username = env.get("FAIRWATCH_ALERTMANAGER_USERNAME")
+    password = env.get("FAIRWATCH_ALERTMANAGER_PASSWORD")
+    password_file = env.get("FAIRWATCH_ALERTMANAGER_PASSWORD_FILE")
+    if password_file:
+        try:
+            password = open(password_file).read().strip()
+        except OSError as exc:
+            raise AlertmanagerLinkError(f"FAIRWATCH_ALERTMANAGER_PASSWORD_FILE: cannot read {password_file}: "
+                                        f"{exc.strerror}") from None
+    if bool(username) != bool(password):
+        raise AlertmanagerLinkError("FAIRWATCH_ALERTMANAGER_USERNAME and a password (FAIRWATCH_ALERTMANAGER_PASSWORD_FILE"
+                                    " or FAIRWATCH_ALERTMANAGER_PASSWORD) go together")
+    if username:
+        options["auth"] = httpx.BasicAuth(username, password)
+    return httpx.Client(**options)
+
+
 class AlertmanagerSink:
     """``POST /api/v2/alerts`` of a Prometheus Alertmanager."""
 
     name = "alertmanager"
 
     def __init__(self, url: str, timeout: float = 10.0, resend_horizon: timedelta = RESEND_HORIZON,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
-        self._client = httpx.Client(base_url=url, timeout=timeout)
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 environ: Mapping[str, str] | None = None):
+        self._client = alertmanager_client(url, timeout, environ)
         self.resend_horizon, self.clock = resend_horizon, clock
 
     def send(self, alerts: Sequence[Alert]) -> None:
@@ -330,7 +370,7 @@ def delivery_from_env(environ: dict[str, str] | None = None) -> AlertDelivery | 
         sinks.append(KafkaAlertSink(env["FAIRWATCH_KAFKA"], env.get("FAIRWATCH_TOPIC_PREFIX", DEFAULT_PREFIX) + ALERTS,
                                     link=KafkaLink.from_env(env)))
     if env.get("FAIRWATCH_ALERTMANAGER"):
-        sinks.append(AlertmanagerSink(env["FAIRWATCH_ALERTMANAGER"]))
+        sinks.append(AlertmanagerSink(env["FAIRWATCH_ALERTMANAGER"], environ=env))
     if env.get("FAIRWATCH_GRAFANA"):
         sinks.append(GrafanaAnnotationSink(env["FAIRWATCH_GRAFANA"], credential=env.get("FAIRWATCH_GRAFANA_TOKEN")))
     return AlertDelivery(sinks) if sinks else None

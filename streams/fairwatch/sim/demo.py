@@ -63,15 +63,16 @@ import threading
 import time
 import urllib.request
 import uuid
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import unquote, urlparse, urlunparse
 
 import numpy as np
 
-from fairwatch.contracts.kafka_link import KAFKA_LINK_ENVIRONMENT, KafkaLink, role_env
+from fairwatch.contracts.kafka_link import KafkaLink, role_env
 from fairwatch.contracts.records import format_timestamp
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
@@ -90,10 +91,9 @@ from fairwatch.sim.simulator import Simulation, simulate
 REPO = Path(__file__).resolve().parents[3]
 STACK_SCRIPT = REPO / "scripts" / "stack"
 SERVICE_VARS = ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER")
-# how to reach Kafka: the admin's link (topics, offsets, pruning), and the workers' and the
-# simulated producers' principals (scripts/stack exports them; file paths, never passwords)
-LINK_VARS = (*KAFKA_LINK_ENVIRONMENT, *(f"FAIRWATCH_KAFKA_{role}_{what}" for role in ("WORKER", "PRODUCER")
-                                        for what in ("USERNAME", "PASSWORD_FILE")))
+# how clients reach them: TLS, users, password files (scripts/stack exports them; external
+# services may set them); the ClickHouse migrator and auditor default to FAIRWATCH_CLICKHOUSE
+LINK_PREFIXES = tuple(f"FAIRWATCH_{service}_" for service in ("KAFKA", "CLICKHOUSE", "ALERTMANAGER"))
 RUN_PREFIX = "fairwatch-demo-"  # topic prefix, consumer group and (with _) database of each run
 KEEP_RUNS = 3  # earlier runs' topics and databases beyond this many are removed
 DETECT_SECONDS = 10  # the workers' detection timer during the demo (production default 60)
@@ -174,7 +174,7 @@ class Services:
 def acquire_services(services: Services, environ: dict[str, str], say: Callable[[str], None]) -> None:
     """Fill ``services`` (passed in so that a Ctrl-C during ``stack up`` still stops the stack)."""
     if all(environ.get(v) for v in SERVICE_VARS):
-        services.env = {v: environ[v] for v in SERVICE_VARS + LINK_VARS if environ.get(v)}
+        services.env = {k: v for k, v in environ.items() if k in SERVICE_VARS or k.startswith(LINK_PREFIXES)}
         say("services: FAIRWATCH_KAFKA, FAIRWATCH_CLICKHOUSE and FAIRWATCH_ALERTMANAGER are set; using them")
         return
     stack = [sys.executable, str(STACK_SCRIPT)]
@@ -193,7 +193,7 @@ def acquire_services(services: Services, environ: dict[str, str], say: Callable[
     missing = [v for v in SERVICE_VARS if not found.get(v)]
     if missing:
         raise DemoError(f"scripts/stack did not give {', '.join(missing)}")
-    services.env = {v: found[v] for v in SERVICE_VARS + LINK_VARS if found.get(v)}
+    services.env = {k: v for k, v in found.items() if k in SERVICE_VARS or k.startswith(LINK_PREFIXES)}
 
 
 # ---- one isolated deployment: names, workers, progress -------------------------------------------------
@@ -467,18 +467,23 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
 
     run = f"{RUN_PREFIX}{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:4]}"
     prefix, database = f"{run}.", run.replace("-", "_")
+    # least privilege: the migrator makes and migrates the run's database, the workers and this
+    # process write as the writer, the commands printed at the end read as the auditor
+    migrator = services.env.get("FAIRWATCH_CLICKHOUSE_MIGRATOR", clickhouse)
     store_url = _database_url(clickhouse, database)
     admin_link = KafkaLink.from_env(role_env(services.env, "admin"))
     producer_link = KafkaLink.from_env(role_env(services.env, "producer"))
-    prune_old_runs(kafka, clickhouse, prefix, KEEP_RUNS, say, link=admin_link)
+    prune_old_runs(kafka, migrator, prefix, KEEP_RUNS, say, link=admin_link)
     ensure_topics(kafka, prefix, options.partitions, app_id=run, link=admin_link)
     if producer_link.sasl:  # the simulated systems may write this run's input topics, nothing more
         grant_producer(kafka, prefix, link=admin_link)
+    with closing(open_store(_database_url(migrator, database))) as admin:
+        migrate(admin)
     store = open_store(store_url)
-    migrate(store)
     say(f"run {run}: topics {prefix}*, consumer group {run}, ClickHouse database {database}")
 
-    env = {**environ, "FAIRWATCH_KAFKA": kafka, "FAIRWATCH_CLICKHOUSE": store_url, "FAIRWATCH_ALERTMANAGER": alertmanager,
+    env = {**environ, **services.env, "FAIRWATCH_KAFKA": kafka, "FAIRWATCH_CLICKHOUSE": store_url,
+           "FAIRWATCH_ALERTMANAGER": alertmanager,
            "FAIRWATCH_TOPIC_PREFIX": prefix, "FAIRWATCH_APP_ID": run, "FAIRWATCH_PARTITIONS": str(options.partitions),
            "FAIRWATCH_TABLE_STORE": "memory://", "FAIRWATCH_INTERSECTIONS": "", "FAIRWATCH_BATCH_WITHIN": "0.3",
            "FAIRWATCH_SESSION_TIMEOUT": "10", "FAIRWATCH_INSTANCE_ID": "",
@@ -579,7 +584,8 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     detection = _detect(store, policies, env)
     timings["detection"] = time.monotonic() - detected_at
     result = summarize(store, store_url, run, scenario, truth, paths, policies, detection, out,
-                       [w.pid for w in workers], timings, began, live, stack_stops=services.started_stack)
+                       [w.pid for w in workers], timings, began, live, stack_stops=services.started_stack,
+                       auditor_url=services.env.get("FAIRWATCH_CLICKHOUSE_AUDITOR", clickhouse))
     _print_story(console, result)
     store.close()
     return result
@@ -587,7 +593,8 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
 
 def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[str, Any], paths: dict[str, Path],
               policies: list[Path], detection: str, out: Path, worker_pids: list[int], timings: dict[str, float],
-              began: float, live: set[tuple[str, str]] = frozenset(), stack_stops: bool = False) -> dict[str, Any]:
+              began: float, live: set[tuple[str, str]] = frozenset(), stack_stops: bool = False,
+              auditor_url: str | None = None) -> dict[str, Any]:
     """Everything shown at the end, from the store and the truth; writes summary.html and summary.json."""
     database = run.replace("-", "_")
     config = CoreConfig(bucket_seconds=60)
@@ -611,7 +618,7 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
         "files": {k: str(v) for k, v in paths.items()}, "policies": [str(p) for p in policies],
         "groups": groups, "differentials": differentials, "alerts": alerts, "coverage": coverage,
         "detection": detection,
-        "clickhouse": _clickhouse_hints(store_url, database, scenario, deployment),
+        "clickhouse": _clickhouse_hints(store_url, auditor_url or store_url, database, scenario, deployment, out),
         # the commands to try need the stack: say how to start it again when the demo stops it
         "stack_stops": stack_stops,
         "policy_ratio": min((load_policy(p).policy_ratio for p in policies), default=None),
@@ -671,8 +678,9 @@ def _detect(store, policy_paths: list[Path], env: dict[str, str]) -> str:
     try:
         from fairwatch.detect.delivery import delivery_from_env
 
-        delivery = delivery_from_env({k: env[k] for k in ("FAIRWATCH_KAFKA", "FAIRWATCH_TOPIC_PREFIX",
-                                                          "FAIRWATCH_ALERTMANAGER", *KAFKA_LINK_ENVIRONMENT)})
+        # the run's destinations and their link settings (TLS, users, password files)
+        delivery = delivery_from_env({k: v for k, v in env.items() if k == "FAIRWATCH_TOPIC_PREFIX"
+                                      or k.startswith(("FAIRWATCH_KAFKA", "FAIRWATCH_ALERTMANAGER"))})
     except ImportError:
         pass
     try:
@@ -685,13 +693,48 @@ def _detect(store, policy_paths: list[Path], env: dict[str, str]) -> str:
     return f"ran one detection cycle after draining ({len(changed)} incident change(s) written to {where})"
 
 
-def _clickhouse_hints(store_url: str, database: str, scenario: Scenario, deployment: str) -> dict[str, str]:
-    url = urlparse(store_url)
-    redacted = urlunparse(url._replace(netloc=f"{url.username or 'default'}@{url.hostname}:{url.port or 9000}"))
+def _client_config(auditor_url: str, out: Path) -> Path | None:
+    """A clickhouse-client config (0600) for a TLS store URL: the user, the password from its file
+    and the CA, so that the printed command needs no secret on its command line; None without TLS."""
+    from fairwatch.store.clickhouse import link_options
+
+    url = urlparse(auditor_url)
+    link = link_options(url.query)
+    if not link.get("secure"):
+        return None
+    from xml.sax.saxutils import escape
+
+    ca = link.get("ca_certs")
+    password = link.get("password", unquote(url.password or ""))
+    text = ("<config>\n    <secure>true</secure>\n"
+            f"    <user>{escape(url.username or 'default')}</user>\n    <password>{escape(password)}</password>\n"
+            "    <openSSL>\n        <client>\n"
+            + (f"            <loadDefaultCAFile>false</loadDefaultCAFile>\n            <caConfig>{escape(ca)}</caConfig>\n"
+               if ca else "            <loadDefaultCAFile>true</loadDefaultCAFile>\n")
+            + "            <verificationMode>strict</verificationMode>\n"
+            "            <invalidCertificateHandler><name>RejectCertificateHandler</name></invalidCertificateHandler>\n"
+            "        </client>\n    </openSSL>\n</config>\n")
+    path = out / "clickhouse-client.xml"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def _clickhouse_hints(store_url: str, auditor_url: str, database: str, scenario: Scenario, deployment: str,
+                      out: Path) -> dict[str, str]:
+    from fairwatch.store.clickhouse import redacted_url
+
+    url = urlparse(auditor_url)
+    redacted = redacted_url(_database_url(auditor_url, database))
     query = ("SELECT toDateTime(intDiv(toUInt32(bucket), 600) * 600, 'UTC') AS t, group_label AS race,"
              " round(sum(impostor_w_err) / sum(impostor_w), 4) AS fmr, sum(impostor_errors) AS false_matches"
              " FROM group_counts FINAL WHERE attribute = 'race' GROUP BY t, race ORDER BY t, race")
-    client = (f"clickhouse-client --host {url.hostname} --port {url.port or 9000} --user {url.username or 'default'}"
+    config = _client_config(auditor_url, out)
+    who = (f"--config-file {shlex.quote(str(config))}" if config is not None
+           else f"--user {url.username or 'default'}")
+    client = (f"clickhouse-client {who} --host {url.hostname} --port {url.port or 9000}"
               f' --database {database} --query "{query}"')  # the query holds no shell specials
     metrics = (f"fairwatch metrics --store {shlex.quote(redacted)} --from {format_timestamp(scenario.start)}"
                f" --to {format_timestamp(scenario.end)} --deployment {deployment}")

@@ -11,10 +11,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-import httpx
-
 from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.records import MatchEvent, Rejection, decode_match_event
+from fairwatch.detect.delivery import alertmanager_client
 from fairwatch.store.clickhouse import SCHEMAS_DIR, open_store, redacted_url
 from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import EVENT_COLUMNS, event_columns
@@ -98,7 +97,7 @@ def run_smoke(store: str | None, kafka: str | None, alertmanager: str | None, lo
         start = datetime.now(timezone.utc)
         alert = {"labels": {"alertname": name, "severity": "info", "service": "fairwatch"},
                  "annotations": {"summary": "fairwatch smoke test"}, "startsAt": start.isoformat()}
-        with httpx.Client(base_url=alertmanager, timeout=10) as client:
+        with alertmanager_client(alertmanager, timeout=10) as client:
             client.post("/api/v2/alerts", json=[alert]).raise_for_status()
             active = client.get("/api/v2/alerts", params={"filter": f'alertname="{name}"'}).json()
             if len(active) != 1:

@@ -5,7 +5,10 @@ as tuples with the same Python types (DateTime columns as aware UTC datetimes), 
 this module cannot tell them apart. The SQL itself must be accepted by ClickHouse 18.16 and by
 current ClickHouse (see ARCHITECTURE.md); the DDL lives in ``schemas/clickhouse``.
 
-Store URLs: ``clickhouse://user:password@host:9000/database`` or ``chdb:///path/to/dir``.
+Store URLs: ``clickhouse://user@host:9440/database?secure=1&ca_certs=/ca.pem&password_file=/pw``
+(TLS verified against ``ca_certs``, the password read from a file, so that the URL itself holds
+no secret and can be printed), ``clickhouse://user:password@host:9000/database``, or
+``chdb:///path/to/dir``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar, Iterable, Protocol, Sequence
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from clickhouse_driver.util.escape import escape_param
 
@@ -137,10 +140,14 @@ class ServerStore:
             connect_timeout=connect_timeout,
             settings={"use_client_time_zone": False},
         )
+        options.update(link_options(parsed.query))  # TLS, and a password from a file
         try:
             if create_database and self.database != "default":
                 bootstrap = Client(database="default", **options)
-                bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+                # a user without DDL rights (the writer) may open a database that exists
+                if not bootstrap.execute("SELECT count() FROM system.databases WHERE name = %(name)s",
+                                         {"name": self.database})[0][0]:
+                    bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}")
                 bootstrap.disconnect()
             self._client = Client(database=self.database, **options)
             self._client.execute("SELECT 1")
@@ -213,6 +220,46 @@ class ServerStore:
         self._client.disconnect()
         if self._numpy_client is not None:
             self._numpy_client.disconnect()
+
+
+LINK_PARAMETERS = ("secure", "ca_certs", "password_file", "verify")
+
+
+def link_options(query: str) -> dict[str, Any]:
+    """clickhouse-driver's TLS and password options from a store URL's query string.
+
+    >>> link_options("secure=1")
+    {'secure': True, 'verify': True}
+    >>> link_options("secure=1&verify=0")
+    {'secure': True, 'verify': False}
+    >>> link_options("")
+    {}
+    """
+    params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    unknown = sorted(set(params) - set(LINK_PARAMETERS))
+    if unknown:
+        raise StoreError(f"unknown store URL parameter {', '.join(unknown)} (known: {', '.join(LINK_PARAMETERS)})")
+    flags = {}
+    for name in ("secure", "verify"):
+        if name in params:
+            if params[name].lower() not in ("1", "0", "true", "false"):
+                raise StoreError(f"store URL parameter {name} must be 1 or 0, got {params[name]!r}")
+            flags[name] = params[name].lower() in ("1", "true")
+    out: dict[str, Any] = {}
+    if flags.get("secure") or "ca_certs" in params:
+        out["secure"] = True
+        out["verify"] = flags.get("verify", True)  # an unverified TLS link is asked for by name
+        if "ca_certs" in params:
+            if not Path(params["ca_certs"]).is_file():
+                raise StoreError(f"store URL parameter ca_certs: no file {params['ca_certs']}")
+            out["ca_certs"] = params["ca_certs"]
+    if "password_file" in params:
+        path = Path(params["password_file"])
+        try:
+            out["password"] = path.read_text().strip()
+        except OSError as exc:
+            raise StoreError(f"store URL parameter password_file: cannot read {path}: {exc.strerror}") from None
+    return out
 
 
 def redacted_url(url: str) -> str:

@@ -50,16 +50,31 @@ class MigrationResult:
     status: str  # applied | already_applied | skipped_old_server
 
 
+DDL_PROHIBITED = "DDL queries are prohibited"  # ClickHouse's words for a user with allow_ddl=0 (code 392)
+
+
+def _ddl(store: Store, statement: str, name: str) -> None:
+    try:
+        store.execute(statement)
+    except Exception as exc:
+        if DDL_PROHIBITED in str(exc):
+            raise StoreError(f"{redacted_url(store.url)} is not migrated ({name} is pending) and this user may not "
+                             "run DDL: run `fairwatch migrate` as the migrator user first", statement) from exc
+        raise StoreError(f"migration {name} failed on {redacted_url(store.url)}: {exc}", statement) from exc
+
+
 def migrate(store: Store, directory: Path | None = None) -> list[MigrationResult]:
     """Apply what is missing, in order; idempotent, and safe to run at every start.
 
     A migration gated on a newer server than this one is skipped now and applied after an
     upgrade. A file changed after it was applied is an error: history must not be rewritten.
+    An up-to-date store runs no DDL, so a user without DDL rights (the writer) may call it; when
+    something is pending, that user gets an error saying who must migrate.
     """
-    store.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, checksum String,"
-        " applied_at DateTime('UTC')) ENGINE = ReplacingMergeTree() ORDER BY version"
-    )
+    if not store.query("SELECT count() FROM system.tables WHERE database = currentDatabase()"
+                       " AND name = 'schema_migrations'")[0][0]:
+        _ddl(store, "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, checksum String,"
+                    " applied_at DateTime('UTC')) ENGINE = ReplacingMergeTree() ORDER BY version", "schema_migrations")
     applied = {v: c for v, c in store.query("SELECT version, checksum FROM schema_migrations FINAL")}
     server = store.server_version()
     results = []
@@ -76,11 +91,7 @@ def migrate(store: Store, directory: Path | None = None) -> list[MigrationResult
             results.append(MigrationResult(migration.version, migration.name, "skipped_old_server"))
             continue
         for statement in migration.statements:
-            try:
-                store.execute(statement)
-            except Exception as exc:
-                raise StoreError(f"migration {migration.name} failed on {redacted_url(store.url)}: {exc}",
-                                 statement) from exc
+            _ddl(store, statement, migration.name)
         store.insert(
             "schema_migrations",
             ["version", "name", "checksum", "applied_at"],

@@ -43,6 +43,10 @@ WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
     "FAIRWATCH_POLICIES": ("", "policy YAML file or directory; drift detection and alerting run only when set"),
     "FAIRWATCH_DETECT_SECONDS": ("60", "how often the detection cycle runs (on the owner of partition 0)"),
     "FAIRWATCH_ALERTMANAGER": ("", "Prometheus Alertmanager URL that receives alerts (optional)"),
+    "FAIRWATCH_ALERTMANAGER_USERNAME": ("", "Alertmanager basic-auth user (optional)"),
+    "FAIRWATCH_ALERTMANAGER_PASSWORD": ("", "that user's password (keep it secret: from a Secret)"),
+    "FAIRWATCH_ALERTMANAGER_PASSWORD_FILE": ("", "a file holding that password, instead"),
+    "FAIRWATCH_ALERTMANAGER_CA_FILE": ("", "CA that Alertmanager's TLS certificate is checked against (default: the system's)"),
     "FAIRWATCH_GRAFANA": ("", "Grafana URL that receives alert annotations (optional)"),
     "FAIRWATCH_GRAFANA_TOKEN": ("", "Grafana API token or service-account token (optional)"),
     "FAIRWATCH_AUDIT_KEY": ("", "HMAC key of the tamper-evident audit log (optional; keep it secret)"),
@@ -62,6 +66,10 @@ OTHER_ENVIRONMENT: dict[str, str] = {
     "FAIRWATCH_CLICKHOUSE_DATABASE": "dashboards push and Grafana provisioning: its database",
     "FAIRWATCH_CLICKHOUSE_USER": "dashboards push and Grafana provisioning: a read-only user",
     "FAIRWATCH_CLICKHOUSE_PASSWORD": "dashboards push and Grafana provisioning: that user's password",
+    "FAIRWATCH_CLICKHOUSE_MIGRATOR": "fairwatch demo: the store URL of a user allowed DDL, for the run's database"
+                                     " (default FAIRWATCH_CLICKHOUSE; scripts/stack exports it)",
+    "FAIRWATCH_CLICKHOUSE_AUDITOR": "fairwatch demo: the read-only store URL its printed commands use"
+                                    " (default FAIRWATCH_CLICKHOUSE; scripts/stack exports it)",
     "FAIRWATCH_REPORT_MIN_GROUP": "fairwatch report: groups with fewer verified comparisons are suppressed",
     "FAIRWATCH_DEMO_EVENTS": "make demo / fairwatch demo: match events to simulate",
     "FAIRWATCH_DEMO_SEED": "make demo: simulator seed",

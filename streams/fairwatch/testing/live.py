@@ -11,16 +11,19 @@ import sys
 import time
 import urllib.request
 import uuid
+from contextlib import closing
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.topics import DEAD_LETTER, MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.layout import COLUMNS
+from fairwatch.store.clickhouse import ServerStore, open_store
+from fairwatch.store.migrations import migrate
 from fairwatch.stream.topics import ensure_topics, grant_producer, revoke_producer
-from fairwatch.testing.stack import kafka_env, kafka_link
+from fairwatch.testing.stack import kafka_env, kafka_link, server_url
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -36,7 +39,6 @@ def delete_resources(kafka: str, topic_prefixes: tuple[str, ...], groups: list[s
     """Delete topics starting with ``topic_prefixes``, consumer ``groups`` and ClickHouse ``databases``
     (on the server of the ``clickhouse`` URL); returns what could not be deleted. ``link``: an admin
     principal's (default: the FAIRWATCH_KAFKA_* settings of the environment)."""
-    from clickhouse_driver import Client
     from kafka.admin import KafkaAdminClient
 
     problems = []
@@ -54,12 +56,9 @@ def delete_resources(kafka: str, topic_prefixes: tuple[str, ...], groups: list[s
         problems.append(f"Kafka: {exc}")
     if databases:
         try:
-            url = urlparse(clickhouse)
-            client = Client(host=url.hostname, port=url.port or 9000, user=url.username or "default",
-                            password=url.password or "")
-            for database in databases:
-                client.execute(f"DROP DATABASE IF EXISTS {database}")
-            client.disconnect()
+            with closing(ServerStore(server_url(clickhouse, "default"), create_database=False)) as client:
+                for database in databases:
+                    client.execute(f"DROP DATABASE IF EXISTS {database}")
         except Exception as exc:
             problems.append(f"ClickHouse: {exc}")
     return problems
@@ -91,8 +90,10 @@ class LiveSetup:
         self.app_id = f"fairwatch-test-{tag}"
         self.partitions = partitions
         self.tmp_path = tmp_path
-        base = urlparse(stack["FAIRWATCH_CLICKHOUSE"])
-        self.store_url = store or urlunparse(base._replace(path=f"/fw_live_{tag}"))
+        # the workers write as the writer (no DDL); the database is made and migrated as the migrator
+        database = f"fw_live_{tag}"
+        self.store_url = store or server_url(stack["FAIRWATCH_CLICKHOUSE"], database)
+        self.admin_url = store or server_url(stack.get("FAIRWATCH_CLICKHOUSE_MIGRATOR", stack["FAIRWATCH_CLICKHOUSE"]), database)
         self.env = {
             **os.environ,
             "FAIRWATCH_KAFKA": self.kafka,
@@ -108,6 +109,9 @@ class LiveSetup:
             **kafka_env(stack, "worker"),
         }
         self.own_database = store is None
+        if self.own_database:
+            with closing(open_store(self.admin_url)) as admin:
+                migrate(admin)
         ensure_topics(self.kafka, self.prefix, partitions, app_id=self.app_id, link=self.admin_link)
         LiveSetup.created.append(self)
         if self.producer_link.sasl:
@@ -122,7 +126,7 @@ class LiveSetup:
             except Exception as exc:  # reported with the rest
                 problems.append(f"Kafka ACLs: {exc}")
         return problems + delete_resources(
-            self.kafka, (self.prefix, self.app_id + "-"), [self.app_id], self.store_url,
+            self.kafka, (self.prefix, self.app_id + "-"), [self.app_id], self.admin_url,
             [urlparse(self.store_url).path.lstrip("/")] if self.own_database else [], link=self.admin_link)
 
     def topic(self, kind: str) -> str:

@@ -21,8 +21,12 @@ REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "scripts" / "stack"
 REQUIRED = ("FAIRWATCH_KAFKA", "FAIRWATCH_CLICKHOUSE", "FAIRWATCH_ALERTMANAGER")
 KAFKA_ROLES = ("worker", "producer", "auditor")  # least-privileged principals beside admin (scripts/stack)
-OPTIONAL = ("FAIRWATCH_CLICKHOUSE_HTTP", *KAFKA_LINK_ENVIRONMENT,
+OPTIONAL = ("FAIRWATCH_CLICKHOUSE_HTTP", "FAIRWATCH_CLICKHOUSE_CA_FILE", "FAIRWATCH_ALERTMANAGER_USERNAME",
+            "FAIRWATCH_ALERTMANAGER_PASSWORD_FILE", "FAIRWATCH_ALERTMANAGER_CA_FILE", *KAFKA_LINK_ENVIRONMENT,
             *(f"FAIRWATCH_KAFKA_{role.upper()}_{what}" for role in KAFKA_ROLES for what in ("USERNAME", "PASSWORD_FILE")))
+# ClickHouse users besides the writer (FAIRWATCH_CLICKHOUSE): external services without them use
+# FAIRWATCH_CLICKHOUSE for each
+CLICKHOUSE_ROLES = ("FAIRWATCH_CLICKHOUSE_MIGRATOR", "FAIRWATCH_CLICKHOUSE_READER", "FAIRWATCH_CLICKHOUSE_AUDITOR")
 EXPORT_LINE = re.compile(r"^export (FAIRWATCH_[A-Z0-9_]+)=(\S+)$")
 
 _cached: dict[str, str] | None = None
@@ -63,7 +67,9 @@ def ensure_stack() -> dict[str, str]:
     if _cached is not None:
         return dict(_cached)
     if all(os.environ.get(k) for k in REQUIRED):
-        _cached = {k: os.environ[k] for k in REQUIRED + OPTIONAL if os.environ.get(k)}
+        _cached = {k: os.environ[k] for k in REQUIRED + OPTIONAL + CLICKHOUSE_ROLES if os.environ.get(k)}
+        for role in CLICKHOUSE_ROLES:
+            _cached.setdefault(role, _cached["FAIRWATCH_CLICKHOUSE"])
         _local = False
         return dict(_cached)
     try:
@@ -85,12 +91,18 @@ def local_stack_dir() -> Path | None:
     ensure_stack()
     if not _local:
         return None
+    return configured_stack_dir()
+
+
+def configured_stack_dir() -> Path:
+    """Where scripts/stack keeps its state with this environment (whether or not it runs)."""
     cache = Path(os.path.expanduser(os.environ.get("FAIRWATCH_CACHE") or "~/.cache/fairwatch"))
     return Path(os.path.expanduser(os.environ.get("FAIRWATCH_STACK_DIR") or str(cache / "stack"))).resolve()
 
 
 def server_url(base: str, database: str) -> str:
-    """The ClickHouse URL ``base`` with its database replaced by ``database``."""
+    """The ClickHouse URL ``base`` with its database replaced by ``database`` (its TLS and
+    password-file parameters kept)."""
     return urlunparse(urlparse(base)._replace(path=f"/{database}"))
 
 
