@@ -197,3 +197,20 @@ def test_an_error_line_is_one_line_without_the_passwords_of_the_urls_it_quotes(c
     error("Alertmanager at http://am:s3cret@alerts:9093 said:\n  401 for url 'http://am:s3cret@alerts:9093/api'")
     assert capsys.readouterr().err == ("error: Alertmanager at http://am@alerts:9093 said: 401 for url "
                                        "'http://am@alerts:9093/api'\n")
+
+
+def test_migrate_uses_the_migrators_store_before_the_writers(tmp_path):
+    """Security issue: scripts/stack gives FAIRWATCH_CLICKHOUSE to the writer (no DDL) and
+    FAIRWATCH_CLICKHOUSE_MIGRATOR to the user that migrates; `fairwatch migrate` as printed in the
+    README takes the latter. Oracle: which of two stores holds the tables afterwards."""
+    from typer.testing import CliRunner
+
+    migrator, writer = tmp_path / "migrator", tmp_path / "writer"
+    writer.mkdir()
+    done = CliRunner().invoke(app, ["migrate", "--json"], env={"FAIRWATCH_CLICKHOUSE_MIGRATOR": f"chdb://{migrator}",
+                                                               "FAIRWATCH_CLICKHOUSE": f"chdb://{writer}"})
+    assert done.exit_code == 0, done.output
+    assert (migrator / "metadata" / "fairwatch.sql").exists() and not list(writer.iterdir())
+    applied = sum(m["status"] == "applied" for m in json.loads(done.stdout)["migrations"])
+    with closing(open_store(f"chdb://{migrator}", create=False)) as store:
+        assert store.query("SELECT count() FROM schema_migrations")[0][0] == applied > 0

@@ -51,7 +51,10 @@ def version(as_json: bool = typer.Option(False, "--json", help="Machine-readable
 
 @app.command()
 def migrate(
-    store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
+    # the migrator's URL first: scripts/stack gives FAIRWATCH_CLICKHOUSE to the writer, who may not run DDL
+    store: Optional[str] = typer.Option(None, "--store", envvar=["FAIRWATCH_CLICKHOUSE_MIGRATOR", "FAIRWATCH_CLICKHOUSE"],
+                                        help=STORE_HELP.replace("(default: FAIRWATCH_CLICKHOUSE)",
+                                                                "(default: FAIRWATCH_CLICKHOUSE_MIGRATOR, else FAIRWATCH_CLICKHOUSE)")),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Create or upgrade the ClickHouse tables (idempotent, version-aware)."""
