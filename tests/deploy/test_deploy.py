@@ -44,6 +44,7 @@ DEPLOYED_OVERRIDES = {
     "FAIRWATCH_INSTANCE_ID": "each worker's stable name (pod name, compose service) for static membership",
     "FAIRWATCH_ALERTMANAGER": "the deployment's Alertmanager (the compose service, the chart's value)",
     "FAIRWATCH_ALERTMANAGER_PASSWORD": "from a Secret in the chart (optional key), never a value",
+    "FAIRWATCH_KAFKA_PASSWORD": "from a Secret in the chart (optional key), never a value",
     "FAIRWATCH_GRAFANA": "the deployment's Grafana (the compose service, the chart's value)",
     "FAIRWATCH_GRAFANA_TOKEN": "a secret: from a Secret / the env file, never a value in the manifest",
     "FAIRWATCH_AUDIT_KEY": "a secret: from a Secret / the env file, never a value in the manifest",
@@ -244,7 +245,9 @@ def test_the_validators_reject_a_broken_manifest(production_docs):
     (["--set", "worker.replicas=9"], "worker.replicas (9) exceeds kafka.partitions (8)"),
     (["--set", "kafka.partitions=4", "--set", "worker.replicas=5"], "worker.replicas (5) exceeds kafka.partitions (4)"),
     (["--set", "keda.enabled=true", "--set", "keda.maxReplicas=12"], "keda.maxReplicas (12) exceeds kafka.partitions (8)"),
-    (["--set", "kafka.sasl.enabled=true"], "does not read Kafka SASL or TLS settings"),
+    (["--set", "kafka.sasl.enabled=true", "--set", "kafka.sasl.username=w"], "would send the Kafka password in clear"),
+    (["--set", "kafka.sasl.enabled=true", "--set", "kafka.tls.enabled=true"], "needs kafka.sasl.username"),
+    (["--set", "kafka.sasl.mechanism=GSSAPI"], "mechanism"),
     (["--set", "clickhouse.url="], "set clickhouse.url or clickhouse.existingSecret"),
     # values.schema.json: a misspelt setting or a wrong type is refused, not silently ignored
     (["--set", "worker.batchsize=100"], "additional properties 'batchsize' not allowed"),
@@ -255,6 +258,52 @@ def test_chart_refuses_values_the_workers_cannot_honour(helm, values, message):
     result = run_helm(helm, "template", "fw", str(CHART), *values)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_kafka_sasl_ssl_clickhouse_and_alertmanager_tls_render_for_workers_and_the_migrations_job(helm):
+    """Security issue: the chart renders the links secured. Oracle: the settings each value must
+    give (fairwatch.contracts.kafka_link reads them), the Secret keys and the mounted files."""
+    docs = render(helm, "--set", "kafka.tls.enabled=true", "--set", "kafka.tls.caSecret=kafka-ca",
+                  "--set", "kafka.tls.clientCertSecret=fw-client", "--set", "kafka.sasl.enabled=true",
+                  "--set", "kafka.sasl.username=worker", "--set", "secrets.kafkaPassword=k4fka",
+                  "--set", "clickhouse.caSecret=ch-ca", "--set", "alertmanager.caSecret=am-ca",
+                  "--set", "alertmanager.url=https://am:9093", "--set", "alertmanager.username=fairwatch",
+                  "--set", "secrets.alertmanagerPassword=am-pw")
+    secret = one(docs, "Secret")
+    assert secret["stringData"]["kafka-password"] == "k4fka" and secret["stringData"]["alertmanager-password"] == "am-pw"
+    job = one(docs, "Job")["spec"]["template"]["spec"]
+    pods = [one(docs, "StatefulSet")["spec"]["template"]["spec"], job]
+    containers = [pods[0]["containers"][0], *job["initContainers"], *job["containers"]]
+    expected = {"FAIRWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FAIRWATCH_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "FAIRWATCH_KAFKA_USERNAME": "worker", "FAIRWATCH_KAFKA_PASSWORD_FILE": "",
+                "FAIRWATCH_KAFKA_CA_FILE": "/etc/fairwatch/kafka-ca/ca.crt",
+                "FAIRWATCH_KAFKA_CERT_FILE": "/etc/fairwatch/kafka-client/tls.crt",
+                "FAIRWATCH_KAFKA_KEY_FILE": "/etc/fairwatch/kafka-client/tls.key"}
+    for container in containers:
+        env = {e["name"]: e for e in container["env"]}
+        assert {k: env[k].get("value") for k in expected} == expected, container["name"]
+        assert env["FAIRWATCH_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "kafka-password"
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert {k: mounts.get(k) for k in ("kafka-ca", "kafka-client", "clickhouse-ca", "alertmanager-ca")} == {
+            "kafka-ca": "/etc/fairwatch/kafka-ca", "kafka-client": "/etc/fairwatch/kafka-client",
+            "clickhouse-ca": "/etc/fairwatch/clickhouse-ca", "alertmanager-ca": "/etc/fairwatch/alertmanager-ca"}
+    for pod in pods:
+        volumes = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        assert volumes == {"kafka-ca": "kafka-ca", "kafka-client": "fw-client", "clickhouse-ca": "ch-ca",
+                           "alertmanager-ca": "am-ca"}
+    [migrate] = job["containers"]
+    migrator = {e["name"]: e for e in migrate["env"]}["FAIRWATCH_CLICKHOUSE_MIGRATOR"]
+    assert migrator["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "clickhouse-migrator-url",
+                                                     "optional": True}
+    worker = {e["name"]: e for e in pods[0]["containers"][0]["env"]}
+    assert worker["FAIRWATCH_ALERTMANAGER_CA_FILE"]["value"] == "/etc/fairwatch/alertmanager-ca/ca.crt"
+    assert worker["FAIRWATCH_ALERTMANAGER_USERNAME"]["value"] == "fairwatch"
+    assert worker["FAIRWATCH_ALERTMANAGER_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "alertmanager-password"
+    # TLS alone: SSL, no SASL settings
+    plain = {e["name"]: e.get("value") for e in one(render(helm, "--set", "kafka.tls.enabled=true"),
+                                                     "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (plain["FAIRWATCH_KAFKA_SECURITY_PROTOCOL"], plain["FAIRWATCH_KAFKA_USERNAME"], plain["FAIRWATCH_KAFKA_CA_FILE"]) \
+        == ("SSL", "", "")
 
 
 def test_replicas_up_to_the_partition_count_render(helm):
@@ -272,9 +321,11 @@ def test_chart_sets_every_worker_setting_and_nothing_unknown(default_docs, produ
         job = one(docs, "Job")["spec"]["template"]["spec"]
         for container in job["initContainers"] + job["containers"]:
             assert not unknown(set(env_names(container)))
-            # the topics/migrate verbs read these (cli.py envvar=...), so they must match the workers'
+            # the topics/migrate verbs read these (cli.py envvar=...), so they must match the workers';
+            # only migrate may have a store URL of its own: a user allowed DDL
             for entry in container["env"]:
-                assert entry in worker["env"], f"{container['name']}: {entry} differs from the workers'"
+                if (container["name"], entry["name"]) != ("migrate", "FAIRWATCH_CLICKHOUSE_MIGRATOR"):
+                    assert entry in worker["env"], f"{container['name']}: {entry} differs from the workers'"
 
 
 def test_chart_defaults_are_the_settings_defaults(default_docs):
@@ -286,7 +337,8 @@ def test_chart_defaults_are_the_settings_defaults(default_docs):
     assert values["FAIRWATCH_WEB_HOST"] == "0.0.0.0"
     instance = next(e for e in worker["env"] if e["name"] == "FAIRWATCH_INSTANCE_ID")
     assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # static membership per pod
-    assert worker["env"][1]["valueFrom"]["secretKeyRef"]["key"] == "clickhouse-url"
+    [store] = [e for e in worker["env"] if e["name"] == "FAIRWATCH_CLICKHOUSE"]
+    assert store["valueFrom"]["secretKeyRef"]["key"] == "clickhouse-url"
 
 
 def test_probes_and_state_volume_point_where_the_worker_listens_and_writes(default_docs, production_docs):
@@ -569,7 +621,8 @@ def test_secrets_reach_the_workers_only_through_secret_references(helm, producti
             assert env[variable]["valueFrom"]["secretKeyRef"]["key"] == key
     rendered_text = run_helm(helm, "template", "fw", str(CHART), "-f", str(PRODUCTION)).stdout
     # no password value: only the names of the variable and the Secret key that carry one
-    names = ("existingsecret", "fairwatch_alertmanager_password", "alertmanager-password")
+    names = ("existingsecret", "fairwatch_alertmanager_password", "alertmanager-password", "fairwatch_kafka_password",
+             "kafka-password")
     stripped = rendered_text.lower()
     for name in names:
         stripped = stripped.replace(name, "")

@@ -60,8 +60,11 @@ app.kubernetes.io/component: worker
 {{- if and .Values.keda.enabled (gt (int .Values.keda.maxReplicas) $partitions) -}}
 {{- fail (printf "keda.maxReplicas (%d) exceeds kafka.partitions (%d)" (int .Values.keda.maxReplicas) $partitions) -}}
 {{- end -}}
-{{- if or .Values.kafka.sasl.enabled .Values.kafka.tls.enabled -}}
-{{- fail "kafka.sasl / kafka.tls: the fairwatch worker does not read Kafka SASL or TLS settings yet; refusing to deploy a worker that would connect in plain text" -}}
+{{- if and .Values.kafka.sasl.enabled (not .Values.kafka.tls.enabled) -}}
+{{- fail "kafka.sasl without kafka.tls would send the Kafka password in clear text; enable kafka.tls too" -}}
+{{- end -}}
+{{- if and .Values.kafka.sasl.enabled (not .Values.kafka.sasl.username) -}}
+{{- fail "kafka.sasl.enabled needs kafka.sasl.username (its password: secrets.kafkaPassword or the existing Secret's key)" -}}
 {{- end -}}
 {{- if and (not .Values.clickhouse.existingSecret) (not .Values.clickhouse.url) -}}
 {{- fail "set clickhouse.url or clickhouse.existingSecret (FAIRWATCH_CLICKHOUSE is required)" -}}
@@ -75,6 +78,29 @@ app.kubernetes.io/component: worker
 {{- define "fairwatch.connectionEnv" -}}
 - name: FAIRWATCH_KAFKA
   value: {{ .Values.kafka.bootstrapServers | quote }}
+{{- $sasl := .Values.kafka.sasl.enabled }}
+{{- $tls := .Values.kafka.tls.enabled }}
+- name: FAIRWATCH_KAFKA_SECURITY_PROTOCOL
+  value: {{ if and $sasl $tls }}"SASL_SSL"{{ else if $tls }}"SSL"{{ else }}""{{ end }}
+- name: FAIRWATCH_KAFKA_SASL_MECHANISM
+  value: {{ if $sasl }}{{ .Values.kafka.sasl.mechanism | quote }}{{ else }}""{{ end }}
+- name: FAIRWATCH_KAFKA_USERNAME
+  value: {{ if $sasl }}{{ .Values.kafka.sasl.username | quote }}{{ else }}""{{ end }}
+- name: FAIRWATCH_KAFKA_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fairwatch.secretName" . }}
+      key: {{ .Values.secrets.kafkaPasswordKey }}
+      optional: true
+# it comes from the Secret above, not from a file
+- name: FAIRWATCH_KAFKA_PASSWORD_FILE
+  value: ""
+- name: FAIRWATCH_KAFKA_CA_FILE
+  value: {{ if and $tls .Values.kafka.tls.caSecret }}"/etc/fairwatch/kafka-ca/ca.crt"{{ else }}""{{ end }}
+- name: FAIRWATCH_KAFKA_CERT_FILE
+  value: {{ if and $tls .Values.kafka.tls.clientCertSecret }}"/etc/fairwatch/kafka-client/tls.crt"{{ else }}""{{ end }}
+- name: FAIRWATCH_KAFKA_KEY_FILE
+  value: {{ if and $tls .Values.kafka.tls.clientCertSecret }}"/etc/fairwatch/kafka-client/tls.key"{{ else }}""{{ end }}
 - name: FAIRWATCH_CLICKHOUSE
   valueFrom:
     secretKeyRef:
@@ -161,5 +187,41 @@ app.kubernetes.io/component: worker
       optional: true
 {{- with .Values.worker.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+
+{{/* The CAs and client certificates the links use, mounted read-only from Secrets. */}}
+{{- define "fairwatch.linkMounts" -}}
+{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.caSecret }}
+- {name: kafka-ca, mountPath: /etc/fairwatch/kafka-ca, readOnly: true}
+{{- end }}
+{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.clientCertSecret }}
+- {name: kafka-client, mountPath: /etc/fairwatch/kafka-client, readOnly: true}
+{{- end }}
+{{- if .Values.clickhouse.caSecret }}
+- {name: clickhouse-ca, mountPath: /etc/fairwatch/clickhouse-ca, readOnly: true}
+{{- end }}
+{{- if .Values.alertmanager.caSecret }}
+- {name: alertmanager-ca, mountPath: /etc/fairwatch/alertmanager-ca, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "fairwatch.linkVolumes" -}}
+{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  secret: {secretName: {{ .Values.kafka.tls.caSecret }}, items: [{key: ca.crt, path: ca.crt}]}
+{{- end }}
+{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.clientCertSecret }}
+- name: kafka-client
+  secret: {secretName: {{ .Values.kafka.tls.clientCertSecret }}, items: [{key: tls.crt, path: tls.crt}, {key: tls.key, path: tls.key}]}
+{{- end }}
+{{- if .Values.clickhouse.caSecret }}
+- name: clickhouse-ca
+  secret: {secretName: {{ .Values.clickhouse.caSecret }}, items: [{key: ca.crt, path: ca.crt}]}
+{{- end }}
+{{- if .Values.alertmanager.caSecret }}
+- name: alertmanager-ca
+  secret: {secretName: {{ .Values.alertmanager.caSecret }}, items: [{key: ca.crt, path: ca.crt}]}
 {{- end }}
 {{- end -}}

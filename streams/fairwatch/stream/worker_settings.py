@@ -22,6 +22,9 @@ from fairwatch.core.config import DAY_SECONDS, CoreConfig
 # name -> (default, meaning); None as default means required
 WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
     "FAIRWATCH_KAFKA": (None, "Kafka bootstrap servers, host:port[,host:port]"),
+    # how every Kafka client connects (the worker, `fairwatch topics`, simulate, smoke, the demo,
+    # the producer SDK, alert delivery): fairwatch.contracts.kafka_link; empty is its default
+    **{name: ("", meaning) for name, meaning in KAFKA_LINK_ENVIRONMENT.items()},
     "FAIRWATCH_CLICKHOUSE": (None, "store: clickhouse://user:pass@host:9000/db or chdb:///path"),
     "FAIRWATCH_TOPIC_PREFIX": (DEFAULT_PREFIX, "prefix of every topic"),
     "FAIRWATCH_PARTITIONS": ("8", "partitions of the input topics (fixed once created)"),
@@ -55,10 +58,6 @@ WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
 
 # Read by other commands, or set by the image: name -> who reads it and what it means.
 OTHER_ENVIRONMENT: dict[str, str] = {
-    # How every Kafka client connects (the worker, `fairwatch topics`, simulate, smoke, demo, the
-    # producer SDK, alert delivery): fairwatch.contracts.kafka_link. Not chart values yet.
-    **{name: f"every Kafka client (worker, producer SDK, topics, simulate, delivery): {meaning}"
-       for name, meaning in KAFKA_LINK_ENVIRONMENT.items()},
     "FAIRWATCH_SCHEMAS": "every command that migrates: where schemas/clickhouse is (the image sets it)",
     "FAIRWATCH_CLICKHOUSE_HOST": "dashboards push and Grafana provisioning: ClickHouse host of the datasource",
     "FAIRWATCH_CLICKHOUSE_PORT": "dashboards push and Grafana provisioning: its native port",
