@@ -32,6 +32,7 @@ STACK_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "FAIRWATCH_CACHE": ("~/.cache/fairwatch", "downloaded Kafka jars"),
     "FAIRWATCH_KAFKA_PORT": ("19092", "local Kafka port"),
     "FAIRWATCH_KAFKA_CONTROLLER_PORT": ("19093", "local Kafka controller port"),
+    "FAIRWATCH_KAFKA_MTLS_PORT": ("19095", "local Kafka port for clients with a certificate (mutual TLS)"),
     "FAIRWATCH_CLICKHOUSE_PORT": ("19000", "local ClickHouse port (native protocol)"),
     "FAIRWATCH_CLICKHOUSE_HTTP_PORT": ("18123", "local ClickHouse HTTP port"),
     "FAIRWATCH_ALERTMANAGER_PORT": ("19094", "local Alertmanager port"),
@@ -43,7 +44,10 @@ STACK_ENVIRONMENT: dict[str, tuple[str, str]] = {
 }
 # What `scripts/stack up` prints (export lines), and what only the test helpers read.
 STACK_OUTPUT: dict[str, str] = {
-    "FAIRWATCH_KAFKA": "Kafka bootstrap servers of the local stack",
+    "FAIRWATCH_KAFKA": "Kafka bootstrap servers of the local stack (SASL_SSL)",
+    "FAIRWATCH_KAFKA_MTLS": "the same broker's mutual-TLS listener (a client certificate is the credential)",
+    "FAIRWATCH_KAFKA_PRODUCER_CERT_FILE": "the stack's client certificate for the producer (CN=producer)",
+    "FAIRWATCH_KAFKA_PRODUCER_KEY_FILE": "its private key (0600)",
     "FAIRWATCH_CLICKHOUSE": "the local ClickHouse server as the `writer` (the workers' user), native protocol over TLS",
     "FAIRWATCH_CLICKHOUSE_MIGRATOR": "the same server as the `migrator` (DDL: `fairwatch migrate`)",
     "FAIRWATCH_CLICKHOUSE_READER": "the same server as the `reader` (boards: SELECT only)",

@@ -333,6 +333,7 @@ def test_ctrl_c_stops_the_workers_and_the_stack_it_started(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
     env.update({"FAIRWATCH_STACK_DIR": str(stack_dir), "FAIRWATCH_DEMO_EVENTS": "20000", "FAIRWATCH_DEMO_SECONDS": "60",
                 "FAIRWATCH_KAFKA_PORT": str(free_port()), "FAIRWATCH_KAFKA_CONTROLLER_PORT": str(free_port()),
+                "FAIRWATCH_KAFKA_MTLS_PORT": str(free_port()),
                 "FAIRWATCH_CLICKHOUSE_PORT": str(free_port()), "FAIRWATCH_CLICKHOUSE_HTTP_PORT": str(free_port()),
                 "FAIRWATCH_ALERTMANAGER_PORT": str(free_port())})
     out = tmp_path / "out"

@@ -10,8 +10,10 @@ external PLAINTEXT broker has nothing to test here, and that is a failure, not a
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import uuid
+from contextlib import closing
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -243,3 +245,46 @@ def test_the_stack_grants_each_principal_what_it_needs_and_no_more(secured):
     assert not [g for g in grants if g[0] == "User:auditor"]
     assert all(g[5] == "ALLOW" and g[1] == "TOPIC" and g[4] in ("WRITE", "DESCRIBE")
                for g in grants if g[0] == "User:producer")
+
+
+# ---- mutual TLS: a client certificate is the credential -------------------------------------------------
+
+
+def _mtls_producer(stack, **override) -> KafkaProducer:
+    context = ssl.create_default_context(cafile=kafka_link(stack).ca_file)
+    options = dict(certfile=stack["FAIRWATCH_KAFKA_PRODUCER_CERT_FILE"], keyfile=stack["FAIRWATCH_KAFKA_PRODUCER_KEY_FILE"])
+    options.update(override)
+    if options["certfile"]:
+        context.load_cert_chain(options["certfile"], options["keyfile"])
+    return KafkaProducer(bootstrap_servers=stack["FAIRWATCH_KAFKA_MTLS"], security_protocol="SSL", ssl_context=context,
+                         request_timeout_ms=5000, max_block_ms=4000, retries=0)
+
+
+def test_the_mutual_tls_listener_takes_the_producers_certificate_and_refuses_others(secured, prefix, tmp_path):
+    """The second listener asks for a client certificate signed by the stack's CA; its CN is the
+    principal (User:producer), with that principal's ACLs. Oracle: the admin's count of records."""
+    import subprocess
+
+    topic = prefix + MATCH_EVENTS
+    with closing(_mtls_producer(secured)) as producer:  # the authorised path: 9 records
+        for i in range(9):
+            producer.send(topic, key=b"k", value=b"v%d" % i).get(timeout=15)
+        with pytest.raises(TopicAuthorizationFailedError):  # the producer's ACLs: not the alerts topic
+            producer.send(prefix + ALERTS, value=b"forged").get(timeout=15)
+    assert records_in(secured, topic) == 9 and records_in(secured, prefix + ALERTS) == 0
+    # no certificate, or one the stack's CA did not sign: the broker ends the TLS handshake with an
+    # alert (Java answers "bad certificate" / "certificate unknown"), so no request is ever read
+    key, cert = tmp_path / "own.key", tmp_path / "own.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=producer"], check=True, capture_output=True)
+    host, port = secured["FAIRWATCH_KAFKA_MTLS"].rsplit(":", 1)
+    for own, alert in ((None, "BAD_CERTIFICATE"), ((str(cert), str(key)), "CERTIFICATE_UNKNOWN")):
+        context = ssl.create_default_context(cafile=kafka_link(secured).ca_file)
+        if own:
+            context.load_cert_chain(*own)
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            with pytest.raises(ssl.SSLError, match=alert):
+                with context.wrap_socket(raw, server_hostname=host) as tls:
+                    tls.sendall(b"\x00\x00\x00\x00")  # TLS 1.3: the alert comes with the first read
+                    tls.recv(4)
+    assert records_in(secured, topic) == 9

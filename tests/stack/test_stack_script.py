@@ -29,7 +29,8 @@ def _free_ports(n: int) -> list[int]:
 
 
 PORTS = dict(zip(("FAIRWATCH_KAFKA_PORT", "FAIRWATCH_KAFKA_CONTROLLER_PORT", "FAIRWATCH_CLICKHOUSE_PORT",
-                  "FAIRWATCH_CLICKHOUSE_HTTP_PORT", "FAIRWATCH_ALERTMANAGER_PORT"), _free_ports(5)))
+                  "FAIRWATCH_CLICKHOUSE_HTTP_PORT", "FAIRWATCH_ALERTMANAGER_PORT", "FAIRWATCH_KAFKA_MTLS_PORT"),
+                 _free_ports(6)))
 SERVICES = ("kafka", "clickhouse", "alertmanager")
 INSECURE = {
     "FAIRWATCH_KAFKA": f"127.0.0.1:{PORTS['FAIRWATCH_KAFKA_PORT']}",
@@ -64,6 +65,10 @@ def _expected(state: Path) -> dict[str, str]:
         "FAIRWATCH_KAFKA_CA_FILE": str(ca),
         **{f"FAIRWATCH_KAFKA_{role.upper()}_{what}": value for role in ("worker", "producer", "auditor")
            for what, value in (("USERNAME", role), ("PASSWORD_FILE", str(secrets / f"kafka-{role}")))},
+        # the mutual-TLS listener and the producer's client certificate
+        "FAIRWATCH_KAFKA_MTLS": f"127.0.0.1:{PORTS['FAIRWATCH_KAFKA_MTLS_PORT']}",
+        "FAIRWATCH_KAFKA_PRODUCER_CERT_FILE": str(state / "tls" / "producer.pem"),
+        "FAIRWATCH_KAFKA_PRODUCER_KEY_FILE": str(state / "tls" / "producer.key"),
     }
 
 
