@@ -288,3 +288,41 @@ def test_the_mutual_tls_listener_takes_the_producers_certificate_and_refuses_oth
                     tls.sendall(b"\x00\x00\x00\x00")  # TLS 1.3: the alert comes with the first read
                     tls.recv(4)
     assert records_in(secured, topic) == 9
+
+
+def test_a_sites_certificate_writes_its_own_deployments_topics_and_not_anothers(secured, tmp_path):
+    """The issue's attack "a producer writing another deployment's topic": with one topic prefix
+    per deployment, each site's principal (its certificate's CN, signed by the stack's CA) is
+    granted only its own prefix's input topics. Oracle: the admin's count of each topic."""
+    import subprocess
+
+    from fairwatch.testing.stack import local_stack_dir
+
+    tls = local_stack_dir() / "tls"
+    admin, kafka = kafka_link(secured), secured["FAIRWATCH_KAFKA"]
+    sites = {}
+    for site in ("site-a", "site-b"):
+        key, csr, cert = (tmp_path / f"{site}.{ext}" for ext in ("key", "csr", "pem"))
+        subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                        "-subj", f"/CN={site}"], check=True, capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(tls / "ca.pem"), "-CAkey",
+                        str(tls / "ca.key"), "-CAcreateserial", "-CAserial", str(tmp_path / "ca.srl"), "-out", str(cert),
+                        "-days", "1"], check=True, capture_output=True)
+        prefix = f"{site.replace('-', '')}{uuid.uuid4().hex[:6]}."
+        ensure_topics(kafka, prefix, PARTITIONS, link=admin)
+        grant_producer(kafka, prefix, principal=site, link=admin)
+        sites[site] = (prefix, str(cert), str(key))
+    try:
+        (own, cert, key), (other, _, _) = sites["site-a"], sites["site-b"]
+        with closing(_mtls_producer(secured, certfile=cert, keyfile=key)) as producer:
+            for i in range(5):
+                producer.send(own + MATCH_EVENTS, value=b"e%d" % i).get(timeout=15)
+            for topic in (other + MATCH_EVENTS, other + VERIFIED_OUTCOMES):
+                with pytest.raises(TopicAuthorizationFailedError):
+                    producer.send(topic, value=b"forged").get(timeout=15)
+        assert records_in(secured, own + MATCH_EVENTS) == 5
+        assert records_in(secured, other + MATCH_EVENTS) == records_in(secured, other + VERIFIED_OUTCOMES) == 0
+    finally:
+        for site, (prefix, _, _) in sites.items():
+            revoke_producer(kafka, prefix, principal=site, link=admin)
+            delete_resources(kafka, (prefix,), [], "", [], link=admin)
