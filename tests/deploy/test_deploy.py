@@ -248,6 +248,7 @@ def test_the_validators_reject_a_broken_manifest(production_docs):
     (["--set", "kafka.sasl.enabled=true", "--set", "kafka.sasl.username=w"], "would send the Kafka password in clear"),
     (["--set", "kafka.sasl.enabled=true", "--set", "kafka.tls.enabled=true"], "needs kafka.sasl.username"),
     (["--set", "kafka.sasl.mechanism=GSSAPI"], "mechanism"),
+    (["--set", "alertmanager.url=http://am:9093", "--set", "alertmanager.username=fw"], "needs an https alertmanager.url"),
     (["--set", "clickhouse.url="], "set clickhouse.url or clickhouse.existingSecret"),
     # values.schema.json: a misspelt setting or a wrong type is refused, not silently ignored
     (["--set", "worker.batchsize=100"], "additional properties 'batchsize' not allowed"),

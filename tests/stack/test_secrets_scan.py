@@ -31,3 +31,13 @@ def test_a_planted_secret_is_found_in_readable_files_and_captured_output(tmp_pat
     assert sorted(leaks) == sorted([f"clickhouse-writer in {run / 'w1' / 'worker.log'}",
                                     "clickhouse-writer in test_x (Captured stderr call)"])
     assert find_leaks({}, [run]) == [] and stack_secrets(tmp_path / "nowhere") == {}
+
+
+def test_a_secret_across_a_chunk_boundary_of_a_large_log_is_found(tmp_path, monkeypatch):
+    from fairwatch.testing import secrets_scan
+
+    monkeypatch.setattr(secrets_scan, "CHUNK", 64)  # as a log of many chunks would be read
+    secret = "Zq8dX1-secret-value-0123456789"
+    log = tmp_path / "big.log"
+    _write(log, "x" * 50 + secret + "y" * 500, 0o644)  # the secret straddles the first boundary
+    assert secrets_scan.find_leaks({"kafka-admin": secret}, [tmp_path]) == [f"kafka-admin in {log}"]

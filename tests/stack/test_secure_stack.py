@@ -187,6 +187,12 @@ def test_alertmanager_link_settings_are_checked_and_never_print_the_password(tmp
     assert "S3cretPw" not in str(missing.value)
     with pytest.raises(AlertmanagerLinkError, match="FAIRWATCH_ALERTMANAGER_CA_FILE"):
         alertmanager_client("https://am:9093", environ={"FAIRWATCH_ALERTMANAGER_CA_FILE": str(secret)})
+    with pytest.raises(AlertmanagerLinkError, match="in clear text"):  # basic auth over http
+        alertmanager_client("http://am:9093", environ={"FAIRWATCH_ALERTMANAGER_USERNAME": "fw",
+                                                      "FAIRWATCH_ALERTMANAGER_PASSWORD_FILE": str(secret)})
+    with pytest.raises(AlertmanagerLinkError, match="not both"):
+        alertmanager_client("https://am:9093", environ={"FAIRWATCH_ALERTMANAGER_USERNAME": "fw", "FAIRWATCH_ALERTMANAGER_PASSWORD": "x",
+                                                       "FAIRWATCH_ALERTMANAGER_PASSWORD_FILE": str(secret)})
     with alertmanager_client("https://am:9093", environ={"FAIRWATCH_ALERTMANAGER_USERNAME": "fw",
                                                         "FAIRWATCH_ALERTMANAGER_PASSWORD_FILE": str(secret)}) as client:
         assert client.auth is not None and "S3cretPw" not in repr(client.auth)
@@ -212,3 +218,20 @@ def test_the_stacks_exports_name_files_and_hold_no_secret(stack):
             assert stat.S_IMODE(os.stat(directory / sub).st_mode) == 0o700
         private = [*directory.glob("secrets/*"), *directory.glob("tls/*.key")]
         assert private and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in private), private
+
+
+def test_store_url_link_parameters_refuse_contradictions_and_keep_odd_paths(tmp_path):
+    odd = tmp_path / "a&b #c+d%"
+    odd.mkdir()
+    (odd / "pw").write_text("S3cretPw\n")
+    (odd / "ca.pem").write_text("not used here")
+    from urllib.parse import quote
+
+    assert link_options(f"secure=1&password_file={quote(str(odd / 'pw'), safe='/')}&ca_certs={quote(str(odd / 'ca.pem'), safe='/')}") == {
+        "secure": True, "verify": True, "ca_certs": str(odd / "ca.pem"), "password": "S3cretPw"}
+    for query, words in (("secure=0&ca_certs=/x", "contradicts"), ("verify=0", "needs secure=1"),
+                         ("secure=yes", "must be 1 or 0"), ("secur=1", "unknown store URL parameter secur"),
+                         ("secure=1&password_file=/nonexistent/pw", "cannot read")):
+        with pytest.raises(StoreError, match=words) as refused:
+            link_options(query)
+        assert "S3cretPw" not in str(refused.value)

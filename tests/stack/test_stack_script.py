@@ -122,6 +122,11 @@ def test_stack_script_lifecycle(tmp_path):
 
         r = _run("env", env)
         assert r.returncode == 0 and parse_exports(r.stdout) == expected, r
+        # as the README has it: eval in a shell sets every variable to its exact value (the URLs hold
+        # & and ?, which an unquoted export line would hand to the shell)
+        shell = subprocess.run(["bash", "-c", f'eval "$({SCRIPT} env)" && env'], env=env, capture_output=True, text=True)
+        evaluated = dict(line.split("=", 1) for line in shell.stdout.splitlines() if line.startswith("FAIRWATCH_"))
+        assert shell.returncode == 0 and {k: evaluated.get(k) for k in expected} == expected, shell.stderr
         assert not any(_listening(p) for p in PORTS.values())  # `env` starts nothing
 
         t0 = time.monotonic()
@@ -202,7 +207,10 @@ def test_insecure_mode_is_explicit_and_warns_at_every_up(tmp_path):
         for _ in range(2):
             r = _run("up", env)
             assert r.returncode == 0, r.stderr
-            assert parse_exports(r.stdout) == INSECURE
+            exported = parse_exports(r.stdout)
+            # the plaintext addresses, and every secured link setting emptied (none left over in a shell)
+            assert {k: v for k, v in exported.items() if v} == INSECURE
+            assert {k for k, v in exported.items() if not v} == set(_expected(tmp_path / "stack")) - set(INSECURE)
             warnings = [line for line in r.stderr.splitlines() if "WARNING" in line]
             assert len(warnings) == 1 and "FAIRWATCH_STACK_INSECURE" in warnings[0]
             assert "plaintext" in warnings[0].lower() and "Kafka" in warnings[0]
@@ -214,3 +222,26 @@ def test_insecure_mode_is_explicit_and_warns_at_every_up(tmp_path):
         assert not (tmp_path / "stack" / "secrets").exists()
     finally:
         _run("down", env, timeout=120)
+
+
+def test_a_new_ca_reissues_the_certificates_it_did_not_sign(tmp_path, monkeypatch):
+    """docs/security.md's rotation: delete the CA and start again; every server certificate the old
+    CA signed is made again, so the links verify. Oracle: openssl verify against the new CA."""
+    import importlib.machinery
+    import importlib.util
+
+    monkeypatch.setenv("FAIRWATCH_STACK_DIR", str(tmp_path / "stack"))
+    loader = importlib.machinery.SourceFileLoader("fairwatch_stack_script", str(SCRIPT))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    settings = module.Settings()
+    cert, _ = module.ensure_cert(settings, "clickhouse", server=True)
+    first = cert.read_bytes()
+    assert module.ensure_cert(settings, "clickhouse", server=True)[0].read_bytes() == first  # kept while valid
+    for name in ("ca.pem", "ca.key"):
+        (module.tls_dir(settings) / name).unlink()
+    cert, key = module.ensure_cert(settings, "clickhouse", server=True)
+    assert cert.read_bytes() != first and oct(key.stat().st_mode & 0o777) == "0o600"
+    verified = subprocess.run(["openssl", "verify", "-CAfile", str(module.tls_dir(settings) / "ca.pem"), str(cert)],
+                              capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

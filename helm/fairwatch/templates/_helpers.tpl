@@ -63,6 +63,9 @@ app.kubernetes.io/component: worker
 {{- if and .Values.kafka.sasl.enabled (not .Values.kafka.tls.enabled) -}}
 {{- fail "kafka.sasl without kafka.tls would send the Kafka password in clear text; enable kafka.tls too" -}}
 {{- end -}}
+{{- if and .Values.alertmanager.username (not (hasPrefix "https://" .Values.alertmanager.url)) -}}
+{{- fail "alertmanager.username needs an https alertmanager.url: basic auth over http sends the password in clear text" -}}
+{{- end -}}
 {{- if and .Values.kafka.sasl.enabled (not .Values.kafka.sasl.username) -}}
 {{- fail "kafka.sasl.enabled needs kafka.sasl.username (its password: secrets.kafkaPassword or the existing Secret's key)" -}}
 {{- end -}}

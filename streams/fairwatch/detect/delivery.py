@@ -29,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import httpx
@@ -189,15 +190,23 @@ def alertmanager_client(url: str, timeout: float = 10.0, environ: Mapping[str, s
     username = env.get("FAIRWATCH_ALERTMANAGER_USERNAME")
     password = env.get("FAIRWATCH_ALERTMANAGER_PASSWORD")
     password_file = env.get("FAIRWATCH_ALERTMANAGER_PASSWORD_FILE")
+    if password_file and password:
+        raise AlertmanagerLinkError("set FAIRWATCH_ALERTMANAGER_PASSWORD_FILE or FAIRWATCH_ALERTMANAGER_PASSWORD, not both")
     if password_file:
         try:
-            password = open(password_file).read().strip()
+            password = Path(password_file).read_text().strip()
         except OSError as exc:
             raise AlertmanagerLinkError(f"FAIRWATCH_ALERTMANAGER_PASSWORD_FILE: cannot read {password_file}: "
                                         f"{exc.strerror}") from None
     if bool(username) != bool(password):
         raise AlertmanagerLinkError("FAIRWATCH_ALERTMANAGER_USERNAME and a password (FAIRWATCH_ALERTMANAGER_PASSWORD_FILE"
                                     " or FAIRWATCH_ALERTMANAGER_PASSWORD) go together")
+    https = url.lower().startswith("https://")
+    if username and not https:
+        raise AlertmanagerLinkError(f"FAIRWATCH_ALERTMANAGER_USERNAME with {url.split('://')[0]}:// would send the password "
+                                    "in clear text: use an https URL")
+    if ca and not https:
+        raise AlertmanagerLinkError("FAIRWATCH_ALERTMANAGER_CA_FILE is set but the URL is not https: nothing would be verified")
     if username:
         options["auth"] = httpx.BasicAuth(username, password)
     return httpx.Client(**options)

@@ -245,6 +245,10 @@ def link_options(query: str) -> dict[str, Any]:
             if params[name].lower() not in ("1", "0", "true", "false"):
                 raise StoreError(f"store URL parameter {name} must be 1 or 0, got {params[name]!r}")
             flags[name] = params[name].lower() in ("1", "true")
+    if flags.get("secure") is False and ("ca_certs" in params or "verify" in flags):
+        raise StoreError("store URL: secure=0 contradicts ca_certs / verify (they are TLS settings)")
+    if "verify" in flags and not flags.get("secure") and "ca_certs" not in params:
+        raise StoreError("store URL parameter verify needs secure=1 (it is a TLS setting)")
     out: dict[str, Any] = {}
     if flags.get("secure") or "ca_certs" in params:
         out["secure"] = True

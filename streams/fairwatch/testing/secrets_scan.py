@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import Iterable
 
-MAX_BYTES = 64 << 20  # larger files are data (chDB parts, Kafka segments), not output
+CHUNK = 8 << 20  # files are read in chunks that overlap by a secret's length: none is too large
 SKIPPED_DIRS = {"data", "store", "chdb", "rocksdb", "metadata", "tmp", "tables"}  # stores, not output
 
 
@@ -34,6 +34,17 @@ def _readable_by_others(path: Path) -> bool:
     return bool(stat.S_IMODE(path.stat().st_mode) & 0o077)
 
 
+def _names_in(path: Path, needles: dict[str, bytes]) -> set[str]:
+    overlap = max(len(n) for n in needles.values())
+    names, tail = set(), b""
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            window = tail + chunk
+            names |= {name for name, needle in needles.items() if needle in window}
+            tail = window[-overlap:]
+    return names
+
+
 def find_leaks(secrets: dict[str, str], roots: Iterable[Path], texts: Iterable[tuple[str, str]] = ()) -> list[str]:
     """Where each secret appears: ``"<secret name> in <place>"``, one line per finding."""
     if not secrets:
@@ -50,12 +61,9 @@ def find_leaks(secrets: dict[str, str], roots: Iterable[Path], texts: Iterable[t
             for file in files:
                 path = Path(directory) / file
                 try:
-                    if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_BYTES:
+                    if not path.is_file() or path.is_symlink() or not _readable_by_others(path):
                         continue
-                    if not _readable_by_others(path):
-                        continue
-                    content = path.read_bytes()
+                    found += [f"{name} in {path}" for name in _names_in(path, needles)]
                 except OSError:
                     continue
-                found += [f"{name} in {path}" for name, needle in needles.items() if needle in content]
     return list(dict.fromkeys(found))  # a test's output is in its call and teardown reports alike

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ OPTIONAL = ("FAIRWATCH_CLICKHOUSE_HTTP", "FAIRWATCH_CLICKHOUSE_CA_FILE", "FAIRWA
 # ClickHouse users besides the writer (FAIRWATCH_CLICKHOUSE): external services without them use
 # FAIRWATCH_CLICKHOUSE for each
 CLICKHOUSE_ROLES = ("FAIRWATCH_CLICKHOUSE_MIGRATOR", "FAIRWATCH_CLICKHOUSE_READER", "FAIRWATCH_CLICKHOUSE_AUDITOR")
-EXPORT_LINE = re.compile(r"^export (FAIRWATCH_[A-Z0-9_]+)=(\S+)$")
+EXPORT_LINE = re.compile(r"^export (FAIRWATCH_[A-Z0-9_]+)=(\S+)$")  # the value as the shell quotes it
 
 _cached: dict[str, str] | None = None
 _local = False
@@ -45,9 +46,10 @@ def parse_exports(stdout: str) -> dict[str, str]:
         if not line.strip():
             continue
         m = EXPORT_LINE.match(line)
-        if not m:
+        words = shlex.split(m.group(2)) if m else []
+        if len(words) != 1:
             raise ValueError(f"unexpected line on stdout of scripts/stack: {line!r}")
-        out[m.group(1)] = m.group(2)
+        out[m.group(1)] = words[0]
     return out
 
 
