@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -347,19 +348,24 @@ def prune_old_runs(kafka: str, clickhouse: str, current: str, keep: int, say: Ca
                    link: KafkaLink | None = None) -> None:
     """Remove the topics (and producer grants) and databases of earlier demo runs beyond the newest ``keep``."""
     from kafka.admin import KafkaAdminClient
+    from kafka.errors import UnknownTopicOrPartitionError
 
     from fairwatch.store.clickhouse import open_store
     from fairwatch.stream.topics import producer_acls
 
     link = link or KafkaLink.from_env()
     admin = KafkaAdminClient(bootstrap_servers=kafka, client_id="fairwatch-demo-prune", **link.kafka_python_kwargs())
+    run_of = re.compile(re.escape(RUN_PREFIX) + r"\d{14}-[0-9a-f]{4}")  # also in its -changelog topics' names
     try:
-        topics = [t for t in admin.list_topics() if t.startswith(RUN_PREFIX)]
-        runs = sorted({t.split(".", 1)[0] for t in topics if t.split(".", 1)[0] != current.rstrip(".")})
+        topics = [t for t in admin.list_topics() if run_of.match(t)]
+        runs = sorted({run_of.match(t).group(0) for t in topics} - {current.rstrip(".")})
         stale = set(runs[:max(0, len(runs) - keep)])
-        doomed = [t for t in topics if t.split(".", 1)[0] in stale]
-        if doomed:
-            admin.delete_topics(doomed)
+        doomed = [t for t in topics if run_of.match(t).group(0) in stale]
+        for topic in doomed:  # one at a time: a topic already being deleted is no reason to stop
+            try:
+                admin.delete_topics([topic])
+            except UnknownTopicOrPartitionError:
+                pass
         if stale and link.sasl:
             admin.delete_acls([acl for run in sorted(stale) for acl in producer_acls(f"{run}.")])
     finally:
@@ -446,7 +452,7 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     from rich.text import Text
 
     from fairwatch.sim.writers import open_kafka_writer, publish, write_jsonl
-    from fairwatch.store.clickhouse import open_store
+    from fairwatch.store.clickhouse import open_store, without_passwords
     from fairwatch.store.migrations import migrate
     from fairwatch.stream.topics import ensure_topics, grant_producer
 
@@ -473,7 +479,10 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     store_url = _database_url(clickhouse, database)
     admin_link = KafkaLink.from_env(role_env(services.env, "admin"))
     producer_link = KafkaLink.from_env(role_env(services.env, "producer"))
-    prune_old_runs(kafka, migrator, prefix, KEEP_RUNS, say, link=admin_link)
+    try:
+        prune_old_runs(kafka, migrator, prefix, KEEP_RUNS, say, link=admin_link)
+    except Exception as exc:  # housekeeping of earlier runs: said, never a reason to stop this one
+        say(f"could not remove earlier demo runs ({without_passwords(str(exc))[:300]}); continuing")
     ensure_topics(kafka, prefix, options.partitions, app_id=run, link=admin_link)
     if producer_link.sasl:  # the simulated systems may write this run's input topics, nothing more
         grant_producer(kafka, prefix, link=admin_link)
