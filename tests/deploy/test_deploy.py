@@ -274,7 +274,7 @@ def test_kafka_sasl_ssl_clickhouse_and_alertmanager_tls_render_for_workers_and_t
     assert secret["stringData"]["kafka-password"] == "k4fka" and secret["stringData"]["alertmanager-password"] == "am-pw"
     job = one(docs, "Job")["spec"]["template"]["spec"]
     pods = [one(docs, "StatefulSet")["spec"]["template"]["spec"], job]
-    containers = [pods[0]["containers"][0], *job["initContainers"], *job["containers"]]
+    containers = [pods[0]["containers"][0], *job["initContainers"]]  # the ones that talk to Kafka
     expected = {"FAIRWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FAIRWATCH_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
                 "FAIRWATCH_KAFKA_USERNAME": "worker", "FAIRWATCH_KAFKA_PASSWORD_FILE": "",
                 "FAIRWATCH_KAFKA_CA_FILE": "/etc/fairwatch/kafka-ca/ca.crt",
@@ -293,6 +293,8 @@ def test_kafka_sasl_ssl_clickhouse_and_alertmanager_tls_render_for_workers_and_t
         assert volumes == {"kafka-ca": "kafka-ca", "kafka-client": "fw-client", "clickhouse-ca": "ch-ca",
                            "alertmanager-ca": "am-ca"}
     [migrate] = job["containers"]
+    assert not [e["name"] for e in migrate["env"] if e["name"].startswith("FAIRWATCH_KAFKA")]  # no Kafka credential
+    assert {m["name"] for m in migrate["volumeMounts"]} == {"tmp", "clickhouse-ca"}  # nor the Kafka client key
     migrator = {e["name"]: e for e in migrate["env"]}["FAIRWATCH_CLICKHOUSE_MIGRATOR"]
     assert migrator["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "clickhouse-migrator-url",
                                                      "optional": True}
