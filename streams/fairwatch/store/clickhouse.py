@@ -154,6 +154,9 @@ class ServerStore:
             self._options = options
         except Exception as exc:  # the driver raises socket, auth and server errors alike
             where = f"{parsed.hostname}:{parsed.port}"
+            if "DDL queries are prohibited" in str(exc):  # a writer asked for a database that does not exist
+                raise StoreError(f"ClickHouse at {where} has no database {self.database}, and this user may not create it:"
+                                 f" run `fairwatch migrate` as a user allowed DDL (the migrator) first") from exc
             if getattr(exc, "code", None) == UNKNOWN_DATABASE:
                 raise StoreError(f"ClickHouse at {where} has no database {self.database}: check the URL, or create "
                                  f"it with `fairwatch migrate --store {redacted_url(url)}`") from exc
