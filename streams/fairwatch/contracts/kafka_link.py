@@ -122,22 +122,24 @@ class KafkaLink:
             context.load_cert_chain(self.cert_file, self.key_file)
         return context
 
-    def aiokafka_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for AIOKafkaProducer/Consumer/AdminClient."""
+    def _protocol_and_sasl_kwargs(self) -> dict[str, Any]:
+        """What aiokafka and kafka-python name alike; their TLS options differ."""
         out: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.sasl:
             out.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.username,
                        sasl_plain_password=self.password)
+        return out
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for AIOKafkaProducer/Consumer/AdminClient."""
+        out = self._protocol_and_sasl_kwargs()
         if self.tls:
             out["ssl_context"] = self.ssl_context()
         return out
 
     def kafka_python_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python's KafkaProducer/KafkaConsumer/KafkaAdminClient."""
-        out: dict[str, Any] = {"security_protocol": self.security_protocol}
-        if self.sasl:
-            out.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.username,
-                       sasl_plain_password=self.password)
+        out = self._protocol_and_sasl_kwargs()
         if self.tls:
             if self.ca_file:
                 out["ssl_cafile"] = self.ca_file

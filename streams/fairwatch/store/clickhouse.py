@@ -398,6 +398,12 @@ class EmbeddedStore:
         self._session.close()
 
 
+def holds_schema_migrations(store: Store) -> bool:
+    """Whether the store's database has fairwatch's migration ledger (it was migrated at least once)."""
+    return bool(store.query("SELECT count() FROM system.tables WHERE database = currentDatabase()"
+                            " AND name = 'schema_migrations'")[0][0])
+
+
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
     """Open the store named by ``url`` (default: ``FAIRWATCH_CLICKHOUSE``).
 
@@ -416,8 +422,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
         raise StoreError(f"unknown store scheme {scheme!r} in {redacted_url(url)!r}; use clickhouse://... or chdb:///path")
     if not create:
         try:
-            migrated = store.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
-                                   "AND name = 'schema_migrations'")[0][0]
+            migrated = holds_schema_migrations(store)
         except StoreError:
             store.close()
             raise

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fairwatch.store.clickhouse import SCHEMAS_DIR, Store, StoreError, parse_version, redacted_url
+from fairwatch.store.clickhouse import (
+    SCHEMAS_DIR,
+    Store,
+    StoreError,
+    holds_schema_migrations,
+    parse_version,
+    redacted_url,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +78,7 @@ def migrate(store: Store, directory: Path | None = None) -> list[MigrationResult
     An up-to-date store runs no DDL, so a user without DDL rights (the writer) may call it; when
     something is pending, that user gets an error saying who must migrate.
     """
-    if not store.query("SELECT count() FROM system.tables WHERE database = currentDatabase()"
-                       " AND name = 'schema_migrations'")[0][0]:
+    if not holds_schema_migrations(store):
         _ddl(store, "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, checksum String,"
                     " applied_at DateTime('UTC')) ENGINE = ReplacingMergeTree() ORDER BY version", "schema_migrations")
     applied = {v: c for v, c in store.query("SELECT version, checksum FROM schema_migrations FINAL")}
