@@ -1,0 +1,56 @@
+"""Canonical evidence bytes: equal from a parsed record and from the columns the sink stores."""
+
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+
+from fairwatch.contracts.canonical import match_event_bytes, match_event_row_bytes, verified_outcome_bytes, \
+    verified_outcome_row_bytes
+from fairwatch.contracts.records import MatchEvent, VerifiedOutcome
+from fairwatch.store.sink import event_columns, outcome_columns
+
+AT = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+
+
+def _event(**changes):
+    fields = dict(event_id="e-1", occurred_at=AT, deployment="d", algorithm="a", mode="verification", score=0.1 + 0.2,
+                  threshold=0.5, decision="non_match", subject={"sex": "F", "race": "Black"})
+    fields.update(changes)
+    return MatchEvent(**fields)
+
+
+def _from_stored(event):
+    columns = event_columns([event], datetime.now(timezone.utc))
+    row = dict(zip(("event_id", "s", "us", "deployment", "algorithm", "mode", "score", "threshold", "decision",
+                    "sk", "sv", "rk", "rv", "context", "ingested", "cluster"), (c[0] for c in columns)))
+    return match_event_row_bytes(row["event_id"], row["s"] * 1_000_000 + row["us"], row["deployment"],
+                                 row["algorithm"], row["mode"], row["score"], row["threshold"], row["decision"],
+                                 row["sk"], row["sv"], row["rk"], row["rv"], row["context"], row["cluster"])
+
+
+def test_an_event_gives_the_same_bytes_parsed_and_stored():
+    for event in (_event(), _event(reference={"race": "White"}, context={"z": 1, "a": [1, 2]}, cluster_id="c9")):
+        assert match_event_bytes(event) == _from_stored(event)
+
+
+def test_event_bytes_hold_every_field_exactly():
+    decoded = msgspec.json.decode(match_event_bytes(_event()))
+    expected_us = int((AT - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1))
+    assert decoded == ["match_event/v1", "e-1", expected_us, "d", "a", "verification", 0.30000000000000004, 0.5,
+                       "non_match", [["race", "Black"], ["sex", "F"]], [], "{}", ""]
+
+
+def test_label_order_does_not_matter_but_every_value_does():
+    base = match_event_bytes(_event())
+    assert match_event_bytes(_event(subject={"race": "Black", "sex": "F"})) == base
+    for changed in (_event(score=0.3), _event(subject={"sex": "M", "race": "Black"}), _event(event_id="e-2"),
+                    _event(occurred_at=AT + timedelta(microseconds=1)), _event(decision="match")):
+        assert match_event_bytes(changed) != base
+
+
+def test_an_outcome_gives_the_same_bytes_parsed_and_stored():
+    outcome = VerifiedOutcome(event_id="e-1", verified_at=AT, truth="impostor", reviewer="r-7", revision=2,
+                              inclusion_prob=0.25)
+    columns = [c[0] for c in outcome_columns([outcome], datetime.now(timezone.utc))]
+    assert verified_outcome_bytes(outcome) == verified_outcome_row_bytes(*columns[:6])
+    assert msgspec.json.decode(verified_outcome_bytes(outcome))[2] == int(AT.timestamp())
