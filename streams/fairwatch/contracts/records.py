@@ -103,6 +103,16 @@ class RejectCode(StrEnum):
     BAD_NAME = "bad_name"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     BAD_BATCH = "bad_batch"
+    # signed input (fairwatch.contracts.signing, fairwatch.contracts.keyring): a deployment that
+    # requires signatures refuses what no key of its keyring signed, a present signature is always checked
+    UNSIGNED = "unsigned"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KEY = "unknown_key"
+    KEY_NOT_FOR_DEPLOYMENT = "key_not_for_deployment"
+    KEY_NOT_YET_VALID = "key_not_yet_valid"
+    EXPIRED_KEY = "expired_key"
+    REVOKED_KEY = "revoked_key"
+    DEPLOYMENT_MISMATCH = "deployment_mismatch"
 
 
 @dataclass(frozen=True, slots=True)
