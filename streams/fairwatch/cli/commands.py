@@ -484,6 +484,15 @@ def _register_policy() -> None:
 _register_policy()
 
 
+def _register_keys() -> None:
+    from fairwatch.cli.keys import register
+
+    register(app)
+
+
+_register_keys()
+
+
 def _register_demo() -> None:
     from fairwatch.cli.demo import demo_command
 
