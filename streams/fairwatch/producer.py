@@ -9,9 +9,15 @@ records per (topic, partition), and sends a batch when it holds ``max_records`` 
 ``max_bytes`` bytes, or ``linger`` seconds after its first record. Delivery uses an idempotent
 Kafka producer (acks=all, retries without duplicates) and :meth:`close` flushes everything.
 
+With a site's signing key (``fairwatch keys generate``) and the deployment it signs for, every
+envelope is signed (:mod:`fairwatch.contracts.signing`: one Ed25519 signature over the envelope's
+bytes, in Kafka headers; the envelope itself is unchanged), and a worker whose keyring requires
+signatures for that deployment accepts it. Match events naming another deployment are refused
+before they are sent.
+
 Use it as::
 
-    with FairwatchProducer("kafka-1:9092") as producer:
+    with FairwatchProducer("kafka-1:9092", signing_key="/etc/fairwatch/gate-a.key", deployment="gate-a") as producer:
         producer.send_event(match_event)        # a MatchEvent, or a dict shaped by the schema
         producer.send_outcome(verified_outcome)
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +36,7 @@ from typing import Any, NamedTuple
 
 from fairwatch.contracts.envelopes import BATCH_VERSION, MAX_BATCH_RECORDS
 from fairwatch.contracts.kafka_link import KafkaLink
+from fairwatch.contracts.keys import SigningKey, read_signing_key
 from fairwatch.contracts.partitioning import partition_for
 from fairwatch.contracts.records import (
     MAX_MESSAGE_BYTES,
@@ -37,6 +45,7 @@ from fairwatch.contracts.records import (
     parse_match_event,
     parse_verified_outcome,
 )
+from fairwatch.contracts.signing import sign_value
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.stream.topics import admin_options, input_partitions
 
@@ -66,6 +75,37 @@ def encode_record(record: MatchEvent | VerifiedOutcome | dict[str, Any], validat
     if not isinstance(event_id, str) or not event_id:
         raise ValueError(f"a record needs a non-empty string event_id, got {event_id!r}")
     return event_id, json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class InputSigner:
+    """Signs the envelopes of one site: ``key`` (a :class:`SigningKey` or the path of its 0600
+    file) signs for ``deployment``; ``topics`` maps the two input topics to their record kinds.
+
+    >>> from fairwatch.contracts.keys import generate_key
+    >>> signer = InputSigner(generate_key("gate-a-2026"), "gate-a", "fairwatch.")
+    >>> [name for name, _ in signer.headers("fairwatch.match-events", b"{}")][-1]
+    'fairwatch-signature'
+    >>> signer.check_event({"event_id": "e1", "deployment": "gate-b"})
+    Traceback (most recent call last):
+    ValueError: event e1 names deployment 'gate-b', but this producer signs for 'gate-a'
+    """
+
+    def __init__(self, key: SigningKey | str | os.PathLike[str], deployment: str, topic_prefix: str):
+        self.key = key if isinstance(key, SigningKey) else read_signing_key(key)
+        if not deployment:
+            raise ValueError("a signing producer needs the deployment it signs for")
+        self.deployment = deployment
+        self.kinds = {topic_prefix + MATCH_EVENTS: "match_event", topic_prefix + VERIFIED_OUTCOMES: "verified_outcome"}
+
+    def headers(self, topic: str, value: bytes) -> list[tuple[str, bytes]]:
+        return sign_value(self.key, self.deployment, self.kinds[topic], value)
+
+    def check_event(self, record: MatchEvent | dict[str, Any]) -> None:
+        """A signed envelope may only hold match events of the deployment it is signed for."""
+        deployment = record.deployment if isinstance(record, MatchEvent) else record.get("deployment")
+        if deployment != self.deployment:
+            raise ValueError(f"event {record.event_id if isinstance(record, MatchEvent) else record.get('event_id')} "
+                             f"names deployment {deployment!r}, but this producer signs for {self.deployment!r}")
 
 
 @dataclass
@@ -145,6 +185,14 @@ class BatchBuilder:
         return Envelope(topic, partition, b"bucket-%d" % partition, value, len(batch.records))
 
 
+def _signer(key, deployment: str | None, topic_prefix: str) -> InputSigner | None:
+    if key is None and deployment is None:
+        return None
+    if key is None or not deployment:
+        raise ValueError("signing needs both signing_key and deployment")
+    return InputSigner(key, deployment, topic_prefix)
+
+
 class FairwatchProducer:
     """Synchronous producer (kafka-python), thread-safe; a background thread enforces the linger.
 
@@ -163,6 +211,10 @@ class FairwatchProducer:
     link
         How to connect (security protocol, SASL, TLS); default: the ``FAIRWATCH_KAFKA_*`` settings of
         the environment (:class:`fairwatch.contracts.kafka_link.KafkaLink`).
+    signing_key, deployment
+        The site's signing key (a :class:`~fairwatch.contracts.keys.SigningKey`, or the path of
+        the 0600 file ``fairwatch keys generate`` wrote) and the deployment it signs for: every
+        envelope is then signed. Both or neither.
     kafka_options
         Extra ``KafkaProducer`` settings (compression, ...); they override ``link``'s. The admin
         client that reads the partition count gets the connection settings among them too.
@@ -170,11 +222,13 @@ class FairwatchProducer:
 
     def __init__(self, bootstrap_servers: str, *, topic_prefix: str = "fairwatch.", partitions: int | None = None,
                  max_records: int = 100, max_bytes: int = 512 * 1024, linger: float = 0.05, validate: bool = True,
-                 link: KafkaLink | None = None, **kafka_options: Any):
+                 link: KafkaLink | None = None, signing_key: SigningKey | str | os.PathLike[str] | None = None,
+                 deployment: str | None = None, **kafka_options: Any):
         from kafka import KafkaProducer
 
         self.events_topic, self.outcomes_topic = topic_prefix + MATCH_EVENTS, topic_prefix + VERIFIED_OUTCOMES
         self.validate = validate
+        self._signer = _signer(signing_key, deployment, topic_prefix)
         options = {**(link or KafkaLink.from_env()).kafka_python_kwargs(), **kafka_options}
         if partitions is None:
             partitions = input_partitions(bootstrap_servers, topic_prefix, **admin_options(options))
@@ -204,13 +258,17 @@ class FairwatchProducer:
     def _add(self, topic: str, record) -> None:
         if self._closed.is_set():
             raise RuntimeError("the producer is closed")
+        if self._signer is not None and topic == self.events_topic:
+            self._signer.check_event(record)
         event_id, encoded = encode_record(record, self.validate)
         with self._lock:
             self._send(self._builder.add(topic, event_id, encoded, time.monotonic()))
 
     def _send(self, envelopes: list[Envelope]) -> None:
         for env in envelopes:
-            self._futures.append(self._kafka.send(env.topic, key=env.key, value=env.value, partition=env.partition))
+            headers = self._signer.headers(env.topic, env.value) if self._signer is not None else None
+            self._futures.append(self._kafka.send(env.topic, key=env.key, value=env.value, partition=env.partition,
+                                                  headers=headers))
             self.sent_records += env.records
             self.sent_messages += 1
         if len(self._futures) > 10_000:
@@ -259,7 +317,9 @@ class AsyncFairwatchProducer:
 
     def __init__(self, bootstrap_servers: str, *, topic_prefix: str = "fairwatch.", partitions: int | None = None,
                  max_records: int = 100, max_bytes: int = 512 * 1024, linger: float = 0.05, validate: bool = True,
-                 link: KafkaLink | None = None, **kafka_options: Any):
+                 link: KafkaLink | None = None, signing_key: SigningKey | str | os.PathLike[str] | None = None,
+                 deployment: str | None = None, **kafka_options: Any):
+        self._signer = _signer(signing_key, deployment, topic_prefix)
         link = link or KafkaLink.from_env()
         self._options = dict(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5,
                              max_request_size=MAX_MESSAGE_BYTES + 4096, **{**link.aiokafka_kwargs(), **kafka_options})
@@ -296,12 +356,16 @@ class AsyncFairwatchProducer:
     async def _add(self, topic: str, record) -> None:
         if self._builder is None:
             raise RuntimeError("call start() (or use `async with`) before sending")
+        if self._signer is not None and topic == self.events_topic:
+            self._signer.check_event(record)
         event_id, encoded = encode_record(record, self.validate)
         await self._send(self._builder.add(topic, event_id, encoded, time.monotonic()))
 
     async def _send(self, envelopes: list[Envelope]) -> None:
         for env in envelopes:
-            self._pending.add(await self._kafka.send(env.topic, env.value, key=env.key, partition=env.partition))
+            headers = self._signer.headers(env.topic, env.value) if self._signer is not None else None
+            self._pending.add(await self._kafka.send(env.topic, env.value, key=env.key, partition=env.partition,
+                                                     headers=headers))
             self.sent_records += env.records
             self.sent_messages += 1
         done = {f for f in self._pending if f.done()}
