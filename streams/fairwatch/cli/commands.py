@@ -174,6 +174,7 @@ def worker(
     """Run a live worker (faust) over Kafka into ClickHouse; settings from FAIRWATCH_* variables."""
     from faust import Worker
 
+    from fairwatch.contracts.keyring import KeyringError, load_keyring
     from fairwatch.detect.policy import PolicyError, load_policies
     from fairwatch.stream.app import create_app
     from fairwatch.stream.gctuning import tune_garbage_collector
@@ -183,9 +184,11 @@ def worker(
     try:
         settings = WorkerSettings.from_env()
         policies = load_policies(settings.policies) if settings.policies else {}  # refuse a bad file at start
+        if settings.keyring:
+            load_keyring(settings.keyring)  # likewise
         ensure_topics(settings.kafka, settings.topic_prefix, settings.partitions, settings.replication,
                       app_id=settings.app_id, link=settings.kafka_link)
-    except (SettingsError, TopicError, PolicyError) as exc:
+    except (SettingsError, TopicError, PolicyError, KeyringError) as exc:
         error(str(exc))
         raise typer.Exit(2) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +327,9 @@ def replay(
              " ingested them, a detection cycle every --cycle-seconds, then compare its incidents with ours."),
     cycle_seconds: int = typer.Option(60, "--cycle-seconds", envvar="FAIRWATCH_DETECT_SECONDS", min=1,
                                       help="With --as-of-arrival: the live workers' detection interval."),
+    keyring: Optional[Path] = typer.Option(None, "--keyring", envvar="FAIRWATCH_KEYRING",
+                                           help="Keyring of signed input, as the worker's: lines carry no signature, so "
+                                                "those of deployments that require signatures are refused."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Replay JSONL files through the worker's batch step into a store, without Kafka.
@@ -332,6 +338,7 @@ def replay(
     the live run's (each is named); 2 for bad input (every line rejected, a policy matching nothing)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from fairwatch.contracts.keyring import load_keyring
     from fairwatch.core.config import CoreConfig
     from fairwatch.detect.policy import load_policies
     from fairwatch.store.clickhouse import StoreError, open_store, redacted_url
@@ -347,6 +354,7 @@ def replay(
             raise ValueError("--as-of-arrival names the store being written: give the live store there and "
                              "a new one in --store")
         policies = load_policies(policy) if policy else None
+        ring = load_keyring(keyring) if keyring else None
         # the policies' intersections are counted too: a policy watching one is never left without it
         combos = parse_intersections(intersections)
         combos += tuple(c for p in (policies or {}).values() for c in p.intersections if c not in combos)
@@ -367,10 +375,11 @@ def replay(
                 from fairwatch.stream.arrival_replay import replay_as_of_arrival
 
                 report, arrival = replay_as_of_arrival(opened, live_run, events, outcomes, policies, config, cycle_seconds,
-                                                       progress=lambda n: bar.advance(task, n), on_reject=show)
+                                                       progress=lambda n: bar.advance(task, n), on_reject=show,
+                                                       keyring=ring)
             else:
                 report = run_replay(opened, events, outcomes, config, progress=lambda n: bar.advance(task, n),
-                                    on_reject=show, policies=policies)
+                                    on_reject=show, policies=policies, keyring=ring)
     except (SettingsError, StoreError, ValueError) as exc:
         if opened is not None:
             opened.close()

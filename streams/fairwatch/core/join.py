@@ -656,6 +656,20 @@ class LabelJoin:
                                   bool(flags & _GENUINE), float(self._inclusion_prob[slot]))
         return EventState(int(self._last_seen[slot]), event, outcome)
 
+    def deployments_of(self, event_ids: list[str]) -> list[str | None]:
+        """The deployment of each id's held event (None when the join holds no event of that id):
+        what a signed outcome is checked against (fairwatch.stream.processor)."""
+        if not event_ids:
+            return []
+        slots = np.array(self._index.find_many(event_ids, map(hash, event_ids)), np.intp)
+        held = slots >= 0
+        held[held] = (self._flags[slots[held]] & _HAS_EVENT) != 0
+        profiles = self._profiles
+        names = [None] * len(event_ids)
+        for k, profile in zip(np.flatnonzero(held).tolist(), self._profile[slots[held]].tolist()):
+            names[k] = profiles[profile].deployment
+        return names
+
     def restore(self, event_id: str, state: EventState | None) -> None:
         """Make the join hold ``state`` for ``event_id`` (None forgets it), as after recovery.
 

@@ -27,6 +27,7 @@ from fairwatch.core.join import LabeledDeltas
 from fairwatch.core.layout import COLUMNS
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_expansion import group_expansion_sql
+from fairwatch.store.signed_input import SIGNED_INPUT_COLUMNS, signed_input_columns
 
 EVENT_COLUMNS = (
     "event_id", "occurred_at", "occurred_at_us", "deployment", "algorithm", "mode", "score", "threshold", "decision",
@@ -177,13 +178,16 @@ class SinkBatch:
     records: list = field(default_factory=list)  # single MatchEvent / VerifiedOutcome records, in order
     reviews: list[tuple] = field(default_factory=list)  # independent reviews' rows (never joined)
     ingested_at: datetime | None = None  # of the rows of ``records`` and ``envelopes``
+    # verified signed messages (fairwatch.store.signed_input.SIGNED_INPUT_ROW: the value as bytes,
+    # base64-encoded where the row is written)
+    signed: list[tuple] = field(default_factory=list)
 
     def touch(self, partition: int, buckets: Iterable[int]) -> None:
         self.touched.setdefault(partition, set()).update(int(b) for b in buckets)
 
     def __len__(self) -> int:
         return (len(self.events) + len(self.outcomes) + len(self.labeled) + len(self.dead_letters) + len(self.records)
-                + len(self.reviews)
+                + len(self.reviews) + len(self.signed)
                 + sum(n for _, _, n in self.envelopes) + sum(int((d.sign > 0).sum()) for d, _ in self.deltas))
 
     def built(self) -> SinkBatch:
@@ -191,7 +195,7 @@ class SinkBatch:
         if not self.envelopes and not self.deltas and not self.records:
             return self
         return SinkBatch(self.event_rows(), self.outcome_rows(), self.labeled_outcome_rows(), list(self.dead_letters),
-                         self.touched, reviews=list(self.reviews))
+                         self.touched, reviews=list(self.reviews), signed=list(self.signed))
 
     def _singles(self, kind: str) -> list:
         """The batch's single records of ``kind``, in order."""
@@ -380,6 +384,8 @@ def row_inserts(batches: SinkBatch | Sequence[SinkBatch]) -> list[tuple[str, Cal
         ("independent_reviews", lambda store: store.insert_columns(
             "independent_reviews", REVIEW_COLUMNS, _joined([_columns_of(b.reviews, len(REVIEW_COLUMNS))
                                                              for b in batches]))),
+        ("signed_input", lambda store: store.insert_columns(
+            "signed_input", SIGNED_INPUT_COLUMNS, signed_input_columns([row for b in batches for row in b.signed]))),
     ]
 
 

@@ -49,6 +49,7 @@ from fairwatch.stream.batching import (
     sub_batches,
 )
 from fairwatch.stream.committer import LedgerCommitter
+from fairwatch.stream.input_verification import InputVerifier, KeyringFile
 from fairwatch.stream.processor import BatchProcessor, RawMessage, ResidentJoins
 from fairwatch.stream.store_timers import register_store_timers
 from fairwatch.stream.topics import JOIN_LOG_TABLE
@@ -73,7 +74,8 @@ def broker_credentials(link: KafkaLink) -> faust.types.auth.CredentialsT | None:
 
 def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.App:
     """The worker. ``policies`` (deployment -> :class:`~fairwatch.detect.policy.Policy`) switch on drift
-    detection and alerting: every ``detect_seconds`` the owner of partition 0 runs one cycle."""
+    detection and alerting: every ``detect_seconds`` the owner of partition 0 runs one cycle. With
+    ``settings.keyring`` input signatures are checked (:mod:`fairwatch.stream.input_verification`)."""
     # faust's own pages (/table shows the join state, /router, /graph, stats) and our /debug pages
     # are for diagnosing a worker, not for whoever reaches its port: only with FAIRWATCH_DEBUG=1
     debug = os.environ.get("FAIRWATCH_DEBUG", "").strip().lower() in ("1", "true", "yes")
@@ -117,7 +119,11 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 if value is not None and bytes(key).startswith(prefix)]
 
     resident = ResidentJoins(settings.core, read_log)
-    processor = BatchProcessor(settings.core, partitions=settings.partitions)
+    verifier = None
+    if settings.keyring:  # the file was checked at start (fairwatch worker); a later bad edit keeps the last good one
+        verifier = InputVerifier(KeyringFile(settings.keyring), helper=True)
+        atexit.register(verifier.close)
+    processor = BatchProcessor(settings.core, partitions=settings.partitions, verifier=verifier)
     committer = LedgerCommitter(app, metrics)
     # every ClickHouse write, in order, retried in place: rows of a batch land before a later
     # recompute of their buckets (a child process for a server store: see fairwatch.stream.write_executor)
@@ -166,7 +172,8 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
         is processed), dead letters and forwards; then it waits in ``pending`` for the next flush."""
         messages = [
             RawMessage(kinds[e.message.topic], e.message.topic, e.message.partition, e.message.offset,
-                       e.message.key, e.message.value)
+                       e.message.key, e.message.value, tuple(e.message.headers or ()),
+                       None if e.message.timestamp is None else round(e.message.timestamp * 1000))
             for e in events
         ]
         if not first_batch_seen:
@@ -187,7 +194,8 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
                                        partition=letter.message.partition)
             for reroute in result.reroutes:  # committed only after the producer flushed them
-                await app.producer.send(reroute.topic, reroute.key, reroute.value, reroute.partition, None, None)
+                await app.producer.send(reroute.topic, reroute.key, reroute.value, reroute.partition, None,
+                                        list(reroute.headers) or None)
             pending.add(events, result.sink.touched, resident, records=sum(result.records.values()))
             latest_event.update({e.message.partition: e for e in events})
             finished = time.perf_counter()

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
+from fairwatch.contracts.keyring import Keyring
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.detect.incidents import Alert
@@ -95,7 +96,7 @@ def replay_as_of_arrival(store: Store, live: LiveRun, events: Path, outcomes: Pa
                          config: CoreConfig = CoreConfig(), cycle_seconds: int = 60,
                          progress: Callable[[int], None] = lambda lines: None,
                          on_reject: Callable[[DeadLetter], None] = lambda letter: None,
-                         ) -> tuple[ReplayReport, ArrivalReport]:
+                         keyring: Keyring | None = None) -> tuple[ReplayReport, ArrivalReport]:
     """Load the files into ``store`` in the live run's arrival order, a detection cycle every
     ``cycle_seconds`` of arrival time, and compare the incidents with the live run's."""
     if cycle_seconds < 1:
@@ -118,7 +119,7 @@ def replay_as_of_arrival(store: Store, live: LiveRun, events: Path, outcomes: Pa
                 timed.append((at, len(timed), message))
     arrival.without_arrival = len(untimed)
     timed.sort(key=lambda item: (item[0], item[1]))  # by arrival, then events before their outcomes
-    loader = ReplayLoader(store, config, report, progress, on_reject)
+    loader = ReplayLoader(store, config, report, progress, on_reject, keyring)
     if untimed:  # never counted live: they go first, and are rejected or counted as a plain replay would
         loader.flush(untimed)
     if not timed:

@@ -29,18 +29,22 @@ from fairwatch.contracts.envelopes import (
     decode_message_fully,
     decode_valid_batch,
 )
+from fairwatch.contracts.keyring import Keyring
 from fairwatch.contracts.partitioning import partitions_for
 from fairwatch.contracts.records import (
     INDEPENDENT,
     PRIMARY,
+    RejectCode,
     Rejection,
     format_timestamp,
 )
+from fairwatch.contracts.signing import FORWARDED_HEADER, SignatureClaim
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.counts import BucketCounts
 from fairwatch.core.join import EventState, LabeledDeltas, LabelJoin
 from fairwatch.store.sink import SinkBatch, review_row
+from fairwatch.stream.input_verification import InputVerifier, Verdict
 
 RECORD_KINDS = {MATCH_EVENTS: "match_event", VERIFIED_OUTCOMES: "verified_outcome"}
 
@@ -52,6 +56,8 @@ class RawMessage(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes
+    headers: tuple = ()  # Kafka record headers, (name, bytes) pairs: a signature travels there
+    timestamp: int | None = None  # the Kafka record's timestamp, ms since the epoch (None: not from Kafka)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +95,15 @@ class DeadLetter:
 
 
 class Reroute(NamedTuple):
-    """A record that arrived on a partition that is not its event_id's: sent on to the right one."""
+    """A record that arrived on a partition that is not its event_id's: sent on to the right one.
+    A signed message is sent on whole, with its headers (a record taken out of it would lose its
+    signature), marked as forwarded."""
 
     topic: str
     partition: int
-    key: bytes
+    key: bytes | None
     value: bytes
+    headers: tuple = ()
 
 
 @dataclass
@@ -110,6 +119,7 @@ class ProcessedBatch:
     pending_change: int = 0  # change of the number of events waiting for an outcome
     orphan_change: int = 0  # change of the number of outcomes waiting for their event
     paired: int = 0
+    signed: Counter = field(default_factory=Counter)  # deployment -> messages whose signature was verified
 
 
 def _gauge(state: EventState | None) -> tuple[int, int]:
@@ -131,13 +141,19 @@ class BatchProcessor:
         Partition count of the input topics. When given, a record that arrived on a partition
         other than ``partition_for(event_id)`` is not joined here (its event or outcomes live on
         the other partition) but returned in ``reroutes`` to be sent there. None for file replay.
+    verifier
+        Checks signatures against a keyring (:mod:`fairwatch.stream.input_verification`): a
+        message it refuses goes to dead-letter whole, records that break the keyring's rules
+        (``unsigned``, ``deployment_mismatch``) alone, and nothing of them is joined or counted;
+        verified messages leave a ``signed_input`` row. None: signatures are not looked at.
     """
 
     def __init__(self, config: CoreConfig = CoreConfig(), clock: Callable[[], datetime] | None = None,
-                 partitions: int | None = None):
+                 partitions: int | None = None, verifier: InputVerifier | None = None):
         self.config = config
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.partitions = partitions
+        self.verifier = verifier
 
     def process(
         self, messages: Iterable[RawMessage], load_state: Callable[[str, int], bytes | None] | None = None,
@@ -150,27 +166,41 @@ class BatchProcessor:
             raise TypeError("give exactly one of load_state and resident")
         now = self.clock().replace(microsecond=0)
         batch = ProcessedBatch(SinkBatch(ingested_at=now), {}, [])
-        # each message: a batch envelope of valid records (the common case, kept whole), or its items
-        decoded: list[tuple[RawMessage, ValidBatch | list[InputItem]]] = []
-        ids: list[str] = []
-        for message in messages:
-            kind = RECORD_KINDS[message.kind]
-            batch.consumed[message.kind] += 1
+        messages = messages if isinstance(messages, list) else list(messages)
+        kinds = [RECORD_KINDS[message.kind] for message in messages]
+        checking = self.verifier.start(messages, kinds) if self.verifier is not None else None
+        # decoded while the signatures are checked (a helper process may do that); nothing of a
+        # message is used before its verdict
+        opened = []
+        for message, kind in zip(messages, kinds):
             fast = decode_valid_batch(message.value, kind) if isinstance(message.value, bytes) else None
+            opened.append((fast, None) if fast is not None else (None, decode_message_fully(message.value, kind)[1]))
+        rules = None
+        if checking is not None:
+            rules = _SignatureRules(self, self.verifier.keyring, checking.result(), messages, kinds, opened,
+                                    load_state, resident, now)
+        # each message: a batch envelope of valid records (the common case, kept whole), or its items
+        decoded: list[tuple[RawMessage, ValidBatch | list[InputItem], SignatureClaim | None]] = []
+        ids: list[str] = []
+        for position, (message, kind, (fast, items)) in enumerate(zip(messages, kinds, opened)):
+            batch.consumed[message.kind] += 1
+            batch.records[message.kind] += len(fast.records) if fast is not None else len(items)
+            claim = None
+            if rules is not None:
+                fast, items, claim = rules.apply(batch, position, fast, items)
+                if fast is None and items is None:
+                    continue  # refused whole
             if fast is not None:
-                batch.records[message.kind] += len(fast.records)
                 if kind == "verified_outcome" and _any_independent(fast.records):
                     # an envelope with independent reviews is taken apart: they never join
                     primary = self._keep_primary(batch, [InputItem(index, record, fast)
                                                          for index, record in enumerate(fast.records)], now)
                     ids += [item.record.event_id for item in primary]
-                    decoded.append((message, primary))
+                    decoded.append((message, primary, claim))
                     continue
                 ids += [record.event_id for record in fast.records]
-                decoded.append((message, fast))
+                decoded.append((message, fast, claim))
                 continue
-            _, items = decode_message_fully(message.value, kind)
-            batch.records[message.kind] += len(items)
             valid = []
             for item in items:
                 if isinstance(item.record, Rejection):
@@ -180,16 +210,16 @@ class BatchProcessor:
             if kind == "verified_outcome":
                 valid = self._keep_primary(batch, valid, now)
             ids += [item.record.event_id for item in valid]
-            decoded.append((message, valid))
+            decoded.append((message, valid, claim))
         if self.partitions is not None:
             homes = partitions_for(ids, self.partitions).tolist()
         else:
-            homes = [message.partition for message, entry in decoded
+            homes = [message.partition for message, entry, _ in decoded
                      for _ in (entry.records if isinstance(entry, ValidBatch) else entry)]
         # per partition, its segments in arrival order: a whole envelope, or items of one message
         by_partition: dict[int, list[tuple[RawMessage, ValidBatch | list[InputItem]]]] = {}
         position = 0
-        for message, entry in decoded:
+        for message, entry, claim in decoded:
             records = entry.records if isinstance(entry, ValidBatch) else [item.record for item in entry]
             here = homes[position : position + len(records)]
             position += len(records)
@@ -198,13 +228,21 @@ class BatchProcessor:
                     by_partition.setdefault(message.partition, []).append((message, entry))
                     continue
                 entry = [InputItem(index, record, entry) for index, record in enumerate(records)]
-            staying = []
-            for item, home in zip(entry, here):
-                if home != message.partition:
-                    key = item.record.event_id.encode()
-                    batch.reroutes.append(Reroute(message.topic, home, key, item.raw))
-                else:
-                    staying.append(item)
+            if claim is not None:  # signed: sent on whole (once) to the other partitions it holds records of
+                if not claim.forwarded:
+                    headers = (*message.headers, (FORWARDED_HEADER, b"%s:%d:%d" % (
+                        message.topic.encode(), message.partition, message.offset)))
+                    for home in sorted(set(here) - {message.partition}):
+                        batch.reroutes.append(Reroute(message.topic, home, message.key, message.value, headers))
+                staying = [item for item, home in zip(entry, here) if home == message.partition]
+            else:
+                staying = []
+                for item, home in zip(entry, here):
+                    if home != message.partition:
+                        key = item.record.event_id.encode()
+                        batch.reroutes.append(Reroute(message.topic, home, key, item.raw))
+                    else:
+                        staying.append(item)
             if staying:
                 by_partition.setdefault(message.partition, []).append((message, staying))
         for partition, segments in by_partition.items():
@@ -296,6 +334,120 @@ class BatchProcessor:
             batch.sink.deltas.append((deltas, partition))
         batch.sink.touch(partition, deltas.bucket.tolist() if recompute is None else recompute)
         batch.paired += int((deltas.sign > 0).sum() - (deltas.sign < 0).sum())
+
+
+class _SignatureRules:
+    """What the keyring allows of each message of one batch, given its verdict (see
+    :mod:`fairwatch.contracts.keyring`): a refused message goes whole, a record naming another
+    deployment than its signature (``deployment_mismatch``) or unsigned where its deployment
+    requires signatures (``unsigned``) alone; a verified message leaves a ``signed_input`` row."""
+
+    def __init__(self, processor: BatchProcessor, keyring: Keyring, verdicts: list[Verdict], messages, kinds, opened,
+                 load_state, resident, now: datetime):
+        self.processor, self.keyring, self.verdicts = processor, keyring, verdicts
+        self.messages, self.kinds, self.opened = messages, kinds, opened
+        self.load_state, self.resident, self.now = load_state, resident, now
+        self._events: dict[str, str] | None = None  # event_id -> deployment of this batch's events
+
+    def apply(self, batch: ProcessedBatch, position: int, fast: ValidBatch | None, items: list[InputItem] | None):
+        """(fast, items, claim) of message ``position`` after the rules; (None, None, None) when it
+        is refused whole."""
+        message, kind, verdict = self.messages[position], self.kinds[position], self.verdicts[position]
+        if isinstance(verdict, Rejection):
+            self.processor._reject(batch, message, verdict, self.now)
+            return None, None, None
+        records = fast.records if fast is not None else [i.record for i in items if not isinstance(i.record, Rejection)]
+        refused: dict[int, Rejection] = {}  # position among ``records`` -> why
+        if kind == "match_event":
+            if verdict is not None:
+                claimed = verdict.deployment
+                if any(r.deployment != claimed for r in records):
+                    refused = {k: Rejection(RejectCode.DEPLOYMENT_MISMATCH, f"the event names deployment "
+                                            f"{r.deployment!r}, its message is signed for {claimed!r}", "deployment")
+                               for k, r in enumerate(records) if r.deployment != claimed}
+            elif self.keyring.any_required:
+                requires = self.keyring.requires
+                needed = {d for d in {r.deployment for r in records} if requires(d)}
+                if needed:
+                    refused = {k: Rejection(RejectCode.UNSIGNED, f"deployment {r.deployment!r} requires signed "
+                                            "input; this message carries no signature", "headers")
+                               for k, r in enumerate(records) if r.deployment in needed}
+        elif verdict is None and self.keyring.outcomes_require_signatures:
+            self.processor._reject(batch, message, Rejection(
+                RejectCode.UNSIGNED, "verified outcomes must be signed (the keyring requires signatures and an "
+                "outcome names no deployment)", "headers"), self.now)
+            return None, None, None
+        elif records and (verdict is not None or self.keyring.any_required):
+            events = self._event_deployments(message, [r.event_id for r in records])
+            for k, deployment in enumerate(events):
+                if deployment is None:
+                    continue  # its event is not known here (yet): not checked
+                if verdict is not None and deployment != verdict.deployment:
+                    refused[k] = Rejection(RejectCode.DEPLOYMENT_MISMATCH, f"the outcome's event is of deployment "
+                                           f"{deployment!r}, its message is signed for {verdict.deployment!r}",
+                                           "event_id")
+                elif verdict is None and self.keyring.requires(deployment):
+                    refused[k] = Rejection(RejectCode.UNSIGNED, f"the outcome's event is of deployment {deployment!r},"
+                                           " which requires signed input; this message carries no signature",
+                                           "headers")
+        if verdict is not None:
+            batch.signed[verdict.deployment] += 1
+            batch.sink.signed.append((
+                message.topic, message.partition, message.offset, kind, verdict.deployment, verdict.key_id,
+                int(verdict.signed_time.timestamp()), -1 if message.timestamp is None else message.timestamp,
+                verdict.signature_b64, message.value, len(records), int(self.now.timestamp())))
+        if not refused:
+            return fast, items, verdict
+        if fast is not None:
+            items = [InputItem(index, record, fast) for index, record in enumerate(fast.records)]
+        kept, k = [], 0
+        for item in items:
+            if isinstance(item.record, Rejection):
+                kept.append(item)
+                continue
+            rejection = refused.get(k)
+            k += 1
+            if rejection is None:
+                kept.append(item)
+            elif item.index is None:  # a single-record message
+                self.processor._reject(batch, message, rejection, self.now)
+            else:
+                self.processor._reject(batch, message, rejection, self.now, item)
+        return None, kept, verdict
+
+    def _event_deployments(self, message: RawMessage, event_ids: list[str]) -> list[str | None]:
+        """The deployment of each event id's event where it is known: in this batch, or held by the
+        join of the message's partition (for ids of that partition); None elsewhere."""
+        if self._events is None:  # the events of this batch the rules let through (see apply)
+            self._events = {}
+            requires = self.keyring.requires
+            for (fast, items), kind, verdict in zip(self.opened, self.kinds, self.verdicts):
+                if kind == "match_event" and not isinstance(verdict, Rejection):
+                    records = fast.records if fast is not None else [i.record for i in items]
+                    self._events.update(
+                        (r.event_id, r.deployment) for r in records if not isinstance(r, Rejection)
+                        and (r.deployment == verdict.deployment if verdict is not None else not requires(r.deployment)))
+        found = list(map(self._events.get, event_ids))
+        missing = [k for k, deployment in enumerate(found) if deployment is None]
+        if not missing:
+            return found
+        partition, partitions = message.partition, self.processor.partitions
+        wanted = [event_ids[k] for k in missing]
+        if partitions is not None:
+            homes = partitions_for(wanted, partitions).tolist()
+            missing = [k for k, home in zip(missing, homes) if home == partition]
+            wanted = [event_ids[k] for k in missing]
+        if self.resident is not None:
+            held = self.resident.join(partition).deployments_of(wanted)
+        else:
+            held = []
+            for event_id in wanted:
+                raw = self.load_state(event_id, partition)
+                state = EventState.from_bytes(raw) if raw is not None else None
+                held.append(state.event.profile.deployment if state is not None and state.event is not None else None)
+        for k, deployment in zip(missing, held):
+            found[k] = deployment
+        return found
 
 
 def _any_independent(records: list) -> bool:

@@ -4,6 +4,10 @@ The same :class:`~fairwatch.stream.processor.BatchProcessor` and :class:`~fairwa
 as the live worker, with the join state in a dict instead of a changelog table, so a replay and
 the live path give the same counts for the same records. A bad line is reported with its line
 number and reason (and stored in ``dead_letters``) and the replay goes on.
+
+With a keyring (``FAIRWATCH_KEYRING``) the worker's signature rules apply too. A line carries no
+Kafka headers, hence no signature: file replay is for deployments whose keyring entry does not
+require signatures; the lines of one that does are refused (``unsigned``) as the worker would.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
+from fairwatch.contracts.keyring import Keyring
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import ClickHouseSink
+from fairwatch.stream.input_verification import InputVerifier
 from fairwatch.stream.processor import BatchProcessor, DeadLetter, RawMessage
 
 REPLAY_PARTITION = 0  # a file has one partition; its line numbers are the offsets
@@ -39,8 +45,9 @@ class ReplayLoader:
 
     def __init__(self, store: Store, config: CoreConfig, report: ReplayReport,
                  progress: Callable[[int], None] = lambda lines: None,
-                 on_reject: Callable[[DeadLetter], None] = lambda letter: None):
-        self.processor, self.sink = BatchProcessor(config), ClickHouseSink(store, config)
+                 on_reject: Callable[[DeadLetter], None] = lambda letter: None, keyring: Keyring | None = None):
+        verifier = InputVerifier(keyring) if keyring is not None else None
+        self.processor, self.sink = BatchProcessor(config, verifier=verifier), ClickHouseSink(store, config)
         self.state: dict[str, bytes] = {}
         self.report, self.progress, self.on_reject = report, progress, on_reject
 
@@ -93,15 +100,17 @@ def replay(
     on_reject: Callable[[DeadLetter], None] = lambda letter: None,
     policies: dict | None = None,
     delivery=None,
+    keyring: Keyring | None = None,
 ) -> ReplayReport:
     """Replay two JSONL files into ``store``; events first, then outcomes (order does not matter).
 
     With ``policies`` (deployment -> :class:`~fairwatch.detect.policy.Policy`), the detection cycle then
-    runs once over the loaded history, as of the end of its event time, like the live worker's.
+    runs once over the loaded history, as of the end of its event time, like the live worker's. With
+    a ``keyring``, lines of deployments that require signatures are refused (``unsigned``).
     """
     migrate(store)
     report = ReplayReport()
-    loader = ReplayLoader(store, config, report, progress, on_reject)
+    loader = ReplayLoader(store, config, report, progress, on_reject, keyring)
     for path, kind in ((events, MATCH_EVENTS), (outcomes, VERIFIED_OUTCOMES)):
         batch: list[RawMessage] = []
         for message in lines_of(path, kind):

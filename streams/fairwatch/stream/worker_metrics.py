@@ -25,6 +25,9 @@ class WorkerMetrics:
                                     registry=r)
         self.rejected = PromCounter("fairwatch_rejected_messages", "Messages sent to dead-letter", ["reason"],
                                     registry=r)
+        self.signed = PromCounter("fairwatch_signed_messages",
+                                  "Input messages whose signature the keyring accepted (FAIRWATCH_KEYRING)",
+                                  ["deployment"], registry=r)
         self.labeled = PromCounter("fairwatch_labeled_outcomes", "Event-outcome pairs made (net of retractions)",
                                    registry=r)
         self.pending = Gauge("fairwatch_pending_joins", "Events waiting for their verified outcome", registry=r)
@@ -63,6 +66,8 @@ def record_batch(metrics: WorkerMetrics, result, events, app: faust.App, residen
     metrics.rerouted.inc(len(result.reroutes))
     for reason, n in result.rejected.items():
         metrics.rejected.labels(reason).inc(n)
+    for deployment, n in result.signed.items():
+        metrics.signed.labels(deployment).inc(n)
     metrics.labeled.inc(max(result.paired, 0))
     joins = resident.joins().values()
     metrics.pending.set(sum(join.counters.pending for join in joins))

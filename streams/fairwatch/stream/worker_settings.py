@@ -53,6 +53,8 @@ WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
     "FAIRWATCH_GRAFANA": ("", "Grafana URL that receives alert annotations (optional)"),
     "FAIRWATCH_GRAFANA_TOKEN": ("", "Grafana API token or service-account token (optional)"),
     "FAIRWATCH_AUDIT_KEY": ("", "HMAC key of the tamper-evident audit log (optional; keep it secret)"),
+    "FAIRWATCH_KEYRING": ("", "keyring file (YAML or JSON): which public keys may sign input for which deployment;"
+                              " signatures are checked only when set (docs/signed-input.md)"),
     "FAIRWATCH_AUDIT_CHAIN": ("", "audit log chain this process appends to (default: one per record kind)"),
 }
 
@@ -140,6 +142,7 @@ class WorkerSettings:
     snapshot_seconds: float = 60.0
     policies: str = ""
     detect_seconds: float = 60.0
+    keyring: str = ""  # FAIRWATCH_KEYRING: the keyring file ("" = signatures not checked)
     core: CoreConfig = field(default_factory=CoreConfig)
     kafka_link: KafkaLink = field(default_factory=KafkaLink)  # FAIRWATCH_KAFKA_SECURITY_PROTOCOL etc.
 
@@ -164,6 +167,7 @@ class WorkerSettings:
             snapshot_seconds=float(_number("FAIRWATCH_SNAPSHOT_SECONDS", float)),
             policies=_env("FAIRWATCH_POLICIES"),
             detect_seconds=float(_number("FAIRWATCH_DETECT_SECONDS", float)),
+            keyring=_env("FAIRWATCH_KEYRING"),
             kafka_link=_kafka_link(),
             core=CoreConfig(
                 bucket_seconds=int(_number("FAIRWATCH_BUCKET_SECONDS", int)),
