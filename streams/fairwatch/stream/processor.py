@@ -398,6 +398,15 @@ class _SignatureRules:
                 verdict.signature_b64, message.value, len(records), int(self.now.timestamp())))
         if not refused:
             return fast, items, verdict
+        if len(refused) == (len(fast.records) if fast is not None else len(items)):
+            # every record refused by the rules: one dead letter for the message (an unsigned flood
+            # costs a dead letter per message, not per record)
+            first = refused[0]
+            if len(refused) > 1:
+                first = Rejection(first.code, f"{first.message} (and so all {len(refused)} records of the message)",
+                                  first.field)
+            self.processor._reject(batch, message, first, self.now)
+            return None, None, verdict
         if fast is not None:
             items = [InputItem(index, record, fast) for index, record in enumerate(fast.records)]
         kept, k = [], 0
