@@ -630,3 +630,23 @@ def test_secrets_reach_the_workers_only_through_secret_references(helm, producti
     for name in names:
         stripped = stripped.replace(name, "")
     assert "password" not in stripped
+
+
+def test_a_keyring_value_is_mounted_into_every_worker_and_named_by_fairwatch_keyring(helm):
+    from fairwatch.contracts.keyring import parse_keyring
+
+    example = REPO / "schemas" / "examples" / "keyring" / "keyring.yaml"
+    docs = render(helm, "--set-file", f"keyring={example}")
+    [keyring_map] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-keyring")]
+    assert keyring_map["data"]["keyring.yaml"] == example.read_text()
+    parse_keyring(keyring_map["data"]["keyring.yaml"])  # the worker reads what the chart mounts
+    pod = one(docs, "StatefulSet")["spec"]["template"]
+    worker = pod["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in worker["env"]}["FAIRWATCH_KEYRING"] == "/etc/fairwatch/keyring/keyring.yaml"
+    [mount] = [m for m in worker["volumeMounts"] if m["name"] == "keyring"]
+    assert mount["mountPath"] == "/etc/fairwatch/keyring" and mount["readOnly"]
+    assert [v for v in pod["spec"]["volumes"] if v["name"] == "keyring"][0]["configMap"]["name"] == \
+        keyring_map["metadata"]["name"]
+    assert "checksum/keyring" in pod["metadata"]["annotations"]  # a new keyring rolls the workers
+    default = one(render(helm), "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in default["env"]}["FAIRWATCH_KEYRING"] == ""

@@ -157,6 +157,9 @@ app.kubernetes.io/component: worker
   value: {{ if .Values.policies }}"/etc/fairwatch/policies"{{ else }}""{{ end }}
 - name: FAIRWATCH_DETECT_SECONDS
   value: {{ .Values.worker.detectSeconds | quote }}
+# signed input is checked when a keyring is given (mounted from the keyring ConfigMap)
+- name: FAIRWATCH_KEYRING
+  value: {{ if .Values.keyring }}"/etc/fairwatch/keyring/keyring.yaml"{{ else }}""{{ end }}
 - name: FAIRWATCH_AUDIT_CHAIN
   value: {{ .Values.worker.auditChain | quote }}
 - name: FAIRWATCH_ALERTMANAGER
