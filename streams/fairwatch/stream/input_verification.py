@@ -74,9 +74,10 @@ class KeyringFile:
 class _Pending:
     """Verdicts being computed: :meth:`result` gives them, in the order of the messages."""
 
-    def __init__(self, verdicts: list[Verdict], rules: list[Rejection | None],
+    def __init__(self, keyring: Keyring, verdicts: list[Verdict], rules: list[Rejection | None],
                  checks: list[tuple[int, bytes, bytes, bytes]], future: concurrent.futures.Future | None):
         # verdicts: claims still to be verified; rules: the keyring's refusal of each, if any
+        self.keyring = keyring  # the one these verdicts were judged by (a reload may come meanwhile)
         self._verdicts, self._rules, self._checks, self._future = verdicts, rules, checks, future
 
     def result(self) -> list[Verdict]:
@@ -162,7 +163,7 @@ class InputVerifier:
             except concurrent.futures.process.BrokenProcessPool:
                 self._helper.shutdown(wait=False, cancel_futures=True)
                 self._helper = self._new_helper()
-        return _Pending(verdicts, rules, checks, future)
+        return _Pending(keyring, verdicts, rules, checks, future)
 
     def judge(self, messages: Sequence, kinds: Sequence[str]) -> list[Verdict]:
         """The verdicts of ``messages``, at once."""

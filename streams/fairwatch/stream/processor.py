@@ -177,7 +177,7 @@ class BatchProcessor:
             opened.append((fast, None) if fast is not None else (None, decode_message_fully(message.value, kind)[1]))
         rules = None
         if checking is not None:
-            rules = _SignatureRules(self, self.verifier.keyring, checking.result(), messages, kinds, opened,
+            rules = _SignatureRules(self, checking.keyring, checking.result(), messages, kinds, opened,
                                     load_state, resident, now)
         # each message: a batch envelope of valid records (the common case, kept whole), or its items
         decoded: list[tuple[RawMessage, ValidBatch | list[InputItem], SignatureClaim | None]] = []
@@ -426,7 +426,7 @@ class _SignatureRules:
 
     def _event_deployments(self, message: RawMessage, event_ids: list[str]) -> list[str | None]:
         """The deployment of each event id's event where it is known: in this batch, or held by the
-        join of the message's partition (for ids of that partition); None elsewhere."""
+        join of the message's partition; None elsewhere."""
         if self._events is None:  # the events of this batch the rules let through (see apply)
             self._events = {}
             requires = self.keyring.requires
@@ -440,12 +440,10 @@ class _SignatureRules:
         missing = [k for k, deployment in enumerate(found) if deployment is None]
         if not missing:
             return found
-        partition, partitions = message.partition, self.processor.partitions
+        # only the message's partition is looked at: an id of another partition is not held in its
+        # join (its records are sent on to their own partition and checked there)
+        partition = message.partition
         wanted = [event_ids[k] for k in missing]
-        if partitions is not None:
-            homes = partitions_for(wanted, partitions).tolist()
-            missing = [k for k, home in zip(missing, homes) if home == partition]
-            wanted = [event_ids[k] for k in missing]
         if self.resident is not None:
             held = self.resident.join(partition).deployments_of(wanted)
         else:
