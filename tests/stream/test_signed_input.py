@@ -364,3 +364,29 @@ def test_a_message_that_reached_kafka_after_its_key_was_revoked_is_named_offline
     finally:
         store.close()
     assert [f.code for f in report.findings] == ["arrived_after_revocation"] and report.verified == 1
+
+
+def test_an_outcome_signed_for_another_deployment_is_refused_where_the_join_holds_one_deployment(scenario):
+    """A join that has only ever held site-0 events skips the look-up for outcomes signed for
+    site-0 (none can mismatch) and still refuses one signed for site-1."""
+    send = scenario.send("valid")
+    events = [d for d in send.workload.events.values()][:30]
+    outcomes = [send.workload.outcomes[d["event_id"]][0] for d in events if d["event_id"] in send.workload.outcomes]
+    processor = BatchProcessor(CONFIG, partitions=1, verifier=InputVerifier(parse_keyring(scenario.keyring_text)))
+    resident = ResidentJoins(CONFIG, lambda partition: [])
+
+    def message(kind, records, key, deployment, offset):
+        value = encoded({"batch_version": 1, "bucket": 0, "partitions": 1, "records": records})
+        headers = tuple(sign_value(scenario.keys[key], deployment, KIND_NAMES[kind], value))
+        return RawMessage(kind, f"t.{kind}", 0, offset, b"bucket-0", value, headers)
+
+    first = processor.process([message("match-events", events, "site-0-2026", "site-0", 0)], resident=resident)
+    assert not first.dead_letters and len(resident.join(0)) == len(events)
+    result = processor.process([message("verified-outcomes", outcomes, "site-1-2026", "site-1", 1),
+                                message("verified-outcomes", outcomes, "site-0-2026", "site-0", 2)], resident=resident)
+    [letter] = result.dead_letters
+    assert letter.message.offset == 1 and letter.rejection.code.value == "deployment_mismatch"
+    assert result.paired == len(outcomes)  # the site-0 outcomes, once
+
+
+KIND_NAMES = {"match-events": "match_event", "verified-outcomes": "verified_outcome"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -154,6 +155,8 @@ class BatchProcessor:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.partitions = partitions
         self.verifier = verifier
+        # partition -> (its join, profiles seen, their deployments): see _SignatureRules._may_refuse
+        self._held_deployments: dict[int, tuple] = {}
 
     def process(
         self, messages: Iterable[RawMessage], load_state: Callable[[str, int], bytes | None] | None = None,
@@ -348,6 +351,7 @@ class _SignatureRules:
         self.messages, self.kinds, self.opened = messages, kinds, opened
         self.load_state, self.resident, self.now = load_state, resident, now
         self._events: dict[str, str] | None = None  # event_id -> deployment of this batch's events
+        self._batch_deployments: set[str] | None = None
 
     def apply(self, batch: ProcessedBatch, position: int, fast: ValidBatch | None, items: list[InputItem] | None):
         """(fast, items, claim) of message ``position`` after the rules; (None, None, None) when it
@@ -361,7 +365,7 @@ class _SignatureRules:
         if kind == "match_event":
             if verdict is not None:
                 claimed = verdict.deployment
-                if any(r.deployment != claimed for r in records):
+                if [r.deployment for r in records].count(claimed) != len(records):
                     refused = {k: Rejection(RejectCode.DEPLOYMENT_MISMATCH, f"the event names deployment "
                                             f"{r.deployment!r}, its message is signed for {claimed!r}", "deployment")
                                for k, r in enumerate(records) if r.deployment != claimed}
@@ -377,7 +381,7 @@ class _SignatureRules:
                 RejectCode.UNSIGNED, "verified outcomes must be signed (the keyring requires signatures and an "
                 "outcome names no deployment)", "headers"), self.now)
             return None, None, None
-        elif records and (verdict is not None or self.keyring.any_required):
+        elif records and (verdict is not None or self.keyring.any_required) and self._may_refuse(message, verdict):
             events = self._event_deployments(message, [r.event_id for r in records])
             for k, deployment in enumerate(events):
                 if deployment is None:
@@ -424,37 +428,81 @@ class _SignatureRules:
                 self.processor._reject(batch, message, rejection, self.now, item)
         return None, kept, verdict
 
+    def _may_refuse(self, message: RawMessage, verdict: SignatureClaim | None) -> bool:
+        """Whether an outcome of this message could be refused for its event's deployment: not when
+        every deployment the partition's join has ever held (its profiles, append-only) and every
+        event of this batch is the one the message is signed for (or, unsigned, none requires
+        signatures). Exact, and it spares a look-up per outcome on a worker that serves one deployment."""
+        if self.resident is None:
+            return True
+        join = self.resident.join(message.partition)
+        held = self.processor._held_deployments  # kept between batches: profiles only grow
+        known = held.get(message.partition)
+        if known is None or known[0]() is not join or known[1] != len(join.profiles):
+            known = held[message.partition] = (weakref.ref(join), len(join.profiles),
+                                               {p.deployment for p in join.profiles})
+        deployments = known[2] | self._batch_deployments_let_through()
+        if verdict is not None:
+            return not deployments <= {verdict.deployment}
+        return any(map(self.keyring.requires, deployments))
+
     def _event_deployments(self, message: RawMessage, event_ids: list[str]) -> list[str | None]:
-        """The deployment of each event id's event where it is known: in this batch, or held by the
-        join of the message's partition; None elsewhere."""
-        if self._events is None:  # the events of this batch the rules let through (see apply)
-            self._events = {}
-            requires = self.keyring.requires
-            for (fast, items), kind, verdict in zip(self.opened, self.kinds, self.verdicts):
-                if kind == "match_event" and not isinstance(verdict, Rejection):
-                    records = fast.records if fast is not None else [i.record for i in items]
-                    self._events.update(
-                        (r.event_id, r.deployment) for r in records if not isinstance(r, Rejection)
-                        and (r.deployment == verdict.deployment if verdict is not None else not requires(r.deployment)))
-        found = list(map(self._events.get, event_ids))
-        missing = [k for k, deployment in enumerate(found) if deployment is None]
-        if not missing:
-            return found
-        # only the message's partition is looked at: an id of another partition is not held in its
-        # join (its records are sent on to their own partition and checked there)
+        """The deployment of each event id's event where it is known: held by the join of the
+        message's partition, or in this batch; None elsewhere. (Only that partition's join: an id
+        of another partition is never held there; its records are sent on and checked at home.)"""
         partition = message.partition
-        wanted = [event_ids[k] for k in missing]
         if self.resident is not None:
-            held = self.resident.join(partition).deployments_of(wanted)
+            found = self.resident.join(partition).deployments_of(event_ids)
         else:
-            held = []
-            for event_id in wanted:
+            found = []
+            for event_id in event_ids:
                 raw = self.load_state(event_id, partition)
                 state = EventState.from_bytes(raw) if raw is not None else None
-                held.append(state.event.profile.deployment if state is not None and state.event is not None else None)
-        for k, deployment in zip(missing, held):
-            found[k] = deployment
+                found.append(state.event.profile.deployment if state is not None and state.event is not None else None)
+        if None in found:  # not held (yet): its event may be in this batch
+            events = self._batch_events()
+            found = [events.get(event_id) if deployment is None else deployment
+                     for event_id, deployment in zip(event_ids, found)]
         return found
+
+    def _batch_deployments_let_through(self) -> set[str]:
+        """The deployments of the events of this batch that the rules let through (see apply): a
+        signed message's own, the unsigned ones' that do not require signatures."""
+        if self._batch_deployments is None:
+            found: set[str] = set()
+            for (fast, items), kind, verdict in zip(self.opened, self.kinds, self.verdicts):
+                if kind != "match_event" or isinstance(verdict, Rejection):
+                    continue
+                if verdict is not None:
+                    found.add(verdict.deployment)
+                    continue
+                records = fast.records if fast is not None else [i.record for i in items
+                                                                 if not isinstance(i.record, Rejection)]
+                found |= {d for d in {r.deployment for r in records} if not self.keyring.requires(d)}
+            self._batch_deployments = found
+        return self._batch_deployments
+
+    def _batch_events(self) -> dict[str, str]:
+        """event id -> deployment of the events of this batch that the rules let through (see apply)."""
+        if self._events is not None:
+            return self._events
+        events: dict[str, str] = {}
+        requires = self.keyring.requires
+        for (fast, items), kind, verdict in zip(self.opened, self.kinds, self.verdicts):
+            if kind != "match_event" or isinstance(verdict, Rejection):
+                continue
+            records = fast.records if fast is not None else [i.record for i in items
+                                                             if not isinstance(i.record, Rejection)]
+            ids, deployments = [r.event_id for r in records], [r.deployment for r in records]
+            if verdict is not None and deployments.count(verdict.deployment) == len(deployments):
+                events.update(dict.fromkeys(ids, verdict.deployment))  # the common case, at C speed
+            elif verdict is None and not any(map(requires, set(deployments))):
+                events.update(zip(ids, deployments))
+            else:
+                events.update((i, d) for i, d in zip(ids, deployments)
+                              if (d == verdict.deployment if verdict is not None else not requires(d)))
+        self._events = events
+        return events
 
 
 def _any_independent(records: list) -> bool:
