@@ -185,6 +185,15 @@ class BatchBuilder:
         return Envelope(topic, partition, b"bucket-%d" % partition, value, len(batch.records))
 
 
+DEFAULT_MAX_RECORDS, SIGNED_MAX_RECORDS = 100, 500
+
+
+def _max_records(max_records: int | None, signer: InputSigner | None) -> int:
+    if max_records is not None:
+        return max_records
+    return DEFAULT_MAX_RECORDS if signer is None else SIGNED_MAX_RECORDS
+
+
 def _signer(key, deployment: str | None, topic_prefix: str) -> InputSigner | None:
     if key is None and deployment is None:
         return None
@@ -205,7 +214,9 @@ class FairwatchProducer:
     partitions
         Partition count of the input topics; read from the cluster when None.
     max_records, max_bytes, linger
-        Batch bounds (see :class:`BatchBuilder`).
+        Batch bounds (see :class:`BatchBuilder`). ``max_records`` defaults to 100, and to 500 for a
+        signing producer: a worker verifies one signature per message (about 90 us, what it
+        spends on 15 records), which costs it under 10% at 500 records a message.
     validate
         Check dict records against the contract before sending (raises ``ContractError``).
     link
@@ -221,9 +232,10 @@ class FairwatchProducer:
     """
 
     def __init__(self, bootstrap_servers: str, *, topic_prefix: str = "fairwatch.", partitions: int | None = None,
-                 max_records: int = 100, max_bytes: int = 512 * 1024, linger: float = 0.05, validate: bool = True,
-                 link: KafkaLink | None = None, signing_key: SigningKey | str | os.PathLike[str] | None = None,
-                 deployment: str | None = None, **kafka_options: Any):
+                 max_records: int | None = None, max_bytes: int = 512 * 1024, linger: float = 0.05,
+                 validate: bool = True, link: KafkaLink | None = None,
+                 signing_key: SigningKey | str | os.PathLike[str] | None = None, deployment: str | None = None,
+                 **kafka_options: Any):
         from kafka import KafkaProducer
 
         self.events_topic, self.outcomes_topic = topic_prefix + MATCH_EVENTS, topic_prefix + VERIFIED_OUTCOMES
@@ -234,7 +246,7 @@ class FairwatchProducer:
             partitions = input_partitions(bootstrap_servers, topic_prefix, **admin_options(options))
         self._kafka = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
                                     linger_ms=5, max_request_size=MAX_MESSAGE_BYTES + 4096, **options)
-        self._builder = BatchBuilder(partitions, max_records, max_bytes, linger)
+        self._builder = BatchBuilder(partitions, _max_records(max_records, self._signer), max_bytes, linger)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._futures: list = []
@@ -316,9 +328,10 @@ class AsyncFairwatchProducer:
     """The asyncio twin of :class:`FairwatchProducer` (aiokafka); same parameters."""
 
     def __init__(self, bootstrap_servers: str, *, topic_prefix: str = "fairwatch.", partitions: int | None = None,
-                 max_records: int = 100, max_bytes: int = 512 * 1024, linger: float = 0.05, validate: bool = True,
-                 link: KafkaLink | None = None, signing_key: SigningKey | str | os.PathLike[str] | None = None,
-                 deployment: str | None = None, **kafka_options: Any):
+                 max_records: int | None = None, max_bytes: int = 512 * 1024, linger: float = 0.05,
+                 validate: bool = True, link: KafkaLink | None = None,
+                 signing_key: SigningKey | str | os.PathLike[str] | None = None, deployment: str | None = None,
+                 **kafka_options: Any):
         self._signer = _signer(signing_key, deployment, topic_prefix)
         link = link or KafkaLink.from_env()
         self._options = dict(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5,
@@ -326,7 +339,7 @@ class AsyncFairwatchProducer:
         # the partition count comes from a kafka-python admin client: same link, same overrides
         self._admin_options = {**link.kafka_python_kwargs(), **admin_options(kafka_options)}
         self.events_topic, self.outcomes_topic = topic_prefix + MATCH_EVENTS, topic_prefix + VERIFIED_OUTCOMES
-        self._limits = (max_records, max_bytes, linger)
+        self._limits = (_max_records(max_records, self._signer), max_bytes, linger)
         self._partitions, self.validate = partitions, validate
         self._kafka = None
         self._builder: BatchBuilder | None = None
