@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_disparity.py
 	$(PY) benchmarks/bench_clusters.py
 	$(PY) benchmarks/bench_auditlog.py
+	$(PY) benchmarks/bench_signing.py
 
 # The documentation site (mkdocs.yml, docs/) into site/; warnings fail the build.
 docs: $(STAMP)
