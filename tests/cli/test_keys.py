@@ -99,3 +99,15 @@ def test_check_lists_the_keyring_and_refuses_a_bad_one(capsys, tmp_path):
     bad.write_text("keyring_version: 1\ndeployments: {gate-a: {keys: [{key: nope}]}}\n")
     code, out, err = invoke(capsys, "keys", "check", str(bad))
     assert code == EXIT_USAGE and "deployments.gate-a.keys[0].key" in one_error(err)
+
+
+def test_json_output_holds_the_public_key_only(capsys, tmp_path):
+    path = tmp_path / "k"
+    code, out, err = invoke(capsys, "keys", "generate", "k-json", "--out", str(path), "--json")
+    assert code == EXIT_OK and err == ""
+    printed = json.loads(out)
+    assert printed == {"key_id": printed["verifier_key"].rsplit("+", 1)[0], "verifier_key": printed["verifier_key"],
+                       "secret_key_file": str(path)}
+    assert parse_signing_key(path.read_text()).verifier.text() == printed["verifier_key"]
+    code, out, _ = invoke(capsys, "keys", "public", str(path), "--json")
+    assert code == EXIT_OK and json.loads(out) == {k: printed[k] for k in ("key_id", "verifier_key")}

@@ -9,6 +9,14 @@ from fairwatch.cli.boundary import error
 from fairwatch.cli.help_texts import PlainUsageCommand, WrappedHelpGroup
 
 
+def _print_public(verifier, as_json: bool, extra: dict | None = None) -> None:
+    """The public verifier key, as a line or as JSON (never anything of the secret)."""
+    if as_json:
+        print(json.dumps({"key_id": verifier.key_id, "verifier_key": verifier.text(), **(extra or {})}))
+    else:
+        print(verifier.text())
+
+
 def register(app) -> None:
     """Add ``fairwatch keys generate``, ``keys public`` and ``keys check`` to the CLI."""
     import typer
@@ -21,6 +29,7 @@ def register(app) -> None:
         name: str = typer.Argument(..., help="Key name, e.g. gate-a-2026 (no '+', no spaces): signatures name it."),
         out: Path = typer.Option(..., "--out", help="Where the secret key goes, mode 0600 (never printed)."),
         force: bool = typer.Option(False, "--force", help="Replace --out if it exists (never through a symlink)."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output (the public key only)."),
     ) -> None:
         """Make a new signing key: the secret goes to --out (0600), the public verifier key to stdout.
 
@@ -34,11 +43,12 @@ def register(app) -> None:
         except BadKey as exc:
             error(str(exc))
             raise typer.Exit(2) from None
-        print(key.verifier.text())
+        _print_public(key.verifier, as_json, {"secret_key_file": str(out)})
 
     @group.command("public", cls=PlainUsageCommand)
     def public_command(
         file: Path = typer.Argument(..., help="A secret key file written by `fairwatch keys generate` (mode 0600)."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Print the public verifier key of a secret key file (for the keyring)."""
         from fairwatch.contracts.keys import BadKey, read_signing_key
@@ -48,7 +58,7 @@ def register(app) -> None:
         except BadKey as exc:
             error(str(exc))
             raise typer.Exit(2) from None
-        print(key.verifier.text())
+        _print_public(key.verifier, as_json)
 
     @group.command("check", cls=PlainUsageCommand)
     def check_command(
