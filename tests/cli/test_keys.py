@@ -111,3 +111,16 @@ def test_json_output_holds_the_public_key_only(capsys, tmp_path):
     assert parse_signing_key(path.read_text()).verifier.text() == printed["verifier_key"]
     code, out, _ = invoke(capsys, "keys", "public", str(path), "--json")
     assert code == EXIT_OK and json.loads(out) == {k: printed[k] for k in ("key_id", "verifier_key")}
+
+
+def test_a_worker_with_a_bad_keyring_refuses_to_start_with_one_error(capsys, tmp_path, monkeypatch):
+    bad = tmp_path / "keyring.yaml"
+    bad.write_text("keyring_version: 1\ndeployments: {gate-a: {keys: [{key: nope}]}}\n")
+    monkeypatch.setenv("FAIRWATCH_KAFKA", "127.0.0.1:1")  # never reached: the keyring is checked first
+    monkeypatch.setenv("FAIRWATCH_CLICKHOUSE", f"chdb://{tmp_path}/store")
+    monkeypatch.setenv("FAIRWATCH_KEYRING", str(bad))
+    code, out, err = invoke(capsys, "worker")
+    assert code == EXIT_USAGE and "deployments.gate-a.keys[0].key" in one_error(err)
+    monkeypatch.setenv("FAIRWATCH_KEYRING", str(tmp_path / "missing.yaml"))
+    code, out, err = invoke(capsys, "worker")
+    assert code == EXIT_USAGE and "cannot read the keyring" in one_error(err)
