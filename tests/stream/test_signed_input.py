@@ -390,3 +390,27 @@ def test_an_outcome_signed_for_another_deployment_is_refused_where_the_join_hold
 
 
 KIND_NAMES = {"match-events": "match_event", "verified-outcomes": "verified_outcome"}
+
+
+def test_a_dead_helper_process_changes_no_verdict(scenario, messages):
+    """The helper killed (out of memory, say): the batch is verified in place, the next one gets a
+    new helper, and the verdicts are those of verifying in place."""
+    import signal
+
+    batch = messages[0][:40]
+    kinds = [KIND_NAMES[m.kind] for m in batch]
+    keyring = parse_keyring(scenario.keyring_text)
+    expected = [type(v).__name__ + (v.code.value if hasattr(v, "code") else "")
+                for v in InputVerifier(keyring).judge(batch, kinds)]
+    verifier = InputVerifier(keyring, helper=True, helper_minimum=1)
+    try:
+        first = next(iter(verifier._helper._processes))
+        os.kill(first, signal.SIGKILL)
+        time.sleep(0.5)
+        for _ in range(2):
+            got = [type(v).__name__ + (v.code.value if hasattr(v, "code") else "")
+                   for v in verifier.judge(batch, kinds)]
+            assert got == expected
+        assert next(iter(verifier._helper._processes)) != first
+    finally:
+        verifier.close()
