@@ -1,4 +1,4 @@
-"""CLI verbs for auditors: ``fairwatch report`` and ``fairwatch audit verify``; cli.py registers them."""
+"""CLI verbs for auditors: ``fairwatch report`` and ``fairwatch audit verify-chain``; cli.py registers them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from fairwatch.cli.output_files import OutputError, write_output
 from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, WrappedHelpGroup
 
 console = Console(stderr=True, soft_wrap=True)  # diagnostics whole, one per line
-audit_app = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup, help="The tamper-evident audit log.",
+audit_app = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup, help="The evidence log: seal, verify, prove, check; and the older hash chains.",
                         no_args_is_help=True)
 
 
@@ -130,8 +130,8 @@ def report_command(
                       f"{doc['privacy']['suppressed_groups']} suppressed, {len(doc['alerts'])} alerts")
 
 
-@audit_app.command("verify")
-def verify_command(
+@audit_app.command("verify-chain")
+def verify_chain_command(
     start: str = typer.Option(..., "--from", help="Records recorded from this time, RFC 3339."),
     end: str = typer.Option(..., "--to", help="Records up to this time (exclusive), RFC 3339."),
     chain: Optional[str] = typer.Option(None, "--chain", help="Only this chain (default: every chain)."),
@@ -167,7 +167,10 @@ def verify_command(
 
 def register(app: typer.Typer) -> None:
     """Add ``report`` and the ``audit`` group to the main CLI."""
+    from fairwatch.cli.evidence import register as register_evidence
+
     app.command("report")(report_command)
+    register_evidence(audit_app)
     app.add_typer(audit_app, name="audit")
 
 
