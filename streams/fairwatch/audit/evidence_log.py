@@ -132,7 +132,7 @@ def seal(store: Store, signer: SigningKey, *, base: str = DEFAULT_ORIGIN, outsid
     new: dict[str, list[tuple[int, str, str, bytes]]] = defaultdict(list)
     for order, source in enumerate(SOURCES):
         for row in unlogged_rows(store, source, since):
-            new[origin_of(base, row[1])].append((order, row[0], source.kind, merkle.leaf_hash(source.leaf_bytes(row))))
+            new[origin_of(base, row[1])].append((order, row[0], source.kind, bytes.fromhex(row[3])))
     result = SealResult()
     for origin in sorted(new):
         entries = sorted(new[origin])

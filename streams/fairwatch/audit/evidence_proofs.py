@@ -31,7 +31,8 @@ def prove(store: Store, kind: str, row_key: str, *, base: str) -> dict[str, Any]
     source = BY_KIND.get(kind)
     if source is None:
         raise EvidenceError(f"unknown evidence kind {kind!r}: one of {', '.join(BY_KIND)}")
-    rows = store.query_values(f"SELECT * FROM ({source.select()}) WHERE row_key = %(key)s", {"key": row_key})
+    rows = store.query_values(f"SELECT * FROM ({source.select_canonical()}) WHERE row_key = %(key)s",
+                              {"key": row_key})
     if not rows:
         raise EvidenceError(f"no {describe(kind, row_key)} is stored")
     row = rows[0]
@@ -42,7 +43,7 @@ def prove(store: Store, kind: str, row_key: str, *, base: str) -> dict[str, Any]
     if not found:
         raise EvidenceError(f"{describe(kind, row_key)} is not sealed yet: run `fairwatch audit seal` first")
     index, leaf_hex = int(found[0][0]), found[0][1]
-    data = source.leaf_bytes(row)
+    data = row[3].encode()
     if merkle.leaf_hash(data).hex() != leaf_hex:
         raise EvidenceError(f"{describe(kind, row_key)} differs from its leaf {index}: run `fairwatch audit verify`")
     signed = [r for r in checkpoints(store, origin) if int(r[1]) > index]

@@ -145,45 +145,47 @@ def _verify_log(store: Store, origin: str, log: str | None, signed: list[SignedC
     state = LogState(origin, checkpoints=len(signed))
     result.logs.append(state)
     findings = result.findings
-    # every evidence row of this log, recomputed, by (kind, key)
-    rows: dict[tuple[str, str], tuple[bytes, int]] = {}
+    # every evidence row of this log, its leaf hash recomputed by the server, by (kind, key)
+    rows: dict[tuple[str, str], tuple[str, int]] = {}
     if log is not None:
         for source in SOURCES:
-            for row in rows_of_log(store, source, log):
-                rows[(source.kind, row[0])] = (merkle.leaf_hash(source.leaf_bytes(row)), int(row[2]))
-    copies: dict[int, list[tuple[str, str, str, int]]] = defaultdict(list)
-    for index, kind, key, leaf_hex, sealed_at in leaves(store, origin):
-        copies[int(index)].append((kind, key, leaf_hex, int(sealed_at)))
-    size = max(copies) + 1 if copies else 0
+            kind = source.kind
+            rows.update(((kind, key), (leaf_hex, ingested)) for key, _, ingested, leaf_hex in rows_of_log(store, source, log))
+    logged = leaves(store, origin)
+    size = int(logged[-1][0]) + 1 if logged else 0
     state.leaves = size
-    recomputed: list[bytes] = []
+    recomputed: list[str] = [""] * size
     seen: dict[tuple[str, str], int] = {}
-    last_sealed = 0
-    for index in range(size):
-        versions = {c[:3] for c in copies.get(index, [])}
-        if not versions:
-            findings.append(Finding(origin, "deleted", "this leaf is missing from the log table", index))
-            recomputed.append(b"")
+    last_sealed, previous = 0, None
+    for index, kind, key, leaf_hex, sealed_at in logged:  # by index: copies of one index are adjacent
+        index = int(index)
+        if previous is not None and previous[0] == index:
+            if previous[1:] != (kind, key, leaf_hex) and (not findings or findings[-1].leaf_index != index
+                                                          or findings[-1].what != "fork"):
+                findings.append(Finding(origin, "fork", "two different rows are logged at this index", index))
             continue
-        if len(versions) > 1:
-            findings.append(Finding(origin, "fork", f"{len(versions)} different rows are logged at this index", index))
-        kind, key, leaf_hex = sorted(versions)[0]
-        last_sealed = max(last_sealed, max(c[3] for c in copies[index]))
-        named = describe(kind, key)
+        previous = (index, kind, key, leaf_hex)
+        last_sealed = max(last_sealed, sealed_at)
         if (kind, key) in seen:
+            named = describe(kind, key)
             findings.append(Finding(origin, "reordered", f"{named} is logged twice (also leaf {seen[kind, key]})",
                                     index, named))
         seen[(kind, key)] = index
         found = rows.pop((kind, key), None)
         if found is None:
+            named = describe(kind, key)
             findings.append(Finding(origin, "deleted", f"{named} is logged but no longer stored", index, named))
-            recomputed.append(bytes.fromhex(leaf_hex))
+            recomputed[index] = leaf_hex
             continue
-        digest, _ = found
-        if digest.hex() != leaf_hex:
+        if found[0] != leaf_hex:
+            named = describe(kind, key)
             findings.append(Finding(origin, "edited", f"{named} differs from the row logged here", index, named))
-        recomputed.append(digest)
+        recomputed[index] = found[0]
         result.rows_checked += 1
+    for index in range(size):
+        if not recomputed[index]:
+            findings.append(Finding(origin, "deleted", "this leaf is missing from the log table", index))
+            break
     for (kind, key), (_, ingested) in sorted(rows.items()):
         if last_sealed and ingested + IN_FLIGHT_MARGIN < last_sealed:
             named = describe(kind, key)
@@ -194,7 +196,7 @@ def _verify_log(store: Store, origin: str, log: str | None, signed: list[SignedC
     _check_checkpoints(store, origin, size, recomputed, signed, state, findings)
 
 
-def _check_checkpoints(store: Store, origin: str, size: int, recomputed: list[bytes],
+def _check_checkpoints(store: Store, origin: str, size: int, recomputed: list[str],
                        signed: list[SignedCheckpoint], state: LogState, findings: list[Finding]) -> None:
     by_size: dict[int, set[bytes]] = defaultdict(set)
     for s in signed:
@@ -215,7 +217,7 @@ def _check_checkpoints(store: Store, origin: str, size: int, recomputed: list[by
     sizes = sorted(s for s in by_size if s <= size)
     if any(not h for h in recomputed[: sizes[-1] if sizes else 0]):
         return  # a missing leaf is already named; roots over a hole say nothing more
-    roots = merkle.roots_at(recomputed, sizes) if sizes else []
+    roots = merkle.roots_at([bytes.fromhex(h) for h in recomputed], sizes) if sizes else []
     previous = 0
     for checkpoint_size, root in zip(sizes, roots):
         if root not in by_size[checkpoint_size]:
@@ -227,7 +229,7 @@ def _check_checkpoints(store: Store, origin: str, size: int, recomputed: list[by
         previous = checkpoint_size
 
 
-def _first_moved(store: Store, origin: str, recomputed: list[bytes], start: int, end: int) -> int | None:
+def _first_moved(store: Store, origin: str, recomputed: list[str], start: int, end: int) -> int | None:
     """The first leaf in [start, end) whose recomputed hash is not the tree's stored leaf hash."""
     wanted = [merkle.stored_hash_index(0, i) for i in range(start, end)]
     rows = store.query_values(
@@ -235,6 +237,6 @@ def _first_moved(store: Store, origin: str, recomputed: list[bytes], start: int,
         "AND storage_index <= %(hi)s GROUP BY storage_index", {"o": origin, "lo": min(wanted), "hi": max(wanted)})
     stored = {int(i): h for i, h in rows}
     for leaf, index in zip(range(start, end), wanted):
-        if stored.get(index) != recomputed[leaf].hex():
+        if stored.get(index) != recomputed[leaf]:
             return leaf
     return None

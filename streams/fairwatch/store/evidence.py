@@ -15,51 +15,89 @@ superseded by a later insert therefore shows as edited.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
-import msgspec
-
-from fairwatch.contracts.canonical import match_event_row_bytes, review_row_bytes, verified_outcome_row_bytes
+from fairwatch.contracts.canonical import (
+    AUDIT_RECORD_KIND,
+    DEAD_LETTER_KIND,
+    MATCH_EVENT_KIND,
+    REVIEW_KIND,
+    VERIFIED_OUTCOME_KIND,
+    audit_record_row_bytes,
+    dead_letter_row_bytes,
+    match_event_row_bytes,
+    review_row_bytes,
+    verified_outcome_row_bytes,
+)
 from fairwatch.store.clickhouse import Store
 
 UNATTRIBUTED = ""  # the log of rows that name no deployment (dead letters); deployment names are never empty
 LEAF_COLUMNS = ("origin", "leaf_index", "kind", "row_key", "leaf_hash", "sealed_at")
 HASH_COLUMNS = ("origin", "storage_index", "hash")
 CHECKPOINT_COLUMNS = ("origin", "tree_size", "root_hash", "note", "signed_at")
-_encode = msgspec.json.encode
+def _ns(expr: str) -> str:
+    """A netstring in SQL (fairwatch.contracts.canonical): ClickHouse's length() counts bytes."""
+    return f"concat(toString(length({expr})), ':', {expr}, ',')"
 
 
-def _audit_record_bytes(chain: str, seq: int, kind: str, recorded_at_s: int, content: str) -> bytes:
-    return _encode(["audit_record/v1", chain, seq, kind, recorded_at_s, content])
+def _nullable(expr: str) -> str:
+    return f"if(isNull({expr}), '~', {_ns(f'assumeNotNull({expr})')})"
 
 
-def _dead_letter_bytes(topic, partition, offset, record_index, key_b64, value_b64, code, field, reason) -> bytes:
-    return _encode(["dead_letter/v1", topic, partition, offset, record_index, key_b64, value_b64, code, field, reason])
+def _int(expr: str) -> str:
+    return _ns(f"toString({expr})")
+
+
+def _float(expr: str) -> str:
+    # the IEEE-754 bits as a decimal; reinterpretAsString drops trailing zero bytes, UInt64 pads them back
+    return _ns(f"toString(reinterpretAsUInt64(reinterpretAsString(toFloat64({expr}))))")
+
+
+def _pairs(keys: str, values: str) -> str:
+    pair = _ns(f"concat({_ns('k')}, {_ns('v')})")
+    return _ns(f"arrayStringConcat(arraySort(arrayMap((k, v) -> {pair}, {keys}, {values})))")
+
+
+def _kind(name: str) -> str:
+    return _ns(f"'{name}'")
+
+
+def _canonical(*parts: str) -> str:
+    return f"concat({', '.join(parts)})"
 
 
 @dataclass(frozen=True)
 class EvidenceSource:
-    """One kind of evidence row. ``columns`` is the SQL select list after ``row_key, log,
-    ingested`` (the three columns every source yields first); ``canonical`` turns the rest of a row
-    into its canonical bytes."""
+    """One kind of evidence row: its table, the SQL of its key, log, ingestion time and canonical
+    bytes, the Python function that builds the same bytes from ``columns`` (the tests' oracle),
+    and how to name a row of it."""
 
     kind: str
     table: str
     key_sql: str
     log_sql: str
     ingested_sql: str
+    canonical_sql: str
     columns: str
     source: str  # FROM ... (with FINAL and any join)
     canonical: Callable[..., bytes]
     describe_key: Callable[[str], str]
 
-    def select(self, where: str = "1") -> str:
+    def _select(self, what: str, where: str) -> str:
         return (f"SELECT {self.key_sql} AS row_key, {self.log_sql} AS log, {self.ingested_sql} AS ingested, "
-                f"{self.columns} FROM {self.source} WHERE {where}")
+                f"{what} FROM {self.source} WHERE {where}")
 
-    def leaf_bytes(self, row: Sequence) -> bytes:
-        """Canonical bytes of a row read with :meth:`select` (its first three columns skipped)."""
-        return self.canonical(*row[3:])
+    def select(self, where: str = "1") -> str:
+        """row_key, log, ingested and the row's leaf hash (hex), computed by the server."""
+        return self._select(f"lower(hex(SHA256(concat('\\0', {self.canonical_sql})))) AS leaf_hash", where)
+
+    def select_canonical(self, where: str = "1") -> str:
+        """row_key, log, ingested and the row's canonical bytes."""
+        return self._select(f"{self.canonical_sql} AS canonical", where)
+
+    def select_columns(self, where: str = "1") -> str:
+        """row_key, log, ingested and the stored columns that ``canonical`` takes."""
+        return self._select(self.columns, where)
 
 
 def _names(*names: str) -> Callable[[str], str]:
@@ -68,6 +106,8 @@ def _names(*names: str) -> Callable[[str], str]:
     return describe
 
 
+# ALL, not ANY: on current servers ANY INNER JOIN keeps one left row per key, which would drop all
+# but one revision of an outcome. The right side has one row per event_id.
 # An outcome or review belongs to its event's log; it becomes sealable when both are stored, so
 # its ingestion time is the later of the two (an outcome stored before its event is not missed).
 _EVENT_OF = ("(SELECT event_id, any(deployment) AS deployment, toUInt32(max(ingested_at)) AS event_ingested "
@@ -77,36 +117,50 @@ _JOINED_INGESTED = "greatest(toUInt32(ingested_at), event_ingested)"
 SOURCES: tuple[EvidenceSource, ...] = (
     EvidenceSource(
         "match_event", "match_events", "event_id", "deployment", "toUInt32(ingested_at)",
+        _canonical(_kind(MATCH_EVENT_KIND), _ns("event_id"), _int("toUInt64(occurred_at) * 1000000 + occurred_at_us"),
+                   _ns("deployment"), _ns("algorithm"), _ns("toString(mode)"), _float("score"), _float("threshold"),
+                   _ns("toString(decision)"), _pairs("subject_keys", "subject_values"),
+                   _pairs("reference_keys", "reference_values"), _ns("context"), _ns("cluster_id")),
         "event_id, toUInt64(occurred_at) * 1000000 + occurred_at_us, deployment, algorithm, toString(mode), score, "
         "threshold, toString(decision), subject_keys, subject_values, reference_keys, reference_values, context, "
         "cluster_id",
         "match_events FINAL", match_event_row_bytes, _names("event_id"),
     ),
     EvidenceSource(
-        "verified_outcome", "verified_outcomes", "concat(event_id, ' ', toString(revision))", "deployment", _JOINED_INGESTED,
+        "verified_outcome", "verified_outcomes", "concat(event_id, ' ', toString(revision))", "deployment",
+        _JOINED_INGESTED,
+        _canonical(_kind(VERIFIED_OUTCOME_KIND), _ns("event_id"), _int("toUInt32(verified_at)"), _ns("toString(truth)"),
+                   _ns("reviewer"), _int("revision"), _float("inclusion_prob")),
         "event_id, toUInt32(verified_at), toString(truth), reviewer, revision, inclusion_prob",
-        f"verified_outcomes FINAL ANY INNER JOIN {_EVENT_OF} USING event_id",
+        f"verified_outcomes FINAL ALL INNER JOIN {_EVENT_OF} USING event_id",
         verified_outcome_row_bytes, _names("event_id", "revision"),
     ),
     EvidenceSource(
         "independent_review", "independent_reviews",
         "concat(event_id, ' ', reviewer, ' ', toString(toUInt32(verified_at)))", "deployment", _JOINED_INGESTED,
+        _canonical(_kind(REVIEW_KIND), _ns("event_id"), _int("toUInt32(verified_at)"), _ns("toString(truth)"),
+                   _ns("reviewer")),
         "event_id, toUInt32(verified_at), toString(truth), reviewer",
-        f"independent_reviews FINAL ANY INNER JOIN {_EVENT_OF} USING event_id",
+        f"independent_reviews FINAL ALL INNER JOIN {_EVENT_OF} USING event_id",
         review_row_bytes, _names("event_id", "reviewer", "verified_at"),
     ),
     EvidenceSource(
         "dead_letter", "dead_letters",
         "concat(source_topic, ' ', toString(kafka_partition), ' ', toString(kafka_offset), ' ', toString(record_index))",
         "''", "toUInt32(rejected_at)",
+        _canonical(_kind(DEAD_LETTER_KIND), _ns("source_topic"), _int("kafka_partition"), _int("kafka_offset"),
+                   _int("record_index"), _nullable("key_b64"), _ns("value_b64"), _ns("reason_code"),
+                   _nullable("field"), _ns("reason")),
         "source_topic, kafka_partition, kafka_offset, record_index, key_b64, value_b64, reason_code, field, reason",
-        "dead_letters FINAL", _dead_letter_bytes, _names("source_topic", "kafka_partition", "kafka_offset", "record_index"),
+        "dead_letters FINAL", dead_letter_row_bytes,
+        _names("source_topic", "kafka_partition", "kafka_offset", "record_index"),
     ),
     EvidenceSource(
         "audit_record", "audit_log", "concat(chain, ' ', toString(seq))",
-        "visitParamExtractString(content, 'deployment')",
-        "toUInt32(recorded_at)", "chain, seq, kind, toUInt32(recorded_at), content", "audit_log",
-        _audit_record_bytes, _names("chain", "seq"),
+        "visitParamExtractString(content, 'deployment')", "toUInt32(recorded_at)",
+        _canonical(_kind(AUDIT_RECORD_KIND), _ns("chain"), _int("seq"), _ns("kind"), _int("toUInt32(recorded_at)"),
+                   _ns("content")),
+        "chain, seq, kind, toUInt32(recorded_at), content", "audit_log", audit_record_row_bytes, _names("chain", "seq"),
     ),
 )
 BY_KIND = {source.kind: source for source in SOURCES}
