@@ -29,7 +29,18 @@ from fairwatch.contracts.keys import VerifierKey
 from fairwatch.contracts.signed_note import Checkpoint, NoteError, open_note, parse_checkpoint
 from fairwatch.core import merkle
 from fairwatch.store.clickhouse import Store
-from fairwatch.store.evidence import SOURCES, checkpoints, describe, leaves, logs_with_rows, rows_of_log
+from fairwatch.store.evidence import (
+    DELETED,
+    SAME,
+    UNLOGGED,
+    checkpoints,
+    describe,
+    leaf_anomalies,
+    leaf_rows,
+    leaves_against_rows,
+    logs_with_rows,
+    unlogged_rows_of_log,
+)
 
 
 @dataclass(frozen=True)
@@ -142,61 +153,51 @@ def _log_name(base: str, origin: str) -> str | None:
 
 def _verify_log(store: Store, origin: str, log: str | None, signed: list[SignedCheckpoint],
                 result: Verification) -> None:
-    state = LogState(origin, checkpoints=len(signed))
+    state = LogState(origin, checkpoints=len({s.checkpoint.size for s in signed}))
     result.logs.append(state)
     findings = result.findings
-    # every evidence row of this log, its leaf hash recomputed by the server, by (kind, key)
-    rows: dict[tuple[str, str], tuple[str, int]] = {}
-    if log is not None:
-        for source in SOURCES:
-            kind = source.kind
-            rows.update(((kind, key), (leaf_hex, ingested)) for key, _, ingested, leaf_hex in rows_of_log(store, source, log))
-    logged = leaves(store, origin)
-    size = int(logged[-1][0]) + 1 if logged else 0
-    state.leaves = size
-    recomputed: list[str] = [""] * size
-    seen: dict[tuple[str, str], int] = {}
-    last_sealed, previous = 0, None
-    for index, kind, key, leaf_hex, sealed_at in logged:  # by index: copies of one index are adjacent
-        index = int(index)
-        if previous is not None and previous[0] == index:
-            if previous[1:] != (kind, key, leaf_hex) and (not findings or findings[-1].leaf_index != index
-                                                          or findings[-1].what != "fork"):
-                findings.append(Finding(origin, "fork", "two different rows are logged at this index", index))
-            continue
-        previous = (index, kind, key, leaf_hex)
-        last_sealed = max(last_sealed, sealed_at)
-        if (kind, key) in seen:
+    anomalies = leaf_anomalies(store, origin)
+    size = state.leaves = anomalies["size"]
+    for index in anomalies["forks"]:
+        findings.append(Finding(origin, "fork", "two different rows are logged at this index", index))
+    for kind, key, indexes in anomalies["twice"]:
+        named = describe(kind, key)
+        findings.append(Finding(origin, "reordered", f"{named} is logged at leaves {indexes}", indexes[1], named))
+    for index in anomalies["missing"]:
+        findings.append(Finding(origin, "deleted", "this leaf is missing from the log table", index))
+    recomputed: list[bytes] = []
+    if size or log is not None:
+        hashes, status = leaves_against_rows(store, origin, log if log is not None else "")
+        unlogged = status.count(UNLOGGED)
+        logged = len(status) - unlogged
+        recomputed, status = hashes[:logged], status[:logged]
+        result.rows_checked += logged - status.count(DELETED)
+        bad = [i for i, s in enumerate(status) if s] if status.count(SAME) != logged else []
+        details = {int(r[0]): r for r in leaf_rows(store, origin, bad[:20], log or "")} if bad else {}
+        for index in bad[:20]:
+            kind, key = details[index][1:3]
             named = describe(kind, key)
-            findings.append(Finding(origin, "reordered", f"{named} is logged twice (also leaf {seen[kind, key]})",
-                                    index, named))
-        seen[(kind, key)] = index
-        found = rows.pop((kind, key), None)
-        if found is None:
-            named = describe(kind, key)
-            findings.append(Finding(origin, "deleted", f"{named} is logged but no longer stored", index, named))
-            recomputed[index] = leaf_hex
-            continue
-        if found[0] != leaf_hex:
-            named = describe(kind, key)
-            findings.append(Finding(origin, "edited", f"{named} differs from the row logged here", index, named))
-        recomputed[index] = found[0]
-        result.rows_checked += 1
-    for index in range(size):
-        if not recomputed[index]:
-            findings.append(Finding(origin, "deleted", "this leaf is missing from the log table", index))
-            break
-    for (kind, key), (_, ingested) in sorted(rows.items()):
-        if last_sealed and ingested + IN_FLIGHT_MARGIN < last_sealed:
-            named = describe(kind, key)
-            findings.append(Finding(origin, "inserted", f"{named} is stored (since {ingested}) but in no leaf, "
-                                                        "though later rows were sealed", None, named))
-        else:
-            state.unsealed_rows += 1
+            if status[index] == DELETED:
+                findings.append(Finding(origin, "deleted", f"{named} is logged but no longer stored", index, named))
+            else:
+                findings.append(Finding(origin, "edited", f"{named} differs from the row logged here", index, named))
+        if len(bad) > 20:
+            findings.append(Finding(origin, "edited", f"{len(bad) - 20} more leaves differ from their rows"))
+        state.unsealed_rows = unlogged
+        if unlogged and log is not None:  # oldest first: rows older than the last seal were skipped by it
+            for kind, key, ingested in unlogged_rows_of_log(store, origin, log):
+                if not (anomalies["sealed"] and int(ingested) + IN_FLIGHT_MARGIN < anomalies["sealed"]):
+                    break
+                named = describe(kind, key)
+                findings.append(Finding(origin, "inserted", f"{named} is stored (since {ingested}) but in no "
+                                                            "leaf, though later rows were sealed", None, named))
+                state.unsealed_rows -= 1
+    if anomalies["missing"]:
+        recomputed = []  # roots over a hole say nothing more than the hole
     _check_checkpoints(store, origin, size, recomputed, signed, state, findings)
 
 
-def _check_checkpoints(store: Store, origin: str, size: int, recomputed: list[str],
+def _check_checkpoints(store: Store, origin: str, size: int, recomputed: list[bytes],
                        signed: list[SignedCheckpoint], state: LogState, findings: list[Finding]) -> None:
     by_size: dict[int, set[bytes]] = defaultdict(set)
     for s in signed:
@@ -214,10 +215,8 @@ def _check_checkpoints(store: Store, origin: str, size: int, recomputed: list[st
     if largest > size:
         findings.append(Finding(origin, "truncated", f"a signed checkpoint says the log held {largest} leaves; the "
                                                      f"store holds {size}"))
-    sizes = sorted(s for s in by_size if s <= size)
-    if any(not h for h in recomputed[: sizes[-1] if sizes else 0]):
-        return  # a missing leaf is already named; roots over a hole say nothing more
-    roots = merkle.roots_at([bytes.fromhex(h) for h in recomputed], sizes) if sizes else []
+    sizes = sorted(s for s in by_size if s <= len(recomputed))
+    roots = merkle.roots_at(recomputed, sizes) if sizes else []
     previous = 0
     for checkpoint_size, root in zip(sizes, roots):
         if root not in by_size[checkpoint_size]:
@@ -229,7 +228,7 @@ def _check_checkpoints(store: Store, origin: str, size: int, recomputed: list[st
         previous = checkpoint_size
 
 
-def _first_moved(store: Store, origin: str, recomputed: list[str], start: int, end: int) -> int | None:
+def _first_moved(store: Store, origin: str, recomputed: list[bytes], start: int, end: int) -> int | None:
     """The first leaf in [start, end) whose recomputed hash is not the tree's stored leaf hash."""
     wanted = [merkle.stored_hash_index(0, i) for i in range(start, end)]
     rows = store.query_values(
@@ -237,6 +236,6 @@ def _first_moved(store: Store, origin: str, recomputed: list[str], start: int, e
         "AND storage_index <= %(hi)s GROUP BY storage_index", {"o": origin, "lo": min(wanted), "hi": max(wanted)})
     stored = {int(i): h for i, h in rows}
     for leaf, index in zip(range(start, end), wanted):
-        if stored.get(index) != recomputed[leaf]:
+        if stored.get(index) != recomputed[leaf].hex():
             return leaf
     return None

@@ -173,9 +173,89 @@ def unlogged_rows(store: Store, source: EvidenceSource, since: int) -> list[list
     return store.query_values(source.select(where), {"since": since, "kind": source.kind})
 
 
-def rows_of_log(store: Store, source: EvidenceSource, log: str) -> list[list]:
-    """Every row of ``source`` that belongs to ``log``."""
-    return store.query_values(f"SELECT * FROM ({source.select()}) WHERE log = %(log)s", {"log": log})
+def _rows_of_log_sql() -> str:
+    """(kind, row_key, ingested, leaf_hash) of every evidence row of the log %(log)s."""
+    return " UNION ALL ".join(
+        f"SELECT '{source.kind}' AS kind, row_key, ingested, leaf_hash FROM ({source.select()}) WHERE log = %(log)s"
+        for source in SOURCES)
+
+
+# Each leaf of %(origin)s (one copy per index) beside the hash its row has now ('' when the row is
+# gone), and each row of the log that no leaf holds (leaf_index 0, logged ''): one pass of a FULL JOIN.
+_LEAVES_AGAINST_ROWS = (
+    "SELECT leaf_index, kind, row_key, logged, actual, ingested FROM "
+    "(SELECT leaf_index, kind, row_key, leaf_hash AS logged FROM evidence_leaves WHERE origin = %(origin)s "
+    " ORDER BY leaf_index LIMIT 1 BY leaf_index) AS logged_leaf "
+    "ALL FULL OUTER JOIN (SELECT kind, row_key, leaf_hash AS actual, ingested FROM ({rows})) AS stored_row "
+    "USING (kind, row_key)"
+)
+SAME, EDITED, DELETED, UNLOGGED = 0, 1, 2, 3
+
+
+def leaves_against_rows(store: Store, origin: str, log: str) -> tuple[list[bytes], bytes]:
+    """For every leaf index of the log in order: the leaf hash recomputed from its row (the logged
+    one when the row is gone) and a status byte (SAME, EDITED, DELETED); then one UNLOGGED status
+    per row that no leaf holds. The comparison runs in the server; 33 bytes a row come back."""
+    joined = _LEAVES_AGAINST_ROWS.format(rows=_rows_of_log_sql())
+    sql = (f"SELECT if(actual = '', logged, actual) AS h, if(logged = '', {UNLOGGED}, if(actual = '', {DELETED}, "
+           f"if(actual = logged, {SAME}, {EDITED}))) AS status FROM ({joined}) ORDER BY logged = '', leaf_index")
+    params = {"origin": origin, "log": log}
+    binary = getattr(store, "query_row_binary", None)
+    if binary is None:  # a server: hex over the native protocol
+        rows = store.query_values(sql, params)
+        return [bytes.fromhex(h) for h, _ in rows], bytes(int(status) for _, status in rows)
+    data = binary(f"SELECT toFixedString(unhex(h), 32), toUInt8(status) FROM ({sql})", params)
+    return [data[i:i + 32] for i in range(0, len(data), 33)], data[32::33]
+
+
+def leaf_rows(store: Store, origin: str, indexes: list[int], log: str) -> list[list]:
+    """(leaf_index, kind, row_key, logged, actual, ingested) of the given leaves: the details of a few."""
+    joined = _LEAVES_AGAINST_ROWS.format(rows=_rows_of_log_sql())
+    wanted = ", ".join(str(int(i)) for i in indexes) or "NULL"
+    return store.query_values(f"SELECT * FROM ({joined}) WHERE logged != '' AND leaf_index IN ({wanted}) "
+                              "ORDER BY leaf_index", {"origin": origin, "log": log})
+
+
+def unlogged_rows_of_log(store: Store, origin: str, log: str, limit: int = 100) -> list[list]:
+    """(kind, row_key, ingested) of the log's rows that no leaf of ``origin`` holds, oldest first."""
+    joined = _LEAVES_AGAINST_ROWS.format(rows=_rows_of_log_sql())
+    return store.query_values(f"SELECT kind, row_key, ingested FROM ({joined}) WHERE logged = '' "
+                              f"ORDER BY ingested, kind, row_key LIMIT {int(limit)}", {"origin": origin, "log": log})
+
+
+def leaf_anomalies(store: Store, origin: str) -> dict[str, list]:
+    """What is wrong in the leaf table itself: its size and last seal, indexes holding two different
+    rows, rows logged at two indexes, and the first missing index. One pass when nothing is."""
+    params = {"origin": origin}
+    # copies: rows of the table (a retried seal stores identical copies; only different ones are a fork);
+    # a 64-bit hash stands for (kind, row_key): a collision could only hide a duplicate from this
+    # count, and a duplicate also changes the roots, which are checked whatever this says
+    size, indexes, copies, rows, sealed = store.query_values(
+        "SELECT max(leaf_index) + 1, uniqExact(leaf_index), count(), uniqExact(cityHash64(kind, row_key)), "
+        "toUInt32(max(sealed_at)) FROM evidence_leaves WHERE origin = %(origin)s HAVING count() > 0",
+        params)[0] if _has_leaves(store, origin) else (0, 0, 0, 0, 0)
+    forks, twice, missing = [], [], []
+    if copies != indexes:
+        forks = store.query_values(
+            "SELECT leaf_index FROM evidence_leaves WHERE origin = %(origin)s GROUP BY leaf_index "
+            "HAVING uniqExact(kind, row_key, leaf_hash) > 1 ORDER BY leaf_index LIMIT 100", params)
+    if rows != indexes:
+        twice = store.query_values(
+            "SELECT kind, row_key, groupArray(leaf_index) FROM (SELECT DISTINCT kind, row_key, leaf_index "
+            "FROM evidence_leaves WHERE origin = %(origin)s) GROUP BY kind, row_key HAVING count() > 1 LIMIT 100",
+            params)
+    if int(indexes) != int(size):  # a tampered log: find its first hole
+        present = {int(r[0]) for r in store.query_values(
+            "SELECT DISTINCT leaf_index FROM evidence_leaves WHERE origin = %(origin)s", params)}
+        missing = [next(i for i in range(int(size)) if i not in present)]
+    return {"size": int(size), "sealed": int(sealed), "forks": [int(r[0]) for r in forks],
+            "twice": [(k, key, sorted(int(i) for i in indexes)) for k, key, indexes in twice],
+            "missing": missing}
+
+
+def _has_leaves(store: Store, origin: str) -> bool:
+    return bool(store.query_values("SELECT count() FROM evidence_leaves WHERE origin = %(origin)s",
+                                   {"origin": origin})[0][0])
 
 
 def logs_with_rows(store: Store) -> set[str]:
