@@ -120,7 +120,7 @@ def _complete_hashes(store: Store, origin: str, size: int, read) -> None:
         "SELECT leaf_index, any(leaf_hash) FROM evidence_leaves WHERE origin = %(o)s AND leaf_index >= %(done)s "
         "GROUP BY leaf_index ORDER BY leaf_index", {"o": origin, "done": done})
     missing = merkle.append_leaves(done, [bytes.fromhex(h) for _, h in leaf_rows], read)
-    store.insert("evidence_hashes", HASH_COLUMNS, [(origin, index, digest.hex()) for index, digest in missing])
+    store.insert_plain("evidence_hashes", HASH_COLUMNS, [(origin, index, digest.hex()) for index, digest in missing])
 
 
 def seal(store: Store, signer: SigningKey, *, base: str = DEFAULT_ORIGIN, outside: Path | None = None,
@@ -128,6 +128,7 @@ def seal(store: Store, signer: SigningKey, *, base: str = DEFAULT_ORIGIN, outsid
     """Append every unlogged evidence row to its log and sign each grown log's checkpoint."""
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
+    stamp = int(now.timestamp())
     since = _since(store)
     new: dict[str, list[tuple[int, str, str, bytes]]] = defaultdict(list)
     for order, source in enumerate(SOURCES):
@@ -140,16 +141,16 @@ def seal(store: Store, signer: SigningKey, *, base: str = DEFAULT_ORIGIN, outsid
         read = stored_hash_reader(store, origin)
         _complete_hashes(store, origin, size, read)
         stored = merkle.append_leaves(size, [entry[3] for entry in entries], read)
-        store.insert(
+        store.insert_plain(
             "evidence_leaves", LEAF_COLUMNS,
-            [(origin, size + i, kind, key, digest.hex(), now) for i, (_, key, kind, digest) in enumerate(entries)],
+            [(origin, size + i, kind, key, digest.hex(), stamp) for i, (_, key, kind, digest) in enumerate(entries)],
         )
-        store.insert("evidence_hashes", HASH_COLUMNS, [(origin, index, digest.hex()) for index, digest in stored])
+        store.insert_plain("evidence_hashes", HASH_COLUMNS, [(origin, index, digest.hex()) for index, digest in stored])
         new_size = size + len(entries)
         root = merkle.tree_hash(new_size, read)
         checkpoint = Checkpoint(origin, new_size, root)
         note = sign_note(checkpoint.text(), [signer])
-        store.insert("evidence_checkpoints", CHECKPOINT_COLUMNS, [(origin, new_size, root.hex(), note, now)])
+        store.insert_plain("evidence_checkpoints", CHECKPOINT_COLUMNS, [(origin, new_size, root.hex(), note, stamp)])
         if outside is not None:
             previous = max((int(r[1]) for r in checkpoints(store, origin) if int(r[1]) < new_size), default=0)
             proof = merkle.prove_tree(new_size, previous, read) if previous else []

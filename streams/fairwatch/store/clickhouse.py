@@ -86,6 +86,8 @@ class Store(Protocol):
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int: ...
 
+    def insert_plain(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int: ...
+
     def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
         """Rows given column by column (``data[i]`` holds ``columns[i]``); DateTime as epoch seconds."""
         ...
@@ -198,6 +200,10 @@ class ServerStore:
     def query_values(self, sql: str, params: dict[str, Any] | None = None) -> list[list]:
         """Rows of plain values, for bulk reads whose SQL converts DateTime columns itself."""
         return [list(row) for row in self.query(sql, params)]
+
+    def insert_plain(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        """Rows of strings, integers and finite floats (DateTime as epoch seconds)."""
+        return self.insert(table, columns, rows)
 
     def insert_frames(self, sql: str, tables: Sequence[tuple[str, list[tuple[str, str]], dict[str, Any]]],
                       params: dict[str, Any] | None = None) -> None:
@@ -406,6 +412,15 @@ class EmbeddedStore:
 
     def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:
         return self.insert(table, columns, zip(*data))
+
+    def insert_plain(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        """Rows of strings, integers and finite floats only (DateTime as epoch seconds), encoded in C:
+        for bulk writes such as the evidence log's."""
+        if rows:
+            names = ", ".join(_identifier(c) for c in columns)
+            body = b"\n".join(map(msgspec.json.encode, rows))
+            self._run(f"INSERT INTO {_identifier(table)} ({names}) FORMAT JSONCompactEachRow\n" + body.decode())
+        return len(rows)
 
     def prepare(self) -> None:
         pass  # in this process, opened already
