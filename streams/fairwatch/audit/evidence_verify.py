@@ -10,7 +10,10 @@ named:
 - ``reordered``: the leaves' order no longer gives the signed roots (rows swapped in the log);
 - ``truncated``: a signed checkpoint is larger than the log (a rollback);
 - ``fork``: two signed checkpoints of one log disagree; ``bad_signature``: a checkpoint that the
-  operator's key did not sign.
+  operator's key did not sign (or a cosigned one with a witness signature that does not verify);
+- ``unwitnessed``: given witness keys, the log's newest checkpoint carries fewer valid witness
+  cosignatures than the quorum (``.cosigned`` files of fairwatch.audit.witness in the outside
+  directories). Cosigned notes are checkpoints too, for the fork and truncation checks.
 
 Nothing to verify (no leaf, no checkpoint) is an error, never a pass.
 """
@@ -65,6 +68,7 @@ class LogState:
     checkpoints: int = 0
     signed_size: int = 0
     unsealed_rows: int = 0
+    witnesses: int = 0  # witnesses that cosigned the newest checkpoint (counted when witnesses are given)
 
 
 @dataclass
@@ -89,13 +93,15 @@ class SignedCheckpoint:
     note: str
     where: str  # "store" or a file path
     signed_at: int | None = None
+    cosigners: tuple[str, ...] = ()  # key ids of the given witnesses whose cosignatures verified
 
 
-def read_outside(directory: Path) -> list[tuple[str, str]]:
-    """(note, file) for every checkpoint file under an outside directory."""
+def read_outside(directory: Path, suffix: str = ".checkpoint") -> list[tuple[str, str]]:
+    """(note, file) for every checkpoint file (or with ``suffix=".cosigned"``, every witness's
+    cosigned checkpoint) under an outside directory."""
     if not directory.is_dir():
         raise EvidenceError(f"{directory} is not a directory of checkpoints")
-    return [(path.read_text(), str(path)) for path in sorted(directory.glob("*/*.checkpoint"))]
+    return [(path.read_text(), str(path)) for path in sorted(directory.glob(f"*/*{suffix}"))]
 
 
 def _opened(note: str, where: str, verifiers: Sequence[VerifierKey], origin_hint: str,
@@ -108,10 +114,41 @@ def _opened(note: str, where: str, verifiers: Sequence[VerifierKey], origin_hint
         return None
 
 
+def _cosigned(note: str, where: str, verifiers: Sequence[VerifierKey], witnesses: Sequence[VerifierKey],
+              origin_hint: str, findings: list[Finding]) -> tuple[Checkpoint, tuple[str, ...]] | None:
+    """A cosigned checkpoint: it must carry the operator's signature; every signature by a key
+    given must verify. Returns the checkpoint and the witnesses that cosigned it."""
+    try:
+        opened = open_note(note, [*verifiers, *witnesses])
+        checkpoint = parse_checkpoint(opened.text)
+    except (NoteError, ValueError) as exc:
+        findings.append(Finding(origin_hint, "bad_signature", f"cosigned checkpoint in {where} does not verify: {exc}"))
+        return None
+    if not {v.key_id for v in verifiers} & set(opened.verified):
+        findings.append(Finding(origin_hint, "bad_signature", f"cosigned checkpoint in {where} is not signed by the "
+                                                              "operator's key"))
+        return None
+    witness_ids = {w.key_id for w in witnesses}
+    return checkpoint, tuple(k for k in opened.verified if k in witness_ids)
+
+
 def verify(store: Store, verifiers: Sequence[VerifierKey], *, base: str, outside: Sequence[Path] = (),
-           origins: Sequence[str] | None = None) -> Verification:
-    """Check every log of ``store`` (or only ``origins``) against its signed checkpoints."""
+           origins: Sequence[str] | None = None, witnesses: Sequence[VerifierKey] = (),
+           quorum: int | None = None) -> Verification:
+    """Check every log of ``store`` (or only ``origins``) against its signed checkpoints; given
+    ``witnesses``, each log's newest checkpoint must be cosigned by ``quorum`` of them (default:
+    all) in the outside directories."""
     started = time.perf_counter()
+    if quorum is None:
+        quorum = len(witnesses)
+    if witnesses and not 1 <= quorum <= len(witnesses):
+        raise ValueError(f"a quorum of {quorum} of {len(witnesses)} witness keys cannot be met: give 1 to "
+                         f"{len(witnesses)}")
+    if quorum and not witnesses:
+        raise ValueError(f"a quorum of {quorum} witnesses needs their verifier keys")
+    operator_ids = {v.key_id for v in verifiers}
+    if clash := operator_ids & {w.key_id for w in witnesses}:
+        raise ValueError(f"{', '.join(sorted(clash))} is given as both an operator key and a witness key")
     result = Verification()
     signed: dict[str, list[SignedCheckpoint]] = defaultdict(list)
     for origin, size, root_hex, note, signed_at in checkpoints(store):
@@ -127,6 +164,10 @@ def verify(store: Store, verifiers: Sequence[VerifierKey], *, base: str, outside
             checkpoint = _opened(note, path, verifiers, unquote(Path(path).parent.name), result.findings)
             if checkpoint is not None:
                 signed[checkpoint.origin].append(SignedCheckpoint(checkpoint, note, path))
+        for note, path in read_outside(directory, ".cosigned"):
+            found = _cosigned(note, path, verifiers, witnesses, unquote(Path(path).parent.name), result.findings)
+            if found is not None:
+                signed[found[0].origin].append(SignedCheckpoint(found[0], note, path, cosigners=found[1]))
     by_log = {origin_of(base, log): log for log in logs_with_rows(store)}
     known = set(by_log) | set(signed) | _origins_with_leaves(store)
     wanted = sorted(known if origins is None else set(origins))
@@ -134,10 +175,27 @@ def verify(store: Store, verifiers: Sequence[VerifierKey], *, base: str, outside
         raise EvidenceError("nothing to verify: the store holds no evidence log, no checkpoint and no evidence row")
     for origin in wanted:
         _verify_log(store, origin, by_log.get(origin, _log_name(base, origin)), signed.get(origin, []), result)
+        if witnesses:
+            _check_witnesses(origin, signed.get(origin, []), quorum, result.logs[-1], result.findings)
     if result.rows_checked == 0 and not result.findings:
         raise EvidenceError("nothing to verify: no leaf and no evidence row in the logs asked for")
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _check_witnesses(origin: str, signed: list[SignedCheckpoint], quorum: int, state: LogState,
+                     findings: list[Finding]) -> None:
+    """The newest signed checkpoint must carry ``quorum`` witness cosignatures (a witness counts
+    once, over every cosigned copy of that checkpoint)."""
+    if not signed:
+        return  # no checkpoint at all is already a finding (unsigned) when the log has leaves
+    newest = max(signed, key=lambda s: s.checkpoint.size).checkpoint
+    cosigners = {key for s in signed if s.checkpoint == newest for key in s.cosigners}
+    state.witnesses = len(cosigners)
+    if len(cosigners) < quorum:
+        findings.append(Finding(origin, "unwitnessed", f"the newest checkpoint, size {newest.size}, has "
+                                                       f"{len(cosigners)} of the {quorum} witness cosignatures "
+                                                       "required"))
 
 
 def _origins_with_leaves(store: Store) -> set[str]:

@@ -1,4 +1,4 @@
-"""CLI verbs of the evidence log: ``fairwatch audit seal | verify | prove | check``."""
+"""CLI verbs of the evidence log: ``fairwatch audit seal | verify | prove | check | witness``."""
 
 from __future__ import annotations
 
@@ -22,11 +22,17 @@ KEY_HELP = ("The operator's public verifier key (name+hash+base64), or a file ho
 
 
 def _verifiers(keys: list[str]):
-    from fairwatch.contracts.keys import parse_verifier_key
 
     texts = list(keys) or [k for k in os.environ.get("FAIRWATCH_EVIDENCE_VERIFIER", "").split(",") if k.strip()]
     if not texts:
         raise ValueError("no verifier key: give --key (the operator's public key) or FAIRWATCH_EVIDENCE_VERIFIER")
+    return _keys(texts)
+
+
+def _keys(texts: list[str]):
+    """Verifier keys from their texts or from files holding them."""
+    from fairwatch.contracts.keys import parse_verifier_key
+
     parsed = []
     for text in texts:
         path = Path(text)
@@ -78,6 +84,10 @@ def verify_command(
                                        " (repeatable); default FAIRWATCH_EVIDENCE_DIR when set."),
     origin: str = typer.Option("fairwatch", "--origin", envvar="FAIRWATCH_EVIDENCE_ORIGIN", help=ORIGIN_HELP),
     log: list[str] = typer.Option([], "--log", help="Only this log (an origin; repeatable)."),
+    witness: list[str] = typer.Option([], "--witness", help="A witness's public verifier key, or a file holding one"
+                                      " (repeatable): each log's newest checkpoint must carry its cosignature."),
+    quorum: Optional[int] = typer.Option(None, "--quorum", min=1, help="How many of the --witness keys must have"
+                                         " cosigned each log's newest checkpoint (default: all of them)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Recompute every leaf from the stored rows and check the signed checkpoints (exit 1 on any finding)."""
@@ -90,8 +100,13 @@ def verify_command(
                                     if os.environ.get("FAIRWATCH_EVIDENCE_DIR") else [])
     try:
         verifiers = _verifiers(key)
+        witnesses = _keys(witness)
+        if witnesses and not directories:
+            raise ValueError("--witness needs --checkpoints: the witnesses' cosignatures are in the checkpoint "
+                             "directories")
         with closing(open_store(store, create=False)) as opened:
-            result = verify(opened, verifiers, base=origin, outside=directories, origins=log or None)
+            result = verify(opened, verifiers, base=origin, outside=directories, origins=log or None,
+                            witnesses=witnesses, quorum=quorum)
     except EvidenceError as exc:
         raise failed(exc, EXIT_FINDINGS) from None
     except (BadKey, StoreError, ValueError, OSError) as exc:
@@ -101,13 +116,15 @@ def verify_command(
     else:
         for state in result.logs:
             pending = f", {state.unsealed_rows} rows not sealed yet" if state.unsealed_rows else ""
+            witnessed = f", cosigned by {state.witnesses} witnesses" if witnesses else ""
             print(f"{state.origin}: {state.leaves} leaves, {state.checkpoints} signed checkpoints up to size "
-                  f"{state.signed_size}{pending}")
+                  f"{state.signed_size}{witnessed}{pending}")
         for finding in result.findings:
             print(finding.text())
         rate = result.rows_checked / result.seconds if result.seconds else 0.0
+        unwitnessed_only = {f.what for f in result.findings} == {"unwitnessed"}
         print(f"{result.rows_checked} rows checked in {result.seconds:.2f}s ({rate:,.0f} rows/s): "
-              f"{'ok' if result.ok else 'TAMPERED'}")
+              f"{'ok' if result.ok else 'UNWITNESSED' if unwitnessed_only else 'TAMPERED'}")
     raise typer.Exit(0 if result.ok else EXIT_FINDINGS)
 
 
@@ -162,8 +179,47 @@ def check_command(
     print(f"content: {checked.content}")
 
 
+def witness_command(
+    outside: Path = typer.Option(..., "--checkpoints", envvar="FAIRWATCH_EVIDENCE_DIR",
+                                 help="The checkpoint directory the sealer writes (one folder per log)."),
+    key: list[str] = typer.Option([], "--key", help=KEY_HELP),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="The witness's own signer key file (mode 0600)."
+                                            " Default: FAIRWATCH_WITNESS_KEY or FAIRWATCH_WITNESS_KEY_FILE."),
+    state: Path = typer.Option(..., "--state", envvar="FAIRWATCH_WITNESS_STATE",
+                               help="The witness's own directory: the last checkpoint it cosigned, per log."),
+    every: float = typer.Option(0.0, "--every", min=0.0, help="Witness again every this many seconds (0: once)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output, one line per round."),
+) -> None:
+    """Cosign each log's newest checkpoint if it extends the last one this witness cosigned (exit 1 on a refusal)."""
+    from fairwatch.audit.evidence_log import EvidenceError
+    from fairwatch.audit.witness import KEY_ENV, witness
+    from fairwatch.contracts.keys import BadKey, read_signing_key, signing_key_from
+
+    try:
+        verifiers = _verifiers(key)
+        signer = read_signing_key(key_file) if key_file else signing_key_from(dict(os.environ), KEY_ENV)
+        if signer is None:
+            raise BadKey(f"no witness key: give --key-file or set {KEY_ENV}_FILE")
+        while True:
+            result = witness(outside, verifiers, signer, state)
+            if as_json:
+                print(json.dumps(result.to_dict()), flush=True)
+            else:
+                for witnessed in result.origins:
+                    print(witnessed.text())
+                print(f"witnessed {len(result.origins)} logs as {signer.key_id}: "
+                      f"{'ok' if result.ok else 'REFUSED'}", flush=True)
+            if not every:
+                break
+            time.sleep(every)
+    except (BadKey, EvidenceError, ValueError, OSError) as exc:
+        raise failed(exc) from None
+    raise typer.Exit(0 if result.ok else EXIT_FINDINGS)
+
+
 def register(audit_app: typer.Typer) -> None:
     audit_app.command("seal")(seal_command)
     audit_app.command("verify")(verify_command)
     audit_app.command("prove")(prove_command)
     audit_app.command("check")(check_command)
+    audit_app.command("witness")(witness_command)
