@@ -21,7 +21,8 @@ from fairwatch.store.migrations import migrate
 from fairwatch.stream.replay import replay
 
 OPERATOR, WITNESS, OTHER = generate_key("operator"), generate_key("witness.example/w1"), generate_key("w2")
-SECRETS = [key.text() for key in (OPERATOR, WITNESS, OTHER)] + [key.text().rsplit("+", 1)[1]
+# the whole key text and its base64 secret alone (which may itself hold "+": split from the left)
+SECRETS = [key.text() for key in (OPERATOR, WITNESS, OTHER)] + [key.text().split("+", 4)[4]
                                                                 for key in (OPERATOR, WITNESS, OTHER)]
 # settings a developer's shell may hold, unset so that each command sees only what the test gives
 UNSET = {name: None for name in (

@@ -136,6 +136,7 @@ def prove_command(
     force: bool = typer.Option(False, "--force", help="Replace the --out file if it exists."),
     store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
     origin: str = typer.Option("fairwatch", "--origin", envvar="FAIRWATCH_EVIDENCE_ORIGIN", help=ORIGIN_HELP),
+    as_json: bool = typer.Option(False, "--json", help="With --out: say what was written as JSON on stdout."),
 ) -> None:
     """An offline bundle proving one row is in a signed log: checkpoint, leaf, inclusion proof."""
     from fairwatch.audit.evidence_log import EvidenceError
@@ -150,7 +151,10 @@ def prove_command(
             sys.stdout.buffer.write(data)
         else:
             write_output(out, data, force)
-            print(f"wrote {out}: {bundle['row']} is leaf {bundle['leaf_index']}", file=sys.stderr)
+            if as_json:
+                print(json.dumps({"out": str(out), "row": bundle["row"], "leaf_index": bundle["leaf_index"]}))
+            else:
+                print(f"wrote {out}: {bundle['row']} is leaf {bundle['leaf_index']}", file=sys.stderr)
     except (EvidenceError, StoreError, OutputError) as exc:
         raise failed(exc) from None
 
@@ -158,6 +162,7 @@ def prove_command(
 def check_command(
     bundle: Path = typer.Argument(..., exists=True, dir_okay=False, help="A bundle from `fairwatch audit prove`."),
     key: list[str] = typer.Option([], "--key", help=KEY_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Check an inclusion bundle offline, without the store (exit 1 when it does not hold)."""
     from fairwatch.audit.evidence_log import EvidenceError
@@ -172,8 +177,14 @@ def check_command(
     try:
         checked = check(document, verifiers)
     except EvidenceError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "reason": str(exc)}))
         error(str(exc))
         raise typer.Exit(EXIT_FINDINGS) from None
+    if as_json:
+        print(json.dumps({"ok": True, "row": checked.row, "leaf_index": checked.leaf_index, "origin": checked.origin,
+                          "size": checked.size, "signers": list(checked.signers), "content": checked.content}))
+        return
     print(f"ok: {checked.row} is leaf {checked.leaf_index} of {checked.origin}, signed at size {checked.size} by "
           f"{', '.join(checked.signers)}")
     print(f"content: {checked.content}")
