@@ -55,6 +55,9 @@ def report_command(
         None, "--label-maturity", help="Outcomes are final this long after their event, e.g. 4d (default: the"
                                        " policy's label_maturity, else the larger 99th percentile of delays to"
                                        " first verdicts and to corrections over 90 days)."),
+    origin: str = typer.Option("fairwatch", "--origin", envvar="FAIRWATCH_EVIDENCE_ORIGIN",
+                               help="The evidence logs' origin prefix: the report names each deployment's newest"
+                                    " signed checkpoint under it (fairwatch audit seal --origin)."),
 ) -> None:
     """An audit report of a past window: the numbers of `fairwatch metrics`, provenance, plots, methods."""
     from rich.progress import (
@@ -111,7 +114,8 @@ def report_command(
             report = build_report(opened, window, config, deployment=deployment, algorithm=algorithm,
                                   attribute=attribute, min_group_size=min_group_size, policy=policy,
                                   requested={"from": start, "to": end}, progress=progress,
-                                  plots=fmt in ("html", "pdf"), label_maturity_seconds=maturity)
+                                  plots=fmt in ("html", "pdf"), label_maturity_seconds=maturity,
+                                  evidence_origin=origin)
             data = render(report, fmt)
     except EmptyWindow as exc:
         raise failed(exc, 1) from None
