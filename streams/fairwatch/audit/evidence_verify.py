@@ -134,10 +134,11 @@ def _cosigned(note: str, where: str, verifiers: Sequence[VerifierKey], witnesses
 
 def verify(store: Store, verifiers: Sequence[VerifierKey], *, base: str, outside: Sequence[Path] = (),
            origins: Sequence[str] | None = None, witnesses: Sequence[VerifierKey] = (),
-           quorum: int | None = None) -> Verification:
+           quorum: int | None = None, notes: Sequence[tuple[str, str]] = ()) -> Verification:
     """Check every log of ``store`` (or only ``origins``) against its signed checkpoints; given
     ``witnesses``, each log's newest checkpoint must be cosigned by ``quorum`` of them (default:
-    all) in the outside directories."""
+    all) in the outside directories. ``notes``: more checkpoints to check as those of the store,
+    as (note, where it is from), e.g. a report's."""
     started = time.perf_counter()
     if quorum is None:
         quorum = len(witnesses)
@@ -168,6 +169,10 @@ def verify(store: Store, verifiers: Sequence[VerifierKey], *, base: str, outside
             found = _cosigned(note, path, verifiers, witnesses, unquote(Path(path).parent.name), result.findings)
             if found is not None:
                 signed[found[0].origin].append(SignedCheckpoint(found[0], note, path, cosigners=found[1]))
+    for note, where in notes:
+        checkpoint = _opened(note, where, verifiers, where, result.findings)
+        if checkpoint is not None:
+            signed[checkpoint.origin].append(SignedCheckpoint(checkpoint, note, where))
     by_log = {origin_of(base, log): log for log in logs_with_rows(store)}
     known = set(by_log) | set(signed) | _origins_with_leaves(store)
     wanted = sorted(known if origins is None else set(origins))
