@@ -115,7 +115,8 @@ def test_a_report_made_after_sealing_names_its_checkpoints_and_verifies(sealed, 
     store, outside, sealing = sealed
     document = json.loads(_report(store, tmp_path / "report.json").read_text())
     evidence = document["evidence"]
-    assert evidence["base_origin"] == BASE and evidence["labeled_outcomes_not_sealed"] == 0
+    assert evidence["base_origin"] == BASE
+    assert evidence["labeled_outcomes_not_sealed"] == evidence["match_events_not_sealed"] == 0
     deployments = sorted({g["deployment"] for g in document["groups"]})
     assert [log["deployment"] for log in evidence["logs"]] == deployments and len(deployments) == 3
     for log in evidence["logs"]:
@@ -164,14 +165,19 @@ def test_outcomes_stored_after_the_report_change_nothing(sealed, files, tmp_path
 
 def test_rows_stored_after_the_last_seal_are_said_and_are_not_bound(sealed, files, tmp_path):
     store, _, _ = sealed
-    _late_corrections(store, files)  # stored, not sealed yet
+    _late_corrections(store, files)  # stored, not sealed yet, and a new event
+    store.execute(
+        "INSERT INTO match_events SELECT concat(event_id, '-new'), occurred_at, occurred_at_us, deployment, algorithm,"
+        " mode, score, threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
+        " now(), cluster_id FROM match_events FINAL WHERE deployment = 'gate-b' ORDER BY event_id LIMIT 1")
     path = _report(store, tmp_path / "report.json")
     evidence = json.loads(path.read_text())["evidence"]
-    assert evidence["labeled_outcomes_not_sealed"] > 0
+    assert evidence["labeled_outcomes_not_sealed"] == 40 and evidence["match_events_not_sealed"] == 1
     assert "not bound to the signed evidence" in evidence["statement"]
     checked = _verify_report(store, path)
     assert checked.exit_code == 1, checked.output
     assert "DIFFERS groups[" in checked.output and "NOT VERIFIED" in checked.output
+    assert "DIFFERS provenance.events: report 1501, recomputed 1500" in checked.output
 
 
 def test_a_changed_truth_fails_the_report(sealed, tmp_path):

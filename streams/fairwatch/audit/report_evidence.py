@@ -7,8 +7,9 @@ can check the note, and ``fairwatch audit verify-report`` (:mod:`fairwatch.audit
 can verify the log up to it and recompute the report's numbers from the rows sealed by then.
 
 A deployment without a checkpoint is said to be not sealed, with a sentence, never left out. The
-section also counts the window's labelled outcomes that are not under the checkpoints (stored after
-the last seal): the numbers include them, so they are not bound to the signed evidence. The
+section also counts the window's match events and labelled outcomes that are not under the
+checkpoints (stored after the last seal): the numbers include them, so they are not bound to the
+signed evidence. The
 report's numbers themselves are always those of the store as read (the same as ``fairwatch
 metrics``); this section states what binds them. No key is read or written here: the note is
 public, and the report does not check its signature (verify-report does, with the key).
@@ -66,21 +67,24 @@ def newest_checkpoint(store: Store, origin: str) -> dict[str, Any] | None:
             "signed_at": format_timestamp(datetime.fromtimestamp(int(signed_at), timezone.utc)), "note": note}
 
 
-def _unsealed_labeled(store: Store, sizes: dict[str, int], window: Window, bucket_seconds: int,
-                      deployment: str | None, algorithm: str | None) -> int:
-    """Labelled outcomes of the window (as stored) whose event or counted verdict is under no checkpoint."""
+def _not_sealed(store: Store, sizes: dict[str, int], window: Window, bucket_seconds: int,
+                deployment: str | None, algorithm: str | None) -> tuple[int, int]:
+    """Match events and labelled outcomes of the window (as stored) that no checkpoint covers: an
+    event not sealed, an outcome whose event or counted verdict is not."""
     where, params = scope_filter(deployment, algorithm)
     params.update(start=window.start, end=window.end)
-    if not sizes:
-        outside = ""
-    else:
+    events = labeled = ""
+    if sizes:
         tables = sealed_tables(sizes, bucket_seconds)
         params.update(tables.params)
-        outside = (" AND concat(event_id, ' ', toString(revision)) NOT IN"
+        events = f" AND event_id NOT IN (SELECT event_id FROM {tables.events})"
+        labeled = (" AND concat(event_id, ' ', toString(revision)) NOT IN"
                    f" (SELECT concat(event_id, ' ', toString(revision)) FROM {tables.labeled})")
-    (count,), = store.query("SELECT count() FROM labeled_outcomes FINAL WHERE bucket >= %(start)s"
-                            f" AND bucket < %(end)s{where}{outside}", params)
-    return int(count)
+    (n_events,), = store.query("SELECT count() FROM match_events FINAL WHERE occurred_at >= %(start)s"
+                               f" AND occurred_at < %(end)s{where}{events}", params)
+    (n_labeled,), = store.query("SELECT count() FROM labeled_outcomes FINAL WHERE bucket >= %(start)s"
+                                f" AND bucket < %(end)s{where}{labeled}", params)
+    return int(n_events), int(n_labeled)
 
 
 def evidence_section(store: Store, deployments: list[str], base: str, window: Window, deployment: str | None,
@@ -98,17 +102,18 @@ def evidence_section(store: Store, deployments: list[str], base: str, window: Wi
         else:
             logs.append({"deployment": name, "origin": origin, "sealed": True, **newest})
             sizes[origin] = newest["tree_size"]
-    unsealed = _unsealed_labeled(store, sizes, window, bucket_seconds, deployment, algorithm)
+    events, labeled = _not_sealed(store, sizes, window, bucket_seconds, deployment, algorithm)
     if not sizes:
         statement = ("No deployment of this report has a signed checkpoint of its evidence log: the numbers are"
                      " not bound to signed evidence (seal with fairwatch audit seal, then report).")
-    elif unsealed or len(sizes) < len(deployments):
-        statement = (f"{unsealed} of the window's labelled outcomes are under no checkpoint named here (stored after the"
-                     " last seal, or of a deployment not sealed): the numbers include them, so they are not bound"
-                     " to the signed evidence, and fairwatch audit verify-report will show the difference. Seal"
-                     " (fairwatch audit seal) just before reporting.")
+    elif events or labeled or len(sizes) < len(deployments):
+        statement = (f"{labeled} of the window's labelled outcomes and {events} of its match events are under no"
+                     " checkpoint named here (stored after the last seal, or of a deployment not sealed): the"
+                     " numbers include them, so they are not bound to the signed evidence, and fairwatch audit"
+                     " verify-report will show the difference. Seal (fairwatch audit seal) just before reporting.")
     else:
-        statement = ("Every labelled outcome of the window is under the checkpoints named here: fairwatch audit"
-                     " verify-report REPORT.json --store S --key KEY verifies each log up to its checkpoint and"
-                     " recomputes the numbers from the rows sealed by then.")
-    return {"base_origin": base, "logs": logs, "labeled_outcomes_not_sealed": unsealed, "statement": statement}
+        statement = ("Every match event and labelled outcome of the window is under the checkpoints named here:"
+                     " fairwatch audit verify-report REPORT.json --store S --key KEY verifies each log up to its"
+                     " checkpoint and recomputes the numbers from the rows sealed by then.")
+    return {"base_origin": base, "logs": logs, "match_events_not_sealed": events, "labeled_outcomes_not_sealed": labeled,
+            "statement": statement}

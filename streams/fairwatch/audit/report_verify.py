@@ -127,23 +127,28 @@ def report_parameters(document: dict) -> dict[str, Any]:
     (``methods.thresholds``), the suppression (``privacy.min_group_size``), the label maturity
     (``labels``: a policy's is used again, an observed one is observed again) and the clock
     (``generated_at``). Keyword arguments of :func:`fairwatch.audit.report.build_report`."""
-    scope, thresholds = _get(document, "scope"), _get(document, "methods", "thresholds")
-    bucket = int(_get(document, "scope", "bucket_seconds"))
-    config = CoreConfig(
-        bucket_seconds=bucket, intersections=tuple(tuple(i) for i in _get(document, "scope", "intersections")),
-        **{name: thresholds[name] for name in ("confidence", "target_fmr", "target_fnmr", "min_comparisons",
-                                               "fdr_alpha", "ir_alpha", "garbe_alpha", "policy_ratio",
-                                               "ratio_floor_fmr", "ratio_floor_fnmr")})
-    window = _get(document, "scope", "window")
-    labels = _get(document, "labels")
-    return {
-        "window": resolve_window(None, window["from"], window["to"], bucket), "config": config,
-        "deployment": scope.get("deployment"), "algorithm": scope.get("algorithm"),
-        "attribute": scope.get("attribute"), "min_group_size": int(_get(document, "privacy", "min_group_size")),
-        "requested": scope.get("requested"),
-        "label_maturity_seconds": labels.get("maturity_seconds") if labels.get("maturity_source") == "policy" else None,
-        "now": parse_timestamp(_get(document, "generated_at"), "generated_at"),
-    }
+    scope, labels = _get(document, "scope"), _get(document, "labels")
+    try:
+        bucket = int(_get(document, "scope", "bucket_seconds"))
+        config = CoreConfig(
+            bucket_seconds=bucket, intersections=tuple(tuple(i) for i in _get(document, "scope", "intersections")),
+            **{name: _get(document, "methods", "thresholds", name) for name in (
+                "confidence", "target_fmr", "target_fnmr", "min_comparisons", "fdr_alpha", "ir_alpha", "garbe_alpha",
+                "policy_ratio", "ratio_floor_fmr", "ratio_floor_fnmr")})
+        window = _get(document, "scope", "window")
+        return {
+            "window": resolve_window(None, window["from"], window["to"], bucket), "config": config,
+            "deployment": scope.get("deployment"), "algorithm": scope.get("algorithm"),
+            "attribute": scope.get("attribute"), "min_group_size": int(_get(document, "privacy", "min_group_size")),
+            "requested": scope.get("requested"),
+            "label_maturity_seconds": (labels.get("maturity_seconds") if labels.get("maturity_source") == "policy"
+                                       else None),
+            "now": parse_timestamp(_get(document, "generated_at"), "generated_at"),
+        }
+    except ReportError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ReportError(f"the report's parameters cannot be read back: {exc}") from None
 
 
 # ------------------------------------------------------------------------------ comparing
@@ -240,6 +245,8 @@ def _check_logs(document: dict, verifiers: Sequence[VerifierKey], result: Report
         raise ReportError("the report's evidence section names no log")
     sizes: dict[str, int] = {}
     for log in logs:
+        if not isinstance(log, dict):
+            raise ReportError("the report's evidence section holds a log that is not an object")
         check = LogCheck(str(log.get("deployment")), str(log.get("origin")), bool(log.get("sealed")))
         result.logs.append(check)
         if check.origin != origin_of(base, check.deployment):

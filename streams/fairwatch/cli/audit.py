@@ -17,7 +17,7 @@ from fairwatch.cli.output_files import OutputError, write_output
 from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, WrappedHelpGroup
 
 console = Console(stderr=True, soft_wrap=True)  # diagnostics whole, one per line
-audit_app = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup, help="The evidence log: seal, verify, prove, check; verify-report; and the older hash chains.",
+audit_app = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup, help="The evidence log: seal, verify, prove, check, witness; verify-report; and the older hash chains.",
                         no_args_is_help=True)
 
 
