@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from fairwatch.cli.boundary import EXIT_FINDINGS, error, failed
-from fairwatch.cli.help_texts import STORE_HELP
+from fairwatch.cli.help_texts import STORE_HELP, PlainUsageCommand
 from fairwatch.cli.output_files import OutputError, write_output
 
 ORIGIN_HELP = "The logs' origin prefix: <origin>/deployment/<name>, <origin>/dead-letters."
@@ -231,6 +231,6 @@ def witness_command(
 def register(audit_app: typer.Typer) -> None:
     audit_app.command("seal")(seal_command)
     audit_app.command("verify")(verify_command)
-    audit_app.command("prove")(prove_command)
-    audit_app.command("check")(check_command)
+    audit_app.command("prove", cls=PlainUsageCommand)(prove_command)
+    audit_app.command("check", cls=PlainUsageCommand)(check_command)
     audit_app.command("witness")(witness_command)

@@ -12,7 +12,7 @@ import typer
 
 from fairwatch.cli.boundary import EXIT_FINDINGS, error, failed
 from fairwatch.cli.evidence import KEY_HELP, _verifiers
-from fairwatch.cli.help_texts import STORE_HELP
+from fairwatch.cli.help_texts import STORE_HELP, PlainUsageCommand
 
 MAX_SHOWN = 50  # differences printed before "and N more" (--json gives them all)
 
@@ -87,4 +87,4 @@ def verify_report_command(
 
 
 def register(audit_app: typer.Typer) -> None:
-    audit_app.command("verify-report")(verify_report_command)
+    audit_app.command("verify-report", cls=PlainUsageCommand)(verify_report_command)
