@@ -163,7 +163,7 @@ def test_default_render_has_the_expected_objects(default_docs, production_docs):
     for kind in ("ConfigMap", "ServiceMonitor", "ScaledObject", "StatefulSet", "PodDisruptionBudget", "Job"):
         assert kind in kinds, kinds
     # KEDA owns the replica count when enabled: the StatefulSet must not fight it
-    assert "replicas" not in one(production_docs, "StatefulSet")["spec"]
+    assert "replicas" not in one(production_docs, "StatefulSet", "worker")["spec"]
 
 
 @cache
@@ -204,7 +204,7 @@ def validate_manifest(doc: dict, version: str) -> None:
 
 def test_the_network_policy_opens_only_the_web_port_of_the_workers_to_the_listed_peers(default_docs, helm):
     policy = one(default_docs, "NetworkPolicy")
-    workers = one(default_docs, "StatefulSet")["spec"]["template"]
+    workers = one(default_docs, "StatefulSet", "worker")["spec"]["template"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= workers["metadata"]["labels"].items()
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     [rule] = policy["spec"]["ingress"]
@@ -223,11 +223,11 @@ def test_rendered_manifests_pass_schema_validation(default_docs, production_docs
 
 def test_the_validators_reject_a_broken_manifest(production_docs):
     # without this, a validator that accepts anything would pass the test above
-    statefulset = copy.deepcopy(one(production_docs, "StatefulSet"))
+    statefulset = copy.deepcopy(one(production_docs, "StatefulSet", "worker"))
     statefulset["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pathh"] = "/healthz"
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_manifest(statefulset, KUBERNETES_VERSIONS[0])
-    statefulset = copy.deepcopy(one(production_docs, "StatefulSet"))
+    statefulset = copy.deepcopy(one(production_docs, "StatefulSet", "worker"))
     statefulset["spec"]["podManagementPolicy"] = 3
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_manifest(statefulset, KUBERNETES_VERSIONS[-1])
@@ -273,7 +273,7 @@ def test_kafka_sasl_ssl_clickhouse_and_alertmanager_tls_render_for_workers_and_t
     secret = one(docs, "Secret")
     assert secret["stringData"]["kafka-password"] == "k4fka" and secret["stringData"]["alertmanager-password"] == "am-pw"
     job = one(docs, "Job")["spec"]["template"]["spec"]
-    pods = [one(docs, "StatefulSet")["spec"]["template"]["spec"], job]
+    pods = [one(docs, "StatefulSet", "worker")["spec"]["template"]["spec"], job]
     containers = [pods[0]["containers"][0], *job["initContainers"]]  # the ones that talk to Kafka
     expected = {"FAIRWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FAIRWATCH_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
                 "FAIRWATCH_KAFKA_USERNAME": "worker", "FAIRWATCH_KAFKA_PASSWORD_FILE": "",
@@ -303,20 +303,20 @@ def test_kafka_sasl_ssl_clickhouse_and_alertmanager_tls_render_for_workers_and_t
     assert worker["FAIRWATCH_ALERTMANAGER_USERNAME"]["value"] == "fairwatch"
     assert worker["FAIRWATCH_ALERTMANAGER_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "alertmanager-password"
     # TLS alone: SSL, no SASL settings
-    plain = {e["name"]: e.get("value") for e in one(render(helm, "--set", "kafka.tls.enabled=true"),
-                                                     "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    tls_only = one(render(helm, "--set", "kafka.tls.enabled=true"), "StatefulSet", "worker")
+    plain = {e["name"]: e.get("value") for e in tls_only["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert (plain["FAIRWATCH_KAFKA_SECURITY_PROTOCOL"], plain["FAIRWATCH_KAFKA_USERNAME"], plain["FAIRWATCH_KAFKA_CA_FILE"]) \
         == ("SSL", "", "")
 
 
 def test_replicas_up_to_the_partition_count_render(helm):
     docs = render(helm, "--set", "kafka.partitions=4", "--set", "worker.replicas=4")
-    assert one(docs, "StatefulSet")["spec"]["replicas"] == 4
+    assert one(docs, "StatefulSet", "worker")["spec"]["replicas"] == 4
 
 
 def test_chart_sets_every_worker_setting_and_nothing_unknown(default_docs, production_docs):
     for docs in (default_docs, production_docs):
-        worker = one(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+        worker = one(docs, "StatefulSet", "worker")["spec"]["template"]["spec"]["containers"][0]
         names = env_names(worker)
         assert len(names) == len(set(names)), "an env var is set twice"
         assert not unsettable(WORKER_ENVIRONMENT, set(names)), unsettable(WORKER_ENVIRONMENT, set(names))
@@ -332,7 +332,7 @@ def test_chart_sets_every_worker_setting_and_nothing_unknown(default_docs, produ
 
 
 def test_chart_defaults_are_the_settings_defaults(default_docs):
-    worker = one(default_docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    worker = one(default_docs, "StatefulSet", "worker")["spec"]["template"]["spec"]["containers"][0]
     values = {e["name"]: e.get("value") for e in worker["env"]}
     for name, (default, _) in WORKER_ENVIRONMENT.items():
         if name not in DEPLOYED_OVERRIDES:
@@ -346,7 +346,7 @@ def test_chart_defaults_are_the_settings_defaults(default_docs):
 
 def test_probes_and_state_volume_point_where_the_worker_listens_and_writes(default_docs, production_docs):
     for docs in (default_docs, production_docs):
-        statefulset = one(docs, "StatefulSet")
+        statefulset = one(docs, "StatefulSet", "worker")
         pod = statefulset["spec"]["template"]["spec"]
         worker = pod["containers"][0]
         values = {e["name"]: e.get("value") for e in worker["env"]}
@@ -364,10 +364,10 @@ def test_probes_and_state_volume_point_where_the_worker_listens_and_writes(defau
             "labels"].items()
     scaled = one(production_docs, "ScaledObject")["spec"]
     assert scaled["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet",
-                                        "name": one(production_docs, "StatefulSet")["metadata"]["name"]}
+                                        "name": one(production_docs, "StatefulSet", "worker")["metadata"]["name"]}
     trigger = scaled["triggers"][0]["metadata"]
     worker_env = {e["name"]: e.get("value") for e in
-                  one(production_docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+                  one(production_docs, "StatefulSet", "worker")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert trigger["consumerGroup"] == worker_env["FAIRWATCH_APP_ID"]
     assert scaled["maxReplicaCount"] <= int(worker_env["FAIRWATCH_PARTITIONS"])
     behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
@@ -560,7 +560,7 @@ def test_dockerfile_is_pinned_non_root_and_copies_what_exists(default_docs):
     users = [i[1] for i in instructions if i[0] == "USER"]
     uid = users[-1].split(":")[0]
     assert uid.isdigit() and int(uid) > 0, "the image must run as a numeric non-root user"
-    pod = one(default_docs, "StatefulSet")["spec"]["template"]["spec"]["securityContext"]
+    pod = one(default_docs, "StatefulSet", "worker")["spec"]["template"]["spec"]["securityContext"]
     assert pod["runAsUser"] == int(uid), "chart runAsUser differs from the image's USER"
     for op, rest in instructions:
         if op == "COPY" and "--from" not in rest:
@@ -616,7 +616,7 @@ def test_secrets_reach_the_workers_only_through_secret_references(helm, producti
     assert secret["stringData"] == {"clickhouse-url": "clickhouse://default:@clickhouse:9000/default",
                                     "audit-key": "k3y", "grafana-token": "t0ken"}
     for rendered, name in ((docs, secret["metadata"]["name"]), (production_docs, "fairwatch-clickhouse")):
-        env = {e["name"]: e for e in one(rendered, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = {e["name"]: e for e in one(rendered, "StatefulSet", "worker")["spec"]["template"]["spec"]["containers"][0]["env"]}
         for variable, key in (("FAIRWATCH_CLICKHOUSE", "clickhouse-url"), ("FAIRWATCH_AUDIT_KEY", "audit-key"),
                               ("FAIRWATCH_GRAFANA_TOKEN", "grafana-token")):
             assert "value" not in env[variable], f"{variable} must come from a Secret"
