@@ -254,6 +254,10 @@ def test_the_validators_reject_a_broken_manifest(production_docs):
     (["--set", "worker.batchsize=100"], "additional properties 'batchsize' not allowed"),
     (["--set", "worker.tableStore=redis://"], "tableStore"),
     (["--set", "kafka.partitions=0"], "partitions"),
+    # the evidence log's sealer needs the operator's key, which only its operator can make
+    (["--set", "evidence.enabled=true"], "evidence.enabled needs evidence.keySecret"),
+    (["--set", "evidence.sealSeconds=0"], "sealSeconds"),
+    (["--set", "evidence.origin="], "origin"),
 ])
 def test_chart_refuses_values_the_workers_cannot_honour(helm, values, message):
     result = run_helm(helm, "template", "fw", str(CHART), *values)
@@ -385,6 +389,199 @@ def test_migrations_job_is_a_hook_running_topics_then_migrate(default_docs):
     spec = job["spec"]["template"]["spec"]
     assert [c["args"] for c in spec["initContainers"]] == [["topics"]]
     assert [c["args"] for c in spec["containers"]] == [["migrate"]]
+
+
+# --- the evidence log's sealer -----------------------------------------------------------------
+
+EVIDENCE = ("--set", "evidence.enabled=true", "--set", "evidence.keySecret=fw-evidence-key",
+            "--set", "evidence.origin=audit.example.org/fairwatch", "--set", "evidence.sealSeconds=45",
+            "--set", "clickhouse.caSecret=ch-ca", "--set", "kafka.tls.enabled=true",
+            "--set", "kafka.tls.caSecret=kafka-ca", "--set", "kafka.tls.clientCertSecret=fw-client")
+
+
+@pytest.fixture(scope="module")
+def evidence_docs(helm) -> list[dict]:
+    return render(helm, *EVIDENCE)
+
+
+def sealer_parts(docs: list[dict]) -> tuple[dict, dict, dict, dict]:
+    """The sealer's StatefulSet, pod spec, sealer container and its env (name -> entry)."""
+    sealer = one(docs, "StatefulSet", "sealer")
+    pod = sealer["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    return sealer, pod, container, {e["name"]: e for e in container["env"]}
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_one_sealer_at_most_never_two(evidence_docs, default_docs):
+    """Two sealers at once would append at the same indices and fork the log. A StatefulSet of one
+    replica replaces its pod only once the old one is gone (a Deployment, even with Recreate,
+    replaces an evicted or deleted pod while the old one may still run): the oracle is the
+    Kubernetes documentation of both."""
+    sealer, pod, container, _ = sealer_parts(evidence_docs)
+    assert sealer["spec"]["replicas"] == 1
+    assert sealer["spec"]["podManagementPolicy"] == "OrderedReady"
+    assert sealer["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+    assert not [d for d in evidence_docs if d["kind"] in ("Deployment", "ReplicaSet", "DaemonSet")]
+    labels = sealer["spec"]["template"]["metadata"]["labels"]
+    assert selects(sealer["spec"]["selector"]["matchLabels"], labels)
+    # nothing scales it, serves it or counts it among the workers
+    assert not [d for d in evidence_docs if d["kind"] == "Service" and selects(d["spec"]["selector"], labels)]
+    assert sealer["spec"]["serviceName"] not in {d["metadata"]["name"] for d in evidence_docs if d["kind"] == "Service"}
+    assert not [d for d in evidence_docs if d["kind"] == "PodDisruptionBudget"
+                and selects(d["spec"]["selector"]["matchLabels"], labels)]
+    assert not selects(one(evidence_docs, "StatefulSet", "worker")["spec"]["selector"]["matchLabels"], labels)
+    assert container["args"] == ["audit", "seal", "--every", "45"]
+    assert "ports" not in container
+    # off by default: it needs a key that only its operator can make
+    assert not [d for d in default_docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == "sealer"]
+
+
+def test_the_sealer_writes_to_clickhouse_as_the_workers_do_and_nothing_else(evidence_docs, helm):
+    _, pod, container, env = sealer_parts(evidence_docs)
+    workers = one(evidence_docs, "StatefulSet", "worker")["spec"]["template"]["spec"]
+    worker_env = {e["name"]: e for e in workers["containers"][0]["env"]}
+    assert env["FAIRWATCH_CLICKHOUSE"] == worker_env["FAIRWATCH_CLICKHOUSE"]  # the writer's URL, from the Secret
+    assert "value" not in env["FAIRWATCH_CLICKHOUSE"]
+    assert env["FAIRWATCH_EVIDENCE_ORIGIN"]["value"] == "audit.example.org/fairwatch"
+    assert set(env) == {"FAIRWATCH_CLICKHOUSE", "FAIRWATCH_EVIDENCE_KEY_FILE", "FAIRWATCH_EVIDENCE_DIR",
+                        "FAIRWATCH_EVIDENCE_ORIGIN"}  # no Kafka, Alertmanager or Grafana credential
+    assert not unknown(set(env)), unknown(set(env))
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    worker_mounts = {m["name"]: m for m in workers["containers"][0]["volumeMounts"]}
+    assert mounts["clickhouse-ca"] == worker_mounts["clickhouse-ca"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["clickhouse-ca"] == {v["name"]: v for v in workers["volumes"]}["clickhouse-ca"]
+    assert not {"kafka-ca", "kafka-client", "alertmanager-ca"} & (set(mounts) | set(volumes))
+    # like the workers: non-root, read-only root filesystem, no Kubernetes API token
+    assert pod["securityContext"] == workers["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for each in (container, *pod["initContainers"]):
+        assert each["securityContext"] == workers["containers"][0]["securityContext"]
+        assert each["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    # what it writes goes to volumes: the checkpoints, /tmp, the key's copy
+    writable = {m["mountPath"] for c in (container, *pod["initContainers"]) for m in c["volumeMounts"]
+                if not m.get("readOnly")}
+    assert writable == {"/var/lib/fairwatch", "/tmp", "/run/fairwatch/evidence-key"}
+    # without a CA Secret, nothing is mounted for it
+    plain = sealer_parts(render(helm, "--set", "evidence.enabled=true", "--set", "evidence.keySecret=k"))
+    assert "clickhouse-ca" not in {m["name"] for m in plain[2]["volumeMounts"]}
+
+
+def run_key_copy(init: dict, source: Path, target: Path) -> subprocess.CompletedProcess:
+    """The init container's command with its two paths (the Secret's file, the copy) moved here."""
+    python, flag, script, secret_path, copy_path = init["command"]
+    assert (python, flag) == ("python", "-c")
+    return subprocess.run([sys.executable, "-c", script, str(source), str(target)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO / "streams")})
+
+
+def test_the_operator_key_reaches_the_sealer_as_a_file_only_its_user_can_read(evidence_docs, tmp_path):
+    """The Secret is mounted with defaultMode 0400, but under the pod's fsGroup the kubelet makes
+    its files 0440 (kubernetes/kubernetes#57923), which fairwatch refuses as a key file. Oracle:
+    fairwatch.contracts.keys.read_signing_key, what `fairwatch audit seal` reads the key with."""
+    from fairwatch.contracts.keys import BadKey, generate_key, read_signing_key, write_signing_key
+
+    _, pod, container, env = sealer_parts(evidence_docs)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    [init] = pod["initContainers"]
+    secret_volume = volumes["evidence-key-secret"]["secret"]
+    assert secret_volume["secretName"] == "fw-evidence-key"
+    assert secret_volume["defaultMode"] == 0o400
+    assert secret_volume["items"] == [{"key": "operator.key", "path": "operator.key"}]
+    assert volumes["evidence-key"]["emptyDir"]["medium"] == "Memory"  # the copy never reaches a disk
+    # only the init container sees the Secret; the sealer gets the copy, read-only
+    init_mounts = {m["name"]: m for m in init["volumeMounts"]}
+    assert init_mounts["evidence-key-secret"]["readOnly"] is True
+    assert "evidence-key-secret" not in {m["name"] for m in container["volumeMounts"]}
+    [key_mount] = [m for m in container["volumeMounts"] if m["name"] == "evidence-key"]
+    assert key_mount["readOnly"] is True
+    key_file = env["FAIRWATCH_EVIDENCE_KEY_FILE"]["value"]
+    assert key_file == init["command"][-1]
+    assert Path(key_file).parent == Path(key_mount["mountPath"]) == Path(init_mounts["evidence-key"]["mountPath"])
+    assert init["command"][-2] == init_mounts["evidence-key-secret"]["mountPath"] + "/operator.key"
+    assert "env" not in init  # the key's copy needs no store credential
+
+    # the file as the kubelet leaves it under fsGroup: fairwatch refuses it as it is
+    operator = generate_key("operator-2026")
+    secret_file = write_signing_key(operator, tmp_path / "secret-operator.key")
+    secret_file.chmod(0o440)
+    with pytest.raises(BadKey, match="can be read by others"):
+        read_signing_key(secret_file)
+    copy = tmp_path / "copy" / "operator.key"
+    copy.parent.mkdir()
+    for start in ("first start", "restart, the copy already there"):
+        result = run_key_copy(init, secret_file, copy)
+        assert result.returncode == 0, (start, result.stderr)
+        assert (copy.stat().st_mode & 0o777) == 0o400, start
+        assert read_signing_key(copy).verifier == operator.verifier, start
+    assert operator.verifier.key_id in result.stdout
+    secret_text = operator.text().split("+", 4)[4]  # PRIVATE+KEY+name+hash+base64 (base64 may hold "+")
+    assert secret_text not in result.stdout + result.stderr
+    # a Secret holding something else stops the pod with one line naming the file, not the content
+    secret_file.chmod(0o640)
+    secret_file.write_text("PRIVATE+KEY+operator-2026+0000000+" + "A" * 44 + "\n")
+    result = run_key_copy(init, secret_file, copy)
+    assert result.returncode != 0
+    assert result.stderr.startswith(f"error: the operator key {secret_file}:")
+    assert "A" * 44 not in result.stderr
+
+
+def test_the_checkpoints_live_on_a_claim_that_outlives_the_release(evidence_docs, helm):
+    _, pod, container, env = sealer_parts(evidence_docs)
+    [claim] = [d for d in evidence_docs if d["kind"] == "PersistentVolumeClaim"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["checkpoints"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "checkpoints"]
+    checkpoint_dir = Path(env["FAIRWATCH_EVIDENCE_DIR"]["value"])
+    # a folder of the claim, so that its root's lost+found is never taken for a log
+    assert checkpoint_dir.parent == Path(mount["mountPath"]) and not mount.get("readOnly")
+    existing = render(helm, "--set", "evidence.enabled=true", "--set", "evidence.keySecret=k",
+                      "--set", "evidence.checkpoints.existingClaim=audit-checkpoints")
+    assert "PersistentVolumeClaim" not in {d["kind"] for d in existing}
+    existing_pod = sealer_parts(existing)[1]
+    assert {v["name"]: v for v in existing_pod["volumes"]}["checkpoints"]["persistentVolumeClaim"] == {
+        "claimName": "audit-checkpoints"}
+
+
+def test_the_sealer_takes_no_connection_and_reaches_only_dns_and_clickhouse(evidence_docs, helm):
+    sealer = one(evidence_docs, "StatefulSet", "sealer")
+    labels = sealer["spec"]["template"]["metadata"]["labels"]
+    policies = [d for d in evidence_docs if d["kind"] == "NetworkPolicy"]
+    [policy] = [p for p in policies if selects(p["spec"]["podSelector"]["matchLabels"], labels)]
+    workers = one(evidence_docs, "StatefulSet", "worker")["spec"]["template"]["metadata"]["labels"]
+    assert not selects(policy["spec"]["podSelector"]["matchLabels"], workers)
+    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    assert not policy["spec"].get("ingress")  # Ingress listed with no rule: nothing may connect
+    assert policy["spec"]["egress"] == [
+        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+        {"ports": [{"port": 9000, "protocol": "TCP"}, {"port": 9440, "protocol": "TCP"}]},
+    ]
+    narrowed = render(helm, "--set", "evidence.enabled=true", "--set", "evidence.keySecret=k",
+                      "--set", "evidence.networkPolicy.clickhouseTo[0].ipBlock.cidr=10.1.2.0/24",
+                      "--set", "evidence.networkPolicy.clickhousePorts={9440}")
+    [policy] = [d for d in narrowed if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-sealer")]
+    assert policy["spec"]["egress"][1] == {"ports": [{"port": 9440, "protocol": "TCP"}],
+                                           "to": [{"ipBlock": {"cidr": "10.1.2.0/24"}}]}
+    for doc in narrowed:
+        for version in KUBERNETES_VERSIONS:
+            validate_manifest(doc, version)
+    off = render(helm, "--set", "evidence.enabled=true", "--set", "evidence.keySecret=k",
+                 "--set", "networkPolicy.enabled=false")
+    assert "NetworkPolicy" not in {d["kind"] for d in off}
+
+
+def test_evidence_manifests_pass_schema_validation(evidence_docs, production_docs):
+    assert one(production_docs, "StatefulSet", "sealer")  # the production example runs the sealer
+    for doc in evidence_docs:
+        for version in KUBERNETES_VERSIONS:
+            validate_manifest(doc, version)
 
 
 # --- docker-compose ----------------------------------------------------------------------------
