@@ -701,6 +701,50 @@ def test_env_example_gives_the_workers_defaults():
         assert example[name] == WORKER_ENVIRONMENT[name][0], f"{name}: {example[name]!r} in the env example"
 
 
+def test_compose_runs_one_sealer_with_the_operator_key_as_a_secret_and_a_checkpoint_volume(compose, tmp_path):
+    from fairwatch.contracts.keys import generate_key, write_signing_key
+
+    services = compose["services"]
+    sealer = services["sealer"]
+    assert sealer["image"] == services["worker"]["image"]
+    assert sealer["command"] == ["audit", "seal", "--every", "60"]
+    assert "profiles" not in sealer and sealer["restart"] == "unless-stopped"  # starts with the stack
+    assert "scale" not in sealer and "replicas" not in sealer.get("deploy", {})  # one sealer, never two
+    assert "ports" not in sealer
+    env = sealer["environment"]
+    assert env["FAIRWATCH_CLICKHOUSE"] == services["worker"]["environment"]["FAIRWATCH_CLICKHOUSE"]
+    assert not [n for n in env if n.startswith(("FAIRWATCH_KAFKA", "FAIRWATCH_ALERTMANAGER", "FAIRWATCH_GRAFANA"))]
+    assert env["FAIRWATCH_EVIDENCE_ORIGIN"] == env_example()["FAIRWATCH_EVIDENCE_ORIGIN"] == "fairwatch"
+    # the key: a compose secret from a file, which compose mounts at /run/secrets/<name>
+    assert sealer["secrets"] == ["evidence-operator-key"]
+    assert env["FAIRWATCH_EVIDENCE_KEY_FILE"] == "/run/secrets/evidence-operator-key"
+    key_path = compose["secrets"]["evidence-operator-key"]["file"]
+    assert key_path == env_example()["EVIDENCE_OPERATOR_KEY_FILE"]
+    assert key_path.startswith("./deploy/secrets/")
+    # never in a commit nor in the image's build context
+    ignored = subprocess.run(["git", "check-ignore", "-q", key_path], cwd=REPO)
+    assert ignored.returncode == 0, f"{key_path} is not ignored by git"
+    assert dockerignored(key_path[2:])
+    # the checkpoints: a named volume above FAIRWATCH_EVIDENCE_DIR
+    [volume] = sealer["volumes"]
+    name, mount = volume.split(":")
+    assert name in compose["volumes"] and Path(env["FAIRWATCH_EVIDENCE_DIR"]).parent == Path(mount)
+    # after the migrations, like the workers (test_compose_dependencies_wait_for_health_or_completion
+    # checks the conditions)
+    assert sealer["depends_on"].keys() == {"clickhouse", "migrate"}
+    # its health check accepts the key as fairwatch does: the owner's alone
+    kind, python, flag, script = sealer["healthcheck"]["test"]
+    assert (kind, python, flag) == ("CMD", "python", "-c")
+    key_file = write_signing_key(generate_key("operator-2026"), tmp_path / "operator.key")
+    check_env = {**os.environ, "PYTHONPATH": str(REPO / "streams"), "FAIRWATCH_EVIDENCE_KEY_FILE": str(key_file),
+                 "FAIRWATCH_EVIDENCE_DIR": str(tmp_path / "volume" / "checkpoints")}
+    check = subprocess.run([sys.executable, "-c", script], env=check_env, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    key_file.chmod(0o644)  # a key file others can read: `fairwatch audit seal` refuses it, so does the check
+    check = subprocess.run([sys.executable, "-c", script], env=check_env, capture_output=True, text=True, timeout=60)
+    assert check.returncode != 0 and "can be read by others" in check.stderr
+
+
 def test_compose_bind_mounts_exist_in_the_repository(compose):
     for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
