@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fairwatch.cli import app
+from fairwatch.cli import app, boundary
 from fairwatch.contracts.keys import generate_key, write_signing_key
 from fairwatch.sim.scenario import load_scenario
 from fairwatch.sim.simulator import simulate
@@ -33,6 +33,7 @@ UNSET = {name: None for name in (
 
 def fairwatch(*args, env=None):
     """Run one command; every output is checked for the secret keys."""
+    boundary._state["debug"] = False  # an earlier test's --debug run (through cli.run) leaves it set
     result = CliRunner().invoke(app, [str(a) for a in args], env={**UNSET, **(env or {})})
     for secret in SECRETS:
         assert secret not in result.stdout and secret not in result.stderr, args
