@@ -165,7 +165,7 @@ def test_every_fairwatch_command_in_the_readme_names_a_real_verb(monkeypatch):
 def test_the_cli_check_catches_a_wrong_command(monkeypatch):
     monkeypatch.setenv("FAIRWATCH_CLICKHOUSE", "chdb:///x")
     assert "no verb 'frobnicate'" in cli_problems(["fairwatch", "frobnicate"])
-    assert "no verb 'check'" in cli_problems(["fairwatch", "audit", "check"])
+    assert "no verb 'inspect'" in cli_problems(["fairwatch", "audit", "inspect"])
     assert "--since" in cli_problems(["fairwatch", "metrics", "--since", "1h"])
     assert cli_problems(["fairwatch", "metrics", "--window", "24h"]) is None
     assert cli_problems(["fairwatch", "report", "--format", "pdf"]) is not None  # --from and --to are required

@@ -254,7 +254,7 @@ def test_auditor_reads_and_cannot_write_on_the_real_server(stack, workload, tmp_
                                           "--min-group-size", "0"])
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["groups"] == report_document(store)["groups"]
-        verified = CliRunner().invoke(app, ["audit", "verify", "--store", auditor, "--from", "2026-11-25T00:00:00Z",
+        verified = CliRunner().invoke(app, ["audit", "verify-chain", "--store", auditor, "--from", "2026-11-25T00:00:00Z",
                                             "--to", "2026-11-26T00:00:00Z", "--json"])
         assert verified.exit_code == 0 and json.loads(verified.stdout)["records_checked"] == 1
         # the report tells auditors to rerun `fairwatch metrics`: it runs as this read-only user too

@@ -163,7 +163,7 @@ def test_default_render_has_the_expected_objects(default_docs, production_docs):
     for kind in ("ConfigMap", "ServiceMonitor", "ScaledObject", "StatefulSet", "PodDisruptionBudget", "Job"):
         assert kind in kinds, kinds
     # KEDA owns the replica count when enabled: the StatefulSet must not fight it
-    assert "replicas" not in one(production_docs, "StatefulSet")["spec"]
+    assert "replicas" not in one(production_docs, "StatefulSet", "worker")["spec"]
 
 
 @cache
@@ -204,7 +204,7 @@ def validate_manifest(doc: dict, version: str) -> None:
 
 def test_the_network_policy_opens_only_the_web_port_of_the_workers_to_the_listed_peers(default_docs, helm):
     policy = one(default_docs, "NetworkPolicy")
-    workers = one(default_docs, "StatefulSet")["spec"]["template"]
+    workers = one(default_docs, "StatefulSet", "worker")["spec"]["template"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= workers["metadata"]["labels"].items()
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     [rule] = policy["spec"]["ingress"]
@@ -223,11 +223,11 @@ def test_rendered_manifests_pass_schema_validation(default_docs, production_docs
 
 def test_the_validators_reject_a_broken_manifest(production_docs):
     # without this, a validator that accepts anything would pass the test above
-    statefulset = copy.deepcopy(one(production_docs, "StatefulSet"))
+    statefulset = copy.deepcopy(one(production_docs, "StatefulSet", "worker"))
     statefulset["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pathh"] = "/healthz"
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_manifest(statefulset, KUBERNETES_VERSIONS[0])
-    statefulset = copy.deepcopy(one(production_docs, "StatefulSet"))
+    statefulset = copy.deepcopy(one(production_docs, "StatefulSet", "worker"))
     statefulset["spec"]["podManagementPolicy"] = 3
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_manifest(statefulset, KUBERNETES_VERSIONS[-1])
@@ -254,6 +254,10 @@ def test_the_validators_reject_a_broken_manifest(production_docs):
     (["--set", "worker.batchsize=100"], "additional properties 'batchsize' not allowed"),
     (["--set", "worker.tableStore=redis://"], "tableStore"),
     (["--set", "kafka.partitions=0"], "partitions"),
+    # the evidence log's sealer needs the operator's key, which only its operator can make
+    (["--set", "evidence.enabled=true"], "evidence.enabled needs evidence.keySecret"),
+    (["--set", "evidence.sealSeconds=0"], "sealSeconds"),
+    (["--set", "evidence.origin="], "origin"),
 ])
 def test_chart_refuses_values_the_workers_cannot_honour(helm, values, message):
     result = run_helm(helm, "template", "fw", str(CHART), *values)
@@ -273,7 +277,7 @@ def test_kafka_sasl_ssl_clickhouse_and_alertmanager_tls_render_for_workers_and_t
     secret = one(docs, "Secret")
     assert secret["stringData"]["kafka-password"] == "k4fka" and secret["stringData"]["alertmanager-password"] == "am-pw"
     job = one(docs, "Job")["spec"]["template"]["spec"]
-    pods = [one(docs, "StatefulSet")["spec"]["template"]["spec"], job]
+    pods = [one(docs, "StatefulSet", "worker")["spec"]["template"]["spec"], job]
     containers = [pods[0]["containers"][0], *job["initContainers"]]  # the ones that talk to Kafka
     expected = {"FAIRWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "FAIRWATCH_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
                 "FAIRWATCH_KAFKA_USERNAME": "worker", "FAIRWATCH_KAFKA_PASSWORD_FILE": "",
@@ -303,20 +307,20 @@ def test_kafka_sasl_ssl_clickhouse_and_alertmanager_tls_render_for_workers_and_t
     assert worker["FAIRWATCH_ALERTMANAGER_USERNAME"]["value"] == "fairwatch"
     assert worker["FAIRWATCH_ALERTMANAGER_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "alertmanager-password"
     # TLS alone: SSL, no SASL settings
-    plain = {e["name"]: e.get("value") for e in one(render(helm, "--set", "kafka.tls.enabled=true"),
-                                                     "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    tls_only = one(render(helm, "--set", "kafka.tls.enabled=true"), "StatefulSet", "worker")
+    plain = {e["name"]: e.get("value") for e in tls_only["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert (plain["FAIRWATCH_KAFKA_SECURITY_PROTOCOL"], plain["FAIRWATCH_KAFKA_USERNAME"], plain["FAIRWATCH_KAFKA_CA_FILE"]) \
         == ("SSL", "", "")
 
 
 def test_replicas_up_to_the_partition_count_render(helm):
     docs = render(helm, "--set", "kafka.partitions=4", "--set", "worker.replicas=4")
-    assert one(docs, "StatefulSet")["spec"]["replicas"] == 4
+    assert one(docs, "StatefulSet", "worker")["spec"]["replicas"] == 4
 
 
 def test_chart_sets_every_worker_setting_and_nothing_unknown(default_docs, production_docs):
     for docs in (default_docs, production_docs):
-        worker = one(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+        worker = one(docs, "StatefulSet", "worker")["spec"]["template"]["spec"]["containers"][0]
         names = env_names(worker)
         assert len(names) == len(set(names)), "an env var is set twice"
         assert not unsettable(WORKER_ENVIRONMENT, set(names)), unsettable(WORKER_ENVIRONMENT, set(names))
@@ -332,7 +336,7 @@ def test_chart_sets_every_worker_setting_and_nothing_unknown(default_docs, produ
 
 
 def test_chart_defaults_are_the_settings_defaults(default_docs):
-    worker = one(default_docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    worker = one(default_docs, "StatefulSet", "worker")["spec"]["template"]["spec"]["containers"][0]
     values = {e["name"]: e.get("value") for e in worker["env"]}
     for name, (default, _) in WORKER_ENVIRONMENT.items():
         if name not in DEPLOYED_OVERRIDES:
@@ -346,7 +350,7 @@ def test_chart_defaults_are_the_settings_defaults(default_docs):
 
 def test_probes_and_state_volume_point_where_the_worker_listens_and_writes(default_docs, production_docs):
     for docs in (default_docs, production_docs):
-        statefulset = one(docs, "StatefulSet")
+        statefulset = one(docs, "StatefulSet", "worker")
         pod = statefulset["spec"]["template"]["spec"]
         worker = pod["containers"][0]
         values = {e["name"]: e.get("value") for e in worker["env"]}
@@ -364,10 +368,10 @@ def test_probes_and_state_volume_point_where_the_worker_listens_and_writes(defau
             "labels"].items()
     scaled = one(production_docs, "ScaledObject")["spec"]
     assert scaled["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet",
-                                        "name": one(production_docs, "StatefulSet")["metadata"]["name"]}
+                                        "name": one(production_docs, "StatefulSet", "worker")["metadata"]["name"]}
     trigger = scaled["triggers"][0]["metadata"]
     worker_env = {e["name"]: e.get("value") for e in
-                  one(production_docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+                  one(production_docs, "StatefulSet", "worker")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert trigger["consumerGroup"] == worker_env["FAIRWATCH_APP_ID"]
     assert scaled["maxReplicaCount"] <= int(worker_env["FAIRWATCH_PARTITIONS"])
     behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
@@ -385,6 +389,204 @@ def test_migrations_job_is_a_hook_running_topics_then_migrate(default_docs):
     spec = job["spec"]["template"]["spec"]
     assert [c["args"] for c in spec["initContainers"]] == [["topics"]]
     assert [c["args"] for c in spec["containers"]] == [["migrate"]]
+
+
+# --- the evidence log's sealer -----------------------------------------------------------------
+
+EVIDENCE = ("--set", "evidence.enabled=true", "--set", "evidence.keySecret=fw-evidence-key",
+            "--set", "evidence.origin=audit.example.org/fairwatch", "--set", "evidence.sealSeconds=45",
+            "--set", "clickhouse.caSecret=ch-ca", "--set", "kafka.tls.enabled=true",
+            "--set", "kafka.tls.caSecret=kafka-ca", "--set", "kafka.tls.clientCertSecret=fw-client")
+
+
+@pytest.fixture(scope="module")
+def evidence_docs(helm) -> list[dict]:
+    return render(helm, *EVIDENCE)
+
+
+def sealer_parts(docs: list[dict]) -> tuple[dict, dict, dict, dict]:
+    """The sealer's StatefulSet, pod spec, sealer container and its env (name -> entry)."""
+    sealer = one(docs, "StatefulSet", "sealer")
+    pod = sealer["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    return sealer, pod, container, {e["name"]: e for e in container["env"]}
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_one_sealer_at_most_never_two(evidence_docs, default_docs):
+    """Two sealers at once would append at the same indices and fork the log. A StatefulSet of one
+    replica replaces its pod only once the old one is gone (a Deployment, even with Recreate,
+    replaces an evicted or deleted pod while the old one may still run): the oracle is the
+    Kubernetes documentation of both."""
+    sealer, _, container, _ = sealer_parts(evidence_docs)
+    assert sealer["spec"]["replicas"] == 1
+    assert sealer["spec"]["podManagementPolicy"] == "OrderedReady"
+    assert sealer["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+    assert not [d for d in evidence_docs if d["kind"] in ("Deployment", "ReplicaSet", "DaemonSet")]
+    labels = sealer["spec"]["template"]["metadata"]["labels"]
+    assert selects(sealer["spec"]["selector"]["matchLabels"], labels)
+    # nothing scales it, serves it or counts it among the workers
+    assert not [d for d in evidence_docs if d["kind"] == "Service" and selects(d["spec"]["selector"], labels)]
+    assert sealer["spec"]["serviceName"] not in {d["metadata"]["name"] for d in evidence_docs if d["kind"] == "Service"}
+    assert not [d for d in evidence_docs if d["kind"] == "PodDisruptionBudget"
+                and selects(d["spec"]["selector"]["matchLabels"], labels)]
+    assert not selects(one(evidence_docs, "StatefulSet", "worker")["spec"]["selector"]["matchLabels"], labels)
+    assert container["args"] == ["audit", "seal", "--every", "45"]
+    assert "ports" not in container
+    # off by default: it needs a key that only its operator can make
+    assert not [d for d in default_docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == "sealer"]
+
+
+def test_the_sealer_writes_to_clickhouse_as_the_workers_do_and_nothing_else(evidence_docs, helm):
+    _, pod, container, env = sealer_parts(evidence_docs)
+    workers = one(evidence_docs, "StatefulSet", "worker")["spec"]["template"]["spec"]
+    worker_env = {e["name"]: e for e in workers["containers"][0]["env"]}
+    assert env["FAIRWATCH_CLICKHOUSE"] == worker_env["FAIRWATCH_CLICKHOUSE"]  # the writer's URL, from the Secret
+    assert "value" not in env["FAIRWATCH_CLICKHOUSE"]
+    assert env["FAIRWATCH_EVIDENCE_ORIGIN"]["value"] == "audit.example.org/fairwatch"
+    assert set(env) == {"FAIRWATCH_CLICKHOUSE", "FAIRWATCH_EVIDENCE_KEY_FILE", "FAIRWATCH_EVIDENCE_DIR",
+                        "FAIRWATCH_EVIDENCE_ORIGIN"}  # no Kafka, Alertmanager or Grafana credential
+    assert not unknown(set(env)), unknown(set(env))
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    worker_mounts = {m["name"]: m for m in workers["containers"][0]["volumeMounts"]}
+    assert mounts["clickhouse-ca"] == worker_mounts["clickhouse-ca"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["clickhouse-ca"] == {v["name"]: v for v in workers["volumes"]}["clickhouse-ca"]
+    assert not {"kafka-ca", "kafka-client", "alertmanager-ca"} & (set(mounts) | set(volumes))
+    # like the workers: non-root, read-only root filesystem, no Kubernetes API token
+    assert pod["securityContext"] == workers["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for each in (container, *pod["initContainers"]):
+        assert each["securityContext"] == workers["containers"][0]["securityContext"]
+        assert each["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    # what it writes goes to volumes: the checkpoints, /tmp, the key's copy
+    writable = {m["mountPath"] for c in (container, *pod["initContainers"]) for m in c["volumeMounts"]
+                if not m.get("readOnly")}
+    assert writable == {"/var/lib/fairwatch", "/tmp", "/run/fairwatch/evidence-key"}
+    # without a CA Secret, nothing is mounted for it
+    plain = sealer_parts(render(helm, "--set", "evidence.enabled=true", "--set", "evidence.keySecret=k"))
+    assert "clickhouse-ca" not in {m["name"] for m in plain[2]["volumeMounts"]}
+
+
+def run_key_copy(init: dict, source: Path, target: Path) -> subprocess.CompletedProcess:
+    """The init container's command with its two paths (the Secret's file, the copy) moved here."""
+    python, flag, script, _, _ = init["command"]
+    assert (python, flag) == ("python", "-c")
+    return subprocess.run([sys.executable, "-c", script, str(source), str(target)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO / "streams")}, check=False)
+
+
+def test_the_operator_key_reaches_the_sealer_as_a_file_only_its_user_can_read(evidence_docs, tmp_path):
+    """The Secret is mounted with defaultMode 0400, but under the pod's fsGroup the kubelet makes
+    its files 0440 (kubernetes/kubernetes#57923), which fairwatch refuses as a key file. Oracle:
+    fairwatch.contracts.keys.read_signing_key, what `fairwatch audit seal` reads the key with."""
+    from fairwatch.contracts.keys import (
+        BadKey,
+        generate_key,
+        read_signing_key,
+        write_signing_key,
+    )
+
+    _, pod, container, env = sealer_parts(evidence_docs)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    [init] = pod["initContainers"]
+    secret_volume = volumes["evidence-key-secret"]["secret"]
+    assert secret_volume["secretName"] == "fw-evidence-key"
+    assert secret_volume["defaultMode"] == 0o400
+    assert secret_volume["items"] == [{"key": "operator.key", "path": "operator.key"}]
+    assert volumes["evidence-key"]["emptyDir"]["medium"] == "Memory"  # the copy never reaches a disk
+    # only the init container sees the Secret; the sealer gets the copy, read-only
+    init_mounts = {m["name"]: m for m in init["volumeMounts"]}
+    assert init_mounts["evidence-key-secret"]["readOnly"] is True
+    assert "evidence-key-secret" not in {m["name"] for m in container["volumeMounts"]}
+    [key_mount] = [m for m in container["volumeMounts"] if m["name"] == "evidence-key"]
+    assert key_mount["readOnly"] is True
+    key_file = env["FAIRWATCH_EVIDENCE_KEY_FILE"]["value"]
+    assert key_file == init["command"][-1]
+    assert Path(key_file).parent == Path(key_mount["mountPath"]) == Path(init_mounts["evidence-key"]["mountPath"])
+    assert init["command"][-2] == init_mounts["evidence-key-secret"]["mountPath"] + "/operator.key"
+    assert "env" not in init  # the key's copy needs no store credential
+
+    # the file as the kubelet leaves it under fsGroup: fairwatch refuses it as it is
+    operator = generate_key("operator-2026")
+    secret_file = write_signing_key(operator, tmp_path / "secret-operator.key")
+    secret_file.chmod(0o440)
+    with pytest.raises(BadKey, match="can be read by others"):
+        read_signing_key(secret_file)
+    copy = tmp_path / "copy" / "operator.key"
+    copy.parent.mkdir()
+    for start in ("first start", "restart, the copy already there"):
+        result = run_key_copy(init, secret_file, copy)
+        assert result.returncode == 0, (start, result.stderr)
+        assert (copy.stat().st_mode & 0o777) == 0o400, start
+        assert read_signing_key(copy).verifier == operator.verifier, start
+    assert operator.verifier.key_id in result.stdout
+    secret_text = operator.text().split("+", 4)[4]  # PRIVATE+KEY+name+hash+base64 (base64 may hold "+")
+    assert secret_text not in result.stdout + result.stderr
+    # a Secret holding something else stops the pod with one line naming the file, not the content
+    secret_file.chmod(0o640)
+    secret_file.write_text("PRIVATE+KEY+operator-2026+0000000+" + "A" * 44 + "\n")
+    result = run_key_copy(init, secret_file, copy)
+    assert result.returncode != 0
+    assert result.stderr.startswith(f"error: the operator key {secret_file}:")
+    assert "A" * 44 not in result.stderr
+
+
+def test_the_checkpoints_live_on_a_claim_that_outlives_the_release(evidence_docs, helm):
+    _, pod, container, env = sealer_parts(evidence_docs)
+    [claim] = [d for d in evidence_docs if d["kind"] == "PersistentVolumeClaim"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["checkpoints"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "checkpoints"]
+    checkpoint_dir = Path(env["FAIRWATCH_EVIDENCE_DIR"]["value"])
+    # a folder of the claim, so that its root's lost+found is never taken for a log
+    assert checkpoint_dir.parent == Path(mount["mountPath"]) and not mount.get("readOnly")
+    existing = render(helm, "--set", "evidence.enabled=true", "--set", "evidence.keySecret=k",
+                      "--set", "evidence.checkpoints.existingClaim=audit-checkpoints")
+    assert "PersistentVolumeClaim" not in {d["kind"] for d in existing}
+    existing_pod = sealer_parts(existing)[1]
+    assert {v["name"]: v for v in existing_pod["volumes"]}["checkpoints"]["persistentVolumeClaim"] == {
+        "claimName": "audit-checkpoints"}
+
+
+def test_the_sealer_takes_no_connection_and_reaches_only_dns_and_clickhouse(evidence_docs, helm):
+    sealer = one(evidence_docs, "StatefulSet", "sealer")
+    labels = sealer["spec"]["template"]["metadata"]["labels"]
+    policies = [d for d in evidence_docs if d["kind"] == "NetworkPolicy"]
+    [policy] = [p for p in policies if selects(p["spec"]["podSelector"]["matchLabels"], labels)]
+    workers = one(evidence_docs, "StatefulSet", "worker")["spec"]["template"]["metadata"]["labels"]
+    assert not selects(policy["spec"]["podSelector"]["matchLabels"], workers)
+    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    assert not policy["spec"].get("ingress")  # Ingress listed with no rule: nothing may connect
+    assert policy["spec"]["egress"] == [
+        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+        {"ports": [{"port": 9000, "protocol": "TCP"}, {"port": 9440, "protocol": "TCP"}]},
+    ]
+    narrowed = render(helm, "--set", "evidence.enabled=true", "--set", "evidence.keySecret=k",
+                      "--set", "evidence.networkPolicy.clickhouseTo[0].ipBlock.cidr=10.1.2.0/24",
+                      "--set", "evidence.networkPolicy.clickhousePorts={9440}")
+    [policy] = [d for d in narrowed if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-sealer")]
+    assert policy["spec"]["egress"][1] == {"ports": [{"port": 9440, "protocol": "TCP"}],
+                                           "to": [{"ipBlock": {"cidr": "10.1.2.0/24"}}]}
+    for doc in narrowed:
+        for version in KUBERNETES_VERSIONS:
+            validate_manifest(doc, version)
+    off = render(helm, "--set", "evidence.enabled=true", "--set", "evidence.keySecret=k",
+                 "--set", "networkPolicy.enabled=false")
+    assert "NetworkPolicy" not in {d["kind"] for d in off}
+
+
+def test_evidence_manifests_pass_schema_validation(evidence_docs, production_docs):
+    assert one(production_docs, "StatefulSet", "sealer")  # the production example runs the sealer
+    for doc in evidence_docs:
+        for version in KUBERNETES_VERSIONS:
+            validate_manifest(doc, version)
 
 
 # --- docker-compose ----------------------------------------------------------------------------
@@ -504,6 +706,52 @@ def test_env_example_gives_the_workers_defaults():
         assert example[name] == WORKER_ENVIRONMENT[name][0], f"{name}: {example[name]!r} in the env example"
 
 
+def test_compose_runs_one_sealer_with_the_operator_key_as_a_secret_and_a_checkpoint_volume(compose, tmp_path):
+    from fairwatch.contracts.keys import generate_key, write_signing_key
+
+    services = compose["services"]
+    sealer = services["sealer"]
+    assert sealer["image"] == services["worker"]["image"]
+    assert sealer["command"] == ["audit", "seal", "--every", "60"]
+    assert "profiles" not in sealer and sealer["restart"] == "unless-stopped"  # starts with the stack
+    assert "scale" not in sealer and "replicas" not in sealer.get("deploy", {})  # one sealer, never two
+    assert "ports" not in sealer
+    env = sealer["environment"]
+    assert env["FAIRWATCH_CLICKHOUSE"] == services["worker"]["environment"]["FAIRWATCH_CLICKHOUSE"]
+    assert not [n for n in env if n.startswith(("FAIRWATCH_KAFKA", "FAIRWATCH_ALERTMANAGER", "FAIRWATCH_GRAFANA"))]
+    assert env["FAIRWATCH_EVIDENCE_ORIGIN"] == env_example()["FAIRWATCH_EVIDENCE_ORIGIN"] == "fairwatch"
+    # the key: a compose secret from a file, which compose mounts at /run/secrets/<name>
+    assert sealer["secrets"] == ["evidence-operator-key"]
+    assert env["FAIRWATCH_EVIDENCE_KEY_FILE"] == "/run/secrets/evidence-operator-key"
+    key_path = compose["secrets"]["evidence-operator-key"]["file"]
+    assert key_path == env_example()["EVIDENCE_OPERATOR_KEY_FILE"]
+    assert key_path.startswith("./deploy/secrets/")
+    # never in a commit nor in the image's build context
+    ignored = subprocess.run(["git", "check-ignore", "-q", key_path], cwd=REPO, check=False)
+    assert ignored.returncode == 0, f"{key_path} is not ignored by git"
+    assert dockerignored(key_path[2:])
+    # the checkpoints: a named volume above FAIRWATCH_EVIDENCE_DIR
+    [volume] = sealer["volumes"]
+    name, mount = volume.split(":")
+    assert name in compose["volumes"] and Path(env["FAIRWATCH_EVIDENCE_DIR"]).parent == Path(mount)
+    # after the migrations, like the workers (test_compose_dependencies_wait_for_health_or_completion
+    # checks the conditions)
+    assert sealer["depends_on"].keys() == {"clickhouse", "migrate"}
+    # its health check accepts the key as fairwatch does: the owner's alone
+    kind, python, flag, script = sealer["healthcheck"]["test"]
+    assert (kind, python, flag) == ("CMD", "python", "-c")
+    key_file = write_signing_key(generate_key("operator-2026"), tmp_path / "operator.key")
+    check_env = {**os.environ, "PYTHONPATH": str(REPO / "streams"), "FAIRWATCH_EVIDENCE_KEY_FILE": str(key_file),
+                 "FAIRWATCH_EVIDENCE_DIR": str(tmp_path / "volume" / "checkpoints")}
+    check = subprocess.run([sys.executable, "-c", script], env=check_env, capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert check.returncode == 0, check.stderr
+    key_file.chmod(0o644)  # a key file others can read: `fairwatch audit seal` refuses it, so does the check
+    check = subprocess.run([sys.executable, "-c", script], env=check_env, capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert check.returncode != 0 and "can be read by others" in check.stderr
+
+
 def test_compose_bind_mounts_exist_in_the_repository(compose):
     for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
@@ -560,7 +808,7 @@ def test_dockerfile_is_pinned_non_root_and_copies_what_exists(default_docs):
     users = [i[1] for i in instructions if i[0] == "USER"]
     uid = users[-1].split(":")[0]
     assert uid.isdigit() and int(uid) > 0, "the image must run as a numeric non-root user"
-    pod = one(default_docs, "StatefulSet")["spec"]["template"]["spec"]["securityContext"]
+    pod = one(default_docs, "StatefulSet", "worker")["spec"]["template"]["spec"]["securityContext"]
     assert pod["runAsUser"] == int(uid), "chart runAsUser differs from the image's USER"
     for op, rest in instructions:
         if op == "COPY" and "--from" not in rest:
@@ -616,7 +864,7 @@ def test_secrets_reach_the_workers_only_through_secret_references(helm, producti
     assert secret["stringData"] == {"clickhouse-url": "clickhouse://default:@clickhouse:9000/default",
                                     "audit-key": "k3y", "grafana-token": "t0ken"}
     for rendered, name in ((docs, secret["metadata"]["name"]), (production_docs, "fairwatch-clickhouse")):
-        env = {e["name"]: e for e in one(rendered, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = {e["name"]: e for e in one(rendered, "StatefulSet", "worker")["spec"]["template"]["spec"]["containers"][0]["env"]}
         for variable, key in (("FAIRWATCH_CLICKHOUSE", "clickhouse-url"), ("FAIRWATCH_AUDIT_KEY", "audit-key"),
                               ("FAIRWATCH_GRAFANA_TOKEN", "grafana-token")):
             assert "value" not in env[variable], f"{variable} must come from a Secret"

@@ -257,6 +257,33 @@ def test_the_query_to_try_runs_and_agrees_with_the_files(demo, oracle):
     assert dict(false_matches) == {label: sum(oracle[(s, "fmr", "race", label)][1] for s in (0, 1))
                                    for label in SCENARIO["attributes"]["race"]}
 
+def test_the_chain_of_custody_verifies_and_a_tampered_copy_fails(demo, oracle):
+    evidence = demo["summary"]["evidence"]
+    # every event and outcome revision of the files is a leaf (the recount), plus dead letters and audit records
+    events = sum(1 for _ in open(demo["summary"]["files"]["events"], "rb"))
+    revisions = {(o["event_id"], o["revision"]) for o in map(json.loads, open(demo["summary"]["files"]["outcomes"], "rb"))
+                 if o.get("review", "primary") == "primary"}
+    assert evidence["verified"] == {"ok": True, "rows": evidence["sealed_rows"], "seconds": evidence["verified"]["seconds"],
+                                    "findings": []}
+    store = open_store(demo["summary"]["clickhouse"]["url"])
+    try:
+        others = sum(store.query(f"SELECT count() FROM {table} FINAL")[0][0]
+                     for table in ("dead_letters", "independent_reviews")) + store.query("SELECT count() FROM audit_log")[0][0]
+    finally:
+        store.close()
+    assert evidence["sealed_rows"] == events + len(revisions) + others
+    assert not evidence["tampered"]["ok"]
+    assert evidence["tampered"]["findings"][0].startswith("EDITED ")
+    assert evidence["tampered"]["row"] in evidence["tampered"]["findings"][0]
+    assert "Chain of custody:" in demo["stdout"] and "TAMPERED" in demo["stdout"]
+    # the printed command verifies again, as the auditor, from the files the demo left
+    done = subprocess.run(["bash", "-c", evidence["verify_command"]], capture_output=True, text=True,
+                          cwd=demo["out"].parent, timeout=120,
+                          env={**os.environ, **demo["stack"], "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.strip().endswith(": ok") and f"{evidence['sealed_rows']} rows checked" in done.stdout
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium, installed with apt when missing (the test never skips)."""

@@ -161,7 +161,7 @@ def test_the_key_catches_a_rewritten_suffix(store):
 @pytest.mark.services
 def test_verify_cli_exit_status_and_first_broken_link(store):
     fill(store, n_calls=3)
-    args = ["audit", "verify", "--store", store.url, "--from", "2026-11-25T00:00:00Z", "--to", "2026-11-26T00:00:00Z"]
+    args = ["audit", "verify-chain", "--store", store.url, "--from", "2026-11-25T00:00:00Z", "--to", "2026-11-26T00:00:00Z"]
     ok = CliRunner().invoke(app, args + ["--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["records_checked"] == 15

@@ -32,6 +32,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: worker
 {{- end -}}
 
+{{- define "fairwatch.sealerSelectorLabels" -}}
+{{ include "fairwatch.selectorLabels" . }}
+app.kubernetes.io/component: sealer
+{{- end -}}
+
+{{/* The claim holding the checkpoints kept outside the store: the chart's, or evidence.checkpoints.existingClaim. */}}
+{{- define "fairwatch.checkpointsClaim" -}}
+{{- default (printf "%s-evidence-checkpoints" (include "fairwatch.fullname" .)) .Values.evidence.checkpoints.existingClaim -}}
+{{- end -}}
+
 {{- define "fairwatch.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "fairwatch.fullname" .) .Values.serviceAccount.name -}}
@@ -74,6 +84,9 @@ app.kubernetes.io/component: worker
 {{- end -}}
 {{- if not .Values.kafka.bootstrapServers -}}
 {{- fail "kafka.bootstrapServers is required (FAIRWATCH_KAFKA)" -}}
+{{- end -}}
+{{- if and .Values.evidence.enabled (not .Values.evidence.keySecret) -}}
+{{- fail "evidence.enabled needs evidence.keySecret: the name of a Secret holding the operator's signer key, which the chart never makes (kubectl create secret generic fairwatch-evidence-key --from-file=operator.key=./operator.key; docs/deployment.md, Evidence log)" -}}
 {{- end -}}
 {{- end -}}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from fairwatch.audit.maturity import label_maturity
@@ -12,6 +13,7 @@ from fairwatch.core.groupframe import GroupFrame
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_counts import read_counts
 from fairwatch.store.independent_reviews import read_review_agreement
+from fairwatch.store.sealed_evidence import STORED, EvidenceTables, labeled_counts
 
 GROUP_FIELDS = (
     "deployment", "algorithm", "mode", "attribute", "group", "impostor", "false_match", "genuine", "false_non_match",
@@ -61,15 +63,25 @@ def metrics_document(frame: GroupFrame, window: Window, labels: dict[str, Any] |
 def window_metrics(
     store: Store, window: Window, config: CoreConfig, deployment: str | None = None, algorithm: str | None = None,
     *, label_maturity_seconds: int | None = None, with_labels: bool = True, with_reviews: bool = True,
+    tables: EvidenceTables = STORED, now: datetime | None = None,
 ) -> tuple[GroupFrame, dict[str, Any]]:
     """The frame and the document of ``fairwatch metrics``; ``with_labels`` adds the label maturity
     (``label_maturity_seconds`` from a policy, else observed); ``with_reviews`` corrects the rates
-    for reviewer error where independent reviews exist (:mod:`fairwatch.store.independent_reviews`)."""
-    keys, rows = read_counts(store, window.start, window.end, deployment, algorithm)
-    reviews = read_review_agreement(store, window.start, window.end, deployment, algorithm) if with_reviews else {}
+    for reviewer error where independent reviews exist (:mod:`fairwatch.store.independent_reviews`).
+
+    ``tables``: the stored counts, or the evidence as of a checkpoint
+    (:func:`fairwatch.store.sealed_evidence.sealed_tables`), counted here per group with
+    ``config.intersections``; ``now``: the clock of the label maturity (default: the system's)."""
+    if tables.sealed:
+        keys, rows = labeled_counts(store, tables, config.intersections, window.start, window.end, deployment,
+                                    algorithm)
+    else:
+        keys, rows = read_counts(store, window.start, window.end, deployment, algorithm)
+    reviews = read_review_agreement(store, window.start, window.end, deployment, algorithm,
+                                    tables=tables) if with_reviews else {}
     frame = GroupFrame.from_counts(keys, rows, config, reviews=reviews)
     labels = None
     if with_labels:
-        maturity = label_maturity(store, window, deployment, algorithm, label_maturity_seconds)
+        maturity = label_maturity(store, window, deployment, algorithm, label_maturity_seconds, now, tables=tables)
         labels = maturity.to_dict(window, reviews.values())
     return frame, metrics_document(frame, window, labels)

@@ -42,6 +42,7 @@ from fairwatch.core.config import VERDICT_CLOCK_SKEW
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_counts import scope_filter
 from fairwatch.store.independent_reviews import ReviewAgreement
+from fairwatch.store.sealed_evidence import STORED, EvidenceTables
 
 QUANTILE = 0.99
 LOOKBACK = timedelta(days=90)
@@ -97,7 +98,7 @@ class LabelMaturity:
         }
 
 
-def _p99(store: Store, corrections: bool, where: str, params: dict) -> tuple[int, int | None]:
+def _p99(store: Store, corrections: bool, where: str, params: dict, tables: EvidenceTables) -> tuple[int, int | None]:
     # delay from each labelled event (labeled_outcomes: its event time and the revision counted) to
     # its first verdict, or to the correction counted (revision >= 1), in verified_outcomes
     if corrections:
@@ -107,31 +108,33 @@ def _p99(store: Store, corrections: bool, where: str, params: dict) -> tuple[int
     first = "" if corrections else " AND revision = 0"
     (count, quantile), = store.query(
         f"SELECT count(), quantileExact({QUANTILE})(delay) FROM ("
-        " SELECT toInt64(v.verified_at) - toInt64(occurred_at) AS delay FROM labeled_outcomes FINAL"
-        f" ANY INNER JOIN ({verdicts} FROM verified_outcomes FINAL WHERE verified_at >= %(verdicts_since)s{first})"
+        f" SELECT toInt64(v.verified_at) - toInt64(occurred_at) AS delay FROM {tables.labeled}"
+        f" ANY INNER JOIN ({verdicts} FROM {tables.verdicts} WHERE verified_at >= %(verdicts_since)s{first})"
         f" AS v USING ({using})"
         f" WHERE bucket >= %(since)s AND bucket < %(end)s{which}{where})", params)
     return int(count), (int(quantile) if count else None)
 
 
 def label_maturity(store: Store, window: Window, deployment: str | None = None, algorithm: str | None = None,
-                   policy_seconds: int | None = None, now: datetime | None = None) -> LabelMaturity:
+                   policy_seconds: int | None = None, now: datetime | None = None, *,
+                   tables: EvidenceTables = STORED) -> LabelMaturity:
     """The label maturity of ``window`` in the scope of ``deployment`` / ``algorithm`` (module
-    docstring); ``now`` is the clock (default: the system's)."""
+    docstring); ``now`` is the clock (default: the system's); ``tables``: the stored ones, or those
+    as of a checkpoint (:mod:`fairwatch.store.sealed_evidence`)."""
     if policy_seconds is not None and not 0 <= policy_seconds <= MAX_MATURITY_SECONDS:
         raise ValueError(f"label maturity must be between 0 s and 3650 days, got {policy_seconds} s")
     where, params = scope_filter(deployment, algorithm)
     since = window.end - LOOKBACK
-    params.update(since=since, verdicts_since=since - VERDICT_CLOCK_SKEW, start=window.start, end=window.end)
-    firsts, first_p99 = _p99(store, False, where, params)
-    corrections, correction_p99 = _p99(store, True, where, params)
+    params.update(tables.params, since=since, verdicts_since=since - VERDICT_CLOCK_SKEW, start=window.start, end=window.end)
+    firsts, first_p99 = _p99(store, False, where, params, tables)
+    corrections, correction_p99 = _p99(store, True, where, params, tables)
     (labelled, latest), = store.query(
-        "SELECT count(), max(verified_at) FROM verified_outcomes FINAL WHERE event_id IN"
-        f" (SELECT event_id FROM labeled_outcomes FINAL WHERE 1 = 1{where})", params)
+        f"SELECT count(), max(verified_at) FROM {tables.verdicts} WHERE event_id IN"
+        f" (SELECT event_id FROM {tables.labeled} WHERE 1 = 1{where})", params)
     clock = now or datetime.now(timezone.utc)
     as_of = min(_utc(latest), clock) if labelled else None
     (outcomes, revised), = store.query(
-        "SELECT count(), sum(revision > 0) FROM labeled_outcomes FINAL"
+        f"SELECT count(), sum(revision > 0) FROM {tables.labeled}"
         f" WHERE bucket >= %(start)s AND bucket < %(end)s{where}", params)
     if policy_seconds is not None:
         delay, source = policy_seconds, "policy"

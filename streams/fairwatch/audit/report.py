@@ -28,11 +28,13 @@ from urllib.parse import urlparse
 
 from fairwatch import __version__
 from fairwatch.audit.estimates import window_metrics
+from fairwatch.audit.evidence_log import DEFAULT_ORIGIN
 from fairwatch.audit.report_blocks import POLICY_THRESHOLDS, report_blocks, weighted_cells, worse_cells
 from fairwatch.audit.report_comparisons import comparisons
 from fairwatch.audit.report_fields import ALERT_FIELDS, RATES, SCOPE, SET_SCOPE
 from fairwatch.audit.report_figures import report_figures
 from fairwatch.audit.report_findings import findings
+from fairwatch.audit.report_evidence import counted_intersections, evidence_section
 from fairwatch.audit.report_headline import first_page
 from fairwatch.audit.suppression import (
     DEFAULT_MIN_GROUP_SIZE,
@@ -46,6 +48,7 @@ from fairwatch.core.groupframe import GroupFrame
 from fairwatch.core.intervals import VARIES
 from fairwatch.store.clickhouse import Store, bind, open_store, redacted_url
 from fairwatch.store.group_counts import scope_filter
+from fairwatch.store.sealed_evidence import STORED, EvidenceTables
 
 DELAY_EDGES_H = (0, 1, 6, 24, 72, 168, 720)
 MAX_THRESHOLDS = 6  # distinct decision thresholds listed per matcher; more are given as a range
@@ -95,14 +98,14 @@ class Report:
 
 
 def _provenance(store: Store, window: Window, deployment: str | None, algorithm: str | None,
-                attribute: str | None, min_group_size: int) -> dict[str, Any]:
+                attribute: str | None, min_group_size: int, tables: EvidenceTables = STORED) -> dict[str, Any]:
     where, params = scope_filter(deployment, algorithm)
-    params.update(start=window.start, end=window.end)
+    params.update(tables.params, start=window.start, end=window.end)
     (events,), = store.query(
-        f"SELECT count() FROM match_events FINAL WHERE occurred_at >= %(start)s AND occurred_at < %(end)s{where}",
+        f"SELECT count() FROM {tables.events} WHERE occurred_at >= %(start)s AND occurred_at < %(end)s{where}",
         params)
     (labeled, weighted), = store.query(
-        "SELECT count(), sum(weight) FROM labeled_outcomes FINAL"
+        f"SELECT count(), sum(weight) FROM {tables.labeled}"
         f" WHERE bucket >= %(start)s AND bucket < %(end)s{where}", params)
     # coverage per single attribute: events of the window that have a verified outcome
     attr = " AND attribute = %(attribute)s" if attribute else ""
@@ -110,14 +113,14 @@ def _provenance(store: Store, window: Window, deployment: str | None, algorithm:
         params["attribute"] = attribute
     event_groups = {
         (d, m, a, g): n for d, m, a, g, n in store.query(
-            "SELECT deployment, toString(mode), attribute, group_label, count() FROM match_events FINAL"
+            f"SELECT deployment, toString(mode), attribute, group_label, count() FROM {tables.events}"
             " ARRAY JOIN subject_keys AS attribute, subject_values AS group_label"
             f" WHERE occurred_at >= %(start)s AND occurred_at < %(end)s{where}{attr}"
             " GROUP BY deployment, mode, attribute, group_label", params)
     }
     labeled_groups = {
         (d, m, a, g): n for d, m, a, g, n in store.query(
-            "SELECT deployment, toString(mode), attribute, group_label, count() FROM labeled_outcomes FINAL"
+            f"SELECT deployment, toString(mode), attribute, group_label, count() FROM {tables.labeled}"
             " ARRAY JOIN subject_keys AS attribute, subject_values AS group_label"
             f" WHERE bucket >= %(start)s AND bucket < %(end)s{where}{attr}"
             " GROUP BY deployment, mode, attribute, group_label", params)
@@ -138,8 +141,8 @@ def _provenance(store: Store, window: Window, deployment: str | None, algorithm:
     delay_rows = store.query(
         f"SELECT count(), sum(delay < 0), {bins}, sum(delay >= {DELAY_EDGES_H[-1] * 3600}),"
         " quantiles(0.5, 0.9, 0.99)(delay), max(delay) FROM ("
-        " SELECT toInt64(verified_at) - toInt64(occurred_at) AS delay FROM labeled_outcomes FINAL"
-        " ANY INNER JOIN (SELECT event_id, revision, verified_at FROM verified_outcomes FINAL) AS v"
+        f" SELECT toInt64(verified_at) - toInt64(occurred_at) AS delay FROM {tables.labeled}"
+        f" ANY INNER JOIN (SELECT event_id, revision, verified_at FROM {tables.verdicts}) AS v"
         f" USING (event_id, revision) WHERE bucket >= %(start)s AND bucket < %(end)s{where})", params)
     n, negative, *histogram = delay_rows[0]
     quantiles, longest = histogram[-2], histogram[-1]
@@ -154,7 +157,7 @@ def _provenance(store: Store, window: Window, deployment: str | None, algorithm:
         "max_hours": longest / 3600 if n else None,
         "histogram": [{"bin": label, "outcomes": int(c)} for label, c in zip(labels, [negative, *histogram])],
     }
-    matchers = _matchers(store, where, params)
+    matchers = _matchers(store, where, params, tables)
     dead = [{"reason_code": code, "messages": int(c)} for code, c in store.query(
         "SELECT reason_code, count() FROM dead_letters FINAL WHERE rejected_at >= %(start)s"
         " AND rejected_at < %(end)s GROUP BY reason_code ORDER BY reason_code", params)]
@@ -162,12 +165,12 @@ def _provenance(store: Store, window: Window, deployment: str | None, algorithm:
             "matchers": matchers, "coverage_by_group": coverage, "label_delay": delay, "dead_letters_by_reason": dead}
 
 
-def _matchers(store: Store, where: str, params: dict) -> list[dict]:
+def _matchers(store: Store, where: str, params: dict, tables: EvidenceTables) -> list[dict]:
     """Per deployment, algorithm and mode: the decision thresholds its match events carried (the
     rates are of the decisions at those thresholds), with their event counts."""
     found: dict[tuple, list[tuple[float, int]]] = {}
     for deployment, algorithm, mode, threshold, n in store.query(
-            "SELECT deployment, algorithm, toString(mode), threshold, count() FROM match_events FINAL"
+            f"SELECT deployment, algorithm, toString(mode), threshold, count() FROM {tables.events}"
             f" WHERE occurred_at >= %(start)s AND occurred_at < %(end)s{where}"
             " GROUP BY deployment, algorithm, mode, threshold ORDER BY deployment, algorithm, mode, threshold", params):
         found.setdefault((deployment, algorithm, mode), []).append((float(threshold), int(n)))
@@ -253,6 +256,8 @@ def build_report(
     now: datetime | None = None,
     plots: bool = True,
     label_maturity_seconds: int | None = None,
+    evidence_origin: str | None = DEFAULT_ORIGIN,
+    tables: EvidenceTables = STORED,
 ) -> Report:
     """Read everything a report of ``window`` needs and build it (see the module docstring).
 
@@ -277,6 +282,14 @@ def build_report(
     label_maturity_seconds
         How long after its event a verdict is final (a policy's ``label_maturity``); None: observed
         from the store (:mod:`fairwatch.audit.maturity`).
+    evidence_origin
+        The evidence logs' origin prefix (``fairwatch audit seal --origin``): the ``evidence``
+        section names each deployment's newest signed checkpoint under it
+        (:mod:`fairwatch.audit.report_evidence`). None leaves the section out (a recomputation).
+    tables
+        The tables the numbers are read from: the stored ones, or the evidence sealed up to the
+        report's checkpoints (:func:`fairwatch.store.sealed_evidence.sealed_tables`), which is how
+        ``fairwatch audit verify-report`` recomputes a report (the plots always read the stored counts).
 
     Raises
     ------
@@ -291,9 +304,10 @@ def build_report(
     if min_group_size < 0:
         raise ValueError(f"min_group_size must be >= 0, got {min_group_size}")
     recorder = _Recorder(store)
+    clock = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     progress("per-group estimates", 0, 1)
     frame, metrics_doc = window_metrics(recorder, window, config, deployment, algorithm,
-                                        label_maturity_seconds=label_maturity_seconds)
+                                        label_maturity_seconds=label_maturity_seconds, tables=tables, now=clock)
     scope = {"deployment": deployment, "algorithm": algorithm, "attribute": attribute}
     described = ", ".join(f"{k} {v}" for k, v in scope.items() if v) or "all deployments"
     w = window.to_dict()
@@ -317,7 +331,7 @@ def build_report(
     corrected = [c for c in corrected if _key(c, (*SET_SCOPE, "group")) not in hidden]
     tests = [{**t, "p_value": None, "verdict": SUPPRESSED} if _key(t, SET_SCOPE) in hidden_sets else t for t in tests]
     progress("provenance", 0, 1)
-    provenance = _provenance(store, window, deployment, algorithm, attribute, min_group_size)
+    provenance = _provenance(store, window, deployment, algorithm, attribute, min_group_size, tables)
     alerts = _alerts(store, window, deployment, algorithm, hidden)
     policy_info = None
     if policy is not None:
@@ -345,8 +359,9 @@ def build_report(
     exported = {"window": metrics_doc["window"], "groups": groups, "differentials": differentials}
     document = {
         "report": "fairwatch audit report",
-        "generated_at": format_timestamp((now or datetime.now(timezone.utc)).replace(microsecond=0)),
-        "scope": {"window": metrics_doc["window"], "requested": requested or metrics_doc["window"], **scope},
+        "generated_at": format_timestamp(clock),
+        "scope": {"window": metrics_doc["window"], "requested": requested or metrics_doc["window"], **scope,
+                  "bucket_seconds": config.bucket_seconds, "intersections": counted_intersections(metrics_doc)},
         "provenance": provenance,
         "groups": groups,
         "differentials": differentials,
@@ -374,6 +389,10 @@ def build_report(
                                if attribute in (None, c["attribute"])]
     weighted = weighted_cells(document)
     document["findings"] = findings(document, frame, document["comparisons"], weighted)
+    if evidence_origin is not None:
+        progress("evidence", 0, 1)
+        document["evidence"] = evidence_section(store, sorted({g["deployment"] for g in groups}), evidence_origin,
+                                                window, deployment, algorithm, config.bucket_seconds)
     report = Report(document)
     figures = report_figures(store, window, config, deployment, algorithm, attribute, frame, groups, min_group_size,
                              progress, alerts=alerts, marked=worse_cells(document), weighted=weighted) if plots else []

@@ -174,6 +174,7 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
         ["attribute", scope["attribute"] or "all"], ["generated at", doc["generated_at"]],
         ["fairwatch", methods["fairwatch_version"]], ["ClickHouse", methods["server_version"]],
     ]))
+    b += evidence_blocks(doc.get("evidence"))
     b.append(("p", "The matchers (algorithm as the site names it, its version included) and their decision"
                    " thresholds, from the match events of the window:"))
     b.append(("table", ["deployment", "algorithm", "mode", "decision threshold", "match events"], [
@@ -294,6 +295,22 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
     b.append(("p", "Query the numbers were read with:"))
     for sql in repro["sql"]:
         b.append(("code", sql))
+    return b
+
+
+def evidence_blocks(evidence: dict | None) -> list[tuple]:
+    """The checkpoints the numbers were computed from: one line per deployment (origin, size, root),
+    or that it is not sealed (:mod:`fairwatch.audit.report_evidence`)."""
+    if evidence is None:
+        return []
+    b: list[tuple] = [("p", "Evidence: the signed checkpoint of each deployment's evidence log when the report was"
+                            f" made (origins under {evidence['base_origin']}):")]
+    for log in evidence["logs"]:
+        if log["sealed"]:
+            b.append(("li", f"{log['origin']}: size {log['tree_size']}, root {log['root_hash']}"))
+        else:
+            b.append(("li", f"{log['origin']}: {log['statement']}"))
+    b.append(("p", evidence["statement"]))
     return b
 
 

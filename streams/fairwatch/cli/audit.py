@@ -1,4 +1,4 @@
-"""CLI verbs for auditors: ``fairwatch report`` and ``fairwatch audit verify``; cli.py registers them."""
+"""CLI verbs for auditors: ``fairwatch report`` and ``fairwatch audit verify-chain``; cli.py registers them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from fairwatch.cli.output_files import OutputError, write_output
 from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, WrappedHelpGroup
 
 console = Console(stderr=True, soft_wrap=True)  # diagnostics whole, one per line
-audit_app = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup, help="The tamper-evident audit log.",
+audit_app = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup, help="The evidence log: seal, verify, prove, check, witness; verify-report; and the older hash chains.",
                         no_args_is_help=True)
 
 
@@ -55,6 +55,9 @@ def report_command(
         None, "--label-maturity", help="Outcomes are final this long after their event, e.g. 4d (default: the"
                                        " policy's label_maturity, else the larger 99th percentile of delays to"
                                        " first verdicts and to corrections over 90 days)."),
+    origin: str = typer.Option("fairwatch", "--origin", envvar="FAIRWATCH_EVIDENCE_ORIGIN",
+                               help="The evidence logs' origin prefix: the report names each deployment's newest"
+                                    " signed checkpoint under it (fairwatch audit seal --origin)."),
 ) -> None:
     """An audit report of a past window: the numbers of `fairwatch metrics`, provenance, plots, methods."""
     from rich.progress import (
@@ -111,7 +114,8 @@ def report_command(
             report = build_report(opened, window, config, deployment=deployment, algorithm=algorithm,
                                   attribute=attribute, min_group_size=min_group_size, policy=policy,
                                   requested={"from": start, "to": end}, progress=progress,
-                                  plots=fmt in ("html", "pdf"), label_maturity_seconds=maturity)
+                                  plots=fmt in ("html", "pdf"), label_maturity_seconds=maturity,
+                                  evidence_origin=origin)
             data = render(report, fmt)
     except EmptyWindow as exc:
         raise failed(exc, 1) from None
@@ -130,8 +134,8 @@ def report_command(
                       f"{doc['privacy']['suppressed_groups']} suppressed, {len(doc['alerts'])} alerts")
 
 
-@audit_app.command("verify")
-def verify_command(
+@audit_app.command("verify-chain")
+def verify_chain_command(
     start: str = typer.Option(..., "--from", help="Records recorded from this time, RFC 3339."),
     end: str = typer.Option(..., "--to", help="Records up to this time (exclusive), RFC 3339."),
     chain: Optional[str] = typer.Option(None, "--chain", help="Only this chain (default: every chain)."),
@@ -167,7 +171,12 @@ def verify_command(
 
 def register(app: typer.Typer) -> None:
     """Add ``report`` and the ``audit`` group to the main CLI."""
+    from fairwatch.cli.evidence import register as register_evidence
+    from fairwatch.cli.report_evidence import register as register_report_evidence
+
     app.command("report")(report_command)
+    register_evidence(audit_app)
+    register_report_evidence(audit_app)
     app.add_typer(audit_app, name="audit")
 
 

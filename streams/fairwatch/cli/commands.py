@@ -380,6 +380,7 @@ def replay(
             else:
                 report = run_replay(opened, events, outcomes, config, progress=lambda n: bar.advance(task, n),
                                     on_reject=show, policies=policies, keyring=ring)
+        sealed = _seal_if_keyed(opened)
     except (SettingsError, StoreError, ValueError) as exc:
         if opened is not None:
             opened.close()
@@ -389,7 +390,9 @@ def replay(
                "rejected": [{"file": f, "line": n, "reason": r} for f, n, r in report.rejected],
                "alerts": [a.to_record() for a in report.alerts],
                "detection": {"ran": bool(report.coverage), "policies": [c.to_dict() for c in report.coverage],
-                             "errors": report.mismatches}}
+                             "errors": report.mismatches},
+               "evidence": sealed and {"leaves": sealed.leaves,
+                                       "checkpoints": {o: c.size for o, c in sealed.checkpoints.items()}}}
     if arrival is not None:
         summary["as_of_arrival"] = {
             "live_store": redacted_url(as_of_arrival), "cycle_seconds": cycle_seconds, "cycles": arrival.cycles,
@@ -408,6 +411,10 @@ def replay(
     else:
         print(f"replayed {summary['events_lines']} event lines and {summary['outcomes_lines']} outcome lines into "
               f"{summary['store']}: {report.labeled} labeled outcomes, {len(report.rejected)} lines rejected")
+        if sealed is None:
+            print("evidence log: not sealed (no FAIRWATCH_EVIDENCE_KEY_FILE; `fairwatch audit seal` seals later)")
+        else:
+            print(f"evidence log: {sealed.leaves} rows sealed, {len(sealed.checkpoints)} checkpoints signed")
         if not policy:
             print("detection: not run by this replay (no --policy)")
         for coverage in report.coverage:
@@ -432,6 +439,22 @@ def replay(
         raise typer.Exit(2)
     if arrival is not None and arrival.differences:
         raise typer.Exit(1)
+
+
+def _seal_if_keyed(store):
+    """Seal the evidence log after a replay when the operator's key is configured, as the live
+    sealer would: the replayed store then verifies like a live one."""
+    import os
+
+    from fairwatch.audit.evidence_log import DEFAULT_ORIGIN, KEY_ENV, ORIGIN_ENV, OUTSIDE_ENV, seal
+    from fairwatch.contracts.keys import signing_key_from
+
+    signer = signing_key_from(dict(os.environ), KEY_ENV)
+    if signer is None:
+        return None
+    outside = os.environ.get(OUTSIDE_ENV)
+    return seal(store, signer, base=os.environ.get(ORIGIN_ENV) or DEFAULT_ORIGIN,
+                outside=Path(outside) if outside else None)
 
 
 class _Capped:

@@ -440,6 +440,7 @@ def _raise_interrupted(signum, frame) -> None:
 
 def _run(options: DemoOptions, console, environ, say, services: Services, workers: list[WorkerProcess],
          stop: threading.Event) -> dict[str, Any]:
+    from fairwatch.sim.demo_evidence import chain_of_custody
     from rich.console import Group
     from rich.live import Live
     from rich.progress import (
@@ -592,9 +593,18 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     detected_at = time.monotonic()
     detection = _detect(store, policies, env)
     timings["detection"] = time.monotonic() - detected_at
+    sealed_at = time.monotonic()
+    auditor_url = services.env.get("FAIRWATCH_CLICKHOUSE_AUDITOR", clickhouse)
+    evidence = chain_of_custody(store, migrator, auditor_url, database, run, out, _database_url, say)
+    timings["evidence"] = time.monotonic() - sealed_at
+    if not evidence["verified"]["ok"] or evidence["tampered"]["ok"]:
+        raise DemoError("the chain of custody did not hold: intact store "
+                        f"{'verified' if evidence['verified']['ok'] else 'failed'} "
+                        f"({'; '.join(evidence['verified']['findings'][:3])}), tampered copy "
+                        f"{'passed' if evidence['tampered']['ok'] else 'failed'}")
     result = summarize(store, store_url, run, scenario, truth, paths, policies, detection, out,
                        [w.pid for w in workers], timings, began, live, stack_stops=services.started_stack,
-                       auditor_url=services.env.get("FAIRWATCH_CLICKHOUSE_AUDITOR", clickhouse))
+                       auditor_url=auditor_url, evidence=evidence)
     _print_story(console, result)
     store.close()
     return result
@@ -603,7 +613,7 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
 def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[str, Any], paths: dict[str, Path],
               policies: list[Path], detection: str, out: Path, worker_pids: list[int], timings: dict[str, float],
               began: float, live: set[tuple[str, str]] = frozenset(), stack_stops: bool = False,
-              auditor_url: str | None = None) -> dict[str, Any]:
+              auditor_url: str | None = None, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything shown at the end, from the store and the truth; writes summary.html and summary.json."""
     database = run.replace("-", "_")
     config = CoreConfig(bucket_seconds=60)
@@ -631,6 +641,7 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
         # the commands to try need the stack: say how to start it again when the demo stops it
         "stack_stops": stack_stops,
         "policy_ratio": min((load_policy(p).policy_ratio for p in policies), default=None),
+        "evidence": evidence,
     }
     result["verdict"] = _verdict(result)
     figures = make_figures(result, over_time)
@@ -858,6 +869,14 @@ def _print_story(console, result: dict[str, Any]) -> None:
         console.print(f"[dim]{len(notices)} info notice(s) (insufficient_evidence): "
                       + ", ".join(f"{a['group']} {a['metric']}" for a in notices) + "[/dim]")
     console.print(f"[bold]{result['verdict']}[/bold]")
+    evidence = result.get("evidence")
+    if evidence:
+        verified, tampered = evidence["verified"], evidence["tampered"]
+        console.print(f"Chain of custody: {evidence['sealed_rows']} evidence rows in {len(evidence['logs'])} signed "
+                      f"Merkle logs; audit verify: {'ok' if verified['ok'] else 'FAILED'} ({verified['rows']} rows, "
+                      f"{verified['seconds']} s). A copy with {tampered['row']} changed ({tampered['change']}): "
+                      f"{'passed (wrong!)' if tampered['ok'] else 'TAMPERED'}, "
+                      f"{tampered['findings'][0] if tampered['findings'] else ''}", markup=False, highlight=False)
     ch = result["clickhouse"]
     console.print(f"\nThe data is in ClickHouse database [bold]{ch['database']}[/bold] ({ch['url_redacted']}): "
                   f"{ch['tables']}.", soft_wrap=True)
@@ -866,7 +885,8 @@ def _print_story(console, result: dict[str, Any]) -> None:
                       ' start it again first (in this shell):\n  eval "$(scripts/stack up)"', soft_wrap=True,
                       markup=False, highlight=False)
     console.print("Try (each command is one line; the terminal may wrap it):", soft_wrap=True)
-    for command in (ch["query_command"], ch["metrics_command"]):  # whole lines, never cut inside an argument
+    commands = (ch["query_command"], ch["metrics_command"], *([evidence["verify_command"]] if evidence else []))
+    for command in commands:  # whole lines, never cut inside an argument
         console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
     console.print(f"Files: {result['files']['events']}, {result['files']['outcomes']}, {result['files']['truth']}; "
                   f"policy {', '.join(result['policies'])}")

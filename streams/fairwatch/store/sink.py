@@ -126,7 +126,8 @@ def _joined(parts: list[list[list]]) -> list[list]:
     return out
 
 
-def _population_sums(truth: str, error_decision: str) -> list[str]:
+def population_sums(truth: str, error_decision: str) -> list[str]:
+    """The six sums of one population (truth) over labelled rows, in the layout's column order."""
     population = f"truth = '{truth}'"
     error = f"{population} AND decision = '{error_decision}'"
     return [
@@ -146,7 +147,7 @@ def recompute_counts_sql(intersections: Sequence[Sequence[str]]) -> str:
     partition scanned it once each). It also rewrites (partition, bucket) pairs the batch did not
     touch when another partition touched that bucket: harmless, the rows are absolute.
     """
-    sums = _population_sums("impostor", "match") + _population_sums("genuine", "non_match")
+    sums = population_sums("impostor", "match") + population_sums("genuine", "non_match")
     return (
         f"INSERT INTO group_counts ({', '.join(GROUP_KEY_COLUMNS + COLUMNS)}, version) "
         f"SELECT deployment, algorithm, mode, tupleElement(pair, 1) AS attribute, tupleElement(pair, 2) AS group_label,"

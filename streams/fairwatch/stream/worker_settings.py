@@ -79,6 +79,19 @@ OTHER_ENVIRONMENT: dict[str, str] = {
     "FAIRWATCH_DEMO_OUT": "make demo: output folder (HTML summary, files)",
     "FAIRWATCH_DEBUG": "every fairwatch command: 1 shows tracebacks instead of one `error:` line (as `fairwatch --debug`);"
                        " the worker then also serves faust's /table, /router, /graph and stats pages and /debug/*",
+    # the evidence log (docs/evidence.md)
+    "FAIRWATCH_EVIDENCE_KEY_FILE": "fairwatch audit seal, fairwatch replay: the operator's signer key file (0600 or"
+                                   " stricter; refused when others can read it); replay seals at its end when set",
+    "FAIRWATCH_EVIDENCE_KEY": "the same key as text, instead of the file (not both)",
+    "FAIRWATCH_EVIDENCE_ORIGIN": "fairwatch audit seal, verify, prove, replay: the logs' origin prefix, naming the"
+                                 " operator (default fairwatch): <origin>/deployment/<name>, <origin>/dead-letters",
+    "FAIRWATCH_EVIDENCE_DIR": "fairwatch audit seal, replay: also write each checkpoint and consistency proof here,"
+                              " outside the store; audit verify and witness read it",
+    "FAIRWATCH_EVIDENCE_VERIFIER": "fairwatch audit verify, witness: the operator's public verifier key(s), comma"
+                                   " separated, when no --key is given",
+    "FAIRWATCH_WITNESS_KEY_FILE": "fairwatch audit witness: the witness's own signer key file (0600 or stricter)",
+    "FAIRWATCH_WITNESS_KEY": "the same key as text, instead of the file (not both)",
+    "FAIRWATCH_WITNESS_STATE": "fairwatch audit witness: its own directory, the last checkpoint it cosigned per log",
 }
 
 
