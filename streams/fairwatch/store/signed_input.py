@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import struct
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -165,6 +166,16 @@ class _Findings:
             self.report.more_findings += 1
 
 
+# Floats are read as their IEEE-754 bits: chDB's JSON writes -0.0 as -0, which reads back as +0.
+_BITS = "reinterpretAsUInt64(reinterpretAsString(toFloat64(%s)))"
+_bits_of = struct.Struct("<Q")
+_double = struct.Struct("<d")
+
+
+def _float(bits: int) -> float:
+    return _double.unpack(_bits_of.pack(int(bits)))[0]
+
+
 def _digest(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
 
@@ -239,8 +250,8 @@ def _check_rows(store: Store, keyring: Keyring, chosen: set[str] | None, events,
     deployment_of: dict[str, str] = {}
     for (event_id, seconds, micros, deployment, algorithm, mode, score, threshold, decision, sk, sv, rk, rv, context,
          cluster_id) in store.query(
-            "SELECT event_id, toUInt32(occurred_at), occurred_at_us, deployment, algorithm, toString(mode), score,"
-            " threshold, toString(decision), subject_keys, subject_values, reference_keys, reference_values, context,"
+            f"SELECT event_id, toUInt32(occurred_at), occurred_at_us, deployment, algorithm, toString(mode), {_BITS % 'score'},"
+            f" {_BITS % 'threshold'}, toString(decision), subject_keys, subject_values, reference_keys, reference_values, context,"
             f" cluster_id FROM match_events FINAL{where}", params):
         deployment_of[event_id] = deployment
         report.rows += 1
@@ -251,7 +262,8 @@ def _check_rows(store: Store, keyring: Keyring, chosen: set[str] | None, events,
                           f"deployment {deployment} requires signed input and no verified message carries this event")
             continue
         digest = _digest(match_event_row_bytes(event_id, int(seconds) * 1_000_000 + int(micros), deployment, algorithm,
-                                               mode, score, threshold, decision, sk, sv, rk, rv, context, cluster_id))
+                                               mode, _float(score), _float(threshold), decision, sk, sv, rk, rv, context,
+                                               cluster_id))
         if digest not in signed:
             found.add("row_differs", f"match_events event_id={event_id}",
                       "the stored event differs from every signed version of it")
@@ -266,9 +278,9 @@ def _check_rows(store: Store, keyring: Keyring, chosen: set[str] | None, events,
 
     tables = (
         ("verified_outcomes", "revision", outcomes, lambda r: (r[0], int(r[4])),
-         lambda r: verified_outcome_row_bytes(r[0], int(r[1]), r[2], r[3], int(r[4]), r[5]),
-         "SELECT event_id, toUInt32(verified_at), toString(truth), reviewer, revision, inclusion_prob"
-         " FROM verified_outcomes FINAL"),
+         lambda r: verified_outcome_row_bytes(r[0], int(r[1]), r[2], r[3], int(r[4]), _float(r[5])),
+         "SELECT event_id, toUInt32(verified_at), toString(truth), reviewer, revision, "
+         f"{_BITS % 'inclusion_prob'} FROM verified_outcomes FINAL"),
         ("independent_reviews", "reviewer", reviews, lambda r: (r[0], r[3]),
          lambda r: review_row_bytes(r[0], int(r[1]), r[2], r[3]),
          "SELECT event_id, toUInt32(verified_at), toString(truth), reviewer FROM independent_reviews FINAL"),
