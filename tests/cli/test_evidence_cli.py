@@ -210,3 +210,26 @@ def test_the_witness_key_must_not_be_the_logs(sealed, keys, tmp_path):
     result = fairwatch("audit", "witness", "--checkpoints", outside, "--key", OPERATOR.verifier.text(), "--state",
                        tmp_path / "state", "--key-file", keys["operator"])
     one_error(result, 2, "a witness needs its own key")
+
+
+def test_verify_with_a_keyring_rechecks_the_sites_signatures(sealed, tmp_path):
+    """The replayed store holds no signed input: a keyring that requires gate-a's input to be signed
+    makes each of its stored events unbacked; one that requires nothing finds nothing."""
+    url, outside = sealed
+    site = generate_key("gate-a-site").verifier.text()
+    strict, lax = tmp_path / "strict.yaml", tmp_path / "lax.yaml"
+    strict.write_text(f"keyring_version: 1\ndeployments:\n  gate-a:\n    keys:\n      - key: {site}\n")
+    lax.write_text(f"keyring_version: 1\ndeployments:\n  gate-a:\n    require_signatures: false\n"
+                   f"    keys:\n      - key: {site}\n")
+    with closing(open_store(url, create=False)) as store:
+        gate_a = store.query_values("SELECT count() FROM match_events FINAL WHERE deployment = 'gate-a'")[0][0]
+    refused = _verify(url, outside, "--keyring", strict)
+    assert refused.exit_code == 1, (refused.stdout, refused.stderr)
+    unbacked = [line for line in refused.stdout.splitlines() if line.startswith("PROVENANCE row_unbacked: match_events")]
+    assert len(unbacked) == gate_a > 0
+    assert refused.stdout.splitlines()[-1].endswith(": FAILED")
+    accepted = _verify(url, outside, "--keyring", lax)
+    assert accepted.exit_code == 0, (accepted.stdout, accepted.stderr)
+    last = accepted.stdout.splitlines()[-1]
+    assert last.startswith("signed input: 0 of 0 stored messages verify") and last.endswith(": ok"), last
+    assert "PROVENANCE" not in accepted.stdout

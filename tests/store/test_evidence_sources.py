@@ -39,7 +39,14 @@ def loaded(migrated_store, tmp_path):
     outcomes.write_text("".join(json.dumps(o) + "\n" for o in OUTCOMES))
     replay(migrated_store, events, outcomes)
     append_records(migrated_store, "snapshot", [{"deployment": "gate-a", "fmr": 0.25, "note": "\u00e9"}])
+    migrated_store.insert("signed_input", SIGNED_COLUMNS, [SIGNED_ROW])
     return migrated_store
+
+
+SIGNED_COLUMNS = ("deployment", "source_topic", "kafka_partition", "kafka_offset", "kind", "key_id", "signed_at",
+                  "kafka_timestamp", "signature_b64", "value_b64", "records", "ingested_at")
+SIGNED_ROW = ("gate-a", "fairwatch.match-events", 3, 41, "match_event", "site-a+0123abcd", 1772366400, 1772366400123,
+              "c2lnbmF0dXJl", "eyJldmVudF9pZCI6ICJlLTEifQ==", 1, 1772366401)
 
 
 def _sent(source) -> dict[str, bytes]:
@@ -58,7 +65,7 @@ def test_sql_and_python_build_the_same_bytes_and_hashes(loaded, source):
     canonical = {row[0]: row[3].encode() for row in loaded.query_values(source.select_canonical())}
     hashes = {row[0]: row[3] for row in loaded.query_values(source.select())}
     assert canonical, f"no {source.kind} row was stored"
-    if source.kind in ("dead_letter", "audit_record"):  # no float in them: the stored columns are exact
+    if source.kind in ("dead_letter", "audit_record", "signed_input"):  # no float: the stored columns are exact
         expected = {row[0]: source.canonical(*row[3:]) for row in loaded.query_values(source.select_columns())}
     else:  # JSON reads -0.0 back as 0: compare with the records as sent instead
         expected = _sent(source)
@@ -69,6 +76,6 @@ def test_sql_and_python_build_the_same_bytes_and_hashes(loaded, source):
 def test_the_sources_read_every_stored_row_once(loaded):
     counts = {source.kind: len(loaded.query_values(source.select())) for source in SOURCES}
     assert counts == {"match_event": 2, "verified_outcome": 2, "independent_review": 1, "dead_letter": 1,
-                      "audit_record": 1}
+                      "audit_record": 1, "signed_input": 1}
     logs = {row[1] for source in SOURCES for row in loaded.query_values(source.select())}
     assert logs == {"gate-a", ""}  # the dead letter names no deployment

@@ -88,13 +88,18 @@ def verify_command(
                                       " (repeatable): each log's newest checkpoint must carry its cosignature."),
     quorum: Optional[int] = typer.Option(None, "--quorum", min=1, help="How many of the --witness keys must have"
                                          " cosigned each log's newest checkpoint (default: all of them)."),
+    keyring: Optional[Path] = typer.Option(None, "--keyring", dir_okay=False,
+                                           help="Also re-check the sites' signatures on the stored input and the rows"
+                                                " they back against this keyring (docs/signed-input.md)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Recompute every leaf from the stored rows and check the signed checkpoints (exit 1 on any finding)."""
     from fairwatch.audit.evidence_log import EvidenceError
     from fairwatch.audit.evidence_verify import verify
+    from fairwatch.contracts.keyring import load_keyring
     from fairwatch.contracts.keys import BadKey
     from fairwatch.store.clickhouse import StoreError, open_store
+    from fairwatch.store.signed_input import verify_signed_input
 
     directories = list(outside) or ([Path(os.environ["FAIRWATCH_EVIDENCE_DIR"])]
                                     if os.environ.get("FAIRWATCH_EVIDENCE_DIR") else [])
@@ -104,15 +109,19 @@ def verify_command(
         if witnesses and not directories:
             raise ValueError("--witness needs --checkpoints: the witnesses' cosignatures are in the checkpoint "
                              "directories")
+        sites = load_keyring(keyring) if keyring else None
         with closing(open_store(store, create=False)) as opened:
             result = verify(opened, verifiers, base=origin, outside=directories, origins=log or None,
                             witnesses=witnesses, quorum=quorum)
+            provenance = verify_signed_input(opened, sites) if sites is not None else None
     except EvidenceError as exc:
         raise failed(exc, EXIT_FINDINGS) from None
     except (BadKey, StoreError, ValueError, OSError) as exc:
         raise failed(exc) from None
+    ok = result.ok and (provenance is None or provenance.ok)
     if as_json:
-        print(json.dumps(result.to_dict()))
+        print(json.dumps({**result.to_dict(), "ok": ok,
+                          "provenance": provenance.to_dict() if provenance is not None else None}))
     else:
         for state in result.logs:
             pending = f", {state.unsealed_rows} rows not sealed yet" if state.unsealed_rows else ""
@@ -125,7 +134,12 @@ def verify_command(
         unwitnessed_only = {f.what for f in result.findings} == {"unwitnessed"}
         print(f"{result.rows_checked} rows checked in {result.seconds:.2f}s ({rate:,.0f} rows/s): "
               f"{'ok' if result.ok else 'UNWITNESSED' if unwitnessed_only else 'TAMPERED'}")
-    raise typer.Exit(0 if result.ok else EXIT_FINDINGS)
+        if provenance is not None:
+            for finding in provenance.findings:
+                print(f"PROVENANCE {finding}")
+            print(f"signed input: {provenance.verified} of {provenance.messages} stored messages verify with the "
+                  f"keyring, {provenance.rows} rows checked against them: {'ok' if provenance.ok else 'FAILED'}")
+    raise typer.Exit(0 if ok else EXIT_FINDINGS)
 
 
 def prove_command(

@@ -34,6 +34,7 @@ VERIFIED_OUTCOME_KIND = "verified_outcome/v2"
 REVIEW_KIND = "independent_review/v2"
 DEAD_LETTER_KIND = "dead_letter/v2"
 AUDIT_RECORD_KIND = "audit_record/v2"
+SIGNED_INPUT_KIND = "signed_input/v2"
 ABSENT = b"~"
 
 _SORTED = json.JSONEncoder(sort_keys=True)  # the sink's encoder for context: the stored text
@@ -131,3 +132,12 @@ def audit_record_row_bytes(chain: str, seq: int, kind: str, recorded_at_s: int, 
     """Canonical bytes of an audit record (an estimate snapshot or an alert transition)."""
     return b"".join((_text(AUDIT_RECORD_KIND), _text(chain), _int(seq), _text(kind), _int(recorded_at_s),
                      _text(content)))
+
+
+def signed_input_row_bytes(deployment: str, source_topic: str, partition: int, offset: int, kind: str, key_id: str,
+                           signed_at_s: int, kafka_timestamp: int, signature_b64: str, value_b64: str,
+                           records: int) -> bytes:
+    """Canonical bytes of a verified input message as stored (signed_input): its provenance."""
+    return b"".join((_text(SIGNED_INPUT_KIND), _text(deployment), _text(source_topic), _int(partition), _int(offset),
+                     _text(kind), _text(key_id), _int(signed_at_s), _int(kafka_timestamp), _text(signature_b64),
+                     _text(value_b64), _int(records)))

@@ -22,11 +22,13 @@ from fairwatch.contracts.canonical import (
     DEAD_LETTER_KIND,
     MATCH_EVENT_KIND,
     REVIEW_KIND,
+    SIGNED_INPUT_KIND,
     VERIFIED_OUTCOME_KIND,
     audit_record_row_bytes,
     dead_letter_row_bytes,
     match_event_row_bytes,
     review_row_bytes,
+    signed_input_row_bytes,
     verified_outcome_row_bytes,
 )
 from fairwatch.store.clickhouse import Store
@@ -161,6 +163,17 @@ SOURCES: tuple[EvidenceSource, ...] = (
         _canonical(_kind(AUDIT_RECORD_KIND), _ns("chain"), _int("seq"), _ns("kind"), _int("toUInt32(recorded_at)"),
                    _ns("content")),
         "chain, seq, kind, toUInt32(recorded_at), content", "audit_log", audit_record_row_bytes, _names("chain", "seq"),
+    ),
+    EvidenceSource(
+        "signed_input", "signed_input",
+        "concat(source_topic, ' ', toString(kafka_partition), ' ', toString(kafka_offset))", "deployment",
+        "toUInt32(ingested_at)",
+        _canonical(_kind(SIGNED_INPUT_KIND), _ns("deployment"), _ns("source_topic"), _int("kafka_partition"),
+                   _int("kafka_offset"), _ns("toString(kind)"), _ns("key_id"), _int("toUInt32(signed_at)"),
+                   _int("kafka_timestamp"), _ns("signature_b64"), _ns("value_b64"), _int("records")),
+        "deployment, source_topic, kafka_partition, kafka_offset, toString(kind), key_id, toUInt32(signed_at), "
+        "kafka_timestamp, signature_b64, value_b64, records",
+        "signed_input FINAL", signed_input_row_bytes, _names("source_topic", "kafka_partition", "kafka_offset"),
     ),
 )
 BY_KIND = {source.kind: source for source in SOURCES}
