@@ -106,7 +106,7 @@ def test_json_output_holds_the_public_key_only(capsys, tmp_path):
     code, out, err = invoke(capsys, "keys", "generate", "k-json", "--out", str(path), "--json")
     assert code == EXIT_OK and err == ""
     printed = json.loads(out)
-    assert printed == {"key_id": printed["verifier_key"].rsplit("+", 1)[0], "verifier_key": printed["verifier_key"],
+    assert printed == {"key_id": "+".join(printed["verifier_key"].split("+", 2)[:2]), "verifier_key": printed["verifier_key"],
                        "secret_key_file": str(path)}
     assert parse_signing_key(path.read_text()).verifier.text() == printed["verifier_key"]
     code, out, _ = invoke(capsys, "keys", "public", str(path), "--json")
