@@ -227,3 +227,72 @@ def _wait_mutations(store) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("mutations did not finish")
+
+
+def test_a_row_with_an_old_ingestion_time_stored_after_a_seal_is_sealed_by_the_next(sealed):
+    """The ingestion time is the client's: the sealer takes every row no leaf holds."""
+    store, outside, _ = sealed
+    event_id, deployment = _one_event(store)
+    store.execute(
+        "INSERT INTO match_events SELECT 'late-1', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
+        " threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
+        " %(old)s, cluster_id FROM match_events WHERE event_id = %(e)s",
+        {"e": event_id, "old": datetime(2020, 1, 1, tzinfo=timezone.utc)})
+    assert seal(store, KEY, base=BASE, outside=outside).appended == {f"{BASE}/deployment/{deployment}": 1}
+    assert _verify(store, outside).ok
+
+
+def test_a_second_stored_copy_of_a_key_is_named_not_a_crash(sealed):
+    store, outside, _ = sealed
+    event_id, _ = _one_event(store)
+    # the same event_id under another algorithm: a different row of match_events with the same row key
+    store.execute(
+        "INSERT INTO match_events SELECT event_id, occurred_at, occurred_at_us, deployment, 'other-algo', mode, score,"
+        " threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
+        " ingested_at, cluster_id FROM match_events WHERE event_id = %(e)s", {"e": event_id})
+    finding = _only(_verify(store, outside), "edited")
+    assert finding.row == f"match_events (event_id={event_id})"
+
+
+def test_the_sealer_refuses_to_sign_over_a_changed_tree(sealed):
+    store, outside, result = sealed
+    origin = sorted(o for o in result.checkpoints if "/deployment/" in o)[0]
+    size = result.checkpoints[origin].size
+    # the stored tree hashes are changed: signing on top of them would put the key on a fork
+    store.execute("ALTER TABLE evidence_hashes UPDATE hash = %(h)s WHERE origin = %(o)s AND storage_index >= %(i)s",
+                  {"h": "00" * 32, "o": origin, "i": merkle.stored_hash_index(0, size // 2)})
+    _wait_mutations(store)
+    event_id, deployment = store.query_values(
+        "SELECT event_id, deployment FROM match_events FINAL WHERE %(o)s = concat(%(b)s, '/deployment/', deployment)"
+        " LIMIT 1", {"o": origin, "b": BASE})[0]
+    store.execute(
+        "INSERT INTO match_events SELECT 'new-1', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
+        " threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
+        " now(), cluster_id FROM match_events WHERE event_id = %(e)s", {"e": event_id})
+    with pytest.raises(EvidenceError, match="no longer gives the root signed"):
+        seal(store, KEY, base=BASE, outside=outside)
+
+
+def test_verifying_under_another_origin_says_so(sealed):
+    store, outside, _ = sealed
+    verification = verify(store, [KEY.verifier], base="another.origin", outside=[outside])
+    assert {f.what for f in verification.findings} >= {"unknown_origin"}
+    assert "deleted" not in {f.what for f in verification.findings}
+
+
+def test_a_checkpoint_lost_outside_is_spanned_by_the_next_proof(sealed):
+    store, outside, first = sealed
+    origin = sorted(o for o in first.checkpoints if "/deployment/" in o)[0]
+    lost = origin_dir(outside, origin) / f"{first.checkpoints[origin].size:012d}.checkpoint"
+    lost.unlink()  # a crash between the store's checkpoint and the file
+    event_id = store.query_values(
+        "SELECT event_id FROM match_events FINAL WHERE %(o)s = concat(%(b)s, '/deployment/', deployment) LIMIT 1",
+        {"o": origin, "b": BASE})[0][0]
+    store.execute(
+        "INSERT INTO match_events SELECT 'new-2', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
+        " threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
+        " now(), cluster_id FROM match_events WHERE event_id = %(e)s", {"e": event_id})
+    second = seal(store, KEY, base=BASE, outside=outside)
+    proof = json.loads((origin_dir(outside, origin) / f"{second.checkpoints[origin].size:012d}.proof.json").read_text())
+    assert proof["old_size"] == 0 and proof["proof"] == []  # no earlier checkpoint outside: nothing to span from
+    assert _verify(store, outside).ok

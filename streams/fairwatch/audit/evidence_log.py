@@ -2,13 +2,14 @@
 signed as a checkpoint, kept in the store and outside it.
 
 One sealer runs per store (``fairwatch audit seal``, a loop beside the workers, or at the end of
-``fairwatch replay``): a log has one writer, so it cannot fork by accident. A seal reads the rows
-stored since the previous seal (less a margin for inserts still in flight) that no leaf logs yet,
-orders them by log, kind and key, appends them, and signs ``origin / size / root`` with the
-operator's key as a C2SP checkpoint. The worker's hot path does no hashing.
+``fairwatch replay``): a log has one writer, so it cannot fork by accident. A seal reads every
+row that no leaf logs yet, orders them by log, kind and key, appends them, and signs
+``origin / size / root`` with the operator's key as a C2SP checkpoint. Before it signs, it checks
+that the stored tree still gives the newest root its key signed: a changed tree is refused, never
+signed over. The worker's hot path does no hashing.
 
-Outside the store, each checkpoint note and the consistency proof from the log's previous
-checkpoint are written once (never overwritten) to a directory:
+Outside the store, each checkpoint note and the consistency proof from the newest checkpoint
+already there are written once (whole or not at all; never overwritten) to a directory:
 ``DIR/<origin, percent-encoded>/<size>.checkpoint`` and ``<size>.proof.json``. Witnesses and
 auditors read them there; a store rolled back or forked no longer matches them.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fairwatch.contracts.keys import SigningKey
-from fairwatch.contracts.signed_note import Checkpoint, sign_note
+from fairwatch.contracts.signed_note import Checkpoint, NoteError, open_note, parse_checkpoint, sign_note
 from fairwatch.core import merkle
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.evidence import (
@@ -45,7 +46,8 @@ ORIGIN_ENV = "FAIRWATCH_EVIDENCE_ORIGIN"
 KEY_ENV = "FAIRWATCH_EVIDENCE_KEY"  # the operator's signer key (or *_FILE)
 OUTSIDE_ENV = "FAIRWATCH_EVIDENCE_DIR"  # where checkpoints are also written
 DEFAULT_ORIGIN = "fairwatch"
-# A row stored this long before a seal started is visible to it: inserts finish well within it.
+# verify: a row not in the log though stored this long before the log's last seal is "inserted"
+# (an insert stuck longer, or a clock this far off, is reported so until the next seal takes it)
 IN_FLIGHT_MARGIN = 600
 
 
@@ -76,16 +78,34 @@ class SealResult:
 
 
 def _write_once(path: Path, data: bytes) -> None:
-    """Create ``path`` with ``data``; an existing file must hold the same bytes (else: a fork)."""
+    """Create ``path`` with ``data``, whole or not at all (a temporary file, synced, then linked into
+    place); an existing file must hold the same bytes (else: a fork)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        os.link(temporary, path)
     except FileExistsError:
         if path.read_bytes() != data:
             raise EvidenceError(f"{path} exists with other content: the log has forked, or two sealers run") from None
-        return
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
+    finally:
+        temporary.unlink()
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def outside_sizes(outside: Path, origin: str) -> list[int]:
+    """The sizes of the checkpoints of ``origin`` written outside, ascending."""
+    folder = origin_dir(outside, origin)
+    if not folder.is_dir():
+        return []
+    return sorted(int(path.name.split(".")[0]) for path in folder.glob("[0-9]*.checkpoint"))
 
 
 def write_outside(outside: Path, checkpoint: Checkpoint, note: str, previous_size: int, proof: list[bytes]) -> None:
@@ -95,14 +115,6 @@ def write_outside(outside: Path, checkpoint: Checkpoint, note: str, previous_siz
                "proof": [base64.b64encode(h).decode() for h in proof]}
     _write_once(folder / f"{checkpoint.size:012d}.proof.json", (json.dumps(payload, indent=1) + "\n").encode())
     _write_once(folder / f"{checkpoint.size:012d}.checkpoint", note.encode())
-
-
-def _since(store: Store) -> int:
-    """Rows stored from here on may be unlogged: the last seal's time less the in-flight margin."""
-    rows = store.query_values("SELECT toUInt32(max(sealed_at)), count() FROM evidence_leaves")
-    if not rows or not rows[0][1]:
-        return 0
-    return max(0, int(rows[0][0]) - IN_FLIGHT_MARGIN)
 
 
 def _complete_hashes(store: Store, origin: str, size: int, read) -> None:
@@ -123,16 +135,30 @@ def _complete_hashes(store: Store, origin: str, size: int, read) -> None:
     store.insert_plain("evidence_hashes", HASH_COLUMNS, [(origin, index, digest.hex()) for index, digest in missing])
 
 
+def _check_signed_prefix(store: Store, signer: SigningKey, origin: str, size: int, read) -> None:
+    """Refuse to sign on top of a stored tree that no longer gives the newest root this key signed:
+    the tree hashes were changed, and signing would put the operator's key on a fork."""
+    signed = [row for row in checkpoints(store, origin) if 0 < int(row[1]) <= size]
+    for _, checkpoint_size, _, note, _ in reversed(signed):
+        try:
+            checkpoint = parse_checkpoint(open_note(note, [signer.verifier]).text)
+        except (NoteError, ValueError):
+            continue  # not this key's: a forged or older row proves nothing here
+        if checkpoint.origin == origin and merkle.tree_hash(checkpoint.size, read) != checkpoint.root_hash:
+            raise EvidenceError(f"{origin}: the stored tree no longer gives the root signed at size "
+                                f"{checkpoint.size}; refusing to sign on top of it (run fairwatch audit verify)")
+        return
+
+
 def seal(store: Store, signer: SigningKey, *, base: str = DEFAULT_ORIGIN, outside: Path | None = None,
          now: datetime | None = None) -> SealResult:
     """Append every unlogged evidence row to its log and sign each grown log's checkpoint."""
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
     stamp = int(now.timestamp())
-    since = _since(store)
     new: dict[str, list[tuple[int, str, str, bytes]]] = defaultdict(list)
-    for order, source in enumerate(SOURCES):
-        for row in unlogged_rows(store, source, since):
+    for order, source in enumerate(SOURCES):  # every row no leaf holds, whatever its ingestion time says
+        for row in unlogged_rows(store, source):
             new[origin_of(base, row[1])].append((order, row[0], source.kind, bytes.fromhex(row[3])))
     result = SealResult()
     for origin in sorted(new):
@@ -140,6 +166,7 @@ def seal(store: Store, signer: SigningKey, *, base: str = DEFAULT_ORIGIN, outsid
         size = log_size(store, origin)
         read = stored_hash_reader(store, origin)
         _complete_hashes(store, origin, size, read)
+        _check_signed_prefix(store, signer, origin, size, read)
         stored = merkle.append_leaves(size, [entry[3] for entry in entries], read)
         store.insert_plain(
             "evidence_leaves", LEAF_COLUMNS,
@@ -151,8 +178,8 @@ def seal(store: Store, signer: SigningKey, *, base: str = DEFAULT_ORIGIN, outsid
         checkpoint = Checkpoint(origin, new_size, root)
         note = sign_note(checkpoint.text(), [signer])
         store.insert_plain("evidence_checkpoints", CHECKPOINT_COLUMNS, [(origin, new_size, root.hex(), note, stamp)])
-        if outside is not None:
-            previous = max((int(r[1]) for r in checkpoints(store, origin) if int(r[1]) < new_size), default=0)
+        if outside is not None:  # the proof starts at the newest checkpoint already outside (a lost write is spanned)
+            previous = max((n for n in outside_sizes(outside, origin) if n < new_size), default=0)
             proof = merkle.prove_tree(new_size, previous, read) if previous else []
             write_outside(outside, checkpoint, note, previous, proof)
         result.appended[origin] = len(entries)

@@ -28,6 +28,10 @@ from typing import Sequence
 from urllib.parse import unquote
 
 from fairwatch.audit.evidence_log import IN_FLIGHT_MARGIN, EvidenceError, origin_of
+
+# dead letters are deleted 90 days after their rejection on servers with TTL (migration 002); a
+# dead letter is sealed after its rejection, so one sealed longer ago than that may be gone lawfully
+DEAD_LETTER_RETENTION = 90 * 86_400
 from fairwatch.contracts.keys import VerifierKey
 from fairwatch.contracts.signed_note import Checkpoint, NoteError, open_note, parse_checkpoint
 from fairwatch.core import merkle
@@ -69,6 +73,7 @@ class LogState:
     signed_size: int = 0
     unsealed_rows: int = 0
     witnesses: int = 0  # witnesses that cosigned the newest checkpoint (counted when witnesses are given)
+    expired: int = 0  # dead letters sealed more than their retention ago and since deleted by the TTL
 
 
 @dataclass
@@ -179,7 +184,7 @@ def verify(store: Store, verifiers: Sequence[VerifierKey], *, base: str, outside
     if not wanted:
         raise EvidenceError("nothing to verify: the store holds no evidence log, no checkpoint and no evidence row")
     for origin in wanted:
-        _verify_log(store, origin, by_log.get(origin, _log_name(base, origin)), signed.get(origin, []), result)
+        _verify_log(store, origin, by_log.get(origin, _log_name(base, origin)), signed.get(origin, []), result, base)
         if witnesses:
             _check_witnesses(origin, signed.get(origin, []), quorum, result.logs[-1], result.findings)
     if result.rows_checked == 0 and not result.findings:
@@ -215,7 +220,8 @@ def _log_name(base: str, origin: str) -> str | None:
 
 
 def _verify_log(store: Store, origin: str, log: str | None, signed: list[SignedCheckpoint],
-                result: Verification) -> None:
+                result: Verification, base: str) -> None:
+    now = int(time.time())
     state = LogState(origin, checkpoints=len({s.checkpoint.size for s in signed}))
     result.logs.append(state)
     findings = result.findings
@@ -229,23 +235,34 @@ def _verify_log(store: Store, origin: str, log: str | None, signed: list[SignedC
     for index in anomalies["missing"]:
         findings.append(Finding(origin, "deleted", "this leaf is missing from the log table", index))
     recomputed: list[bytes] = []
-    if size or log is not None:
-        hashes, status = leaves_against_rows(store, origin, log if log is not None else "")
+    if log is None and size:
+        findings.append(Finding(origin, "unknown_origin", f"this log is not under the origin {base!r}: verify with "
+                                                          "the --origin it was sealed with"))
+    elif size or log is not None:
+        hashes, status, index_at = leaves_against_rows(store, origin, log if log is not None else "")
         unlogged = status.count(UNLOGGED)
         logged = len(status) - unlogged
         recomputed, status = hashes[:logged], status[:logged]
         result.rows_checked += logged - status.count(DELETED)
-        bad = [i for i, s in enumerate(status) if s] if status.count(SAME) != logged else []
-        details = {int(r[0]): r for r in leaf_rows(store, origin, bad[:20], log or "")} if bad else {}
-        for index in bad[:20]:
-            kind, key = details[index][1:3]
+        bad = [(i, index_at(i)) for i, s in enumerate(status) if s] if status.count(SAME) != logged else []
+        details = {int(r[0]): r for r in leaf_rows(store, origin, [i for _, i in bad[:200]], log or "")} if bad else {}
+        named_bad = 0
+        for position, index in bad[:200]:
+            kind, key, sealed = details[index][1], details[index][2], int(details[index][6])
+            if status[position] == DELETED and kind == "dead_letter" and sealed < now - DEAD_LETTER_RETENTION:
+                state.expired += 1  # deleted by the dead-letter TTL (migration 002): sealed before it began
+                continue
+            named_bad += 1
+            if named_bad > 20:
+                continue
             named = describe(kind, key)
-            if status[index] == DELETED:
+            if status[position] == DELETED:
                 findings.append(Finding(origin, "deleted", f"{named} is logged but no longer stored", index, named))
             else:
                 findings.append(Finding(origin, "edited", f"{named} differs from the row logged here", index, named))
-        if len(bad) > 20:
-            findings.append(Finding(origin, "edited", f"{len(bad) - 20} more leaves differ from their rows"))
+        more = max(0, named_bad - 20) + max(0, len(bad) - 200)
+        if more:
+            findings.append(Finding(origin, "edited", f"{more} more leaves differ from their rows"))
         state.unsealed_rows = unlogged
         if unlogged and log is not None:  # oldest first: rows older than the last seal were skipped by it
             for kind, key, ingested in unlogged_rows_of_log(store, origin, log):

@@ -179,25 +179,30 @@ SOURCES: tuple[EvidenceSource, ...] = (
 BY_KIND = {source.kind: source for source in SOURCES}
 
 
-def unlogged_rows(store: Store, source: EvidenceSource, since: int) -> list[list]:
-    """Rows of ``source`` ingested at or after ``since`` (epoch seconds) that no leaf logs yet."""
-    where = (f"{source.ingested_sql} >= %(since)s AND {source.key_sql} NOT IN "
-             f"(SELECT row_key FROM evidence_leaves WHERE kind = %(kind)s)")
-    return store.query_values(source.select(where), {"since": since, "kind": source.kind})
+def unlogged_rows(store: Store, source: EvidenceSource) -> list[list]:
+    """Rows of ``source`` that no leaf logs yet. Not filtered by ingestion time: that is written by
+    clients, and a row stamped long before it became visible must still be sealed."""
+    where = f"{source.key_sql} NOT IN (SELECT row_key FROM evidence_leaves WHERE kind = %(kind)s)"
+    return store.query_values(source.select(where), {"kind": source.kind})
 
 
 def _rows_of_log_sql() -> str:
-    """(kind, row_key, ingested, leaf_hash) of every evidence row of the log %(log)s."""
-    return " UNION ALL ".join(
+    """(kind, row_key, ingested, leaf_hash) of every evidence row of the log %(log)s, one per key:
+    copies FINAL did not merge (other partitions) count once when equal, and as 'conflict' (so
+    never equal to a logged hash) when not."""
+    union = " UNION ALL ".join(
         f"SELECT '{source.kind}' AS kind, row_key, ingested, leaf_hash FROM ({source.select()}) WHERE log = %(log)s"
         for source in SOURCES)
+    return (f"SELECT kind, row_key, max(ingested) AS ingested, "
+            f"if(uniqExact(leaf_hash) = 1, any(leaf_hash), 'conflict') AS leaf_hash FROM ({union}) GROUP BY kind, row_key")
 
 
 # Each leaf of %(origin)s (one copy per index) beside the hash its row has now ('' when the row is
 # gone), and each row of the log that no leaf holds (leaf_index 0, logged ''): one pass of a FULL JOIN.
 _LEAVES_AGAINST_ROWS = (
-    "SELECT leaf_index, kind, row_key, logged, actual, ingested FROM "
-    "(SELECT leaf_index, kind, row_key, leaf_hash AS logged FROM evidence_leaves WHERE origin = %(origin)s "
+    "SELECT leaf_index, kind, row_key, logged, actual, ingested, sealed FROM "
+    "(SELECT leaf_index, kind, row_key, leaf_hash AS logged, toUInt32(sealed_at) AS sealed FROM evidence_leaves "
+    " WHERE origin = %(origin)s "
     " ORDER BY leaf_index LIMIT 1 BY leaf_index) AS logged_leaf "
     "ALL FULL OUTER JOIN (SELECT kind, row_key, leaf_hash AS actual, ingested FROM ({rows})) AS stored_row "
     "USING (kind, row_key)"
@@ -205,24 +210,28 @@ _LEAVES_AGAINST_ROWS = (
 SAME, EDITED, DELETED, UNLOGGED = 0, 1, 2, 3
 
 
-def leaves_against_rows(store: Store, origin: str, log: str) -> tuple[list[bytes], bytes]:
-    """For every leaf index of the log in order: the leaf hash recomputed from its row (the logged
-    one when the row is gone) and a status byte (SAME, EDITED, DELETED); then one UNLOGGED status
-    per row that no leaf holds. The comparison runs in the server; 33 bytes a row come back."""
+def leaves_against_rows(store: Store, origin: str, log: str) -> tuple[list[bytes], bytes, Callable[[int], int]]:
+    """For every leaf of the log by index: the leaf hash recomputed from its row (the logged one
+    when the row is gone or differs) and a status byte (SAME, EDITED, DELETED); then one UNLOGGED
+    status per row that no leaf holds; and a function from a position to its leaf index. The
+    comparison runs in the server; 41 bytes a row come back."""
     joined = _LEAVES_AGAINST_ROWS.format(rows=_rows_of_log_sql())
-    sql = (f"SELECT if(actual = '', logged, actual) AS h, if(logged = '', {UNLOGGED}, if(actual = '', {DELETED}, "
-           f"if(actual = logged, {SAME}, {EDITED}))) AS status FROM ({joined}) ORDER BY logged = '', leaf_index")
+    sql = (f"SELECT if(actual = '' OR actual = 'conflict', logged, actual) AS h, if(logged = '', {UNLOGGED}, "
+           f"if(actual = '', {DELETED}, if(actual = logged, {SAME}, {EDITED}))) AS status, leaf_index "
+           f"FROM ({joined}) ORDER BY logged = '', leaf_index")
     params = {"origin": origin, "log": log}
     binary = getattr(store, "query_row_binary", None)
     if binary is None:  # a server: hex over the native protocol
         rows = store.query_values(sql, params)
-        return [bytes.fromhex(h) for h, _ in rows], bytes(int(status) for _, status in rows)
-    data = binary(f"SELECT toFixedString(unhex(h), 32), toUInt8(status) FROM ({sql})", params)
-    return [data[i:i + 32] for i in range(0, len(data), 33)], data[32::33]
+        return ([bytes.fromhex(h) for h, _, _ in rows], bytes(int(status) for _, status, _ in rows),
+                lambda position: int(rows[position][2]))
+    data = binary(f"SELECT toFixedString(unhex(h), 32), toUInt8(status), toUInt64(leaf_index) FROM ({sql})", params)
+    return ([data[i:i + 32] for i in range(0, len(data), 41)], data[32::41],
+            lambda position: int.from_bytes(data[position * 41 + 33:position * 41 + 41], "little"))
 
 
 def leaf_rows(store: Store, origin: str, indexes: list[int], log: str) -> list[list]:
-    """(leaf_index, kind, row_key, logged, actual, ingested) of the given leaves: the details of a few."""
+    """(leaf_index, kind, row_key, logged, actual, ingested, sealed) of the given leaves: the details of a few."""
     joined = _LEAVES_AGAINST_ROWS.format(rows=_rows_of_log_sql())
     wanted = ", ".join(str(int(i)) for i in indexes) or "NULL"
     return store.query_values(f"SELECT * FROM ({joined}) WHERE logged != '' AND leaf_index IN ({wanted}) "
