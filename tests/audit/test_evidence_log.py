@@ -204,7 +204,9 @@ def test_an_inclusion_bundle_checks_offline_and_fails_when_tampered(sealed):
     event_id, _ = _one_event(store)
     bundle = prove(store, "match_event", event_id, base=BASE)
     checked = check(json.loads(json.dumps(bundle)), [KEY.verifier])
-    assert event_id in checked.content and checked.row == f"match_events (event_id={event_id})"
+    assert event_id in checked.content and checked.row == f"match_event/v2 {event_id}"
+    # the row is named from the proved bytes: a bundle's own "row" field proves nothing
+    assert check({**bundle, "row": "something else"}, [KEY.verifier]).row == checked.row
     import base64
     data = base64.b64decode(bundle["leaf"]).replace(b'"match"', b'"non_match"').replace(b'"non_match"', b'"match"', 1)
     with pytest.raises(EvidenceError, match="inclusion proof fails"):

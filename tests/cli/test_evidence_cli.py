@@ -134,7 +134,7 @@ def test_prove_and_check_round_trip_offline_and_a_wrong_key_fails(sealed, tmp_pa
     assert json.loads(bundle.read_text())["row"] == f"match_events (event_id={event_id})"
     checked = fairwatch("audit", "check", bundle, "--key", OPERATOR.verifier.text())
     assert checked.exit_code == 0, checked.stderr
-    assert checked.stdout.startswith(f"ok: match_events (event_id={event_id}) is leaf ")
+    assert checked.stdout.startswith(f"ok: match_event/v2 {event_id} is leaf ")
     assert f"by {OPERATOR.key_id}" in checked.stdout.splitlines()[0] and event_id in checked.stdout.splitlines()[1]
     wrong = fairwatch("audit", "check", bundle, "--key", OTHER.verifier.text())
     one_error(wrong, 1, "the bundle's checkpoint does not verify")

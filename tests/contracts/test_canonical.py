@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import struct
 
-from fairwatch.contracts.canonical import match_event_bytes, match_event_row_bytes, netstring, \
+from fairwatch.contracts.canonical import fields_of, match_event_bytes, match_event_row_bytes, netstring, \
     verified_outcome_bytes, verified_outcome_row_bytes
 from fairwatch.contracts.records import MatchEvent, VerifiedOutcome
 from fairwatch.store.sink import event_columns, outcome_columns
@@ -63,3 +63,16 @@ def test_an_outcome_gives_the_same_bytes_parsed_and_stored():
     columns = [c[0] for c in outcome_columns([outcome], datetime.now(timezone.utc))]
     assert verified_outcome_bytes(outcome) == verified_outcome_row_bytes(*columns[:6])
     assert b",10:%d," % int(AT.timestamp()) in verified_outcome_bytes(outcome)
+
+
+def test_fields_read_back_what_was_written():
+    data = verified_outcome_row_bytes("e,1:", 1767225600, "impostor", "r-7", 2, 0.25)
+    assert fields_of(data) == ["verified_outcome/v2", "e,1:", "1767225600", "impostor", "r-7", "2",
+                               "4598175219545276416"]
+    assert fields_of(b"1:a,~") == ["a", None]
+    for broken in (b"2:a,", b"x:a,", b"1:ab"):
+        try:
+            fields_of(broken)
+        except ValueError:
+            continue
+        raise AssertionError(broken)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from fairwatch.audit.evidence_log import EvidenceError, origin_of
+from fairwatch.contracts.canonical import fields_of
 from fairwatch.contracts.keys import VerifierKey
 from fairwatch.contracts.signed_note import NoteError, open_note, parse_checkpoint
 from fairwatch.core import merkle
@@ -82,5 +83,15 @@ def check(bundle: dict[str, Any], verifiers: Sequence[VerifierKey]) -> BundleChe
     if not merkle.check_record(proof, checkpoint.size, checkpoint.root_hash, index, merkle.leaf_hash(data)):
         raise EvidenceError(f"the row is not leaf {index} of the signed log {checkpoint.origin} of size "
                             f"{checkpoint.size}: the inclusion proof fails")
-    return BundleCheck(checkpoint.origin, checkpoint.size, index, str(bundle.get("row", "")), tuple(opened.verified),
-                       data.decode("utf-8", "replace"))
+    try:  # named from the proved bytes themselves, never from the bundle's unproved "row" field
+        fields = fields_of(data)
+        row = f"{fields[0]} {fields[1]}"
+    except (ValueError, IndexError, UnicodeDecodeError):
+        row = "a row that is not canonical evidence bytes"
+    return BundleCheck(checkpoint.origin, checkpoint.size, index, _printable(row), tuple(opened.verified),
+                       _printable(data.decode("utf-8", "replace")))
+
+
+def _printable(text: str) -> str:
+    """Control characters escaped: a crafted bundle must not drive the terminal that shows it."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

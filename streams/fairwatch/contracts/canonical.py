@@ -141,3 +141,23 @@ def signed_input_row_bytes(deployment: str, source_topic: str, partition: int, o
     return b"".join((_text(SIGNED_INPUT_KIND), _text(deployment), _text(source_topic), _int(partition), _int(offset),
                      _text(kind), _text(key_id), _int(signed_at_s), _int(kafka_timestamp), _text(signature_b64),
                      _text(value_b64), _int(records)))
+
+
+def fields_of(data: bytes) -> list[str | None]:
+    """The fields of canonical bytes, read back (nested netstrings stay as their text); a value
+    that is not canonical bytes raises ValueError. For showing what a proof is about."""
+    fields: list[str | None] = []
+    at = 0
+    while at < len(data):
+        if data[at:at + 1] == ABSENT:
+            fields.append(None)
+            at += 1
+            continue
+        colon = data.index(b":", at)
+        length = int(data[at:colon])
+        end = colon + 1 + length
+        if data[end:end + 1] != b",":
+            raise ValueError(f"not canonical bytes: no ',' after the field at byte {at}")
+        fields.append(data[colon + 1:end].decode())
+        at = end + 1
+    return fields
