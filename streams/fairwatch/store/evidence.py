@@ -81,17 +81,19 @@ class EvidenceSource:
     ingested_sql: str
     canonical_sql: str
     columns: str
-    source: str  # FROM ... (with FINAL and any join)
+    source: str  # FROM ... (with FINAL and any join); {events} stands for the events it joins, if any
     canonical: Callable[..., bytes]
     describe_key: Callable[[str], str]
 
-    def _select(self, what: str, where: str) -> str:
+    def _select(self, what: str, where: str, events: str = "") -> str:
         return (f"SELECT {self.key_sql} AS row_key, {self.log_sql} AS log, {self.ingested_sql} AS ingested, "
-                f"{what} FROM {self.source} WHERE {where}")
+                f"{what} FROM {self.source.format(events=events)} WHERE {where}")
 
-    def select(self, where: str = "1") -> str:
-        """row_key, log, ingested and the row's leaf hash (hex), computed by the server."""
-        return self._select(f"lower(hex(SHA256(concat('\\0', {self.canonical_sql})))) AS leaf_hash", where)
+    def select(self, where: str = "1", events: str = "") -> str:
+        """row_key, log, ingested and the row's leaf hash (hex), computed by the server. ``events``:
+        a condition on the match events a joined kind reads (only those of one log, say)."""
+        return self._select(f"lower(hex(SHA256(concat('\\0', {self.canonical_sql})))) AS leaf_hash", where,
+                            f"WHERE {events}" if events else "")
 
     def select_canonical(self, where: str = "1") -> str:
         """row_key, log, ingested and the row's canonical bytes."""
@@ -112,8 +114,8 @@ def _names(*names: str) -> Callable[[str], str]:
 # but one revision of an outcome. The right side has one row per event_id.
 # An outcome or review belongs to its event's log; it becomes sealable when both are stored, so
 # its ingestion time is the later of the two (an outcome stored before its event is not missed).
-_EVENT_OF = ("(SELECT event_id, any(deployment) AS deployment, toUInt32(max(ingested_at)) AS event_ingested "
-             "FROM match_events GROUP BY event_id) AS event")
+_EVENT_OF = ("(SELECT event_id, any(deployment) AS event_deployment, toUInt32(max(ingested_at)) AS event_ingested "
+             "FROM match_events {events} GROUP BY event_id) AS event")
 _JOINED_INGESTED = "greatest(toUInt32(ingested_at), event_ingested)"
 
 SOURCES: tuple[EvidenceSource, ...] = (
@@ -129,7 +131,7 @@ SOURCES: tuple[EvidenceSource, ...] = (
         "match_events FINAL", match_event_row_bytes, _names("event_id"),
     ),
     EvidenceSource(
-        "verified_outcome", "verified_outcomes", "concat(event_id, ' ', toString(revision))", "deployment",
+        "verified_outcome", "verified_outcomes", "concat(event_id, ' ', toString(revision))", "event_deployment",
         _JOINED_INGESTED,
         _canonical(_kind(VERIFIED_OUTCOME_KIND), _ns("event_id"), _int("toUInt32(verified_at)"), _ns("toString(truth)"),
                    _ns("reviewer"), _int("revision"), _float("inclusion_prob")),
@@ -139,7 +141,7 @@ SOURCES: tuple[EvidenceSource, ...] = (
     ),
     EvidenceSource(
         "independent_review", "independent_reviews",
-        "concat(event_id, ' ', reviewer, ' ', toString(toUInt32(verified_at)))", "deployment", _JOINED_INGESTED,
+        "concat(event_id, ' ', reviewer, ' ', toString(toUInt32(verified_at)))", "event_deployment", _JOINED_INGESTED,
         _canonical(_kind(REVIEW_KIND), _ns("event_id"), _int("toUInt32(verified_at)"), _ns("toString(truth)"),
                    _ns("reviewer")),
         "event_id, toUInt32(verified_at), toString(truth), reviewer",
@@ -190,22 +192,24 @@ def _rows_of_log_sql() -> str:
     """(kind, row_key, ingested, leaf_hash) of every evidence row of the log %(log)s, one per key:
     copies FINAL did not merge (other partitions) count once when equal, and as 'conflict' (so
     never equal to a logged hash) when not."""
-    union = " UNION ALL ".join(
-        f"SELECT '{source.kind}' AS kind, row_key, ingested, leaf_hash FROM ({source.select()}) WHERE log = %(log)s"
-        for source in SOURCES)
-    return (f"SELECT kind, row_key, max(ingested) AS ingested, "
-            f"if(uniqExact(leaf_hash) = 1, any(leaf_hash), 'conflict') AS leaf_hash FROM ({union}) GROUP BY kind, row_key")
+    union = " UNION ALL ".join(  # a joined kind reads only this log's events: a third of them, say
+        f"SELECT '{source.kind}' AS kind, row_key, ingested, leaf_hash FROM "
+        f"({source.select(events='deployment = %(log)s')}) WHERE log = %(log)s" for source in SOURCES)
+    return (f"SELECT cityHash64(kind, row_key) AS join_key, any(kind) AS row_kind, any(row_key) AS key_of_row, "
+            f"max(ingested) AS row_ingested, if(uniqExact(leaf_hash) = 1, any(leaf_hash), 'conflict') AS row_hash "
+            f"FROM ({union}) GROUP BY join_key")
 
 
 # Each leaf of %(origin)s (one copy per index) beside the hash its row has now ('' when the row is
 # gone), and each row of the log that no leaf holds (leaf_index 0, logged ''): one pass of a FULL JOIN.
 _LEAVES_AGAINST_ROWS = (
-    "SELECT leaf_index, kind, row_key, logged, actual, ingested, sealed FROM "
-    "(SELECT leaf_index, kind, row_key, leaf_hash AS logged, toUInt32(sealed_at) AS sealed FROM evidence_leaves "
-    " WHERE origin = %(origin)s "
+    "SELECT leaf_index, if(logged = '', stored_kind, kind) AS kind, if(logged = '', stored_key, row_key) AS row_key, "
+    "logged, actual, ingested, sealed FROM "
+    "(SELECT cityHash64(kind, row_key) AS join_key, leaf_index, kind, row_key, leaf_hash AS logged, "
+    " toUInt32(sealed_at) AS sealed FROM evidence_leaves WHERE origin = %(origin)s "
     " ORDER BY leaf_index LIMIT 1 BY leaf_index) AS logged_leaf "
-    "ALL FULL OUTER JOIN (SELECT kind, row_key, leaf_hash AS actual, ingested FROM ({rows})) AS stored_row "
-    "USING (kind, row_key)"
+    "ALL FULL OUTER JOIN (SELECT join_key, row_kind AS stored_kind, key_of_row AS stored_key, row_hash AS actual, "
+    "row_ingested AS ingested FROM ({rows})) AS stored_row USING join_key"
 )
 SAME, EDITED, DELETED, UNLOGGED = 0, 1, 2, 3
 
