@@ -233,3 +233,11 @@ def test_verify_with_a_keyring_rechecks_the_sites_signatures(sealed, tmp_path):
     last = accepted.stdout.splitlines()[-1]
     assert last.startswith("signed input: 0 of 0 stored messages verify") and last.endswith(": ok"), last
     assert "PROVENANCE" not in accepted.stdout
+
+
+def test_verify_without_outside_checkpoints_warns_that_a_rollback_cannot_be_seen(sealed):
+    url, _ = sealed
+    result = fairwatch("audit", "verify", "--store", url, "--key", OPERATOR.verifier.text())
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert result.stdout.splitlines()[-1].endswith(": ok")
+    assert result.stderr.startswith("warning: no --checkpoints: ") and len(result.stderr.splitlines()) == 1

@@ -119,6 +119,9 @@ def verify_command(
     except (BadKey, StoreError, ValueError, OSError) as exc:
         raise failed(exc) from None
     ok = result.ok and (provenance is None or provenance.ok)
+    if not directories:  # said on stderr, whatever the format: the check is weaker than asked for
+        print("warning: no --checkpoints: only the checkpoints in the store were checked, so a store rolled back "
+              "or rewritten with its own checkpoints cannot be told apart", file=sys.stderr)
     if as_json:
         print(json.dumps({**result.to_dict(), "ok": ok,
                           "provenance": provenance.to_dict() if provenance is not None else None}))
@@ -145,7 +148,7 @@ def verify_command(
 def prove_command(
     key: str = typer.Argument(..., help="The row's key: an event_id for a match event; see --kind."),
     kind: str = typer.Option("match_event", "--kind", help="match_event, verified_outcome ('EVENT REVISION'),"
-                             " independent_review, dead_letter or audit_record."),
+                             " independent_review, dead_letter, audit_record or signed_input."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the bundle here (mode 0640); default stdout."),
     force: bool = typer.Option(False, "--force", help="Replace the --out file if it exists."),
     store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
