@@ -20,6 +20,7 @@ from fairwatch.sim.simulator import simulate
 from fairwatch.sim.writers import write_jsonl
 from fairwatch.store.evidence import SOURCES, leaves
 from fairwatch.stream.replay import replay
+from fairwatch.testing.stack import wait_for_mutations
 
 BASE = "test.fairwatch"
 KEY = generate_key("operator")
@@ -136,7 +137,7 @@ def test_a_deleted_row_is_named(sealed):
     event_id, _ = _one_event(store)
     store.execute("ALTER TABLE match_events DELETE WHERE event_id = %(e)s SETTINGS mutations_sync = 1"
                   if _modern(store) else "ALTER TABLE match_events DELETE WHERE event_id = %(e)s", {"e": event_id})
-    _wait_mutations(store)
+    wait_for_mutations(store)
     finding = _only(_verify(store, outside), "deleted")
     assert finding.row == f"match_events (event_id={event_id})"
 
@@ -152,7 +153,7 @@ def test_reordered_leaves_are_found_at_the_first_moved_leaf(sealed):
         " row_key = if(leaf_index = %(i)s, %(rj)s, %(ri)s), leaf_hash = if(leaf_index = %(i)s, %(hj)s, %(hi)s)"
         " WHERE origin = %(o)s AND leaf_index IN (%(i)s, %(j)s)",
         {"i": i, "j": j, "ki": kind_i, "kj": kind_j, "ri": key_i, "rj": key_j, "hi": hash_i, "hj": hash_j, "o": origin})
-    _wait_mutations(store)
+    wait_for_mutations(store)
     finding = _only(_verify(store, outside), "reordered")
     assert finding.leaf_index == i
 
@@ -165,7 +166,7 @@ def test_a_truncated_store_is_caught_by_the_checkpoints_kept_outside(sealed):
     store.execute("ALTER TABLE evidence_leaves DELETE WHERE origin = %(o)s AND leaf_index >= %(n)s",
                   {"o": origin, "n": size - 5})
     store.execute("ALTER TABLE evidence_checkpoints DELETE WHERE origin = %(o)s", {"o": origin})
-    _wait_mutations(store)
+    wait_for_mutations(store)
     verification = _verify(store, outside)
     assert "truncated" in [f.what for f in verification.findings]
     truncated = next(f for f in verification.findings if f.what == "truncated")
@@ -219,18 +220,6 @@ def _modern(store) -> bool:
     return store.server_version() >= (20,)
 
 
-def _wait_mutations(store) -> None:
-    """ALTER ... DELETE/UPDATE are mutations: wait until they are done (18.16 has no mutations_sync)."""
-    import time
-
-    for _ in range(200):
-        if not store.query_values("SELECT count() FROM system.mutations WHERE database = currentDatabase() "
-                                  "AND is_done = 0")[0][0]:
-            return
-        time.sleep(0.05)
-    raise AssertionError("mutations did not finish")
-
-
 def test_a_row_with_an_old_ingestion_time_stored_after_a_seal_is_sealed_by_the_next(sealed):
     """The ingestion time is the client's: the sealer takes every row no leaf holds."""
     store, outside, _ = sealed
@@ -263,7 +252,7 @@ def test_the_sealer_refuses_to_sign_over_a_changed_tree(sealed):
     # the stored tree hashes are changed: signing on top of them would put the key on a fork
     store.execute("ALTER TABLE evidence_hashes UPDATE hash = %(h)s WHERE origin = %(o)s AND storage_index >= %(i)s",
                   {"h": "00" * 32, "o": origin, "i": merkle.stored_hash_index(0, size // 2)})
-    _wait_mutations(store)
+    wait_for_mutations(store)
     event_id, deployment = store.query_values(
         "SELECT event_id, deployment FROM match_events FINAL WHERE %(o)s = concat(%(b)s, '/deployment/', deployment)"
         " LIMIT 1", {"o": origin, "b": BASE})[0]

@@ -28,6 +28,7 @@ from fairwatch.store.clickhouse import open_store
 from fairwatch.store.migrations import migrate
 from fairwatch.stream.replay import replay
 from fairwatch.testing.stack import server_url
+from fairwatch.testing.stack import wait_for_mutations
 
 BASE = "test.fairwatch"
 LOG_KEY = generate_key("operator")
@@ -276,18 +277,9 @@ def test_cosigned_checkpoints_count_for_truncation(sealed_twice):
     store.execute("ALTER TABLE evidence_checkpoints DELETE WHERE origin = %(o)s", {"o": origin})
     store.execute("ALTER TABLE evidence_leaves DELETE WHERE origin = %(o)s AND leaf_index >= %(n)s",
                   {"o": origin, "n": old})
-    _wait_mutations(store)
+    wait_for_mutations(store)
     result = verify(store, [LOG_KEY.verifier], base=BASE, outside=[outside])
     truncated = [f for f in result.findings if f.what == "truncated"]
     assert len(truncated) == 1 and f"held {new} leaves; the store holds {old}" in truncated[0].detail
 
 
-def _wait_mutations(store) -> None:
-    import time
-
-    for _ in range(200):
-        if not store.query_values("SELECT count() FROM system.mutations WHERE database = currentDatabase() "
-                                  "AND is_done = 0")[0][0]:
-            return
-        time.sleep(0.05)
-    raise AssertionError("mutations did not finish")

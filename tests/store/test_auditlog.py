@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -22,6 +21,7 @@ from fairwatch.core.config import CoreConfig
 from fairwatch.store.auditlog import AuditError, append_records, migrate_access, verify
 from fairwatch.store.clickhouse import open_store
 from fairwatch.store.migrations import migrate
+from fairwatch.testing.stack import wait_for_mutations
 from typer.testing import CliRunner
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)
@@ -55,18 +55,6 @@ def fill(store, n_calls: int = 10, per_call: int = 5, kind: str = "alert", key: 
         append_records(store, kind, batch, key=key, now=T0 + timedelta(minutes=call))
         records += batch
     return records
-
-
-def wait_for_mutations(store) -> None:
-    """ALTER ... UPDATE / DELETE run in the background on 18.16; wait until they are done."""
-    for _ in range(200):
-        (pending,), = store.query(
-            "SELECT count() FROM system.mutations WHERE database = %(db)s AND table = 'audit_log' AND is_done = 0",
-            {"db": store.database})
-        if not pending:
-            return
-        time.sleep(0.05)
-    raise AssertionError("mutation did not finish")
 
 
 def row(store, seq: int) -> tuple:

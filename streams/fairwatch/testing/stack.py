@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -121,3 +122,14 @@ def kafka_env(stack: dict[str, str], role: str = "admin") -> dict[str, str]:
 def kafka_link(stack: dict[str, str], role: str = "admin") -> KafkaLink:
     """The :class:`KafkaLink` of principal ``role`` on ``stack`` (see :func:`kafka_env`)."""
     return KafkaLink.from_env(kafka_env(stack, role))
+
+
+def wait_for_mutations(store) -> None:
+    """ALTER ... UPDATE / DELETE are mutations that run in the background (18.16 has no
+    mutations_sync): wait until every one of the store's database is done."""
+    for _ in range(200):
+        if not store.query_values("SELECT count() FROM system.mutations WHERE database = currentDatabase() "
+                                  "AND is_done = 0")[0][0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("mutations did not finish")
