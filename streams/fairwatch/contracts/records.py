@@ -113,6 +113,11 @@ class RejectCode(StrEnum):
     EXPIRED_KEY = "expired_key"
     REVOKED_KEY = "revoked_key"
     DEPLOYMENT_MISMATCH = "deployment_mismatch"
+    # identification searches (schemas/match_event.schema.json "candidates"): a list out of order,
+    # on a verification event, or that the event's own score and decision contradict
+    BAD_CANDIDATES = "bad_candidates"
+    INCONSISTENT_DECISION = "inconsistent_decision"
+    BAD_MATE = "bad_mate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +145,21 @@ def reject(code: RejectCode, field: str | None, message: str) -> ContractError:
     return ContractError(Rejection(code, message, field))
 
 
+class Candidate(msgspec.Struct, frozen=True, gc=False):
+    """One entry of an identification search's candidate list (pseudonymous id, never a name)."""
+
+    rank: int
+    score: float
+    candidate_id: str
+    groups: Mapping[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rank": self.rank, "score": self.score, "candidate_id": self.candidate_id}
+        if self.groups is not None:
+            out["groups"] = dict(self.groups)
+        return out
+
+
 class MatchEvent(msgspec.Struct, frozen=True, gc=False):
     """One comparison made by a face-recognition system (schemas/match_event.schema.json).
 
@@ -159,6 +179,18 @@ class MatchEvent(msgspec.Struct, frozen=True, gc=False):
     reference: Mapping[str, str] | None = None
     context: Mapping[str, Any] | None = None
     cluster_id: str | None = None  # pseudonymous subject or session key (CLUSTER_ID_RE), for dispersion
+    # identification searches: the candidate list returned, best first, and its bounds
+    candidates: tuple[Candidate, ...] | None = None
+    list_length: int | None = None
+    gallery_size: int | None = None
+
+    @property
+    def candidates_above(self) -> int:
+        """Candidates at or above the threshold: a prefix of the list (scores do not increase with
+        rank); for an event without a list, 1 for a match and 0 for a non-match."""
+        if self.candidates is None:
+            return int(self.decision == "match")
+        return sum(c.score >= self.threshold for c in self.candidates)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -178,6 +210,12 @@ class MatchEvent(msgspec.Struct, frozen=True, gc=False):
             out["context"] = dict(self.context)
         if self.cluster_id is not None:
             out["cluster_id"] = self.cluster_id
+        if self.candidates is not None:
+            out["candidates"] = [c.to_dict() for c in self.candidates]
+        if self.list_length is not None:
+            out["list_length"] = self.list_length
+        if self.gallery_size is not None:
+            out["gallery_size"] = self.gallery_size
         return out
 
     def to_json(self) -> bytes:
@@ -195,6 +233,9 @@ class VerifiedOutcome(msgspec.Struct, frozen=True, gc=False):
     inclusion_prob: float = 1.0
     # "independent": a blind second review for the reviewers' error; never counted (the schema)
     review: str = PRIMARY
+    # a mated identification search (truth genuine): the mate's rank in the event's candidate
+    # list; None when the mate was not in the list (or for verification)
+    mate_rank: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -207,6 +248,8 @@ class VerifiedOutcome(msgspec.Struct, frozen=True, gc=False):
         }
         if self.review != PRIMARY:
             out["review"] = self.review
+        if self.mate_rank is not None:
+            out["mate_rank"] = self.mate_rank
         return out
 
     def to_json(self) -> bytes:
@@ -216,12 +259,16 @@ class VerifiedOutcome(msgspec.Struct, frozen=True, gc=False):
 MATCH_EVENT_REQUIRED = (
     "event_id", "occurred_at", "deployment", "algorithm", "mode", "score", "threshold", "decision", "subject",
 )
-MATCH_EVENT_OPTIONAL = ("reference", "context", "cluster_id")
+MATCH_EVENT_OPTIONAL = ("reference", "context", "cluster_id", "candidates", "list_length", "gallery_size")
+MAX_CANDIDATES = 4096
+MAX_GALLERY_SIZE = 2**53 - 1
+CANDIDATE_REQUIRED = ("rank", "score", "candidate_id")
+CANDIDATE_OPTIONAL = ("groups",)
 # a keyed hash (e.g. HMAC-SHA-256 in lower-case hex) of a subject or session id, never the id itself:
 # hex only, so that no name or readable id fits
 CLUSTER_ID_RE = re.compile(r"[0-9a-f]{16,64}")
 VERIFIED_OUTCOME_REQUIRED = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob")
-VERIFIED_OUTCOME_OPTIONAL = ("review",)
+VERIFIED_OUTCOME_OPTIONAL = ("review", "mate_rank")
 
 
 def format_timestamp(value: datetime) -> str:
@@ -374,7 +421,7 @@ def _parse_match_event_fully(obj: Any) -> MatchEvent:
     if context is not None or "context" in obj:
         if not isinstance(context, dict):
             raise reject(RejectCode.WRONG_TYPE, "context", f"context must be an object, got {type_name(context)}")
-    return MatchEvent(
+    event = MatchEvent(
         event_id=_identifier(obj["event_id"], "event_id"),
         occurred_at=parse_timestamp(obj["occurred_at"], "occurred_at"),
         deployment=_name(obj["deployment"], "deployment"),
@@ -387,7 +434,93 @@ def _parse_match_event_fully(obj: Any) -> MatchEvent:
         reference=_labels(reference, "reference") if "reference" in obj else None,
         context=context,
         cluster_id=_cluster_id(obj["cluster_id"]) if "cluster_id" in obj else None,
+        candidates=_candidates(obj["candidates"]) if "candidates" in obj else None,
+        list_length=_count(obj["list_length"], "list_length", 1, MAX_CANDIDATES) if "list_length" in obj else None,
+        gallery_size=_count(obj["gallery_size"], "gallery_size", 0, MAX_GALLERY_SIZE) if "gallery_size" in obj else None,
     )
+    if event.candidates is not None or event.list_length is not None or event.gallery_size is not None:
+        _check_search(event)
+    return event
+
+
+def _count(value: Any, name: str, low: int, high: int) -> int:
+    """A whole number in [low, high] (JSON Schema's integer: 3.0 is one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise reject(RejectCode.WRONG_TYPE, name, f"{name} must be an integer, got {type_name(value)}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise reject(RejectCode.NON_FINITE_NUMBER, name, f"{name} must be finite, got {value!r}")
+        if not value.is_integer():
+            raise reject(RejectCode.NOT_AN_INTEGER, name, f"{name} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise reject(RejectCode.OUT_OF_RANGE, name, f"{name} must be between {low} and {high}, got {value!r}")
+    return int(value)
+
+
+def _candidates(value: Any) -> tuple[Candidate, ...]:
+    if not isinstance(value, list):
+        raise reject(RejectCode.WRONG_TYPE, "candidates", f"candidates must be an array, got {type_name(value)}")
+    if len(value) > MAX_CANDIDATES:
+        raise reject(RejectCode.OUT_OF_RANGE, "candidates",
+                     f"candidates has {len(value)} entries; at most {MAX_CANDIDATES}")
+    out = []
+    for i, item in enumerate(value):
+        where = f"candidates[{i}]"
+        if not isinstance(item, dict):
+            raise reject(RejectCode.WRONG_TYPE, where, f"{where} must be an object, got {type_name(item)}")
+        unknown = item.keys() - set(CANDIDATE_REQUIRED) - set(CANDIDATE_OPTIONAL)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise reject(RejectCode.UNKNOWN_FIELD, f"{where}.{name}", f"unknown field(s) {sorted(unknown)} in {where}")
+        missing = [name for name in CANDIDATE_REQUIRED if name not in item]
+        if missing:
+            raise reject(RejectCode.MISSING_FIELD, f"{where}.{missing[0]}", f"{where} needs {', '.join(missing)}")
+        out.append(Candidate(
+            rank=_count(item["rank"], f"{where}.rank", 1, MAX_CANDIDATES),
+            score=_finite(item["score"], f"{where}.score"),
+            candidate_id=_identifier(item["candidate_id"], f"{where}.candidate_id"),
+            groups=_labels(item["groups"], f"{where}.groups") if "groups" in item else None,
+        ))
+    return tuple(out)
+
+
+def _check_search(event: MatchEvent) -> None:
+    """The rules between an identification search's fields that JSON Schema cannot state."""
+    candidates = event.candidates
+    if event.mode != "identification":
+        raise reject(RejectCode.BAD_CANDIDATES, "mode",
+                     "candidates, list_length and gallery_size belong to identification searches, not to mode "
+                     f"{event.mode!r}")
+    if candidates is None:
+        name = "list_length" if event.list_length is not None else "gallery_size"
+        raise reject(RejectCode.BAD_CANDIDATES, name, f"{name} is given without the candidates list it bounds")
+    for i, candidate in enumerate(candidates):
+        if candidate.rank != i + 1:
+            raise reject(RejectCode.BAD_CANDIDATES, f"candidates[{i}].rank",
+                         f"candidates must be listed by rank 1, 2, ...; entry {i} has rank {candidate.rank}")
+        if i and candidate.score > candidates[i - 1].score:
+            raise reject(RejectCode.BAD_CANDIDATES, f"candidates[{i}].score",
+                         f"rank {i + 1} scores {candidate.score!r}, above rank {i}'s {candidates[i - 1].score!r}: "
+                         "a candidate list is best first")
+    if len({c.candidate_id for c in candidates}) != len(candidates):
+        raise reject(RejectCode.BAD_CANDIDATES, "candidates", "a candidate id appears twice in one list")
+    if event.list_length is not None and len(candidates) > event.list_length:
+        raise reject(RejectCode.BAD_CANDIDATES, "candidates",
+                     f"{len(candidates)} candidates returned but list_length is {event.list_length}")
+    if candidates:
+        if event.score != candidates[0].score:
+            raise reject(RejectCode.INCONSISTENT_DECISION, "score",
+                         f"score {event.score!r} is not the rank-1 candidate's score {candidates[0].score!r}")
+        expected = "match" if candidates[0].score >= event.threshold else "non_match"
+    else:
+        if event.score >= event.threshold:
+            raise reject(RejectCode.INCONSISTENT_DECISION, "score",
+                         f"no candidate was returned, yet score {event.score!r} is at or above the threshold")
+        expected = "non_match"
+    if event.decision != expected:
+        raise reject(RejectCode.INCONSISTENT_DECISION, "decision",
+                     f"decision {event.decision!r} contradicts the candidate list ({expected} at threshold "
+                     f"{event.threshold!r})")
 
 
 def _cluster_id(value: Any) -> str:
@@ -422,7 +555,7 @@ def _parse_verified_outcome_fully(obj: Any) -> VerifiedOutcome:
         raise reject(
             RejectCode.OUT_OF_RANGE, "inclusion_prob", f"inclusion_prob must be > 0 and <= 1, got {obj['inclusion_prob']!r}"
         )
-    return VerifiedOutcome(
+    outcome = VerifiedOutcome(
         event_id=_identifier(obj["event_id"], "event_id"),
         verified_at=parse_timestamp(obj["verified_at"], "verified_at"),
         truth=_enum(obj["truth"], "truth", TRUTHS),
@@ -430,7 +563,12 @@ def _parse_verified_outcome_fully(obj: Any) -> VerifiedOutcome:
         revision=int(revision),
         inclusion_prob=prob,
         review=_enum(obj["review"], "review", REVIEWS) if "review" in obj else PRIMARY,
+        mate_rank=_count(obj["mate_rank"], "mate_rank", 1, MAX_CANDIDATES) if "mate_rank" in obj else None,
     )
+    if outcome.mate_rank is not None and outcome.truth != "genuine":
+        raise reject(RejectCode.BAD_MATE, "mate_rank",
+                     "a non-mated search (truth impostor) has no mate: mate_rank belongs to truth genuine")
+    return outcome
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -518,7 +656,8 @@ _KNOWN_LIMIT = 100_000
 _EVENT_KEYS = frozenset(MATCH_EVENT_REQUIRED)
 
 
-_EVENT_KEYS_ALL = frozenset(MATCH_EVENT_REQUIRED + MATCH_EVENT_OPTIONAL)
+# candidate lists take the full parser (their rules between fields are not the fast path's)
+_EVENT_KEYS_ALL = frozenset(MATCH_EVENT_REQUIRED + ("reference", "context", "cluster_id"))
 _CLUSTER_ID_MATCH = CLUSTER_ID_RE.fullmatch
 
 
