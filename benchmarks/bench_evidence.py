@@ -25,18 +25,19 @@ from fairwatch.contracts.keys import generate_key
 from fairwatch.store.clickhouse import open_store
 from fairwatch.store.migrations import migrate
 from fairwatch.testing.bench import write_results
+from fairwatch.testing.stack import INSERT_EVENT, INSERT_OUTCOME
 
 RESULTS = Path(__file__).parent / "results" / "evidence.json"
 
 _EVENTS = (
-    "INSERT INTO match_events SELECT concat('ev-', toString(number)), toDateTime(1767225600 + intDiv(number, 20)), "
+    f"{INSERT_EVENT} SELECT concat('ev-', toString(number)), toDateTime(1767225600 + intDiv(number, 20)), "
     "number %% 1000000, concat('gate-', toString(number %% 3)), 'algo-1', 'verification', "
     "(number %% 997) / 100 - 5, 3.2, if(number %% 997 > 800, 'match', 'non_match'), ['sex', 'race', 'age'], "
     "[if(number %% 2 = 0, 'F', 'M'), ['Black', 'White', 'Asian', 'Other'][number %% 4 + 1], '30-49'], "
     "['sex', 'race', 'age'], ['M', 'White', '30-49'], '{}', toDateTime(1767225600), '' FROM numbers(%(n)s)"
 )
 _OUTCOMES = (
-    "INSERT INTO verified_outcomes SELECT concat('ev-', toString(number * 2)), toDateTime(1767229200 + number), "
+    f"{INSERT_OUTCOME} SELECT concat('ev-', toString(number * 2)), toDateTime(1767229200 + number), "
     "if(number %% 5 = 0, 'genuine', 'impostor'), concat('rev-', toString(number %% 17)), 0, 0.5, "
     "toDateTime(1767225600) FROM numbers(%(n)s)"
 )

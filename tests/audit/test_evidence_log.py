@@ -21,6 +21,7 @@ from fairwatch.sim.writers import write_jsonl
 from fairwatch.store.evidence import SOURCES, leaves
 from fairwatch.stream.replay import replay
 from fairwatch.testing.stack import wait_for_mutations
+from fairwatch.testing.stack import INSERT_EVENT, INSERT_OUTCOME
 
 BASE = "test.fairwatch"
 KEY = generate_key("operator")
@@ -74,7 +75,7 @@ def test_sealing_again_adds_nothing_and_new_rows_extend_the_log_consistently(sea
     assert seal(store, KEY, base=BASE, outside=outside).leaves == 0
     event_id, deployment = _one_event(store)
     store.execute(
-        "INSERT INTO match_events SELECT concat(event_id, '-new'), occurred_at, occurred_at_us, deployment, algorithm,"
+        f"{INSERT_EVENT} SELECT concat(event_id, '-new'), occurred_at, occurred_at_us, deployment, algorithm,"
         " mode, score, threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
         " now(), cluster_id FROM match_events WHERE event_id = %(e)s", {"e": event_id})
     second = seal(store, KEY, base=BASE, outside=outside)
@@ -100,7 +101,7 @@ def test_an_edited_row_is_named(sealed):
     event_id, _ = _one_event(store)
     # the writer's attack: a later insert of the same key supersedes the row (ReplacingMergeTree)
     store.execute(
-        "INSERT INTO match_events SELECT event_id, occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
+        f"{INSERT_EVENT} SELECT event_id, occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
         " threshold, if(decision = 'match', 'non_match', 'match'), subject_keys, subject_values, reference_keys,"
         " reference_values, context, ingested_at + 1, cluster_id FROM match_events WHERE event_id = %(e)s",
         {"e": event_id})
@@ -113,7 +114,7 @@ def test_an_edited_outcome_revision_is_named(sealed):
     event_id, revision = store.query_values("SELECT event_id, revision FROM verified_outcomes FINAL "
                                             "ORDER BY event_id LIMIT 1")[0]
     store.execute(
-        "INSERT INTO verified_outcomes SELECT event_id, verified_at, if(truth = 'genuine', 'impostor', 'genuine'),"
+        f"{INSERT_OUTCOME} SELECT event_id, verified_at, if(truth = 'genuine', 'impostor', 'genuine'),"
         " reviewer, revision, inclusion_prob, ingested_at + 1 FROM verified_outcomes WHERE event_id = %(e)s",
         {"e": event_id})
     finding = _only(_verify(store, outside), "edited")
@@ -125,7 +126,7 @@ def test_an_inserted_row_is_named(sealed):
     event_id, _ = _one_event(store)
     old = datetime(2020, 1, 1, tzinfo=timezone.utc)  # claims to be old, so the sealer never saw it
     store.execute(
-        "INSERT INTO match_events SELECT 'forged-1', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
+        f"{INSERT_EVENT} SELECT 'forged-1', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
         " threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
         " %(old)s, cluster_id FROM match_events WHERE event_id = %(e)s", {"e": event_id, "old": old})
     finding = _only(_verify(store, outside), "inserted")
@@ -225,7 +226,7 @@ def test_a_row_with_an_old_ingestion_time_stored_after_a_seal_is_sealed_by_the_n
     store, outside, _ = sealed
     event_id, deployment = _one_event(store)
     store.execute(
-        "INSERT INTO match_events SELECT 'late-1', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
+        f"{INSERT_EVENT} SELECT 'late-1', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
         " threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
         " %(old)s, cluster_id FROM match_events WHERE event_id = %(e)s",
         {"e": event_id, "old": datetime(2020, 1, 1, tzinfo=timezone.utc)})
@@ -238,7 +239,7 @@ def test_a_second_stored_copy_of_a_key_is_named_not_a_crash(sealed):
     event_id, _ = _one_event(store)
     # the same event_id under another algorithm: a different row of match_events with the same row key
     store.execute(
-        "INSERT INTO match_events SELECT event_id, occurred_at, occurred_at_us, deployment, 'other-algo', mode, score,"
+        f"{INSERT_EVENT} SELECT event_id, occurred_at, occurred_at_us, deployment, 'other-algo', mode, score,"
         " threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
         " ingested_at, cluster_id FROM match_events WHERE event_id = %(e)s", {"e": event_id})
     finding = _only(_verify(store, outside), "edited")
@@ -257,7 +258,7 @@ def test_the_sealer_refuses_to_sign_over_a_changed_tree(sealed):
         "SELECT event_id, deployment FROM match_events FINAL WHERE %(o)s = concat(%(b)s, '/deployment/', deployment)"
         " LIMIT 1", {"o": origin, "b": BASE})[0]
     store.execute(
-        "INSERT INTO match_events SELECT 'new-1', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
+        f"{INSERT_EVENT} SELECT 'new-1', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
         " threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
         " now(), cluster_id FROM match_events WHERE event_id = %(e)s", {"e": event_id})
     with pytest.raises(EvidenceError, match="no longer gives the root signed"):
@@ -280,7 +281,7 @@ def test_a_checkpoint_lost_outside_is_spanned_by_the_next_proof(sealed):
         "SELECT event_id FROM match_events FINAL WHERE %(o)s = concat(%(b)s, '/deployment/', deployment) LIMIT 1",
         {"o": origin, "b": BASE})[0][0]
     store.execute(
-        "INSERT INTO match_events SELECT 'new-2', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
+        f"{INSERT_EVENT} SELECT 'new-2', occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
         " threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
         " now(), cluster_id FROM match_events WHERE event_id = %(e)s", {"e": event_id})
     second = seal(store, KEY, base=BASE, outside=outside)

@@ -32,6 +32,7 @@ from fairwatch.sim.simulator import simulate
 from fairwatch.sim.writers import write_jsonl
 from fairwatch.store.sink import ClickHouseSink
 from fairwatch.stream.replay import REPLAY_PARTITION, replay
+from fairwatch.testing.stack import INSERT_EVENT, INSERT_OUTCOME
 from typer.testing import CliRunner
 
 BASE = "test.fairwatch"
@@ -105,7 +106,7 @@ def _flip_verdict(store, event_id: str) -> int:
     (revision,), = store.query_values("SELECT max(revision) FROM verified_outcomes FINAL WHERE event_id = %(e)s",
                                       {"e": event_id})
     store.execute(
-        "INSERT INTO verified_outcomes SELECT event_id, verified_at, if(truth = 'genuine', 'impostor', 'genuine'),"
+        f"{INSERT_OUTCOME} SELECT event_id, verified_at, if(truth = 'genuine', 'impostor', 'genuine'),"
         " reviewer, revision, inclusion_prob, ingested_at + 1 FROM verified_outcomes FINAL"
         " WHERE event_id = %(e)s AND revision = %(r)s", {"e": event_id, "r": revision})
     return int(revision)
@@ -167,7 +168,7 @@ def test_rows_stored_after_the_last_seal_are_said_and_are_not_bound(sealed, file
     store, _, _ = sealed
     _late_corrections(store, files)  # stored, not sealed yet, and a new event
     store.execute(
-        "INSERT INTO match_events SELECT concat(event_id, '-new'), occurred_at, occurred_at_us, deployment, algorithm,"
+        f"{INSERT_EVENT} SELECT concat(event_id, '-new'), occurred_at, occurred_at_us, deployment, algorithm,"
         " mode, score, threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
         " now(), cluster_id FROM match_events FINAL WHERE deployment = 'gate-b' ORDER BY event_id LIMIT 1")
     path = _report(store, tmp_path / "report.json")

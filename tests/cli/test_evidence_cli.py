@@ -19,6 +19,7 @@ from fairwatch.sim.writers import write_jsonl
 from fairwatch.store.clickhouse import open_store
 from fairwatch.store.migrations import migrate
 from fairwatch.stream.replay import replay
+from fairwatch.testing.stack import INSERT_EVENT
 
 OPERATOR, WITNESS, OTHER = generate_key("operator"), generate_key("witness.example/w1"), generate_key("w2")
 # the whole key text and its base64 secret alone (which may itself hold "+": split from the left)
@@ -103,7 +104,7 @@ def test_seal_then_verify_is_ok_and_an_edited_row_is_named(sealed):
     event_id = _one_event(url)
     with closing(open_store(url, create=False)) as store:  # a later insert of the key supersedes the row
         store.execute(
-            "INSERT INTO match_events SELECT event_id, occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
+            f"{INSERT_EVENT} SELECT event_id, occurred_at, occurred_at_us, deployment, algorithm, mode, score,"
             " threshold, if(decision = 'match', 'non_match', 'match'), subject_keys, subject_values, reference_keys,"
             " reference_values, context, ingested_at + 1, cluster_id FROM match_events WHERE event_id = %(e)s",
             {"e": event_id})
@@ -179,7 +180,7 @@ def test_witness_cosigns_verify_counts_the_quorum_and_a_rollback_exits_1(sealed,
     event_id = _one_event(url)
     with closing(open_store(url, create=False)) as store:
         store.execute(
-            "INSERT INTO match_events SELECT concat(event_id, '-new'), occurred_at, occurred_at_us, deployment,"
+            f"{INSERT_EVENT} SELECT concat(event_id, '-new'), occurred_at, occurred_at_us, deployment,"
             " algorithm, mode, score, threshold, decision, subject_keys, subject_values, reference_keys,"
             " reference_values, context, now(), cluster_id FROM match_events WHERE event_id = %(e)s", {"e": event_id})
         deployment = store.query_values("SELECT deployment FROM match_events WHERE event_id = %(e)s",

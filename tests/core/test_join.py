@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from fairwatch.contracts.records import MatchEvent, RejectCode, VerifiedOutcome
+from fairwatch.contracts.records import Candidate, MatchEvent, RejectCode, VerifiedOutcome
 from fairwatch.core import join as join_module
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.counts import BucketCounts
@@ -51,6 +51,9 @@ def brute_force_counts(pairs: list[tuple[MatchEvent, VerifiedOutcome]]) -> dict[
         base = 6 if outcome.truth == "genuine" else 0
         if outcome.truth == "impostor":
             error = 1.0 if event.decision == "match" else 0.0
+        elif event.candidates is not None:  # a mated search: missed unless its mate is listed at or above threshold
+            above = sum(1 for c in event.candidates if c.score >= event.threshold)
+            error = 0.0 if outcome.mate_rank is not None and outcome.mate_rank <= above else 1.0
         else:
             error = 1.0 if event.decision == "non_match" else 0.0
         w = 1.0 / outcome.inclusion_prob
@@ -82,8 +85,19 @@ subjects = st.fixed_dictionaries(
 
 
 @st.composite
+def candidate_lists(draw, threshold: float = 0.5) -> dict:
+    """A search's list, best first, with the score and decision it implies (threshold 0.5)."""
+    scores = sorted(draw(st.lists(st.sampled_from([0.2, 0.5, 0.7, 0.9]), max_size=3)), reverse=True)
+    candidates = tuple(Candidate(rank, score, f"c{draw(st.integers(0, 99))}-{rank}") for rank, score in
+                       enumerate(scores, start=1))
+    top = scores[0] if scores else 0.1
+    return {"candidates": candidates, "score": top, "decision": "match" if top >= threshold else "non_match",
+            "list_length": draw(st.sampled_from([None, 3, 5])), "gallery_size": draw(st.sampled_from([None, 1000]))}
+
+
+@st.composite
 def match_events(draw, event_id: str) -> MatchEvent:
-    return MatchEvent(
+    event = MatchEvent(
         event_id=event_id,
         occurred_at=T0 + timedelta(seconds=draw(st.integers(0, 3 * 3600))),
         deployment=draw(st.sampled_from(["gate-a", "gate-b"])),
@@ -95,6 +109,9 @@ def match_events(draw, event_id: str) -> MatchEvent:
         subject=draw(subjects),
         cluster_id=draw(st.sampled_from([None, "0123456789abcdef", "fedcba9876543210"])),  # a version may differ in it only
     )
+    if event.mode == "identification" and draw(st.booleans()):
+        event = replace(event, **draw(candidate_lists()))
+    return event
 
 
 @st.composite
@@ -106,6 +123,7 @@ def outcomes(draw, event_id: str) -> VerifiedOutcome:
         reviewer=draw(st.sampled_from(["r1", "r2"])),
         revision=draw(st.integers(0, 3)),
         inclusion_prob=draw(st.sampled_from([1.0, 0.5, 0.25, 0.1, 0.3])),
+        mate_rank=draw(st.sampled_from([None, 1, 2, 3])),  # meaningful for mated searches with a list only
     )
 
 
@@ -329,12 +347,15 @@ def test_the_slot_index_bulk_operations_agree_with_a_dict_and_with_one_by_one(op
 held_events = st.builds(HeldEvent, st.integers(0, 2**32 - 1), st.integers(-(2**60), 2**60),
                         st.builds(Profile, st.text(min_size=1), st.text(min_size=1), st.sampled_from(["verification"]),
                                   st.lists(st.tuples(st.text(min_size=1), st.text(min_size=1))).map(tuple)),
-                        st.booleans())
+                        st.booleans(), st.just(False), st.just(0))
+held_searches = st.builds(lambda ev, above: HeldEvent(ev.fingerprint, ev.occurred_at_us, ev.profile, ev.match, True, above),
+                          held_events, st.integers(0, 4096))
 held_outcomes = st.builds(HeldOutcome, st.integers(0, 2**32 - 1), st.integers(0, 2**31 - 1), st.booleans(),
-                          st.floats(1e-9, 1.0))
+                          st.floats(1e-9, 1.0), st.sampled_from([0, 1, 7, 4096]))
 
 
-@given(st.builds(EventState, st.integers(-(2**40), 2**40), st.none() | held_events, st.none() | held_outcomes))
+@given(st.builds(EventState, st.integers(-(2**40), 2**40), st.none() | held_events | held_searches,
+                 st.none() | held_outcomes))
 def test_event_state_survives_bytes(state):
     assert EventState.from_bytes(state.to_bytes()) == state
 
@@ -436,6 +457,8 @@ def event_versions(draw, event_id: str) -> list[MatchEvent]:
         reference=draw(st.none() | st.just({"gallery": "g1", "template": "t9"})),
         context=draw(st.none() | st.just({"camera": 3, "lighting": "dim"})),
     )
+    if first.mode == "identification" and draw(st.booleans()):
+        first = replace(first, **draw(candidate_lists()))
     same = [
         replace(first, subject=dict(reversed(list(subject.items())))),
         replace(first, occurred_at=first.occurred_at.astimezone(timezone(timedelta(hours=-5)))),
@@ -446,6 +469,9 @@ def event_versions(draw, event_id: str) -> list[MatchEvent]:
         replace(first, subject={**subject, "sex": "M" if subject["sex"] == "F" else "F"}),
         replace(first, context={"camera": 4}),
     ]
+    if first.candidates is not None:
+        conflicting.append(replace(first, gallery_size=(first.gallery_size or 0) + 1))
+        conflicting.append(replace(first, candidates=first.candidates + (Candidate(len(first.candidates) + 1, 0.0, "z"),)))
     return [first, first, *same, *draw(st.lists(st.sampled_from(conflicting), max_size=2))]
 
 
@@ -456,7 +482,7 @@ def outcome_versions(draw, event_id: str) -> list[VerifiedOutcome]:
         versions.append(VerifiedOutcome(
             event_id, T0 + timedelta(hours=draw(st.integers(1, 24 * 20)), microseconds=draw(st.integers(0, 1))),
             draw(st.sampled_from(["genuine", "impostor"])), draw(st.sampled_from(["r1", "r2"])), revision,
-            draw(st.sampled_from([1.0, 0.5, 0.25, 0.1]))))
+            draw(st.sampled_from([1.0, 0.5, 0.25, 0.1])), mate_rank=draw(st.sampled_from([None, 1, 2]))))
     return versions
 
 
@@ -612,3 +638,50 @@ def test_fingerprints_are_the_same_in_another_process():
         values.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                   check=True).stdout)
     assert len(values) == 1
+
+
+def test_a_blob_written_before_identification_searches_is_still_read():
+    """FWJS1 blobs (eight columns) from a worker of the previous version restore the same states."""
+    from fairwatch.core import blob_framing
+
+    join = LabelJoin(CONFIG)
+    join.update([event("e1"), outcome("e1", prob=0.5), event("e2", decision="non_match"), outcome("e3", revision=4)])
+    parts = blob_framing.unpack(join.export_states(), b"FWJS2", 12, "join state")
+    old = blob_framing.pack(b"FWJS1", parts[:10])
+    restored = LabelJoin(CONFIG)
+    assert restored.import_states(old) == 3
+    assert {i: restored.state_of(i) for i in ("e1", "e2", "e3")} == {i: join.state_of(i) for i in ("e1", "e2", "e3")}
+
+
+def search(event_id: str, scores: list[float], threshold: float = 80.0, **subject) -> MatchEvent:
+    candidates = tuple(Candidate(rank, s, f"face-{event_id}-{rank}") for rank, s in enumerate(scores, start=1))
+    top = scores[0] if scores else 10.0
+    return MatchEvent(event_id, T0, "station", "algo-1", "identification", top, threshold,
+                      "match" if top >= threshold else "non_match", subject or {"sex": "F"},
+                      candidates=candidates, list_length=5, gallery_size=10_000)
+
+
+def mated(event_id: str, mate_rank: int | None, revision: int = 0) -> VerifiedOutcome:
+    return VerifiedOutcome(event_id, T0 + timedelta(days=1), "genuine", "r1", revision, 1.0, mate_rank=mate_rank)
+
+
+def test_a_mated_search_is_identified_only_when_its_mate_is_listed_at_or_above_the_threshold():
+    """Hand-computed: scores 91, 84.5, 62 at threshold 80 put two candidates above it."""
+    join = LabelJoin(CONFIG)
+    scores = [91.0, 84.5, 62.0]
+    cases = {"rank1": 1, "rank2": 2, "rank3-below": 3, "absent": None}
+    out = join.update([search(i, scores) for i in cases] + [mated(i, rank) for i, rank in cases.items()])
+    identified = dict(zip(out.deltas.event_id, out.deltas.match.tolist()))
+    assert identified == {"rank1": True, "rank2": True, "rank3-below": False, "absent": False}
+    # a non-mated search is a false positive when anything is listed above the threshold
+    out = join.update([search("nm", scores), search("nm-empty", []),
+                       VerifiedOutcome("nm", T0, "impostor", "r1", 0, 1.0),
+                       VerifiedOutcome("nm-empty", T0, "impostor", "r1", 0, 1.0)])
+    assert dict(zip(out.deltas.event_id, out.deltas.error.tolist())) == {"nm": True, "nm-empty": False}
+    # a revision that moves the mate out of the list takes back "identified" and adds "missed"
+    out = join.update([mated("rank1", None, revision=1)])
+    assert list(zip(out.deltas.sign.tolist(), out.deltas.match.tolist())) == [(-1, True), (1, False)]
+    # the same decision without a list keeps the old reading: the system's decision is the mate's
+    plain = replace(search("plain", scores), candidates=None, list_length=None, gallery_size=None)
+    out = join.update([plain, mated("plain", None)])
+    assert out.deltas.match.tolist() == [True]

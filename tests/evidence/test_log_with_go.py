@@ -21,6 +21,7 @@ from fairwatch.sim.simulator import simulate
 from fairwatch.sim.writers import write_jsonl
 from fairwatch.stream.replay import replay
 from fairwatch.testing.goverifier import run_evidencecheck
+from fairwatch.testing.stack import INSERT_EVENT
 
 BASE = "test.fairwatch"
 LOG_KEY = generate_key("log.example/operator")
@@ -57,7 +58,7 @@ def sealed(migrated_store, files, tmp_path):
     for round_ in ("a", "b"):
         for event_id in sorted(by_deployment.values())[:2]:
             store.execute(
-                "INSERT INTO match_events SELECT concat(event_id, %(s)s), occurred_at, occurred_at_us, deployment,"
+                f"{INSERT_EVENT} SELECT concat(event_id, %(s)s), occurred_at, occurred_at_us, deployment,"
                 " algorithm, mode, score, threshold, decision, subject_keys, subject_values, reference_keys,"
                 " reference_values, context, now(), cluster_id FROM match_events WHERE event_id = %(e)s",
                 {"e": event_id, "s": f"-{round_}"})

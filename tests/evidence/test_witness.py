@@ -29,6 +29,7 @@ from fairwatch.store.migrations import migrate
 from fairwatch.stream.replay import replay
 from fairwatch.testing.stack import server_url
 from fairwatch.testing.stack import wait_for_mutations
+from fairwatch.testing.stack import INSERT_EVENT
 
 BASE = "test.fairwatch"
 LOG_KEY = generate_key("operator")
@@ -76,7 +77,7 @@ def _event(store):
 def _add_event(store, event_id: str, suffix: str) -> None:
     """A new match event (a copy of ``event_id`` under a new id), stored now: the next seal logs it."""
     store.execute(
-        "INSERT INTO match_events SELECT concat(event_id, %(s)s), occurred_at, occurred_at_us, deployment, algorithm,"
+        f"{INSERT_EVENT} SELECT concat(event_id, %(s)s), occurred_at, occurred_at_us, deployment, algorithm,"
         " mode, score, threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context,"
         " now(), cluster_id FROM match_events WHERE event_id = %(e)s", {"e": event_id, "s": suffix})
 

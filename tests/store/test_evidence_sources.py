@@ -21,6 +21,14 @@ EVENTS = [
     {"event_id": "e-2,\"x\\", "occurred_at": "2026-03-01T12:00:01Z", "deployment": "gate-a", "algorithm": "v1",
      "mode": "identification", "score": 0.30000000000000004, "threshold": 5, "decision": "non_match",
      "subject": {"age": "50+"}},
+    {"event_id": "s-1", "occurred_at": "2026-03-01T12:00:02Z", "deployment": "gate-a", "algorithm": "v1",
+     "mode": "identification", "score": 0.5, "threshold": 0.25, "decision": "match", "subject": {"sex": "F"},
+     "candidates": [{"rank": 1, "score": 0.5, "candidate_id": "face:1,\"x", "groups": {"sex": "F", "race": "n\u00e9"}},
+                    {"rank": 2, "score": -0.0, "candidate_id": "face-2"}],
+     "list_length": 4, "gallery_size": 0},
+    {"event_id": "s-2", "occurred_at": "2026-03-01T12:00:03Z", "deployment": "gate-a", "algorithm": "v1",
+     "mode": "identification", "score": 0.1, "threshold": 0.25, "decision": "non_match", "subject": {"sex": "M"},
+     "candidates": []},
 ]
 OUTCOMES = [
     {"event_id": "e-1", "verified_at": "2026-03-02T00:00:00Z", "truth": "impostor", "reviewer": "r-1", "revision": 0,
@@ -29,6 +37,10 @@ OUTCOMES = [
      "inclusion_prob": 0.1},
     {"event_id": "e-1", "verified_at": "2026-03-02T01:00:00Z", "truth": "genuine", "reviewer": "r-3", "revision": 0,
      "inclusion_prob": 1.0, "review": "independent"},
+    {"event_id": "s-1", "verified_at": "2026-03-02T00:00:00Z", "truth": "genuine", "reviewer": "r-1", "revision": 0,
+     "inclusion_prob": 0.5, "mate_rank": 2},
+    {"event_id": "s-2", "verified_at": "2026-03-02T00:00:00Z", "truth": "genuine", "reviewer": "r-1", "revision": 0,
+     "inclusion_prob": 0.5},
 ]
 
 
@@ -75,7 +87,7 @@ def test_sql_and_python_build_the_same_bytes_and_hashes(loaded, source):
 
 def test_the_sources_read_every_stored_row_once(loaded):
     counts = {source.kind: len(loaded.query_values(source.select())) for source in SOURCES}
-    assert counts == {"match_event": 2, "verified_outcome": 2, "independent_review": 1, "dead_letter": 1,
+    assert counts == {"match_event": 4, "verified_outcome": 4, "independent_review": 1, "dead_letter": 1,
                       "audit_record": 1, "signed_input": 1}
     logs = {row[1] for source in SOURCES for row in loaded.query_values(source.select())}
     assert logs == {"gate-a", ""}  # the dead letter names no deployment

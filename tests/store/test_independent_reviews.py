@@ -35,6 +35,7 @@ def with_reviews(workload, share: float, error: float, seed: int) -> list[dict]:
         if event_id not in workload.events or rng.random() >= share:
             continue
         first = next(d for d in docs if d["revision"] == 0)
+        first = {k: v for k, v in first.items() if k != "mate_rank"}  # a review's verdict may differ: no mate
         for reviewer in ("rev-second", "rev-third")[: 1 + (rng.random() < 0.1)]:
             truth = first["truth"]
             if rng.random() < error:

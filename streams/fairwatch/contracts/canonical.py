@@ -13,6 +13,8 @@ hash them where the rows are, and Python can rebuild them from a parsed record o
   seconds (ClickHouse's ``DateTime``), an absent ``reference`` as no pairs, an absent ``context``
   as ``{}`` and others as the sink's sorted-key JSON, an absent ``cluster_id`` as ``""``.
   Ingestion metadata (``ingested_at``) is left out, so a retried insert of a row is the same leaf.
+- fields added later are appended only when set (an identification search's candidate list, a
+  mated search's ``mate_rank``), so rows without them keep the bytes they were sealed with.
 
 Examples
 --------
@@ -78,31 +80,51 @@ def match_event_row_bytes(
     event_id: str, occurred_at_us: int, deployment: str, algorithm: str, mode: str, score: float,
     threshold: float, decision: str, subject_keys: Iterable[str], subject_values: Iterable[str],
     reference_keys: Iterable[str], reference_values: Iterable[str], context: str, cluster_id: str,
+    candidates_listed: int = 0, candidate_ids: Iterable[str] = (), candidate_scores: Iterable[float] = (),
+    candidate_groups: Iterable[str] = (), list_length: int = 0, gallery_size: int = -1,
 ) -> bytes:
-    """Canonical bytes of a match event from its stored columns."""
-    return b"".join((
+    """Canonical bytes of a match event from its stored columns; a search's list (stored as
+    parallel arrays, groups as sorted-key JSON) is appended when it has one."""
+    row = b"".join((
         _text(MATCH_EVENT_KIND), _text(event_id), _int(occurred_at_us), _text(deployment), _text(algorithm),
         _text(mode), _float(score), _float(threshold), _text(decision), _pairs(subject_keys, subject_values),
         _pairs(reference_keys, reference_values), _text(context), _text(cluster_id),
     ))
+    if not candidates_listed:
+        return row
+    entries = b"".join(_text(i) + _float(s) + _text(g) for i, s, g in zip(candidate_ids, candidate_scores,
+                                                                          candidate_groups))
+    return (row + netstring(entries) + (_int(list_length) if list_length else ABSENT)
+            + (ABSENT if gallery_size < 0 else _int(gallery_size)))
+
+
+def candidate_groups_text(groups: Mapping[str, str] | None) -> str:
+    """The stored text of a candidate's groups: sorted-key JSON, '' when none were given."""
+    return _SORTED.encode(groups) if groups else ""
 
 
 def match_event_bytes(event: MatchEvent) -> bytes:
     """Canonical bytes of a parsed match event (equal to those of its stored row)."""
     reference = event.reference or {}
+    candidates = event.candidates or ()
     return match_event_row_bytes(
         event.event_id, epoch_us(event.occurred_at), event.deployment, event.algorithm, event.mode, event.score,
         event.threshold, event.decision, event.subject.keys(), event.subject.values(), reference.keys(),
         reference.values(), context_text(event.context), event.cluster_id or "",
+        int(event.candidates is not None), [c.candidate_id for c in candidates], [c.score for c in candidates],
+        [candidate_groups_text(c.groups) for c in candidates], event.list_length or 0,
+        -1 if event.gallery_size is None else event.gallery_size,
     )
 
 
 def verified_outcome_row_bytes(
     event_id: str, verified_at_s: int, truth: str, reviewer: str, revision: int, inclusion_prob: float,
+    mate_rank: int = 0,
 ) -> bytes:
-    """Canonical bytes of one revision of a verified outcome from its stored columns."""
+    """Canonical bytes of one revision of a verified outcome from its stored columns (a mated
+    search's mate_rank appended when it has one)."""
     return b"".join((_text(VERIFIED_OUTCOME_KIND), _text(event_id), _int(verified_at_s), _text(truth),
-                     _text(reviewer), _int(revision), _float(inclusion_prob)))
+                     _text(reviewer), _int(revision), _float(inclusion_prob))) + (_int(mate_rank) if mate_rank else b"")
 
 
 def review_row_bytes(event_id: str, verified_at_s: int, truth: str, reviewer: str) -> bytes:
@@ -118,6 +140,7 @@ def verified_outcome_bytes(outcome: VerifiedOutcome) -> bytes:
         return review_row_bytes(outcome.event_id, seconds, outcome.truth, outcome.reviewer)
     return verified_outcome_row_bytes(
         outcome.event_id, seconds, outcome.truth, outcome.reviewer, outcome.revision, outcome.inclusion_prob,
+        outcome.mate_rank or 0,
     )
 
 

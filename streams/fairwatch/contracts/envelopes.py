@@ -15,6 +15,7 @@ from fairwatch.contracts.records import (
     FAST_TIMESTAMP_RE,
     KNOWN_LABELS,
     MATCH_EVENT_REQUIRED,
+    MAX_CANDIDATES,
     MAX_ID_LENGTH,
     MAX_LABEL_LENGTH,
     MAX_LABELS,
@@ -176,6 +177,7 @@ class _OutcomeShape(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     inclusion_prob: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
     # UNSET when absent, so the quote count below knows whether the key was there
     review: Union[Literal["primary", "independent"], msgspec.UnsetType] = msgspec.UNSET
+    mate_rank: Union[Annotated[int, msgspec.Meta(ge=1, le=MAX_CANDIDATES)], msgspec.UnsetType] = msgspec.UNSET
 
 
 class _EventBatchShape(msgspec.Struct, forbid_unknown_fields=True):
@@ -292,8 +294,9 @@ def decode_valid_batch(raw: bytes, kind: str) -> ValidBatch | None:
         times = _timestamps([r.verified_at for r in records])
         reviewers = [r.reviewer for r in records]
         reviews = sum(r.review is not msgspec.UNSET for r in records)  # 4 more quotes each: key and value
-        if (raw.count(b'"') != _QUOTES_PER_OUTCOME * len(records) + 4 * reviews + _QUOTES_PER_ENVELOPE
-                or times is None
+        mates = [r.truth for r in records if r.mate_rank is not msgspec.UNSET]  # 2 more quotes each: the key
+        if (raw.count(b'"') != _QUOTES_PER_OUTCOME * len(records) + 4 * reviews + 2 * len(mates)
+                + _QUOTES_PER_ENVELOPE or times is None or "impostor" in mates  # bad_mate: the full path names it
                 or not _ids_valid(ids) or not all(map(fast_name, set(reviewers)))):
             return None
     return ValidBatch(BatchHeader(shape.bucket, shape.partitions), _records(kind, records, times), raw)
@@ -323,4 +326,5 @@ def _records(kind: str, shapes: list, times: list[datetime]) -> list:
                            None if r.cluster_id is unset else r.cluster_id) for r, t in zip(shapes, times)]
     unset = msgspec.UNSET
     return [VerifiedOutcome(r.event_id, t, r.truth, r.reviewer, r.revision, r.inclusion_prob,
-                            "primary" if r.review is unset else r.review) for r, t in zip(shapes, times)]
+                            "primary" if r.review is unset else r.review,
+                            None if r.mate_rank is unset else r.mate_rank) for r, t in zip(shapes, times)]

@@ -662,6 +662,7 @@ _CLUSTER_ID_MATCH = CLUSTER_ID_RE.fullmatch
 
 
 _OUTCOME_KEYS = frozenset(VERIFIED_OUTCOME_REQUIRED)
+_MATED_OUTCOME_KEYS = _OUTCOME_KEYS | {"mate_rank"}
 
 
 _fromisoformat = datetime.fromisoformat
@@ -767,8 +768,15 @@ def _fast_match_event(obj: Any) -> MatchEvent | None:
 
 
 def _fast_verified_outcome(obj: Any) -> VerifiedOutcome | None:
-    if type(obj) is not dict or obj.keys() != _OUTCOME_KEYS:
+    if type(obj) is not dict:
         return None
+    mate_rank = None
+    if obj.keys() != _OUTCOME_KEYS:
+        if obj.keys() != _MATED_OUTCOME_KEYS:
+            return None
+        mate_rank = obj["mate_rank"]
+        if not (type(mate_rank) is int and 1 <= mate_rank <= MAX_CANDIDATES and obj["truth"] == "genuine"):
+            return None
     event_id, truth, reviewer, revision, prob = (
         obj["event_id"], obj["truth"], obj["reviewer"], obj["revision"], obj["inclusion_prob"])
     if not (_fast_id(event_id) and fast_name(reviewer) and type(truth) is str and truth in TRUTHS
@@ -782,4 +790,4 @@ def _fast_verified_outcome(obj: Any) -> VerifiedOutcome | None:
     if verified_at is None:
         return None
     _remember(reviewer)
-    return VerifiedOutcome(event_id, verified_at, truth, reviewer, revision, prob)
+    return VerifiedOutcome(event_id, verified_at, truth, reviewer, revision, prob, PRIMARY, mate_rank)

@@ -15,6 +15,8 @@ def unpack(blob: bytes, magic: bytes, expected_parts: int, what: str) -> list[by
         raise ValueError(f"not a {what} blob (wrong magic)")
     parts, pos = [], len(magic)
     while pos < len(blob):
+        if pos + 4 > len(blob):
+            raise ValueError(f"{what} blob is cut short inside a part's length")
         (size,) = struct.unpack_from("<I", blob, pos)
         parts.append(blob[pos + 4 : pos + 4 + size])
         pos += 4 + size

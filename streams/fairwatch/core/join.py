@@ -43,6 +43,7 @@ _HAS_EVENT = 1
 _HAS_OUTCOME = 2
 _MATCH = 4
 _GENUINE = 8
+_LISTED = 16  # an identification search that carried its candidate list
 
 
 def epoch_seconds(t: datetime | float) -> float:
@@ -79,7 +80,9 @@ class LabeledDeltas:
     profile: np.ndarray  # int32, index into ``profiles``
     occurred_at_us: np.ndarray  # int64, the event's occurred_at in microseconds since the epoch
     bucket: np.ndarray  # int64, start of its bucket in seconds since the epoch (UTC)
-    match: np.ndarray  # bool, decision == "match"
+    # bool: decision == "match"; for a mated search with its candidate list, whether the mate was
+    # identified (its rank at most the number of candidates at or above the threshold)
+    match: np.ndarray
     genuine: np.ndarray  # bool, truth == "genuine"
     weight: np.ndarray  # float64
     sign: np.ndarray  # int8, +1 or -1
@@ -139,6 +142,8 @@ class HeldEvent:
     occurred_at_us: int  # microseconds since the epoch
     profile: Profile
     match: bool
+    listed: bool = False  # a search with its candidate list: its mate is found by rank
+    above: int = 0  # candidates at or above the threshold (searches with a list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,7 @@ class HeldOutcome:
     revision: int
     genuine: bool
     inclusion_prob: float
+    mate_rank: int = 0  # a mated search's mate in the candidate list; 0: not in it (or not a search)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +174,13 @@ class EventState:
 
     def to_bytes(self) -> bytes:
         ev, oc = self.event, self.outcome
+        # the search fields are written only when set, so states without them keep their bytes
         return _COMPACT.encode([
             self.last_seen,
-            None if ev is None else [ev.fingerprint, ev.occurred_at_us, list(ev.profile), ev.match],
-            None if oc is None else [oc.fingerprint, oc.revision, oc.genuine, oc.inclusion_prob],
+            None if ev is None else [ev.fingerprint, ev.occurred_at_us, list(ev.profile), ev.match]
+            + ([ev.listed, ev.above] if ev.listed else []),
+            None if oc is None else [oc.fingerprint, oc.revision, oc.genuine, oc.inclusion_prob]
+            + ([oc.mate_rank] if oc.mate_rank else []),
         ]).encode()
 
     @classmethod
@@ -180,16 +189,19 @@ class EventState:
         if ev is not None:
             deployment, algorithm, mode, subject = ev[2]
             profile = Profile(deployment, algorithm, mode, tuple((a, g) for a, g in subject))
-            ev = HeldEvent(ev[0], ev[1], profile, ev[3])
+            ev = HeldEvent(ev[0], ev[1], profile, *ev[3:])
         return cls(last_seen, ev, None if oc is None else HeldOutcome(*oc))
 
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps(**kwargs) builds one per call
-_STATE_MAGIC = b"FWJS1"
+_STATE_MAGIC = b"FWJS2"
 _STATE_COLUMNS = (  # the per-slot columns a state blob carries, in order
     ("_flags", np.uint8), ("_last_seen", np.int64), ("_event_fp", np.uint32), ("_occurred_us", np.int64),
     ("_profile", np.int32), ("_outcome_fp", np.uint32), ("_revision", np.int32), ("_inclusion_prob", np.float64),
+    ("_above", np.int16), ("_mate_rank", np.int16),
 )
+_STATE_MAGIC_V1 = b"FWJS1"  # before identification searches: the first eight columns (still read)
+_STATE_COLUMNS_V1 = _STATE_COLUMNS[:8]
 _float_pair_bits = struct.Struct("<QQ").unpack
 _pack_float_pair = struct.Struct("<dd").pack
 _M64 = (1 << 64) - 1
@@ -252,18 +264,38 @@ def _text_hash(content: bytes) -> int:
 
 
 def _extras_hash(reference: Mapping[str, str] | None, context: Mapping[str, Any] | None,
-                 cluster_id: str | None = None) -> int:
-    """The event fingerprint's field for the optional reference, context and cluster_id (0 when
-    all are absent; without a cluster_id the same as before it existed, so stored join states keep
-    their fingerprints)."""
-    if reference is None and context is None and cluster_id is None:
+                 cluster_id: str | None = None, search: tuple | None = None) -> int:
+    """The event fingerprint's field for the optional reference, context, cluster_id and search
+    (candidates, list_length, gallery_size): 0 when all are absent; without a cluster_id or a
+    search the same as before they existed, so stored join states keep their fingerprints."""
+    if reference is None and context is None and cluster_id is None and search is None:
         return 0
     return _text_hash(
         (b"-" if reference is None else b"R" + repr(sorted(reference.items())).encode())
         + b"\0"  # a repr has no raw NUL, so the parts cannot run into each other
         + (b"-" if context is None else b"C" + json.dumps(context, sort_keys=True, separators=(",", ":")).encode())
         + (b"" if cluster_id is None else b"\0K" + cluster_id.encode())
+        + (b"" if search is None else b"\0S" + _search_text(*search))
     )
+
+
+def _search_text(candidates, list_length: int | None, gallery_size: int | None) -> bytes:
+    """A search's list and bounds as bytes for its fingerprint (scores as their IEEE bits)."""
+    entries = [(c.rank, struct.pack("<d", c.score).hex(), c.candidate_id,
+                None if c.groups is None else sorted(c.groups.items())) for c in candidates or ()]
+    return repr((candidates is None, entries, list_length, gallery_size)).encode()
+
+
+def _mate_field(mate_rank: int | None) -> int:
+    """What a mate_rank adds to an outcome's reviewer field: 0 without one, so that outcomes
+    without it keep the fingerprints stored join states hold."""
+    return 0 if not mate_rank else _mix64(mate_rank ^ 0x6A09E667F3BCC909)
+
+
+def _search_of(ev: MatchEvent) -> tuple | None:
+    if ev.candidates is None and ev.list_length is None and ev.gallery_size is None:
+        return None
+    return ev.candidates, ev.list_length, ev.gallery_size
 
 
 class _SlotIndex:
@@ -408,7 +440,7 @@ class _DeltaRows:
     in the order they came, so that an event's retraction stays after its pairing.
     """
 
-    __slots__ = ("slot", "sign", "genuine", "weight", "revision", "segments")
+    __slots__ = ("slot", "sign", "genuine", "weight", "revision", "mate_rank", "segments")
 
     def __init__(self) -> None:
         self.slot: list[int] = []
@@ -416,44 +448,48 @@ class _DeltaRows:
         self.genuine: list[bool] = []
         self.weight: list[float] = []
         self.revision: list[int] = []
-        self.segments: list[tuple[np.ndarray, ...]] = []  # (slot, sign, genuine, weight, revision)
+        self.mate_rank: list[int] = []  # of the outcome the row adds or takes back
+        self.segments: list[tuple[np.ndarray, ...]] = []  # (slot, sign, genuine, weight, revision, mate_rank)
 
-    def add(self, slot: int, sign: int, genuine: bool, inclusion_prob: float, revision: int) -> None:
+    def add(self, slot: int, sign: int, genuine: bool, inclusion_prob: float, revision: int, mate_rank: int) -> None:
         self.slot.append(slot)
         self.sign.append(sign)
         self.genuine.append(genuine)
         self.weight.append(1.0 / inclusion_prob)
         self.revision.append(revision)
+        self.mate_rank.append(mate_rank)
 
     def add_pairs(self, slots: np.ndarray, genuine: np.ndarray, inclusion_prob: np.ndarray,
-                  revision: np.ndarray) -> None:
+                  revision: np.ndarray, mate_rank: np.ndarray) -> None:
         """+1 rows of newly paired slots."""
         self._close_segment()
         self.segments.append((slots.astype(np.intp, copy=False), np.ones(len(slots), np.int8),
                               genuine.astype(bool, copy=False), 1.0 / inclusion_prob,
-                              revision.astype(np.int32, copy=False)))
+                              revision.astype(np.int32, copy=False), mate_rank.astype(np.int16, copy=False)))
 
-    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(slot, sign, genuine, weight, revision) of every row, in order."""
+    def columns(self) -> tuple[np.ndarray, ...]:
+        """(slot, sign, genuine, weight, revision, mate_rank) of every row, in order."""
         self._close_segment()
         if len(self.segments) == 1:
             return self.segments[0]
         if not self.segments:
             return (np.zeros(0, np.intp), np.zeros(0, np.int8), np.zeros(0, bool), np.zeros(0, np.float64),
-                    np.zeros(0, np.int32))
+                    np.zeros(0, np.int32), np.zeros(0, np.int16))
         return tuple(np.concatenate(column) for column in zip(*self.segments))
 
     def _close_segment(self) -> None:
         if self.slot:
             self.segments.append((np.array(self.slot, dtype=np.intp), np.array(self.sign, dtype=np.int8),
                                   np.array(self.genuine, dtype=bool), np.array(self.weight, dtype=np.float64),
-                                  np.array(self.revision, dtype=np.int32)))
-            self.slot, self.sign, self.genuine, self.weight, self.revision = [], [], [], [], []
+                                  np.array(self.revision, dtype=np.int32), np.array(self.mate_rank, dtype=np.int16)))
+            self.slot, self.sign, self.genuine, self.weight, self.revision, self.mate_rank = [], [], [], [], [], []
 
 
 _EVENT_FIELDS = operator.attrgetter("event_id", "occurred_at", "deployment", "algorithm", "mode", "score", "threshold",
-                                    "decision", "subject", "reference", "context", "cluster_id")
-_OUTCOME_FIELDS = operator.attrgetter("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob")
+                                    "decision", "subject", "reference", "context", "cluster_id", "candidates",
+                                    "list_length", "gallery_size")
+_OUTCOME_FIELDS = operator.attrgetter("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob",
+                                      "mate_rank")
 _timestamp = operator.methodcaller("timestamp")
 _is_outcome = VerifiedOutcome.__instancecheck__
 _NOTHING = np.zeros(0, np.intp)
@@ -555,7 +591,8 @@ class LabelJoin:
         columns = {
             "_flags": np.uint8, "_last_seen": np.int64, "_event_fp": np.uint32,
             "_occurred_us": np.int64, "_profile": np.int32, "_outcome_fp": np.uint32,
-            "_revision": np.int32, "_inclusion_prob": np.float64, "_dirty": bool,
+            "_revision": np.int32, "_inclusion_prob": np.float64, "_above": np.int16, "_mate_rank": np.int16,
+            "_dirty": bool,
         }
         for name, dtype in columns.items():
             fresh = np.zeros(capacity, dtype=dtype)
@@ -650,10 +687,11 @@ class LabelJoin:
         event = outcome = None
         if flags & _HAS_EVENT:
             event = HeldEvent(int(self._event_fp[slot]), int(self._occurred_us[slot]),
-                              self._profiles[self._profile[slot]], bool(flags & _MATCH))
+                              self._profiles[self._profile[slot]], bool(flags & _MATCH), bool(flags & _LISTED),
+                              int(self._above[slot]))
         if flags & _HAS_OUTCOME:
             outcome = HeldOutcome(int(self._outcome_fp[slot]), int(self._revision[slot]),
-                                  bool(flags & _GENUINE), float(self._inclusion_prob[slot]))
+                                  bool(flags & _GENUINE), float(self._inclusion_prob[slot]), int(self._mate_rank[slot]))
         return EventState(int(self._last_seen[slot]), event, outcome)
 
     def deployments_of(self, event_ids: list[str]) -> list[str | None]:
@@ -688,10 +726,11 @@ class LabelJoin:
         self._last_seen[slot] = state.last_seen
         if state.event is not None:
             ev = state.event
-            self._hold_event(slot, ev.fingerprint, ev.occurred_at_us, self._intern(tuple(ev.profile)), ev.match)
+            self._hold_event(slot, ev.fingerprint, ev.occurred_at_us, self._intern(tuple(ev.profile)), ev.match,
+                             ev.listed, ev.above)
         if state.outcome is not None:
             oc = state.outcome
-            self._hold_outcome(slot, oc.fingerprint, oc.revision, oc.genuine, oc.inclusion_prob)
+            self._hold_outcome(slot, oc.fingerprint, oc.revision, oc.genuine, oc.inclusion_prob, oc.mate_rank)
         self._count_gauges(int(self._flags[slot]), +1)
 
     def latest_activity(self) -> int | None:
@@ -711,7 +750,8 @@ class LabelJoin:
             bucket = self._occurred_us[slots] // (1_000_000 * self.bucket_seconds) * self.bucket_seconds
             slots = slots[bucket >= from_bucket]
         rows = _DeltaRows()
-        rows.add_pairs(slots, (self._flags[slots] & _GENUINE) != 0, self._inclusion_prob[slots], self._revision[slots])
+        rows.add_pairs(slots, (self._flags[slots] & _GENUINE) != 0, self._inclusion_prob[slots], self._revision[slots],
+                       self._mate_rank[slots])
         return self._deltas(rows)
 
     def held_ids(self) -> list[str]:
@@ -782,7 +822,12 @@ class LabelJoin:
         Gauges follow; running totals and the counts downstream are not touched (no deltas).
         Returns the number of ids in the blob.
         """
-        parts = blobs.unpack(blob, _STATE_MAGIC, 2 + len(_STATE_COLUMNS), "join state")
+        if blob.startswith(_STATE_MAGIC_V1):
+            parts = blobs.unpack(blob, _STATE_MAGIC_V1, 2 + len(_STATE_COLUMNS_V1), "join state")
+            width = len(parts[2])  # one byte of flags per id: the search columns are all 0 then
+            parts += [bytes(2 * width), bytes(2 * width)]
+        else:
+            parts = blobs.unpack(blob, _STATE_MAGIC, 2 + len(_STATE_COLUMNS), "join state")
         header = json.loads(parts[0])
         n = header["n"]
         ids = parts[1].decode().split("\n") if n else []
@@ -818,14 +863,17 @@ class LabelJoin:
     # ---- records, one by one: the reference semantics ------------------------------------
 
     def _add_event(self, ev: MatchEvent, rows: _DeltaRows, prepared: tuple | None = None) -> Rejection | None:
-        """``prepared``: (occurred_us, match, profile, fingerprint) when the bulk path computed them."""
+        """``prepared``: (occurred_us, match, profile, fingerprint, listed, above) when the bulk path
+        computed them."""
         if prepared is None:
             occurred_us = (ev.occurred_at - _EPOCH) // _MICROSECOND  # exact, unlike timestamp()
             match = ev.decision == "match"
             profile = self._intern((ev.deployment, ev.algorithm, ev.mode, tuple(sorted(ev.subject.items()))))
             fingerprint = self._event_fingerprint(ev, occurred_us, match, profile)
+            listed = ev.candidates is not None
+            above = ev.candidates_above if listed else 0
         else:
-            occurred_us, match, profile, fingerprint = prepared
+            occurred_us, match, profile, fingerprint, listed, above = prepared
         c = self.counters
         slot = self._index.find(ev.event_id)
         if slot < 0:
@@ -844,8 +892,9 @@ class LabelJoin:
             self._touch(slot, occurred_us // 1_000_000)
             c.orphans -= 1
             c.paired += 1
-            rows.add(slot, 1, bool(flags & _GENUINE), float(self._inclusion_prob[slot]), int(self._revision[slot]))
-        self._hold_event(slot, fingerprint, occurred_us, profile, match)
+            rows.add(slot, 1, bool(flags & _GENUINE), float(self._inclusion_prob[slot]), int(self._revision[slot]),
+                     int(self._mate_rank[slot]))
+        self._hold_event(slot, fingerprint, occurred_us, profile, match, listed, above)
         return None
 
     def _add_outcome(self, oc: VerifiedOutcome, rows: _DeltaRows, prepared: tuple | None = None) -> Rejection | None:
@@ -856,6 +905,7 @@ class LabelJoin:
             fingerprint = self._outcome_fingerprint(oc, ts, genuine)
         else:
             ts, genuine, fingerprint = prepared
+        mate_rank = oc.mate_rank or 0
         c = self.counters
         slot = self._index.find(oc.event_id)
         if slot < 0:
@@ -867,7 +917,7 @@ class LabelJoin:
             if not flags & _HAS_OUTCOME:
                 c.pending -= 1
                 c.paired += 1
-                rows.add(slot, 1, genuine, oc.inclusion_prob, oc.revision)
+                rows.add(slot, 1, genuine, oc.inclusion_prob, oc.revision, mate_rank)
             else:
                 held = self._revision[slot]
                 if oc.revision < held:
@@ -885,23 +935,25 @@ class LabelJoin:
                     )
                 c.retractions += 1
                 if flags & _HAS_EVENT:
-                    rows.add(slot, -1, bool(flags & _GENUINE), float(self._inclusion_prob[slot]), int(held))
-                    rows.add(slot, 1, genuine, oc.inclusion_prob, oc.revision)
+                    rows.add(slot, -1, bool(flags & _GENUINE), float(self._inclusion_prob[slot]), int(held),
+                             int(self._mate_rank[slot]))
+                    rows.add(slot, 1, genuine, oc.inclusion_prob, oc.revision, mate_rank)
             self._touch(slot, int(ts // 1))
-        self._hold_outcome(slot, fingerprint, oc.revision, genuine, oc.inclusion_prob)
+        self._hold_outcome(slot, fingerprint, oc.revision, genuine, oc.inclusion_prob, mate_rank)
         return None
 
     def _event_fingerprint(self, ev: MatchEvent, occurred_us: int, match: bool, profile: int) -> int:
         """Of the event's whole content; equal to the bulk path's (:meth:`_prepare_events`)."""
         score_bits, threshold_bits = _float_pair_bits(_pack_float_pair(ev.score, ev.threshold))
         fields = (occurred_us & _M64, score_bits, threshold_bits, int(match), self._profile_hashes[profile],
-                  _extras_hash(ev.reference, ev.context, ev.cluster_id))
+                  _extras_hash(ev.reference, ev.context, ev.cluster_id, _search_of(ev)))
         return _fingerprint(fields, _EVENT_SALTS)
 
     def _outcome_fingerprint(self, oc: VerifiedOutcome, ts: float, genuine: bool) -> int:
         """Of the outcome's content but its revision; equal to the bulk path's (:meth:`_add_outcomes`)."""
         ts_bits, prob_bits = _float_pair_bits(_pack_float_pair(ts, oc.inclusion_prob))
-        return _fingerprint((ts_bits, prob_bits, int(genuine), self._reviewer_hash(oc.reviewer)), _OUTCOME_SALTS)
+        who = self._reviewer_hash(oc.reviewer) ^ _mate_field(oc.mate_rank)
+        return _fingerprint((ts_bits, prob_bits, int(genuine), who), _OUTCOME_SALTS)
 
     def _reviewer_hash(self, reviewer: str) -> int:
         known = self._reviewer_hashes.get(reviewer)
@@ -916,7 +968,7 @@ class LabelJoin:
     def _add_events(self, events: list[MatchEvent], rows: _DeltaRows, rejected: list[Rejected]) -> None:
         """Apply a run of events as :meth:`_add_event` one by one would."""
         (ids, occurred_at, deployments, algorithms, modes, scores, thresholds, decisions, subjects, references,
-         contexts, cluster_ids) = zip(*map(_EVENT_FIELDS, events))
+         contexts, cluster_ids, candidates, list_lengths, gallery_sizes) = zip(*map(_EVENT_FIELDS, events))
         ids = list(ids)
         n = len(ids)
         occurred_us = np.fromiter(map(operator.floordiv, map(operator.sub, occurred_at, repeat(_EPOCH)),
@@ -929,19 +981,29 @@ class LabelJoin:
         fields[:, 2] = np.array(thresholds, np.float64).view(np.uint64)
         fields[:, 3] = match
         fields[:, 4] = self._profile_hash_array[profile]
-        if references.count(None) == n and contexts.count(None) == n and cluster_ids.count(None) == n:
+        plain = candidates.count(None) == n and list_lengths.count(None) == n and gallery_sizes.count(None) == n
+        if plain:
+            searches = repeat(None)
+            listed = np.zeros(n, bool)
+            above = np.zeros(n, np.int16)
+        else:
+            searches = map(_search_of, events)
+            listed = np.fromiter((c is not None for c in candidates), bool, n)
+            above = np.fromiter((ev.candidates_above if ev.candidates is not None else 0 for ev in events), np.int16, n)
+        if plain and references.count(None) == n and contexts.count(None) == n and cluster_ids.count(None) == n:
             fields[:, 5] = 0
         else:
-            fields[:, 5] = np.fromiter(map(_extras_hash, references, contexts, cluster_ids), np.uint64, n)
+            fields[:, 5] = np.fromiter(map(_extras_hash, references, contexts, cluster_ids, searches), np.uint64, n)
         fingerprint = _fingerprints(fields, _EVENT_SALTS_ARRAY)
         hashes = list(map(hash, ids))
         self._apply_in_spans(
-            ids, events, (occurred_us, match, profile, fingerprint), self._add_event, rows, rejected,
+            ids, events, (occurred_us, match, profile, fingerprint, listed, above), self._add_event, rows, rejected,
             lambda span: self._add_distinct_events(ids[span], hashes[span], occurred_us[span], match[span],
-                                                   profile[span], fingerprint[span], rows))
+                                                   profile[span], fingerprint[span], listed[span], above[span], rows))
 
     def _add_distinct_events(self, ids: list[str], hashes: list[int], occurred_us: np.ndarray, match: np.ndarray,
-                             profile: np.ndarray, fingerprint: np.ndarray, rows: _DeltaRows) -> np.ndarray:
+                             profile: np.ndarray, fingerprint: np.ndarray, listed: np.ndarray, above: np.ndarray,
+                             rows: _DeltaRows) -> np.ndarray:
         """Apply the events of distinct ids that start a slot or pair with an orphan; return the
         positions of the others (the event id already holds an event), left untouched."""
         slots, flags, new, pairing = self._place_distinct(ids, hashes, occurred_us // 1_000_000, _HAS_OUTCOME)
@@ -950,23 +1012,26 @@ class LabelJoin:
         c.pending += added
         if paired:
             pairs = slots[pairing]
-            rows.add_pairs(pairs, (flags[pairing] & _GENUINE) != 0, self._inclusion_prob[pairs], self._revision[pairs])
+            rows.add_pairs(pairs, (flags[pairing] & _GENUINE) != 0, self._inclusion_prob[pairs], self._revision[pairs],
+                           self._mate_rank[pairs])
             c.orphans -= paired
             c.paired += paired
         if added + paired < len(ids):
             hold = new | pairing
             slots, flags, occurred_us, match = slots[hold], flags[hold], occurred_us[hold], match[hold]
-            profile, fingerprint = profile[hold], fingerprint[hold]
+            profile, fingerprint, listed, above = profile[hold], fingerprint[hold], listed[hold], above[hold]
         self._dirty[slots] = True
         self._event_fp[slots] = fingerprint
         self._occurred_us[slots] = occurred_us
         self._profile[slots] = profile
-        self._flags[slots] = flags | _HAS_EVENT | match.view(np.uint8) * np.uint8(_MATCH)
+        self._above[slots] = above
+        self._flags[slots] = (flags | _HAS_EVENT | match.view(np.uint8) * np.uint8(_MATCH)
+                              | listed.view(np.uint8) * np.uint8(_LISTED))
         return np.flatnonzero(~(new | pairing)) if added + paired < len(ids) else _NOTHING
 
     def _add_outcomes(self, outcomes: list[VerifiedOutcome], rows: _DeltaRows, rejected: list[Rejected]) -> None:
         """Apply a run of outcomes as :meth:`_add_outcome` one by one would."""
-        ids, verified_at, truths, reviewers, revisions, probs = zip(*map(_OUTCOME_FIELDS, outcomes))
+        ids, verified_at, truths, reviewers, revisions, probs, mate_ranks = zip(*map(_OUTCOME_FIELDS, outcomes))
         ids = list(ids)
         n = len(ids)
         ts = np.fromiter(map(_timestamp, verified_at), np.float64, n)
@@ -980,17 +1045,23 @@ class LabelJoin:
         reviewer_hashes = list(map(self._reviewer_hashes.get, reviewers))
         if None in reviewer_hashes:
             reviewer_hashes = list(map(self._reviewer_hash, reviewers))
+        if mate_ranks.count(None) == n:
+            mate_rank = np.zeros(n, np.int16)
+        else:
+            mate_rank = np.array([rank or 0 for rank in mate_ranks], np.int16)
+            reviewer_hashes = [h ^ _mate_field(rank) for h, rank in zip(reviewer_hashes, mate_ranks)]
         fields[:, 3] = reviewer_hashes
         fingerprint = _fingerprints(fields, _OUTCOME_SALTS_ARRAY)
         hashes = list(map(hash, ids))
         self._apply_in_spans(
             ids, outcomes, (ts, genuine, fingerprint), self._add_outcome, rows, rejected,
             lambda span: self._add_distinct_outcomes(ids[span], hashes[span], ts[span], genuine[span],
-                                                     inclusion_prob[span], revision[span], fingerprint[span], rows))
+                                                     inclusion_prob[span], revision[span], fingerprint[span],
+                                                     mate_rank[span], rows))
 
     def _add_distinct_outcomes(self, ids: list[str], hashes: list[int], ts: np.ndarray, genuine: np.ndarray,
                                inclusion_prob: np.ndarray, revision: np.ndarray, fingerprint: np.ndarray,
-                               rows: _DeltaRows) -> np.ndarray:
+                               mate_rank: np.ndarray, rows: _DeltaRows) -> np.ndarray:
         """Apply the outcomes of distinct ids that start a slot or pair with a pending event; return
         the positions of the others (the event id already holds an outcome), left untouched."""
         seen = np.floor(ts).astype(np.int64)  # int(ts // 1) of each
@@ -999,17 +1070,19 @@ class LabelJoin:
         added, paired = int(np.count_nonzero(new)), int(np.count_nonzero(pairing))
         c.orphans += added
         if paired:
-            rows.add_pairs(slots[pairing], genuine[pairing], inclusion_prob[pairing], revision[pairing])
+            rows.add_pairs(slots[pairing], genuine[pairing], inclusion_prob[pairing], revision[pairing],
+                           mate_rank[pairing])
             c.pending -= paired
             c.paired += paired
         if added + paired < len(ids):
             hold = new | pairing
             slots, flags, genuine, inclusion_prob = slots[hold], flags[hold], genuine[hold], inclusion_prob[hold]
-            revision, fingerprint = revision[hold], fingerprint[hold]
+            revision, fingerprint, mate_rank = revision[hold], fingerprint[hold], mate_rank[hold]
         self._dirty[slots] = True
         self._outcome_fp[slots] = fingerprint
         self._revision[slots] = revision
         self._inclusion_prob[slots] = inclusion_prob
+        self._mate_rank[slots] = mate_rank
         self._flags[slots] = (flags & (0xFF ^ _GENUINE)) | _HAS_OUTCOME | genuine.view(np.uint8) * np.uint8(_GENUINE)
         return np.flatnonzero(~(new | pairing)) if added + paired < len(ids) else _NOTHING
 
@@ -1118,30 +1191,39 @@ class LabelJoin:
         if seen > self._last_seen[slot]:
             self._last_seen[slot] = seen
 
-    def _hold_event(self, slot: int, fingerprint: int, occurred_us: int, profile: int, match: bool) -> None:
+    def _hold_event(self, slot: int, fingerprint: int, occurred_us: int, profile: int, match: bool,
+                    listed: bool = False, above: int = 0) -> None:
         self._dirty[slot] = True
         self._event_fp[slot] = fingerprint
         self._occurred_us[slot] = occurred_us
         self._profile[slot] = profile
-        self._flags[slot] |= _HAS_EVENT | (_MATCH if match else 0)
+        self._above[slot] = above
+        self._flags[slot] |= _HAS_EVENT | (_MATCH if match else 0) | (_LISTED if listed else 0)
 
-    def _hold_outcome(self, slot: int, fingerprint: int, revision: int, genuine: bool, inclusion_prob: float) -> None:
+    def _hold_outcome(self, slot: int, fingerprint: int, revision: int, genuine: bool, inclusion_prob: float,
+                      mate_rank: int = 0) -> None:
         self._dirty[slot] = True
         self._outcome_fp[slot] = fingerprint
         self._revision[slot] = revision
         self._inclusion_prob[slot] = inclusion_prob
+        self._mate_rank[slot] = mate_rank
         self._flags[slot] = (int(self._flags[slot]) & ~_GENUINE) | _HAS_OUTCOME | (_GENUINE if genuine else 0)
 
     def _deltas(self, rows: _DeltaRows) -> LabeledDeltas:
-        slots, sign, genuine, weight, revision = rows.columns()
+        slots, sign, genuine, weight, revision, mate_rank = rows.columns()
         occurred_us = self._occurred_us[slots]
+        flags = self._flags[slots]
+        match = (flags & _MATCH) != 0
+        by_rank = genuine & ((flags & _LISTED) != 0)
+        if by_rank.any():  # a mated search with its list: identified when its mate is among those above threshold
+            match[by_rank] = (mate_rank[by_rank] >= 1) & (mate_rank[by_rank] <= self._above[slots][by_rank])
         return LabeledDeltas(
             profiles=self._profiles,
             event_id=list(map(self._index.ids.__getitem__, slots.tolist())),
             profile=self._profile[slots],
             occurred_at_us=occurred_us,
             bucket=occurred_us // (1_000_000 * self.bucket_seconds) * self.bucket_seconds,
-            match=(self._flags[slots] & _MATCH) != 0,
+            match=match,
             genuine=genuine,
             weight=weight,
             sign=sign,

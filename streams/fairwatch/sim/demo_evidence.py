@@ -50,8 +50,9 @@ def chain_of_custody(store, migrator_url: str, auditor_url: str, database: str, 
                                   "WHERE truth = 'impostor' ORDER BY event_id LIMIT 1")
             event_id, revision, truth = flipped[0]
             admin.execute(
-                f"INSERT INTO {tampered_db}.verified_outcomes SELECT event_id, verified_at, 'genuine', reviewer, "
-                f"revision, inclusion_prob, ingested_at + 1 FROM {tampered_db}.verified_outcomes "
+                f"INSERT INTO {tampered_db}.verified_outcomes (event_id, verified_at, truth, reviewer, revision, "
+                f"inclusion_prob, ingested_at, mate_rank) SELECT event_id, verified_at, 'genuine', reviewer, "
+                f"revision, inclusion_prob, ingested_at + 1, mate_rank FROM {tampered_db}.verified_outcomes "
                 "WHERE event_id = %(e)s AND revision = %(r)s", {"e": event_id, "r": revision})
             with closing(open_store(database_url(migrator_url, tampered_db), create=False)) as copy:
                 tampered = verify(copy, [key.verifier], base=base, outside=[outside])

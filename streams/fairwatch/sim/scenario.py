@@ -89,6 +89,10 @@ class Deployment:
     share: float = 1.0
     identification_share: float = 0.0
     impostor_share: float = 0.5
+    # identification searches return candidate lists (at most this long, those at or above the
+    # threshold, as Amazon Rekognition does) when set; None: searches carry no list
+    list_length: int | None = None
+    gallery_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,8 @@ class Scenario:
             "attributes": self.attributes,
             "algorithms": {name: {k: asdict(getattr(a, k)) for k in ("fmr", "fnmr", "fpir", "fnir")}
                            for name, a in self.algorithms.items()},
-            "deployments": [asdict(d) for d in self.deployments],
+            # list_length / gallery_size only when set: the records of older scenarios stay as they were
+            "deployments": [{k: v for k, v in asdict(d).items() if v is not None} for d in self.deployments],
             # independent_review_prob only when set: the records of older scenarios stay as they were
             "verification": {k: v for k, v in asdict(self.verification).items()
                              if k != "independent_review_prob" or v},
@@ -446,7 +451,7 @@ def parse_scenario(source: str | Mapping[str, Any]) -> Scenario:
     for i, spec in enumerate(raw["deployments"]):
         path = _join("deployments", i)
         spec = _mapping(spec, path, required=("name", "algorithm", "threshold"),
-                        optional=("share", "identification_share", "impostor_share"))
+                        optional=("share", "identification_share", "impostor_share", "list_length", "gallery_size"))
         if spec["algorithm"] not in algorithms:
             raise ScenarioError(f"{path}.algorithm", f"unknown algorithm {spec['algorithm']!r}"
                                                      f"{_suggest(str(spec['algorithm']), algorithms)}")
@@ -458,7 +463,13 @@ def parse_scenario(source: str | Mapping[str, Any]) -> Scenario:
             identification_share=_number(spec.get("identification_share", 0.0), f"{path}.identification_share",
                                          lo=0.0, hi=1.0),
             impostor_share=_number(spec.get("impostor_share", 0.5), f"{path}.impostor_share", lo=0.0, hi=1.0),
+            list_length=(_integer(spec["list_length"], f"{path}.list_length", lo=2, hi=4096)
+                         if "list_length" in spec else None),
+            gallery_size=(_integer(spec["gallery_size"], f"{path}.gallery_size", lo=1, hi=2**53 - 1)
+                          if "gallery_size" in spec else None),
         ))
+        if deployments[-1].gallery_size is not None and deployments[-1].list_length is None:
+            raise ScenarioError(f"{path}.gallery_size", "a gallery size describes candidate lists: set list_length too")
     names = [d.name for d in deployments]
     for i, n in enumerate(names):
         if n in names[:i]:

@@ -140,6 +140,18 @@ class Simulation:
             z = self._returning_subjects(z, scenario.subjects, seed, C)
         self.score = np.round(np.where(self.genuine, mu_genuine, mu_impostor) + z, SCORE_DECIMALS)
         self.match = self.score >= thresholds
+        self._cell_json = [
+            json.dumps(dict(zip(model.attribute_names, labels)), sort_keys=True, separators=(",", ":"))
+            for labels in model.cell_labels
+        ]
+        # identified: a genuine comparison judged a match; a mated search with a list, its mate listed
+        self.hit = self.match.copy()
+        self.mate_rank = np.zeros(n, np.int16)
+        self._search_json: dict[int, tuple[str, str]] = {}
+        lengths = np.array([d.list_length or 0 for d in model.deployments])[self.deployment]
+        listed = np.flatnonzero((self.mode == 1) & (lengths > 0))
+        if len(listed):  # its own generator: scenarios without lists keep their output
+            self._candidate_lists(listed, lengths[listed], thresholds[listed], seed)
 
         v = scenario.verification
         inclusion = np.where(self.match, v.match_prob, v.non_match_prob)
@@ -189,11 +201,55 @@ class Simulation:
         self._dep_json = [json.dumps(d.name) for d in model.deployments]
         self._algo_json = [json.dumps(a) for a in model.algorithms]
         self._thr_json = [repr(float(d.threshold)) for d in model.deployments]
-        self._cell_json = [
-            json.dumps(dict(zip(model.attribute_names, labels)), sort_keys=True, separators=(",", ":"))
-            for labels in model.cell_labels
-        ]
         self._reviewer_width = len(str(max(v.reviewers - 1, 0)))
+
+    def _candidate_lists(self, listed: np.ndarray, lengths: np.ndarray, thresholds: np.ndarray, seed: int) -> None:
+        """Candidate lists of the searches ``listed``, as a search service returns them: the
+        candidates at or above the threshold, best first, at most the deployment's list_length.
+
+        The calibrated score stays the one that decides the error: a non-mated search's best
+        impostor (P(listed) = FPIR), a mated search's mate (P(mate below threshold) = FNIR). Other
+        impostors score below the best by exponential gaps; in a tenth of mated searches one
+        impostor outscores the mate, which is then listed at rank 2 (list_length >= 2 keeps FNIR
+        at rank <= list_length calibrated; rank-1 misses are more frequent)."""
+        rng = np.random.default_rng([seed, 0x1D])
+        m, width = len(listed), int(lengths.max())
+        genuine = self.genuine[listed]
+        top = self.score[listed]
+        outranked = genuine & (rng.random(m) < 0.1)
+        gaps = rng.exponential(0.5, (m, width))
+        scores = top[:, None] - np.cumsum(gaps, axis=1) + gaps[:, :1]  # column 0: the calibrated score
+        scores[outranked, 1:] = scores[outranked, :-1]
+        scores[outranked, 0] = top[outranked] + gaps[outranked, 0]  # an impostor above the mate
+        scores = np.round(scores, SCORE_DECIMALS)
+        within = np.arange(width)[None, :] < lengths[:, None]
+        above = (scores >= thresholds[:, None]) & within
+        count = above.sum(axis=1)  # a prefix: scores do not increase with rank
+        mate_at = np.where(genuine, outranked.astype(np.int64), -1)  # 0-based position of the mate
+        mate_rank = np.where(genuine & (mate_at < count), mate_at + 1, 0)
+        other = rng.choice(self.model.n_cells, (m, width), p=self.model.cell_prob)
+        cells = self._cell_json
+        fmt = f"%.{SCORE_DECIMALS}f"
+        sizes = {d: dep.gallery_size for d, dep in enumerate(self.model.deployments)}
+        for j, i in enumerate(listed.tolist()):
+            entries = []
+            for k in range(int(count[j])):
+                if k == mate_at[j]:
+                    group = self.cell[i]
+                elif k == 0:
+                    group = self.reference[i]  # the best impostor: the scenario's reference demographics
+                else:
+                    group = other[j, k]
+                entries.append(f'{{"candidate_id":"cand-{i}-{k + 1}","groups":{cells[group]},"rank":{k + 1},'
+                               f'"score":{fmt % scores[j, k]}}}')
+            size = sizes[int(self.deployment[i])]
+            self._search_json[i] = (f'"candidates":[{",".join(entries)}],',
+                                    (f'"gallery_size":{size},' if size is not None else "")
+                                    + f'"list_length":{int(lengths[j])},')
+        self.score[listed] = scores[:, 0]
+        self.match[listed] = count > 0
+        self.hit[listed] = np.where(genuine, mate_rank > 0, count > 0)
+        self.mate_rank[listed] = mate_rank
 
     def _returning_subjects(self, z: np.ndarray, subjects, seed: int, cells: int) -> np.ndarray:
         """Each event's probe drawn among its cell's subjects; their shared latent shift mixed into
@@ -228,11 +284,13 @@ class Simulation:
         fmt = f"%.{SCORE_DECIMALS}f"
         clusters = ([self._cluster_json[c] for c in self._cluster[idx].tolist()] if self._cluster_json is not None
                     else [""] * len(idx))
+        searches, plain = self._search_json, ("", "")
         out = []
         for j, i in enumerate(idx.tolist()):
+            listed, bounds = searches.get(i, plain)
             out.append((
-                f'{{"algorithm":{aj[algo[j]]},{clusters[j]}"decision":"{"match" if match[j] else "non_match"}",'
-                f'"deployment":{dj[dep[j]]},"event_id":"{prefix}{i:0{w}d}","mode":"{MODES[mode[j]]}",'
+                f'{{"algorithm":{aj[algo[j]]},{listed}{clusters[j]}"decision":"{"match" if match[j] else "non_match"}",'
+                f'"deployment":{dj[dep[j]]},"event_id":"{prefix}{i:0{w}d}",{bounds}"mode":"{MODES[mode[j]]}",'
                 f'"occurred_at":"{stamps[j]}","reference":{cj[ref[j]]},"score":{fmt % score[j]},'
                 f'"subject":{cj[cell[j]]},"threshold":{tj[dep[j]]}}}'
             ).encode())
@@ -245,9 +303,14 @@ class Simulation:
         event, genuine = self.o_event[idx].tolist(), self.o_genuine[idx].tolist()
         revision, reviewer = self.o_revision[idx].tolist(), self.o_reviewer[idx].tolist()
         inclusion, independent = self.o_inclusion[idx].tolist(), self.o_independent[idx].tolist()
+        # a verdict "mated" on a truly mated search names the mate's rank when the mate was listed
+        ranks = np.where(self.o_genuine[idx] & ~self.o_independent[idx] & self.genuine[self.o_event[idx]],
+                         self.mate_rank[self.o_event[idx]], 0).tolist()
+        mates = [f'"mate_rank":{rank},' if rank else "" for rank in ranks]
         prefix, w, rw = self._id_prefix, self._id_width, self._reviewer_width
         return [(
             f'{{"event_id":"{prefix}{event[j]:0{w}d}","inclusion_prob":{inclusion[j]!r},'
+            f'{mates[j]}'
             f'{_INDEPENDENT_FIELD if independent[j] else ""}'
             f'"reviewer":"rev-{reviewer[j]:0{rw}d}","revision":{revision[j]},'
             f'"truth":"{"genuine" if genuine[j] else "impostor"}","verified_at":"{stamps[j]}"}}'
@@ -269,7 +332,7 @@ class Simulation:
         size = int(np.prod(shape))
         imp, gen = ~self.genuine, self.genuine
         counts = [np.bincount(flat[mask], minlength=size) for mask in
-                  (imp, imp & self.match, gen, gen & ~self.match)]
+                  (imp, imp & self.match, gen, gen & ~self.hit)]
         return np.stack(counts).reshape((4, *shape))
 
     def truth(self) -> dict[str, Any]:

@@ -60,6 +60,14 @@ def _pairs(keys: str, values: str) -> str:
     return _ns(f"arrayStringConcat(arraySort(arrayMap((k, v) -> {pair}, {keys}, {values})))")
 
 
+def _search_list() -> str:
+    """A search's candidate list and bounds, appended only to events that carry a list."""
+    entry = f"concat({_ns('i')}, {_float('s')}, {_ns('g')})"
+    entries = _ns(f"arrayStringConcat(arrayMap((i, s, g) -> {entry}, candidate_ids, candidate_scores, candidate_groups))")
+    return (f"if(candidates_listed = 1, concat({entries}, if(list_length = 0, '~', {_int('list_length')}),"
+            f" if(gallery_size < 0, '~', {_int('gallery_size')})), '')")
+
+
 def _kind(name: str) -> str:
     return _ns(f"'{name}'")
 
@@ -124,18 +132,19 @@ SOURCES: tuple[EvidenceSource, ...] = (
         _canonical(_kind(MATCH_EVENT_KIND), _ns("event_id"), _int("toUInt64(occurred_at) * 1000000 + occurred_at_us"),
                    _ns("deployment"), _ns("algorithm"), _ns("toString(mode)"), _float("score"), _float("threshold"),
                    _ns("toString(decision)"), _pairs("subject_keys", "subject_values"),
-                   _pairs("reference_keys", "reference_values"), _ns("context"), _ns("cluster_id")),
+                   _pairs("reference_keys", "reference_values"), _ns("context"), _ns("cluster_id"), _search_list()),
         "event_id, toUInt64(occurred_at) * 1000000 + occurred_at_us, deployment, algorithm, toString(mode), score, "
         "threshold, toString(decision), subject_keys, subject_values, reference_keys, reference_values, context, "
-        "cluster_id",
+        "cluster_id, candidates_listed, candidate_ids, candidate_scores, candidate_groups, list_length, gallery_size",
         "match_events FINAL", match_event_row_bytes, _names("event_id"),
     ),
     EvidenceSource(
         "verified_outcome", "verified_outcomes", "concat(event_id, ' ', toString(revision))", "event_deployment",
         _JOINED_INGESTED,
         _canonical(_kind(VERIFIED_OUTCOME_KIND), _ns("event_id"), _int("toUInt32(verified_at)"), _ns("toString(truth)"),
-                   _ns("reviewer"), _int("revision"), _float("inclusion_prob")),
-        "event_id, toUInt32(verified_at), toString(truth), reviewer, revision, inclusion_prob",
+                   _ns("reviewer"), _int("revision"), _float("inclusion_prob"),
+                   f"if(mate_rank > 0, {_int('mate_rank')}, '')"),
+        "event_id, toUInt32(verified_at), toString(truth), reviewer, revision, inclusion_prob, mate_rank",
         f"verified_outcomes FINAL ALL INNER JOIN {_EVENT_OF} USING event_id",
         verified_outcome_row_bytes, _names("event_id", "revision"),
     ),

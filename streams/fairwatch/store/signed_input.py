@@ -249,10 +249,11 @@ def _check_rows(store: Store, keyring: Keyring, chosen: set[str] | None, events,
         where, params = " WHERE deployment IN %(deployments)s", {"deployments": tuple(chosen) or ("",)}
     deployment_of: dict[str, str] = {}
     for (event_id, seconds, micros, deployment, algorithm, mode, score, threshold, decision, sk, sv, rk, rv, context,
-         cluster_id) in store.query(
+         cluster_id, *search) in store.query(
             f"SELECT event_id, toUInt32(occurred_at), occurred_at_us, deployment, algorithm, toString(mode), {_BITS % 'score'},"
             f" {_BITS % 'threshold'}, toString(decision), subject_keys, subject_values, reference_keys, reference_values, context,"
-            f" cluster_id FROM match_events FINAL{where}", params):
+            f" cluster_id, candidates_listed, candidate_ids, arrayMap(s -> {_BITS % 's'}, candidate_scores),"
+            f" candidate_groups, list_length, gallery_size FROM match_events FINAL{where}", params):
         deployment_of[event_id] = deployment
         report.rows += 1
         signed = events.get(event_id)
@@ -261,9 +262,11 @@ def _check_rows(store: Store, keyring: Keyring, chosen: set[str] | None, events,
                 found.add("row_unbacked", f"match_events event_id={event_id}",
                           f"deployment {deployment} requires signed input and no verified message carries this event")
             continue
+        listed, ids, score_bits, groups, list_length, gallery_size = search
         digest = _digest(match_event_row_bytes(event_id, int(seconds) * 1_000_000 + int(micros), deployment, algorithm,
                                                mode, _float(score), _float(threshold), decision, sk, sv, rk, rv, context,
-                                               cluster_id))
+                                               cluster_id, int(listed), ids, [_float(b) for b in score_bits], groups,
+                                               int(list_length), int(gallery_size)))
         if digest not in signed:
             found.add("row_differs", f"match_events event_id={event_id}",
                       "the stored event differs from every signed version of it")
@@ -278,9 +281,9 @@ def _check_rows(store: Store, keyring: Keyring, chosen: set[str] | None, events,
 
     tables = (
         ("verified_outcomes", "revision", outcomes, lambda r: (r[0], int(r[4])),
-         lambda r: verified_outcome_row_bytes(r[0], int(r[1]), r[2], r[3], int(r[4]), _float(r[5])),
+         lambda r: verified_outcome_row_bytes(r[0], int(r[1]), r[2], r[3], int(r[4]), _float(r[5]), int(r[6])),
          "SELECT event_id, toUInt32(verified_at), toString(truth), reviewer, revision, "
-         f"{_BITS % 'inclusion_prob'} FROM verified_outcomes FINAL"),
+         f"{_BITS % 'inclusion_prob'}, mate_rank FROM verified_outcomes FINAL"),
         ("independent_reviews", "reviewer", reviews, lambda r: (r[0], r[3]),
          lambda r: review_row_bytes(r[0], int(r[1]), r[2], r[3]),
          "SELECT event_id, toUInt32(verified_at), toString(truth), reviewer FROM independent_reviews FINAL"),

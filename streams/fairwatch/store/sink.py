@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Sequence, Sized
 import msgspec
 import numpy as np
 
+from fairwatch.contracts.canonical import candidate_groups_text
 from fairwatch.contracts.envelopes import records_of_valid_batch, shapes_of_valid_batch
 from fairwatch.contracts.records import MatchEvent, VerifiedOutcome
 from fairwatch.core.config import CoreConfig
@@ -32,8 +33,14 @@ from fairwatch.store.signed_input import SIGNED_INPUT_COLUMNS, signed_input_colu
 EVENT_COLUMNS = (
     "event_id", "occurred_at", "occurred_at_us", "deployment", "algorithm", "mode", "score", "threshold", "decision",
     "subject_keys", "subject_values", "reference_keys", "reference_values", "context", "ingested_at", "cluster_id",
+    "candidates_listed", "candidate_ids", "candidate_scores", "candidate_groups", "list_length", "gallery_size",
 )
-OUTCOME_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob", "ingested_at")
+OUTCOME_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob", "ingested_at",
+                   "mate_rank")
+# the columns written from envelopes' numpy frames: the fast path never takes a search's candidate
+# list, so those keep their defaults there
+_FRAME_EVENT_COLUMNS = EVENT_COLUMNS[:16]
+_FRAME_OUTCOME_COLUMNS = OUTCOME_COLUMNS
 REVIEW_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "ingested_at")
 LABELED_COLUMNS = (
     "event_id", "occurred_at", "occurred_at_us", "bucket", "deployment", "algorithm", "mode", "subject_keys",
@@ -73,6 +80,21 @@ def event_columns(events: Sequence[MatchEvent], ingested_at: datetime) -> list[l
         [list(r) for r in references], [list(r.values()) for r in references],
         [encode(e.context) if e.context else "{}" for e in events], [_epoch(ingested_at)] * len(events),
         [e.cluster_id or "" for e in events],
+        *search_columns(events),
+    ]
+
+
+def search_columns(events: Sequence[MatchEvent]) -> list[list]:
+    """candidates_listed, candidate_ids, candidate_scores, candidate_groups, list_length and
+    gallery_size of match events (schemas/clickhouse/014_identification_searches.sql)."""
+    lists = [e.candidates or () for e in events]
+    return [
+        [int(e.candidates is not None) for e in events],
+        [[c.candidate_id for c in cs] for cs in lists],
+        [[c.score for c in cs] for cs in lists],
+        [[candidate_groups_text(c.groups) for c in cs] for cs in lists],
+        [e.list_length or 0 for e in events],
+        [-1 if e.gallery_size is None else e.gallery_size for e in events],
     ]
 
 
@@ -81,7 +103,7 @@ def outcome_columns(outcomes: Sequence[VerifiedOutcome], ingested_at: datetime) 
     return [
         [o.event_id for o in outcomes], [_epoch(o.verified_at) for o in outcomes], [o.truth for o in outcomes],
         [o.reviewer for o in outcomes], [o.revision for o in outcomes], [o.inclusion_prob for o in outcomes],
-        [_epoch(ingested_at)] * len(outcomes),
+        [_epoch(ingested_at)] * len(outcomes), [o.mate_rank or 0 for o in outcomes],
     ]
 
 
@@ -507,17 +529,18 @@ _EVENT_STRUCTURE = [("event_id", "String"), ("occurred_s", "UInt32"), ("occurred
                     ("subject_values", "String"), ("reference_keys", "String"), ("reference_values", "String"),
                     ("context", "String"), ("ingested_s", "UInt32"), ("cluster_id", "String")]
 _EVENT_FRAMES_SQL = (
-    f"INSERT INTO match_events ({', '.join(EVENT_COLUMNS)}) "
+    f"INSERT INTO match_events ({', '.join(_FRAME_EVENT_COLUMNS)}) "
     f"SELECT event_id, toDateTime(occurred_s), occurred_at_us, deployment, algorithm, mode, score, threshold, "
     f"decision, {_split_sql('subject_keys')}, {_split_sql('subject_values')}, {_split_sql('reference_keys')}, "
     f"{_split_sql('reference_values')}, context, toDateTime(ingested_s), cluster_id FROM records"
 )
 _OUTCOME_STRUCTURE = [("event_id", "String"), ("verified_s", "UInt32"), ("truth", "String"), ("reviewer", "String"),
-                      ("revision", "UInt32"), ("inclusion_prob", "Float64"), ("ingested_s", "UInt32")]
+                      ("revision", "UInt32"), ("inclusion_prob", "Float64"), ("ingested_s", "UInt32"),
+                      ("mate_rank", "UInt16")]
 _OUTCOME_FRAMES_SQL = (
-    f"INSERT INTO verified_outcomes ({', '.join(OUTCOME_COLUMNS)}) "
-    f"SELECT event_id, toDateTime(verified_s), truth, reviewer, revision, inclusion_prob, toDateTime(ingested_s) "
-    f"FROM records"
+    f"INSERT INTO verified_outcomes ({', '.join(_FRAME_OUTCOME_COLUMNS)}) "
+    f"SELECT event_id, toDateTime(verified_s), truth, reviewer, revision, inclusion_prob, toDateTime(ingested_s), "
+    f"mate_rank FROM records"
 )
 
 
@@ -567,4 +590,5 @@ def outcome_frames(shapes: list) -> dict[str, np.ndarray] | None:
         "truth": np.array([r.truth for r in shapes], object), "reviewer": np.array([r.reviewer for r in shapes], object),
         "revision": np.array([r.revision for r in shapes], np.uint32),
         "inclusion_prob": np.array([r.inclusion_prob for r in shapes], np.float64),
+        "mate_rank": np.array([0 if r.mate_rank is msgspec.UNSET else r.mate_rank for r in shapes], np.uint16),
     }

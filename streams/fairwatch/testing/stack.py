@@ -124,6 +124,15 @@ def kafka_link(stack: dict[str, str], role: str = "admin") -> KafkaLink:
     return KafkaLink.from_env(kafka_env(stack, role))
 
 
+# a row written by hand (tampering in tests, bulk rows in benchmarks) names the columns it gives: the
+# tables gained columns since (migrations 014, 015), whose defaults fill the rest
+INSERT_EVENT = ("INSERT INTO match_events (event_id, occurred_at, occurred_at_us, deployment, algorithm, mode, score, "
+                "threshold, decision, subject_keys, subject_values, reference_keys, reference_values, context, "
+                "ingested_at, cluster_id)")
+INSERT_OUTCOME = ("INSERT INTO verified_outcomes (event_id, verified_at, truth, reviewer, revision, inclusion_prob, "
+                  "ingested_at)")
+
+
 def wait_for_mutations(store) -> None:
     """ALTER ... UPDATE / DELETE are mutations that run in the background (18.16 has no
     mutations_sync): wait until every one of the store's database is done."""

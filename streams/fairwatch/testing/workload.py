@@ -41,7 +41,10 @@ MALFORMED = [
 
 def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orphan_share: float = 0.01,
                   revision_share: float = 0.03, duplicate_share: float = 0.01, malformed_share: float = 0.005,
-                  sampled_share: float = 0.3, hours: float = 6.0, deployments: int = 2) -> Workload:
+                  sampled_share: float = 0.3, hours: float = 6.0, deployments: int = 2,
+                  search_share: float = 0.5) -> Workload:
+    """``search_share``: identification events that carry a candidate list (their mated outcomes
+    name the mate's rank)."""
     rng = random.Random(seed)
     w = Workload()
     for i in range(n_events):
@@ -53,15 +56,19 @@ def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orpha
         fmr = {"Black": 0.03, "White": 0.005, "Asian": 0.015, "Indigenous": 0.04}[race]
         error = rng.random() < (fmr if impostor else 0.05)
         decision = ("match" if error else "non_match") if impostor else ("non_match" if error else "match")
-        w.events[event_id] = {
+        w.events[event_id] = event = {
             "event_id": event_id, "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
             "deployment": f"site-{rng.randrange(deployments)}", "algorithm": "algo-1",
             "mode": "verification" if rng.random() < 0.8 else "identification",
             "score": round(rng.uniform(0, 1), 4), "threshold": 0.6, "decision": decision,
             "subject": {"sex": rng.choice(SEXES), "race": race, "age": rng.choice(AGES)},
         }
+        mate_rank = None
+        if event["mode"] == "identification" and rng.random() < search_share:  # a search with its candidate list
+            mate_rank = _candidate_list(rng, event, impostor, error)
         if rng.random() < outcome_share:
-            w.outcomes[event_id] = _outcomes(rng, event_id, occurred, impostor, revision_share, sampled_share)
+            w.outcomes[event_id] = _outcomes(rng, event_id, occurred, impostor, revision_share, sampled_share,
+                                             mate_rank)
     for i in range(int(n_events * orphan_share)):  # outcomes whose event never comes
         event_id = f"orphan-{seed}-{i}"
         w.outcomes[event_id] = _outcomes(rng, event_id, T0, True, 0, 0)
@@ -80,14 +87,48 @@ def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orpha
     return w
 
 
-def _outcomes(rng, event_id, occurred, impostor, revision_share, sampled_share) -> list[dict]:
+def _candidate_list(rng, event: dict, impostor: bool, error: bool) -> int | None:
+    """Give an identification event a candidate list that agrees with its decision and error
+    (threshold 0.6); return the mate's rank in it (None: non-mated, or the mate is not listed).
+    A missed mated search is one of: mate absent, mate listed below the threshold, or an impostor
+    above the threshold with the mate absent (judged a match, yet missed)."""
+    above = lambda: round(rng.uniform(0.6, 1.0), 4)  # noqa: E731
+    below = lambda: round(rng.uniform(0.0, 0.5999), 4)  # noqa: E731
+    mate_score = None
+    if impostor:
+        scores = [above() for _ in range(rng.randrange(1, 4))] if error else [below() for _ in range(rng.randrange(0, 3))]
+    elif not error:
+        mate_score = above()
+        scores = [mate_score] + [rng.choice((above, below))() for _ in range(rng.randrange(0, 3))]
+    else:
+        case = rng.randrange(3)
+        if case == 1:
+            mate_score = below()
+        scores = [below() for _ in range(rng.randrange(0, 3))] if case < 2 else [above()]
+        if mate_score is not None:
+            scores.append(mate_score)
+    order = sorted(range(len(scores)), key=lambda k: -scores[k])
+    candidates = [{"rank": rank, "score": scores[k], "candidate_id": f"face-{rng.randrange(10**6)}-{rank}",
+                   "groups": {"race": rng.choice(RACES)}} for rank, k in enumerate(order, start=1)]
+    top = candidates[0]["score"] if candidates else round(rng.uniform(0.0, 0.5999), 4)
+    event.update(candidates=candidates, score=top, decision="match" if top >= event["threshold"] else "non_match",
+                 list_length=5, gallery_size=rng.randrange(1000, 10**6))
+    if mate_score is None:
+        return None
+    return order.index(0 if not error else len(scores) - 1) + 1
+
+
+def _outcomes(rng, event_id, occurred, impostor, revision_share, sampled_share, mate_rank=None) -> list[dict]:
     prob = 1.0 if rng.random() >= sampled_share else rng.choice((0.5, 0.25, 0.1))
     verified = occurred + timedelta(hours=rng.lognormvariate(1.0, 1.0))
     docs = [{"event_id": event_id, "verified_at": verified.isoformat().replace("+00:00", "Z"),
              "truth": "impostor" if impostor else "genuine", "reviewer": f"rev-{rng.randrange(20)}",
              "revision": 0, "inclusion_prob": prob}]
+    if mate_rank is not None and not impostor:
+        docs[0]["mate_rank"] = mate_rank
     if rng.random() < revision_share:  # a reviewer corrects the label
-        docs.append({**docs[0], "truth": "genuine" if impostor else "impostor", "revision": 1,
+        corrected = {k: v for k, v in docs[0].items() if k != "mate_rank"}
+        docs.append({**corrected, "truth": "genuine" if impostor else "impostor", "revision": 1,
                      "verified_at": (verified + timedelta(hours=2)).isoformat().replace("+00:00", "Z")})
     return docs
 
@@ -107,7 +148,12 @@ def oracle_counts(w: Workload, bucket_seconds: int = 60, intersections=(("sex", 
             if all(a in subject for a in combo):
                 groups.append(("&".join(combo), "&".join(subject[a] for a in combo)))
         impostor = outcome["truth"] == "impostor"
-        error = (event["decision"] == "match") if impostor else (event["decision"] == "non_match")
+        if impostor or "candidates" not in event:
+            error = (event["decision"] == "match") if impostor else (event["decision"] == "non_match")
+        else:  # a mated search with its list: missed unless the named mate is listed at or above the threshold
+            rank = outcome.get("mate_rank")
+            listed = event["candidates"]
+            error = not (rank is not None and rank <= len(listed) and listed[rank - 1]["score"] >= event["threshold"])
         weight = 1.0 / outcome["inclusion_prob"]
         base = 0 if impostor else 6
         for attribute, group in groups:
