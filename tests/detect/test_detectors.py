@@ -53,7 +53,7 @@ def test_disparity_log_lr_is_the_conditional_binomial_ratio():
 def test_shiryaev_roberts_matches_the_sum_over_change_points():
     # R_t = sum_{j<=t} prod_{i=j..t} L_i for each alternative, then the weighted mixture
     rng = np.random.default_rng(7)
-    T, K = 30, len(DEFAULT_GRID)
+    T = 30
     llr = rate_log_lr(rng.binomial(200, 0.012, T).astype(float), np.full(T, 200.0), 0.01)
     weights = np.array([1, 2, 3, 4, 5], float)
     bank = MixtureShiryaevRoberts(1, np.inf, weights=weights)
