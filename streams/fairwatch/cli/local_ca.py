@@ -182,8 +182,7 @@ def make_plan(directory: Path, ca_directory: Path | None, servers: list[str], cl
         if bundle not in known or known[bundle].kind != "server":
             raise TLSInitError(f"--web-config {bundle}: needs a --server bundle of that name (its certificate serves TLS)")
     if len({b for b, _, _ in parsed_web}) != len(parsed_web):
-        raise TLSInitError("--web-config: one per bundle (list several users in one web config by naming them "
-                           "in the same bundle is not supported)")
+        raise TLSInitError("--web-config: at most one per bundle")
     mounts = dict(parse_mount(m) for m in mount_specs)
     for bundle in mounts:
         if bundle not in known:
