@@ -28,6 +28,8 @@ import yaml
 from fairwatch.stream.worker_settings import WORKER_ENVIRONMENT
 from fairwatch.testing.docs import configuration_page
 
+from tests.deploy.compose import PASSWORDS, env_example, interpolate
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "fairwatch"
 PRODUCTION = CHART / "values-production.yaml"
@@ -48,6 +50,14 @@ DEPLOYED_OVERRIDES = {
     "FAIRWATCH_GRAFANA": "the deployment's Grafana (the compose service, the chart's value)",
     "FAIRWATCH_GRAFANA_TOKEN": "a secret: from a Secret / the env file, never a value in the manifest",
     "FAIRWATCH_AUDIT_KEY": "a secret: from a Secret / the env file, never a value in the manifest",
+}
+# compose is secured by default: its links' settings name the files of the certs service's volumes
+COMPOSE_OVERRIDES = {
+    **DEPLOYED_OVERRIDES,
+    **{f"FAIRWATCH_KAFKA_{name}": "mutual TLS with the certificate of the mounted tls-* volume"
+       for name in ("SECURITY_PROTOCOL", "CA_FILE", "CERT_FILE", "KEY_FILE")},
+    **{f"FAIRWATCH_ALERTMANAGER_{name}": "basic auth over TLS, the password a file of tls-worker"
+       for name in ("USERNAME", "PASSWORD_FILE", "CA_FILE")},
 }
 
 
@@ -591,38 +601,6 @@ def test_evidence_manifests_pass_schema_validation(evidence_docs, production_doc
 
 # --- docker-compose ----------------------------------------------------------------------------
 
-INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$\$")
-
-
-def interpolate(node, env: dict[str, str]):
-    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, $$ (the subset the file uses)."""
-    if isinstance(node, dict):
-        return {k: interpolate(v, env) for k, v in node.items()}
-    if isinstance(node, list):
-        return [interpolate(v, env) for v in node]
-    if not isinstance(node, str):
-        return node
-
-    def substitute(match):
-        if match.group(0) == "$$":
-            return "$"
-        name, op, arg = match.group("name", "op", "arg")
-        value = env.get(name)
-        if op in (":?", "?") and (value is None or (op == ":?" and value == "")):
-            raise KeyError(f"{name}: {arg}")
-        if op == ":-" and not value or op == "-" and value is None:
-            return arg
-        return value or ""
-
-    return INTERPOLATION.sub(substitute, node)
-
-
-def env_example() -> dict[str, str]:
-    pairs = [line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
-    return {k: v for k, v in pairs}
-
-
 @pytest.fixture(scope="module")
 def compose_raw() -> dict:
     return yaml.safe_load(COMPOSE.read_text())  # merge keys (<<) resolved like compose does
@@ -650,11 +628,17 @@ def test_compose_file_validates_against_the_compose_specification(compose, compo
 
 def test_compose_secrets_come_from_the_env_file(compose_raw):
     # an empty env file must not start anything: every password is required, none has a default
-    with pytest.raises(KeyError, match="CLICKHOUSE_PASSWORD"):
+    with pytest.raises(KeyError):
         interpolate(compose_raw, {})
     text = COMPOSE.read_text()
-    for name in re.findall(r"\$\{([A-Z_]*PASSWORD)", text):
+    assert set(re.findall(r"\$\{([A-Z_]*PASSWORD)", text)) == set(PASSWORDS)
+    for name in PASSWORDS:
         assert re.search(rf"\$\{{{name}:\?", text) and not re.search(rf"\$\{{{name}:-", text), name
+        assert env_example()[name] == "", f"{name} must be empty in the example: each deployment makes its own"
+        # each one alone, missing, stops compose with its name
+        others = {k: "x" for k in PASSWORDS if k != name}
+        with pytest.raises(KeyError, match=name):
+            interpolate(compose_raw, {**env_example(), **others})
     used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
     assert used <= set(env_example()), f"not in deploy/fairwatch.env.example: {used - set(env_example())}"
 
@@ -678,8 +662,7 @@ def test_compose_dependencies_wait_for_health_or_completion(compose):
 
 
 def test_compose_sets_every_worker_setting_with_the_workers_defaults(compose_raw):
-    defaults = interpolate(compose_raw, {"CLICKHOUSE_PASSWORD": "x", "GRAFANA_CLICKHOUSE_PASSWORD": "x",
-                                         "GRAFANA_ADMIN_PASSWORD": "x"})
+    defaults = interpolate(compose_raw, {name: "x" for name in PASSWORDS})
     fairwatch_image = compose_raw["services"]["worker"]["image"]
     for name, service in defaults["services"].items():
         if compose_raw["services"][name].get("image") != fairwatch_image:
@@ -689,11 +672,11 @@ def test_compose_sets_every_worker_setting_with_the_workers_defaults(compose_raw
         env = defaults["services"][name]["environment"]
         assert not unsettable(WORKER_ENVIRONMENT, set(env)), unsettable(WORKER_ENVIRONMENT, set(env))
         for setting, (default, _) in WORKER_ENVIRONMENT.items():
-            if setting not in DEPLOYED_OVERRIDES:
+            if setting not in COMPOSE_OVERRIDES:
                 assert str(env[setting]) == default, f"compose default of {setting}: {env[setting]!r} vs {default!r}"
-    # both workers in one consumer group, each with its own state volume
+    # both workers in one consumer group, each with its own state volume (and the same credentials)
     volumes = [defaults["services"][n]["volumes"] for n in ("worker", "worker-2")]
-    assert volumes[0] != volumes[1]
+    assert volumes[0][0] != volumes[1][0] and volumes[0][1:] == volumes[1][1:] == ["tls-worker:/etc/fairwatch/tls:ro"]
     assert all(v[0].split(":")[1] == defaults["services"]["worker"]["environment"]["FAIRWATCH_DATA_DIR"]
                for v in volumes)
 
@@ -730,13 +713,15 @@ def test_compose_runs_one_sealer_with_the_operator_key_as_a_secret_and_a_checkpo
     ignored = subprocess.run(["git", "check-ignore", "-q", key_path], cwd=REPO, check=False)
     assert ignored.returncode == 0, f"{key_path} is not ignored by git"
     assert dockerignored(key_path[2:])
-    # the checkpoints: a named volume above FAIRWATCH_EVIDENCE_DIR
-    [volume] = sealer["volumes"]
+    # the checkpoints: a named volume above FAIRWATCH_EVIDENCE_DIR; and its credentials (the CA, the
+    # writer's password): the tls-sealer volume, read-only
+    volume, credentials = sealer["volumes"]
     name, mount = volume.split(":")
     assert name in compose["volumes"] and Path(env["FAIRWATCH_EVIDENCE_DIR"]).parent == Path(mount)
-    # after the migrations, like the workers (test_compose_dependencies_wait_for_health_or_completion
-    # checks the conditions)
-    assert sealer["depends_on"].keys() == {"clickhouse", "migrate"}
+    assert credentials == "tls-sealer:/etc/fairwatch/tls:ro"
+    # after the credentials and the migrations, like the workers
+    # (test_compose_dependencies_wait_for_health_or_completion checks the conditions)
+    assert sealer["depends_on"].keys() == {"certs", "clickhouse", "migrate"}
     # its health check accepts the key as fairwatch does: the owner's alone
     kind, python, flag, script = sealer["healthcheck"]["test"]
     assert (kind, python, flag) == ("CMD", "python", "-c")

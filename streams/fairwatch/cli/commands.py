@@ -7,7 +7,7 @@ import sys
 from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -150,14 +150,27 @@ def topics(
     replication: int = typer.Option(1, "--replication", envvar="FAIRWATCH_REPLICATION", min=1),
     app_id: str = typer.Option("fairwatch", "--app-id", envvar="FAIRWATCH_APP_ID",
                                help="The workers' app id: its join-log changelog topic is created too."),
+    grant_worker: List[str] = typer.Option([], "--grant-worker", metavar="NAME", help="Also give Kafka principal User:NAME the "
+                                           "worker's ACLs (topics and groups; needs an admin's credentials)."),
+    grant_producer: List[str] = typer.Option([], "--grant-producer", metavar="NAME", help="Also let User:NAME write (only) the "
+                                             "input topics of --prefix (needs an admin's credentials)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output: topic -> partitions."),
 ) -> None:
-    """Create the topics with explicit partition counts (idempotent); print name and partitions."""
-    from fairwatch.stream.topics import TopicError, ensure_topics
+    """Create the topics with explicit partition counts (idempotent); print name and partitions.
+
+    With --grant-worker / --grant-producer, also add those principals' ACLs (idempotent), as
+    docker-compose's topics job does with its admin certificate."""
+    from fairwatch.stream import topics as kafka_topics
 
     try:
-        layout = ensure_topics(kafka, prefix, partitions, replication, app_id=app_id)
-    except TopicError as exc:
+        layout = kafka_topics.ensure_topics(kafka, prefix, partitions, replication, app_id=app_id)
+        for name in grant_worker:
+            kafka_topics.grant_worker(kafka, name)
+            console.print(f"granted User:{name} the worker's ACLs", markup=False)
+        for name in grant_producer:
+            kafka_topics.grant_producer(kafka, prefix, name)
+            console.print(f"granted User:{name} WRITE on the input topics of {prefix}", markup=False)
+    except kafka_topics.TopicError as exc:
         error(str(exc))
         raise typer.Exit(2) from None
     if as_json:
@@ -523,6 +536,15 @@ def _register_keys() -> None:
 
 
 _register_keys()
+
+
+def _register_tls() -> None:
+    from fairwatch.cli.tls import register
+
+    register(app)
+
+
+_register_tls()
 
 
 def _register_demo() -> None:

@@ -118,9 +118,31 @@ def producer_acls(prefix: str, principal: str = "producer") -> list:
             for topic in INPUT_TOPICS for operation in (ACLOperation.WRITE, ACLOperation.DESCRIBE)]
 
 
-def grant_producer(bootstrap: str, prefix: str, principal: str = "producer", link: KafkaLink | None = None) -> None:
-    """Add :func:`producer_acls` (idempotent) and wait until the broker enforces them; needs an admin
-    principal (ALTER on the cluster)."""
+def worker_acls(principal: str = "worker") -> list:
+    """ACLs a worker needs (the local stack's, scripts/stack): topics ``*``: READ, DESCRIBE, WRITE,
+    CREATE, DESCRIBE_CONFIGS; consumer groups ``*``: READ, DESCRIBE. ``*`` because a worker's topics
+    are named after a deployment's prefix and its app id (changelogs, faust's leader topic), and
+    Kafka's patterns match prefixes only, never a suffix such as ``match-events``."""
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    topic_ops = (ACLOperation.READ, ACLOperation.DESCRIBE, ACLOperation.WRITE, ACLOperation.CREATE,
+                 ACLOperation.DESCRIBE_CONFIGS)
+    group_ops = (ACLOperation.READ, ACLOperation.DESCRIBE)
+    return ([ACL(f"User:{principal}", "*", op, ACLPermissionType.ALLOW, ResourcePattern(ResourceType.TOPIC, "*"))
+             for op in topic_ops]
+            + [ACL(f"User:{principal}", "*", op, ACLPermissionType.ALLOW, ResourcePattern(ResourceType.GROUP, "*"))
+               for op in group_ops])
+
+
+def grant(bootstrap: str, wanted: list, principal: str, what: str, link: KafkaLink | None = None) -> None:
+    """Add the ACLs ``wanted`` (idempotent: an existing ACL is left as it is) and wait until the
+    broker lists them; needs an admin principal (ALTER on the cluster)."""
     from kafka.admin import (
         ACLFilter,
         ACLOperation,
@@ -131,23 +153,33 @@ def grant_producer(bootstrap: str, prefix: str, principal: str = "producer", lin
     )
 
     link = link or KafkaLink.from_env()
-    wanted = producer_acls(prefix, principal)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fairwatch-topics", **link.kafka_python_kwargs())
     try:
         result = admin.create_acls(wanted)
         if result["failed"]:
-            raise TopicError(f"could not grant User:{principal} the input topics of {prefix!r}: {result['failed']}")
+            raise TopicError(f"could not grant User:{principal} {what}: {result['failed']}")
         # CreateAcls returns once the controller committed them; the broker's authorizer applies
-        # them a moment later, and a producer sending meanwhile has its records refused
+        # them a moment later, and a client using them meanwhile is refused
         everything = ACLFilter(f"User:{principal}", "*", ACLOperation.ANY, ACLPermissionType.ANY,
-                               ResourcePatternFilter(ResourceType.TOPIC, None, ACLResourcePatternType.LITERAL))
+                               ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
         deadline = time.monotonic() + READY_SECONDS
         while not set(wanted) <= set(admin.describe_acls(everything)[0]):
             if time.monotonic() > deadline:
-                raise TopicError(f"the grant to User:{principal} on {prefix!r} is not in force after {READY_SECONDS:.0f} s")
+                raise TopicError(f"the grant to User:{principal} ({what}) is not in force after {READY_SECONDS:.0f} s")
             time.sleep(0.1)
     finally:
         admin.close()
+
+
+def grant_producer(bootstrap: str, prefix: str, principal: str = "producer", link: KafkaLink | None = None) -> None:
+    """Add :func:`producer_acls` (idempotent) and wait until the broker enforces them; needs an admin
+    principal (ALTER on the cluster)."""
+    grant(bootstrap, producer_acls(prefix, principal), principal, f"the input topics of {prefix!r}", link)
+
+
+def grant_worker(bootstrap: str, principal: str = "worker", link: KafkaLink | None = None) -> None:
+    """Add :func:`worker_acls` (idempotent) and wait until the broker lists them; needs an admin."""
+    grant(bootstrap, worker_acls(principal), principal, "the worker's topics and groups", link)
 
 
 def revoke_producer(bootstrap: str, prefix: str, principal: str = "producer", link: KafkaLink | None = None) -> None:
