@@ -525,6 +525,15 @@ def _register_keys() -> None:
 _register_keys()
 
 
+def _register_ingest() -> None:
+    from fairwatch.cli.ingest import register
+
+    register(app)
+
+
+_register_ingest()
+
+
 def _register_demo() -> None:
     from fairwatch.cli.demo import demo_command
 
