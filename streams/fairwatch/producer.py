@@ -22,6 +22,14 @@ Use it as::
         producer.send_outcome(verified_outcome)
 
 or, in asyncio code, ``async with AsyncFairwatchProducer(...) as producer: await producer.send_event(...)``.
+
+A system built on Amazon Rekognition sends each response as it comes, with the request parameters
+the response does not repeat and the operator's metadata (:mod:`fairwatch.contracts.rekognition`,
+docs/rekognition.md)::
+
+    response = rekognition.search_faces_by_image(CollectionId=..., Image=..., FaceMatchThreshold=90, MaxFaces=5)
+    producer.send_rekognition("SearchFacesByImage", response, request={"FaceMatchThreshold": 90, "MaxFaces": 5},
+                              meta={"event_id": search_id, "occurred_at": when, "subject": groups})
 """
 
 from __future__ import annotations
@@ -45,8 +53,9 @@ from fairwatch.contracts.records import (
     parse_match_event,
     parse_verified_outcome,
 )
+from fairwatch.contracts.rekognition import DEFAULTS, RekognitionSettings, event_from_response
 from fairwatch.contracts.signing import sign_value
-from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
+from fairwatch.contracts.topics import DEAD_LETTER, MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.stream.topics import admin_options, input_partitions
 
 _ENVELOPE_OVERHEAD = 96  # bytes of the envelope around its records, generously
@@ -239,6 +248,7 @@ class FairwatchProducer:
         from kafka import KafkaProducer
 
         self.events_topic, self.outcomes_topic = topic_prefix + MATCH_EVENTS, topic_prefix + VERIFIED_OUTCOMES
+        self.dead_letter_topic = topic_prefix + DEAD_LETTER
         self.validate = validate
         self._signer = _signer(signing_key, deployment, topic_prefix)
         options = {**(link or KafkaLink.from_env()).kafka_python_kwargs(), **kafka_options}
@@ -259,6 +269,31 @@ class FairwatchProducer:
 
     def send_outcome(self, outcome: VerifiedOutcome | dict[str, Any]) -> None:
         self._add(self.outcomes_topic, outcome)
+
+    def send_rekognition(self, operation: str, response: dict[str, Any], meta: dict[str, Any],
+                         request: dict[str, Any] | None = None,
+                         settings: RekognitionSettings = DEFAULTS) -> MatchEvent:
+        """Send the match event of one Amazon Rekognition call and return it.
+
+        ``operation`` is CompareFaces, SearchFacesByImage or SearchFaces; ``response`` the
+        response as the AWS SDK returned it; ``request`` the parameters it does not repeat
+        (SimilarityThreshold, or FaceMatchThreshold and MaxFaces); ``meta`` the operator's
+        event_id, occurred_at, deployment and subject groups (docs/rekognition.md). A record that
+        does not convert raises ``ContractError`` naming the field, and nothing is sent.
+        """
+        event = event_from_response(operation, response, meta, request, settings)
+        self.send_event(event)
+        return event
+
+    def send_dead_letter(self, record: dict[str, Any], key: bytes | None = None) -> None:
+        """Send one dead-letter record (schemas/dead_letter.schema.json) to the dead-letter topic,
+        unbatched; delivery is checked as the envelopes' is. The `producer` principal of the
+        least-privilege setup may not write that topic (docs/security.md)."""
+        if self._closed.is_set():
+            raise RuntimeError("the producer is closed")
+        value = json.dumps(record, separators=(",", ":")).encode()
+        with self._lock:
+            self._futures.append(self._kafka.send(self.dead_letter_topic, key=key, value=value))
 
     def send_encoded(self, topic: str, event_id: str, encoded: bytes) -> None:
         """Send one record that is already compact JSON (no check): for generators that know it is valid."""
@@ -365,6 +400,15 @@ class AsyncFairwatchProducer:
 
     async def send_outcome(self, outcome: VerifiedOutcome | dict[str, Any]) -> None:
         await self._add(self.outcomes_topic, outcome)
+
+    async def send_rekognition(self, operation: str, response: dict[str, Any], meta: dict[str, Any],
+                               request: dict[str, Any] | None = None,
+                               settings: RekognitionSettings = DEFAULTS) -> MatchEvent:
+        """Send the match event of one Amazon Rekognition call and return it (see
+        :meth:`FairwatchProducer.send_rekognition`)."""
+        event = event_from_response(operation, response, meta, request, settings)
+        await self.send_event(event)
+        return event
 
     async def _add(self, topic: str, record) -> None:
         if self._builder is None:

@@ -547,6 +547,15 @@ def _register_tls() -> None:
 _register_tls()
 
 
+def _register_ingest() -> None:
+    from fairwatch.cli.ingest import register
+
+    register(app)
+
+
+_register_ingest()
+
+
 def _register_demo() -> None:
     from fairwatch.cli.demo import demo_command
 

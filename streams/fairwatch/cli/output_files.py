@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 MODE = 0o640
 
@@ -15,13 +16,19 @@ class OutputError(OSError):
 
 
 def write_output(path: Path, data: bytes, force: bool = False) -> None:
+    with open_output(path, force) as handle:
+        handle.write(data)
+
+
+def open_output(path: Path, force: bool = False, option: str = "--out") -> BinaryIO:
+    """The file opened for writing by the rules above, for output written as it is made;
+    ``option`` is the flag that named it, for the message."""
     if path.is_symlink():
-        raise OutputError(f"--out {path} is a symbolic link: name the file itself")
+        raise OutputError(f"{option} {path} is a symbolic link: name the file itself")
     flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_TRUNC if force else os.O_EXCL)
     try:
         descriptor = os.open(path, flags, MODE)
     except FileExistsError:
-        raise OutputError(f"--out {path} exists: add --force to replace it, or write elsewhere") from None
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, MODE)  # a replaced file keeps its old mode otherwise
+        raise OutputError(f"{option} {path} exists: add --force to replace it, or write elsewhere") from None
+    os.fchmod(descriptor, MODE)  # a replaced file keeps its old mode otherwise
+    return os.fdopen(descriptor, "wb")

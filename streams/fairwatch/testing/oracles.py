@@ -14,9 +14,14 @@ from fairwatch.testing.stack import REPO
 
 
 def alert_validator() -> jsonschema.Draft202012Validator:
-    schemas = {n: json.loads((REPO / "schemas" / n).read_text()) for n in ("alert.schema.json", "common.schema.json")}
+    return contract_validator("alert")
+
+
+def contract_validator(name: str) -> jsonschema.Draft202012Validator:
+    """The JSON Schema of ``schemas/<name>.schema.json`` (its references to common.schema.json resolved)."""
+    schemas = {n: json.loads((REPO / "schemas" / n).read_text()) for n in (f"{name}.schema.json", "common.schema.json")}
     registry = Registry().with_resources([(s["$id"], Resource.from_contents(s)) for s in schemas.values()])
-    return jsonschema.Draft202012Validator(schemas["alert.schema.json"], registry=registry,
+    return jsonschema.Draft202012Validator(schemas[f"{name}.schema.json"], registry=registry,
                                            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
