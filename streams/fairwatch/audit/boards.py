@@ -7,7 +7,7 @@ no cycle has written states lately; the current differentials with their interva
 the policy's ``policy_ratio`` by the interval; per-group FMR / FNMR with interval bands, status over
 time),
 **Disparity** (GARBE, FDR, IR, max/geomean with intervals over time, realized vs intended FMR,
-group x time heatmap), **Alerts** (firing incidents by severity rank and resolved ones, alerts as
+group x time heatmap, per-group FMR(t) and FNMR(t) of the verified scores), **Alerts** (firing incidents by severity rank and resolved ones, alerts as
 annotations) and **Pipeline health** (ingest rate, consumer lag, pending joins, orphans, dead
 letters by reason, sink latency). Colours come from a :class:`BoardPolicy` built from the
 alerting policy files, never from numbers of the boards' own.
@@ -15,7 +15,10 @@ alerting policy files, never from numbers of the boards' own.
 Rules every panel follows:
 
 * a rate is drawn with its interval; while a group is ``insufficient`` its point estimate is
-  NULL (no line, no green zero) and the status panels say ``insufficient`` in grey;
+  NULL (no line, no green zero) and the status panels say ``insufficient`` in grey. The one
+  exception, FMR(t) and FNMR(t) at thresholds t (:func:`score_curve_sql`), computed in SQL where
+  ClickHouse has no beta quantile for the bounds: point estimates, blank below
+  :data:`SCORE_MIN_COMPARISONS` or without an error, and the panels name where the intervals are;
 * SQL that ClickHouse 18.16 and current ClickHouse both accept: no ``toStartOfInterval`` (so no
   ``$__timeInterval``); time buckets are ``toDateTime(intDiv(toUInt32(t), $__interval_s) *
   $__interval_s)``; no window functions, CTEs, DateTime64 or JSONExtract;

@@ -21,10 +21,9 @@ errors being the comparisons on the wrong side of ``t``) give effective counts
 :data:`~fairwatch.core.intervals.INTERVALS` (Clopper-Pearson by default) of those counts is the
 rate's interval at ``t``.
 
-The threshold for an intended FMR ``target``
---------------------------------------------
-The candidate thresholds of a deployment x algorithm x mode are the distinct verified scores of all
-its groups (one grid, so that the groups' thresholds compare). Over them (:func:`threshold_for_fmr`):
+The threshold for an intended FMR ``target``: the candidate thresholds of a deployment x algorithm
+x mode are the distinct verified scores of all its groups (one grid, so that the groups' thresholds
+compare). Over them (:func:`threshold_for_fmr`):
 
 * ``threshold``: the smallest candidate ``t`` with ``FMR(t) <= target``;
 * ``low``: the smallest candidate whose FMR lower bound is ``<= target``;
@@ -37,7 +36,7 @@ at ``t0`` above ``target >= FMR(t0)``, a miss of that bound; ``high < t0`` needs
 of that bound (upper bounds further down only matter through that one: ``high`` asks every bound
 from it upwards to be within the target). So, for a fixed grid and bounds valid at each ``t``, the
 interval misses ``t0`` with probability at most the two one-sided error rates of the per-threshold
-interval together, ``1 - confidence``. Here the grid is the data's own scores and the weighted
+interval together, ``1 - confidence``. The FNMR interval below adds the FNMR bounds' misses. Here the grid is the data's own scores and the weighted
 bounds are approximate, so this is an argument, not a guarantee; ``benchmarks/bench_score_curves.py``
 measures the coverage.
 
