@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_drift.py
 	$(PY) benchmarks/bench_differentials.py
 	$(PY) benchmarks/bench_estimates.py
+	$(PY) benchmarks/bench_score_curves.py
 	$(PY) benchmarks/bench_status.py
 	$(PY) benchmarks/bench_scenario.py
 	$(PY) benchmarks/bench_misclassification.py

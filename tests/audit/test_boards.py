@@ -340,6 +340,65 @@ def test_current_estimates_table_counts_equal_a_brute_force_join_of_the_simulate
         assert row["status"] in ("ok", "insufficient", "above_target", "no_target")
 
 
+def _brute_force_scores(paths, attribute: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """group of ``attribute`` (``sex&race``: an intersection) -> truth -> (score, weight) of the verified
+    events, from the JSONL: the latest revision of each primary verdict, weight 1 / inclusion_prob."""
+    events = {}
+    for line in paths["events"].read_bytes().splitlines():
+        try:
+            e = json.loads(line)
+            events[e["event_id"]] = e if "score" in e else None
+        except (ValueError, KeyError):
+            continue  # the deliberately broken lines
+    counted = {}
+    for line in paths["outcomes"].read_bytes().splitlines():
+        o = json.loads(line)
+        if events.get(o["event_id"]) and o.get("review", "primary") == "primary" and \
+                o["revision"] >= counted.get(o["event_id"], {"revision": -1})["revision"]:
+            counted[o["event_id"]] = o
+    found: dict = defaultdict(lambda: {"impostor": [], "genuine": []})
+    for event_id, o in counted.items():
+        subject = events[event_id]["subject"]
+        group = "&".join(subject[a] for a in attribute.split("&"))
+        found[group][o["truth"]].append((events[event_id]["score"], 1 / o["inclusion_prob"]))
+    return found
+
+
+def test_score_panels_equal_a_brute_force_sweep_of_the_simulated_records(backend):
+    runs, interval = _board_runs(backend)
+    start, end, _ = _range()
+    q, _, values = _panel(runs, "fairwatch-disparity", "FMR(t) and FNMR(t) by group")
+    for attribute in ("race", "sex&race"):  # a single attribute and an intersection
+        def run(sql):
+            return backend.typed(fd.expand_macros(fd.interpolate(sql, {**values, "attribute": attribute}), start,
+                                                  end, interval))
+
+        names, _, rows = run(q.sql)
+        assert names == ["group", "threshold", "verified impostor", "FMR", "verified genuine", "FNMR"]
+        records = _brute_force_scores(backend.seeded["paths"], attribute)
+        assert {r[0] for r in rows} == set(records)
+        scores = {s for group in records.values() for side in group.values() for s, _ in side}
+        thresholds = sorted({r[1] for r in rows})
+        assert len(thresholds) >= 8 and set(thresholds) <= scores  # quantiles of the verified scores, one grid
+        assert len(rows) == len(records) * len(thresholds)
+        for group, threshold, impostors, fmr, genuine, fnmr in rows:
+            imp, gen = records[group]["impostor"], records[group]["genuine"]
+            assert (impostors, genuine) == (len(imp), len(gen))
+            fm = sum(w for s, w in imp if s >= threshold)
+            fnm = sum(w for s, w in gen if s < threshold)
+            assert fmr is None if fm == 0 or len(imp) < fd.SCORE_MIN_COMPARISONS else \
+                math.isclose(fmr, fm / sum(w for _, w in imp), rel_tol=1e-9)
+            assert fnmr is None if fnm == 0 or len(gen) < fd.SCORE_MIN_COMPARISONS else \
+                math.isclose(fnmr, fnm / sum(w for _, w in gen), rel_tol=1e-9)
+        assert any(r[3] is not None for r in rows) and any(r[5] is not None for r in rows)
+        # the two charts carry one rate each, partitioned by group, with the same numbers
+        for rate, column in (("FMR", 3), ("FNMR", 5)):
+            chart, _, _ = _panel(runs, "fairwatch-disparity", f"{rate}(t) by group")
+            chart_names, _, chart_rows = run(chart.sql)
+            assert chart_names == ["group", "threshold", rate]
+            assert [tuple(r) for r in chart_rows] == [(r[0], r[1], r[column]) for r in rows]
+
+
 def test_rate_band_is_the_newest_snapshot_per_bucket_and_blank_while_insufficient(backend):
     runs, interval = _board_runs(backend)
     q, sql, values = _panel(runs, "fairwatch-overview", "False match rate")

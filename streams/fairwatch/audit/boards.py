@@ -7,7 +7,7 @@ no cycle has written states lately; the current differentials with their interva
 the policy's ``policy_ratio`` by the interval; per-group FMR / FNMR with interval bands, status over
 time),
 **Disparity** (GARBE, FDR, IR, max/geomean with intervals over time, realized vs intended FMR,
-group x time heatmap), **Alerts** (firing incidents by severity rank and resolved ones, alerts as
+group x time heatmap, per-group FMR(t) and FNMR(t) of the verified scores), **Alerts** (firing incidents by severity rank and resolved ones, alerts as
 annotations) and **Pipeline health** (ingest rate, consumer lag, pending joins, orphans, dead
 letters by reason, sink latency). Colours come from a :class:`BoardPolicy` built from the
 alerting policy files, never from numbers of the boards' own.
@@ -15,7 +15,10 @@ alerting policy files, never from numbers of the boards' own.
 Rules every panel follows:
 
 * a rate is drawn with its interval; while a group is ``insufficient`` its point estimate is
-  NULL (no line, no green zero) and the status panels say ``insufficient`` in grey;
+  NULL (no line, no green zero) and the status panels say ``insufficient`` in grey. The one
+  exception, FMR(t) and FNMR(t) at thresholds t (:func:`score_curve_sql`), computed in SQL where
+  ClickHouse has no beta quantile for the bounds: point estimates, blank below
+  :data:`SCORE_MIN_COMPARISONS` or without an error, and the panels name where the intervals are;
 * SQL that ClickHouse 18.16 and current ClickHouse both accept: no ``toStartOfInterval`` (so no
   ``$__timeInterval``); time buckets are ``toDateTime(intDiv(toUInt32(t), $__interval_s) *
   $__interval_s)``; no window functions, CTEs, DateTime64 or JSONExtract;
@@ -58,6 +61,7 @@ from grafana_foundation_sdk.builders import (
     statetimeline,
     table,
     timeseries,
+    xychart,
 )
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
@@ -67,6 +71,7 @@ from grafana_foundation_sdk.models import dashboard as gm
 
 from fairwatch.detect.incidents import SEVERITY_RANK
 from fairwatch.detect.policy import Policy
+from fairwatch.store.verified_scores import GENUINE_SCORE
 
 DATASOURCE_UID = "fairwatch-clickhouse"
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
@@ -74,7 +79,9 @@ DATASOURCE = gm.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
 FOLDER_UID = "fairwatch"
 FOLDER_TITLE = "fairwatch"
 JSON_DIR = Path(__file__).resolve().parents[3] / "dashboards" / "json"
-FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1  # sqlutil.FormatQueryOption, as the plugin's backend reads `format`
+FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
+SCORE_MIN_COMPARISONS = 30  # fewer verified comparisons of a truth: no point on the score panels (min_comparisons)
+SCORE_MAX_PARTS = 6  # attributes of an intersection the score panels can show  # sqlutil.FormatQueryOption, as the plugin's backend reads `format`
 
 
 class BoardPolicyError(ValueError):
@@ -801,7 +808,82 @@ ORDER BY time"""
         heatmap.Panel().title("FMR heatmap, group x time (blank: insufficient)")
         .with_target(query(_per_group_sql("fmr", "FMR"))).calculate(False)
         .unit("percentunit").show_value(gc.VisibilityMode.NEVER), 24, 10))
+
+    board = board.with_row(grid.row("Scores: FMR(t) and FNMR(t) per group (verified comparisons in the time range)"))
+    by_group = gm.DataTransformerConfig(id_val="partitionByValues", options={"fields": ["group"], "keepFields": False})
+    for rate in ("FMR", "FNMR"):
+        board = board.with_panel(grid.place(
+            xychart.Panel().title(f"{rate}(t) by group: the verified comparisons decided again at threshold t")
+            .description(SCORE_PANEL_NOTE).with_target(query(score_curve_sql(rate), fmt=FORMAT_TABLE))
+            .with_transformation(by_group).unit("percentunit"), 12, 9))
+    board = board.with_panel(grid.place(
+        table.Panel().title("FMR(t) and FNMR(t) by group").description(SCORE_PANEL_NOTE)
+        .with_target(query(score_curve_sql(), fmt=FORMAT_TABLE))
+        .override_by_regexp("/^F.*MR$/", [gm.DynamicConfigValue(id_val="unit", value="percentunit"),
+                                          gm.DynamicConfigValue(id_val="decimals", value=4)]), 24, 9))
     return board
+
+
+SCORE_PANEL_NOTE = (
+    "Each verified comparison of the time range (its latest primary verdict, weighted 1 / inclusion_prob; independent"
+    " reviews never count) decided again at thresholds t: FMR(t) = weighted share of the impostor comparisons with"
+    " score >= t (FPIR of non-mated searches in identification), FNMR(t) = weighted share of the genuine ones with"
+    " score < t (not in identification: FNIR needs the mate's score). The thresholds are quantiles of the scope's"
+    " verified scores, shared by the groups. Point estimates only, and blank where a group has fewer than"
+    f" {SCORE_MIN_COMPARISONS} verified comparisons of that truth or no error at t: the intervals, and each group's"
+    " threshold for the intended FMR with its interval, are in `fairwatch audit scores` and the report's section 5.")
+
+
+def score_curve_sql(rate: str | None = None) -> str:
+    """Per group of ``$attribute`` (an intersection too) and threshold t: FMR(t) and FNMR(t) of the
+    verified comparisons (``labeled_outcomes`` joined with their events' scores), long format
+    (``group``, ``threshold``, counts and rates); ``rate`` ("FMR" or "FNMR") keeps that rate alone.
+    The grid is quantiles of the scope's verified impostor scores (the upper tail, where FMR is small)
+    and genuine scores (the lower tail), one grid for every group."""
+    attribute = "splitByChar('&', decodeURLComponent('${attribute:percentencode}'))"
+    # the subject's label of each attribute of the set, in the set's order; 18.16 cannot run a lambda
+    # that reads a column (arrayMap over the set) in a query with a scalar subquery, so one term per
+    # position (past the set's end the key is '', whose label is '', dropped)
+    labels = ", ".join(f"subject_values[indexOf(subject_keys, {attribute}[{i}])]" for i in range(1, SCORE_MAX_PARTS + 1))
+    genuine_modes = ", ".join(sql_string(mode) for mode in GENUINE_SCORE)
+    # bucket in the range; the events of those buckets occurred at most a day after the range's end
+    scored = f"""
+        SELECT subject_keys, subject_values, toString(truth) AS truth_name, weight, score
+        FROM labeled_outcomes FINAL ANY INNER JOIN (
+            SELECT event_id, score FROM match_events FINAL
+            WHERE occurred_at >= $__fromTime AND occurred_at < $__toTime + 86400 AND {SCOPE}
+        ) AS scored USING (event_id)
+        WHERE $__timeFilter(bucket) AND {SCOPE}"""
+    grid = f"""(
+        SELECT arraySort(arrayFilter(x -> x = x, arrayDistinct(arrayConcat(
+            quantilesExactIf(0.5, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999)(score, truth_name = 'impostor'),
+            quantilesExactIf(0.0001, 0.001, 0.01, 0.05, 0.1, 0.2, 0.5)(score, truth_name = 'genuine')))))
+        FROM ({scored}))"""
+    least = SCORE_MIN_COMPARISONS
+    columns = {
+        "FMR": f"if(impostors < {least} OR fm = 0, NULL, fm / impostor_weight) AS FMR",
+        "FNMR": (f"if(decodeURLComponent('${{mode:percentencode}}') NOT IN ({genuine_modes}) OR genuines < {least}"
+                 " OR fnm = 0, NULL, fnm / genuine_weight) AS FNMR"),
+    }
+    shown = [columns[rate]] if rate else [
+        "impostors AS `verified impostor`", columns["FMR"], "genuines AS `verified genuine`", columns["FNMR"]]
+    return f"""
+SELECT group_label AS group, threshold, {', '.join(shown)}
+FROM (
+    SELECT group_label, t AS threshold, toFloat64(countIf(truth_name = 'impostor')) AS impostors,
+           toFloat64(countIf(truth_name = 'genuine')) AS genuines,
+           sumIf(weight, truth_name = 'impostor' AND score >= t) AS fm,
+           sumIf(weight, truth_name = 'genuine' AND score < t) AS fnm,
+           sumIf(weight, truth_name = 'impostor') AS impostor_weight, sumIf(weight, truth_name = 'genuine') AS genuine_weight
+    FROM (
+        SELECT arrayStringConcat(arrayFilter(x -> x != '', [{labels}]), '&') AS group_label,
+               truth_name, weight, score, arrayJoin({grid}) AS t
+        FROM ({scored})
+        WHERE hasAll(subject_keys, {attribute}) AND length({attribute}) <= {SCORE_MAX_PARTS}
+    )
+    GROUP BY group_label, t
+)
+ORDER BY group, threshold"""
 
 
 def alerts_board(policy: BoardPolicy = BoardPolicy()) -> gdb.Dashboard:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +36,7 @@ from fairwatch.audit.report_figures import report_figures
 from fairwatch.audit.report_findings import findings
 from fairwatch.audit.report_evidence import counted_intersections, evidence_section
 from fairwatch.audit.report_headline import first_page
+from fairwatch.audit.report_scores import score_section
 from fairwatch.audit.suppression import (
     DEFAULT_MIN_GROUP_SIZE,
     SUPPRESSED,
@@ -389,6 +390,10 @@ def build_report(
                                if attribute in (None, c["attribute"])]
     weighted = weighted_cells(document)
     document["findings"] = findings(document, frame, document["comparisons"], weighted)
+    progress("scores", 0, 1)
+    # the intersections the counts hold, so that the scores have the groups the rates have
+    counted = replace(config, intersections=tuple(map(tuple, document["scope"]["intersections"])))
+    document["scores"], _ = score_section(recorder, window, counted, deployment, algorithm, attribute, hidden, tables)
     if evidence_origin is not None:
         progress("evidence", 0, 1)
         document["evidence"] = evidence_section(store, sorted({g["deployment"] for g in groups}), evidence_origin,

@@ -171,7 +171,8 @@ def _pdf_table(pdf, head: list, rows: list, width: float) -> None:
         widths = _column_widths(pdf, head, rows, width)
         size -= 0.5
     pdf.set_font("dejavu", "", size + 0.5)
-    with pdf.table(width=sum(widths) if widths else width, col_widths=widths, align="LEFT", text_align="LEFT",
+    # the shares of the spare width can sum to a hair over the page (float rounding): fpdf refuses that
+    with pdf.table(width=min(sum(widths), width) if widths else width, col_widths=widths, align="LEFT", text_align="LEFT",
                    line_height=pdf.font_size * 1.35, padding=(0.3, PAD), first_row_as_headings=any(head),
                    headings_style=FontFace(emphasis="BOLD", fill_color=(235, 235, 235))) as table:
         if any(head):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fairwatch.core.layout import COLUMNS, GroupKey
+from fairwatch.core.layout import COLUMNS, INTERSECTION_SEP, GroupKey
 from fairwatch.store.clickhouse import Store
 
 
@@ -80,6 +80,16 @@ def first_bucket(store: Store, deployment: str) -> tuple[int, datetime | None]:
 def counted_deployments(store: Store) -> list[str]:
     """Every deployment with counts."""
     return [row[0] for row in store.query("SELECT DISTINCT deployment FROM group_counts")]
+
+
+def counted_intersections(store: Store, start: datetime, end: datetime, deployment: str | None = None,
+                          algorithm: str | None = None) -> tuple[tuple[str, ...], ...]:
+    """The intersections (attribute sets of two or more, e.g. ``("sex", "race")``) counted in ``[start, end)``."""
+    scope, params = scope_filter(deployment, algorithm)
+    params.update(start=start, end=end)
+    rows = store.query("SELECT DISTINCT attribute FROM group_counts WHERE bucket >= %(start)s AND bucket < %(end)s"
+                       f" AND position(attribute, '{INTERSECTION_SEP}') > 0{scope} ORDER BY attribute", params)
+    return tuple(tuple(row[0].split(INTERSECTION_SEP)) for row in rows)
 
 
 def counted_groups(store: Store, deployment: str) -> list[tuple[str, str, str]]:

@@ -9,6 +9,7 @@ import math
 import jsonschema
 import numpy as np
 from referencing import Registry, Resource
+from scipy import stats
 
 from fairwatch.testing.stack import REPO
 
@@ -91,3 +92,63 @@ def noisy_review_rows(rng, runs, impostors, fmr, genuine, fnmr, pi, error, revie
         # two independent verdicts disagree with probability 2 e (1 - e), whatever the truth
         reviews.append((pairs, rng.binomial(pairs, 2 * error * (1 - error))))
     return rows, reviews
+
+
+# ---- score curves: a brute-force sweep over (score, weight) records ------------------------------
+
+
+def sweep_sums(records: list[tuple[float, float]], t: float, errors_above: bool) -> tuple[float, ...]:
+    """(n, errors, w, w_err, w2, w2_err) of (score, weight) records at threshold t, by a loop: the
+    errors are the records with score >= t (``errors_above``, false matches) or score < t."""
+    n = errors = w = w_err = w2 = w2_err = 0.0
+    for score, weight in records:
+        error = score >= t if errors_above else score < t
+        n += 1
+        w += weight
+        w2 += weight * weight
+        if error:
+            errors += 1
+            w_err += weight
+            w2_err += weight * weight
+    return n, errors, w, w_err, w2, w2_err
+
+
+def sweep_interval(sums: tuple[float, ...], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Rate and Clopper-Pearson bounds on the effective counts (Korn-Graubard: the smaller of the
+    design-based and Kish's effective sizes; the counts themselves when every weight is 1)."""
+    n, errors, w, w_err, w2, w2_err = sums
+    if n == 0:
+        return math.nan, 0.0, 1.0
+    p = w_err / w
+    if w == n and w2 == n:
+        x, m = errors, n
+    else:
+        kish = w * w / w2
+        if 0 < p < 1:
+            variance = (w2_err * (1 - p) ** 2 + (w2 - w2_err) * p * p) / (w * w)
+            m = min(p * (1 - p) / variance, kish)
+        else:
+            m = kish
+        x = p * m
+    alpha = 1 - confidence
+    low = 0.0 if x <= 0 else stats.beta.ppf(alpha / 2, x, m - x + 1)
+    high = 1.0 if x >= m else stats.beta.ppf(1 - alpha / 2, x + 1, m - x)
+    return p, float(low), float(high)
+
+
+def sweep_threshold(candidates: list[float], impostors, genuine, target: float, confidence: float = 0.95) -> dict:
+    """The threshold for an intended FMR (fairwatch.core.score_curves) by trying every candidate in
+    turn: ``impostors`` and ``genuine`` (None: unknown) are (score, weight) records."""
+    at = {t: sweep_interval(sweep_sums(impostors, t, True), confidence) for t in candidates}
+    point = next((t for t in candidates if at[t][0] <= target), None)
+    low = next((t for t in candidates if at[t][1] <= target), None)
+    high = next((t for i, t in enumerate(candidates) if all(at[u][2] <= target for u in candidates[i:])), None)
+    if high is None:
+        return {"status": "too_little_evidence"}
+    found = {"status": "found", "threshold": point, "low": low, "high": high, "fmr": at[point][0],
+             "fmr_low": at[point][1], "fmr_high": at[point][2]}
+    if genuine is not None:
+        found.update(fnmr=sweep_interval(sweep_sums(genuine, point, False), confidence)[0],
+                     fnmr_low=sweep_interval(sweep_sums(genuine, low, False), confidence)[1],
+                     fnmr_high=sweep_interval(sweep_sums(genuine, high, False), confidence)[2])
+    return found

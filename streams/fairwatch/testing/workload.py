@@ -243,3 +243,60 @@ verification: {{match_prob: 1.0, non_match_prob: 1.0, delay_hours: {{median: {de
   error_prob: 0.0}}
 drifts: [{{name: lighting, kind: rate, at: 1.5, metric: fmr, factor: 3.0, group: {{race: Black}}}}]
 """
+
+
+def contrary_reviews(w: Workload, seed: int, share: float = 0.3) -> list[dict]:
+    """Independent reviews of a share of the verified events, each saying the opposite of the verdict
+    that counts, with a revision number above every primary one: none of it may ever count."""
+    rng = random.Random(seed)
+    out = []
+    for event_id, docs in sorted(w.outcomes.items()):
+        if event_id in w.events and rng.random() < share:
+            latest = max(docs, key=lambda d: d["revision"])
+            out.append({**latest, "truth": "genuine" if latest["truth"] == "impostor" else "impostor",
+                        "reviewer": "rev-second", "revision": 9, "inclusion_prob": 1.0, "review": "independent"})
+    return out
+
+
+def store_workload(store, w: Workload, config, extra_outcomes: list[dict] = ()) -> None:
+    """Migrate ``store`` and put the workload through the worker's batch step and sink: events and
+    first verdicts in one batch, then (after those labels are stored) the corrections (revision 1)
+    and ``extra_outcomes`` (independent reviews, say) in a second."""
+    from fairwatch.store.migrations import migrate
+    from fairwatch.store.sink import ClickHouseSink
+    from fairwatch.stream.processor import BatchProcessor, RawMessage
+
+    migrate(store)
+    first, second = [], []
+    for kind, key, value in w.messages:
+        (second if kind == VERIFIED_OUTCOMES and b'"revision": 1' in value else first).append((kind, key, value))
+    second += [(VERIFIED_OUTCOMES, r["event_id"].encode(), json.dumps(r).encode()) for r in extra_outcomes]
+    processor, sink, state = BatchProcessor(config), ClickHouseSink(store, config), {}
+    offset = 0
+    for batch in (first, second):
+        messages = [RawMessage(k, k, 0, offset + i, key, value) for i, (k, key, value) in enumerate(batch)]
+        offset += len(batch)
+        result = processor.process(messages, lambda event_id, partition: state.get(event_id))
+        sink.write(result.sink)
+        for event_id, (_, value) in result.state_changes.items():
+            state.pop(event_id, None) if value is None else state.__setitem__(event_id, value)
+
+
+def verified_score_records(w: Workload, start: datetime, end: datetime, intersections=(("sex", "race"),),
+                           pick=max) -> dict[tuple, list[tuple[float, float]]]:
+    """(deployment, algorithm, mode, attribute, group, truth) -> sorted (score, weight) of the verified
+    events that occurred in ``[start, end)``, by loops over the raw documents: the highest revision of
+    each event's primary verdicts counts (``pick=min``: the first), weight 1 / inclusion_prob."""
+    out: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    for event_id, event in w.events.items():
+        at = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+        if event_id not in w.outcomes or not start <= at < end:
+            continue
+        counted = pick(w.outcomes[event_id], key=lambda d: d["revision"])
+        subject = event["subject"]
+        groups = [("*", "*"), *subject.items()]
+        groups += [("&".join(c), "&".join(subject[a] for a in c)) for c in intersections if all(a in subject for a in c)]
+        for attribute, group in groups:
+            key = (event["deployment"], event["algorithm"], event["mode"], attribute, group, counted["truth"])
+            out[key].append((event["score"], 1 / counted["inclusion_prob"]))
+    return {key: sorted(rows) for key, rows in out.items()}
