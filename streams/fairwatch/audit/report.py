@@ -414,6 +414,13 @@ def _methods(config: CoreConfig, policy: dict | None, store: Store, frame: Group
             "FMR": "false matches / impostor comparisons (impostor truth, decision match); FPIR in identification",
             "FNMR": "false non-matches / genuine comparisons (genuine truth, decision non_match); FNIR in"
                     " identification",
+            "FPIR": "identification (1:N): non-mated searches (impostor truth) that listed at least one candidate"
+                    " at or above the threshold / non-mated searches (shown in the FMR columns of mode"
+                    " identification)",
+            "FNIR": "identification (1:N): mated searches (genuine truth) whose mate (the outcome's mate_rank) is"
+                    " not listed at or above the threshold / mated searches, a search that listed someone else"
+                    " counted as a miss; a search sent without its candidate list is judged by its decision"
+                    " (shown in the FNMR columns of mode identification)",
             "weighting": "each verified outcome weighs 1 / inclusion_prob (inverse probability of verification)",
             "time": "event time: an outcome counts in the bucket of its event's occurred_at, whenever it was"
                     " verified; the latest revision of an outcome replaces earlier ones",
