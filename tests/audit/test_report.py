@@ -70,7 +70,8 @@ def seed_with_late_outcomes(store, workload) -> Counter:
 
 @pytest.fixture(scope="module")
 def workload():
-    return make_workload(3_000, seed=77, hours=2, revision_share=0.05)
+    # without searches' lists: a workload whose groups leave two ratios undefined (a test below needs them)
+    return make_workload(3_000, seed=77, hours=2, revision_share=0.05, search_share=0)
 
 
 @pytest.fixture(params=[pytest.param("server", marks=pytest.mark.services), "embedded"])

@@ -69,7 +69,7 @@ def test_cluster_sizes_equal_a_brute_force_recount(migrated_store):
             keys[f"e{i}"] = cluster_id
         decision = rng.choice(["match", "non_match"])
         events.append((f"e{i}", at, 0, deployment, "algo-1", "verification", 0.5, 0.4, decision, ["race", "sex"],
-                       labels, [], [], "", at, cluster_id))
+                       labels, [], [], "", at, cluster_id, 0, [], [], [], 0, -1))
         for revision in range(rng.choice([1, 1, 2])):  # a later revision may turn the verdict
             labeled.append((f"e{i}", at, 0, bucket, deployment, "algo-1", "verification", ["race", "sex"], labels,
                             decision, rng.choice(["genuine", "impostor"]), revision, 1.0, 0))

@@ -98,7 +98,7 @@ deployments:
     replayed = Workload()
     for event_id, docs in list(valid.outcomes.items())[: small]:
         if event_id in valid.events:
-            latest = max(docs, key=lambda d: d["revision"])
+            latest = {k: v for k, v in max(docs, key=lambda d: d["revision"]).items() if k != "mate_rank"}
             replayed.outcomes[event_id] = [{**latest, "revision": REPLAYED_REVISION,
                                             "truth": "genuine" if latest["truth"] == "impostor" else "impostor"}]
     sends = [
@@ -141,12 +141,16 @@ def encoded(doc: dict) -> bytes:
 
 
 def forge(value: bytes) -> bytes:
-    """The value with one record's verdict changed (a decision, a truth), as an attacker would."""
+    """The value with one record's verdict changed (a decision, a truth, a search's list emptied), as
+    an attacker would, keeping the record valid under the contract."""
     envelope = json.loads(value)
     record = envelope["records"][0]
-    if "decision" in record:
+    if "candidates" in record:
+        record.update(candidates=[], decision="non_match", score=record["threshold"] - 1)
+    elif "decision" in record:
         record["decision"] = "match" if record["decision"] == "non_match" else "non_match"
     else:
+        record.pop("mate_rank", None)
         record["truth"] = "genuine" if record["truth"] == "impostor" else "impostor"
     return json.dumps(envelope, separators=(",", ":")).encode()
 

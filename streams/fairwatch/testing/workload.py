@@ -64,7 +64,9 @@ def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orpha
             "subject": {"sex": rng.choice(SEXES), "race": race, "age": rng.choice(AGES)},
         }
         mate_rank = None
-        if event["mode"] == "identification" and rng.random() < search_share:  # a search with its candidate list
+        # a search with its candidate list (no draw at all when search_share is 0: the workloads made
+        # before searches had lists stay as they were)
+        if event["mode"] == "identification" and search_share and rng.random() < search_share:
             mate_rank = _candidate_list(rng, event, impostor, error)
         if rng.random() < outcome_share:
             w.outcomes[event_id] = _outcomes(rng, event_id, occurred, impostor, revision_share, sampled_share,
@@ -252,7 +254,7 @@ def contrary_reviews(w: Workload, seed: int, share: float = 0.3) -> list[dict]:
     out = []
     for event_id, docs in sorted(w.outcomes.items()):
         if event_id in w.events and rng.random() < share:
-            latest = max(docs, key=lambda d: d["revision"])
+            latest = {k: v for k, v in max(docs, key=lambda d: d["revision"]).items() if k != "mate_rank"}
             out.append({**latest, "truth": "genuine" if latest["truth"] == "impostor" else "impostor",
                         "reviewer": "rev-second", "revision": 9, "inclusion_prob": 1.0, "review": "independent"})
     return out
