@@ -127,3 +127,18 @@ def test_the_simulated_lists_carry_the_configured_rates(simulation):
 def test_a_gallery_size_without_a_list_length_is_refused():
     with pytest.raises(ScenarioError, match="list_length"):
         parse_scenario(SCENARIO.replace("list_length: 5, ", ""))
+
+
+def test_the_packaged_identification_scenario_raises_one_groups_fpir():
+    """`fairwatch simulate --scenario identification`: every event a search with its list, and the
+    drift multiplies race=Black's true FPIR by 4 (from the scenario text: 2e-3 x 5 x the sex and
+    age mix, before and after), no other race's."""
+    from fairwatch.sim.scenario import load_scenario
+
+    sim = simulate(load_scenario("identification"), events=4000)
+    lines = [json.loads(line) for line in sim.event_lines(range(sim.n_events))]
+    assert all(e["mode"] == "identification" and "candidates" in e and e["list_length"] == 10 for e in lines)
+    [drift] = sim.truth()["drifts"]
+    effects = {(e["attribute"], e["label"]): e["ratio"] for e in drift["effects"] if e["mode"] == "identification"}
+    assert effects[("race", "Black")] == pytest.approx(4.0)
+    assert not [key for key in effects if key[0] == "race" and key[1] != "Black"]
