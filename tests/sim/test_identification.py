@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -142,3 +143,37 @@ def test_the_packaged_identification_scenario_raises_one_groups_fpir():
     effects = {(e["attribute"], e["label"]): e["ratio"] for e in drift["effects"] if e["mode"] == "identification"}
     assert effects[("race", "Black")] == pytest.approx(4.0)
     assert not [key for key in effects if key[0] == "race" and key[1] != "Black"]
+
+
+def test_an_fpir_drift_of_searches_with_lists_is_alerted_on_its_group_only(tmp_path):
+    """Detection as for verification: race=Black's FPIR tripled at 1.5 h (every comparison a search
+    with its list) opens one error_rate_drift incident, metric fpir, on race=Black only, after
+    the drift; the oracle is the simulator's truth (the groups whose true FPIR changed)."""
+    from typer.testing import CliRunner
+
+    from fairwatch.cli import app
+    from fairwatch.sim.writers import write_jsonl
+    from fairwatch.testing.workload import race_drift_scenario
+
+    sim = simulate(parse_scenario(race_drift_scenario("search-drift", seed=5, delay_median_hours=0.05,
+                                                      searches=True)), events=60_000)
+    files = write_jsonl(sim, tmp_path / "sim")
+    assert b'"candidates"' in files["events"].read_bytes()[:2000]
+    (tmp_path / "policy.yaml").write_text("deployment: gate-a\nattributes: [race]\nbaseline: {duration: 90m}\n"
+                                          "min_evidence: 500\nband: 1.25\nresolve_after: 20m\n"
+                                          "false_alarms_per_day: 0.5\n")
+    result = CliRunner().invoke(app, ["replay", str(files["events"]), str(files["outcomes"]), "--store",
+                                      f"chdb://{tmp_path / 'store'}", "--policy", str(tmp_path / "policy.yaml"),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    alerts = json.loads(result.stdout.strip().splitlines()[-1])["alerts"]
+    truth = json.loads(files["truth"].read_text())
+    changed = {f"race={row['label']}" for row in truth["groups"] if row["attribute"] == "race"
+               and row["mode"] == "identification"
+               and len({r["target_fmr"] for r in truth["groups"] if r["attribute"] == "race"
+                        and r["label"] == row["label"]}) > 1}
+    assert changed == {"race=Black"}
+    drifts = [a for a in alerts if a["type"] == "error_rate_drift"]
+    assert {(a["group"], a["metric"]) for a in drifts} == {("race=Black", "fpir")}, alerts
+    drift_at = datetime.fromisoformat(truth["drifts"][0]["at"].replace("Z", "+00:00"))
+    assert all(datetime.fromisoformat(a["opened_at"].replace("Z", "+00:00")) > drift_at for a in drifts)

@@ -226,9 +226,12 @@ def mixed_batches(w: Workload, partitions: int, seed: int, *, batch_share: float
     return out, bad_records
 
 
-def race_drift_scenario(name: str, seed: int, delay_median_hours: float) -> str:
+def race_drift_scenario(name: str, seed: int, delay_median_hours: float, searches: bool = False) -> str:
     """A scenario YAML: one gate over 3 h, every comparison verified after a lognormal delay, and
-    race=Black's FMR tripled from 1.5 h on (the detection and replay tests' drift)."""
+    race=Black's FMR tripled from 1.5 h on (the detection and replay tests' drift). ``searches``:
+    every comparison is an identification search returning a candidate list (at most 5), with the
+    same rates as FPIR and FNIR."""
+    modes = ", identification_share: 1.0, list_length: 5, gallery_size: 100000" if searches else ""
     return f"""
 name: {name}
 seed: {seed}
@@ -240,7 +243,7 @@ algorithms:
   algo-1:
     fmr: {{base: 0.01, factors: {{race: {{Black: 2.0, Asian: 1.5}}}}}}
     fnmr: {{base: 0.02}}
-deployments: [{{name: gate-a, algorithm: algo-1, threshold: 3.0, impostor_share: 0.5}}]
+deployments: [{{name: gate-a, algorithm: algo-1, threshold: 3.0, impostor_share: 0.5{modes}}}]
 verification: {{match_prob: 1.0, non_match_prob: 1.0, delay_hours: {{median: {delay_median_hours}, sigma: 0.5}},
   error_prob: 0.0}}
 drifts: [{{name: lighting, kind: rate, at: 1.5, metric: fmr, factor: 3.0, group: {{race: Black}}}}]
