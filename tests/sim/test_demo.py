@@ -62,7 +62,8 @@ def demo(stack, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def oracle(demo):
-    """Per (segment, metric, attribute, label): [n, errors, sum w, sum w*error] from the files."""
+    """Per (segment, metric, attribute, label): [n, errors, sum w, sum w*error] from the files; the
+    metrics of identification searches are fpir and fnir."""
     files = demo["summary"]["files"]
     drift_at = _time(demo["summary"]["truth"]["drifts"][0]["at"])
     latest: dict[str, dict] = {}
@@ -80,7 +81,12 @@ def oracle(demo):
                 continue
             segment = int(_time(ev["occurred_at"]) >= drift_at)
             genuine, match = o["truth"] == "genuine", ev["decision"] == "match"
+            if genuine and "candidates" in ev:  # a mated search: its named mate listed at or above the threshold
+                rank = o.get("mate_rank")
+                match = rank is not None and ev["candidates"][rank - 1]["score"] >= ev["threshold"]
             metric, error = ("fnmr", not match) if genuine else ("fmr", match)
+            if ev["mode"] == "identification":
+                metric = {"fmr": "fpir", "fnmr": "fnir"}[metric]
             w = 1.0 / o["inclusion_prob"]
             for group in [("*", "*"), *ev["subject"].items()]:
                 a = acc[(segment, metric, *group)]
@@ -94,7 +100,8 @@ def oracle(demo):
 def true_rate(metric: str, segment: int, group: tuple[str, str]) -> float:
     """From the scenario text: base x factors per cell, the drift's factor on its group after it."""
     drift = SCENARIO["drifts"][0]
-    boost = {tuple(next(iter(drift["group"].items()))): drift["factor"]} if segment == 1 and metric == drift["metric"] else {}
+    drifted = {drift["metric"], {"fmr": "fpir", "fnmr": "fnir"}[drift["metric"]]}  # a drift without `modes`: both
+    boost = {tuple(next(iter(drift["group"].items()))): drift["factor"]} if segment == 1 and metric in drifted else {}
     [algorithm] = SCENARIO["algorithms"].values()
     return expected_rate(algorithm[metric], SCENARIO["attributes"], group, boost)
 
@@ -102,7 +109,7 @@ def true_rate(metric: str, segment: int, group: tuple[str, str]) -> float:
 def test_demo_numbers_match_the_files_and_the_truth(demo, oracle):
     rows = demo["summary"]["groups"]
     assert demo["summary"]["truth"]["events"] == EVENTS
-    expected_keys = {(s, m, *g) for s in (0, 1) for m in ("fmr", "fnmr")
+    expected_keys = {(s, m, *g) for s in (0, 1) for m in ("fmr", "fnmr", "fpir", "fnir")
                      for g in [("*", "*")] + [(a, l) for a, labels in SCENARIO["attributes"].items() for l in labels]}
     assert {(r["segment"], r["metric"], r["attribute"], r["group"]) for r in rows} == expected_keys
     misses = []
@@ -172,16 +179,18 @@ def test_replay_over_the_files_gives_the_live_counts(demo, oracle, tmp_path):
         done = subprocess.run([*cli, "metrics", "--store", store, *window], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
         documents.append(json.loads(done.stdout))
-    replayed, live = ({(g["attribute"], g["group"]): g for g in d["groups"]} for d in documents)
-    assert replayed.keys() == live.keys() and len(live) == 10
-    for key, g in live.items():
-        r = replayed[key]
+    replayed, live = ({(g["mode"], g["attribute"], g["group"]): g for g in d["groups"]} for d in documents)
+    assert replayed.keys() == live.keys() and len(live) == 20  # 10 groups, verification and identification
+    for (mode, *key), g in live.items():
+        key = tuple(key)
+        r = replayed[(mode, *key)]
         for field in ("impostor", "false_match", "genuine", "false_non_match"):
             assert r[field] == g[field], (key, field)
         for field in ("fmr", "fnmr", "fmr_low", "fmr_high", "fnmr_low", "fnmr_high"):
             assert r[field] == pytest.approx(g[field], rel=1e-9), (key, field)
         # and both equal the brute force over the files, both segments together
         for metric, n_field, e_field in (("fmr", "impostor", "false_match"), ("fnmr", "genuine", "false_non_match")):
+            metric = {"fmr": "fpir", "fnmr": "fnir"}[metric] if mode == "identification" else metric
             n = sum(oracle[(s, metric, *key)][0] for s in (0, 1))
             errors = sum(oracle[(s, metric, *key)][1] for s in (0, 1))
             assert (g[n_field], g[e_field]) == (n, errors), key
@@ -224,8 +233,9 @@ def test_the_summary_states_the_true_differentials_against_the_policy(demo):
     for d in summary["differentials"]:
         if d["metric"] != "max_min_ratio" or d["attribute"] not in ("race", "sex"):
             continue
-        rates = [g[f"target_{d['rate']}"] for g in summary["truth"]["groups"] if g["segment"] == d["segment"]
-                 and g["attribute"] == d["attribute"] and g["deployment"] == d["deployment"]]
+        base = {"fpir": "fmr", "fnir": "fnmr"}.get(d["rate"], d["rate"])  # identification's names
+        rates = [g[f"target_{base}"] for g in summary["truth"]["groups"] if g["segment"] == d["segment"]
+                 and g["attribute"] == d["attribute"] and g["deployment"] == d["deployment"] and g["mode"] == d["mode"]]
         assert d["truth"] == pytest.approx(max(rates) / min(rates), rel=1e-12)
         if d["truth"] > ratio:
             stated += 1

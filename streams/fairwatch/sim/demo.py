@@ -750,7 +750,8 @@ def _clickhouse_hints(store_url: str, auditor_url: str, database: str, scenario:
     redacted = redacted_url(_database_url(auditor_url, database))
     query = ("SELECT toDateTime(intDiv(toUInt32(bucket), 600) * 600, 'UTC') AS t, group_label AS race,"
              " round(sum(impostor_w_err) / sum(impostor_w), 4) AS fmr, sum(impostor_errors) AS false_matches"
-             " FROM group_counts FINAL WHERE attribute = 'race' GROUP BY t, race ORDER BY t, race")
+             " FROM group_counts FINAL WHERE attribute = 'race' AND mode = 'verification'"
+             " GROUP BY t, race ORDER BY t, race")
     config = _client_config(auditor_url, out)
     who = (f"--config-file {shlex.quote(str(config))}" if config is not None
            else f"--user {url.username or 'default'}")
@@ -811,7 +812,12 @@ def _print_story(console, result: dict[str, Any]) -> None:
     truth = result["truth"]
     segments = truth["segments"]
     console.rule("[bold]what fairwatch saw")
-    for metric, title in (("fmr", "False match rate (FMR)"), ("fnmr", "False non-match rate (FNMR)")):
+    shown = {g["metric"] for g in result["groups"]}
+    for metric, title in (("fmr", "False match rate (FMR)"), ("fnmr", "False non-match rate (FNMR)"),
+                          ("fpir", "Identification searches: false positive identification rate (FPIR)"),
+                          ("fnir", "Identification searches: false negative identification rate (FNIR)")):
+        if metric not in shown:
+            continue
         table = Table(title=f"{title} by group, 95% intervals, vs the simulator's true rate "
                             f"({result['deployment']}, {result['algorithm']})")
         table.add_column("group")

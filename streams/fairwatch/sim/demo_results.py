@@ -16,6 +16,10 @@ PLOT_STEP_SECONDS = 900  # the over-time plot: one point per 15 minutes of event
 
 
 SHOWN_DIFFERENTIALS = ("max_min_ratio", "max_geomean")
+# a rate's name in the demo's rows: in identification the words are FPIR and FNIR
+RATE_NAMES = {("verification", "fmr"): "fmr", ("verification", "fnmr"): "fnmr",
+              ("identification", "fmr"): "fpir", ("identification", "fnmr"): "fnir"}
+BASE_RATE = {"fmr": "fmr", "fnmr": "fnmr", "fpir": "fmr", "fnir": "fnmr"}
 
 
 def truth_rows(truth: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
@@ -42,12 +46,13 @@ def per_group_results(store, truth: dict[str, Any], config: CoreConfig) -> tuple
                 groups.append({
                     "segment": seg["index"], "window": window.to_dict(), "deployment": g["deployment"],
                     "algorithm": g["algorithm"], "mode": g["mode"], "attribute": g["attribute"], "group": g["group"],
-                    "metric": metric, "n": g[n_field], "errors": g[e_field], "rate": g[metric], "low": low,
+                    "metric": RATE_NAMES.get((g["mode"], metric), metric), "n": g[n_field], "errors": g[e_field], "rate": g[metric], "low": low,
                     "high": high, "status": g[f"{metric}_status"] if f"{metric}_status" in g else g["status"],
                     "truth": true_rate,
                     "covered": None if true_rate is None or low is None else bool(low <= true_rate <= high),
                 })
         for d in document["differentials"]:
+            d = {**d, "rate": RATE_NAMES.get((d["mode"], d["rate"]), d["rate"])}
             differentials.append({"segment": seg["index"], **d, "truth": true_differential(targets, seg["index"], d)})
     return groups, differentials
 
@@ -55,9 +60,9 @@ def per_group_results(store, truth: dict[str, Any], config: CoreConfig) -> tuple
 def true_differential(targets: dict[tuple, dict[str, Any]], segment: int, d: dict[str, Any]) -> float | None:
     """The differential the simulator's true rates give (max/min, max/geometric mean), or None
     where the truth has no rate for every group of the attribute (intersections, a zero rate)."""
-    if d["metric"] not in SHOWN_DIFFERENTIALS or d["rate"] not in ("fmr", "fnmr"):
+    if d["metric"] not in SHOWN_DIFFERENTIALS or d["rate"] not in BASE_RATE:
         return None
-    rates = [r[f"target_{d['rate']}"] for (seg, dep, alg, mode, attribute, _), r in targets.items()
+    rates = [r[f"target_{BASE_RATE[d['rate']]}"] for (seg, dep, alg, mode, attribute, _), r in targets.items()
              if (seg, dep, alg, mode, attribute) == (segment, d["deployment"], d["algorithm"], d["mode"], d["attribute"])]
     if len(rates) < 2 or min(rates) <= 0:
         return None
@@ -88,15 +93,18 @@ def alert_results(store, truth: dict[str, Any]) -> list[dict[str, Any]]:
 
 def step_series(store, deployment: str, attributes: tuple[str, ...], start: datetime, end: datetime,
                 config: CoreConfig, step: int = PLOT_STEP_SECONDS) -> dict[str, Any]:
-    """FMR / FNMR per group per ``step`` of event time, with intervals (for the plots)."""
+    """FMR / FNMR per group per ``step`` of event time, with intervals (for the plots): verification
+    only (identification searches have their own rates, FPIR and FNIR)."""
     from fairwatch.core.estimates import RateEstimator
     from fairwatch.core.groupframe import population_strata
     from fairwatch.store.group_counts import bucket_counts
 
-    rows = bucket_counts(store, deployment, start, end, attributes, by_algorithm=False)
+    rows = bucket_counts(store, deployment, start, end, attributes, by_algorithm=True)
     n_steps = max(1, math.ceil((end - start).total_seconds() / step))
     acc: dict[tuple[str, str], np.ndarray] = {}
-    for attribute, label, bucket, *values in rows:
+    for _algorithm, mode, attribute, label, bucket, *values in rows:
+        if mode != "verification":
+            continue
         i = min(n_steps - 1, int((bucket - start.timestamp()) // step))
         acc.setdefault((attribute, label), np.zeros((n_steps, len(COLUMNS))))[i] += values
     estimator = RateEstimator(config)
