@@ -445,3 +445,60 @@ def test_a_floor_does_not_decide_the_side_of_the_policy_ratio(demo, files):
     assert d["ratio"]["value"] < policy_ratio < o["ratio"]
     [line] = [str(b[1]) for b in report.blocks if b[0] == "li" and str(b[1]).startswith("race FMR: highest")]
     assert "the estimate is above it" in line
+
+
+def test_the_demo_report_shows_the_impostor_pair_matrix_of_a_recount_of_the_demo_files(demo):
+    """Acceptance (issue #26, point 3): the demo's report shows FMR by demographic pair, and every cell
+    equals a recount from the demo's files: per (subject label, reference label) the verified impostor
+    comparisons of the window (latest revision), their false matches and the weighted FMR."""
+    start, end = _time(demo["truth"]["start"]), _time(demo["truth"]["end"])
+    latest: dict[str, dict] = {}
+    with open(demo["tmp"] / "sim" / "outcomes.jsonl", "rb") as handle:
+        for line in handle:
+            o = json.loads(line)
+            if o.get("review", "primary") == "primary" and (
+                    o["event_id"] not in latest or o["revision"] > latest[o["event_id"]]["revision"]):
+                latest[o["event_id"]] = o
+    cells: dict[tuple, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
+    with open(demo["tmp"] / "sim" / "events.jsonl", "rb") as handle:
+        for line in handle:
+            ev = json.loads(line)
+            o = latest.get(ev["event_id"])
+            if o is None or o["truth"] != "impostor" or not start <= _time(ev["occurred_at"]) < end:
+                continue
+            w, error = 1.0 / o["inclusion_prob"], ev["decision"] == "match"
+            for attribute, label in ev["subject"].items():
+                c = cells[(attribute, label, ev["reference"][attribute])]
+                c[0] += 1
+                c[1] += error
+                c[2] += w
+                c[3] += w * error
+    section = demo["document"]["impostor_pairs"]
+    matrices = {m["attribute"]: m for m in section["matrices"]}
+    assert set(matrices) >= {"sex", "race", "age"}
+    least = demo["document"]["methods"]["thresholds"]["min_comparisons"]
+    for attribute, m in matrices.items():
+        if "&" in attribute:
+            continue
+        assert m["rate"] == "FMR" and m["status"] == "ok"
+        found = {(c["group"], c["reference"]): c for c in m["cells"]}
+        expected = {(g, h): v for (a, g, h), v in cells.items() if a == attribute}
+        assert {k for k, c in found.items() if c["comparisons"]} == set(expected)
+        for key, (n, x, w, w_err) in expected.items():
+            c = found[key]
+            assert (c["comparisons"], c["errors"]) == (n, x), key
+            assert c["rate"] == pytest.approx(w_err / w, rel=1e-9) and c["low"] <= c["rate"] <= c["high"]
+            assert (c["status"] == "too_little_evidence") == (n < least)
+        assert all(r["without_labels"] == 0 for r in m["rows"])  # the simulator labels every reference
+    # most impostors share the subject's group (impostor_same_demographics 0.8): the diagonal is measured
+    race = {(c["group"], c["reference"]): c for c in matrices["race"]["cells"]}
+    assert all(race[g, g]["status"] == "measured" for g in matrices["race"]["groups"])
+    same = [d for d in section["same_group_differentials"] if (d["attribute"], d["metric"], d["rate"]) ==
+            ("race", "max_min_ratio", "fmr")]
+    assert len(same) == 1 and same[0]["all_impostors"] is not None
+    report = _report(demo, CoreConfig(bucket_seconds=60, min_comparisons=least))
+    html = to_html(report)
+    part = html[html.index("6. Impostor pairs"):html.index("7. Plots")]
+    assert "race: subject \\ reference" in part and "same-group impostors" in part
+    black = race["Black", "Black"]
+    assert f"{format_number(black['rate'])} [{format_number(black['low'])}, {format_number(black['high'])}]" in part

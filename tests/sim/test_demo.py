@@ -247,6 +247,43 @@ def test_the_summary_states_the_true_differentials_against_the_policy(demo):
     assert "stands for 1 / (its probability of being verified)" in demo["stdout"]  # weights, said once
 
 
+def test_the_summary_shows_fmr_by_impostor_pair_as_a_recount_of_the_files(demo):
+    """Issue #26, point 3: who the impostors are. Per attribute, FMR by (subject group, reference group)
+    over the whole run, every cell equal to a recount from the files (latest primary verdict per event,
+    weight 1 / inclusion_prob, the events' reference labels), and the summary page shows the matrix."""
+    files = demo["summary"]["files"]
+    latest: dict[str, dict] = {}
+    with open(files["outcomes"], "rb") as handle:
+        for line in handle:
+            o = json.loads(line)
+            if o.get("review", "primary") == "primary" and (
+                    o["event_id"] not in latest or o["revision"] > latest[o["event_id"]]["revision"]):
+                latest[o["event_id"]] = o
+    cells: dict[tuple, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
+    with open(files["events"], "rb") as handle:
+        for line in handle:
+            ev = json.loads(line)
+            o = latest.get(ev["event_id"])
+            if o is None or o["truth"] != "impostor":
+                continue
+            w, error = 1.0 / o["inclusion_prob"], ev["decision"] == "match"
+            for attribute, label in ev["subject"].items():
+                c = cells[(attribute, label, ev["reference"][attribute])]
+                for i, value in enumerate((1, error, w, w * error)):
+                    c[i] += value
+    matrices = {m["attribute"]: m for m in demo["summary"]["impostor_pairs"]}
+    assert set(matrices) == set(SCENARIO["attributes"])
+    for attribute, m in matrices.items():
+        found = {(c["group"], c["reference"]): c for c in m["cells"] if c["comparisons"]}
+        expected = {(g, h): v for (a, g, h), v in cells.items() if a == attribute}
+        assert set(found) == set(expected)
+        for key, (n, x, w, w_err) in expected.items():
+            assert (found[key]["comparisons"], found[key]["errors"]) == (n, x), key
+            assert found[key]["rate"] == pytest.approx(w_err / w, rel=1e-9)
+    html = (demo["out"] / "summary.html").read_text()
+    assert "Who the impostors are" in html and "race (FMR)" in html
+
+
 def test_the_query_to_try_runs_and_agrees_with_the_files(demo, oracle):
     summary = demo["summary"]
     assert summary["clickhouse"]["database"] in demo["stdout"] and "clickhouse-client" in demo["stdout"]

@@ -7,7 +7,8 @@ no cycle has written states lately; the current differentials with their interva
 the policy's ``policy_ratio`` by the interval; per-group FMR / FNMR with interval bands, status over
 time),
 **Disparity** (GARBE, FDR, IR, max/geomean with intervals over time, realized vs intended FMR,
-group x time heatmap, per-group FMR(t) and FNMR(t) of the verified scores), **Alerts** (firing incidents by severity rank and resolved ones, alerts as
+group x time heatmap, per-group FMR(t) and FNMR(t) of the verified scores, FMR by impostor pair as a
+subject group x reference group matrix), **Alerts** (firing incidents by severity rank and resolved ones, alerts as
 annotations) and **Pipeline health** (ingest rate, consumer lag, pending joins, orphans, dead
 letters by reason, sink latency). Colours come from a :class:`BoardPolicy` built from the
 alerting policy files, never from numbers of the boards' own.
@@ -821,7 +822,74 @@ ORDER BY time"""
         .with_target(query(score_curve_sql(), fmt=FORMAT_TABLE))
         .override_by_regexp("/^F.*MR$/", [gm.DynamicConfigValue(id_val="unit", value="percentunit"),
                                           gm.DynamicConfigValue(id_val="decimals", value=4)]), 24, 9))
+
+    board = board.with_row(grid.row("Impostor pairs: FMR (FPIR) by subject group x the other side's group"))
+    as_matrix = gm.DataTransformerConfig(id_val="groupingToMatrix", options={
+        "rowField": "subject", "columnField": "reference", "valueField": "rate", "emptyValue": "null"})
+    board = board.with_panel(grid.place(
+        table.Panel().title("Impostor pairs of $attribute: rate by subject (rows) x reference or rank-1 candidate"
+                            " (columns)").description(PAIR_PANEL_NOTE)
+        .with_target(query(impostor_pairs_sql(), fmt=FORMAT_TABLE)).with_transformation(as_matrix)
+        .unit("percentunit").decimals(4), 24, 9))
     return board
+
+
+PAIR_PANEL_NOTE = (
+    "Verified impostor comparisons of the time range (latest primary verdict, weighted 1 / inclusion_prob)."
+    " Verification: FMR[g, h] = weighted false matches / weighted impostor comparisons of a subject of group g (row)"
+    " with a reference of group h (column), each cell over its own pairs; the diagonal is same-group impostors."
+    " Identification with candidate lists: FPIR[g, h] = weighted non-mated searches of g probes whose rank-1"
+    " candidate at or above the threshold is of group h / weighted non-mated searches of g probes (every cell of a"
+    " row has the row's denominator). Pairs without the other side's labels are left out. Point estimates only,"
+    f" blank below {SCORE_MIN_COMPARISONS} comparisons in the denominator: the intervals, what is left out and the"
+    " differentials on same-group impostors are in the report's section 6.")
+PAIR_MARK = "="  # pair labels of comparisons without a labelled other side start with it; labels never do
+
+
+def impostor_pairs_sql() -> str:
+    """Per subject group of ``$attribute`` (an intersection too) and the other side's group: comparisons,
+    errors and the rate (long format; the panel turns it into a matrix). Verification reads the events'
+    reference labels, identification the rank-1 candidate's groups of the searches that listed one at or
+    above the threshold (decision ``match``), with every non-mated search of the row in the denominator."""
+    attribute = "splitByChar('&', decodeURLComponent('${attribute:percentencode}'))"
+    parts = range(1, SCORE_MAX_PARTS + 1)
+
+    def label(values: str, keys: str) -> str:
+        found = ", ".join(f"{values}[indexOf({keys}, {attribute}[{i}])]" for i in parts)
+        return f"if(hasAll({keys}, {attribute}), arrayStringConcat(arrayFilter(x -> x != '', [{found}]), '&'), '')"
+
+    # the rank-1 candidate's groups, compacted for visitParamExtractString (no label holds a quote)
+    groups = "replaceAll(candidate_groups[1], '\": \"', '\":\"')"
+    candidate = f"arraySlice([{', '.join(f'visitParamExtractString({groups}, {attribute}[{i}])' for i in parts)}], 1, length({attribute}))"
+    identification = "decodeURLComponent('${mode:percentencode}') = 'identification'"
+    pair = (f"multiIf(NOT {identification}, {label('reference_values', 'reference_keys')},"
+            f" decision != 'match' OR candidates_listed = 0, '{PAIR_MARK}',"
+            f" arrayAll(x -> x != '', {candidate}), arrayStringConcat({candidate}, '&'), '')")
+    rows = f"""
+        SELECT {label('subject_values', 'subject_keys')} AS subject, {pair} AS pair, decision, weight
+        FROM labeled_outcomes FINAL ANY INNER JOIN (
+            SELECT event_id, reference_keys, reference_values, candidates_listed, candidate_groups FROM match_events FINAL
+            WHERE occurred_at >= $__fromTime AND occurred_at < $__toTime + 86400 AND {SCOPE}
+        ) AS paired USING (event_id)
+        WHERE $__timeFilter(bucket) AND {SCOPE} AND truth = 'impostor' AND hasAll(subject_keys, {attribute})
+          AND length({attribute}) <= {SCORE_MAX_PARTS}"""
+    least = SCORE_MIN_COMPARISONS
+    return f"""
+SELECT subject, reference, comparisons, errors, if(comparisons < {least}, NULL, weighted_errors / weighted) AS rate
+FROM (
+    SELECT subject, pair AS reference, if({identification}, row_n, n) AS comparisons, errors,
+           if({identification}, row_w, w) AS weighted, w_err AS weighted_errors
+    FROM (
+        SELECT subject, pair, toFloat64(count()) AS n, toFloat64(countIf(decision = 'match')) AS errors,
+               sum(weight) AS w, sumIf(weight, decision = 'match') AS w_err
+        FROM ({rows})
+        GROUP BY subject, pair
+    ) AS cells ANY LEFT JOIN (
+        SELECT subject, toFloat64(count()) AS row_n, sum(weight) AS row_w FROM ({rows}) GROUP BY subject
+    ) AS totals USING (subject)
+    WHERE pair != '' AND NOT startsWith(pair, '{PAIR_MARK}')
+)
+ORDER BY subject, reference"""
 
 
 SCORE_PANEL_NOTE = (

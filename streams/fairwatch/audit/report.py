@@ -36,6 +36,7 @@ from fairwatch.audit.report_figures import report_figures
 from fairwatch.audit.report_findings import findings
 from fairwatch.audit.report_evidence import counted_intersections, evidence_section
 from fairwatch.audit.report_headline import first_page
+from fairwatch.audit.report_pairs import pair_section
 from fairwatch.audit.report_scores import score_section
 from fairwatch.audit.suppression import (
     DEFAULT_MIN_GROUP_SIZE,
@@ -394,6 +395,9 @@ def build_report(
     # the intersections the counts hold, so that the scores have the groups the rates have
     counted = replace(config, intersections=tuple(map(tuple, document["scope"]["intersections"])))
     document["scores"], _ = score_section(recorder, window, counted, deployment, algorithm, attribute, hidden, tables)
+    progress("impostor pairs", 0, 1)
+    document["impostor_pairs"] = pair_section(recorder, window, counted, frame, differentials, deployment, algorithm,
+                                              attribute, hidden_sets, tables)
     if evidence_origin is not None:
         progress("evidence", 0, 1)
         document["evidence"] = evidence_section(store, sorted({g["deployment"] for g in groups}), evidence_origin,

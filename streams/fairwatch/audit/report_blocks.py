@@ -102,7 +102,7 @@ def rate_definitions(thresholds: dict) -> list[tuple]:
                   f" {thresholds['min_comparisons']} comparisons, or anytime-valid bounds that hold the target),"
                   " no target (measured, not judged). The status is judged on anytime-valid bounds, wider than"
                   " the interval shown: they hold at every look and for all the rates of a deployment, algorithm"
-                  " and mode at once (section 8), so an interval that excludes the target can still be insufficient.")]
+                  " and mode at once (section 9), so an interval that excludes the target can still be insufficient.")]
 
 
 def metric_definitions(thresholds: dict) -> list[tuple]:
@@ -236,7 +236,7 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
              Cell(words(d.get("vs_policy")), {"above_policy": "worse", "not_distinguishable": "warn"}.get(
                  d.get("vs_policy")))] for d in rows]))
     b.append(("p", "Any difference at all between the groups (homogeneity test, one test at level"
-                   f" {1 - thresholds['confidence']:.2g} per attribute and rate; method in section 8):"))
+                   f" {1 - thresholds['confidence']:.2g} per attribute and rate; method in section 9):"))
     b.append(("table", ["deployment", "algorithm", "mode", "attribute", "rate", "groups", "p-value", "test", "verdict"], [
         [t["deployment"], t["algorithm"], t["mode"], t["attribute"], t["rate"], str(t["groups"]),
          format_number(t["p_value"], 3), t["method"], Cell(words(t["verdict"]), "warn" if t["verdict"] == "differ"
@@ -257,14 +257,18 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
 
     if "scores" in doc:
         b += score_blocks(doc["scores"], 5)
+    if "impostor_pairs" in doc:
+        from fairwatch.audit.report_pairs import pair_blocks  # it builds on this module's cells
 
-    b.append(("h2", "6. Plots"))
+        b += pair_blocks(doc["impostor_pairs"], 6)
+
+    b.append(("h2", "7. Plots"))
     for png, caption in figures:
         b.append(("img", png, caption))
     if not figures:
         b.append(("p", "No plot: none was asked for (JSON and CSV carry none) or no group had data to draw."))
 
-    b.append(("h2", "7. Alert history"))
+    b.append(("h2", "8. Alert history"))
     if doc["alerts"]:
         b.append(("table", ["opened", "resolved", "type", "severity", "deployment", "group", "metric", "value [CI]",
                             "baseline", "state"], [
@@ -275,7 +279,7 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
                        " over this deployment (fairwatch replay --policy, or workers with FAIRWATCH_POLICIES);"
                        " the store does not show whether one did, so this is not evidence of no drift."))
 
-    b.append(("h2", "8. Methods"))
+    b.append(("h2", "9. Methods"))
     b.append(("table", ["term", "definition"], [[k, v] for k, v in methods["definitions"].items()]))
     b.append(("table", ["intervals", "method"], [[k, v] for k, v in methods["intervals"].items()]))
     b.append(("table", ["threshold", "value"], [[k, format_number(v)] for k, v in thresholds.items()]))
@@ -292,7 +296,7 @@ def report_blocks(doc: dict, figures: list[tuple[bytes, str]]) -> list[tuple]:
         b.append(("p", "Policy file: none given; thresholds as listed."))
     b.append(("p", f"fairwatch {methods['fairwatch_version']}, ClickHouse {methods['server_version']}."))
 
-    b.append(("h2", "9. Reproducibility"))
+    b.append(("h2", "10. Reproducibility"))
     if repro.get("command_note"):  # what to set before the command runs as printed
         b.append(("p", repro["command_note"]))
     b.append(("p", "Rerun the numbers with:"))

@@ -109,7 +109,7 @@ def _too_little(f: dict, rates: list[dict], verdicts: list[dict], several: bool)
              f" {format_number(i['target'])}" for i in held]) +
             ". Those bounds hold at every look at a growing window and for all m rates of a deployment, algorithm"
             f" and mode together (level 1 - {1 - f['confidence']:.2g}/m; m = " +
-            ", ".join(sorted({str(i["family"]) for i in held})) + "; section 8), so they are wider than the"
+            ", ".join(sorted({str(i["family"]) for i in held})) + "; section 9), so they are wider than the"
             " interval shown, which is one look at one rate.")
     for what, name in (("policy verdict", "No policy verdict"), ("homogeneity verdict", "No homogeneity verdict")):
         lacking = [i for i in verdicts if i["what"] == what]
@@ -236,6 +236,7 @@ def first_page(doc: dict) -> list[tuple]:
                        f" (1 = equal). Rates with their {level} interval, ratios with their interval for every group"
                        f" at once; {WEIGHTED_MARK}: weighted estimate (section 2). The other metrics are defined in"
                        " section 3, the groups compared pair by pair in section 4; alerts and drift are marked on"
-                       " the plots of section 6; scores and thresholds per group in section 5."))
+                       " the plots of section 7; scores and thresholds per group in section 5, impostors by demographic pair in"
+                       " section 6."))
     b.append(("pagebreak",))
     return b

@@ -50,7 +50,7 @@ from fairwatch.store.sealed_evidence import sealed_tables
 
 # the report's sections compared, and the paths in them that are not (see the module docstring)
 COMPARED = ("scope", "provenance", "groups", "differentials", "homogeneity", "corrected", "labels", "weighting",
-            "comparisons", "findings", "privacy", "methods", "scores")
+            "comparisons", "findings", "privacy", "methods", "scores", "impostor_pairs")
 NOT_COMPARED = {
     "scope.requested", "provenance.dead_letters_by_reason", "provenance.label_delay.p50_hours",
     "provenance.label_delay.p90_hours", "provenance.label_delay.p99_hours", "methods.policy",

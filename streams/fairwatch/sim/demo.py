@@ -78,7 +78,13 @@ from fairwatch.contracts.records import format_timestamp
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.detect.policy import load_policy
-from fairwatch.sim.demo_results import alert_results, disparity_statements, per_group_results, step_series
+from fairwatch.sim.demo_results import (
+    alert_results,
+    disparity_statements,
+    pair_results,
+    per_group_results,
+    step_series,
+)
 from fairwatch.sim.demo_summary import (
     delay_text,
     differential_rows,
@@ -636,6 +642,7 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
         "deployment": deployment, "algorithm": algorithm, "truth": {k: v for k, v in truth.items() if k != "cells"},
         "files": {k: str(v) for k, v in paths.items()}, "policies": [str(p) for p in policies],
         "groups": groups, "differentials": differentials, "alerts": alerts, "coverage": coverage,
+        "impostor_pairs": pair_results(store, truth, config),
         "detection": detection,
         "clickhouse": _clickhouse_hints(store_url, auditor_url or store_url, database, scenario, deployment, out),
         # the commands to try need the stack: say how to start it again when the demo stops it

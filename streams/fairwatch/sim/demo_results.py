@@ -57,6 +57,20 @@ def per_group_results(store, truth: dict[str, Any], config: CoreConfig) -> tuple
     return groups, differentials
 
 
+def pair_results(store, truth: dict[str, Any], config: CoreConfig) -> list[dict]:
+    """FMR (FPIR) by impostor pair over the whole run, per single attribute: the matrices of the
+    report's section "Impostor pairs" (:mod:`fairwatch.core.impostor_pairs`), cells with intervals."""
+    from fairwatch.audit.estimates import window_metrics
+    from fairwatch.audit.window import Window
+    from fairwatch.core.impostor_pairs import pair_matrices
+    from fairwatch.store.impostor_pairs import read_pair_sums
+
+    window = Window(parse_time(truth["start"]), parse_time(truth["end"]))
+    frame, _ = window_metrics(store, window, config, with_labels=False, with_reviews=False)
+    rows = read_pair_sums(store, window.start, window.end)
+    return [m.to_dict() for m in pair_matrices(rows, config, frame.by_group)]
+
+
 def true_differential(targets: dict[tuple, dict[str, Any]], segment: int, d: dict[str, Any]) -> float | None:
     """The differential the simulator's true rates give (max/min, max/geometric mean), or None
     where the truth has no rate for every group of the attribute (intersections, a zero rate)."""

@@ -161,6 +161,7 @@ def render_html(result: dict[str, Any], figures: list[tuple[str, str]]) -> str:
                      + "".join(f"<td>{e(c)}</td>" for c in row[3:]) + "</tr>")
     parts.append("</table>")
     parts += [f"<p>{e(line)}</p>" for line in disparity_statements(result)]
+    parts += pair_tables(result.get("impostor_pairs", []))
     parts.append("<h2>Alerts</h2>")
     claims = [a for a in result["alerts"] if a["verdict"] != "notice"]
     notices = [a for a in result["alerts"] if a["verdict"] == "notice"]
@@ -185,6 +186,34 @@ def render_html(result: dict[str, Any], figures: list[tuple[str, str]]) -> str:
                  f"<code>{e(ch['url_redacted'])}</code>; files in <code>{e(result['out'])}</code>.</p>"
                  f"<pre>{e(ch['query_command'])}</pre><pre>{e(ch['metrics_command'])}</pre></body></html>")
     return "\n".join(parts)
+
+
+def pair_tables(matrices: list[dict[str, Any]]) -> list[str]:
+    """Who the impostors are: per attribute, the rate by subject group (rows) x the other side's group
+    (columns) over the whole run, as the report's section "Impostor pairs" gives it."""
+    e = html.escape
+    if not matrices:
+        return []
+    parts = ["<h2>Who the impostors are</h2><p>False match rate by demographic pair over the whole run: each row"
+             " a subject group, each column the reference's group, so the diagonal is same-group impostors (NIST"
+             " FRVT Part 3 reports them apart). Cells: estimate [95% CI] (false matches / impostor pairs); too"
+             " little evidence where a cell has fewer comparisons than the report's minimum.</p>"]
+    for m in matrices:
+        cells = {(c["group"], c["reference"]): c for c in m["cells"]}
+        parts.append(f"<h3>{e(m['deployment'])} / {e(m['algorithm'])} / {e(m['mode'])}: {e(m['attribute'])}"
+                     f" ({m['rate']})</h3><table><tr><th>subject \\ {'candidate' if m['rate'] == 'FPIR' else 'reference'}"
+                     "</th>" + "".join(f"<th>{e(h)}</th>" for h in m["references"]) + "</tr>")
+        for g in m["groups"]:
+            row = []
+            for h in m["references"]:
+                c = cells[g, h]
+                counts = f" ({c['errors']} / {c['comparisons']})"
+                row.append("-" if not c["comparisons"] else "too little evidence" + counts
+                           if c["status"] == "too_little_evidence" else
+                           f"{short_number(c['rate'])} [{short_number(c['low'])}, {short_number(c['high'])}]{counts}")
+            parts.append(f"<tr><td>{e(g)}</td>" + "".join(f"<td>{e(text)}</td>" for text in row) + "</tr>")
+        parts.append("</table>")
+    return parts
 
 
 def _group_text(g: dict[str, Any]) -> str:

@@ -42,10 +42,13 @@ MALFORMED = [
 def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orphan_share: float = 0.01,
                   revision_share: float = 0.03, duplicate_share: float = 0.01, malformed_share: float = 0.005,
                   sampled_share: float = 0.3, hours: float = 6.0, deployments: int = 2,
-                  search_share: float = 0.5) -> Workload:
+                  search_share: float = 0.5, reference_share: float = 0.0) -> Workload:
     """``search_share``: identification events that carry a candidate list (their mated outcomes
-    name the mate's rank)."""
+    name the mate's rank). ``reference_share``: verification events that carry the reference's labels
+    (:func:`_reference`; drawn from a generator of their own, so the rest of the workload is the
+    same with or without them)."""
     rng = random.Random(seed)
+    references = random.Random(seed ^ 0x5EF)
     w = Workload()
     for i in range(n_events):
         event_id = f"ev-{seed}-{i:08d}"
@@ -63,6 +66,8 @@ def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orpha
             "score": round(rng.uniform(0, 1), 4), "threshold": 0.6, "decision": decision,
             "subject": {"sex": rng.choice(SEXES), "race": race, "age": rng.choice(AGES)},
         }
+        if event["mode"] == "verification" and references.random() < reference_share:
+            event["reference"] = _reference(references, event["subject"])
         mate_rank = None
         # a search with its candidate list (no draw at all when search_share is 0: the workloads made
         # before searches had lists stay as they were)
@@ -87,6 +92,18 @@ def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orpha
         w.malformed.append(bad)
         w.messages.insert(rng.randrange(len(w.messages)), bad)
     return w
+
+
+def _reference(rng, subject: dict) -> dict:
+    """A reference's labels: the subject's own (a same-group impostor, or the genuine reference) in
+    half the cases, else drawn at random; one reference in ten lacks the race label."""
+    if rng.random() < 0.5:
+        labels = dict(subject)
+    else:
+        labels = {"sex": rng.choice(SEXES), "race": rng.choice(RACES), "age": rng.choice(AGES)}
+    if rng.random() < 0.1:
+        del labels["race"]
+    return labels
 
 
 def _candidate_list(rng, event: dict, impostor: bool, error: bool) -> int | None:
