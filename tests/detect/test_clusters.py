@@ -156,12 +156,12 @@ def test_policy_check_bounds_the_dispersion_of_a_replayed_store_by_its_subjects(
     import json
 
     from fairwatch.cli import app
-    from fairwatch.sim.scenario import Subjects, load_scenario
+    from fairwatch.sim.scenario import Subjects, load_scenario, verification_only
     from fairwatch.sim.simulator import simulate
     from fairwatch.sim.writers import write_jsonl
     from typer.testing import CliRunner
 
-    scenario = dataclasses.replace(load_scenario("streams/fairwatch/sim/scenarios/demo.yaml"),
+    scenario = dataclasses.replace(verification_only(load_scenario("streams/fairwatch/sim/scenarios/demo.yaml")),
                                    subjects=Subjects(per_group=15, correlation=0.7))
     files = write_jsonl(simulate(scenario, events=40000), tmp_path / "sim")
     store = f"chdb://{tmp_path}/db"

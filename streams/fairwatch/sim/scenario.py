@@ -7,7 +7,7 @@ import importlib.resources
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -587,6 +587,14 @@ def _mode_metric(metric: str, mode: int) -> str:
 
 def _cell_text(model: RateModel, c: int) -> str:
     return " & ".join(f"{a}={l}" for a, l in zip(model.attribute_names, model.cell_labels[c]))
+
+
+def verification_only(scenario: Scenario) -> Scenario:
+    """The scenario with every deployment's identification searches left out (their share 0, no
+    lists): the same draws, so its verification traffic is what the scenario gives it when the
+    share is 0 (the demo report of the docs is the demo's verification gate, say)."""
+    return replace(scenario, deployments=[replace(d, identification_share=0.0, list_length=None, gallery_size=None)
+                                          for d in scenario.deployments])
 
 
 def load_scenario(source: str | os.PathLike | None = None) -> Scenario:
