@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_differentials.py
 	$(PY) benchmarks/bench_estimates.py
 	$(PY) benchmarks/bench_score_curves.py
+	$(PY) benchmarks/bench_identification.py --check-store
 	$(PY) benchmarks/bench_status.py
 	$(PY) benchmarks/bench_scenario.py
 	$(PY) benchmarks/bench_misclassification.py

@@ -14,13 +14,21 @@ from datetime import timedelta
 import pytest
 from fairwatch.audit.report import build_report
 from fairwatch.audit.report_render import to_html
+from fairwatch.audit.report_scores import fnmr_text
 from fairwatch.audit.window import Window
 from fairwatch.cli import app
 from fairwatch.core.config import CoreConfig
 from fairwatch.store.clickhouse import open_store
 from fairwatch.testing.oracles import sweep_interval, sweep_sums, sweep_threshold
 from fairwatch.testing.stack import server_url
-from fairwatch.testing.workload import T0, contrary_reviews, make_workload, store_workload, verified_score_records
+from fairwatch.testing.workload import (
+    T0,
+    contrary_reviews,
+    make_workload,
+    rank_records,
+    store_workload,
+    verified_score_records,
+)
 from typer.testing import CliRunner
 
 TARGET = 0.05
@@ -64,18 +72,21 @@ def _close(a, b) -> bool:
 
 def _oracle(workload) -> tuple[dict, dict]:
     """Per group: its (impostor, genuine or None) records; per scope: the candidates (every usable score)."""
-    raw = verified_score_records(workload, WINDOW.start, WINDOW.end)
+    raw = verified_score_records(workload, WINDOW.start, WINDOW.end)  # a mate not listed: score -inf
     groups: dict[tuple, list] = {}
     for (*key, truth), rows in raw.items():
-        sides = groups.setdefault(tuple(key), [[], [] if key[2] == "verification" else None])
-        if truth == "impostor":
-            sides[0] = rows
-        elif sides[1] is not None:
-            sides[1] = rows
+        sides = groups.setdefault(tuple(key), [[], []])
+        sides[0 if truth == "impostor" else 1] = rows
     candidates: dict[tuple, set] = {}
     for key, (impostors, genuine) in groups.items():
-        candidates.setdefault(key[:3], set()).update(s for s, _ in impostors + (genuine or []))
+        candidates.setdefault(key[:3], set()).update(s for s, _ in impostors + genuine if s > float("-inf"))
     return groups, {scope: sorted(values) for scope, values in candidates.items()}
+
+
+def _exact(genuine, t) -> bool:
+    """FNIR(t) is exact where no mate without a score (-inf) is in the population, or t is at or above
+    the workload's threshold (every list was cut there)."""
+    return t >= 0.6 or all(s > float("-inf") for s, _ in genuine)
 
 
 def _check_section(section: dict, workload, hidden: set = frozenset()) -> None:
@@ -94,8 +105,7 @@ def _check_section(section: dict, workload, hidden: set = frozenset()) -> None:
             continue
         for name, value in want.items():
             assert name == "status" or _close(row[name], value), (key, name, row[name], value)
-        if key[2] == "identification":
-            assert row["fnmr"] is None
+        assert row["fnmr_exact"] == _exact(genuine, row["low"])
     assert statuses == {"found", "too_little_evidence"}
     # DET points: every group at every point of its scope, as the sweep gives them
     assert section["det"]
@@ -104,10 +114,29 @@ def _check_section(section: dict, workload, hidden: set = frozenset()) -> None:
         impostors, genuine = groups[key]
         assert _close(p["fmr"], sweep_interval(sweep_sums(impostors, p["threshold"], True))[0])
         assert _close(p["fmr_high"], sweep_interval(sweep_sums(impostors, p["threshold"], True))[2])
-        if genuine is None:
+        if not genuine:
             assert p["fnmr"] is None
         else:
             assert _close(p["fnmr_low"], sweep_interval(sweep_sums(genuine, p["threshold"], False))[1])
+            assert p["fnmr_exact"] == _exact(genuine, p["threshold"])
+    # FNIR at rank <= R: every group and rank, as a loop over the raw searches gives them
+    searches = rank_records(workload, WINDOW.start, WINDOW.end)
+    ranks = {(r["deployment"], r["algorithm"], r["attribute"], r["group"], r["rank"]): r for r in section["ranks"]}
+    want_keys = {key for key in searches if (key[0], key[1], "identification", *key[2:]) not in hidden}
+    assert {k[:4] for k in ranks} == want_keys
+    for key, row in ranks.items():
+        records = searches[key[:4]]
+        assert row["rank"] <= max(longest for scope, rows in searches.items() if scope[:2] == key[:2]
+                                  for _, _, longest in rows)
+        n = errors = w = w_err = w2 = w2_err = 0.0
+        for identified, weight, _ in records:
+            miss = identified == 0 or identified > row["rank"]
+            n, w, w2 = n + 1, w + weight, w2 + weight * weight
+            errors, w_err, w2_err = errors + miss, w_err + weight * miss, w2_err + weight * weight * miss
+        rate, low, high = sweep_interval((n, errors, w, w_err, w2, w2_err))
+        assert (row["mated"], row["missed"]) == (n, errors)
+        assert _close(row["fnir"], rate) and _close(row["fnir_low"], low) and _close(row["fnir_high"], high), key
+    assert {r["rank"] for r in section["ranks"]} == {1, 2, 3, 4, 5}  # the workload's lists: list_length 5
     points = {p["point"] for p in section["det"]}
     assert any("decision threshold" in p for p in points) and any("intended FMR" in p for p in points)
     # the global threshold of a DET point is the overall row's own threshold for the intended FMR
@@ -124,10 +153,12 @@ def test_the_report_section_equals_a_brute_force_sweep(seeded, workload):
     assert section["target_fmr"] == TARGET and section["groups_left_out"] == 0
     # histograms: the weighted shares of each population sum to 1, on one set of edges per scope
     for h in section["histograms"]:
-        assert len(h["edges"]) == 21 and math.isclose(sum(h["shares"]), 1.0)
+        assert len(h["edges"]) == 21 and math.isclose(sum(h["shares"]) + h.get("not_listed_share", 0.0), 1.0)
+    assert any(h.get("not_listed") for h in section["histograms"])
     html = to_html(report)
     assert "5. Scores and thresholds" in html and "too little evidence (" in html
-    assert "FNIR(t) needs the score of the mate" in html  # the workload has identification events
+    assert "FNIR(t) from the mate&#x27;s own score" in html or "FNIR(t) from the mate's own score" in html
+    assert "FNIR at rank &lt;= R" in html and "FNIR rank &lt;= 5 [CI]" in html
     json.dumps(report.document, allow_nan=False)
 
 
@@ -139,7 +170,7 @@ def test_suppressed_groups_stay_out_of_the_section(seeded, workload):
     section = report.document["scores"]
     _check_section(section, workload, hidden)
     assert section["groups_left_out"] == len(hidden)
-    for rows in (section["det"], section["histograms"]):
+    for rows in (section["det"], section["histograms"], section["ranks"]):
         assert not {tuple(r[f] for f in ("deployment", "algorithm", "mode", "attribute", "group")) for r in rows} & hidden
 
 
@@ -152,17 +183,28 @@ def test_the_cli_prints_the_report_s_numbers(seeded, workload):
     document = json.loads(result.stdout)
     assert document["window"] == {"from": FROM, "to": TO}
     assert any(r["attribute"] == "sex&race" for r in document["thresholds"])
-    assert {k: document[k] for k in ("thresholds", "det", "histograms")} == {
-        k: want[k] for k in ("thresholds", "det", "histograms")}  # the intersections counted in the store
+    assert {k: document[k] for k in ("thresholds", "det", "histograms", "ranks", "rank_headline")} == {
+        k: want[k] for k in ("thresholds", "det", "histograms", "ranks", "rank_headline")}  # the stored intersections
     tables = CliRunner().invoke(app, args)
     assert tables.exit_code == 0, tables.output
     lines = tables.stdout.splitlines()
     assert lines[0].startswith("# threshold at which each group's FMR")
     too_little = [line for line in lines if "\ttoo little evidence\t" in line]
     assert too_little and all("at least 72 needed" in line for line in too_little)
+    # identification: FNIR at rank <= R per scope, rank 1 to the longest list (5)
+    ranked = [i for i, line in enumerate(lines) if line.startswith("# FNIR at rank <= R, ")]
+    assert ranked and lines[ranked[0] + 1].split("\t") == ["attribute", "group", "mated searches", "rank 1",
+                                                          "rank <= 2", "rank <= 3", "rank <= 4", "rank <= 5"]
     # without a target: the DET points alone, said plainly
     plain = CliRunner().invoke(app, args[:-2])
     assert plain.exit_code == 0 and "no intended FMR" in plain.stdout and "# DET points" in plain.stdout
+
+
+def test_an_fnir_below_a_list_s_cut_is_shown_as_an_upper_bound():
+    row = {"fnmr": 0.25, "fnmr_low": 0.1, "fnmr_high": 0.5}
+    assert fnmr_text({**row, "fnmr_exact": False}) == "0.25 [0.1, 0.5] (upper bound)"
+    assert fnmr_text({**row, "fnmr_exact": True}) == fnmr_text(row) == "0.25 [0.1, 0.5]"
+    assert fnmr_text({"fnmr": None, "fnmr_exact": None}) == "-"
 
 
 @pytest.mark.parametrize("extra, code, message", [

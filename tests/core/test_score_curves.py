@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -182,6 +183,41 @@ def test_identification_without_mate_scores_gives_fpir_alone():
     assert point["fnmr"] is None and point["genuine"] is None and close(point["fmr"], 500 / 5000)
     result = curves.thresholds_for_fmr(0.05)[key]
     assert result.status == FOUND and result.fnmr is None and result.fmr <= 0.05
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mates_not_listed_are_misses_at_every_threshold_and_exact_only_from_their_cut(seed):
+    """Identification: mated searches whose mate was not listed have no score; the sweep holds them as
+    scores of -inf (below every threshold), the core as ``genuine_missed``."""
+    rng = random.Random(300 + seed)
+    impostors = records(rng, 3000, 0.35, 0.7, 120)
+    listed = records(rng, 400, 0.8, 0.7, 120)
+    missed = [rng.choice((1.0, 2.0, 10.0)) for _ in range(rng.randrange(1, 60))]
+    genuine = listed + [(float("-inf"), w) for w in missed]
+    key = GroupKey("watch", "algo-1", "identification", "*", "*")
+    group = replace(group_scores(impostors, listed), genuine_missed=np.array(missed), missed_cut=0.7)
+    curves = ScoreCurves({key: group})
+    candidates = sorted({s for s, _ in impostors + listed})
+    assert curves.candidates[key[:3]].tolist() == candidates  # no score for the missed ones
+    thresholds = [0.5, 0.7, 0.75, 0.9]
+    _, fnir = curves.curves(key, thresholds)
+    for i, t in enumerate(thresholds):
+        sums = sweep_sums(genuine, t, False)
+        assert np.allclose(fnir.sums[i], sums, rtol=1e-12)
+        assert all(close(float(a), b) for a, b in zip((fnir.rate[i], fnir.low[i], fnir.high[i]), sweep_interval(sums)))
+    points = curves.det_points({key[:3]: thresholds})
+    assert [p["fnmr_exact"] for p in points] == [False, True, True, True]  # below the cut: an upper bound
+    assert all(p["genuine"] == len(genuine) for p in points)
+    for target in (0.05, 0.01):
+        got = curves.thresholds_for_fmr(target)[key]
+        want = sweep_threshold(candidates, impostors, genuine, target)
+        for name in ("threshold", "low", "high", "fnmr", "fnmr_low", "fnmr_high"):
+            assert close(getattr(got, name), want[name]), (target, name)
+        assert got.fnmr_exact == (got.low >= 0.7)
+    [hist] = [h for h in curves.histograms() if h["truth"] == "genuine"]
+    assert hist["not_listed"] == len(missed)
+    assert math.isclose(sum(hist["shares"]) + hist["not_listed_share"], 1.0)
+    assert math.isclose(hist["not_listed_share"], sum(missed) / (sum(missed) + sum(w for _, w in listed)))
 
 
 def test_histogram_counts_ties_on_edges_into_the_upper_bin():

@@ -1,7 +1,9 @@
 """The verified scores per group, read from the store, against the raw records: the latest revision
 of each primary verdict counts (a correction that arrives after the first was stored replaces it),
 an independent review never counts, weights are 1 / inclusion_prob, and the groups are those the
-sink counts (overall, each attribute, the intersection)."""
+sink counts (overall, each attribute, the intersection). A mated identification search is judged on
+its mate's own score (the candidate its counted verdict names), one whose mate was not listed has
+none and comes back apart, one without a candidate list on its own score."""
 
 from __future__ import annotations
 
@@ -30,16 +32,18 @@ def test_verified_scores_equal_the_raw_records(migrated_store, workload):
     for start, end in windows:
         want = verified_score_records(workload, start, end)
         found = read_verified_scores(migrated_store, start, end, CONFIG.intersections)
-        got = {}
+        got, cuts = {}, set()
         for key, group in found.items():
             got[(*key, "impostor")] = sorted(zip(group.impostor_scores.tolist(), group.impostor_weights.tolist()))
-            if key.mode == "identification":
-                assert group.genuine_scores is None  # FNIR(t) needs the mate's score
-                continue
-            got[(*key, "genuine")] = sorted(zip(group.genuine_scores.tolist(), group.genuine_weights.tolist()))
-        want = {k: v for k, v in want.items() if not (k[2] == "identification" and k[5] == "genuine")}
+            # identification: the mate's own score; a mate not listed has none (the oracle's -inf)
+            missed = [(float("-inf"), w) for w in group.genuine_missed.tolist()]
+            got[(*key, "genuine")] = sorted(missed + list(zip(group.genuine_scores.tolist(),
+                                                              group.genuine_weights.tolist())))
+            assert (group.missed_cut is None) == (not missed) and (key.mode == "identification" or not missed)
+            cuts.add(group.missed_cut)
         got = {k: v for k, v in got.items() if v}
         assert got == want
+        assert cuts == {None, 0.6}  # the workload's threshold
     # the corrections matter: counting first verdicts instead would read other scores per truth
     assert verified_score_records(workload, *windows[0], pick=min) != verified_score_records(workload, *windows[0])
     # a scope narrows the read to one deployment and algorithm

@@ -72,7 +72,7 @@ from grafana_foundation_sdk.models import dashboard as gm
 
 from fairwatch.detect.incidents import SEVERITY_RANK
 from fairwatch.detect.policy import Policy
-from fairwatch.store.verified_scores import GENUINE_SCORE
+from fairwatch.store.verified_scores import EVENT_SCORE_MODES
 
 DATASOURCE_UID = "fairwatch-clickhouse"
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
@@ -896,7 +896,8 @@ SCORE_PANEL_NOTE = (
     "Each verified comparison of the time range (its latest primary verdict, weighted 1 / inclusion_prob; independent"
     " reviews never count) decided again at thresholds t: FMR(t) = weighted share of the impostor comparisons with"
     " score >= t (FPIR of non-mated searches in identification), FNMR(t) = weighted share of the genuine ones with"
-    " score < t (not in identification: FNIR needs the mate's score). The thresholds are quantiles of the scope's"
+    " score < t (not in identification here: FNIR(t) needs the mate's own score, which `fairwatch audit scores`"
+    " and the report read from the verdict's mate_rank). The thresholds are quantiles of the scope's"
     " verified scores, shared by the groups. Point estimates only, and blank where a group has fewer than"
     f" {SCORE_MIN_COMPARISONS} verified comparisons of that truth or no error at t: the intervals, and each group's"
     " threshold for the intended FMR with its interval, are in `fairwatch audit scores` and the report's section 5.")
@@ -913,7 +914,7 @@ def score_curve_sql(rate: str | None = None) -> str:
     # that reads a column (arrayMap over the set) in a query with a scalar subquery, so one term per
     # position (past the set's end the key is '', whose label is '', dropped)
     labels = ", ".join(f"subject_values[indexOf(subject_keys, {attribute}[{i}])]" for i in range(1, SCORE_MAX_PARTS + 1))
-    genuine_modes = ", ".join(sql_string(mode) for mode in GENUINE_SCORE)
+    genuine_modes = ", ".join(sql_string(mode) for mode in EVENT_SCORE_MODES)
     # bucket in the range; the events of those buckets occurred at most a day after the range's end
     scored = f"""
         SELECT subject_keys, subject_values, toString(truth) AS truth_name, weight, score

@@ -44,7 +44,9 @@ def scores_command(
     """Scores, not only decisions: per group, FMR(t) and FNMR(t) at the decision thresholds and at the
     overall threshold for the intended FMR, and the threshold at which each group's own FMR would meet
     it, with intervals, and the FNMR it would cost ("too little evidence" where the verified impostor
-    comparisons cannot tell). Exit 1 when the window holds no verified comparison."""
+    comparisons cannot tell). Identification: FPIR(t), FNIR(t) on the mate's own score, and FNIR at
+    rank <= R (rank 1 and up to the longest candidate list). Exit 1 when the window holds no verified
+    comparison."""
     from fairwatch.audit.report import open_for_reading
     from fairwatch.audit.report_scores import score_section
     from fairwatch.audit.window import WindowError, resolve_window
@@ -94,7 +96,7 @@ def _ci(row: dict, name: str) -> str:
 
 
 def render_scores(section: dict) -> None:
-    from fairwatch.audit.report_scores import threshold_text
+    from fairwatch.audit.report_scores import fnmr_text, rank_tables, threshold_text
 
     out = Console(soft_wrap=True)
     if section["thresholds"]:
@@ -106,7 +108,7 @@ def render_scores(section: dict) -> None:
         for r in section["thresholds"]:
             table.add_row(r["deployment"], r["algorithm"], r["mode"], r["attribute"], r["group"], _n(r["impostors"]),
                           r["status"].replace("_", " "), threshold_text(r), _ci(r, "fmr"),
-                          _ci(r, "fnmr") if r["status"] == "found" else "-")
+                          fnmr_text(r) if r["status"] == "found" else "-")
         print_table(table, out)
     else:
         out.print("no intended FMR (give --target-fmr or a --policy with target_fmr): no threshold computed")
@@ -116,5 +118,17 @@ def render_scores(section: dict) -> None:
         points.add_column(column)
     for r in section["det"]:
         points.add_row(r["deployment"], r["algorithm"], r["mode"], r["attribute"], r["group"], _n(r["threshold"], 6),
-                       r["point"], _ci(r, "fmr"), _ci(r, "fnmr"))
+                       r["point"], _ci(r, "fmr"), fnmr_text(r))
     print_table(points, out)
+    if any(r["fnmr_exact"] is False for r in section["det"]):
+        out.print("(upper bound): FNIR(t) below the threshold a candidate list that did not name the mate was cut"
+                  " at; that mate is counted a miss, though it might have been returned")
+    for scope, ranks, rows in rank_tables(section):
+        table = Table(title=f"FNIR at rank <= R, {' / '.join(scope)}: verified mated searches with a candidate list,"
+                            f" {section['confidence']:.0%} intervals (1 - FNIR(R): the CMC)")
+        for column in ["attribute", "group", "mated searches"] + [f"rank {'1' if r == 1 else f'<= {r}'}"
+                                                                    for r in ranks]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        print_table(table, out)

@@ -10,10 +10,16 @@ Re-applying that rule at any threshold ``t`` to the verified comparisons of a gr
 each verified comparison weighing ``1 / inclusion_prob`` (the Horvitz-Thompson ratio estimator of
 :mod:`fairwatch.core.layout`), so that the verification design (matches verified more often than
 non-matches) does not bend the curves. ``(FMR(t), FNMR(t))`` over ``t`` is the group's DET curve.
-In identification mode the score is the rank-1 candidate's: ``FPIR(t)`` of the non-mated searches
-(impostor truth) is computed the same way; ``FNIR(t)`` needs the score of the mate, which is not
-the rank-1 score when the mate ranks lower, so a group's genuine scores are optional
-(:class:`GroupScores`) and its FNMR side is left out without them.
+In identification mode the event's score is the rank-1 candidate's: ``FPIR(t)`` of the non-mated
+searches (impostor truth) is computed the same way. ``FNIR(t)`` is judged on the mate's own score
+(the candidate at the outcome's ``mate_rank``), which is the rank-1 score only when the mate ranks
+first. A mated search whose mate was not listed has no score: all that is known is that the mate
+was not returned, and the list was cut at the search's threshold. It is a miss at every threshold
+at or above that cut, so such searches enter the FNMR sums as errors at every ``t``
+(:attr:`GroupScores.genuine_missed`) and ``FNIR(t)`` is exact only for ``t`` at or above the highest
+threshold their lists were cut at (:attr:`GroupScores.missed_cut`); below it the mate might have been
+returned, so the FNIR there counts too many misses: an upper bound, flagged ``fnmr_exact`` false.
+Without genuine scores at all (None) a group's FNMR side is left out.
 
 Intervals: at each threshold the six sums of the population (:data:`~fairwatch.core.layout.POPULATION_FIELDS`,
 errors being the comparisons on the wrong side of ``t``) give effective counts
@@ -68,7 +74,7 @@ import numpy as np
 from fairwatch.core.intervals import INTERVALS, effective_counts
 from fairwatch.core.layout import OVERALL, GroupKey
 
-__all__ = ["GroupScores", "RateCurve", "TargetThreshold", "ScoreCurves", "tail_sums", "population_sums",
+__all__ = ["GroupScores", "RateCurve", "TargetThreshold", "ScoreCurves", "tail_sums", "population_sums", "missed_sums",
            "threshold_for_fmr", "impostors_needed", "weighted_histogram", "FOUND", "TOO_LITTLE_EVIDENCE"]
 
 FOUND, TOO_LITTLE_EVIDENCE = "found", "too_little_evidence"
@@ -120,6 +126,22 @@ def population_sums(scores, weights, thresholds, errors: str) -> np.ndarray:
     return out
 
 
+def missed_sums(weights) -> np.ndarray:
+    """The six sums of records that are errors at every threshold, to add to each row of
+    :func:`population_sums`: ``(k, k, w, w, w2, w2)``.
+
+    >>> missed_sums([2.0, 4.0]).tolist()
+    [2.0, 2.0, 6.0, 6.0, 20.0, 20.0]
+    """
+    if weights is None:
+        return np.zeros(6)
+    weights = np.asarray(weights, float).ravel()
+    if not (np.all(np.isfinite(weights)) and np.all(weights > 0)):
+        raise ValueError("weights must be finite and positive")
+    k, w, w2 = float(len(weights)), float(weights.sum()), float((weights * weights).sum())
+    return np.array([k, k, w, w, w2, w2])
+
+
 def tail_sums(scores, weights, thresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(count, sum of weights, sum of squared weights)`` of the records with ``score >= t``, per threshold.
 
@@ -164,12 +186,14 @@ class RateCurve:
 
     @classmethod
     def of(cls, scores, weights, thresholds, errors: str, confidence: float = 0.95,
-           interval: str = "clopper-pearson") -> RateCurve:
-        """The curve of one population's verified scores (see :func:`population_sums` for ``errors``).
+           interval: str = "clopper-pearson", missed=None) -> RateCurve:
+        """The curve of one population's verified scores (see :func:`population_sums` for ``errors``);
+        ``missed``: the weights of records without a score that are errors at every threshold (mated
+        searches whose mate was not listed).
 
         The sums change only where a score lies between two thresholds, so the intervals are
         computed once per distinct row of sums (the costly part) and shared by equal rows."""
-        sums = population_sums(scores, weights, thresholds, errors)
+        sums = population_sums(scores, weights, thresholds, errors) + missed_sums(missed)
         if len(sums) < 2:
             return cls.from_sums(thresholds, sums, confidence, interval)
         # the error count fixes the rest of a row: the errors are the top (or bottom) records
@@ -222,6 +246,9 @@ class TargetThreshold:
     fnmr: float | None = None  # at threshold; None also where the genuine scores are not known
     fnmr_low: float | None = None  # lower FNMR bound at low
     fnmr_high: float | None = None  # upper FNMR bound at high
+    # False when low is below the cut of a list that did not name the mate (identification): the
+    # FNMR counts that mate as a miss where it might have been returned, an upper bound
+    fnmr_exact: bool | None = None
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -229,10 +256,13 @@ class TargetThreshold:
 
 def threshold_for_fmr(candidates, impostor_scores, impostor_weights, target: float, genuine_scores=None,
                       genuine_weights=None, confidence: float = 0.95,
-                      interval: str = "clopper-pearson") -> TargetThreshold:
+                      interval: str = "clopper-pearson", genuine_missed=None,
+                      missed_cut: float | None = None) -> TargetThreshold:
     """The threshold at which the FMR of one group's impostors meets ``target`` among ``candidates``
     (sorted ascending, distinct), with its interval and the FNMR of the genuine comparisons there
-    (module docstring). Without genuine scores the FNMR fields are None.
+    (module docstring). Without genuine scores the FNMR fields are None. ``genuine_missed`` and
+    ``missed_cut``: as in :class:`GroupScores` (genuine comparisons without a score, errors at every
+    threshold from ``missed_cut`` on).
 
     Examples
     --------
@@ -268,11 +298,18 @@ def threshold_for_fmr(candidates, impostor_scores, impostor_weights, target: flo
     found = dict(common, status=FOUND, threshold=float(candidates[k]), low=float(candidates[k_low]),
                  high=float(candidates[k_high]), fmr=float(fmr.rate[k]), fmr_low=float(fmr.low[k]),
                  fmr_high=float(fmr.high[k]))
-    if genuine_scores is not None and len(genuine_scores):
+    missed = 0 if genuine_missed is None else len(genuine_missed)
+    if genuine_scores is not None and len(genuine_scores) + missed:
         at = candidates[[k, k_low, k_high]]
-        fnmr = RateCurve.of(genuine_scores, genuine_weights, at, "below", confidence, interval)
-        found.update(fnmr=float(fnmr.rate[0]), fnmr_low=float(fnmr.low[1]), fnmr_high=float(fnmr.high[2]))
+        fnmr = RateCurve.of(genuine_scores, genuine_weights, at, "below", confidence, interval, genuine_missed)
+        found.update(fnmr=float(fnmr.rate[0]), fnmr_low=float(fnmr.low[1]), fnmr_high=float(fnmr.high[2]),
+                     fnmr_exact=_exact(missed, missed_cut, candidates[k_low]))
     return TargetThreshold(**found)
+
+
+def _exact(missed: int, cut: float | None, t: float) -> bool:
+    """Is FNMR(t) exact: no genuine comparison without a score, or ``t`` at or above their cut."""
+    return not missed or cut is None or bool(t >= cut)
 
 
 def weighted_histogram(scores, weights, edges) -> tuple[np.ndarray, np.ndarray]:
@@ -297,16 +334,29 @@ def weighted_histogram(scores, weights, edges) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class GroupScores:
     """The verified comparisons of one group: impostor scores and weights, and the genuine ones
-    (None where the genuine score is not known: identification, until events carry the mate's score).
+    (None where the genuine score is not known).
 
-    ``genuine_count`` and ``genuine_weight`` say how many genuine comparisons there were even when
-    their scores are not known.
+    ``genuine_missed``: the weights of genuine comparisons without a score that are errors at every
+    threshold at or above ``missed_cut``: mated identification searches whose mate was not listed,
+    ``missed_cut`` the highest threshold their lists were cut at (module docstring). None or empty
+    when there are none.
     """
 
     impostor_scores: np.ndarray
     impostor_weights: np.ndarray
     genuine_scores: np.ndarray | None
     genuine_weights: np.ndarray | None
+    genuine_missed: np.ndarray | None = None
+    missed_cut: float | None = None
+
+    @property
+    def missed(self) -> int:
+        """Genuine comparisons without a score (:attr:`genuine_missed`)."""
+        return 0 if self.genuine_missed is None else len(self.genuine_missed)
+
+    def fnmr_exact(self, t: float) -> bool | None:
+        """Whether FNMR(t) is exact (None without genuine scores): see the module docstring."""
+        return None if self.genuine_scores is None else _exact(self.missed, self.missed_cut, t)
 
     def scores(self) -> np.ndarray:
         """Every score of the group whose truth is usable here (impostor, and genuine where known)."""
@@ -372,12 +422,14 @@ class ScoreCurves:
         fmr = RateCurve.of(group.impostor_scores, group.impostor_weights, thresholds, "above", self.confidence,
                            self.interval)
         fnmr = None if group.genuine_scores is None else RateCurve.of(
-            group.genuine_scores, group.genuine_weights, thresholds, "below", self.confidence, self.interval)
+            group.genuine_scores, group.genuine_weights, thresholds, "below", self.confidence, self.interval,
+            group.genuine_missed)
         return fmr, fnmr
 
     def det_points(self, thresholds: Mapping[Scope, Sequence[float]]) -> list[dict]:
         """Per group and threshold of its scope: FMR and FNMR with their intervals and the verified
-        comparisons behind them (FNMR None without genuine scores)."""
+        comparisons behind them (FNMR None without genuine scores), and ``fnmr_exact``
+        (:meth:`GroupScores.fnmr_exact`)."""
         rows = []
         for scope, chosen in thresholds.items():
             chosen = np.asarray(sorted(set(float(t) for t in chosen)), float)
@@ -388,7 +440,7 @@ class ScoreCurves:
                 for i, t in enumerate(chosen.tolist()):
                     rows.append({**key._asdict(), "threshold": t, "impostor": float(fmr.sums[i, 0]),
                                  **_rate("fmr", fmr, i), "genuine": None if fnmr is None else float(fnmr.sums[i, 0]),
-                                 **_rate("fnmr", fnmr, i)})
+                                 **_rate("fnmr", fnmr, i), "fnmr_exact": self.groups[key].fnmr_exact(t)})
         return rows
 
     def thresholds_for_fmr(self, target: float) -> dict[GroupKey, TargetThreshold]:
@@ -398,12 +450,14 @@ class ScoreCurves:
             group = self.groups[key]
             out[key] = threshold_for_fmr(self.candidates[key[:3]], group.impostor_scores, group.impostor_weights,
                                          target, group.genuine_scores, group.genuine_weights, self.confidence,
-                                         self.interval)
+                                         self.interval, group.genuine_missed, group.missed_cut)
         return out
 
     def histograms(self) -> list[dict]:
         """Per group and truth (``impostor``, ``genuine`` where known): the scope's edges, the
-        comparisons per bin and the weighted share of the population in each bin."""
+        comparisons per bin and the weighted share of the population in each bin; genuine rows also
+        ``not_listed`` and ``not_listed_share``: the genuine comparisons without a score
+        (:attr:`GroupScores.genuine_missed`), whose share the bins' shares leave out."""
         rows = []
         for key in self.keys():
             edges = self.edges.get(key[:3])
@@ -415,9 +469,14 @@ class ScoreCurves:
                 if scores is None:
                     continue
                 counts, weighted = weighted_histogram(scores, weights, edges)
-                total = weighted.sum()
-                rows.append({**key._asdict(), "truth": truth, "edges": edges.tolist(), "counts": counts.tolist(),
-                             "shares": (weighted / total).tolist() if total > 0 else [None] * len(counts)})
+                missed = group.genuine_missed if truth == "genuine" and group.missed else np.zeros(0)
+                total = weighted.sum() + missed.sum()
+                row = {**key._asdict(), "truth": truth, "edges": edges.tolist(), "counts": counts.tolist(),
+                       "shares": (weighted / total).tolist() if total > 0 else [None] * len(counts)}
+                if truth == "genuine":
+                    row.update(not_listed=float(len(missed)),
+                               not_listed_share=float(missed.sum() / total) if total > 0 else None)
+                rows.append(row)
         return rows
 
 

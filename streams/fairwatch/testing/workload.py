@@ -269,7 +269,8 @@ drifts: [{{name: lighting, kind: rate, at: 1.5, metric: fmr, factor: 3.0, group:
 
 def contrary_reviews(w: Workload, seed: int, share: float = 0.3) -> list[dict]:
     """Independent reviews of a share of the verified events, each saying the opposite of the verdict
-    that counts, with a revision number above every primary one: none of it may ever count."""
+    that counts, with a revision number above every primary one: none of it may ever count. (No
+    mate_rank: a review that says impostor may not name a mate.)"""
     rng = random.Random(seed)
     out = []
     for event_id, docs in sorted(w.outcomes.items()):
@@ -318,7 +319,40 @@ def verified_score_records(w: Workload, start: datetime, end: datetime, intersec
         subject = event["subject"]
         groups = [("*", "*"), *subject.items()]
         groups += [("&".join(c), "&".join(subject[a] for a in c)) for c in intersections if all(a in subject for a in c)]
+        score = event["score"]
+        if counted["truth"] == "genuine" and "candidates" in event:  # the mate's own score; -inf: not listed
+            mate = [c["score"] for c in event["candidates"] if c["rank"] == counted.get("mate_rank")]
+            score = mate[0] if mate else float("-inf")
         for attribute, group in groups:
             key = (event["deployment"], event["algorithm"], event["mode"], attribute, group, counted["truth"])
-            out[key].append((event["score"], 1 / counted["inclusion_prob"]))
+            out[key].append((score, 1 / counted["inclusion_prob"]))
     return {key: sorted(rows) for key, rows in out.items()}
+
+
+def rank_records(w: Workload, start: datetime, end: datetime, intersections=(("sex", "race"),)
+                 ) -> dict[tuple, list[tuple[int, float, int]]]:
+    """(deployment, algorithm, attribute, group) -> (identified rank, weight, longest list) of each
+    verified mated identification search with a candidate list that occurred in ``[start, end)``,
+    by loops over the raw documents: the highest revision of the primary verdicts counts; the rank is
+    the counted verdict's ``mate_rank`` when the candidate of that rank scored at or above the event's
+    threshold, else 0; the longest list is ``list_length`` or the candidates listed."""
+    out: dict[tuple, list[tuple[int, float, int]]] = defaultdict(list)
+    for event_id, event in w.events.items():
+        at = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+        if event_id not in w.outcomes or not start <= at < end or event["mode"] != "identification":
+            continue
+        counted = max(w.outcomes[event_id], key=lambda d: d["revision"])
+        if counted["truth"] != "genuine" or "candidates" not in event:
+            continue
+        rank = 0
+        for candidate in event["candidates"]:
+            if candidate["rank"] == counted.get("mate_rank") and candidate["score"] >= event["threshold"]:
+                rank = candidate["rank"]
+        longest = max(event.get("list_length", 0), len(event["candidates"]))
+        subject = event["subject"]
+        groups = [("*", "*"), *subject.items()]
+        groups += [("&".join(c), "&".join(subject[a] for a in c)) for c in intersections if all(a in subject for a in c)]
+        for attribute, group in groups:
+            out[(event["deployment"], event["algorithm"], attribute, group)].append(
+                (rank, 1 / counted["inclusion_prob"], longest))
+    return dict(out)
