@@ -264,14 +264,14 @@ def test_the_summary_shows_fmr_by_impostor_pair_as_a_recount_of_the_files(demo):
         for line in handle:
             ev = json.loads(line)
             o = latest.get(ev["event_id"])
-            if o is None or o["truth"] != "impostor":
+            if o is None or o["truth"] != "impostor" or ev["mode"] != "verification":  # FMR: 1:1 comparisons
                 continue
             w, error = 1.0 / o["inclusion_prob"], ev["decision"] == "match"
             for attribute, label in ev["subject"].items():
                 c = cells[(attribute, label, ev["reference"][attribute])]
                 for i, value in enumerate((1, error, w, w * error)):
                     c[i] += value
-    matrices = {m["attribute"]: m for m in demo["summary"]["impostor_pairs"]}
+    matrices = {m["attribute"]: m for m in demo["summary"]["impostor_pairs"] if m["mode"] == "verification"}
     assert set(matrices) == set(SCENARIO["attributes"])
     for attribute, m in matrices.items():
         found = {(c["group"], c["reference"]): c for c in m["cells"] if c["comparisons"]}
