@@ -571,7 +571,7 @@ def _parse_verified_outcome_fully(obj: Any) -> VerifiedOutcome:
     return outcome
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
         seen: set[str] = set()
@@ -582,7 +582,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _no_constants(token: str) -> Any:
+def no_json_constants(token: str) -> Any:
     raise reject(RejectCode.NON_FINITE_NUMBER, None, f"{token} is not a JSON number; numbers must be finite")
 
 
@@ -598,7 +598,7 @@ def load_json(raw: bytes | str) -> Any:
     else:
         text = raw
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=no_json_constants)
     except json.JSONDecodeError as exc:
         raise reject(RejectCode.INVALID_JSON, None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

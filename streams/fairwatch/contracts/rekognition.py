@@ -58,6 +58,8 @@ from fairwatch.contracts.records import (
     RejectCode,
     Rejection,
     decode_match_event,
+    no_duplicate_keys,
+    no_json_constants,
     reject,
     type_name,
 )
@@ -467,10 +469,17 @@ def _known_keys(obj: dict, known: tuple[str, ...], prefix: str) -> None:
                      f"unknown field(s) {unknown} in {prefix.rstrip('.') or 'the record'}; known: {', '.join(known)}")
 
 
+def _given(obj: dict, name: str, where: str, required: bool) -> bool:
+    """Whether ``obj`` has ``name``; a missing required one is refused, naming it."""
+    if name in obj:
+        return True
+    if required:
+        raise reject(RejectCode.MISSING_FIELD, f"{where}.{name}", f"{where} has no {name}")
+    return False
+
+
 def _list(obj: dict, name: str, where: str, required: bool = False) -> list:
-    if name not in obj:
-        if required:
-            raise reject(RejectCode.MISSING_FIELD, f"{where}.{name}", f"{where} has no {name}")
+    if not _given(obj, name, where, required):
         return []
     value = obj[name]
     if not isinstance(value, list):
@@ -480,9 +489,7 @@ def _list(obj: dict, name: str, where: str, required: bool = False) -> list:
 
 def _number(obj: dict, name: str, where: str, required: bool = False) -> float | None:
     path = f"{where}.{name}"
-    if name not in obj:
-        if required:
-            raise reject(RejectCode.MISSING_FIELD, path, f"{where} has no {name}")
+    if not _given(obj, name, where, required):
         return None
     value = obj[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -515,9 +522,7 @@ def _string(obj: dict, name: str, where: str) -> str | None:
 
 def _face_id(obj: dict, name: str, where: str, required: bool = False) -> str | None:
     path = f"{where}.{name}"
-    if name not in obj:
-        if required:
-            raise reject(RejectCode.MISSING_FIELD, path, f"{where} has no {name}")
+    if not _given(obj, name, where, required):
         return None
     value = _string(obj, name, where)
     if not FACE_ID_RE.fullmatch(value):  # the value is not repeated: it may be anything, a name too
@@ -565,26 +570,11 @@ def load_record(raw: bytes | str) -> Any:
         except UnicodeDecodeError as exc:
             raise reject(RejectCode.INVALID_ENCODING, None, f"record is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(raw, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+        return json.loads(raw, object_pairs_hook=no_duplicate_keys, parse_constant=no_json_constants)
     except json.JSONDecodeError as exc:
         raise reject(RejectCode.INVALID_JSON, None, f"not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise reject(RejectCode.INVALID_JSON, None, "JSON nested too deeply") from None
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise reject(RejectCode.DUPLICATE_KEY, key, f"key {key!r} appears twice in one JSON object")
-            seen.add(key)
-    return out
-
-
-def _no_constants(token: str) -> Any:
-    raise reject(RejectCode.NON_FINITE_NUMBER, None, f"{token} is not a JSON number; numbers must be finite")
 
 
 def redacted(value: Any) -> Any:
