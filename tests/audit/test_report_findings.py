@@ -34,6 +34,7 @@ from fairwatch.core.config import CoreConfig
 from fairwatch.detect.policy import load_policy
 from fairwatch.sim.demo import POLICY_TEMPLATE
 from fairwatch.store.clickhouse import open_store
+from fairwatch.testing.oracles import final_verdicts
 from fairwatch.testing.tools import debian_tool, headless
 from PIL import Image
 from scipy.stats import beta
@@ -457,13 +458,8 @@ def test_the_demo_report_shows_the_impostor_pair_matrix_of_a_recount_of_the_demo
     equals a recount from the demo's files: per (subject label, reference label) the verified impostor
     comparisons of the window (latest revision), their false matches and the weighted FMR."""
     start, end = _time(demo["truth"]["start"]), _time(demo["truth"]["end"])
-    latest: dict[str, dict] = {}
     with open(demo["tmp"] / "sim" / "outcomes.jsonl", "rb") as handle:
-        for line in handle:
-            o = json.loads(line)
-            if o.get("review", "primary") == "primary" and (
-                    o["event_id"] not in latest or o["revision"] > latest[o["event_id"]]["revision"]):
-                latest[o["event_id"]] = o
+        latest = final_verdicts(handle)
     cells: dict[tuple, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
     with open(demo["tmp"] / "sim" / "events.jsonl", "rb") as handle:
         for line in handle:

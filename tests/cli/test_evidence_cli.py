@@ -9,9 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from fairwatch.cli import app, boundary
 from fairwatch.contracts.keys import generate_key, write_signing_key
 from fairwatch.sim.scenario import load_scenario
 from fairwatch.sim.simulator import simulate
@@ -19,6 +17,7 @@ from fairwatch.sim.writers import write_jsonl
 from fairwatch.store.clickhouse import open_store
 from fairwatch.store.migrations import migrate
 from fairwatch.stream.replay import replay
+from fairwatch.testing.cli_runs import invoke, one_error
 from fairwatch.testing.stack import INSERT_EVENT
 
 OPERATOR, WITNESS, OTHER = generate_key("operator"), generate_key("witness.example/w1"), generate_key("w2")
@@ -34,22 +33,12 @@ UNSET = {name: None for name in (
 
 def fairwatch(*args, env=None):
     """Run one command; every output is checked for the secret keys."""
-    boundary._state["debug"] = False  # an earlier test's --debug run (through cli.run) leaves it set
-    result = CliRunner().invoke(app, [str(a) for a in args], env={**UNSET, **(env or {})})
+    result = invoke(*args, env={**UNSET, **(env or {})})
     for secret in SECRETS:
         assert secret not in result.stdout and secret not in result.stderr, args
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result
 
 
-def one_error(result, code: int, *fragments: str) -> str:
-    """The result is one `error:` line on stderr and exit ``code``."""
-    assert result.exit_code == code, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from fairwatch.cli import app, boundary, ingest
+from fairwatch.cli import ingest
 from fairwatch.contracts.records import decode_match_event
 from fairwatch.contracts.rekognition import redacted
 from fairwatch.testing import rekognition as docs
+from fairwatch.testing.cli_runs import invoke, one_error
 from fairwatch.testing.oracles import contract_validator
 from fairwatch.testing.rekognition import FACE_A, FACE_B, NAMES
 
@@ -28,19 +28,7 @@ SECRET_WORDS = ("jane", "jdoe", "john.roe", "/9j/")  # the operator's names and 
 
 
 def fairwatch(*args, env=None):
-    boundary._state["debug"] = False  # an earlier test's --debug run (through cli.run) leaves it set
-    result = CliRunner().invoke(app, [str(a) for a in args], env={**UNSET, **(env or {})})
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def one_error(result, code: int, *fragments: str) -> str:
-    assert result.exit_code == code, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+    return invoke(*args, env={**UNSET, **(env or {})})
 
 
 def write_lines(path: Path, *items) -> Path:

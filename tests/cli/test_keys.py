@@ -9,23 +9,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from fairwatch.cli import app
-from fairwatch.cli.boundary import EXIT_OK, EXIT_USAGE, run
+from fairwatch.cli.boundary import EXIT_OK, EXIT_USAGE
 from fairwatch.contracts.keys import parse_signing_key, parse_verifier_key
+from fairwatch.testing.cli_runs import run_captured, single_error
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def invoke(capsys, *args: str) -> tuple[int, str, str]:
-    code = run(app, list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+invoke, one_error = run_captured, single_error
 
 
 def test_generate_writes_the_secret_0600_and_prints_only_the_public_key(capsys, tmp_path):

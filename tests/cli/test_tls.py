@@ -17,25 +17,16 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fairwatch.cli import app
-from fairwatch.cli.boundary import EXIT_OK, EXIT_USAGE, run
+from fairwatch.cli.boundary import EXIT_OK, EXIT_USAGE
 from fairwatch.cli.local_ca import bcrypt_matches, init, make_plan
+from fairwatch.testing.cli_runs import run_captured, single_error
 
 OPENSSL = shutil.which("openssl")
 WRITER_PW = "wr1ter-Pw_0123456789abcdef"
 AM_PW = "al3rt-Pw_0123456789abcdef"
 
 
-def invoke(capsys, *args: str) -> tuple[int, str, str]:
-    code = run(app, list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+invoke, one_error = run_captured, single_error
 
 
 def args(tmp_path: Path, *extra: str) -> list[str]:

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from fairwatch.store.clickhouse import open_store
 from fairwatch.testing.live import free_port
-from fairwatch.testing.oracles import expected_rate
+from fairwatch.testing.oracles import expected_rate, final_verdicts
 from fairwatch.testing.tools import RENDER_CHECK, debian_tool, headless
 from PIL import Image
 from scipy.stats import binom
@@ -252,13 +252,8 @@ def test_the_summary_shows_fmr_by_impostor_pair_as_a_recount_of_the_files(demo):
     over the whole run, every cell equal to a recount from the files (latest primary verdict per event,
     weight 1 / inclusion_prob, the events' reference labels), and the summary page shows the matrix."""
     files = demo["summary"]["files"]
-    latest: dict[str, dict] = {}
     with open(files["outcomes"], "rb") as handle:
-        for line in handle:
-            o = json.loads(line)
-            if o.get("review", "primary") == "primary" and (
-                    o["event_id"] not in latest or o["revision"] > latest[o["event_id"]]["revision"]):
-                latest[o["event_id"]] = o
+        latest = final_verdicts(handle)
     cells: dict[tuple, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
     with open(files["events"], "rb") as handle:
         for line in handle:

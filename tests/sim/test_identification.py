@@ -16,6 +16,7 @@ from fairwatch.sim.scenario import ScenarioError, parse_scenario
 from fairwatch.sim.simulator import simulate
 from fairwatch.store.clickhouse import open_store
 from fairwatch.store.group_counts import read_counts
+from fairwatch.testing.oracles import final_verdicts
 from fairwatch.stream.replay import replay
 
 SCENARIO = """
@@ -39,16 +40,8 @@ verification: {match_prob: 1.0, non_match_prob: 0.5, error_prob: 0.02, reviewers
 def brute_force(event_lines: list[bytes], outcome_lines: list[bytes]) -> dict[tuple, list[float]]:
     """(mode, attribute, label) -> [non-mated/impostors, false positives, mated/genuines, misses],
     each weighted 1/inclusion_prob, from the final primary verdict of each event."""
-    events = {e["event_id"]: e for e in map(json.loads, event_lines)}
-    final: dict[str, dict] = {}
-    for o in map(json.loads, outcome_lines):
-        if o.get("review") == "independent":
-            continue
-        if o["event_id"] not in final or o["revision"] > final[o["event_id"]]["revision"]:
-            final[o["event_id"]] = o
     sums: dict[tuple, list[float]] = defaultdict(lambda: [0.0] * 4)
-    for event_id, o in final.items():
-        e = events[event_id]
+    for e, o in _final_pairs(event_lines, outcome_lines):
         listed = e.get("candidates")
         at_or_above = [c for c in listed or [] if c["score"] >= e["threshold"]]
         if o["truth"] == "impostor":
@@ -96,14 +89,10 @@ def test_replayed_fpir_and_fnir_per_group_equal_a_recount_from_the_candidate_lis
     assert isinstance(keys[0], GroupKey)
 
 
-def _final_pairs(event_lines, outcome_lines):
+def _final_pairs(event_lines, outcome_lines) -> list[tuple[dict, dict]]:
+    """(event, the verdict that counts) of every verified event."""
     events = {e["event_id"]: e for e in map(json.loads, event_lines)}
-    final = {}
-    for o in map(json.loads, outcome_lines):
-        if o.get("review") != "independent" and (o["event_id"] not in final
-                                                 or o["revision"] > final[o["event_id"]]["revision"]):
-            final[o["event_id"]] = o
-    return [(events[i], o) for i, o in final.items()]
+    return [(events[i], o) for i, o in final_verdicts(outcome_lines).items()]
 
 
 def test_the_simulated_lists_carry_the_configured_rates(simulation):

@@ -152,3 +152,15 @@ def sweep_threshold(candidates: list[float], impostors, genuine, target: float, 
                      fnmr_low=sweep_interval(sweep_sums(genuine, low, False), confidence)[1],
                      fnmr_high=sweep_interval(sweep_sums(genuine, high, False), confidence)[2])
     return found
+
+
+def final_verdicts(outcome_lines) -> dict[str, dict]:
+    """event_id -> the verdict that counts, from outcome JSON lines (bytes or str): the primary
+    verdict of the highest revision (independent reviews never count), first delivered on a tie."""
+    latest: dict[str, dict] = {}
+    for line in outcome_lines:
+        o = json.loads(line)
+        if o.get("review", "primary") == "primary" and (
+                o["event_id"] not in latest or o["revision"] > latest[o["event_id"]]["revision"]):
+            latest[o["event_id"]] = o
+    return latest
