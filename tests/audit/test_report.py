@@ -29,7 +29,7 @@ from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import ClickHouseSink
 from fairwatch.stream.processor import BatchProcessor, RawMessage
 from fairwatch.testing.stack import server_url
-from fairwatch.testing.workload import make_workload
+from fairwatch.testing.workload import make_workload, process_in_batches
 from typer.testing import CliRunner
 
 CONFIG = CoreConfig(intersections=(("sex", "race"),))
@@ -44,8 +44,6 @@ def seed_with_late_outcomes(store, workload) -> Counter:
     the outcomes: late ones and revisions that replace labels already counted. Returns the
     rejections by reason the pipeline reported."""
     migrate(store)
-    state: dict[str, bytes] = {}
-    processor, sink, rejected = BatchProcessor(CONFIG), ClickHouseSink(store, CONFIG), Counter()
     early, late = [], []
     seen_outcome: set[bytes] = set()
     for kind, key, value in workload.messages:
@@ -56,16 +54,7 @@ def seed_with_late_outcomes(store, workload) -> Counter:
                 seen_outcome.add(key)
             early.append((kind, key, value))
     assert sum(1 for _, _, v in late if b'"revision": 1' in v) > 10
-    offset = 0
-    for batch in (early, late):
-        messages = [RawMessage(k, k, 0, offset + i, key, value) for i, (k, key, value) in enumerate(batch)]
-        offset += len(batch)
-        result = processor.process(messages, lambda event_id, partition: state.get(event_id))
-        sink.write(result.sink)
-        for event_id, (_, value) in result.state_changes.items():
-            state.pop(event_id, None) if value is None else state.__setitem__(event_id, value)
-        rejected.update(result.rejected)
-    return rejected
+    return process_in_batches(store, CONFIG, (early, late))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -286,23 +286,33 @@ def store_workload(store, w: Workload, config, extra_outcomes: list[dict] = ()) 
     first verdicts in one batch, then (after those labels are stored) the corrections (revision 1)
     and ``extra_outcomes`` (independent reviews, say) in a second."""
     from fairwatch.store.migrations import migrate
-    from fairwatch.store.sink import ClickHouseSink
-    from fairwatch.stream.processor import BatchProcessor, RawMessage
 
     migrate(store)
     first, second = [], []
     for kind, key, value in w.messages:
         (second if kind == VERIFIED_OUTCOMES and b'"revision": 1' in value else first).append((kind, key, value))
     second += [(VERIFIED_OUTCOMES, r["event_id"].encode(), json.dumps(r).encode()) for r in extra_outcomes]
-    processor, sink, state = BatchProcessor(config), ClickHouseSink(store, config), {}
+    process_in_batches(store, config, (first, second))
+
+
+def process_in_batches(store, config, batches) -> Counter:
+    """Each batch of (topic, key, value) messages through the worker's batch step and sink in turn,
+    at consecutive offsets of one partition, the join state carried from batch to batch as the
+    changelog carries it; the rejections by reason."""
+    from fairwatch.store.sink import ClickHouseSink
+    from fairwatch.stream.processor import BatchProcessor, RawMessage
+
+    processor, sink, state, rejected = BatchProcessor(config), ClickHouseSink(store, config), {}, Counter()
     offset = 0
-    for batch in (first, second):
+    for batch in batches:
         messages = [RawMessage(k, k, 0, offset + i, key, value) for i, (k, key, value) in enumerate(batch)]
         offset += len(batch)
         result = processor.process(messages, lambda event_id, partition: state.get(event_id))
         sink.write(result.sink)
         for event_id, (_, value) in result.state_changes.items():
             state.pop(event_id, None) if value is None else state.__setitem__(event_id, value)
+        rejected.update(result.rejected)
+    return rejected
 
 
 def verified_score_records(w: Workload, start: datetime, end: datetime, intersections=(("sex", "race"),),
