@@ -69,7 +69,7 @@ from fairwatch.core.layout import INTERSECTION_SEP, OVERALL, GroupKey
 from fairwatch.core.monitor import Monitor
 from fairwatch.sim.scenario import parse_scenario
 from fairwatch.sim.simulator import simulate
-from fairwatch.testing.bench import write_results
+from fairwatch.testing.bench import envelopes, feed, write_results
 
 RESULTS = Path(__file__).parent / "results" / "identification.json"
 ENVELOPE_RECORDS = 1_000  # records per batch envelope: under the 1 MB message limit with candidate lists
@@ -123,22 +123,13 @@ def decode(lines: list[bytes], kind: str) -> list:
     """Records through the contract's decoder, in batch envelopes (searches with candidate lists take
     its full path: the fast one leaves them out)."""
     records = []
-    for lo in range(0, len(lines), ENVELOPE_RECORDS):
-        raw = (b'{"batch_version":1,"bucket":0,"partitions":1,"records":['
-               + b",".join(lines[lo:lo + ENVELOPE_RECORDS]) + b"]}")
+    for lo, raw in envelopes(lines, ENVELOPE_RECORDS):
         _, items = decode_message(raw, kind)
         bad = [i.record for i in items if isinstance(i.record, Rejection)]
         if bad:
             raise RuntimeError(f"simulated {kind} records at {lo} refused: {bad[0]}")
         records += [i.record for i in items]
     return records
-
-
-def feed(monitor: Monitor, records: list) -> None:
-    for lo in range(0, len(records), BATCH):
-        rejected = monitor.update(records[lo:lo + BATCH]).rejected
-        if rejected:
-            raise RuntimeError(f"the join rejected {len(rejected)} simulated records: {rejected[0].rejection}")
 
 
 def group_labels(sim, intersections) -> dict[tuple[str, str], np.ndarray]:
@@ -214,12 +205,12 @@ def run_seed(regime: str, seed: int, check_store: bool = False) -> dict:
     outcomes = decode(sim.outcome_lines(np.arange(sim.n_outcomes)), "verified_outcome")
     truth = truths(sim, intersections)
     matured = Monitor(config)
-    feed(matured, events)
+    feed(matured, events, BATCH)
     monitors = {"matured": matured}
     if sim.n_corrections:  # the corrections not yet in: first verdicts alone
         monitors["first_verdicts"] = copy.deepcopy(matured)
-        feed(monitors["first_verdicts"], [o for o in outcomes if o.revision == 0])
-    feed(matured, outcomes)
+        feed(monitors["first_verdicts"], [o for o in outcomes if o.revision == 0], BATCH)
+    feed(matured, outcomes, BATCH)
     rank1 = rank1_curves(events, outcomes, intersections, config.confidence)
     rows = []
     for variant, monitor in monitors.items():

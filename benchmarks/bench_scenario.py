@@ -62,7 +62,7 @@ from fairwatch.core.layout import IMPOSTOR, OVERALL, GroupKey
 from fairwatch.core.monitor import Monitor
 from fairwatch.sim.scenario import load_scenario
 from fairwatch.sim.simulator import simulate
-from fairwatch.testing.bench import write_results
+from fairwatch.testing.bench import envelopes, feed, write_results
 
 RESULTS = Path(__file__).parent / "results" / "scenario.json"
 VARIANTS = ("matured", "first_verdicts", "as_of_end")
@@ -77,21 +77,12 @@ W, W_ERR = IMPOSTOR.start + 2, IMPOSTOR.start + 3  # impostor sum of weights, of
 def decode(lines: list[bytes], kind: str) -> list:
     """Records through the contract's decoder, in batch envelopes."""
     records = []
-    for lo in range(0, len(lines), ENVELOPE_RECORDS):
-        raw = (b'{"batch_version":1,"bucket":0,"partitions":1,"records":['
-               + b",".join(lines[lo:lo + ENVELOPE_RECORDS]) + b"]}")
+    for lo, raw in envelopes(lines, ENVELOPE_RECORDS):
         batch = decode_valid_batch(raw, kind)
         if batch is None:
             raise RuntimeError(f"simulated {kind} records at {lo} are not certainly valid")
         records += batch.records
     return records
-
-
-def feed(monitor: Monitor, records: list) -> None:
-    for lo in range(0, len(records), BATCH):
-        rejected = monitor.update(records[lo:lo + BATCH]).rejected
-        if rejected:
-            raise RuntimeError(f"the join rejected {len(rejected)} simulated records: {rejected[0].rejection}")
 
 
 def true_rates(truth: dict) -> dict[GroupKey, dict[str, float]]:
@@ -140,7 +131,7 @@ def run_seed(seed: int, events: int | None) -> dict:
     truth = true_rates(sim.truth())
     config = CoreConfig()  # fairwatch metrics' defaults: 95% Clopper-Pearson, 60 s buckets, no targets
     joined = Monitor(config)
-    feed(joined, decode(sim.event_lines(np.arange(sim.n_events)), "match_event"))
+    feed(joined, decode(sim.event_lines(np.arange(sim.n_events)), "match_event"), BATCH)
     outcomes = decode(sim.outcome_lines(np.arange(sim.n_outcomes)), "verified_outcome")
 
     end_us = int(scenario.end.timestamp()) * 1_000_000
@@ -153,11 +144,11 @@ def run_seed(seed: int, events: int | None) -> dict:
         fmrs[name] = [pooled_fmr(monitor, label) for label in labels]
 
     matured = copy.deepcopy(joined)
-    feed(matured, outcomes[:arrived])
+    feed(matured, outcomes[:arrived], BATCH)
     look("as_of_end", matured)
-    feed(matured, outcomes[arrived:])
+    feed(matured, outcomes[arrived:], BATCH)
     look("matured", matured)
-    feed(joined, [o for o in outcomes if o.revision == 0])
+    feed(joined, [o for o in outcomes if o.revision == 0], BATCH)
     look("first_verdicts", joined)
 
     result = {"seed": seed, "events": sim.n_events, "outcomes": sim.n_outcomes, "corrections": sim.n_corrections,
