@@ -66,12 +66,8 @@ def oracle(demo):
     metrics of identification searches are fpir and fnir."""
     files = demo["summary"]["files"]
     drift_at = _time(demo["summary"]["truth"]["drifts"][0]["at"])
-    latest: dict[str, dict] = {}
     with open(files["outcomes"], "rb") as handle:
-        for line in handle:
-            o = json.loads(line)
-            if o["event_id"] not in latest or o["revision"] > latest[o["event_id"]]["revision"]:
-                latest[o["event_id"]] = o
+        latest = final_verdicts(handle)  # the demo has no independent reviews: every verdict is primary
     acc: dict[tuple, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
     with open(files["events"], "rb") as handle:
         for line in handle:
