@@ -12,7 +12,7 @@ import numpy as np
 from fairwatch.detect.dispersion import CLUSTER_MOMENTS, cluster_dispersion
 from fairwatch.detect.policy import parse_policy
 from fairwatch.detect.reads import read_cluster_moments
-from fairwatch.store.sink import EVENT_COLUMNS, LABELED_COLUMNS
+from fairwatch.store.sink import COMPARISON_COLUMNS, LABELED_COLUMNS
 from scipy import stats
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
@@ -69,11 +69,11 @@ def test_cluster_sizes_equal_a_brute_force_recount(migrated_store):
             keys[f"e{i}"] = cluster_id
         decision = rng.choice(["match", "non_match"])
         events.append((f"e{i}", at, 0, deployment, "algo-1", "verification", 0.5, 0.4, decision, ["race", "sex"],
-                       labels, [], [], "", at, cluster_id, 0, [], [], [], 0, -1))
+                       labels, [], [], "", at, cluster_id))
         for revision in range(rng.choice([1, 1, 2])):  # a later revision may turn the verdict
             labeled.append((f"e{i}", at, 0, bucket, deployment, "algo-1", "verification", ["race", "sex"], labels,
                             decision, rng.choice(["genuine", "impostor"]), revision, 1.0, 0))
-    migrated_store.insert("match_events", EVENT_COLUMNS, events)
+    migrated_store.insert("match_events", COMPARISON_COLUMNS, events)  # no search lists: their defaults
     migrated_store.insert("labeled_outcomes", LABELED_COLUMNS, labeled)
     policy = parse_policy(POLICY)
     start, end = policy.baseline_from, policy.baseline_to

@@ -30,17 +30,17 @@ from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_expansion import group_expansion_sql
 from fairwatch.store.signed_input import SIGNED_INPUT_COLUMNS, signed_input_columns
 
-EVENT_COLUMNS = (
+# a match event's columns but a search's candidate list; envelopes' numpy frames write these alone
+# (the fast path never takes a list, so the list's columns keep their defaults there)
+COMPARISON_COLUMNS = (
     "event_id", "occurred_at", "occurred_at_us", "deployment", "algorithm", "mode", "score", "threshold", "decision",
     "subject_keys", "subject_values", "reference_keys", "reference_values", "context", "ingested_at", "cluster_id",
-    "candidates_listed", "candidate_ids", "candidate_scores", "candidate_groups", "list_length", "gallery_size",
 )
+SEARCH_COLUMNS = ("candidates_listed", "candidate_ids", "candidate_scores", "candidate_groups", "list_length",
+                  "gallery_size")  # schemas/clickhouse/014_identification_searches.sql
+EVENT_COLUMNS = COMPARISON_COLUMNS + SEARCH_COLUMNS
 OUTCOME_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob", "ingested_at",
                    "mate_rank")
-# the columns written from envelopes' numpy frames: the fast path never takes a search's candidate
-# list, so those keep their defaults there
-_FRAME_EVENT_COLUMNS = EVENT_COLUMNS[:16]
-_FRAME_OUTCOME_COLUMNS = OUTCOME_COLUMNS
 REVIEW_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "ingested_at")
 LABELED_COLUMNS = (
     "event_id", "occurred_at", "occurred_at_us", "bucket", "deployment", "algorithm", "mode", "subject_keys",
@@ -85,8 +85,7 @@ def event_columns(events: Sequence[MatchEvent], ingested_at: datetime) -> list[l
 
 
 def search_columns(events: Sequence[MatchEvent]) -> list[list]:
-    """candidates_listed, candidate_ids, candidate_scores, candidate_groups, list_length and
-    gallery_size of match events (schemas/clickhouse/014_identification_searches.sql)."""
+    """The SEARCH_COLUMNS of match events."""
     lists = [e.candidates or () for e in events]
     return [
         [int(e.candidates is not None) for e in events],
@@ -529,7 +528,7 @@ _EVENT_STRUCTURE = [("event_id", "String"), ("occurred_s", "UInt32"), ("occurred
                     ("subject_values", "String"), ("reference_keys", "String"), ("reference_values", "String"),
                     ("context", "String"), ("ingested_s", "UInt32"), ("cluster_id", "String")]
 _EVENT_FRAMES_SQL = (
-    f"INSERT INTO match_events ({', '.join(_FRAME_EVENT_COLUMNS)}) "
+    f"INSERT INTO match_events ({', '.join(COMPARISON_COLUMNS)}) "
     f"SELECT event_id, toDateTime(occurred_s), occurred_at_us, deployment, algorithm, mode, score, threshold, "
     f"decision, {_split_sql('subject_keys')}, {_split_sql('subject_values')}, {_split_sql('reference_keys')}, "
     f"{_split_sql('reference_values')}, context, toDateTime(ingested_s), cluster_id FROM records"
@@ -538,7 +537,7 @@ _OUTCOME_STRUCTURE = [("event_id", "String"), ("verified_s", "UInt32"), ("truth"
                       ("revision", "UInt32"), ("inclusion_prob", "Float64"), ("ingested_s", "UInt32"),
                       ("mate_rank", "UInt16")]
 _OUTCOME_FRAMES_SQL = (
-    f"INSERT INTO verified_outcomes ({', '.join(_FRAME_OUTCOME_COLUMNS)}) "
+    f"INSERT INTO verified_outcomes ({', '.join(OUTCOME_COLUMNS)}) "
     f"SELECT event_id, toDateTime(verified_s), truth, reviewer, revision, inclusion_prob, toDateTime(ingested_s), "
     f"mate_rank FROM records"
 )
