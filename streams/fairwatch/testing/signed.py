@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 
 from fairwatch.contracts.keys import SigningKey, generate_key
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
-from fairwatch.testing.workload import Workload, make_workload
+from fairwatch.testing.workload import Workload, contrary, make_workload
 
 SITE, OTHER = "site-0", "site-1"
 REPLAYED_REVISION = 7
@@ -98,9 +98,8 @@ deployments:
     replayed = Workload()
     for event_id, docs in list(valid.outcomes.items())[: small]:
         if event_id in valid.events:
-            latest = {k: v for k, v in max(docs, key=lambda d: d["revision"]).items() if k != "mate_rank"}
-            replayed.outcomes[event_id] = [{**latest, "revision": REPLAYED_REVISION,
-                                            "truth": "genuine" if latest["truth"] == "impostor" else "impostor"}]
+            replayed.outcomes[event_id] = [{**contrary(max(docs, key=lambda d: d["revision"])),
+                                            "revision": REPLAYED_REVISION}]
     sends = [
         Send("valid", valid, keys["site-0-2026"], SITE, None),
         Send("valid-site-1", _site_1(_small(small, seed + 2)), keys["site-1-2026"], OTHER, None),
@@ -150,8 +149,7 @@ def forge(value: bytes) -> bytes:
     elif "decision" in record:
         record["decision"] = "match" if record["decision"] == "non_match" else "non_match"
     else:
-        record.pop("mate_rank", None)
-        record["truth"] = "genuine" if record["truth"] == "impostor" else "impostor"
+        envelope["records"][0] = contrary(record)
     return json.dumps(envelope, separators=(",", ":")).encode()
 
 

@@ -137,6 +137,14 @@ def _candidate_list(rng, event: dict, impostor: bool, error: bool) -> int | None
     return order.index(0 if not error else len(scores) - 1) + 1
 
 
+def contrary(verdict: dict) -> dict:
+    """The verdict with the other truth; a mated search's mate_rank goes (a non-mated verdict names
+    no mate, and a verdict turned mated would not know it)."""
+    out = {k: v for k, v in verdict.items() if k != "mate_rank"}
+    out["truth"] = "genuine" if verdict["truth"] == "impostor" else "impostor"
+    return out
+
+
 def _outcomes(rng, event_id, occurred, impostor, revision_share, sampled_share, mate_rank=None) -> list[dict]:
     prob = 1.0 if rng.random() >= sampled_share else rng.choice((0.5, 0.25, 0.1))
     verified = occurred + timedelta(hours=rng.lognormvariate(1.0, 1.0))
@@ -146,8 +154,7 @@ def _outcomes(rng, event_id, occurred, impostor, revision_share, sampled_share, 
     if mate_rank is not None and not impostor:
         docs[0]["mate_rank"] = mate_rank
     if rng.random() < revision_share:  # a reviewer corrects the label
-        corrected = {k: v for k, v in docs[0].items() if k != "mate_rank"}
-        docs.append({**corrected, "truth": "genuine" if impostor else "impostor", "revision": 1,
+        docs.append({**contrary(docs[0]), "revision": 1,
                      "verified_at": (verified + timedelta(hours=2)).isoformat().replace("+00:00", "Z")})
     return docs
 
@@ -269,14 +276,12 @@ drifts: [{{name: lighting, kind: rate, at: 1.5, metric: fmr, factor: 3.0, group:
 
 def contrary_reviews(w: Workload, seed: int, share: float = 0.3) -> list[dict]:
     """Independent reviews of a share of the verified events, each saying the opposite of the verdict
-    that counts, with a revision number above every primary one: none of it may ever count. (No
-    mate_rank: a review that says impostor may not name a mate.)"""
+    that counts, with a revision number above every primary one: none of it may ever count."""
     rng = random.Random(seed)
     out = []
     for event_id, docs in sorted(w.outcomes.items()):
         if event_id in w.events and rng.random() < share:
-            latest = {k: v for k, v in max(docs, key=lambda d: d["revision"]).items() if k != "mate_rank"}
-            out.append({**latest, "truth": "genuine" if latest["truth"] == "impostor" else "impostor",
+            out.append({**contrary(max(docs, key=lambda d: d["revision"])),
                         "reviewer": "rev-second", "revision": 9, "inclusion_prob": 1.0, "review": "independent"})
     return out
 
