@@ -221,6 +221,16 @@ class _Sources:
         return f"{base}{sep}{rest}" if base.startswith(("meta.", "response.", "request.")) else base
 
 
+def _similarity(match: dict, where: str, floor: float, threshold_name: str) -> float:
+    """A FaceMatch's Similarity, which the request's threshold (``threshold_name``, ``floor``) bounds."""
+    score = _percent(match, "Similarity", where, required=True)
+    if score < floor:
+        raise reject(RejectCode.OUT_OF_RANGE, f"{where}.Similarity",
+                     f"{where}.Similarity {score!r} is below the request's {threshold_name} {floor!r}: "
+                     "Rekognition returns no such match, so the threshold recorded is not the one used")
+    return score
+
+
 def _compare_faces(request: dict, response: dict, meta: dict, settings: RekognitionSettings) -> MatchEvent:
     sources = _Sources()
     if "gallery_size" in meta:
@@ -233,11 +243,7 @@ def _compare_faces(request: dict, response: dict, meta: dict, settings: Rekognit
     for i, item in enumerate(matches):
         where = f"response.FaceMatches[{i}]"
         item = _object(item, where)
-        score = _percent(item, "Similarity", where, required=True)
-        if score < floor:
-            raise reject(RejectCode.OUT_OF_RANGE, f"{where}.Similarity",
-                         f"{where}.Similarity {score!r} is below the request's SimilarityThreshold {floor!r}: "
-                         "Rekognition returns no such match, so the threshold recorded is not the one used")
+        score = _similarity(item, where, floor, "SimilarityThreshold")
         if "Face" in item:
             _compared_face(item["Face"], f"{where}.Face")
         scores.append(score)
@@ -280,11 +286,7 @@ def _search(operation: str, request: dict, response: dict, meta: dict, settings:
     for i, item in enumerate(matches):
         where = f"response.FaceMatches[{i}]"
         item = _object(item, where)
-        score = _percent(item, "Similarity", where, required=True)
-        if score < floor:
-            raise reject(RejectCode.OUT_OF_RANGE, f"{where}.Similarity",
-                         f"{where}.Similarity {score!r} is below the request's FaceMatchThreshold {floor!r}: "
-                         "Rekognition returns no such match, so the threshold recorded is not the one used")
+        score = _similarity(item, where, floor, "FaceMatchThreshold")
         if "Face" not in item:
             raise reject(RejectCode.MISSING_FIELD, f"{where}.Face", f"{where} has no Face (its FaceId names the candidate)")
         face = _object(item["Face"], f"{where}.Face")
