@@ -13,7 +13,8 @@ order, to :class:`~fairwatch.core.monitor.Monitor`: the label join (FNIR: the ma
 above the threshold; FPIR: a non-mated search listing anyone at or above it) and the bucket counts
 the sink writes to ``group_counts``, then :meth:`~fairwatch.core.groupframe.GroupFrame.from_counts`
 over the whole run with ``fairwatch metrics``' settings (95% Clopper-Pearson on the two-phase design,
-the regime's intersections). No ClickHouse: ``--check-store`` replays each regime's first seed into
+the regime's intersections; where events carry a ``cluster_id``, the intervals of
+:mod:`fairwatch.core.clusters`, with the design effect the Monitor's cluster sums give). No ClickHouse: ``--check-store`` replays each regime's first seed into
 chDB (``fairwatch replay``'s path) and checks that ``fairwatch metrics``' numbers
 (:func:`fairwatch.audit.estimates.window_metrics`) are the same.
 
@@ -47,7 +48,9 @@ deployment, threshold 3, lists of 10):
   searches, non-matches verified at 0.25;
 - ``returning_subjects`` / ``returning_heavy``: the reference with 250 / 25 returning subjects per
   cell (about 10 / 100 searches each) whose scores share a latent shift (correlation 0.5): errors
-  cluster by subject, so the realized rates scatter more than binomially around the true ones.
+  cluster by subject, so the realized rates scatter more than binomially around the true ones;
+- ``returning_verification``: ``returning_heavy``'s people and rates compared 1:1 (verification
+  events: FMR and FNMR, reported in the FPIR and FNIR columns; no rank).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ from fairwatch.contracts.envelopes import decode_message
 from fairwatch.contracts.records import PRIMARY, Rejection
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame
-from fairwatch.core.identification_ranks import RankCurve, RankTally, identified_rank
+from fairwatch.core.identification_ranks import IdentificationRanks, RankCurve, RankTally, identified_rank
 from fairwatch.core.layout import INTERSECTION_SEP, OVERALL, GroupKey
 from fairwatch.core.monitor import Monitor
 from fairwatch.sim.scenario import parse_scenario
@@ -83,16 +86,16 @@ AGE = 'age: {"18-29": 0.3, "30-49": 0.45, "50+": 0.25}'
 
 
 def scenario(events: int, attributes: list[str], fpir: str, fnir: str, non_match_prob: float = 1.0,
-             error_prob: float = 0.0, extra: str = "", impostor_share: float = 0.7) -> str:
+             error_prob: float = 0.0, extra: str = "", impostor_share: float = 0.7, searches: float = 1.0) -> str:
     return f"""
 start: "2026-11-25T06:00:00Z"
 duration_hours: 24
 events: {events}
 attributes: {{{", ".join(attributes)}}}
 algorithms:
-  algo-1: {{fmr: 0.01, fnmr: 0.02, fpir: {fpir}, fnir: {fnir}}}
+  algo-1: {{fmr: {fpir}, fnmr: {fnir}, fpir: {fpir}, fnir: {fnir}}}
 deployments:
-  - {{name: watch, algorithm: algo-1, threshold: 3.0, identification_share: 1.0, impostor_share: {impostor_share},
+  - {{name: watch, algorithm: algo-1, threshold: 3.0, identification_share: {searches}, impostor_share: {impostor_share},
      list_length: 10, gallery_size: 100000}}
 verification: {{match_prob: 1.0, non_match_prob: {non_match_prob}, error_prob: {error_prob}, reviewers: 10,
   delay_hours: {{median: 6, sigma: 1.0}}, correction_delay_hours: {{median: 24, sigma: 0.5}}}}
@@ -115,7 +118,11 @@ REGIMES: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
                                     extra="subjects: {per_group: 250, correlation: 0.5}"), ()),
     "returning_heavy": (scenario(20_000, [SEX, RACE], REF_FPIR, REF_FNIR,
                                  extra="subjects: {per_group: 25, correlation: 0.5}"), ()),
+    # 1:1 comparisons of the same people (FMR and FNMR at the reference's rates, in the FPIR / FNIR columns)
+    "returning_verification": (scenario(20_000, [SEX, RACE], REF_FPIR, REF_FNIR, searches=0.0,
+                                        extra="subjects: {per_group: 25, correlation: 0.5}"), ()),
 }
+MODES = {"returning_verification": "verification"}  # the regimes whose events are not searches
 RATES = ("fpir", "fnir", "rank1")
 
 
@@ -146,16 +153,17 @@ def group_labels(sim, intersections) -> dict[tuple[str, str], np.ndarray]:
     return out
 
 
-def truths(sim, intersections) -> dict[tuple[str, str], dict[str, float]]:
+def truths(sim, intersections, mode: str = MODE) -> dict[tuple[str, str], dict[str, float]]:
     """Per group: the true FPIR and FNIR (cell rates mixed by the cells' proportions), the true rank-1
     FNIR, and the realized rates of every generated search (``truth.json``'s counts per cell)."""
     m = sim.model
-    fpir, fnir = m.rates[0, 0, 0, 0, 1], m.rates[0, 1, 0, 0, 1]  # segment, metric, deployment, algorithm, mode
+    m_index = 1 if mode == MODE else 0
+    fpir, fnir = m.rates[0, 0, 0, 0, m_index], m.rates[0, 1, 0, 0, m_index]  # segment, metric, deployment, algorithm, mode
     truth = sim.truth()
     index = {tuple(labels): i for i, labels in enumerate(m.cell_labels)}
     counts = np.zeros((4, m.n_cells))  # impostors, false positives, genuines, misses per cell
     for row in truth["cells"]:
-        if row["mode"] == MODE:
+        if row["mode"] == mode:
             cell = index[tuple(row["subject"][a] for a in m.attribute_names)]
             counts[:, cell] += [row["impostors"], row["false_matches"], row["genuines"], row["false_non_matches"]]
     out = {}
@@ -166,7 +174,7 @@ def truths(sim, intersections) -> dict[tuple[str, str], dict[str, float]]:
                     "rank1": OUTRANKED + (1 - OUTRANKED) * float(fnir @ share),
                     "fpir_realized": c[1] / c[0] if c[0] else np.nan, "fnir_realized": c[3] / c[2] if c[2] else np.nan}
     for row in truth["groups"]:  # the simulator's own targets and counts for the single attributes
-        if row["mode"] == MODE:
+        if row["mode"] == mode:
             mine = out[(row["attribute"], row["label"])]
             assert abs(mine["fpir"] - row["target_fmr"]) <= 1e-9 * row["target_fmr"], row
             assert abs(mine["fnir"] - row["target_fnmr"]) <= 1e-9 * row["target_fnmr"], row
@@ -175,12 +183,13 @@ def truths(sim, intersections) -> dict[tuple[str, str], dict[str, float]]:
 
 
 def rank1_curves(events: list, outcomes: list, intersections, confidence: float) -> dict[tuple[str, str], RankCurve]:
-    """Per group: FNIR at rank 1 of the mated searches by their final primary verdicts."""
+    """Per group: FNIR at rank <= R of the mated searches by their final primary verdicts (the
+    searches keyed by their subject's ``cluster_id``, as the store reads them)."""
     final = {}
     for o in outcomes:
         if o.review == PRIMARY and (o.event_id not in final or o.revision > final[o.event_id].revision):
             final[o.event_id] = o
-    ranks: dict[tuple[str, str], tuple[list, list]] = {}
+    ranks: dict[tuple[str, str], tuple[list, list, list]] = {}
     for e in events:
         o = final.get(e.event_id)
         if o is None or o.truth != "genuine" or e.candidates is None:
@@ -190,10 +199,14 @@ def rank1_curves(events: list, outcomes: list, intersections, confidence: float)
         keys = [(OVERALL, OVERALL), *subject.items()]
         keys += [(INTERSECTION_SEP.join(c), INTERSECTION_SEP.join(subject[a] for a in c)) for c in intersections]
         for key in keys:
-            got = ranks.setdefault(key, ([], []))
+            got = ranks.setdefault(key, ([], [], []))
             got[0].append(rank)
             got[1].append(1.0 / o.inclusion_prob)
-    return {key: RankCurve.of(RankTally.of(r, w), 1, confidence) for key, (r, w) in ranks.items()}
+            got[2].append(e.cluster_id)
+    scope = ("watch", "algo-1", MODE)
+    tallies = {GroupKey(*scope, *key): RankTally.of(r, w, clusters=c) for key, (r, w, c) in ranks.items()}
+    curves = IdentificationRanks(tallies, confidence)
+    return {key[3:]: curves.curve(key) for key in tallies}
 
 
 def run_seed(regime: str, seed: int, check_store: bool = False) -> dict:
@@ -203,7 +216,7 @@ def run_seed(regime: str, seed: int, check_store: bool = False) -> dict:
     config = CoreConfig(intersections=intersections)  # fairwatch metrics' defaults otherwise
     events = decode(sim.event_lines(np.arange(sim.n_events)), "match_event")
     outcomes = decode(sim.outcome_lines(np.arange(sim.n_outcomes)), "verified_outcome")
-    truth = truths(sim, intersections)
+    truth = truths(sim, intersections, MODES.get(regime, MODE))
     matured = Monitor(config)
     feed(matured, events, BATCH)
     monitors = {"matured": matured}
@@ -329,7 +342,7 @@ def main() -> None:
     started = time.perf_counter()
     print(f"identification searches, {seeds} seeds per regime from {args.seed}; share of (group, rate) pairs whose"
           " 95% interval holds the true rate (worst group: its share over the seeds)")
-    print(f"{'regime':>19} {'events':>7} {'pairs':>6} {'FPIR':>6} {'worst':>6} {'FNIR':>6} {'worst':>6}"
+    print(f"{'regime':>22} {'events':>7} {'pairs':>6} {'FPIR':>6} {'worst':>6} {'FNIR':>6} {'worst':>6}"
           f" {'rank-1':>6} {'worst':>6} {'realized':>8} {'first v.':>8} {'no err.':>7} {'var x':>5} {'s':>6}")
     tasks = [(regime, seed, args.check_store and seed == args.seed) for regime in regimes
              for seed in range(args.seed, args.seed + seeds)]
@@ -360,10 +373,13 @@ def main() -> None:
         no_error = [r["covered"] for r in both if r["errors"] == 0]
         vif = summary[regime]["variance_inflation"]
         inflation = "-" if vif["fpir"] is None else f"{max(vif['fpir'], vif['fnir']):.1f}"
-        print(f"{regime:>19} {summary[regime]['events']:7d} {len(both):6d}"
+        rank1 = c.get("rank1")  # none in a regime of 1:1 comparisons
+        rank1_cells = (f" {rank1['coverage']:6.3f} {rank1['worst_group_coverage']:6.3f}" if rank1
+                       else f" {'-':>6} {'-':>6}")
+        print(f"{regime:>22} {summary[regime]['events']:7d} {len(both):6d}"
               f" {c['fpir']['coverage']:6.3f} {c['fpir']['worst_group_coverage']:6.3f}"
               f" {c['fnir']['coverage']:6.3f} {c['fnir']['worst_group_coverage']:6.3f}"
-              f" {c['rank1']['coverage']:6.3f} {c['rank1']['worst_group_coverage']:6.3f}"
+              f"{rank1_cells}"
               f" {realized:8.3f} {fmt(firsts):>8} {fmt(no_error):>7} {inflation:>5}"
               f" {summary[regime]['seconds']:6.0f}")
     worst = min((summary[r]["coverage"][rate]["coverage"], r, rate) for r in regimes for rate in ("fpir", "fnir"))

@@ -11,7 +11,8 @@ from fairwatch.audit.window import Window
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame
 from fairwatch.store.clickhouse import Store
-from fairwatch.store.group_counts import read_counts
+from fairwatch.store.cluster_moments import read_cluster_moments
+from fairwatch.store.group_counts import counted_intersections, read_counts
 from fairwatch.store.independent_reviews import read_review_agreement
 from fairwatch.store.sealed_evidence import STORED, EvidenceTables, labeled_counts
 
@@ -21,6 +22,8 @@ GROUP_FIELDS = (
     # the bounds the statuses are judged on, and how many rates are judged together
     "fmr_anytime_low", "fmr_anytime_high", "fnmr_anytime_low", "fnmr_anytime_high", "fmr_status", "fnmr_status",
     "status_family",
+    # the effective comparisons each interval was taken on, and the clustering's design effect (1: none)
+    "fmr_n_eff", "fnmr_n_eff", "fmr_design_effect", "fnmr_design_effect",
 )
 
 
@@ -79,7 +82,12 @@ def window_metrics(
         keys, rows = read_counts(store, window.start, window.end, deployment, algorithm)
     reviews = read_review_agreement(store, window.start, window.end, deployment, algorithm,
                                     tables=tables) if with_reviews else {}
-    frame = GroupFrame.from_counts(keys, rows, config, reviews=reviews)
+    # the stored counts' intersections are the sink's, which the clustering sums must match
+    intersections = config.intersections if tables.sealed else counted_intersections(
+        store, window.start, window.end, deployment, algorithm)
+    clustering = read_cluster_moments(store, window.start, window.end, intersections, deployment, algorithm,
+                                      tables=tables)
+    frame = GroupFrame.from_counts(keys, rows, config, reviews=reviews, clustering=clustering)
     labels = None
     if with_labels:
         maturity = label_maturity(store, window, deployment, algorithm, label_maturity_seconds, now, tables=tables)

@@ -53,6 +53,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from fairwatch.core.clusters import design_effects
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.intervals import (
     INTERVALS,
@@ -141,11 +142,16 @@ class RateEstimate:
     error_inclusion: float | None = 1.0
     correct_inclusion: float | None = 1.0
     family: int = 1  # rates whose statuses hold together (Bonferroni over the family)
+    # the clustering's design effect (fairwatch.core.clusters): 1 when the comparisons are
+    # independent as far as the data tell; above 1, n_eff is already divided by it
+    design_effect: float = 1.0
 
     def interval(self, confidence: float) -> tuple[float, float]:
         """A Clopper-Pearson interval at another level, from the same verified counts and design."""
         rate, error, correct = (np.nan if v is None else v for v in (self.rate, self.error_inclusion,
                                                                          self.correct_inclusion))
+        if self.design_effect > 1 and np.isfinite(error) and np.isfinite(correct):
+            error = correct = VARIES  # clustered: the effective counts, as the estimate took them
         low, high = _design_bounds(clopper_pearson, confidence, self.errors, self.n, np.nan_to_num(rate) * self.n_eff,
                                    self.n_eff, error, correct, rate)
         return float(low[0]), float(high[0])
@@ -167,6 +173,7 @@ class RateEstimate:
             f"{prefix}_anytime_low": self.anytime_low,
             f"{prefix}_anytime_high": self.anytime_high,
             f"{prefix}_n_eff": self.n_eff,
+            f"{prefix}_design_effect": self.design_effect,
             f"{prefix}_status": str(self.status),
             f"{prefix}_target": self.target,
             f"{prefix}_vs_target": ratio,
@@ -229,7 +236,8 @@ class RateEstimator:
         self.sequence = sequence or BetaBinomialMixture()
 
     def estimate(self, block: np.ndarray, target: float | None, error_inclusion=None,
-                 correct_inclusion=None, family=1) -> list[RateEstimate]:
+                 correct_inclusion=None, family=1, clustering: np.ndarray | None = None,
+                 pooled_roh: np.ndarray | None = None) -> list[RateEstimate]:
         """Estimates for the populations in ``block``, float64[k, 6] of :data:`POPULATION_FIELDS`.
 
         Verified outcomes are a two-phase sample: within each decision's stratum every event was
@@ -250,6 +258,14 @@ class RateEstimator:
         ``family`` (per population, or one for all) is the number of rates whose statuses must
         hold together: the anytime bounds, and so the status, are at level
         ``1 - (1 - confidence) / family``.
+
+        ``clustering``: float64[k, 4] of :data:`~fairwatch.core.clusters.MOMENT_FIELDS` when the
+        comparisons carry cluster keys. Where they show a design effect above 1, both the interval
+        and the anytime bounds are taken on the effective counts divided by it
+        (:func:`~fairwatch.core.clusters.design_effects`; an approximation, as for varying
+        probabilities: the anytime guarantee is proven for independent comparisons).
+        ``pooled_roh``: per population, the intra-cluster correlation of a larger population of
+        the same comparisons, a floor on its design effect (:func:`~fairwatch.core.clusters.design_effects`).
         """
         block = np.asarray(block, dtype=float).reshape(-1, len(POPULATION_FIELDS))
         if not np.all(np.isfinite(block)) or np.any(block < 0):
@@ -258,6 +274,10 @@ class RateEstimator:
         errors_eff, n_eff = effective_counts(n, errors, w, w_err, w2, w2_err)
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = np.where(n > 0, w_err / w, np.nan)
+        factor, deff = design_effects(block, clustering, self.config.confidence, pooled_roh)
+        clustered = factor > 1
+        n_eff = np.where(clustered, n_eff / factor, n_eff)
+        errors_eff = np.where(clustered, np.nan_to_num(rate) * n_eff, errors_eff)
         # each stratum's probability from its own verified records; a stratum with none (no
         # error, or no correct decision, verified) takes the caller's (the group's other
         # population holds that decision's records), else the other stratum's (no better guess)
@@ -267,7 +287,12 @@ class RateEstimator:
         given_correct = own_error if correct_inclusion is None else np.broadcast_to(np.asarray(correct_inclusion, float), n.shape)
         error_inclusion = np.where(errors > 0, own_error, given_error)
         correct = np.where(n > errors, own_correct, given_correct)
-        design = (errors, n, errors_eff, n_eff, error_inclusion, correct, rate)
+        # clustered: no exact map from the verified share; the effective counts, like VARIES
+        # (unknown probabilities still leave the bounds at 0 and 1)
+        mapped = clustered & np.isfinite(error_inclusion) & np.isfinite(correct)
+        bounds_error = np.where(mapped, VARIES, error_inclusion)
+        bounds_correct = np.where(mapped, VARIES, correct)
+        design = (errors, n, errors_eff, n_eff, bounds_error, bounds_correct, rate)
         family = np.broadcast_to(np.asarray(family, dtype=int), n.shape)
         if np.any(family < 1):
             raise ValueError("family must be at least 1")
@@ -290,6 +315,7 @@ class RateEstimator:
                 error_inclusion=_finite_or_none(error_inclusion[i]),
                 correct_inclusion=_finite_or_none(correct[i]),
                 family=int(family[i]),
+                design_effect=float(deff[i]),
             )
             for i in range(len(n))
         ]

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from fairwatch.core.clusters import N_MOMENTS, intra_cluster_correlation
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.differentials import AttributeSet, Differential, differentials
 from fairwatch.core.estimates import GroupEstimate, RateEstimator
@@ -153,6 +154,7 @@ class GroupFrame:
         config: CoreConfig | None = None,
         method: str = "clopper-pearson",
         reviews: dict[tuple[str, str, str], tuple[ReviewerError, ReviewerError, bool]] | None = None,
+        clustering: dict[GroupKey, np.ndarray] | None = None,
     ) -> GroupFrame:
         """Build the frame from counts rows (float64[k, 12], :mod:`fairwatch.core.layout`).
 
@@ -162,14 +164,26 @@ class GroupFrame:
         non-matches (pairs, disagreements with first verdicts) and whether some verdicts that count
         are corrections, the reviewers' error assumed the same in all its groups; where given,
         every group's rates are also given allowing for that error (``corrected``).
+        ``clustering``: per group, float64[2, 4] (impostor, genuine) of
+        :data:`~fairwatch.core.clusters.MOMENT_FIELDS`, for the groups whose comparisons share
+        cluster keys: their intervals allow for the clustering's design effect, at least the one
+        the intra-cluster correlation of their deployment x algorithm x mode's overall row gives.
         """
         config = config or CoreConfig()
         keys, rows = _sum_by_key(keys, rows)
         estimator = RateEstimator(config, method)
         strata = population_strata(rows)
         family = status_families(keys, rows, config)
-        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr, *strata["fmr"], family=family)
-        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr, *strata["fnmr"], family=family)
+        moments, roh = [None, None], [None, None]
+        if clustering:
+            both = np.array([clustering.get(key, np.zeros((2, N_MOMENTS))) for key in keys]).reshape(-1, 2, N_MOMENTS)
+            moments = [both[:, 0], both[:, 1]]
+            roh = [_overall_roh(keys, rows[:, population], moments[p])
+                   for p, population in enumerate((IMPOSTOR, GENUINE))]
+        fmrs = estimator.estimate(rows[:, IMPOSTOR], config.target_fmr, *strata["fmr"], family=family,
+                                  clustering=moments[0], pooled_roh=roh[0])
+        fnmrs = estimator.estimate(rows[:, GENUINE], config.target_fnmr, *strata["fnmr"], family=family,
+                                   clustering=moments[1], pooled_roh=roh[1])
 
         by_group, overall = {}, {}
         attribute_sets: dict[AttributeSet, list[GroupEstimate]] = defaultdict(list)
@@ -227,6 +241,13 @@ class GroupFrame:
         """``{"groups": to_records(), "differentials": [...], "homogeneity": [...]}``, ready for ``json.dumps``."""
         return {"groups": self.to_records(), "differentials": [d.to_dict() for d in self.differentials],
                 "homogeneity": self.homogeneity_records()}
+
+
+def _overall_roh(keys: Sequence[GroupKey], block: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """Per row, the intra-cluster correlation of its deployment x algorithm x mode's overall row (NaN without one)."""
+    overall = {key[:3]: i for i, key in enumerate(keys) if key.attribute == OVERALL}
+    roh = intra_cluster_correlation(block, moments)
+    return np.array([roh[overall[key[:3]]] if key[:3] in overall else np.nan for key in keys], dtype=float)
 
 
 def _sum_by_key(keys: Iterable[GroupKey], rows: np.ndarray) -> tuple[list[GroupKey], np.ndarray]:

@@ -23,7 +23,11 @@ of the population (:data:`~fairwatch.core.layout.POPULATION_FIELDS`) give effect
 (:func:`~fairwatch.core.intervals.effective_counts`) and an interval of
 :data:`~fairwatch.core.intervals.INTERVALS` (Clopper-Pearson by default) of those. Exact without
 weights; with them the approximation of Korn and Graubard. Each interval is for one ``R`` (pointwise),
-not for the curve as a whole.
+not for the curve as a whole. Searches whose events share a ``cluster_id`` (a subject searched again)
+are sampling clusters, as for the per-group rates (:mod:`fairwatch.core.clusters`): a
+:class:`RankClusters` gives, at each ``R``, what they add to the variance, and the interval is taken on
+the effective counts divided by the design effect (at least the one the scope's overall row's
+intra-cluster correlation gives).
 
 References
 ----------
@@ -40,10 +44,11 @@ from typing import Mapping
 
 import numpy as np
 
+from fairwatch.core.clusters import design_effects, intra_cluster_correlation
 from fairwatch.core.intervals import INTERVALS, effective_counts
 from fairwatch.core.layout import OVERALL, GroupKey
 
-__all__ = ["MISSED", "RankTally", "RankCurve", "IdentificationRanks", "identified_rank"]
+__all__ = ["MISSED", "RankClusters", "RankTally", "RankCurve", "IdentificationRanks", "identified_rank"]
 
 MISSED = 0  # the rank of a mated search whose mate was not identified at any rank
 
@@ -63,13 +68,72 @@ def identified_rank(mate_rank: int | None, candidate_scores, threshold: float) -
 
 
 @dataclass(frozen=True, eq=False)
+class RankClusters:
+    """The keyed searches of one group (their events carried a ``cluster_id``), as the sums that give
+    :data:`~fairwatch.core.clusters.MOMENT_FIELDS` of FNIR at any rank ``R``.
+
+    With ``B_k`` a cluster's summed weight and ``h_k[r]`` the weight of its searches identified at rank
+    ``r`` (position 0, :data:`MISSED`, unused), its weighted errors at ``R`` are
+    ``A_k(R) = B_k - sum_{1 <= r <= R} h_k[r]``, so ``sum_k A_k(R)^2`` and ``sum_k A_k(R) B_k`` come
+    from ``bb = sum_k B_k^2``, ``hb[r] = sum_k B_k h_k[r]`` and ``hh[r, s] = sum_k h_k[r] h_k[s]``;
+    ``w2[r]``: the squared weights of the keyed searches identified at ``r``; ``merged``: keyed
+    searches minus keyed clusters.
+
+    >>> clusters = RankClusters.of(["a", "a", "b"], [1, 0, 1], [1.0, 1.0, 1.0], size=2)
+    >>> clusters.moments([1]).tolist()  # a: A = 1, B = 2; b: A = 0, B = 1 (alone: adds nothing)
+    [[0.0, 1.0, 2.0, 1.0]]
+    """
+
+    bb: float
+    hb: np.ndarray
+    hh: np.ndarray
+    w2: np.ndarray
+    merged: float
+
+    @classmethod
+    def of(cls, clusters, ranks, weights, size: int) -> RankClusters:
+        """From one cluster label, identified rank and weight per keyed search; ``size``: ranks 0 .. size - 1."""
+        return cls.from_rows(list(zip(clusters, ranks, weights, np.square(np.asarray(weights, float)),
+                                      np.ones(len(weights)))), size)
+
+    @classmethod
+    def from_rows(cls, rows, size: int) -> RankClusters:
+        """From ``(cluster, rank, sum of weights, sum of squared weights, count)`` rows."""
+        labels = sorted({r[0] for r in rows})
+        index = {label: i for i, label in enumerate(labels)}
+        h = np.zeros((len(labels), int(size)))
+        w2 = np.zeros(int(size))
+        searches = 0.0
+        for cluster, rank, weight, weight2, count in rows:
+            h[index[cluster], int(rank)] += weight
+            w2[int(rank)] += weight2
+            searches += count
+        b = h.sum(axis=1)
+        h[:, 0] = 0.0  # missed at every rank: only B_k counts it
+        return cls(float(b @ b), b @ h, h.T @ h, w2, searches - len(labels))
+
+    def moments(self, ranks) -> np.ndarray:
+        """float64[len(ranks), 4] of :data:`~fairwatch.core.clusters.MOMENT_FIELDS` of FNIR at each rank."""
+        ranks = np.minimum(np.atleast_1d(np.asarray(ranks, dtype=np.int64)), len(self.hb) - 1)
+        hb = np.concatenate([[0.0], np.cumsum(self.hb[1:])])[ranks]
+        hh = np.cumsum(np.cumsum(self.hh, axis=0), axis=1)[ranks, ranks]  # row/column 0 are zero
+        w2_total = float(self.w2.sum())
+        w2_missed = w2_total - np.concatenate([[0.0], np.cumsum(self.w2[1:])])[ranks]
+        aa = self.bb - 2 * hb + hh
+        ab = self.bb - hb
+        return np.column_stack([aa - w2_missed, ab - w2_missed, np.full(len(ranks), self.bb - w2_total),
+                                np.full(len(ranks), self.merged)])
+
+
+@dataclass(frozen=True, eq=False)
 class RankTally:
     """One group's verified mated searches by the rank their mate was identified at: position ``r``
     of ``n``, ``w`` and ``w2`` holds the count, the summed weights and squared weights of the
     searches identified at rank ``r`` (position 0: :data:`MISSED`).
 
     ``longest``: the longest candidate list among the searches (``list_length``, or the listed
-    candidates when the event gave no ``list_length``).
+    candidates when the event gave no ``list_length``). ``clusters``: the keyed searches among them
+    (None when none was keyed).
 
     Examples
     --------
@@ -84,6 +148,7 @@ class RankTally:
     w: np.ndarray
     w2: np.ndarray
     longest: int
+    clusters: RankClusters | None = None
 
     def __post_init__(self) -> None:
         shapes = {np.shape(self.n), np.shape(self.w), np.shape(self.w2)}
@@ -106,8 +171,9 @@ class RankTally:
     __hash__ = None  # type: ignore[assignment]
 
     @classmethod
-    def of(cls, ranks, weights, longest: int | None = None) -> RankTally:
-        """From one identified rank (:data:`MISSED` or 1, 2, ...) and weight per search."""
+    def of(cls, ranks, weights, longest: int | None = None, clusters=None) -> RankTally:
+        """From one identified rank (:data:`MISSED` or 1, 2, ...) and weight per search, and its
+        cluster label (``clusters``; None or ``""`` for a search without one)."""
         ranks = np.asarray(ranks, dtype=np.int64).ravel()
         weights = np.asarray(weights, dtype=float).ravel()
         if ranks.shape != weights.shape:
@@ -117,19 +183,27 @@ class RankTally:
         top = int(ranks.max()) if len(ranks) else 0
         longest = top if longest is None else int(longest)
         size = max(longest, top) + 1
+        keyed = None
+        if clusters is not None:
+            labels = np.asarray(clusters, dtype=object).ravel()
+            mask = np.array([c is not None and c != "" for c in labels], dtype=bool)
+            if mask.any():
+                keyed = RankClusters.of(labels[mask].tolist(), ranks[mask], weights[mask], size)
         return cls(np.bincount(ranks, minlength=size).astype(float), np.bincount(ranks, weights, minlength=size),
-                   np.bincount(ranks, weights * weights, minlength=size), longest)
+                   np.bincount(ranks, weights * weights, minlength=size), longest, keyed)
 
     @classmethod
-    def from_rows(cls, rows, longest: int) -> RankTally:
-        """From ``(rank, count, sum of weights, sum of squared weights)`` rows (ranks may repeat)."""
+    def from_rows(cls, rows, longest: int, keyed_rows=()) -> RankTally:
+        """From ``(rank, count, sum of weights, sum of squared weights)`` rows (ranks may repeat), and
+        ``keyed_rows``, ``(cluster, rank, sum of weights, sum of squared weights, count)`` of the keyed
+        searches among them (:meth:`RankClusters.from_rows`)."""
         size = max([int(longest)] + [int(r[0]) for r in rows]) + 1
         n, w, w2 = np.zeros(size), np.zeros(size), np.zeros(size)
         for rank, count, weight, weight2 in rows:
             n[int(rank)] += count
             w[int(rank)] += weight
             w2[int(rank)] += weight2
-        return cls(n, w, w2, int(longest))
+        return cls(n, w, w2, int(longest), RankClusters.from_rows(keyed_rows, size) if keyed_rows else None)
 
     @property
     def searches(self) -> float:
@@ -174,11 +248,14 @@ class RankCurve:
     fnir: np.ndarray
     low: np.ndarray
     high: np.ndarray
-    n_eff: np.ndarray
+    n_eff: np.ndarray  # divided by the design effect's factor where the searches cluster
+    design_effect: np.ndarray | None = None  # per rank (:mod:`fairwatch.core.clusters`); None: 1
 
     @classmethod
     def of(cls, tally: RankTally, max_rank: int, confidence: float = 0.95,
-           interval: str = "clopper-pearson") -> RankCurve:
+           interval: str = "clopper-pearson", pooled_roh=None) -> RankCurve:
+        """``pooled_roh``: per rank, the intra-cluster correlation of a larger population of the
+        same searches (the scope's overall row), a floor on the design effect of keyed searches."""
         if max_rank < 1:
             raise ValueError(f"max_rank must be at least 1, got {max_rank}")
         ranks = np.arange(1, int(max_rank) + 1)
@@ -187,8 +264,13 @@ class RankCurve:
         with np.errstate(divide="ignore", invalid="ignore"):
             fnir = np.where(w > 0, w_err / w, np.nan)
         errors_eff, n_eff = effective_counts(n, errors, w, w_err, w2, w2_err)
+        deff = None
+        if tally.clusters is not None:
+            factor, deff = design_effects(sums, tally.clusters.moments(ranks), confidence, pooled_roh)
+            n_eff = np.where(factor > 1, n_eff / factor, n_eff)
+            errors_eff = np.where(factor > 1, np.nan_to_num(fnir) * n_eff, errors_eff)
         low, high = INTERVALS[interval](np.minimum(errors_eff, n_eff), n_eff, confidence)
-        return cls(ranks, sums, fnir, np.atleast_1d(low), np.atleast_1d(high), np.atleast_1d(n_eff))
+        return cls(ranks, sums, fnir, np.atleast_1d(low), np.atleast_1d(high), np.atleast_1d(n_eff), deff)
 
     @property
     def identification_rate(self) -> np.ndarray:
@@ -245,7 +327,16 @@ class IdentificationRanks:
                       key=lambda k: (k[:3], k.attribute != OVERALL, k.attribute, k.group))
 
     def curve(self, key: GroupKey) -> RankCurve:
-        return RankCurve.of(self.groups[key], self.max_rank[key[:3]], self.confidence, self.interval)
+        return RankCurve.of(self.groups[key], self.max_rank[key[:3]], self.confidence, self.interval,
+                            self._pooled_roh(key[:3]))
+
+    def _pooled_roh(self, scope: Scope) -> np.ndarray | None:
+        """Per rank, the intra-cluster correlation of the scope's overall row (None without keyed searches)."""
+        overall = self.groups.get(GroupKey(*scope, OVERALL, OVERALL))
+        if overall is None or overall.clusters is None:
+            return None
+        ranks = np.arange(1, self.max_rank[scope] + 1)
+        return intra_cluster_correlation(overall.sums(ranks), overall.clusters.moments(ranks))
 
     def records(self) -> list[dict]:
         """One JSON-ready row per group and rank: key fields, ``rank``, ``mated`` (verified mated

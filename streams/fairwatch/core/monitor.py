@@ -37,9 +37,10 @@ from typing import Iterable
 
 from fairwatch.contracts.records import PRIMARY, MatchEvent, VerifiedOutcome
 from fairwatch.core.config import CoreConfig
-from fairwatch.core.counts import BucketCounts
+from fairwatch.core.clusters import ClusterTally
+from fairwatch.core.counts import BucketCounts, profile_groups
 from fairwatch.core.groupframe import GroupFrame
-from fairwatch.core.join import JoinCounters, JoinOutput, LabelJoin
+from fairwatch.core.join import JoinCounters, JoinOutput, LabelJoin, epoch_seconds
 
 
 class Monitor:
@@ -55,14 +56,27 @@ class Monitor:
         self.config = config
         self.join = LabelJoin(config)
         self.counts = BucketCounts(config)
+        self.clusters = ClusterTally()
+        self._cluster_of: dict[str, str] = {}  # event_id -> cluster_id, for the events that have one
+        self._groups_of: dict[int, list] = {}
 
     def update(self, records: Iterable[MatchEvent | VerifiedOutcome]) -> JoinOutput:
         """Apply a batch of decoded records in arrival order; return the deltas and rejections.
         Independent reviews are not verdicts that count: they are left out."""
         records = [r for r in records if not (isinstance(r, VerifiedOutcome) and r.review != PRIMARY)]
+        for record in records:
+            if isinstance(record, MatchEvent) and record.cluster_id:
+                self._cluster_of.setdefault(record.event_id, record.cluster_id)
         output = self.join.update(records)
         self.counts.update(output.deltas)
+        if self._cluster_of:
+            self.clusters.update(output.deltas, self._profile_groups, self._cluster_of.get)
         return output
+
+    def _profile_groups(self, index: int) -> list:
+        if index not in self._groups_of:
+            self._groups_of[index] = profile_groups(self.join.profiles[index], self.config.intersections)
+        return self._groups_of[index]
 
     def expire(self, now: datetime | float) -> list[str]:
         """Drop unpaired (and settled) records idle for the TTL; their counts stay."""
@@ -83,4 +97,5 @@ class Monitor:
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
         window = self.counts.window(lo, hi, deployment=deployment, algorithm=algorithm)
-        return GroupFrame.from_counts(window.keys, window.rows, self.config)
+        clustering = self.clusters.window(epoch_seconds(lo), epoch_seconds(hi)) if self._cluster_of else None
+        return GroupFrame.from_counts(window.keys, window.rows, self.config, clustering=clustering)

@@ -9,7 +9,8 @@ counted verdict's ``mate_rank`` (:func:`fairwatch.store.verified_scores.verified
 :data:`~fairwatch.core.identification_ranks.MISSED` (the mate not listed, listed below the threshold,
 or named beyond the list). Rows are expanded into the groups they count in as the sink counts them
 (overall, each attribute, each intersection the subject has); the tables may be the stored ones or
-those sealed up to checkpoints (:mod:`fairwatch.store.sealed_evidence`).
+those sealed up to checkpoints (:mod:`fairwatch.store.sealed_evidence`). Searches whose events carry a
+``cluster_id`` are also read per cluster (:class:`~fairwatch.core.identification_ranks.RankClusters`).
 """
 
 from __future__ import annotations
@@ -47,18 +48,21 @@ def read_rank_tallies(store: Store, start: datetime, end: datetime, intersection
     """
     where, params = scope_filter(deployment, algorithm)
     params.update(tables.params, start=start, end=end)
-    searches = verified_sql(tables, where, ("list_length",))
+    searches = verified_sql(tables, where, ("list_length", "cluster_id"))
     rows = store.query(
         "SELECT deployment, algorithm, tupleElement(pair, 1) AS attribute, tupleElement(pair, 2) AS group_label,"
-        " identified, count() AS n, sum(weight) AS w, sum(weight * weight) AS w2, max(longest) AS longest"
-        f" FROM (SELECT deployment, algorithm, subject_keys, subject_values, weight, {IDENTIFIED_RANK} AS identified,"
-        f"  {LONGEST} AS longest FROM ({searches})"
+        " identified, cluster_id, count() AS n, sum(weight) AS w, sum(weight * weight) AS w2, max(longest) AS longest"
+        f" FROM (SELECT deployment, algorithm, subject_keys, subject_values, weight, cluster_id,"
+        f"  {IDENTIFIED_RANK} AS identified, {LONGEST} AS longest FROM ({searches})"
         "  WHERE toString(mode) = 'identification' AND truth = 'genuine' AND candidates_listed = 1)"
         f" ARRAY JOIN {group_expansion_sql(intersections)} AS pair"
-        " GROUP BY deployment, algorithm, attribute, group_label, identified", params)
+        " GROUP BY deployment, algorithm, attribute, group_label, identified, cluster_id", params)
     found: dict[GroupKey, list[tuple]] = {}
-    for deployment_, algorithm_, attribute, group, identified, n, w, w2, longest in rows:
+    keyed: dict[GroupKey, list[tuple]] = {}
+    for deployment_, algorithm_, attribute, group, identified, cluster, n, w, w2, longest in rows:
         key = GroupKey(deployment_, algorithm_, "identification", attribute, group)
         found.setdefault(key, []).append((int(identified), float(n), float(w), float(w2), int(longest)))
-    return {key: RankTally.from_rows([r[:4] for r in parts], max(r[4] for r in parts))
+        if cluster:
+            keyed.setdefault(key, []).append((cluster, int(identified), float(w), float(w2), float(n)))
+    return {key: RankTally.from_rows([r[:4] for r in parts], max(r[4] for r in parts), keyed.get(key, ()))
             for key, parts in sorted(found.items())}
