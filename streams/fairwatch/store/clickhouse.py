@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Iterable, Protocol, Sequence
 from urllib.parse import parse_qs, unquote, urlparse
 
 import msgspec
+import numpy as np
 from clickhouse_driver.util.escape import escape_param
 
 SCHEMAS_DIR = Path(os.environ.get("FAIRWATCH_SCHEMAS", Path(__file__).resolve().parents[3] / "schemas"))
@@ -312,6 +313,40 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:4])
 
 
+_COMPACT = msgspec.json.Encoder()
+
+
+def _finite(values: Sequence[Any]) -> bool:
+    try:
+        return bool(np.isfinite(np.asarray(values, dtype=float)).all())
+    except (TypeError, ValueError):  # not all numbers (None, text): the slow path judges them
+        return False
+
+
+def _compact_rows(columns: list[Sequence[Any]]) -> bytes | None:
+    """JSONCompactEachRow of the rows whose columns are given, encoded in C; None when a column
+    holds what only :func:`_json_default`'s path writes as ClickHouse reads it (non-finite floats,
+    which the C encoder would write as null; types it does not know)."""
+    prepared = []
+    for column in columns:
+        first = next((v for v in column if v is not None), None)
+        if isinstance(first, datetime):
+            column = [_json_default(v) if isinstance(v, datetime) else v for v in column]
+        elif isinstance(first, float) and not _finite(column):
+            return None
+        elif isinstance(first, (list, tuple)):
+            flat = [x for v in column for x in v if isinstance(x, float)]
+            if flat and not _finite(flat):
+                return None
+            if any(isinstance(x, datetime) for v in column for x in v):
+                return None
+        prepared.append(column)
+    try:
+        return b"\n".join(map(_COMPACT.encode, map(list, zip(*prepared))))
+    except TypeError:
+        return None
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -405,9 +440,16 @@ class EmbeddedStore:
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         names = [_identifier(c) for c in columns]
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
+            return 0
+        body = _compact_rows(list(zip(*rows)))
+        if body is not None:
+            self._run(f"INSERT INTO {_identifier(table)} ({', '.join(names)}) FORMAT JSONCompactEachRow\n"
+                      + body.decode())
+            return len(rows)
         lines = [json.dumps(dict(zip(names, row)), default=_json_default) for row in rows]
-        if lines:
-            self._run(f"INSERT INTO {_identifier(table)} ({', '.join(names)}) FORMAT JSONEachRow\n" + "\n".join(lines))
+        self._run(f"INSERT INTO {_identifier(table)} ({', '.join(names)}) FORMAT JSONEachRow\n" + "\n".join(lines))
         return len(lines)
 
     def insert_columns(self, table: str, columns: Sequence[str], data: Sequence[list]) -> int:

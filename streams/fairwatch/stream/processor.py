@@ -111,7 +111,7 @@ class Reroute(NamedTuple):
 class ProcessedBatch:
     sink: SinkBatch
     # event_id -> (partition, new state bytes or None to delete); only keys whose state changed
-    state_changes: dict[str, tuple[int, bytes | None]]
+    state_changes: dict[str, tuple[int, bytes | EventState | None]]  # EventState: state_objects
     dead_letters: list[DeadLetter]
     reroutes: list[Reroute] = field(default_factory=list)
     consumed: Counter = field(default_factory=Counter)  # kind -> messages
@@ -155,6 +155,9 @@ class BatchProcessor:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.partitions = partitions
         self.verifier = verifier
+        # load_state's states given back as EventState objects rather than bytes (file replay keeps
+        # them in a dict: the bytes are for a durable table)
+        self.state_objects = False
         # partition -> (its join, profiles seen, their deployments): see _SignatureRules._may_refuse
         self._held_deployments: dict[int, tuple] = {}
 
@@ -286,14 +289,16 @@ class BatchProcessor:
             record = item.record
             if record.event_id not in before:
                 raw = load_state(record.event_id, partition)
-                before[record.event_id] = EventState.from_bytes(raw) if raw is not None else None
+                # bytes from a durable table; an EventState from a caller that keeps them in memory
+                before[record.event_id] = EventState.from_bytes(raw) if isinstance(raw, bytes) else raw
                 join.restore(record.event_id, before[record.event_id])
         output = join.update(item.record for _, item in items)
         self._rows(batch, partition, items, output, now)
         for event_id, old in before.items():
             new = join.state_of(event_id)
             if new != old:
-                batch.state_changes[event_id] = (partition, None if new is None else new.to_bytes())
+                kept = new if new is None or self.state_objects else new.to_bytes()
+                batch.state_changes[event_id] = (partition, kept)
                 (old_pending, old_orphan), (new_pending, new_orphan) = _gauge(old), _gauge(new)
                 batch.pending_change += new_pending - old_pending
                 batch.orphan_change += new_orphan - old_orphan

@@ -5,6 +5,13 @@ as the live worker, with the join state in a dict instead of a changelog table, 
 the live path give the same counts for the same records. A bad line is reported with its line
 number and reason (and stored in ``dead_letters``) and the replay goes on.
 
+Consecutive lines are handed to the processor as one batch envelope when the contract's C-speed
+decoder takes them all as valid (:func:`~fairwatch.contracts.envelopes.decode_valid_batch`), as a
+producer's envelopes reach the worker; any chunk it does not take, and every line with a
+backslash escape, goes line by line through the full decoder, so a refused line is named by its
+own line number and reason as before. A record refused later (by the join) inside an envelope is
+reported and stored with its own line, as if it had come alone.
+
 With a keyring (``FAIRWATCH_KEYRING``) the worker's signature rules apply too. A line carries no
 Kafka headers, hence no signature: file replay is for deployments whose keyring entry does not
 require signatures; the lines of one that does are refused (``unsigned``) as the worker would.
@@ -18,16 +25,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
+from fairwatch.contracts.envelopes import decode_valid_batch
 from fairwatch.contracts.keyring import Keyring
+from fairwatch.contracts.records import MAX_MESSAGE_BYTES
 from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
+from fairwatch.core.join import EventState
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import ClickHouseSink
 from fairwatch.stream.input_verification import InputVerifier
-from fairwatch.stream.processor import BatchProcessor, DeadLetter, RawMessage
+from fairwatch.stream.processor import RECORD_KINDS, BatchProcessor, DeadLetter, RawMessage
 
 REPLAY_PARTITION = 0  # a file has one partition; its line numbers are the offsets
+CHUNK_LINES = 2_000  # lines per envelope handed to the processor
+_ENVELOPE_HEAD = b'{"batch_version":1,"bucket":0,"partitions":1,"records":['
+_ENVELOPE_TAIL = b"]}"
+CHUNK_BYTES = MAX_MESSAGE_BYTES - len(_ENVELOPE_HEAD) - len(_ENVELOPE_TAIL) - CHUNK_LINES  # commas
 
 
 @dataclass
@@ -48,11 +62,18 @@ class ReplayLoader:
                  on_reject: Callable[[DeadLetter], None] = lambda letter: None, keyring: Keyring | None = None):
         verifier = InputVerifier(keyring) if keyring is not None else None
         self.processor, self.sink = BatchProcessor(config, verifier=verifier), ClickHouseSink(store, config)
-        self.state: dict[str, bytes] = {}
+        self.processor.state_objects = True
+        self.state: dict[str, EventState] = {}
         self.report, self.progress, self.on_reject = report, progress, on_reject
+        # id of an envelope message -> its lines (line numbers, bytes), to name a refused record's line
+        self.chunks: dict[int, tuple[list[int], list[bytes]]] = {}
 
-    def flush(self, batch: list[RawMessage]) -> None:
+    def flush(self, batch: list[RawMessage], lines: int | None = None) -> None:
         result = self.processor.process(batch, lambda event_id, partition: self.state.get(event_id))
+        if self.chunks and result.dead_letters:
+            result.dead_letters[:] = [self._as_line(letter) for letter in result.dead_letters]
+            result.sink.dead_letters[:] = [letter.to_row() for letter in result.dead_letters]
+        self.chunks.clear()
         self.sink.write(result.sink)
         for event_id, (_, value) in result.state_changes.items():
             if value is None:
@@ -63,7 +84,18 @@ class ReplayLoader:
             self.report.rejected.append((letter.message.topic, letter.message.offset, str(letter.rejection)))
             self.on_reject(letter)
         self.report.labeled += result.paired
-        self.progress(len(batch))
+        self.progress(len(batch) if lines is None else lines)
+
+    def _as_line(self, letter: DeadLetter) -> DeadLetter:
+        """A record refused inside an envelope of replayed lines, as if its line had come alone."""
+        chunk = self.chunks.get(id(letter.message))
+        if chunk is None or letter.record_index is None:
+            return letter
+        numbers, lines = chunk
+        message = letter.message
+        alone = RawMessage(message.kind, message.topic, message.partition, numbers[letter.record_index], None,
+                           lines[letter.record_index])
+        return DeadLetter(alone, letter.rejection, letter.rejected_at)
 
 
 def match_policies(store: Store, policies: dict, report: ReplayReport) -> dict:
@@ -90,6 +122,45 @@ def lines_of(path: Path, kind: str) -> Iterator[RawMessage]:
                 yield RawMessage(kind, str(path), REPLAY_PARTITION, number, None, line)
 
 
+def messages_of(path: Path, kind: str, record_kind: str, chunks: dict[int, tuple[list[int], list[bytes]]]
+                ) -> Iterator[tuple[RawMessage, int]]:
+    """The file's lines as messages, in order, each with the lines it holds: envelopes of
+    consecutive lines the fast decoder takes whole (noted in ``chunks`` under the message's id),
+    single lines otherwise."""
+    numbers: list[int] = []
+    texts: list[bytes] = []
+    size = 0
+
+    def release() -> Iterator[tuple[RawMessage, int]]:
+        if not numbers:
+            return
+        envelope = _ENVELOPE_HEAD + b",".join(texts) + _ENVELOPE_TAIL
+        if len(numbers) > 1 and decode_valid_batch(envelope, record_kind) is not None:
+            message = RawMessage(kind, str(path), REPLAY_PARTITION, numbers[0], None, envelope)
+            chunks[id(message)] = (list(numbers), list(texts))
+            yield message, len(numbers)
+        else:
+            for number, text in zip(numbers, texts):
+                yield RawMessage(kind, str(path), REPLAY_PARTITION, number, None, text), 1
+        numbers.clear()
+        texts.clear()
+
+    for single in lines_of(path, kind):
+        line = single.value
+        if b"\\" in line or len(line) > CHUNK_BYTES // 4:
+            yield from release()
+            size = 0
+            yield single, 1
+            continue
+        if len(numbers) >= CHUNK_LINES or size + len(line) > CHUNK_BYTES:
+            yield from release()
+            size = 0
+        numbers.append(single.offset)
+        texts.append(line)
+        size += len(line)
+    yield from release()
+
+
 def replay(
     store: Store,
     events: Path,
@@ -113,14 +184,19 @@ def replay(
     loader = ReplayLoader(store, config, report, progress, on_reject, keyring)
     for path, kind in ((events, MATCH_EVENTS), (outcomes, VERIFIED_OUTCOMES)):
         batch: list[RawMessage] = []
-        for message in lines_of(path, kind):
-            report.lines[kind] += 1
+        held = 0
+        # a keyring's rules judge whole messages: each line stays its own message there
+        messages = ((m, 1) for m in lines_of(path, kind)) if keyring is not None else messages_of(
+            path, kind, RECORD_KINDS[kind], loader.chunks)
+        for message, lines in messages:
+            report.lines[kind] += lines
             batch.append(message)
-            if len(batch) >= batch_size:
-                loader.flush(batch)
-                batch = []
+            held += lines
+            if held >= batch_size:
+                loader.flush(batch, held)
+                batch, held = [], 0
         if batch:
-            loader.flush(batch)
+            loader.flush(batch, held)
     if policies:
         from fairwatch.detect.cycle import run_detection
 
