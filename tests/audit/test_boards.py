@@ -972,9 +972,14 @@ def _requests(httpserver):
     return [(r.method, r.path, r.headers.get("Authorization"), r.get_json(silent=True)) for r, _ in httpserver.log]
 
 
-def test_push_creates_datasource_folder_and_boards(httpserver, monkeypatch):
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_push_creates_datasource_folder_and_boards(httpserver, monkeypatch, tmp_path):
     _grafana(httpserver, datasource_exists=False, folder_exists=False)
-    for key, value in DS_ENV.items():
+    (tmp_path / "ca.pem").write_text(CA_PEM)
+    for key, value in {**DS_ENV, "FAIRWATCH_CLICKHOUSE_PORT": "", "FAIRWATCH_CLICKHOUSE_CA": str(tmp_path / "ca.pem")
+                       }.items():
         monkeypatch.setenv(key, value)
     result = CliRunner().invoke(app, ["dashboards", "push", "--grafana", httpserver.url_for("/").rstrip("/")],
                                 env={"FAIRWATCH_GRAFANA_TOKEN": "glsa_token"})
@@ -986,13 +991,27 @@ def test_push_creates_datasource_folder_and_boards(httpserver, monkeypatch):
         ("GET", "/api/folders/fairwatch"), ("POST", "/api/folders")] + [("POST", "/api/dashboards/db")] * 4
     datasource = sent[1][3]
     assert datasource["uid"] == fd.DATASOURCE_UID and datasource["type"] == fd.DATASOURCE_TYPE
-    assert datasource["jsonData"] == {"host": "clickhouse", "port": 9000, "protocol": "native",
-                                      "defaultDatabase": "fairwatch", "username": "auditor"}
-    assert datasource["secureJsonData"] == {"password": "s3cret"}
+    # TLS unless plaintext is asked for by name; the CA's PEM and the password only in secureJsonData
+    assert datasource["jsonData"] == {"host": "clickhouse", "port": 9440, "protocol": "native", "secure": True,
+                                      "tlsAuthWithCACert": True, "defaultDatabase": "fairwatch",
+                                      "username": "auditor"}
+    assert datasource["secureJsonData"] == {"password": "s3cret", "tlsCACert": CA_PEM}
     assert sent[3][3] == {"title": "fairwatch", "uid": "fairwatch"}
     generated = fd.generate()
     assert [body["dashboard"] for *_, body in sent[4:]] == list(generated.values())
     assert all(body["folderUid"] == "fairwatch" and body["overwrite"] is True for *_, body in sent[4:])
+
+
+def test_datasource_from_a_store_url_keeps_its_tls_and_password_file(tmp_path):
+    (tmp_path / "pw").write_text("from-file\n")
+    (tmp_path / "ca.pem").write_text(CA_PEM)
+    url = f"clickhouse://reader@db:19440/fw?secure=1&ca_certs={tmp_path}/ca.pem&password_file={tmp_path}/pw"
+    settings = datasource_settings({"FAIRWATCH_CLICKHOUSE": url})
+    assert settings["jsonData"] == {"host": "db", "port": 19440, "protocol": "native", "secure": True,
+                                    "tlsAuthWithCACert": True, "defaultDatabase": "fw", "username": "reader"}
+    assert settings["secureJsonData"] == {"password": "from-file", "tlsCACert": CA_PEM}
+    plain = datasource_settings({"FAIRWATCH_CLICKHOUSE": "clickhouse://reader:pw@db/fw?secure=0"})
+    assert (plain["jsonData"]["port"], plain["jsonData"]["secure"]) == (9000, False)
 
 
 def test_push_again_updates_the_datasource_and_keeps_the_folder(httpserver):
@@ -1017,6 +1036,12 @@ def test_push_reports_refusals_and_bad_input(httpserver):
         push("grafana:3000", token="t", env=DS_ENV)
     with pytest.raises(PushError, match="FAIRWATCH_CLICKHOUSE_HOST"):
         datasource_settings({})
+    with pytest.raises(PushError, match="contradicts"):
+        datasource_settings({**DS_ENV, "FAIRWATCH_CLICKHOUSE_SECURE": "0", "FAIRWATCH_CLICKHOUSE_CA": "/ca.pem"})
+    with pytest.raises(PushError, match="cannot read /nonexistent/pw"):
+        datasource_settings({**DS_ENV, "FAIRWATCH_CLICKHOUSE_PASSWORD_FILE": "/nonexistent/pw"})
+    with pytest.raises(PushError, match="1 or 0"):
+        datasource_settings({**DS_ENV, "FAIRWATCH_CLICKHOUSE_SECURE": "maybe"})
     result = CliRunner().invoke(app, ["dashboards", "push"], env={"FAIRWATCH_GRAFANA": ""})
     assert result.exit_code == 2
 
