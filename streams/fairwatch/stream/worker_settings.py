@@ -62,11 +62,15 @@ WORKER_ENVIRONMENT: dict[str, tuple[str | None, str]] = {
 OTHER_ENVIRONMENT: dict[str, str] = {
     "FAIRWATCH_SCHEMAS": "every command that migrates: where schemas/clickhouse is (the image sets it)",
     "FAIRWATCH_CLICKHOUSE_HOST": "dashboards push and Grafana provisioning: ClickHouse host of the datasource",
-    "FAIRWATCH_CLICKHOUSE_PORT": "dashboards push and Grafana provisioning: its native port",
+    "FAIRWATCH_CLICKHOUSE_PORT": "dashboards push and Grafana provisioning: its native port (push: default 9440,"
+                                 " TLS)",
+    "FAIRWATCH_CLICKHOUSE_SECURE": "dashboards push: 0 for a plaintext datasource, asked for by name (default 1: TLS)",
+    "FAIRWATCH_CLICKHOUSE_CA": "dashboards push: a PEM file of the CA the datasource verifies ClickHouse against",
     "FAIRWATCH_CLICKHOUSE_PROTOCOL": "dashboards push: native or http",
     "FAIRWATCH_CLICKHOUSE_DATABASE": "dashboards push and Grafana provisioning: its database",
     "FAIRWATCH_CLICKHOUSE_USER": "dashboards push and Grafana provisioning: a read-only user",
     "FAIRWATCH_CLICKHOUSE_PASSWORD": "dashboards push and Grafana provisioning: that user's password",
+    "FAIRWATCH_CLICKHOUSE_PASSWORD_FILE": "dashboards push: a file holding that password (instead of _PASSWORD)",
     "FAIRWATCH_CLICKHOUSE_MIGRATOR": "fairwatch demo: the store URL of a user allowed DDL, for the run's database"
                                      " (default FAIRWATCH_CLICKHOUSE; scripts/stack exports it)",
     "FAIRWATCH_CLICKHOUSE_AUDITOR": "fairwatch demo: the read-only store URL its printed commands use"
