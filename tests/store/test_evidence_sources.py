@@ -41,6 +41,13 @@ OUTCOMES = [
      "inclusion_prob": 0.5, "mate_rank": 2},
     {"event_id": "s-2", "verified_at": "2026-03-02T00:00:00Z", "truth": "genuine", "reviewer": "r-1", "revision": 0,
      "inclusion_prob": 0.5},
+    # who verified and whether action was taken: with and without a mate_rank, repeats kept, action alone
+    {"event_id": "s-1", "verified_at": "2026-03-02T02:00:00Z", "truth": "genuine", "reviewer": "r-1", "revision": 1,
+     "inclusion_prob": 0.5, "mate_rank": 1, "verifiers": ["r-1", "v:9", "r-1"], "action_taken": True},
+    {"event_id": "s-2", "verified_at": "2026-03-02T02:00:00Z", "truth": "impostor", "reviewer": "r-1", "revision": 1,
+     "inclusion_prob": 0.5, "action_taken": False},
+    {"event_id": "e-2,\"x\\", "verified_at": "2026-03-02T02:00:00Z", "truth": "genuine", "reviewer": "r-1",
+     "revision": 0, "inclusion_prob": 1, "verifiers": ["v-1;2"]},
 ]
 
 
@@ -87,7 +94,7 @@ def test_sql_and_python_build_the_same_bytes_and_hashes(loaded, source):
 
 def test_the_sources_read_every_stored_row_once(loaded):
     counts = {source.kind: len(loaded.query_values(source.select())) for source in SOURCES}
-    assert counts == {"match_event": 4, "verified_outcome": 4, "independent_review": 1, "dead_letter": 1,
+    assert counts == {"match_event": 4, "verified_outcome": 7, "independent_review": 1, "dead_letter": 1,
                       "audit_record": 1, "signed_input": 1}
     logs = {row[1] for source in SOURCES for row in loaded.query_values(source.select())}
     assert logs == {"gate-a", ""}  # the dead letter names no deployment

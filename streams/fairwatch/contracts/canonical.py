@@ -14,7 +14,8 @@ hash them where the rows are, and Python can rebuild them from a parsed record o
   as ``{}`` and others as the sink's sorted-key JSON, an absent ``cluster_id`` as ``""``.
   Ingestion metadata (``ingested_at``) is left out, so a retried insert of a row is the same leaf.
 - fields added later are appended only when set (an identification search's candidate list, a
-  mated search's ``mate_rank``), so rows without them keep the bytes they were sealed with.
+  mated search's ``mate_rank``, a verdict's ``verifiers`` and ``action_taken``), so rows without
+  them keep the bytes they were sealed with.
 
 Examples
 --------
@@ -119,12 +120,18 @@ def match_event_bytes(event: MatchEvent) -> bytes:
 
 def verified_outcome_row_bytes(
     event_id: str, verified_at_s: int, truth: str, reviewer: str, revision: int, inclusion_prob: float,
-    mate_rank: int = 0,
+    mate_rank: int = 0, verifiers: Iterable[str] = (), action_taken: int = -1,
 ) -> bytes:
     """Canonical bytes of one revision of a verified outcome from its stored columns (a mated
-    search's mate_rank appended when it has one)."""
-    return b"".join((_text(VERIFIED_OUTCOME_KIND), _text(event_id), _int(verified_at_s), _text(truth),
-                     _text(reviewer), _int(revision), _float(inclusion_prob))) + (_int(mate_rank) if mate_rank else b"")
+    search's mate_rank appended when it has one; when the verdict names its verifiers or whether
+    action was taken, the mate_rank, 0 for none, then the verifiers, a netstring of their
+    netstrings in order, and action_taken, -1 not recorded, 0 or 1)."""
+    head = b"".join((_text(VERIFIED_OUTCOME_KIND), _text(event_id), _int(verified_at_s), _text(truth),
+                     _text(reviewer), _int(revision), _float(inclusion_prob)))
+    verifiers = list(verifiers)
+    if verifiers or action_taken >= 0:
+        return head + _int(mate_rank) + netstring(b"".join(map(_text, verifiers))) + _int(action_taken)
+    return head + (_int(mate_rank) if mate_rank else b"")
 
 
 def review_row_bytes(event_id: str, verified_at_s: int, truth: str, reviewer: str) -> bytes:
@@ -140,7 +147,7 @@ def verified_outcome_bytes(outcome: VerifiedOutcome) -> bytes:
         return review_row_bytes(outcome.event_id, seconds, outcome.truth, outcome.reviewer)
     return verified_outcome_row_bytes(
         outcome.event_id, seconds, outcome.truth, outcome.reviewer, outcome.revision, outcome.inclusion_prob,
-        outcome.mate_rank or 0,
+        outcome.mate_rank or 0, outcome.verifiers or (), -1 if outcome.action_taken is None else int(outcome.action_taken),
     )
 
 

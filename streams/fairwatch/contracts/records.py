@@ -236,6 +236,11 @@ class VerifiedOutcome(msgspec.Struct, frozen=True, gc=False):
     # a mated identification search (truth genuine): the mate's rank in the event's candidate
     # list; None when the mate was not in the list (or for verification)
     mate_rank: int | None = None
+    # who verified the result (pseudonymous ids, in the order given) and whether anything was done
+    # on it (EU AI Act Art. 14(5): no action on an identification unless two people confirmed it);
+    # None when the site does not say
+    verifiers: tuple[str, ...] | None = None
+    action_taken: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -250,6 +255,10 @@ class VerifiedOutcome(msgspec.Struct, frozen=True, gc=False):
             out["review"] = self.review
         if self.mate_rank is not None:
             out["mate_rank"] = self.mate_rank
+        if self.verifiers is not None:
+            out["verifiers"] = list(self.verifiers)
+        if self.action_taken is not None:
+            out["action_taken"] = self.action_taken
         return out
 
     def to_json(self) -> bytes:
@@ -268,7 +277,8 @@ CANDIDATE_OPTIONAL = ("groups",)
 # hex only, so that no name or readable id fits
 CLUSTER_ID_RE = re.compile(r"[0-9a-f]{16,64}")
 VERIFIED_OUTCOME_REQUIRED = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob")
-VERIFIED_OUTCOME_OPTIONAL = ("review", "mate_rank")
+VERIFIED_OUTCOME_OPTIONAL = ("review", "mate_rank", "verifiers", "action_taken")
+MAX_VERIFIERS = 16
 
 
 def format_timestamp(value: datetime) -> str:
@@ -568,7 +578,28 @@ def _parse_verified_outcome_fully(obj: Any) -> VerifiedOutcome:
     if outcome.mate_rank is not None and outcome.truth != "genuine":
         raise reject(RejectCode.BAD_MATE, "mate_rank",
                      "a non-mated search (truth impostor) has no mate: mate_rank belongs to truth genuine")
+    if "verifiers" in obj or "action_taken" in obj:
+        if outcome.review != PRIMARY:
+            field = "verifiers" if "verifiers" in obj else "action_taken"
+            raise reject(RejectCode.UNKNOWN_FIELD, field,
+                         f"{field} belongs to the primary verdict, not to an independent review")
+        verifiers = _verifiers(obj["verifiers"]) if "verifiers" in obj else None
+        action = obj.get("action_taken")
+        if "action_taken" in obj and not isinstance(action, bool):
+            raise reject(RejectCode.WRONG_TYPE, "action_taken", f"action_taken must be true or false, got {type_name(action)}")
+        outcome = msgspec.structs.replace(outcome, verifiers=verifiers, action_taken=action)
     return outcome
+
+
+def _verifiers(value: Any) -> tuple[str, ...]:
+    """1 to MAX_VERIFIERS pseudonymous ids, each a name as ``reviewer`` is (repeats are kept: the
+    compliance measures count distinct people)."""
+    if not isinstance(value, list):
+        raise reject(RejectCode.WRONG_TYPE, "verifiers", f"verifiers must be a list of ids, got {type_name(value)}")
+    if not 1 <= len(value) <= MAX_VERIFIERS:
+        raise reject(RejectCode.OUT_OF_RANGE, "verifiers",
+                     f"verifiers must hold 1 to {MAX_VERIFIERS} ids, got {len(value)}")
+    return tuple(_name(v, "verifiers") for v in value)
 
 
 def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -68,6 +68,15 @@ def _search_list() -> str:
             f" if(gallery_size < 0, '~', {_int('gallery_size')})), '')")
 
 
+def _verdict_extras() -> str:
+    """What a verdict appends (fairwatch.contracts.canonical.verified_outcome_row_bytes): its
+    mate_rank when it has one; with verifiers or action_taken recorded, the mate_rank (0 for none),
+    the verifiers as a netstring of their netstrings, and action_taken."""
+    listed = _ns(f"arrayStringConcat(arrayMap(v -> {_ns('v')}, verifiers))")
+    return (f"if(length(verifiers) > 0 OR action_taken >= 0, concat({_int('mate_rank')}, {listed},"
+            f" {_int('action_taken')}), if(mate_rank > 0, {_int('mate_rank')}, ''))")
+
+
 def _kind(name: str) -> str:
     return _ns(f"'{name}'")
 
@@ -142,9 +151,9 @@ SOURCES: tuple[EvidenceSource, ...] = (
         "verified_outcome", "verified_outcomes", "concat(event_id, ' ', toString(revision))", "event_deployment",
         _JOINED_INGESTED,
         _canonical(_kind(VERIFIED_OUTCOME_KIND), _ns("event_id"), _int("toUInt32(verified_at)"), _ns("toString(truth)"),
-                   _ns("reviewer"), _int("revision"), _float("inclusion_prob"),
-                   f"if(mate_rank > 0, {_int('mate_rank')}, '')"),
-        "event_id, toUInt32(verified_at), toString(truth), reviewer, revision, inclusion_prob, mate_rank",
+                   _ns("reviewer"), _int("revision"), _float("inclusion_prob"), _verdict_extras()),
+        "event_id, toUInt32(verified_at), toString(truth), reviewer, revision, inclusion_prob, mate_rank, verifiers,"
+        " action_taken",
         f"verified_outcomes FINAL ALL INNER JOIN {_EVENT_OF} USING event_id",
         verified_outcome_row_bytes, _names("event_id", "revision"),
     ),

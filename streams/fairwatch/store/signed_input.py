@@ -281,9 +281,10 @@ def _check_rows(store: Store, keyring: Keyring, chosen: set[str] | None, events,
 
     tables = (
         ("verified_outcomes", "revision", outcomes, lambda r: (r[0], int(r[4])),
-         lambda r: verified_outcome_row_bytes(r[0], int(r[1]), r[2], r[3], int(r[4]), _float(r[5]), int(r[6])),
+         lambda r: verified_outcome_row_bytes(r[0], int(r[1]), r[2], r[3], int(r[4]), _float(r[5]), int(r[6]),
+                                              r[7], int(r[8])),
          "SELECT event_id, toUInt32(verified_at), toString(truth), reviewer, revision, "
-         f"{_BITS % 'inclusion_prob'}, mate_rank FROM verified_outcomes FINAL"),
+         f"{_BITS % 'inclusion_prob'}, mate_rank, verifiers, action_taken FROM verified_outcomes FINAL"),
         ("independent_reviews", "reviewer", reviews, lambda r: (r[0], r[3]),
          lambda r: review_row_bytes(r[0], int(r[1]), r[2], r[3]),
          "SELECT event_id, toUInt32(verified_at), toString(truth), reviewer FROM independent_reviews FINAL"),

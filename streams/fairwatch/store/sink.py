@@ -40,7 +40,7 @@ SEARCH_COLUMNS = ("candidates_listed", "candidate_ids", "candidate_scores", "can
                   "gallery_size")  # schemas/clickhouse/014_identification_searches.sql
 EVENT_COLUMNS = COMPARISON_COLUMNS + SEARCH_COLUMNS
 OUTCOME_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob", "ingested_at",
-                   "mate_rank")
+                   "mate_rank", "verifiers", "action_taken")
 REVIEW_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "ingested_at")
 LABELED_COLUMNS = (
     "event_id", "occurred_at", "occurred_at_us", "bucket", "deployment", "algorithm", "mode", "subject_keys",
@@ -103,6 +103,8 @@ def outcome_columns(outcomes: Sequence[VerifiedOutcome], ingested_at: datetime) 
         [o.event_id for o in outcomes], [_epoch(o.verified_at) for o in outcomes], [o.truth for o in outcomes],
         [o.reviewer for o in outcomes], [o.revision for o in outcomes], [o.inclusion_prob for o in outcomes],
         [_epoch(ingested_at)] * len(outcomes), [o.mate_rank or 0 for o in outcomes],
+        [list(o.verifiers or ()) for o in outcomes],
+        [-1 if o.action_taken is None else int(o.action_taken) for o in outcomes],
     ]
 
 
@@ -539,7 +541,7 @@ _OUTCOME_STRUCTURE = [("event_id", "String"), ("verified_s", "UInt32"), ("truth"
 _OUTCOME_FRAMES_SQL = (
     f"INSERT INTO verified_outcomes ({', '.join(OUTCOME_COLUMNS)}) "
     f"SELECT event_id, toDateTime(verified_s), truth, reviewer, revision, inclusion_prob, toDateTime(ingested_s), "
-    f"mate_rank FROM records"
+    f"mate_rank, emptyArrayString(), toInt8(-1) FROM records"  # envelopes' fast path has neither field
 )
 
 
