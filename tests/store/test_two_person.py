@@ -11,7 +11,11 @@ import random
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 from fairwatch.core.two_person import two_person_compliance
+from fairwatch.sim.scenario import load_scenario, parse_scenario
+from fairwatch.sim.simulator import simulate
+from fairwatch.store.clickhouse import open_store
 from fairwatch.store.two_person import read_acted_verdicts, searched_deployments
 from fairwatch.stream.replay import replay
 from fairwatch.testing.cli_runs import invoke, one_error
@@ -60,13 +64,13 @@ def records(seed: int = 7) -> tuple[list[dict], list[dict]]:
     return events, outcomes
 
 
-def oracle(events: list[dict], outcomes: list[dict]) -> dict[str, dict]:
-    """Per deployment with searches in [T0, END): acted, confirmed, single, unrecorded, the
+def oracle(events: list[dict], outcomes: list[dict], start: datetime = T0, end: datetime = END) -> dict[str, dict]:
+    """Per deployment with searches in [start, end): acted, confirmed, single, unrecorded, the
     exceptions' event ids, the share and its interval."""
     counted = final_verdicts([json.dumps(o) for o in outcomes])
     out: dict[str, dict] = {}
     for e in events:
-        if e["mode"] != "identification" or not _stamp(T0) <= e["occurred_at"] < _stamp(END):
+        if e["mode"] != "identification" or not _stamp(start) <= e["occurred_at"] < _stamp(end):
             continue
         mine = out.setdefault(e["deployment"], {"acted": 0, "confirmed": 0, "single": 0, "unrecorded": 0,
                                                 "exceptions": []})
@@ -140,3 +144,30 @@ def test_the_command_prints_the_same(tmp_path):
     empty = invoke("audit", "two-person", "--from", "2020-01-01T00:00:00Z", "--to", "2020-01-02T00:00:00Z",
                    "--store", store)
     one_error(empty, 1, "no identification searches", "nothing to judge")
+
+
+def test_a_simulated_deployment_with_single_verifier_actions(tmp_path):
+    """The simulator's actions (a share of the verified searches that returned a match; a share of
+    those confirmed by one verifier) come out as the simulator drew them."""
+    scenario = load_scenario("identification").to_dict()
+    scenario["events"] = 6_000
+    scenario["verification"].update(action_prob=0.3, single_verifier_prob=0.1)
+    sim = simulate(parse_scenario(scenario), seed=4)
+    event_lines = sim.event_lines(np.arange(sim.n_events))
+    outcome_lines = sim.outcome_lines(np.arange(sim.n_outcomes))
+    (tmp_path / "events.jsonl").write_bytes(b"\n".join(event_lines) + b"\n")
+    (tmp_path / "outcomes.jsonl").write_bytes(b"\n".join(outcome_lines) + b"\n")
+    store = open_store(f"chdb://{tmp_path}/store")
+    try:
+        assert not replay(store, tmp_path / "events.jsonl", tmp_path / "outcomes.jsonl").rejected
+        start, end = sim.scenario.start, sim.scenario.end
+        got = two_person_compliance(read_acted_verdicts(store, start, end), searched_deployments(store, start, end))
+    finally:
+        store.close()
+    want = oracle([json.loads(line) for line in event_lines], [json.loads(line) for line in outcome_lines], start, end)
+    verified = np.zeros(sim.n_events, bool)
+    verified[sim.o_event[~sim.o_independent]] = True
+    assert {r.deployment: (r.acted, r.single, r.unrecorded) for r in got} == {
+        d: (w["acted"], w["single"], w["unrecorded"]) for d, w in want.items()}
+    assert sum(r.acted for r in got) == int((sim.acted & verified).sum()) > 100
+    assert sum(r.single for r in got) == int((sim.single & verified).sum()) > 5

@@ -114,6 +114,10 @@ class Verification:
     error_prob: float = 0.0
     correction_delay_hours: LogNormal = LogNormal(24.0, 0.5)
     independent_review_prob: float = 0.0  # verified events reviewed again, blind ("review": "independent")
+    # identification searches that returned a match, verified: the share acted on (their verdicts
+    # then name their verifiers and action_taken), and of those the share confirmed by one person only
+    action_prob: float = 0.0
+    single_verifier_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -221,9 +225,9 @@ class Scenario:
                            for name, a in self.algorithms.items()},
             # list_length / gallery_size only when set: the records of older scenarios stay as they were
             "deployments": [{k: v for k, v in asdict(d).items() if v is not None} for d in self.deployments],
-            # independent_review_prob only when set: the records of older scenarios stay as they were
+            # the later keys only when set: the records of older scenarios stay as they were
             "verification": {k: v for k, v in asdict(self.verification).items()
-                             if k != "independent_review_prob" or v},
+                             if k not in ("independent_review_prob", "action_prob", "single_verifier_prob") or v},
             "drifts": [drift(d) for d in self.drifts],
             # only when set: the records of scenarios without returning subjects stay as they were
             **({"subjects": asdict(self.subjects)} if self.subjects is not None else {}),
@@ -382,7 +386,7 @@ def _verification(value: Any) -> Verification:
         return d
     raw = _mapping(value, "verification", optional=(
         "match_prob", "non_match_prob", "delay_hours", "reviewers", "error_prob", "correction_delay_hours",
-        "independent_review_prob"))
+        "independent_review_prob", "action_prob", "single_verifier_prob"))
     p = "verification"
     return Verification(
         match_prob=_number(raw.get("match_prob", d.match_prob), f"{p}.match_prob", lo=0.0, lo_open=True, hi=1.0),
@@ -395,6 +399,9 @@ def _verification(value: Any) -> Verification:
                                           d.correction_delay_hours),
         independent_review_prob=_number(raw.get("independent_review_prob", d.independent_review_prob),
                                         f"{p}.independent_review_prob", lo=0.0, hi=1.0),
+        action_prob=_number(raw.get("action_prob", d.action_prob), f"{p}.action_prob", lo=0.0, hi=1.0),
+        single_verifier_prob=_number(raw.get("single_verifier_prob", d.single_verifier_prob),
+                                     f"{p}.single_verifier_prob", lo=0.0, hi=1.0),
     )
 
 

@@ -194,6 +194,9 @@ class Simulation:
         self.o_inclusion = inclusion[self.o_event]
         self.n_outcomes = len(order)
         self.n_corrections = len(fix)
+        self.acted = self.single = self.o_second = None
+        if v.action_prob > 0:  # its own generator: scenarios without actions keep their output
+            self._actions(v, seed)
 
         width = len(str(max(n - 1, 0)))
         self._id_prefix = f"sim-{seed}-"
@@ -202,6 +205,17 @@ class Simulation:
         self._algo_json = [json.dumps(a) for a in model.algorithms]
         self._thr_json = [repr(float(d.threshold)) for d in model.deployments]
         self._reviewer_width = len(str(max(v.reviewers - 1, 0)))
+
+    def _actions(self, v, seed: int) -> None:
+        """Per event, whether it was acted on (a verified identification search that returned a
+        match, with probability ``action_prob``) and confirmed by one verifier only; per verdict, the
+        second verifier (another reviewer than its own)."""
+        rng = np.random.default_rng([seed, 0xAC])
+        n = len(self.mode)
+        searched_match = (self.mode == 1) & self.match
+        self.acted = searched_match & (rng.random(n) < v.action_prob)
+        self.single = self.acted & (rng.random(n) < v.single_verifier_prob)
+        self.o_second = (self.o_reviewer + 1 + rng.integers(0, max(v.reviewers - 1, 1), self.n_outcomes)) % v.reviewers
 
     def _candidate_lists(self, listed: np.ndarray, lengths: np.ndarray, thresholds: np.ndarray, seed: int) -> None:
         """Candidate lists of the searches ``listed``, as a search service returns them: the
@@ -308,12 +322,24 @@ class Simulation:
                          self.mate_rank[self.o_event[idx]], 0).tolist()
         mates = [f'"mate_rank":{rank},' if rank else "" for rank in ranks]
         prefix, w, rw = self._id_prefix, self._id_width, self._reviewer_width
+        actions, verifiers = [""] * len(idx), [""] * len(idx)  # keys in sorted order, as everywhere here
+        if self.acted is not None:  # a search's primary verdicts name their verifiers and the action
+            events = self.o_event[idx]
+            searches = (self.mode[events] == 1) & ~self.o_independent[idx]
+            acted, single = self.acted[events].tolist(), self.single[events].tolist()
+            second = self.o_second[idx].tolist()
+            for j in np.flatnonzero(searches).tolist():
+                names = [f'"rev-{reviewer[j]:0{rw}d}"']
+                if acted[j] and not single[j]:
+                    names.append(f'"rev-{second[j]:0{rw}d}"')
+                actions[j] = f'"action_taken":{"true" if acted[j] else "false"},'
+                verifiers[j] = f'"verifiers":[{",".join(names)}],'
         return [(
-            f'{{"event_id":"{prefix}{event[j]:0{w}d}","inclusion_prob":{inclusion[j]!r},'
+            f'{{{actions[j]}"event_id":"{prefix}{event[j]:0{w}d}","inclusion_prob":{inclusion[j]!r},'
             f'{mates[j]}'
             f'{_INDEPENDENT_FIELD if independent[j] else ""}'
             f'"reviewer":"rev-{reviewer[j]:0{rw}d}","revision":{revision[j]},'
-            f'"truth":"{"genuine" if genuine[j] else "impostor"}","verified_at":"{stamps[j]}"}}'
+            f'"truth":"{"genuine" if genuine[j] else "impostor"}",{verifiers[j]}"verified_at":"{stamps[j]}"}}'
         ).encode() for j in range(len(idx))]
 
     def event_keys(self, idx: Iterable[int]) -> list[bytes]:
