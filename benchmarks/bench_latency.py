@@ -239,6 +239,18 @@ def max_rate_run(ctx, events: int, timeout: float) -> dict:
     return pipeline.run_worker("memory", ctx, inp, timeout)
 
 
+def unique_deployments(scenario, tag: str):
+    """The scenario with its deployments renamed for this run: Alertmanager keys an alert by its
+    labels, so an earlier run's alert, still active, would otherwise hide this run's."""
+    from dataclasses import replace
+
+    names = {d.name: f"{d.name}-{tag}" for d in scenario.deployments}
+    drifts = tuple(replace(d, deployments=tuple(names.get(n, n) for n in d.deployments))
+                   if getattr(d, "deployments", None) else d for d in scenario.drifts)
+    return replace(scenario, deployments=tuple(replace(d, name=names[d.name]) for d in scenario.deployments),
+                   drifts=drifts)
+
+
 def latency_run(ctx, stack: dict, rate: float, seconds: float, detect_seconds: float, timeout: float) -> dict:
     from datetime import datetime, timezone
 
@@ -253,7 +265,8 @@ def latency_run(ctx, stack: dict, rate: float, seconds: float, detect_seconds: f
     from fairwatch.testing.stack import server_url
 
     events = max(10_000, int(rate * seconds / RECORDS_PER_EVENT))
-    scenario = shift_scenario(load_scenario("demo"), datetime.now(timezone.utc).replace(second=0, microsecond=0))
+    scenario = shift_scenario(unique_deployments(load_scenario("demo"), ctx.tag),
+                              datetime.now(timezone.utc).replace(second=0, microsecond=0))
     sim = simulate(scenario, events=events)
     truth = json.loads(write_truth(sim, ctx.tmp / "truth.json").read_text())
     kinds, positions = arrival_order(sim)
@@ -311,9 +324,9 @@ def latency_run(ctx, stack: dict, rate: float, seconds: float, detect_seconds: f
                 raise RuntimeError(f"worker died:\n{worker.log_tail()}")
             latest = next((c for _, c in reversed(poller.counts) if "error" not in c), {})
             counted = all(latest.get(p, 0) >= n for p, n in expected.items())
-            injected = any(classify_alert(a["labels"].get("deployment"), a["labels"].get("algorithm"),
-                                          a["labels"].get("group"), a["labels"].get("metric"),
-                                          truth["drifts"])[0] == "injected" for a in poller.alerts.values())
+            injected = any(a["labels"].get("type") in DRIFT_TYPES and classify_alert(
+                a["labels"].get("deployment"), a["labels"].get("algorithm"), a["labels"].get("group"),
+                a["labels"].get("metric"), truth["drifts"])[0] == "injected" for a in poller.alerts.values())
             if counted and injected and inp_lag(group) == 0:
                 break
             time.sleep(0.5)
@@ -336,7 +349,8 @@ def latency_run(ctx, stack: dict, rate: float, seconds: float, detect_seconds: f
         a["class"] = classify_alert(a["labels"].get("deployment"), a["labels"].get("algorithm"),
                                     a["labels"].get("group"), a["labels"].get("metric"), truth["drifts"])[0]
     first_any = next((a for a in alerts if a["labels"].get("type") in DRIFT_TYPES), None)
-    first_injected = next((a for a in alerts if a["class"] == "injected"), None)
+    first_injected = next((a for a in alerts if a["class"] == "injected" and a["labels"].get("type") in DRIFT_TYPES),
+                          None)
     result["first_drifted_event_produced_after_s"] = float(t_drift - np.nanmin(stamps))
     result["drift_to_first_alert_s"] = None if first_any is None else first_any["seen"] - t_drift
     result["drift_to_injected_alert_s"] = None if first_injected is None else first_injected["seen"] - t_drift
