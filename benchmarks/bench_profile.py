@@ -1,13 +1,14 @@
 """Where each microsecond per record goes: file replay and the worker's batched path, by phase.
 
-Run by ``make bench`` (not a test); issue 28, item 1. Both paths get the same simulated workload
-(``fairwatch simulate``'s default scenario, ``--events`` match events and their outcomes) and each
-is run three times, every run in a fresh process:
+Run by ``make bench`` (not a test); issue 28, item 1. Every path gets the same simulated workload
+(``fairwatch simulate``'s default scenario, ``--events`` match events and their outcomes); replay
+and worker are each run three times, every run in a fresh process:
 
-1. **plain**: no instrumentation, the wall time the phases are compared with;
-2. **phases**: chosen functions of fairwatch wrapped by timers (exclusive time: a phase nested in
-   another is taken out of it), so each phase is the time spent in its own code per input record;
-   the wrappers cost about a microsecond a call, and the run's total is printed beside the plain one;
+1. **plain**: no instrumentation, the CPU and wall time the phases are compared with;
+2. **phases**: chosen functions of fairwatch wrapped by timers of CPU and wall time (exclusive: a
+   phase nested in another is taken out of it), so each phase is the time spent in its own code
+   per input record; a timed call costs about a microsecond, measured in the run and taken out per
+   call, so the phases add up to about the plain run's CPU time (both are printed);
 3. **cProfile**: every function, saved as pstats (``--pstats DIR``), drawn as an icicle chart
    (``--image``: each bar a function, its width the time spent in it and its callees).
 
@@ -416,11 +417,7 @@ class _NullStore:
 
 def process_cpu(pid: int | None) -> float | None:
     """CPU seconds a process has used (user + system), None if it cannot be read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, TypeError, ValueError):
-        return None
+    return None if pid is None else cpu_seconds(Path(f"/proc/{pid}/stat"))
 
 
 def _child(path: str, mode: str, workload: dict, target: str | None, pstats_path: str | None,
@@ -472,15 +469,6 @@ def server_database(url: str | None) -> tuple[str | None, str | None]:
     return server_url(url, name), name
 
 
-def local_clickhouse_pid() -> int | None:
-    """The ClickHouse server's pid when it is the local stack's (scripts/stack's pid file), else None."""
-    from fairwatch.testing.stack import configured_stack_dir
-    try:
-        return int((configured_stack_dir() / "run" / "clickhouse.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def drop_database(url: str, name: str) -> None:
     from contextlib import closing
 
@@ -510,6 +498,7 @@ LIVE_FUNCTIONS = [
 
 
 def cpu_seconds(stat_path: Path) -> float | None:
+    """User + system CPU seconds of a /proc stat file (a process or a thread), None if unreadable."""
     try:
         fields = stat_path.read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -604,8 +593,8 @@ def run_live(workload: dict, mode: str, kafka: str, clickhouse: str, pstats_path
             process = subprocess.Popen([sys.executable, *profiler, "-m", "fairwatch.cli", "worker", "--loglevel", "warn"],
                                        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         records = workload["match_events"] + workload["verified_outcomes"]
-        services = {name: pid for name, pid in (("Kafka", _stack_pid("kafka")), ("ClickHouse", _stack_pid("clickhouse")))
-                    if pid}
+        services = {name: pid for name, pid in (("Kafka", _stack_pid("kafka", kafka)),
+                                                ("ClickHouse", _stack_pid("clickhouse", clickhouse))) if pid}
         with ThreadSampler(process.pid, services) as sampler:
             deadline = time.monotonic() + timeout
             while True:
@@ -640,8 +629,19 @@ def run_live(workload: dict, mode: str, kafka: str, clickhouse: str, pstats_path
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _stack_pid(name: str) -> int | None:
+STACK_PORTS = {"kafka": ("FAIRWATCH_KAFKA_PORT", 19092), "clickhouse": ("FAIRWATCH_CLICKHOUSE_PORT", 19000)}
+
+
+def _stack_pid(name: str, address: str) -> int | None:
+    """The pid of the local stack's service ``name`` (kafka, clickhouse) when ``address`` (host:port
+    or a URL) is on its port (scripts/stack's defaults, or FAIRWATCH_*_PORT), else None."""
+    from urllib.parse import urlparse
+
     from fairwatch.testing.stack import configured_stack_dir
+    variable, default = STACK_PORTS[name]
+    port = urlparse(address if "://" in address else f"//{address}").port
+    if port != int(os.environ.get(variable) or default):
+        return None
     try:
         return int((configured_stack_dir() / "run" / f"{name}.pid").read_text().strip())
     except (OSError, ValueError):
@@ -873,7 +873,7 @@ def main() -> None:
             stack = ensure_stack()
             server = stack.get("FAIRWATCH_CLICKHOUSE_MIGRATOR") or stack["FAIRWATCH_CLICKHOUSE"]
 
-    server_pid = local_clickhouse_pid() if server else None
+    server_pid = _stack_pid("clickhouse", server) if server else None
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="fairwatch-bench-profile-"))
     keep = args.pstats or tmp
