@@ -915,10 +915,9 @@ def main() -> None:
         if not args.quick and result["paths"]:
             draw(result, stats_paths, args.image)
             result["image"] = str(args.image.relative_to(REPO)) if args.image.is_relative_to(REPO) else str(args.image)
-    finally:
-        if not args.pstats:
-            import shutil
-            shutil.rmtree(tmp, ignore_errors=True)
+    finally:  # the workload and the stores; --pstats names a directory of its own, kept
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
     result["machine_at_end"] = machine()
     print_table(result)
     if "live" in result:
