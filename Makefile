@@ -56,6 +56,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_clusters.py
 	$(PY) benchmarks/bench_auditlog.py
 	$(PY) benchmarks/bench_signing.py
+	$(PY) benchmarks/bench_profile.py
+	$(PY) benchmarks/bench_latency.py
+	$(PY) benchmarks/bench_memory.py
 
 # The documentation site (mkdocs.yml, docs/) into site/; warnings fail the build.
 docs: $(STAMP)

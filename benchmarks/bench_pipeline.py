@@ -340,7 +340,7 @@ def run_worker(store: str, ctx, inp, timeout: float) -> dict:
         "FAIRWATCH_SESSION_TIMEOUT": "10",
     })  # batch size / within: the worker's defaults
     ctx.groups.append(group)
-    ctx.databases.append(database)
+    create_database(ctx, database)
     spawned = time.time()
     worker = WorkerProcess(setup, inp.name)
     ready = processed = drained = None
@@ -414,7 +414,7 @@ def cleanup(ctx) -> None:
     from fairwatch.testing.live import delete_resources
 
     errors = delete_resources(ctx.kafka, tuple(i.prefix for i in ctx.inputs) + tuple(g + "-" for g in ctx.groups),
-                              ctx.groups, ctx.clickhouse, ctx.databases)
+                              ctx.groups, migrator(ctx.clickhouse), ctx.databases)
     if ctx.keep_logs:
         print(f"worker logs and data kept in {ctx.tmp}")
     else:
@@ -431,7 +431,27 @@ def services() -> tuple[str, str]:
     # every client here, the baseline children and the workers connect as the stack's admin: a
     # benchmark measures throughput, not least privilege (file paths only, no password)
     os.environ.update(kafka_env(stack, "admin"))
+    if stack.get("FAIRWATCH_CLICKHOUSE_MIGRATOR"):  # the writer may not create databases (migrator())
+        os.environ.setdefault("FAIRWATCH_CLICKHOUSE_MIGRATOR", stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"])
     return stack["FAIRWATCH_KAFKA"], stack["FAIRWATCH_CLICKHOUSE"]
+
+
+def migrator(clickhouse: str) -> str:
+    """The ClickHouse URL allowed DDL: the secure stack's workers write as ``writer``, which may not
+    create, migrate or drop the run's databases (FAIRWATCH_CLICKHOUSE_MIGRATOR; else the same URL)."""
+    return os.environ.get("FAIRWATCH_CLICKHOUSE_MIGRATOR") or clickhouse
+
+
+def create_database(ctx, database: str) -> None:
+    """The run's database, made and migrated as the migrator before a worker writes to it."""
+    from contextlib import closing
+
+    from fairwatch.store.clickhouse import open_store
+    from fairwatch.store.migrations import migrate
+    from fairwatch.testing.stack import server_url
+    ctx.databases.append(database)
+    with closing(open_store(server_url(migrator(ctx.clickhouse), database))) as admin:
+        migrate(admin)
 
 
 def produce_batched(kafka: str, prefix: str, workload, partitions: int) -> tuple[float, int]:
