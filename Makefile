@@ -59,6 +59,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_profile.py
 	$(PY) benchmarks/bench_latency.py
 	$(PY) benchmarks/bench_memory.py
+	$(PY) benchmarks/bench_replay.py
+	$(PY) benchmarks/bench_two_person.py
 
 # The documentation site (mkdocs.yml, docs/) into site/; warnings fail the build.
 docs: $(STAMP)
