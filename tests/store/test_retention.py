@@ -52,6 +52,9 @@ def test_audit_retention_prints_each_table_and_fails_below_a_floor(tmp_path):
     assert set_.exit_code == 0, set_.output
     assert set_.stdout.strip() == "match_events: rows older than 365 days by occurred_at are deleted"
     one_error(invoke("retention", "--days", "100", "--store", url), 2, "at least 183 days, got 100")
+    again = invoke("retention", "--days", "400", "--table", "group_counts", "--store", url, "--json")
+    assert json.loads(again.stdout) == {"days": 400, "done": [
+        "group_counts: rows older than 400 days by bucket are deleted"]}
     shown = invoke("audit", "retention", "--store", url, "--json")
     assert shown.exit_code == 0, shown.output
     document = json.loads(shown.stdout)

@@ -21,6 +21,7 @@ def retention_command(
     table: List[str] = typer.Option([], "--table", metavar="NAME", help="Only this table (repeatable; default: every"
                                                                         " table with a retention but dead_letters)."),
     store: Optional[str] = typer.Option(None, "--store", envvar="FAIRWATCH_CLICKHOUSE", help=STORE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
 ) -> None:
     """Set how long tables keep their rows, as ClickHouse TTLs (from ClickHouse 19.6; an older server
     keeps every row until deleted by hand, and the command says so). A period below a table's floor
@@ -33,6 +34,9 @@ def retention_command(
             done = apply_retention(opened, days, list(table) or None)
     except StoreError as exc:
         raise failed(exc) from None
+    if as_json:
+        print(json.dumps({"days": days, "done": done}))
+        return
     for line in done:
         print(line)
 
