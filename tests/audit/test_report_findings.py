@@ -48,9 +48,7 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-# session, not module: under xdist another module's tests may run between these, and a module
-# fixture would be built again
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The demo scenario's verification gate (its watchlist searches left out: the report's findings
     and the docs' numbers are of 1:1 comparisons), its files replayed into chDB with the demo's policy
@@ -82,7 +80,7 @@ def demo(tmp_path_factory):
             "document": json.loads(result.stdout), "alerts": alerts}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def files(demo):
     """Brute force over the demo's files: per (attribute, group, rate) the verified count, the
     errors, the weighted rate, and the inclusion probabilities of the group's verified matches and

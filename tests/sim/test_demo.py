@@ -48,9 +48,7 @@ def _demo_command(out: Path) -> list[str]:
     return [sys.executable, "-m", "fairwatch.cli", "demo", "--out", str(out)]
 
 
-# session, not module: under xdist a worker may run another module's tests between these, and a
-# module fixture would be torn down and the demo (about a minute) run again
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo(stack, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     env = {**os.environ, **stack, "FAIRWATCH_DEMO_EVENTS": str(EVENTS), "FAIRWATCH_DEMO_SECONDS": str(SECONDS),
@@ -62,7 +60,7 @@ def demo(stack, tmp_path_factory):
     return {"out": out, "summary": summary, "stdout": done.stdout, "stack": stack, "seconds": time.monotonic() - began}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def oracle(demo):
     """Per (segment, metric, attribute, label): [n, errors, sum w, sum w*error] from the files; the
     metrics of identification searches are fpir and fnir."""
