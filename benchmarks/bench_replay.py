@@ -38,7 +38,7 @@ from fairwatch.core.layout import COL, OVERALL
 from fairwatch.sim.scenario import load_scenario
 from fairwatch.sim.simulator import simulate
 from fairwatch.testing.bench import write_results
-from fairwatch.testing.oracles import final_verdicts
+from fairwatch.testing.oracles import final_verdicts, group_cells, verified_error
 
 RESULTS = Path(__file__).parent / "results" / "replay.json"
 
@@ -59,13 +59,8 @@ def workload(directory: Path, events: int) -> tuple[Path, Path, list[bytes], lis
     if events > sim.n_events:
         raise SystemExit(f"error: the default scenario has {sim.n_events} events, fewer than {events}")
     event_lines = sim.event_lines(np.arange(events))
-    kept = set(range(events))
-    outcome_lines = [line for line in sim.outcome_lines(np.arange(sim.n_outcomes))
-                     if sim.outcome_event(line) in kept] if hasattr(sim, "outcome_event") else None
-    if outcome_lines is None:
-        ids = {json.loads(line)["event_id"] for line in event_lines}
-        outcome_lines = [line for line in sim.outcome_lines(np.arange(sim.n_outcomes))
-                         if json.loads(line)["event_id"] in ids]
+    ids = {json.loads(line)["event_id"] for line in event_lines}
+    outcome_lines = [line for line in sim.outcome_lines(np.arange(sim.n_outcomes)) if json.loads(line)["event_id"] in ids]
     paths = directory / "events.jsonl", directory / "outcomes.jsonl"
     paths[0].write_bytes(b"\n".join(event_lines) + b"\n")
     paths[1].write_bytes(b"\n".join(outcome_lines) + b"\n")
@@ -136,15 +131,9 @@ def recount(event_lines: list[bytes], outcome_lines: list[bytes]) -> dict[tuple,
         v = verdicts.get(e["event_id"])
         if v is None:
             continue
-        if v["truth"] == "impostor":
-            error, base = e["decision"] == "match", 0
-        elif "candidates" in e:
-            above = sum(c["score"] >= e["threshold"] for c in e["candidates"])
-            error, base = not (v.get("mate_rank") and 1 <= v["mate_rank"] <= above), 3
-        else:
-            error, base = e["decision"] == "non_match", 3
+        error, base = verified_error(e, v), 0 if v["truth"] == "impostor" else 3
         weight = 1 / v["inclusion_prob"]
-        for attribute, group in [(OVERALL, OVERALL), *e["subject"].items()]:
+        for attribute, group in group_cells(e["subject"]):
             cell = out[e["deployment"], e["algorithm"], e["mode"], attribute, group]
             cell[base] += 1
             cell[base + 1] += error

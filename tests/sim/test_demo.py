@@ -26,7 +26,7 @@ import pytest
 import yaml
 from fairwatch.store.clickhouse import open_store
 from fairwatch.testing.live import free_port
-from fairwatch.testing.oracles import expected_rate, final_verdicts
+from fairwatch.testing.oracles import expected_rate, final_verdicts, group_cells, verified_error
 from fairwatch.testing.tools import RENDER_CHECK, debian_tool, headless
 from PIL import Image
 from scipy.stats import binom
@@ -76,15 +76,11 @@ def oracle(demo):
             if o is None:
                 continue
             segment = int(_time(ev["occurred_at"]) >= drift_at)
-            genuine, match = o["truth"] == "genuine", ev["decision"] == "match"
-            if genuine and "candidates" in ev:  # a mated search: its named mate listed at or above the threshold
-                rank = o.get("mate_rank")
-                match = rank is not None and ev["candidates"][rank - 1]["score"] >= ev["threshold"]
-            metric, error = ("fnmr", not match) if genuine else ("fmr", match)
+            metric, error = "fnmr" if o["truth"] == "genuine" else "fmr", verified_error(ev, o)
             if ev["mode"] == "identification":
                 metric = {"fmr": "fpir", "fnmr": "fnir"}[metric]
             w = 1.0 / o["inclusion_prob"]
-            for group in [("*", "*"), *ev["subject"].items()]:
+            for group in group_cells(ev["subject"]):
                 a = acc[(segment, metric, *group)]
                 a[0] += 1
                 a[1] += error

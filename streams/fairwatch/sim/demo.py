@@ -592,6 +592,12 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     timings["drain"] = time.monotonic() - started - timings["publish"]
     console.print(f"drained: {total} messages committed by the consumer group {run} "
                   f"({timings['publish']:.0f} s publishing, {timings['drain']:.0f} s more to drain)")
+    # drained: the workers' timers (estimate snapshots, detection) would go on writing audit records,
+    # some after the seal below, which would then not cover the run; stopped now, it covers all of it
+    worker_pids = [w.pid for w in workers]
+    say(f"stopping {len(workers)} worker(s)")
+    stop_workers(workers)
+    workers.clear()
 
     # detection: the workers run the cycle on a timer (when they have that wiring); one more cycle
     # now covers every bucket, so the final state does not depend on the timer's phase
@@ -609,7 +615,7 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
                         f"({'; '.join(evidence['verified']['findings'][:3])}), tampered copy "
                         f"{'passed' if evidence['tampered']['ok'] else 'failed'}")
     result = summarize(store, store_url, run, scenario, truth, paths, policies, detection, out,
-                       [w.pid for w in workers], timings, began, live, stack_stops=services.started_stack,
+                       worker_pids, timings, began, live, stack_stops=services.started_stack,
                        auditor_url=auditor_url, evidence=evidence)
     _print_story(console, result)
     store.close()

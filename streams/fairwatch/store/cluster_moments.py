@@ -23,11 +23,9 @@ from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_counts import scope_filter
 from fairwatch.store.group_expansion import group_expansion_sql
 from fairwatch.store.sealed_evidence import STORED, EvidenceTables
+from fairwatch.store.sink import ERROR_SQL
 
 __all__ = ["read_cluster_moments"]
-
-_ERROR = "((truth = 'impostor' AND decision = 'match') OR (truth = 'genuine' AND decision = 'non_match'))"
-
 
 def read_cluster_moments(store: Store, start: datetime, end: datetime, intersections: Sequence[Sequence[str]] = (),
                          deployment: str | None = None, algorithm: str | None = None,
@@ -46,7 +44,7 @@ def read_cluster_moments(store: Store, start: datetime, end: datetime, intersect
     per_cluster = (
         "SELECT deployment, algorithm, toString(mode) AS mode_name, tupleElement(pair, 1) AS attribute,"
         " tupleElement(pair, 2) AS group_label, toString(truth) AS truth_name, cluster_id,"
-        f" sum(if({_ERROR}, weight, 0.)) AS a, sum(weight) AS b, sum(if({_ERROR}, weight * weight, 0.)) AS self_aa,"
+        f" sum(if({ERROR_SQL}, weight, 0.)) AS a, sum(weight) AS b, sum(if({ERROR_SQL}, weight * weight, 0.)) AS self_aa,"
         " sum(weight * weight) AS self_bb, count() AS members"
         f" FROM ({keyed}) ARRAY JOIN {group_expansion_sql(intersections)} AS pair"
         " GROUP BY deployment, algorithm, mode_name, attribute, group_label, truth_name, cluster_id")

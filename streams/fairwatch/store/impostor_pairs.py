@@ -113,7 +113,7 @@ def read_pair_sums(store: Store, start: datetime, end: datetime, intersections: 
     params.update(tables.params, start=start, end=end)
     params.update({f"a{k}": name for k, name in enumerate(name for parts in sets for name in parts)})
     params.update({f"s{j}": INTERSECTION_SEP.join(parts) for j, parts in enumerate(sets)})
-    sums = ", ".join(population_sums("impostor", "match"))
+    sums = ", ".join(population_sums("impostor"))
     return store.query(
         "SELECT deployment, algorithm, mode_name, tupleElement(pair, 1) AS attribute,"
         f" tupleElement(pair, 2) AS subject_label, tupleElement(pair, 3) AS pair_label, {sums}"

@@ -100,7 +100,7 @@ def labeled_counts(store: Store, tables: EvidenceTables, intersections: Sequence
     attribute, and each of ``intersections`` the subject has (as the sink counts them)."""
     scope, params = scope_filter(deployment, algorithm)
     params.update(tables.params, start=start, end=end)
-    sums = ", ".join(population_sums("impostor", "match") + population_sums("genuine", "non_match"))
+    sums = ", ".join(population_sums("impostor") + population_sums("genuine"))
     rows = store.query(
         "SELECT deployment, algorithm, toString(mode), tupleElement(pair, 1) AS attribute,"
         f" tupleElement(pair, 2) AS group_label, {sums}"

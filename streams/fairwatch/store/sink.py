@@ -149,10 +149,16 @@ def _joined(parts: list[list[list]]) -> list[list]:
     return out
 
 
-def population_sums(truth: str, error_decision: str) -> list[str]:
+# the decision that is an error for each truth, on labelled rows (an identification search's row
+# already carries the decision of its named mate: listed at or above the threshold or not)
+ERROR_DECISIONS = {"impostor": "match", "genuine": "non_match"}
+ERROR_SQL = "(" + " OR ".join(f"(truth = '{t}' AND decision = '{d}')" for t, d in ERROR_DECISIONS.items()) + ")"
+
+
+def population_sums(truth: str) -> list[str]:
     """The six sums of one population (truth) over labelled rows, in the layout's column order."""
     population = f"truth = '{truth}'"
-    error = f"{population} AND decision = '{error_decision}'"
+    error = f"{population} AND decision = '{ERROR_DECISIONS[truth]}'"
     return [
         f"toFloat64(sum({population}))",
         f"toFloat64(sum({error}))",
@@ -170,7 +176,7 @@ def recompute_counts_sql(intersections: Sequence[Sequence[str]]) -> str:
     partition scanned it once each). It also rewrites (partition, bucket) pairs the batch did not
     touch when another partition touched that bucket: harmless, the rows are absolute.
     """
-    sums = population_sums("impostor", "match") + population_sums("genuine", "non_match")
+    sums = population_sums("impostor") + population_sums("genuine")
     return (
         f"INSERT INTO group_counts ({', '.join(GROUP_KEY_COLUMNS + COLUMNS)}, version) "
         f"SELECT deployment, algorithm, mode, tupleElement(pair, 1) AS attribute, tupleElement(pair, 2) AS group_label,"
