@@ -12,7 +12,8 @@ from pathlib import Path
 import jsonschema
 import msgspec
 import pytest
-from fairwatch.contracts import envelopes
+from fairwatch.contracts import acquisition, envelopes
+from fairwatch.contracts.acquisition import Acquisition, decode_acquisition
 from fairwatch.contracts import records as contracts
 from fairwatch.contracts.records import (
     MatchEvent,
@@ -61,9 +62,12 @@ def oracle(name: str) -> jsonschema.protocols.Validator:
     return EcmaValidator(schema, registry=REGISTRY, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
-ORACLES = {"match_event": oracle("match_event"), "verified_outcome": oracle("verified_outcome")}
-DECODERS = {"match_event": decode_match_event, "verified_outcome": decode_verified_outcome}
-MODELS = {"match_event": MatchEvent, "verified_outcome": VerifiedOutcome}
+ORACLES = {kind: oracle(kind) for kind in ("match_event", "verified_outcome", "acquisition_event")}
+DECODERS = {"match_event": decode_match_event, "verified_outcome": decode_verified_outcome,
+            "acquisition_event": decode_acquisition}
+MODELS = {"match_event": MatchEvent, "verified_outcome": VerifiedOutcome, "acquisition_event": Acquisition}
+REQUIRED = {"match_event": contracts.MATCH_EVENT_REQUIRED, "verified_outcome": contracts.VERIFIED_OUTCOME_REQUIRED,
+            "acquisition_event": acquisition.REQUIRED}
 
 
 def inline_refs(node):
@@ -95,15 +99,14 @@ def generator_schema(kind: str) -> dict:
 # ---------------------------------------------------------------- the field lists agree
 
 
-@pytest.mark.parametrize("name", ["match_event", "verified_outcome"])
+@pytest.mark.parametrize("name", ["match_event", "verified_outcome", "acquisition_event"])
 def test_model_fields_are_the_schema_properties(name):
     schema = load_schema(name)
     model_fields = [f.name for f in msgspec.structs.fields(MODELS[name])]
     assert set(model_fields) == set(schema["properties"])
     required_in_model = {f.name for f in msgspec.structs.fields(MODELS[name]) if f.required}
     assert set(schema["required"]) >= required_in_model
-    declared = contracts.MATCH_EVENT_REQUIRED if name == "match_event" else contracts.VERIFIED_OUTCOME_REQUIRED
-    assert list(declared) == schema["required"]
+    assert list(REQUIRED[name]) == schema["required"]
     assert schema["additionalProperties"] is False
 
 
@@ -122,6 +125,8 @@ def test_patterns_are_the_schema_patterns():
     assert list(contracts.MODES) == enums["mode"]["enum"]
     assert list(contracts.DECISIONS) == enums["decision"]["enum"]
     assert list(contracts.TRUTHS) == load_schema("verified_outcome")["properties"]["truth"]["enum"]
+    assert list(acquisition.OUTCOMES) == load_schema("acquisition_event")["properties"]["outcome"]["enum"]
+    assert f"^{contracts.CLUSTER_ID_RE.pattern}$" == load_schema("acquisition_event")["properties"]["cluster_id"]["pattern"]
     dead_letter_codes = load_schema("dead_letter")["properties"]["reason_code"]["enum"]
     assert sorted(dead_letter_codes) == sorted(c.value for c in RejectCode)
 
@@ -297,7 +302,7 @@ def assert_agree(kind: str, document) -> None:
 GENERATED = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome", "acquisition_event"])
 def test_generated_valid_documents_agree(kind):
     @GENERATED
     @given(from_schema(generator_schema(kind)))
@@ -307,7 +312,7 @@ def test_generated_valid_documents_agree(kind):
     check()
 
 
-@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome", "acquisition_event"])
 def test_mutated_documents_agree(kind):
     @GENERATED
     @given(from_schema(generator_schema(kind)), mutations(kind))
@@ -317,7 +322,7 @@ def test_mutated_documents_agree(kind):
     check()
 
 
-@pytest.mark.parametrize("kind", ["match_event", "verified_outcome"])
+@pytest.mark.parametrize("kind", ["match_event", "verified_outcome", "acquisition_event"])
 def test_arbitrary_json_agrees(kind):
     @GENERATED
     @given(JSON_VALUES)

@@ -27,8 +27,7 @@ from fairwatch.sim.scenario import parse_scenario
 from fairwatch.sim.simulator import simulate
 from fairwatch.store.identification_ranks import read_rank_tallies
 from fairwatch.stream.replay import replay
-from fairwatch.testing.oracles import final_verdicts
-from scipy import stats
+from fairwatch.testing.oracles import cluster_roh, clustered_interval, final_verdicts, group_cells, verified_error
 
 CONFIG = CoreConfig(intersections=(("sex", "race"),))
 SCENARIO = """
@@ -56,64 +55,11 @@ def comparisons(events: list[dict], verdicts: dict[str, dict], start: str, end: 
         v = verdicts.get(e["event_id"])
         if v is None or not start <= e["occurred_at"] < end:
             continue
-        if v["truth"] == "impostor":
-            error = e["decision"] == "match"
-        elif "candidates" in e:
-            above = sum(c["score"] >= e["threshold"] for c in e["candidates"])
-            error = not (v.get("mate_rank") and 1 <= v["mate_rank"] <= above)
-        else:
-            error = e["decision"] == "non_match"
-        subject = e["subject"]
-        groups = [(OVERALL, OVERALL), *subject.items()]
-        groups += [(INTERSECTION_SEP.join(c), INTERSECTION_SEP.join(subject[a] for a in c)) for c in CONFIG.intersections]
+        error = verified_error(e, v)
+        groups = group_cells(e["subject"], CONFIG.intersections)
         for attribute, group in groups:
             out[e["mode"], attribute, group, v["truth"]].append((e.get("cluster_id", ""), error, 1 / v["inclusion_prob"]))
     return out
-
-
-def variances(rows: list[tuple[str, bool, float]]) -> tuple[float, float, int, int]:
-    """(var with clusters as units, var with comparisons as units, clusters, comparisons); an
-    unkeyed comparison is a cluster of its own."""
-    w_total = sum(w for _, _, w in rows)
-    p = sum(w for _, y, w in rows if y) / w_total
-    units: dict = defaultdict(float)
-    for i, (cluster, y, w) in enumerate(rows):
-        units[cluster or f"#{i}"] += w * (y - p)
-    k, n = len(units), len(rows)
-    clustered = k / (k - 1) * sum(u * u for u in units.values()) / w_total**2 if k > 1 else 0.0
-    alone = n / (n - 1) * sum((w * (y - p)) ** 2 for _, y, w in rows) / w_total**2 if n > 1 else 0.0
-    return clustered, alone, k, n
-
-
-def expected(rows, overall_roh: float) -> tuple[float, float, float, float]:
-    """(design effect, rate, low, high) as the module docstring says, by hand."""
-    clustered, alone, k, n = variances(rows)
-    own = clustered / alone if alone > 0 and k > 1 and k < n else 1.0
-    synthetic = 1 + (n / k - 1) * overall_roh if k < n else 1.0
-    deff = max(own, synthetic, 1.0)
-    w = sum(r[2] for r in rows)
-    w_err = sum(r[2] for r in rows if r[1])
-    w2 = sum(r[2] ** 2 for r in rows)
-    w2_err = sum(r[2] ** 2 for r in rows if r[1])
-    p = w_err / w
-    kish = w * w / w2
-    m = min(p * (1 - p) / ((w2_err * (1 - p) ** 2 + (w2 - w2_err) * p * p) / (w * w)), kish) if 0 < p < 1 else kish
-    if w == n and w2 == n:
-        m = n
-    if deff > 1:
-        q = stats.t.ppf(0.975, n - 1) / stats.t.ppf(0.975, max(k - 1, 1))
-        m = m / (deff / q**2)
-    x = p * m
-    low = 0.0 if x <= 0 else stats.beta.ppf(0.025, x, m - x + 1)
-    high = 1.0 if x >= m else stats.beta.ppf(0.975, x + 1, m - x)
-    return deff, p, low, high
-
-
-def roh(rows) -> float:
-    clustered, alone, k, n = variances(rows)
-    if not (alone > 0 and 1 < k < n):
-        return 0.0
-    return max((clustered / alone - 1) / (n / k - 1), 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +111,8 @@ def check_ranks(ranks: IdentificationRanks, events, verdicts, start: str, end: s
     for row in rows:
         def at_rank(searches):
             return [(c, r == 0 or r > row["rank"], w) for c, r, w in searches]
-        overall = roh(at_rank(identified[OVERALL, OVERALL]))
-        deff, p, low, high = expected(at_rank(identified[row["attribute"], row["group"]]), overall)
+        overall = cluster_roh(at_rank(identified[OVERALL, OVERALL]))
+        deff, p, low, high = clustered_interval(at_rank(identified[row["attribute"], row["group"]]), overall)
         assert math.isclose(row["fnir"], p, rel_tol=1e-12)
         assert math.isclose(row["fnir_low"], low, rel_tol=1e-7, abs_tol=1e-12)
         assert math.isclose(row["fnir_high"], high, rel_tol=1e-7, abs_tol=1e-12)
@@ -185,7 +131,7 @@ def check(stored, in_memory, rows) -> None:
             for rate, truth in population.items():
                 got = getattr(estimate, rate)
                 raw = rows[mode, attribute, group, truth]
-                deff, p, low, high = expected(raw, roh(rows[mode, OVERALL, OVERALL, truth]))
+                deff, p, low, high = clustered_interval(raw, cluster_roh(rows[mode, OVERALL, OVERALL, truth]))
                 assert got.n == len(raw)
                 assert math.isclose(got.design_effect, deff, rel_tol=1e-9)
                 assert math.isclose(got.rate, p, rel_tol=1e-12)

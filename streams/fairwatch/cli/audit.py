@@ -17,7 +17,7 @@ from fairwatch.cli.output_files import OutputError, write_output
 from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, WrappedHelpGroup
 
 console = Console(stderr=True, soft_wrap=True)  # diagnostics whole, one per line
-audit_app = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup, help="The evidence log: seal, verify, prove, check, witness; verify-report; scores; two-person; retention; and the older hash chains.",
+audit_app = typer.Typer(rich_markup_mode=None, cls=WrappedHelpGroup, help="The evidence log: seal, verify, prove, check, witness; verify-report; scores; two-person; acquisition; retention; and the older hash chains.",
                         no_args_is_help=True)
 
 
@@ -175,6 +175,7 @@ def register(app: typer.Typer) -> None:
     from fairwatch.cli.report_evidence import register as register_report_evidence
     from fairwatch.cli.scores import scores_command
     from fairwatch.cli.retention import audit_retention_command, retention_command
+    from fairwatch.cli.acquisition import acquisition_command
     from fairwatch.cli.two_person import two_person_command
 
     app.command("report")(report_command)
@@ -182,6 +183,7 @@ def register(app: typer.Typer) -> None:
     register_report_evidence(audit_app)
     audit_app.command("scores")(scores_command)
     audit_app.command("two-person")(two_person_command)
+    audit_app.command("acquisition")(acquisition_command)
     audit_app.command("retention")(audit_retention_command)
     app.command("retention")(retention_command)
     app.add_typer(audit_app, name="audit")

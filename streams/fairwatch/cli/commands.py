@@ -24,7 +24,7 @@ from fairwatch.contracts.records import (
     decode_verified_outcome,
 )
 from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, PlainUsageCommand, WrappedHelpGroup
-from fairwatch.contracts.topics import DEFAULT_PREFIX, MATCH_EVENTS, VERIFIED_OUTCOMES
+from fairwatch.contracts.topics import ACQUISITIONS, DEFAULT_PREFIX, MATCH_EVENTS, VERIFIED_OUTCOMES
 
 # plain click help: flags read as flags and text wraps, never cut with "…" or "..."
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, cls=WrappedHelpGroup)  # help: the callback's
@@ -343,6 +343,9 @@ def replay(
     keyring: Optional[Path] = typer.Option(None, "--keyring", envvar="FAIRWATCH_KEYRING",
                                            help="Keyring of signed input, as the worker's: lines carry no signature, so "
                                                 "those of deployments that require signatures are refused."),
+    acquisitions: Optional[Path] = typer.Option(None, "--acquisitions", exists=True, dir_okay=False,
+                                                help="JSONL acquisition attempts (schemas/acquisition_event.schema.json) "
+                                                     "to load too: fairwatch audit acquisition reads them."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Replay JSONL files through the worker's batch step into a store, without Kafka.
@@ -361,6 +364,9 @@ def replay(
     shown = _Capped(max_errors)
     opened = live_run = arrival = None
     try:
+        if as_of_arrival and acquisitions:
+            raise ValueError("--as-of-arrival reproduces the live run's alerts from its matches: replay --acquisitions "
+                             "without it")
         if as_of_arrival and not policy:
             raise ValueError("--as-of-arrival reproduces alerts: give the live run's --policy too")
         if as_of_arrival and as_of_arrival == (store or "chdb://fairwatch-store"):
@@ -378,7 +384,7 @@ def replay(
             with closing(open_store(as_of_arrival, create=False)) as live:
                 live_run = read_live_run(live)
         opened = open_store(store or "chdb://fairwatch-store")
-        total = sum(1 for path in (events, outcomes) for line in path.open("rb") if line.strip())
+        total = sum(1 for path in (events, outcomes, acquisitions) if path for line in path.open("rb") if line.strip())
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=as_json) as bar:
             task = bar.add_task("replaying", total=total)
@@ -392,14 +398,15 @@ def replay(
                                                        keyring=ring)
             else:
                 report = run_replay(opened, events, outcomes, config, progress=lambda n: bar.advance(task, n),
-                                    on_reject=show, policies=policies, keyring=ring)
+                                    on_reject=show, policies=policies, keyring=ring, acquisitions=acquisitions)
         sealed = _seal_if_keyed(opened)
     except (SettingsError, StoreError, ValueError) as exc:
         if opened is not None:
             opened.close()
         raise failed(exc) from None
     summary = {"store": redacted_url(opened.url), "events_lines": report.lines[MATCH_EVENTS],
-               "outcomes_lines": report.lines[VERIFIED_OUTCOMES], "labeled": report.labeled,
+               "outcomes_lines": report.lines[VERIFIED_OUTCOMES], "acquisition_lines": report.lines[ACQUISITIONS],
+               "labeled": report.labeled,
                "rejected": [{"file": f, "line": n, "reason": r} for f, n, r in report.rejected],
                "alerts": [a.to_record() for a in report.alerts],
                "detection": {"ran": bool(report.coverage), "policies": [c.to_dict() for c in report.coverage],
@@ -422,8 +429,9 @@ def replay(
     if as_json:
         print(json.dumps(summary))
     else:
-        print(f"replayed {summary['events_lines']} event lines and {summary['outcomes_lines']} outcome lines into "
-              f"{summary['store']}: {report.labeled} labeled outcomes, {len(report.rejected)} lines rejected")
+        attempts = f", {summary['acquisition_lines']} acquisition lines" if acquisitions else ""
+        print(f"replayed {summary['events_lines']} event lines and {summary['outcomes_lines']} outcome lines{attempts} "
+              f"into {summary['store']}: {report.labeled} labeled outcomes, {len(report.rejected)} lines rejected")
         if sealed is None:
             print("evidence log: not sealed (no FAIRWATCH_EVIDENCE_KEY_FILE; `fairwatch audit seal` seals later)")
         else:
@@ -443,7 +451,7 @@ def replay(
                 print(f"  differs: {difference}")
     for mismatch in report.mismatches:  # plain text: the message holds file paths and quotes
         error(f"{mismatch}; the files were loaded, this policy's detection did not run")
-    read = summary["events_lines"] + summary["outcomes_lines"]
+    read = summary["events_lines"] + summary["outcomes_lines"] + summary["acquisition_lines"]
     if read and len(report.rejected) == read:
         error(f"every one of the {read} lines was rejected: nothing was loaded"
               f" (first: {report.rejected[0][0]}:{report.rejected[0][1]}: {report.rejected[0][2]})")

@@ -6,6 +6,7 @@ DEFAULT_PREFIX = "fairwatch."
 
 MATCH_EVENTS = "match-events"
 VERIFIED_OUTCOMES = "verified-outcomes"
+ACQUISITIONS = "acquisitions"  # acquisition attempts (failure to acquire); file replay reads them, the worker not yet
 DEAD_LETTER = "dead-letter"
 ALERTS = "alerts"
 

@@ -98,6 +98,7 @@ __all__ = [
     "inequity_rate",
     "garbe",
     "differentials",
+    "rate_differentials",
 ]
 
 RATES = ("fmr", "fnmr")
@@ -391,6 +392,38 @@ def _differential(
                         min_group)
 
 
+def rate_differentials(scope: AttributeSet, rate: str, estimates: dict[str, RateEstimate], config: CoreConfig,
+                       floor: float | None = None) -> list[Differential]:
+    """The per-rate differentials (:data:`PER_RATE`) of one rate over the groups of one attribute set.
+
+    ``estimates``: group -> its estimate of the rate (never the overall row). The bounds come from
+    simultaneous intervals (Bonferroni over the measured groups); the ratios are taken on the rates
+    floored at ``floor`` (None: none), and the max / min ratio is judged against
+    ``config.policy_ratio`` on the rates themselves. The floor is named in the rows of FMR and FNMR.
+    """
+    alpha = 1 - config.confidence
+    count = sum(1 for est in estimates.values() if est.n > 0)
+    box = _box(estimates, 1 - alpha / max(1, count), config.min_comparisons)
+    extremes = None
+    if box.groups:
+        extremes = (box.groups[int(np.argmax(box.rates))], box.groups[int(np.argmin(box.rates))])
+    result = []
+    for metric, compute in PER_RATE.items():
+        bounds = PER_RATE_BOUNDS[metric]
+        used = _floored(box, floor) if metric in RATIOS else box
+        found = _differential(scope, metric, rate, [used], compute,
+                              lambda bounds=bounds, used=used: bounds(used.low, used.high), extremes)
+        if metric in RATIOS and rate in RATES:
+            found = replace(found, **{f"{rate}_floor": floor})
+        if metric == "max_min_ratio" and config.policy_ratio is not None:
+            # judged on the rates themselves: a floor only lowers a ratio, and the policy is about the ratio
+            low, high = ((_number(v) for v in _ratio_bounds(box.low, box.high)) if len(box.groups) >= 2
+                         else (None, None))
+            found = replace(found, vs_policy=_vs_policy(box.evidence, low, high, config.policy_ratio))
+        result.append(found)
+    return result
+
+
 def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: CoreConfig) -> list[Differential]:
     """Every differential of one attribute set.
 
@@ -427,34 +460,17 @@ def differentials(scope: AttributeSet, groups: list[GroupEstimate], config: Core
     0.9985
     """
     # simultaneous intervals: a per-rate differential needs every group's rate of that kind at
-    # once (Bonferroni over the groups), a combined one every group's FMR and FNMR
+    # once (Bonferroni over the groups, in rate_differentials), a combined one every group's FMR and FNMR
     fmrs, fnmrs = {g.key.group: g.fmr for g in groups}, {g.key.group: g.fnmr for g in groups}
     alpha = 1 - config.confidence
     counts = [sum(1 for est in rates.values() if est.n > 0) for rates in (fmrs, fnmrs)]
-    fmr, fnmr = (_box(rates, 1 - alpha / max(1, count), config.min_comparisons)
-                 for rates, count in zip((fmrs, fnmrs), counts))
     both_fmr, both_fnmr = (_box(rates, 1 - alpha / max(1, sum(counts)), config.min_comparisons)
                            for rates in (fmrs, fnmrs))
 
     floors = {"fmr": config.ratio_floor_fmr, "fnmr": config.ratio_floor_fnmr}
     result = []
-    for rate, box in zip(RATES, (fmr, fnmr)):
-        extremes = None
-        if box.groups:
-            extremes = (box.groups[int(np.argmax(box.rates))], box.groups[int(np.argmin(box.rates))])
-        for metric, compute in PER_RATE.items():
-            bounds = PER_RATE_BOUNDS[metric]
-            used = _floored(box, floors[rate]) if metric in RATIOS else box
-            found = _differential(scope, metric, rate, [used], compute,
-                                  lambda bounds=bounds, used=used: bounds(used.low, used.high), extremes)
-            if metric in RATIOS:
-                found = replace(found, **{f"{rate}_floor": floors[rate]})
-            if metric == "max_min_ratio" and config.policy_ratio is not None:
-                # judged on the rates themselves: a floor only lowers a ratio, and the policy is about the ratio
-                low, high = ((_number(v) for v in _ratio_bounds(box.low, box.high)) if len(box.groups) >= 2
-                             else (None, None))
-                found = replace(found, vs_policy=_vs_policy(box.evidence, low, high, config.policy_ratio))
-            result.append(found)
+    for rate, rates in zip(RATES, (fmrs, fnmrs)):
+        result += rate_differentials(scope, rate, rates, config, floors[rate])
     floored_fmr, floored_fnmr = _floored(both_fmr, floors["fmr"]), _floored(both_fnmr, floors["fnmr"])
     combined = {
         "fdr": lambda f, n: fdr(f, n, config.fdr_alpha),

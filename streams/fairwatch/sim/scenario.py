@@ -174,6 +174,22 @@ class Subjects:
 
 
 @dataclass(frozen=True)
+class AcquisitionSpec:
+    """Acquisition attempts before each event (:mod:`fairwatch.sim.acquisitions`): a face is tried
+    until one is acquired, each try failing with the cell's ``fta`` (a rate spec: base and factors).
+    ``encounter_correlation``: the intra-encounter correlation of failures (an encounter's own
+    failure probability is Beta-distributed around the cell's); ``low_quality_share``: the failures
+    found below the quality bar rather than not found; ``labelled_share``: the encounters whose
+    subject labels the operator records; ``keyed``: attempts carry their encounter's cluster_id."""
+
+    fta: RateSpec
+    encounter_correlation: float = 0.0
+    low_quality_share: float = 0.3
+    labelled_share: float = 1.0
+    keyed: bool = True
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A parsed, validated scenario (see ``scenarios/default.yaml`` for every key, commented)."""
 
@@ -190,6 +206,7 @@ class Scenario:
     verification: Verification = Verification()
     drifts: tuple[RateDrift | Rollout, ...] = ()
     subjects: Subjects | None = None
+    acquisition: AcquisitionSpec | None = None
 
     @property
     def end(self) -> datetime:
@@ -231,6 +248,7 @@ class Scenario:
             "drifts": [drift(d) for d in self.drifts],
             # only when set: the records of scenarios without returning subjects stay as they were
             **({"subjects": asdict(self.subjects)} if self.subjects is not None else {}),
+            **({"acquisition": asdict(self.acquisition)} if self.acquisition is not None else {}),
         }
 
 
@@ -424,7 +442,7 @@ def parse_scenario(source: str | Mapping[str, Any]) -> Scenario:
             raise ScenarioError("", f"not valid YAML: {exc}") from None
     raw = _mapping(source, "", required=("start", "duration_hours", "attributes", "algorithms", "deployments"),
                    optional=("name", "seed", "events_per_second", "events", "impostor_same_demographics",
-                             "verification", "drifts", "subjects"))
+                             "verification", "drifts", "subjects", "acquisition"))
     name = _name(raw.get("name", "scenario"), "name")
     seed = _integer(raw.get("seed", 0), "seed", lo=0, hi=2**63 - 1)
     start = _timestamp(raw["start"], "start")
@@ -551,6 +569,7 @@ def parse_scenario(source: str | Mapping[str, Any]) -> Scenario:
                                            lo=0.0, hi=1.0),
         verification=_verification(raw.get("verification")), drifts=tuple(drifts),
         subjects=_subjects(raw["subjects"]) if raw.get("subjects") is not None else None,
+        acquisition=_acquisition(raw["acquisition"], attributes) if raw.get("acquisition") is not None else None,
     )
     _check_rates(scenario)
     return scenario
@@ -560,6 +579,23 @@ def _subjects(raw: Any) -> Subjects:
     spec = _mapping(raw, "subjects", required=("per_group", "correlation"))
     return Subjects(per_group=_integer(spec["per_group"], "subjects.per_group", lo=1, hi=10**7),
                     correlation=_number(spec["correlation"], "subjects.correlation", lo=0.0, hi=1.0, hi_open=True))
+
+
+def _acquisition(raw: Any, attributes: Mapping[str, Mapping[str, float]]) -> AcquisitionSpec:
+    p = "acquisition"
+    spec = _mapping(raw, p, required=("fta",),
+                    optional=("encounter_correlation", "low_quality_share", "labelled_share", "keyed"))
+    keyed = spec.get("keyed", True)
+    if not isinstance(keyed, bool):
+        raise ScenarioError(f"{p}.keyed", f"must be true or false, got {keyed!r}")
+    return AcquisitionSpec(
+        fta=_rate_spec(spec["fta"], f"{p}.fta", attributes),
+        encounter_correlation=_number(spec.get("encounter_correlation", 0.0), f"{p}.encounter_correlation",
+                                      lo=0.0, hi=1.0, hi_open=True),
+        low_quality_share=_number(spec.get("low_quality_share", 0.3), f"{p}.low_quality_share", lo=0.0, hi=1.0),
+        labelled_share=_number(spec.get("labelled_share", 1.0), f"{p}.labelled_share", lo=0.0, hi=1.0),
+        keyed=keyed,
+    )
 
 
 def _algorithm_at(deployments: Sequence[Deployment], drifts: Sequence[RateDrift | Rollout], name: str,

@@ -20,12 +20,18 @@ CHUNK = 50_000
 def write_truth(sim: Simulation, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sim.truth(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    truth = sim.truth()
+    if sim.scenario.acquisition is not None:
+        from fairwatch.sim.acquisitions import truth_records
+
+        truth["acquisition"] = truth_records(sim.model, sim.scenario.acquisition)
+    path.write_text(json.dumps(truth, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return path
 
 
 def write_jsonl(sim: Simulation, out_dir: str | os.PathLike, progress: ProgressFn | None = None) -> dict[str, Path]:
-    """Write ``events.jsonl`` (event-time order), ``outcomes.jsonl`` (arrival order) and ``truth.json``."""
+    """Write ``events.jsonl`` (event-time order), ``outcomes.jsonl`` (arrival order) and ``truth.json``;
+    with an ``acquisition`` block in the scenario, ``acquisitions.jsonl`` too (:mod:`fairwatch.sim.acquisitions`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"events": out / "events.jsonl", "outcomes": out / "outcomes.jsonl", "truth": out / "truth.json"}
@@ -36,6 +42,12 @@ def write_jsonl(sim: Simulation, out_dir: str | os.PathLike, progress: ProgressF
                 handle.write(b"\n".join(lines) + b"\n")
                 if progress:
                     progress(len(lines))
+    if sim.scenario.acquisition is not None:
+        from fairwatch.sim.acquisitions import simulate_acquisitions
+
+        paths["acquisitions"] = out / "acquisitions.jsonl"
+        lines = simulate_acquisitions(sim).lines()
+        paths["acquisitions"].write_bytes(b"\n".join(lines) + b"\n" if lines else b"")
     write_truth(sim, paths["truth"])
     return paths
 

@@ -38,6 +38,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "verified_outcomes": ("verified_at", "log"),
     "independent_reviews": ("verified_at", "log"),
     "signed_input": ("ingested_at", "log"),
+    "acquisitions": ("occurred_at", "log"),
     "alerts": ("opened_at", "log"),
     "audit_log": ("recorded_at", "log"),
     "labeled_outcomes": ("bucket", "derived"),

@@ -28,12 +28,13 @@ from typing import Callable, Iterator
 from fairwatch.contracts.envelopes import decode_valid_batch
 from fairwatch.contracts.keyring import Keyring
 from fairwatch.contracts.records import MAX_MESSAGE_BYTES
-from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
+from fairwatch.contracts.topics import ACQUISITIONS, MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.join import EventState
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import ClickHouseSink
+from fairwatch.stream.acquisitions import AcquisitionIntake
 from fairwatch.stream.input_verification import InputVerifier
 from fairwatch.stream.processor import RECORD_KINDS, BatchProcessor, DeadLetter, RawMessage
 
@@ -172,8 +173,10 @@ def replay(
     policies: dict | None = None,
     delivery=None,
     keyring: Keyring | None = None,
+    acquisitions: Path | None = None,
 ) -> ReplayReport:
-    """Replay two JSONL files into ``store``; events first, then outcomes (order does not matter).
+    """Replay two JSONL files into ``store``; events first, then outcomes (order does not matter),
+    then the acquisition attempts of ``acquisitions`` when given (:mod:`fairwatch.stream.acquisitions`).
 
     With ``policies`` (deployment -> :class:`~fairwatch.detect.policy.Policy`), the detection cycle then
     runs once over the loaded history, as of the end of its event time, like the live worker's. With
@@ -197,6 +200,20 @@ def replay(
                 batch, held = [], 0
         if batch:
             loader.flush(batch, held)
+    if acquisitions is not None:
+        intake = AcquisitionIntake(store, keyring, on_reject=on_reject)
+        batch = []
+        for message in lines_of(acquisitions, ACQUISITIONS):
+            report.lines[ACQUISITIONS] += 1
+            batch.append(message)
+            if len(batch) >= batch_size:
+                intake.take(batch)
+                progress(len(batch))
+                batch = []
+        intake.take(batch)
+        progress(len(batch))
+        report.rejected += [(letter.message.topic, letter.message.offset, str(letter.rejection))
+                            for letter in intake.rejected]
     if policies:
         from fairwatch.detect.cycle import run_detection
 

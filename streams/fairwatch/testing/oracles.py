@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 import json
 import math
 
@@ -164,3 +165,72 @@ def final_verdicts(outcome_lines) -> dict[str, dict]:
                 o["event_id"] not in latest or o["revision"] > latest[o["event_id"]]["revision"]):
             latest[o["event_id"]] = o
     return latest
+
+
+def verified_error(event: dict, verdict: dict) -> bool:
+    """Whether a verified comparison (raw event and verdict dicts) is an error: a match of an
+    impostor; a non-match of a genuine comparison, where for a search with a candidate list the
+    mate counts as found only when the verdict names it at a rank listed at or above the threshold."""
+    if verdict["truth"] == "impostor":
+        return event["decision"] == "match"
+    if "candidates" in event:
+        above = sum(c["score"] >= event["threshold"] for c in event["candidates"])
+        return not (verdict.get("mate_rank") and 1 <= verdict["mate_rank"] <= above)
+    return event["decision"] == "non_match"
+
+
+def group_cells(subject: dict[str, str], intersections=()) -> list[tuple[str, str]]:
+    """The (attribute, group) cells a subject is counted in: the overall row, each label, and each
+    intersection of attributes the subject carries (joined as the layout joins them)."""
+    from fairwatch.core.layout import INTERSECTION_SEP, OVERALL
+
+    cells = [(OVERALL, OVERALL), *subject.items()]
+    cells += [(INTERSECTION_SEP.join(c), INTERSECTION_SEP.join(subject[a] for a in c))
+              for c in intersections if all(a in subject for a in c)]
+    return cells
+
+
+def cluster_variances(rows: list[tuple[str, bool, float]]) -> tuple[float, float, int, int]:
+    """(var with clusters as units, var with comparisons as units, clusters, comparisons); an
+    unkeyed comparison is a cluster of its own."""
+    w_total = sum(w for _, _, w in rows)
+    p = sum(w for _, y, w in rows if y) / w_total
+    units: dict = defaultdict(float)
+    for i, (cluster, y, w) in enumerate(rows):
+        units[cluster or f"#{i}"] += w * (y - p)
+    k, n = len(units), len(rows)
+    clustered = k / (k - 1) * sum(u * u for u in units.values()) / w_total**2 if k > 1 else 0.0
+    alone = n / (n - 1) * sum((w * (y - p)) ** 2 for _, y, w in rows) / w_total**2 if n > 1 else 0.0
+    return clustered, alone, k, n
+
+
+def clustered_interval(rows, overall_roh: float) -> tuple[float, float, float, float]:
+    """(design effect, rate, low, high) of one population's ``(cluster, error, weight)`` rows, by hand as
+    fairwatch.core.clusters' docstring says (95% Clopper-Pearson on the effective counts)."""
+    clustered, alone, k, n = cluster_variances(rows)
+    own = clustered / alone if alone > 0 and k > 1 and k < n else 1.0
+    synthetic = 1 + (n / k - 1) * overall_roh if k < n else 1.0
+    deff = max(own, synthetic, 1.0)
+    w = sum(r[2] for r in rows)
+    w_err = sum(r[2] for r in rows if r[1])
+    w2 = sum(r[2] ** 2 for r in rows)
+    w2_err = sum(r[2] ** 2 for r in rows if r[1])
+    p = w_err / w
+    kish = w * w / w2
+    m = min(p * (1 - p) / ((w2_err * (1 - p) ** 2 + (w2 - w2_err) * p * p) / (w * w)), kish) if 0 < p < 1 else kish
+    if w == n and w2 == n:
+        m = n
+    if deff > 1:
+        q = stats.t.ppf(0.975, n - 1) / stats.t.ppf(0.975, max(k - 1, 1))
+        m = m / (deff / q**2)
+    x = p * m
+    low = 0.0 if x <= 0 else stats.beta.ppf(0.025, x, m - x + 1)
+    high = 1.0 if x >= m else stats.beta.ppf(0.975, x + 1, m - x)
+    return deff, p, low, high
+
+
+def cluster_roh(rows) -> float:
+    clustered, alone, k, n = cluster_variances(rows)
+    if not (alone > 0 and 1 < k < n):
+        return 0.0
+    return max((clustered / alone - 1) / (n / k - 1), 0.0)
