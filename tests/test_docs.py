@@ -188,9 +188,9 @@ def test_every_relative_link_in_the_readme_resolves():
 def dotted_names(text: str) -> set[str]:
     """`fairwatch.x.y` names in code spans: modules, classes, functions the prose points at (topic
     names such as `fairwatch.alerts` are not code)."""
-    from fairwatch.contracts.topics import DEFAULT_PREFIX, INPUT_TOPICS, OUTPUT_TOPICS
+    from fairwatch.contracts.topics import DEFAULT_PREFIX, OUTPUT_TOPICS, PRODUCED_TOPICS
 
-    topics = {DEFAULT_PREFIX + t for t in INPUT_TOPICS + OUTPUT_TOPICS}
+    topics = {DEFAULT_PREFIX + t for t in PRODUCED_TOPICS + OUTPUT_TOPICS}
     return {m for m in re.findall(r"`(fairwatch(?:\.[A-Za-z_]\w*)+)`", text) if m not in topics}
 
 

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from aiokafka.protocol.metadata import MetadataRequest
 from fairwatch.contracts.topics import (
     ALERTS,
-    INPUT_TOPICS,
+    PRODUCED_TOPICS,
     MATCH_EVENTS,
     VERIFIED_OUTCOMES,
 )
@@ -240,7 +240,7 @@ def test_the_stack_grants_each_principal_what_it_needs_and_no_more(secured):
                 for op in ("READ", "DESCRIBE", "WRITE", "CREATE", "DESCRIBE_CONFIGS")}
     expected |= {("User:worker", "GROUP", "*", "LITERAL", op, "ALLOW") for op in ("READ", "DESCRIBE")}
     expected |= {("User:producer", "TOPIC", "fairwatch." + t, "LITERAL", op, "ALLOW")
-                 for t in INPUT_TOPICS for op in ("WRITE", "DESCRIBE")}
+                 for t in PRODUCED_TOPICS for op in ("WRITE", "DESCRIBE")}
     assert by_stack == expected
     assert not [g for g in grants if g[0] == "User:auditor"]
     assert all(g[5] == "ALLOW" and g[1] == "TOPIC" and g[4] in ("WRITE", "DESCRIBE")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
 from datetime import datetime, timedelta
 
 import pytest
@@ -21,7 +20,7 @@ from fairwatch.sim.scenario import parse_scenario
 from fairwatch.sim.simulator import simulate
 from fairwatch.sim.writers import write_jsonl
 from fairwatch.testing.cli_runs import invoke, one_error
-from fairwatch.testing.oracles import cluster_roh, clustered_interval, group_cells
+from fairwatch.testing.oracles import attempts_by_group, cluster_roh, clustered_interval
 
 SCENARIO = {
     "start": "2026-11-25T06:00:00Z", "duration_hours": 4, "events": 3000,
@@ -53,16 +52,6 @@ def files(tmp_path_factory):
     return {"paths": paths, "lines": lines, "fed": fed, "truth": json.loads(paths["truth"].read_text())}
 
 
-def recount(lines: list[bytes]) -> dict[tuple[str, str], list]:
-    """(attribute, group) -> [(cluster, failed)] of the attempts, by a loop over the lines."""
-    out = defaultdict(list)
-    for line in lines:
-        a = json.loads(line)
-        for cell in group_cells(a.get("subject", {}), INTERSECTIONS):
-            out[cell].append((a.get("cluster_id", ""), a["outcome"] != "acquired", a["outcome"]))
-    return out
-
-
 def test_failure_to_acquire_per_group_equals_the_raw_lines(migrated_store, files):
     from fairwatch.core.acquisition import acquisition_estimates
     from fairwatch.store.acquisitions import read_acquisition_counts, read_acquisition_moments
@@ -86,7 +75,7 @@ def test_failure_to_acquire_per_group_equals_the_raw_lines(migrated_store, files
     start, end = datetime_of(truth["start"]) - timedelta(hours=1), datetime_of(truth["end"])
     counts = read_acquisition_counts(migrated_store, start, end, INTERSECTIONS)
     moments = read_acquisition_moments(migrated_store, start, end, INTERSECTIONS)
-    raw = recount(files["lines"])
+    raw = attempts_by_group(files["lines"], INTERSECTIONS)
     assert {k[2:] for k in counts} == set(raw)
     for key, got in counts.items():
         rows = raw[key[2:]]
@@ -127,7 +116,7 @@ def test_audit_acquisition_reports_the_groups_and_says_when_evidence_is_too_litt
     done = invoke("audit", "acquisition", *window, "--json")
     assert done.exit_code == 0, done.output
     document = json.loads(done.stdout)
-    raw = recount(files["lines"])
+    raw = attempts_by_group(files["lines"], INTERSECTIONS)
     by_group = {(g["attribute"], g["group"]): g for g in document["groups"]}
     assert set(by_group) == {k for k in raw if "&" not in k[0]}  # no intersections asked
     for key, g in by_group.items():

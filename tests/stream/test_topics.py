@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from fairwatch.contracts.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from fairwatch.contracts.topics import OUTPUT_TOPICS, PRODUCED_TOPICS
 from fairwatch.stream.topics import TopicError, ensure_topics, join_log_changelog
 from fairwatch.testing.live import delete_resources
 from fairwatch.testing.stack import kafka_link
@@ -36,7 +36,7 @@ def test_changelog_is_created_compacted_with_the_inputs_partitions_and_leaders(s
     prefix, app_id = names
     layout = ensure_topics(kafka, prefix, 3, app_id=app_id, link=kafka_link(stack))
     changelog = join_log_changelog(app_id)
-    expected = {prefix + t: 3 for t in INPUT_TOPICS + OUTPUT_TOPICS} | {changelog: 3}
+    expected = {prefix + t: 3 for t in PRODUCED_TOPICS + OUTPUT_TOPICS} | {changelog: 3}
     assert layout == expected
     # checked again by the broker, not by what ensure_topics returned
     described = _described(stack, list(expected))

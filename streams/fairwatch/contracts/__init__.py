@@ -27,6 +27,7 @@ from fairwatch.contracts.topics import (
     INPUT_TOPICS,
     MATCH_EVENTS,
     OUTPUT_TOPICS,
+    PRODUCED_TOPICS,
     VERIFIED_OUTCOMES,
 )
 
@@ -34,6 +35,6 @@ __all__ = [
     "MatchEvent", "VerifiedOutcome", "Rejection", "RejectCode", "ContractError", "InputItem",
     "decode_match_event", "decode_verified_outcome", "decode_message", "parse_match_event",
     "parse_verified_outcome", "format_timestamp", "parse_timestamp", "partition_for", "partitions_for",
-    "murmur2", "MATCH_EVENTS", "VERIFIED_OUTCOMES", "DEAD_LETTER", "ALERTS", "INPUT_TOPICS", "OUTPUT_TOPICS",
+    "murmur2", "MATCH_EVENTS", "VERIFIED_OUTCOMES", "DEAD_LETTER", "ALERTS", "INPUT_TOPICS", "PRODUCED_TOPICS", "OUTPUT_TOPICS",
     "DEFAULT_PREFIX",
 ]

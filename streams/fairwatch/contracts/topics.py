@@ -6,9 +6,10 @@ DEFAULT_PREFIX = "fairwatch."
 
 MATCH_EVENTS = "match-events"
 VERIFIED_OUTCOMES = "verified-outcomes"
-ACQUISITIONS = "acquisitions"  # acquisition attempts (failure to acquire); file replay reads them, the worker not yet
+ACQUISITIONS = "acquisitions"  # acquisition attempts (failure to acquire): no join, any partition count
 DEAD_LETTER = "dead-letter"
 ALERTS = "alerts"
 
-INPUT_TOPICS = (MATCH_EVENTS, VERIFIED_OUTCOMES)
+INPUT_TOPICS = (MATCH_EVENTS, VERIFIED_OUTCOMES)  # joined: co-partitioned
+PRODUCED_TOPICS = (*INPUT_TOPICS, ACQUISITIONS)  # what a site's producer writes
 OUTPUT_TOPICS = (DEAD_LETTER, ALERTS)

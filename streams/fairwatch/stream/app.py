@@ -36,11 +36,13 @@ from faust.streams import _current_event
 
 from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.topics import (
+    ACQUISITIONS,
     ALERTS,
     DEAD_LETTER,
     MATCH_EVENTS,
     VERIFIED_OUTCOMES,
 )
+from fairwatch.stream.acquisitions import AcquisitionIntake
 from fairwatch.stream.batching import (
     MAX_PENDING_RECORDS,
     TAKE_SECONDS,
@@ -119,9 +121,10 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 if value is not None and bytes(key).startswith(prefix)]
 
     resident = ResidentJoins(settings.core, read_log)
-    verifier = None
+    verifier = keyring_file = None
     if settings.keyring:  # the file was checked at start (fairwatch worker); a later bad edit keeps the last good one
-        verifier = InputVerifier(KeyringFile(settings.keyring), helper=True)
+        keyring_file = KeyringFile(settings.keyring)
+        verifier = InputVerifier(keyring_file, helper=True)
         atexit.register(verifier.close)
     processor = BatchProcessor(settings.core, partitions=settings.partitions, verifier=verifier)
     committer = LedgerCommitter(app, metrics)
@@ -300,6 +303,26 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
             if caught_up():  # counts and commits now rather than at the next tick: no one waits for them
                 await flush()
                 await committer.commit()
+
+    # acquisition attempts: no join, so no ledger; faust commits them once the agent has written
+    # them (at least once: the table keeps one row per attempt_id)
+    acquisitions = app.topic(settings.topic(ACQUISITIONS), key_type=bytes, value_type=bytes, key_serializer="raw",
+                             value_serializer="raw", partitions=settings.partitions)
+    intake = AcquisitionIntake(keyring_file)
+
+    @app.agent(acquisitions, concurrency=1)
+    async def take_acquisitions(stream):
+        async for events in stream.take_events(settings.batch_size, within=1.0):
+            messages = [RawMessage(ACQUISITIONS, e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                                   e.message.value) for e in events]
+            rows, letters = intake.take(messages)
+            await to_clickhouse(lambda: sink.write_acquisitions(rows))
+            for letter in letters:
+                await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
+                                       partition=letter.message.partition)
+            metrics.consumed.labels(ACQUISITIONS).inc(len(events))
+            for letter in letters:
+                metrics.rejected.labels(letter.rejection.code.value).inc()
 
     register_store_timers(app, settings, policies, metrics, count_sink_failures)
 

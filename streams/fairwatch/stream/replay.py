@@ -34,7 +34,7 @@ from fairwatch.core.join import EventState
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import ClickHouseSink
-from fairwatch.stream.acquisitions import AcquisitionIntake
+from fairwatch.stream.acquisitions import AcquisitionIntake, write_intake
 from fairwatch.stream.input_verification import InputVerifier
 from fairwatch.stream.processor import RECORD_KINDS, BatchProcessor, DeadLetter, RawMessage
 
@@ -201,19 +201,20 @@ def replay(
         if batch:
             loader.flush(batch, held)
     if acquisitions is not None:
-        intake = AcquisitionIntake(store, keyring, on_reject=on_reject)
+        intake = AcquisitionIntake(keyring)
         batch = []
-        for message in lines_of(acquisitions, ACQUISITIONS):
-            report.lines[ACQUISITIONS] += 1
-            batch.append(message)
-            if len(batch) >= batch_size:
-                intake.take(batch)
+        for message in [*lines_of(acquisitions, ACQUISITIONS), None]:
+            if message is not None:
+                report.lines[ACQUISITIONS] += 1
+                batch.append(message)
+            if batch and (message is None or len(batch) >= batch_size):
+                rows, letters = intake.take(batch)
+                write_intake(store, rows)
+                for letter in letters:
+                    report.rejected.append((letter.message.topic, letter.message.offset, str(letter.rejection)))
+                    on_reject(letter)
                 progress(len(batch))
                 batch = []
-        intake.take(batch)
-        progress(len(batch))
-        report.rejected += [(letter.message.topic, letter.message.offset, str(letter.rejection))
-                            for letter in intake.rejected]
     if policies:
         from fairwatch.detect.cycle import run_detection
 

@@ -9,7 +9,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from fairwatch.contracts.kafka_link import KafkaLink
-from fairwatch.contracts.topics import DEFAULT_PREFIX, INPUT_TOPICS, OUTPUT_TOPICS
+from fairwatch.contracts.topics import DEFAULT_PREFIX, INPUT_TOPICS, OUTPUT_TOPICS, PRODUCED_TOPICS
 
 JOIN_LOG_TABLE = "join-log"  # the worker's faust table holding the join state
 READY_SECONDS = 30.0  # how long a new topic may take to have a leader for every partition
@@ -45,7 +45,7 @@ def ensure_topics(bootstrap: str, prefix: str = DEFAULT_PREFIX, partitions: int 
     link = link or KafkaLink.from_env()
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fairwatch-topics", **link.kafka_python_kwargs())
     try:
-        wanted = {prefix + t: NewTopic(prefix + t, partitions, replication) for t in INPUT_TOPICS + OUTPUT_TOPICS}
+        wanted = {prefix + t: NewTopic(prefix + t, partitions, replication) for t in PRODUCED_TOPICS + OUTPUT_TOPICS}
         if app_id:
             name = join_log_changelog(app_id)
             wanted[name] = NewTopic(name, partitions, replication, topic_configs={"cleanup.policy": "compact"})
@@ -102,7 +102,7 @@ def input_partitions(bootstrap: str, prefix: str = DEFAULT_PREFIX, **admin_optio
 
 
 def producer_acls(prefix: str, principal: str = "producer") -> list:
-    """ACLs letting ``User:principal`` write (and describe) the input topics of ``prefix``, and
+    """ACLs letting ``User:principal`` write (and describe) the topics a site produces to under ``prefix``, and
     nothing else: not the output topics, no READ. LITERAL patterns: a prefix pattern "t1." would
     also cover "t1.alerts"."""
     from kafka.admin import (
@@ -115,7 +115,7 @@ def producer_acls(prefix: str, principal: str = "producer") -> list:
 
     return [ACL(f"User:{principal}", "*", operation, ACLPermissionType.ALLOW,
                 ResourcePattern(ResourceType.TOPIC, prefix + topic))
-            for topic in INPUT_TOPICS for operation in (ACLOperation.WRITE, ACLOperation.DESCRIBE)]
+            for topic in PRODUCED_TOPICS for operation in (ACLOperation.WRITE, ACLOperation.DESCRIBE)]
 
 
 def worker_acls(principal: str = "worker") -> list:

@@ -29,6 +29,7 @@ from fairwatch.store.sink import (
     row_inserts,
     split_by_partition,
 )
+from fairwatch.stream.acquisitions import write_intake
 from fairwatch.stream.gctuning import tune_garbage_collector
 
 log = logging.getLogger("fairwatch.store.sink")
@@ -80,6 +81,10 @@ def _write_rows(batches: SinkBatch | list[SinkBatch]) -> float:
     if not _local.state["concurrent"]:
         return _retrying(lambda sink: sink.write_rows(batches))
     return _retrying(lambda sink: _insert_concurrently(batches))
+
+
+def _write_acquisitions(rows) -> float:
+    return _retrying(lambda sink: write_intake(sink.store, rows))
 
 
 def _insert_concurrently(batches: SinkBatch | list[SinkBatch]) -> None:
@@ -201,6 +206,10 @@ class SinkExecutor:
     def write_rows(self, batches: SinkBatch | list[SinkBatch]) -> concurrent.futures.Future:
         """The rows of one batch or several, one insert per table for all (:func:`row_inserts`)."""
         return self._submit(_write_rows, batches)
+
+    def write_acquisitions(self, rows) -> concurrent.futures.Future:
+        """Acquisition attempts and their dead letters, as :meth:`fairwatch.stream.acquisitions.AcquisitionIntake.take` gave them."""
+        return self._submit(_write_acquisitions, rows)
 
     def recompute(self, touched: dict[int, set[int]]) -> concurrent.futures.Future:
         return self._submit(_recompute, touched)

@@ -234,3 +234,13 @@ def cluster_roh(rows) -> float:
     if not (alone > 0 and 1 < k < n):
         return 0.0
     return max((clustered / alone - 1) / (n / k - 1), 0.0)
+
+
+def attempts_by_group(lines, intersections=()) -> dict[tuple[str, str], list[tuple[str, bool, str]]]:
+    """(attribute, group) -> [(cluster_id or "", failed, outcome)] of acquisition attempt lines, by a loop."""
+    out = defaultdict(list)
+    for line in lines:
+        a = json.loads(line)
+        for cell in group_cells(a.get("subject", {}), intersections):
+            out[cell].append((a.get("cluster_id", ""), a["outcome"] != "acquired", a["outcome"]))
+    return out
