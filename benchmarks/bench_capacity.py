@@ -1,11 +1,11 @@
 """The coefficients of the capacity model (``fairwatch plan``) that no other benchmark measures.
 
 Run by ``make bench`` (not a test): ``benchmarks/bench_capacity.py`` (100,000 simulated match
-events and their verified outcomes, about a minute) or ``--quick`` (20,000). Writes
+events and their verified outcomes, about two minutes) or ``--quick`` (20,000). Writes
 ``benchmarks/results/capacity.json`` with the date, the machine, the commit and the command.
 
 The workload is :func:`fairwatch.sim.simulator.simulate` of the packaged default scenario (seed 3,
-N events spread over its 24 hours), twice: with the simulator's ids (``sim-000000000001``, 16
+N events spread over its 24 hours), twice: with the simulator's ids (``sim-3-00001``, 11
 characters, sequential: they compress far better than real ids) and with the same records under
 UUIDs (36 characters, in no order), as ``bench_memory.py`` does. For each:
 
@@ -23,6 +23,10 @@ UUIDs (36 characters, in no order), as ``bench_memory.py`` does. For each:
 - **join-log bytes per held id**: every record through a :class:`~fairwatch.core.join.LabelJoin`
   and :meth:`~fairwatch.core.join.LabelJoin.export_slots` of every id it holds: the blob the
   worker writes to its changelog topic (and its rocksdb table) for each id.
+- **join memory of paired ids**: in a fresh process, RSS growth per id of a
+  :class:`~fairwatch.core.join.LabelJoin` fed 1,000,000 match events under UUIDs (copies of
+  simulated ones), then an outcome for each: ``bench_memory.py`` measures pending ids only, and a
+  join holds paired ones for its TTL as well.
 
 Once, from the simulation: the verified share (events with a primary verdict), outcomes per
 verified event (revisions and independent reviews included) and the mean label delay (first
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import multiprocessing
 import os
 import platform
 import shutil
@@ -42,6 +47,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +134,47 @@ def join_log_bytes(event_lines: list[bytes], outcome_lines: list[bytes]) -> dict
             "bytes_per_id": len(blob) / len(slots)}
 
 
+def paired_memory(n: int) -> dict:
+    """In a fresh process: RSS growth per id of a join fed ``n`` match events (all pending), then
+    an outcome for each (all paired); bench_memory.py measures pending ids only."""
+    import gc
+
+    from bench_memory import rss_bytes
+    from fairwatch.contracts.records import decode_match_event, decode_verified_outcome
+    from fairwatch.core.join import LabelJoin
+
+    sim = simulate(load_scenario("default"), seed=3, events=2_000)
+    firsts = {}
+    for line, event in zip(sim.outcome_lines(np.arange(sim.n_outcomes)), sim.o_event.tolist()):
+        firsts.setdefault(event, line)
+    events = [sim.event_lines([i])[0] for i in sorted(firsts)]
+    pairs = [(e.split(b'"event_id":"')[0], e.split(b'"event_id":"')[1].split(b'"', 1)[1],
+              o.split(b'"event_id":"')[0], o.split(b'"event_id":"')[1].split(b'"', 1)[1])
+             for e, o in zip(events, (firsts[i] for i in sorted(firsts)))]
+
+    def lines(start: int, stop: int, outcome: bool) -> list[bytes]:
+        out = []
+        for i in range(start, stop):
+            head, tail = pairs[i % len(pairs)][2:] if outcome else pairs[i % len(pairs)][:2]
+            out.append(head + b'"event_id":"' + str(uuid.UUID(int=i * 0x9E3779B97F4A7C15 % (1 << 128))).encode()
+                       + b'"' + tail)
+        return out
+
+    join = LabelJoin(CoreConfig())
+    gc.collect()
+    rss = [rss_bytes()]
+    for outcome, decode in ((False, decode_match_event), (True, decode_verified_outcome)):
+        for lo in range(0, n, 20_000):
+            output = join.update([decode(line) for line in lines(lo, min(n, lo + 20_000), outcome)])
+            assert not output.rejected, output.rejected[0].rejection
+        gc.collect()
+        rss.append(rss_bytes())
+    counters = join.counters
+    return {"ids": n, "pending_after_events": n, "paired_after_outcomes": counters.paired,
+            "pending_after_outcomes": counters.pending, "rss_before": rss[0],
+            "rss_growth_per_id_pending": (rss[1] - rss[0]) / n, "rss_growth_per_id_paired": (rss[2] - rss[0]) / n}
+
+
 def workload_facts(sim) -> dict:
     """The verified share, outcomes per verified event and the label delay of the simulation."""
     independent = np.asarray(sim.o_independent, bool)
@@ -164,9 +211,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=None, help="match events (default 100,000; 20,000 with --quick)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-seal", action="store_true", help="leave the evidence log out")
+    parser.add_argument("--paired-ids", type=int, default=None,
+                        help="ids of the paired-join memory run (default 1,000,000; 200,000 with --quick)")
     args = parser.parse_args()
     started = time.perf_counter()
     n = args.events or (20_000 if args.quick else 100_000)
+    args.paired_ids = args.paired_ids or (200_000 if args.quick else 1_000_000)
     sim = simulate(load_scenario("default"), seed=3, events=n)
     facts = workload_facts(sim)
     event_lines = sim.event_lines(np.arange(sim.n_events))
@@ -203,13 +253,17 @@ def main() -> None:
                       f" ({k['line_bytes_per_record']:.1f} B a line)")
             j = styles[style]["join_log"]
             print(f"  join log: {j['bytes_per_id']:.1f} B per held id ({j['ids_held']:,} ids)")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:  # a fresh heap
+        memory = pool.submit(paired_memory, args.paired_ids).result()
+    print(f"\njoin memory, {memory['ids']:,} UUID ids: {memory['rss_growth_per_id_pending']:.1f} B of RSS per id pending,"
+          f" {memory['rss_growth_per_id_paired']:.1f} B once all {memory['paired_after_outcomes']:,} are paired")
     write_results(RESULTS, {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", *sys.argv]), "commit": commit(),
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "cpus": os.cpu_count(),
                     "python": platform.python_version()},
         "scenario": "default", "seed": 3, "intersections": ["&".join(c) for c in INTERSECTIONS],
-        "sealed": not args.no_seal, "workload": facts, "styles": styles}, started)
+        "sealed": not args.no_seal, "workload": facts, "styles": styles, "join_memory": memory}, started)
 
 
 if __name__ == "__main__":
