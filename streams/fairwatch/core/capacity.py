@@ -43,9 +43,9 @@ class Coefficient:
     source: str
 
 
-# bench_capacity.py at 08413de on 2026-12-07 (python benchmarks/bench_capacity.py: 100,000 match
+# bench_capacity.py at e4d1ad2 on 2026-12-07 (python benchmarks/bench_capacity.py: 100,000 match
 # events of the default scenario, seed 3; UUID ids; chDB 26.x, after OPTIMIZE FINAL)
-_CAPACITY_RUN = "bench_capacity.py, 2026-12-07, commit 08413de, UUID ids"
+_CAPACITY_RUN = "bench_capacity.py, 2026-12-07, commit e4d1ad2, UUID ids"
 COEFFICIENTS: dict[str, Coefficient] = {
     "worker_records_per_second": Coefficient(
         96_000, "records/s",
