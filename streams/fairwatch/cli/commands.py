@@ -573,6 +573,15 @@ def _register_demo() -> None:
 _register_demo()
 
 
+def _register_plan() -> None:
+    from fairwatch.cli.plan import plan_command
+
+    app.command("plan")(plan_command)
+
+
+_register_plan()
+
+
 def main() -> int:
     from fairwatch.cli.boundary import run
 
