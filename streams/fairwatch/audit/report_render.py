@@ -93,7 +93,7 @@ def _td(cell) -> str:
 def to_html(report: Report) -> str:
     e = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>fairwatch audit report</title>", f"<style>{_CSS}</style></head><body>"]
+             f"<title>{e(report.document.get('report', 'fairwatch audit report'))}</title>", f"<style>{_CSS}</style></head><body>"]
     listing = False
     for block in report.blocks:
         kind = block[0]

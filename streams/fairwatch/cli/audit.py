@@ -33,6 +33,9 @@ def report_command(
     algorithm: Optional[str] = typer.Option(None, "--algorithm"),
     attribute: Optional[str] = typer.Option(None, "--attribute", help="Only this attribute, e.g. race or sex&race."),
     fmt: str = typer.Option("html", "--format", help="html, pdf, json or csv"),
+    kind: str = typer.Option("audit", "--kind", help="audit: the per-group numbers, provenance, plots and methods;"
+                                                     " monitoring: the post-market monitoring report, a section per"
+                                                     " obligation (docs/regulation.md); html, pdf or json."),
     as_json: bool = typer.Option(False, "--json", help="The report as JSON: the same as --format json."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write here, mode 0640 (default: stdout; pdf needs --out)."),
     force: bool = typer.Option(False, "--force", help="Replace the --out file if it exists (never a symlink)."),
@@ -59,7 +62,8 @@ def report_command(
                                help="The evidence logs' origin prefix: the report names each deployment's newest"
                                     " signed checkpoint under it (fairwatch audit seal --origin)."),
 ) -> None:
-    """An audit report of a past window: the numbers of `fairwatch metrics`, provenance, plots, methods."""
+    """An audit report of a past window: the numbers of `fairwatch metrics`, provenance, plots, methods;
+    with --kind monitoring, the post-market monitoring report (a section per obligation)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -80,6 +84,10 @@ def report_command(
         fmt = "json"
     if fmt not in FORMATS:
         raise _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if kind not in ("audit", "monitoring"):
+        raise _fail(f"--kind must be audit or monitoring, got {kind!r}")
+    if kind == "monitoring" and fmt == "csv":
+        raise _fail("the monitoring report has no CSV form: give --format html, pdf or json")
     if fmt == "pdf" and out is None and sys.stdout.isatty():
         raise _fail("a PDF goes to a file: add --out report.pdf")
     if out is not None and not out.parent.is_dir():  # said before the report is built, not after
@@ -111,11 +119,18 @@ def report_command(
                     tasks[what] = bar.add_task(what, total=total)
                 bar.update(tasks[what], completed=done, total=total)
 
-            report = build_report(opened, window, config, deployment=deployment, algorithm=algorithm,
-                                  attribute=attribute, min_group_size=min_group_size, policy=policy,
-                                  requested={"from": start, "to": end}, progress=progress,
-                                  plots=fmt in ("html", "pdf"), label_maturity_seconds=maturity,
-                                  evidence_origin=origin)
+            if kind == "monitoring":
+                from fairwatch.audit.monitoring import build_monitoring_report
+
+                report = build_monitoring_report(opened, window, config, deployment=deployment, algorithm=algorithm,
+                                                 policy=policy, label_maturity_seconds=maturity,
+                                                 evidence_origin=origin, progress=progress)
+            else:
+                report = build_report(opened, window, config, deployment=deployment, algorithm=algorithm,
+                                      attribute=attribute, min_group_size=min_group_size, policy=policy,
+                                      requested={"from": start, "to": end}, progress=progress,
+                                      plots=fmt in ("html", "pdf"), label_maturity_seconds=maturity,
+                                      evidence_origin=origin)
             data = render(report, fmt)
     except EmptyWindow as exc:
         raise failed(exc, 1) from None
@@ -130,8 +145,11 @@ def report_command(
         except OutputError as exc:
             raise failed(exc) from None
         doc = report.document
-        console.print(f"wrote {out} ({len(data)} bytes): {len(doc['groups'])} groups, "
-                      f"{doc['privacy']['suppressed_groups']} suppressed, {len(doc['alerts'])} alerts")
+        if kind == "monitoring":
+            console.print(f"wrote {out} ({len(data)} bytes): {len(doc['sections'])} sections")
+        else:
+            console.print(f"wrote {out} ({len(data)} bytes): {len(doc['groups'])} groups, "
+                          f"{doc['privacy']['suppressed_groups']} suppressed, {len(doc['alerts'])} alerts")
 
 
 @audit_app.command("verify-chain")
