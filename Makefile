@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_two_person.py
+	$(PY) benchmarks/bench_acquisition.py
 	$(PY) benchmarks/bench_capacity.py
 
 # The documentation site (mkdocs.yml, docs/) into site/; warnings fail the build.
