@@ -29,6 +29,7 @@ SCENARIO = {
     "drifts": [{"name": "v4", "kind": "rollout", "at": "2026-11-25T09:00:00Z", "from": "search-v3",
                 "to": "search-v4"}],
     "acquisition": {"fta": {"base": 0.02, "factors": {"race": {"Black": 3.0}}}, "encounter_correlation": 0.1},
+    "uses": {"hours": 2, "reference_database": "watchlist-eu", "operator_role": "duty-officer"},
 }
 WINDOW = ["--from", "2026-11-25T05:00:00Z", "--to", "2026-11-25T13:00:00Z"]
 
@@ -39,7 +40,7 @@ def replayed(tmp_path_factory):
     paths = write_jsonl(simulate(parse_scenario(SCENARIO), seed=3), out / "sim")
     url = f"chdb://{out / 'store'}"
     done = invoke("replay", paths["events"], paths["outcomes"], "--acquisitions", paths["acquisitions"],
-                  "--store", url, "--json")
+                  "--uses", paths["uses"], "--store", url, "--json")
     assert done.exit_code == 0, done.output
     report = invoke("report", "--kind", "monitoring", *WINDOW, "--store", url, "--format", "json")
     assert report.exit_code == 0, report.output
@@ -84,10 +85,19 @@ def test_a_section_per_obligation_and_the_numbers_of_the_raw_lines(replayed):
     for side in change["rates"].values():
         assert side["before"]["low"] <= side["before"]["rate"] <= side["before"]["high"]
         assert side["verdict"].startswith(("higher", "lower", "not distinguishable"))
-    # data: events per mode; no use records: said, not hidden
+    # data: events per mode
     assert doc["data"]["events"] == [{"mode": "identification", "events": len(events),
                                       "with_candidate_lists": sum(1 for e in events if e.get("candidates"))}]
-    assert doc["period"]["uses_named_by_attempts"] == 0
+    # period: the three uses of two hours, each with its events (a loop over the events' times)
+    ended = [json.loads(line) for line in paths["uses"].read_bytes().splitlines() if b"ended_at" in line]
+    assert [(u["use_id"], u["started_at"], u["ended_at"]) for u in doc["period"]["uses"]] == [
+        (r["use_id"], r["started_at"], r["ended_at"]) for r in ended]
+    for use in doc["period"]["uses"]:
+        inside = [e for e in events if use["started_at"] <= e["occurred_at"][:19] + "Z" < use["ended_at"]]
+        assert use["events"] == {"identification": len(inside)}
+    assert sum(u["two_person"]["acted"] for u in doc["period"]["uses"]) == watch["acted"]
+    assert doc["period"]["attempts_with_use"] == doc["period"]["attempts"] - sum(
+        1 for line in paths["acquisitions"].read_bytes().splitlines() if b"use_id" not in line)
 
 
 def test_the_report_renders_and_says_what_the_data_cannot_support(replayed, tmp_path):
@@ -102,7 +112,7 @@ def test_the_report_renders_and_says_what_the_data_cannot_support(replayed, tmp_
     assert "watch search-v4 race: highest failure to acquire in group Black, set apart" in page
     assert "watch search-v4 sex: no group set apart by the intervals" in page
     assert "not confirmed by two people: watch" in page
-    assert "cannot state each use&#x27;s period" in page
+    assert "3 uses ran in the window" in page and "watchlist-eu" in page
     pdf = invoke("report", "--kind", "monitoring", *WINDOW, "--store", url, "--format", "pdf", "--out",
                  tmp_path / "m.pdf")
     assert pdf.exit_code == 0, pdf.output
@@ -115,6 +125,6 @@ def test_the_report_renders_and_says_what_the_data_cannot_support(replayed, tmp_
     assert "no verified outcomes" in doc["performance"]["statement"]
     assert "no acquisition attempt" in doc["acquisition"]["statement"]
     assert "no identification search" in doc["two_person"]["statement"]
-    assert doc["changes"]["changes"] == [] and doc["system"]["segments"] == []
+    assert doc["changes"]["changes"] == [] and doc["system"]["segments"] == [] and doc["period"]["uses"] == []
     one_error(invoke("report", "--kind", "monitoring", *WINDOW, "--store", url, "--format", "csv"), 2, "CSV")
     one_error(invoke("report", "--kind", "quarterly", *WINDOW, "--store", url), 2, "--kind")

@@ -12,8 +12,9 @@ from pathlib import Path
 import jsonschema
 import msgspec
 import pytest
-from fairwatch.contracts import acquisition, envelopes
+from fairwatch.contracts import acquisition, envelopes, uses
 from fairwatch.contracts.acquisition import Acquisition, decode_acquisition
+from fairwatch.contracts.uses import UseRecord, decode_use
 from fairwatch.contracts import records as contracts
 from fairwatch.contracts.records import (
     MatchEvent,
@@ -62,12 +63,14 @@ def oracle(name: str) -> jsonschema.protocols.Validator:
     return EcmaValidator(schema, registry=REGISTRY, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
-ORACLES = {kind: oracle(kind) for kind in ("match_event", "verified_outcome", "acquisition_event")}
+KINDS = ("match_event", "verified_outcome", "acquisition_event", "use_record")
+ORACLES = {kind: oracle(kind) for kind in KINDS}
 DECODERS = {"match_event": decode_match_event, "verified_outcome": decode_verified_outcome,
-            "acquisition_event": decode_acquisition}
-MODELS = {"match_event": MatchEvent, "verified_outcome": VerifiedOutcome, "acquisition_event": Acquisition}
+            "acquisition_event": decode_acquisition, "use_record": decode_use}
+MODELS = {"match_event": MatchEvent, "verified_outcome": VerifiedOutcome, "acquisition_event": Acquisition,
+          "use_record": UseRecord}
 REQUIRED = {"match_event": contracts.MATCH_EVENT_REQUIRED, "verified_outcome": contracts.VERIFIED_OUTCOME_REQUIRED,
-            "acquisition_event": acquisition.REQUIRED}
+            "acquisition_event": acquisition.REQUIRED, "use_record": uses.REQUIRED}
 
 
 def inline_refs(node):
@@ -99,7 +102,7 @@ def generator_schema(kind: str) -> dict:
 # ---------------------------------------------------------------- the field lists agree
 
 
-@pytest.mark.parametrize("name", ["match_event", "verified_outcome", "acquisition_event"])
+@pytest.mark.parametrize("name", KINDS)
 def test_model_fields_are_the_schema_properties(name):
     schema = load_schema(name)
     model_fields = [f.name for f in msgspec.structs.fields(MODELS[name])]
@@ -167,8 +170,8 @@ def test_invalid_examples_are_rejected_with_their_reason(case):
     if case["reason_code"] not in JSON_LEVEL:
         document = json.loads(raw)
         refused = not ORACLES[case["kind"]].is_valid(document)
-        if case["kind"] == "match_event" and not refused:  # a rule between fields, stated in the descriptions
-            refused = not search_rules_hold(document)
+        if not refused:  # a rule between fields, stated in the descriptions
+            refused = not FIELD_RULES.get(case["kind"], lambda d: True)(document)
         assert refused, "the schema (or the search rules it states in words) should refuse it too"
 
 
@@ -288,10 +291,24 @@ def search_rules_hold(document: dict) -> bool:
     return document["score"] == scores[0] and document["decision"] == ("match" if top_is_match else "non_match")
 
 
+def use_rules_hold(document: dict) -> bool:
+    """A use's end is not before its start (the schema's description), compared as instants."""
+    if "ended_at" not in document:
+        return True
+    def instant(text: str) -> datetime:
+        text = re.sub(r"(\.\d{6})\d+", r"\1", text.upper().replace("Z", "+00:00"))  # Python reads 6 digits
+        return datetime.fromisoformat(text)
+
+    return instant(document["ended_at"]) >= instant(document["started_at"])
+
+
+FIELD_RULES = {"match_event": search_rules_hold, "use_record": use_rules_hold}
+
+
 def assert_agree(kind: str, document) -> None:
     expected = ORACLES[kind].is_valid(document)
-    if expected and kind == "match_event":
-        expected = search_rules_hold(document)
+    if expected and kind in FIELD_RULES:
+        expected = FIELD_RULES[kind](document)
     result = DECODERS[kind](json.dumps(document, allow_nan=False))
     accepted = not isinstance(result, Rejection)
     assert accepted == expected, (
@@ -302,7 +319,7 @@ def assert_agree(kind: str, document) -> None:
 GENERATED = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-@pytest.mark.parametrize("kind", ["match_event", "verified_outcome", "acquisition_event"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_generated_valid_documents_agree(kind):
     @GENERATED
     @given(from_schema(generator_schema(kind)))
@@ -312,7 +329,7 @@ def test_generated_valid_documents_agree(kind):
     check()
 
 
-@pytest.mark.parametrize("kind", ["match_event", "verified_outcome", "acquisition_event"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_mutated_documents_agree(kind):
     @GENERATED
     @given(from_schema(generator_schema(kind)), mutations(kind))
@@ -322,7 +339,7 @@ def test_mutated_documents_agree(kind):
     check()
 
 
-@pytest.mark.parametrize("kind", ["match_event", "verified_outcome", "acquisition_event"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_arbitrary_json_agrees(kind):
     @GENERATED
     @given(JSON_VALUES)

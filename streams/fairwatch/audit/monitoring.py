@@ -28,6 +28,7 @@ from fairwatch.store.acquisitions import read_acquisition_counts, read_acquisiti
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_counts import scope_filter
 from fairwatch.store.two_person import read_acted_verdicts, searched_deployments
+from fairwatch.store.uses import read_uses, use_figures
 
 __all__ = ["SECTIONS", "build_monitoring_report"]
 
@@ -122,11 +123,17 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _uses(store: Store, where: str, params: dict) -> dict[str, Any]:
+MAX_USES_LISTED = 200  # a longer window's uses are counted, and the first ones listed with their figures
+
+
+def _uses(store: Store, window: Window, where: str, params: dict, deployment: str | None) -> dict[str, Any]:
     rows = store.query("SELECT uniqExactIf(use_id, use_id != ''), countIf(use_id != ''), count() FROM acquisitions"
                        " FINAL WHERE occurred_at >= %(start)s AND occurred_at < %(end)s" + where, params)
-    uses, keyed, attempts = rows[0] if rows else (0, 0, 0)
-    return {"uses_named_by_attempts": int(uses), "attempts": int(attempts), "attempts_with_use": int(keyed)}
+    named, keyed, attempts = rows[0] if rows else (0, 0, 0)
+    uses = read_uses(store, window.start, window.end, deployment)
+    listed = [{**u, **use_figures(store, u, window.end)} for u in uses[:MAX_USES_LISTED]]
+    return {"uses": listed, "uses_in_window": len(uses), "uses_named_by_attempts": int(named),
+            "attempts": int(attempts), "attempts_with_use": int(keyed)}
 
 
 def _data(store: Store, where: str, params: dict, base: dict | None) -> dict[str, Any]:
@@ -172,7 +179,7 @@ def build_monitoring_report(
         "report": "fairwatch post-market monitoring report", "generated_at": format_timestamp(clock),
         "scope": {"window": window.to_dict(), "deployment": deployment, "algorithm": algorithm},
         "sections": [{"key": k, "title": t, "obligation": o} for k, t, o in SECTIONS],
-        "system": system, "period": {"window": window.to_dict(), **_uses(store, where, params)},
+        "system": system, "period": {"window": window.to_dict(), **_uses(store, window, where, params, deployment)},
         "data": _data(store, where, params, base)}
     performance = [g for g in (base or {}).get("groups", []) if "&" not in g["attribute"]]
     document["performance"] = {"groups": performance, "statement": empty or (
@@ -247,10 +254,25 @@ def monitoring_blocks(document: dict[str, Any]) -> list[tuple]:
         blocks.append(("p", "No match event in the window."))
     section("period")
     period = document["period"]
-    blocks.append(("p", f"{period['uses_named_by_attempts']} uses named by acquisition attempts "
-                        f"({period['attempts_with_use']} of {period['attempts']} attempts carry a use id). "
-                        "Use records (start, end, reference database) are not yet received by fairwatch: "
-                        "this section cannot state each use's period."))
+    if not period["uses_in_window"]:
+        blocks.append(("p", "No use record ran in the window: this section cannot state the period, reference"
+                            " database or operator of any use."))
+    else:
+        shown = len(period["uses"])
+        blocks.append(("p", f"{period['uses_in_window']} uses ran in the window"
+                            + (f" (the first {shown} listed)" if shown < period["uses_in_window"] else "") +
+                            "; a use's events are its deployment's between its start and end."))
+        rows = []
+        for u in period["uses"]:
+            tp = u["two_person"]
+            rows.append([u["use_id"], u["deployment"], u["started_at"], u["ended_at"] or "running",
+                         f"{u['reference_database']}" + (f" {u['reference_version']}" if u["reference_version"] else ""),
+                         u["operator_role"] or "-", str(sum(u["events"].values())),
+                         f"{tp['confirmed']} of {tp['acted']}" if tp["acted"] else "no action",
+                         f"{u['acquisition_failures']} of {u['acquisition_attempts']}"])
+        blocks.append(("table", ["use", "deployment", "start", "end", "reference database", "operator role",
+                                 "events", "acted on, confirmed by two", "failed acquisitions"], rows))
+    blocks.append(("p", f"{period['attempts_with_use']} of {period['attempts']} acquisition attempts name a use."))
     section("data")
     data = document["data"]
     for e in data["events"]:

@@ -24,7 +24,7 @@ from fairwatch.contracts.records import (
     decode_verified_outcome,
 )
 from fairwatch.cli.help_texts import RATIO_FLOOR_HELP, STORE_HELP, PlainUsageCommand, WrappedHelpGroup
-from fairwatch.contracts.topics import ACQUISITIONS, DEFAULT_PREFIX, MATCH_EVENTS, VERIFIED_OUTCOMES
+from fairwatch.contracts.topics import ACQUISITIONS, DEFAULT_PREFIX, MATCH_EVENTS, USES, VERIFIED_OUTCOMES
 
 # plain click help: flags read as flags and text wraps, never cut with "…" or "..."
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, cls=WrappedHelpGroup)  # help: the callback's
@@ -346,6 +346,9 @@ def replay(
     acquisitions: Optional[Path] = typer.Option(None, "--acquisitions", exists=True, dir_okay=False,
                                                 help="JSONL acquisition attempts (schemas/acquisition_event.schema.json) "
                                                      "to load too: fairwatch audit acquisition reads them."),
+    uses: Optional[Path] = typer.Option(None, "--uses", exists=True, dir_okay=False,
+                                        help="JSONL use records (schemas/use_record.schema.json) to load too: the"
+                                             " monitoring report lists each use with its figures."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Replay JSONL files through the worker's batch step into a store, without Kafka.
@@ -364,9 +367,9 @@ def replay(
     shown = _Capped(max_errors)
     opened = live_run = arrival = None
     try:
-        if as_of_arrival and acquisitions:
+        if as_of_arrival and (acquisitions or uses):
             raise ValueError("--as-of-arrival reproduces the live run's alerts from its matches: replay --acquisitions "
-                             "without it")
+                             "and --uses without it")
         if as_of_arrival and not policy:
             raise ValueError("--as-of-arrival reproduces alerts: give the live run's --policy too")
         if as_of_arrival and as_of_arrival == (store or "chdb://fairwatch-store"):
@@ -384,7 +387,8 @@ def replay(
             with closing(open_store(as_of_arrival, create=False)) as live:
                 live_run = read_live_run(live)
         opened = open_store(store or "chdb://fairwatch-store")
-        total = sum(1 for path in (events, outcomes, acquisitions) if path for line in path.open("rb") if line.strip())
+        total = sum(1 for path in (events, outcomes, acquisitions, uses) if path
+                    for line in path.open("rb") if line.strip())
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=as_json) as bar:
             task = bar.add_task("replaying", total=total)
@@ -398,7 +402,8 @@ def replay(
                                                        keyring=ring)
             else:
                 report = run_replay(opened, events, outcomes, config, progress=lambda n: bar.advance(task, n),
-                                    on_reject=show, policies=policies, keyring=ring, acquisitions=acquisitions)
+                                    on_reject=show, policies=policies, keyring=ring, acquisitions=acquisitions,
+                                    uses=uses)
         sealed = _seal_if_keyed(opened)
     except (SettingsError, StoreError, ValueError) as exc:
         if opened is not None:
@@ -406,6 +411,7 @@ def replay(
         raise failed(exc) from None
     summary = {"store": redacted_url(opened.url), "events_lines": report.lines[MATCH_EVENTS],
                "outcomes_lines": report.lines[VERIFIED_OUTCOMES], "acquisition_lines": report.lines[ACQUISITIONS],
+               "use_lines": report.lines[USES],
                "labeled": report.labeled,
                "rejected": [{"file": f, "line": n, "reason": r} for f, n, r in report.rejected],
                "alerts": [a.to_record() for a in report.alerts],
@@ -429,7 +435,8 @@ def replay(
     if as_json:
         print(json.dumps(summary))
     else:
-        attempts = f", {summary['acquisition_lines']} acquisition lines" if acquisitions else ""
+        attempts = (f", {summary['acquisition_lines']} acquisition lines" if acquisitions else "") + (
+            f", {summary['use_lines']} use lines" if uses else "")
         print(f"replayed {summary['events_lines']} event lines and {summary['outcomes_lines']} outcome lines{attempts} "
               f"into {summary['store']}: {report.labeled} labeled outcomes, {len(report.rejected)} lines rejected")
         if sealed is None:
@@ -451,7 +458,7 @@ def replay(
                 print(f"  differs: {difference}")
     for mismatch in report.mismatches:  # plain text: the message holds file paths and quotes
         error(f"{mismatch}; the files were loaded, this policy's detection did not run")
-    read = summary["events_lines"] + summary["outcomes_lines"] + summary["acquisition_lines"]
+    read = summary["events_lines"] + summary["outcomes_lines"] + summary["acquisition_lines"] + summary["use_lines"]
     if read and len(report.rejected) == read:
         error(f"every one of the {read} lines was rejected: nothing was loaded"
               f" (first: {report.rejected[0][0]}:{report.rejected[0][1]}: {report.rejected[0][2]})")

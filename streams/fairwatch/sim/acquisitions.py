@@ -26,6 +26,7 @@ import numpy as np
 from fairwatch.contracts.records import format_timestamp
 from fairwatch.core.layout import OVERALL
 from fairwatch.sim.scenario import AcquisitionSpec
+from fairwatch.sim.uses import use_at
 
 __all__ = ["AcquisitionAttempts", "simulate_acquisitions", "true_fta", "truth_records"]
 
@@ -74,6 +75,9 @@ class AcquisitionAttempts:
             }
             if self.labelled[i]:
                 record["subject"] = dict(zip(model.attribute_names, model.cell_labels[sim.cell[i]]))
+            use = use_at(sim.scenario, record["deployment"], _from_us(us))
+            if use is not None:
+                record["use_id"] = use
             if self.spec.keyed:
                 record["cluster_id"] = hashlib.blake2b(f"{sim.seed}:{event_id}".encode(), digest_size=16).hexdigest()
             out.append(json.dumps(record, sort_keys=True, separators=(",", ":")).encode())

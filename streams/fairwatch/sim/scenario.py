@@ -190,6 +190,16 @@ class AcquisitionSpec:
 
 
 @dataclass(frozen=True)
+class UseSpec:
+    """Uses (sessions) of every deployment, back to back, each ``hours`` long (:mod:`fairwatch.sim.uses`)."""
+
+    hours: float
+    reference_database: str = "watchlist"
+    reference_version: str | None = None
+    operator_role: str | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A parsed, validated scenario (see ``scenarios/default.yaml`` for every key, commented)."""
 
@@ -207,6 +217,7 @@ class Scenario:
     drifts: tuple[RateDrift | Rollout, ...] = ()
     subjects: Subjects | None = None
     acquisition: AcquisitionSpec | None = None
+    uses: UseSpec | None = None
 
     @property
     def end(self) -> datetime:
@@ -249,6 +260,7 @@ class Scenario:
             # only when set: the records of scenarios without returning subjects stay as they were
             **({"subjects": asdict(self.subjects)} if self.subjects is not None else {}),
             **({"acquisition": asdict(self.acquisition)} if self.acquisition is not None else {}),
+            **({"uses": {k: v for k, v in asdict(self.uses).items() if v is not None}} if self.uses is not None else {}),
         }
 
 
@@ -442,7 +454,7 @@ def parse_scenario(source: str | Mapping[str, Any]) -> Scenario:
             raise ScenarioError("", f"not valid YAML: {exc}") from None
     raw = _mapping(source, "", required=("start", "duration_hours", "attributes", "algorithms", "deployments"),
                    optional=("name", "seed", "events_per_second", "events", "impostor_same_demographics",
-                             "verification", "drifts", "subjects", "acquisition"))
+                             "verification", "drifts", "subjects", "acquisition", "uses"))
     name = _name(raw.get("name", "scenario"), "name")
     seed = _integer(raw.get("seed", 0), "seed", lo=0, hi=2**63 - 1)
     start = _timestamp(raw["start"], "start")
@@ -570,6 +582,7 @@ def parse_scenario(source: str | Mapping[str, Any]) -> Scenario:
         verification=_verification(raw.get("verification")), drifts=tuple(drifts),
         subjects=_subjects(raw["subjects"]) if raw.get("subjects") is not None else None,
         acquisition=_acquisition(raw["acquisition"], attributes) if raw.get("acquisition") is not None else None,
+        uses=_uses(raw["uses"]) if raw.get("uses") is not None else None,
     )
     _check_rates(scenario)
     return scenario
@@ -595,6 +608,17 @@ def _acquisition(raw: Any, attributes: Mapping[str, Mapping[str, float]]) -> Acq
         low_quality_share=_number(spec.get("low_quality_share", 0.3), f"{p}.low_quality_share", lo=0.0, hi=1.0),
         labelled_share=_number(spec.get("labelled_share", 1.0), f"{p}.labelled_share", lo=0.0, hi=1.0),
         keyed=keyed,
+    )
+
+
+def _uses(raw: Any) -> UseSpec:
+    spec = _mapping(raw, "uses", required=("hours",),
+                    optional=("reference_database", "reference_version", "operator_role"))
+    return UseSpec(
+        hours=_number(spec["hours"], "uses.hours", lo=0.0, lo_open=True),
+        reference_database=_name(spec.get("reference_database", "watchlist"), "uses.reference_database"),
+        reference_version=_name(spec["reference_version"], "uses.reference_version") if "reference_version" in spec else None,
+        operator_role=_name(spec["operator_role"], "uses.operator_role") if "operator_role" in spec else None,
     )
 
 

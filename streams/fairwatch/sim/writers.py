@@ -31,7 +31,8 @@ def write_truth(sim: Simulation, path: str | os.PathLike) -> Path:
 
 def write_jsonl(sim: Simulation, out_dir: str | os.PathLike, progress: ProgressFn | None = None) -> dict[str, Path]:
     """Write ``events.jsonl`` (event-time order), ``outcomes.jsonl`` (arrival order) and ``truth.json``;
-    with an ``acquisition`` block in the scenario, ``acquisitions.jsonl`` too (:mod:`fairwatch.sim.acquisitions`)."""
+    with an ``acquisition`` block in the scenario, ``acquisitions.jsonl`` too (:mod:`fairwatch.sim.acquisitions`),
+    and with ``uses``, ``uses.jsonl`` (:mod:`fairwatch.sim.uses`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"events": out / "events.jsonl", "outcomes": out / "outcomes.jsonl", "truth": out / "truth.json"}
@@ -48,6 +49,11 @@ def write_jsonl(sim: Simulation, out_dir: str | os.PathLike, progress: ProgressF
         paths["acquisitions"] = out / "acquisitions.jsonl"
         lines = simulate_acquisitions(sim).lines()
         paths["acquisitions"].write_bytes(b"\n".join(lines) + b"\n" if lines else b"")
+    if sim.scenario.uses is not None:
+        from fairwatch.sim.uses import use_lines
+
+        paths["uses"] = out / "uses.jsonl"
+        paths["uses"].write_bytes(b"".join(line + b"\n" for line in use_lines(sim.scenario)))
     write_truth(sim, paths["truth"])
     return paths
 

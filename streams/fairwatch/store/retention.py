@@ -39,6 +39,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "independent_reviews": ("verified_at", "log"),
     "signed_input": ("ingested_at", "log"),
     "acquisitions": ("occurred_at", "log"),
+    "uses": ("started_at", "log"),
     "alerts": ("opened_at", "log"),
     "audit_log": ("recorded_at", "log"),
     "labeled_outcomes": ("bucket", "derived"),

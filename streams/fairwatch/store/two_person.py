@@ -24,14 +24,15 @@ def read_acted_verdicts(store: Store, start: datetime, end: datetime, deployment
     where, params = scope_filter(deployment, algorithm)
     params.update(tables.params, start=start, end=end)
     rows = store.query(
-        "SELECT deployment, algorithm, event_id, toString(counted_truth), counted_verifiers"
+        "SELECT search_deployment, search_algorithm, event_id, toString(counted_truth), counted_verifiers"
         " FROM (SELECT event_id, argMax(truth, revision) AS counted_truth,"
         "  argMax(verifiers, revision) AS counted_verifiers, argMax(action_taken, revision) AS counted_action"
         f"  FROM {tables.verdicts} GROUP BY event_id) AS counted ALL INNER JOIN"
-        f" (SELECT event_id, any(deployment) AS deployment, any(algorithm) AS algorithm FROM {tables.events}"
+        # named apart from the columns: 18.16 reads a filter on `deployment` as one on an alias of any()
+        f" (SELECT event_id, any(deployment) AS search_deployment, any(algorithm) AS search_algorithm FROM {tables.events}"
         "  WHERE toString(mode) = 'identification' AND occurred_at >= %(start)s AND occurred_at < %(end)s"
         f"{where} GROUP BY event_id) AS searches USING (event_id)"
-        " WHERE counted_action = 1 ORDER BY deployment, event_id", params)
+        " WHERE counted_action = 1 ORDER BY search_deployment, event_id", params)
     return [ActedVerdict(d, a, e, t, list(v)) for d, a, e, t, v in rows]
 
 

@@ -36,13 +36,13 @@ from faust.streams import _current_event
 
 from fairwatch.contracts.kafka_link import KafkaLink
 from fairwatch.contracts.topics import (
-    ACQUISITIONS,
     ALERTS,
     DEAD_LETTER,
     MATCH_EVENTS,
+    STORED_AS_THEY_COME,
     VERIFIED_OUTCOMES,
 )
-from fairwatch.stream.acquisitions import AcquisitionIntake
+from fairwatch.stream.intake import Intake
 from fairwatch.stream.batching import (
     MAX_PENDING_RECORDS,
     TAKE_SECONDS,
@@ -304,25 +304,30 @@ def create_app(settings: WorkerSettings, policies: dict | None = None) -> faust.
                 await flush()
                 await committer.commit()
 
-    # acquisition attempts: no join, so no ledger; faust commits them once the agent has written
-    # them (at least once: the table keeps one row per attempt_id)
-    acquisitions = app.topic(settings.topic(ACQUISITIONS), key_type=bytes, value_type=bytes, key_serializer="raw",
-                             value_serializer="raw", partitions=settings.partitions)
-    intake = AcquisitionIntake(keyring_file)
+    # acquisition attempts and use records: no join, so no ledger; faust commits them once the agent
+    # has written them (at least once: each table keeps one row per id)
+    def intake_agent(kind: str) -> None:
+        topic = app.topic(settings.topic(kind), key_type=bytes, value_type=bytes, key_serializer="raw",
+                          value_serializer="raw", partitions=settings.partitions)
+        intake = Intake(kind, keyring_file)
 
-    @app.agent(acquisitions, concurrency=1)
-    async def take_acquisitions(stream):
-        async for events in stream.take_events(settings.batch_size, within=1.0):
-            messages = [RawMessage(ACQUISITIONS, e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                                   e.message.value) for e in events]
-            rows, letters = intake.take(messages)
-            await to_clickhouse(lambda: sink.write_acquisitions(rows))
-            for letter in letters:
-                await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
-                                       partition=letter.message.partition)
-            metrics.consumed.labels(ACQUISITIONS).inc(len(events))
-            for letter in letters:
-                metrics.rejected.labels(letter.rejection.code.value).inc()
+        async def take(stream):
+            async for events in stream.take_events(settings.batch_size, within=1.0):
+                messages = [RawMessage(kind, e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                                       e.message.value) for e in events]
+                rows, letters = intake.take(messages)
+                await to_clickhouse(lambda: sink.write_intake(rows))
+                for letter in letters:
+                    await dead_letter.send(key=letter.message.key, value=json.dumps(letter.to_record()).encode(),
+                                           partition=letter.message.partition)
+                    metrics.rejected.labels(letter.rejection.code.value).inc()
+                metrics.consumed.labels(kind).inc(len(events))
+
+        take.__name__ = f"take_{kind}"  # faust names an agent after its function
+        app.agent(topic, concurrency=1, name=f"fairwatch.intake.{kind}")(take)
+
+    for kind in STORED_AS_THEY_COME:
+        intake_agent(kind)
 
     register_store_timers(app, settings, policies, metrics, count_sink_failures)
 

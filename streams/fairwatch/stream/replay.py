@@ -28,13 +28,13 @@ from typing import Callable, Iterator
 from fairwatch.contracts.envelopes import decode_valid_batch
 from fairwatch.contracts.keyring import Keyring
 from fairwatch.contracts.records import MAX_MESSAGE_BYTES
-from fairwatch.contracts.topics import ACQUISITIONS, MATCH_EVENTS, VERIFIED_OUTCOMES
+from fairwatch.contracts.topics import ACQUISITIONS, MATCH_EVENTS, USES, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.join import EventState
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.migrations import migrate
 from fairwatch.store.sink import ClickHouseSink
-from fairwatch.stream.acquisitions import AcquisitionIntake, write_intake
+from fairwatch.stream.intake import Intake, write_intake
 from fairwatch.stream.input_verification import InputVerifier
 from fairwatch.stream.processor import RECORD_KINDS, BatchProcessor, DeadLetter, RawMessage
 
@@ -174,9 +174,11 @@ def replay(
     delivery=None,
     keyring: Keyring | None = None,
     acquisitions: Path | None = None,
+    uses: Path | None = None,
 ) -> ReplayReport:
     """Replay two JSONL files into ``store``; events first, then outcomes (order does not matter),
-    then the acquisition attempts of ``acquisitions`` when given (:mod:`fairwatch.stream.acquisitions`).
+    then the acquisition attempts of ``acquisitions`` and the use records of ``uses`` when given
+    (:mod:`fairwatch.stream.intake`).
 
     With ``policies`` (deployment -> :class:`~fairwatch.detect.policy.Policy`), the detection cycle then
     runs once over the loaded history, as of the end of its event time, like the live worker's. With
@@ -200,12 +202,14 @@ def replay(
                 batch, held = [], 0
         if batch:
             loader.flush(batch, held)
-    if acquisitions is not None:
-        intake = AcquisitionIntake(keyring)
+    for path, topic in ((acquisitions, ACQUISITIONS), (uses, USES)):
+        if path is None:
+            continue
+        intake = Intake(topic, keyring)
         batch = []
-        for message in [*lines_of(acquisitions, ACQUISITIONS), None]:
+        for message in [*lines_of(path, topic), None]:
             if message is not None:
-                report.lines[ACQUISITIONS] += 1
+                report.lines[topic] += 1
                 batch.append(message)
             if batch and (message is None or len(batch) >= batch_size):
                 rows, letters = intake.take(batch)

@@ -29,7 +29,7 @@ from fairwatch.store.sink import (
     row_inserts,
     split_by_partition,
 )
-from fairwatch.stream.acquisitions import write_intake
+from fairwatch.stream.intake import write_intake
 from fairwatch.stream.gctuning import tune_garbage_collector
 
 log = logging.getLogger("fairwatch.store.sink")
@@ -83,7 +83,7 @@ def _write_rows(batches: SinkBatch | list[SinkBatch]) -> float:
     return _retrying(lambda sink: _insert_concurrently(batches))
 
 
-def _write_acquisitions(rows) -> float:
+def _write_intake(rows) -> float:
     return _retrying(lambda sink: write_intake(sink.store, rows))
 
 
@@ -207,9 +207,9 @@ class SinkExecutor:
         """The rows of one batch or several, one insert per table for all (:func:`row_inserts`)."""
         return self._submit(_write_rows, batches)
 
-    def write_acquisitions(self, rows) -> concurrent.futures.Future:
-        """Acquisition attempts and their dead letters, as :meth:`fairwatch.stream.acquisitions.AcquisitionIntake.take` gave them."""
-        return self._submit(_write_acquisitions, rows)
+    def write_intake(self, rows) -> concurrent.futures.Future:
+        """Records stored as they come and their dead letters, as :meth:`fairwatch.stream.intake.Intake.take` gave them."""
+        return self._submit(_write_intake, rows)
 
     def recompute(self, touched: dict[int, set[int]]) -> concurrent.futures.Future:
         return self._submit(_recompute, touched)

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from fairwatch.contracts.kafka_link import KafkaLink
-from fairwatch.contracts.topics import ACQUISITIONS, DEAD_LETTER, MATCH_EVENTS, VERIFIED_OUTCOMES
+from fairwatch.contracts.topics import DEAD_LETTER, MATCH_EVENTS, STORED_AS_THEY_COME, VERIFIED_OUTCOMES
 from fairwatch.core.layout import COLUMNS
 from fairwatch.store.clickhouse import ServerStore, open_store
 from fairwatch.store.migrations import migrate
@@ -154,12 +154,12 @@ class LiveSetup:
         return WorkerProcess(self, name)
 
     def lag(self) -> int:
-        """Messages of the input topics and acquisition attempts not yet committed by the worker group."""
+        """Messages of the input topics, acquisition attempts and use records not yet committed by the worker group."""
         # a consumer that never subscribes does not join the group; it only reads its offsets
         consumer = KafkaConsumer(bootstrap_servers=self.kafka, group_id=self.app_id, enable_auto_commit=False,
                                  **self.admin_link.kafka_python_kwargs())
         try:
-            tps = [TopicPartition(self.topic(k), p) for k in (MATCH_EVENTS, VERIFIED_OUTCOMES, ACQUISITIONS)
+            tps = [TopicPartition(self.topic(k), p) for k in (MATCH_EVENTS, VERIFIED_OUTCOMES, *STORED_AS_THEY_COME)
                    for p in range(self.partitions)]
             ends = consumer.end_offsets(tps)
             return sum(ends[tp] - (consumer.committed(tp) or 0) for tp in tps)
