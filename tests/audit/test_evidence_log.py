@@ -143,6 +143,39 @@ def test_a_deleted_row_is_named(sealed):
     assert finding.row == f"match_events (event_id={event_id})"
 
 
+def test_a_row_deleted_before_its_retention_date_fails_and_one_after_it_does_not(sealed, monkeypatch):
+    """With a retention of 200 days (a TTL on every table: chDB), deleting a sealed event now is
+    deleted evidence (its verdict's evidence row, read with the event, goes with it); the same seen
+    201 days after the seal is the TTL's, lawful. On 18.16, which has no TTL, the tables keep
+    everything, so any deletion is a finding."""
+    import time
+
+    from fairwatch.audit import evidence_verify
+    from fairwatch.store.retention import apply_retention, ttl_supported
+
+    store, outside, _ = sealed
+    if ttl_supported(store):
+        apply_retention(store, 200)
+    event_id, _ = _one_event(store)
+    store.execute("ALTER TABLE match_events DELETE WHERE event_id = %(e)s SETTINGS mutations_sync = 1"
+                  if _modern(store) else "ALTER TABLE match_events DELETE WHERE event_id = %(e)s", {"e": event_id})
+    wait_for_mutations(store)
+    finding = _only(_verify(store, outside), "deleted")
+    assert finding.row == f"match_events (event_id={event_id})"
+    kept = "though its table keeps rows 200 days" if ttl_supported(store) else "its table has no retention"
+    assert kept in finding.text()
+    later = time.time() + 201 * 86_400
+    monkeypatch.setattr(evidence_verify.time, "time", lambda: later)
+    verification = _verify(store, outside)
+    outcomes = int(store.query_values("SELECT count() FROM verified_outcomes FINAL WHERE event_id = %(e)s",
+                                      {"e": event_id})[0][0])
+    if ttl_supported(store):
+        assert verification.ok, [f.text() for f in verification.findings]
+        assert sum(log.expired for log in verification.logs) == 1 + outcomes
+    else:
+        assert [f.what for f in verification.findings] == ["deleted"] * (1 + outcomes)
+
+
 def test_reordered_leaves_are_found_at_the_first_moved_leaf(sealed):
     store, outside, result = sealed
     origin = sorted(o for o in result.checkpoints if "/deployment/" in o)[0]

@@ -73,7 +73,7 @@ class LogState:
     signed_size: int = 0
     unsealed_rows: int = 0
     witnesses: int = 0  # witnesses that cosigned the newest checkpoint (counted when witnesses are given)
-    expired: int = 0  # dead letters sealed more than their retention ago and since deleted by the TTL
+    expired: int = 0  # rows sealed more than their table's retention ago and since deleted by its TTL
 
 
 @dataclass
@@ -219,9 +219,28 @@ def _log_name(base: str, origin: str) -> str | None:
     return "" if origin == origin_of(base, "") else None
 
 
+def retained_seconds(store: Store) -> dict[str, int]:
+    """Evidence kind -> how long its table keeps a row, where a TTL says (fairwatch retention): a row
+    sealed longer ago than that may be gone lawfully; one deleted sooner was deleted before its
+    retention date. The dead letters' 90 days (migration 002) hold wherever no TTL is read."""
+    from fairwatch.store.evidence import SOURCES
+    from fairwatch.store.retention import retention_status
+
+    days = {r.table: r.ttl_days for r in retention_status(store) if r.ttl_days is not None}
+    kept = {"dead_letter": DEAD_LETTER_RETENTION}
+    for source in SOURCES:
+        # a verdict's evidence row is read with its event's deployment: gone with its event too
+        tables = {source.table} | ({"match_events"} if source.log_sql == "event_deployment" else set())
+        limits = [days[t] for t in tables if t in days]
+        if limits:
+            kept[source.kind] = min(limits) * 86_400
+    return kept
+
+
 def _verify_log(store: Store, origin: str, log: str | None, signed: list[SignedCheckpoint],
                 result: Verification, base: str) -> None:
     now = int(time.time())
+    retained = retained_seconds(store)
     state = LogState(origin, checkpoints=len({s.checkpoint.size for s in signed}))
     result.logs.append(state)
     findings = result.findings
@@ -249,15 +268,17 @@ def _verify_log(store: Store, origin: str, log: str | None, signed: list[SignedC
         named_bad = 0
         for position, index in bad[:200]:
             kind, key, sealed = details[index][1], details[index][2], int(details[index][6])
-            if status[position] == DELETED and kind == "dead_letter" and sealed < now - DEAD_LETTER_RETENTION:
-                state.expired += 1  # deleted by the dead-letter TTL (migration 002): sealed before it began
+            if status[position] == DELETED and kind in retained and sealed < now - retained[kind]:
+                state.expired += 1  # deleted by its table's TTL: sealed before its retention began
                 continue
             named_bad += 1
             if named_bad > 20:
                 continue
             named = describe(kind, key)
             if status[position] == DELETED:
-                findings.append(Finding(origin, "deleted", f"{named} is logged but no longer stored", index, named))
+                why = (f", though its table keeps rows {retained[kind] // 86_400} days" if kind in retained
+                       else " (its table has no retention: nothing is deleted lawfully)")
+                findings.append(Finding(origin, "deleted", f"{named} is logged but no longer stored{why}", index, named))
             else:
                 findings.append(Finding(origin, "edited", f"{named} differs from the row logged here", index, named))
         more = max(0, named_bad - 20) + max(0, len(bad) - 200)
