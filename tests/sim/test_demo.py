@@ -360,6 +360,10 @@ def test_failure_to_acquire_per_group_is_a_recount_of_the_attempts_and_names_the
     assert f"Failure to acquire by race: highest race={higher}" in demo["stdout"]
     html = Path(summary["html"]).read_text()
     assert "<h2>Failure to acquire</h2>" in html and f"highest race={higher}" in html
+    # the printed `fairwatch audit acquisition` gives the auditor the same groups
+    printed = _printed_audit(demo, "fairwatch audit acquisition ")
+    assert {(g["attribute"], g["group"]): (g["attempts"], g["failures"], g["fta_high"]) for g in printed["groups"]} \
+        == {k: (g["attempts"], g["failures"], g["fta_high"]) for k, g in shown.items()}
 
 
 def test_the_two_person_exceptions_are_a_recount_of_the_verdicts(demo):
@@ -384,6 +388,19 @@ def test_the_two_person_exceptions_are_a_recount_of_the_verdicts(demo):
     assert all(f"not confirmed by two people: {i} " in stdout for i in single)
     html = Path(summary["html"]).read_text()
     assert "<h2>Two-person verification</h2>" in html and all(f"<td>{i}</td>" in html for i in single)
+    [printed] = _printed_audit(demo, "fairwatch audit two-person ")["deployments"]
+    assert printed == result  # the printed command gives the auditor the same
+
+
+def _printed_audit(demo, verb: str) -> dict:
+    """Run the ``fairwatch audit`` command the demo printed (one whole line) with ``--json``."""
+    [command] = [line.strip() for line in demo["stdout"].splitlines() if line.strip().startswith(verb)]
+    assert command in demo["summary"]["clickhouse"]["audit_commands"]
+    done = subprocess.run(["bash", "-c", command + " --json"], capture_output=True, text=True, timeout=120,
+                          cwd=demo["out"].parent,
+                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="session")

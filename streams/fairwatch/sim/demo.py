@@ -83,6 +83,7 @@ from fairwatch.contracts.topics import ACQUISITIONS, MATCH_EVENTS, VERIFIED_OUTC
 from fairwatch.core.config import CoreConfig
 from fairwatch.detect.policy import load_policy
 from fairwatch.sim.demo_results import (
+    ACQUISITION_LEAD,
     acquisition_results,
     acquisition_statements,
     alert_results,
@@ -668,6 +669,14 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
         "policy_ratio": min((load_policy(p).policy_ratio for p in policies), default=None),
         "evidence": evidence,
     }
+    audits = result["clickhouse"]["audit_commands"]  # the same numbers, as an auditor gets them
+    if result["acquisition"]:
+        audits.append(f"fairwatch audit acquisition --store {shlex.quote(result['clickhouse']['url_redacted'])}"
+                      f" --from {format_timestamp(scenario.start - ACQUISITION_LEAD)}"
+                      f" --to {format_timestamp(scenario.end)}")
+    if result["two_person"]:
+        audits.append(f"fairwatch audit two-person --store {shlex.quote(result['clickhouse']['url_redacted'])}"
+                      f" --from {format_timestamp(scenario.start)} --to {format_timestamp(scenario.end)}")
     result["verdict"] = _verdict(result)
     figures = make_figures(result, over_time)
     timings["total"] = time.monotonic() - began
@@ -799,7 +808,7 @@ def _clickhouse_hints(store_url: str, auditor_url: str, database: str, scenario:
     metrics = (f"fairwatch metrics --store {shlex.quote(redacted)} --from {format_timestamp(scenario.start)}"
                f" --to {format_timestamp(scenario.end)} --deployment {deployment}")
     return {"url": store_url, "url_redacted": redacted, "database": database, "query": query,
-            "query_command": client, "metrics_command": metrics,
+            "query_command": client, "metrics_command": metrics, "audit_commands": [],
             "tables": "match_events, verified_outcomes, labeled_outcomes, group_counts, alerts, acquisitions,"
                       " dead_letters"}
 
@@ -932,7 +941,8 @@ def _print_story(console, result: dict[str, Any]) -> None:
                       ' start it again first (in this shell):\n  eval "$(scripts/stack up)"', soft_wrap=True,
                       markup=False, highlight=False)
     console.print("Try (each command is one line; the terminal may wrap it):", soft_wrap=True)
-    commands = (ch["query_command"], ch["metrics_command"], *([evidence["verify_command"]] if evidence else []))
+    commands = (ch["query_command"], ch["metrics_command"], *ch.get("audit_commands", []),
+                *([evidence["verify_command"]] if evidence else []))
     for command in commands:  # whole lines, never cut inside an argument
         console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
     files = [result["files"][k] for k in ("events", "outcomes", "acquisitions", "truth") if k in result["files"]]

@@ -13,6 +13,8 @@ from fairwatch.core.config import CoreConfig
 from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
 
 PLOT_STEP_SECONDS = 900  # the over-time plot: one point per 15 minutes of event time
+# acquisition attempts come seconds before their event: their window opens this much earlier
+ACQUISITION_LEAD = timedelta(hours=1)
 
 
 SHOWN_DIFFERENTIALS = ("max_min_ratio", "max_geomean")
@@ -208,8 +210,7 @@ def acquisition_results(store, truth: dict[str, Any], config: CoreConfig, presen
     from fairwatch.core.acquisition import acquisition_estimates
     from fairwatch.store.acquisitions import read_acquisition_counts, read_acquisition_moments
 
-    # attempts come seconds before their event: the window opens an hour before the first event
-    start, end = parse_time(truth["start"]) - timedelta(hours=1), parse_time(truth["end"])
+    start, end = parse_time(truth["start"]) - ACQUISITION_LEAD, parse_time(truth["end"])
     counts = read_acquisition_counts(store, start, end)
     groups, differentials = acquisition_estimates(counts, config, read_acquisition_moments(store, start, end))
     true = {(r["attribute"], r["group"]): r["fta"] for r in truth.get("acquisition", [])}
