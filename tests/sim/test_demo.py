@@ -26,7 +26,13 @@ import pytest
 import yaml
 from fairwatch.store.clickhouse import open_store
 from fairwatch.testing.live import free_port
-from fairwatch.testing.oracles import expected_rate, final_verdicts, group_cells, verified_error
+from fairwatch.testing.oracles import (
+    attempts_by_group,
+    expected_rate,
+    final_verdicts,
+    group_cells,
+    verified_error,
+)
 from fairwatch.testing.tools import RENDER_CHECK, debian_tool, headless
 from PIL import Image
 from scipy.stats import binom
@@ -316,6 +322,85 @@ def test_the_chain_of_custody_verifies_and_a_tampered_copy_fails(demo, oracle):
                           env={**os.environ, **demo["stack"], "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.strip().endswith(": ok") and f"{evidence['sealed_rows']} rows checked" in done.stdout
+
+
+def test_failure_to_acquire_per_group_is_a_recount_of_the_attempts_and_names_the_higher_group(demo):
+    """Issue 29 item 6: the demo's acquisition attempts went through Kafka and the workers into the
+    store; per group the stored attempts and failures equal a loop over acquisitions.jsonl, the true
+    FTA is the scenario text's, and the summary names the race group the scenario gives the higher FTA."""
+    summary = demo["summary"]
+    with open(summary["files"]["acquisitions"], "rb") as handle:
+        lines = handle.read().splitlines()
+    raw = attempts_by_group(lines)
+    shown = {(g["attribute"], g["group"]): g for g in summary["acquisition"]["groups"]}
+    assert set(shown) == set(raw) and len(raw[("*", "*")]) == len(lines) > EVENTS  # every attempt, once
+    for cell, rows in raw.items():
+        failures = sum(failed for _, failed, _ in rows)
+        g = shown[cell]
+        assert (g["attempts"], g["failures"]) == (len(rows), failures), cell
+        assert (g["no_face"], g["low_quality"]) == tuple(sum(o == kind for *_, o in rows)
+                                                          for kind in ("no_face", "low_quality")), cell
+        assert g["fta"] == pytest.approx(failures / len(rows), rel=1e-12)
+        assert g["fta_low"] <= g["fta"] <= g["fta_high"]
+    # true FTA from the scenario text: factors on race only, so each race group is one rate m; an
+    # encounter's failure probability ~ Beta(mean m, correlation rho) gives m (1 - rho) / (1 - 2 rho)
+    spec = SCENARIO["acquisition"]
+    assert set(spec["fta"]["factors"]) == {"race"}
+    rho, factors = spec["encounter_correlation"], spec["fta"]["factors"]["race"]
+    for label in SCENARIO["attributes"]["race"]:
+        m = spec["fta"]["base"] * factors.get(label, 1.0)
+        assert shown[("race", label)]["truth"] == pytest.approx(m * (1 - rho) / (1 - 2 * rho), rel=1e-9)
+    higher = max(factors, key=factors.get)
+    [race] = [r for r in summary["acquisition"]["ratios"] if r["attribute"] == "race"]
+    fta = {label: sum(f for _, f, _ in raw[("race", label)]) / len(raw[("race", label)])
+           for label in SCENARIO["attributes"]["race"]}
+    assert race["highest"] == higher == max(fta, key=fta.get) and race["lowest"] == min(fta, key=fta.get)
+    assert race["ratio"] == pytest.approx(max(fta.values()) / min(fta.values()), rel=1e-9)
+    assert race["shown"] and 1 < race["low"] <= race["ratio"] <= race["high"]
+    assert f"Failure to acquire by race: highest race={higher}" in demo["stdout"]
+    html = Path(summary["html"]).read_text()
+    assert "<h2>Failure to acquire</h2>" in html and f"highest race={higher}" in html
+    # the printed `fairwatch audit acquisition` gives the auditor the same groups
+    printed = _printed_audit(demo, "fairwatch audit acquisition ")
+    assert {(g["attribute"], g["group"]): (g["attempts"], g["failures"], g["fta_high"]) for g in printed["groups"]} \
+        == {k: (g["attempts"], g["failures"], g["fta_high"]) for k, g in shown.items()}
+
+
+def test_the_two_person_exceptions_are_a_recount_of_the_verdicts(demo):
+    """Issue 29 item 6: acted-on identifications confirmed by one verifier only, as the summary lists
+    them, equal a loop over outcomes.jsonl (the counted primary verdict of each identification search
+    with action_taken true and fewer than two distinct verifiers), and there are some."""
+    summary = demo["summary"]
+    with open(summary["files"]["events"], "rb") as handle:
+        searches = {e["event_id"] for e in map(json.loads, handle) if e["mode"] == "identification"}
+    with open(summary["files"]["outcomes"], "rb") as handle:
+        counted = final_verdicts(handle)
+    acted = {i: o for i, o in counted.items() if i in searches and o.get("action_taken") is True}
+    single = sorted(i for i, o in acted.items() if len(set(o.get("verifiers", []))) < 2)
+    [result] = summary["two_person"]
+    assert result["deployment"] == SCENARIO["deployments"][0]["name"]
+    assert [v["event_id"] for v in result["exceptions"]] == single and single
+    assert (result["acted"], result["confirmed"]) == (len(acted), len(acted) - len(single))
+    assert all(v["verifiers"] == sorted(set(acted[v["event_id"]]["verifiers"])) for v in result["exceptions"])
+    assert result["status"] == "exceptions"
+    stdout = demo["stdout"]
+    assert f"{len(acted)} identifications acted on, {len(acted) - len(single)} confirmed by two" in stdout
+    assert all(f"not confirmed by two people: {i} " in stdout for i in single)
+    html = Path(summary["html"]).read_text()
+    assert "<h2>Two-person verification</h2>" in html and all(f"<td>{i}</td>" in html for i in single)
+    [printed] = _printed_audit(demo, "fairwatch audit two-person ")["deployments"]
+    assert printed == result  # the printed command gives the auditor the same
+
+
+def _printed_audit(demo, verb: str) -> dict:
+    """Run the ``fairwatch audit`` command the demo printed (one whole line) with ``--json``."""
+    [command] = [line.strip() for line in demo["stdout"].splitlines() if line.strip().startswith(verb)]
+    assert command in demo["summary"]["clickhouse"]["audit_commands"]
+    done = subprocess.run(["bash", "-c", command + " --json"], capture_output=True, text=True, timeout=120,
+                          cwd=demo["out"].parent,
+                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="session")

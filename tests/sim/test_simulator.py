@@ -22,6 +22,7 @@ from fairwatch.contracts.records import (
     VerifiedOutcome,
     decode_match_event,
     decode_verified_outcome,
+    parse_timestamp,
 )
 from fairwatch.sim.scenario import (
     ScenarioError,
@@ -378,6 +379,45 @@ def test_publish_interleaves_in_time_order():
         else:
             assert topic == "t.verified-outcomes" and record["event_id"] in seen  # outcome after its event
 
+
+
+def test_publish_sends_acquisition_attempts_in_time_order_before_their_event():
+    from fairwatch.sim.acquisitions import simulate_acquisitions
+
+    scenario = parse_scenario(RICH | {"acquisition": {"fta": {"base": 0.2}, "encounter_correlation": 0.1}})
+    sim = simulate(scenario, events=2_000)
+    attempts = simulate_acquisitions(sim)
+    lines = attempts.lines()
+    sent = []
+
+    class Fake:
+        def send(self, topic, key, value):
+            sent.append((topic, key, value))
+
+        def close(self):
+            pass
+
+    now = [0.0]
+    counts = publish(sim, Fake(), prefix="t.", rate=1000.0, clock=lambda: now[0],
+                     sleep=lambda s: now.__setitem__(0, now[0] + s),
+                     acquisitions=(attempts.occurred_us(), [i.encode() for i in attempts.attempt_ids()], lines))
+    assert counts == {"events": sim.n_events, "outcomes": sim.n_outcomes, "acquisitions": len(lines)}
+    assert now[0] == pytest.approx((sim.n_events - 50) / 1000.0)  # pacing still counts match events only
+    tried = [(key, value) for topic, key, value in sent if topic == "t.acquisitions"]
+    assert sorted(value for _, value in tried) == sorted(lines) and len(lines) > sim.n_events
+    last, events = None, set()
+    for topic, key, value in sent:
+        record = json.loads(value)
+        if topic not in ("t.acquisitions", "t.match-events"):
+            continue
+        at = parse_timestamp(record["occurred_at"], "occurred_at")
+        assert last is None or at >= last  # time order across both topics
+        last = at
+        if topic == "t.acquisitions":
+            assert key.decode() == record["attempt_id"]
+            assert record["attempt_id"].rsplit("-t", 1)[0] not in events  # before its event
+        else:
+            events.add(record["event_id"])
 
 # ---- scenarios and the command ---------------------------------------------------------------------
 

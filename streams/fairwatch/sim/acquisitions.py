@@ -58,17 +58,27 @@ class AcquisitionAttempts:
         self.low_quality = self.failed & (rng.random(len(self.event)) < spec.low_quality_share)
         self.n_attempts = len(self.event)
 
+    def occurred_us(self) -> np.ndarray:
+        """Each attempt's time (epoch microseconds): its encounter's event time, less ``RETRY_US``
+        for each try still to come."""
+        before = self.failures[self.event] - self.try_index  # tries still to come in the encounter
+        return self.sim.time[self.event].astype(np.int64) - before * RETRY_US
+
+    def attempt_ids(self) -> list[str]:
+        """Each attempt's ``attempt_id`` (its Kafka key): the event's id and the try's index."""
+        sim = self.sim
+        return [f"{sim._event_id(i)}-t{t}" for i, t in zip(self.event.tolist(), self.try_index.tolist())]
+
     def lines(self) -> list[bytes]:
         sim, model = self.sim, self.sim.model
+        times, ids = self.occurred_us().tolist(), self.attempt_ids()
         out = []
         for k in range(self.n_attempts):
             i = int(self.event[k])
-            before = int(self.failures[i] - self.try_index[k])  # tries still to come in the encounter
-            us = int(sim.time[i]) - before * RETRY_US
             event_id = sim._event_id(i)
             record: dict[str, Any] = {
-                "attempt_id": f"{event_id}-t{int(self.try_index[k])}",
-                "occurred_at": format_timestamp(_from_us(us)),
+                "attempt_id": ids[k],
+                "occurred_at": format_timestamp(_from_us(times[k])),
                 "deployment": model.deployments[sim.deployment[i]].name,
                 "algorithm": model.algorithms[sim.algorithm[i]],
                 "outcome": ("low_quality" if self.low_quality[k] else "no_face") if self.failed[k] else "acquired",

@@ -9,10 +9,12 @@ One command runs the whole story against real services:
    ClickHouse database per run, so a rerun never sees an earlier run's data; topics and
    migrations are created, then ``workers`` ``fairwatch worker`` processes are started;
 3. **traffic**: the scenario (packaged ``demo``: one gate, one injected drift, race=Black's FMR
-   x5 after one hour) is simulated with its event time ending now, written to JSONL with its
-   ground truth (``truth.json``), and published to Kafka paced so that the hours of event time
-   take ``seconds`` of wall time, with a progress display (produced, committed, labeled);
-4. **drained**: waits until the workers' consumer group has committed every input offset;
+   x5 after one hour; race=Black's acquisition attempts fail 3x as often; a few acted-on
+   identifications confirmed by one verifier only) is simulated with its event time ending now,
+   written to JSONL with its ground truth (``truth.json``), and published to Kafka (events,
+   outcomes and acquisition attempts) paced so that the hours of event time take ``seconds`` of
+   wall time, with a progress display (produced, committed, labeled);
+4. **drained**: waits until the workers' consumer group has committed every offset of the three topics;
 5. **detection**: the workers get the demo's policy (``FAIRWATCH_POLICIES``) and run the
    detection cycle (:func:`fairwatch.detect.cycle.run_detection`) every ``DETECT_SECONDS`` while the
    traffic flows (the progress display shows what they raise); after draining the demo runs one
@@ -20,7 +22,9 @@ One command runs the whole story against real services:
    table, the alerts topic and Alertmanager;
 6. **the story**: per-group FMR / FNMR with 95% intervals before and after the drift next to the
    true rates, the differentials, the alerts with their detection delay after the injected
-   drift time, where the data sits in ClickHouse and a query to try; the same, with plots, in
+   drift time, failure to acquire per group (naming the highest) and the acted-on
+   identifications not confirmed by two people, where the data sits in ClickHouse and a query
+   to try; the same, with plots, in
    ``summary.html``; machine-readable in ``summary.json``.
 
 Everything started here (workers, the stack if this run started it) is stopped on the way out,
@@ -75,15 +79,20 @@ import numpy as np
 
 from fairwatch.contracts.kafka_link import KafkaLink, role_env
 from fairwatch.contracts.records import format_timestamp
-from fairwatch.contracts.topics import MATCH_EVENTS, VERIFIED_OUTCOMES
+from fairwatch.contracts.topics import ACQUISITIONS, MATCH_EVENTS, VERIFIED_OUTCOMES
 from fairwatch.core.config import CoreConfig
 from fairwatch.detect.policy import load_policy
 from fairwatch.sim.demo_results import (
+    ACQUISITION_LEAD,
+    acquisition_results,
+    acquisition_statements,
     alert_results,
     disparity_statements,
     pair_results,
     per_group_results,
     step_series,
+    two_person_results,
+    two_person_statements,
 )
 from fairwatch.sim.demo_summary import (
     delay_text,
@@ -513,7 +522,8 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     paths = write_jsonl(sim, out / "sim")
     truth = json.loads(paths["truth"].read_text())
     policies = _write_policies(scenario, out / "policies")
-    total = sim.n_events + sim.n_outcomes
+    attempts = _acquisition_records(sim, paths)
+    total = sim.n_events + sim.n_outcomes + (len(attempts[0]) if attempts else 0)
     expected_labeled = len(np.unique(sim.o_event))
 
     for i in range(options.workers):
@@ -532,17 +542,18 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
 
     def produce() -> None:
         try:
-            publish(sim, writer, prefix=prefix, rate=rate, sleep=lambda s: stop.wait(s))
+            publish(sim, writer, prefix=prefix, rate=rate, sleep=lambda s: stop.wait(s), acquisitions=attempts)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             failure.append(exc)
 
     hours = scenario.duration_hours
-    console.print(f"[bold]Simulating[/bold] {sim.n_events} match events and {sim.n_outcomes} verified outcomes: "
+    tries = f", {len(attempts[0])} acquisition attempts" if attempts else ""
+    console.print(f"[bold]Simulating[/bold] {sim.n_events} match events{tries} and {sim.n_outcomes} verified outcomes: "
                   f"{hours:g} h of event time ({format_timestamp(scenario.start)} .. {format_timestamp(scenario.end)}) "
                   f"in ~{options.seconds:.0f} s of wall time; "
                   + "; ".join(f"drift [yellow]{d.name}[/yellow] at {format_timestamp(d.at)}" for d in scenario.drifts))
-    offsets = GroupOffsets(kafka, run, [prefix + MATCH_EVENTS, prefix + VERIFIED_OUTCOMES], options.partitions,
-                           admin_link)
+    offsets = GroupOffsets(kafka, run, [prefix + t for t in (MATCH_EVENTS, VERIFIED_OUTCOMES, ACQUISITIONS)],
+                           options.partitions, admin_link)
     started = time.monotonic()
     thread = threading.Thread(target=produce, name="fairwatch-demo-publish", daemon=True)
     thread.start()
@@ -649,6 +660,8 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
         "files": {k: str(v) for k, v in paths.items()}, "policies": [str(p) for p in policies],
         "groups": groups, "differentials": differentials, "alerts": alerts, "coverage": coverage,
         "impostor_pairs": pair_results(store, truth, config),
+        "acquisition": acquisition_results(store, truth, config, "acquisitions" in paths),
+        "two_person": two_person_results(store, truth),
         "detection": detection,
         "clickhouse": _clickhouse_hints(store_url, auditor_url or store_url, database, scenario, deployment, out),
         # the commands to try need the stack: say how to start it again when the demo stops it
@@ -656,6 +669,14 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
         "policy_ratio": min((load_policy(p).policy_ratio for p in policies), default=None),
         "evidence": evidence,
     }
+    audits = result["clickhouse"]["audit_commands"]  # the same numbers, as an auditor gets them
+    if result["acquisition"]:
+        audits.append(f"fairwatch audit acquisition --store {shlex.quote(result['clickhouse']['url_redacted'])}"
+                      f" --from {format_timestamp(scenario.start - ACQUISITION_LEAD)}"
+                      f" --to {format_timestamp(scenario.end)}")
+    if result["two_person"]:
+        audits.append(f"fairwatch audit two-person --store {shlex.quote(result['clickhouse']['url_redacted'])}"
+                      f" --from {format_timestamp(scenario.start)} --to {format_timestamp(scenario.end)}")
     result["verdict"] = _verdict(result)
     figures = make_figures(result, over_time)
     timings["total"] = time.monotonic() - began
@@ -666,6 +687,20 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
     result["figures"] = len(figures)
     (out / "summary.json").write_text(json.dumps(result, indent=1, default=str, allow_nan=False) + "\n")
     return result
+
+
+def _acquisition_records(sim: Simulation, paths: dict[str, Path]) -> tuple[np.ndarray, list[bytes], list[bytes]] | None:
+    """The acquisition attempts to publish (times in microseconds, keys, lines): the lines of
+    ``acquisitions.jsonl`` as written, None when the scenario has no ``acquisition`` block."""
+    if "acquisitions" not in paths:
+        return None
+    from fairwatch.sim.acquisitions import simulate_acquisitions
+
+    attempts = simulate_acquisitions(sim)  # the same draws as the file's (the simulation's seed)
+    lines = paths["acquisitions"].read_bytes().splitlines()
+    if len(lines) != attempts.n_attempts:
+        raise DemoError(f"{paths['acquisitions']} has {len(lines)} lines for {attempts.n_attempts} attempts")
+    return attempts.occurred_us(), [i.encode() for i in attempts.attempt_ids()], lines
 
 
 def _raised_so_far(store) -> list[str]:
@@ -773,8 +808,9 @@ def _clickhouse_hints(store_url: str, auditor_url: str, database: str, scenario:
     metrics = (f"fairwatch metrics --store {shlex.quote(redacted)} --from {format_timestamp(scenario.start)}"
                f" --to {format_timestamp(scenario.end)} --deployment {deployment}")
     return {"url": store_url, "url_redacted": redacted, "database": database, "query": query,
-            "query_command": client, "metrics_command": metrics,
-            "tables": "match_events, verified_outcomes, labeled_outcomes, group_counts, alerts, dead_letters"}
+            "query_command": client, "metrics_command": metrics, "audit_commands": [],
+            "tables": "match_events, verified_outcomes, labeled_outcomes, group_counts, alerts, acquisitions,"
+                      " dead_letters"}
 
 
 def _verdict(result: dict[str, Any]) -> str:
@@ -888,6 +924,7 @@ def _print_story(console, result: dict[str, Any]) -> None:
         console.print(f"[dim]{len(notices)} info notice(s) (insufficient_evidence): "
                       + ", ".join(f"{a['group']} {a['metric']}" for a in notices) + "[/dim]")
     console.print(f"[bold]{result['verdict']}[/bold]")
+    _print_acquisition_and_two_person(console, result)
     evidence = result.get("evidence")
     if evidence:
         verified, tampered = evidence["verified"], evidence["tampered"]
@@ -904,12 +941,40 @@ def _print_story(console, result: dict[str, Any]) -> None:
                       ' start it again first (in this shell):\n  eval "$(scripts/stack up)"', soft_wrap=True,
                       markup=False, highlight=False)
     console.print("Try (each command is one line; the terminal may wrap it):", soft_wrap=True)
-    commands = (ch["query_command"], ch["metrics_command"], *([evidence["verify_command"]] if evidence else []))
+    commands = (ch["query_command"], ch["metrics_command"], *ch.get("audit_commands", []),
+                *([evidence["verify_command"]] if evidence else []))
     for command in commands:  # whole lines, never cut inside an argument
         console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
-    console.print(f"Files: {result['files']['events']}, {result['files']['outcomes']}, {result['files']['truth']}; "
+    files = [result["files"][k] for k in ("events", "outcomes", "acquisitions", "truth") if k in result["files"]]
+    console.print(f"Files: {', '.join(files)}; "
                   f"policy {', '.join(result['policies'])}")
     console.print(f"[bold]HTML summary:[/bold] {result['html']}   (took {result['timings']['total']:.0f} s)")
+
+
+def _print_acquisition_and_two_person(console, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from fairwatch.sim.tables import print_table
+
+    acquisition = result.get("acquisition")
+    if acquisition:
+        table = Table(title="Failure to acquire (FTA) by group over the run, 95% intervals, vs the simulator's true FTA")
+        for column in ("group", "attempts (failures)", "FTA [95% CI]", "true"):
+            table.add_column(column, justify="left" if column == "group" else "right")
+        for g in acquisition["groups"]:
+            mark = "" if g["covered"] is None else (" [green]✓[/green]" if g["covered"] else " [red]✗[/red]")
+            table.add_row("all" if g["attribute"] == "*" else f"{g['attribute']}={g['group']}",
+                          f"{g['attempts']} ({g['failures']})",
+                          f"{short_number(g['fta'])} [{short_number(g['fta_low'])}, {short_number(g['fta_high'])}]",
+                          f"{short_number(g['truth'])}{mark}")
+        print_table(table, console)
+        for line in acquisition_statements(acquisition):
+            console.print(line, markup=False, highlight=False)
+    if result.get("two_person"):
+        console.print("[bold]Two-person verification[/bold] (EU AI Act Art. 14(5)): acted-on identifications "
+                      "confirmed by two distinct verifiers")
+        for line in two_person_statements(result["two_person"]):
+            console.print(line, markup=False, highlight=False)
 
 
 # ---- command line -------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from fairwatch.core.config import CoreConfig
 from fairwatch.core.layout import COLUMNS, GENUINE, IMPOSTOR
 
 PLOT_STEP_SECONDS = 900  # the over-time plot: one point per 15 minutes of event time
+# acquisition attempts come seconds before their event: their window opens this much earlier
+ACQUISITION_LEAD = timedelta(hours=1)
 
 
 SHOWN_DIFFERENTIALS = ("max_min_ratio", "max_geomean")
@@ -191,4 +193,85 @@ def disparity_statements(result: dict[str, Any]) -> list[str]:
         lines.append(f"{d['attribute']} {d['rate'].upper()} max/min is truly {d['truth']:.3g}x "
                      f"{names.get(d['segment'], 'in segment ' + str(d['segment']))}, above the policy ratio "
                      f"{ratio:g}: estimated {d['value']:.3g} [{d['low']:.3g}, {high}], {verdict}; {alert}.")
+    return lines
+
+
+def _finite(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def acquisition_results(store, truth: dict[str, Any], config: CoreConfig, present: bool = True) -> dict | None:
+    """Failure to acquire per group over the whole run, from the store's attempts through
+    :func:`fairwatch.core.acquisition.acquisition_estimates`, next to the true FTA (``truth.json``);
+    per attribute its max/min ratio with the highest and lowest group, and whether the interval
+    shows a difference (its lower end above 1). None when the scenario has no acquisition block."""
+    if not present:
+        return None
+    from fairwatch.core.acquisition import acquisition_estimates
+    from fairwatch.store.acquisitions import read_acquisition_counts, read_acquisition_moments
+
+    start, end = parse_time(truth["start"]) - ACQUISITION_LEAD, parse_time(truth["end"])
+    counts = read_acquisition_counts(store, start, end)
+    groups, differentials = acquisition_estimates(counts, config, read_acquisition_moments(store, start, end))
+    true = {(r["attribute"], r["group"]): r["fta"] for r in truth.get("acquisition", [])}
+    rows = []
+    for g in groups:
+        d = {k: _finite(v) for k, v in g.to_dict().items()}
+        t = true.get((d["attribute"], d["group"]))
+        covered = None if t is None or d["fta_low"] is None else bool(d["fta_low"] <= t <= d["fta_high"])
+        rows.append({**d, "truth": t, "covered": covered})
+    by_group = {(r["attribute"], r["group"]): r for r in rows}
+    ratios = []
+    for diff in differentials:
+        if diff.metric != "max_min_ratio" or diff.value is None:
+            continue
+        attribute = diff.scope.attribute
+        ratios.append({"attribute": attribute, "highest": diff.max_group, "lowest": diff.min_group,
+                       "fta": by_group[(attribute, diff.max_group)]["fta"],
+                       "ratio": _finite(diff.value), "low": _finite(diff.low), "high": _finite(diff.high),
+                       "shown": diff.low is not None and diff.low > 1})
+    return {"window": {"from": format_timestamp(start), "to": format_timestamp(end)}, "groups": rows,
+            "ratios": ratios, "differentials": [{k: _finite(v) for k, v in d.to_dict().items()} for d in differentials]}
+
+
+def two_person_results(store, truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per deployment with identification searches in the run: its acted-on identifications, how
+    many two distinct verifiers confirmed, and every exception (:mod:`fairwatch.core.two_person`)."""
+    from fairwatch.core.two_person import two_person_compliance
+    from fairwatch.store.two_person import read_acted_verdicts, searched_deployments
+
+    start, end = parse_time(truth["start"]), parse_time(truth["end"])
+    acted = read_acted_verdicts(store, start, end)
+    return [c.to_dict() for c in two_person_compliance(acted, searched_deployments(store, start, end))]
+
+
+def acquisition_statements(acquisition: dict[str, Any] | None) -> list[str]:
+    """Per attribute, the group with the highest FTA and its max/min ratio, and what the interval shows."""
+    lines = []
+    for r in (acquisition or {}).get("ratios", []):
+        low = "-" if r["low"] is None else f"{r['low']:.3g}"
+        high = "no upper bound" if r["high"] is None else f"{r['high']:.3g}"
+        interval = f"{r['ratio']:.3g}x [{low}, {high}]"
+        if r["shown"]:
+            lines.append(f"Failure to acquire by {r['attribute']}: highest {r['attribute']}={r['highest']} "
+                         f"(FTA {r['fta']:.3g}); max/min {interval} (lowest {r['attribute']}={r['lowest']}).")
+        else:
+            lines.append(f"Failure to acquire by {r['attribute']}: max/min {interval}: the interval holds 1, "
+                         "no difference shown.")
+    return lines
+
+
+def two_person_statements(two_person: list[dict[str, Any]]) -> list[str]:
+    """Per deployment: acted-on identifications, confirmed by two, and the exceptions by event id."""
+    lines = []
+    for c in two_person:
+        if c["status"] == "no_actions":
+            lines.append(f"{c['deployment']}: no acted-on identification recorded, nothing to judge.")
+            continue
+        lines.append(f"{c['deployment']}: {c['acted']} identifications acted on, {c['confirmed']} confirmed by two "
+                     f"verifiers (share {c['share']:.3f} [{c['share_low']:.3f}, {c['share_high']:.3f}]), "
+                     f"{c['single']} by one only, {c['unrecorded']} without verifiers recorded.")
+        for v in c["exceptions"]:
+            who = ", ".join(v["verifiers"]) or "no verifier recorded"
+            lines.append(f"  not confirmed by two people: {v['event_id']} ({v['truth']}; {who})")
     return lines

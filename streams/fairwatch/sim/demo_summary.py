@@ -10,7 +10,14 @@ from datetime import timezone
 from typing import Any
 
 from fairwatch.audit.report_blocks import format_number
-from fairwatch.sim.demo_results import SHOWN_DIFFERENTIALS, disparity_statements, parse_time, truth_rows
+from fairwatch.sim.demo_results import (
+    SHOWN_DIFFERENTIALS,
+    acquisition_statements,
+    disparity_statements,
+    parse_time,
+    truth_rows,
+    two_person_statements,
+)
 
 
 def _png(fig) -> str:
@@ -181,6 +188,8 @@ def render_html(result: dict[str, Any], figures: list[tuple[str, str]]) -> str:
     if notices:
         parts.append(f"<p>{len(notices)} info notice(s) (insufficient_evidence, not claims of drift): "
                      + e(", ".join(f"{a['group']} {a['metric']}" for a in notices)) + "</p>")
+    parts += acquisition_html(result.get("acquisition"))
+    parts += two_person_html(result.get("two_person") or [])
     ch = result["clickhouse"]
     parts.append(f"<h2>Where the data is</h2><p>ClickHouse database <code>{e(ch['database'])}</code> at "
                  f"<code>{e(ch['url_redacted'])}</code>; files in <code>{e(result['out'])}</code>.</p>"
@@ -213,6 +222,44 @@ def pair_tables(matrices: list[dict[str, Any]]) -> list[str]:
                            f"{short_number(c['rate'])} [{short_number(c['low'])}, {short_number(c['high'])}]{counts}")
             parts.append(f"<tr><td>{e(g)}</td>" + "".join(f"<td>{e(text)}</td>" for text in row) + "</tr>")
         parts.append("</table>")
+    return parts
+
+
+def acquisition_html(acquisition: dict[str, Any] | None) -> list[str]:
+    """Failure to acquire per group over the run, with the true FTA, and the highest group per attribute."""
+    e = html.escape
+    if not acquisition:
+        return []
+    parts = ["<h2>Failure to acquire</h2><p>Attempts at acquiring a face before each comparison, from the store's"
+             " <code>acquisitions</code> table: per group the attempts, the failures (no face, or below the quality"
+             " bar), the FTA with its 95% interval (widened by the design effect of an encounter's retries) and the"
+             " simulator's true FTA.</p><table><tr><th>group</th><th>attempts</th><th>failures</th><th>FTA</th>"
+             "<th>95% CI</th><th>design effect</th><th>true</th></tr>"]
+    for g in acquisition["groups"]:
+        cls = " class='miss'" if g["covered"] is False else ""
+        parts.append(f"<tr{cls}><td>{e(_group_text(g))}</td><td>{g['attempts']}</td><td>{g['failures']}</td>"
+                     f"<td>{short_number(g['fta'])}</td><td>[{short_number(g['fta_low'])}, "
+                     f"{short_number(g['fta_high'])}]</td><td>{short_number(g['fta_design_effect'])}</td>"
+                     f"<td>{short_number(g['truth'])}</td></tr>")
+    parts.append("</table>")
+    parts += [f"<p>{e(line)}</p>" for line in acquisition_statements(acquisition)]
+    return parts
+
+
+def two_person_html(two_person: list[dict[str, Any]]) -> list[str]:
+    """Acted-on identifications and those not confirmed by two distinct verifiers."""
+    e = html.escape
+    if not two_person:
+        return []
+    parts = ["<h2>Two-person verification</h2><p>Identification searches acted on (EU AI Act Art. 14(5): two"
+             " persons must separately verify and confirm), from the counted verdicts in the store.</p>"]
+    for c in two_person:
+        parts.append(f"<p>{e(two_person_statements([{**c, 'exceptions': []}])[0])}</p>")
+        if c["exceptions"]:
+            parts.append("<table><tr><th>event id</th><th>truth</th><th>verifiers</th><th>kind</th></tr>"
+                         + "".join(f"<tr><td>{e(v['event_id'])}</td><td>{e(v['truth'])}</td>"
+                                   f"<td>{e(', '.join(v['verifiers']) or '-')}</td><td>{e(v['kind'])}</td></tr>"
+                                   for v in c["exceptions"]) + "</table>")
     return parts
 
 

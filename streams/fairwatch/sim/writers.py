@@ -6,7 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -115,29 +115,38 @@ def open_kafka_writer(bootstrap: str, prefix: str = DEFAULT_PREFIX, batch: int =
 
 def publish(sim: Simulation, writer: Writer, *, prefix: str = DEFAULT_PREFIX, rate: float = 0.0,
             progress: ProgressFn | None = None, clock: Callable[[], float] = time.monotonic,
-            sleep: Callable[[float], None] = time.sleep) -> dict[str, int]:
+            sleep: Callable[[float], None] = time.sleep,
+            acquisitions: tuple[np.ndarray, Sequence[bytes], Sequence[bytes]] | None = None) -> dict[str, int]:
     """Send events and outcomes interleaved in time order (an outcome after the events it follows).
 
     Topics ``{prefix}match-events`` / ``{prefix}verified-outcomes``, key = event_id. ``rate`` > 0
     paces match events to that many per second of wall time; 0 sends as fast as possible.
+    ``acquisitions``: acquisition attempts as (times in epoch microseconds, keys, lines), sent to
+    ``{prefix}acquisitions`` in the same time order (an event after its attempts).
     ``writer`` is closed (flushed) at the end, also on error.
     """
-    topics = (f"{prefix}match-events", f"{prefix}verified-outcomes")
-    times = np.concatenate([sim.time, sim.o_time])
-    kinds = np.concatenate([np.zeros(sim.n_events, np.int8), np.ones(sim.n_outcomes, np.int8)])
-    positions = np.concatenate([np.arange(sim.n_events), np.arange(sim.n_outcomes)])
-    order = np.lexsort((kinds, times))  # at equal times the event goes first
+    topics = (f"{prefix}acquisitions", f"{prefix}match-events", f"{prefix}verified-outcomes")  # by kind
+    a_times, a_keys, a_lines = acquisitions if acquisitions is not None else (np.zeros(0, np.int64), (), ())
+    if not len(a_times) == len(a_keys) == len(a_lines):
+        raise ValueError("acquisitions: as many times, keys and lines")
+    n_attempts = len(a_times)
+    times = np.concatenate([sim.time, sim.o_time, np.asarray(a_times, dtype=sim.time.dtype)])
+    # at equal times: an attempt, then the event, then its outcomes
+    kinds = np.concatenate([np.ones(sim.n_events, np.int8), np.full(sim.n_outcomes, 2, np.int8),
+                            np.zeros(n_attempts, np.int8)])
+    positions = np.concatenate([np.arange(sim.n_events), np.arange(sim.n_outcomes), np.arange(n_attempts)])
+    order = np.lexsort((kinds, times))
     sent_events, began, step = 0, clock(), CHUNK // 5
     try:
         for lo in range(0, len(order), step):
             chunk = order[lo:lo + step]
-            is_event = kinds[chunk] == 0
-            ev_pos, oc_pos = positions[chunk][is_event], positions[chunk][~is_event]
-            records = (iter(zip(sim.event_keys(ev_pos), sim.event_lines(ev_pos))),
+            ac_pos, ev_pos, oc_pos = (positions[chunk][kinds[chunk] == k] for k in range(3))
+            records = (iter([(a_keys[k], a_lines[k]) for k in ac_pos.tolist()]),
+                       iter(zip(sim.event_keys(ev_pos), sim.event_lines(ev_pos))),
                        iter(zip(sim.outcome_keys(oc_pos), sim.outcome_lines(oc_pos))))
             for kind in kinds[chunk].tolist():
                 key, value = next(records[kind])
-                if kind == 0:
+                if kind == 1:
                     if rate > 0 and sent_events % 50 == 0:  # pace in small steps, not per message
                         ahead = began + sent_events / rate - clock()
                         if ahead > 0:
@@ -148,4 +157,4 @@ def publish(sim: Simulation, writer: Writer, *, prefix: str = DEFAULT_PREFIX, ra
                 progress(len(chunk))
     finally:
         writer.close()
-    return {"events": sim.n_events, "outcomes": sim.n_outcomes}
+    return {"events": sim.n_events, "outcomes": sim.n_outcomes, **({"acquisitions": n_attempts} if acquisitions is not None else {})}
