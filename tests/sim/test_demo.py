@@ -392,6 +392,37 @@ def test_the_two_person_exceptions_are_a_recount_of_the_verdicts(demo):
     assert printed == result  # the printed command gives the auditor the same
 
 
+def test_the_monitoring_report_names_the_higher_fta_group_the_single_verifier_actions_and_its_checkpoint(demo):
+    """Issue 29's acceptance: the demo's monitoring report (monitoring.json and .html) names the group
+    the scenario gives the higher failure-to-acquire rate, lists the acted-on identifications one
+    verifier confirmed (a loop over outcomes.jsonl), and states the evidence checkpoint it was
+    computed from (the one the demo sealed)."""
+    summary = demo["summary"]
+    document = json.loads(Path(summary["monitoring"]["json"]).read_text())
+    factors = SCENARIO["acquisition"]["fta"]["factors"]
+    [(attribute, labels)] = factors.items()
+    higher = max(labels, key=labels.get)
+    assert [(h["attribute"], h["group"]) for h in document["acquisition"]["highest"] if h["distinguishable"]] == [
+        (attribute, higher)]
+    with open(summary["files"]["events"], "rb") as handle:
+        searches = {e["event_id"] for e in map(json.loads, handle) if e["mode"] == "identification"}
+    with open(summary["files"]["outcomes"], "rb") as handle:
+        counted = final_verdicts(handle)
+    single = sorted(i for i, o in counted.items() if i in searches and o.get("action_taken") is True
+                    and len(set(o.get("verifiers", []))) < 2)
+    [deployment] = document["two_person"]["deployments"]
+    assert sorted(x["event_id"] for x in deployment["exceptions"]) == single and single
+    evidence = summary["evidence"]
+    [log] = [entry for entry in document["evidence"]["logs"] if entry["sealed"]]
+    assert log["origin"].startswith(evidence["base"]) and log["tree_size"] == evidence["sealed_rows"] - sum(
+        size["size"] for origin, size in evidence["logs"].items() if origin != log["origin"])
+    html = Path(summary["monitoring"]["html"]).read_text()
+    assert f"highest failure to acquire in group {higher}, set apart" in html
+    assert all(f"not confirmed by two people: {deployment['deployment']} {i} " in html for i in single)
+    assert "<h2>Evidence checkpoint</h2>" in html and f"checkpoint of {log['origin']}" in html
+    assert f"Monitoring report: {summary['monitoring']['html']}" in demo["stdout"]
+
+
 def _printed_audit(demo, verb: str) -> dict:
     """Run the ``fairwatch audit`` command the demo printed (one whole line) with ``--json``."""
     [command] = [line.strip() for line in demo["stdout"].splitlines() if line.strip().startswith(verb)]

@@ -677,6 +677,7 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
     if result["two_person"]:
         audits.append(f"fairwatch audit two-person --store {shlex.quote(result['clickhouse']['url_redacted'])}"
                       f" --from {format_timestamp(scenario.start)} --to {format_timestamp(scenario.end)}")
+    result["monitoring"] = monitoring_report(store, scenario, policies, out, evidence)
     result["verdict"] = _verdict(result)
     figures = make_figures(result, over_time)
     timings["total"] = time.monotonic() - began
@@ -687,6 +688,29 @@ def summarize(store, store_url: str, run: str, scenario: Scenario, truth: dict[s
     result["figures"] = len(figures)
     (out / "summary.json").write_text(json.dumps(result, indent=1, default=str, allow_nan=False) + "\n")
     return result
+
+
+def monitoring_report(store, scenario: Scenario, policies: list[Path], out: Path,
+                      evidence: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's post-market monitoring report (``fairwatch report --kind monitoring``), written as
+    monitoring.html and monitoring.json beside the summary; what it names, for the summary."""
+    from fairwatch.audit.monitoring import build_monitoring_report
+    from fairwatch.audit.report_render import to_html, to_json
+    from fairwatch.audit.window import Window
+
+    policy = load_policy(policies[0]) if policies else None
+    config = CoreConfig(bucket_seconds=60, policy_ratio=policy.policy_ratio if policy else None)
+    window = Window(scenario.start - ACQUISITION_LEAD, scenario.end + timedelta(minutes=1))
+    report = build_monitoring_report(store, window, config, policy=policies[0] if policies else None,
+                                     evidence_origin=evidence["base"] if evidence else None)
+    html_path, json_path = out / "monitoring.html", out / "monitoring.json"
+    html_path.write_text(to_html(report), encoding="utf-8")
+    json_path.write_text(to_json(report), encoding="utf-8")
+    document = report.document
+    return {"html": str(html_path), "json": str(json_path),
+            "highest_fta": [h for h in document["acquisition"]["highest"] if h["distinguishable"]],
+            "not_confirmed_by_two": sum(len(d["exceptions"]) for d in document["two_person"]["deployments"]),
+            "evidence": document["evidence"] and document["evidence"]["statement"]}
 
 
 def _acquisition_records(sim: Simulation, paths: dict[str, Path]) -> tuple[np.ndarray, list[bytes], list[bytes]] | None:
@@ -949,6 +973,8 @@ def _print_story(console, result: dict[str, Any]) -> None:
     console.print(f"Files: {', '.join(files)}; "
                   f"policy {', '.join(result['policies'])}")
     console.print(f"[bold]HTML summary:[/bold] {result['html']}   (took {result['timings']['total']:.0f} s)")
+    if result.get("monitoring"):
+        console.print(f"[bold]Monitoring report:[/bold] {result['monitoring']['html']}")
 
 
 def _print_acquisition_and_two_person(console, result: dict[str, Any]) -> None:
