@@ -85,7 +85,7 @@ class AcquisitionAttempts:
             }
             if self.labelled[i]:
                 record["subject"] = dict(zip(model.attribute_names, model.cell_labels[sim.cell[i]]))
-            use = use_at(sim.scenario, record["deployment"], _from_us(us))
+            use = use_at(sim.scenario, record["deployment"], _from_us(times[k]))
             if use is not None:
                 record["use_id"] = use
             if self.spec.keyed:
