@@ -71,3 +71,33 @@ def test_audit_retention_prints_each_table_and_fails_below_a_floor(tmp_path):
     finally:
         store.close()
     one_error(invoke("audit", "retention", "--store", url), 1, "below the floor: verified_outcomes (30 < 183 days)")
+
+
+def test_migrate_applies_a_retention_policy_where_the_server_has_ttl_and_says_where_it_has_not(stack, tmp_path):
+    """The regulation issue's "applied by the migrations on servers that support TTL and reported as
+    a clear limitation where they do not": chDB gets the TTLs (audit retention reads them back),
+    ClickHouse 18.16 keeps every row and the migration says so; a period below a floor is refused."""
+    url = f"chdb://{tmp_path}/store"
+    done = invoke("migrate", "--store", url, "--retention-days", "200", "--json")
+    assert done.exit_code == 0, done.output
+    applied = json.loads(done.stdout)["retention"]["applied"]
+    assert len(applied) == len(TABLES) - 1 and all("200 days" in line for line in applied)
+    shown = {t["table"]: t["ttl_days"] for t in json.loads(invoke("audit", "retention", "--store", url, "--json").stdout)["tables"]}
+    assert shown == {t: 90 if t == "dead_letters" else 200 for t in TABLES}
+    one_error(invoke("migrate", "--store", url, "--retention-days", "30"), 2, "at least 183 days, got 30")
+    from fairwatch.testing.stack import server_url
+
+    import uuid
+
+    server = server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], f"fw_test_{uuid.uuid4().hex[:10]}")
+    old = invoke("migrate", "--store", server, "--retention-days", "200")
+    try:
+        assert old.exit_code == 0, old.output
+        assert "retention: not applied: ClickHouse 18.16" in old.stdout and "has no TTL" in old.stdout
+    finally:
+        from contextlib import closing
+
+        from fairwatch.store.clickhouse import open_store
+
+        with closing(open_store(server)) as opened:
+            opened.execute(f"DROP DATABASE IF EXISTS {opened.database}")

@@ -55,12 +55,18 @@ def migrate(
     store: Optional[str] = typer.Option(None, "--store", envvar=["FAIRWATCH_CLICKHOUSE_MIGRATOR", "FAIRWATCH_CLICKHOUSE"],
                                         help=STORE_HELP.replace("(default: FAIRWATCH_CLICKHOUSE)",
                                                                 "(default: FAIRWATCH_CLICKHOUSE_MIGRATOR, else FAIRWATCH_CLICKHOUSE)")),
+    retention_days: Optional[int] = typer.Option(
+        None, "--retention-days", envvar="FAIRWATCH_RETENTION_DAYS",
+        help="Then keep rows this many days (at least 183: logs, EU AI Act Art. 26(6)) as TTLs, as `fairwatch"
+             " retention` does; a server without TTL keeps every row, which is said (default: no TTL)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Create or upgrade the ClickHouse tables (idempotent, version-aware)."""
+    """Create or upgrade the ClickHouse tables (idempotent, version-aware), and apply a retention policy when given."""
     from fairwatch.store.clickhouse import StoreError, open_store, redacted_url
     from fairwatch.store.migrations import migrate as run_migrations
+    from fairwatch.store.retention import apply_retention, ttl_supported
 
+    retention: dict = {"days": retention_days}
     try:
         from fairwatch.store.auditlog import migrate_access
 
@@ -68,10 +74,17 @@ def migrate(
             results = run_migrations(opened)
             results += migrate_access(opened)  # the auditor role, where the server has SQL RBAC
             server = ".".join(map(str, opened.server_version()))
+            if retention_days is not None:
+                if ttl_supported(opened):
+                    retention["applied"] = apply_retention(opened, retention_days)
+                else:  # a limitation, not a failure: nothing is deleted, so every floor holds
+                    retention["limitation"] = (f"ClickHouse {server} has no TTL: rows are kept until deleted by"
+                                               f" hand, not {retention_days} days")
     except StoreError as exc:
         raise failed(exc) from None
     if as_json:
-        print(json.dumps({"server_version": server, "migrations": [asdict(r) for r in results]}))
+        print(json.dumps({"server_version": server, "migrations": [asdict(r) for r in results],
+                          **({"retention": retention} if retention_days is not None else {})}))
         return
     table = Table(title=f"migrations on {redacted_url(opened.url)} (server {server})")
     for column in ("version", "name", "status"):
@@ -79,6 +92,10 @@ def migrate(
     for r in results:
         table.add_row(f"{r.version:03d}", r.name, r.status)
     print_table(table)
+    for line in retention.get("applied", []):
+        print(f"retention: {line}")
+    if "limitation" in retention:
+        print(f"retention: not applied: {retention['limitation']}")
 
 
 @app.command(cls=PlainUsageCommand)
