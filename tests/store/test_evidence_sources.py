@@ -29,6 +29,13 @@ EVENTS = [
     {"event_id": "s-2", "occurred_at": "2026-03-01T12:00:03Z", "deployment": "gate-a", "algorithm": "v1",
      "mode": "identification", "score": 0.1, "threshold": 0.25, "decision": "non_match", "subject": {"sex": "M"},
      "candidates": []},
+    # naming their use: after no list, and after a list
+    {"event_id": "u-1", "occurred_at": "2026-03-01T12:00:04Z", "deployment": "gate-a", "algorithm": "v1",
+     "mode": "verification", "score": 0.5, "threshold": 0.25, "decision": "match", "subject": {"sex": "F"},
+     "use_id": "use:1,\"x"},
+    {"event_id": "u-2", "occurred_at": "2026-03-01T12:00:05Z", "deployment": "gate-a", "algorithm": "v1",
+     "mode": "identification", "score": 0.1, "threshold": 0.25, "decision": "non_match", "subject": {"sex": "M"},
+     "candidates": [], "use_id": "use-2"},
 ]
 OUTCOMES = [
     {"event_id": "e-1", "verified_at": "2026-03-02T00:00:00Z", "truth": "impostor", "reviewer": "r-1", "revision": 0,
@@ -94,7 +101,7 @@ def test_sql_and_python_build_the_same_bytes_and_hashes(loaded, source):
 
 def test_the_sources_read_every_stored_row_once(loaded):
     counts = {source.kind: len(loaded.query_values(source.select())) for source in SOURCES}
-    assert counts == {"match_event": 4, "verified_outcome": 7, "independent_review": 1, "dead_letter": 1,
+    assert counts == {"match_event": len(EVENTS), "verified_outcome": 7, "independent_review": 1, "dead_letter": 1,
                       "audit_record": 1, "signed_input": 1}
     logs = {row[1] for source in SOURCES for row in loaded.query_values(source.select())}
     assert logs == {"gate-a", ""}  # the dead letter names no deployment

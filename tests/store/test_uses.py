@@ -1,7 +1,7 @@
 """Use records (issue 29): what `fairwatch replay --uses` stores and the figures of each use, against
 loops over the raw JSON lines: the uses (the end record replacing the start record), the events of
-each use's deployment between its start and end, its acted-on identifications and how many two
-distinct verifiers confirmed, and the acquisition attempts that name it."""
+each use (those naming it, and those naming none between its start and end), its acted-on
+identifications and how many two distinct verifiers confirmed, and the acquisition attempts that name it."""
 
 from __future__ import annotations
 
@@ -43,7 +43,13 @@ def files(tmp_path_factory):
     conflicting["reference_database"] = "another-list"
     bad = b'{"use_id": "u-bad", "deployment": "watch", "started_at": "2026-11-25T07:00:00Z"}'
     paths["uses"].write_bytes(b"\n".join([*lines, json.dumps(conflicting).encode(), bad]) + b"\n")
-    return {"paths": paths, "lines": lines}
+    # a few events of the first use's period name the second use: they are the second's
+    second = json.loads(lines[1])["use_id"]
+    events = paths["events"].read_bytes().splitlines()
+    for k in (5, 9, 40):
+        events[k] = json.dumps({**json.loads(events[k]), "use_id": second}, separators=(",", ":")).encode()
+    paths["events"].write_bytes(b"\n".join(events) + b"\n")
+    return {"paths": paths, "lines": lines, "named": second}
 
 
 def test_uses_and_their_figures_equal_the_raw_lines(migrated_store, files):
@@ -70,7 +76,8 @@ def test_uses_and_their_figures_equal_the_raw_lines(migrated_store, files):
     singles = 0
     for use in uses:
         lo, hi = _time(use["started_at"]), _time(use["ended_at"])
-        inside = [e for e in events if lo <= _time(e["occurred_at"]).replace(microsecond=0) < hi]
+        inside = [e for e in events if e.get("use_id") == use["use_id"]
+                  or ("use_id" not in e and lo <= _time(e["occurred_at"]).replace(microsecond=0) < hi)]
         figures = use_figures(migrated_store, use, end)
         modes = {}
         for e in inside:
@@ -86,3 +93,4 @@ def test_uses_and_their_figures_equal_the_raw_lines(migrated_store, files):
             len(named), sum(a["outcome"] != "acquired" for a in named))
         assert named
     assert singles > 0
+    assert sum(e.get("use_id") == files["named"] for e in events) == 3

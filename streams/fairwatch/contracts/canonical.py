@@ -13,8 +13,8 @@ hash them where the rows are, and Python can rebuild them from a parsed record o
   seconds (ClickHouse's ``DateTime``), an absent ``reference`` as no pairs, an absent ``context``
   as ``{}`` and others as the sink's sorted-key JSON, an absent ``cluster_id`` as ``""``.
   Ingestion metadata (``ingested_at``) is left out, so a retried insert of a row is the same leaf.
-- fields added later are appended only when set (an identification search's candidate list, a
-  mated search's ``mate_rank``, a verdict's ``verifiers`` and ``action_taken``), so rows without
+- fields added later are appended only when set (an identification search's candidate list, an
+  event's ``use_id``, a mated search's ``mate_rank``, a verdict's ``verifiers`` and ``action_taken``), so rows without
   them keep the bytes they were sealed with.
 
 Examples
@@ -82,21 +82,23 @@ def match_event_row_bytes(
     threshold: float, decision: str, subject_keys: Iterable[str], subject_values: Iterable[str],
     reference_keys: Iterable[str], reference_values: Iterable[str], context: str, cluster_id: str,
     candidates_listed: int = 0, candidate_ids: Iterable[str] = (), candidate_scores: Iterable[float] = (),
-    candidate_groups: Iterable[str] = (), list_length: int = 0, gallery_size: int = -1,
+    candidate_groups: Iterable[str] = (), list_length: int = 0, gallery_size: int = -1, use_id: str = "",
 ) -> bytes:
     """Canonical bytes of a match event from its stored columns; a search's list (stored as
-    parallel arrays, groups as sorted-key JSON) is appended when it has one."""
+    parallel arrays, groups as sorted-key JSON) is appended when it has one, then its use_id when
+    it names one (after a list of three netstrings or none: the two never read alike)."""
     row = b"".join((
         _text(MATCH_EVENT_KIND), _text(event_id), _int(occurred_at_us), _text(deployment), _text(algorithm),
         _text(mode), _float(score), _float(threshold), _text(decision), _pairs(subject_keys, subject_values),
         _pairs(reference_keys, reference_values), _text(context), _text(cluster_id),
     ))
+    use = _text(use_id) if use_id else b""
     if not candidates_listed:
-        return row
+        return row + use
     entries = b"".join(_text(i) + _float(s) + _text(g) for i, s, g in zip(candidate_ids, candidate_scores,
                                                                           candidate_groups))
     return (row + netstring(entries) + (_int(list_length) if list_length else ABSENT)
-            + (ABSENT if gallery_size < 0 else _int(gallery_size)))
+            + (ABSENT if gallery_size < 0 else _int(gallery_size)) + use)
 
 
 def candidate_groups_text(groups: Mapping[str, str] | None) -> str:
@@ -114,7 +116,7 @@ def match_event_bytes(event: MatchEvent) -> bytes:
         reference.values(), context_text(event.context), event.cluster_id or "",
         int(event.candidates is not None), [c.candidate_id for c in candidates], [c.score for c in candidates],
         [candidate_groups_text(c.groups) for c in candidates], event.list_length or 0,
-        -1 if event.gallery_size is None else event.gallery_size,
+        -1 if event.gallery_size is None else event.gallery_size, event.use_id or "",
     )
 
 

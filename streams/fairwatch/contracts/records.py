@@ -179,6 +179,7 @@ class MatchEvent(msgspec.Struct, frozen=True, gc=False):
     reference: Mapping[str, str] | None = None
     context: Mapping[str, Any] | None = None
     cluster_id: str | None = None  # pseudonymous subject or session key (CLUSTER_ID_RE), for dispersion
+    use_id: str | None = None  # the use (session) it belongs to (schemas/use_record.schema.json)
     # identification searches: the candidate list returned, best first, and its bounds
     candidates: tuple[Candidate, ...] | None = None
     list_length: int | None = None
@@ -210,6 +211,8 @@ class MatchEvent(msgspec.Struct, frozen=True, gc=False):
             out["context"] = dict(self.context)
         if self.cluster_id is not None:
             out["cluster_id"] = self.cluster_id
+        if self.use_id is not None:
+            out["use_id"] = self.use_id
         if self.candidates is not None:
             out["candidates"] = [c.to_dict() for c in self.candidates]
         if self.list_length is not None:
@@ -268,7 +271,7 @@ class VerifiedOutcome(msgspec.Struct, frozen=True, gc=False):
 MATCH_EVENT_REQUIRED = (
     "event_id", "occurred_at", "deployment", "algorithm", "mode", "score", "threshold", "decision", "subject",
 )
-MATCH_EVENT_OPTIONAL = ("reference", "context", "cluster_id", "candidates", "list_length", "gallery_size")
+MATCH_EVENT_OPTIONAL = ("reference", "context", "cluster_id", "use_id", "candidates", "list_length", "gallery_size")
 MAX_CANDIDATES = 4096
 MAX_GALLERY_SIZE = 2**53 - 1
 CANDIDATE_REQUIRED = ("rank", "score", "candidate_id")
@@ -444,6 +447,7 @@ def _parse_match_event_fully(obj: Any) -> MatchEvent:
         reference=_labels(reference, "reference") if "reference" in obj else None,
         context=context,
         cluster_id=_cluster_id(obj["cluster_id"]) if "cluster_id" in obj else None,
+        use_id=_identifier(obj["use_id"], "use_id") if "use_id" in obj else None,
         candidates=_candidates(obj["candidates"]) if "candidates" in obj else None,
         list_length=_count(obj["list_length"], "list_length", 1, MAX_CANDIDATES) if "list_length" in obj else None,
         gallery_size=_count(obj["gallery_size"], "gallery_size", 0, MAX_GALLERY_SIZE) if "gallery_size" in obj else None,

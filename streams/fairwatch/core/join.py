@@ -264,11 +264,11 @@ def _text_hash(content: bytes) -> int:
 
 
 def _extras_hash(reference: Mapping[str, str] | None, context: Mapping[str, Any] | None,
-                 cluster_id: str | None = None, search: tuple | None = None) -> int:
-    """The event fingerprint's field for the optional reference, context, cluster_id and search
-    (candidates, list_length, gallery_size): 0 when all are absent; without a cluster_id or a
-    search the same as before they existed, so stored join states keep their fingerprints."""
-    if reference is None and context is None and cluster_id is None and search is None:
+                 cluster_id: str | None = None, search: tuple | None = None, use_id: str | None = None) -> int:
+    """The event fingerprint's field for the optional reference, context, cluster_id, search
+    (candidates, list_length, gallery_size) and use_id: 0 when all are absent; without a cluster_id,
+    a search or a use_id the same as before they existed, so stored join states keep their fingerprints."""
+    if reference is None and context is None and cluster_id is None and search is None and use_id is None:
         return 0
     return _text_hash(
         (b"-" if reference is None else b"R" + repr(sorted(reference.items())).encode())
@@ -276,6 +276,7 @@ def _extras_hash(reference: Mapping[str, str] | None, context: Mapping[str, Any]
         + (b"-" if context is None else b"C" + json.dumps(context, sort_keys=True, separators=(",", ":")).encode())
         + (b"" if cluster_id is None else b"\0K" + cluster_id.encode())
         + (b"" if search is None else b"\0S" + _search_text(*search))
+        + (b"" if use_id is None else b"\0U" + use_id.encode())
     )
 
 
@@ -487,7 +488,7 @@ class _DeltaRows:
 
 _EVENT_FIELDS = operator.attrgetter("event_id", "occurred_at", "deployment", "algorithm", "mode", "score", "threshold",
                                     "decision", "subject", "reference", "context", "cluster_id", "candidates",
-                                    "list_length", "gallery_size")
+                                    "list_length", "gallery_size", "use_id")
 _OUTCOME_FIELDS = operator.attrgetter("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob",
                                       "mate_rank")
 _timestamp = operator.methodcaller("timestamp")
@@ -946,7 +947,7 @@ class LabelJoin:
         """Of the event's whole content; equal to the bulk path's (:meth:`_prepare_events`)."""
         score_bits, threshold_bits = _float_pair_bits(_pack_float_pair(ev.score, ev.threshold))
         fields = (occurred_us & _M64, score_bits, threshold_bits, int(match), self._profile_hashes[profile],
-                  _extras_hash(ev.reference, ev.context, ev.cluster_id, _search_of(ev)))
+                  _extras_hash(ev.reference, ev.context, ev.cluster_id, _search_of(ev), ev.use_id))
         return _fingerprint(fields, _EVENT_SALTS)
 
     def _outcome_fingerprint(self, oc: VerifiedOutcome, ts: float, genuine: bool) -> int:
@@ -968,7 +969,7 @@ class LabelJoin:
     def _add_events(self, events: list[MatchEvent], rows: _DeltaRows, rejected: list[Rejected]) -> None:
         """Apply a run of events as :meth:`_add_event` one by one would."""
         (ids, occurred_at, deployments, algorithms, modes, scores, thresholds, decisions, subjects, references,
-         contexts, cluster_ids, candidates, list_lengths, gallery_sizes) = zip(*map(_EVENT_FIELDS, events))
+         contexts, cluster_ids, candidates, list_lengths, gallery_sizes, use_ids) = zip(*map(_EVENT_FIELDS, events))
         ids = list(ids)
         n = len(ids)
         occurred_us = np.fromiter(map(operator.floordiv, map(operator.sub, occurred_at, repeat(_EPOCH)),
@@ -990,10 +991,12 @@ class LabelJoin:
             searches = map(_search_of, events)
             listed = np.fromiter((c is not None for c in candidates), bool, n)
             above = np.fromiter((ev.candidates_above if ev.candidates is not None else 0 for ev in events), np.int16, n)
-        if plain and references.count(None) == n and contexts.count(None) == n and cluster_ids.count(None) == n:
+        if (plain and references.count(None) == n and contexts.count(None) == n and cluster_ids.count(None) == n
+                and use_ids.count(None) == n):
             fields[:, 5] = 0
         else:
-            fields[:, 5] = np.fromiter(map(_extras_hash, references, contexts, cluster_ids, searches), np.uint64, n)
+            fields[:, 5] = np.fromiter(map(_extras_hash, references, contexts, cluster_ids, searches, use_ids),
+                                       np.uint64, n)
         fingerprint = _fingerprints(fields, _EVENT_SALTS_ARRAY)
         hashes = list(map(hash, ids))
         self._apply_in_spans(

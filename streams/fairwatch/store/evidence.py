@@ -141,10 +141,12 @@ SOURCES: tuple[EvidenceSource, ...] = (
         _canonical(_kind(MATCH_EVENT_KIND), _ns("event_id"), _int("toUInt64(occurred_at) * 1000000 + occurred_at_us"),
                    _ns("deployment"), _ns("algorithm"), _ns("toString(mode)"), _float("score"), _float("threshold"),
                    _ns("toString(decision)"), _pairs("subject_keys", "subject_values"),
-                   _pairs("reference_keys", "reference_values"), _ns("context"), _ns("cluster_id"), _search_list()),
+                   _pairs("reference_keys", "reference_values"), _ns("context"), _ns("cluster_id"), _search_list(),
+                   f"if(use_id != '', {_ns('use_id')}, '')"),
         "event_id, toUInt64(occurred_at) * 1000000 + occurred_at_us, deployment, algorithm, toString(mode), score, "
         "threshold, toString(decision), subject_keys, subject_values, reference_keys, reference_values, context, "
-        "cluster_id, candidates_listed, candidate_ids, candidate_scores, candidate_groups, list_length, gallery_size",
+        "cluster_id, candidates_listed, candidate_ids, candidate_scores, candidate_groups, list_length, gallery_size,"
+        " use_id",
         "match_events FINAL", match_event_row_bytes, _names("event_id"),
     ),
     EvidenceSource(

@@ -38,7 +38,7 @@ COMPARISON_COLUMNS = (
 )
 SEARCH_COLUMNS = ("candidates_listed", "candidate_ids", "candidate_scores", "candidate_groups", "list_length",
                   "gallery_size")  # schemas/clickhouse/014_identification_searches.sql
-EVENT_COLUMNS = COMPARISON_COLUMNS + SEARCH_COLUMNS
+EVENT_COLUMNS = COMPARISON_COLUMNS + SEARCH_COLUMNS + ("use_id",)  # use_id: migration 019
 OUTCOME_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "revision", "inclusion_prob", "ingested_at",
                    "mate_rank", "verifiers", "action_taken")
 REVIEW_COLUMNS = ("event_id", "verified_at", "truth", "reviewer", "ingested_at")
@@ -81,6 +81,7 @@ def event_columns(events: Sequence[MatchEvent], ingested_at: datetime) -> list[l
         [encode(e.context) if e.context else "{}" for e in events], [_epoch(ingested_at)] * len(events),
         [e.cluster_id or "" for e in events],
         *search_columns(events),
+        [e.use_id or "" for e in events],
     ]
 
 

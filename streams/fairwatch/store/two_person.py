@@ -19,10 +19,15 @@ __all__ = ["read_acted_verdicts", "searched_deployments"]
 
 
 def read_acted_verdicts(store: Store, start: datetime, end: datetime, deployment: str | None = None,
-                        algorithm: str | None = None, tables: EvidenceTables = STORED) -> list[ActedVerdict]:
-    """The window's identification searches whose counted verdict records an action."""
+                        algorithm: str | None = None, tables: EvidenceTables = STORED,
+                        use: str | None = None) -> list[ActedVerdict]:
+    """The window's identification searches whose counted verdict records an action; with ``use``,
+    those of that use instead (:data:`fairwatch.store.uses.OF_USE`: naming it, or naming none and
+    in ``[start, end)``)."""
+    from fairwatch.store.uses import IN_WINDOW, OF_USE
+
     where, params = scope_filter(deployment, algorithm)
-    params.update(tables.params, start=start, end=end)
+    params.update(tables.params, start=start, end=end, use=use)
     rows = store.query(
         "SELECT search_deployment, search_algorithm, event_id, toString(counted_truth), counted_verifiers"
         " FROM (SELECT event_id, argMax(truth, revision) AS counted_truth,"
@@ -30,7 +35,7 @@ def read_acted_verdicts(store: Store, start: datetime, end: datetime, deployment
         f"  FROM {tables.verdicts} GROUP BY event_id) AS counted ALL INNER JOIN"
         # named apart from the columns: 18.16 reads a filter on `deployment` as one on an alias of any()
         f" (SELECT event_id, any(deployment) AS search_deployment, any(algorithm) AS search_algorithm FROM {tables.events}"
-        "  WHERE toString(mode) = 'identification' AND occurred_at >= %(start)s AND occurred_at < %(end)s"
+        f"  WHERE toString(mode) = 'identification' AND {OF_USE if use is not None else IN_WINDOW}"
         f"{where} GROUP BY event_id) AS searches USING (event_id)"
         " WHERE counted_action = 1 ORDER BY search_deployment, event_id", params)
     return [ActedVerdict(d, a, e, t, list(v)) for d, a, e, t, v in rows]

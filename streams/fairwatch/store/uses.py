@@ -1,8 +1,9 @@
 """Use records in the store (table ``uses``, migration 018), and the figures of each use: its match
 events, its acted-on identifications and their two-person verification, its acquisition attempts.
 
-A use's events are its deployment's that occurred in ``[started_at, ended_at)`` (to the window's end
-while it runs); its acquisition attempts are those that name its ``use_id``.
+A use's events are its deployment's that name its ``use_id``, and those naming no use that occurred in
+``[started_at, ended_at)`` (to the window's end while it runs); its acquisition attempts are those
+that name it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from fairwatch.core.two_person import two_person_compliance
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.two_person import read_acted_verdicts
 
-__all__ = ["USE_COLUMNS", "read_uses", "use_columns", "use_figures"]
+__all__ = ["IN_WINDOW", "OF_USE", "USE_COLUMNS", "read_uses", "use_columns", "use_figures"]
 
+IN_WINDOW = "occurred_at >= %(start)s AND occurred_at < %(end)s"
+# a use's events: those naming it, and those naming no use in its period (params use, start, end)
+OF_USE = f"(use_id = %(use)s OR (use_id = '' AND {IN_WINDOW}))"
 USE_COLUMNS = ("use_id", "deployment", "started_at", "ended_at", "reference_database", "reference_version",
                "operator_role", "ingested_at")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -56,9 +60,10 @@ def use_figures(store: Store, use: dict[str, Any], window_end: datetime) -> dict
     end = datetime.fromisoformat(use["ended_at"].replace("Z", "+00:00")) if use["ended_at"] else window_end
     params = {"deployment": use["deployment"], "start": start, "end": end, "use": use["use_id"]}
     modes = dict(store.query(
-        "SELECT toString(mode), count() FROM match_events FINAL WHERE deployment = %(deployment)s"
-        " AND occurred_at >= %(start)s AND occurred_at < %(end)s GROUP BY mode", params))
-    [compliance] = two_person_compliance(read_acted_verdicts(store, start, end, use["deployment"]), [use["deployment"]])
+        f"SELECT toString(mode), count() FROM match_events FINAL WHERE deployment = %(deployment)s AND {OF_USE}"
+        " GROUP BY mode", params))
+    acted = read_acted_verdicts(store, start, end, use["deployment"], use=use["use_id"])
+    [compliance] = two_person_compliance(acted, [use["deployment"]])
     attempts = store.query("SELECT count(), countIf(outcome != 'acquired') FROM acquisitions FINAL"
                            " WHERE deployment = %(deployment)s AND use_id = %(use)s", params)
     total, failed = attempts[0] if attempts else (0, 0)
