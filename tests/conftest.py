@@ -19,6 +19,62 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.services)
 
 
+# ---- scheduling under `make test` (pytest -n auto --dist loadgroup) ---------------------------------------
+
+
+class _XdistGroups:
+    """On xdist workers under --dist loadgroup: restore the ``@group`` suffix xdist gives the node id
+    of a test in an ``xdist_group``. pytest-xdist 3.8 sets ``item._nodeid``, which pytest 9.2 no
+    longer reads (a node's id is ``item._id``): the suffix was lost, every test was a unit of its
+    own, the live tests ran on both workers at once and the demo was run once per worker."""
+
+    @pytest.hookimpl(trylast=True)  # after xdist's own hook: a suffix that took is left alone
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            groups = {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                      for m in item.iter_markers("xdist_group")}
+            if not groups or "@" in item.nodeid.rsplit("]", 1)[-1]:
+                continue
+            nodeid = f"{item.nodeid}@{'_'.join(sorted(groups))}"
+            if hasattr(item, "_id"):  # pytest >= 9.2
+                from _pytest.nodeid import NodeId
+
+                item._id = NodeId.parse(nodeid)
+            else:
+                item._nodeid = nodeid
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput") and config.getvalue("loadgroup"):
+        config.pluginmanager.register(_XdistGroups(), "fairwatch-xdist-groups")
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: -p no:xdist still runs
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadgroup, with the tests of one module as one unit of work (a group's tests still
+    form one unit, across modules): a module's fixtures (the report findings' demo replay, the
+    simulator's calibration runs, the board recounts ...) are then built once, not once per worker
+    that happens to take one of its tests. The groups go first (their tests run worker processes
+    one after the other: the longest units), then the modules, largest first as loadgroup sends
+    them, so that the run ends on small units."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModuleOrGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return scope if scope != nodeid else nodeid.split("::", 1)[0]
+
+        def _assign_work_unit(self, node) -> None:
+            group = next((scope for scope in self.workqueue if "/" not in scope), None)  # modules are paths
+            if group is not None:
+                self.workqueue.move_to_end(group, last=False)
+            super()._assign_work_unit(node)
+
+    return ModuleOrGroupScheduling(config, log)
+
+
 @pytest.fixture(autouse=True)
 def embedded_stores_are_closed():
     """Every chDB store a test opens is closed by its end (chDB serves one directory per process

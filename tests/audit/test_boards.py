@@ -123,7 +123,7 @@ SEEDED_ALERTS = [
 
 
 CYCLE_1, CYCLE_2 = START + timedelta(minutes=110), START + timedelta(minutes=115)
-FRESH = datetime.now(timezone.utc).replace(microsecond=0)  # a cycle that runs as the tests do
+FRESH = datetime.now(timezone.utc).replace(microsecond=0)  # a cycle that runs as the tests do: see _stamp_fresh
 
 
 def _state(type_, metric, group, state, statistic=None, threshold=6.5, n=900.0, needed=None, severity="critical",
@@ -189,9 +189,19 @@ class Backend:
                 [tuple(row) for row in document["data"]])
 
 
+def _stamp_fresh() -> None:
+    """gate-d's newest cycle runs as the tests do: stamped when a backend is seeded, not when the
+    module was imported (a worker may start this module more than STALE_AFTER after collection)."""
+    global FRESH
+    FRESH = datetime.now(timezone.utc).replace(microsecond=0)
+    SEEDED_STATES[:] = [(state, FRESH if state.deployment == "gate-d" else at, version)
+                        for state, at, version in SEEDED_STATES]
+
+
 @pytest.fixture(scope="module", params=[pytest.param("clickhouse-18.16", marks=pytest.mark.services), "chdb"])
 def backend(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
+    _stamp_fresh()
     if request.param == "chdb":
         store = open_store(f"chdb://{tmp}/store")
         cleanup = store.close
