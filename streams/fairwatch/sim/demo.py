@@ -610,14 +610,6 @@ def _run(options: DemoOptions, console, environ, say, services: Services, worker
     stop_workers(workers)
     workers.clear()
 
-    # the traffic is in: the workers stop before the last detection cycle and the seal, so that no
-    # timer of theirs (estimate snapshots every minute, detection) writes to the store after it is
-    # sealed (a snapshot written then was left out of the chain of custody the demo prints)
-    worker_pids = [w.pid for w in workers]
-    say(f"stopping {len(workers)} worker(s)")
-    stop_workers(workers)
-    workers.clear()  # stopped: nothing left for run_demo's cleanup
-
     # detection: the workers ran the cycle on a timer (when they have that wiring); one more cycle
     # now covers every bucket, so the final state does not depend on the timer's phase
     live = _incidents(store)
