@@ -72,7 +72,8 @@ def test_every_help_fits_80_columns_in_full_and_shows_flags_as_flags(capsys):
 def test_usage_errors_are_one_line_naming_the_help_to_read(capsys):
     code, _, err = _invoke(capsys, "repla")
     assert code == EXIT_USAGE
-    assert _one_error_line(err) == "error: No such command 'repla'. Did you mean 'replay'? (see `fairwatch --help`)"
+    assert _one_error_line(err) == ("error: No such command 'repla'. Did you mean 'replay', 'plan'? "
+                                    "(see `fairwatch --help`)")
     code, _, err = _invoke(capsys, "replay")
     assert code == EXIT_USAGE and "Missing argument 'events'" in _one_error_line(err)
     code, _, err = _invoke(capsys, "metrics", "--from", "yesterday", "--to", "2026-01-02T00:00:00Z",

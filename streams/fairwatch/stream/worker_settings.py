@@ -76,6 +76,8 @@ OTHER_ENVIRONMENT: dict[str, str] = {
     "FAIRWATCH_CLICKHOUSE_AUDITOR": "fairwatch demo: the read-only store URL its printed commands use"
                                     " (default FAIRWATCH_CLICKHOUSE; scripts/stack exports it)",
     "FAIRWATCH_REPORT_MIN_GROUP": "fairwatch report: groups with fewer verified comparisons are suppressed",
+    "FAIRWATCH_RETENTION_DAYS": "fairwatch migrate: then keep rows this many days as TTLs (at least 183; unset: no"
+                                " TTL, every row kept; a server without TTL says so)",
     "FAIRWATCH_DEMO_EVENTS": "make demo / fairwatch demo: match events to simulate",
     "FAIRWATCH_DEMO_SEED": "make demo: simulator seed",
     "FAIRWATCH_DEMO_SECONDS": "make demo: wall time the event time is compressed into",
