@@ -136,8 +136,7 @@ def test_an_inserted_row_is_named(sealed):
 def test_a_deleted_row_is_named(sealed):
     store, outside, _ = sealed
     event_id, _ = _one_event(store)
-    store.execute("ALTER TABLE match_events DELETE WHERE event_id = %(e)s SETTINGS mutations_sync = 1"
-                  if _modern(store) else "ALTER TABLE match_events DELETE WHERE event_id = %(e)s", {"e": event_id})
+    _delete_event(store, event_id)
     wait_for_mutations(store)
     finding = _only(_verify(store, outside), "deleted")
     assert finding.row == f"match_events (event_id={event_id})"
@@ -157,8 +156,7 @@ def test_a_row_deleted_before_its_retention_date_fails_and_one_after_it_does_not
     if ttl_supported(store):
         apply_retention(store, 200)
     event_id, _ = _one_event(store)
-    store.execute("ALTER TABLE match_events DELETE WHERE event_id = %(e)s SETTINGS mutations_sync = 1"
-                  if _modern(store) else "ALTER TABLE match_events DELETE WHERE event_id = %(e)s", {"e": event_id})
+    _delete_event(store, event_id)
     wait_for_mutations(store)
     finding = _only(_verify(store, outside), "deleted")
     assert finding.row == f"match_events (event_id={event_id})"
@@ -248,6 +246,12 @@ def test_an_inclusion_bundle_checks_offline_and_fails_when_tampered(sealed):
         check({**bundle, "leaf": base64.b64encode(data + b" ").decode()}, [KEY.verifier])
     with pytest.raises(EvidenceError, match="does not verify"):
         check(bundle, [generate_key("operator").verifier])
+
+
+def _delete_event(store, event_id: str) -> None:
+    """Delete one match event the way an operator would (synchronously where the server can)."""
+    sql = "ALTER TABLE match_events DELETE WHERE event_id = %(e)s"
+    store.execute(f"{sql} SETTINGS mutations_sync = 1" if _modern(store) else sql, {"e": event_id})
 
 
 def _modern(store) -> bool:

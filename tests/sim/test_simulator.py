@@ -12,6 +12,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 import yaml
@@ -381,6 +382,33 @@ def test_publish_interleaves_in_time_order():
 
 
 
+def test_acquisition_tries_stop_at_the_cap_and_fail_at_the_true_rate():
+    """Each encounter's failed tries are fewer than ``max_attempts``, and per race group their mean
+    is the truncated geometric's under the Beta (the oracle's closed form, integrated against the
+    density) within 4 standard errors; ``true_fta`` agrees with the oracle."""
+    from fairwatch.sim.acquisitions import simulate_acquisitions, true_fta
+    from fairwatch.testing.oracles import capped_beta_fta
+
+    base, factor, rho, cap = 0.05, 3.0, 0.3, 4
+    scenario = parse_scenario(RICH | {"acquisition": {"fta": {"base": base, "factors": {"race": {"Black": factor}}},
+                                                      "encounter_correlation": rho, "max_attempts": cap}})
+    sim = simulate(scenario)
+    failures = simulate_acquisitions(sim).failures
+    assert failures.min() >= 0 and failures.max() == cap - 1  # the cap binds, and is never passed
+    truth = true_fta(sim.model, scenario.acquisition)
+    expected = {}
+    for label in RICH["attributes"]["race"]:
+        fta = capped_beta_fta(base * (factor if label == "Black" else 1.0), rho, cap)
+        assert truth[("race", label)] == pytest.approx(fta, rel=1e-7), label
+        expected[label] = fta / (1 - fta)  # E[F] of the group's encounters
+        group = sim.model.cell_mask({"race": label})[sim.cell]
+        drawn = failures[group]
+        assert abs(drawn.mean() - expected[label]) < 4 * drawn.std() / np.sqrt(len(drawn)), label
+    shares = RICH["attributes"]["race"]
+    pooled = sum(shares[g] * expected[g] for g in shares)
+    assert truth[("*", "*")] == pytest.approx(pooled / (pooled + 1), rel=1e-7)
+
+
 def test_publish_sends_acquisition_attempts_in_time_order_before_their_event():
     from fairwatch.sim.acquisitions import simulate_acquisitions
 
@@ -457,6 +485,8 @@ def mutate(path: str, value=None, *, delete: bool = False) -> dict:
     (mutate("algorithms.algo-2", {"fmr": 1.0e-4, "fnmr": 0.01})
      | {"drifts": [{"name": "v2", "kind": "rollout", "at": 3, "from": "algo-2", "to": "algo-1"}]},
      "drifts[0].from", "no deployment runs 'algo-2'"),
+    (RICH | {"acquisition": {"fta": {"base": 0.02}, "max_attempts": 0}}, "acquisition.max_attempts", "between 1"),
+    (RICH | {"acquisition": {"fta": {"base": 0.02}, "max_attempts": 2.5}}, "acquisition.max_attempts", "whole number"),
 ])
 def test_invalid_scenario_names_the_key(doc, key, reason):
     text = yaml.safe_dump(doc).replace("'NO'", "NO")  # YAML 1.1 reads a bare NO as false

@@ -1,20 +1,24 @@
 """Simulated acquisition attempts: before each event's probe was acquired, the tries that failed.
 
 Each event of a :class:`~fairwatch.sim.simulator.Simulation` is an encounter that ended with a face
-acquired. Before it, the camera failed ``F`` times, each try failing with the encounter's own
-probability ``p`` and the first success ending the encounter: ``F`` is geometric, ``P(F = f) =
-p^f (1 - p)``. ``p`` is the cell's rate (:class:`~fairwatch.sim.scenario.AcquisitionSpec`), or with
-``encounter_correlation`` ``rho > 0`` drawn from a Beta of mean ``m`` (the cell's rate) and
+acquired, within the capture transaction's ``max_attempts`` tries. Before it, the camera failed
+``F`` times, each try failing with the encounter's own probability ``p`` and the first success
+ending the encounter: ``F`` is geometric truncated below ``max_attempts`` (``c``), ``P(F = f) =
+p^f / (1 + p + ... + p^(c-1))`` for ``f < c`` (an encounter whose every try fails makes no event
+and is not simulated). ``p`` is the cell's rate (:class:`~fairwatch.sim.scenario.AcquisitionSpec`),
+or with ``encounter_correlation`` ``rho > 0`` drawn from a Beta of mean ``m`` (the cell's rate) and
 ``a = m (1 - rho) / rho``, ``b = (1 - m)(1 - rho) / rho``.
 
 The true attempt-level rate of a cell (the share of its attempts that fail, in the long run) is
-``E[F] / E[F + 1]``: ``m`` when ``rho = 0``, and ``a / (a + b - 1)`` under the Beta (``E[p/(1-p)] =
-a / (b - 1)``, ``E[1/(1-p)] = (a + b - 1) / (b - 1)``); a group's pools its cells by their expected
-attempts (:func:`true_fta`).
+``E[F] / E[F + 1]``, the expectations over ``p``'s Beta computed by quadrature (:func:`true_fta`);
+a group's pools its cells by their expected attempts. Without the cap the Beta's tail near 1 makes
+some encounters retry hundreds of times (``F`` has a finite variance only when ``b > 2``), a regime
+``benchmarks/bench_acquisition.py`` measures as a limit.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -22,6 +26,7 @@ from typing import Any
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+from scipy import integrate, stats
 
 from fairwatch.contracts.records import format_timestamp
 from fairwatch.core.layout import OVERALL
@@ -49,7 +54,7 @@ class AcquisitionAttempts:
         else:
             p = m
         p = np.clip(p, 0.0, 1 - 1e-9)
-        self.failures = rng.negative_binomial(1, 1 - p)  # failures before the first success
+        self.failures = _truncated_geometric(p, spec.max_attempts, rng.random(sim.n_events))
         self.labelled = rng.random(sim.n_events) < spec.labelled_share
         total = self.failures + 1
         self.event = np.repeat(np.arange(sim.n_events), total)
@@ -107,22 +112,47 @@ def simulate_acquisitions(sim, seed: int | None = None) -> AcquisitionAttempts:
 
 
 def _beta(m: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray]:
-    a, b = m * (1 - rho) / rho, (1 - m) * (1 - rho) / rho
-    if np.any(b <= 1):
-        raise ValueError(f"acquisition.encounter_correlation {rho} with an FTA up to {m.max():.3g} gives encounters "
-                         "that retry without end on average (the Beta's b must exceed 1): lower either")
-    return a, b
+    return m * (1 - rho) / rho, (1 - m) * (1 - rho) / rho
+
+
+def _truncated_geometric(p: np.ndarray, cap: int, u: np.ndarray) -> np.ndarray:
+    """Failures before the first success, fewer than ``cap``, by inverting ``P(F <= f) = (1 - p^(f+1))
+    / (1 - p^cap)`` at uniforms ``u`` (log1p / expm1: ``p`` may lie within 1e-9 of 1)."""
+    p = np.broadcast_to(np.asarray(p, dtype=float), u.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p = np.log(p)
+        tail = -np.expm1(cap * log_p)  # 1 - p^cap
+        f = np.ceil(np.log1p(-u * tail) / log_p) - 1
+    f = np.where(p > 0, f, 0.0)
+    return np.clip(np.nan_to_num(f, nan=0.0), 0, cap - 1).astype(np.int64)
+
+
+def _mean_failures(p: float, cap: int) -> float:
+    """``E[F | p]`` of the truncated geometric: ``sum f p^f / sum p^f`` over ``f < cap``."""
+    if p <= 0:
+        return 0.0
+    weights = np.exp(np.arange(cap) * np.log(p))
+    return float(np.arange(cap) @ weights / weights.sum())
+
+
+@functools.lru_cache(maxsize=4096)
+def _expected_failures(m: float, rho: float, cap: int) -> float:
+    """``E[F]`` over the encounter's ``p``: ``m`` itself, or its Beta, integrated over the Beta's
+    quantiles (a bounded integrand, where the density is not)."""
+    if rho <= 0:
+        return _mean_failures(m, cap)
+    law = stats.beta(*_beta(np.float64(m), rho))
+    # where the cap starts to bind (p near 1 - 1/cap) is a sliver of quantiles near 1: split there
+    edges = sorted({0.0, 1.0, *(float(law.cdf(1 - k / cap)) for k in (10.0, 1.0, 0.1) if k < cap)})
+    return sum(integrate.quad(lambda u: _mean_failures(float(law.ppf(u)), cap), lo, hi, limit=200,
+                              epsabs=1e-12, epsrel=1e-9)[0] for lo, hi in zip(edges, edges[1:]) if hi > lo)
 
 
 def true_fta(model, spec: AcquisitionSpec) -> dict[tuple[str, str], float]:
     """(attribute, group) -> the true attempt-level FTA (module docstring), overall as ``("*", "*")``."""
     m = model.base_rates(spec.fta)
-    rho = spec.encounter_correlation
-    if rho > 0:
-        a, b = _beta(m, rho)
-        failures, attempts = a / (b - 1), (a + b - 1) / (b - 1)
-    else:
-        failures, attempts = m / (1 - m), 1 / (1 - m)
+    failures = np.array([_expected_failures(float(x), spec.encounter_correlation, spec.max_attempts) for x in m])
+    attempts = failures + 1
     weight = model.cell_prob
     groups = {(OVERALL, OVERALL): np.ones(model.n_cells, dtype=bool)}
     for k, attribute in enumerate(model.attribute_names):

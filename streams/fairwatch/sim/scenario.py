@@ -176,7 +176,8 @@ class Subjects:
 @dataclass(frozen=True)
 class AcquisitionSpec:
     """Acquisition attempts before each event (:mod:`fairwatch.sim.acquisitions`): a face is tried
-    until one is acquired, each try failing with the cell's ``fta`` (a rate spec: base and factors).
+    until one is acquired, each try failing with the cell's ``fta`` (a rate spec: base and factors),
+    within ``max_attempts`` tries (a capture transaction's limit).
     ``encounter_correlation``: the intra-encounter correlation of failures (an encounter's own
     failure probability is Beta-distributed around the cell's); ``low_quality_share``: the failures
     found below the quality bar rather than not found; ``labelled_share``: the encounters whose
@@ -187,6 +188,7 @@ class AcquisitionSpec:
     low_quality_share: float = 0.3
     labelled_share: float = 1.0
     keyed: bool = True
+    max_attempts: int = 10
 
 
 @dataclass(frozen=True)
@@ -423,7 +425,7 @@ def _verification(value: Any) -> Verification:
         non_match_prob=_number(raw.get("non_match_prob", d.non_match_prob), f"{p}.non_match_prob",
                                lo=0.0, lo_open=True, hi=1.0),
         delay_hours=_lognormal(raw.get("delay_hours"), f"{p}.delay_hours", d.delay_hours),
-        reviewers=_integer(raw.get("reviewers", d.reviewers), f"{p}.reviewers", lo=1, hi=1_000_000),
+        reviewers=_integer(raw.get("reviewers", d.reviewers), f"{p}.reviewers", lo=1, hi=10_000),
         error_prob=_number(raw.get("error_prob", d.error_prob), f"{p}.error_prob", lo=0.0, hi=0.5, hi_open=True),
         correction_delay_hours=_lognormal(raw.get("correction_delay_hours"), f"{p}.correction_delay_hours",
                                           d.correction_delay_hours),
@@ -597,7 +599,8 @@ def _subjects(raw: Any) -> Subjects:
 def _acquisition(raw: Any, attributes: Mapping[str, Mapping[str, float]]) -> AcquisitionSpec:
     p = "acquisition"
     spec = _mapping(raw, p, required=("fta",),
-                    optional=("encounter_correlation", "low_quality_share", "labelled_share", "keyed"))
+                    optional=("encounter_correlation", "low_quality_share", "labelled_share", "keyed",
+                              "max_attempts"))
     keyed = spec.get("keyed", True)
     if not isinstance(keyed, bool):
         raise ScenarioError(f"{p}.keyed", f"must be true or false, got {keyed!r}")
@@ -608,6 +611,7 @@ def _acquisition(raw: Any, attributes: Mapping[str, Mapping[str, float]]) -> Acq
         low_quality_share=_number(spec.get("low_quality_share", 0.3), f"{p}.low_quality_share", lo=0.0, hi=1.0),
         labelled_share=_number(spec.get("labelled_share", 1.0), f"{p}.labelled_share", lo=0.0, hi=1.0),
         keyed=keyed,
+        max_attempts=_integer(spec.get("max_attempts", 10), f"{p}.max_attempts", lo=1, hi=10_000),
     )
 
 

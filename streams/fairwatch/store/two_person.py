@@ -14,6 +14,7 @@ from fairwatch.core.two_person import ActedVerdict
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_counts import scope_filter
 from fairwatch.store.sealed_evidence import STORED, EvidenceTables
+from fairwatch.store.use_scope import IN_WINDOW, OF_USE
 
 __all__ = ["read_acted_verdicts", "searched_deployments"]
 
@@ -22,10 +23,8 @@ def read_acted_verdicts(store: Store, start: datetime, end: datetime, deployment
                         algorithm: str | None = None, tables: EvidenceTables = STORED,
                         use: str | None = None) -> list[ActedVerdict]:
     """The window's identification searches whose counted verdict records an action; with ``use``,
-    those of that use instead (:data:`fairwatch.store.uses.OF_USE`: naming it, or naming none and
+    those of that use instead (:data:`fairwatch.store.use_scope.OF_USE`: naming it, or naming none and
     in ``[start, end)``)."""
-    from fairwatch.store.uses import IN_WINDOW, OF_USE
-
     where, params = scope_filter(deployment, algorithm)
     params.update(tables.params, start=start, end=end, use=use)
     rows = store.query(

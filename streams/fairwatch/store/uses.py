@@ -16,12 +16,10 @@ from fairwatch.contracts.uses import UseRecord
 from fairwatch.core.two_person import two_person_compliance
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.two_person import read_acted_verdicts
+from fairwatch.store.use_scope import OF_USE
 
-__all__ = ["IN_WINDOW", "OF_USE", "USE_COLUMNS", "read_uses", "use_columns", "use_figures"]
+__all__ = ["USE_COLUMNS", "read_uses", "use_columns", "use_figures"]
 
-IN_WINDOW = "occurred_at >= %(start)s AND occurred_at < %(end)s"
-# a use's events: those naming it, and those naming no use in its period (params use, start, end)
-OF_USE = f"(use_id = %(use)s OR (use_id = '' AND {IN_WINDOW}))"
 USE_COLUMNS = ("use_id", "deployment", "started_at", "ended_at", "reference_database", "reference_version",
                "operator_role", "ingested_at")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

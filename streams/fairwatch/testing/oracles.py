@@ -244,3 +244,27 @@ def attempts_by_group(lines, intersections=()) -> dict[tuple[str, str], list[tup
         for cell in group_cells(a.get("subject", {}), intersections):
             out[cell].append((a.get("cluster_id", ""), a["outcome"] != "acquired", a["outcome"]))
     return out
+
+
+def capped_beta_fta(m: float, rho: float, cap: int) -> float:
+    """The true attempt-level FTA of encounters that try at most ``cap`` times until a face is
+    acquired, each try failing with the encounter's ``p`` ~ Beta(mean ``m``, correlation ``rho``):
+    ``E[F] / E[F + 1]`` with ``E[F | p] = p / (1 - p) - cap p^cap / (1 - p^cap)`` (the truncated
+    geometric's mean in closed form) integrated against the Beta's density; the simulator sums
+    ``f p^f`` over the Beta's quantiles instead (:func:`fairwatch.sim.acquisitions.true_fta`)."""
+    from scipy import integrate
+
+    def failures(p: float) -> float:
+        if p <= 0:
+            return 0.0
+        if 1 - p < 1e-9:  # the limit at p = 1: F uniform on 0..cap-1
+            return (cap - 1) / 2
+        return p / (1 - p) - cap * p**cap / (1 - p**cap)
+
+    if rho <= 0:
+        f = failures(m)
+    else:
+        a, b = m * (1 - rho) / rho, (1 - m) * (1 - rho) / rho
+        f = sum(integrate.quad(lambda p: failures(p) * stats.beta.pdf(p, a, b), lo, hi, limit=500)[0]
+                for lo, hi in ((0.0, 0.5), (0.5, 1.0)))
+    return f / (1 + f)
