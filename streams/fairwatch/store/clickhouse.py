@@ -21,7 +21,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar, Iterable, Protocol, Sequence
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import msgspec
 import numpy as np
@@ -78,6 +78,8 @@ class Store(Protocol):
     database: str
     # a server takes INSERT ... SELECT with external tables (insert_frames); chDB does not
     external_tables: bool
+    # the cluster whose Distributed tables these are (None: one server)
+    cluster: str | None
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None: ...
 
@@ -146,18 +148,24 @@ class ServerStore:
             connect_timeout=connect_timeout,
             settings={"use_client_time_zone": False},
         )
-        options.update(link_options(parsed.query))  # TLS, and a password from a file
+        query = parse_qs(parsed.query, keep_blank_values=True)
+        # cluster=NAME: the tables are Distributed over NAME's shards (fairwatch.store.cluster_ddl)
+        self.cluster = _identifier(query.pop("cluster")[-1]) if "cluster" in query else None
+        options.update(link_options(urlencode(query, doseq=True)))  # TLS, and a password from a file
         try:
             if create_database and self.database != "default":
                 bootstrap = Client(database="default", **options)
                 # a user without DDL rights (the writer) may open a database that exists
                 if not bootstrap.execute("SELECT count() FROM system.databases WHERE name = %(name)s",
                                          {"name": self.database})[0][0]:
-                    bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+                    on_cluster = f" ON CLUSTER {self.cluster}" if self.cluster else ""
+                    bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}{on_cluster}")
                 bootstrap.disconnect()
             self._client = Client(database=self.database, **options)
             self._client.execute("SELECT 1")
             self._options = options
+            if self.cluster:
+                self._check_cluster()
         except Exception as exc:  # the driver raises socket, auth and server errors alike
             where = f"{parsed.hostname}:{parsed.port}"
             if "DDL queries are prohibited" in str(exc):  # a writer asked for a database that does not exist
@@ -167,6 +175,20 @@ class ServerStore:
                 raise StoreError(f"ClickHouse at {where} has no database {self.database}: check the URL, or create "
                                  f"it with `fairwatch migrate --store {redacted_url(url)}`") from exc
             raise StoreError(f"cannot reach ClickHouse at {where}: {_one_line(exc)}") from exc
+
+    def _check_cluster(self) -> None:
+        """A cluster store needs the cluster in the server's config and three settings in the user's
+        profile (a read-only user may not set them per query): refused with what is missing."""
+        where = redacted_url(self.url)
+        for cluster in (self.cluster, self.cluster + "_nodes"):  # fairwatch.store.cluster_ddl.nodes_cluster
+            if not self._client.execute("SELECT count() FROM system.clusters WHERE cluster = %(c)s", {"c": cluster})[0][0]:
+                raise StoreError(f"{where}: the server has no cluster {cluster!r} in its remote_servers (a cluster store"
+                                 f" needs {self.cluster!r} and {self.cluster + '_nodes'!r}, every node a shard of its own)")
+        have = dict(self._client.execute("SELECT name, value FROM system.settings WHERE name IN %(names)s",
+                                         {"names": tuple(CLUSTER_SETTINGS)}))
+        wrong = [f"{name}={want} (is {have.get(name)!r})" for name, want in CLUSTER_SETTINGS.items() if have.get(name) != want]
+        if wrong:
+            raise StoreError(f"{where}: a cluster store needs, in this user's profile: {', '.join(wrong)}")
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self._run(bind(sql, params))
@@ -240,6 +262,10 @@ class ServerStore:
 
 
 LINK_PARAMETERS = ("secure", "ca_certs", "password_file", "verify")
+# a cluster store's profile: joins and IN over Distributed tables read their whole right side (right
+# however a table is sharded), inserts return once every shard has them, and reads and inserts go to
+# a shard's first live replica (reads see what was just written while it is up)
+CLUSTER_SETTINGS = {"distributed_product_mode": "global", "insert_distributed_sync": "1", "load_balancing": "in_order"}
 
 
 def link_options(query: str) -> dict[str, Any]:
@@ -380,6 +406,7 @@ class EmbeddedStore:
     external_tables = False
     # chDB serves one directory per process at a time: a store left open blocks every other path
     opened: ClassVar[weakref.WeakSet] = weakref.WeakSet()
+    cluster = None  # one process: never a cluster
 
     def __init__(self, url: str, *, create: bool = True):
         try:
@@ -412,6 +439,20 @@ class EmbeddedStore:
         if result is not None and getattr(result, "has_error", lambda: False)():
             raise StoreError(f"chDB refused the query: {_one_line(result.error_message())}", sql)
         return result
+
+    def _check_cluster(self) -> None:
+        """A cluster store needs the cluster in the server's config and three settings in the user's
+        profile (a read-only user may not set them per query): refused with what is missing."""
+        where = redacted_url(self.url)
+        for cluster in (self.cluster, self.cluster + "_nodes"):  # fairwatch.store.cluster_ddl.nodes_cluster
+            if not self._client.execute("SELECT count() FROM system.clusters WHERE cluster = %(c)s", {"c": cluster})[0][0]:
+                raise StoreError(f"{where}: the server has no cluster {cluster!r} in its remote_servers (a cluster store"
+                                 f" needs {self.cluster!r} and {self.cluster + '_nodes'!r}, every node a shard of its own)")
+        have = dict(self._client.execute("SELECT name, value FROM system.settings WHERE name IN %(names)s",
+                                         {"names": tuple(CLUSTER_SETTINGS)}))
+        wrong = [f"{name}={want} (is {have.get(name)!r})" for name, want in CLUSTER_SETTINGS.items() if have.get(name) != want]
+        if wrong:
+            raise StoreError(f"{where}: a cluster store needs, in this user's profile: {', '.join(wrong)}")
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self._run(bind(sql, params))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fairwatch.store.cluster_ddl import cluster_plan, cluster_statements
 from fairwatch.store.clickhouse import (
     SCHEMAS_DIR,
     Store,
@@ -70,6 +71,16 @@ def _ddl(store: Store, statement: str, name: str) -> None:
         raise StoreError(f"migration {name} failed on {redacted_url(store.url)}: {exc}", statement) from exc
 
 
+def _apply(store: Store, statement: str, name: str) -> None:
+    """One migration statement, in its cluster form on a cluster store (:mod:`fairwatch.store.cluster_ddl`)."""
+    cluster = getattr(store, "cluster", None)
+    if not cluster:
+        _ddl(store, statement, name)
+        return
+    for clustered in cluster_statements(statement, cluster, store.database):
+        _ddl(store, clustered, name)
+
+
 def migrate(store: Store, directory: Path | None = None) -> list[MigrationResult]:
     """Apply what is missing, in order; idempotent, and safe to run at every start.
 
@@ -79,12 +90,16 @@ def migrate(store: Store, directory: Path | None = None) -> list[MigrationResult
     something is pending, that user gets an error saying who must migrate.
     """
     if not holds_schema_migrations(store):
-        _ddl(store, "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, checksum String,"
-                    " applied_at DateTime('UTC')) ENGINE = ReplacingMergeTree() ORDER BY version", "schema_migrations")
+        _apply(store, "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, checksum String,"
+                      " applied_at DateTime('UTC')) ENGINE = ReplacingMergeTree() ORDER BY version", "schema_migrations")
     applied = {v: c for v, c in store.query("SELECT version, checksum FROM schema_migrations FINAL")}
     server = store.server_version()
     results = []
-    for migration in load_migrations(directory):
+    migrations = load_migrations(directory)
+    statements = {m.version: m.statements for m in migrations}
+    if getattr(store, "cluster", None):  # sorting keys changed in their CREATE (fairwatch.store.cluster_ddl)
+        statements = dict(zip(statements, cluster_plan([m.statements for m in migrations])))
+    for migration in migrations:
         if migration.version in applied:
             if applied[migration.version] != migration.checksum:
                 raise StoreError(
@@ -96,8 +111,8 @@ def migrate(store: Store, directory: Path | None = None) -> list[MigrationResult
         if server < migration.min_server_version:
             results.append(MigrationResult(migration.version, migration.name, "skipped_old_server"))
             continue
-        for statement in migration.statements:
-            _ddl(store, statement, migration.name)
+        for statement in statements[migration.version]:
+            _apply(store, statement, migration.name)
         store.insert(
             "schema_migrations",
             ["version", "name", "checksum", "applied_at"],
