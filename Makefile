@@ -24,11 +24,11 @@ install: $(STAMP)
 # tests marked exclusive stop a shared service, so they run alone afterwards. helm (built once into
 # the cache) builds in the background meanwhile; the deploy tests wait for it.
 test: $(STAMP)
-	scripts/tools helm >/dev/null 2>&1 & scripts/stack install
+	scripts/tools helm >/dev/null 2>&1 & scripts/stack install && scripts/stack install --cluster
 	status=0; \
 	$(PY) -m pytest -n auto --dist loadgroup -m "not exclusive" $(PYTEST_ARGS) || status=$$?; \
 	$(PY) -m pytest -n 0 -m exclusive $(PYTEST_ARGS) || status=$$?; \
-	if [ -z "$(KEEP_STACK)" ]; then scripts/stack down; fi; exit $$status
+	if [ -z "$(KEEP_STACK)" ]; then scripts/stack down; scripts/stack down --cluster; fi; exit $$status
 
 # Everything that needs no service (no Kafka, no ClickHouse server, no Alertmanager): <= 3 minutes.
 # FAIRWATCH_NO_SERVICES makes scripts/stack refuse to start anything: a test that would start a

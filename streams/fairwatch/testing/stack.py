@@ -54,11 +54,29 @@ def parse_exports(stdout: str) -> dict[str, str]:
     return out
 
 
-def run_stack(command: str, env: dict[str, str] | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``scripts/stack COMMAND`` (with this Python: the script needs only the stdlib)."""
-    return subprocess.run([sys.executable, str(SCRIPT), command], env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout)
+def run_stack(command: str, env: dict[str, str] | None = None, timeout: float = 600,
+              cluster: bool = False) -> subprocess.CompletedProcess:
+    """Run ``scripts/stack COMMAND`` (with this Python: the script needs only the stdlib); with
+    ``cluster``, on the cluster (``--cluster``)."""
+    return subprocess.run([sys.executable, str(SCRIPT), command, *(["--cluster"] if cluster else [])], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+CLUSTER_REQUIRED = ("FAIRWATCH_CLUSTER_CLICKHOUSE_MIGRATOR", "FAIRWATCH_CLUSTER_CLICKHOUSE_NODES")
+
+
+def ensure_cluster() -> dict[str, str]:
+    """The cluster's addresses (``FAIRWATCH_CLUSTER_*``): external when all of CLUSTER_REQUIRED are
+    set, else the local cluster (``scripts/stack up --cluster``, left running; ``make test`` stops it)."""
+    if all(os.environ.get(k) for k in CLUSTER_REQUIRED):
+        return {k: v for k, v in os.environ.items() if k.startswith("FAIRWATCH_CLUSTER_")}
+    try:
+        r = run_stack("up", cluster=True)
+    except subprocess.TimeoutExpired as e:
+        raise StackUnavailable(f"`scripts/stack up --cluster` did not finish in {e.timeout:.0f}s:\n{e.stderr or ''}") from e
+    if r.returncode != 0:
+        raise StackUnavailable(f"`scripts/stack up --cluster` failed with exit status {r.returncode}:\n{r.stderr}")
+    return parse_exports(r.stdout)
 
 
 def ensure_stack() -> dict[str, str]:

@@ -1,0 +1,156 @@
+"""The cluster (issue 30 items 1 and 3): ClickHouse 18.16 as two shards x two replicas coordinated
+by ZooKeeper (`scripts/stack up --cluster`), migrated from the same files as one server.
+
+Oracles: each node's own tables, read on that node (not through the cluster): the statements that
+made them before and after a second migration, and the rows each replica holds; and a single
+server given the same lines, whose report JSON the cluster's must equal."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+
+import pytest
+from fairwatch.sim.scenario import parse_scenario
+from fairwatch.sim.simulator import simulate
+from fairwatch.sim.writers import write_jsonl
+from fairwatch.store.clickhouse import open_store
+from fairwatch.store.cluster_ddl import LOCAL_SUFFIX
+from fairwatch.store.migrations import load_migrations, migrate
+from fairwatch.testing.cli_runs import invoke
+from fairwatch.testing.stack import ensure_cluster, server_url
+
+from tests.audit.test_monitoring_report import SCENARIO, WINDOW
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    return ensure_cluster()
+
+
+def _node_urls(cluster: dict[str, str], database: str) -> list[str]:
+    """Each node's own URL (the migrator's, without cluster=): its tables as they are on that node."""
+    base = urlparse(cluster["FAIRWATCH_CLUSTER_CLICKHOUSE_MIGRATOR"])
+    query = urlencode([(k, v) for k, v in parse_qsl(base.query) if k != "cluster"])
+    return [urlunparse(base._replace(netloc=f"{base.username}@{node}", path=f"/{database}", query=query))
+            for node in cluster["FAIRWATCH_CLUSTER_CLICKHOUSE_NODES"].split(",")]
+
+
+def _tables(url: str) -> dict[str, tuple[str, str]]:
+    store = open_store(url, create=False)
+    try:
+        return {name: (engine, store.query(f"SHOW CREATE TABLE {store.database}.{name}")[0][0])
+                for name, engine in store.query("SELECT name, engine FROM system.tables WHERE database = %(d)s",
+                                                {"d": store.database})}
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def migrated(cluster):
+    database = f"fw_cluster_{uuid.uuid4().hex[:8]}"
+    store = open_store(server_url(cluster["FAIRWATCH_CLUSTER_CLICKHOUSE_MIGRATOR"], database))
+    first = migrate(store)
+    yield store, first
+    store.execute(f"DROP DATABASE IF EXISTS {database} ON CLUSTER {store.cluster}")
+    store.close()
+
+
+def test_migrations_applied_twice_change_nothing_on_any_node(cluster, migrated):
+    store, first = migrated
+    before = [_tables(url) for url in _node_urls(cluster, store.database)]
+    second = migrate(store)
+    assert [r.status for r in first if r.status != "skipped_old_server"] == ["applied"] * len(
+        [r for r in first if r.status != "skipped_old_server"])
+    assert {(r.version, r.status) for r in second} == {
+        (r.version, "already_applied" if r.status == "applied" else r.status) for r in first}
+    after = [_tables(url) for url in _node_urls(cluster, store.database)]
+    assert after == before  # every table of every node, statement for statement
+    # every node has every table: a replicated local one and the Distributed one over it
+    created = {line.split()[5] for m in load_migrations() for s in m.statements
+               for line in [s] if s.startswith("CREATE TABLE IF NOT EXISTS")} | {"schema_migrations"}
+    for tables in before:
+        assert {name for name in tables if not name.endswith(LOCAL_SUFFIX)} == created
+        for name in created:
+            assert tables[name][0] == "Distributed"
+            assert tables[name + LOCAL_SUFFIX][0].startswith("Replicated")
+
+
+@pytest.fixture(scope="module")
+def replayed(cluster, stack, migrated, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cluster")
+    paths = write_jsonl(simulate(parse_scenario({**SCENARIO, "events": 4000}), seed=5), out / "sim")
+    store, _ = migrated
+    single = server_url(stack["FAIRWATCH_CLICKHOUSE_MIGRATOR"], f"fw_single_{uuid.uuid4().hex[:8]}")
+    reports = {}
+    for name, url in (("cluster", store.url), ("single", single)):
+        assert invoke("migrate", "--store", url, "--json").exit_code == 0
+        done = invoke("replay", paths["events"], paths["outcomes"], "--acquisitions", paths["acquisitions"],
+                      "--uses", paths["uses"], "--store", url, "--json")
+        assert done.exit_code == 0, done.output
+        for kind in ("audit", "monitoring"):
+            report = invoke("report", "--kind", kind, *WINDOW, "--store", url, "--format", "json")
+            assert report.exit_code == 0, report.output
+            reports[name, kind] = json.loads(report.stdout)
+    yield reports, paths, store, {"cluster": store.url, "single": single}
+    dropped = open_store(single, create=False)
+    dropped.execute(f"DROP DATABASE IF EXISTS {dropped.database}")
+    dropped.close()
+
+
+def _differences(a, b, path="") -> list[tuple[str, float]]:
+    """Where two reports differ: [(path, relative difference)] for numbers, inf for anything else."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [(f"{path} keys", math.inf)]
+        return [d for k in a for d in _differences(a[k], b[k], f"{path}/{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [(f"{path} length", math.inf)]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]")]
+    if isinstance(a, float) and isinstance(b, float) and a != b:
+        return [(path, abs(a - b) / max(abs(a), abs(b)))]
+    return [] if a == b and type(a) is type(b) else [(path, math.inf)]
+
+
+def _comparable(document: dict, url: str) -> dict:
+    """The report without when it was made, its store's URL (in the commands that reproduce it) as
+    STORE, and the digests of its exported numbers (which hash the floats below)."""
+    text = json.dumps({k: v for k, v in document.items() if k != "generated_at"}).replace(url, "STORE")
+    out = json.loads(text)
+    for digest in ("metrics_sha256", "exported_sha256"):
+        out.get("reproducibility", {}).pop(digest, None)
+    return out
+
+
+def test_single_node_and_cluster_give_the_same_reports(replayed):
+    """Equal, but for the last bits of sums of floating-point weights (1 / inclusion_prob), which the
+    two shards add in another order than one server does: every other value, every status and every
+    count is identical, and no number differs by more than 1e-12 of itself."""
+    reports, urls = replayed[0], replayed[3]
+    for kind in ("audit", "monitoring"):
+        cluster_doc = _comparable(reports["cluster", kind], urls["cluster"])
+        single_doc = _comparable(reports["single", kind], urls["single"])
+        differences = _differences(cluster_doc, single_doc)
+        assert max((d for _, d in differences), default=0.0) < 1e-12, (kind, differences[:5])
+    assert reports["cluster", "audit"]["groups"] and reports["cluster", "audit"]["reproducibility"]["command"]
+
+
+def test_rows_are_sharded_once_and_replicated(cluster, replayed):
+    _, paths, store, _ = replayed
+    events = paths["events"].read_bytes().count(b"\n")
+    held = []
+    for url in _node_urls(cluster, store.database):
+        node = open_store(url, create=False)
+        try:
+            node.execute(f"SYSTEM SYNC REPLICA {node.database}.match_events{LOCAL_SUFFIX}")
+            held.append(node.query(f"SELECT count() FROM match_events{LOCAL_SUFFIX} FINAL")[0][0])
+        finally:
+            node.close()
+    shard1, shard2 = held[:2], held[2:]
+    assert shard1[0] == shard1[1] and shard2[0] == shard2[1]  # the replicas of a shard agree
+    assert shard1[0] > 0 and shard2[0] > 0 and shard1[0] + shard2[0] == events  # each row on one shard
