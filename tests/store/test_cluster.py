@@ -24,7 +24,7 @@ from fairwatch.testing.stack import ensure_cluster, server_url
 
 from tests.audit.test_monitoring_report import SCENARIO, WINDOW
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.cluster]
 
 
 @pytest.fixture(scope="module")

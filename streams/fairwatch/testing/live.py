@@ -57,8 +57,9 @@ def delete_resources(kafka: str, topic_prefixes: tuple[str, ...], groups: list[s
     if databases:
         try:
             with closing(ServerStore(server_url(clickhouse, "default"), create_database=False)) as client:
+                on_cluster = f" ON CLUSTER {client.cluster}" if client.cluster else ""
                 for database in databases:
-                    client.execute(f"DROP DATABASE IF EXISTS {database}")
+                    client.execute(f"DROP DATABASE IF EXISTS {database}{on_cluster}")
         except Exception as exc:
             problems.append(f"ClickHouse: {exc}")
     return problems
@@ -81,7 +82,7 @@ class LiveSetup:
     created: list[LiveSetup] = []
 
     def __init__(self, stack: dict[str, str], tmp_path: Path, *, partitions: int = 8, store: str | None = None,
-                 table_store: str = "memory://", intersections: str = "sex&race"):
+                 table_store: str = "memory://", intersections: str = "sex&race", replication: int = 1):
         tag = uuid.uuid4().hex[:8]
         self.kafka = stack["FAIRWATCH_KAFKA"]
         # admin for setup, checks and cleanup; workers run as `worker`, produce() as `producer`
@@ -100,6 +101,7 @@ class LiveSetup:
             "FAIRWATCH_CLICKHOUSE": self.store_url,
             "FAIRWATCH_TOPIC_PREFIX": self.prefix,
             "FAIRWATCH_PARTITIONS": str(partitions),
+            "FAIRWATCH_REPLICATION": str(replication),
             "FAIRWATCH_APP_ID": self.app_id,
             "FAIRWATCH_TABLE_STORE": table_store,
             "FAIRWATCH_INTERSECTIONS": intersections,
@@ -112,7 +114,7 @@ class LiveSetup:
         if self.own_database:
             with closing(open_store(self.admin_url)) as admin:
                 migrate(admin)
-        ensure_topics(self.kafka, self.prefix, partitions, app_id=self.app_id, link=self.admin_link)
+        ensure_topics(self.kafka, self.prefix, partitions, replication, app_id=self.app_id, link=self.admin_link)
         LiveSetup.created.append(self)
         if self.producer_link.sasl:
             grant_producer(self.kafka, self.prefix, link=self.admin_link)
