@@ -24,7 +24,7 @@ from fairwatch.testing.stack import ensure_cluster, server_url
 
 from tests.audit.test_monitoring_report import SCENARIO, WINDOW
 
-pytestmark = [pytest.mark.services, pytest.mark.cluster]
+pytestmark = [pytest.mark.services, pytest.mark.cluster, pytest.mark.xdist_group("cluster")]  # one fault test stops cluster nodes
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from fairwatch.testing.live import LiveSetup, assert_counts_equal, stored_counts
 from fairwatch.testing.stack import ensure_cluster, run_stack
 from fairwatch.testing.workload import make_workload, oracle_counts
 
-pytestmark = [pytest.mark.services, pytest.mark.cluster]
+pytestmark = [pytest.mark.services, pytest.mark.cluster, pytest.mark.xdist_group("cluster")]  # one fault test stops cluster nodes
 
 
 @pytest.fixture(autouse=True)
