@@ -22,7 +22,6 @@ small) and correlated retries sent without keys (intervals too short).
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -37,7 +36,7 @@ from fairwatch.core.layout import OVERALL
 from fairwatch.sim.acquisitions import simulate_acquisitions, true_fta
 from fairwatch.sim.scenario import parse_scenario
 from fairwatch.sim.simulator import simulate
-from fairwatch.testing.bench import write_results
+from fairwatch.testing.bench import coverage_arguments, over_seeds, write_results
 from fairwatch.testing.oracles import group_cells
 
 RESULTS = Path(__file__).parent / "results" / "acquisition.json"
@@ -118,15 +117,12 @@ def overall_row(regime: str, seed: int) -> tuple[int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=None, help="simulated runs per regime (default 100; 20 with --quick)")
-    parser.add_argument("--overall-seeds", type=int, default=None,
-                        help="simulated runs per regime for the overall row alone (default 2000; 200 with --quick)")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--regimes", nargs="+", choices=list(REGIMES), default=list(REGIMES))
-    args = parser.parse_args()
-    seeds = args.seeds or (20 if args.quick else 100)
+    def overall_option(parser) -> None:
+        parser.add_argument("--overall-seeds", type=int, default=None,
+                            help="simulated runs per regime for the overall row alone (default 2000; 200 with --quick)")
+
+    args = coverage_arguments(__doc__.split("\n")[0], REGIMES, seeds=100, quick_seeds=20, extra=overall_option)
+    seeds = args.seeds
     overall_seeds = args.overall_seeds or (200 if args.quick else 2000)
     started = time.perf_counter()
     summary = {}
@@ -134,12 +130,12 @@ def main() -> None:
           f" {'overall, ' + str(overall_seeds) + ' seeds':>20} {'above':>6} {'below':>6} {'most tries':>10}")
     with ProcessPoolExecutor(args.workers) as pool:
         for regime in args.regimes:
-            runs = list(pool.map(run_seed, [regime] * seeds, range(1, seeds + 1)))
+            runs = over_seeds(pool, run_seed, regime, seeds)
             rows = [c for r in runs for c in r["covered"]]
             groups = [c for c in rows if not c[1]]
             overall = [c for c in rows if c[1]]
             ratios = [x for r in runs for x in r["ratios"]]
-            held = list(pool.map(overall_row, [regime] * overall_seeds, range(1, overall_seeds + 1), chunksize=8))
+            held = over_seeds(pool, overall_row, regime, overall_seeds, chunksize=8)
             summary[regime] = {
                 "group_intervals": len(groups), "coverage": float(np.mean([c[0] for c in groups])),
                 "overall_coverage": float(np.mean([c[0] for c in overall])),

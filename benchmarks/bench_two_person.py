@@ -19,7 +19,6 @@ common share of single-verifier actions (0.1), a rare one (0.01), a bad process 
 
 from __future__ import annotations
 
-import argparse
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -28,7 +27,7 @@ from fairwatch.contracts.records import PRIMARY, decode_match_event, decode_veri
 from fairwatch.core.two_person import ActedVerdict, two_person_compliance
 from fairwatch.sim.scenario import load_scenario, parse_scenario
 from fairwatch.sim.simulator import simulate
-from fairwatch.testing.bench import write_results
+from fairwatch.testing.bench import coverage_arguments, over_seeds, write_results
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "two_person.json"
@@ -65,19 +64,14 @@ def run_seed(regime: str, seed: int) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=None, help="simulated runs per regime (default 200; 40 with --quick)")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--regimes", nargs="+", choices=list(REGIMES), default=list(REGIMES))
-    args = parser.parse_args()
-    seeds = args.seeds or (40 if args.quick else 200)
+    args = coverage_arguments(__doc__.split("\n")[0], REGIMES, seeds=200, quick_seeds=40)
+    seeds = args.seeds
     started = time.perf_counter()
     summary = {}
     print(f"{'regime':>14} {'pairs':>6} {'actions':>8} {'coverage':>9} {'mean width':>11}")
     with ProcessPoolExecutor(args.workers) as pool:
         for regime in args.regimes:
-            rows = [r for rs in pool.map(run_seed, [regime] * seeds, range(1, seeds + 1)) for r in rs]
+            rows = [r for rs in over_seeds(pool, run_seed, regime, seeds) for r in rs]
             coverage = float(np.mean([r["covered"] for r in rows]))
             width = float(np.mean([r["high"] - r["low"] for r in rows]))
             actions = float(np.mean([r["acted"] for r in rows]))

@@ -154,3 +154,13 @@ def test_rows_are_sharded_once_and_replicated(cluster, replayed):
     shard1, shard2 = held[:2], held[2:]
     assert shard1[0] == shard1[1] and shard2[0] == shard2[1]  # the replicas of a shard agree
     assert shard1[0] > 0 and shard2[0] > 0 and shard1[0] + shard2[0] == events  # each row on one shard
+
+
+def test_an_alert_and_its_resolution_collapse_to_one_incident_on_the_cluster(replayed):
+    """The alerts table through its Distributed table: a newer version replaces the firing row
+    (on the shard both land on), reads by state and window as on one server. (In the replayed
+    database, whose reports were made before: ``replayed`` is built first.)"""
+    from tests.detect.test_delivery import check_alerts_round_trip
+
+    store = replayed[2]
+    check_alerts_round_trip(store)
