@@ -41,6 +41,9 @@ STACK_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "FAIRWATCH_STACK_TIMEOUT": ("120", "seconds `scripts/stack up` waits for each service"),
     "FAIRWATCH_NO_SERVICES": ("", "when set, `scripts/stack up` and `install` refuse (`make test-fast` sets it)"),
     "FAIRWATCH_STACK_INSECURE": ("", "when set (not 0): plaintext links and no passwords, with a warning at every start"),
+    "FAIRWATCH_CLUSTER_DIR": ("~/.cache/fairwatch/cluster", "state, data and logs of the cluster (`scripts/stack up --cluster`)"),
+    "FAIRWATCH_CLUSTER_PORT_BASE": ("29000", "the cluster's ports: ClickHouse nodes from base+100, ZooKeeper base+181, Kafka brokers from base+200"),
+    "FAIRWATCH_ZOOKEEPER_VERSION": ("3.9.5", "ZooKeeper release from Maven Central (the cluster's)"),
 }
 # What `scripts/stack up` prints (export lines), and what only the test helpers read.
 STACK_OUTPUT: dict[str, str] = {
@@ -58,6 +61,14 @@ STACK_OUTPUT: dict[str, str] = {
     "FAIRWATCH_ALERTMANAGER_USERNAME": "Alertmanager basic-auth user",
     "FAIRWATCH_ALERTMANAGER_PASSWORD_FILE": "file holding that user's password (0600)",
     "FAIRWATCH_ALERTMANAGER_CA_FILE": "CA that Alertmanager's certificate is checked against",
+}
+# What `scripts/stack up --cluster` prints besides the single stack's names with FAIRWATCH_CLUSTER_ for
+# FAIRWATCH_ (FAIRWATCH_CLUSTER_KAFKA, FAIRWATCH_CLUSTER_CLICKHOUSE, ...; no Alertmanager).
+CLUSTER_OUTPUT: dict[str, str] = {
+    "FAIRWATCH_CLUSTER_CLICKHOUSE_MIGRATOR": "the ClickHouse cluster as the `migrator`, with `cluster=fairwatch` (set, with "
+                                             "`FAIRWATCH_CLUSTER_CLICKHOUSE_NODES`, the cluster tests use an external cluster)",
+    "FAIRWATCH_CLUSTER_CLICKHOUSE_NODES": "each ClickHouse node's own address (host:port, comma-separated)",
+    "FAIRWATCH_CLUSTER_ZOOKEEPER": "the cluster's ZooKeeper (loopback, plaintext)",
 }
 TEST_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "FAIRWATCH_TEST_LOGLEVEL": ("warn", "log level of the workers the tests start (`fairwatch worker --loglevel`)"),
@@ -138,6 +149,16 @@ def configuration_markdown() -> str:
         "|---|---|",
     ]
     for name, meaning in STACK_OUTPUT.items():
+        lines.append(f"| `{name}` | {_cell(meaning)} |")
+    lines += [
+        "",
+        "`eval \"$(scripts/stack up --cluster)\"` sets the same names with `FAIRWATCH_CLUSTER_` for `FAIRWATCH_` "
+        "(every broker in `FAIRWATCH_CLUSTER_KAFKA`; no Alertmanager), and:",
+        "",
+        "| variable | value |",
+        "|---|---|",
+    ]
+    for name, meaning in CLUSTER_OUTPUT.items():
         lines.append(f"| `{name}` | {_cell(meaning)} |")
     lines += [
         "",

@@ -73,7 +73,7 @@ def test_three_workers_a_kill_a_join_a_broker_and_a_replica_down_keep_counts_exa
     if os.environ.get("FAIRWATCH_CLUSTER_CLICKHOUSE_MIGRATOR"):
         pytest.skip("stops services of the local cluster; FAIRWATCH_CLUSTER_* points at an external one")
     stack = _as_single_stack(ensure_cluster())
-    workload = make_workload(30_000, seed=30)
+    workload = make_workload(20_000, seed=30)
     setup = LiveSetup(stack, tmp_path, partitions=12, replication=3, table_store="rocksdb://")
     thirds = len(workload.messages) // 3
     workers = [setup.start_worker(name) for name in ("a", "b", "c")]

@@ -63,13 +63,14 @@ def run_stack(command: str, env: dict[str, str] | None = None, timeout: float = 
 
 
 CLUSTER_REQUIRED = ("FAIRWATCH_CLUSTER_CLICKHOUSE_MIGRATOR", "FAIRWATCH_CLUSTER_CLICKHOUSE_NODES")
+CLUSTER_PREFIX = "FAIRWATCH_" + "CLUSTER_"  # what `scripts/stack up --cluster` puts before the single stack's names
 
 
 def ensure_cluster() -> dict[str, str]:
     """The cluster's addresses (``FAIRWATCH_CLUSTER_*``): external when all of CLUSTER_REQUIRED are
     set, else the local cluster (``scripts/stack up --cluster``, left running; ``make test`` stops it)."""
     if all(os.environ.get(k) for k in CLUSTER_REQUIRED):
-        return {k: v for k, v in os.environ.items() if k.startswith("FAIRWATCH_CLUSTER_")}
+        return {k: v for k, v in os.environ.items() if k.startswith(CLUSTER_PREFIX)}
     try:
         r = run_stack("up", cluster=True)
     except subprocess.TimeoutExpired as e:
