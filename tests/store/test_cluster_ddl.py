@@ -13,6 +13,7 @@ from fairwatch.store.cluster_ddl import (
     cluster_statements,
     nodes_cluster,
     shard_key,
+    shards_cluster,
     sorting_key,
 )
 from fairwatch.store.migrations import load_migrations, migrate
@@ -71,14 +72,14 @@ def test_every_statement_has_a_cluster_form_on_qualified_names():
                 assert distributed.startswith(f"CREATE TABLE IF NOT EXISTS db.{table} ON CLUSTER {nodes_cluster('c')}")
                 assert f"Distributed(c, db, {table}{LOCAL_SUFFIX}, cityHash64(" in distributed
             else:
-                assert out[0].startswith("ALTER TABLE db.") and " ON CLUSTER c " in out[0]
+                assert out[0].startswith("ALTER TABLE db.") and f" ON CLUSTER {shards_cluster('c')} " in out[0]
 
 
 def test_an_alter_changes_the_distributed_table_only_where_columns_change():
     add = cluster_statements("ALTER TABLE t ADD COLUMN x Int32 DEFAULT toInt32(1), MODIFY TTL d + 1", "c", "db")
-    assert add == ["ALTER TABLE db.t_local ON CLUSTER c ADD COLUMN x Int32 DEFAULT toInt32(1), MODIFY TTL d + 1",
+    assert add == ["ALTER TABLE db.t_local ON CLUSTER c_shards ADD COLUMN x Int32 DEFAULT toInt32(1), MODIFY TTL d + 1",
                    "ALTER TABLE db.t ON CLUSTER c_nodes ADD COLUMN x Int32 DEFAULT toInt32(1)"]
     assert cluster_statements("ALTER TABLE t MODIFY TTL d + 1", "c", "db") == [
-        "ALTER TABLE db.t_local ON CLUSTER c MODIFY TTL d + 1"]
+        "ALTER TABLE db.t_local ON CLUSTER c_shards MODIFY TTL d + 1"]
     with pytest.raises(ValueError, match="no cluster form"):
         cluster_statements("DROP TABLE t", "c", "db")

@@ -180,10 +180,13 @@ class ServerStore:
         """A cluster store needs the cluster in the server's config and three settings in the user's
         profile (a read-only user may not set them per query): refused with what is missing."""
         where = redacted_url(self.url)
-        for cluster in (self.cluster, self.cluster + "_nodes"):  # fairwatch.store.cluster_ddl.nodes_cluster
+        # fairwatch.store.cluster_ddl: the shards, every node as a shard of its own, one replica per shard
+        needed = (self.cluster, self.cluster + "_nodes", self.cluster + "_shards")
+        for cluster in needed:
             if not self._client.execute("SELECT count() FROM system.clusters WHERE cluster = %(c)s", {"c": cluster})[0][0]:
                 raise StoreError(f"{where}: the server has no cluster {cluster!r} in its remote_servers (a cluster store"
-                                 f" needs {self.cluster!r} and {self.cluster + '_nodes'!r}, every node a shard of its own)")
+                                 f" needs {', '.join(map(repr, needed))}: its shards, every node a shard of its own,"
+                                 " one replica of each shard)")
         have = dict(self._client.execute("SELECT name, value FROM system.settings WHERE name IN %(names)s",
                                          {"names": tuple(CLUSTER_SETTINGS)}))
         wrong = [f"{name}={want} (is {have.get(name)!r})" for name, want in CLUSTER_SETTINGS.items() if have.get(name) != want]
@@ -444,10 +447,13 @@ class EmbeddedStore:
         """A cluster store needs the cluster in the server's config and three settings in the user's
         profile (a read-only user may not set them per query): refused with what is missing."""
         where = redacted_url(self.url)
-        for cluster in (self.cluster, self.cluster + "_nodes"):  # fairwatch.store.cluster_ddl.nodes_cluster
+        # fairwatch.store.cluster_ddl: the shards, every node as a shard of its own, one replica per shard
+        needed = (self.cluster, self.cluster + "_nodes", self.cluster + "_shards")
+        for cluster in needed:
             if not self._client.execute("SELECT count() FROM system.clusters WHERE cluster = %(c)s", {"c": cluster})[0][0]:
                 raise StoreError(f"{where}: the server has no cluster {cluster!r} in its remote_servers (a cluster store"
-                                 f" needs {self.cluster!r} and {self.cluster + '_nodes'!r}, every node a shard of its own)")
+                                 f" needs {', '.join(map(repr, needed))}: its shards, every node a shard of its own,"
+                                 " one replica of each shard)")
         have = dict(self._client.execute("SELECT name, value FROM system.settings WHERE name IN %(names)s",
                                          {"names": tuple(CLUSTER_SETTINGS)}))
         wrong = [f"{name}={want} (is {have.get(name)!r})" for name, want in CLUSTER_SETTINGS.items() if have.get(name) != want]

@@ -9,7 +9,8 @@ run ``ON CLUSTER`` so every node gets it:
   args)``, the ``{shard}`` and ``{replica}`` macros of each server's config) and a ``Distributed``
   table ``t`` over it on every node (the cluster ``<name>_nodes``: each node a shard of its own,
   :func:`nodes_cluster`), so every query and insert keeps using ``t``;
-* ``ALTER TABLE t ...`` runs on ``t_local``; clauses that change columns (``ADD COLUMN``,
+* ``ALTER TABLE t ...`` runs on ``t_local`` of one replica per shard (the cluster ``<name>_shards``,
+  :func:`shards_cluster`; replication carries it to the others); clauses that change columns (``ADD COLUMN``,
   ``MODIFY COLUMN``) run on ``t`` too, which must show the same columns;
 * ClickHouse 18.16 cannot run ``MODIFY ORDER BY`` ``ON CLUSTER``: :func:`cluster_plan` folds such
   an ALTER (with the column it adds) into its table's CREATE, which gives a cluster migrated from
@@ -26,10 +27,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["LOCAL_SUFFIX", "NODES_SUFFIX", "SHARD_KEYS", "nodes_cluster", "cluster_plan", "cluster_statements", "shard_key", "sorting_key"]
+__all__ = ["LOCAL_SUFFIX", "NODES_SUFFIX", "SHARDS_SUFFIX", "SHARD_KEYS", "nodes_cluster", "shards_cluster", "cluster_plan", "cluster_statements", "shard_key", "sorting_key"]
 
 LOCAL_SUFFIX = "_local"
 NODES_SUFFIX = "_nodes"
+SHARDS_SUFFIX = "_shards"
 # columns of the sorting key a table is sharded by (others: the whole sorting key)
 SHARD_KEYS = {
     "match_events": ("event_id",), "verified_outcomes": ("event_id",), "labeled_outcomes": ("event_id",),
@@ -81,6 +83,14 @@ def nodes_cluster(cluster: str) -> str:
     """The cluster of every node of ``cluster`` as a shard of its own: 18.16 runs an ALTER ``ON
     CLUSTER`` with replicated shards only on replicated tables, and a Distributed table is not."""
     return f"{cluster}{NODES_SUFFIX}"
+
+
+def shards_cluster(cluster: str) -> str:
+    """The cluster of one replica of each shard of ``cluster``: an ALTER of a replicated table runs on
+    it, and the table's replication carries it to the other replicas. (18.16's ``ON CLUSTER`` over
+    replicated shards races: two replicas of a shard may both run it, the second fails, and the
+    query waits out distributed_ddl_task_timeout.)"""
+    return f"{cluster}{SHARDS_SUFFIX}"
 
 
 def cluster_plan(migrations: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
@@ -136,7 +146,7 @@ def cluster_statements(statement: str, cluster: str, database: str) -> list[str]
     altered = _ALTER.match(statement)
     if altered:
         table, clauses = altered["table"], _split_clauses(altered["clauses"])
-        out = [f"ALTER TABLE {database}.{table}{LOCAL_SUFFIX} {on} {', '.join(clauses)}"]
+        out = [f"ALTER TABLE {database}.{table}{LOCAL_SUFFIX} ON CLUSTER {shards_cluster(cluster)} {', '.join(clauses)}"]
         columns = [c for c in clauses if _COLUMN_CLAUSE.match(c)]
         if columns:
             out.append(f"ALTER TABLE {database}.{table} {every} {', '.join(columns)}")
