@@ -48,6 +48,7 @@ from fairwatch.contracts.records import format_timestamp
 from fairwatch.core.config import CoreConfig
 from fairwatch.core.groupframe import GroupFrame
 from fairwatch.core.intervals import VARIES
+from fairwatch.store.sums import exact_sum
 from fairwatch.store.clickhouse import Store, bind, open_store, redacted_url
 from fairwatch.store.group_counts import scope_filter
 from fairwatch.store.sealed_evidence import STORED, EvidenceTables
@@ -107,7 +108,7 @@ def _provenance(store: Store, window: Window, deployment: str | None, algorithm:
         f"SELECT count() FROM {tables.events} WHERE occurred_at >= %(start)s AND occurred_at < %(end)s{where}",
         params)
     (labeled, weighted), = store.query(
-        f"SELECT count(), sum(weight) FROM {tables.labeled}"
+        f"SELECT count(), {exact_sum('weight')} FROM {tables.labeled}"
         f" WHERE bucket >= %(start)s AND bucket < %(end)s{where}", params)
     # coverage per single attribute: events of the window that have a verified outcome
     attr = " AND attribute = %(attribute)s" if attribute else ""

@@ -19,6 +19,7 @@ import numpy as np
 
 from fairwatch.core.clusters import N_MOMENTS
 from fairwatch.core.layout import GroupKey
+from fairwatch.store.sums import exact_sum
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_counts import scope_filter
 from fairwatch.store.group_expansion import group_expansion_sql
@@ -44,13 +45,14 @@ def read_cluster_moments(store: Store, start: datetime, end: datetime, intersect
     per_cluster = (
         "SELECT deployment, algorithm, toString(mode) AS mode_name, tupleElement(pair, 1) AS attribute,"
         " tupleElement(pair, 2) AS group_label, toString(truth) AS truth_name, cluster_id,"
-        f" sum(if({ERROR_SQL}, weight, 0.)) AS a, sum(weight) AS b, sum(if({ERROR_SQL}, weight * weight, 0.)) AS self_aa,"
-        " sum(weight * weight) AS self_bb, count() AS members"
+        f" {exact_sum(f'if({ERROR_SQL}, weight, 0.)')} AS a, {exact_sum('weight')} AS b,"
+        f" {exact_sum(f'if({ERROR_SQL}, weight * weight, 0.)')} AS self_aa,"
+        f" {exact_sum('weight * weight')} AS self_bb, count() AS members"
         f" FROM ({keyed}) ARRAY JOIN {group_expansion_sql(intersections)} AS pair"
         " GROUP BY deployment, algorithm, mode_name, attribute, group_label, truth_name, cluster_id")
     rows = store.query(
-        "SELECT deployment, algorithm, mode_name, attribute, group_label, truth_name, sum(a * a - self_aa),"
-        " sum(a * b - self_aa), sum(b * b - self_bb), toFloat64(sum(members - 1))"
+        f"SELECT deployment, algorithm, mode_name, attribute, group_label, truth_name, {exact_sum('a * a - self_aa')},"
+        f" {exact_sum('a * b - self_aa')}, {exact_sum('b * b - self_bb')}, toFloat64(sum(members - 1))"
         f" FROM ({per_cluster}) GROUP BY deployment, algorithm, mode_name, attribute, group_label, truth_name",
         params)
     out: dict[GroupKey, np.ndarray] = {}

@@ -13,6 +13,7 @@ import numpy as np
 
 from fairwatch.core.layout import COLUMNS, INTERSECTION_SEP, GroupKey
 from fairwatch.store.clickhouse import Store
+from fairwatch.store.sums import exact_sum
 
 
 def scope_filter(deployment: str | None, algorithm: str | None) -> tuple[str, dict[str, Any]]:
@@ -27,7 +28,7 @@ def scope_filter(deployment: str | None, algorithm: str | None) -> tuple[str, di
     return "".join(f" AND {c}" for c in conditions), params
 
 
-_SUMS = ", ".join(f"sum({c})" for c in COLUMNS)
+_SUMS = ", ".join(exact_sum(c) for c in COLUMNS)  # the same on one server, later, or on a cluster
 
 
 def read_counts(

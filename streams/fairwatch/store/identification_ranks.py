@@ -20,6 +20,7 @@ from typing import Sequence
 
 from fairwatch.core.identification_ranks import MISSED, RankTally
 from fairwatch.core.layout import GroupKey
+from fairwatch.store.sums import exact_sum
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_counts import scope_filter
 from fairwatch.store.group_expansion import group_expansion_sql
@@ -51,12 +52,14 @@ def read_rank_tallies(store: Store, start: datetime, end: datetime, intersection
     searches = verified_sql(tables, where, ("list_length", "cluster_id"))
     rows = store.query(
         "SELECT deployment, algorithm, tupleElement(pair, 1) AS attribute, tupleElement(pair, 2) AS group_label,"
-        " identified, cluster_id, count() AS n, sum(weight) AS w, sum(weight * weight) AS w2, max(longest) AS longest"
+        f" identified, cluster_id, count() AS n, {exact_sum('weight')} AS w, {exact_sum('weight * weight')} AS w2,"
+        " max(longest) AS longest"
         f" FROM (SELECT deployment, algorithm, subject_keys, subject_values, weight, cluster_id,"
         f"  {IDENTIFIED_RANK} AS identified, {LONGEST} AS longest FROM ({searches})"
         "  WHERE toString(mode) = 'identification' AND truth = 'genuine' AND candidates_listed = 1)"
         f" ARRAY JOIN {group_expansion_sql(intersections)} AS pair"
-        " GROUP BY deployment, algorithm, attribute, group_label, identified, cluster_id", params)
+        " GROUP BY deployment, algorithm, attribute, group_label, identified, cluster_id"
+        " ORDER BY deployment, algorithm, attribute, group_label, identified, cluster_id", params)  # summed in order
     found: dict[GroupKey, list[tuple]] = {}
     keyed: dict[GroupKey, list[tuple]] = {}
     for deployment_, algorithm_, attribute, group, identified, cluster, n, w, w2, longest in rows:

@@ -26,6 +26,7 @@ from fairwatch.core.config import CoreConfig
 from fairwatch.core.counts import decode_cells
 from fairwatch.core.join import LabeledDeltas
 from fairwatch.core.layout import COLUMNS
+from fairwatch.store.sums import exact_sum
 from fairwatch.store.clickhouse import Store
 from fairwatch.store.group_expansion import group_expansion_sql
 from fairwatch.store.signed_input import SIGNED_INPUT_COLUMNS, signed_input_columns
@@ -163,10 +164,10 @@ def population_sums(truth: str) -> list[str]:
     return [
         f"toFloat64(sum({population}))",
         f"toFloat64(sum({error}))",
-        f"sum(if({population}, weight, 0.))",
-        f"sum(if({error}, weight, 0.))",
-        f"sum(if({population}, weight * weight, 0.))",
-        f"sum(if({error}, weight * weight, 0.))",
+        exact_sum(f"if({population}, weight, 0.)"),
+        exact_sum(f"if({error}, weight, 0.)"),
+        exact_sum(f"if({population}, weight * weight, 0.)"),
+        exact_sum(f"if({error}, weight * weight, 0.)"),
     ]
 
 

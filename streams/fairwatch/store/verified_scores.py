@@ -101,7 +101,9 @@ def read_verified_scores(store: Store, start: datetime, end: datetime, intersect
         " GROUP BY deployment, algorithm, mode_name, attribute, group_label, truth_name", params)
     found: dict[GroupKey, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for *key, truth, scores, weights, cut in rows:
-        found.setdefault(GroupKey(*key), {})[truth] = (np.asarray(scores, float), np.asarray(weights, float), cut)
+        scores, weights = np.asarray(scores, float), np.asarray(weights, float)
+        order = np.lexsort((weights, scores))  # the rows' order from the store varies (parts, threads, shards)
+        found.setdefault(GroupKey(*key), {})[truth] = (scores[order], weights[order], cut)
     empty = (np.zeros(0), np.zeros(0), None)
     out = {}
     for key in sorted(found):
