@@ -263,5 +263,5 @@ def assert_counts_equal(found: dict, expected: dict) -> None:
         for i, name in enumerate(COLUMNS):
             if name.endswith(("_n", "_errors")):
                 assert got[i] == row[i], f"{key} {name}: stored {got[i]}, oracle {row[i]}"
-            else:  # sums of weights 1/p: exact up to float addition order
+            else:  # sums of weights 1/p: the store truncates each to 1e-12 (fairwatch.store.sums)
                 assert abs(got[i] - row[i]) <= 1e-9 * max(1.0, abs(row[i])), f"{key} {name}: {got[i]} vs {row[i]}"
