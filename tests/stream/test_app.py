@@ -23,15 +23,6 @@ from fairwatch.testing.workload import make_workload, mixed_batches, oracle_coun
 pytestmark = [pytest.mark.services, pytest.mark.timeout(1500), pytest.mark.xdist_group("live-workers")]  # wait_drained fails first, with the log
 
 
-@pytest.fixture(autouse=True)
-def delete_what_the_test_made():
-    yield
-    while LiveSetup.created:
-        problems = LiveSetup.created.pop().cleanup()
-        if problems:
-            print("live test cleanup incomplete: " + "; ".join(problems))
-
-
 def check_dead_letters(setup: LiveSetup, workload) -> None:
     letters = setup.dead_letters()
     values = {base64.b64decode(r["value_b64"]) for r in letters.values()}

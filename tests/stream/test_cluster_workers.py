@@ -15,35 +15,18 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from pathlib import Path
 
 import pytest
 from fairwatch.store.clickhouse import open_store
 from fairwatch.testing.live import LiveSetup, assert_counts_equal, stored_counts
-from fairwatch.testing.stack import ensure_cluster, run_stack
+from fairwatch.testing.stack import cluster_as_stack, configured_cluster_dir, ensure_cluster, run_stack
 from fairwatch.testing.workload import make_workload, oracle_counts
 
 pytestmark = [pytest.mark.services, pytest.mark.cluster, pytest.mark.xdist_group("cluster")]  # one fault test stops cluster nodes
 
 
-@pytest.fixture(autouse=True)
-def delete_what_the_test_made():
-    yield
-    while LiveSetup.created:
-        problems = LiveSetup.created.pop().cleanup()
-        if problems:
-            print("live test cleanup incomplete: " + "; ".join(problems))
-
-
-def _as_single_stack(cluster: dict[str, str]) -> dict[str, str]:
-    """The cluster's FAIRWATCH_CLUSTER_* settings under the names a worker and LiveSetup read."""
-    return {k.replace("FAIRWATCH_CLUSTER_", "FAIRWATCH_", 1): v for k, v in cluster.items()}
-
-
 def _cluster_pid(name: str) -> int:
-    cache = Path(os.path.expanduser(os.environ.get("FAIRWATCH_CACHE") or "~/.cache/fairwatch"))
-    state = Path(os.path.expanduser(os.environ.get("FAIRWATCH_CLUSTER_DIR") or str(cache / "cluster")))
-    return int((state / "run" / f"{name}.pid").read_text())
+    return int((configured_cluster_dir() / "run" / f"{name}.pid").read_text())
 
 
 def _stop(name: str) -> None:
@@ -73,7 +56,7 @@ def _wait_owned(workers, timeout: float = 120.0) -> list[set]:
 def test_three_workers_a_kill_a_join_a_broker_and_a_replica_down_keep_counts_exact(tmp_path):
     if os.environ.get("FAIRWATCH_CLUSTER_CLICKHOUSE_MIGRATOR"):
         pytest.skip("stops services of the local cluster; FAIRWATCH_CLUSTER_* points at an external one")
-    stack = _as_single_stack(ensure_cluster())
+    stack = cluster_as_stack(ensure_cluster())
     workload = make_workload(20_000, seed=30)
     setup = LiveSetup(stack, tmp_path, partitions=12, replication=3, table_store="rocksdb://")
     thirds = len(workload.messages) // 3

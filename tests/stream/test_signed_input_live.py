@@ -28,15 +28,6 @@ from kafka import KafkaProducer
 pytestmark = [pytest.mark.services, pytest.mark.timeout(900), pytest.mark.xdist_group("live-workers")]
 
 
-@pytest.fixture(autouse=True)
-def delete_what_the_test_made():
-    yield
-    while LiveSetup.created:
-        problems = LiveSetup.created.pop().cleanup()
-        if problems:
-            print("live test cleanup incomplete: " + "; ".join(problems))
-
-
 def send_with_the_sdk(setup: LiveSetup, send) -> int:
     """The send through the producer SDK (signing when it has a key); its messages sent. Records go
     through send_encoded, which does not look inside them (a site could bypass the SDK's check)."""

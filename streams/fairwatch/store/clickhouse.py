@@ -27,6 +27,8 @@ import msgspec
 import numpy as np
 from clickhouse_driver.util.escape import escape_param
 
+from fairwatch.store.cluster_ddl import nodes_cluster, shards_cluster
+
 SCHEMAS_DIR = Path(os.environ.get("FAIRWATCH_SCHEMAS", Path(__file__).resolve().parents[3] / "schemas"))
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -180,8 +182,8 @@ class ServerStore:
         """A cluster store needs the cluster in the server's config and three settings in the user's
         profile (a read-only user may not set them per query): refused with what is missing."""
         where = redacted_url(self.url)
-        # fairwatch.store.cluster_ddl: the shards, every node as a shard of its own, one replica per shard
-        needed = (self.cluster, self.cluster + "_nodes", self.cluster + "_shards")
+        # the shards, every node as a shard of its own, one replica of each shard
+        needed = (self.cluster, nodes_cluster(self.cluster), shards_cluster(self.cluster))
         for cluster in needed:
             if not self._client.execute("SELECT count() FROM system.clusters WHERE cluster = %(c)s", {"c": cluster})[0][0]:
                 raise StoreError(f"{where}: the server has no cluster {cluster!r} in its remote_servers (a cluster store"
@@ -442,23 +444,6 @@ class EmbeddedStore:
         if result is not None and getattr(result, "has_error", lambda: False)():
             raise StoreError(f"chDB refused the query: {_one_line(result.error_message())}", sql)
         return result
-
-    def _check_cluster(self) -> None:
-        """A cluster store needs the cluster in the server's config and three settings in the user's
-        profile (a read-only user may not set them per query): refused with what is missing."""
-        where = redacted_url(self.url)
-        # fairwatch.store.cluster_ddl: the shards, every node as a shard of its own, one replica per shard
-        needed = (self.cluster, self.cluster + "_nodes", self.cluster + "_shards")
-        for cluster in needed:
-            if not self._client.execute("SELECT count() FROM system.clusters WHERE cluster = %(c)s", {"c": cluster})[0][0]:
-                raise StoreError(f"{where}: the server has no cluster {cluster!r} in its remote_servers (a cluster store"
-                                 f" needs {', '.join(map(repr, needed))}: its shards, every node a shard of its own,"
-                                 " one replica of each shard)")
-        have = dict(self._client.execute("SELECT name, value FROM system.settings WHERE name IN %(names)s",
-                                         {"names": tuple(CLUSTER_SETTINGS)}))
-        wrong = [f"{name}={want} (is {have.get(name)!r})" for name, want in CLUSTER_SETTINGS.items() if have.get(name) != want]
-        if wrong:
-            raise StoreError(f"{where}: a cluster store needs, in this user's profile: {', '.join(wrong)}")
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self._run(bind(sql, params))

@@ -123,6 +123,18 @@ def configured_stack_dir() -> Path:
     return Path(os.path.expanduser(os.environ.get("FAIRWATCH_STACK_DIR") or str(cache / "stack"))).resolve()
 
 
+def configured_cluster_dir() -> Path:
+    """Where ``scripts/stack --cluster`` keeps the cluster's state with this environment."""
+    cache = Path(os.path.expanduser(os.environ.get("FAIRWATCH_CACHE") or "~/.cache/fairwatch"))
+    return Path(os.path.expanduser(os.environ.get("FAIRWATCH_CLUSTER_DIR") or str(cache / "cluster"))).resolve()
+
+
+def cluster_as_stack(cluster: dict[str, str]) -> dict[str, str]:
+    """The cluster's settings (:func:`ensure_cluster`) under the single stack's names, which a worker,
+    :func:`kafka_env` and ``LiveSetup`` read."""
+    return {"FAIRWATCH_" + k[len(CLUSTER_PREFIX):]: v for k, v in cluster.items() if k.startswith(CLUSTER_PREFIX)}
+
+
 def server_url(base: str, database: str) -> str:
     """The ClickHouse URL ``base`` with its database replaced by ``database`` (its TLS and
     password-file parameters kept)."""
