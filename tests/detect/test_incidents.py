@@ -272,7 +272,7 @@ class Recorder:
     def __init__(self):
         self.changed, self.standing = [], []
 
-    def submit(self, changed, standing) -> None:
+    def submit(self, changed, standing, *, taking_over=False) -> None:
         self.changed, self.standing = list(changed), list(standing)
 
 

@@ -67,7 +67,7 @@ def test_every_statement_has_a_cluster_form_on_qualified_names():
                 local, distributed = out
                 table = statement.split()[5]
                 assert local.startswith(f"CREATE TABLE IF NOT EXISTS db.{table}{LOCAL_SUFFIX} ON CLUSTER c (")
-                assert f"ENGINE = Replicated" in local and f"'/clickhouse/tables/{{shard}}/db/{table}{LOCAL_SUFFIX}'" in local
+                assert "ENGINE = Replicated" in local and f"'/clickhouse/tables/{{shard}}/db/{table}{LOCAL_SUFFIX}'" in local
                 assert sorting_key(local) == sorting_key(statement)
                 assert distributed.startswith(f"CREATE TABLE IF NOT EXISTS db.{table} ON CLUSTER {nodes_cluster('c')}")
                 assert f"Distributed(c, db, {table}{LOCAL_SUFFIX}, cityHash64(" in distributed

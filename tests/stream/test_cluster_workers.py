@@ -2,25 +2,36 @@
 min.insync.replicas 2) and ClickHouse as two shards x two replicas (`scripts/stack up --cluster`).
 
 Three workers share 12 input partitions; while traffic flows one is killed with kill -9, another
-joins, one broker stops and one ClickHouse replica stops. Oracle: the workload's own brute-force
+joins, one broker stops and one ClickHouse replica stops. Oracles: the workload's own brute-force
 recount (fairwatch.testing.workload.oracle_counts) against the counts read back through the
-Distributed tables; every malformed message in the dead-letter topic once; nothing valid lost or
-counted twice. Run alone: `pytest -m cluster`."""
+Distributed tables, and against a file replay of the same messages into the embedded store (the
+three-way consistency: worker on the cluster == replay == recount, and `fairwatch metrics` gives the
+same document from both); every malformed message in the dead-letter topic once; nothing valid lost
+or counted twice. The workers run a detection policy: the incidents the replay finds are on record
+once each, and the alerts topic carries every transition on record and nothing else. Run alone:
+`pytest -m cluster`."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from fairwatch.contracts import ALERTS, MATCH_EVENTS
+from fairwatch.contracts.records import format_timestamp
+from fairwatch.detect.reads import read_alerts
 from fairwatch.store.clickhouse import open_store
+from fairwatch.testing.cli_runs import invoke
 from fairwatch.testing.live import LiveSetup, assert_counts_equal, stored_counts
 from fairwatch.testing.stack import cluster_as_stack, configured_cluster_dir, ensure_cluster, run_stack
 from fairwatch.testing.workload import make_workload, oracle_counts
+from kafka import KafkaConsumer
 
 pytestmark = [pytest.mark.services, pytest.mark.cluster, pytest.mark.xdist_group("cluster")]  # one fault test stops cluster nodes
 
@@ -52,13 +63,70 @@ def _wait_owned(workers, timeout: float = 120.0) -> list[set]:
     raise AssertionError(f"partitions not assigned to every worker within {timeout}s: {health}")
 
 
+# race=Black's FMR five times higher from 3.5 h on: an error-rate drift for the policy to find
+POLICY = ("deployment: site-0\nattributes: [race]\nmetrics: [fmr]\nbaseline: {duration: 2h}\nmin_evidence: 100\n"
+          "score_drift: false\n")
+HOURS = 6
+
+
+def _wait_for_a_cycle_after(store, instant: datetime, timeout: float = 120.0) -> None:
+    """Until a detection cycle that began after ``instant`` has written its detector states."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last = store.query("SELECT max(cycle_at) FROM detector_state")[0][0]
+        if last is not None and last.replace(tzinfo=timezone.utc) > instant:
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"no detection cycle after {instant} within {timeout}s")
+
+
+def _alert_records(setup: LiveSetup) -> list[dict]:
+    consumer = KafkaConsumer(setup.topic(ALERTS), bootstrap_servers=setup.kafka, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000, enable_auto_commit=False,
+                             **setup.admin_link.kafka_python_kwargs())
+    try:
+        return [json.loads(message.value) for message in consumer]
+    finally:
+        consumer.close()
+
+
+def _transitions(incidents) -> set[tuple[str, str, str]]:
+    """(id, opened_at, state) of each incident's opening, and of its resolution when it has one."""
+    out = set()
+    for a in incidents:
+        out.add((a.id, format_timestamp(a.opened_at), "firing"))
+        if a.state == "resolved":
+            out.add((a.id, format_timestamp(a.opened_at), "resolved"))
+    return out
+
+
+def _replay(workload, tmp_path, policy) -> str:
+    """The same messages as two files, replayed into the embedded store with the same policy."""
+    events, outcomes = tmp_path / "events.jsonl", tmp_path / "outcomes.jsonl"
+    with events.open("wb") as e, outcomes.open("wb") as o:
+        for kind, _, value in workload.messages:
+            (e if kind == MATCH_EVENTS else o).write(value.replace(b"\n", b" ") + b"\n")
+    url = f"chdb://{tmp_path / 'replayed'}"
+    done = invoke("replay", str(events), str(outcomes), "--store", url, "--policy", str(policy),
+                  "--intersections", "sex&race", "--json")
+    assert done.exit_code == 0, done.output
+    return url
+
+
 @pytest.mark.timeout(900)
-def test_three_workers_a_kill_a_join_a_broker_and_a_replica_down_keep_counts_exact(tmp_path):
+def test_three_workers_a_kill_a_join_a_broker_and_a_replica_down_keep_counts_and_alerts_exact(tmp_path):
     if os.environ.get("FAIRWATCH_CLUSTER_CLICKHOUSE_MIGRATOR"):
         pytest.skip("stops services of the local cluster; FAIRWATCH_CLUSTER_* points at an external one")
     stack = cluster_as_stack(ensure_cluster())
-    workload = make_workload(20_000, seed=30)
+    # event time ending now: the workers' detection cycles look back from the clock
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=HOURS)
+    workload = make_workload(20_000, seed=30, start=start, hours=HOURS, deployments=1, drift=("Black", 5.0, 3.5))
     setup = LiveSetup(stack, tmp_path, partitions=12, replication=3, table_store="rocksdb://")
+    policy = tmp_path / "site-0.yaml"
+    policy.write_text(POLICY)
+    for name in ("FAIRWATCH_ALERTMANAGER", "FAIRWATCH_GRAFANA"):  # the alerts topic is the destination here
+        setup.env.pop(name, None)
+    setup.env.update(FAIRWATCH_POLICIES=str(policy), FAIRWATCH_DETECT_SECONDS="3")
     thirds = len(workload.messages) // 3
     workers = [setup.start_worker(name) for name in ("a", "b", "c")]
     stopped: list[str] = []
@@ -81,8 +149,40 @@ def test_three_workers_a_kill_a_join_a_broker_and_a_replica_down_keep_counts_exa
             setup.wait_drained(workers[1:], timeout=600)
             assert recovered.result().returncode == 0, recovered.result().stderr
         stopped.clear()
-        with closing(open_store(setup.store_url, create=False)) as store:
-            assert_counts_equal(stored_counts(store), oracle_counts(workload))
+        drained = datetime.now(timezone.utc)
+        expected = oracle_counts(workload)
+        replayed = _replay(workload, tmp_path, policy)
+        with closing(open_store(setup.store_url, create=False)) as store, closing(open_store(replayed)) as replay:
+            assert_counts_equal(stored_counts(store), expected)
+            assert_counts_equal(stored_counts(replay), expected)
+            _wait_for_a_cycle_after(store, drained)  # it read every count
+            time.sleep(3)  # its deliveries leave in background threads
+            live, oracle_incidents = read_alerts(store), read_alerts(replay)
+        window = ["--from", format_timestamp(start), "--to", format_timestamp(start + timedelta(hours=HOURS + 1)),
+                  "--json"]
+        documents = []
+        for url in (setup.store_url, replayed):
+            done = invoke("metrics", "--store", url, *window)
+            assert done.exit_code == 0, done.output
+            document = json.loads(done.stdout.replace(url, "STORE"))
+            for moment in ("as_of", "mature_before"):  # when it was asked, and that less the maturity
+                document["labels"].pop(moment)
+            documents.append(document)
+        assert documents[0] == documents[1] and documents[0]["groups"]
+        # alerts: the incidents of the whole history (the replay's) were raised live, each once
+        assert "site-0/algo-1/error_rate_drift/fmr/race=Black" in {a.id for a in oracle_incidents}
+        assert {a.id for a in oracle_incidents} <= {a.id for a in live}
+        by_id: dict[str, list] = {}
+        for a in live:
+            by_id.setdefault(a.id, []).append(a)
+        for incidents in by_id.values():  # at most one open at a time, none overlapping another
+            incidents.sort(key=lambda a: a.opened_at)
+            assert sum(a.state == "firing" for a in incidents) <= 1, incidents
+            assert all(a.resolved_at is not None and a.resolved_at <= b.opened_at
+                       for a, b in zip(incidents, incidents[1:])), incidents
+        # the alerts topic: every transition on record, and none that is not (re-sends allowed)
+        sent = {(r["id"], r["opened_at"], r["state"]) for r in _alert_records(setup)}
+        assert sent == _transitions(live)
         letters = setup.dead_letters()  # redeliveries collapsed by (topic, partition, offset, record)
         assert {value for _, _, value in workload.malformed} <= {base64.b64decode(r["value_b64"]) for r in letters.values()}
         assert len(letters) == len(workload.malformed), "only the malformed messages belong in dead-letter"

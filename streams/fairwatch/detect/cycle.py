@@ -71,7 +71,7 @@ __all__ = ["run_detection", "Delivery"]
 class Delivery(Protocol):
     """Where changed incidents go besides the store (``fairwatch.detect.delivery.AlertDelivery``)."""
 
-    def submit(self, changed: Sequence[Alert], standing: Sequence[Alert]) -> None: ...
+    def submit(self, changed: Sequence[Alert], standing: Sequence[Alert], *, taking_over: bool = False) -> None: ...
 
 
 def bucket_of(seconds: float, bucket: int) -> int:
@@ -101,10 +101,12 @@ def _audit(store: Store, changed: list[Alert]) -> None:
 
 
 def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] | Sequence[Policy],
-                  delivery: Delivery | None = None, now: datetime | None = None) -> list[Alert]:
+                  delivery: Delivery | None = None, now: datetime | None = None, *,
+                  taking_over: bool = False) -> list[Alert]:
     """One detection cycle over every policy; returns the incidents that changed (opened or
     resolved), after writing them to the ``alerts`` table (and the audit log) and handing them to
-    ``delivery``. Idempotent: a second call with the same store and ``now`` changes nothing."""
+    ``delivery``. Idempotent: a second call with the same store and ``now`` changes nothing.
+    ``taking_over``: the caller has just become the one that detects (see ``Delivery.submit``)."""
     now = now or datetime.now(timezone.utc)
     bucket = config.bucket_seconds
     changed: list[Alert] = []
@@ -180,7 +182,7 @@ def run_detection(store: Store, config: CoreConfig, policies: dict[str, Policy] 
     if delivery is not None:
         # a resolution is not re-sent over a newer firing incident of the same alert (same labels)
         refiring = {a.id for a in firing}
-        delivery.submit(changed, firing + [a for a in resolved if a.id not in refiring])
+        delivery.submit(changed, firing + [a for a in resolved if a.id not in refiring], taking_over=taking_over)
     if states:  # every stream, every cycle, for the boards' "now"; after delivery: paging comes first
         try:
             store.insert("detector_state", STATE_COLUMNS, [s.to_row(now, version) for s in states])

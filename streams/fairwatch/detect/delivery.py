@@ -340,12 +340,15 @@ class AlertDelivery:
         self._lock = threading.Lock()
         self._lanes = [_Lane(s, capacity, attempts, backoff, max_backoff, self.stats, self._lock) for s in sinks]
 
-    def submit(self, changed: Sequence[Alert], standing: Sequence[Alert]) -> None:
+    def submit(self, changed: Sequence[Alert], standing: Sequence[Alert], *, taking_over: bool = False) -> None:
         """Changes go everywhere; Alertmanager also gets ``standing`` again: every firing incident and
-        every resolution younger than :data:`RESEND_HORIZON`, as the store holds them."""
+        every resolution younger than :data:`RESEND_HORIZON`, as the store holds them. ``taking_over``
+        (the first cycle of a worker that has just become the detecting one): the Kafka alerts topic
+        gets ``standing`` too, so a change the previous one wrote but died before sending still goes
+        out (at least once; a consumer keys an incident by id, opened_at and state)."""
         for lane in self._lanes:
             batch = list(changed)
-            if isinstance(lane.sink, AlertmanagerSink):
+            if isinstance(lane.sink, AlertmanagerSink) or (taking_over and lane.sink.name == KafkaAlertSink.name):
                 batch += [a for a in standing if a.incident not in {c.incident for c in changed}]
             if batch:
                 lane.put(batch)

@@ -69,26 +69,32 @@ def register_store_timers(app: faust.App, settings: WorkerSettings, policies: di
             write_differential_snapshots(store, settings.core, now=now)
         snapshot_store.run(write)
 
-    detection: dict[str, object] = {"store": LazyStore(settings.clickhouse)}
+    # "detecting": this worker owned partition 0 at its last successful cycle. One that has just taken
+    # detection over re-sends the standing incidents to the alerts topic: the previous owner may have
+    # written a change and died (kill -9, a lost host) before its delivery thread sent it.
+    detection: dict[str, object] = {"store": LazyStore(settings.clickhouse), "detecting": False}
 
     if policies:
         @app.timer(settings.detect_seconds)
         async def detect_drift():
             if not owns_partition_0():
+                detection["detecting"] = False
                 return
             try:
-                changed = await asyncio.get_running_loop().run_in_executor(None, detect_now)
+                taking_over = not detection["detecting"]
+                changed = await asyncio.get_running_loop().run_in_executor(None, detect_now, taking_over)
+                detection["detecting"] = True
                 metrics.alerts_changed.inc(len(changed))
             except Exception as exc:  # the next cycle rebuilds everything from the store
                 log.warning("detection cycle failed: %s", exc)
 
-    def detect_now():
+    def detect_now(taking_over: bool = False):
         if "delivery" not in detection:  # Kafka alerts topic, Alertmanager, Grafana: background threads
             detection["delivery"] = delivery = delivery_from_env()
             if delivery is not None:  # on shutdown, give queued deliveries a last chance
                 atexit.register(delivery.close)
-        return detection["store"].run(
-            lambda store: run_detection(store, settings.core, policies, detection["delivery"]))
+        return detection["store"].run(lambda store: run_detection(
+            store, settings.core, policies, detection["delivery"], taking_over=taking_over))
 
     health_samples: dict[str, object] = {"previous": None}
     health_store = LazyStore(settings.clickhouse)

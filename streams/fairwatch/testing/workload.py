@@ -42,8 +42,10 @@ MALFORMED = [
 def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orphan_share: float = 0.01,
                   revision_share: float = 0.03, duplicate_share: float = 0.01, malformed_share: float = 0.005,
                   sampled_share: float = 0.3, hours: float = 6.0, deployments: int = 2,
-                  search_share: float = 0.5, reference_share: float = 0.0) -> Workload:
-    """``search_share``: identification events that carry a candidate list (their mated outcomes
+                  search_share: float = 0.5, reference_share: float = 0.0, start: datetime = T0,
+                  drift: tuple[str, float, float] | None = None) -> Workload:
+    """Events over ``hours`` from ``start``. ``drift`` (race, factor, hours): that race's FMR times
+    the factor from that many hours after ``start`` on. ``search_share``: identification events that carry a candidate list (their mated outcomes
     name the mate's rank). ``reference_share``: verification events that carry the reference's labels
     (:func:`_reference`; drawn from a generator of their own, so the rest of the workload is the
     same with or without them)."""
@@ -52,11 +54,13 @@ def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orpha
     w = Workload()
     for i in range(n_events):
         event_id = f"ev-{seed}-{i:08d}"
-        occurred = T0 + timedelta(seconds=rng.uniform(0, hours * 3600))
+        occurred = start + timedelta(seconds=rng.uniform(0, hours * 3600))
         impostor = rng.random() < 0.7
         race = rng.choice(RACES)
         # per-group error rates differ, as in NIST FRVT Part 3
         fmr = {"Black": 0.03, "White": 0.005, "Asian": 0.015, "Indigenous": 0.04}[race]
+        if drift and race == drift[0] and occurred >= start + timedelta(hours=drift[2]):
+            fmr *= drift[1]
         error = rng.random() < (fmr if impostor else 0.05)
         decision = ("match" if error else "non_match") if impostor else ("non_match" if error else "match")
         w.events[event_id] = event = {
@@ -78,7 +82,7 @@ def make_workload(n_events: int, seed: int, *, outcome_share: float = 0.9, orpha
                                              mate_rank)
     for i in range(int(n_events * orphan_share)):  # outcomes whose event never comes
         event_id = f"orphan-{seed}-{i}"
-        w.outcomes[event_id] = _outcomes(rng, event_id, T0, True, 0, 0)
+        w.outcomes[event_id] = _outcomes(rng, event_id, start, True, 0, 0)
     for event_id, doc in w.events.items():
         w.messages.append((MATCH_EVENTS, event_id.encode(), json.dumps(doc).encode()))
     for event_id, docs in w.outcomes.items():
