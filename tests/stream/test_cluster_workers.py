@@ -1,7 +1,8 @@
 """Workers on the cluster (issue 30 item 2): three Kafka brokers (replication factor 3,
 min.insync.replicas 2) and ClickHouse as two shards x two replicas (`scripts/stack up --cluster`).
 
-Three workers share 12 input partitions; while traffic flows one is killed with kill -9, another
+The topics job, the migrate job and the workers run with the settings deploy/external-clusters.yml
+gives them, this cluster being the external one. Three workers share 12 input partitions; while traffic flows one is killed with kill -9, another
 joins, one broker stops and one ClickHouse replica stops. Oracles: the workload's own brute-force
 recount (fairwatch.testing.workload.oracle_counts) against the counts read back through the
 Distributed tables, and against a file replay of the same messages into the embedded store (the
@@ -21,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlparse
 
 import pytest
 from fairwatch.contracts import ALERTS, MATCH_EVENTS
@@ -32,6 +34,8 @@ from fairwatch.testing.live import LiveSetup, assert_counts_equal, stored_counts
 from fairwatch.testing.stack import cluster_as_stack, configured_cluster_dir, ensure_cluster, run_stack
 from fairwatch.testing.workload import make_workload, oracle_counts
 from kafka import KafkaConsumer
+
+from tests.deploy.compose import EXTERNAL_CLUSTERS, example_env, external_clusters_from, load_with, moved_env, run_service
 
 pytestmark = [pytest.mark.services, pytest.mark.cluster, pytest.mark.xdist_group("cluster")]  # one fault test stops cluster nodes
 
@@ -100,6 +104,31 @@ def _transitions(incidents) -> set[tuple[str, str, str]]:
     return out
 
 
+# a compose worker's settings that are not about the clusters: the test's own (no Alertmanager or
+# Grafana here, a port and a data directory per worker process, a static group member id per compose
+# service, which four processes cannot share); the shorter session timeout of the live tests and the
+# intersection the oracle counts are kept
+NOT_FROM_COMPOSE = ("FAIRWATCH_ALERTMANAGER", "FAIRWATCH_GRAFANA", "FAIRWATCH_WEB_HOST", "FAIRWATCH_WEB_PORT",
+                    "FAIRWATCH_DATA_DIR", "FAIRWATCH_INSTANCE_ID", "FAIRWATCH_SESSION_TIMEOUT", "FAIRWATCH_INTERSECTIONS")
+
+
+def _as_compose_runs_them(stack, setup: LiveSetup, tmp_path) -> dict[str, str]:
+    """Run the topics and migrate jobs of docker-compose.yml + deploy/external-clusters.yml against
+    this cluster; return the compose worker's settings for the workers."""
+    database = urlparse(setup.store_url).path.lstrip("/")
+    env = {**example_env(), **external_clusters_from(stack, tmp_path / "secrets", database),
+           "FAIRWATCH_TOPIC_PREFIX": setup.prefix, "FAIRWATCH_APP_ID": setup.app_id,
+           "FAIRWATCH_PARTITIONS": str(setup.partitions)}
+    model = load_with(EXTERNAL_CLUSTERS, env)
+    for job in ("topics", "migrate"):  # idempotent: the setup made the topics and the tables already
+        done = run_service(model, job)
+        assert done.returncode == 0, f"{job}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    worker = {k: v for k, v in moved_env(model["services"]["worker"]).items()
+              if not k.startswith(NOT_FROM_COMPOSE)}
+    assert worker["FAIRWATCH_KAFKA"] == stack["FAIRWATCH_KAFKA"] and "cluster=" in worker["FAIRWATCH_CLICKHOUSE"]
+    return worker
+
+
 def _replay(workload, tmp_path, policy) -> str:
     """The same messages as two files, replayed into the embedded store with the same policy."""
     events, outcomes = tmp_path / "events.jsonl", tmp_path / "outcomes.jsonl"
@@ -124,8 +153,7 @@ def test_three_workers_a_kill_a_join_a_broker_and_a_replica_down_keep_counts_and
     setup = LiveSetup(stack, tmp_path, partitions=12, replication=3, table_store="rocksdb://")
     policy = tmp_path / "site-0.yaml"
     policy.write_text(POLICY)
-    for name in ("FAIRWATCH_ALERTMANAGER", "FAIRWATCH_GRAFANA"):  # the alerts topic is the destination here
-        setup.env.pop(name, None)
+    setup.env.update(_as_compose_runs_them(stack, setup, tmp_path))
     setup.env.update(FAIRWATCH_POLICIES=str(policy), FAIRWATCH_DETECT_SECONDS="3")
     thirds = len(workload.messages) // 3
     workers = [setup.start_worker(name) for name in ("a", "b", "c")]
