@@ -316,13 +316,13 @@ def assert_agree(kind: str, document) -> None:
     )
 
 
-GENERATED = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+GENERATED = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def generated(kind: str) -> settings:
-    """300 documents for the records with nested lists and rules between fields; 100 for the flat
+    """200 documents for the records with nested lists and rules between fields; 100 for the flat
     acquisition attempts and use records (a handful of fields each, no nesting but the labels)."""
-    return settings(GENERATED, max_examples=100 if kind in ("acquisition_event", "use_record") else 300)
+    return settings(GENERATED, max_examples=100 if kind in ("acquisition_event", "use_record") else 200)
 
 
 @pytest.mark.parametrize("kind", KINDS)
