@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
@@ -161,3 +162,35 @@ def test_an_alert_and_its_resolution_collapse_to_one_incident_on_the_cluster(rep
 
     store = replayed[2]
     check_alerts_round_trip(store)
+
+
+def test_a_first_replica_behind_its_shard_is_passed_over_by_reads(cluster, replayed):
+    """A shard's first replica back from a stop, before it has fetched what its shard took meanwhile
+    (the second replica's inserts): held there by stopping its fetches, it is more than the profile's
+    max_replica_delay_for_distributed_queries (1 s) behind, so reads through the Distributed table go
+    to the second replica (with the default, 300 s, they would read the first and miss the rows)."""
+    from fairwatch.detect.incidents import ALERT_COLUMNS
+
+    from tests.detect.test_delivery import make_alert
+
+    store = replayed[2]
+    # shard 1's replicas, and a node of shard 2
+    first, second, other = (open_store(url, create=False) for url in _node_urls(cluster, store.database)[:3])
+    local = f"{first.database}.alerts{LOCAL_SUFFIX}"
+    try:
+        assert first.query("SELECT value FROM system.settings WHERE name = 'max_replica_delay_for_distributed_queries'") \
+            == [("1",)]
+        total, held_by_first = store.query("SELECT count() FROM alerts")[0][0], first.query(
+            f"SELECT count() FROM {local}")[0][0]
+        first.execute(f"SYSTEM STOP FETCHES {local}")
+        rows = [make_alert(f"lagging-{i}").to_row(1) for i in range(5)]
+        second.insert(f"alerts{LOCAL_SUFFIX}", ALERT_COLUMNS, rows)  # what the shard took while the first was away
+        time.sleep(2.5)
+        assert first.query(f"SELECT count() FROM {local}")[0][0] == held_by_first  # still behind
+        for reader in (other, first):  # through the Distributed table, from another node and from the first itself
+            assert reader.query("SELECT count() FROM alerts")[0][0] == total + len(rows)
+    finally:
+        first.execute(f"SYSTEM START FETCHES {local}")
+        first.execute(f"SYSTEM SYNC REPLICA {local}")
+        for node in (first, second, other):
+            node.close()

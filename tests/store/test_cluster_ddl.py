@@ -83,3 +83,32 @@ def test_an_alter_changes_the_distributed_table_only_where_columns_change():
         "ALTER TABLE db.t_local ON CLUSTER c_shards MODIFY TTL d + 1"]
     with pytest.raises(ValueError, match="no cluster form"):
         cluster_statements("DROP TABLE t", "c", "db")
+
+
+class _Settings:
+    """A server's answers to the cluster store's checks: every cluster there, these profile settings."""
+
+    def __init__(self, settings: dict[str, str]):
+        self.settings = settings
+
+    def execute(self, sql, params=None):
+        if "system.clusters" in sql:
+            return [(1,)]
+        return [(name, value) for name, value in self.settings.items() if name in params["names"]]
+
+
+def test_a_cluster_store_refuses_a_profile_that_would_read_a_replica_behind_its_shard():
+    from fairwatch.store.clickhouse import CLUSTER_SETTINGS, ServerStore, StoreError
+
+    def check(**settings):
+        store = ServerStore.__new__(ServerStore)
+        store.url, store.cluster = "clickhouse://writer@h:9440/db?cluster=c", "c"
+        store._client = _Settings({**CLUSTER_SETTINGS, **settings})
+        store._check_cluster()
+
+    check(max_replica_delay_for_distributed_queries="1")
+    check(max_replica_delay_for_distributed_queries="5")
+    with pytest.raises(StoreError, match=r"max_replica_delay_for_distributed_queries at most 5 \(is '300'\)"):
+        check(max_replica_delay_for_distributed_queries="300")  # ClickHouse's default
+    with pytest.raises(StoreError, match=r"load_balancing=in_order \(is 'random'\)"):
+        check(max_replica_delay_for_distributed_queries="1", load_balancing="random")

@@ -179,7 +179,7 @@ class ServerStore:
             raise StoreError(f"cannot reach ClickHouse at {where}: {_one_line(exc)}") from exc
 
     def _check_cluster(self) -> None:
-        """A cluster store needs the cluster in the server's config and three settings in the user's
+        """A cluster store needs the cluster in the server's config and four settings in the user's
         profile (a read-only user may not set them per query): refused with what is missing."""
         where = redacted_url(self.url)
         # the shards, every node as a shard of its own, one replica of each shard
@@ -189,9 +189,12 @@ class ServerStore:
                 raise StoreError(f"{where}: the server has no cluster {cluster!r} in its remote_servers (a cluster store"
                                  f" needs {', '.join(map(repr, needed))}: its shards, every node a shard of its own,"
                                  " one replica of each shard)")
+        delay = "max_replica_delay_for_distributed_queries"
         have = dict(self._client.execute("SELECT name, value FROM system.settings WHERE name IN %(names)s",
-                                         {"names": tuple(CLUSTER_SETTINGS)}))
+                                         {"names": (*CLUSTER_SETTINGS, delay)}))
         wrong = [f"{name}={want} (is {have.get(name)!r})" for name, want in CLUSTER_SETTINGS.items() if have.get(name) != want]
+        if not have.get(delay, "").isdigit() or int(have[delay]) > CLUSTER_MAX_REPLICA_DELAY:
+            wrong.append(f"{delay} at most {CLUSTER_MAX_REPLICA_DELAY} (is {have.get(delay)!r})")
         if wrong:
             raise StoreError(f"{where}: a cluster store needs, in this user's profile: {', '.join(wrong)}")
 
@@ -271,6 +274,10 @@ LINK_PARAMETERS = ("secure", "ca_certs", "password_file", "verify")
 # however a table is sharded), inserts return once every shard has them, and reads and inserts go to
 # a shard's first live replica (reads see what was just written while it is up)
 CLUSTER_SETTINGS = {"distributed_product_mode": "global", "insert_distributed_sync": "1", "load_balancing": "in_order"}
+# ... and reads pass over a replica more than this many seconds behind on fetching its shard's inserts
+# (a first replica back from a stop; ClickHouse's default, 300, would read it and miss what its shard
+# took meanwhile): set max_replica_delay_for_distributed_queries to at most this
+CLUSTER_MAX_REPLICA_DELAY = 5
 
 
 def link_options(query: str) -> dict[str, Any]:
