@@ -157,8 +157,9 @@ def _plain(node):
 
 def merge(base, override, path: str = ""):
     """Compose's merge of an override file into the model (the part of it the override files use):
-    mappings merge key by key, ``!override`` replaces, scalars replace. Compose appends or merges
-    sequences by key; an override file here must say ``!override`` instead, so no list is ambiguous."""
+    mappings merge key by key, ``!override`` replaces, scalars replace. Compose replaces some
+    sequences (command, entrypoint) and appends or merges others by key; an override file here must
+    say ``!override`` on every sequence, so that none is ambiguous."""
     if isinstance(override, _Override):
         return _plain(override)
     if isinstance(base, dict) and isinstance(override, dict):

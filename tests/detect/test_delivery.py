@@ -302,6 +302,22 @@ def test_the_alerts_topic_gets_the_standing_incidents_only_from_a_worker_taking_
     assert grafana.received == [changed, changed]
 
 
+def test_the_alerts_topic_gets_the_standing_incidents_after_its_lane_gave_a_message_up():
+    """A change the Kafka lane gave up on (every attempt failed: a long outage) goes out inside the
+    standing incidents of the next cycle; after that, changes only again."""
+    kafka = _Flaky(failures=2)
+    kafka.name = "kafka"
+    delivery = AlertDelivery([kafka], attempts=2, backoff=0.01)
+    delivery.submit([make_alert("lost")], [])
+    assert delivery.flush(10) and delivery.stats["kafka_failed"] == 1 and kafka.received == []
+    standing = [make_alert("lost"), make_alert("older")]
+    delivery.submit([make_alert("new")], standing)
+    assert delivery.flush(10)
+    delivery.submit([make_alert("newer")], standing)
+    assert delivery.flush(10)
+    assert kafka.received == [[make_alert("new")] + standing, [make_alert("newer")]]
+
+
 def test_a_stuck_destination_never_blocks_submit():
     stuck = _Stuck()
     delivery = AlertDelivery([stuck], capacity=5)

@@ -108,7 +108,8 @@ def test_a_cluster_store_refuses_a_profile_that_would_read_a_replica_behind_its_
 
     check(max_replica_delay_for_distributed_queries="1")
     check(max_replica_delay_for_distributed_queries="5")
-    with pytest.raises(StoreError, match=r"max_replica_delay_for_distributed_queries at most 5 \(is '300'\)"):
-        check(max_replica_delay_for_distributed_queries="300")  # ClickHouse's default
+    for refused in ("300", "0"):  # ClickHouse's default; no check at all
+        with pytest.raises(StoreError, match=rf"max_replica_delay_for_distributed_queries from 1 to 5 \(is '{refused}'\)"):
+            check(max_replica_delay_for_distributed_queries=refused)
     with pytest.raises(StoreError, match=r"load_balancing=in_order \(is 'random'\)"):
         check(max_replica_delay_for_distributed_queries="1", load_balancing="random")

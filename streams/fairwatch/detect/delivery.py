@@ -276,6 +276,7 @@ class _Lane:
         self.sink, self.attempts, self.backoff, self.max_backoff = sink, attempts, backoff, max_backoff
         self.queue: queue.Queue = queue.Queue(maxsize=capacity)
         self.stats, self.lock = stats, lock
+        self.lost = False  # a message was given up on or dropped since the last submit that made up for it
         self.thread = threading.Thread(target=self._drain, name=f"fairwatch-delivery-{sink.name}", daemon=True)
         self.thread.start()
 
@@ -295,6 +296,14 @@ class _Lane:
     def _count(self, what: str) -> None:
         with self.lock:
             self.stats[f"{self.sink.name}_{what}"] += 1
+            if what in ("failed", "dropped"):
+                self.lost = True
+
+    def take_lost(self) -> bool:
+        """Whether a message was given up on or dropped since the last call."""
+        with self.lock:
+            lost, self.lost = self.lost, False
+            return lost
 
     def _drain(self) -> None:
         while True:
@@ -342,13 +351,19 @@ class AlertDelivery:
 
     def submit(self, changed: Sequence[Alert], standing: Sequence[Alert], *, taking_over: bool = False) -> None:
         """Changes go everywhere; Alertmanager also gets ``standing`` again: every firing incident and
-        every resolution younger than :data:`RESEND_HORIZON`, as the store holds them. ``taking_over``
-        (the first cycle of a worker that has just become the detecting one): the Kafka alerts topic
-        gets ``standing`` too, so a change the previous one wrote but died before sending still goes
-        out (at least once; a consumer keys an incident by id, opened_at and state)."""
+        every resolution younger than :data:`RESEND_HORIZON`, as the store holds them. The Kafka alerts
+        topic gets ``standing`` too when this worker is ``taking_over`` (the first cycle of one that has
+        just become the detecting one: the previous one may have written a change and died before
+        sending it) or when its lane gave up on or dropped a message since (the topic is at least once;
+        a record is an incident's whole state, and ``resolved`` is final for its id and opened_at)."""
         for lane in self._lanes:
             batch = list(changed)
-            if isinstance(lane.sink, AlertmanagerSink) or (taking_over and lane.sink.name == KafkaAlertSink.name):
+            if lane.sink.name == KafkaAlertSink.name:
+                # made up for by this batch (or lost again, and then by the next)
+                resend = lane.take_lost() or taking_over
+            else:
+                resend = lane.sink.name == AlertmanagerSink.name
+            if resend:
                 batch += [a for a in standing if a.incident not in {c.incident for c in changed}]
             if batch:
                 lane.put(batch)

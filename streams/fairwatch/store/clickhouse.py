@@ -193,8 +193,9 @@ class ServerStore:
         have = dict(self._client.execute("SELECT name, value FROM system.settings WHERE name IN %(names)s",
                                          {"names": (*CLUSTER_SETTINGS, delay)}))
         wrong = [f"{name}={want} (is {have.get(name)!r})" for name, want in CLUSTER_SETTINGS.items() if have.get(name) != want]
-        if not have.get(delay, "").isdigit() or int(have[delay]) > CLUSTER_MAX_REPLICA_DELAY:
-            wrong.append(f"{delay} at most {CLUSTER_MAX_REPLICA_DELAY} (is {have.get(delay)!r})")
+        # 0 is no check at all: a stale replica would be read
+        if not have.get(delay, "").isdigit() or not 1 <= int(have[delay]) <= CLUSTER_MAX_REPLICA_DELAY:
+            wrong.append(f"{delay} from 1 to {CLUSTER_MAX_REPLICA_DELAY} (is {have.get(delay)!r})")
         if wrong:
             raise StoreError(f"{where}: a cluster store needs, in this user's profile: {', '.join(wrong)}")
 
@@ -276,7 +277,7 @@ LINK_PARAMETERS = ("secure", "ca_certs", "password_file", "verify")
 CLUSTER_SETTINGS = {"distributed_product_mode": "global", "insert_distributed_sync": "1", "load_balancing": "in_order"}
 # ... and reads pass over a replica more than this many seconds behind on fetching its shard's inserts
 # (a first replica back from a stop; ClickHouse's default, 300, would read it and miss what its shard
-# took meanwhile): set max_replica_delay_for_distributed_queries to at most this
+# took meanwhile; 0 checks nothing): set max_replica_delay_for_distributed_queries from 1 to this
 CLUSTER_MAX_REPLICA_DELAY = 5
 
 
