@@ -8,7 +8,7 @@ import pytest
 from fairwatch.core.capacity import COEFFICIENTS, GiB, TiB, PlanError, PlanInputs, capacity_plan
 
 # the coefficient values the hand computations below use; a new benchmark run changes them here too
-USED = {"worker_records_per_second": 96_000, "join_bytes_per_id": 202.0, "outcomes_per_verified_event": 1.0019,
+USED = {"worker_records_per_second": 47_000, "join_bytes_per_id": 202.0, "outcomes_per_verified_event": 1.0019,
         "match_event_bytes": 53.6, "verified_outcome_bytes": 32.7, "labeled_outcome_bytes": 39.1,
         "group_count_bytes": 10.2, "evidence_bytes_per_leaf": 228.8, "kafka_event_bytes": 321.8,
         "kafka_outcome_bytes": 168.7, "join_log_bytes_per_id": 82.1, "clickhouse_cpu_us_per_record": 3.9}
@@ -26,7 +26,7 @@ def test_a_small_load_is_sized_by_the_join_state_it_holds_for_the_ttl():
                                     node_disk_tib=1))
     # 100 events/s + 100 x 0.5 x 1.0019 = 50.095 outcomes/s
     assert plan.records_per_second.value == pytest.approx(150.095)
-    assert plan.workers_for_cpu.value == 1  # 150.095 / 48,000
+    assert plan.workers_for_cpu.value == 1  # 150.095 / 23,500
     # held: 1 day TTL (86,400 s) + 0.5 x 2 h (3,600 s) + the hour between expiry passes = 93,600 s
     assert plan.ids_held.value == pytest.approx(9_360_000)
     assert plan.join_state.value * GiB == pytest.approx(1_890_720_000)  # x 202 B = 1.76 GiB
@@ -56,22 +56,22 @@ def test_a_large_load_with_a_short_ttl_is_sized_by_cpu_and_its_counts_by_their_c
     plan = capacity_plan(PlanInputs(events_per_second=200_000, sites=100, groups=200, retention_days=30,
                                     verified_share=0.5, label_delay_hours=1, ttl_days=0.01, worker_memory_gib=1000,
                                     node_disk_tib=8))
-    # 200,000 + 100,190 outcomes = 300,190 records/s; / 48,000 = 6.25 -> 7 workers
+    # 200,000 + 100,190 outcomes = 300,190 records/s; / (0.5 x 47,000) = 12.77 -> 13 workers
     assert plan.records_per_second.value == pytest.approx(300_190)
-    assert plan.workers_for_cpu.value == 7
+    assert plan.workers_for_cpu.value == 13
     # held 864 s + 1,800 s + 3,600 s = 6,264 s: 1,252,800,000 ids x 202 B = 235.7 GiB, one worker's worth
     assert plan.ids_held.value == pytest.approx(1_252_800_000)
     assert plan.workers_for_memory.value == 1
-    assert plan.workers.value == 7 and plan.partitions.value == 14
-    # cells: 100 x 201 x 14 x 1,440 = 405,216,000; labeled x 4 = 100,000 x 86,400 x 4 = 34,560,000,000
-    assert plan.group_count_rows_per_day.value == 405_216_000
+    assert plan.workers.value == 13 and plan.partitions.value == 26
+    # cells: 100 x 201 x 26 x 1,440 = 752,544,000; labeled x 4 = 100,000 x 86,400 x 4 = 34,560,000,000
+    assert plan.group_count_rows_per_day.value == 752_544_000
     kafka = ((200_000 * 321.8 + 100_190 * 168.7) * 604_800 * 3 + 1_252_800_000 * 82.1 * 2 * 3)
     assert plan.kafka_disk.value * TiB == pytest.approx(kafka)
     assert plan.kafka_brokers.value == 17  # 1.4806e14 B / 8 TiB = 16.8
-    day = (200_000 * 86_400 * 53.6 + 100_190 * 86_400 * 32.7 + 100_000 * 86_400 * 39.1 + 405_216_000 * 10.2
+    day = (200_000 * 86_400 * 53.6 + 100_190 * 86_400 * 32.7 + 100_000 * 86_400 * 39.1 + 752_544_000 * 10.2
            + 300_190 * 86_400 * 228.8)
-    assert plan.clickhouse_disk_per_day.value * GiB == pytest.approx(day)  # 7.4837e12 B, 80% of it evidence
-    assert plan.clickhouse_shards.value == 26  # 30 days: 2.2451e14 B / 8 TiB = 25.5
+    assert plan.clickhouse_disk_per_day.value * GiB == pytest.approx(day)  # 7.4890e12 B, 80% of it evidence
+    assert plan.clickhouse_shards.value == 26  # 30 days: 2.2467e14 B / 8 TiB = 25.5
     assert plan.clickhouse_nodes.value == 52
 
 

@@ -48,9 +48,9 @@ class Coefficient:
 _CAPACITY_RUN = "bench_capacity.py, 2026-12-07, commit e4d1ad2, UUID ids"
 COEFFICIENTS: dict[str, Coefficient] = {
     "worker_records_per_second": Coefficient(
-        96_000, "records/s",
-        "bench_pipeline.py --only 'fairwatch[batch100]': the lowest of 13 runs (96k-115k) of one worker,"
-        " 100-record envelopes; 2026-11-27, commit 663612f"),
+        47_000, "records/s",
+        "bench_pipeline.py --only 'fairwatch[batch100]': the lowest of 14 runs (47k-55k) of one worker,"
+        " 100-record envelopes, drained; 2026-12-07, commit a0b1960"),
     "join_bytes_per_id": Coefficient(
         202.0, "B", "bench_memory.py: RSS growth per pending id at 10M, UUID ids; 2026-12-07 at commit 14dae12"),
     "clickhouse_cpu_us_per_record": Coefficient(
