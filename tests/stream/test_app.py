@@ -66,7 +66,7 @@ def _listening(port: int) -> set[str]:
 
 
 def test_shuffled_stream_with_duplicates_and_malformed_gives_exact_counts(stack, tmp_path):
-    workload = make_workload(50_000, seed=1)  # the volume test of the suite: every fault kind, many times over
+    workload = make_workload(30_000, seed=1)  # the volume test of the suite: every fault kind, many times over
     setup = LiveSetup(stack, tmp_path)
     setup.produce(workload.messages)
     started = time.time()
