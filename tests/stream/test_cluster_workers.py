@@ -33,7 +33,6 @@ from fairwatch.testing.cli_runs import invoke
 from fairwatch.testing.live import LiveSetup, assert_counts_equal, stored_counts
 from fairwatch.testing.stack import cluster_as_stack, configured_cluster_dir, ensure_cluster, run_stack
 from fairwatch.testing.workload import make_workload, oracle_counts
-from kafka import KafkaConsumer
 
 from tests.deploy.compose import EXTERNAL_CLUSTERS, example_env, external_clusters_from, load_with, moved_env, run_service
 
@@ -93,20 +92,10 @@ def _topic_states(setup: LiveSetup) -> dict[tuple[str, str], str]:
     """(id, opened_at) -> state, as a consumer of the alerts topic knows it: resolved once any record
     of the incident says so."""
     states: dict[tuple[str, str], str] = {}
-    for record in _alert_records(setup):
+    for record in setup.output_records(ALERTS):
         key = (record["id"], record["opened_at"])
         states[key] = "resolved" if "resolved" in (states.get(key), record["state"]) else record["state"]
     return states
-
-
-def _alert_records(setup: LiveSetup) -> list[dict]:
-    consumer = KafkaConsumer(setup.topic(ALERTS), bootstrap_servers=setup.kafka, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, enable_auto_commit=False,
-                             **setup.admin_link.kafka_python_kwargs())
-    try:
-        return [json.loads(message.value) for message in consumer]
-    finally:
-        consumer.close()
 
 
 # a compose worker's settings that are not about the clusters: the test's own (no Alertmanager or

@@ -178,17 +178,20 @@ class LiveSetup:
             time.sleep(1.0)
         raise AssertionError(f"not drained after {timeout}s (lag {self.lag()}):\n" + "\n".join(w.log_tail() for w in workers))
 
-    def dead_letters(self) -> dict[tuple[int, int], dict]:
-        """(topic, partition, offset, record index) -> dead-letter record, redeliveries collapsed."""
-        consumer = KafkaConsumer(self.topic(DEAD_LETTER), bootstrap_servers=self.kafka, auto_offset_reset="earliest",
+    def output_records(self, kind: str) -> list[dict]:
+        """Every record of an output topic (dead-letter, alerts), decoded, each partition in order."""
+        consumer = KafkaConsumer(self.topic(kind), bootstrap_servers=self.kafka, auto_offset_reset="earliest",
                                  consumer_timeout_ms=3000, enable_auto_commit=False,
                                  **self.admin_link.kafka_python_kwargs())
-        found = {}
-        for message in consumer:
-            record = json.loads(message.value)
-            found[(record["source_topic"], record["partition"], record["offset"], record.get("record_index"))] = record
-        consumer.close()
-        return found
+        try:
+            return [json.loads(message.value) for message in consumer]
+        finally:
+            consumer.close()
+
+    def dead_letters(self) -> dict[tuple[int, int], dict]:
+        """(topic, partition, offset, record index) -> dead-letter record, redeliveries collapsed."""
+        return {(r["source_topic"], r["partition"], r["offset"], r.get("record_index")): r
+                for r in self.output_records(DEAD_LETTER)}
 
 
 class WorkerProcess:
